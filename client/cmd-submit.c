@@ -1,0 +1,221 @@
+/*
+ * cmd-submit.c - "llmq submit FILE": sends a Batch API JSONL file to llmqd
+ * and prints the new batch id. --dry-run prints the projected cost (counted
+ * here with the shared estimator) and llmqd's projected finish; --retry
+ * waits out a BATCH_RATE_LIMITED refusal and tries again.
+ */
+#include "estimate.h"
+#include "llmq.h"
+#include "protocol.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int read_input(const char *path, char **ret, size_t *ret_len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
+	size_t len = 0, cap = 1 << 16, n;
+	char *buf = NULL, *p;
+	int r = 0;
+
+	if (!f)
+		return -errno;
+	buf = malloc(cap);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	while ((n = fread(buf + len, 1, cap - len, f)) > 0) {
+		len += n;
+		if (len > LLMQ_MAX_BATCH_BYTES) {
+			r = -EFBIG;
+			goto out;
+		}
+		if (len == cap) {
+			p = realloc(buf, cap * 2);
+			if (!p) {
+				r = -ENOMEM;
+				goto out;
+			}
+			buf = p;
+			cap *= 2;
+		}
+	}
+	if (ferror(f))
+		r = -EIO;
+out:
+	if (f != stdin)
+		fclose(f);
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+static int64_t count_lines(const char *buf, size_t len)
+{
+	int64_t n = 0;
+	const char *p = buf, *end = buf + len;
+
+	while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
+		n++;
+		p++;
+	}
+	if (len > 0 && buf[len - 1] != '\n')
+		n++;
+	return n;
+}
+
+/* The cost of the batch as the shared estimator counts it. */
+static void local_estimate(const char *buf, size_t len, int64_t *ret_tokens, int64_t *ret_max,
+			   int64_t *ret_bad)
+{
+	const char *env = getenv("OPENAI_EST_TOKENS_PER_RUN"), *p = buf, *end = buf + len, *nl;
+	int64_t per_run = env && atoll(env) > 0 ? atoll(env) : 7000, est;
+	struct proto_input in;
+	char err[256];
+
+	*ret_tokens = *ret_max = *ret_bad = 0;
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			nl = end;
+		if (nl > p && !(nl - p == 1 && *p == '\r')) {
+			if (proto_parse_input(p, (size_t)(nl - p), &in, err, sizeof(err)) == 0) {
+				est = estimate_tokens(in.body, in.url, per_run);
+				*ret_tokens += est;
+				if (est > *ret_max)
+					*ret_max = est;
+				proto_input_clear(&in);
+			} else {
+				(*ret_bad)++;
+			}
+		}
+		p = nl + 1;
+	}
+}
+
+static int submit_once(const struct opts *o, const char *buf, size_t len, int64_t lines,
+		       const char *name, json_object **ret)
+{
+	json_object *req, *reply = NULL;
+	struct conn c;
+	int r;
+
+	*ret = NULL;
+	r = conn_open(o, &c);
+	if (r)
+		return r;
+	req = proto_request("submit");
+	json_object_object_add(req, "lines", json_object_new_int64(lines));
+	json_object_object_add(req, "name", json_object_new_string(name));
+	if (o->window)
+		json_object_object_add(req, "window", json_object_new_string(o->window));
+	if (o->dry_run)
+		json_object_object_add(req, "dry_run", json_object_new_boolean(1));
+	r = conn_send(&c, req);
+	if (r == 0)
+		r = conn_write(&c, buf, len);
+	if (r == 0 && len > 0 && buf[len - 1] != '\n')
+		r = conn_write(&c, "\n", 1);
+	/* If llmqd stopped reading early, its answer says why. */
+	r = conn_read(&c, &reply);
+	conn_close(&c);
+	if (r < 0 || !reply) {
+		fprintf(stderr, "llmq: llmqd closed the connection during the submit; nothing "
+				"was stored. See its log\n");
+		return EX_UNAVAILABLE_;
+	}
+	*ret = reply;
+	return 0;
+}
+
+int cmd_submit(const struct opts *o)
+{
+	int64_t lines, tokens, max, bad, wait;
+	json_object *reply = NULL, *err;
+	char *buf = NULL, *pathcopy = NULL, eta[32];
+	const char *code, *name;
+	size_t len = 0;
+	int r;
+
+	if (o->argc != 1) {
+		fprintf(stderr, "usage: llmq submit FILE.jsonl [--window 24h] [--dry-run] [--retry]\n");
+		return EX_USAGE_;
+	}
+	r = read_input(o->argv[0], &buf, &len);
+	if (r < 0) {
+		if (r == -EFBIG)
+			fprintf(stderr, "llmq: %s is larger than %llu MiB, the limit of one batch; "
+					"split it\n",
+				o->argv[0], (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
+		else
+			fprintf(stderr, "llmq: cannot read %s: %s\n", o->argv[0], strerror(-r));
+		return r == -EFBIG ? EX_DATAERR_ : 66;
+	}
+	lines = count_lines(buf, len);
+	if (lines > LLMQ_MAX_BATCH_LINES) {
+		fprintf(stderr, "llmq: %s has %lld lines; a batch holds at most %d: split it\n",
+			o->argv[0], (long long)lines, LLMQ_MAX_BATCH_LINES);
+		free(buf);
+		return EX_DATAERR_;
+	}
+	pathcopy = strdup(o->argv[0]);
+	name = pathcopy ? basename(pathcopy) : "-";
+	for (;;) {
+		r = submit_once(o, buf, len, lines, name, &reply);
+		if (r)
+			goto out;
+		if (json_object_get_boolean(jget(reply, "ok")))
+			break;
+		err = jget(reply, "error");
+		code = jstr(err, "code");
+		wait = -1;
+		if (o->retry && code && !strcmp(code, ERR_RATE_LIMITED) &&
+		    json_object_get_boolean(jget(err, "retryable")))
+			wait = jint(err, "retry_after") > 0 ? jint(err, "retry_after") : 1;
+		else if (o->retry && code && !strcmp(code, ERR_BUSY))
+			wait = 2;
+		if (wait < 0) {
+			r = report_error(o, reply);
+			goto out;
+		}
+		fprintf(stderr, "llmq: refused for now: %s\nllmq: trying again in %llds\n",
+			jstr(err, "message"), (long long)wait);
+		json_object_put(reply);
+		reply = NULL;
+		sleep((unsigned)wait);
+	}
+	if (o->dry_run) {
+		local_estimate(buf, len, &tokens, &max, &bad);
+		json_object_object_add(reply, "local_est_tokens", json_object_new_int64(tokens));
+		json_object_object_add(reply, "max_request_tokens", json_object_new_int64(max));
+	}
+	if (o->json) {
+		print_json(reply);
+	} else if (o->dry_run) {
+		fmt_age(jint(reply, "eta_ms"), eta, sizeof(eta));
+		printf("%lld requests, ~%lld tokens (dearest request ~%lld); projected finish in %s\n",
+		       (long long)jint(reply, "count"), (long long)jint(reply, "est_tokens"),
+		       (long long)max, eta);
+		if (jstr(reply, "would_refuse"))
+			printf("would be refused now: %s\n", jstr(reply, "would_refuse"));
+		else
+			printf("would be accepted (nothing was submitted)\n");
+	} else {
+		printf("%s\n", jstr(reply, "id"));
+	}
+	r = EX_OK_;
+out:
+	json_object_put(reply);
+	free(pathcopy);
+	free(buf);
+	return r;
+}

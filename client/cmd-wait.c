@@ -1,0 +1,67 @@
+/*
+ * cmd-wait.c - "llmq wait BATCH": polls the batch until it is completed or
+ * cancelled. On a terminal, a live progress bar; otherwise a plain line each
+ * time the counts change. With --json, the final batch object.
+ */
+#include "llmq.h"
+#include "protocol.h"
+
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int finished(json_object *b)
+{
+	const char *s = jstr(b, "state");
+
+	return s && (!strcmp(s, "completed") || !strcmp(s, "cancelled"));
+}
+
+int cmd_wait(const struct opts *o)
+{
+	json_object *req, *reply = NULL, *b;
+	char last[256] = "", now[256];
+	struct timespec ts;
+	struct conn c;
+	int r, tty = isatty(STDERR_FILENO) && !o->json;
+
+	if (o->argc != 1) {
+		fprintf(stderr, "usage: llmq wait BATCH\n");
+		return EX_USAGE_;
+	}
+	r = conn_open(o, &c);
+	if (r)
+		return r;
+	ts.tv_sec = (time_t)o->interval;
+	ts.tv_nsec = (long)((o->interval - (double)ts.tv_sec) * 1e9);
+	for (;;) {
+		req = proto_request(OP_STATUS);
+		json_object_object_add(req, "batch", json_object_new_string(o->argv[0]));
+		r = conn_call(&c, o, req, &reply);
+		if (r)
+			goto out;
+		b = jget(reply, "batch");
+		if (!o->json) {
+			snprintf(now, sizeof(now), "%s", json_object_to_json_string(jget(b, "counts")));
+			if (tty || strcmp(now, last) != 0)
+				print_progress(stderr, b, tty);
+			memcpy(last, now, sizeof(last));
+		}
+		if (finished(b))
+			break;
+		json_object_put(reply);
+		reply = NULL;
+		nanosleep(&ts, NULL);
+	}
+	if (tty)
+		fputc('\n', stderr);
+	if (o->json)
+		print_json(b);
+	else
+		printf("%s %s\n", jstr(b, "id"), jstr(b, "state"));
+	r = EX_OK_;
+out:
+	json_object_put(reply);
+	conn_close(&c);
+	return r;
+}

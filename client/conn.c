@@ -1,0 +1,191 @@
+/*
+ * conn.c - the client's end of the socket: connect, send a request, read
+ * answer lines, and turn an error answer into a message and an exit code.
+ */
+#include "llmq.h"
+#include "paths.h"
+#include "protocol.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int try_connect(const char *path, int *ret_fd)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		e = errno;
+		close(fd);
+		return -e;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int conn_open(const struct opts *o, struct conn *c)
+{
+	const char *env = getenv("LLMQ_SOCKET");
+	int r, fd = -1;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	r = try_connect(o->socket, &fd);
+	/* A per-user client falls back to the system daemon's socket. */
+	if (r < 0 && (!env || !*env) && strcmp(o->socket, LLMQ_SYSTEM_SOCKET) != 0 &&
+	    try_connect(LLMQ_SYSTEM_SOCKET, &fd) == 0)
+		r = 0;
+	if (r < 0) {
+		fprintf(stderr,
+			"llmq: cannot reach llmqd at %s: %s\n"
+			"llmq: start it with 'llmqd &' (or 'systemctl start llmqd'), or point "
+			"--socket / LLMQ_SOCKET at its socket\n",
+			o->socket, strerror(-r));
+		return EX_UNAVAILABLE_;
+	}
+	c->fd = fd;
+	c->in = fdopen(dup(fd), "r");
+	if (!c->in) {
+		fprintf(stderr, "llmq: %s\n", strerror(errno));
+		conn_close(c);
+		return EX_SOFTWARE_;
+	}
+	return 0;
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->in)
+		fclose(c->in);
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->line);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}
+
+int conn_write(struct conn *c, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int conn_send(struct conn *c, json_object *req)
+{
+	const char *s;
+	size_t len;
+	int r;
+
+	s = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &len);
+	r = conn_write(c, s, len);
+	if (r == 0)
+		r = conn_write(c, "\n", 1);
+	json_object_put(req);
+	return r;
+}
+
+ssize_t conn_read_line(struct conn *c, const char **ret)
+{
+	ssize_t n = getline(&c->line, &c->cap, c->in);
+
+	if (n < 0)
+		return -1;
+	if (n > 0 && c->line[n - 1] == '\n')
+		c->line[--n] = '\0';
+	*ret = c->line;
+	return n;
+}
+
+int conn_read(struct conn *c, json_object **ret)
+{
+	const char *line;
+	ssize_t n = conn_read_line(c, &line);
+
+	*ret = NULL;
+	if (n < 0)
+		return -EPIPE;
+	*ret = json_tokener_parse(line);
+	return *ret ? 0 : -EBADMSG;
+}
+
+int report_error(const struct opts *o, json_object *reply)
+{
+	json_object *err = jget(reply, "error"), *lines;
+	const char *code = jstr(err, "code"), *msg = jstr(err, "message");
+	size_t i, n;
+
+	if (o->json) {
+		print_json(reply);
+	} else {
+		fprintf(stderr, "llmq: %s\n", msg ? msg : "llmqd refused the request");
+		lines = jget(err, "lines");
+		n = lines ? json_object_array_length(lines) : 0;
+		for (i = 0; i < n; i++) {
+			json_object *l = json_object_array_get_idx(lines, i);
+
+			fprintf(stderr, "  line %lld: %s\n", (long long)jint(l, "line"),
+				jstr(l, "error"));
+		}
+		if (n > 0 && jint(err, "bad_lines") > (int64_t)n)
+			fprintf(stderr, "  ... and %lld more\n",
+				(long long)(jint(err, "bad_lines") - (int64_t)n));
+		if (code && strcmp(code, ERR_RATE_LIMITED) == 0 && jint(err, "retry_after") > 0)
+			fprintf(stderr, "llmq: retry after %llds (llmq submit --retry waits and "
+					"tries again)\n",
+				(long long)jint(err, "retry_after"));
+	}
+	if (!code)
+		return EX_SOFTWARE_;
+	if (!strcmp(code, ERR_INVALID_BATCH) || !strcmp(code, ERR_LINE_TOO_LONG) ||
+	    !strcmp(code, ERR_BATCH_TOO_LARGE) || !strcmp(code, ERR_NOT_FOUND))
+		return EX_DATAERR_;
+	if (!strcmp(code, ERR_RATE_LIMITED) || !strcmp(code, ERR_BUSY) ||
+	    !strcmp(code, ERR_STORAGE))
+		return EX_TEMPFAIL_;
+	return EX_SOFTWARE_;
+}
+
+int conn_call(struct conn *c, const struct opts *o, json_object *req, json_object **ret)
+{
+	json_object *reply = NULL, *ok;
+	int r;
+
+	*ret = NULL;
+	r = conn_send(c, req);
+	if (r == 0 || r == -EPIPE || r == -ECONNRESET)
+		r = conn_read(c, &reply);
+	if (r < 0 || !reply) {
+		fprintf(stderr, "llmq: llmqd closed the connection without an answer (%s); "
+				"see its log\n",
+			strerror(-r));
+		return EX_UNAVAILABLE_;
+	}
+	if (!json_object_object_get_ex(reply, "ok", &ok) || !json_object_get_boolean(ok)) {
+		r = report_error(o, reply);
+		json_object_put(reply);
+		return r;
+	}
+	*ret = reply;
+	return 0;
+}

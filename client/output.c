@@ -1,0 +1,161 @@
+/*
+ * output.c - how the client shows things to people: tables, ages, counts and
+ * the progress bar. --json bypasses all of it.
+ */
+#include "llmq.h"
+#include "timeutil.h"
+
+#include <string.h>
+
+void print_json(json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+						       JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+json_object *jget(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+const char *jstr(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+
+	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+int64_t jint(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+
+	return v ? json_object_get_int64(v) : 0;
+}
+
+void fmt_age(int64_t ms, char *buf, size_t len)
+{
+	time_format_duration(ms, buf, len);
+}
+
+void fmt_count(int64_t n, char *buf, size_t len)
+{
+	if (n >= 10000000)
+		snprintf(buf, len, "%.0fM", (double)n / 1e6);
+	else if (n >= 1000000)
+		snprintf(buf, len, "%.1fM", (double)n / 1e6);
+	else if (n >= 10000)
+		snprintf(buf, len, "%.0fk", (double)n / 1e3);
+	else
+		snprintf(buf, len, "%lld", (long long)n);
+}
+
+void print_progress(FILE *f, json_object *b, int tty)
+{
+	json_object *c = jget(b, "counts");
+	int64_t total = jint(b, "total"), ok = jint(c, "succeeded"), bad = jint(c, "failed"),
+		cancelled = jint(c, "cancelled"), running = jint(c, "running");
+	int64_t done = ok + bad + cancelled, eta = jint(b, "eta_ms");
+	char bar[41], etas[32];
+	int i, fill = total > 0 ? (int)(done * 40 / total) : 40;
+
+	for (i = 0; i < 40; i++)
+		bar[i] = i < fill ? '#' : '.';
+	bar[40] = '\0';
+	fmt_age(eta, etas, sizeof(etas));
+	if (tty)
+		fprintf(f, "\r\033[K%s [%s] %lld/%lld  ok %lld  failed %lld  running %lld  eta %s",
+			jstr(b, "id"), bar, (long long)done, (long long)total, (long long)ok,
+			(long long)bad, (long long)running, eta > 0 ? etas : "-");
+	else
+		fprintf(f, "%s %s: %lld/%lld done, %lld succeeded, %lld failed, %lld cancelled, "
+			   "%lld running\n",
+			jstr(b, "id"), jstr(b, "state"), (long long)done, (long long)total,
+			(long long)ok, (long long)bad, (long long)cancelled, (long long)running);
+	fflush(f);
+}
+
+void print_batch_table(json_object *batches)
+{
+	size_t i, n = batches ? json_object_array_length(batches) : 0;
+	int64_t now = time_wall_ms();
+	char age[32], tok[32], est[32];
+
+	printf("%-18s  %-11s  %6s  %6s  %7s  %9s  %6s  %6s  %8s  %6s\n", "BATCH", "STATE", "TOTAL",
+	       "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCEL", "TOKENS", "AGE");
+	for (i = 0; i < n; i++) {
+		json_object *b = json_object_array_get_idx(batches, i), *c = jget(b, "counts");
+
+		fmt_age(now - jint(b, "created_at"), age, sizeof(age));
+		fmt_count(jint(b, "tokens_used"), tok, sizeof(tok));
+		fmt_count(jint(b, "est_tokens"), est, sizeof(est));
+		printf("%-18s  %-11s  %6lld  %6lld  %7lld  %9lld  %6lld  %6lld  %8s  %6s\n",
+		       jstr(b, "id"), jstr(b, "state"), (long long)jint(b, "total"),
+		       (long long)jint(c, "queued"), (long long)jint(c, "running"),
+		       (long long)jint(c, "succeeded"), (long long)jint(c, "failed"),
+		       (long long)jint(c, "cancelled"), tok, age);
+	}
+	if (n == 0)
+		printf("(no batches yet: llmq submit FILE.jsonl)\n");
+}
+
+void print_batch_detail(json_object *b)
+{
+	json_object *c = jget(b, "counts");
+	int64_t now = time_wall_ms();
+	char age[32], eta[32], win[32];
+
+	fmt_age(now - jint(b, "created_at"), age, sizeof(age));
+	fmt_age(jint(b, "eta_ms"), eta, sizeof(eta));
+	fmt_age(jint(b, "window_ms"), win, sizeof(win));
+	printf("batch      %s\n", jstr(b, "id"));
+	printf("state      %s\n", jstr(b, "state"));
+	printf("input      %s\n", jstr(b, "input_name") ? jstr(b, "input_name") : "-");
+	printf("submitted  %s ago by uid %lld, window %s\n", age, (long long)jint(b, "uid"), win);
+	printf("jobs       %lld total: %lld queued, %lld running, %lld succeeded, %lld failed, "
+	       "%lld cancelled\n",
+	       (long long)jint(b, "total"), (long long)jint(c, "queued"),
+	       (long long)jint(c, "running"), (long long)jint(c, "succeeded"),
+	       (long long)jint(c, "failed"), (long long)jint(c, "cancelled"));
+	printf("tokens     %lld used, %lld estimated for the whole batch, %lld still pending\n",
+	       (long long)jint(b, "tokens_used"), (long long)jint(b, "est_tokens"),
+	       (long long)jint(b, "tokens_pending"));
+	if (jint(b, "eta_ms") > 0)
+		printf("eta        %s\n", eta);
+}
+
+void print_lanes(json_object *lanes)
+{
+	size_t i, n = lanes ? json_object_array_length(lanes) : 0;
+	char drain[32], paused[32], tok[32], req[32];
+
+	printf("%-12s  %9s  %10s  %8s  %12s  %8s  %s\n", "LANE", "IN FLIGHT", "TOKENS", "REQUESTS",
+	       "QUEUED", "DRAIN", "PAUSED");
+	for (i = 0; i < n; i++) {
+		json_object *l = json_object_array_get_idx(lanes, i);
+		char inflight[32], queued[48];
+
+		snprintf(inflight, sizeof(inflight), "%lld/%lld", (long long)jint(l, "in_flight"),
+			 (long long)jint(l, "max_concurrency"));
+		if (jint(l, "tpm_limit") > 0)
+			fmt_count(jint(l, "tokens_available"), tok, sizeof(tok));
+		else
+			snprintf(tok, sizeof(tok), "-");
+		if (jint(l, "rpm_limit") > 0)
+			fmt_count(jint(l, "requests_available"), req, sizeof(req));
+		else
+			snprintf(req, sizeof(req), "-");
+		snprintf(queued, sizeof(queued), "%lld jobs", (long long)jint(l, "queued_jobs"));
+		fmt_age(jint(l, "drain_ms"), drain, sizeof(drain));
+		fmt_age(jint(l, "paused_for_ms"), paused, sizeof(paused));
+		printf("%-12s  %9s  %10s  %8s  %12s  %8s  ", jstr(l, "name"), inflight, tok, req,
+		       queued, jint(l, "queued_jobs") ? drain : "-");
+		if (jint(l, "paused_for_ms") > 0)
+			printf("%s (%s)\n", paused, jstr(l, "pause_reason"));
+		else
+			printf("no\n");
+		if (!json_object_get_boolean(jget(l, "has_key")))
+			printf("%-12s  (no API key: requests go out without Authorization)\n", "");
+	}
+}

@@ -1,0 +1,198 @@
+/*
+ * protocol.c - request/answer helpers and the validation of one Batch API
+ * input line. Owns no state; does no I/O.
+ */
+#include "protocol.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *const proto_batch_urls[] = {
+	"/v1/chat/completions",
+	"/v1/completions",
+	"/v1/embeddings",
+	"/v1/responses",
+	NULL,
+};
+
+static int fail(char *err, size_t errlen, const char *msg)
+{
+	snprintf(err, errlen, "%s", msg);
+	return -EINVAL;
+}
+
+static const char *get_string(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+int proto_parse_input(const char *line, size_t len, struct proto_input *ret, char *err,
+		      size_t errlen)
+{
+	struct json_tokener *tok = NULL;
+	json_object *root = NULL, *body, *v;
+	const char *custom_id, *method, *url, *model;
+	int r = 0, i;
+
+	if (len > LLMQ_MAX_LINE)
+		return fail(err, errlen, "line longer than the 8 MiB limit");
+	tok = json_tokener_new();
+	if (!tok)
+		return -ENOMEM;
+	root = json_tokener_parse_ex(tok, line, (int)len);
+	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+	    tok->char_offset != (int)len) {
+		enum json_tokener_error je = json_tokener_get_error(tok);
+		if (root && je == json_tokener_success)
+			snprintf(err, errlen, "malformed JSON: trailing data after the object");
+		else
+			snprintf(err, errlen, "malformed JSON: %s",
+				 je == json_tokener_continue ? "unexpected end of line"
+							    : json_tokener_error_desc(je));
+		r = -EINVAL;
+		goto out;
+	}
+	if (!json_object_is_type(root, json_type_object)) {
+		r = fail(err, errlen, "not a JSON object");
+		goto out;
+	}
+	custom_id = get_string(root, "custom_id");
+	if (!custom_id || !*custom_id) {
+		r = fail(err, errlen, "missing \"custom_id\" (a non-empty string)");
+		goto out;
+	}
+	if (strlen(custom_id) > LLMQ_MAX_CUSTOM_ID) {
+		r = fail(err, errlen, "\"custom_id\" longer than 512 characters");
+		goto out;
+	}
+	method = get_string(root, "method");
+	if (!method || strcmp(method, "POST") != 0) {
+		r = fail(err, errlen, "\"method\" must be \"POST\"");
+		goto out;
+	}
+	url = get_string(root, "url");
+	if (!url) {
+		r = fail(err, errlen, "missing \"url\"");
+		goto out;
+	}
+	for (i = 0; proto_batch_urls[i]; i++)
+		if (strcmp(url, proto_batch_urls[i]) == 0)
+			break;
+	if (!proto_batch_urls[i]) {
+		r = fail(err, errlen,
+			 "\"url\" must be one of /v1/chat/completions, /v1/completions, "
+			 "/v1/embeddings, /v1/responses");
+		goto out;
+	}
+	if (!json_object_object_get_ex(root, "body", &body) ||
+	    !json_object_is_type(body, json_type_object)) {
+		r = fail(err, errlen, "missing \"body\" (a JSON object)");
+		goto out;
+	}
+	model = get_string(body, "model");
+	if (!model || !*model) {
+		r = fail(err, errlen, "\"body\" has no \"model\"");
+		goto out;
+	}
+	if (json_object_object_get_ex(body, "stream", &v) && json_object_get_boolean(v)) {
+		r = fail(err, errlen, "\"stream\": true is not supported in a batch");
+		goto out;
+	}
+	ret->root = root;
+	ret->custom_id = custom_id;
+	ret->url = url;
+	ret->model = model;
+	ret->body = body;
+	root = NULL;
+out:
+	json_object_put(root);
+	json_tokener_free(tok);
+	return r;
+}
+
+void proto_input_clear(struct proto_input *in)
+{
+	if (!in)
+		return;
+	json_object_put(in->root);
+	memset(in, 0, sizeof(*in));
+}
+
+json_object *proto_request(const char *op)
+{
+	json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "v", json_object_new_int(LLMQ_PROTO_VERSION));
+	json_object_object_add(o, "op", json_object_new_string(op));
+	return o;
+}
+
+json_object *proto_error(const char *code, const char *message)
+{
+	json_object *o = json_object_new_object(), *e = json_object_new_object();
+
+	if (!o || !e) {
+		json_object_put(o);
+		json_object_put(e);
+		return NULL;
+	}
+	json_object_object_add(e, "code", json_object_new_string(code));
+	json_object_object_add(e, "message", json_object_new_string(message));
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", e);
+	return o;
+}
+
+json_object *proto_ok(void)
+{
+	json_object *o = json_object_new_object();
+
+	if (o)
+		json_object_object_add(o, "ok", json_object_new_boolean(1));
+	return o;
+}
+
+json_object *proto_check_request(json_object *req, const char **ret_op)
+{
+	json_object *v;
+	char msg[160];
+	const char *op;
+
+	if (!json_object_is_type(req, json_type_object))
+		return proto_error(ERR_BAD_REQUEST, "a request must be a JSON object");
+	if (!json_object_object_get_ex(req, "v", &v) || !json_object_is_type(v, json_type_int))
+		return proto_error(ERR_VERSION, "request has no protocol version \"v\"; "
+						"use an llmq client of the same release as llmqd");
+	if (json_object_get_int(v) != LLMQ_PROTO_VERSION) {
+		snprintf(msg, sizeof(msg),
+			 "protocol version %d is not supported; llmqd speaks version %d: "
+			 "use an llmq client of the same release",
+			 json_object_get_int(v), LLMQ_PROTO_VERSION);
+		return proto_error(ERR_VERSION, msg);
+	}
+	op = get_string(req, "op");
+	if (!op)
+		return proto_error(ERR_BAD_REQUEST, "request has no \"op\"");
+	*ret_op = op;
+	return NULL;
+}
+
+int proto_valid_batch_id(const char *id)
+{
+	size_t i;
+
+	if (!id || strncmp(id, "b_", 2) != 0 || strlen(id) != 18)
+		return 0;
+	for (i = 2; i < 18; i++)
+		if (!isxdigit((unsigned char)id[i]))
+			return 0;
+	return 1;
+}

@@ -1,0 +1,90 @@
+/*
+ * protocol.h - the llmq wire protocol, in one place.
+ *
+ * Client and daemon speak newline-delimited JSON over a SOCK_STREAM Unix
+ * socket. Every request is one object carrying "v" (the protocol version) and
+ * "op"; every answer is {"ok": true, ...} or
+ * {"ok": false, "error": {"code", "message", ...}}. A submit header is
+ * followed by exactly "lines" raw input lines (OpenAI Batch API JSONL).
+ *
+ * This file owns names, limits and the validation of one input line. It does
+ * no I/O and does not log.
+ */
+#ifndef LLMQ_PROTOCOL_H
+#define LLMQ_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#define LLMQ_PROTO_VERSION 1
+
+/* Limits. Every user-controlled resource has one. */
+#define LLMQ_MAX_LINE (8u * 1024 * 1024)      /* one request or input line */
+#define LLMQ_MAX_BATCH_LINES 50000            /* as the hosted Batch API */
+#define LLMQ_MAX_BATCH_BYTES (200ull << 20)   /* as the hosted Batch API */
+#define LLMQ_MAX_CUSTOM_ID 512
+#define LLMQ_MAX_CONNECTIONS 64
+#define LLMQ_MAX_INGESTS 4                    /* submits being received at once */
+#define LLMQ_RESULTS_PAGE 256
+#define LLMQ_MAX_REPORTED_ERRORS 20
+
+/* Operations. */
+#define OP_PING "ping"
+#define OP_SUBMIT "submit"
+#define OP_STATUS "status"
+#define OP_LIST "list"
+#define OP_CANCEL "cancel"
+#define OP_RESULTS "results"
+
+/* Error codes. */
+#define ERR_BAD_REQUEST "BAD_REQUEST"
+#define ERR_UNKNOWN_OP "UNKNOWN_OP"
+#define ERR_VERSION "PROTOCOL_VERSION"
+#define ERR_LINE_TOO_LONG "LINE_TOO_LONG"
+#define ERR_BATCH_TOO_LARGE "BATCH_TOO_LARGE"
+#define ERR_INVALID_BATCH "INVALID_BATCH"
+#define ERR_NOT_FOUND "NOT_FOUND"
+#define ERR_BUSY "BUSY"
+#define ERR_RATE_LIMITED "BATCH_RATE_LIMITED"
+#define ERR_STORAGE "STORAGE"
+#define ERR_INTERNAL "INTERNAL"
+
+/* The URLs the Batch API accepts on an input line. */
+extern const char *const proto_batch_urls[];
+
+/*
+ * One validated input line. root owns everything; the pointers borrow from it.
+ */
+struct proto_input {
+	json_object *root;
+	const char *custom_id;
+	const char *url;
+	const char *model;
+	json_object *body;
+};
+
+/*
+ * Parse and validate one Batch API input line. On failure returns -EINVAL and
+ * writes a reason (without the line number) to err.
+ */
+int proto_parse_input(const char *line, size_t len, struct proto_input *ret, char *err,
+		      size_t errlen);
+void proto_input_clear(struct proto_input *in);
+
+/* Build a request object {"v":1,"op":op}. */
+json_object *proto_request(const char *op);
+
+/* Build {"ok":false,"error":{"code":code,"message":message}}. */
+json_object *proto_error(const char *code, const char *message);
+
+/* Build {"ok":true}. */
+json_object *proto_ok(void);
+
+/* Check a request's version and op; on failure returns a ready error reply. */
+json_object *proto_check_request(json_object *req, const char **ret_op);
+
+/* Batch ids look like b_<16 hex>. */
+int proto_valid_batch_id(const char *id);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * admission.h - the preflight guard. Decides, before anything is stored,
+ * whether a lane can serve a batch: no request may cost more than the lane's
+ * effective budget per minute, the lane's queue stays under its caps, and
+ * the projected finish (what is queued, plus this batch, at the lane's
+ * effective rate) falls inside the batch's completion window. Pure: the
+ * clock and the lane's load are arguments.
+ */
+#ifndef LLMQ_ADMISSION_H
+#define LLMQ_ADMISSION_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "gate.h"
+
+/* One lane's share of a batch, and what the lane already holds. */
+struct admission_load {
+	const struct lane_config *cfg;
+	struct gate *gate;
+	int64_t avg_latency_ms; /* observed; 0 when unknown */
+	int64_t queued_jobs;    /* already queued or running on the lane */
+	int64_t queued_tokens;
+	int64_t batch_jobs;     /* this batch's jobs routed to the lane */
+	int64_t batch_tokens;
+	int64_t max_cost;       /* the dearest job of the batch on this lane */
+	int64_t max_cost_line;  /* and its line number */
+};
+
+struct admission_verdict {
+	int refused;
+	int retryable;          /* 0: the batch can never run as it is */
+	int64_t retry_after_ms;
+	int64_t finish_ms;      /* projected time from now until the batch is done */
+	char reason[512];
+};
+
+/*
+ * How long the lane needs to run jobs/tokens from now: the slowest of the
+ * token budget, the request budget, the stagger, and concurrency x latency,
+ * after any pause.
+ */
+int64_t admission_drain_ms(struct gate *g, int64_t avg_latency_ms, int64_t jobs, int64_t tokens,
+			   int64_t now);
+
+void admission_check(const struct admission_load *loads, int n, int64_t window_ms, int64_t now,
+		     struct admission_verdict *ret);
+
+#endif

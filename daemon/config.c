@@ -1,0 +1,442 @@
+/*
+ * config.c - defaults, the INI file (libinih), the environment and flags, in
+ * that order of precedence. One table maps each lane setting to its INI key,
+ * its environment variable and its flag, so the three cannot drift apart.
+ */
+#include "config.h"
+#include "paths.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <unistd.h>
+
+enum kind { K_STR, K_INT, K_FRAC, K_MS, K_BOOL, K_MODELS };
+
+struct setting {
+	const char *key;  /* INI key in a [lane NAME] section */
+	const char *env;  /* environment variable (implicit lane only), or NULL */
+	const char *flag; /* long option, or NULL */
+	enum kind kind;
+	size_t off;
+	size_t size;
+	double min, max;
+};
+
+#define LC(field) offsetof(struct lane_config, field), sizeof(((struct lane_config *)0)->field)
+
+static const struct setting settings[] = {
+	{"base_url", "OPENAI_BASE_URL", "base-url", K_STR, LC(base_url), 0, 0},
+	{"key_env", NULL, NULL, K_STR, LC(key_env), 0, 0},
+	{"key_credential", NULL, NULL, K_STR, LC(key_credential), 0, 0},
+	{"models", NULL, NULL, K_MODELS, LC(models), 0, 0},
+	{"default", NULL, NULL, K_BOOL, LC(is_default), 0, 1},
+	{"max_concurrency", "OPENAI_MAX_CONCURRENCY", "max-concurrency", K_INT,
+	 LC(limits.max_concurrency), 1, 4096},
+	{"stagger_seconds", "OPENAI_STAGGER_SECONDS", "stagger", K_MS, LC(limits.stagger_ms), 0,
+	 3600e3},
+	{"stagger_jitter", "OPENAI_STAGGER_JITTER", NULL, K_FRAC, LC(limits.stagger_jitter), 0, 1},
+	{"tpm_limit", "OPENAI_TPM_LIMIT", "tpm", K_INT, LC(limits.tpm), 0, 1e12},
+	{"rpm_limit", "OPENAI_RPM_LIMIT", "rpm", K_INT, LC(limits.rpm), 0, 1e9},
+	{"headroom", "OPENAI_TPM_HEADROOM", "headroom", K_FRAC, LC(limits.headroom), 0, 0.9},
+	{"burst_seconds", "OPENAI_BURST_SECONDS", "burst", K_MS, LC(limits.burst_ms), 0, 3600e3},
+	{"est_tokens_per_run", "OPENAI_EST_TOKENS_PER_RUN", "est-tokens", K_INT,
+	 LC(est_tokens_per_run), 1, 1e9},
+	{"retry_max_attempts", "OPENAI_RETRY_MAX_ATTEMPTS", "retry-max-attempts", K_INT,
+	 LC(retry_max_attempts), 1, 1000},
+	{"backoff_base_seconds", "OPENAI_BACKOFF_BASE_SECONDS", "backoff-base", K_MS,
+	 LC(backoff_base_ms), 1, 3600e3},
+	{"backoff_cap_seconds", "OPENAI_BACKOFF_CAP_SECONDS", NULL, K_MS, LC(backoff_cap_ms), 1,
+	 86400e3},
+	{"retry_after_max_seconds", "LLMQ_RETRY_AFTER_MAX_SECONDS", NULL, K_MS,
+	 LC(retry_after_max_ms), 1, 86400e3},
+	{"quota_pause_seconds", "LLMQ_QUOTA_PAUSE_SECONDS", NULL, K_MS, LC(quota_pause_ms), 0,
+	 86400e3},
+	{"queue_max_jobs", "LLMQ_QUEUE_MAX_JOBS", NULL, K_INT, LC(queue_max_jobs), 0, 1e12},
+	{"queue_max_tokens", "LLMQ_QUEUE_MAX_TOKENS", NULL, K_INT, LC(queue_max_tokens), 0, 1e15},
+	{"connect_timeout_seconds", "LLMQ_CONNECT_TIMEOUT_SECONDS", NULL, K_MS,
+	 LC(connect_timeout_ms), 1, 600e3},
+	{"request_timeout_seconds", "LLMQ_REQUEST_TIMEOUT_SECONDS", NULL, K_MS,
+	 LC(request_timeout_ms), 1, 86400e3},
+	{NULL, NULL, NULL, 0, 0, 0, 0, 0},
+};
+
+static void lane_defaults(struct lane_config *l, const char *name)
+{
+	memset(l, 0, sizeof(*l));
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	snprintf(l->base_url, sizeof(l->base_url), "https://api.openai.com/v1");
+	snprintf(l->key_env, sizeof(l->key_env), "OPENAI_API_KEY");
+	/* The prototype's defaults, same names, same meaning. */
+	l->limits.max_concurrency = 3;
+	l->limits.stagger_ms = 15000;
+	l->limits.stagger_jitter = 0;
+	l->limits.tpm = 30000;
+	l->limits.rpm = 0;
+	l->limits.headroom = 0.15;
+	l->limits.burst_ms = 0;
+	l->est_tokens_per_run = 7000;
+	l->retry_max_attempts = 5;
+	l->backoff_base_ms = 2000;
+	l->backoff_cap_ms = 300000;
+	l->retry_after_max_ms = 900000;
+	l->quota_pause_ms = 300000;
+	l->connect_timeout_ms = 10000;
+	l->request_timeout_ms = 600000;
+}
+
+static int bad(char *err, size_t errlen, const char *where, const char *key, const char *value,
+	       const char *why)
+{
+	snprintf(err, errlen, "%s: %s = \"%s\": %s", where, key, value, why);
+	return -EINVAL;
+}
+
+static int parse_models(struct lane_config *l, const char *value, char *err, size_t errlen,
+			const char *where)
+{
+	char buf[2048], *save = NULL, *tok;
+
+	if (strlen(value) >= sizeof(buf))
+		return bad(err, errlen, where, "models", value, "too long");
+	memcpy(buf, value, strlen(value) + 1);
+	l->n_models = 0;
+	for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		if (l->n_models == CONFIG_MAX_MODELS)
+			return bad(err, errlen, where, "models", value, "at most 16 patterns");
+		if (strlen(tok) >= sizeof(l->models[0]))
+			return bad(err, errlen, where, "models", value, "pattern too long");
+		snprintf(l->models[l->n_models++], sizeof(l->models[0]), "%s", tok);
+	}
+	return 0;
+}
+
+static int apply(struct lane_config *l, const struct setting *s, const char *value,
+		 const char *where, char *err, size_t errlen)
+{
+	char *p = (char *)l + s->off, *end;
+	double d;
+	int64_t ms;
+
+	switch (s->kind) {
+	case K_STR:
+		if (strlen(value) >= s->size)
+			return bad(err, errlen, where, s->key, value, "too long");
+		memcpy(p, value, strlen(value) + 1);
+		return 0;
+	case K_MODELS:
+		return parse_models(l, value, err, errlen, where);
+	case K_BOOL:
+		if (!strcasecmp(value, "yes") || !strcasecmp(value, "true") || !strcmp(value, "1"))
+			*(int *)p = 1;
+		else if (!strcasecmp(value, "no") || !strcasecmp(value, "false") ||
+			 !strcmp(value, "0"))
+			*(int *)p = 0;
+		else
+			return bad(err, errlen, where, s->key, value, "expected yes or no");
+		return 0;
+	case K_INT:
+	case K_FRAC:
+		errno = 0;
+		d = strtod(value, &end);
+		if (errno || end == value || *end || d < s->min || d > s->max)
+			goto range;
+		if (s->kind == K_FRAC)
+			*(double *)p = d;
+		else if (d != (double)(int64_t)d)
+			return bad(err, errlen, where, s->key, value, "expected a whole number");
+		else if (s->size == sizeof(int))
+			*(int *)p = (int)d;
+		else
+			*(int64_t *)p = (int64_t)d;
+		return 0;
+	case K_MS:
+		if (time_parse_duration(value, &ms) < 0)
+			return bad(err, errlen, where, s->key, value,
+				   "expected seconds, or a duration like 500ms, 2s, 1m");
+		d = (double)ms;
+		if (d < s->min || d > s->max)
+			goto range;
+		*(int64_t *)p = ms;
+		return 0;
+	}
+range:
+	{
+		char why[96];
+
+		snprintf(why, sizeof(why), "expected a number from %g to %g",
+			 s->kind == K_MS ? s->min / 1000 : s->min,
+			 s->kind == K_MS ? s->max / 1000 : s->max);
+		return bad(err, errlen, where, s->key, value, why);
+	}
+}
+
+struct ini_state {
+	struct config *cfg;
+	struct lane_config *lane;
+	char section[128];
+	char *err;
+	size_t errlen;
+	int failed;
+	int socket_from_env, db_from_env;
+};
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct ini_state *st = user;
+	struct config *cfg = st->cfg;
+	const struct setting *s;
+	char where[PATH_MAX + 64];
+	int i;
+
+	if (st->failed)
+		return 0;
+	snprintf(where, sizeof(where), "%s [%s]", cfg->config_file, section);
+	if (strcmp(section, "daemon") == 0) {
+		if (strcmp(name, "socket") == 0) {
+			if (!st->socket_from_env)
+				snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", value);
+		} else if (strcmp(name, "db") == 0) {
+			if (!st->db_from_env)
+				snprintf(cfg->db_path, sizeof(cfg->db_path), "%s", value);
+		} else if (strcmp(name, "max_connections") == 0) {
+			cfg->max_connections = atoi(value);
+			if (cfg->max_connections < 1 || cfg->max_connections > 4096)
+				goto fail_range;
+		} else {
+			bad(st->err, st->errlen, where, name, value, "unknown key");
+			goto fail;
+		}
+		return 1;
+	}
+	if (strncmp(section, "lane ", 5) != 0 || !section[5]) {
+		snprintf(st->err, st->errlen,
+			 "%s: unknown section [%s]; use [daemon] or [lane NAME]",
+			 cfg->config_file, section);
+		goto fail;
+	}
+	if (!st->lane || strcmp(st->section, section) != 0) {
+		st->lane = NULL;
+		for (i = 0; i < cfg->n_lanes; i++)
+			if (strcmp(cfg->lanes[i].name, section + 5) == 0)
+				st->lane = &cfg->lanes[i];
+		if (!st->lane) {
+			if (cfg->n_lanes == CONFIG_MAX_LANES) {
+				snprintf(st->err, st->errlen, "%s: more than %d lanes",
+					 cfg->config_file, CONFIG_MAX_LANES);
+				goto fail;
+			}
+			st->lane = &cfg->lanes[cfg->n_lanes++];
+			lane_defaults(st->lane, section + 5);
+		}
+		snprintf(st->section, sizeof(st->section), "%s", section);
+	}
+	for (s = settings; s->key; s++)
+		if (strcmp(s->key, name) == 0)
+			break;
+	if (!s->key) {
+		bad(st->err, st->errlen, where, name, value, "unknown key");
+		goto fail;
+	}
+	if (apply(st->lane, s, value, where, st->err, st->errlen) < 0)
+		goto fail;
+	return 1;
+fail_range:
+	bad(st->err, st->errlen, where, name, value, "out of range");
+fail:
+	st->failed = 1;
+	return 0;
+}
+
+static int load_file(struct config *cfg, int required, char *err, size_t errlen)
+{
+	struct ini_state st = {.cfg = cfg, .err = err, .errlen = errlen};
+	FILE *f;
+	int r;
+
+	st.socket_from_env = getenv("LLMQ_SOCKET") && *getenv("LLMQ_SOCKET");
+	st.db_from_env = getenv("LLMQ_DB") && *getenv("LLMQ_DB");
+	f = fopen(cfg->config_file, "re");
+	if (!f) {
+		if (!required && errno == ENOENT) {
+			cfg->config_file[0] = '\0';
+			return 0;
+		}
+		snprintf(err, errlen, "cannot open config file %s: %s", cfg->config_file,
+			 strerror(errno));
+		return -EINVAL;
+	}
+	cfg->n_lanes = 0;
+	r = ini_parse_file(f, on_ini_line, &st);
+	fclose(f);
+	if (st.failed)
+		return -EINVAL;
+	if (r != 0) {
+		snprintf(err, errlen, "%s: line %d: syntax error (expected [section] or key = value)",
+			 cfg->config_file, r);
+		return -EINVAL;
+	}
+	if (cfg->n_lanes == 0) {
+		snprintf(err, errlen, "%s: defines no [lane NAME] section", cfg->config_file);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const struct option base_options[] = {
+	{"socket", required_argument, NULL, 'S'},
+	{"db", required_argument, NULL, 'D'},
+	{"config", required_argument, NULL, 'c'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+};
+#define N_BASE (sizeof(base_options) / sizeof(base_options[0]))
+#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+void config_usage(FILE *f)
+{
+	const struct setting *s;
+
+	fprintf(f, "usage: llmqd [options]\n\n"
+		   "  --socket PATH    Unix socket to listen on (LLMQ_SOCKET)\n"
+		   "  --db PATH        SQLite database (LLMQ_DB)\n"
+		   "  --config FILE    lanes and limits (default " CONFIG_DEFAULT_FILE
+		   " when present)\n"
+		   "  -v, --verbose    log each request\n"
+		   "  --help, --version\n\n"
+		   "Limits of the implicit 'openai' lane (used when there is no config file):\n");
+	for (s = settings; s->key; s++)
+		if (s->flag)
+			fprintf(f, "  --%-20s (%s)\n", s->flag, s->env);
+}
+
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+	struct option opts[N_BASE + N_SETTINGS];
+	const char *file = NULL, *v;
+	const struct setting *s;
+	size_t n = 0, i;
+	int c, idx, r, file_required = 0;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->max_connections = 64;
+	cfg->log_level = LOG_INFO;
+	memcpy(opts, base_options, sizeof(base_options));
+	n = N_BASE;
+	for (s = settings; s->key; s++)
+		if (s->flag)
+			opts[n++] = (struct option){s->flag, required_argument, NULL, 1000 + (int)(s - settings)};
+	opts[n] = (struct option){NULL, 0, NULL, 0};
+
+	/* First pass: find --config, --help and --version. */
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "vhV", opts, &idx)) != -1) {
+		if (c == 'c') {
+			file = optarg;
+			file_required = 1;
+		} else if (c == 'h') {
+			config_usage(stdout);
+			return 1;
+		} else if (c == 'V') {
+			printf("llmqd %s\n", LLMQ_VERSION);
+			return 1;
+		} else if (c == '?') {
+			snprintf(err, errlen, "unknown or incomplete option '%s'; see llmqd --help",
+				 argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+
+	if (paths_socket(cfg->socket_path, sizeof(cfg->socket_path)) < 0 ||
+	    paths_db(cfg->db_path, sizeof(cfg->db_path)) < 0) {
+		snprintf(err, errlen, "cannot work out the default socket or database path; "
+				      "set LLMQ_SOCKET and LLMQ_DB");
+		return -EINVAL;
+	}
+	lane_defaults(&cfg->lanes[0], "openai");
+	cfg->lanes[0].is_default = 1;
+	cfg->n_lanes = 1;
+
+	if (!file && (v = getenv("LLMQ_CONFIG")) && *v) {
+		file = v;
+		file_required = 1;
+	}
+	snprintf(cfg->config_file, sizeof(cfg->config_file), "%s", file ? file : CONFIG_DEFAULT_FILE);
+	r = load_file(cfg, file_required, err, errlen);
+	if (r < 0)
+		return r;
+
+	/* The prototype's variables shape the implicit lane. */
+	if (!cfg->config_file[0]) {
+		for (s = settings; s->key; s++) {
+			if (!s->env || !(v = getenv(s->env)) || !*v)
+				continue;
+			r = apply(&cfg->lanes[0], s, v, "environment", err, errlen);
+			if (r < 0)
+				return r;
+		}
+	}
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "vhV", opts, &idx)) != -1) {
+		if (c == 'S')
+			snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", optarg);
+		else if (c == 'D')
+			snprintf(cfg->db_path, sizeof(cfg->db_path), "%s", optarg);
+		else if (c == 'v')
+			cfg->log_level = LOG_DEBUG;
+		else if (c >= 1000) {
+			if (cfg->config_file[0]) {
+				snprintf(err, errlen,
+					 "--%s sets the implicit lane, but lanes come from %s; "
+					 "set %s there",
+					 settings[c - 1000].flag, cfg->config_file,
+					 settings[c - 1000].key);
+				return -EINVAL;
+			}
+			r = apply(&cfg->lanes[0], &settings[c - 1000], optarg, "command line", err,
+				  errlen);
+			if (r < 0)
+				return r;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s'; see llmqd --help", argv[optind]);
+		return -EINVAL;
+	}
+	for (i = 0, c = 0; i < (size_t)cfg->n_lanes; i++)
+		c += cfg->lanes[i].is_default;
+	if (c > 1) {
+		snprintf(err, errlen, "%s: more than one lane says default = yes", cfg->config_file);
+		return -EINVAL;
+	}
+	if (c == 0)
+		cfg->lanes[0].is_default = 1;
+	return 0;
+}
+
+const struct lane_config *config_lane_for_model(const struct config *cfg, const char *model)
+{
+	const struct lane_config *def = &cfg->lanes[0];
+	int i, j;
+
+	for (i = 0; i < cfg->n_lanes; i++) {
+		const struct lane_config *l = &cfg->lanes[i];
+
+		if (l->is_default)
+			def = l;
+		for (j = 0; j < l->n_models; j++)
+			if (fnmatch(l->models[j], model, 0) == 0)
+				return l;
+	}
+	return def;
+}

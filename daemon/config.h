@@ -1,0 +1,66 @@
+/*
+ * config.h - llmqd's configuration. Precedence, lowest first: built-in
+ * defaults, the INI file (--config, or /etc/llmq/llmqd.conf when present),
+ * the environment, command-line flags. Without a file there is one lane,
+ * "openai", set from the prototype's OPENAI_* variables.
+ *
+ * Owns the parsed values; reads files and the environment, does not log.
+ */
+#ifndef LLMQ_CONFIG_H
+#define LLMQ_CONFIG_H
+
+#include <limits.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gate.h"
+
+#define CONFIG_DEFAULT_FILE "/etc/llmq/llmqd.conf"
+#define CONFIG_MAX_LANES 16
+#define CONFIG_MAX_MODELS 16
+
+struct lane_config {
+	char name[64];
+	char base_url[512];
+	char key_env[128];        /* environment variable holding the API key */
+	char key_credential[128]; /* or a systemd credential of that name */
+	char models[CONFIG_MAX_MODELS][128]; /* fnmatch patterns */
+	int n_models;
+	int is_default;
+	struct gate_limits limits;
+	int64_t est_tokens_per_run;
+	int retry_max_attempts;
+	int64_t backoff_base_ms;
+	int64_t backoff_cap_ms;
+	int64_t retry_after_max_ms; /* longest pause a retry-after may impose */
+	int64_t quota_pause_ms;     /* pause after insufficient_quota */
+	int64_t queue_max_jobs;     /* admission caps; 0 = none */
+	int64_t queue_max_tokens;
+	int64_t connect_timeout_ms;
+	int64_t request_timeout_ms;
+};
+
+struct config {
+	char socket_path[PATH_MAX];
+	char db_path[PATH_MAX];
+	char config_file[PATH_MAX];
+	int max_connections;
+	int log_level;
+	struct lane_config lanes[CONFIG_MAX_LANES];
+	int n_lanes;
+};
+
+/*
+ * Fill cfg from defaults, file, environment and argv. Returns 0; 1 when
+ * --help or --version was handled (caller exits 0); -EINVAL with a message
+ * in err for a bad value.
+ */
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* The lane whose patterns match model, else the default lane. Never NULL. */
+const struct lane_config *config_lane_for_model(const struct config *cfg, const char *model);
+
+void config_usage(FILE *f);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * gate.h - the rate gate of one lane. Pure: the clock is an argument, no I/O,
+ * no randomness of its own (callers pass the jitter draw).
+ *
+ * It holds concurrency (transfers in flight), stagger (time between two
+ * launches), and two continuously refilling buckets, tokens/min and
+ * requests/min, each at limit x (1 - headroom). A launch reserves the job's
+ * estimated cost; gate_done() reconciles it with the usage the answer
+ * reports; gate_observe() pulls the local view down to what the provider's
+ * x-ratelimit-* headers say; gate_pause() stops launches until a time.
+ */
+#ifndef LLMQ_GATE_H
+#define LLMQ_GATE_H
+
+#include <stdint.h>
+
+#define GATE_NEVER INT64_MAX
+
+struct gate_limits {
+	int max_concurrency;   /* >= 1 */
+	int64_t stagger_ms;    /* minimum time between launches; 0 = off */
+	double stagger_jitter; /* up to this fraction of stagger_ms is added, 0 = exact */
+	int64_t tpm;           /* tokens per minute; 0 = no limit */
+	int64_t rpm;           /* requests per minute; 0 = no limit */
+	double headroom;       /* fraction of each limit left unused, 0..0.9 */
+	int64_t burst_ms;      /* bucket capacity, as time at the effective rate */
+};
+
+/* What the provider said about the key's budget; -1 where a header was absent. */
+struct gate_feedback {
+	int64_t limit_tokens, remaining_tokens, reset_tokens_ms;
+	int64_t limit_requests, remaining_requests, reset_requests_ms;
+};
+
+struct gate {
+	struct gate_limits lim;
+	int in_flight;
+	int64_t next_launch; /* earliest next launch the stagger allows */
+	double tok, req;     /* bucket levels; may go below 0 (debt) */
+	int64_t refilled_at;
+	int64_t paused_until;
+	char pause_reason[96];
+	int64_t seq_tokens;   /* tokens reserved by all launches so far */
+	int64_t seq_requests; /* launches so far */
+	int64_t provider_tpm; /* limits the provider reported; 0 = none seen */
+	int64_t provider_rpm;
+};
+
+/* Why gate_when() said no. */
+enum gate_block {
+	GATE_OK,
+	GATE_CONCURRENCY,
+	GATE_STAGGER,
+	GATE_PAUSED,
+	GATE_REQUESTS,
+	GATE_TOKENS,
+};
+
+void gate_init(struct gate *g, const struct gate_limits *lim, int64_t now);
+
+/* Effective budgets per minute after headroom (0 = unlimited). */
+double gate_tokens_per_ms(const struct gate *g);
+double gate_requests_per_ms(const struct gate *g);
+int64_t gate_effective_tpm(const struct gate *g);
+double gate_token_capacity(const struct gate *g);
+
+/*
+ * The earliest time >= now at which a job costing cost tokens may launch;
+ * GATE_NEVER while the lane is at its concurrency cap (a finish frees it).
+ * ret_why may be NULL.
+ */
+int64_t gate_when(struct gate *g, int64_t cost, int64_t now, enum gate_block *ret_why);
+
+/* Where the launch sequence stood right after one launch. */
+struct gate_mark {
+	int64_t tokens;
+	int64_t requests;
+};
+
+/* Record a launch at now; jitter01 is a uniform draw in [0,1). ret_mark is
+ * handed back to gate_observe() with the launch's answer. */
+void gate_launch(struct gate *g, int64_t cost, int64_t now, double jitter01,
+		 struct gate_mark *ret_mark);
+
+/* A transfer ended: free its slot, reconcile charged with used (-1: unknown). */
+void gate_done(struct gate *g, int64_t charged, int64_t used, int64_t now);
+
+/* Fold in the provider's headers from the answer to the launch marked mark. */
+void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct gate_mark *mark,
+		  int64_t now);
+
+/* No launches before until. A later pause extends, an earlier one does not shorten. */
+void gate_pause(struct gate *g, int64_t until, const char *reason);
+
+/* The provider said the budget is exhausted (429): empty the buckets. */
+void gate_drain(struct gate *g, int64_t now);
+
+#endif

@@ -1,0 +1,424 @@
+/*
+ * ingest.c - the submit state machine. Owns the lines of one batch from the
+ * header to the reply; the ipc layer calls line() per input line, end() when
+ * all arrived, abort() when the client vanished.
+ */
+#include "ingest.h"
+#include "admission.h"
+#include "cmd.h"
+#include "estimate.h"
+#include "log.h"
+#include "protocol.h"
+#include "scheduler.h"
+#include "store.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INGEST_KEEP_ERRORS 1000
+
+struct ingest_job {
+	int64_t line;
+	char *custom_id;
+	char *url;
+	char *model;
+	char *body;
+	size_t body_len;
+	int64_t est;
+	const struct lane_config *lane;
+};
+
+struct ingest_error {
+	int64_t line;
+	char *msg;
+};
+
+struct ingest {
+	struct llmqd *d;
+	struct ipc_client *c;
+	struct ingest_opts opts;
+	char *name;
+	int64_t line_no;
+	uint64_t bytes;
+	int too_big;
+	struct ingest_job *jobs;
+	size_t n_jobs, cap_jobs;
+	struct ingest_error *errors;
+	size_t n_errors_kept;
+	int64_t n_errors;
+};
+
+static void ingest_free(struct ingest *in)
+{
+	size_t i;
+
+	if (!in)
+		return;
+	for (i = 0; i < in->n_jobs; i++) {
+		free(in->jobs[i].custom_id);
+		free(in->jobs[i].url);
+		free(in->jobs[i].model);
+		free(in->jobs[i].body);
+	}
+	for (i = 0; i < in->n_errors_kept; i++)
+		free(in->errors[i].msg);
+	free(in->jobs);
+	free(in->errors);
+	free(in->name);
+	in->d->ingests--;
+	free(in);
+}
+
+static int add_error(struct ingest *in, int64_t line, const char *msg)
+{
+	in->n_errors++;
+	if (in->n_errors_kept == INGEST_KEEP_ERRORS)
+		return 0;
+	in->errors[in->n_errors_kept].line = line;
+	in->errors[in->n_errors_kept].msg = strdup(msg);
+	if (!in->errors[in->n_errors_kept].msg)
+		return -ENOMEM;
+	in->n_errors_kept++;
+	return 0;
+}
+
+static int is_blank(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return 0;
+	return 1;
+}
+
+static int on_line(void *ud, const char *line, size_t len, int too_long)
+{
+	struct ingest *in = ud;
+	struct proto_input pi = {0};
+	struct ingest_job *j;
+	const char *body;
+	char err[256];
+	size_t blen;
+	int r;
+
+	in->line_no++;
+	in->bytes += len + 1;
+	if (in->bytes > LLMQ_MAX_BATCH_BYTES)
+		in->too_big = 1;
+	if (in->too_big)
+		return 0;
+	if (too_long)
+		return add_error(in, in->line_no, "line longer than the 8 MiB limit");
+	if (is_blank(line, len))
+		return 0;
+	r = proto_parse_input(line, len, &pi, err, sizeof(err));
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return add_error(in, in->line_no, err);
+	if (in->n_jobs == in->cap_jobs) {
+		size_t cap = in->cap_jobs ? in->cap_jobs * 2 : 256;
+		struct ingest_job *p = realloc(in->jobs, cap * sizeof(*p));
+
+		if (!p) {
+			proto_input_clear(&pi);
+			return -ENOMEM;
+		}
+		in->jobs = p;
+		in->cap_jobs = cap;
+	}
+	j = &in->jobs[in->n_jobs];
+	memset(j, 0, sizeof(*j));
+	j->line = in->line_no;
+	j->lane = config_lane_for_model(in->d->cfg, pi.model);
+	j->est = estimate_tokens(pi.body, pi.url, j->lane->est_tokens_per_run);
+	body = json_object_to_json_string_length(pi.body, JSON_C_TO_STRING_PLAIN, &blen);
+	j->custom_id = strdup(pi.custom_id);
+	j->url = strdup(pi.url);
+	j->model = strdup(pi.model);
+	j->body = body ? strndup(body, blen) : NULL;
+	j->body_len = blen;
+	in->n_jobs++; /* counted even if a copy failed, so ingest_free frees it */
+	proto_input_clear(&pi);
+	if (!j->custom_id || !j->url || !j->model || !j->body)
+		return -ENOMEM;
+	return 0;
+}
+
+static int cmp_custom_id(const void *a, const void *b)
+{
+	const struct ingest_job *x = *(struct ingest_job *const *)a;
+	const struct ingest_job *y = *(struct ingest_job *const *)b;
+	int c = strcmp(x->custom_id, y->custom_id);
+
+	return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+static int cmp_error(const void *a, const void *b)
+{
+	const struct ingest_error *x = a, *y = b;
+
+	return (x->line > y->line) - (x->line < y->line);
+}
+
+static int check_duplicates(struct ingest *in)
+{
+	struct ingest_job **v;
+	char msg[LLMQ_MAX_CUSTOM_ID + 96];
+	size_t i;
+	int r = 0;
+
+	if (in->n_jobs < 2)
+		return 0;
+	v = malloc(in->n_jobs * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < in->n_jobs; i++)
+		v[i] = &in->jobs[i];
+	qsort(v, in->n_jobs, sizeof(*v), cmp_custom_id);
+	for (i = 1; i < in->n_jobs && r == 0; i++) {
+		if (strcmp(v[i]->custom_id, v[i - 1]->custom_id) != 0)
+			continue;
+		snprintf(msg, sizeof(msg), "duplicate custom_id \"%s\" (also on line %lld)",
+			 v[i]->custom_id, (long long)v[i - 1]->line);
+		r = add_error(in, v[i]->line, msg);
+	}
+	free(v);
+	return r;
+}
+
+static void reply_invalid(struct ingest *in)
+{
+	json_object *o, *lines, *e;
+	char msg[512];
+	size_t i;
+
+	qsort(in->errors, in->n_errors_kept, sizeof(*in->errors), cmp_error);
+	snprintf(msg, sizeof(msg),
+		 "%lld bad line%s; first: line %lld: %s. Nothing was stored: fix the file and "
+		 "submit it again",
+		 (long long)in->n_errors, in->n_errors == 1 ? "" : "s",
+		 (long long)in->errors[0].line, in->errors[0].msg);
+	o = proto_error(ERR_INVALID_BATCH, msg);
+	lines = json_object_new_array();
+	if (!o || !lines) {
+		json_object_put(o);
+		json_object_put(lines);
+		ipc_reply(in->c, NULL);
+		return;
+	}
+	for (i = 0; i < in->n_errors_kept && i < LLMQ_MAX_REPORTED_ERRORS; i++) {
+		e = json_object_new_object();
+		if (!e)
+			break;
+		json_object_object_add(e, "line", json_object_new_int64(in->errors[i].line));
+		json_object_object_add(e, "error", json_object_new_string(in->errors[i].msg));
+		json_object_array_add(lines, e);
+	}
+	json_object_object_get_ex(o, "error", &e);
+	json_object_object_add(e, "lines", lines);
+	json_object_object_add(e, "bad_lines", json_object_new_int64(in->n_errors));
+	ipc_reply(in->c, o);
+}
+
+/* Per lane: its share of the batch and its current load. */
+static int admit(struct ingest *in, struct admission_verdict *v, int64_t *ret_tokens)
+{
+	struct admission_load loads[CONFIG_MAX_LANES];
+	const struct config *cfg = in->d->cfg;
+	int64_t total = 0;
+	size_t i;
+	int k, r;
+
+	memset(loads, 0, sizeof(loads));
+	for (k = 0; k < cfg->n_lanes; k++) {
+		loads[k].cfg = &cfg->lanes[k];
+		loads[k].gate = sched_lane_gate(in->d->sched, cfg->lanes[k].name,
+						&loads[k].avg_latency_ms);
+	}
+	for (i = 0; i < in->n_jobs; i++) {
+		struct admission_load *l = &loads[in->jobs[i].lane - cfg->lanes];
+
+		l->batch_jobs++;
+		l->batch_tokens += in->jobs[i].est;
+		total += in->jobs[i].est;
+		if (in->jobs[i].est > l->max_cost) {
+			l->max_cost = in->jobs[i].est;
+			l->max_cost_line = in->jobs[i].line;
+		}
+	}
+	for (k = 0; k < cfg->n_lanes; k++) {
+		if (loads[k].batch_jobs == 0)
+			continue;
+		r = store_backlog(in->d->store, cfg->lanes[k].name, &loads[k].queued_jobs,
+				  &loads[k].queued_tokens);
+		if (r < 0)
+			return r;
+	}
+	admission_check(loads, cfg->n_lanes, in->opts.window_ms, time_mono_ms(), v);
+	*ret_tokens = total;
+	return 0;
+}
+
+static int store_batch(struct ingest *in, const char *id, int64_t tokens)
+{
+	struct store *st = in->d->store;
+	int64_t now = time_wall_ms();
+	struct store_batch b = {
+		.id = id,
+		.created_at = now,
+		.uid = ipc_client_uid(in->c) == (uid_t)-1 ? -1 : (int64_t)ipc_client_uid(in->c),
+		.input_name = in->name,
+		.window_ms = in->opts.window_ms,
+		.total = (int64_t)in->n_jobs,
+		.est_tokens = tokens,
+	};
+	size_t i;
+	int r;
+
+	r = store_tx_begin(st);
+	if (r < 0)
+		return r;
+	r = store_batch_insert(st, &b);
+	for (i = 0; i < in->n_jobs && r == 0; i++) {
+		struct ingest_job *j = &in->jobs[i];
+		struct store_job_new nj = {
+			.batch_id = id,
+			.line = j->line,
+			.custom_id = j->custom_id,
+			.url = j->url,
+			.model = j->model,
+			.lane = j->lane->name,
+			.body = j->body,
+			.body_len = j->body_len,
+			.est_tokens = j->est,
+		};
+
+		r = store_job_insert(st, &nj, now);
+	}
+	if (r == 0)
+		r = store_tx_commit(st);
+	if (r < 0)
+		store_tx_rollback(st);
+	return r;
+}
+
+static void on_end(void *ud)
+{
+	struct ingest *in = ud;
+	struct cmd_ctx ctx = {.d = in->d, .client = in->c};
+	struct admission_verdict v;
+	int64_t tokens = 0;
+	char id[19], msg[160];
+	json_object *o, *e;
+	int r;
+
+	if (in->too_big) {
+		snprintf(msg, sizeof(msg),
+			 "batch larger than %llu MiB; split it into several batches",
+			 (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
+		ipc_reply(in->c, proto_error(ERR_BATCH_TOO_LARGE, msg));
+		goto out;
+	}
+	r = check_duplicates(in);
+	if (r < 0)
+		goto fail;
+	if (in->n_errors > 0) {
+		reply_invalid(in);
+		goto out;
+	}
+	if (in->n_jobs == 0) {
+		ipc_reply(in->c, proto_error(ERR_INVALID_BATCH,
+					     "the batch has no request lines; nothing was stored"));
+		goto out;
+	}
+	r = admit(in, &v, &tokens);
+	if (r < 0)
+		goto fail;
+	if (v.refused && !in->opts.dry_run) {
+		o = proto_error(ERR_RATE_LIMITED, v.reason);
+		if (o && json_object_object_get_ex(o, "error", &e)) {
+			json_object_object_add(e, "retry_after",
+					       json_object_new_int64((v.retry_after_ms + 999) / 1000));
+			json_object_object_add(e, "retryable", json_object_new_boolean(v.retryable));
+		}
+		log_info("submit from uid %d refused: %s", (int)ipc_client_uid(in->c), v.reason);
+		ipc_reply(in->c, o);
+		goto out;
+	}
+	if (!in->opts.dry_run) {
+		r = store_new_batch_id(id);
+		if (r == 0)
+			r = store_batch(in, id, tokens);
+		if (r < 0)
+			goto fail;
+		log_info("batch %s: %zu jobs, ~%lld tokens, from uid %d", id, in->n_jobs,
+			 (long long)tokens, (int)ipc_client_uid(in->c));
+		sched_kick(in->d->sched);
+	}
+	o = proto_ok();
+	if (o) {
+		if (!in->opts.dry_run)
+			json_object_object_add(o, "id", json_object_new_string(id));
+		json_object_object_add(o, "count", json_object_new_int64((int64_t)in->n_jobs));
+		json_object_object_add(o, "est_tokens", json_object_new_int64(tokens));
+		json_object_object_add(o, "eta_ms", json_object_new_int64(v.finish_ms));
+		if (in->opts.dry_run && v.refused) {
+			json_object_object_add(o, "would_refuse", json_object_new_string(v.reason));
+			json_object_object_add(o, "retry_after",
+					       json_object_new_int64((v.retry_after_ms + 999) / 1000));
+		}
+	}
+	ipc_reply(in->c, o);
+	goto out;
+fail:
+	cmd_store_error(&ctx, "submit", r);
+out:
+	ingest_free(in);
+}
+
+static void on_abort(void *ud)
+{
+	struct ingest *in = ud;
+
+	log_info("submit from uid %d abandoned after %lld lines; nothing stored",
+		 (int)ipc_client_uid(in->c), (long long)in->line_no);
+	ingest_free(in);
+}
+
+static const struct ipc_line_handler ingest_handler = {
+	.line = on_line,
+	.end = on_end,
+	.abort = on_abort,
+};
+
+void ingest_start(struct llmqd *d, struct ipc_client *c, const struct ingest_opts *opts)
+{
+	struct ingest *in;
+
+	in = calloc(1, sizeof(*in));
+	if (in) {
+		in->errors = calloc(INGEST_KEEP_ERRORS, sizeof(*in->errors));
+		in->name = opts->name ? strdup(opts->name) : NULL;
+	}
+	if (!in || !in->errors || (opts->name && !in->name)) {
+		if (in) {
+			free(in->errors);
+			free(in->name);
+		}
+		free(in);
+		ipc_reply(c, proto_error(ERR_INTERNAL, "out of memory"));
+		ipc_close_after_reply(c);
+		return;
+	}
+	d->ingests++;
+	in->d = d;
+	in->c = c;
+	in->opts = *opts;
+	in->opts.name = in->name;
+	ipc_expect_lines(c, opts->lines, &ingest_handler, in);
+}

@@ -1,0 +1,422 @@
+/*
+ * ipc.c - the socket server. Every connection is a bufferevent; a request is
+ * one line, parsed with json-c and passed up. A connection is never freed
+ * inside its own callback: it is marked dead and reaped on the next loop
+ * turn. On EMFILE the listener pauses for a second instead of spinning.
+ */
+#include "ipc.h"
+#include "protocol.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#define IPC_IDLE_TIMEOUT_S 300
+#define IPC_LINES_TIMEOUT_S 60
+
+struct ipc_client {
+	struct ipc *ipc;
+	struct bufferevent *bev;
+	struct event *reap;
+	uid_t uid;
+	pid_t pid;
+	int dead;
+	int closing;  /* close once output drains */
+	int skipping; /* discarding the rest of an oversized line */
+	int64_t lines_left;
+	const struct ipc_line_handler *lh;
+	void *lh_ud;
+	TAILQ_ENTRY(ipc_client) link;
+};
+
+struct ipc {
+	struct event_base *base;
+	struct evconnlistener *listener;
+	struct event *resume;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int owns_path;
+	int max_clients;
+	int n_clients;
+	ipc_request_fn on_request;
+	void *userdata;
+	TAILQ_HEAD(, ipc_client) clients;
+};
+
+static void client_free(struct ipc_client *c)
+{
+	if (!c)
+		return;
+	if (c->lh && c->lh->abort)
+		c->lh->abort(c->lh_ud);
+	TAILQ_REMOVE(&c->ipc->clients, c, link);
+	c->ipc->n_clients--;
+	if (c->bev)
+		bufferevent_free(c->bev);
+	if (c->reap)
+		event_free(c->reap);
+	free(c);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	client_free(arg);
+}
+
+static void client_kill(struct ipc_client *c)
+{
+	if (c->dead)
+		return;
+	c->dead = 1;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	event_active(c->reap, 0, 0);
+}
+
+void ipc_reply_raw(struct ipc_client *c, const char *data, size_t len)
+{
+	if (c->dead)
+		return;
+	if (bufferevent_write(c->bev, data, len) < 0)
+		client_kill(c);
+}
+
+void ipc_reply_buffer(struct ipc_client *c, struct evbuffer *buf)
+{
+	if (c->dead) {
+		evbuffer_drain(buf, evbuffer_get_length(buf));
+		return;
+	}
+	if (bufferevent_write_buffer(c->bev, buf) < 0)
+		client_kill(c);
+}
+
+void ipc_reply(struct ipc_client *c, json_object *reply)
+{
+	const char *s;
+	size_t len;
+
+	if (!reply) {
+		client_kill(c);
+		return;
+	}
+	s = json_object_to_json_string_length(reply, JSON_C_TO_STRING_PLAIN, &len);
+	ipc_reply_raw(c, s, len);
+	ipc_reply_raw(c, "\n", 1);
+	json_object_put(reply);
+}
+
+void ipc_close_after_reply(struct ipc_client *c)
+{
+	c->closing = 1;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		client_kill(c);
+}
+
+uid_t ipc_client_uid(const struct ipc_client *c)
+{
+	return c->uid;
+}
+
+pid_t ipc_client_pid(const struct ipc_client *c)
+{
+	return c->pid;
+}
+
+int ipc_clients(const struct ipc *ipc)
+{
+	return ipc->n_clients;
+}
+
+void ipc_expect_lines(struct ipc_client *c, int64_t n, const struct ipc_line_handler *h, void *ud)
+{
+	struct timeval tv = {IPC_LINES_TIMEOUT_S, 0};
+
+	c->lines_left = n;
+	c->lh = h;
+	c->lh_ud = ud;
+	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	if (n == 0) {
+		c->lh = NULL;
+		h->end(ud);
+	}
+}
+
+static void handle_request(struct ipc_client *c, const char *line, size_t len)
+{
+	struct json_tokener *tok;
+	json_object *req;
+
+	tok = json_tokener_new();
+	if (!tok) {
+		ipc_reply(c, proto_error(ERR_INTERNAL, "out of memory"));
+		return;
+	}
+	req = json_tokener_parse_ex(tok, line, (int)len);
+	if (!req || json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(req);
+		json_tokener_free(tok);
+		ipc_reply(c, proto_error(ERR_BAD_REQUEST,
+					 "request is not valid JSON; each request is one JSON "
+					 "object on one line"));
+		return;
+	}
+	json_tokener_free(tok);
+	c->ipc->on_request(c, req, c->ipc->userdata);
+	json_object_put(req);
+}
+
+static void handle_input_line(struct ipc_client *c, const char *line, size_t len, int too_long)
+{
+	const struct ipc_line_handler *h = c->lh;
+	struct timeval tv = {IPC_IDLE_TIMEOUT_S, 0};
+
+	c->lines_left--;
+	if (h->line(c->lh_ud, line, len, too_long) < 0) {
+		c->lh = NULL;
+		client_kill(c);
+		h->abort(c->lh_ud);
+		return;
+	}
+	if (c->lines_left == 0) {
+		c->lh = NULL;
+		bufferevent_set_timeouts(c->bev, &tv, NULL);
+		h->end(c->lh_ud);
+	}
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct ipc_client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_ptr eol;
+	size_t len, avail;
+	char *line;
+
+	while (!c->dead && !c->closing) {
+		avail = evbuffer_get_length(in);
+		if (avail == 0)
+			break;
+		eol = evbuffer_search_eol(in, NULL, &len, EVBUFFER_EOL_LF);
+		if (eol.pos < 0) {
+			if (avail <= LLMQ_MAX_LINE)
+				break;
+			/* A line past the limit: never buffer it whole. */
+			if (!c->lh) {
+				ipc_reply(c, proto_error(ERR_LINE_TOO_LONG,
+							 "request line longer than 8 MiB; "
+							 "closing the connection"));
+				ipc_close_after_reply(c);
+				break;
+			}
+			evbuffer_drain(in, avail);
+			if (!c->skipping) {
+				c->skipping = 1;
+				handle_input_line(c, NULL, 0, 1);
+			}
+			continue;
+		}
+		if (c->skipping) {
+			evbuffer_drain(in, (size_t)eol.pos + 1);
+			c->skipping = 0;
+			continue;
+		}
+		if ((size_t)eol.pos > LLMQ_MAX_LINE) {
+			evbuffer_drain(in, (size_t)eol.pos + 1);
+			if (c->lh) {
+				handle_input_line(c, NULL, 0, 1);
+			} else {
+				ipc_reply(c, proto_error(ERR_LINE_TOO_LONG,
+							 "request line longer than 8 MiB"));
+			}
+			continue;
+		}
+		line = (char *)evbuffer_pullup(in, eol.pos + 1);
+		if (!line) {
+			client_kill(c);
+			break;
+		}
+		if (c->lh)
+			handle_input_line(c, line, (size_t)eol.pos, 0);
+		else
+			handle_request(c, line, (size_t)eol.pos);
+		evbuffer_drain(in, (size_t)eol.pos + 1);
+	}
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct ipc_client *c = arg;
+
+	if (c->closing)
+		client_kill(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	/* EOF, error or timeout: the client is gone (or silent too long). */
+	client_kill(arg);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	struct ipc *ipc = arg;
+	struct ipc_client *c;
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	struct timeval tv = {IPC_IDLE_TIMEOUT_S, 0};
+	static const char busy[] =
+		"{\"ok\":false,\"error\":{\"code\":\"" ERR_BUSY "\",\"message\":"
+		"\"too many clients connected to llmqd; try again shortly\"}}\n";
+
+	if (ipc->n_clients >= ipc->max_clients) {
+		if (write(fd, busy, sizeof(busy) - 1) < 0) {
+			/* The client learns from the closed connection instead. */
+		}
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->ipc = ipc;
+	c->uid = (uid_t)-1;
+	c->pid = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+		c->uid = cred.uid;
+		c->pid = cred.pid;
+	}
+	c->bev = bufferevent_socket_new(ipc->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->reap = event_new(ipc->base, -1, 0, reap_cb, c);
+	TAILQ_INSERT_TAIL(&ipc->clients, c, link);
+	ipc->n_clients++;
+	if (!c->bev || !c->reap) {
+		if (!c->bev)
+			close(fd);
+		client_free(c);
+		return;
+	}
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, LLMQ_MAX_LINE + 65536);
+	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ipc *ipc = arg;
+
+	evconnlistener_enable(ipc->listener);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct ipc *ipc = arg;
+	struct timeval tv = {1, 0};
+	int e = EVUTIL_SOCKET_ERROR();
+
+	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+		evconnlistener_disable(l);
+		evtimer_add(ipc->resume, &tv);
+	}
+}
+
+static int bind_path(const char *path, int *ret_fd)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd, probe, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe < 0)
+			return -errno;
+		r = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
+		close(probe);
+		if (r == 0)
+			return -EADDRINUSE;
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(path, geteuid() == 0 ? 0666 : 0600) < 0 || listen(fd, 128) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int ipc_new(struct event_base *base, int fd, const char *path, int max_clients,
+	    ipc_request_fn on_request, void *userdata, struct ipc **ret)
+{
+	struct ipc *ipc;
+	int r;
+
+	ipc = calloc(1, sizeof(*ipc));
+	if (!ipc)
+		return -ENOMEM;
+	TAILQ_INIT(&ipc->clients);
+	ipc->base = base;
+	ipc->max_clients = max_clients;
+	ipc->on_request = on_request;
+	ipc->userdata = userdata;
+	if (fd < 0) {
+		r = bind_path(path, &fd);
+		if (r < 0)
+			goto fail;
+		snprintf(ipc->path, sizeof(ipc->path), "%s", path);
+		ipc->owns_path = 1;
+	}
+	evutil_make_socket_nonblocking(fd);
+	ipc->listener = evconnlistener_new(base, accept_cb, ipc,
+					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	ipc->resume = evtimer_new(base, resume_cb, ipc);
+	if (!ipc->listener || !ipc->resume) {
+		if (!ipc->listener)
+			close(fd);
+		r = -ENOMEM;
+		goto fail;
+	}
+	evconnlistener_set_error_cb(ipc->listener, accept_error_cb);
+	*ret = ipc;
+	return 0;
+fail:
+	ipc_free(ipc);
+	return r;
+}
+
+void ipc_free(struct ipc *ipc)
+{
+	struct ipc_client *c;
+
+	if (!ipc)
+		return;
+	while ((c = TAILQ_FIRST(&ipc->clients)))
+		client_free(c);
+	if (ipc->listener)
+		evconnlistener_free(ipc->listener);
+	if (ipc->resume)
+		event_free(ipc->resume);
+	if (ipc->owns_path)
+		unlink(ipc->path);
+	free(ipc);
+}

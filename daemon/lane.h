@@ -1,0 +1,21 @@
+/*
+ * lane.h - what a lane needs from outside the daemon: its API key (from an
+ * environment variable or a systemd credential) and its request URLs.
+ */
+#ifndef LLMQ_LANE_H
+#define LLMQ_LANE_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/*
+ * Load the lane's key: $CREDENTIALS_DIRECTORY/<key_credential> when set and
+ * present, else the variable named key_env. *ret is NULL when there is none.
+ */
+int lane_load_key(const struct lane_config *l, char **ret);
+
+/* base_url + the job's url ("/v1/..."), without doubling a trailing "/v1". */
+int lane_url(const struct lane_config *l, const char *path, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,139 @@
+/*
+ * main.c - llmqd: reads the configuration, opens the store, recovers what a
+ * crash left running, and runs the loop until SIGTERM or SIGINT. Everything
+ * else lives in llmqd_core.
+ */
+#include "cmd.h"
+#include "config.h"
+#include "ipc.h"
+#include "llmqd.h"
+#include "log.h"
+#include "paths.h"
+#include "scheduler.h"
+#include "sd.h"
+#include "store.h"
+#include "timeutil.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct llmqd *d = arg;
+
+	log_info("%s: finishing up", strsignal((int)sig));
+	event_base_loopexit(d->base, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	static struct config cfg;
+	struct llmqd d = {0};
+	struct event *sigterm = NULL, *sigint = NULL;
+	int64_t requeued = 0;
+	char err[1024], status[128];
+	int r, fd, rc = EXIT_FAILURE, i;
+
+	log_init("llmqd");
+	r = config_load(&cfg, argc, argv, err, sizeof(err));
+	if (r == 1)
+		return EXIT_SUCCESS;
+	if (r < 0) {
+		fprintf(stderr, "llmqd: %s\n", err);
+		return 64;
+	}
+	log_set_level(cfg.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_err("cannot initialise libcurl");
+		return EXIT_FAILURE;
+	}
+	d.cfg = &cfg;
+	d.started_mono = time_mono_ms();
+	d.base = event_base_new();
+	if (!d.base) {
+		log_err("cannot create the event loop");
+		goto out;
+	}
+
+	r = paths_mkparent(cfg.db_path);
+	if (r == 0)
+		r = store_open(cfg.db_path, &d.store);
+	if (r < 0) {
+		log_err("cannot open the database %s: %s%s", cfg.db_path, strerror(-r),
+			r == -EPROTO ? " (written by a newer llmqd; upgrade llmqd)"
+				     : "; check that its directory is writable, or set LLMQ_DB");
+		goto out;
+	}
+	r = store_recover(d.store, time_wall_ms(), &requeued);
+	if (r < 0) {
+		log_err("cannot recover interrupted jobs: %s", store_errmsg(d.store));
+		goto out;
+	}
+	if (requeued > 0)
+		log_info("requeued %lld jobs that were running when llmqd last stopped",
+			 (long long)requeued);
+
+	r = sched_new(&d, &d.sched);
+	if (r < 0) {
+		log_err("cannot start the scheduler: %s", strerror(-r));
+		goto out;
+	}
+	fd = sd_listen_socket();
+	if (fd < -1) {
+		log_err("systemd passed an unusable socket: %s", strerror(-fd));
+		goto out;
+	}
+	if (fd < 0 && (r = paths_mkparent(cfg.socket_path)) < 0) {
+		log_err("cannot create the directory of %s: %s", cfg.socket_path, strerror(-r));
+		goto out;
+	}
+	r = ipc_new(d.base, fd, cfg.socket_path, cfg.max_connections, cmd_dispatch, &d, &d.ipc);
+	if (r < 0) {
+		log_err("cannot listen on %s: %s%s", cfg.socket_path, strerror(-r),
+			r == -EADDRINUSE ? " (another llmqd is running there; stop it or use "
+					   "--socket)"
+					 : "");
+		goto out;
+	}
+	sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
+	sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
+	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0) {
+		log_err("cannot install signal handlers");
+		goto out;
+	}
+	for (i = 0; i < cfg.n_lanes; i++)
+		log_info("lane %s: %s, concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
+			 "headroom %.2f%s",
+			 cfg.lanes[i].name, cfg.lanes[i].base_url, cfg.lanes[i].limits.max_concurrency,
+			 (long long)cfg.lanes[i].limits.stagger_ms, (long long)cfg.lanes[i].limits.tpm,
+			 (long long)cfg.lanes[i].limits.rpm, cfg.lanes[i].limits.headroom,
+			 cfg.lanes[i].is_default ? " (default)" : "");
+	log_info("llmqd %s listening on %s, database %s", LLMQ_VERSION,
+		 fd >= 0 ? "the socket systemd passed" : cfg.socket_path, cfg.db_path);
+	snprintf(status, sizeof(status), "serving %d lane%s", cfg.n_lanes, cfg.n_lanes == 1 ? "" : "s");
+	sd_ready(status);
+	sched_kick(d.sched);
+	if (event_base_dispatch(d.base) < 0) {
+		log_err("event loop failed");
+		goto out;
+	}
+	sd_stopping();
+	rc = EXIT_SUCCESS;
+out:
+	ipc_free(d.ipc);
+	sched_free(d.sched);
+	store_free(d.store);
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
+	if (d.base)
+		event_base_free(d.base);
+	curl_global_cleanup();
+	return rc;
+}

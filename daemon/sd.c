@@ -1,0 +1,33 @@
+/*
+ * sd.c - libsystemd calls, kept here so the rest of the daemon does not care
+ * whether systemd is there.
+ */
+#include "sd.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+
+int sd_listen_socket(void)
+{
+	int n = sd_listen_fds(1);
+
+	if (n < 0)
+		return n;
+	if (n == 0)
+		return -1;
+	if (n > 1 || sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
+		return -EINVAL;
+	return SD_LISTEN_FDS_START;
+}
+
+void sd_ready(const char *status)
+{
+	sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+}
+
+void sd_stopping(void)
+{
+	sd_notify(0, "STOPPING=1");
+}

@@ -1,0 +1,869 @@
+/*
+ * store.c - the SQLite store. One connection, WAL, foreign keys, a busy
+ * timeout, and every statement prepared once. Owns the schema migrations
+ * (embedded from sql/). Builds no SQL from data: everything is bound.
+ */
+#include "store.h"
+#include "migrations.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sqlite3.h>
+
+enum stmt_id {
+	S_RECOVER_ATTEMPTS,
+	S_RECOVER_JOBS,
+	S_BATCH_INSERT,
+	S_JOB_INSERT,
+	S_NEXT_READY,
+	S_NEXT_WAKEUP,
+	S_JOB_START,
+	S_ATTEMPT_INSERT,
+	S_ATTEMPT_END,
+	S_JOB_FINISH,
+	S_JOB_REQUEUE,
+	S_BATCH_REFRESH,
+	S_BATCH_GET,
+	S_BATCH_LIST,
+	S_BATCH_CANCEL_JOBS,
+	S_BATCH_CANCEL,
+	S_RESULTS_OK,
+	S_RESULTS_ERR,
+	S_BACKLOG,
+	S_BACKLOG_ALL,
+	S_BACKLOG_UPTO,
+	S_JOB_BATCH_STATE,
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S__COUNT
+};
+
+#define BATCH_COLUMNS                                                                              \
+	"b.id, b.state, b.created_at, b.submitter_uid, b.input_name, b.window_ms, b.total, "      \
+	"b.est_tokens, b.finished_at, "                                                            \
+	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'queued'), "           \
+	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'running'), "          \
+	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'succeeded'), "        \
+	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'failed'), "           \
+	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'cancelled'), "        \
+	"(SELECT coalesce(sum(j.total_tokens), 0) FROM jobs j WHERE j.batch_id = b.id), "          \
+	"(SELECT coalesce(sum(j.est_tokens), 0) FROM jobs j "                                      \
+	"   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')) "
+
+/* One Batch API output line, built by SQLite's JSON functions. */
+#define RESULT_LINE                                                                                \
+	"SELECT id, json_object('id', 'batch_req_' || id, 'custom_id', custom_id, "               \
+	"  'response', CASE WHEN status_code IS NULL THEN NULL ELSE json_object("                  \
+	"     'status_code', status_code, 'request_id', request_id, 'body', "                      \
+	"     CASE WHEN json_valid(response) THEN json(response) ELSE response END) END, "         \
+	"  'error', CASE WHEN error_code IS NULL THEN NULL ELSE json_object("                      \
+	"     'code', error_code, 'message', error_message) END) "                                 \
+	"FROM jobs WHERE batch_id = ?1 AND id > ?2 "
+
+static const char *const stmt_sql[S__COUNT] = {
+	[S_RECOVER_ATTEMPTS] = "UPDATE attempts SET ended_at = ?1, outcome = 'interrupted', "
+			       "error_code = 'interrupted', "
+			       "error_message = 'llmqd stopped while the request was in flight' "
+			       "WHERE ended_at IS NULL",
+	[S_RECOVER_JOBS] = "UPDATE jobs SET state = 'queued', updated_at = ?1 "
+			   "WHERE state = 'running'",
+	[S_BATCH_INSERT] = "INSERT INTO batches (id, created_at, submitter_uid, input_name, "
+			   "window_ms, total, est_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[S_JOB_INSERT] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, body, "
+			 "est_tokens, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
+			 "updated_at FROM jobs WHERE state = 'queued' AND lane = ?1 "
+			 "AND not_before <= ?2 ORDER BY id LIMIT 1",
+	[S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1",
+	[S_JOB_START] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
+			"updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
+	[S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, n, lane, started_at, tokens_charged, "
+			     "gate_wait_ms) VALUES (?1, (SELECT attempts FROM jobs WHERE id = ?1), "
+			     "?2, ?3, ?4, ?5)",
+	[S_ATTEMPT_END] = "UPDATE attempts SET ended_at = ?2, outcome = ?3, status_code = ?4, "
+			  "error_code = ?5, error_message = ?6, retry_after_ms = ?7, "
+			  "tokens_used = ?8, latency_ms = ?9, request_id = ?10 "
+			  "WHERE id = ?1 AND ended_at IS NULL",
+	[S_JOB_FINISH] = "UPDATE jobs SET state = ?2, status_code = ?3, request_id = ?4, "
+			 "response = ?5, error_code = ?6, error_message = ?7, prompt_tokens = ?8, "
+			 "completion_tokens = ?9, total_tokens = ?10, updated_at = ?11, "
+			 "finished_at = ?11 WHERE id = ?1 AND state = 'running'",
+	[S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', not_before = ?2, updated_at = ?3 "
+			  "WHERE id = ?1 AND state = 'running'",
+	[S_BATCH_REFRESH] =
+		"UPDATE batches SET state = CASE state WHEN 'cancelling' THEN 'cancelled' "
+		"ELSE 'completed' END, finished_at = ?2 "
+		"WHERE id = (SELECT batch_id FROM jobs WHERE id = ?1) "
+		"AND state IN ('in_progress', 'cancelling') AND NOT EXISTS (SELECT 1 FROM jobs j "
+		"WHERE j.batch_id = batches.id AND j.state IN ('queued', 'running'))",
+	[S_BATCH_GET] = "SELECT " BATCH_COLUMNS "FROM batches b WHERE b.id = ?1",
+	[S_BATCH_LIST] = "SELECT " BATCH_COLUMNS "FROM batches b ORDER BY b.created_at DESC, "
+			 "b.rowid DESC LIMIT ?1",
+	[S_BATCH_CANCEL_JOBS] = "UPDATE jobs SET state = 'cancelled', error_code = 'batch_cancelled', "
+				"error_message = 'the batch was cancelled before this request ran', "
+				"updated_at = ?2, finished_at = ?2 "
+				"WHERE batch_id = ?1 AND state = 'queued'",
+	[S_BATCH_CANCEL] = "UPDATE batches SET "
+			   "state = CASE WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = ?1 "
+			   "AND j.state = 'running') THEN 'cancelling' ELSE 'cancelled' END, "
+			   "finished_at = CASE WHEN EXISTS (SELECT 1 FROM jobs j "
+			   "WHERE j.batch_id = ?1 AND j.state = 'running') THEN NULL ELSE ?2 END "
+			   "WHERE id = ?1 AND state = 'in_progress'",
+	[S_RESULTS_OK] = RESULT_LINE "AND state = 'succeeded' ORDER BY id LIMIT ?3",
+	[S_RESULTS_ERR] = RESULT_LINE "AND state IN ('failed', 'cancelled') ORDER BY id LIMIT ?3",
+	[S_BACKLOG] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
+		      "WHERE lane = ?1 AND state IN ('queued', 'running')",
+	[S_BACKLOG_ALL] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
+			  "WHERE state IN ('queued', 'running')",
+	[S_BACKLOG_UPTO] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
+			   "WHERE lane = ?1 AND state IN ('queued', 'running') "
+			   "AND id <= (SELECT max(id) FROM jobs WHERE batch_id = ?2)",
+	[S_JOB_BATCH_STATE] = "SELECT b.state FROM batches b JOIN jobs j ON j.batch_id = b.id "
+			      "WHERE j.id = ?1",
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[S__COUNT];
+	int in_tx;
+};
+
+/* The one adapter from SQLite result codes to -errno. */
+static int sql_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_CANTOPEN:
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_TOOBIG:
+		return -E2BIG;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return -EBADMSG;
+	default:
+		return -EIO;
+	}
+}
+
+const char *store_errmsg(struct store *s)
+{
+	return s && s->db ? sqlite3_errmsg(s->db) : "no database";
+}
+
+static int prep(struct store *s, enum stmt_id id, sqlite3_stmt **ret)
+{
+	int rc;
+
+	if (!s->stmt[id]) {
+		rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+					&s->stmt[id], NULL);
+		if (rc != SQLITE_OK)
+			return sql_errno(rc);
+	}
+	sqlite3_reset(s->stmt[id]);
+	sqlite3_clear_bindings(s->stmt[id]);
+	*ret = s->stmt[id];
+	return 0;
+}
+
+/* Run a statement that returns no rows; *ret_changes may be NULL. */
+static int run(struct store *s, sqlite3_stmt *st, int64_t *ret_changes)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return sql_errno(rc);
+	if (ret_changes)
+		*ret_changes = sqlite3_changes64(s->db);
+	return 0;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
+{
+	if (v >= 0)
+		sqlite3_bind_int64(st, i, v);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int exec(struct store *s, const char *sql)
+{
+	return sql_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+int store_schema_version(struct store *s)
+{
+	sqlite3_stmt *st = NULL;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int migrate(struct store *s)
+{
+	char pragma[64];
+	int cur, r = 0;
+	size_t i;
+
+	cur = store_schema_version(s);
+	if (cur < 0)
+		return -EIO;
+	if (migrations_count > 0 && cur > migrations[migrations_count - 1].version)
+		return -EPROTO; /* a newer llmqd wrote this database */
+	for (i = 0; i < migrations_count; i++) {
+		if (migrations[i].version <= cur)
+			continue;
+		r = exec(s, "BEGIN IMMEDIATE");
+		if (r < 0)
+			return r;
+		r = exec(s, migrations[i].sql);
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", migrations[i].version);
+		if (r == 0)
+			r = exec(s, pragma);
+		if (r == 0)
+			r = exec(s, "COMMIT");
+		if (r < 0) {
+			exec(s, "ROLLBACK");
+			return r;
+		}
+	}
+	return 0;
+}
+
+int store_open(const char *path, struct store **ret)
+{
+	struct store *s;
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	r = sql_errno(sqlite3_open_v2(path, &s->db,
+				      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					      SQLITE_OPEN_NOMUTEX,
+				      NULL));
+	if (r < 0)
+		goto out;
+	sqlite3_busy_timeout(s->db, 5000);
+	sqlite3_extended_result_codes(s->db, 1);
+	r = exec(s, "PRAGMA journal_mode = WAL");
+	if (r == 0)
+		r = exec(s, "PRAGMA synchronous = NORMAL");
+	if (r == 0)
+		r = exec(s, "PRAGMA foreign_keys = ON");
+	if (r == 0)
+		r = migrate(s);
+out:
+	if (r < 0) {
+		store_free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+void store_free(struct store *s)
+{
+	int i;
+
+	if (!s)
+		return;
+	for (i = 0; i < S__COUNT; i++)
+		sqlite3_finalize(s->stmt[i]);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+static int simple(struct store *s, enum stmt_id id)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, id, &st);
+
+	return r < 0 ? r : run(s, st, NULL);
+}
+
+int store_tx_begin(struct store *s)
+{
+	int r = simple(s, S_BEGIN);
+
+	if (r == 0)
+		s->in_tx = 1;
+	return r;
+}
+
+int store_tx_commit(struct store *s)
+{
+	int r = simple(s, S_COMMIT);
+
+	if (r == 0)
+		s->in_tx = 0;
+	return r;
+}
+
+int store_tx_rollback(struct store *s)
+{
+	int r = 0;
+
+	if (!sqlite3_get_autocommit(s->db))
+		r = simple(s, S_ROLLBACK);
+	s->in_tx = 0;
+	return r;
+}
+
+int store_recover(struct store *s, int64_t now, int64_t *ret_requeued)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t n = 0;
+	int r;
+
+	r = store_tx_begin(s);
+	if (r < 0)
+		return r;
+	r = prep(s, S_RECOVER_ATTEMPTS, &st);
+	if (r == 0) {
+		sqlite3_bind_int64(st, 1, now);
+		r = run(s, st, NULL);
+	}
+	if (r == 0)
+		r = prep(s, S_RECOVER_JOBS, &st);
+	if (r == 0) {
+		sqlite3_bind_int64(st, 1, now);
+		r = run(s, st, &n);
+	}
+	if (r == 0)
+		r = store_tx_commit(s);
+	if (r < 0) {
+		store_tx_rollback(s);
+		return r;
+	}
+	if (ret_requeued)
+		*ret_requeued = n;
+	return 0;
+}
+
+int store_batch_insert(struct store *s, const struct store_batch *b)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_BATCH_INSERT, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, b->id);
+	sqlite3_bind_int64(st, 2, b->created_at);
+	bind_opt_int(st, 3, b->uid);
+	bind_text(st, 4, b->input_name);
+	sqlite3_bind_int64(st, 5, b->window_ms);
+	sqlite3_bind_int64(st, 6, b->total);
+	sqlite3_bind_int64(st, 7, b->est_tokens);
+	return run(s, st, NULL);
+}
+
+int store_job_insert(struct store *s, const struct store_job_new *j, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_JOB_INSERT, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, j->batch_id);
+	sqlite3_bind_int64(st, 2, j->line);
+	bind_text(st, 3, j->custom_id);
+	bind_text(st, 4, j->url);
+	bind_text(st, 5, j->model);
+	bind_text(st, 6, j->lane);
+	sqlite3_bind_text64(st, 7, j->body, j->body_len, SQLITE_STATIC, SQLITE_UTF8);
+	sqlite3_bind_int64(st, 8, j->est_tokens);
+	sqlite3_bind_int64(st, 9, now);
+	return run(s, st, NULL);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i, size_t *ret_len)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	int n = sqlite3_column_bytes(st, i);
+	char *p;
+
+	if (!t)
+		return NULL;
+	p = malloc((size_t)n + 1);
+	if (!p)
+		return NULL;
+	memcpy(p, t, (size_t)n);
+	p[n] = '\0';
+	if (ret_len)
+		*ret_len = (size_t)n;
+	return p;
+}
+
+void store_job_clear(struct store_job *j)
+{
+	if (!j)
+		return;
+	free(j->batch_id);
+	free(j->custom_id);
+	free(j->url);
+	free(j->body);
+	memset(j, 0, sizeof(*j));
+}
+
+int store_next_ready(struct store *s, const char *lane, int64_t now, struct store_job *ret)
+{
+	struct store_job j = {0};
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = prep(s, S_NEXT_READY, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	sqlite3_bind_int64(st, 2, now);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(st);
+		return 0;
+	}
+	if (rc != SQLITE_ROW) {
+		r = sql_errno(rc);
+		sqlite3_reset(st);
+		return r;
+	}
+	j.id = sqlite3_column_int64(st, 0);
+	j.batch_id = col_dup(st, 1, NULL);
+	j.custom_id = col_dup(st, 2, NULL);
+	j.url = col_dup(st, 3, NULL);
+	j.body = col_dup(st, 4, &j.body_len);
+	j.est_tokens = sqlite3_column_int64(st, 5);
+	j.attempts = sqlite3_column_int(st, 6);
+	j.queued_since = sqlite3_column_int64(st, 7);
+	sqlite3_reset(st);
+	if (!j.batch_id || !j.custom_id || !j.url || !j.body) {
+		store_job_clear(&j);
+		return -ENOMEM;
+	}
+	*ret = j;
+	return 1;
+}
+
+int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = prep(s, S_NEXT_WAKEUP, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return sql_errno(rc);
+	}
+	*ret_ms = sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX
+							   : sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return 0;
+}
+
+/* Runs body inside a transaction unless one is already open. */
+#define TX_BEGIN(s, own)                                                                           \
+	do {                                                                                       \
+		(own) = !(s)->in_tx;                                                               \
+		if ((own) && (r = store_tx_begin(s)) < 0)                                          \
+			return r;                                                                  \
+	} while (0)
+
+static int tx_end(struct store *s, int own, int r)
+{
+	if (!own)
+		return r;
+	if (r == 0)
+		r = store_tx_commit(s);
+	if (r < 0)
+		store_tx_rollback(s);
+	return r;
+}
+
+int store_job_start(struct store *s, const struct store_job *j, const char *lane, int64_t now,
+		    int64_t tokens_charged, int64_t gate_wait_ms, int64_t *ret_attempt_id)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t changed = 0;
+	int r, own;
+
+	TX_BEGIN(s, own);
+	r = prep(s, S_JOB_START, &st);
+	if (r == 0) {
+		sqlite3_bind_int64(st, 1, j->id);
+		sqlite3_bind_int64(st, 2, now);
+		r = run(s, st, &changed);
+	}
+	if (r == 0 && changed != 1)
+		r = -ESTALE; /* no longer queued: cancelled meanwhile */
+	if (r == 0)
+		r = prep(s, S_ATTEMPT_INSERT, &st);
+	if (r == 0) {
+		sqlite3_bind_int64(st, 1, j->id);
+		bind_text(st, 2, lane);
+		sqlite3_bind_int64(st, 3, now);
+		sqlite3_bind_int64(st, 4, tokens_charged);
+		sqlite3_bind_int64(st, 5, gate_wait_ms);
+		r = run(s, st, NULL);
+	}
+	r = tx_end(s, own, r);
+	if (r == 0)
+		*ret_attempt_id = sqlite3_last_insert_rowid(s->db);
+	return r;
+}
+
+/* running -> a final state, and the batch completed when it was its last job. */
+static int finish(struct store *s, int64_t job_id, const struct store_outcome *o, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t changed = 0;
+	int r;
+
+	r = prep(s, S_JOB_FINISH, &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, job_id);
+	bind_text(st, 2, o->job_state);
+	bind_opt_int(st, 3, o->status_code > 0 ? o->status_code : -1);
+	bind_text(st, 4, o->request_id);
+	if (o->response)
+		sqlite3_bind_text64(st, 5, o->response, o->response_len, SQLITE_STATIC, SQLITE_UTF8);
+	bind_text(st, 6, o->error_code);
+	bind_text(st, 7, o->error_message);
+	bind_opt_int(st, 8, o->prompt_tokens);
+	bind_opt_int(st, 9, o->completion_tokens);
+	bind_opt_int(st, 10, o->total_tokens);
+	sqlite3_bind_int64(st, 11, now);
+	r = run(s, st, &changed);
+	if (r == 0 && changed != 1)
+		r = -ESTALE;
+	if (r == 0)
+		r = prep(s, S_BATCH_REFRESH, &st);
+	if (r == 0) {
+		sqlite3_bind_int64(st, 1, job_id);
+		sqlite3_bind_int64(st, 2, now);
+		r = run(s, st, NULL);
+	}
+	return r;
+}
+
+/* 1 when the job's batch is being cancelled, 0 when not, or -errno. */
+static int batch_cancelling(struct store *s, int64_t job_id)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = prep(s, S_JOB_BATCH_STATE, &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, job_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		r = strcmp((const char *)sqlite3_column_text(st, 0), "cancelling") == 0;
+	else
+		r = rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+	sqlite3_reset(st);
+	return r;
+}
+
+static int requeue(struct store *s, int64_t job_id, const struct store_outcome *o, int64_t now)
+{
+	struct store_outcome c;
+	sqlite3_stmt *st = NULL;
+	int64_t changed = 0;
+	int r;
+
+	r = batch_cancelling(s, job_id);
+	if (r < 0)
+		return r;
+	if (r == 1) {
+		c = *o;
+		c.job_state = "cancelled";
+		c.error_code = "batch_cancelled";
+		c.error_message = "the batch was cancelled before this request could be retried";
+		return finish(s, job_id, &c, now);
+	}
+	r = prep(s, S_JOB_REQUEUE, &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, job_id);
+	sqlite3_bind_int64(st, 2, o->not_before);
+	sqlite3_bind_int64(st, 3, now);
+	r = run(s, st, &changed);
+	if (r == 0 && changed != 1)
+		r = -ESTALE;
+	return r;
+}
+
+int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
+		       const struct store_outcome *o, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int r, own;
+
+	TX_BEGIN(s, own);
+	r = prep(s, S_ATTEMPT_END, &st);
+	if (r == 0) {
+		sqlite3_bind_int64(st, 1, attempt_id);
+		sqlite3_bind_int64(st, 2, now);
+		bind_text(st, 3, o->attempt_outcome);
+		bind_opt_int(st, 4, o->status_code > 0 ? o->status_code : -1);
+		bind_text(st, 5, o->error_code);
+		bind_text(st, 6, o->error_message);
+		bind_opt_int(st, 7, o->retry_after_ms);
+		bind_opt_int(st, 8, o->total_tokens);
+		bind_opt_int(st, 9, o->latency_ms);
+		bind_text(st, 10, o->request_id);
+		r = run(s, st, NULL);
+	}
+	if (r == 0)
+		r = o->job_state ? finish(s, job_id, o, now) : requeue(s, job_id, o, now);
+	return tx_end(s, own, r);
+}
+
+static void put_int_or_null(json_object *o, const char *key, sqlite3_stmt *st, int i)
+{
+	json_object_object_add(o, key,
+			       sqlite3_column_type(st, i) == SQLITE_NULL
+				       ? NULL
+				       : json_object_new_int64(sqlite3_column_int64(st, i)));
+}
+
+static json_object *batch_row(sqlite3_stmt *st)
+{
+	static const char *const counts[] = {"queued", "running", "succeeded", "failed",
+					     "cancelled"};
+	json_object *o = json_object_new_object(), *c = json_object_new_object();
+	const char *t;
+	int i;
+
+	if (!o || !c) {
+		json_object_put(o);
+		json_object_put(c);
+		return NULL;
+	}
+	json_object_object_add(o, "id", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+	json_object_object_add(o, "state", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
+	json_object_object_add(o, "created_at", json_object_new_int64(sqlite3_column_int64(st, 2)));
+	put_int_or_null(o, "uid", st, 3);
+	t = (const char *)sqlite3_column_text(st, 4);
+	json_object_object_add(o, "input_name", t ? json_object_new_string(t) : NULL);
+	json_object_object_add(o, "window_ms", json_object_new_int64(sqlite3_column_int64(st, 5)));
+	json_object_object_add(o, "total", json_object_new_int64(sqlite3_column_int64(st, 6)));
+	json_object_object_add(o, "est_tokens", json_object_new_int64(sqlite3_column_int64(st, 7)));
+	put_int_or_null(o, "finished_at", st, 8);
+	for (i = 0; i < 5; i++)
+		json_object_object_add(c, counts[i],
+				       json_object_new_int64(sqlite3_column_int64(st, 9 + i)));
+	json_object_object_add(o, "counts", c);
+	json_object_object_add(o, "tokens_used", json_object_new_int64(sqlite3_column_int64(st, 14)));
+	json_object_object_add(o, "tokens_pending",
+			       json_object_new_int64(sqlite3_column_int64(st, 15)));
+	return o;
+}
+
+int store_batch_get(struct store *s, const char *id, json_object **ret)
+{
+	sqlite3_stmt *st = NULL;
+	json_object *o;
+	int r, rc;
+
+	r = prep(s, S_BATCH_GET, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		r = -ENOENT;
+	else if (rc != SQLITE_ROW)
+		r = sql_errno(rc);
+	else if (!(o = batch_row(st)))
+		r = -ENOMEM;
+	else
+		*ret = o;
+	sqlite3_reset(st);
+	return r;
+}
+
+int store_batch_list(struct store *s, int limit, json_object **ret)
+{
+	json_object *arr, *o;
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = prep(s, S_BATCH_LIST, &st);
+	if (r < 0)
+		return r;
+	arr = json_object_new_array();
+	if (!arr)
+		return -ENOMEM;
+	sqlite3_bind_int(st, 1, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		o = batch_row(st);
+		if (!o) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		json_object_array_add(arr, o);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		json_object_put(arr);
+		return sql_errno(rc);
+	}
+	*ret = arr;
+	return 0;
+}
+
+int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *ret_cancelled)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t n = 0, changed = 0;
+	json_object *b = NULL;
+	int r, own;
+
+	r = store_batch_get(s, id, &b);
+	json_object_put(b);
+	if (r < 0)
+		return r;
+	TX_BEGIN(s, own);
+	r = prep(s, S_BATCH_CANCEL_JOBS, &st);
+	if (r == 0) {
+		bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, now);
+		r = run(s, st, &n);
+	}
+	if (r == 0)
+		r = prep(s, S_BATCH_CANCEL, &st);
+	if (r == 0) {
+		bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, now);
+		r = run(s, st, &changed);
+	}
+	r = tx_end(s, own, r);
+	if (r == 0 && ret_cancelled)
+		*ret_cancelled = n;
+	return r;
+}
+
+int store_results(struct store *s, const char *id, int64_t after, int limit, int errors,
+		  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t last = after;
+	int r, rc, count = 0;
+
+	r = prep(s, errors ? S_RESULTS_ERR : S_RESULTS_OK, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	sqlite3_bind_int64(st, 2, after);
+	sqlite3_bind_int(st, 3, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		last = sqlite3_column_int64(st, 0);
+		r = cb(userdata, (const char *)sqlite3_column_text(st, 1),
+		       (size_t)sqlite3_column_bytes(st, 1));
+		if (r < 0)
+			break;
+		count++;
+	}
+	sqlite3_reset(st);
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_errno(rc);
+	if (r == 0) {
+		*ret_last = last;
+		*ret_count = count;
+	}
+	return r;
+}
+
+static int backlog(struct store *s, enum stmt_id id, const char *lane, const char *batch,
+		   int64_t *ret_jobs, int64_t *ret_tokens)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = prep(s, id, &st);
+	if (r < 0)
+		return r;
+	if (lane)
+		bind_text(st, 1, lane);
+	if (batch)
+		bind_text(st, 2, batch);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_jobs = sqlite3_column_int64(st, 0);
+		*ret_tokens = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : sql_errno(rc);
+}
+
+int store_backlog(struct store *s, const char *lane, int64_t *ret_jobs, int64_t *ret_tokens)
+{
+	return backlog(s, lane ? S_BACKLOG : S_BACKLOG_ALL, lane, NULL, ret_jobs, ret_tokens);
+}
+
+int store_backlog_upto(struct store *s, const char *lane, const char *batch_id, int64_t *ret_jobs,
+		       int64_t *ret_tokens)
+{
+	return backlog(s, S_BACKLOG_UPTO, lane, batch_id, ret_jobs, ret_tokens);
+}
+
+int store_new_batch_id(char buf[static 19])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[8];
+	int i;
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return -errno;
+	buf[0] = 'b';
+	buf[1] = '_';
+	for (i = 0; i < 8; i++) {
+		buf[2 + 2 * i] = hex[rnd[i] >> 4];
+		buf[3 + 2 * i] = hex[rnd[i] & 15];
+	}
+	buf[18] = '\0';
+	return 0;
+}

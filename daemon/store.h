@@ -1,0 +1,121 @@
+/*
+ * store.h - all of llmq's SQL. The store owns the SQLite connection, applies
+ * the migrations of sql/ at open, and offers the few operations the daemon
+ * needs as prepared statements. It does not log: failures come back as
+ * -errno, with store_errmsg() saying what SQLite said.
+ */
+#ifndef LLMQ_STORE_H
+#define LLMQ_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+struct store;
+
+struct store_batch {
+	const char *id;
+	int64_t created_at;
+	int64_t uid; /* -1: unknown */
+	const char *input_name;
+	int64_t window_ms;
+	int64_t total;
+	int64_t est_tokens;
+};
+
+struct store_job_new {
+	const char *batch_id;
+	int64_t line;
+	const char *custom_id;
+	const char *url;
+	const char *model;
+	const char *lane;
+	const char *body;
+	size_t body_len;
+	int64_t est_tokens;
+};
+
+/* A job as the scheduler launches it. Strings are owned; store_job_clear frees. */
+struct store_job {
+	int64_t id;
+	char *batch_id;
+	char *custom_id;
+	char *url;
+	char *body;
+	size_t body_len;
+	int64_t est_tokens;
+	int attempts;
+	int64_t queued_since; /* updated_at of the queued row: when it became ready */
+};
+
+/* How an attempt ended, and what becomes of its job. */
+struct store_outcome {
+	const char *job_state;      /* "succeeded", "failed", "cancelled", or NULL: requeue */
+	const char *attempt_outcome; /* "succeeded", "failed", "retry", "rate_limited", "aborted" */
+	int status_code;            /* 0: no HTTP answer */
+	const char *request_id;
+	const char *response;
+	size_t response_len;
+	const char *error_code;
+	const char *error_message;
+	int64_t retry_after_ms;     /* -1: none given */
+	int64_t prompt_tokens;      /* -1: unknown */
+	int64_t completion_tokens;
+	int64_t total_tokens;
+	int64_t latency_ms;
+	int64_t not_before;         /* for a requeue */
+};
+
+int store_open(const char *path, struct store **ret);
+void store_free(struct store *s);
+const char *store_errmsg(struct store *s);
+int store_schema_version(struct store *s);
+
+/* Jobs left running by a crash go back to queued; their open attempt is closed. */
+int store_recover(struct store *s, int64_t now, int64_t *ret_requeued);
+
+int store_tx_begin(struct store *s);
+int store_tx_commit(struct store *s);
+int store_tx_rollback(struct store *s);
+
+int store_batch_insert(struct store *s, const struct store_batch *b);
+int store_job_insert(struct store *s, const struct store_job_new *j, int64_t now);
+
+/* The oldest ready job of lane: returns 1 and fills ret, or 0 when none is ready. */
+int store_next_ready(struct store *s, const char *lane, int64_t now, struct store_job *ret);
+void store_job_clear(struct store_job *j);
+/* Earliest not_before among lane's queued jobs; INT64_MAX when none is queued. */
+int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms);
+
+/* queued -> running, attempts + 1, and a new open attempt row. */
+int store_job_start(struct store *s, const struct store_job *j, const char *lane, int64_t now,
+		    int64_t tokens_charged, int64_t gate_wait_ms, int64_t *ret_attempt_id);
+/* Close the attempt and finish or requeue the job, in one transaction. */
+int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
+		       const struct store_outcome *o, int64_t now);
+
+int store_batch_get(struct store *s, const char *id, json_object **ret);
+int store_batch_list(struct store *s, int limit, json_object **ret);
+/* Queued jobs cancelled; running ones left to finish. -ENOENT when unknown. */
+int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *ret_cancelled);
+
+typedef int (*store_line_cb)(void *userdata, const char *line, size_t len);
+/*
+ * Result lines (Batch API output format) of batch id with job ids > after, at
+ * most limit of them; errors selects failed and cancelled jobs instead of
+ * succeeded ones. *ret_last is the last job id seen (after when none).
+ */
+int store_results(struct store *s, const char *id, int64_t after, int limit, int errors,
+		  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count);
+
+/* Jobs queued or running, and their estimated tokens; lane NULL for all lanes. */
+int store_backlog(struct store *s, const char *lane, int64_t *ret_jobs, int64_t *ret_tokens);
+
+/* Same, counting only the lane's jobs up to the last one of batch_id (FIFO: its ETA). */
+int store_backlog_upto(struct store *s, const char *lane, const char *batch_id, int64_t *ret_jobs,
+		       int64_t *ret_tokens);
+
+/* A new random batch id, b_<16 hex>. */
+int store_new_batch_id(char buf[static 19]);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * upstream.h - HTTP transfers to the providers, with the libcurl multi
+ * interface driven by the daemon's libevent loop. Owns the curl handles and
+ * the answers' buffers until the done callback returns; knows nothing of
+ * jobs, lanes or the store.
+ */
+#ifndef LLMQ_UPSTREAM_H
+#define LLMQ_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <event2/event.h>
+
+struct upstream;
+struct up_transfer;
+
+struct up_request {
+	const char *url;
+	const char *api_key; /* NULL: no Authorization header */
+	const char *body;    /* must live until the done callback */
+	size_t body_len;
+	long connect_timeout_ms;
+	long timeout_ms;
+	void *userdata;
+};
+
+#define UP_HDR_LEN 96
+
+/* The headers llmq acts on; empty strings where absent. */
+struct up_headers {
+	char request_id[UP_HDR_LEN];
+	char retry_after[UP_HDR_LEN];
+	char retry_after_ms[UP_HDR_LEN];
+	char should_retry[UP_HDR_LEN];
+	char limit_tokens[UP_HDR_LEN];
+	char remaining_tokens[UP_HDR_LEN];
+	char reset_tokens[UP_HDR_LEN];
+	char limit_requests[UP_HDR_LEN];
+	char remaining_requests[UP_HDR_LEN];
+	char reset_requests[UP_HDR_LEN];
+};
+
+struct up_response {
+	int status;           /* HTTP status, 0 when no answer came */
+	int transport_error;  /* nonzero: the CURLcode */
+	const char *error;    /* curl's message for a transport error */
+	const char *body;     /* NUL-terminated; may contain NULs before body_len */
+	size_t body_len;
+	struct up_headers hdr;
+	int64_t latency_ms;
+};
+
+/* Called once per transfer that was started, unless it was aborted. */
+typedef void (*up_done_fn)(void *userdata, const struct up_response *resp);
+
+int upstream_new(struct event_base *base, up_done_fn done, struct upstream **ret);
+void upstream_free(struct upstream *up);
+
+int upstream_start(struct upstream *up, const struct up_request *req, struct up_transfer **ret);
+/* Stop a transfer without calling its done callback. */
+void upstream_abort(struct upstream *up, struct up_transfer *t);
+int upstream_in_flight(const struct upstream *up);
+
+#endif
