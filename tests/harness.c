@@ -1,0 +1,288 @@
+/*
+ * harness.c - process plumbing for the integration tests.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void msleep(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+void h_tmpdir(char *buf, size_t len)
+{
+	snprintf(buf, len, "/tmp/llmq-e2e-XXXXXX");
+	cr_assert_not_null(mkdtemp(buf));
+}
+
+void h_mock_start(struct mock_proc *m, const char *dir, ...)
+{
+	char *argv[32] = {MOCK_BIN, "--log", m->log};
+	int pfd[2], i = 3;
+	char buf[32] = "";
+	ssize_t n;
+	va_list ap;
+
+	snprintf(m->log, sizeof(m->log), "%s/mock.log", dir);
+	va_start(ap, dir);
+	while (i < 31 && (argv[i] = va_arg(ap, char *)))
+		i++;
+	va_end(ap);
+	argv[i] = NULL;
+	cr_assert_eq(pipe(pfd), 0);
+	m->pid = fork();
+	cr_assert_geq(m->pid, 0);
+	if (m->pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		close(pfd[1]);
+		execv(MOCK_BIN, argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	n = read(pfd[0], buf, sizeof(buf) - 1);
+	close(pfd[0]);
+	cr_assert_gt(n, 0, "mock upstream did not start");
+	m->port = atoi(buf);
+	cr_assert_gt(m->port, 0);
+}
+
+void h_mock_stop(struct mock_proc *m)
+{
+	if (m->pid > 0) {
+		kill(m->pid, SIGTERM);
+		waitpid(m->pid, NULL, 0);
+		m->pid = 0;
+	}
+}
+
+static size_t sink(char *p, size_t s, size_t n, void *ud)
+{
+	char *buf = ud;
+	size_t have = strlen(buf), add = s * n;
+
+	if (have + add >= 4096)
+		add = 4095 - have;
+	memcpy(buf + have, p, add);
+	buf[have + add] = '\0';
+	return s * n;
+}
+
+json_object *h_mock_stats(const struct mock_proc *m)
+{
+	char url[64], buf[4096] = "";
+	CURL *c = curl_easy_init();
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/stats", m->port);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, buf);
+	cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+	curl_easy_cleanup(c);
+	return json_tokener_parse(buf);
+}
+
+static int can_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0), ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_proc *m, ...)
+{
+	char url[128];
+	char *env[32];
+	int i = 0, tries, fd;
+	va_list ap;
+
+	snprintf(d->sock, sizeof(d->sock), "%s/llmq.sock", dir);
+	snprintf(d->db, sizeof(d->db), "%s/llmq.db", dir);
+	snprintf(d->log, sizeof(d->log), "%s/llmqd.log", dir);
+	snprintf(url, sizeof(url), "OPENAI_BASE_URL=http://127.0.0.1:%d/v1", m ? m->port : 9);
+	va_start(ap, m);
+	env[i++] = url;
+	env[i++] = "LLMQ_CONFIG=";
+	env[i++] = "PATH=/usr/bin:/bin";
+	while (i < 31 && (env[i] = va_arg(ap, char *)))
+		i++;
+	va_end(ap);
+	env[i] = NULL;
+	d->pid = fork();
+	cr_assert_geq(d->pid, 0);
+	if (d->pid == 0) {
+		fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(fd, 2);
+		dup2(fd, 1);
+		execle(LLMQD_BIN, LLMQD_BIN, "--socket", d->sock, "--db", d->db, "-v", (char *)NULL,
+		       env);
+		_exit(127);
+	}
+	for (tries = 0; tries < 200 && !can_connect(d->sock); tries++)
+		msleep(25);
+	cr_assert(can_connect(d->sock), "llmqd did not start; see %s", d->log);
+}
+
+void h_daemon_signal(struct daemon_proc *d, int sig)
+{
+	int status;
+
+	if (d->pid <= 0)
+		return;
+	kill(d->pid, sig);
+	waitpid(d->pid, &status, 0);
+	d->pid = 0;
+}
+
+static void slurp(int fd, char *buf, size_t len)
+{
+	size_t have = 0, k;
+	char tmp[4096];
+	ssize_t n;
+
+	while ((n = read(fd, tmp, sizeof(tmp))) > 0) {
+		if (!buf || have + 1 >= len)
+			continue;
+		k = (size_t)n < len - 1 - have ? (size_t)n : len - 1 - have;
+		memcpy(buf + have, tmp, k);
+		have += k;
+	}
+	if (buf && len)
+		buf[have] = '\0';
+}
+
+int h_llmq(const struct daemon_proc *d, char *out, size_t outlen, char *err, size_t errlen, ...)
+{
+	char *argv[32] = {LLMQ_BIN, "--socket", (char *)d->sock};
+	int po[2], pe[2], status, i = 3;
+	char errpath[64];
+	pid_t pid;
+	va_list ap;
+
+	va_start(ap, errlen);
+	while (i < 31 && (argv[i] = va_arg(ap, char *)))
+		i++;
+	va_end(ap);
+	argv[i] = NULL;
+	cr_assert_eq(pipe(po), 0);
+	/* stderr goes to a file so a full pipe can never stall the child. */
+	snprintf(errpath, sizeof(errpath), "/tmp/llmq-e2e-err-%d", (int)getpid());
+	pe[1] = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		close(po[0]);
+		execv(LLMQ_BIN, argv);
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	slurp(po[0], out, outlen);
+	close(po[0]);
+	waitpid(pid, &status, 0);
+	pe[0] = open(errpath, O_RDONLY);
+	slurp(pe[0], err, errlen);
+	close(pe[0]);
+	unlink(errpath);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void h_write_batch(const char *path, int n, const char *model, int max_tokens)
+{
+	FILE *f = fopen(path, "w");
+	int i;
+
+	cr_assert_not_null(f);
+	for (i = 1; i <= n; i++)
+		fprintf(f,
+			"{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+			"\"body\":{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":"
+			"\"question %d\"}],\"max_tokens\":%d}}\n",
+			i, model, i, max_tokens);
+	fclose(f);
+}
+
+int64_t h_jint(json_object *o, const char *path)
+{
+	char key[64];
+	const char *dot;
+	json_object *v;
+
+	while ((dot = strchr(path, '.'))) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		if (!json_object_object_get_ex(o, key, &o))
+			return -1;
+		path = dot + 1;
+	}
+	return json_object_object_get_ex(o, path, &v) ? json_object_get_int64(v) : -1;
+}
+
+const char *h_jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
+}
+
+json_object *h_wait_for(const struct daemon_proc *d, const char *batch,
+			int (*pred)(json_object *batch), int timeout_s)
+{
+	static char out[1 << 16];
+	json_object *reply, *b;
+	int i;
+
+	for (i = 0; i < timeout_s * 20; i++) {
+		cr_assert_eq(h_llmq(d, out, sizeof(out), NULL, 0, "status", batch, "--json", NULL), 0);
+		reply = json_tokener_parse(out);
+		cr_assert_not_null(reply, "%s", out);
+		json_object_object_get_ex(reply, "batch", &b);
+		if (pred(b)) {
+			json_object_get(b);
+			json_object_put(reply);
+			return b;
+		}
+		json_object_put(reply);
+		msleep(50);
+	}
+	cr_assert_fail("batch %s did not get there within %ds", batch, timeout_s);
+	return NULL;
+}
+
+int64_t h_sql_int(const struct daemon_proc *d, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t v = -1;
+
+	cr_assert_eq(sqlite3_open_v2(d->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}

@@ -1,0 +1,57 @@
+/*
+ * harness.h - real processes for the integration tests: the mock upstream,
+ * llmqd, and the llmq client, each in a temporary directory of the test's.
+ */
+#ifndef LLMQ_HARNESS_H
+#define LLMQ_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <json-c/json.h>
+
+struct mock_proc {
+	pid_t pid;
+	int port;
+	char log[300];
+};
+
+struct daemon_proc {
+	pid_t pid;
+	char sock[300];
+	char db[300];
+	char log[300];
+};
+
+/* A fresh temporary directory for one test. */
+void h_tmpdir(char *buf, size_t len);
+
+/* Start the mock with extra options (NULL-terminated); logs arrivals to dir/mock.log. */
+void h_mock_start(struct mock_proc *m, const char *dir, ...);
+void h_mock_stop(struct mock_proc *m);
+/* GET /stats from the mock, as a JSON object (caller puts it). */
+json_object *h_mock_stats(const struct mock_proc *m);
+
+/* Start llmqd on dir/llmq.sock and dir/llmq.db against the mock, with extra
+ * environment assignments "NAME=value" (NULL-terminated); waits for its socket. */
+void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_proc *m, ...);
+void h_daemon_signal(struct daemon_proc *d, int sig);
+
+/* Run llmq with the daemon's socket and args (NULL-terminated); returns its
+ * exit status, with stdout in out and stderr in err (either may be NULL). */
+int h_llmq(const struct daemon_proc *d, char *out, size_t outlen, char *err, size_t errlen, ...);
+
+/* Write n Batch API chat lines to path: custom_id "req-<i>", content "question <i>". */
+void h_write_batch(const char *path, int n, const char *model, int max_tokens);
+
+/* Poll "llmq status BATCH --json" until pred(batch) or timeout_s; returns the batch. */
+json_object *h_wait_for(const struct daemon_proc *d, const char *batch,
+			int (*pred)(json_object *batch), int timeout_s);
+
+int64_t h_jint(json_object *o, const char *path); /* "counts.succeeded" */
+const char *h_jstr(json_object *o, const char *key);
+
+/* Run a query on the daemon's database; returns the first column of the first row. */
+int64_t h_sql_int(const struct daemon_proc *d, const char *sql);
+
+#endif

@@ -1,0 +1,165 @@
+/* Configuration precedence: defaults < file < environment < flags. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+static char dir[] = "/tmp/llmq-test-config-XXXXXX";
+static char file[256];
+static struct config cfg;
+
+static void setup(void)
+{
+	static const char *const vars[] = {
+		"LLMQ_SOCKET", "LLMQ_DB", "LLMQ_CONFIG", "OPENAI_BASE_URL", "OPENAI_MAX_CONCURRENCY",
+		"OPENAI_STAGGER_SECONDS", "OPENAI_TPM_LIMIT", "OPENAI_TPM_HEADROOM",
+		"OPENAI_EST_TOKENS_PER_RUN", "OPENAI_RETRY_MAX_ATTEMPTS",
+		"OPENAI_BACKOFF_BASE_SECONDS", "OPENAI_RPM_LIMIT", NULL};
+	int i;
+
+	for (i = 0; vars[i]; i++)
+		unsetenv(vars[i]);
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s/llmqd.conf", dir);
+}
+
+TestSuite(config, .init = setup);
+
+static int load(char *err, size_t errlen, int argc, ...)
+{
+	char *argv[16] = {"llmqd"};
+	va_list ap;
+	int i;
+
+	va_start(ap, argc);
+	for (i = 0; i < argc; i++)
+		argv[i + 1] = va_arg(ap, char *);
+	va_end(ap);
+	return config_load(&cfg, argc + 1, argv, err, errlen);
+}
+
+static void write_file(const char *text)
+{
+	FILE *f = fopen(file, "w");
+
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+Test(config, prototype_defaults)
+{
+	char err[512];
+
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", "/nonexistent/llmqd.conf"), -EINVAL,
+		     "an explicit --config must exist");
+	setenv("LLMQ_CONFIG", "", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+	cr_assert_eq(cfg.n_lanes, 1);
+	cr_assert_str_eq(cfg.lanes[0].name, "openai");
+	cr_assert_eq(cfg.lanes[0].limits.max_concurrency, 3);
+	cr_assert_eq(cfg.lanes[0].limits.stagger_ms, 15000);
+	cr_assert_eq(cfg.lanes[0].limits.tpm, 30000);
+	cr_assert_float_eq(cfg.lanes[0].limits.headroom, 0.15, 1e-9);
+	cr_assert_eq(cfg.lanes[0].est_tokens_per_run, 7000);
+	cr_assert_eq(cfg.lanes[0].retry_max_attempts, 5);
+	cr_assert_eq(cfg.lanes[0].backoff_base_ms, 2000);
+	cr_assert_eq(cfg.lanes[0].limits.rpm, 0);
+	cr_assert_str_eq(cfg.lanes[0].base_url, "https://api.openai.com/v1");
+}
+
+Test(config, env_then_flags)
+{
+	char err[512];
+
+	setenv("OPENAI_MAX_CONCURRENCY", "7", 1);
+	setenv("OPENAI_STAGGER_SECONDS", "0.5", 1);
+	setenv("OPENAI_TPM_LIMIT", "60000", 1);
+	setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1", 1);
+	setenv("LLMQ_SOCKET", "/tmp/from-env.sock", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+	cr_assert_eq(cfg.lanes[0].limits.max_concurrency, 7);
+	cr_assert_eq(cfg.lanes[0].limits.stagger_ms, 500);
+	cr_assert_eq(cfg.lanes[0].limits.tpm, 60000);
+	cr_assert_str_eq(cfg.lanes[0].base_url, "http://127.0.0.1:9/v1");
+	cr_assert_str_eq(cfg.socket_path, "/tmp/from-env.sock");
+
+	cr_assert_eq(load(err, sizeof(err), 4, "--max-concurrency", "9", "--socket", "/tmp/flag.sock"),
+		     0, "%s", err);
+	cr_assert_eq(cfg.lanes[0].limits.max_concurrency, 9, "flag beats environment");
+	cr_assert_str_eq(cfg.socket_path, "/tmp/flag.sock");
+	cr_assert_eq(cfg.lanes[0].limits.tpm, 60000, "environment kept where no flag");
+}
+
+Test(config, bad_values_are_named)
+{
+	char err[512];
+
+	setenv("OPENAI_MAX_CONCURRENCY", "zero", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), -EINVAL);
+	cr_assert(strstr(err, "max_concurrency"), "%s", err);
+	unsetenv("OPENAI_MAX_CONCURRENCY");
+	cr_assert_eq(load(err, sizeof(err), 2, "--headroom", "1.5"), -EINVAL);
+	cr_assert(strstr(err, "headroom"), "%s", err);
+	cr_assert_eq(load(err, sizeof(err), 1, "--bogus"), -EINVAL);
+}
+
+Test(config, file_lanes_and_precedence)
+{
+	char err[512];
+
+	write_file("# lanes for the test\n"
+		   "[daemon]\n"
+		   "socket = /tmp/from-file.sock\n"
+		   "db = /tmp/from-file.db\n"
+		   "\n"
+		   "[lane openai]\n"
+		   "base_url = https://api.openai.com/v1\n"
+		   "models = gpt-*, o*\n"
+		   "tpm_limit = 90000 ; inline comment\n"
+		   "max_concurrency = 12\n"
+		   "\n"
+		   "[lane local]\n"
+		   "base_url = http://127.0.0.1:8080/v1\n"
+		   "key_env = LOCAL_KEY\n"
+		   "models = llama-*\n"
+		   "tpm_limit = 0\n"
+		   "default = yes\n");
+	setenv("OPENAI_TPM_LIMIT", "1", 1); /* ignored: lanes come from the file */
+	setenv("LLMQ_DB", "/tmp/from-env.db", 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_eq(cfg.n_lanes, 2);
+	cr_assert_str_eq(cfg.socket_path, "/tmp/from-file.sock", "file beats default");
+	cr_assert_str_eq(cfg.db_path, "/tmp/from-env.db", "environment beats file");
+	cr_assert_eq(cfg.lanes[0].limits.tpm, 90000);
+	cr_assert_eq(cfg.lanes[0].limits.max_concurrency, 12);
+	cr_assert_eq(cfg.lanes[0].limits.stagger_ms, 15000, "unset keys keep the defaults");
+	cr_assert_str_eq(config_lane_for_model(&cfg, "gpt-4o")->name, "openai");
+	cr_assert_str_eq(config_lane_for_model(&cfg, "o3-mini")->name, "openai");
+	cr_assert_str_eq(config_lane_for_model(&cfg, "llama-3")->name, "local");
+	cr_assert_str_eq(config_lane_for_model(&cfg, "claude")->name, "local", "default lane");
+	cr_assert_eq(load(err, sizeof(err), 4, "--config", file, "--tpm", "5"), -EINVAL,
+		     "lane flags conflict with a config file");
+}
+
+Test(config, file_errors_name_the_place)
+{
+	char err[512];
+
+	write_file("[lane a]\nmax_concurrency = -3\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "max_concurrency") && strstr(err, "[lane a]"), "%s", err);
+	write_file("[lane a]\nfrobnicate = 1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "unknown key"), "%s", err);
+	write_file("[daemon]\nsocket = /tmp/x\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "no [lane"), "%s", err);
+	write_file("[lane a]\nthis line is wrong\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "line 2"), "%s", err);
+}

@@ -1,0 +1,410 @@
+/*
+ * End to end: real llmqd processes on temporary sockets and databases,
+ * driven through the real llmq binary, against the mock upstream.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char out[1 << 20], err[1 << 16];
+
+/* Settings for a fast lane: no stagger, generous budgets, short backoff. */
+#define FAST "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=100000000", \
+	     "OPENAI_BACKOFF_BASE_SECONDS=0.05", "OPENAI_BACKOFF_CAP_SECONDS=0.5"
+
+static int done(json_object *b)
+{
+	const char *s = h_jstr(b, "state");
+
+	return s && (!strcmp(s, "completed") || !strcmp(s, "cancelled"));
+}
+
+static int some_succeeded(json_object *b)
+{
+	return h_jint(b, "counts.succeeded") >= 20;
+}
+
+static void submit(struct daemon_proc *d, const char *file, char *id, size_t idlen)
+{
+	json_object *o;
+
+	cr_assert_eq(h_llmq(d, out, sizeof(out), err, sizeof(err), "submit", file, "--json", NULL),
+		     0, "submit failed: %s", err);
+	o = json_tokener_parse(out);
+	cr_assert_not_null(o, "%s", out);
+	snprintf(id, idlen, "%s", h_jstr(o, "id"));
+	json_object_put(o);
+}
+
+/* Checks the results file holds each req-1..n exactly once, answered 200. */
+static void check_results(const char *path, int n)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192], want[64];
+	int *seen = calloc((size_t)n + 1, sizeof(int)), lines = 0, i, k;
+	json_object *o, *resp, *body, *choices, *msg, *v;
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		o = json_tokener_parse(line);
+		cr_assert_not_null(o, "%s", line);
+		cr_assert_eq(sscanf(h_jstr(o, "custom_id"), "req-%d", &k), 1);
+		cr_assert(k >= 1 && k <= n);
+		seen[k]++;
+		cr_assert(json_object_object_get_ex(o, "response", &resp));
+		cr_assert_eq(h_jint(resp, "status_code"), 200);
+		json_object_object_get_ex(resp, "body", &body);
+		json_object_object_get_ex(body, "choices", &choices);
+		json_object_object_get_ex(json_object_array_get_idx(choices, 0), "message", &msg);
+		json_object_object_get_ex(msg, "content", &v);
+		snprintf(want, sizeof(want), "echo: question %d", k);
+		cr_assert_str_eq(json_object_get_string(v), want, "answer matches its custom_id");
+		json_object_put(o);
+		lines++;
+	}
+	fclose(f);
+	for (i = 1; i <= n; i++)
+		cr_assert_eq(seen[i], 1, "req-%d seen %d times", i, seen[i]);
+	cr_assert_eq(lines, n);
+	free(seen);
+}
+
+Test(e2e, happy_path_200, .timeout = 60)
+{
+	char dir[64], file[128], res[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "20", NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=16", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
+	h_write_batch(file, 200, "gpt-4o-mini", 20);
+	submit(&d, file, id, sizeof(id));
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 0, "%s", err);
+	cr_assert(strstr(out, "completed"), "%s", out);
+	b = h_wait_for(&d, id, done, 5);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 200);
+	cr_assert_gt(h_jint(b, "tokens_used"), 0);
+	json_object_put(b);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "results", id, "-o", res, NULL), 0);
+	check_results(res, 200);
+	/* The schema is an interface: people query it with sqlite3. */
+	cr_assert_eq(h_sql_int(&d, "SELECT succeeded FROM batch_summary"), 200);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM job_history WHERE outcome = 'succeeded'"),
+		     200);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE prompt_tokens > 0 "
+				   "AND request_id LIKE 'req_mock_%'"),
+		     200);
+	/* Human output and ping. */
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "status", NULL), 0);
+	cr_assert(strstr(out, id) && strstr(out, "completed"), "%s", out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "ping", NULL), 0);
+	cr_assert(strstr(out, "llmqd "), "%s", out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "--json", "list", NULL), 0);
+	cr_assert(strstr(out, id), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+struct bad_file {
+	const char *name;
+	int bad_line;
+	const char *want;
+};
+
+static void write_lines(const char *path, int n, int bad_at, const char *bad)
+{
+	FILE *f = fopen(path, "w");
+	int i;
+
+	for (i = 1; i <= n; i++) {
+		if (i == bad_at)
+			fputs(bad, f);
+		else
+			fprintf(f, "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+				   "\"body\":{\"model\":\"text-embedding-3-small\",\"input\":\"x\"}}",
+				i);
+		fputc('\n', f);
+	}
+	fclose(f);
+}
+
+Test(e2e, bad_batches_refused_with_line_numbers, .timeout = 60)
+{
+	char dir[64], file[128], *big;
+	struct daemon_proc d = {0};
+	size_t n = 9u << 20;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_daemon_start(&d, dir, NULL, NULL);
+	snprintf(file, sizeof(file), "%s/bad.jsonl", dir);
+
+	write_lines(file, 10, 7, "{\"custom_id\": \"c7\", \"method\": \"POST\",");
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 65);
+	cr_assert(strstr(err, "line 7") && strstr(err, "malformed JSON"), "%s", err);
+
+	write_lines(file, 10, 4,
+		    "{\"custom_id\":\"c2\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+		    "\"body\":{\"model\":\"m\",\"input\":\"x\"}}");
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 65);
+	cr_assert(strstr(err, "line 4") && strstr(err, "duplicate custom_id \"c2\"") &&
+			  strstr(err, "also on line 2"),
+		  "%s", err);
+
+	write_lines(file, 10, 3,
+		    "{\"custom_id\":\"c3\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+		    "\"body\":{\"input\":\"x\"}}");
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "--json", "submit", file, NULL),
+		     65);
+	cr_assert(strstr(out, "INVALID_BATCH") && strstr(out, "\"line\": 3") &&
+			  strstr(out, "model"),
+		  "%s", out);
+
+	big = malloc(n + 1);
+	memset(big, 'x', n);
+	memcpy(big, "{\"custom_id\":\"", 14);
+	big[n] = '\0';
+	write_lines(file, 5, 2, big);
+	free(big);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 65);
+	cr_assert(strstr(err, "line 2") && strstr(err, "8 MiB"), "%s", err);
+
+	/* Nothing of any of them was stored, and the daemon still answers. */
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs"), 0);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "ping", NULL), 0);
+
+	/* Usage errors and missing files. */
+	cr_assert_eq(h_llmq(&d, NULL, 0, NULL, 0, "submit", NULL), 64);
+	cr_assert_eq(h_llmq(&d, NULL, 0, NULL, 0, "frobnicate", NULL), 64);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "status", "b_00000000000000aa", NULL),
+		     65);
+	cr_assert(strstr(err, "no such batch"), "%s", err);
+	h_daemon_signal(&d, SIGTERM);
+}
+
+Test(e2e, daemon_unavailable_says_how_to_start_it)
+{
+	struct daemon_proc d = {0};
+
+	snprintf(d.sock, sizeof(d.sock), "/tmp/llmq-e2e-nonexistent/llmq.sock");
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "ping", NULL), 69);
+	cr_assert(strstr(err, "llmqd &"), "%s", err);
+}
+
+Test(e2e, cancel_stops_queued_jobs, .timeout = 60)
+{
+	char dir[64], file[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "1500", NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 20, "gpt-4o-mini", 10);
+	submit(&d, file, id, sizeof(id));
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "cancel", id, NULL), 0, "%s",
+		     err);
+	b = h_wait_for(&d, id, done, 20);
+	cr_assert_str_eq(h_jstr(b, "state"), "cancelled");
+	cr_assert_geq(h_jint(b, "counts.cancelled"), 18);
+	cr_assert_eq(h_jint(b, "counts.cancelled") + h_jint(b, "counts.succeeded"), 20,
+		     "in-flight jobs finish and keep their answers");
+	json_object_put(b);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "results", id, "--errors", NULL), 0);
+	cr_assert(strstr(out, "batch_cancelled"), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(e2e, kill9_then_restart_loses_nothing, .timeout = 120)
+{
+	char dir[64], file[128], res[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "150", NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=8", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
+	h_write_batch(file, 120, "gpt-4o-mini", 10);
+	submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, some_succeeded, 30);
+	json_object_put(b);
+	h_daemon_signal(&d, SIGKILL);
+	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'queued'"), 0);
+
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=8", NULL);
+	b = h_wait_for(&d, id, done, 60);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 120);
+	json_object_put(b);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "results", id, "-o", res, NULL), 0);
+	check_results(res, 120);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE ended_at IS NULL"), 0);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded' "
+				   "AND response IS NOT NULL"),
+		     120);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+static int raw_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void raw_send(int fd, const char *s)
+{
+	cr_assert_eq(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+static void raw_expect(int fd, const char *want)
+{
+	char buf[4096];
+	size_t have = 0;
+	ssize_t n;
+
+	while (have < sizeof(buf) - 1 && (n = read(fd, buf + have, 1)) == 1 && buf[have] != '\n')
+		have++;
+	buf[have] = '\0';
+	cr_assert(strstr(buf, want), "got \"%s\", wanted \"%s\"", buf, want);
+}
+
+Test(e2e, survives_garbage_and_vanishing_clients, .timeout = 60)
+{
+	char dir[64];
+	struct daemon_proc d = {0};
+	char *big;
+	int fd;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_daemon_start(&d, dir, NULL, NULL);
+
+	fd = raw_connect(d.sock);
+	raw_send(fd, "hello there\n");
+	raw_expect(fd, "BAD_REQUEST");
+	raw_send(fd, "{\"v\":1,\"op\":\"explode\"}\n");
+	raw_expect(fd, "UNKNOWN_OP");
+	raw_send(fd, "{\"v\":99,\"op\":\"ping\"}\n");
+	raw_expect(fd, "PROTOCOL_VERSION");
+	raw_send(fd, "{\"v\":1,\"op\":\"ping\"}\n");
+	raw_expect(fd, "\"ok\":true");
+	close(fd);
+
+	/* A client that promises 1000 lines, sends 3, and vanishes. */
+	fd = raw_connect(d.sock);
+	raw_send(fd, "{\"v\":1,\"op\":\"submit\",\"lines\":1000}\n");
+	raw_send(fd, "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+		     "\"body\":{\"model\":\"m\",\"input\":\"x\"}}\n{\"custom_id\":\"b\",\n{\n");
+	close(fd);
+
+	/* A request line past the limit. */
+	fd = raw_connect(d.sock);
+	big = malloc(9u << 20);
+	memset(big, 'x', 9u << 20);
+	big[(9u << 20) - 1] = '\0';
+	(void)!write(fd, big, (9u << 20) - 1);
+	free(big);
+	raw_expect(fd, "LINE_TOO_LONG");
+	close(fd);
+
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "ping", NULL), 0);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0, "nothing half-stored");
+	h_daemon_signal(&d, SIGTERM);
+}
+
+Test(e2e, faults_retried_none_lost_none_twice, .timeout = 120)
+{
+	char dir[64], file[128], res[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b, *st;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "10", "--fail-every", "5", "--drop-every", "7",
+		     "--429-every", "11", NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=8",
+		       "OPENAI_RETRY_MAX_ATTEMPTS=10", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
+	h_write_batch(file, 100, "gpt-4o-mini", 10);
+	submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, done, 90);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 100, "%s", json_object_to_json_string(b));
+	json_object_put(b);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "results", id, "-o", res, NULL), 0);
+	check_results(res, 100);
+	st = h_mock_stats(&m);
+	cr_assert_gt(h_jint(st, "r500"), 0);
+	cr_assert_gt(h_jint(st, "drops"), 0);
+	cr_assert_gt(h_jint(st, "r429"), 0);
+	cr_assert_eq(h_jint(st, "ok"), 100, "each job answered once");
+	json_object_put(st);
+	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE outcome = 'rate_limited' "
+				   "AND retry_after_ms = 200"),
+		     0);
+	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE outcome = 'retry' "
+				   "AND error_code = 'transport_error'"),
+		     0);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(e2e, client_errors_fail_at_once, .timeout = 60)
+{
+	char dir[64], file[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b;
+	FILE *f;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=1", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	f = fopen(file, "w");
+	fputs("{\"custom_id\":\"bad\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	      "\"body\":{\"model\":\"fail-400\",\"messages\":[]}}\n"
+	      "{\"custom_id\":\"noretry\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	      "\"body\":{\"model\":\"retry-false\",\"messages\":[]}}\n"
+	      "{\"custom_id\":\"broke\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	      "\"body\":{\"model\":\"quota\",\"messages\":[]}}\n",
+	      f);
+	fclose(f);
+	submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, done, 20);
+	cr_assert_eq(h_jint(b, "counts.failed"), 3);
+	json_object_put(b);
+	cr_assert_eq(h_sql_int(&d, "SELECT max(attempts) FROM jobs"), 1, "no blind retries");
+	cr_assert_eq(h_sql_int(&d, "SELECT status_code FROM jobs WHERE custom_id = 'bad'"), 400);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE custom_id = 'broke' "
+				   "AND error_code = 'insufficient_quota'"),
+		     1);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "results", id, "--errors", NULL), 0);
+	cr_assert(strstr(out, "model_not_found") && strstr(out, "\"status_code\":400"), "%s", out);
+	/* The quota pause is visible in status. */
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "status", NULL), 0);
+	cr_assert(strstr(out, "insufficient_quota"), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}

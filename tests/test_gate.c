@@ -1,0 +1,227 @@
+/* The gate, driven by a fake clock: exact launch times, buckets, feedback. */
+#include <criterion/criterion.h>
+#include <math.h>
+
+#include "gate.h"
+
+/* The prototype's defaults: 3 in flight, 15 s stagger, 30000 TPM, 15% headroom. */
+static const struct gate_limits proto = {
+	.max_concurrency = 3, .stagger_ms = 15000, .tpm = 30000, .headroom = 0.15, .burst_ms = 0};
+
+/* Launch n jobs of cost each lasting dur ms, as early as the gate allows. */
+static void simulate(struct gate *g, int n, int64_t cost, int64_t dur, int64_t *launch)
+{
+	int64_t ends[64], now = 0, t;
+	int i, k, open = 0;
+	struct gate_mark m;
+
+	for (i = 0; i < n; i++) {
+		for (;;) {
+			t = gate_when(g, cost, now, NULL);
+			if (t != GATE_NEVER) {
+				now = t;
+				break;
+			}
+			/* At the cap: jump to the earliest finish. */
+			for (k = 1, t = 0; k < open; k++)
+				if (ends[k] < ends[t])
+					t = k;
+			now = now > ends[t] ? now : ends[t];
+			gate_done(g, cost, -1, now);
+			ends[t] = ends[--open];
+		}
+		cr_assert_eq(gate_when(g, cost, now, NULL), now);
+		gate_launch(g, cost, now, 0, &m);
+		launch[i] = now;
+		ends[open++] = now + dur;
+	}
+}
+
+Test(gate, prototype_defaults_pace_at_effective_rate)
+{
+	struct gate g;
+	int64_t at[12];
+	int i;
+
+	gate_init(&g, &proto, 0);
+	simulate(&g, 12, 7000, 5000, at);
+	/* 25500 tokens/min effective: a 7000-token job every 16.47 s, which is
+	 * slower than the 15 s stagger, so the token budget sets the pace: launch
+	 * i at i x 7000 / 0.425 ms, within the clock's 1 ms resolution, with no
+	 * drift however many launches. */
+	cr_assert_eq(at[0], 0);
+	cr_assert_eq(at[1], 16470);
+	cr_assert_eq(at[2], 32941);
+	for (i = 1; i < 12; i++) {
+		double ideal = (double)i * 7000 / 0.425;
+
+		cr_assert_leq(fabs((double)at[i] - ideal), 1.0, "launch %d at %lld, ideal %.1f", i,
+			      (long long)at[i], ideal);
+	}
+}
+
+Test(gate, stagger_and_concurrency_exact)
+{
+	struct gate_limits l = proto;
+	struct gate g;
+	int64_t at[6];
+
+	l.burst_ms = 60000; /* a whole minute of budget may burst */
+	gate_init(&g, &l, 0);
+	simulate(&g, 6, 7000, 100000, at);
+	cr_assert_eq(at[0], 0);
+	cr_assert_eq(at[1], 15000);
+	cr_assert_eq(at[2], 30000);
+	/* Three in flight: the fourth waits for the first to finish at 100 s. */
+	cr_assert_eq(at[3], 100000);
+	cr_assert_eq(at[4], 115000);
+	cr_assert_eq(at[5], 130000);
+}
+
+Test(gate, concurrency_cap_reports_never)
+{
+	struct gate_limits l = {.max_concurrency = 2};
+	struct gate_mark m;
+	struct gate g;
+	enum gate_block why;
+
+	gate_init(&g, &l, 0);
+	gate_launch(&g, 1, 0, 0, &m);
+	gate_launch(&g, 1, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, 1, 5, &why), GATE_NEVER);
+	cr_assert_eq(why, GATE_CONCURRENCY);
+	gate_done(&g, 1, -1, 10);
+	cr_assert_eq(gate_when(&g, 1, 10, NULL), 10);
+}
+
+Test(gate, stagger_jitter_bounds)
+{
+	struct gate_limits l = {.max_concurrency = 10, .stagger_ms = 1000, .stagger_jitter = 0.5};
+	struct gate_mark m;
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	gate_launch(&g, 0, 0, 0.999, &m);
+	cr_assert_eq(gate_when(&g, 0, 0, NULL), 1499);
+	gate_launch(&g, 0, 1499, 0.0, &m);
+	cr_assert_eq(gate_when(&g, 0, 1499, NULL), 2499);
+}
+
+Test(gate, bucket_refills_continuously_and_caps)
+{
+	struct gate_limits l = {.max_concurrency = 100, .tpm = 60000, .burst_ms = 10000};
+	struct gate_mark m;
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	/* 1000 tokens/s, capacity 10 s (+1 ms of slack) = 10001 tokens, starting full. */
+	cr_assert_eq(gate_when(&g, 10000, 0, NULL), 0);
+	gate_launch(&g, 10000, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, 501, 0, NULL), 500);
+	cr_assert_eq(gate_when(&g, 501, 500, NULL), 500);
+	/* Idle for a long time: capped at capacity, not more. */
+	cr_assert_eq(gate_when(&g, 10000, 1000000, NULL), 1000000);
+	gate_launch(&g, 10000, 1000000, 0, &m);
+	cr_assert_eq(gate_when(&g, 2, 1000000, NULL), 1000001);
+	/* A job dearer than the capacity waits for a full bucket, then goes into debt. */
+	cr_assert_eq(gate_when(&g, 25000, 1000000, NULL), 1009999);
+}
+
+Test(gate, rpm_bucket)
+{
+	struct gate_limits l = {.max_concurrency = 100, .rpm = 600, .headroom = 0.5};
+	struct gate_mark m;
+	struct gate g;
+	enum gate_block why;
+
+	gate_init(&g, &l, 0);
+	/* 300 requests/min effective: one per 200 ms (the bucket's 1 ms of slack
+	 * makes the second launch 199 ms after the first, then 200 ms apart). */
+	gate_launch(&g, 0, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, 0, 0, &why), 199);
+	cr_assert_eq(why, GATE_REQUESTS);
+	gate_launch(&g, 0, 199, 0, &m);
+	cr_assert_eq(gate_when(&g, 0, 199, &why), 399);
+	cr_assert_eq(why, GATE_REQUESTS);
+}
+
+Test(gate, reconciliation_refunds_and_charges)
+{
+	struct gate_limits l = {.max_concurrency = 10, .tpm = 60000, .burst_ms = 60000};
+	struct gate_mark m;
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	gate_launch(&g, 30000, 0, 0, &m);
+	cr_assert_float_eq(g.tok, 30001, 1e-6);
+	gate_done(&g, 30000, 10000, 0); /* used less: refund */
+	cr_assert_float_eq(g.tok, 50001, 1e-6);
+	gate_launch(&g, 1000, 0, 0, &m);
+	gate_done(&g, 1000, 6000, 0); /* used more: extra charge */
+	cr_assert_float_eq(g.tok, 44001, 1e-6);
+	gate_launch(&g, 1000, 0, 0, &m);
+	gate_done(&g, 1000, -1, 0); /* unknown usage: keep the reservation */
+	cr_assert_float_eq(g.tok, 43001, 1e-6);
+	gate_done(&g, 60000, 0, 0); /* a refund never overfills */
+	cr_assert_float_eq(g.tok, 60001, 1e-6);
+}
+
+Test(gate, provider_feedback_pulls_view_down)
+{
+	struct gate_limits l = {.max_concurrency = 10, .tpm = 100000, .rpm = 1000, .burst_ms = 60000,
+				.headroom = 0.1};
+	struct gate_feedback fb = {.limit_tokens = -1, .remaining_tokens = 40000,
+				   .reset_tokens_ms = 36000, .limit_requests = -1,
+				   .remaining_requests = -1, .reset_requests_ms = -1};
+	struct gate_mark m1, m2;
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	gate_launch(&g, 1000, 0, 0, &m1);
+	gate_launch(&g, 2000, 0, 0, &m2);
+	/* The provider answered the first launch with 40000 left: minus our
+	 * headroom (10000) and the 2000 launched after it. */
+	gate_observe(&g, &fb, &m1, 0);
+	cr_assert_float_eq(g.tok, 28000, 1e-6);
+	/* A view above ours changes nothing. */
+	fb.remaining_tokens = 1000000;
+	gate_observe(&g, &fb, &m2, 0);
+	cr_assert_float_eq(g.tok, 28000, 1e-6);
+	/* No requests left: pause until the reset. */
+	fb.remaining_tokens = -1;
+	fb.remaining_requests = 0;
+	fb.reset_requests_ms = 1500;
+	gate_observe(&g, &fb, &m2, 100);
+	cr_assert_eq(g.paused_until, 1600);
+	cr_assert_geq(gate_when(&g, 1, 100, NULL), 1600);
+	/* A lower provider limit becomes the lane's limit. */
+	fb.limit_tokens = 50000;
+	fb.remaining_requests = -1;
+	gate_observe(&g, &fb, &m2, 100);
+	cr_assert_eq(gate_effective_tpm(&g), 45000);
+}
+
+Test(gate, pause_extends_never_shortens)
+{
+	struct gate_limits l = {.max_concurrency = 1};
+	struct gate g;
+	enum gate_block why;
+
+	gate_init(&g, &l, 0);
+	gate_pause(&g, 5000, "429 from upstream");
+	gate_pause(&g, 3000, "shorter");
+	cr_assert_eq(gate_when(&g, 1, 0, &why), 5000);
+	cr_assert_eq(why, GATE_PAUSED);
+	cr_assert_str_eq(g.pause_reason, "429 from upstream");
+	cr_assert_eq(gate_when(&g, 1, 5000, NULL), 5000);
+}
+
+Test(gate, drain_empties_buckets)
+{
+	struct gate_limits l = {.max_concurrency = 5, .tpm = 60000, .burst_ms = 60000};
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	gate_drain(&g, 0);
+	cr_assert_eq(gate_when(&g, 1000, 0, NULL), 1000);
+}

@@ -1,0 +1,299 @@
+/* The store: migrations, state transitions, recovery, cancel, results. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migrations.h"
+#include "store.h"
+
+static char dir[] = "/tmp/llmq-test-store-XXXXXX";
+static char path[256];
+static struct store *st;
+
+static void setup(void)
+{
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/llmq.db", dir);
+	cr_assert_eq(store_open(path, &st), 0);
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+
+	store_free(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+static void add_batch(const char *id, int jobs)
+{
+	struct store_batch b = {.id = id, .created_at = 1000, .uid = 42, .input_name = "in.jsonl",
+				.window_ms = 86400000, .total = jobs, .est_tokens = 100 * jobs};
+	char cid[32];
+	int i;
+
+	cr_assert_eq(store_tx_begin(st), 0);
+	cr_assert_eq(store_batch_insert(st, &b), 0);
+	for (i = 0; i < jobs; i++) {
+		snprintf(cid, sizeof(cid), "c%d", i);
+		struct store_job_new j = {.batch_id = id, .line = i + 1, .custom_id = cid,
+					  .url = "/v1/chat/completions", .model = "gpt-x",
+					  .lane = "openai", .body = "{\"model\":\"gpt-x\"}",
+					  .body_len = 17, .est_tokens = 100};
+		cr_assert_eq(store_job_insert(st, &j, 1000), 0);
+	}
+	cr_assert_eq(store_tx_commit(st), 0);
+}
+
+static int64_t count(const char *batch, const char *state)
+{
+	json_object *b, *c, *v;
+	int64_t n;
+
+	cr_assert_eq(store_batch_get(st, batch, &b), 0);
+	json_object_object_get_ex(b, "counts", &c);
+	json_object_object_get_ex(c, state, &v);
+	n = json_object_get_int64(v);
+	json_object_put(b);
+	return n;
+}
+
+static const char *batch_state(const char *batch, char *buf, size_t len)
+{
+	json_object *b, *v;
+
+	cr_assert_eq(store_batch_get(st, batch, &b), 0);
+	json_object_object_get_ex(b, "state", &v);
+	snprintf(buf, len, "%s", json_object_get_string(v));
+	json_object_put(b);
+	return buf;
+}
+
+static struct store_outcome ok_outcome(void)
+{
+	struct store_outcome o = {.job_state = "succeeded", .attempt_outcome = "succeeded",
+				  .status_code = 200, .request_id = "req_1",
+				  .response = "{\"usage\":{\"total_tokens\":7}}", .response_len = 29,
+				  .retry_after_ms = -1, .prompt_tokens = 3, .completion_tokens = 4,
+				  .total_tokens = 7, .latency_ms = 12};
+	return o;
+}
+
+Test(store, migrations_set_user_version)
+{
+	cr_assert_eq(store_schema_version(st), migrations[migrations_count - 1].version);
+}
+
+Test(store, reopen_existing_file_keeps_data)
+{
+	add_batch("b_0000000000000001", 3);
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+	cr_assert_eq(count("b_0000000000000001", "queued"), 3);
+}
+
+Test(store, refuses_newer_schema)
+{
+	sqlite3 *db;
+
+	store_free(st);
+	st = NULL;
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert_eq(store_open(path, &st), -EPROTO);
+	st = NULL;
+}
+
+Test(store, lifecycle_to_completed)
+{
+	struct store_job j;
+	struct store_outcome o = ok_outcome();
+	int64_t attempt;
+	char s[32];
+
+	add_batch("b_0000000000000002", 2);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+		cr_assert_str_eq(j.custom_id, i == 0 ? "c0" : "c1", "FIFO order");
+		cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 5, &attempt), 0);
+		cr_assert_eq(count("b_0000000000000002", "running"), 1);
+		cr_assert_str_eq(batch_state("b_0000000000000002", s, sizeof(s)), "in_progress");
+		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+		/* A second answer for the same job is refused: stored exactly once. */
+		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2200), -ESTALE);
+		store_job_clear(&j);
+	}
+	cr_assert_eq(store_next_ready(st, "openai", 3000, &j), 0);
+	cr_assert_eq(count("b_0000000000000002", "succeeded"), 2);
+	cr_assert_str_eq(batch_state("b_0000000000000002", s, sizeof(s)), "completed");
+}
+
+Test(store, requeue_respects_not_before)
+{
+	struct store_job j;
+	struct store_outcome o = {.attempt_outcome = "retry", .status_code = 500,
+				  .error_code = "server_error", .retry_after_ms = -1,
+				  .prompt_tokens = -1, .completion_tokens = -1, .total_tokens = -1,
+				  .latency_ms = 3, .not_before = 5000};
+	int64_t attempt, wake;
+
+	add_batch("b_0000000000000003", 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	store_job_clear(&j);
+	cr_assert_eq(store_next_ready(st, "openai", 4999, &j), 0, "not before 5000");
+	cr_assert_eq(store_next_wakeup(st, "openai", &wake), 0);
+	cr_assert_eq(wake, 5000);
+	cr_assert_eq(store_next_ready(st, "openai", 5000, &j), 1);
+	cr_assert_eq(j.attempts, 1);
+	store_job_clear(&j);
+	cr_assert_eq(store_next_wakeup(st, "other-lane", &wake), 0);
+	cr_assert_eq(wake, INT64_MAX);
+}
+
+Test(store, recover_requeues_running_and_closes_attempts)
+{
+	struct store_job j;
+	int64_t attempt, n = 0;
+	sqlite3 *db;
+	sqlite3_stmt *q;
+
+	add_batch("b_0000000000000004", 3);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	store_job_clear(&j);
+	/* The daemon dies here; a new one opens the file. */
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+	cr_assert_eq(store_recover(st, 3000, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(count("b_0000000000000004", "queued"), 3);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT outcome, ended_at FROM attempts", -1, &q, NULL),
+		     SQLITE_OK);
+	cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+	cr_assert_str_eq((const char *)sqlite3_column_text(q, 0), "interrupted");
+	cr_assert_eq(sqlite3_column_int64(q, 1), 3000);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+}
+
+Test(store, cancel_keeps_running_until_done)
+{
+	struct store_job j;
+	struct store_outcome o = ok_outcome();
+	int64_t attempt, n = 0;
+	char s[32];
+
+	add_batch("b_0000000000000005", 3);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	cr_assert_eq(store_batch_cancel(st, "b_0000000000000005", 2050, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(batch_state("b_0000000000000005", s, sizeof(s)), "cancelling");
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	store_job_clear(&j);
+	cr_assert_str_eq(batch_state("b_0000000000000005", s, sizeof(s)), "cancelled");
+	cr_assert_eq(count("b_0000000000000005", "succeeded"), 1);
+	cr_assert_eq(count("b_0000000000000005", "cancelled"), 2);
+	cr_assert_eq(store_batch_cancel(st, "b_00000000000000ff", 2050, &n), -ENOENT);
+}
+
+Test(store, retry_in_cancelling_batch_is_cancelled)
+{
+	struct store_job j;
+	struct store_outcome o = {.attempt_outcome = "retry", .status_code = 503,
+				  .retry_after_ms = -1, .prompt_tokens = -1,
+				  .completion_tokens = -1, .total_tokens = -1, .not_before = 9000};
+	int64_t attempt, n;
+	char s[32];
+
+	add_batch("b_0000000000000006", 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	cr_assert_eq(store_batch_cancel(st, "b_0000000000000006", 2050, &n), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	store_job_clear(&j);
+	cr_assert_eq(count("b_0000000000000006", "cancelled"), 1);
+	cr_assert_str_eq(batch_state("b_0000000000000006", s, sizeof(s)), "cancelled");
+}
+
+struct lines {
+	int n;
+	char first[512];
+};
+
+static int collect(void *ud, const char *line, size_t len)
+{
+	struct lines *l = ud;
+
+	if (l->n++ == 0)
+		snprintf(l->first, sizeof(l->first), "%.*s", (int)len, line);
+	return 0;
+}
+
+Test(store, results_in_batch_output_format)
+{
+	struct store_job j;
+	struct store_outcome o = ok_outcome();
+	struct lines l = {0};
+	int64_t attempt, last;
+	int n;
+	json_object *line, *resp, *body, *v;
+
+	add_batch("b_0000000000000007", 2);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	store_job_clear(&j);
+	cr_assert_eq(store_results(st, "b_0000000000000007", 0, 10, 0, collect, &l, &last, &n), 0);
+	cr_assert_eq(n, 1);
+	line = json_tokener_parse(l.first);
+	cr_assert_not_null(line, "%s", l.first);
+	json_object_object_get_ex(line, "custom_id", &v);
+	cr_assert_str_eq(json_object_get_string(v), "c0");
+	cr_assert(json_object_object_get_ex(line, "error", &v) && v == NULL);
+	json_object_object_get_ex(line, "response", &resp);
+	json_object_object_get_ex(resp, "status_code", &v);
+	cr_assert_eq(json_object_get_int(v), 200);
+	json_object_object_get_ex(resp, "body", &body);
+	cr_assert(json_object_is_type(body, json_type_object), "body embedded as JSON");
+	json_object_put(line);
+	/* Paging: nothing after the last id. */
+	l.n = 0;
+	cr_assert_eq(store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n), 0);
+	cr_assert_eq(n, 0);
+}
+
+Test(store, backlog_counts_queued_and_running)
+{
+	int64_t jobs, tokens;
+
+	add_batch("b_0000000000000008", 4);
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
+	cr_assert_eq(jobs, 4);
+	cr_assert_eq(tokens, 400);
+	cr_assert_eq(store_backlog(st, "other", &jobs, &tokens), 0);
+	cr_assert_eq(jobs, 0);
+}
+
+Test(store, views_exist_for_people)
+{
+	sqlite3 *db;
+
+	add_batch("b_0000000000000009", 2);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "SELECT * FROM batch_summary; SELECT * FROM job_history;",
+				  NULL, NULL, NULL),
+		     SQLITE_OK);
+	sqlite3_close(db);
+}
