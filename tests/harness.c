@@ -151,8 +151,12 @@ void h_daemon_signal(struct daemon_proc *d, int sig)
 	if (d->pid <= 0)
 		return;
 	kill(d->pid, sig);
-	waitpid(d->pid, &status, 0);
+	cr_assert_eq(waitpid(d->pid, &status, 0), d->pid);
 	d->pid = 0;
+	/* A clean stop exits 0 - and under LeakSanitizer, only without leaks. */
+	if (sig == SIGTERM)
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			  "llmqd did not stop cleanly (status 0x%x); see %s", status, d->log);
 }
 
 static void slurp(int fd, char *buf, size_t len)
