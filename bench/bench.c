@@ -1,0 +1,346 @@
+/*
+ * bench.c - llmq's benchmark driver. Starts the mock upstream and a real
+ * llmqd, submits a generated batch through the real llmq client, and prints
+ * rates and ratios. Two modes:
+ *
+ *   --mode drain   run the batch to the end: jobs/s from submit to the last
+ *                  result stored, daemon CPU per 1,000 jobs, peak RSS, and the
+ *                  time the submit took (ingest);
+ *   --mode gate    run for --warmup-s + --measure-s against a rate-limiting
+ *                  mock: tokens/min actually served after the warm-up as a
+ *                  share of the effective limit (and of what a second client
+ *                  leaves), and the 429s.
+ *
+ * Nothing here asserts: the figures go to stdout for people to read.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct cfg {
+	const char *mode;
+	int jobs, concurrency, latency_ms, max_tokens, prompt_chars;
+	double stagger_s, headroom, burst_s;
+	long long tpm, rpm, mock_tpm, mock_rpm, window_ms, external_tpm;
+	double completion_ratio;
+	int warmup_s, measure_s;
+};
+
+static char dir[64], sock[96], db[96];
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static pid_t spawn(char *const argv[], char *const envp[], const char *out, const char *err)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (out) {
+			int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+			dup2(fd, 1);
+		}
+		if (err) {
+			int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+			dup2(fd, 2);
+		}
+		if (envp)
+			execve(argv[0], argv, envp);
+		else
+			execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Run llmq with args; its stdout into buf. Returns the exit status. */
+static int llmq(char *buf, size_t len, const char *a1, const char *a2, const char *a3)
+{
+	char cmd[512];
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "%s --socket %s %s %s %s 2>/dev/null", LLMQ_BIN, sock, a1,
+		 a2 ? a2 : "", a3 ? a3 : "");
+	p = popen(cmd, "r");
+	n = fread(buf, 1, len - 1, p);
+	buf[n] = '\0';
+	return pclose(p);
+}
+
+static long long field(const char *json, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	p = strstr(json, pat);
+	return p ? atoll(p + strlen(pat)) : -1;
+}
+
+static void proc_usage(pid_t pid, double *cpu_s, long *rss_kb)
+{
+	char path[64], buf[4096], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f && fgets(buf, sizeof(buf), f)) {
+		p = strrchr(buf, ')');
+		for (i = 0; p && i < 12; i++)
+			p = strchr(p + 1, ' ');
+		if (p)
+			sscanf(p + 1, "%lu %lu", &ut, &st);
+	}
+	if (f)
+		fclose(f);
+	*cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	*rss_kb = 0;
+	while (f && fgets(buf, sizeof(buf), f))
+		if (strncmp(buf, "VmHWM:", 6) == 0)
+			*rss_kb = atol(buf + 6);
+	if (f)
+		fclose(f);
+}
+
+static void write_batch(const char *path, const struct cfg *c)
+{
+	FILE *f = fopen(path, "w");
+	char *pad = malloc((size_t)c->prompt_chars + 1);
+	int i;
+
+	memset(pad, 'a', (size_t)c->prompt_chars);
+	pad[c->prompt_chars] = '\0';
+	for (i = 0; i < c->jobs; i++)
+		fprintf(f,
+			"{\"custom_id\":\"j%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+			"\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
+			"\"content\":\"%s\"}],\"max_tokens\":%d}}\n",
+			i, pad, c->max_tokens);
+	fclose(f);
+	free(pad);
+}
+
+static int wait_socket(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int i, fd, ok = 0;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	for (i = 0; i < 200 && !ok; i++) {
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(fd);
+		if (!ok)
+			usleep(25000);
+	}
+	return ok ? 0 : -1;
+}
+
+/* Tokens served per minute between t0 and t1 (ms since the mock started), from its log. */
+static void served(const char *log, double t0, double t1, long long *ret_tokens,
+		   long long *ret_ok, long long *ret_429)
+{
+	char line[256], what[16];
+	long long t, n, a, b;
+	FILE *f = fopen(log, "r");
+
+	*ret_tokens = *ret_ok = *ret_429 = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lld %15s %lld %lld %lld", &t, what, &n, &a, &b) != 5)
+			continue;
+		if (!strcmp(what, "refuse") && a == 429)
+			(*ret_429)++;
+		if (t < t0 || t >= t1 || strcmp(what, "done") || a != 200)
+			continue;
+		*ret_tokens += b;
+		(*ret_ok)++;
+	}
+	if (f)
+		fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"mode", 1, 0, 'm'},	      {"jobs", 1, 0, 'n'},	  {"concurrency", 1, 0, 'c'},
+		{"latency-ms", 1, 0, 'l'},    {"max-tokens", 1, 0, 'x'},  {"prompt-chars", 1, 0, 'p'},
+		{"stagger", 1, 0, 's'},	      {"headroom", 1, 0, 'h'},	  {"burst", 1, 0, 'b'},
+		{"tpm", 1, 0, 't'},	      {"rpm", 1, 0, 'r'},	  {"mock-tpm", 1, 0, 'T'},
+		{"mock-rpm", 1, 0, 'R'},      {"window-ms", 1, 0, 'w'},	  {"external-tpm", 1, 0, 'e'},
+		{"completion-ratio", 1, 0, 'C'}, {"warmup-s", 1, 0, 'W'}, {"measure-s", 1, 0, 'M'},
+		{0, 0, 0, 0},
+	};
+	struct cfg c = {.mode = "drain", .jobs = 20000, .concurrency = 256, .latency_ms = 0,
+			.max_tokens = 16, .prompt_chars = 64, .headroom = 0.0, .tpm = 0, .rpm = 0,
+			.window_ms = 60000, .completion_ratio = 1.0, .warmup_s = 60, .measure_s = 120};
+	char batch[128], mlog[128], dlog[128], mport[128], url[160], buf[1 << 16], a[64];
+	char e_conc[64], e_stag[64], e_tpm[64], e_rpm[64], e_head[64], e_burst[64], e_url[200];
+	char m_lat[32], m_tpm[32], m_rpm[32], m_win[32], m_ext[32], m_ratio[32];
+	double t_submit, t_accepted, t_done, cpu, eff, avail;
+	long long tokens, ok, r429, tok_all, ok_all;
+	long rss;
+	pid_t mock, daemon;
+	int o;
+	FILE *f;
+
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'm': c.mode = optarg; break;
+		case 'n': c.jobs = atoi(optarg); break;
+		case 'c': c.concurrency = atoi(optarg); break;
+		case 'l': c.latency_ms = atoi(optarg); break;
+		case 'x': c.max_tokens = atoi(optarg); break;
+		case 'p': c.prompt_chars = atoi(optarg); break;
+		case 's': c.stagger_s = atof(optarg); break;
+		case 'h': c.headroom = atof(optarg); break;
+		case 'b': c.burst_s = atof(optarg); break;
+		case 't': c.tpm = atoll(optarg); break;
+		case 'r': c.rpm = atoll(optarg); break;
+		case 'T': c.mock_tpm = atoll(optarg); break;
+		case 'R': c.mock_rpm = atoll(optarg); break;
+		case 'w': c.window_ms = atoll(optarg); break;
+		case 'e': c.external_tpm = atoll(optarg); break;
+		case 'C': c.completion_ratio = atof(optarg); break;
+		case 'W': c.warmup_s = atoi(optarg); break;
+		case 'M': c.measure_s = atoi(optarg); break;
+		default: return 64;
+		}
+	}
+	snprintf(dir, sizeof(dir), "/tmp/llmq-bench-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(sock, sizeof(sock), "%s/llmq.sock", dir);
+	snprintf(db, sizeof(db), "%s/llmq.db", dir);
+	snprintf(batch, sizeof(batch), "%s/batch.jsonl", dir);
+	snprintf(mlog, sizeof(mlog), "%s/mock.log", dir);
+	snprintf(dlog, sizeof(dlog), "%s/llmqd.log", dir);
+	snprintf(mport, sizeof(mport), "%s/mock.port", dir);
+	write_batch(batch, &c);
+
+	snprintf(m_lat, sizeof(m_lat), "%d", c.latency_ms);
+	snprintf(m_tpm, sizeof(m_tpm), "%lld", c.mock_tpm);
+	snprintf(m_rpm, sizeof(m_rpm), "%lld", c.mock_rpm);
+	snprintf(m_win, sizeof(m_win), "%lld", c.window_ms);
+	snprintf(m_ext, sizeof(m_ext), "%lld", c.external_tpm);
+	snprintf(m_ratio, sizeof(m_ratio), "%g", c.completion_ratio);
+	{
+		char *margv[] = {MOCK_BIN, "--latency-ms", m_lat, "--tpm", m_tpm, "--rpm", m_rpm,
+				 "--window-ms", m_win, "--external-tpm", m_ext,
+				 "--completion-ratio", m_ratio, "--log", mlog, NULL};
+		mock = spawn(margv, NULL, mport, NULL);
+	}
+	for (o = 0; o < 100; o++) {
+		struct stat st;
+		if (stat(mport, &st) == 0 && st.st_size > 0)
+			break;
+		usleep(20000);
+	}
+	f = fopen(mport, "r");
+	if (!f || !fgets(a, sizeof(a), f))
+		return 1;
+	fclose(f);
+	a[strcspn(a, "\n")] = '\0';
+	snprintf(url, sizeof(url), "http://127.0.0.1:%s/v1", a);
+	snprintf(e_url, sizeof(e_url), "OPENAI_BASE_URL=%s", url);
+	snprintf(e_conc, sizeof(e_conc), "OPENAI_MAX_CONCURRENCY=%d", c.concurrency);
+	snprintf(e_stag, sizeof(e_stag), "OPENAI_STAGGER_SECONDS=%g", c.stagger_s);
+	snprintf(e_tpm, sizeof(e_tpm), "OPENAI_TPM_LIMIT=%lld", c.tpm);
+	snprintf(e_rpm, sizeof(e_rpm), "OPENAI_RPM_LIMIT=%lld", c.rpm);
+	snprintf(e_head, sizeof(e_head), "OPENAI_TPM_HEADROOM=%g", c.headroom);
+	snprintf(e_burst, sizeof(e_burst), "OPENAI_BURST_SECONDS=%g", c.burst_s);
+	{
+		char *denv[] = {e_url, e_conc, e_stag, e_tpm, e_rpm, e_head, e_burst,
+				"OPENAI_EST_TOKENS_PER_RUN=16", "OPENAI_RETRY_MAX_ATTEMPTS=20",
+				"OPENAI_BACKOFF_BASE_SECONDS=0.5", "LLMQ_CONFIG=", NULL};
+		char *dargv[] = {LLMQD_BIN, "--socket", sock, "--db", db, NULL};
+		daemon = spawn(dargv, denv, NULL, dlog);
+	}
+	if (wait_socket() < 0) {
+		fprintf(stderr, "bench: llmqd did not start, see %s\n", dlog);
+		return 1;
+	}
+
+	t_submit = now_s();
+	if (llmq(buf, sizeof(buf), "submit", batch, NULL) != 0) {
+		fprintf(stderr, "bench: submit failed\n");
+		return 1;
+	}
+	t_accepted = now_s();
+	buf[strcspn(buf, "\n")] = '\0';
+	snprintf(a, sizeof(a), "%.63s", buf);
+
+	if (!strcmp(c.mode, "drain")) {
+		for (;;) {
+			llmq(buf, sizeof(buf), "--json status", a, NULL);
+			if (strstr(buf, "\"state\": \"completed\""))
+				break;
+			usleep(200000); /* polling costs the daemon CPU too: poll as llmq wait does */
+		}
+		t_done = now_s();
+		proc_usage(daemon, &cpu, &rss);
+		printf("jobs %d, concurrency %d, mock latency %d ms\n", c.jobs, c.concurrency,
+		       c.latency_ms);
+		printf("ingest: %.3f s to submit and commit %d lines (%.0f lines/s)\n",
+		       t_accepted - t_submit, c.jobs, c.jobs / (t_accepted - t_submit));
+		printf("throughput: %.0f jobs/s end to end (submit to last result stored, %.2f s)\n",
+		       c.jobs / (t_done - t_submit), t_done - t_submit);
+		printf("daemon CPU: %.3f s per 1,000 jobs (%.2f s in all)\n", cpu * 1000 / c.jobs, cpu);
+		printf("daemon peak RSS: %.1f MiB\n", rss / 1024.0);
+	} else {
+		double end = c.warmup_s + c.measure_s;
+
+		while (now_s() - t_submit < end + 1)
+			sleep(1);
+		proc_usage(daemon, &cpu, &rss);
+		llmq(buf, sizeof(buf), "--json status", a, NULL);
+		served(mlog, c.warmup_s * 1000.0, end * 1000.0, &tokens, &ok, &r429);
+		served(mlog, 0, 1e18, &tok_all, &ok_all, &r429);
+		eff = (double)c.tpm * (1 - c.headroom);
+		avail = (double)(c.mock_tpm - c.external_tpm);
+		printf("lane: tpm %lld rpm %lld headroom %.2f burst %.2fs concurrency %d stagger "
+		       "%.2fs; mock: tpm %lld rpm %lld window %lld ms, latency %d ms, "
+		       "external %lld tpm, completion ratio %.2f\n",
+		       c.tpm, c.rpm, c.headroom, c.burst_s, c.concurrency, c.stagger_s, c.mock_tpm,
+		       c.mock_rpm, c.window_ms, c.latency_ms, c.external_tpm, c.completion_ratio);
+		printf("served after the first %ds: %.0f tokens/min, %.1f%% of the effective "
+		       "limit (%.0f), %.1f%% of what the provider leaves llmq (%.0f); %.0f req/min\n",
+		       c.warmup_s, tokens * 60.0 / c.measure_s, 100.0 * tokens * 60.0 / c.measure_s / eff,
+		       eff, 100.0 * tokens * 60.0 / c.measure_s / avail, avail,
+		       ok * 60.0 / c.measure_s);
+		printf("429s: %lld of %lld requests answered (%.2f%%)\n", r429, ok_all + r429,
+		       100.0 * r429 / (double)(ok_all + r429 ? ok_all + r429 : 1));
+		printf("daemon CPU: %.3f s per 1,000 jobs; peak RSS %.1f MiB\n",
+		       ok_all ? cpu * 1000 / ok_all : 0, rss / 1024.0);
+		printf("batch: succeeded %lld, failed %lld, queued %lld\n",
+		       field(buf, "succeeded"), field(buf, "failed"), field(buf, "queued"));
+	}
+	kill(daemon, SIGTERM);
+	waitpid(daemon, NULL, 0);
+	kill(mock, SIGTERM);
+	waitpid(mock, NULL, 0);
+	snprintf(buf, sizeof(buf), "rm -rf %s", dir);
+	if (!getenv("BENCH_KEEP") && system(buf) != 0)
+		return 1;
+	return 0;
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs llmq's benchmarks and prints their figures. Takes about 20 minutes:
+# the gate runs measure the steady state after a first minute.
+#   bash bench/run.sh [drain|gate|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
+b=./build/bench/llmq-bench
+what=${1:-all}
+
+if [ "$what" = drain ] || [ "$what" = all ]; then
+	echo "== throughput: 20,000 jobs, zero latency, concurrency 256"
+	$b --mode drain --jobs 20000 --concurrency 256 2>/dev/null
+	echo "== ingest: 50,000 lines"
+	$b --mode drain --jobs 50000 --concurrency 256 2>/dev/null | grep ingest
+fi
+if [ "$what" = gate ] || [ "$what" = all ]; then
+	# ~300 tokens a request (200 prompt characters + max_tokens 250).
+	common="--mode gate --jobs 800 --latency-ms 300 --concurrency 32 --prompt-chars 200 --max-tokens 250 --tpm 60000 --rpm 600 --mock-tpm 60000 --mock-rpm 600 --warmup-s 60 --measure-s 120"
+	echo "== TPM 60k / RPM 600, 300 ms, accurate estimates, headroom 0.03"
+	$b $common --headroom 0.03 2>/dev/null
+	echo "== same, estimates overshoot 2x (answers use half their max_tokens)"
+	$b $common --headroom 0.03 --completion-ratio 0.5 2>/dev/null
+	echo "== same, a second client spends 30% of the key's budget behind llmq's back"
+	$b $common --headroom 0.03 --external-tpm 18000 2>/dev/null
+	for burst in 0 1 5; do
+		echo "== provider enforces the minute's limit over 1 s windows; burst ${burst}s, headroom 0.03"
+		$b $common --headroom 0.03 --window-ms 1000 --burst $burst 2>/dev/null
+	done
+	echo "== high tier: TPM 10M, RPM 10k, 2 s latency, 20,000 requests"
+	$b --mode gate --jobs 20000 --latency-ms 2000 --concurrency 512 --prompt-chars 400 --max-tokens 500 --tpm 10000000 --rpm 10000 --mock-tpm 10000000 --mock-rpm 10000 --headroom 0.03 --warmup-s 30 --measure-s 90 2>/dev/null
+fi
