@@ -408,3 +408,187 @@ Test(e2e, client_errors_fail_at_once, .timeout = 60)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/* Arrivals at the mock, from its log: time (ms) and in-flight count. */
+static int read_arrivals(const char *log, long long *t, long long *inflight, int max)
+{
+	char line[256], what[16];
+	long long ts, n, a, b;
+	FILE *f = fopen(log, "r");
+	int k = 0;
+
+	cr_assert_not_null(f);
+	while (k < max && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lld %15s %lld %lld %lld", &ts, what, &n, &a, &b) == 5 &&
+		    !strcmp(what, "arrive")) {
+			t[k] = ts;
+			inflight[k++] = a;
+		}
+	fclose(f);
+	return k;
+}
+
+Test(gate_e2e, in_flight_never_above_cap_and_launches_staggered, .timeout = 60)
+{
+	char dir[64], file[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	long long t[64], inflight[64];
+	json_object *b;
+	int n, i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "700", NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0.15", "OPENAI_MAX_CONCURRENCY=3",
+		       "OPENAI_TPM_LIMIT=0", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 15, "gpt-4o-mini", 10);
+	submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, done, 40);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 15);
+	json_object_put(b);
+	n = read_arrivals(m.log, t, inflight, 64);
+	cr_assert_eq(n, 15);
+	for (i = 0; i < n; i++) {
+		cr_assert_leq(inflight[i], 3, "arrival %d saw %lld in flight", i, inflight[i]);
+		/* The mock stamps arrivals, not launches: allow a few ms of transit. */
+		if (i > 0)
+			cr_assert_geq(t[i] - t[i - 1], 145, "arrivals %d and %d %lld ms apart", i - 1,
+				      i, t[i] - t[i - 1]);
+	}
+	/* Every attempt records what the gate charged and made it wait. */
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE tokens_charged > 0 "
+				   "AND gate_wait_ms >= 0 AND tokens_used > 0"),
+		     15);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(gate_e2e, zero_429s_when_estimates_are_right, .timeout = 90)
+{
+	char dir[64], file[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b, *st;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* The provider: 30000 TPM, 300 RPM, counted per minute; our lane: the same
+	 * limits with 5% headroom. ~103 tokens a request: both budgets bind. */
+	h_mock_start(&m, dir, "--latency-ms", "100", "--tpm", "30000", "--rpm", "300", NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_MAX_CONCURRENCY=8",
+		       "OPENAI_TPM_LIMIT=30000", "OPENAI_RPM_LIMIT=300", "OPENAI_TPM_HEADROOM=0.05",
+		       NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 40, "gpt-4o-mini", 100);
+	submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, done, 60);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 40);
+	json_object_put(b);
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "r429"), 0, "%s", json_object_to_json_string(st));
+	json_object_put(st);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(gate_e2e, every_job_completes_through_429s_storms, .timeout = 120)
+{
+	char dir[64], file[128], res[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b, *st;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* The lane believes it has 10x the budget the provider grants: the
+	 * provider's headers must hold it back; on top, every 4th request gets
+	 * a 429 and every 9th a 500. */
+	h_mock_start(&m, dir, "--latency-ms", "50", "--tpm", "6000", "--rpm", "600",
+		     "--window-ms", "5000", "--fail-every", "9", "--429-every", "4", NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_MAX_CONCURRENCY=8",
+		       "OPENAI_TPM_LIMIT=60000", "OPENAI_TPM_HEADROOM=0",
+		       "OPENAI_RETRY_MAX_ATTEMPTS=30", "OPENAI_BACKOFF_BASE_SECONDS=0.1",
+		       "OPENAI_BACKOFF_CAP_SECONDS=1", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
+	h_write_batch(file, 60, "gpt-4o-mini", 100);
+	submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, done, 100);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 60, "%s", json_object_to_json_string(b));
+	json_object_put(b);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "results", id, "-o", res, NULL), 0);
+	check_results(res, 60);
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "ok"), 60, "none stored twice");
+	cr_assert_gt(h_jint(st, "r429"), 10);
+	cr_assert_gt(h_jint(st, "r500"), 0);
+	json_object_put(st);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(gate_e2e, admission_refuses_what_cannot_be_served, .timeout = 60)
+{
+	char dir[64], file[128], id[32];
+	struct daemon_proc d = {0};
+
+	h_tmpdir(dir, sizeof(dir));
+	h_daemon_start(&d, dir, NULL, "OPENAI_TPM_LIMIT=1000", "OPENAI_STAGGER_SECONDS=0", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+
+	/* A request dearer than the whole budget can never run: the line is named. */
+	h_write_batch(file, 3, "gpt-4o-mini", 5000);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 75);
+	cr_assert(strstr(err, "line 1") && strstr(err, "can never run"), "%s", err);
+
+	/* 30 x ~103 tokens at 850 tokens/min: ~3.6 min, past a 1 minute window. */
+	h_write_batch(file, 30, "gpt-4o-mini", 100);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "--json", "submit", file,
+			    "--window", "1m", NULL),
+		     75);
+	cr_assert(strstr(out, "BATCH_RATE_LIMITED") && strstr(out, "retry_after") &&
+			  strstr(out, "completion window"),
+		  "%s", out);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0, "nothing stored");
+
+	/* --dry-run tells the same without submitting. */
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--window", "1m",
+			    "--dry-run", NULL),
+		     0, "%s", err);
+	cr_assert(strstr(out, "30 requests") && strstr(out, "would be refused"), "%s", out);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0, "dry run stores nothing");
+
+	/* With the default 24 h window it is accepted, with an ETA. */
+	submit(&d, file, id, sizeof(id));
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "status", id, "--json", NULL), 0);
+	{
+		json_object *o = json_tokener_parse(out);
+
+		cr_assert_gt(h_jint(o, "batch.eta_ms"), 60000, "%s", out);
+		json_object_put(o);
+	}
+	h_daemon_signal(&d, SIGTERM);
+}
+
+Test(gate_e2e, submit_retry_waits_for_the_queue_to_drain, .timeout = 60)
+{
+	char dir[64], file[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "300", NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", "LLMQ_QUEUE_MAX_JOBS=6",
+		       NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 6, "gpt-4o-mini", 10);
+	submit(&d, file, id, sizeof(id));
+	h_write_batch(file, 4, "gpt-4o-mini", 10);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 75);
+	cr_assert(strstr(err, "queue_max_jobs"), "%s", err);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--retry", NULL),
+		     0, "%s", err);
+	cr_assert(strstr(err, "trying again"), "%s", err);
+	cr_assert(strncmp(out, "b_", 2) == 0, "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
