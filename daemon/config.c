@@ -178,6 +178,19 @@ range:
 	}
 }
 
+static int parse_mb(const char *v, int64_t *ret)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno || end == v || *end || d < 0 || d > 1e9)
+		return -EINVAL;
+	*ret = (int64_t)(d * 1024 * 1024);
+	return 0;
+}
+
 struct ini_state {
 	struct config *cfg;
 	struct lane_config *lane;
@@ -206,6 +219,9 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		} else if (strcmp(name, "db") == 0) {
 			if (!st->db_from_env)
 				snprintf(cfg->db_path, sizeof(cfg->db_path), "%s", value);
+		} else if (strcmp(name, "db_max_mb") == 0) {
+			if (parse_mb(value, &cfg->db_max_bytes) < 0)
+				goto fail_range;
 		} else if (strcmp(name, "max_connections") == 0) {
 			cfg->max_connections = atoi(value);
 			if (cfg->max_connections < 1 || cfg->max_connections > 4096)
@@ -293,6 +309,7 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 static const struct option base_options[] = {
 	{"socket", required_argument, NULL, 'S'},
 	{"db", required_argument, NULL, 'D'},
+	{"db-max-mb", required_argument, NULL, 'M'},
 	{"config", required_argument, NULL, 'c'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -308,6 +325,7 @@ void config_usage(FILE *f)
 	fprintf(f, "usage: llmqd [options]\n\n"
 		   "  --socket PATH    Unix socket to listen on (LLMQ_SOCKET)\n"
 		   "  --db PATH        SQLite database (LLMQ_DB)\n"
+		   "  --db-max-mb N    cap the database's size (LLMQ_DB_MAX_MB)\n"
 		   "  --config FILE    lanes and limits (default " CONFIG_DEFAULT_FILE
 		   " when present)\n"
 		   "  -v, --verbose    log each request\n"
@@ -375,6 +393,11 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	if (r < 0)
 		return r;
 
+	if ((v = getenv("LLMQ_DB_MAX_MB")) && *v && parse_mb(v, &cfg->db_max_bytes) < 0) {
+		snprintf(err, errlen, "environment: LLMQ_DB_MAX_MB = \"%s\": expected megabytes", v);
+		return -EINVAL;
+	}
+
 	/* The prototype's variables shape the implicit lane. */
 	if (!cfg->config_file[0]) {
 		for (s = settings; s->key; s++) {
@@ -392,7 +415,10 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 			snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", optarg);
 		else if (c == 'D')
 			snprintf(cfg->db_path, sizeof(cfg->db_path), "%s", optarg);
-		else if (c == 'v')
+		else if (c == 'M' && parse_mb(optarg, &cfg->db_max_bytes) < 0) {
+			snprintf(err, errlen, "--db-max-mb %s: expected megabytes", optarg);
+			return -EINVAL;
+		} else if (c == 'v')
 			cfg->log_level = LOG_DEBUG;
 		else if (c >= 1000) {
 			if (cfg->config_file[0]) {

@@ -46,6 +46,7 @@ struct config {
 	char db_path[PATH_MAX];
 	char config_file[PATH_MAX];
 	int max_connections;
+	int64_t db_max_bytes; /* 0: no cap; past it writes fail as on a full disk */
 	int log_level;
 	struct lane_config lanes[CONFIG_MAX_LANES];
 	int n_lanes;

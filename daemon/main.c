@@ -69,6 +69,11 @@ int main(int argc, char **argv)
 				     : "; check that its directory is writable, or set LLMQ_DB");
 		goto out;
 	}
+	r = store_limit_size(d.store, cfg.db_max_bytes);
+	if (r < 0) {
+		log_err("cannot cap the database's size: %s", store_errmsg(d.store));
+		goto out;
+	}
 	r = store_recover(d.store, time_wall_ms(), &requeued);
 	if (r < 0) {
 		log_err("cannot recover interrupted jobs: %s", store_errmsg(d.store));

@@ -45,10 +45,26 @@ struct lane {
 	LIST_HEAD(, flight) flights;
 };
 
+/*
+ * An outcome the store could not take (disk full, database locked): kept,
+ * with its own copies of the strings, and written again every second. The
+ * job stays running in the database meanwhile, so nothing launches it twice.
+ */
+struct unwritten {
+	int64_t job_id;
+	int64_t attempt_id;
+	int64_t at;
+	struct store_outcome o;
+	char *request_id, *response, *error_code, *error_message;
+	TAILQ_ENTRY(unwritten) link;
+};
+
 struct scheduler {
 	struct llmqd *d;
 	struct upstream *up;
 	struct event *pump;
+	struct event *flush;
+	TAILQ_HEAD(, unwritten) unwritten;
 	struct lane lanes[CONFIG_MAX_LANES];
 	int n_lanes;
 	uint64_t rng;
@@ -192,6 +208,106 @@ void sched_kick(struct scheduler *s)
 		event_active(s->pump, 0, 0);
 }
 
+static void unwritten_free(struct unwritten *u)
+{
+	if (!u)
+		return;
+	free(u->request_id);
+	free(u->response);
+	free(u->error_code);
+	free(u->error_message);
+	free(u);
+}
+
+static char *dup_or_null(const char *s, size_t len, int *failed)
+{
+	char *p;
+
+	if (!s)
+		return NULL;
+	p = malloc(len + 1);
+	if (!p) {
+		*failed = 1;
+		return NULL;
+	}
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+/* Write the job's outcome, or keep it for the flush timer. */
+static void record(struct scheduler *s, int64_t job_id, int64_t attempt_id,
+		   const struct store_outcome *o, int64_t now)
+{
+	struct timeval tv = {1, 0};
+	struct unwritten *u;
+	int r, failed = 0;
+
+	r = TAILQ_EMPTY(&s->unwritten) ? store_job_complete(s->d->store, job_id, attempt_id, o, now)
+				       : -EAGAIN; /* keep the order of outcomes */
+	if (r == 0 || r == -ESTALE)
+		return;
+	u = calloc(1, sizeof(*u));
+	if (u) {
+		u->job_id = job_id;
+		u->attempt_id = attempt_id;
+		u->at = now;
+		u->o = *o;
+		u->request_id = dup_or_null(o->request_id, o->request_id ? strlen(o->request_id) : 0,
+					    &failed);
+		u->response = dup_or_null(o->response, o->response_len, &failed);
+		u->error_code = dup_or_null(o->error_code, o->error_code ? strlen(o->error_code) : 0,
+					    &failed);
+		u->error_message = dup_or_null(
+			o->error_message, o->error_message ? strlen(o->error_message) : 0, &failed);
+		u->o.request_id = u->request_id;
+		u->o.response = u->response;
+		u->o.error_code = u->error_code;
+		u->o.error_message = u->error_message;
+	}
+	if (!u || failed) {
+		unwritten_free(u);
+		log_err("job %lld: cannot keep its outcome in memory either; it is requeued when "
+			"llmqd restarts",
+			(long long)job_id);
+		return;
+	}
+	if (TAILQ_EMPTY(&s->unwritten))
+		log_err("cannot record outcomes in the database: %s (%s); keeping them in memory "
+			"and retrying every second. Free space under the database's directory",
+			r == -ENOSPC ? "disk full" : strerror(-r), store_errmsg(s->d->store));
+	TAILQ_INSERT_TAIL(&s->unwritten, u, link);
+	evtimer_add(s->flush, &tv);
+}
+
+static int flush_unwritten(struct scheduler *s)
+{
+	struct unwritten *u;
+	int r;
+
+	while ((u = TAILQ_FIRST(&s->unwritten))) {
+		r = store_job_complete(s->d->store, u->job_id, u->attempt_id, &u->o, u->at);
+		if (r < 0 && r != -ESTALE)
+			return r;
+		TAILQ_REMOVE(&s->unwritten, u, link);
+		unwritten_free(u);
+	}
+	return 0;
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	struct timeval tv = {1, 0};
+
+	if (flush_unwritten(s) < 0) {
+		evtimer_add(s->flush, &tv);
+		return;
+	}
+	log_info("the database takes outcomes again; all kept outcomes are written");
+	sched_kick(s);
+}
+
 /* What the answer's JSON body says: usage and error. */
 struct answer {
 	json_object *root;
@@ -261,7 +377,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 	enum retry_verdict v;
 	struct answer a;
 	char code[64], msg[512];
-	int tries = f->job.attempts + 1, r;
+	int tries = f->job.attempts + 1;
 
 	parse_answer(resp, &a);
 	in = (struct retry_input){
@@ -359,12 +475,8 @@ static void on_done(void *userdata, const struct up_response *resp)
 		}
 		break;
 	}
-	r = store_job_complete(s->d->store, f->job.id, f->attempt_id, &o, wall);
-	if (r < 0)
-		log_err("job %lld (%s): cannot record its outcome: %s; it stays running and is "
-			"requeued when llmqd restarts",
-			(long long)f->job.id, f->job.custom_id, store_errmsg(s->d->store));
-	else if (v != RV_SUCCEEDED)
+	record(s, f->job.id, f->attempt_id, &o, wall);
+	if (v != RV_SUCCEEDED)
 		log_debug("job %s: %s (HTTP %d, %s)", f->job.custom_id, retry_verdict_name(v),
 			  resp->status, msg);
 	json_object_put(a.root);
@@ -383,13 +495,15 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 	if (!s)
 		return -ENOMEM;
 	s->d = d;
+	TAILQ_INIT(&s->unwritten);
 	if (getrandom(&s->rng, sizeof(s->rng), 0) != (ssize_t)sizeof(s->rng) || !s->rng)
 		s->rng = (uint64_t)time_wall_ms() | 1;
 	r = upstream_new(d->base, on_done, &s->up);
 	if (r < 0)
 		goto fail;
 	s->pump = event_new(d->base, -1, 0, pump_cb, s);
-	if (!s->pump) {
+	s->flush = evtimer_new(d->base, flush_cb, s);
+	if (!s->pump || !s->flush) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -434,14 +548,13 @@ void sched_stop(struct scheduler *s)
 		while ((f = LIST_FIRST(&s->lanes[i].flights))) {
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
-			if (store_job_complete(s->d->store, f->job.id, f->attempt_id, &o,
-					       time_wall_ms()) < 0)
-				log_err("job %lld: cannot requeue it (%s); it is requeued at the "
-					"next start",
-					(long long)f->job.id, store_errmsg(s->d->store));
+			record(s, f->job.id, f->attempt_id, &o, time_wall_ms());
 			flight_free(f);
 		}
 	}
+	if (!TAILQ_EMPTY(&s->unwritten) && flush_unwritten(s) < 0)
+		log_err("stopping with outcomes the database would not take; their jobs are "
+			"requeued at the next start");
 }
 
 void sched_free(struct scheduler *s)
@@ -459,6 +572,14 @@ void sched_free(struct scheduler *s)
 			free(s->lanes[i].key);
 		}
 	}
+	while (!TAILQ_EMPTY(&s->unwritten)) {
+		struct unwritten *u = TAILQ_FIRST(&s->unwritten);
+
+		TAILQ_REMOVE(&s->unwritten, u, link);
+		unwritten_free(u);
+	}
+	if (s->flush)
+		event_free(s->flush);
 	if (s->pump)
 		event_free(s->pump);
 	upstream_free(s->up);

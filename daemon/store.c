@@ -236,6 +236,23 @@ int store_schema_version(struct store *s)
 	return v;
 }
 
+int store_limit_size(struct store *s, int64_t max_bytes)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t page = 4096;
+	char sql[64];
+
+	if (max_bytes <= 0)
+		return 0;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		page = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld",
+		 (long long)(max_bytes / page > 0 ? max_bytes / page : 1));
+	return exec(s, sql);
+}
+
 static int migrate(struct store *s)
 {
 	char pragma[64];

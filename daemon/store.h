@@ -70,6 +70,8 @@ int store_open(const char *path, struct store **ret);
 void store_free(struct store *s);
 const char *store_errmsg(struct store *s);
 int store_schema_version(struct store *s);
+/* Cap the database at max_bytes (0: no cap); past it, writes fail with -ENOSPC. */
+int store_limit_size(struct store *s, int64_t max_bytes);
 
 /* Jobs left running by a crash go back to queued; their open attempt is closed. */
 int store_recover(struct store *s, int64_t now, int64_t *ret_requeued);

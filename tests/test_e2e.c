@@ -592,3 +592,85 @@ Test(gate_e2e, submit_retry_waits_for_the_queue_to_drain, .timeout = 60)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/* Wait until llmqd's log says what. */
+static void wait_log(const struct daemon_proc *d, const char *what, int timeout_s)
+{
+	static char log[1 << 16];
+	FILE *f;
+	size_t n;
+	int i;
+
+	for (i = 0; i < timeout_s * 10; i++) {
+		f = fopen(d->log, "r");
+		n = f ? fread(log, 1, sizeof(log) - 1, f) : 0;
+		log[n] = '\0';
+		if (f)
+			fclose(f);
+		if (strstr(log, what))
+			return;
+		usleep(100000);
+	}
+	cr_assert_fail("llmqd never logged \"%s\"", what);
+}
+
+/* n requests with ~800-character prompts, so that answers take room. */
+static void write_padded(const char *path, int n)
+{
+	char pad[801];
+	FILE *f = fopen(path, "w");
+	int i;
+
+	memset(pad, 'x', 800);
+	pad[800] = '\0';
+	for (i = 1; i <= n; i++)
+		fprintf(f,
+			"{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+			"\"body\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+			"\"%s %d\"}],\"max_tokens\":5}}\n",
+			i, pad, i);
+	fclose(f);
+}
+
+Test(e2e, full_disk_refuses_cleanly_and_loses_nothing, .timeout = 90)
+{
+	char dir[64], file[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b;
+	size_t n;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "5", NULL);
+	/* LLMQ_DB_MAX_MB caps the database: past it, writes fail as on a full disk. */
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=4", "LLMQ_DB_MAX_MB=0.2", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+
+	/* A batch that does not fit is refused whole: nothing stored, exit 75. */
+	write_padded(file, 1000);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 75);
+	cr_assert(strstr(err, "full") && strstr(err, "nothing was changed"), "%s", err);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs"), 0);
+
+	/* One that fits, whose answers do not: they are kept, and the jobs stay running. */
+	write_padded(file, 100);
+	submit(&d, file, id, sizeof(id));
+	wait_log(&d, "keeping them in memory", 30);
+	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'running'"), 0);
+
+	/* Room again (a restart without the cap): every job ends succeeded once. */
+	h_daemon_signal(&d, SIGTERM);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=4", NULL);
+	b = h_wait_for(&d, id, done, 60);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 100);
+	json_object_put(b);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(DISTINCT custom_id) FROM jobs "
+				   "WHERE state = 'succeeded' AND status_code = 200"),
+		     100);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "results", id, NULL), 0);
+	for (n = 0, b = NULL; strchr(out, '\n'); n++)
+		memmove(out, strchr(out, '\n') + 1, strlen(strchr(out, '\n') + 1) + 1);
+	cr_assert_eq(n, 100, "one result line per job");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
