@@ -48,21 +48,22 @@ int64_t gate_effective_tpm(const struct gate *g)
 }
 
 /*
- * Launch times are whole milliseconds, so a wait ends up to 1 ms past the
- * moment the budget was there; each bucket holds one extra millisecond of
- * refill so that slack is carried to the next launch instead of lost (at
- * 10,000 requests/min that would be a launch every 6 ms losing up to 1 ms).
+ * A launch happens when the loop gets to it: a timer fires a little late, a
+ * burst of answers is being stored. Whatever refilled meanwhile would be lost
+ * to a bucket capped at exactly its burst, so each bucket holds
+ * GATE_SLACK_MS of refill more (at 10,000 requests/min, a launch every 6 ms,
+ * losing 1 ms of lateness per launch would waste a sixth of the budget).
  */
 double gate_token_capacity(const struct gate *g)
 {
-	return gate_tokens_per_ms(g) * (double)(g->lim.burst_ms + 1);
+	return gate_tokens_per_ms(g) * (double)(g->lim.burst_ms + GATE_SLACK_MS);
 }
 
 static double req_capacity(const struct gate *g)
 {
 	double c = gate_requests_per_ms(g) * (double)g->lim.burst_ms;
 
-	return (c < 1 ? 1 : c) + gate_requests_per_ms(g);
+	return (c < 1 ? 1 : c) + gate_requests_per_ms(g) * GATE_SLACK_MS;
 }
 
 static void refill(struct gate *g, int64_t now)
@@ -168,6 +169,21 @@ void gate_done(struct gate *g, int64_t charged, int64_t used, int64_t now)
 		g->tok = fmin(gate_token_capacity(g), g->tok + (double)(charged - used));
 }
 
+/*
+ * The size of the provider's bucket: what remains plus what refills until
+ * the reset, at the per-minute limit. A provider that enforces its minute
+ * over one-second windows has a bucket of limit/60, not limit: the headroom
+ * is kept as a share of that, or it would be larger than the bucket itself.
+ */
+static double provider_capacity(int64_t remaining, int64_t reset_ms, int64_t per_min)
+{
+	double full = (double)per_min;
+
+	if (reset_ms >= 0 && (double)remaining + (double)reset_ms * full / 60000.0 < full)
+		return (double)remaining + (double)reset_ms * full / 60000.0;
+	return full;
+}
+
 void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct gate_mark *mark,
 		  int64_t now)
 {
@@ -184,13 +200,17 @@ void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct g
 	 * its figure, so take them off its figure before comparing.
 	 */
 	if (fb->remaining_tokens >= 0 && tpm_limit(g) > 0) {
-		view = (double)fb->remaining_tokens - g->lim.headroom * (double)tpm_limit(g) -
+		view = (double)fb->remaining_tokens -
+		       g->lim.headroom * provider_capacity(fb->remaining_tokens,
+							    fb->reset_tokens_ms, tpm_limit(g)) -
 		       (double)(g->seq_tokens - mark->tokens);
 		if (view < g->tok)
 			g->tok = view;
 	}
 	if (fb->remaining_requests >= 0 && rpm_limit(g) > 0) {
-		view = (double)fb->remaining_requests - g->lim.headroom * (double)rpm_limit(g) -
+		view = (double)fb->remaining_requests -
+		       g->lim.headroom * provider_capacity(fb->remaining_requests,
+							    fb->reset_requests_ms, rpm_limit(g)) -
 		       (double)(g->seq_requests - mark->requests);
 		if (view < g->req)
 			g->req = view;

@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #define GATE_NEVER INT64_MAX
+/* Refill a bucket keeps beyond its burst, for launches the loop makes late. */
+#define GATE_SLACK_MS 20
 
 struct gate_limits {
 	int max_concurrency;   /* >= 1 */

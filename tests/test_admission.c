@@ -34,8 +34,8 @@ Test(admission, accepts_what_fits)
 
 	admission_check(&l, 1, 86400000, 0, &v);
 	cr_assert_not(v.refused, "%s", v.reason);
-	/* 60000 tokens at 1000/s, less the 1 token (1 ms) the bucket holds. */
-	cr_assert_eq(v.finish_ms, 59999);
+	/* 60000 tokens at 1000/s, less what the bucket holds (its slack, full). */
+	cr_assert_eq(v.finish_ms, 60000 - GATE_SLACK_MS);
 }
 
 Test(admission, request_dearer_than_budget_never_runs)
@@ -90,7 +90,7 @@ Test(admission, window_too_short)
 	admission_check(&l, 1, 120000, 0, &v);
 	cr_assert(v.refused);
 	cr_assert(v.retryable, "alone it would fit");
-	cr_assert_eq(v.retry_after_ms, 59999);
+	cr_assert_eq(v.retry_after_ms, 60000 - GATE_SLACK_MS);
 	cr_assert(strstr(v.reason, "completion window"), "%s", v.reason);
 	admission_check(&l, 1, 180000, 0, &v);
 	cr_assert_not(v.refused);
@@ -103,7 +103,7 @@ Test(admission, pause_counts_toward_finish)
 
 	gate_pause(&gate, 30000, "429");
 	admission_check(&l, 1, 86400000, 0, &v);
-	cr_assert_eq(v.finish_ms, 30999);
+	cr_assert_eq(v.finish_ms, 31000 - GATE_SLACK_MS);
 }
 
 Test(admission, concurrency_and_latency_bound_the_drain)

@@ -47,16 +47,15 @@ Test(gate, prototype_defaults_pace_at_effective_rate)
 	simulate(&g, 12, 7000, 5000, at);
 	/* 25500 tokens/min effective: a 7000-token job every 16.47 s, which is
 	 * slower than the 15 s stagger, so the token budget sets the pace: launch
-	 * i at i x 7000 / 0.425 ms, within the clock's 1 ms resolution, with no
-	 * drift however many launches. */
+	 * i at i x 7000 / 0.425 ms (less the bucket's slack, which the first launch
+	 * finds full), within the clock's 1 ms, with no drift however many launches. */
 	cr_assert_eq(at[0], 0);
-	cr_assert_eq(at[1], 16470);
-	cr_assert_eq(at[2], 32941);
 	for (i = 1; i < 12; i++) {
-		double ideal = (double)i * 7000 / 0.425;
+		double ideal = (double)i * 7000 / 0.425 - GATE_SLACK_MS;
 
 		cr_assert_leq(fabs((double)at[i] - ideal), 1.0, "launch %d at %lld, ideal %.1f", i,
 			      (long long)at[i], ideal);
+		cr_assert_geq(at[i] - at[i - 1], 15000, "never closer than the stagger");
 	}
 }
 
@@ -114,17 +113,18 @@ Test(gate, bucket_refills_continuously_and_caps)
 	struct gate g;
 
 	gate_init(&g, &l, 0);
-	/* 1000 tokens/s, capacity 10 s (+1 ms of slack) = 10001 tokens, starting full. */
+	/* 1000 tokens/s, capacity 10 s (+ the slack) = 10020 tokens, starting full. */
+	cr_assert_float_eq(gate_token_capacity(&g), 10000 + GATE_SLACK_MS, 1e-9);
 	cr_assert_eq(gate_when(&g, 10000, 0, NULL), 0);
 	gate_launch(&g, 10000, 0, 0, &m);
-	cr_assert_eq(gate_when(&g, 501, 0, NULL), 500);
-	cr_assert_eq(gate_when(&g, 501, 500, NULL), 500);
+	cr_assert_eq(gate_when(&g, 500 + GATE_SLACK_MS, 0, NULL), 500);
+	cr_assert_eq(gate_when(&g, 500 + GATE_SLACK_MS, 500, NULL), 500);
 	/* Idle for a long time: capped at capacity, not more. */
 	cr_assert_eq(gate_when(&g, 10000, 1000000, NULL), 1000000);
 	gate_launch(&g, 10000, 1000000, 0, &m);
-	cr_assert_eq(gate_when(&g, 2, 1000000, NULL), 1000001);
-	/* A job dearer than the capacity waits for a full bucket, then goes into debt. */
-	cr_assert_eq(gate_when(&g, 25000, 1000000, NULL), 1009999);
+	cr_assert_eq(gate_when(&g, GATE_SLACK_MS + 1, 1000000, NULL), 1000001);
+	/* A job dearer than the burst waits for a full bucket, then goes into debt. */
+	cr_assert_eq(gate_when(&g, 25000, 1000000, NULL), 1010000 - GATE_SLACK_MS);
 }
 
 Test(gate, rpm_bucket)
@@ -135,13 +135,13 @@ Test(gate, rpm_bucket)
 	enum gate_block why;
 
 	gate_init(&g, &l, 0);
-	/* 300 requests/min effective: one per 200 ms (the bucket's 1 ms of slack
-	 * makes the second launch 199 ms after the first, then 200 ms apart). */
+	/* 300 requests/min effective: one per 200 ms (the bucket's slack, full
+	 * at the start, brings the second launch forward by GATE_SLACK_MS). */
 	gate_launch(&g, 0, 0, 0, &m);
-	cr_assert_eq(gate_when(&g, 0, 0, &why), 199);
+	cr_assert_eq(gate_when(&g, 0, 0, &why), 200 - GATE_SLACK_MS);
 	cr_assert_eq(why, GATE_REQUESTS);
-	gate_launch(&g, 0, 199, 0, &m);
-	cr_assert_eq(gate_when(&g, 0, 199, &why), 399);
+	gate_launch(&g, 0, 200 - GATE_SLACK_MS, 0, &m);
+	cr_assert_eq(gate_when(&g, 0, 200 - GATE_SLACK_MS, &why), 400 - GATE_SLACK_MS);
 	cr_assert_eq(why, GATE_REQUESTS);
 }
 
@@ -150,20 +150,22 @@ Test(gate, reconciliation_refunds_and_charges)
 	struct gate_limits l = {.max_concurrency = 10, .tpm = 60000, .burst_ms = 60000};
 	struct gate_mark m;
 	struct gate g;
+	double cap;
 
 	gate_init(&g, &l, 0);
+	cap = gate_token_capacity(&g);
 	gate_launch(&g, 30000, 0, 0, &m);
-	cr_assert_float_eq(g.tok, 30001, 1e-6);
+	cr_assert_float_eq(g.tok, cap - 30000, 1e-6);
 	gate_done(&g, 30000, 10000, 0); /* used less: refund */
-	cr_assert_float_eq(g.tok, 50001, 1e-6);
+	cr_assert_float_eq(g.tok, cap - 10000, 1e-6);
 	gate_launch(&g, 1000, 0, 0, &m);
 	gate_done(&g, 1000, 6000, 0); /* used more: extra charge */
-	cr_assert_float_eq(g.tok, 44001, 1e-6);
+	cr_assert_float_eq(g.tok, cap - 16000, 1e-6);
 	gate_launch(&g, 1000, 0, 0, &m);
 	gate_done(&g, 1000, -1, 0); /* unknown usage: keep the reservation */
-	cr_assert_float_eq(g.tok, 43001, 1e-6);
+	cr_assert_float_eq(g.tok, cap - 17000, 1e-6);
 	gate_done(&g, 60000, 0, 0); /* a refund never overfills */
-	cr_assert_float_eq(g.tok, 60001, 1e-6);
+	cr_assert_float_eq(g.tok, cap, 1e-6);
 }
 
 Test(gate, provider_feedback_pulls_view_down)
@@ -224,4 +226,23 @@ Test(gate, drain_empties_buckets)
 	gate_init(&g, &l, 0);
 	gate_drain(&g, 0);
 	cr_assert_eq(gate_when(&g, 1000, 0, NULL), 1000);
+}
+
+Test(gate, headroom_is_a_share_of_the_providers_bucket)
+{
+	/* A provider enforcing 60000/min over one-second windows has a bucket of
+	 * 1000: it reports 700 left, full again in 300 ms. Keeping 3% of the
+	 * minute (1800) would be more than its whole bucket; 3% of 1000 is 30. */
+	struct gate_limits l = {.max_concurrency = 10, .tpm = 60000, .headroom = 0.03,
+				.burst_ms = 60000};
+	struct gate_feedback fb = {.limit_tokens = 60000, .remaining_tokens = 700,
+				   .reset_tokens_ms = 300, .limit_requests = -1,
+				   .remaining_requests = -1, .reset_requests_ms = -1};
+	struct gate_mark m;
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	gate_launch(&g, 300, 0, 0, &m);
+	gate_observe(&g, &fb, &m, 0);
+	cr_assert_float_eq(g.tok, 670, 1e-6);
 }
