@@ -77,7 +77,7 @@ static int llmq(char *buf, size_t len, const char *a1, const char *a2, const cha
 	size_t n;
 
 	snprintf(cmd, sizeof(cmd), "%s --socket %s %s %s %s 2>/dev/null", LLMQ_BIN, sock, a1,
-		 a2 ? a2 : "", a3 ? a3 : "");
+	         a2 ? a2 : "", a3 ? a3 : "");
 	p = popen(cmd, "r");
 	n = fread(buf, 1, len - 1, p);
 	buf[n] = '\0';
@@ -132,11 +132,12 @@ static void write_batch(const char *path, const struct cfg *c)
 	memset(pad, 'a', (size_t)c->prompt_chars);
 	pad[c->prompt_chars] = '\0';
 	for (i = 0; i < c->jobs; i++)
-		fprintf(f,
-			"{\"custom_id\":\"j%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
-			"\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
-			"\"content\":\"%s\"}],\"max_tokens\":%d}}\n",
-			i, pad, c->max_tokens);
+		fprintf(
+		    f,
+		    "{\"custom_id\":\"j%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+		    "\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
+		    "\"content\":\"%s\"}],\"max_tokens\":%d}}\n",
+		    i, pad, c->max_tokens);
 	fclose(f);
 	free(pad);
 }
@@ -158,8 +159,8 @@ static int wait_socket(void)
 }
 
 /* Tokens served per minute between t0 and t1 (ms since the mock started), from its log. */
-static void served(const char *log, double t0, double t1, long long *ret_tokens,
-		   long long *ret_ok, long long *ret_429)
+static void served(const char *log, double t0, double t1, long long *ret_tokens, long long *ret_ok,
+                   long long *ret_429)
 {
 	char line[256], what[16];
 	long long t, n, a, b;
@@ -183,17 +184,39 @@ static void served(const char *log, double t0, double t1, long long *ret_tokens,
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"mode", 1, 0, 'm'},	      {"jobs", 1, 0, 'n'},	  {"concurrency", 1, 0, 'c'},
-		{"latency-ms", 1, 0, 'l'},    {"max-tokens", 1, 0, 'x'},  {"prompt-chars", 1, 0, 'p'},
-		{"stagger", 1, 0, 's'},	      {"headroom", 1, 0, 'h'},	  {"burst", 1, 0, 'b'},
-		{"tpm", 1, 0, 't'},	      {"rpm", 1, 0, 'r'},	  {"mock-tpm", 1, 0, 'T'},
-		{"mock-rpm", 1, 0, 'R'},      {"window-ms", 1, 0, 'w'},	  {"external-tpm", 1, 0, 'e'},
-		{"completion-ratio", 1, 0, 'C'}, {"warmup-s", 1, 0, 'W'}, {"measure-s", 1, 0, 'M'},
-		{0, 0, 0, 0},
+	    {"mode", 1, 0, 'm'},
+	    {"jobs", 1, 0, 'n'},
+	    {"concurrency", 1, 0, 'c'},
+	    {"latency-ms", 1, 0, 'l'},
+	    {"max-tokens", 1, 0, 'x'},
+	    {"prompt-chars", 1, 0, 'p'},
+	    {"stagger", 1, 0, 's'},
+	    {"headroom", 1, 0, 'h'},
+	    {"burst", 1, 0, 'b'},
+	    {"tpm", 1, 0, 't'},
+	    {"rpm", 1, 0, 'r'},
+	    {"mock-tpm", 1, 0, 'T'},
+	    {"mock-rpm", 1, 0, 'R'},
+	    {"window-ms", 1, 0, 'w'},
+	    {"external-tpm", 1, 0, 'e'},
+	    {"completion-ratio", 1, 0, 'C'},
+	    {"warmup-s", 1, 0, 'W'},
+	    {"measure-s", 1, 0, 'M'},
+	    {0, 0, 0, 0},
 	};
-	struct cfg c = {.mode = "drain", .jobs = 20000, .concurrency = 256, .latency_ms = 0,
-			.max_tokens = 16, .prompt_chars = 64, .headroom = 0.0, .tpm = 0, .rpm = 0,
-			.window_ms = 60000, .completion_ratio = 1.0, .warmup_s = 60, .measure_s = 120};
+	struct cfg c = {.mode = "drain",
+	                .jobs = 20000,
+	                .concurrency = 256,
+	                .latency_ms = 0,
+	                .max_tokens = 16,
+	                .prompt_chars = 64,
+	                .headroom = 0.0,
+	                .tpm = 0,
+	                .rpm = 0,
+	                .window_ms = 60000,
+	                .completion_ratio = 1.0,
+	                .warmup_s = 60,
+	                .measure_s = 120};
 	char batch[128], mlog[128], dlog[128], mport[128], url[160], buf[1 << 16], a[64];
 	char e_conc[64], e_stag[64], e_tpm[64], e_rpm[64], e_head[64], e_burst[64], e_url[200];
 	char m_lat[32], m_tpm[32], m_rpm[32], m_win[32], m_ext[32], m_ratio[32];
@@ -206,25 +229,62 @@ int main(int argc, char **argv)
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case 'm': c.mode = optarg; break;
-		case 'n': c.jobs = atoi(optarg); break;
-		case 'c': c.concurrency = atoi(optarg); break;
-		case 'l': c.latency_ms = atoi(optarg); break;
-		case 'x': c.max_tokens = atoi(optarg); break;
-		case 'p': c.prompt_chars = atoi(optarg); break;
-		case 's': c.stagger_s = atof(optarg); break;
-		case 'h': c.headroom = atof(optarg); break;
-		case 'b': c.burst_s = atof(optarg); break;
-		case 't': c.tpm = atoll(optarg); break;
-		case 'r': c.rpm = atoll(optarg); break;
-		case 'T': c.mock_tpm = atoll(optarg); break;
-		case 'R': c.mock_rpm = atoll(optarg); break;
-		case 'w': c.window_ms = atoll(optarg); break;
-		case 'e': c.external_tpm = atoll(optarg); break;
-		case 'C': c.completion_ratio = atof(optarg); break;
-		case 'W': c.warmup_s = atoi(optarg); break;
-		case 'M': c.measure_s = atoi(optarg); break;
-		default: return 64;
+		case 'm':
+			c.mode = optarg;
+			break;
+		case 'n':
+			c.jobs = atoi(optarg);
+			break;
+		case 'c':
+			c.concurrency = atoi(optarg);
+			break;
+		case 'l':
+			c.latency_ms = atoi(optarg);
+			break;
+		case 'x':
+			c.max_tokens = atoi(optarg);
+			break;
+		case 'p':
+			c.prompt_chars = atoi(optarg);
+			break;
+		case 's':
+			c.stagger_s = atof(optarg);
+			break;
+		case 'h':
+			c.headroom = atof(optarg);
+			break;
+		case 'b':
+			c.burst_s = atof(optarg);
+			break;
+		case 't':
+			c.tpm = atoll(optarg);
+			break;
+		case 'r':
+			c.rpm = atoll(optarg);
+			break;
+		case 'T':
+			c.mock_tpm = atoll(optarg);
+			break;
+		case 'R':
+			c.mock_rpm = atoll(optarg);
+			break;
+		case 'w':
+			c.window_ms = atoll(optarg);
+			break;
+		case 'e':
+			c.external_tpm = atoll(optarg);
+			break;
+		case 'C':
+			c.completion_ratio = atof(optarg);
+			break;
+		case 'W':
+			c.warmup_s = atoi(optarg);
+			break;
+		case 'M':
+			c.measure_s = atoi(optarg);
+			break;
+		default:
+			return 64;
 		}
 	}
 	snprintf(dir, sizeof(dir), "/tmp/llmq-bench-XXXXXX");
@@ -245,9 +305,10 @@ int main(int argc, char **argv)
 	snprintf(m_ext, sizeof(m_ext), "%lld", c.external_tpm);
 	snprintf(m_ratio, sizeof(m_ratio), "%g", c.completion_ratio);
 	{
-		char *margv[] = {MOCK_BIN, "--latency-ms", m_lat, "--tpm", m_tpm, "--rpm", m_rpm,
-				 "--window-ms", m_win, "--external-tpm", m_ext,
-				 "--completion-ratio", m_ratio, "--log", mlog, NULL};
+		char *margv[] = {MOCK_BIN, "--latency-ms",   m_lat, "--tpm",
+		                 m_tpm,    "--rpm",          m_rpm, "--window-ms",
+		                 m_win,    "--external-tpm", m_ext, "--completion-ratio",
+		                 m_ratio,  "--log",          mlog,  NULL};
 		mock = spawn(margv, NULL, mport, NULL);
 	}
 	for (o = 0; o < 100; o++) {
@@ -270,9 +331,18 @@ int main(int argc, char **argv)
 	snprintf(e_head, sizeof(e_head), "OPENAI_TPM_HEADROOM=%g", c.headroom);
 	snprintf(e_burst, sizeof(e_burst), "OPENAI_BURST_SECONDS=%g", c.burst_s);
 	{
-		char *denv[] = {e_url, e_conc, e_stag, e_tpm, e_rpm, e_head, e_burst,
-				"OPENAI_EST_TOKENS_PER_RUN=16", "OPENAI_RETRY_MAX_ATTEMPTS=20",
-				"OPENAI_BACKOFF_BASE_SECONDS=0.5", "LLMQ_CONFIG=", NULL};
+		char *denv[] = {e_url,
+		                e_conc,
+		                e_stag,
+		                e_tpm,
+		                e_rpm,
+		                e_head,
+		                e_burst,
+		                "OPENAI_EST_TOKENS_PER_RUN=16",
+		                "OPENAI_RETRY_MAX_ATTEMPTS=20",
+		                "OPENAI_BACKOFF_BASE_SECONDS=0.5",
+		                "LLMQ_CONFIG=",
+		                NULL};
 		char *dargv[] = {LLMQD_BIN, "--socket", sock, "--db", db, NULL};
 		daemon = spawn(dargv, denv, NULL, dlog);
 	}
@@ -295,7 +365,8 @@ int main(int argc, char **argv)
 			llmq(buf, sizeof(buf), "--json status", a, NULL);
 			if (strstr(buf, "\"state\": \"completed\""))
 				break;
-			usleep(200000); /* polling costs the daemon CPU too: poll as llmq wait does */
+			usleep(
+			    200000); /* polling costs the daemon CPU too: poll as llmq wait does */
 		}
 		t_done = now_s();
 		proc_usage(daemon, &cpu, &rss);
@@ -303,9 +374,11 @@ int main(int argc, char **argv)
 		       c.latency_ms);
 		printf("ingest: %.3f s to submit and commit %d lines (%.0f lines/s)\n",
 		       t_accepted - t_submit, c.jobs, c.jobs / (t_accepted - t_submit));
-		printf("throughput: %.0f jobs/s end to end (submit to last result stored, %.2f s)\n",
-		       c.jobs / (t_done - t_submit), t_done - t_submit);
-		printf("daemon CPU: %.3f s per 1,000 jobs (%.2f s in all)\n", cpu * 1000 / c.jobs, cpu);
+		printf(
+		    "throughput: %.0f jobs/s end to end (submit to last result stored, %.2f s)\n",
+		    c.jobs / (t_done - t_submit), t_done - t_submit);
+		printf("daemon CPU: %.3f s per 1,000 jobs (%.2f s in all)\n", cpu * 1000 / c.jobs,
+		       cpu);
 		printf("daemon peak RSS: %.1f MiB\n", rss / 1024.0);
 	} else {
 		double end = c.warmup_s + c.measure_s;
@@ -323,17 +396,18 @@ int main(int argc, char **argv)
 		       "external %lld tpm, completion ratio %.2f\n",
 		       c.tpm, c.rpm, c.headroom, c.burst_s, c.concurrency, c.stagger_s, c.mock_tpm,
 		       c.mock_rpm, c.window_ms, c.latency_ms, c.external_tpm, c.completion_ratio);
-		printf("served after the first %ds: %.0f tokens/min, %.1f%% of the effective "
-		       "limit (%.0f), %.1f%% of what the provider leaves llmq (%.0f); %.0f req/min\n",
-		       c.warmup_s, tokens * 60.0 / c.measure_s, 100.0 * tokens * 60.0 / c.measure_s / eff,
-		       eff, 100.0 * tokens * 60.0 / c.measure_s / avail, avail,
-		       ok * 60.0 / c.measure_s);
+		printf(
+		    "served after the first %ds: %.0f tokens/min, %.1f%% of the effective "
+		    "limit (%.0f), %.1f%% of what the provider leaves llmq (%.0f); %.0f req/min\n",
+		    c.warmup_s, tokens * 60.0 / c.measure_s,
+		    100.0 * tokens * 60.0 / c.measure_s / eff, eff,
+		    100.0 * tokens * 60.0 / c.measure_s / avail, avail, ok * 60.0 / c.measure_s);
 		printf("429s: %lld of %lld requests answered (%.2f%%)\n", r429, ok_all + r429,
 		       100.0 * r429 / (double)(ok_all + r429 ? ok_all + r429 : 1));
 		printf("daemon CPU: %.3f s per 1,000 jobs; peak RSS %.1f MiB\n",
 		       ok_all ? cpu * 1000 / ok_all : 0, rss / 1024.0);
-		printf("batch: succeeded %lld, failed %lld, queued %lld\n",
-		       field(buf, "succeeded"), field(buf, "failed"), field(buf, "queued"));
+		printf("batch: succeeded %lld, failed %lld, queued %lld\n", field(buf, "succeeded"),
+		       field(buf, "failed"), field(buf, "queued"));
 	}
 	kill(daemon, SIGTERM);
 	waitpid(daemon, NULL, 0);

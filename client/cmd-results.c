@@ -66,10 +66,10 @@ int cmd_results(const struct opts *o)
 	}
 	if (o->output)
 		fprintf(stderr, "llmq: %lld %s written to %s%s\n", (long long)total,
-			o->errors ? "failed requests" : "results", o->output,
-			strcmp(state, "completed") && strcmp(state, "cancelled")
-				? " (the batch is still running: more will come)"
-				: "");
+		        o->errors ? "failed requests" : "results", o->output,
+		        strcmp(state, "completed") && strcmp(state, "cancelled")
+		            ? " (the batch is still running: more will come)"
+		            : "");
 	r = EX_OK_;
 out:
 	json_object_put(reply);

@@ -75,7 +75,7 @@ static int64_t count_lines(const char *buf, size_t len)
 
 /* The cost of the batch as the shared estimator counts it. */
 static void local_estimate(const char *buf, size_t len, int64_t *ret_tokens, int64_t *ret_max,
-			   int64_t *ret_bad)
+                           int64_t *ret_bad)
 {
 	const char *env = getenv("OPENAI_EST_TOKENS_PER_RUN"), *p = buf, *end = buf + len, *nl;
 	int64_t per_run = env && atoll(env) > 0 ? atoll(env) : 7000, est;
@@ -103,7 +103,7 @@ static void local_estimate(const char *buf, size_t len, int64_t *ret_tokens, int
 }
 
 static int submit_once(const struct opts *o, const char *buf, size_t len, int64_t lines,
-		       const char *name, json_object **ret)
+                       const char *name, json_object **ret)
 {
 	json_object *req, *reply = NULL;
 	struct conn c;
@@ -130,7 +130,7 @@ static int submit_once(const struct opts *o, const char *buf, size_t len, int64_
 	conn_close(&c);
 	if (r < 0 || !reply) {
 		fprintf(stderr, "llmq: llmqd closed the connection during the submit; nothing "
-				"was stored. See its log\n");
+		                "was stored. See its log\n");
 		return EX_UNAVAILABLE_;
 	}
 	*ret = reply;
@@ -147,15 +147,17 @@ int cmd_submit(const struct opts *o)
 	int r;
 
 	if (o->argc != 1) {
-		fprintf(stderr, "usage: llmq submit FILE.jsonl [--window 24h] [--dry-run] [--retry]\n");
+		fprintf(stderr,
+		        "usage: llmq submit FILE.jsonl [--window 24h] [--dry-run] [--retry]\n");
 		return EX_USAGE_;
 	}
 	r = read_input(o->argv[0], &buf, &len);
 	if (r < 0) {
 		if (r == -EFBIG)
-			fprintf(stderr, "llmq: %s is larger than %llu MiB, the limit of one batch; "
-					"split it\n",
-				o->argv[0], (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
+			fprintf(stderr,
+			        "llmq: %s is larger than %llu MiB, the limit of one batch; "
+			        "split it\n",
+			        o->argv[0], (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
 		else
 			fprintf(stderr, "llmq: cannot read %s: %s\n", o->argv[0], strerror(-r));
 		return r == -EFBIG ? EX_DATAERR_ : 66;
@@ -163,7 +165,7 @@ int cmd_submit(const struct opts *o)
 	lines = count_lines(buf, len);
 	if (lines > LLMQ_MAX_BATCH_LINES) {
 		fprintf(stderr, "llmq: %s has %lld lines; a batch holds at most %d: split it\n",
-			o->argv[0], (long long)lines, LLMQ_MAX_BATCH_LINES);
+		        o->argv[0], (long long)lines, LLMQ_MAX_BATCH_LINES);
 		free(buf);
 		return EX_DATAERR_;
 	}
@@ -188,7 +190,7 @@ int cmd_submit(const struct opts *o)
 			goto out;
 		}
 		fprintf(stderr, "llmq: refused for now: %s\nllmq: trying again in %llds\n",
-			jstr(err, "message"), (long long)wait);
+		        jstr(err, "message"), (long long)wait);
 		json_object_put(reply);
 		reply = NULL;
 		sleep((unsigned)wait);
@@ -202,9 +204,10 @@ int cmd_submit(const struct opts *o)
 		print_json(reply);
 	} else if (o->dry_run) {
 		fmt_age(jint(reply, "eta_ms"), eta, sizeof(eta));
-		printf("%lld requests, ~%lld tokens (dearest request ~%lld); projected finish in %s\n",
-		       (long long)jint(reply, "count"), (long long)jint(reply, "est_tokens"),
-		       (long long)max, eta);
+		printf(
+		    "%lld requests, ~%lld tokens (dearest request ~%lld); projected finish in %s\n",
+		    (long long)jint(reply, "count"), (long long)jint(reply, "est_tokens"),
+		    (long long)max, eta);
 		if (jstr(reply, "would_refuse"))
 			printf("would be refused now: %s\n", jstr(reply, "would_refuse"));
 		else

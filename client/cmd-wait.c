@@ -42,7 +42,8 @@ int cmd_wait(const struct opts *o)
 			goto out;
 		b = jget(reply, "batch");
 		if (!o->json) {
-			snprintf(now, sizeof(now), "%s", json_object_to_json_string(jget(b, "counts")));
+			snprintf(now, sizeof(now), "%s",
+			         json_object_to_json_string(jget(b, "counts")));
 			if (tty || strcmp(now, last) != 0)
 				print_progress(stderr, b, tty);
 			memcpy(last, now, sizeof(last));

@@ -47,10 +47,10 @@ int conn_open(const struct opts *o, struct conn *c)
 		r = 0;
 	if (r < 0) {
 		fprintf(stderr,
-			"llmq: cannot reach llmqd at %s: %s\n"
-			"llmq: start it with 'llmqd &' (or 'systemctl start llmqd'), or point "
-			"--socket / LLMQ_SOCKET at its socket\n",
-			o->socket, strerror(-r));
+		        "llmq: cannot reach llmqd at %s: %s\n"
+		        "llmq: start it with 'llmqd &' (or 'systemctl start llmqd'), or point "
+		        "--socket / LLMQ_SOCKET at its socket\n",
+		        o->socket, strerror(-r));
 		return EX_UNAVAILABLE_;
 	}
 	c->fd = fd;
@@ -145,15 +145,16 @@ int report_error(const struct opts *o, json_object *reply)
 			json_object *l = json_object_array_get_idx(lines, i);
 
 			fprintf(stderr, "  line %lld: %s\n", (long long)jint(l, "line"),
-				jstr(l, "error"));
+			        jstr(l, "error"));
 		}
 		if (n > 0 && jint(err, "bad_lines") > (int64_t)n)
 			fprintf(stderr, "  ... and %lld more\n",
-				(long long)(jint(err, "bad_lines") - (int64_t)n));
+			        (long long)(jint(err, "bad_lines") - (int64_t)n));
 		if (code && strcmp(code, ERR_RATE_LIMITED) == 0 && jint(err, "retry_after") > 0)
-			fprintf(stderr, "llmq: retry after %llds (llmq submit --retry waits and "
-					"tries again)\n",
-				(long long)jint(err, "retry_after"));
+			fprintf(stderr,
+			        "llmq: retry after %llds (llmq submit --retry waits and "
+			        "tries again)\n",
+			        (long long)jint(err, "retry_after"));
 	}
 	if (!code)
 		return EX_SOFTWARE_;
@@ -176,9 +177,10 @@ int conn_call(struct conn *c, const struct opts *o, json_object *req, json_objec
 	if (r == 0 || r == -EPIPE || r == -ECONNRESET)
 		r = conn_read(c, &reply);
 	if (r < 0 || !reply) {
-		fprintf(stderr, "llmq: llmqd closed the connection without an answer (%s); "
-				"see its log\n",
-			strerror(-r));
+		fprintf(stderr,
+		        "llmq: llmqd closed the connection without an answer (%s); "
+		        "see its log\n",
+		        strerror(-r));
 		return EX_UNAVAILABLE_;
 	}
 	if (!json_object_object_get_ex(reply, "ok", &ok) || !json_object_get_boolean(ok)) {

@@ -29,7 +29,7 @@ struct opts {
 	int retry;
 	int limit;
 	double interval;
-	int argc;    /* arguments after the subcommand's name */
+	int argc; /* arguments after the subcommand's name */
 	char **argv;
 };
 

@@ -16,13 +16,13 @@ static const struct {
 	int (*fn)(const struct opts *);
 	const char *usage;
 } commands[] = {
-	{"submit", cmd_submit, "submit FILE.jsonl [--window 24h] [--dry-run] [--retry]"},
-	{"status", cmd_status, "status [BATCH]"},
-	{"list", cmd_list, "list [--limit N]"},
-	{"wait", cmd_wait, "wait BATCH"},
-	{"results", cmd_results, "results BATCH [-o FILE] [--errors]"},
-	{"cancel", cmd_cancel, "cancel BATCH"},
-	{"ping", cmd_ping, "ping"},
+    {"submit", cmd_submit, "submit FILE.jsonl [--window 24h] [--dry-run] [--retry]"},
+    {"status", cmd_status, "status [BATCH]"},
+    {"list", cmd_list, "list [--limit N]"},
+    {"wait", cmd_wait, "wait BATCH"},
+    {"results", cmd_results, "results BATCH [-o FILE] [--errors]"},
+    {"cancel", cmd_cancel, "cancel BATCH"},
+    {"ping", cmd_ping, "ping"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -34,26 +34,26 @@ static void usage(FILE *f)
 	for (i = 0; i < N_COMMANDS; i++)
 		fprintf(f, "  llmq %s\n", commands[i].usage);
 	fprintf(f, "\nThe socket is $LLMQ_SOCKET, else the one llmqd uses by default.\n"
-		   "Exit codes: 0 ok, 64 usage, 65 bad input, 69 llmqd unavailable,\n"
-		   "70 internal error, 75 refused for now (try again later).\n");
+	           "Exit codes: 0 ok, 64 usage, 65 bad input, 69 llmqd unavailable,\n"
+	           "70 internal error, 75 refused for now (try again later).\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"socket", required_argument, NULL, 's'},
-		{"output", required_argument, NULL, 'o'},
-		{"errors", no_argument, NULL, 'e'},
-		{"window", required_argument, NULL, 'w'},
-		{"name", required_argument, NULL, 'n'},
-		{"dry-run", no_argument, NULL, 'd'},
-		{"retry", no_argument, NULL, 'r'},
-		{"limit", required_argument, NULL, 'l'},
-		{"interval", required_argument, NULL, 'i'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"socket", required_argument, NULL, 's'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"errors", no_argument, NULL, 'e'},
+	    {"window", required_argument, NULL, 'w'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"dry-run", no_argument, NULL, 'd'},
+	    {"retry", no_argument, NULL, 'r'},
+	    {"limit", required_argument, NULL, 'l'},
+	    {"interval", required_argument, NULL, 'i'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct opts o;
 	size_t i;

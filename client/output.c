@@ -10,7 +10,7 @@
 void print_json(json_object *o)
 {
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE));
+	                                           JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 json_object *jget(json_object *o, const char *key)
@@ -55,7 +55,7 @@ void print_progress(FILE *f, json_object *b, int tty)
 {
 	json_object *c = jget(b, "counts");
 	int64_t total = jint(b, "total"), ok = jint(c, "succeeded"), bad = jint(c, "failed"),
-		cancelled = jint(c, "cancelled"), running = jint(c, "running");
+	        cancelled = jint(c, "cancelled"), running = jint(c, "running");
 	int64_t done = ok + bad + cancelled, eta = jint(b, "eta_ms");
 	char bar[41], etas[32];
 	int i, fill = total > 0 ? (int)(done * 40 / total) : 40;
@@ -66,13 +66,14 @@ void print_progress(FILE *f, json_object *b, int tty)
 	fmt_age(eta, etas, sizeof(etas));
 	if (tty)
 		fprintf(f, "\r\033[K%s [%s] %lld/%lld  ok %lld  failed %lld  running %lld  eta %s",
-			jstr(b, "id"), bar, (long long)done, (long long)total, (long long)ok,
-			(long long)bad, (long long)running, eta > 0 ? etas : "-");
+		        jstr(b, "id"), bar, (long long)done, (long long)total, (long long)ok,
+		        (long long)bad, (long long)running, eta > 0 ? etas : "-");
 	else
-		fprintf(f, "%s %s: %lld/%lld done, %lld succeeded, %lld failed, %lld cancelled, "
-			   "%lld running\n",
-			jstr(b, "id"), jstr(b, "state"), (long long)done, (long long)total,
-			(long long)ok, (long long)bad, (long long)cancelled, (long long)running);
+		fprintf(f,
+		        "%s %s: %lld/%lld done, %lld succeeded, %lld failed, %lld cancelled, "
+		        "%lld running\n",
+		        jstr(b, "id"), jstr(b, "state"), (long long)done, (long long)total,
+		        (long long)ok, (long long)bad, (long long)cancelled, (long long)running);
 	fflush(f);
 }
 
@@ -137,7 +138,7 @@ void print_lanes(json_object *lanes)
 		char inflight[32], queued[48];
 
 		snprintf(inflight, sizeof(inflight), "%lld/%lld", (long long)jint(l, "in_flight"),
-			 (long long)jint(l, "max_concurrency"));
+		         (long long)jint(l, "max_concurrency"));
 		if (jint(l, "tpm_limit") > 0)
 			fmt_count(jint(l, "tokens_available"), tok, sizeof(tok));
 		else

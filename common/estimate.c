@@ -57,8 +57,8 @@ static void count_value(json_object *v, int64_t *chars, int64_t *toks, int *foun
 
 static int64_t prompt_units(json_object *body, int64_t *ret_toks, int *found)
 {
-	static const char *const keys[] = {"messages", "prompt", "input", "instructions",
-					   "system", NULL};
+	static const char *const keys[] = {"messages",     "prompt", "input",
+	                                   "instructions", "system", NULL};
 	int64_t chars = 0;
 	json_object *v;
 	int i;

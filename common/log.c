@@ -25,8 +25,8 @@ void log_set_level(int level)
 
 void log_msg(int prio, const char *fmt, ...)
 {
-	static const char *const names[] = {"emerg", "alert", "crit", "error",
-					    "warning", "notice", "info", "debug"};
+	static const char *const names[] = {"emerg",   "alert",  "crit", "error",
+	                                    "warning", "notice", "info", "debug"};
 	char when[32];
 	struct tm tm;
 	time_t now;

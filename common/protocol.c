@@ -10,11 +10,7 @@
 #include <string.h>
 
 const char *const proto_batch_urls[] = {
-	"/v1/chat/completions",
-	"/v1/completions",
-	"/v1/embeddings",
-	"/v1/responses",
-	NULL,
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", NULL,
 };
 
 static int fail(char *err, size_t errlen, const char *msg)
@@ -33,7 +29,7 @@ static const char *get_string(json_object *o, const char *key)
 }
 
 int proto_parse_input(const char *line, size_t len, struct proto_input *ret, char *err,
-		      size_t errlen)
+                      size_t errlen)
 {
 	struct json_tokener *tok = NULL;
 	json_object *root = NULL, *body, *v;
@@ -53,8 +49,8 @@ int proto_parse_input(const char *line, size_t len, struct proto_input *ret, cha
 			snprintf(err, errlen, "malformed JSON: trailing data after the object");
 		else
 			snprintf(err, errlen, "malformed JSON: %s",
-				 je == json_tokener_continue ? "unexpected end of line"
-							    : json_tokener_error_desc(je));
+			         je == json_tokener_continue ? "unexpected end of line"
+			                                     : json_tokener_error_desc(je));
 		r = -EINVAL;
 		goto out;
 	}
@@ -86,8 +82,8 @@ int proto_parse_input(const char *line, size_t len, struct proto_input *ret, cha
 			break;
 	if (!proto_batch_urls[i]) {
 		r = fail(err, errlen,
-			 "\"url\" must be one of /v1/chat/completions, /v1/completions, "
-			 "/v1/embeddings, /v1/responses");
+		         "\"url\" must be one of /v1/chat/completions, /v1/completions, "
+		         "/v1/embeddings, /v1/responses");
 		goto out;
 	}
 	if (!json_object_object_get_ex(root, "body", &body) ||
@@ -170,12 +166,12 @@ json_object *proto_check_request(json_object *req, const char **ret_op)
 		return proto_error(ERR_BAD_REQUEST, "a request must be a JSON object");
 	if (!json_object_object_get_ex(req, "v", &v) || !json_object_is_type(v, json_type_int))
 		return proto_error(ERR_VERSION, "request has no protocol version \"v\"; "
-						"use an llmq client of the same release as llmqd");
+		                                "use an llmq client of the same release as llmqd");
 	if (json_object_get_int(v) != LLMQ_PROTO_VERSION) {
 		snprintf(msg, sizeof(msg),
-			 "protocol version %d is not supported; llmqd speaks version %d: "
-			 "use an llmq client of the same release",
-			 json_object_get_int(v), LLMQ_PROTO_VERSION);
+		         "protocol version %d is not supported; llmqd speaks version %d: "
+		         "use an llmq client of the same release",
+		         json_object_get_int(v), LLMQ_PROTO_VERSION);
 		return proto_error(ERR_VERSION, msg);
 	}
 	op = get_string(req, "op");

@@ -20,12 +20,12 @@
 #define LLMQ_PROTO_VERSION 1
 
 /* Limits. Every user-controlled resource has one. */
-#define LLMQ_MAX_LINE (8u * 1024 * 1024)      /* one request or input line */
-#define LLMQ_MAX_BATCH_LINES 50000            /* as the hosted Batch API */
-#define LLMQ_MAX_BATCH_BYTES (200ull << 20)   /* as the hosted Batch API */
+#define LLMQ_MAX_LINE (8u * 1024 * 1024)    /* one request or input line */
+#define LLMQ_MAX_BATCH_LINES 50000          /* as the hosted Batch API */
+#define LLMQ_MAX_BATCH_BYTES (200ull << 20) /* as the hosted Batch API */
 #define LLMQ_MAX_CUSTOM_ID 512
 #define LLMQ_MAX_CONNECTIONS 64
-#define LLMQ_MAX_INGESTS 4                    /* submits being received at once */
+#define LLMQ_MAX_INGESTS 4 /* submits being received at once */
 #define LLMQ_RESULTS_PAGE 256
 #define LLMQ_MAX_REPORTED_ERRORS 20
 
@@ -69,7 +69,7 @@ struct proto_input {
  * writes a reason (without the line number) to err.
  */
 int proto_parse_input(const char *line, size_t len, struct proto_input *ret, char *err,
-		      size_t errlen);
+                      size_t errlen);
 void proto_input_clear(struct proto_input *in);
 
 /* Build a request object {"v":1,"op":op}. */

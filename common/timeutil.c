@@ -107,8 +107,9 @@ void time_format_duration(int64_t ms, char *buf, size_t len)
 	else if (s < 3600)
 		snprintf(buf, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
 	else if (s < 86400)
-		snprintf(buf, len, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+		snprintf(buf, len, "%lldh%02lldm", (long long)(s / 3600),
+		         (long long)(s % 3600 / 60));
 	else
 		snprintf(buf, len, "%lldd%02lldh", (long long)(s / 86400),
-			 (long long)(s % 86400 / 3600));
+		         (long long)(s % 86400 / 3600));
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 
 int64_t admission_drain_ms(struct gate *g, int64_t avg_latency_ms, int64_t jobs, int64_t tokens,
-			   int64_t now)
+                           int64_t now)
 {
 	double t = 0, x, rate;
 
@@ -33,8 +33,8 @@ int64_t admission_drain_ms(struct gate *g, int64_t avg_latency_ms, int64_t jobs,
 	return t > 9e15 ? INT64_MAX : (int64_t)ceil(t);
 }
 
-static void refuse(struct admission_verdict *v, int retryable, int64_t after, const char *fmt,
-		   ...) __attribute__((format(printf, 4, 5)));
+static void refuse(struct admission_verdict *v, int retryable, int64_t after, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void refuse(struct admission_verdict *v, int retryable, int64_t after, const char *fmt, ...)
 {
@@ -51,7 +51,7 @@ static void refuse(struct admission_verdict *v, int retryable, int64_t after, co
 }
 
 void admission_check(const struct admission_load *loads, int n, int64_t window_ms, int64_t now,
-		     struct admission_verdict *ret)
+                     struct admission_verdict *ret)
 {
 	char w[32], f[32];
 	int i;
@@ -79,23 +79,25 @@ void admission_check(const struct admission_load *loads, int n, int64_t window_m
 		}
 		if (l->cfg->queue_max_jobs > 0 && jobs > l->cfg->queue_max_jobs) {
 			over = jobs - l->cfg->queue_max_jobs;
-			refuse(ret, l->batch_jobs <= l->cfg->queue_max_jobs,
-			       admission_drain_ms(l->gate, l->avg_latency_ms, over,
-						  tokens / jobs * over, now),
-			       "lane %s: %lld jobs are queued and the batch adds %lld, past the "
-			       "lane's queue_max_jobs of %lld; try again when the queue has drained",
-			       l->cfg->name, (long long)l->queued_jobs, (long long)l->batch_jobs,
-			       (long long)l->cfg->queue_max_jobs);
+			refuse(
+			    ret, l->batch_jobs <= l->cfg->queue_max_jobs,
+			    admission_drain_ms(l->gate, l->avg_latency_ms, over,
+			                       tokens / jobs * over, now),
+			    "lane %s: %lld jobs are queued and the batch adds %lld, past the "
+			    "lane's queue_max_jobs of %lld; try again when the queue has drained",
+			    l->cfg->name, (long long)l->queued_jobs, (long long)l->batch_jobs,
+			    (long long)l->cfg->queue_max_jobs);
 			continue;
 		}
 		if (l->cfg->queue_max_tokens > 0 && tokens > l->cfg->queue_max_tokens) {
 			over = tokens - l->cfg->queue_max_tokens;
-			refuse(ret, l->batch_tokens <= l->cfg->queue_max_tokens,
-			       rate > 0 ? (int64_t)ceil((double)over / rate) : 0,
-			       "lane %s: %lld tokens are queued and the batch adds %lld, past the "
-			       "lane's queue_max_tokens of %lld; try again when the queue has drained",
-			       l->cfg->name, (long long)l->queued_tokens, (long long)l->batch_tokens,
-			       (long long)l->cfg->queue_max_tokens);
+			refuse(
+			    ret, l->batch_tokens <= l->cfg->queue_max_tokens,
+			    rate > 0 ? (int64_t)ceil((double)over / rate) : 0,
+			    "lane %s: %lld tokens are queued and the batch adds %lld, past the "
+			    "lane's queue_max_tokens of %lld; try again when the queue has drained",
+			    l->cfg->name, (long long)l->queued_tokens, (long long)l->batch_tokens,
+			    (long long)l->cfg->queue_max_tokens);
 			continue;
 		}
 		finish = admission_drain_ms(l->gate, l->avg_latency_ms, jobs, tokens, now);
@@ -103,15 +105,16 @@ void admission_check(const struct admission_load *loads, int n, int64_t window_m
 			ret->finish_ms = finish;
 		if (window_ms > 0 && finish > window_ms) {
 			alone = admission_drain_ms(l->gate, l->avg_latency_ms, l->batch_jobs,
-						   l->batch_tokens, now);
+			                           l->batch_tokens, now);
 			time_format_duration(finish, f, sizeof(f));
 			time_format_duration(window_ms, w, sizeof(w));
-			refuse(ret, alone <= window_ms, finish - window_ms,
-			       "lane %s: at the lane's effective rate the queue (%lld jobs) and this "
-			       "batch (%lld jobs) would take %s, longer than the completion window "
-			       "of %s; split the batch, widen --window, or try again later",
-			       l->cfg->name, (long long)l->queued_jobs, (long long)l->batch_jobs, f,
-			       w);
+			refuse(
+			    ret, alone <= window_ms, finish - window_ms,
+			    "lane %s: at the lane's effective rate the queue (%lld jobs) and this "
+			    "batch (%lld jobs) would take %s, longer than the completion window "
+			    "of %s; split the batch, widen --window, or try again later",
+			    l->cfg->name, (long long)l->queued_jobs, (long long)l->batch_jobs, f,
+			    w);
 		}
 	}
 }

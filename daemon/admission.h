@@ -21,17 +21,17 @@ struct admission_load {
 	int64_t avg_latency_ms; /* observed; 0 when unknown */
 	int64_t queued_jobs;    /* already queued or running on the lane */
 	int64_t queued_tokens;
-	int64_t batch_jobs;     /* this batch's jobs routed to the lane */
+	int64_t batch_jobs; /* this batch's jobs routed to the lane */
 	int64_t batch_tokens;
-	int64_t max_cost;       /* the dearest job of the batch on this lane */
-	int64_t max_cost_line;  /* and its line number */
+	int64_t max_cost;      /* the dearest job of the batch on this lane */
+	int64_t max_cost_line; /* and its line number */
 };
 
 struct admission_verdict {
 	int refused;
-	int retryable;          /* 0: the batch can never run as it is */
+	int retryable; /* 0: the batch can never run as it is */
 	int64_t retry_after_ms;
-	int64_t finish_ms;      /* projected time from now until the batch is done */
+	int64_t finish_ms; /* projected time from now until the batch is done */
 	char reason[512];
 };
 
@@ -41,9 +41,9 @@ struct admission_verdict {
  * after any pause.
  */
 int64_t admission_drain_ms(struct gate *g, int64_t avg_latency_ms, int64_t jobs, int64_t tokens,
-			   int64_t now);
+                           int64_t now);
 
 void admission_check(const struct admission_load *loads, int n, int64_t window_ms, int64_t now,
-		     struct admission_verdict *ret);
+                     struct admission_verdict *ret);
 
 #endif

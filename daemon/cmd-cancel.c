@@ -31,7 +31,7 @@ static void cmd_cancel_exec(struct cmd_ctx *ctx)
 		return;
 	}
 	log_info("batch %s: cancelled by uid %d, %lld queued jobs dropped", id,
-		 (int)ipc_client_uid(ctx->client), (long long)n);
+	         (int)ipc_client_uid(ctx->client), (long long)n);
 	o = proto_ok();
 	if (!o) {
 		json_object_put(b);
@@ -43,7 +43,7 @@ static void cmd_cancel_exec(struct cmd_ctx *ctx)
 }
 
 const struct cmd_entry cmd_cancel_entry = {
-	.name = OP_CANCEL,
-	.usage = "{\"batch\": ID}",
-	.exec = cmd_cancel_exec,
+    .name = OP_CANCEL,
+    .usage = "{\"batch\": ID}",
+    .exec = cmd_cancel_exec,
 };

@@ -30,7 +30,7 @@ static void cmd_list_exec(struct cmd_ctx *ctx)
 }
 
 const struct cmd_entry cmd_list_entry = {
-	.name = OP_LIST,
-	.usage = "{\"limit\": N}",
-	.exec = cmd_list_exec,
+    .name = OP_LIST,
+    .usage = "{\"limit\": N}",
+    .exec = cmd_list_exec,
 };

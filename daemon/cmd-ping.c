@@ -24,7 +24,7 @@ static void cmd_ping_exec(struct cmd_ctx *ctx)
 	json_object_object_add(o, "version", json_object_new_string(LLMQ_VERSION));
 	json_object_object_add(o, "protocol", json_object_new_int(LLMQ_PROTO_VERSION));
 	json_object_object_add(o, "uptime_ms",
-			       json_object_new_int64(time_mono_ms() - ctx->d->started_mono));
+	                       json_object_new_int64(time_mono_ms() - ctx->d->started_mono));
 	json_object_object_add(o, "queue_depth", json_object_new_int64(jobs));
 	json_object_object_add(o, "queued_tokens", json_object_new_int64(tokens));
 	json_object_object_add(o, "in_flight", json_object_new_int(sched_in_flight(ctx->d->sched)));
@@ -33,7 +33,7 @@ static void cmd_ping_exec(struct cmd_ctx *ctx)
 }
 
 const struct cmd_entry cmd_ping_entry = {
-	.name = OP_PING,
-	.usage = "{}",
-	.exec = cmd_ping_exec,
+    .name = OP_PING,
+    .usage = "{}",
+    .exec = cmd_ping_exec,
 };

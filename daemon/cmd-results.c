@@ -50,7 +50,7 @@ static void cmd_results_exec(struct cmd_ctx *ctx)
 		return;
 	}
 	r = store_results(ctx->d->store, id, after, (int)limit, want_errors, add_line, buf, &last,
-			  &count);
+	                  &count);
 	if (r < 0) {
 		evbuffer_free(buf);
 		json_object_put(b);
@@ -72,7 +72,7 @@ static void cmd_results_exec(struct cmd_ctx *ctx)
 }
 
 const struct cmd_entry cmd_results_entry = {
-	.name = OP_RESULTS,
-	.usage = "{\"batch\": ID, \"after\": N, \"errors\": BOOL}",
-	.exec = cmd_results_exec,
+    .name = OP_RESULTS,
+    .usage = "{\"batch\": ID, \"after\": N, \"errors\": BOOL}",
+    .exec = cmd_results_exec,
 };

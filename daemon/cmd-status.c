@@ -46,7 +46,7 @@ static void cmd_status_exec(struct cmd_ctx *ctx)
 		r = store_batch_get(ctx->d->store, id, &b);
 		if (r == -ENOENT) {
 			ipc_reply(ctx->client,
-				  proto_error(ERR_NOT_FOUND, "no such batch (see llmq list)"));
+			          proto_error(ERR_NOT_FOUND, "no such batch (see llmq list)"));
 			return;
 		}
 		if (r == 0 && json_object_object_get_ex(b, "state", &state) &&
@@ -82,7 +82,7 @@ static void cmd_status_exec(struct cmd_ctx *ctx)
 }
 
 const struct cmd_entry cmd_status_entry = {
-	.name = OP_STATUS,
-	.usage = "{\"batch\": ID} or {}",
-	.exec = cmd_status_exec,
+    .name = OP_STATUS,
+    .usage = "{\"batch\": ID} or {}",
+    .exec = cmd_status_exec,
 };

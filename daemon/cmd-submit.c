@@ -32,13 +32,14 @@ static void cmd_submit_exec(struct cmd_ctx *ctx)
 	if (json_object_object_get_ex(ctx->req, "dry_run", &v))
 		opts.dry_run = json_object_get_boolean(v);
 	if (opts.lines < 0) {
-		refuse(ctx, ERR_BAD_REQUEST, "submit needs \"lines\": the number of lines that follow");
+		refuse(ctx, ERR_BAD_REQUEST,
+		       "submit needs \"lines\": the number of lines that follow");
 		return;
 	}
 	if (opts.lines > LLMQ_MAX_BATCH_LINES) {
 		snprintf(msg, sizeof(msg),
-			 "batch of %lld lines; the limit is %d: split it into several batches",
-			 (long long)opts.lines, LLMQ_MAX_BATCH_LINES);
+		         "batch of %lld lines; the limit is %d: split it into several batches",
+		         (long long)opts.lines, LLMQ_MAX_BATCH_LINES);
 		refuse(ctx, ERR_BATCH_TOO_LARGE, msg);
 		return;
 	}
@@ -48,15 +49,16 @@ static void cmd_submit_exec(struct cmd_ctx *ctx)
 		return;
 	}
 	if (ctx->d->ingests >= LLMQ_MAX_INGESTS) {
-		refuse(ctx, ERR_BUSY, "llmqd is receiving too many batches at once; try again "
-				      "in a few seconds");
+		refuse(ctx, ERR_BUSY,
+		       "llmqd is receiving too many batches at once; try again "
+		       "in a few seconds");
 		return;
 	}
 	ingest_start(ctx->d, ctx->client, &opts);
 }
 
 const struct cmd_entry cmd_submit_entry = {
-	.name = OP_SUBMIT,
-	.usage = "{\"lines\": N, \"window\": \"24h\", \"name\": S, \"dry_run\": B} + N lines",
-	.exec = cmd_submit_exec,
+    .name = OP_SUBMIT,
+    .usage = "{\"lines\": N, \"window\": \"24h\", \"name\": S, \"dry_run\": B} + N lines",
+    .exec = cmd_submit_exec,
 };

@@ -11,9 +11,13 @@
 #include <string.h>
 
 static const struct cmd_entry *const cmd_table[] = {
-	&cmd_ping_entry,   &cmd_submit_entry,  &cmd_status_entry,
-	&cmd_list_entry,   &cmd_cancel_entry,  &cmd_results_entry,
-	NULL,
+    &cmd_ping_entry,
+    &cmd_submit_entry,
+    &cmd_status_entry,
+    &cmd_list_entry,
+    &cmd_cancel_entry,
+    &cmd_results_entry,
+    NULL,
 };
 
 void cmd_dispatch(struct ipc_client *c, json_object *req, void *userdata)
@@ -37,7 +41,7 @@ void cmd_dispatch(struct ipc_client *c, json_object *req, void *userdata)
 		}
 	}
 	snprintf(msg, sizeof(msg),
-		 "unknown op \"%.64s\"; known: ping, submit, status, list, cancel, results", op);
+	         "unknown op \"%.64s\"; known: ping, submit, status, list, cancel, results", op);
 	ipc_reply(c, proto_error(ERR_UNKNOWN_OP, msg));
 }
 
@@ -65,13 +69,13 @@ void cmd_store_error(struct cmd_ctx *ctx, const char *what, int r)
 
 	if (r == -ENOSPC) {
 		snprintf(msg, sizeof(msg),
-			 "%s: the disk holding the database is full; nothing was changed. "
-			 "Free space there and try again",
-			 what);
+		         "%s: the disk holding the database is full; nothing was changed. "
+		         "Free space there and try again",
+		         what);
 		log_err("%s: disk full (%s)", what, store_errmsg(ctx->d->store));
 	} else {
 		snprintf(msg, sizeof(msg), "%s: database error (%s); see llmqd's log", what,
-			 strerror(-r));
+		         strerror(-r));
 		log_err("%s: %s: %s", what, strerror(-r), store_errmsg(ctx->d->store));
 	}
 	ipc_reply(ctx->client, proto_error(r == -ENOSPC ? ERR_STORAGE : ERR_INTERNAL, msg));
@@ -80,13 +84,14 @@ void cmd_store_error(struct cmd_ctx *ctx, const char *what, int r)
 int cmd_check_batch_id(struct cmd_ctx *ctx, const char *id)
 {
 	if (!id) {
-		ipc_reply(ctx->client, proto_error(ERR_BAD_REQUEST, "missing \"batch\" (a batch id)"));
+		ipc_reply(ctx->client,
+		          proto_error(ERR_BAD_REQUEST, "missing \"batch\" (a batch id)"));
 		return -EINVAL;
 	}
 	if (!proto_valid_batch_id(id)) {
 		ipc_reply(ctx->client,
-			  proto_error(ERR_NOT_FOUND, "no such batch; batch ids look like "
-						     "b_0123456789abcdef (see llmq list)"));
+		          proto_error(ERR_NOT_FOUND, "no such batch; batch ids look like "
+		                                     "b_0123456789abcdef (see llmq list)"));
 		return -EINVAL;
 	}
 	return 0;

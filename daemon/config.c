@@ -33,39 +33,38 @@ struct setting {
 #define LC(field) offsetof(struct lane_config, field), sizeof(((struct lane_config *)0)->field)
 
 static const struct setting settings[] = {
-	{"base_url", "OPENAI_BASE_URL", "base-url", K_STR, LC(base_url), 0, 0},
-	{"key_env", NULL, NULL, K_STR, LC(key_env), 0, 0},
-	{"key_credential", NULL, NULL, K_STR, LC(key_credential), 0, 0},
-	{"models", NULL, NULL, K_MODELS, LC(models), 0, 0},
-	{"default", NULL, NULL, K_BOOL, LC(is_default), 0, 1},
-	{"max_concurrency", "OPENAI_MAX_CONCURRENCY", "max-concurrency", K_INT,
-	 LC(limits.max_concurrency), 1, 4096},
-	{"stagger_seconds", "OPENAI_STAGGER_SECONDS", "stagger", K_MS, LC(limits.stagger_ms), 0,
-	 3600e3},
-	{"stagger_jitter", "OPENAI_STAGGER_JITTER", NULL, K_FRAC, LC(limits.stagger_jitter), 0, 1},
-	{"tpm_limit", "OPENAI_TPM_LIMIT", "tpm", K_INT, LC(limits.tpm), 0, 1e12},
-	{"rpm_limit", "OPENAI_RPM_LIMIT", "rpm", K_INT, LC(limits.rpm), 0, 1e9},
-	{"headroom", "OPENAI_TPM_HEADROOM", "headroom", K_FRAC, LC(limits.headroom), 0, 0.9},
-	{"burst_seconds", "OPENAI_BURST_SECONDS", "burst", K_MS, LC(limits.burst_ms), 0, 3600e3},
-	{"est_tokens_per_run", "OPENAI_EST_TOKENS_PER_RUN", "est-tokens", K_INT,
-	 LC(est_tokens_per_run), 1, 1e9},
-	{"retry_max_attempts", "OPENAI_RETRY_MAX_ATTEMPTS", "retry-max-attempts", K_INT,
-	 LC(retry_max_attempts), 1, 1000},
-	{"backoff_base_seconds", "OPENAI_BACKOFF_BASE_SECONDS", "backoff-base", K_MS,
-	 LC(backoff_base_ms), 1, 3600e3},
-	{"backoff_cap_seconds", "OPENAI_BACKOFF_CAP_SECONDS", NULL, K_MS, LC(backoff_cap_ms), 1,
-	 86400e3},
-	{"retry_after_max_seconds", "LLMQ_RETRY_AFTER_MAX_SECONDS", NULL, K_MS,
-	 LC(retry_after_max_ms), 1, 86400e3},
-	{"quota_pause_seconds", "LLMQ_QUOTA_PAUSE_SECONDS", NULL, K_MS, LC(quota_pause_ms), 0,
-	 86400e3},
-	{"queue_max_jobs", "LLMQ_QUEUE_MAX_JOBS", NULL, K_INT, LC(queue_max_jobs), 0, 1e12},
-	{"queue_max_tokens", "LLMQ_QUEUE_MAX_TOKENS", NULL, K_INT, LC(queue_max_tokens), 0, 1e15},
-	{"connect_timeout_seconds", "LLMQ_CONNECT_TIMEOUT_SECONDS", NULL, K_MS,
-	 LC(connect_timeout_ms), 1, 600e3},
-	{"request_timeout_seconds", "LLMQ_REQUEST_TIMEOUT_SECONDS", NULL, K_MS,
-	 LC(request_timeout_ms), 1, 86400e3},
-	{NULL, NULL, NULL, 0, 0, 0, 0, 0},
+    {"base_url", "OPENAI_BASE_URL", "base-url", K_STR, LC(base_url), 0, 0},
+    {"key_env", NULL, NULL, K_STR, LC(key_env), 0, 0},
+    {"key_credential", NULL, NULL, K_STR, LC(key_credential), 0, 0},
+    {"models", NULL, NULL, K_MODELS, LC(models), 0, 0},
+    {"default", NULL, NULL, K_BOOL, LC(is_default), 0, 1},
+    {"max_concurrency", "OPENAI_MAX_CONCURRENCY", "max-concurrency", K_INT,
+     LC(limits.max_concurrency), 1, 4096},
+    {"stagger_seconds", "OPENAI_STAGGER_SECONDS", "stagger", K_MS, LC(limits.stagger_ms), 0,
+     3600e3},
+    {"stagger_jitter", "OPENAI_STAGGER_JITTER", NULL, K_FRAC, LC(limits.stagger_jitter), 0, 1},
+    {"tpm_limit", "OPENAI_TPM_LIMIT", "tpm", K_INT, LC(limits.tpm), 0, 1e12},
+    {"rpm_limit", "OPENAI_RPM_LIMIT", "rpm", K_INT, LC(limits.rpm), 0, 1e9},
+    {"headroom", "OPENAI_TPM_HEADROOM", "headroom", K_FRAC, LC(limits.headroom), 0, 0.9},
+    {"burst_seconds", "OPENAI_BURST_SECONDS", "burst", K_MS, LC(limits.burst_ms), 0, 3600e3},
+    {"est_tokens_per_run", "OPENAI_EST_TOKENS_PER_RUN", "est-tokens", K_INT, LC(est_tokens_per_run),
+     1, 1e9},
+    {"retry_max_attempts", "OPENAI_RETRY_MAX_ATTEMPTS", "retry-max-attempts", K_INT,
+     LC(retry_max_attempts), 1, 1000},
+    {"backoff_base_seconds", "OPENAI_BACKOFF_BASE_SECONDS", "backoff-base", K_MS,
+     LC(backoff_base_ms), 1, 3600e3},
+    {"backoff_cap_seconds", "OPENAI_BACKOFF_CAP_SECONDS", NULL, K_MS, LC(backoff_cap_ms), 1,
+     86400e3},
+    {"retry_after_max_seconds", "LLMQ_RETRY_AFTER_MAX_SECONDS", NULL, K_MS, LC(retry_after_max_ms),
+     1, 86400e3},
+    {"quota_pause_seconds", "LLMQ_QUOTA_PAUSE_SECONDS", NULL, K_MS, LC(quota_pause_ms), 0, 86400e3},
+    {"queue_max_jobs", "LLMQ_QUEUE_MAX_JOBS", NULL, K_INT, LC(queue_max_jobs), 0, 1e12},
+    {"queue_max_tokens", "LLMQ_QUEUE_MAX_TOKENS", NULL, K_INT, LC(queue_max_tokens), 0, 1e15},
+    {"connect_timeout_seconds", "LLMQ_CONNECT_TIMEOUT_SECONDS", NULL, K_MS, LC(connect_timeout_ms),
+     1, 600e3},
+    {"request_timeout_seconds", "LLMQ_REQUEST_TIMEOUT_SECONDS", NULL, K_MS, LC(request_timeout_ms),
+     1, 86400e3},
+    {NULL, NULL, NULL, 0, 0, 0, 0, 0},
 };
 
 static void lane_defaults(struct lane_config *l, const char *name)
@@ -93,14 +92,14 @@ static void lane_defaults(struct lane_config *l, const char *name)
 }
 
 static int bad(char *err, size_t errlen, const char *where, const char *key, const char *value,
-	       const char *why)
+               const char *why)
 {
 	snprintf(err, errlen, "%s: %s = \"%s\": %s", where, key, value, why);
 	return -EINVAL;
 }
 
 static int parse_models(struct lane_config *l, const char *value, char *err, size_t errlen,
-			const char *where)
+                        const char *where)
 {
 	char buf[2048], *save = NULL, *tok;
 
@@ -119,7 +118,7 @@ static int parse_models(struct lane_config *l, const char *value, char *err, siz
 }
 
 static int apply(struct lane_config *l, const struct setting *s, const char *value,
-		 const char *where, char *err, size_t errlen)
+                 const char *where, char *err, size_t errlen)
 {
 	char *p = (char *)l + s->off, *end;
 	double d;
@@ -137,7 +136,7 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 		if (!strcasecmp(value, "yes") || !strcasecmp(value, "true") || !strcmp(value, "1"))
 			*(int *)p = 1;
 		else if (!strcasecmp(value, "no") || !strcasecmp(value, "false") ||
-			 !strcmp(value, "0"))
+		         !strcmp(value, "0"))
 			*(int *)p = 0;
 		else
 			return bad(err, errlen, where, s->key, value, "expected yes or no");
@@ -160,22 +159,21 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 	case K_MS:
 		if (time_parse_duration(value, &ms) < 0)
 			return bad(err, errlen, where, s->key, value,
-				   "expected seconds, or a duration like 500ms, 2s, 1m");
+			           "expected seconds, or a duration like 500ms, 2s, 1m");
 		d = (double)ms;
 		if (d < s->min || d > s->max)
 			goto range;
 		*(int64_t *)p = ms;
 		return 0;
 	}
-range:
-	{
-		char why[96];
+range : {
+	char why[96];
 
-		snprintf(why, sizeof(why), "expected a number from %g to %g",
-			 s->kind == K_MS ? s->min / 1000 : s->min,
-			 s->kind == K_MS ? s->max / 1000 : s->max);
-		return bad(err, errlen, where, s->key, value, why);
-	}
+	snprintf(why, sizeof(why), "expected a number from %g to %g",
+	         s->kind == K_MS ? s->min / 1000 : s->min,
+	         s->kind == K_MS ? s->max / 1000 : s->max);
+	return bad(err, errlen, where, s->key, value, why);
+}
 }
 
 static int parse_mb(const char *v, int64_t *ret)
@@ -234,8 +232,8 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	}
 	if (strncmp(section, "lane ", 5) != 0 || !section[5]) {
 		snprintf(st->err, st->errlen,
-			 "%s: unknown section [%s]; use [daemon] or [lane NAME]",
-			 cfg->config_file, section);
+		         "%s: unknown section [%s]; use [daemon] or [lane NAME]", cfg->config_file,
+		         section);
 		goto fail;
 	}
 	if (!st->lane || strcmp(st->section, section) != 0) {
@@ -246,7 +244,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		if (!st->lane) {
 			if (cfg->n_lanes == CONFIG_MAX_LANES) {
 				snprintf(st->err, st->errlen, "%s: more than %d lanes",
-					 cfg->config_file, CONFIG_MAX_LANES);
+				         cfg->config_file, CONFIG_MAX_LANES);
 				goto fail;
 			}
 			st->lane = &cfg->lanes[cfg->n_lanes++];
@@ -286,7 +284,7 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 			return 0;
 		}
 		snprintf(err, errlen, "cannot open config file %s: %s", cfg->config_file,
-			 strerror(errno));
+		         strerror(errno));
 		return -EINVAL;
 	}
 	cfg->n_lanes = 0;
@@ -295,8 +293,9 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 	if (st.failed)
 		return -EINVAL;
 	if (r != 0) {
-		snprintf(err, errlen, "%s: line %d: syntax error (expected [section] or key = value)",
-			 cfg->config_file, r);
+		snprintf(err, errlen,
+		         "%s: line %d: syntax error (expected [section] or key = value)",
+		         cfg->config_file, r);
 		return -EINVAL;
 	}
 	if (cfg->n_lanes == 0) {
@@ -307,13 +306,10 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 }
 
 static const struct option base_options[] = {
-	{"socket", required_argument, NULL, 'S'},
-	{"db", required_argument, NULL, 'D'},
-	{"db-max-mb", required_argument, NULL, 'M'},
-	{"config", required_argument, NULL, 'c'},
-	{"verbose", no_argument, NULL, 'v'},
-	{"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, 'V'},
+    {"socket", required_argument, NULL, 'S'},    {"db", required_argument, NULL, 'D'},
+    {"db-max-mb", required_argument, NULL, 'M'}, {"config", required_argument, NULL, 'c'},
+    {"verbose", no_argument, NULL, 'v'},         {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
 };
 #define N_BASE (sizeof(base_options) / sizeof(base_options[0]))
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -323,14 +319,14 @@ void config_usage(FILE *f)
 	const struct setting *s;
 
 	fprintf(f, "usage: llmqd [options]\n\n"
-		   "  --socket PATH    Unix socket to listen on (LLMQ_SOCKET)\n"
-		   "  --db PATH        SQLite database (LLMQ_DB)\n"
-		   "  --db-max-mb N    cap the database's size (LLMQ_DB_MAX_MB)\n"
-		   "  --config FILE    lanes and limits (default " CONFIG_DEFAULT_FILE
-		   " when present)\n"
-		   "  -v, --verbose    log each request\n"
-		   "  --help, --version\n\n"
-		   "Limits of the implicit 'openai' lane (used when there is no config file):\n");
+	           "  --socket PATH    Unix socket to listen on (LLMQ_SOCKET)\n"
+	           "  --db PATH        SQLite database (LLMQ_DB)\n"
+	           "  --db-max-mb N    cap the database's size (LLMQ_DB_MAX_MB)\n"
+	           "  --config FILE    lanes and limits (default " CONFIG_DEFAULT_FILE
+	           " when present)\n"
+	           "  -v, --verbose    log each request\n"
+	           "  --help, --version\n\n"
+	           "Limits of the implicit 'openai' lane (used when there is no config file):\n");
 	for (s = settings; s->key; s++)
 		if (s->flag)
 			fprintf(f, "  --%-20s (%s)\n", s->flag, s->env);
@@ -351,7 +347,8 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	n = N_BASE;
 	for (s = settings; s->key; s++)
 		if (s->flag)
-			opts[n++] = (struct option){s->flag, required_argument, NULL, 1000 + (int)(s - settings)};
+			opts[n++] = (struct option){s->flag, required_argument, NULL,
+			                            1000 + (int)(s - settings)};
 	opts[n] = (struct option){NULL, 0, NULL, 0};
 
 	/* First pass: find --config, --help and --version. */
@@ -369,15 +366,16 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 			return 1;
 		} else if (c == '?') {
 			snprintf(err, errlen, "unknown or incomplete option '%s'; see llmqd --help",
-				 argv[optind - 1]);
+			         argv[optind - 1]);
 			return -EINVAL;
 		}
 	}
 
 	if (paths_socket(cfg->socket_path, sizeof(cfg->socket_path)) < 0 ||
 	    paths_db(cfg->db_path, sizeof(cfg->db_path)) < 0) {
-		snprintf(err, errlen, "cannot work out the default socket or database path; "
-				      "set LLMQ_SOCKET and LLMQ_DB");
+		snprintf(err, errlen,
+		         "cannot work out the default socket or database path; "
+		         "set LLMQ_SOCKET and LLMQ_DB");
 		return -EINVAL;
 	}
 	lane_defaults(&cfg->lanes[0], "openai");
@@ -388,13 +386,15 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		file = v;
 		file_required = 1;
 	}
-	snprintf(cfg->config_file, sizeof(cfg->config_file), "%s", file ? file : CONFIG_DEFAULT_FILE);
+	snprintf(cfg->config_file, sizeof(cfg->config_file), "%s",
+	         file ? file : CONFIG_DEFAULT_FILE);
 	r = load_file(cfg, file_required, err, errlen);
 	if (r < 0)
 		return r;
 
 	if ((v = getenv("LLMQ_DB_MAX_MB")) && *v && parse_mb(v, &cfg->db_max_bytes) < 0) {
-		snprintf(err, errlen, "environment: LLMQ_DB_MAX_MB = \"%s\": expected megabytes", v);
+		snprintf(err, errlen, "environment: LLMQ_DB_MAX_MB = \"%s\": expected megabytes",
+		         v);
 		return -EINVAL;
 	}
 
@@ -423,14 +423,14 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		else if (c >= 1000) {
 			if (cfg->config_file[0]) {
 				snprintf(err, errlen,
-					 "--%s sets the implicit lane, but lanes come from %s; "
-					 "set %s there",
-					 settings[c - 1000].flag, cfg->config_file,
-					 settings[c - 1000].key);
+				         "--%s sets the implicit lane, but lanes come from %s; "
+				         "set %s there",
+				         settings[c - 1000].flag, cfg->config_file,
+				         settings[c - 1000].key);
 				return -EINVAL;
 			}
 			r = apply(&cfg->lanes[0], &settings[c - 1000], optarg, "command line", err,
-				  errlen);
+			          errlen);
 			if (r < 0)
 				return r;
 		}
@@ -442,7 +442,8 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	for (i = 0, c = 0; i < (size_t)cfg->n_lanes; i++)
 		c += cfg->lanes[i].is_default;
 	if (c > 1) {
-		snprintf(err, errlen, "%s: more than one lane says default = yes", cfg->config_file);
+		snprintf(err, errlen, "%s: more than one lane says default = yes",
+		         cfg->config_file);
 		return -EINVAL;
 	}
 	if (c == 0)

@@ -23,8 +23,8 @@
 struct lane_config {
 	char name[64];
 	char base_url[512];
-	char key_env[128];        /* environment variable holding the API key */
-	char key_credential[128]; /* or a systemd credential of that name */
+	char key_env[128];                   /* environment variable holding the API key */
+	char key_credential[128];            /* or a systemd credential of that name */
 	char models[CONFIG_MAX_MODELS][128]; /* fnmatch patterns */
 	int n_models;
 	int is_default;

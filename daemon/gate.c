@@ -145,7 +145,7 @@ out:
 }
 
 void gate_launch(struct gate *g, int64_t cost, int64_t now, double jitter01,
-		 struct gate_mark *ret_mark)
+                 struct gate_mark *ret_mark)
 {
 	refill(g, now);
 	g->in_flight++;
@@ -153,9 +153,8 @@ void gate_launch(struct gate *g, int64_t cost, int64_t now, double jitter01,
 	g->req -= 1;
 	g->seq_tokens += cost;
 	g->seq_requests++;
-	g->next_launch =
-		now + g->lim.stagger_ms +
-		(int64_t)((double)g->lim.stagger_ms * g->lim.stagger_jitter * jitter01);
+	g->next_launch = now + g->lim.stagger_ms +
+	                 (int64_t)((double)g->lim.stagger_ms * g->lim.stagger_jitter * jitter01);
 	ret_mark->tokens = g->seq_tokens;
 	ret_mark->requests = g->seq_requests;
 }
@@ -185,7 +184,7 @@ static double provider_capacity(int64_t remaining, int64_t reset_ms, int64_t per
 }
 
 void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct gate_mark *mark,
-		  int64_t now)
+                  int64_t now)
 {
 	double view;
 
@@ -202,7 +201,7 @@ void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct g
 	if (fb->remaining_tokens >= 0 && tpm_limit(g) > 0) {
 		view = (double)fb->remaining_tokens -
 		       g->lim.headroom * provider_capacity(fb->remaining_tokens,
-							    fb->reset_tokens_ms, tpm_limit(g)) -
+		                                           fb->reset_tokens_ms, tpm_limit(g)) -
 		       (double)(g->seq_tokens - mark->tokens);
 		if (view < g->tok)
 			g->tok = view;
@@ -210,7 +209,7 @@ void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct g
 	if (fb->remaining_requests >= 0 && rpm_limit(g) > 0) {
 		view = (double)fb->remaining_requests -
 		       g->lim.headroom * provider_capacity(fb->remaining_requests,
-							    fb->reset_requests_ms, rpm_limit(g)) -
+		                                           fb->reset_requests_ms, rpm_limit(g)) -
 		       (double)(g->seq_requests - mark->requests);
 		if (view < g->req)
 			g->req = view;

@@ -82,14 +82,14 @@ struct gate_mark {
 /* Record a launch at now; jitter01 is a uniform draw in [0,1). ret_mark is
  * handed back to gate_observe() with the launch's answer. */
 void gate_launch(struct gate *g, int64_t cost, int64_t now, double jitter01,
-		 struct gate_mark *ret_mark);
+                 struct gate_mark *ret_mark);
 
 /* A transfer ended: free its slot, reconcile charged with used (-1: unknown). */
 void gate_done(struct gate *g, int64_t charged, int64_t used, int64_t now);
 
 /* Fold in the provider's headers from the answer to the launch marked mark. */
 void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct gate_mark *mark,
-		  int64_t now);
+                  int64_t now);
 
 /* No launches before until. A later pause extends, an earlier one does not shorten. */
 void gate_pause(struct gate *g, int64_t until, const char *reason);

@@ -184,7 +184,7 @@ static int check_duplicates(struct ingest *in)
 		if (strcmp(v[i]->custom_id, v[i - 1]->custom_id) != 0)
 			continue;
 		snprintf(msg, sizeof(msg), "duplicate custom_id \"%s\" (also on line %lld)",
-			 v[i]->custom_id, (long long)v[i - 1]->line);
+		         v[i]->custom_id, (long long)v[i - 1]->line);
 		r = add_error(in, v[i]->line, msg);
 	}
 	free(v);
@@ -199,10 +199,10 @@ static void reply_invalid(struct ingest *in)
 
 	qsort(in->errors, in->n_errors_kept, sizeof(*in->errors), cmp_error);
 	snprintf(msg, sizeof(msg),
-		 "%lld bad line%s; first: line %lld: %s. Nothing was stored: fix the file and "
-		 "submit it again",
-		 (long long)in->n_errors, in->n_errors == 1 ? "" : "s",
-		 (long long)in->errors[0].line, in->errors[0].msg);
+	         "%lld bad line%s; first: line %lld: %s. Nothing was stored: fix the file and "
+	         "submit it again",
+	         (long long)in->n_errors, in->n_errors == 1 ? "" : "s",
+	         (long long)in->errors[0].line, in->errors[0].msg);
 	o = proto_error(ERR_INVALID_BATCH, msg);
 	lines = json_object_new_array();
 	if (!o || !lines) {
@@ -237,8 +237,8 @@ static int admit(struct ingest *in, struct admission_verdict *v, int64_t *ret_to
 	memset(loads, 0, sizeof(loads));
 	for (k = 0; k < cfg->n_lanes; k++) {
 		loads[k].cfg = &cfg->lanes[k];
-		loads[k].gate = sched_lane_gate(in->d->sched, cfg->lanes[k].name,
-						&loads[k].avg_latency_ms);
+		loads[k].gate =
+		    sched_lane_gate(in->d->sched, cfg->lanes[k].name, &loads[k].avg_latency_ms);
 	}
 	for (i = 0; i < in->n_jobs; i++) {
 		struct admission_load *l = &loads[in->jobs[i].lane - cfg->lanes];
@@ -255,7 +255,7 @@ static int admit(struct ingest *in, struct admission_verdict *v, int64_t *ret_to
 		if (loads[k].batch_jobs == 0)
 			continue;
 		r = store_backlog(in->d->store, cfg->lanes[k].name, &loads[k].queued_jobs,
-				  &loads[k].queued_tokens);
+		                  &loads[k].queued_tokens);
 		if (r < 0)
 			return r;
 	}
@@ -269,13 +269,13 @@ static int store_batch(struct ingest *in, const char *id, int64_t tokens)
 	struct store *st = in->d->store;
 	int64_t now = time_wall_ms();
 	struct store_batch b = {
-		.id = id,
-		.created_at = now,
-		.uid = ipc_client_uid(in->c) == (uid_t)-1 ? -1 : (int64_t)ipc_client_uid(in->c),
-		.input_name = in->name,
-		.window_ms = in->opts.window_ms,
-		.total = (int64_t)in->n_jobs,
-		.est_tokens = tokens,
+	    .id = id,
+	    .created_at = now,
+	    .uid = ipc_client_uid(in->c) == (uid_t)-1 ? -1 : (int64_t)ipc_client_uid(in->c),
+	    .input_name = in->name,
+	    .window_ms = in->opts.window_ms,
+	    .total = (int64_t)in->n_jobs,
+	    .est_tokens = tokens,
 	};
 	size_t i;
 	int r;
@@ -287,15 +287,15 @@ static int store_batch(struct ingest *in, const char *id, int64_t tokens)
 	for (i = 0; i < in->n_jobs && r == 0; i++) {
 		struct ingest_job *j = &in->jobs[i];
 		struct store_job_new nj = {
-			.batch_id = id,
-			.line = j->line,
-			.custom_id = j->custom_id,
-			.url = j->url,
-			.model = j->model,
-			.lane = j->lane->name,
-			.body = j->body,
-			.body_len = j->body_len,
-			.est_tokens = j->est,
+		    .batch_id = id,
+		    .line = j->line,
+		    .custom_id = j->custom_id,
+		    .url = j->url,
+		    .model = j->model,
+		    .lane = j->lane->name,
+		    .body = j->body,
+		    .body_len = j->body_len,
+		    .est_tokens = j->est,
 		};
 
 		r = store_job_insert(st, &nj, now);
@@ -319,8 +319,8 @@ static void on_end(void *ud)
 
 	if (in->too_big) {
 		snprintf(msg, sizeof(msg),
-			 "batch larger than %llu MiB; split it into several batches",
-			 (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
+		         "batch larger than %llu MiB; split it into several batches",
+		         (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
 		ipc_reply(in->c, proto_error(ERR_BATCH_TOO_LARGE, msg));
 		goto out;
 	}
@@ -333,7 +333,7 @@ static void on_end(void *ud)
 	}
 	if (in->n_jobs == 0) {
 		ipc_reply(in->c, proto_error(ERR_INVALID_BATCH,
-					     "the batch has no request lines; nothing was stored"));
+		                             "the batch has no request lines; nothing was stored"));
 		goto out;
 	}
 	r = admit(in, &v, &tokens);
@@ -342,9 +342,11 @@ static void on_end(void *ud)
 	if (v.refused && !in->opts.dry_run) {
 		o = proto_error(ERR_RATE_LIMITED, v.reason);
 		if (o && json_object_object_get_ex(o, "error", &e)) {
-			json_object_object_add(e, "retry_after",
-					       json_object_new_int64((v.retry_after_ms + 999) / 1000));
-			json_object_object_add(e, "retryable", json_object_new_boolean(v.retryable));
+			json_object_object_add(
+			    e, "retry_after",
+			    json_object_new_int64((v.retry_after_ms + 999) / 1000));
+			json_object_object_add(e, "retryable",
+			                       json_object_new_boolean(v.retryable));
 		}
 		log_info("submit from uid %d refused: %s", (int)ipc_client_uid(in->c), v.reason);
 		ipc_reply(in->c, o);
@@ -357,7 +359,7 @@ static void on_end(void *ud)
 		if (r < 0)
 			goto fail;
 		log_info("batch %s: %zu jobs, ~%lld tokens, from uid %d", id, in->n_jobs,
-			 (long long)tokens, (int)ipc_client_uid(in->c));
+		         (long long)tokens, (int)ipc_client_uid(in->c));
 		sched_kick(in->d->sched);
 	}
 	o = proto_ok();
@@ -369,8 +371,9 @@ static void on_end(void *ud)
 		json_object_object_add(o, "eta_ms", json_object_new_int64(v.finish_ms));
 		if (in->opts.dry_run && v.refused) {
 			json_object_object_add(o, "would_refuse", json_object_new_string(v.reason));
-			json_object_object_add(o, "retry_after",
-					       json_object_new_int64((v.retry_after_ms + 999) / 1000));
+			json_object_object_add(
+			    o, "retry_after",
+			    json_object_new_int64((v.retry_after_ms + 999) / 1000));
 		}
 	}
 	ipc_reply(in->c, o);
@@ -386,14 +389,14 @@ static void on_abort(void *ud)
 	struct ingest *in = ud;
 
 	log_info("submit from uid %d abandoned after %lld lines; nothing stored",
-		 (int)ipc_client_uid(in->c), (long long)in->line_no);
+	         (int)ipc_client_uid(in->c), (long long)in->line_no);
 	ingest_free(in);
 }
 
 static const struct ipc_line_handler ingest_handler = {
-	.line = on_line,
-	.end = on_end,
-	.abort = on_abort,
+    .line = on_line,
+    .end = on_end,
+    .abort = on_abort,
 };
 
 void ingest_start(struct llmqd *d, struct ipc_client *c, const struct ingest_opts *opts)

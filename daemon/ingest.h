@@ -14,10 +14,10 @@
 #include "llmqd.h"
 
 struct ingest_opts {
-	int64_t lines;      /* how many lines follow the header */
-	int64_t window_ms;  /* completion window */
-	const char *name;   /* input file name, for people; may be NULL */
-	int dry_run;        /* project cost and finish, store nothing */
+	int64_t lines;     /* how many lines follow the header */
+	int64_t window_ms; /* completion window */
+	const char *name;  /* input file name, for people; may be NULL */
+	int dry_run;       /* project cost and finish, store nothing */
 };
 
 /* Start receiving on c. Replies itself (now on a bad header, or when done). */

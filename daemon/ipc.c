@@ -164,8 +164,8 @@ static void handle_request(struct ipc_client *c, const char *line, size_t len)
 		json_object_put(req);
 		json_tokener_free(tok);
 		ipc_reply(c, proto_error(ERR_BAD_REQUEST,
-					 "request is not valid JSON; each request is one JSON "
-					 "object on one line"));
+		                         "request is not valid JSON; each request is one JSON "
+		                         "object on one line"));
 		return;
 	}
 	json_tokener_free(tok);
@@ -211,8 +211,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 			/* A line past the limit: never buffer it whole. */
 			if (!c->lh) {
 				ipc_reply(c, proto_error(ERR_LINE_TOO_LONG,
-							 "request line longer than 8 MiB; "
-							 "closing the connection"));
+				                         "request line longer than 8 MiB; "
+				                         "closing the connection"));
 				ipc_close_after_reply(c);
 				break;
 			}
@@ -234,7 +234,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 				handle_input_line(c, NULL, 0, 1);
 			} else {
 				ipc_reply(c, proto_error(ERR_LINE_TOO_LONG,
-							 "request line longer than 8 MiB"));
+				                         "request line longer than 8 MiB"));
 			}
 			continue;
 		}
@@ -266,16 +266,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		      void *arg)
+                      void *arg)
 {
 	struct ipc *ipc = arg;
 	struct ipc_client *c;
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	struct timeval tv = {IPC_IDLE_TIMEOUT_S, 0};
-	static const char busy[] =
-		"{\"ok\":false,\"error\":{\"code\":\"" ERR_BUSY "\",\"message\":"
-		"\"too many clients connected to llmqd; try again shortly\"}}\n";
+	static const char busy[] = "{\"ok\":false,\"error\":{\"code\":\"" ERR_BUSY "\",\"message\":"
+	                           "\"too many clients connected to llmqd; try again shortly\"}}\n";
 
 	if (ipc->n_clients >= ipc->max_clients) {
 		if (write(fd, busy, sizeof(busy) - 1) < 0) {
@@ -366,7 +365,7 @@ static int bind_path(const char *path, int *ret_fd)
 }
 
 int ipc_new(struct event_base *base, int fd, const char *path, int max_clients,
-	    ipc_request_fn on_request, void *userdata, struct ipc **ret)
+            ipc_request_fn on_request, void *userdata, struct ipc **ret)
 {
 	struct ipc *ipc;
 	int r;
@@ -388,7 +387,7 @@ int ipc_new(struct event_base *base, int fd, const char *path, int max_clients,
 	}
 	evutil_make_socket_nonblocking(fd);
 	ipc->listener = evconnlistener_new(base, accept_cb, ipc,
-					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	ipc->resume = evtimer_new(base, resume_cb, ipc);
 	if (!ipc->listener || !ipc->resume) {
 		if (!ipc->listener)

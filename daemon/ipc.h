@@ -33,7 +33,7 @@ struct ipc_line_handler {
  * stale socket, refusing when another daemon answers on it).
  */
 int ipc_new(struct event_base *base, int fd, const char *path, int max_clients,
-	    ipc_request_fn on_request, void *userdata, struct ipc **ret);
+            ipc_request_fn on_request, void *userdata, struct ipc **ret);
 void ipc_free(struct ipc *ipc);
 int ipc_clients(const struct ipc *ipc);
 

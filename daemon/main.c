@@ -65,8 +65,8 @@ int main(int argc, char **argv)
 		r = store_open(cfg.db_path, &d.store);
 	if (r < 0) {
 		log_err("cannot open the database %s: %s%s", cfg.db_path, strerror(-r),
-			r == -EPROTO ? " (written by a newer llmqd; upgrade llmqd)"
-				     : "; check that its directory is writable, or set LLMQ_DB");
+		        r == -EPROTO ? " (written by a newer llmqd; upgrade llmqd)"
+		                     : "; check that its directory is writable, or set LLMQ_DB");
 		goto out;
 	}
 	r = store_limit_size(d.store, cfg.db_max_bytes);
@@ -81,7 +81,7 @@ int main(int argc, char **argv)
 	}
 	if (requeued > 0)
 		log_info("requeued %lld jobs that were running when llmqd last stopped",
-			 (long long)requeued);
+		         (long long)requeued);
 
 	r = sched_new(&d, &d.sched);
 	if (r < 0) {
@@ -100,27 +100,30 @@ int main(int argc, char **argv)
 	r = ipc_new(d.base, fd, cfg.socket_path, cfg.max_connections, cmd_dispatch, &d, &d.ipc);
 	if (r < 0) {
 		log_err("cannot listen on %s: %s%s", cfg.socket_path, strerror(-r),
-			r == -EADDRINUSE ? " (another llmqd is running there; stop it or use "
-					   "--socket)"
-					 : "");
+		        r == -EADDRINUSE ? " (another llmqd is running there; stop it or use "
+		                           "--socket)"
+		                         : "");
 		goto out;
 	}
 	sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
-	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0) {
+	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 ||
+	    evsignal_add(sigint, NULL) < 0) {
 		log_err("cannot install signal handlers");
 		goto out;
 	}
 	for (i = 0; i < cfg.n_lanes; i++)
 		log_info("lane %s: %s, concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
-			 "headroom %.2f%s",
-			 cfg.lanes[i].name, cfg.lanes[i].base_url, cfg.lanes[i].limits.max_concurrency,
-			 (long long)cfg.lanes[i].limits.stagger_ms, (long long)cfg.lanes[i].limits.tpm,
-			 (long long)cfg.lanes[i].limits.rpm, cfg.lanes[i].limits.headroom,
-			 cfg.lanes[i].is_default ? " (default)" : "");
+		         "headroom %.2f%s",
+		         cfg.lanes[i].name, cfg.lanes[i].base_url,
+		         cfg.lanes[i].limits.max_concurrency,
+		         (long long)cfg.lanes[i].limits.stagger_ms,
+		         (long long)cfg.lanes[i].limits.tpm, (long long)cfg.lanes[i].limits.rpm,
+		         cfg.lanes[i].limits.headroom, cfg.lanes[i].is_default ? " (default)" : "");
 	log_info("llmqd %s listening on %s, database %s", LLMQ_VERSION,
-		 fd >= 0 ? "the socket systemd passed" : cfg.socket_path, cfg.db_path);
-	snprintf(status, sizeof(status), "serving %d lane%s", cfg.n_lanes, cfg.n_lanes == 1 ? "" : "s");
+	         fd >= 0 ? "the socket systemd passed" : cfg.socket_path, cfg.db_path);
+	snprintf(status, sizeof(status), "serving %d lane%s", cfg.n_lanes,
+	         cfg.n_lanes == 1 ? "" : "s");
 	sd_ready(status);
 	sched_kick(d.sched);
 	if (event_base_dispatch(d.base) < 0) {

@@ -90,7 +90,7 @@ static int parse_number(const char *s, double *ret)
 }
 
 int64_t retry_after_ms(const char *retry_after_ms_hdr, const char *retry_after_hdr,
-		       int64_t now_wall_ms)
+                       int64_t now_wall_ms)
 {
 	int64_t at;
 	double v;
@@ -136,9 +136,9 @@ static int64_t duration(const char *v)
 }
 
 void retry_parse_feedback(const char *limit_tokens, const char *remaining_tokens,
-			  const char *reset_tokens, const char *limit_requests,
-			  const char *remaining_requests, const char *reset_requests,
-			  struct gate_feedback *ret)
+                          const char *reset_tokens, const char *limit_requests,
+                          const char *remaining_requests, const char *reset_requests,
+                          struct gate_feedback *ret)
 {
 	ret->limit_tokens = count(limit_tokens);
 	ret->remaining_tokens = count(remaining_tokens);

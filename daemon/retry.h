@@ -41,7 +41,7 @@ int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, double ra
  * NULL. Returns the wait in ms, or -1 when neither header gives one.
  */
 int64_t retry_after_ms(const char *retry_after_ms_hdr, const char *retry_after_hdr,
-		       int64_t now_wall_ms);
+                       int64_t now_wall_ms);
 
 /* x-should-retry: 1, 0, or -1 when absent or neither "true" nor "false". */
 int retry_parse_should_retry(const char *v);
@@ -51,8 +51,8 @@ int retry_parse_should_retry(const char *v);
  * unparsable values become -1. Resets are durations like "6m0s", "1s", "20ms".
  */
 void retry_parse_feedback(const char *limit_tokens, const char *remaining_tokens,
-			  const char *reset_tokens, const char *limit_requests,
-			  const char *remaining_requests, const char *reset_requests,
-			  struct gate_feedback *ret);
+                          const char *reset_tokens, const char *limit_requests,
+                          const char *remaining_requests, const char *reset_requests,
+                          struct gate_feedback *ret);
 
 #endif

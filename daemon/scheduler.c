@@ -126,10 +126,10 @@ static int launch_next(struct lane *l)
 		flight_free(f);
 		if (r < 0) {
 			log_err("lane %s: cannot read the queue: %s; retrying in 1s", l->cfg->name,
-				store_errmsg(s->d->store));
+			        store_errmsg(s->d->store));
 			arm(l, now + 1000, now);
 		} else if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 &&
-			   next != INT64_MAX) {
+		           next != INT64_MAX) {
 			arm(l, now + (next > wall ? next - wall : 0), now);
 		}
 		return 0;
@@ -143,15 +143,15 @@ static int launch_next(struct lane *l)
 		return 0;
 	}
 	r = store_job_start(s->d->store, &f->job, l->cfg->name, wall, f->charged,
-			    wall > f->job.queued_since ? wall - f->job.queued_since : 0,
-			    &f->attempt_id);
+	                    wall > f->job.queued_since ? wall - f->job.queued_since : 0,
+	                    &f->attempt_id);
 	if (r == -ESTALE) {
 		flight_free(f);
 		return 1;
 	}
 	if (r < 0) {
 		log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
-			(long long)f->job.id, store_errmsg(s->d->store));
+		        (long long)f->job.id, store_errmsg(s->d->store));
 		flight_free(f);
 		arm(l, now + 1000, now);
 		return 0;
@@ -162,13 +162,13 @@ static int launch_next(struct lane *l)
 	r = lane_url(l->cfg, f->job.url, url, sizeof(url));
 	if (r == 0) {
 		req = (struct up_request){
-			.url = url,
-			.api_key = l->key,
-			.body = f->job.body,
-			.body_len = f->job.body_len,
-			.connect_timeout_ms = (long)l->cfg->connect_timeout_ms,
-			.timeout_ms = (long)l->cfg->request_timeout_ms,
-			.userdata = f,
+		    .url = url,
+		    .api_key = l->key,
+		    .body = f->job.body,
+		    .body_len = f->job.body_len,
+		    .connect_timeout_ms = (long)l->cfg->connect_timeout_ms,
+		    .timeout_ms = (long)l->cfg->request_timeout_ms,
+		    .userdata = f,
 		};
 		r = upstream_start(s->up, &req, &f->t);
 	}
@@ -237,14 +237,14 @@ static char *dup_or_null(const char *s, size_t len, int *failed)
 
 /* Write the job's outcome, or keep it for the flush timer. */
 static void record(struct scheduler *s, int64_t job_id, int64_t attempt_id,
-		   const struct store_outcome *o, int64_t now)
+                   const struct store_outcome *o, int64_t now)
 {
 	struct timeval tv = {1, 0};
 	struct unwritten *u;
 	int r, failed = 0;
 
 	r = TAILQ_EMPTY(&s->unwritten) ? store_job_complete(s->d->store, job_id, attempt_id, o, now)
-				       : -EAGAIN; /* keep the order of outcomes */
+	                               : -EAGAIN; /* keep the order of outcomes */
 	if (r == 0 || r == -ESTALE)
 		return;
 	u = calloc(1, sizeof(*u));
@@ -253,13 +253,13 @@ static void record(struct scheduler *s, int64_t job_id, int64_t attempt_id,
 		u->attempt_id = attempt_id;
 		u->at = now;
 		u->o = *o;
-		u->request_id = dup_or_null(o->request_id, o->request_id ? strlen(o->request_id) : 0,
-					    &failed);
+		u->request_id =
+		    dup_or_null(o->request_id, o->request_id ? strlen(o->request_id) : 0, &failed);
 		u->response = dup_or_null(o->response, o->response_len, &failed);
-		u->error_code = dup_or_null(o->error_code, o->error_code ? strlen(o->error_code) : 0,
-					    &failed);
+		u->error_code =
+		    dup_or_null(o->error_code, o->error_code ? strlen(o->error_code) : 0, &failed);
 		u->error_message = dup_or_null(
-			o->error_message, o->error_message ? strlen(o->error_message) : 0, &failed);
+		    o->error_message, o->error_message ? strlen(o->error_message) : 0, &failed);
 		u->o.request_id = u->request_id;
 		u->o.response = u->response;
 		u->o.error_code = u->error_code;
@@ -268,14 +268,14 @@ static void record(struct scheduler *s, int64_t job_id, int64_t attempt_id,
 	if (!u || failed) {
 		unwritten_free(u);
 		log_err("job %lld: cannot keep its outcome in memory either; it is requeued when "
-			"llmqd restarts",
-			(long long)job_id);
+		        "llmqd restarts",
+		        (long long)job_id);
 		return;
 	}
 	if (TAILQ_EMPTY(&s->unwritten))
 		log_err("cannot record outcomes in the database: %s (%s); keeping them in memory "
-			"and retrying every second. Free space under the database's directory",
-			r == -ENOSPC ? "disk full" : strerror(-r), store_errmsg(s->d->store));
+		        "and retrying every second. Free space under the database's directory",
+		        r == -ENOSPC ? "disk full" : strerror(-r), store_errmsg(s->d->store));
 	TAILQ_INSERT_TAIL(&s->unwritten, u, link);
 	evtimer_add(s->flush, &tv);
 }
@@ -320,8 +320,8 @@ static int64_t get_i64(json_object *o, const char *k)
 	json_object *v;
 
 	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_int)
-		       ? json_object_get_int64(v)
-		       : -1;
+	           ? json_object_get_int64(v)
+	           : -1;
 }
 
 static const char *get_str(json_object *o, const char *k)
@@ -329,8 +329,8 @@ static const char *get_str(json_object *o, const char *k)
 	json_object *v;
 
 	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
-		       ? json_object_get_string(v)
-		       : NULL;
+	           ? json_object_get_string(v)
+	           : NULL;
 }
 
 static void parse_answer(const struct up_response *resp, struct answer *a)
@@ -381,24 +381,24 @@ static void on_done(void *userdata, const struct up_response *resp)
 
 	parse_answer(resp, &a);
 	in = (struct retry_input){
-		.status = resp->status,
-		.should_retry = retry_parse_should_retry(resp->hdr.should_retry[0]
-								 ? resp->hdr.should_retry
-								 : NULL),
-		.error_code = a.code,
-		.error_msg = a.message,
+	    .status = resp->status,
+	    .should_retry =
+	        retry_parse_should_retry(resp->hdr.should_retry[0] ? resp->hdr.should_retry : NULL),
+	    .error_code = a.code,
+	    .error_msg = a.message,
 	};
 	v = retry_classify(&in);
 	retry_parse_feedback(resp->hdr.limit_tokens, resp->hdr.remaining_tokens,
-			     resp->hdr.reset_tokens, resp->hdr.limit_requests,
-			     resp->hdr.remaining_requests, resp->hdr.reset_requests, &fb);
+	                     resp->hdr.reset_tokens, resp->hdr.limit_requests,
+	                     resp->hdr.remaining_requests, resp->hdr.reset_requests, &fb);
 	gate_observe(&l->gate, &fb, &f->mark, now);
 	gate_done(&l->gate, f->charged, v == RV_SUCCEEDED ? a.total : -1, now);
 	if (resp->status > 0)
-		l->avg_latency_ms = l->avg_latency_ms ? (l->avg_latency_ms * 7 + resp->latency_ms) / 8
-						      : resp->latency_ms;
+		l->avg_latency_ms = l->avg_latency_ms
+		                        ? (l->avg_latency_ms * 7 + resp->latency_ms) / 8
+		                        : resp->latency_ms;
 	ra = retry_after_ms(resp->hdr.retry_after_ms[0] ? resp->hdr.retry_after_ms : NULL,
-			    resp->hdr.retry_after[0] ? resp->hdr.retry_after : NULL, wall);
+	                    resp->hdr.retry_after[0] ? resp->hdr.retry_after : NULL, wall);
 
 	o.status_code = resp->status;
 	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
@@ -416,7 +416,9 @@ static void on_done(void *userdata, const struct up_response *resp)
 		snprintf(msg, sizeof(msg), "%s", resp->error ? resp->error : "transfer failed");
 	} else {
 		snprintf(code, sizeof(code), "%s",
-			 a.code ? a.code : v == RV_SUCCEEDED ? "" : "http_error");
+		         a.code              ? a.code
+		         : v == RV_SUCCEEDED ? ""
+		                             : "http_error");
 		if (a.message)
 			snprintf(msg, sizeof(msg), "%s", a.message);
 		else
@@ -444,10 +446,10 @@ static void on_done(void *userdata, const struct up_response *resp)
 		o.error_code = "insufficient_quota";
 		l->failed++;
 		gate_pause(&l->gate, now + c->quota_pause_ms,
-			   "insufficient_quota: the key has no credit left");
+		           "insufficient_quota: the key has no credit left");
 		log_warn("lane %s: upstream says insufficient_quota; job %s failed and the lane is "
-			 "paused for %llds: add credit or check the key's billing",
-			 c->name, f->job.custom_id, (long long)(c->quota_pause_ms / 1000));
+		         "paused for %llds: add credit or check the key's billing",
+		         c->name, f->job.custom_id, (long long)(c->quota_pause_ms / 1000));
 		break;
 	case RV_RATE_LIMITED:
 	case RV_RETRY:
@@ -467,7 +469,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 		if (tries >= c->retry_max_attempts) {
 			o.job_state = "failed";
 			snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-				 " (gave up after %d attempts)", tries);
+			         " (gave up after %d attempts)", tries);
 			l->failed++;
 		} else {
 			o.not_before = wall + wait;
@@ -478,7 +480,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 	record(s, f->job.id, f->attempt_id, &o, wall);
 	if (v != RV_SUCCEEDED)
 		log_debug("job %s: %s (HTTP %d, %s)", f->job.custom_id, retry_verdict_name(v),
-			  resp->status, msg);
+		          resp->status, msg);
 	json_object_put(a.root);
 	LIST_REMOVE(f, link);
 	flight_free(f);
@@ -554,7 +556,7 @@ void sched_stop(struct scheduler *s)
 	}
 	if (!TAILQ_EMPTY(&s->unwritten) && flush_unwritten(s) < 0)
 		log_err("stopping with outcomes the database would not take; their jobs are "
-			"requeued at the next start");
+		        "requeued at the next start");
 }
 
 void sched_free(struct scheduler *s)
@@ -646,10 +648,9 @@ int sched_lanes_json(struct scheduler *s, json_object **ret)
 		add_i64(o, "tokens_available", (int64_t)g->tok);
 		add_i64(o, "requests_available", (int64_t)g->req);
 		add_i64(o, "paused_for_ms", g->paused_until > now ? g->paused_until - now : 0);
-		json_object_object_add(o, "pause_reason",
-				       g->paused_until > now
-					       ? json_object_new_string(g->pause_reason)
-					       : NULL);
+		json_object_object_add(
+		    o, "pause_reason",
+		    g->paused_until > now ? json_object_new_string(g->pause_reason) : NULL);
 		add_i64(o, "queued_jobs", jobs);
 		add_i64(o, "queued_tokens", tokens);
 		add_i64(o, "drain_ms", admission_drain_ms(g, l->avg_latency_ms, jobs, tokens, now));

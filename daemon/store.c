@@ -44,7 +44,7 @@ enum stmt_id {
 };
 
 #define BATCH_COLUMNS                                                                              \
-	"b.id, b.state, b.created_at, b.submitter_uid, b.input_name, b.window_ms, b.total, "      \
+	"b.id, b.state, b.created_at, b.submitter_uid, b.input_name, b.window_ms, b.total, "       \
 	"b.est_tokens, b.finished_at, "                                                            \
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'queued'), "           \
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'running'), "          \
@@ -57,7 +57,7 @@ enum stmt_id {
 
 /* One Batch API output line, built by SQLite's JSON functions. */
 #define RESULT_LINE                                                                                \
-	"SELECT id, json_object('id', 'batch_req_' || id, 'custom_id', custom_id, "               \
+	"SELECT id, json_object('id', 'batch_req_' || id, 'custom_id', custom_id, "                \
 	"  'response', CASE WHEN status_code IS NULL THEN NULL ELSE json_object("                  \
 	"     'status_code', status_code, 'request_id', request_id, 'body', "                      \
 	"     CASE WHEN json_valid(response) THEN json(response) ELSE response END) END, "         \
@@ -66,68 +66,68 @@ enum stmt_id {
 	"FROM jobs WHERE batch_id = ?1 AND id > ?2 "
 
 static const char *const stmt_sql[S__COUNT] = {
-	[S_RECOVER_ATTEMPTS] = "UPDATE attempts SET ended_at = ?1, outcome = 'interrupted', "
-			       "error_code = 'interrupted', "
-			       "error_message = 'llmqd stopped while the request was in flight' "
-			       "WHERE ended_at IS NULL",
-	[S_RECOVER_JOBS] = "UPDATE jobs SET state = 'queued', updated_at = ?1 "
-			   "WHERE state = 'running'",
-	[S_BATCH_INSERT] = "INSERT INTO batches (id, created_at, submitter_uid, input_name, "
-			   "window_ms, total, est_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	[S_JOB_INSERT] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, body, "
-			 "est_tokens, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
-			 "updated_at FROM jobs WHERE state = 'queued' AND lane = ?1 "
-			 "AND not_before <= ?2 ORDER BY id LIMIT 1",
-	[S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1",
-	[S_JOB_START] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
-			"updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
-	[S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, n, lane, started_at, tokens_charged, "
-			     "gate_wait_ms) VALUES (?1, (SELECT attempts FROM jobs WHERE id = ?1), "
-			     "?2, ?3, ?4, ?5)",
-	[S_ATTEMPT_END] = "UPDATE attempts SET ended_at = ?2, outcome = ?3, status_code = ?4, "
-			  "error_code = ?5, error_message = ?6, retry_after_ms = ?7, "
-			  "tokens_used = ?8, latency_ms = ?9, request_id = ?10 "
-			  "WHERE id = ?1 AND ended_at IS NULL",
-	[S_JOB_FINISH] = "UPDATE jobs SET state = ?2, status_code = ?3, request_id = ?4, "
-			 "response = ?5, error_code = ?6, error_message = ?7, prompt_tokens = ?8, "
-			 "completion_tokens = ?9, total_tokens = ?10, updated_at = ?11, "
-			 "finished_at = ?11 WHERE id = ?1 AND state = 'running'",
-	[S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', not_before = ?2, updated_at = ?3 "
-			  "WHERE id = ?1 AND state = 'running'",
-	[S_BATCH_REFRESH] =
-		"UPDATE batches SET state = CASE state WHEN 'cancelling' THEN 'cancelled' "
-		"ELSE 'completed' END, finished_at = ?2 "
-		"WHERE id = (SELECT batch_id FROM jobs WHERE id = ?1) "
-		"AND state IN ('in_progress', 'cancelling') AND NOT EXISTS (SELECT 1 FROM jobs j "
-		"WHERE j.batch_id = batches.id AND j.state IN ('queued', 'running'))",
-	[S_BATCH_GET] = "SELECT " BATCH_COLUMNS "FROM batches b WHERE b.id = ?1",
-	[S_BATCH_LIST] = "SELECT " BATCH_COLUMNS "FROM batches b ORDER BY b.created_at DESC, "
-			 "b.rowid DESC LIMIT ?1",
-	[S_BATCH_CANCEL_JOBS] = "UPDATE jobs SET state = 'cancelled', error_code = 'batch_cancelled', "
-				"error_message = 'the batch was cancelled before this request ran', "
-				"updated_at = ?2, finished_at = ?2 "
-				"WHERE batch_id = ?1 AND state = 'queued'",
-	[S_BATCH_CANCEL] = "UPDATE batches SET "
-			   "state = CASE WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = ?1 "
-			   "AND j.state = 'running') THEN 'cancelling' ELSE 'cancelled' END, "
-			   "finished_at = CASE WHEN EXISTS (SELECT 1 FROM jobs j "
-			   "WHERE j.batch_id = ?1 AND j.state = 'running') THEN NULL ELSE ?2 END "
-			   "WHERE id = ?1 AND state = 'in_progress'",
-	[S_RESULTS_OK] = RESULT_LINE "AND state = 'succeeded' ORDER BY id LIMIT ?3",
-	[S_RESULTS_ERR] = RESULT_LINE "AND state IN ('failed', 'cancelled') ORDER BY id LIMIT ?3",
-	[S_BACKLOG] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
-		      "WHERE lane = ?1 AND state IN ('queued', 'running')",
-	[S_BACKLOG_ALL] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
-			  "WHERE state IN ('queued', 'running')",
-	[S_BACKLOG_UPTO] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
-			   "WHERE lane = ?1 AND state IN ('queued', 'running') "
-			   "AND id <= (SELECT max(id) FROM jobs WHERE batch_id = ?2)",
-	[S_JOB_BATCH_STATE] = "SELECT b.state FROM batches b JOIN jobs j ON j.batch_id = b.id "
-			      "WHERE j.id = ?1",
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
+    [S_RECOVER_ATTEMPTS] = "UPDATE attempts SET ended_at = ?1, outcome = 'interrupted', "
+                           "error_code = 'interrupted', "
+                           "error_message = 'llmqd stopped while the request was in flight' "
+                           "WHERE ended_at IS NULL",
+    [S_RECOVER_JOBS] = "UPDATE jobs SET state = 'queued', updated_at = ?1 "
+                       "WHERE state = 'running'",
+    [S_BATCH_INSERT] = "INSERT INTO batches (id, created_at, submitter_uid, input_name, "
+                       "window_ms, total, est_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_JOB_INSERT] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, body, "
+                     "est_tokens, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
+                     "updated_at FROM jobs WHERE state = 'queued' AND lane = ?1 "
+                     "AND not_before <= ?2 ORDER BY id LIMIT 1",
+    [S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1",
+    [S_JOB_START] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
+                    "updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
+    [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, n, lane, started_at, tokens_charged, "
+                         "gate_wait_ms) VALUES (?1, (SELECT attempts FROM jobs WHERE id = ?1), "
+                         "?2, ?3, ?4, ?5)",
+    [S_ATTEMPT_END] = "UPDATE attempts SET ended_at = ?2, outcome = ?3, status_code = ?4, "
+                      "error_code = ?5, error_message = ?6, retry_after_ms = ?7, "
+                      "tokens_used = ?8, latency_ms = ?9, request_id = ?10 "
+                      "WHERE id = ?1 AND ended_at IS NULL",
+    [S_JOB_FINISH] = "UPDATE jobs SET state = ?2, status_code = ?3, request_id = ?4, "
+                     "response = ?5, error_code = ?6, error_message = ?7, prompt_tokens = ?8, "
+                     "completion_tokens = ?9, total_tokens = ?10, updated_at = ?11, "
+                     "finished_at = ?11 WHERE id = ?1 AND state = 'running'",
+    [S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', not_before = ?2, updated_at = ?3 "
+                      "WHERE id = ?1 AND state = 'running'",
+    [S_BATCH_REFRESH] =
+        "UPDATE batches SET state = CASE state WHEN 'cancelling' THEN 'cancelled' "
+        "ELSE 'completed' END, finished_at = ?2 "
+        "WHERE id = (SELECT batch_id FROM jobs WHERE id = ?1) "
+        "AND state IN ('in_progress', 'cancelling') AND NOT EXISTS (SELECT 1 FROM jobs j "
+        "WHERE j.batch_id = batches.id AND j.state IN ('queued', 'running'))",
+    [S_BATCH_GET] = "SELECT " BATCH_COLUMNS "FROM batches b WHERE b.id = ?1",
+    [S_BATCH_LIST] = "SELECT " BATCH_COLUMNS "FROM batches b ORDER BY b.created_at DESC, "
+                     "b.rowid DESC LIMIT ?1",
+    [S_BATCH_CANCEL_JOBS] = "UPDATE jobs SET state = 'cancelled', error_code = 'batch_cancelled', "
+                            "error_message = 'the batch was cancelled before this request ran', "
+                            "updated_at = ?2, finished_at = ?2 "
+                            "WHERE batch_id = ?1 AND state = 'queued'",
+    [S_BATCH_CANCEL] = "UPDATE batches SET "
+                       "state = CASE WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = ?1 "
+                       "AND j.state = 'running') THEN 'cancelling' ELSE 'cancelled' END, "
+                       "finished_at = CASE WHEN EXISTS (SELECT 1 FROM jobs j "
+                       "WHERE j.batch_id = ?1 AND j.state = 'running') THEN NULL ELSE ?2 END "
+                       "WHERE id = ?1 AND state = 'in_progress'",
+    [S_RESULTS_OK] = RESULT_LINE "AND state = 'succeeded' ORDER BY id LIMIT ?3",
+    [S_RESULTS_ERR] = RESULT_LINE "AND state IN ('failed', 'cancelled') ORDER BY id LIMIT ?3",
+    [S_BACKLOG] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
+                  "WHERE lane = ?1 AND state IN ('queued', 'running')",
+    [S_BACKLOG_ALL] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
+                      "WHERE state IN ('queued', 'running')",
+    [S_BACKLOG_UPTO] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
+                       "WHERE lane = ?1 AND state IN ('queued', 'running') "
+                       "AND id <= (SELECT max(id) FROM jobs WHERE batch_id = ?2)",
+    [S_JOB_BATCH_STATE] = "SELECT b.state FROM batches b JOIN jobs j ON j.batch_id = b.id "
+                          "WHERE j.id = ?1",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
 };
 
 struct store {
@@ -180,7 +180,7 @@ static int prep(struct store *s, enum stmt_id id, sqlite3_stmt **ret)
 
 	if (!s->stmt[id]) {
 		rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-					&s->stmt[id], NULL);
+		                        &s->stmt[id], NULL);
 		if (rc != SQLITE_OK)
 			return sql_errno(rc);
 	}
@@ -249,7 +249,7 @@ int store_limit_size(struct store *s, int64_t max_bytes)
 		page = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld",
-		 (long long)(max_bytes / page > 0 ? max_bytes / page : 1));
+	         (long long)(max_bytes / page > 0 ? max_bytes / page : 1));
 	return exec(s, sql);
 }
 
@@ -292,10 +292,8 @@ int store_open(const char *path, struct store **ret)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	r = sql_errno(sqlite3_open_v2(path, &s->db,
-				      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					      SQLITE_OPEN_NOMUTEX,
-				      NULL));
+	r = sql_errno(sqlite3_open_v2(
+	    path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL));
 	if (r < 0)
 		goto out;
 	sqlite3_busy_timeout(s->db, 5000);
@@ -512,8 +510,8 @@ int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms)
 		sqlite3_reset(st);
 		return sql_errno(rc);
 	}
-	*ret_ms = sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX
-							   : sqlite3_column_int64(st, 0);
+	*ret_ms =
+	    sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	return 0;
 }
@@ -538,7 +536,7 @@ static int tx_end(struct store *s, int own, int r)
 }
 
 int store_job_start(struct store *s, const struct store_job *j, const char *lane, int64_t now,
-		    int64_t tokens_charged, int64_t gate_wait_ms, int64_t *ret_attempt_id)
+                    int64_t tokens_charged, int64_t gate_wait_ms, int64_t *ret_attempt_id)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t changed = 0;
@@ -584,7 +582,8 @@ static int finish(struct store *s, int64_t job_id, const struct store_outcome *o
 	bind_opt_int(st, 3, o->status_code > 0 ? o->status_code : -1);
 	bind_text(st, 4, o->request_id);
 	if (o->response)
-		sqlite3_bind_text64(st, 5, o->response, o->response_len, SQLITE_STATIC, SQLITE_UTF8);
+		sqlite3_bind_text64(st, 5, o->response, o->response_len, SQLITE_STATIC,
+		                    SQLITE_UTF8);
 	bind_text(st, 6, o->error_code);
 	bind_text(st, 7, o->error_message);
 	bind_opt_int(st, 8, o->prompt_tokens);
@@ -653,7 +652,7 @@ static int requeue(struct store *s, int64_t job_id, const struct store_outcome *
 }
 
 int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
-		       const struct store_outcome *o, int64_t now)
+                       const struct store_outcome *o, int64_t now)
 {
 	sqlite3_stmt *st = NULL;
 	int r, own;
@@ -681,15 +680,15 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
 static void put_int_or_null(json_object *o, const char *key, sqlite3_stmt *st, int i)
 {
 	json_object_object_add(o, key,
-			       sqlite3_column_type(st, i) == SQLITE_NULL
-				       ? NULL
-				       : json_object_new_int64(sqlite3_column_int64(st, i)));
+	                       sqlite3_column_type(st, i) == SQLITE_NULL
+	                           ? NULL
+	                           : json_object_new_int64(sqlite3_column_int64(st, i)));
 }
 
 static json_object *batch_row(sqlite3_stmt *st)
 {
 	static const char *const counts[] = {"queued", "running", "succeeded", "failed",
-					     "cancelled"};
+	                                     "cancelled"};
 	json_object *o = json_object_new_object(), *c = json_object_new_object();
 	const char *t;
 	int i;
@@ -699,8 +698,10 @@ static json_object *batch_row(sqlite3_stmt *st)
 		json_object_put(c);
 		return NULL;
 	}
-	json_object_object_add(o, "id", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
-	json_object_object_add(o, "state", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
+	json_object_object_add(o, "id",
+	                       json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+	json_object_object_add(o, "state",
+	                       json_object_new_string((const char *)sqlite3_column_text(st, 1)));
 	json_object_object_add(o, "created_at", json_object_new_int64(sqlite3_column_int64(st, 2)));
 	put_int_or_null(o, "uid", st, 3);
 	t = (const char *)sqlite3_column_text(st, 4);
@@ -711,11 +712,12 @@ static json_object *batch_row(sqlite3_stmt *st)
 	put_int_or_null(o, "finished_at", st, 8);
 	for (i = 0; i < 5; i++)
 		json_object_object_add(c, counts[i],
-				       json_object_new_int64(sqlite3_column_int64(st, 9 + i)));
+		                       json_object_new_int64(sqlite3_column_int64(st, 9 + i)));
 	json_object_object_add(o, "counts", c);
-	json_object_object_add(o, "tokens_used", json_object_new_int64(sqlite3_column_int64(st, 14)));
+	json_object_object_add(o, "tokens_used",
+	                       json_object_new_int64(sqlite3_column_int64(st, 14)));
 	json_object_object_add(o, "tokens_pending",
-			       json_object_new_int64(sqlite3_column_int64(st, 15)));
+	                       json_object_new_int64(sqlite3_column_int64(st, 15)));
 	return o;
 }
 
@@ -804,7 +806,7 @@ int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *re
 }
 
 int store_results(struct store *s, const char *id, int64_t after, int limit, int errors,
-		  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count)
+                  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t last = after;
@@ -835,7 +837,7 @@ int store_results(struct store *s, const char *id, int64_t after, int limit, int
 }
 
 static int backlog(struct store *s, enum stmt_id id, const char *lane, const char *batch,
-		   int64_t *ret_jobs, int64_t *ret_tokens)
+                   int64_t *ret_jobs, int64_t *ret_tokens)
 {
 	sqlite3_stmt *st = NULL;
 	int r, rc;
@@ -862,7 +864,7 @@ int store_backlog(struct store *s, const char *lane, int64_t *ret_jobs, int64_t 
 }
 
 int store_backlog_upto(struct store *s, const char *lane, const char *batch_id, int64_t *ret_jobs,
-		       int64_t *ret_tokens)
+                       int64_t *ret_tokens)
 {
 	return backlog(s, S_BACKLOG_UPTO, lane, batch_id, ret_jobs, ret_tokens);
 }

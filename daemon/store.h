@@ -50,20 +50,20 @@ struct store_job {
 
 /* How an attempt ended, and what becomes of its job. */
 struct store_outcome {
-	const char *job_state;      /* "succeeded", "failed", "cancelled", or NULL: requeue */
+	const char *job_state;       /* "succeeded", "failed", "cancelled", or NULL: requeue */
 	const char *attempt_outcome; /* "succeeded", "failed", "retry", "rate_limited", "aborted" */
-	int status_code;            /* 0: no HTTP answer */
+	int status_code;             /* 0: no HTTP answer */
 	const char *request_id;
 	const char *response;
 	size_t response_len;
 	const char *error_code;
 	const char *error_message;
-	int64_t retry_after_ms;     /* -1: none given */
-	int64_t prompt_tokens;      /* -1: unknown */
+	int64_t retry_after_ms; /* -1: none given */
+	int64_t prompt_tokens;  /* -1: unknown */
 	int64_t completion_tokens;
 	int64_t total_tokens;
 	int64_t latency_ms;
-	int64_t not_before;         /* for a requeue */
+	int64_t not_before; /* for a requeue */
 };
 
 int store_open(const char *path, struct store **ret);
@@ -91,10 +91,10 @@ int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms);
 
 /* queued -> running, attempts + 1, and a new open attempt row. */
 int store_job_start(struct store *s, const struct store_job *j, const char *lane, int64_t now,
-		    int64_t tokens_charged, int64_t gate_wait_ms, int64_t *ret_attempt_id);
+                    int64_t tokens_charged, int64_t gate_wait_ms, int64_t *ret_attempt_id);
 /* Close the attempt and finish or requeue the job, in one transaction. */
 int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
-		       const struct store_outcome *o, int64_t now);
+                       const struct store_outcome *o, int64_t now);
 
 int store_batch_get(struct store *s, const char *id, json_object **ret);
 int store_batch_list(struct store *s, int limit, json_object **ret);
@@ -108,14 +108,14 @@ typedef int (*store_line_cb)(void *userdata, const char *line, size_t len);
  * succeeded ones. *ret_last is the last job id seen (after when none).
  */
 int store_results(struct store *s, const char *id, int64_t after, int limit, int errors,
-		  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count);
+                  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count);
 
 /* Jobs queued or running, and their estimated tokens; lane NULL for all lanes. */
 int store_backlog(struct store *s, const char *lane, int64_t *ret_jobs, int64_t *ret_tokens);
 
 /* Same, counting only the lane's jobs up to the last one of batch_id (FIFO: its ETA). */
 int store_backlog_upto(struct store *s, const char *lane, const char *batch_id, int64_t *ret_jobs,
-		       int64_t *ret_tokens);
+                       int64_t *ret_tokens);
 
 /* A new random batch id, b_<16 hex>. */
 int store_new_batch_id(char buf[static 19]);

@@ -54,7 +54,7 @@ static void event_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upstream *up = arg;
 	int running, action = (what & EV_READ ? CURL_CSELECT_IN : 0) |
-			      (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+	                      (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 
 	curl_multi_socket_action(up->multi, fd, action, &running);
 	check_multi_info(up);
@@ -84,7 +84,7 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 		return 0;
 	}
 	kind = (short)((what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0) |
-		       EV_PERSIST);
+	               EV_PERSIST);
 	if (!ctx) {
 		ctx = calloc(1, sizeof(*ctx));
 		if (!ctx)
@@ -157,16 +157,16 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
 		const char *name;
 		size_t off;
 	} wanted[] = {
-		{"x-request-id", offsetof(struct up_headers, request_id)},
-		{"retry-after", offsetof(struct up_headers, retry_after)},
-		{"retry-after-ms", offsetof(struct up_headers, retry_after_ms)},
-		{"x-should-retry", offsetof(struct up_headers, should_retry)},
-		{"x-ratelimit-limit-tokens", offsetof(struct up_headers, limit_tokens)},
-		{"x-ratelimit-remaining-tokens", offsetof(struct up_headers, remaining_tokens)},
-		{"x-ratelimit-reset-tokens", offsetof(struct up_headers, reset_tokens)},
-		{"x-ratelimit-limit-requests", offsetof(struct up_headers, limit_requests)},
-		{"x-ratelimit-remaining-requests", offsetof(struct up_headers, remaining_requests)},
-		{"x-ratelimit-reset-requests", offsetof(struct up_headers, reset_requests)},
+	    {"x-request-id", offsetof(struct up_headers, request_id)},
+	    {"retry-after", offsetof(struct up_headers, retry_after)},
+	    {"retry-after-ms", offsetof(struct up_headers, retry_after_ms)},
+	    {"x-should-retry", offsetof(struct up_headers, should_retry)},
+	    {"x-ratelimit-limit-tokens", offsetof(struct up_headers, limit_tokens)},
+	    {"x-ratelimit-remaining-tokens", offsetof(struct up_headers, remaining_tokens)},
+	    {"x-ratelimit-reset-tokens", offsetof(struct up_headers, reset_tokens)},
+	    {"x-ratelimit-limit-requests", offsetof(struct up_headers, limit_requests)},
+	    {"x-ratelimit-remaining-requests", offsetof(struct up_headers, remaining_requests)},
+	    {"x-ratelimit-reset-requests", offsetof(struct up_headers, reset_requests)},
 	};
 	struct up_transfer *t = userp;
 	size_t n = size * nitems, i, klen;
@@ -217,9 +217,9 @@ static void check_multi_info(struct upstream *up)
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
 		if (msg->data.result != CURLE_OK) {
 			resp.transport_error = (int)msg->data.result;
-			resp.error = t->too_big ? "answer larger than 64 MiB"
-				     : t->errbuf[0] ? t->errbuf
-						    : curl_easy_strerror(msg->data.result);
+			resp.error = t->too_big     ? "answer larger than 64 MiB"
+			             : t->errbuf[0] ? t->errbuf
+			                            : curl_easy_strerror(msg->data.result);
 			status = 0;
 		}
 		resp.status = (int)status;
@@ -294,8 +294,8 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 		goto fail;
 	t->headers = h;
 	if (req->api_key && *req->api_key) {
-		if ((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", req->api_key) >=
-		    sizeof(auth)) {
+		if ((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+		                     req->api_key) >= sizeof(auth)) {
 			r = -E2BIG;
 			goto fail;
 		}

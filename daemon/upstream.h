@@ -41,10 +41,10 @@ struct up_headers {
 };
 
 struct up_response {
-	int status;           /* HTTP status, 0 when no answer came */
-	int transport_error;  /* nonzero: the CURLcode */
-	const char *error;    /* curl's message for a transport error */
-	const char *body;     /* NUL-terminated; may contain NULs before body_len */
+	int status;          /* HTTP status, 0 when no answer came */
+	int transport_error; /* nonzero: the CURLcode */
+	const char *error;   /* curl's message for a transport error */
+	const char *body;    /* NUL-terminated; may contain NULs before body_len */
 	size_t body_len;
 	struct up_headers hdr;
 	int64_t latency_ms;

@@ -156,7 +156,7 @@ void h_daemon_signal(struct daemon_proc *d, int sig)
 	/* A clean stop exits 0 - and under LeakSanitizer, only without leaks. */
 	if (sig == SIGTERM)
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			  "llmqd did not stop cleanly (status 0x%x); see %s", status, d->log);
+		          "llmqd did not stop cleanly (status 0x%x); see %s", status, d->log);
 }
 
 static void slurp(int fd, char *buf, size_t len)
@@ -222,10 +222,11 @@ void h_write_batch(const char *path, int n, const char *model, int max_tokens)
 	cr_assert_not_null(f);
 	for (i = 1; i <= n; i++)
 		fprintf(f,
-			"{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
-			"\"body\":{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":"
-			"\"question %d\"}],\"max_tokens\":%d}}\n",
-			i, model, i, max_tokens);
+		        "{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
+		        "completions\","
+		        "\"body\":{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":"
+		        "\"question %d\"}],\"max_tokens\":%d}}\n",
+		        i, model, i, max_tokens);
 	fclose(f);
 }
 
@@ -252,14 +253,15 @@ const char *h_jstr(json_object *o, const char *key)
 }
 
 json_object *h_wait_for(const struct daemon_proc *d, const char *batch,
-			int (*pred)(json_object *batch), int timeout_s)
+                        int (*pred)(json_object *batch), int timeout_s)
 {
 	static char out[1 << 16];
 	json_object *reply, *b;
 	int i;
 
 	for (i = 0; i < timeout_s * 20; i++) {
-		cr_assert_eq(h_llmq(d, out, sizeof(out), NULL, 0, "status", batch, "--json", NULL), 0);
+		cr_assert_eq(h_llmq(d, out, sizeof(out), NULL, 0, "status", batch, "--json", NULL),
+		             0);
 		reply = json_tokener_parse(out);
 		cr_assert_not_null(reply, "%s", out);
 		json_object_object_get_ex(reply, "batch", &b);
@@ -283,7 +285,8 @@ int64_t h_sql_int(const struct daemon_proc *d, const char *sql)
 
 	cr_assert_eq(sqlite3_open_v2(d->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
-	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s",
+	             sqlite3_errmsg(db));
 	if (sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);

@@ -46,7 +46,7 @@ void h_write_batch(const char *path, int n, const char *model, int max_tokens);
 
 /* Poll "llmq status BATCH --json" until pred(batch) or timeout_s; returns the batch. */
 json_object *h_wait_for(const struct daemon_proc *d, const char *batch,
-			int (*pred)(json_object *batch), int timeout_s);
+                        int (*pred)(json_object *batch), int timeout_s);
 
 int64_t h_jint(json_object *o, const char *path); /* "counts.succeeded" */
 const char *h_jstr(json_object *o, const char *key);

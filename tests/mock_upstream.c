@@ -39,8 +39,8 @@ struct mock {
 	int latency_ms;
 	int fail_every, drop_every, r429_every;
 	int64_t tpm, rpm;
-	int64_t window_ms;  /* the limits apply per this window, pro rata */
-	int64_t external_tpm; /* another client spending the same budget */
+	int64_t window_ms;       /* the limits apply per this window, pro rata */
+	int64_t external_tpm;    /* another client spending the same budget */
 	double completion_ratio; /* completion tokens = max_tokens x ratio */
 	FILE *log;
 	int64_t t0;
@@ -82,7 +82,7 @@ static void refill(struct mock *m, int64_t now)
 		return;
 	if (m->tpm)
 		m->tok = fmin(tok_cap(m), m->tok + (double)m->tpm / 60000.0 * dt -
-						  (double)m->external_tpm / 60000.0 * dt);
+		                              (double)m->external_tpm / 60000.0 * dt);
 	if (m->rpm)
 		m->req = fmin(req_cap(m), m->req + (double)m->rpm / 60000.0 * dt);
 	m->refilled = now;
@@ -126,12 +126,12 @@ static void logf_(struct mock *m, const char *what, int64_t n, int64_t a, int64_
 	if (!m->log)
 		return;
 	fprintf(m->log, "%lld %s %lld %lld %lld\n", (long long)(time_mono_ms() - m->t0), what,
-		(long long)n, (long long)a, (long long)b);
+	        (long long)n, (long long)a, (long long)b);
 	fflush(m->log);
 }
 
 static void send_json(struct mock *m, struct evhttp_request *req, int status, const char *body,
-		      int64_t n, const char *extra_hdr)
+                      int64_t n, const char *extra_hdr)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	struct evbuffer *buf = evbuffer_new();
@@ -188,7 +188,7 @@ static const char *last_text(json_object *body)
 }
 
 static char *ok_body(const char *path, json_object *body, int64_t n, int64_t prompt,
-		     int64_t completion)
+                     int64_t completion)
 {
 	json_object *o = json_object_new_object(), *u = json_object_new_object(), *arr, *c, *msg;
 	json_object *model;
@@ -293,13 +293,13 @@ static void handle_stats(struct mock *m, struct evhttp_request *req)
 	char body[768];
 
 	snprintf(body, sizeof(body),
-		 "{\"requests\":%lld,\"ok\":%lld,\"r429\":%lld,\"r500\":%lld,\"r400\":%lld,"
-		 "\"drops\":%lld,\"in_flight\":%lld,\"max_in_flight\":%lld,\"tokens_used\":%lld,"
-		 "\"first_ok_ms\":%lld,\"last_ok_ms\":%lld}",
-		 (long long)m->n, (long long)m->ok, (long long)m->r429, (long long)m->r500,
-		 (long long)m->r400, (long long)m->drops, (long long)m->in_flight,
-		 (long long)m->max_in_flight, (long long)m->tokens_used, (long long)m->first_ok_ms,
-		 (long long)m->last_ok_ms);
+	         "{\"requests\":%lld,\"ok\":%lld,\"r429\":%lld,\"r500\":%lld,\"r400\":%lld,"
+	         "\"drops\":%lld,\"in_flight\":%lld,\"max_in_flight\":%lld,\"tokens_used\":%lld,"
+	         "\"first_ok_ms\":%lld,\"last_ok_ms\":%lld}",
+	         (long long)m->n, (long long)m->ok, (long long)m->r429, (long long)m->r500,
+	         (long long)m->r400, (long long)m->drops, (long long)m->in_flight,
+	         (long long)m->max_in_flight, (long long)m->tokens_used, (long long)m->first_ok_ms,
+	         (long long)m->last_ok_ms);
 	send_json(m, req, 200, body, 0, NULL);
 }
 
@@ -365,8 +365,8 @@ static void handle(struct evhttp_request *req, void *arg)
 	if (m->r429_every && n % m->r429_every == 0) {
 		m->r429++;
 		p->status = 429;
-		p->body = error_body("requests", "rate_limit_exceeded",
-				     "Rate limit reached (injected)");
+		p->body =
+		    error_body("requests", "rate_limit_exceeded", "Rate limit reached (injected)");
 		snprintf(p->hdr_extra, sizeof(p->hdr_extra), "retry-after-ms: 200");
 		goto answer_now;
 	}
@@ -374,8 +374,8 @@ static void handle(struct evhttp_request *req, void *arg)
 		m->r429++;
 		p->status = 429;
 		p->body = error_body("insufficient_quota", "insufficient_quota",
-				     "You exceeded your current quota, please check your plan and "
-				     "billing details.");
+		                     "You exceeded your current quota, please check your plan and "
+		                     "billing details.");
 		goto answer_now;
 	}
 	if ((m->rpm && m->req < 1) || (m->tpm && m->tok < fmin((double)est, tok_cap(m)))) {
@@ -389,12 +389,12 @@ static void handle(struct evhttp_request *req, void *arg)
 			wait = (fmin((double)est, tok_cap(m)) - m->tok) /
 			       ((double)(m->tpm - m->external_tpm) / 60000.0);
 		snprintf(msg, sizeof(msg),
-			 "Rate limit reached for %s: Limit %lld, Requested %lld. Please try again "
-			 "in %.0fms.",
-			 mname, (long long)m->tpm, (long long)est, wait);
+		         "Rate limit reached for %s: Limit %lld, Requested %lld. Please try again "
+		         "in %.0fms.",
+		         mname, (long long)m->tpm, (long long)est, wait);
 		p->body = error_body("tokens", "rate_limit_exceeded", msg);
 		snprintf(p->hdr_extra, sizeof(p->hdr_extra), "retry-after-ms: %lld",
-			 (long long)ceil(wait));
+		         (long long)ceil(wait));
 		goto answer_now;
 	}
 	if (m->tpm)
@@ -409,7 +409,7 @@ static void handle(struct evhttp_request *req, void *arg)
 		m->r400++;
 		p->status = 400;
 		p->body = error_body("invalid_request_error", "model_not_found",
-				     "The model 'fail-400' does not exist");
+		                     "The model 'fail-400' does not exist");
 	} else if (strcmp(mname, "retry-false") == 0) {
 		m->r500++;
 		p->status = 500;
@@ -450,18 +450,18 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"port", required_argument, NULL, 'p'},
-		{"latency-ms", required_argument, NULL, 'l'},
-		{"fail-every", required_argument, NULL, 'f'},
-		{"drop-every", required_argument, NULL, 'd'},
-		{"429-every", required_argument, NULL, 'r'},
-		{"tpm", required_argument, NULL, 't'},
-		{"rpm", required_argument, NULL, 'q'},
-		{"window-ms", required_argument, NULL, 'w'},
-		{"external-tpm", required_argument, NULL, 'x'},
-		{"completion-ratio", required_argument, NULL, 'c'},
-		{"log", required_argument, NULL, 'L'},
-		{NULL, 0, NULL, 0},
+	    {"port", required_argument, NULL, 'p'},
+	    {"latency-ms", required_argument, NULL, 'l'},
+	    {"fail-every", required_argument, NULL, 'f'},
+	    {"drop-every", required_argument, NULL, 'd'},
+	    {"429-every", required_argument, NULL, 'r'},
+	    {"tpm", required_argument, NULL, 't'},
+	    {"rpm", required_argument, NULL, 'q'},
+	    {"window-ms", required_argument, NULL, 'w'},
+	    {"external-tpm", required_argument, NULL, 'x'},
+	    {"completion-ratio", required_argument, NULL, 'c'},
+	    {"log", required_argument, NULL, 'L'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct mock m = {0};
 	struct evhttp *http;
@@ -475,16 +475,36 @@ int main(int argc, char **argv)
 	m.completion_ratio = 1.0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'p': port = atoi(optarg); break;
-		case 'l': m.latency_ms = atoi(optarg); break;
-		case 'f': m.fail_every = atoi(optarg); break;
-		case 'd': m.drop_every = atoi(optarg); break;
-		case 'r': m.r429_every = atoi(optarg); break;
-		case 't': m.tpm = atoll(optarg); break;
-		case 'q': m.rpm = atoll(optarg); break;
-		case 'w': m.window_ms = atoll(optarg); break;
-		case 'x': m.external_tpm = atoll(optarg); break;
-		case 'c': m.completion_ratio = atof(optarg); break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'l':
+			m.latency_ms = atoi(optarg);
+			break;
+		case 'f':
+			m.fail_every = atoi(optarg);
+			break;
+		case 'd':
+			m.drop_every = atoi(optarg);
+			break;
+		case 'r':
+			m.r429_every = atoi(optarg);
+			break;
+		case 't':
+			m.tpm = atoll(optarg);
+			break;
+		case 'q':
+			m.rpm = atoll(optarg);
+			break;
+		case 'w':
+			m.window_ms = atoll(optarg);
+			break;
+		case 'x':
+			m.external_tpm = atoll(optarg);
+			break;
+		case 'c':
+			m.completion_ratio = atof(optarg);
+			break;
 		case 'L':
 			m.log = fopen(optarg, "we");
 			if (!m.log) {
@@ -504,7 +524,8 @@ int main(int argc, char **argv)
 	evhttp_set_max_body_size(http, 64 << 20);
 	sock = evhttp_bind_socket_with_handle(http, "127.0.0.1", (ev_uint16_t)port);
 	if (!sock) {
-		fprintf(stderr, "mock_upstream: cannot bind 127.0.0.1:%d: %s\n", port, strerror(errno));
+		fprintf(stderr, "mock_upstream: cannot bind 127.0.0.1:%d: %s\n", port,
+		        strerror(errno));
 		return 1;
 	}
 	getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl);
@@ -519,10 +540,11 @@ int main(int argc, char **argv)
 	evsignal_add(term, NULL);
 	evsignal_add(intr, NULL);
 	event_base_dispatch(m.base);
-	fprintf(stderr, "mock_upstream: %lld requests, %lld ok, %lld 429, %lld 500, %lld dropped, "
-			"max in flight %lld\n",
-		(long long)m.n, (long long)m.ok, (long long)m.r429, (long long)m.r500,
-		(long long)m.drops, (long long)m.max_in_flight);
+	fprintf(stderr,
+	        "mock_upstream: %lld requests, %lld ok, %lld 429, %lld 500, %lld dropped, "
+	        "max in flight %lld\n",
+	        (long long)m.n, (long long)m.ok, (long long)m.r429, (long long)m.r500,
+	        (long long)m.drops, (long long)m.max_in_flight);
 	event_free(term);
 	event_free(intr);
 	evhttp_free(http);

@@ -11,19 +11,24 @@ static void setup(void)
 {
 	memset(&lane, 0, sizeof(lane));
 	strcpy(lane.name, "openai");
-	lane.limits = (struct gate_limits){.max_concurrency = 3, .stagger_ms = 0, .tpm = 60000,
-					   .headroom = 0.0, .burst_ms = 0};
+	lane.limits = (struct gate_limits){
+	    .max_concurrency = 3, .stagger_ms = 0, .tpm = 60000, .headroom = 0.0, .burst_ms = 0};
 	gate_init(&gate, &lane.limits, 0);
 }
 
 TestSuite(admission, .init = setup);
 
 static struct admission_load load(int64_t qjobs, int64_t qtok, int64_t bjobs, int64_t btok,
-				  int64_t max_cost)
+                                  int64_t max_cost)
 {
-	struct admission_load l = {.cfg = &lane, .gate = &gate, .queued_jobs = qjobs,
-				   .queued_tokens = qtok, .batch_jobs = bjobs, .batch_tokens = btok,
-				   .max_cost = max_cost, .max_cost_line = 7};
+	struct admission_load l = {.cfg = &lane,
+	                           .gate = &gate,
+	                           .queued_jobs = qjobs,
+	                           .queued_tokens = qtok,
+	                           .batch_jobs = bjobs,
+	                           .batch_tokens = btok,
+	                           .max_cost = max_cost,
+	                           .max_cost_line = 7};
 	return l;
 }
 

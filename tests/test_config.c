@@ -14,11 +14,19 @@ static struct config cfg;
 
 static void setup(void)
 {
-	static const char *const vars[] = {
-		"LLMQ_SOCKET", "LLMQ_DB", "LLMQ_CONFIG", "OPENAI_BASE_URL", "OPENAI_MAX_CONCURRENCY",
-		"OPENAI_STAGGER_SECONDS", "OPENAI_TPM_LIMIT", "OPENAI_TPM_HEADROOM",
-		"OPENAI_EST_TOKENS_PER_RUN", "OPENAI_RETRY_MAX_ATTEMPTS",
-		"OPENAI_BACKOFF_BASE_SECONDS", "OPENAI_RPM_LIMIT", NULL};
+	static const char *const vars[] = {"LLMQ_SOCKET",
+	                                   "LLMQ_DB",
+	                                   "LLMQ_CONFIG",
+	                                   "OPENAI_BASE_URL",
+	                                   "OPENAI_MAX_CONCURRENCY",
+	                                   "OPENAI_STAGGER_SECONDS",
+	                                   "OPENAI_TPM_LIMIT",
+	                                   "OPENAI_TPM_HEADROOM",
+	                                   "OPENAI_EST_TOKENS_PER_RUN",
+	                                   "OPENAI_RETRY_MAX_ATTEMPTS",
+	                                   "OPENAI_BACKOFF_BASE_SECONDS",
+	                                   "OPENAI_RPM_LIMIT",
+	                                   NULL};
 	int i;
 
 	for (i = 0; vars[i]; i++)
@@ -56,7 +64,7 @@ Test(config, prototype_defaults)
 	char err[512];
 
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", "/nonexistent/llmqd.conf"), -EINVAL,
-		     "an explicit --config must exist");
+	             "an explicit --config must exist");
 	setenv("LLMQ_CONFIG", "", 1);
 	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
 	cr_assert_eq(cfg.n_lanes, 1);
@@ -88,8 +96,9 @@ Test(config, env_then_flags)
 	cr_assert_str_eq(cfg.lanes[0].base_url, "http://127.0.0.1:9/v1");
 	cr_assert_str_eq(cfg.socket_path, "/tmp/from-env.sock");
 
-	cr_assert_eq(load(err, sizeof(err), 4, "--max-concurrency", "9", "--socket", "/tmp/flag.sock"),
-		     0, "%s", err);
+	cr_assert_eq(
+	    load(err, sizeof(err), 4, "--max-concurrency", "9", "--socket", "/tmp/flag.sock"), 0,
+	    "%s", err);
 	cr_assert_eq(cfg.lanes[0].limits.max_concurrency, 9, "flag beats environment");
 	cr_assert_str_eq(cfg.socket_path, "/tmp/flag.sock");
 	cr_assert_eq(cfg.lanes[0].limits.tpm, 60000, "environment kept where no flag");
@@ -113,22 +122,22 @@ Test(config, file_lanes_and_precedence)
 	char err[512];
 
 	write_file("# lanes for the test\n"
-		   "[daemon]\n"
-		   "socket = /tmp/from-file.sock\n"
-		   "db = /tmp/from-file.db\n"
-		   "\n"
-		   "[lane openai]\n"
-		   "base_url = https://api.openai.com/v1\n"
-		   "models = gpt-*, o*\n"
-		   "tpm_limit = 90000 ; inline comment\n"
-		   "max_concurrency = 12\n"
-		   "\n"
-		   "[lane local]\n"
-		   "base_url = http://127.0.0.1:8080/v1\n"
-		   "key_env = LOCAL_KEY\n"
-		   "models = llama-*\n"
-		   "tpm_limit = 0\n"
-		   "default = yes\n");
+	           "[daemon]\n"
+	           "socket = /tmp/from-file.sock\n"
+	           "db = /tmp/from-file.db\n"
+	           "\n"
+	           "[lane openai]\n"
+	           "base_url = https://api.openai.com/v1\n"
+	           "models = gpt-*, o*\n"
+	           "tpm_limit = 90000 ; inline comment\n"
+	           "max_concurrency = 12\n"
+	           "\n"
+	           "[lane local]\n"
+	           "base_url = http://127.0.0.1:8080/v1\n"
+	           "key_env = LOCAL_KEY\n"
+	           "models = llama-*\n"
+	           "tpm_limit = 0\n"
+	           "default = yes\n");
 	setenv("OPENAI_TPM_LIMIT", "1", 1); /* ignored: lanes come from the file */
 	setenv("LLMQ_DB", "/tmp/from-env.db", 1);
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
@@ -143,7 +152,7 @@ Test(config, file_lanes_and_precedence)
 	cr_assert_str_eq(config_lane_for_model(&cfg, "llama-3")->name, "local");
 	cr_assert_str_eq(config_lane_for_model(&cfg, "claude")->name, "local", "default lane");
 	cr_assert_eq(load(err, sizeof(err), 4, "--config", file, "--tpm", "5"), -EINVAL,
-		     "lane flags conflict with a config file");
+	             "lane flags conflict with a config file");
 }
 
 Test(config, file_errors_name_the_place)

@@ -17,8 +17,9 @@
 static char out[1 << 20], err[1 << 16];
 
 /* Settings for a fast lane: no stagger, generous budgets, short backoff. */
-#define FAST "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=100000000", \
-	     "OPENAI_BACKOFF_BASE_SECONDS=0.05", "OPENAI_BACKOFF_CAP_SECONDS=0.5"
+#define FAST                                                                                       \
+	"OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=100000000",                                  \
+	    "OPENAI_BACKOFF_BASE_SECONDS=0.05", "OPENAI_BACKOFF_CAP_SECONDS=0.5"
 
 static int done(json_object *b)
 {
@@ -37,7 +38,7 @@ static void submit(struct daemon_proc *d, const char *file, char *id, size_t idl
 	json_object *o;
 
 	cr_assert_eq(h_llmq(d, out, sizeof(out), err, sizeof(err), "submit", file, "--json", NULL),
-		     0, "submit failed: %s", err);
+	             0, "submit failed: %s", err);
 	o = json_tokener_parse(out);
 	cr_assert_not_null(o, "%s", out);
 	snprintf(id, idlen, "%s", h_jstr(o, "id"));
@@ -91,7 +92,8 @@ Test(e2e, happy_path_200, .timeout = 60)
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 200, "gpt-4o-mini", 20);
 	submit(&d, file, id, sizeof(id));
-	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 0, "%s", err);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 0, "%s",
+	             err);
 	cr_assert(strstr(out, "completed"), "%s", out);
 	b = h_wait_for(&d, id, done, 5);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 200);
@@ -102,10 +104,10 @@ Test(e2e, happy_path_200, .timeout = 60)
 	/* The schema is an interface: people query it with sqlite3. */
 	cr_assert_eq(h_sql_int(&d, "SELECT succeeded FROM batch_summary"), 200);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM job_history WHERE outcome = 'succeeded'"),
-		     200);
+	             200);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE prompt_tokens > 0 "
-				   "AND request_id LIKE 'req_mock_%'"),
-		     200);
+	                           "AND request_id LIKE 'req_mock_%'"),
+	             200);
 	/* Human output and ping. */
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "status", NULL), 0);
 	cr_assert(strstr(out, id) && strstr(out, "completed"), "%s", out);
@@ -132,9 +134,11 @@ static void write_lines(const char *path, int n, int bad_at, const char *bad)
 		if (i == bad_at)
 			fputs(bad, f);
 		else
-			fprintf(f, "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
-				   "\"body\":{\"model\":\"text-embedding-3-small\",\"input\":\"x\"}}",
-				i);
+			fprintf(
+			    f,
+			    "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+			    "\"body\":{\"model\":\"text-embedding-3-small\",\"input\":\"x\"}}",
+			    i);
 		fputc('\n', f);
 	}
 	fclose(f);
@@ -155,21 +159,21 @@ Test(e2e, bad_batches_refused_with_line_numbers, .timeout = 60)
 	cr_assert(strstr(err, "line 7") && strstr(err, "malformed JSON"), "%s", err);
 
 	write_lines(file, 10, 4,
-		    "{\"custom_id\":\"c2\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
-		    "\"body\":{\"model\":\"m\",\"input\":\"x\"}}");
+	            "{\"custom_id\":\"c2\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	            "\"body\":{\"model\":\"m\",\"input\":\"x\"}}");
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 65);
 	cr_assert(strstr(err, "line 4") && strstr(err, "duplicate custom_id \"c2\"") &&
-			  strstr(err, "also on line 2"),
-		  "%s", err);
+	              strstr(err, "also on line 2"),
+	          "%s", err);
 
 	write_lines(file, 10, 3,
-		    "{\"custom_id\":\"c3\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
-		    "\"body\":{\"input\":\"x\"}}");
+	            "{\"custom_id\":\"c3\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	            "\"body\":{\"input\":\"x\"}}");
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "--json", "submit", file, NULL),
-		     65);
+	             65);
 	cr_assert(strstr(out, "INVALID_BATCH") && strstr(out, "\"line\": 3") &&
-			  strstr(out, "model"),
-		  "%s", out);
+	              strstr(out, "model"),
+	          "%s", out);
 
 	big = malloc(n + 1);
 	memset(big, 'x', n);
@@ -189,7 +193,7 @@ Test(e2e, bad_batches_refused_with_line_numbers, .timeout = 60)
 	cr_assert_eq(h_llmq(&d, NULL, 0, NULL, 0, "submit", NULL), 64);
 	cr_assert_eq(h_llmq(&d, NULL, 0, NULL, 0, "frobnicate", NULL), 64);
 	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "status", "b_00000000000000aa", NULL),
-		     65);
+	             65);
 	cr_assert(strstr(err, "no such batch"), "%s", err);
 	h_daemon_signal(&d, SIGTERM);
 }
@@ -217,12 +221,12 @@ Test(e2e, cancel_stops_queued_jobs, .timeout = 60)
 	h_write_batch(file, 20, "gpt-4o-mini", 10);
 	submit(&d, file, id, sizeof(id));
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "cancel", id, NULL), 0, "%s",
-		     err);
+	             err);
 	b = h_wait_for(&d, id, done, 20);
 	cr_assert_str_eq(h_jstr(b, "state"), "cancelled");
 	cr_assert_geq(h_jint(b, "counts.cancelled"), 18);
 	cr_assert_eq(h_jint(b, "counts.cancelled") + h_jint(b, "counts.succeeded"), 20,
-		     "in-flight jobs finish and keep their answers");
+	             "in-flight jobs finish and keep their answers");
 	json_object_put(b);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "results", id, "--errors", NULL), 0);
 	cr_assert(strstr(out, "batch_cancelled"), "%s", out);
@@ -257,8 +261,8 @@ Test(e2e, kill9_then_restart_loses_nothing, .timeout = 120)
 	check_results(res, 120);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE ended_at IS NULL"), 0);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded' "
-				   "AND response IS NOT NULL"),
-		     120);
+	                           "AND response IS NOT NULL"),
+	             120);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
@@ -315,7 +319,7 @@ Test(e2e, survives_garbage_and_vanishing_clients, .timeout = 60)
 	fd = raw_connect(d.sock);
 	raw_send(fd, "{\"v\":1,\"op\":\"submit\",\"lines\":1000}\n");
 	raw_send(fd, "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
-		     "\"body\":{\"model\":\"m\",\"input\":\"x\"}}\n{\"custom_id\":\"b\",\n{\n");
+	             "\"body\":{\"model\":\"m\",\"input\":\"x\"}}\n{\"custom_id\":\"b\",\n{\n");
 	close(fd);
 
 	/* A request line past the limit. */
@@ -342,9 +346,9 @@ Test(e2e, faults_retried_none_lost_none_twice, .timeout = 120)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "10", "--fail-every", "5", "--drop-every", "7",
-		     "--429-every", "11", NULL);
+	             "--429-every", "11", NULL);
 	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=8",
-		       "OPENAI_RETRY_MAX_ATTEMPTS=10", NULL);
+	               "OPENAI_RETRY_MAX_ATTEMPTS=10", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 100, "gpt-4o-mini", 10);
@@ -361,11 +365,11 @@ Test(e2e, faults_retried_none_lost_none_twice, .timeout = 120)
 	cr_assert_eq(h_jint(st, "ok"), 100, "each job answered once");
 	json_object_put(st);
 	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE outcome = 'rate_limited' "
-				   "AND retry_after_ms = 200"),
-		     0);
+	                           "AND retry_after_ms = 200"),
+	             0);
 	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE outcome = 'retry' "
-				   "AND error_code = 'transport_error'"),
-		     0);
+	                           "AND error_code = 'transport_error'"),
+	             0);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
@@ -398,8 +402,8 @@ Test(e2e, client_errors_fail_at_once, .timeout = 60)
 	cr_assert_eq(h_sql_int(&d, "SELECT max(attempts) FROM jobs"), 1, "no blind retries");
 	cr_assert_eq(h_sql_int(&d, "SELECT status_code FROM jobs WHERE custom_id = 'bad'"), 400);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE custom_id = 'broke' "
-				   "AND error_code = 'insufficient_quota'"),
-		     1);
+	                           "AND error_code = 'insufficient_quota'"),
+	             1);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "results", id, "--errors", NULL), 0);
 	cr_assert(strstr(out, "model_not_found") && strstr(out, "\"status_code\":400"), "%s", out);
 	/* The quota pause is visible in status. */
@@ -440,7 +444,7 @@ Test(gate_e2e, in_flight_never_above_cap_and_launches_staggered, .timeout = 60)
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "700", NULL);
 	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0.15", "OPENAI_MAX_CONCURRENCY=3",
-		       "OPENAI_TPM_LIMIT=0", NULL);
+	               "OPENAI_TPM_LIMIT=0", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 15, "gpt-4o-mini", 10);
 	submit(&d, file, id, sizeof(id));
@@ -453,13 +457,13 @@ Test(gate_e2e, in_flight_never_above_cap_and_launches_staggered, .timeout = 60)
 		cr_assert_leq(inflight[i], 3, "arrival %d saw %lld in flight", i, inflight[i]);
 		/* The mock stamps arrivals, not launches: allow a few ms of transit. */
 		if (i > 0)
-			cr_assert_geq(t[i] - t[i - 1], 145, "arrivals %d and %d %lld ms apart", i - 1,
-				      i, t[i] - t[i - 1]);
+			cr_assert_geq(t[i] - t[i - 1], 145, "arrivals %d and %d %lld ms apart",
+			              i - 1, i, t[i] - t[i - 1]);
 	}
 	/* Every attempt records what the gate charged and made it wait. */
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE tokens_charged > 0 "
-				   "AND gate_wait_ms >= 0 AND tokens_used > 0"),
-		     15);
+	                           "AND gate_wait_ms >= 0 AND tokens_used > 0"),
+	             15);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
@@ -476,8 +480,8 @@ Test(gate_e2e, zero_429s_when_estimates_are_right, .timeout = 90)
 	 * limits with 5% headroom. ~103 tokens a request: both budgets bind. */
 	h_mock_start(&m, dir, "--latency-ms", "100", "--tpm", "30000", "--rpm", "300", NULL);
 	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_MAX_CONCURRENCY=8",
-		       "OPENAI_TPM_LIMIT=30000", "OPENAI_RPM_LIMIT=300", "OPENAI_TPM_HEADROOM=0.05",
-		       NULL);
+	               "OPENAI_TPM_LIMIT=30000", "OPENAI_RPM_LIMIT=300", "OPENAI_TPM_HEADROOM=0.05",
+	               NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 40, "gpt-4o-mini", 100);
 	submit(&d, file, id, sizeof(id));
@@ -502,12 +506,12 @@ Test(gate_e2e, every_job_completes_through_429s_storms, .timeout = 120)
 	/* The lane believes it has 10x the budget the provider grants: the
 	 * provider's headers must hold it back; on top, every 4th request gets
 	 * a 429 and every 9th a 500. */
-	h_mock_start(&m, dir, "--latency-ms", "50", "--tpm", "6000", "--rpm", "600",
-		     "--window-ms", "5000", "--fail-every", "9", "--429-every", "4", NULL);
+	h_mock_start(&m, dir, "--latency-ms", "50", "--tpm", "6000", "--rpm", "600", "--window-ms",
+	             "5000", "--fail-every", "9", "--429-every", "4", NULL);
 	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_MAX_CONCURRENCY=8",
-		       "OPENAI_TPM_LIMIT=60000", "OPENAI_TPM_HEADROOM=0",
-		       "OPENAI_RETRY_MAX_ATTEMPTS=30", "OPENAI_BACKOFF_BASE_SECONDS=0.1",
-		       "OPENAI_BACKOFF_CAP_SECONDS=1", NULL);
+	               "OPENAI_TPM_LIMIT=60000", "OPENAI_TPM_HEADROOM=0",
+	               "OPENAI_RETRY_MAX_ATTEMPTS=30", "OPENAI_BACKOFF_BASE_SECONDS=0.1",
+	               "OPENAI_BACKOFF_CAP_SECONDS=1", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 60, "gpt-4o-mini", 100);
@@ -543,17 +547,17 @@ Test(gate_e2e, admission_refuses_what_cannot_be_served, .timeout = 60)
 	/* 30 x ~103 tokens at 850 tokens/min: ~3.6 min, past a 1 minute window. */
 	h_write_batch(file, 30, "gpt-4o-mini", 100);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "--json", "submit", file,
-			    "--window", "1m", NULL),
-		     75);
+	                    "--window", "1m", NULL),
+	             75);
 	cr_assert(strstr(out, "BATCH_RATE_LIMITED") && strstr(out, "retry_after") &&
-			  strstr(out, "completion window"),
-		  "%s", out);
+	              strstr(out, "completion window"),
+	          "%s", out);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0, "nothing stored");
 
 	/* --dry-run tells the same without submitting. */
-	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--window", "1m",
-			    "--dry-run", NULL),
-		     0, "%s", err);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--window",
+	                    "1m", "--dry-run", NULL),
+	             0, "%s", err);
 	cr_assert(strstr(out, "30 requests") && strstr(out, "would be refused"), "%s", out);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0, "dry run stores nothing");
 
@@ -578,15 +582,16 @@ Test(gate_e2e, submit_retry_waits_for_the_queue_to_drain, .timeout = 60)
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "300", NULL);
 	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", "LLMQ_QUEUE_MAX_JOBS=6",
-		       NULL);
+	               NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 6, "gpt-4o-mini", 10);
 	submit(&d, file, id, sizeof(id));
 	h_write_batch(file, 4, "gpt-4o-mini", 10);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 75);
 	cr_assert(strstr(err, "queue_max_jobs"), "%s", err);
-	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--retry", NULL),
-		     0, "%s", err);
+	cr_assert_eq(
+	    h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--retry", NULL), 0,
+	    "%s", err);
 	cr_assert(strstr(err, "trying again"), "%s", err);
 	cr_assert(strncmp(out, "b_", 2) == 0, "%s", out);
 	h_daemon_signal(&d, SIGTERM);
@@ -625,10 +630,11 @@ static void write_padded(const char *path, int n)
 	pad[800] = '\0';
 	for (i = 1; i <= n; i++)
 		fprintf(f,
-			"{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
-			"\"body\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
-			"\"%s %d\"}],\"max_tokens\":5}}\n",
-			i, pad, i);
+		        "{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
+		        "completions\","
+		        "\"body\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+		        "\"%s %d\"}],\"max_tokens\":5}}\n",
+		        i, pad, i);
 	fclose(f);
 }
 
@@ -665,8 +671,8 @@ Test(e2e, full_disk_refuses_cleanly_and_loses_nothing, .timeout = 90)
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 100);
 	json_object_put(b);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(DISTINCT custom_id) FROM jobs "
-				   "WHERE state = 'succeeded' AND status_code = 200"),
-		     100);
+	                           "WHERE state = 'succeeded' AND status_code = 200"),
+	             100);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "results", id, NULL), 0);
 	for (n = 0, b = NULL; strchr(out, '\n'); n++)
 		memmove(out, strchr(out, '\n') + 1, strlen(strchr(out, '\n') + 1) + 1);

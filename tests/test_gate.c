@@ -6,7 +6,7 @@
 
 /* The prototype's defaults: 3 in flight, 15 s stagger, 30000 TPM, 15% headroom. */
 static const struct gate_limits proto = {
-	.max_concurrency = 3, .stagger_ms = 15000, .tpm = 30000, .headroom = 0.15, .burst_ms = 0};
+    .max_concurrency = 3, .stagger_ms = 15000, .tpm = 30000, .headroom = 0.15, .burst_ms = 0};
 
 /* Launch n jobs of cost each lasting dur ms, as early as the gate allows. */
 static void simulate(struct gate *g, int n, int64_t cost, int64_t dur, int64_t *launch)
@@ -54,7 +54,7 @@ Test(gate, prototype_defaults_pace_at_effective_rate)
 		double ideal = (double)i * 7000 / 0.425 - GATE_SLACK_MS;
 
 		cr_assert_leq(fabs((double)at[i] - ideal), 1.0, "launch %d at %lld, ideal %.1f", i,
-			      (long long)at[i], ideal);
+		              (long long)at[i], ideal);
 		cr_assert_geq(at[i] - at[i - 1], 15000, "never closer than the stagger");
 	}
 }
@@ -170,11 +170,14 @@ Test(gate, reconciliation_refunds_and_charges)
 
 Test(gate, provider_feedback_pulls_view_down)
 {
-	struct gate_limits l = {.max_concurrency = 10, .tpm = 100000, .rpm = 1000, .burst_ms = 60000,
-				.headroom = 0.1};
-	struct gate_feedback fb = {.limit_tokens = -1, .remaining_tokens = 40000,
-				   .reset_tokens_ms = 36000, .limit_requests = -1,
-				   .remaining_requests = -1, .reset_requests_ms = -1};
+	struct gate_limits l = {
+	    .max_concurrency = 10, .tpm = 100000, .rpm = 1000, .burst_ms = 60000, .headroom = 0.1};
+	struct gate_feedback fb = {.limit_tokens = -1,
+	                           .remaining_tokens = 40000,
+	                           .reset_tokens_ms = 36000,
+	                           .limit_requests = -1,
+	                           .remaining_requests = -1,
+	                           .reset_requests_ms = -1};
 	struct gate_mark m1, m2;
 	struct gate g;
 
@@ -233,11 +236,14 @@ Test(gate, headroom_is_a_share_of_the_providers_bucket)
 	/* A provider enforcing 60000/min over one-second windows has a bucket of
 	 * 1000: it reports 700 left, full again in 300 ms. Keeping 3% of the
 	 * minute (1800) would be more than its whole bucket; 3% of 1000 is 30. */
-	struct gate_limits l = {.max_concurrency = 10, .tpm = 60000, .headroom = 0.03,
-				.burst_ms = 60000};
-	struct gate_feedback fb = {.limit_tokens = 60000, .remaining_tokens = 700,
-				   .reset_tokens_ms = 300, .limit_requests = -1,
-				   .remaining_requests = -1, .reset_requests_ms = -1};
+	struct gate_limits l = {
+	    .max_concurrency = 10, .tpm = 60000, .headroom = 0.03, .burst_ms = 60000};
+	struct gate_feedback fb = {.limit_tokens = 60000,
+	                           .remaining_tokens = 700,
+	                           .reset_tokens_ms = 300,
+	                           .limit_requests = -1,
+	                           .remaining_requests = -1,
+	                           .reset_requests_ms = -1};
 	struct gate_mark m;
 	struct gate g;
 

@@ -24,34 +24,40 @@ static void dup_bad(void *p)
 ParameterizedTestParameters(protocol, bad_lines)
 {
 	static struct bad_case cases[] = {
-		{"{\"custom_id\": \"a\",", "malformed JSON"},
-		{"not json", "malformed JSON"},
-		{"{} {}", "trailing data"},
-		{"[1,2]", "not a JSON object"},
-		{"{\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"m\"}}",
-		 "custom_id"},
-		{"{\"custom_id\":\"\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"m\"}}",
-		 "custom_id"},
-		{"{\"custom_id\":7,\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"m\"}}",
-		 "custom_id"},
-		{"{\"custom_id\":\"a\",\"method\":\"GET\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"m\"}}",
-		 "\"method\" must be \"POST\""},
-		{"{\"custom_id\":\"a\",\"method\":\"POST\",\"body\":{\"model\":\"m\"}}", "missing \"url\""},
-		{"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/files\",\"body\":{\"model\":\"m\"}}",
-		 "\"url\" must be one of"},
-		{"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\"}", "missing \"body\""},
-		{"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":\"x\"}",
-		 "missing \"body\""},
-		{"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{}}",
-		 "no \"model\""},
-		{"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
-		 "\"body\":{\"model\":\"m\",\"stream\":true}}",
-		 "stream"},
+	    {"{\"custom_id\": \"a\",", "malformed JSON"},
+	    {"not json", "malformed JSON"},
+	    {"{} {}", "trailing data"},
+	    {"[1,2]", "not a JSON object"},
+	    {"{\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"m\"}}",
+	     "custom_id"},
+	    {"{\"custom_id\":\"\",\"method\":\"POST\",\"url\":\"/v1/"
+	     "embeddings\",\"body\":{\"model\":\"m\"}}",
+	     "custom_id"},
+	    {"{\"custom_id\":7,\"method\":\"POST\",\"url\":\"/v1/"
+	     "embeddings\",\"body\":{\"model\":\"m\"}}",
+	     "custom_id"},
+	    {"{\"custom_id\":\"a\",\"method\":\"GET\",\"url\":\"/v1/"
+	     "embeddings\",\"body\":{\"model\":\"m\"}}",
+	     "\"method\" must be \"POST\""},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"body\":{\"model\":\"m\"}}",
+	     "missing \"url\""},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/"
+	     "files\",\"body\":{\"model\":\"m\"}}",
+	     "\"url\" must be one of"},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\"}",
+	     "missing \"body\""},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":\"x\"}",
+	     "missing \"body\""},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{}}",
+	     "no \"model\""},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	     "\"body\":{\"model\":\"m\",\"stream\":true}}",
+	     "stream"},
 	};
 	size_t n = sizeof(cases) / sizeof(cases[0]);
 
-	return cr_make_param_array(struct bad_case, params_copy(cases, n, sizeof(cases[0]), dup_bad),
-				   n);
+	return cr_make_param_array(struct bad_case,
+	                           params_copy(cases, n, sizeof(cases[0]), dup_bad), n);
 }
 
 ParameterizedTest(struct bad_case *c, protocol, bad_lines)
@@ -66,8 +72,9 @@ ParameterizedTest(struct bad_case *c, protocol, bad_lines)
 
 Test(protocol, good_line)
 {
-	const char *line = "{\"custom_id\":\"r-1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
-			   "\"body\":{\"model\":\"gpt-4o\",\"messages\":[]}}";
+	const char *line =
+	    "{\"custom_id\":\"r-1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	    "\"body\":{\"model\":\"gpt-4o\",\"messages\":[]}}";
 	struct proto_input in = {0};
 	char err[256];
 
@@ -88,9 +95,9 @@ Test(protocol, custom_id_too_long)
 	memset(id, 'x', 513);
 	id[513] = '\0';
 	snprintf(line, sizeof(line),
-		 "{\"custom_id\":\"%s\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
-		 "\"body\":{\"model\":\"m\"}}",
-		 id);
+	         "{\"custom_id\":\"%s\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	         "\"body\":{\"model\":\"m\"}}",
+	         id);
 	cr_assert_eq(proto_parse_input(line, strlen(line), &in, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "512"));
 }

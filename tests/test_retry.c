@@ -24,31 +24,31 @@ static void dup_cls(void *p)
 ParameterizedTestParameters(retry, classify)
 {
 	static struct cls_case cases[] = {
-		{200, -1, NULL, NULL, RV_SUCCEEDED},
-		{201, -1, NULL, NULL, RV_SUCCEEDED},
-		{400, -1, "invalid_request_error", NULL, RV_FAILED},
-		{401, -1, "invalid_api_key", NULL, RV_FAILED},
-		{404, -1, NULL, NULL, RV_FAILED},
-		{408, -1, NULL, NULL, RV_RETRY},
-		{409, -1, NULL, NULL, RV_RETRY},
-		{429, -1, "rate_limit_exceeded", "Rate limit reached", RV_RATE_LIMITED},
-		{429, -1, "insufficient_quota", "You exceeded your current quota", RV_QUOTA},
-		{429, -1, "rate_limit_exceeded", "Request too large for gpt-4 on tokens per min",
-		 RV_FAILED},
-		{500, -1, NULL, NULL, RV_RETRY},
-		{502, -1, NULL, NULL, RV_RETRY},
-		{503, -1, NULL, NULL, RV_RETRY},
-		{0, -1, NULL, NULL, RV_RETRY},
-		{500, 0, NULL, NULL, RV_FAILED},
-		{400, 1, NULL, NULL, RV_RETRY},
-		{429, 1, NULL, NULL, RV_RATE_LIMITED},
-		{429, 0, NULL, NULL, RV_FAILED},
-		{0, 0, NULL, NULL, RV_RETRY}, /* no answer: nobody said not to */
+	    {200, -1, NULL, NULL, RV_SUCCEEDED},
+	    {201, -1, NULL, NULL, RV_SUCCEEDED},
+	    {400, -1, "invalid_request_error", NULL, RV_FAILED},
+	    {401, -1, "invalid_api_key", NULL, RV_FAILED},
+	    {404, -1, NULL, NULL, RV_FAILED},
+	    {408, -1, NULL, NULL, RV_RETRY},
+	    {409, -1, NULL, NULL, RV_RETRY},
+	    {429, -1, "rate_limit_exceeded", "Rate limit reached", RV_RATE_LIMITED},
+	    {429, -1, "insufficient_quota", "You exceeded your current quota", RV_QUOTA},
+	    {429, -1, "rate_limit_exceeded", "Request too large for gpt-4 on tokens per min",
+	     RV_FAILED},
+	    {500, -1, NULL, NULL, RV_RETRY},
+	    {502, -1, NULL, NULL, RV_RETRY},
+	    {503, -1, NULL, NULL, RV_RETRY},
+	    {0, -1, NULL, NULL, RV_RETRY},
+	    {500, 0, NULL, NULL, RV_FAILED},
+	    {400, 1, NULL, NULL, RV_RETRY},
+	    {429, 1, NULL, NULL, RV_RATE_LIMITED},
+	    {429, 0, NULL, NULL, RV_FAILED},
+	    {0, 0, NULL, NULL, RV_RETRY}, /* no answer: nobody said not to */
 	};
 	size_t n = sizeof(cases) / sizeof(cases[0]);
 
-	return cr_make_param_array(struct cls_case, params_copy(cases, n, sizeof(cases[0]), dup_cls),
-				   n);
+	return cr_make_param_array(struct cls_case,
+	                           params_copy(cases, n, sizeof(cases[0]), dup_cls), n);
 }
 
 ParameterizedTest(struct cls_case *c, retry, classify)
@@ -56,7 +56,7 @@ ParameterizedTest(struct cls_case *c, retry, classify)
 	struct retry_input in = {c->status, c->should_retry, c->code, c->msg};
 
 	cr_assert_eq(retry_classify(&in), c->want, "status %d should_retry %d code %s", c->status,
-		     c->should_retry, c->code ? c->code : "-");
+	             c->should_retry, c->code ? c->code : "-");
 }
 
 Test(retry, backoff_doubles_within_jitter_and_caps)

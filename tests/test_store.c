@@ -34,8 +34,13 @@ TestSuite(store, .init = setup, .fini = teardown);
 
 static void add_batch(const char *id, int jobs)
 {
-	struct store_batch b = {.id = id, .created_at = 1000, .uid = 42, .input_name = "in.jsonl",
-				.window_ms = 86400000, .total = jobs, .est_tokens = 100 * jobs};
+	struct store_batch b = {.id = id,
+	                        .created_at = 1000,
+	                        .uid = 42,
+	                        .input_name = "in.jsonl",
+	                        .window_ms = 86400000,
+	                        .total = jobs,
+	                        .est_tokens = 100 * jobs};
 	char cid[32];
 	int i;
 
@@ -43,10 +48,15 @@ static void add_batch(const char *id, int jobs)
 	cr_assert_eq(store_batch_insert(st, &b), 0);
 	for (i = 0; i < jobs; i++) {
 		snprintf(cid, sizeof(cid), "c%d", i);
-		struct store_job_new j = {.batch_id = id, .line = i + 1, .custom_id = cid,
-					  .url = "/v1/chat/completions", .model = "gpt-x",
-					  .lane = "openai", .body = "{\"model\":\"gpt-x\"}",
-					  .body_len = 17, .est_tokens = 100};
+		struct store_job_new j = {.batch_id = id,
+		                          .line = i + 1,
+		                          .custom_id = cid,
+		                          .url = "/v1/chat/completions",
+		                          .model = "gpt-x",
+		                          .lane = "openai",
+		                          .body = "{\"model\":\"gpt-x\"}",
+		                          .body_len = 17,
+		                          .est_tokens = 100};
 		cr_assert_eq(store_job_insert(st, &j, 1000), 0);
 	}
 	cr_assert_eq(store_tx_commit(st), 0);
@@ -78,11 +88,17 @@ static const char *batch_state(const char *batch, char *buf, size_t len)
 
 static struct store_outcome ok_outcome(void)
 {
-	struct store_outcome o = {.job_state = "succeeded", .attempt_outcome = "succeeded",
-				  .status_code = 200, .request_id = "req_1",
-				  .response = "{\"usage\":{\"total_tokens\":7}}", .response_len = 29,
-				  .retry_after_ms = -1, .prompt_tokens = 3, .completion_tokens = 4,
-				  .total_tokens = 7, .latency_ms = 12};
+	struct store_outcome o = {.job_state = "succeeded",
+	                          .attempt_outcome = "succeeded",
+	                          .status_code = 200,
+	                          .request_id = "req_1",
+	                          .response = "{\"usage\":{\"total_tokens\":7}}",
+	                          .response_len = 29,
+	                          .retry_after_ms = -1,
+	                          .prompt_tokens = 3,
+	                          .completion_tokens = 4,
+	                          .total_tokens = 7,
+	                          .latency_ms = 12};
 	return o;
 }
 
@@ -139,10 +155,15 @@ Test(store, lifecycle_to_completed)
 Test(store, requeue_respects_not_before)
 {
 	struct store_job j;
-	struct store_outcome o = {.attempt_outcome = "retry", .status_code = 500,
-				  .error_code = "server_error", .retry_after_ms = -1,
-				  .prompt_tokens = -1, .completion_tokens = -1, .total_tokens = -1,
-				  .latency_ms = 3, .not_before = 5000};
+	struct store_outcome o = {.attempt_outcome = "retry",
+	                          .status_code = 500,
+	                          .error_code = "server_error",
+	                          .retry_after_ms = -1,
+	                          .prompt_tokens = -1,
+	                          .completion_tokens = -1,
+	                          .total_tokens = -1,
+	                          .latency_ms = 3,
+	                          .not_before = 5000};
 	int64_t attempt, wake;
 
 	add_batch("b_0000000000000003", 1);
@@ -179,7 +200,7 @@ Test(store, recover_requeues_running_and_closes_attempts)
 	cr_assert_eq(count("b_0000000000000004", "queued"), 3);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
 	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT outcome, ended_at FROM attempts", -1, &q, NULL),
-		     SQLITE_OK);
+	             SQLITE_OK);
 	cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
 	cr_assert_str_eq((const char *)sqlite3_column_text(q, 0), "interrupted");
 	cr_assert_eq(sqlite3_column_int64(q, 1), 3000);
@@ -211,9 +232,13 @@ Test(store, cancel_keeps_running_until_done)
 Test(store, retry_in_cancelling_batch_is_cancelled)
 {
 	struct store_job j;
-	struct store_outcome o = {.attempt_outcome = "retry", .status_code = 503,
-				  .retry_after_ms = -1, .prompt_tokens = -1,
-				  .completion_tokens = -1, .total_tokens = -1, .not_before = 9000};
+	struct store_outcome o = {.attempt_outcome = "retry",
+	                          .status_code = 503,
+	                          .retry_after_ms = -1,
+	                          .prompt_tokens = -1,
+	                          .completion_tokens = -1,
+	                          .total_tokens = -1,
+	                          .not_before = 9000};
 	int64_t attempt, n;
 	char s[32];
 
@@ -270,7 +295,8 @@ Test(store, results_in_batch_output_format)
 	json_object_put(line);
 	/* Paging: nothing after the last id. */
 	l.n = 0;
-	cr_assert_eq(store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n), 0);
+	cr_assert_eq(store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n),
+	             0);
 	cr_assert_eq(n, 0);
 }
 
@@ -293,7 +319,7 @@ Test(store, views_exist_for_people)
 	add_batch("b_0000000000000009", 2);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
 	cr_assert_eq(sqlite3_exec(db, "SELECT * FROM batch_summary; SELECT * FROM job_history;",
-				  NULL, NULL, NULL),
-		     SQLITE_OK);
+	                          NULL, NULL, NULL),
+	             SQLITE_OK);
 	sqlite3_close(db);
 }

@@ -21,14 +21,14 @@ static void dup_dur(void *p)
 ParameterizedTestParameters(timeutil, durations)
 {
 	static struct dur_case cases[] = {
-		{"6m0s", 360000}, {"1s", 1000},	  {"20ms", 20},	       {"1h30m", 5400000},
-		{"24h", 86400000}, {"1.5s", 1500}, {"30", 30000},      {"0.5", 500},
-		{"2d", 172800000}, {"0s", 0},	  {"1m30.5s", 90500}, {"7m12s", 432000},
+	    {"6m0s", 360000},  {"1s", 1000},   {"20ms", 20},       {"1h30m", 5400000},
+	    {"24h", 86400000}, {"1.5s", 1500}, {"30", 30000},      {"0.5", 500},
+	    {"2d", 172800000}, {"0s", 0},      {"1m30.5s", 90500}, {"7m12s", 432000},
 	};
 	size_t n = sizeof(cases) / sizeof(cases[0]);
 
-	return cr_make_param_array(struct dur_case, params_copy(cases, n, sizeof(cases[0]), dup_dur),
-				   n);
+	return cr_make_param_array(struct dur_case,
+	                           params_copy(cases, n, sizeof(cases[0]), dup_dur), n);
 }
 
 ParameterizedTest(struct dur_case *c, timeutil, durations)
@@ -41,7 +41,8 @@ ParameterizedTest(struct dur_case *c, timeutil, durations)
 
 Test(timeutil, bad_durations)
 {
-	static const char *const bad[] = {"", "abc", "5x", "-1s", "1s5", "m", "1..2s", " 1s", "1s "};
+	static const char *const bad[] = {"",  "abc",   "5x",  "-1s", "1s5",
+	                                  "m", "1..2s", " 1s", "1s "};
 	int64_t ms;
 	size_t i;
 
