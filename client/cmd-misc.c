@@ -7,7 +7,6 @@
 int cmd_ping(const struct opts *o)
 {
 	json_object *reply;
-	struct conn c;
 	char up[32];
 	int r;
 
@@ -15,11 +14,7 @@ int cmd_ping(const struct opts *o)
 		fprintf(stderr, "usage: llmq ping\n");
 		return EX_USAGE_;
 	}
-	r = conn_open(o, &c);
-	if (r)
-		return r;
-	r = conn_call(&c, o, proto_request(OP_PING), &reply);
-	conn_close(&c);
+	r = conn_request(o, proto_request(OP_PING), &reply);
 	if (r)
 		return r;
 	if (o->json) {
@@ -38,20 +33,15 @@ int cmd_ping(const struct opts *o)
 int cmd_cancel(const struct opts *o)
 {
 	json_object *req, *reply, *b;
-	struct conn c;
 	int r;
 
 	if (o->argc != 1) {
 		fprintf(stderr, "usage: llmq cancel BATCH\n");
 		return EX_USAGE_;
 	}
-	r = conn_open(o, &c);
-	if (r)
-		return r;
 	req = proto_request(OP_CANCEL);
 	json_object_object_add(req, "batch", json_object_new_string(o->argv[0]));
-	r = conn_call(&c, o, req, &reply);
-	conn_close(&c);
+	r = conn_request(o, req, &reply);
 	if (r)
 		return r;
 	b = jget(reply, "batch");

@@ -7,21 +7,16 @@
 int cmd_status(const struct opts *o)
 {
 	json_object *req, *reply;
-	struct conn c;
 	int r;
 
 	if (o->argc > 1) {
 		fprintf(stderr, "usage: llmq status [BATCH]\n");
 		return EX_USAGE_;
 	}
-	r = conn_open(o, &c);
-	if (r)
-		return r;
 	req = proto_request(OP_STATUS);
 	if (o->argc == 1)
 		json_object_object_add(req, "batch", json_object_new_string(o->argv[0]));
-	r = conn_call(&c, o, req, &reply);
-	conn_close(&c);
+	r = conn_request(o, req, &reply);
 	if (r)
 		return r;
 	if (o->json) {
@@ -40,20 +35,15 @@ int cmd_status(const struct opts *o)
 int cmd_list(const struct opts *o)
 {
 	json_object *req, *reply;
-	struct conn c;
 	int r;
 
 	if (o->argc > 0) {
 		fprintf(stderr, "usage: llmq list [--limit N]\n");
 		return EX_USAGE_;
 	}
-	r = conn_open(o, &c);
-	if (r)
-		return r;
 	req = proto_request(OP_LIST);
 	json_object_object_add(req, "limit", json_object_new_int(o->limit));
-	r = conn_call(&c, o, req, &reply);
-	conn_close(&c);
+	r = conn_request(o, req, &reply);
 	if (r)
 		return r;
 	if (o->json)

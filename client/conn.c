@@ -191,3 +191,19 @@ int conn_call(struct conn *c, const struct opts *o, json_object *req, json_objec
 	*ret = reply;
 	return 0;
 }
+
+int conn_request(const struct opts *o, json_object *req, json_object **ret)
+{
+	struct conn c;
+	int r;
+
+	*ret = NULL;
+	r = conn_open(o, &c);
+	if (r) {
+		json_object_put(req);
+		return r;
+	}
+	r = conn_call(&c, o, req, ret);
+	conn_close(&c);
+	return r;
+}

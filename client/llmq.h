@@ -52,6 +52,8 @@ int conn_read(struct conn *c, json_object **ret);
 ssize_t conn_read_line(struct conn *c, const char **ret);
 /* Request and answer in one; returns 0 or an exit code after printing the error. */
 int conn_call(struct conn *c, const struct opts *o, json_object *req, json_object **ret);
+/* Connect, call, close: for a command that asks one thing. */
+int conn_request(const struct opts *o, json_object *req, json_object **ret);
 /* Print an {"ok":false} answer (as JSON with --json) and map its code to an exit code. */
 int report_error(const struct opts *o, json_object *reply);
 
