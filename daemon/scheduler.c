@@ -407,6 +407,8 @@ static void on_done(void *userdata, const struct up_response *resp)
 	o.completion_tokens = a.completion;
 	o.total_tokens = a.total;
 	o.latency_ms = resp->latency_ms;
+	o.remaining_tokens = fb.remaining_tokens;
+	o.remaining_requests = fb.remaining_requests;
 	if (resp->status > 0) {
 		o.response = resp->body;
 		o.response_len = resp->body_len;
@@ -546,6 +548,7 @@ void sched_stop(struct scheduler *s)
 	o.retry_after_ms = -1;
 	o.prompt_tokens = o.completion_tokens = o.total_tokens = -1;
 	o.latency_ms = -1;
+	o.remaining_tokens = o.remaining_requests = -1;
 	for (i = 0; i < s->n_lanes; i++) {
 		while ((f = LIST_FIRST(&s->lanes[i].flights))) {
 			LIST_REMOVE(f, link);

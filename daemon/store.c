@@ -87,7 +87,8 @@ static const char *const stmt_sql[S__COUNT] = {
                          "?2, ?3, ?4, ?5)",
     [S_ATTEMPT_END] = "UPDATE attempts SET ended_at = ?2, outcome = ?3, status_code = ?4, "
                       "error_code = ?5, error_message = ?6, retry_after_ms = ?7, "
-                      "tokens_used = ?8, latency_ms = ?9, request_id = ?10 "
+                      "tokens_used = ?8, latency_ms = ?9, request_id = ?10, "
+	                  "remaining_tokens = ?11, remaining_requests = ?12 "
                       "WHERE id = ?1 AND ended_at IS NULL",
     [S_JOB_FINISH] = "UPDATE jobs SET state = ?2, status_code = ?3, request_id = ?4, "
                      "response = ?5, error_code = ?6, error_message = ?7, prompt_tokens = ?8, "
@@ -670,6 +671,8 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
 		bind_opt_int(st, 8, o->total_tokens);
 		bind_opt_int(st, 9, o->latency_ms);
 		bind_text(st, 10, o->request_id);
+		bind_opt_int(st, 11, o->remaining_tokens);
+		bind_opt_int(st, 12, o->remaining_requests);
 		r = run(s, st, NULL);
 	}
 	if (r == 0)

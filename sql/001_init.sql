@@ -57,6 +57,8 @@ CREATE TABLE attempts (
 	error_code      TEXT,
 	error_message   TEXT,
 	retry_after_ms  INTEGER,                   -- what the upstream asked for
+	remaining_tokens   INTEGER,                -- x-ratelimit-remaining-tokens of the answer
+	remaining_requests INTEGER,                -- x-ratelimit-remaining-requests of the answer
 	tokens_charged  INTEGER NOT NULL,          -- reserved by the gate at launch
 	tokens_used     INTEGER,                   -- usage.total_tokens of the answer
 	gate_wait_ms    INTEGER,                   -- how long the gate held the job back
@@ -100,6 +102,8 @@ SELECT j.batch_id,
        a.status_code,
        a.error_code,
        a.retry_after_ms,
+       a.remaining_tokens,
+       a.remaining_requests,
        a.tokens_charged,
        a.tokens_used,
        a.gate_wait_ms,

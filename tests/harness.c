@@ -121,13 +121,14 @@ void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_pr
 	snprintf(d->db, sizeof(d->db), "%s/llmq.db", dir);
 	snprintf(d->log, sizeof(d->log), "%s/llmqd.log", dir);
 	snprintf(url, sizeof(url), "OPENAI_BASE_URL=http://127.0.0.1:%d/v1", m ? m->port : 9);
+	/* The test's assignments first: getenv() takes the first of a name. */
 	va_start(ap, m);
+	while (i < 28 && (env[i] = va_arg(ap, char *)))
+		i++;
+	va_end(ap);
 	env[i++] = url;
 	env[i++] = "LLMQ_CONFIG=";
 	env[i++] = "PATH=/usr/bin:/bin";
-	while (i < 31 && (env[i] = va_arg(ap, char *)))
-		i++;
-	va_end(ap);
 	env[i] = NULL;
 	d->pid = fork();
 	cr_assert_geq(d->pid, 0);

@@ -680,3 +680,53 @@ Test(e2e, full_disk_refuses_cleanly_and_loses_nothing, .timeout = 90)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+Test(gate_e2e, a_waiting_lane_never_holds_back_another, .timeout = 60)
+{
+	char dir[64], file[128], conf[128], confarg[160], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	FILE *f;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "20", NULL);
+	/* Lane "slow" staggers its launches 30 s apart; lane "fast" does not. */
+	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
+	f = fopen(conf, "w");
+	fprintf(f,
+	        "[lane slow]\nbase_url = http://127.0.0.1:%d/v1\nmodels = slow-*\n"
+	        "stagger_seconds = 30\ntpm_limit = 0\n\n"
+	        "[lane fast]\nbase_url = http://127.0.0.1:%d/v1\nmodels = fast-*\ndefault = yes\n"
+	        "stagger_seconds = 0\ntpm_limit = 0\nmax_concurrency = 4\n",
+	        m.port, m.port);
+	fclose(f);
+	snprintf(confarg, sizeof(confarg), "LLMQ_CONFIG=%s", conf);
+	h_daemon_start(&d, dir, &m, confarg, NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	f = fopen(file, "w");
+	/* The slow lane's jobs come first in the file and in the queue. */
+	for (i = 1; i <= 20; i++)
+		fprintf(f,
+		        "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+		        "\"body\":{\"model\":\"%s\",\"messages\":[],\"max_tokens\":5}}\n",
+		        i, i <= 5 ? "slow-1" : "fast-1");
+	fclose(f);
+	submit(&d, file, id, sizeof(id));
+	for (i = 0; i < 100; i++) {
+		if (h_sql_int(&d, "SELECT count(*) FROM jobs WHERE lane = 'fast' "
+		                  "AND state = 'succeeded'") == 15)
+			break;
+		usleep(100000);
+	}
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE lane = 'fast' AND state = "
+	                           "'succeeded'"),
+	             15, "the fast lane finished while the slow one waits");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE lane = 'slow' AND state = "
+	                           "'succeeded'"),
+	             1, "the slow lane launched once, then waits out its stagger");
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "status", NULL), 0);
+	cr_assert(strstr(out, "slow") && strstr(out, "fast"), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}

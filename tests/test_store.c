@@ -98,7 +98,7 @@ static struct store_outcome ok_outcome(void)
 	                          .prompt_tokens = 3,
 	                          .completion_tokens = 4,
 	                          .total_tokens = 7,
-	                          .latency_ms = 12};
+	                          .latency_ms = 12, .remaining_tokens = 900, .remaining_requests = -1};
 	return o;
 }
 
@@ -162,7 +162,7 @@ Test(store, requeue_respects_not_before)
 	                          .prompt_tokens = -1,
 	                          .completion_tokens = -1,
 	                          .total_tokens = -1,
-	                          .latency_ms = 3,
+	                          .latency_ms = 3, .remaining_tokens = -1, .remaining_requests = -1,
 	                          .not_before = 5000};
 	int64_t attempt, wake;
 
@@ -321,5 +321,59 @@ Test(store, views_exist_for_people)
 	cr_assert_eq(sqlite3_exec(db, "SELECT * FROM batch_summary; SELECT * FROM job_history;",
 	                          NULL, NULL, NULL),
 	             SQLITE_OK);
+	sqlite3_close(db);
+}
+
+Test(store, a_job_in_backoff_never_holds_back_ready_ones)
+{
+	struct store_outcome o = {.attempt_outcome = "retry", .status_code = 500,
+	                          .retry_after_ms = -1, .prompt_tokens = -1,
+	                          .completion_tokens = -1, .total_tokens = -1,
+	                          .remaining_tokens = -1, .remaining_requests = -1,
+	                          .not_before = 60000};
+	struct store_job j;
+	int64_t attempt;
+
+	add_batch("b_000000000000000a", 1);
+	add_batch("b_000000000000000b", 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_str_eq(j.batch_id, "b_000000000000000a");
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	store_job_clear(&j);
+	/* The older batch's job waits until 60000; the newer one's is ready now. */
+	cr_assert_eq(store_next_ready(st, "openai", 2200, &j), 1);
+	cr_assert_str_eq(j.batch_id, "b_000000000000000b");
+	store_job_clear(&j);
+}
+
+Test(store, attempts_keep_the_providers_view)
+{
+	struct store_job j;
+	struct store_outcome o = ok_outcome();
+	int64_t attempt;
+	sqlite3 *db;
+	sqlite3_stmt *q;
+
+	add_batch("b_000000000000000c", 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 7, &attempt), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	store_job_clear(&j);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db,
+	                                "SELECT tokens_charged, tokens_used, gate_wait_ms, "
+	                                "remaining_tokens, remaining_requests, status_code "
+	                                "FROM job_history",
+	                                -1, &q, NULL),
+	             SQLITE_OK);
+	cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+	cr_assert_eq(sqlite3_column_int(q, 0), 100);
+	cr_assert_eq(sqlite3_column_int(q, 1), 7);
+	cr_assert_eq(sqlite3_column_int(q, 2), 7);
+	cr_assert_eq(sqlite3_column_int(q, 3), 900);
+	cr_assert_eq(sqlite3_column_type(q, 4), SQLITE_NULL);
+	cr_assert_eq(sqlite3_column_int(q, 5), 200);
+	sqlite3_finalize(q);
 	sqlite3_close(db);
 }
