@@ -64,6 +64,7 @@ struct scheduler {
 	struct upstream *up;
 	struct event *pump;
 	struct event *flush;
+	int flush_failing;
 	TAILQ_HEAD(, unwritten) unwritten;
 	struct lane lanes[CONFIG_MAX_LANES];
 	int n_lanes;
@@ -235,18 +236,19 @@ static char *dup_or_null(const char *s, size_t len, int *failed)
 	return p;
 }
 
-/* Write the job's outcome, or keep it for the flush timer. */
+/*
+ * Outcomes are written in one transaction per loop turn: each answer is
+ * queued here and the flush event, at the loop's lowest priority, runs after
+ * every other callback of the turn. Should the database refuse (disk full),
+ * the queue is kept and written again every second; its jobs stay running in
+ * the database meanwhile, so nothing launches them twice.
+ */
 static void record(struct scheduler *s, int64_t job_id, int64_t attempt_id,
                    const struct store_outcome *o, int64_t now)
 {
-	struct timeval tv = {1, 0};
 	struct unwritten *u;
-	int r, failed = 0;
+	int failed = 0;
 
-	r = TAILQ_EMPTY(&s->unwritten) ? store_job_complete(s->d->store, job_id, attempt_id, o, now)
-	                               : -EAGAIN; /* keep the order of outcomes */
-	if (r == 0 || r == -ESTALE)
-		return;
 	u = calloc(1, sizeof(*u));
 	if (u) {
 		u->job_id = job_id;
@@ -267,28 +269,43 @@ static void record(struct scheduler *s, int64_t job_id, int64_t attempt_id,
 	}
 	if (!u || failed) {
 		unwritten_free(u);
-		log_err("job %lld: cannot keep its outcome in memory either; it is requeued when "
-		        "llmqd restarts",
-		        (long long)job_id);
+		if (store_job_complete(s->d->store, job_id, attempt_id, o, now) < 0)
+			log_err("job %lld: out of memory and the database refused its outcome; it "
+			        "is requeued when llmqd restarts",
+			        (long long)job_id);
 		return;
 	}
-	if (TAILQ_EMPTY(&s->unwritten))
-		log_err("cannot record outcomes in the database: %s (%s); keeping them in memory "
-		        "and retrying every second. Free space under the database's directory",
-		        r == -ENOSPC ? "disk full" : strerror(-r), store_errmsg(s->d->store));
 	TAILQ_INSERT_TAIL(&s->unwritten, u, link);
-	evtimer_add(s->flush, &tv);
+	if (!s->flush_failing)
+		event_active(s->flush, EV_TIMEOUT, 0);
 }
 
+/* Write every queued outcome in one transaction, or none of them. */
 static int flush_unwritten(struct scheduler *s)
 {
+	struct store *st = s->d->store;
 	struct unwritten *u;
 	int r;
 
+	if (TAILQ_EMPTY(&s->unwritten))
+		return 0;
+	r = store_tx_begin(st);
+	if (r < 0)
+		return r;
+	TAILQ_FOREACH(u, &s->unwritten, link) {
+		r = store_job_complete(st, u->job_id, u->attempt_id, &u->o, u->at);
+		if (r == -ESTALE)
+			r = 0; /* no longer running: nothing to record */
+		if (r < 0)
+			break;
+	}
+	if (r == 0)
+		r = store_tx_commit(st);
+	if (r < 0) {
+		store_tx_rollback(st);
+		return r;
+	}
 	while ((u = TAILQ_FIRST(&s->unwritten))) {
-		r = store_job_complete(s->d->store, u->job_id, u->attempt_id, &u->o, u->at);
-		if (r < 0 && r != -ESTALE)
-			return r;
 		TAILQ_REMOVE(&s->unwritten, u, link);
 		unwritten_free(u);
 	}
@@ -299,12 +316,21 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
 	struct timeval tv = {1, 0};
+	int r = flush_unwritten(s);
 
-	if (flush_unwritten(s) < 0) {
+	if (r < 0) {
+		if (!s->flush_failing)
+			log_err("cannot record outcomes in the database: %s (%s); keeping them in "
+			        "memory and retrying every second. Free space under the database's "
+			        "directory",
+			        r == -ENOSPC ? "disk full" : strerror(-r), store_errmsg(s->d->store));
+		s->flush_failing = 1;
 		evtimer_add(s->flush, &tv);
 		return;
 	}
-	log_info("the database takes outcomes again; all kept outcomes are written");
+	if (s->flush_failing)
+		log_info("the database takes outcomes again; all kept outcomes are written");
+	s->flush_failing = 0;
 	sched_kick(s);
 }
 
@@ -511,6 +537,9 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		r = -ENOMEM;
 		goto fail;
 	}
+	/* The flush runs after everything else of a loop turn (see record()). */
+	if (event_base_get_npriorities(d->base) > 1)
+		event_priority_set(s->flush, event_base_get_npriorities(d->base) - 1);
 	for (i = 0; i < d->cfg->n_lanes; i++) {
 		struct lane *l = &s->lanes[i];
 
