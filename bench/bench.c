@@ -390,8 +390,8 @@ int main(int argc, char **argv)
 		served(mlog, c.warmup_s * 1000.0, end * 1000.0, &tokens, &ok, &r429);
 		served(mlog, 0, c.warmup_s * 1000.0, &tok_all, &ok_all, &r429);
 		printf("first %ds: %.0f tokens/min, %.1f%% of the effective limit\n", c.warmup_s,
-		       tok_all * 60.0 / c.warmup_s, 100.0 * tok_all * 60.0 / c.warmup_s /
-		       ((double)c.tpm * (1 - c.headroom)));
+		       tok_all * 60.0 / c.warmup_s,
+		       100.0 * tok_all * 60.0 / c.warmup_s / ((double)c.tpm * (1 - c.headroom)));
 		served(mlog, 0, 1e18, &tok_all, &ok_all, &r429);
 		eff = (double)c.tpm * (1 - c.headroom);
 		avail = (double)(c.mock_tpm - c.external_tpm);

@@ -31,6 +31,7 @@ struct flight {
 	int64_t charged;
 	struct gate_mark mark;
 	struct up_transfer *t;
+	uint64_t pump; /* the pump that launched it */
 	LIST_ENTRY(flight) link;
 };
 
@@ -65,6 +66,7 @@ struct scheduler {
 	struct event *pump;
 	struct event *flush;
 	int flush_failing;
+	uint64_t pumps;
 	TAILQ_HEAD(, unwritten) unwritten;
 	struct lane lanes[CONFIG_MAX_LANES];
 	int n_lanes;
@@ -158,6 +160,7 @@ static int launch_next(struct lane *l)
 		return 0;
 	}
 	gate_launch(&l->gate, f->charged, now, rand01(s), &f->mark);
+	f->pump = s->pumps;
 	l->launched++;
 	LIST_INSERT_HEAD(&l->flights, f, link);
 	r = lane_url(l->cfg, f->job.url, url, sizeof(url));
@@ -189,18 +192,63 @@ static void pump_lane(struct lane *l)
 		;
 }
 
-static void pump_cb(evutil_socket_t fd, short what, void *arg)
+/* The database never saw this pump's launches: take them back. */
+static void undo_pump(struct scheduler *s)
 {
-	struct scheduler *s = arg;
+	int64_t now = time_mono_ms();
+	struct flight *f, *next;
 	int i;
 
+	for (i = 0; i < s->n_lanes; i++) {
+		struct lane *l = &s->lanes[i];
+
+		for (f = LIST_FIRST(&l->flights); f; f = next) {
+			next = LIST_NEXT(f, link);
+			if (f->pump != s->pumps)
+				continue;
+			LIST_REMOVE(f, link);
+			upstream_abort(s->up, f->t);
+			gate_done(&l->gate, f->charged, 0, now); /* nothing was spent */
+			l->launched--;
+			flight_free(f);
+		}
+		arm(l, now + 1000, now);
+	}
+}
+
+/*
+ * The launches of one pump share one transaction (each job's start is a
+ * savepoint in it). Transfers only go out on a later loop turn, so if the
+ * commit fails they are taken back before a byte was sent.
+ */
+static void pump(struct scheduler *s, struct lane *only)
+{
+	struct store *st = s->d->store;
+	int i, grouped;
+
+	s->pumps++;
+	grouped = store_tx_begin(st) == 0;
 	for (i = 0; i < s->n_lanes; i++)
-		pump_lane(&s->lanes[i]);
+		if (!only || only == &s->lanes[i])
+			pump_lane(&s->lanes[i]);
+	if (grouped && store_tx_commit(st) < 0) {
+		log_err("cannot record the launches of jobs: %s; trying again in 1s",
+		        store_errmsg(st));
+		store_tx_rollback(st);
+		undo_pump(s);
+	}
+}
+
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	pump(arg, NULL);
 }
 
 static void lane_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	pump_lane(arg);
+	struct lane *l = arg;
+
+	pump(l->s, l);
 }
 
 void sched_kick(struct scheduler *s)
@@ -292,7 +340,8 @@ static int flush_unwritten(struct scheduler *s)
 	r = store_tx_begin(st);
 	if (r < 0)
 		return r;
-	TAILQ_FOREACH(u, &s->unwritten, link) {
+	TAILQ_FOREACH(u, &s->unwritten, link)
+	{
 		r = store_job_complete(st, u->job_id, u->attempt_id, &u->o, u->at);
 		if (r == -ESTALE)
 			r = 0; /* no longer running: nothing to record */
@@ -323,7 +372,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 			log_err("cannot record outcomes in the database: %s (%s); keeping them in "
 			        "memory and retrying every second. Free space under the database's "
 			        "directory",
-			        r == -ENOSPC ? "disk full" : strerror(-r), store_errmsg(s->d->store));
+			        r == -ENOSPC ? "disk full" : strerror(-r),
+			        store_errmsg(s->d->store));
 		s->flush_failing = 1;
 		evtimer_add(s->flush, &tv);
 		return;

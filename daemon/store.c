@@ -40,6 +40,9 @@ enum stmt_id {
 	S_BEGIN,
 	S_COMMIT,
 	S_ROLLBACK,
+	S_SAVEPOINT,
+	S_RELEASE,
+	S_ROLLBACK_TO,
 	S__COUNT
 };
 
@@ -88,7 +91,7 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_ATTEMPT_END] = "UPDATE attempts SET ended_at = ?2, outcome = ?3, status_code = ?4, "
                       "error_code = ?5, error_message = ?6, retry_after_ms = ?7, "
                       "tokens_used = ?8, latency_ms = ?9, request_id = ?10, "
-	                  "remaining_tokens = ?11, remaining_requests = ?12 "
+                      "remaining_tokens = ?11, remaining_requests = ?12 "
                       "WHERE id = ?1 AND ended_at IS NULL",
     [S_JOB_FINISH] = "UPDATE jobs SET state = ?2, status_code = ?3, request_id = ?4, "
                      "response = ?5, error_code = ?6, error_message = ?7, prompt_tokens = ?8, "
@@ -129,6 +132,9 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT op",
+    [S_RELEASE] = "RELEASE op",
+    [S_ROLLBACK_TO] = "ROLLBACK TO op",
 };
 
 struct store {
@@ -517,18 +523,27 @@ int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms)
 	return 0;
 }
 
-/* Runs body inside a transaction unless one is already open. */
+/*
+ * An operation of several statements is atomic: its own transaction, or,
+ * inside a caller's transaction (a group of them in one commit), a savepoint
+ * that is rolled back alone when the operation fails.
+ */
 #define TX_BEGIN(s, own)                                                                           \
 	do {                                                                                       \
 		(own) = !(s)->in_tx;                                                               \
-		if ((own) && (r = store_tx_begin(s)) < 0)                                          \
+		r = (own) ? store_tx_begin(s) : simple((s), S_SAVEPOINT);                          \
+		if (r < 0)                                                                         \
 			return r;                                                                  \
 	} while (0)
 
 static int tx_end(struct store *s, int own, int r)
 {
-	if (!own)
+	if (!own) {
+		if (r < 0)
+			simple(s, S_ROLLBACK_TO);
+		simple(s, S_RELEASE);
 		return r;
+	}
 	if (r == 0)
 		r = store_tx_commit(s);
 	if (r < 0)

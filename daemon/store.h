@@ -63,7 +63,7 @@ struct store_outcome {
 	int64_t completion_tokens;
 	int64_t total_tokens;
 	int64_t latency_ms;
-	int64_t remaining_tokens;   /* x-ratelimit-remaining-*, -1: absent */
+	int64_t remaining_tokens; /* x-ratelimit-remaining-*, -1: absent */
 	int64_t remaining_requests;
 	int64_t not_before; /* for a requeue */
 };

@@ -707,10 +707,11 @@ Test(gate_e2e, a_waiting_lane_never_holds_back_another, .timeout = 60)
 	f = fopen(file, "w");
 	/* The slow lane's jobs come first in the file and in the queue. */
 	for (i = 1; i <= 20; i++)
-		fprintf(f,
-		        "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
-		        "\"body\":{\"model\":\"%s\",\"messages\":[],\"max_tokens\":5}}\n",
-		        i, i <= 5 ? "slow-1" : "fast-1");
+		fprintf(
+		    f,
+		    "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+		    "\"body\":{\"model\":\"%s\",\"messages\":[],\"max_tokens\":5}}\n",
+		    i, i <= 5 ? "slow-1" : "fast-1");
 	fclose(f);
 	submit(&d, file, id, sizeof(id));
 	for (i = 0; i < 100; i++) {

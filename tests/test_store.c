@@ -98,7 +98,9 @@ static struct store_outcome ok_outcome(void)
 	                          .prompt_tokens = 3,
 	                          .completion_tokens = 4,
 	                          .total_tokens = 7,
-	                          .latency_ms = 12, .remaining_tokens = 900, .remaining_requests = -1};
+	                          .latency_ms = 12,
+	                          .remaining_tokens = 900,
+	                          .remaining_requests = -1};
 	return o;
 }
 
@@ -162,7 +164,9 @@ Test(store, requeue_respects_not_before)
 	                          .prompt_tokens = -1,
 	                          .completion_tokens = -1,
 	                          .total_tokens = -1,
-	                          .latency_ms = 3, .remaining_tokens = -1, .remaining_requests = -1,
+	                          .latency_ms = 3,
+	                          .remaining_tokens = -1,
+	                          .remaining_requests = -1,
 	                          .not_before = 5000};
 	int64_t attempt, wake;
 
@@ -326,10 +330,14 @@ Test(store, views_exist_for_people)
 
 Test(store, a_job_in_backoff_never_holds_back_ready_ones)
 {
-	struct store_outcome o = {.attempt_outcome = "retry", .status_code = 500,
-	                          .retry_after_ms = -1, .prompt_tokens = -1,
-	                          .completion_tokens = -1, .total_tokens = -1,
-	                          .remaining_tokens = -1, .remaining_requests = -1,
+	struct store_outcome o = {.attempt_outcome = "retry",
+	                          .status_code = 500,
+	                          .retry_after_ms = -1,
+	                          .prompt_tokens = -1,
+	                          .completion_tokens = -1,
+	                          .total_tokens = -1,
+	                          .remaining_tokens = -1,
+	                          .remaining_requests = -1,
 	                          .not_before = 60000};
 	struct store_job j;
 	int64_t attempt;
