@@ -14,6 +14,7 @@
 #include "store.h"
 #include "timeutil.h"
 #include "upstream.h"
+#include "writeback.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,28 +47,12 @@ struct lane {
 	LIST_HEAD(, flight) flights;
 };
 
-/*
- * An outcome the store could not take (disk full, database locked): kept,
- * with its own copies of the strings, and written again every second. The
- * job stays running in the database meanwhile, so nothing launches it twice.
- */
-struct unwritten {
-	int64_t job_id;
-	int64_t attempt_id;
-	int64_t at;
-	struct store_outcome o;
-	char *request_id, *response, *error_code, *error_message;
-	TAILQ_ENTRY(unwritten) link;
-};
-
 struct scheduler {
 	struct llmqd *d;
 	struct upstream *up;
 	struct event *pump;
-	struct event *flush;
-	int flush_failing;
+	struct writeback *wb;
 	uint64_t pumps;
-	TAILQ_HEAD(, unwritten) unwritten;
 	struct lane lanes[CONFIG_MAX_LANES];
 	int n_lanes;
 	uint64_t rng;
@@ -257,131 +242,10 @@ void sched_kick(struct scheduler *s)
 		event_active(s->pump, 0, 0);
 }
 
-static void unwritten_free(struct unwritten *u)
+/* Outcomes reached the database: retried jobs may be ready. */
+static void on_written(void *userdata)
 {
-	if (!u)
-		return;
-	free(u->request_id);
-	free(u->response);
-	free(u->error_code);
-	free(u->error_message);
-	free(u);
-}
-
-static char *dup_or_null(const char *s, size_t len, int *failed)
-{
-	char *p;
-
-	if (!s)
-		return NULL;
-	p = malloc(len + 1);
-	if (!p) {
-		*failed = 1;
-		return NULL;
-	}
-	memcpy(p, s, len);
-	p[len] = '\0';
-	return p;
-}
-
-/*
- * Outcomes are written in one transaction per loop turn: each answer is
- * queued here and the flush event, at the loop's lowest priority, runs after
- * every other callback of the turn. Should the database refuse (disk full),
- * the queue is kept and written again every second; its jobs stay running in
- * the database meanwhile, so nothing launches them twice.
- */
-static void record(struct scheduler *s, int64_t job_id, int64_t attempt_id,
-                   const struct store_outcome *o, int64_t now)
-{
-	struct unwritten *u;
-	int failed = 0;
-
-	u = calloc(1, sizeof(*u));
-	if (u) {
-		u->job_id = job_id;
-		u->attempt_id = attempt_id;
-		u->at = now;
-		u->o = *o;
-		u->request_id =
-		    dup_or_null(o->request_id, o->request_id ? strlen(o->request_id) : 0, &failed);
-		u->response = dup_or_null(o->response, o->response_len, &failed);
-		u->error_code =
-		    dup_or_null(o->error_code, o->error_code ? strlen(o->error_code) : 0, &failed);
-		u->error_message = dup_or_null(
-		    o->error_message, o->error_message ? strlen(o->error_message) : 0, &failed);
-		u->o.request_id = u->request_id;
-		u->o.response = u->response;
-		u->o.error_code = u->error_code;
-		u->o.error_message = u->error_message;
-	}
-	if (!u || failed) {
-		unwritten_free(u);
-		if (store_job_complete(s->d->store, job_id, attempt_id, o, now) < 0)
-			log_err("job %lld: out of memory and the database refused its outcome; it "
-			        "is requeued when llmqd restarts",
-			        (long long)job_id);
-		return;
-	}
-	TAILQ_INSERT_TAIL(&s->unwritten, u, link);
-	if (!s->flush_failing)
-		event_active(s->flush, EV_TIMEOUT, 0);
-}
-
-/* Write every queued outcome in one transaction, or none of them. */
-static int flush_unwritten(struct scheduler *s)
-{
-	struct store *st = s->d->store;
-	struct unwritten *u;
-	int r;
-
-	if (TAILQ_EMPTY(&s->unwritten))
-		return 0;
-	r = store_tx_begin(st);
-	if (r < 0)
-		return r;
-	TAILQ_FOREACH(u, &s->unwritten, link)
-	{
-		r = store_job_complete(st, u->job_id, u->attempt_id, &u->o, u->at);
-		if (r == -ESTALE)
-			r = 0; /* no longer running: nothing to record */
-		if (r < 0)
-			break;
-	}
-	if (r == 0)
-		r = store_tx_commit(st);
-	if (r < 0) {
-		store_tx_rollback(st);
-		return r;
-	}
-	while ((u = TAILQ_FIRST(&s->unwritten))) {
-		TAILQ_REMOVE(&s->unwritten, u, link);
-		unwritten_free(u);
-	}
-	return 0;
-}
-
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct scheduler *s = arg;
-	struct timeval tv = {1, 0};
-	int r = flush_unwritten(s);
-
-	if (r < 0) {
-		if (!s->flush_failing)
-			log_err("cannot record outcomes in the database: %s (%s); keeping them in "
-			        "memory and retrying every second. Free space under the database's "
-			        "directory",
-			        r == -ENOSPC ? "disk full" : strerror(-r),
-			        store_errmsg(s->d->store));
-		s->flush_failing = 1;
-		evtimer_add(s->flush, &tv);
-		return;
-	}
-	if (s->flush_failing)
-		log_info("the database takes outcomes again; all kept outcomes are written");
-	s->flush_failing = 0;
-	sched_kick(s);
+	sched_kick(userdata);
 }
 
 /* What the answer's JSON body says: usage and error. */
@@ -555,7 +419,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 		}
 		break;
 	}
-	record(s, f->job.id, f->attempt_id, &o, wall);
+	writeback_add(s->wb, f->job.id, f->attempt_id, &o, wall);
 	if (v != RV_SUCCEEDED)
 		log_debug("job %s: %s (HTTP %d, %s)", f->job.custom_id, retry_verdict_name(v),
 		          resp->status, msg);
@@ -575,21 +439,19 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 	if (!s)
 		return -ENOMEM;
 	s->d = d;
-	TAILQ_INIT(&s->unwritten);
 	if (getrandom(&s->rng, sizeof(s->rng), 0) != (ssize_t)sizeof(s->rng) || !s->rng)
 		s->rng = (uint64_t)time_wall_ms() | 1;
 	r = upstream_new(d->base, on_done, &s->up);
 	if (r < 0)
 		goto fail;
 	s->pump = event_new(d->base, -1, 0, pump_cb, s);
-	s->flush = evtimer_new(d->base, flush_cb, s);
-	if (!s->pump || !s->flush) {
+	if (!s->pump) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	/* The flush runs after everything else of a loop turn (see record()). */
-	if (event_base_get_npriorities(d->base) > 1)
-		event_priority_set(s->flush, event_base_get_npriorities(d->base) - 1);
+	r = writeback_new(d->base, d->store, on_written, s, &s->wb);
+	if (r < 0)
+		goto fail;
 	for (i = 0; i < d->cfg->n_lanes; i++) {
 		struct lane *l = &s->lanes[i];
 
@@ -632,11 +494,11 @@ void sched_stop(struct scheduler *s)
 		while ((f = LIST_FIRST(&s->lanes[i].flights))) {
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
-			record(s, f->job.id, f->attempt_id, &o, time_wall_ms());
+			writeback_add(s->wb, f->job.id, f->attempt_id, &o, time_wall_ms());
 			flight_free(f);
 		}
 	}
-	if (!TAILQ_EMPTY(&s->unwritten) && flush_unwritten(s) < 0)
+	if (s->wb && writeback_flush(s->wb) < 0)
 		log_err("stopping with outcomes the database would not take; their jobs are "
 		        "requeued at the next start");
 }
@@ -656,14 +518,7 @@ void sched_free(struct scheduler *s)
 			free(s->lanes[i].key);
 		}
 	}
-	while (!TAILQ_EMPTY(&s->unwritten)) {
-		struct unwritten *u = TAILQ_FIRST(&s->unwritten);
-
-		TAILQ_REMOVE(&s->unwritten, u, link);
-		unwritten_free(u);
-	}
-	if (s->flush)
-		event_free(s->flush);
+	writeback_free(s->wb);
 	if (s->pump)
 		event_free(s->pump);
 	upstream_free(s->up);
