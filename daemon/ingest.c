@@ -44,6 +44,7 @@ struct ingest {
 	int64_t line_no;
 	uint64_t bytes;
 	int too_big;
+	int failed; /* -errno: a line could not be kept (out of memory) */
 	struct ingest_job *jobs;
 	size_t n_jobs, cap_jobs;
 	struct ingest_error *errors;
@@ -95,9 +96,8 @@ static int is_blank(const char *s, size_t len)
 	return 1;
 }
 
-static int on_line(void *ud, const char *line, size_t len, int too_long)
+static int take_line(struct ingest *in, const char *line, size_t len, int too_long)
 {
-	struct ingest *in = ud;
 	struct proto_input pi = {0};
 	struct ingest_job *j;
 	const char *body;
@@ -146,6 +146,23 @@ static int on_line(void *ud, const char *line, size_t len, int too_long)
 	proto_input_clear(&pi);
 	if (!j->custom_id || !j->url || !j->model || !j->body)
 		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Keeps reading to the end of the batch even when a line could not be kept,
+ * so the client gets an answer saying so instead of a dropped connection.
+ */
+static int on_line(void *ud, const char *line, size_t len, int too_long)
+{
+	struct ingest *in = ud;
+	int r;
+
+	if (in->failed)
+		return 0;
+	r = take_line(in, line, len, too_long);
+	if (r < 0)
+		in->failed = r;
 	return 0;
 }
 
@@ -317,6 +334,15 @@ static void on_end(void *ud)
 	json_object *o, *e;
 	int r;
 
+	if (in->failed) {
+		log_err(
+		    "submit from uid %d: cannot keep its %lld lines in memory: %s; nothing stored",
+		    (int)ipc_client_uid(in->c), (long long)in->line_no, strerror(-in->failed));
+		ipc_reply(in->c, proto_error(ERR_BUSY, "llmqd ran out of memory receiving the "
+		                                       "batch; nothing was stored: try again, or "
+		                                       "split the batch"));
+		goto out;
+	}
 	if (in->too_big) {
 		snprintf(msg, sizeof(msg),
 		         "batch larger than %llu MiB; split it into several batches",
