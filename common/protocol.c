@@ -28,36 +28,79 @@ static const char *get_string(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
-int proto_parse_input(const char *line, size_t len, struct proto_input *ret, char *err,
-                      size_t errlen)
+int proto_parse_object(const char *text, size_t len, json_object **ret, char *err, size_t errlen)
 {
-	struct json_tokener *tok = NULL;
-	json_object *root = NULL, *body, *v;
-	const char *custom_id, *method, *url, *model;
-	int r = 0, i;
+	struct json_tokener *tok;
+	json_object *root;
+	enum json_tokener_error je;
 
-	if (len > LLMQ_MAX_LINE)
-		return fail(err, errlen, "line longer than the 8 MiB limit");
+	if (len > INT32_MAX)
+		return fail(err, errlen, "longer than the JSON parser takes");
 	tok = json_tokener_new();
 	if (!tok)
 		return -ENOMEM;
-	root = json_tokener_parse_ex(tok, line, (int)len);
-	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
-	    tok->char_offset != (int)len) {
-		enum json_tokener_error je = json_tokener_get_error(tok);
+	root = json_tokener_parse_ex(tok, text, (int)len);
+	je = json_tokener_get_error(tok);
+	if (!root || je != json_tokener_success || tok->char_offset != (int)len) {
 		if (root && je == json_tokener_success)
 			snprintf(err, errlen, "malformed JSON: trailing data after the object");
 		else
 			snprintf(err, errlen, "malformed JSON: %s",
-			         je == json_tokener_continue ? "unexpected end of line"
+			         je == json_tokener_continue ? "unexpected end of input"
 			                                     : json_tokener_error_desc(je));
-		r = -EINVAL;
-		goto out;
+		json_object_put(root);
+		json_tokener_free(tok);
+		return -EINVAL;
 	}
+	json_tokener_free(tok);
 	if (!json_object_is_type(root, json_type_object)) {
-		r = fail(err, errlen, "not a JSON object");
-		goto out;
+		json_object_put(root);
+		return fail(err, errlen, "not a JSON object");
 	}
+	*ret = root;
+	return 0;
+}
+
+int proto_known_url(const char *url)
+{
+	int i;
+
+	for (i = 0; url && proto_batch_urls[i]; i++)
+		if (strcmp(url, proto_batch_urls[i]) == 0)
+			return 1;
+	return 0;
+}
+
+int proto_check_body(json_object *body, int stream_ok, const char **ret_model, char *err,
+                     size_t errlen)
+{
+	const char *model = get_string(body, "model");
+	json_object *v;
+
+	if (!model || !*model)
+		return fail(err, errlen, "\"model\" is missing (a non-empty string)");
+	if (!stream_ok && json_object_object_get_ex(body, "stream", &v) &&
+	    json_object_get_boolean(v))
+		return fail(err, errlen, "\"stream\": true is not supported in a batch");
+	*ret_model = model;
+	return 0;
+}
+
+int proto_parse_input(const char *line, size_t len, struct proto_input *ret, char *err,
+                      size_t errlen)
+{
+	json_object *root = NULL, *body;
+	const char *custom_id, *method, *url, *model;
+	char why[200];
+	int r;
+
+	if (len > LLMQ_MAX_LINE)
+		return fail(err, errlen, "line longer than the 8 MiB limit");
+	r = proto_parse_object(line, len, &root, err, errlen);
+	if (r == -EINVAL && strstr(err, "end of input"))
+		snprintf(err, errlen, "malformed JSON: unexpected end of line");
+	if (r < 0)
+		return r;
 	custom_id = get_string(root, "custom_id");
 	if (!custom_id || !*custom_id) {
 		r = fail(err, errlen, "missing \"custom_id\" (a non-empty string)");
@@ -77,10 +120,7 @@ int proto_parse_input(const char *line, size_t len, struct proto_input *ret, cha
 		r = fail(err, errlen, "missing \"url\"");
 		goto out;
 	}
-	for (i = 0; proto_batch_urls[i]; i++)
-		if (strcmp(url, proto_batch_urls[i]) == 0)
-			break;
-	if (!proto_batch_urls[i]) {
+	if (!proto_known_url(url)) {
 		r = fail(err, errlen,
 		         "\"url\" must be one of /v1/chat/completions, /v1/completions, "
 		         "/v1/embeddings, /v1/responses");
@@ -91,13 +131,9 @@ int proto_parse_input(const char *line, size_t len, struct proto_input *ret, cha
 		r = fail(err, errlen, "missing \"body\" (a JSON object)");
 		goto out;
 	}
-	model = get_string(body, "model");
-	if (!model || !*model) {
-		r = fail(err, errlen, "\"body\" has no \"model\"");
-		goto out;
-	}
-	if (json_object_object_get_ex(body, "stream", &v) && json_object_get_boolean(v)) {
-		r = fail(err, errlen, "\"stream\": true is not supported in a batch");
+	r = proto_check_body(body, 0, &model, why, sizeof(why));
+	if (r < 0) {
+		snprintf(err, errlen, "\"body\": %s", why);
 		goto out;
 	}
 	ret->root = root;
@@ -108,7 +144,6 @@ int proto_parse_input(const char *line, size_t len, struct proto_input *ret, cha
 	root = NULL;
 out:
 	json_object_put(root);
-	json_tokener_free(tok);
 	return r;
 }
 

@@ -36,6 +36,7 @@
 #define OP_LIST "list"
 #define OP_CANCEL "cancel"
 #define OP_RESULTS "results"
+#define OP_METRICS "metrics"
 
 /* Error codes. */
 #define ERR_BAD_REQUEST "BAD_REQUEST"
@@ -71,6 +72,19 @@ struct proto_input {
 int proto_parse_input(const char *line, size_t len, struct proto_input *ret, char *err,
                       size_t errlen);
 void proto_input_clear(struct proto_input *in);
+
+/* Parse text (exactly len bytes) as one JSON object; -EINVAL with a reason. */
+int proto_parse_object(const char *text, size_t len, json_object **ret, char *err, size_t errlen);
+
+/* 1 when url is one of proto_batch_urls. */
+int proto_known_url(const char *url);
+
+/*
+ * Check a request body (a batch line's "body", or an HTTP call's): it names
+ * a model; "stream" only where stream_ok. The model borrows from body.
+ */
+int proto_check_body(json_object *body, int stream_ok, const char **ret_model, char *err,
+                     size_t errlen);
 
 /* Build a request object {"v":1,"op":op}. */
 json_object *proto_request(const char *op);

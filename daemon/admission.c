@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-int64_t admission_drain_ms(struct gate *g, int64_t avg_latency_ms, int64_t jobs, int64_t tokens,
-                           int64_t now)
+int64_t admission_drain_ms(const struct gate *g, int64_t avg_latency_ms, int64_t jobs,
+                           int64_t tokens, int64_t now)
 {
 	double t = 0, x, rate;
 
@@ -31,6 +31,30 @@ int64_t admission_drain_ms(struct gate *g, int64_t avg_latency_ms, int64_t jobs,
 	if (g->paused_until > now)
 		t += (double)(g->paused_until - now);
 	return t > 9e15 ? INT64_MAX : (int64_t)ceil(t);
+}
+
+int64_t admission_call_wait_ms(const struct gate *g, int64_t avg_latency_ms, int64_t ahead_jobs,
+                               int64_t ahead_tokens, int64_t cost, int64_t now)
+{
+	double t = 0, rate;
+	int64_t slots;
+
+	(void)cost; /* with pacing, a call launches once the debt ahead of it is paid */
+	if (g->paused_until > now)
+		t = (double)(g->paused_until - now);
+	if (g->next_launch > now)
+		t = fmax(t, (double)(g->next_launch - now) + (double)ahead_jobs * g->lim.stagger_ms);
+	rate = gate_tokens_per_ms(g);
+	if (rate > 0)
+		t = fmax(t, ((double)ahead_tokens - g->tok) / rate);
+	rate = gate_requests_per_ms(g);
+	if (rate > 0)
+		t = fmax(t, ((double)ahead_jobs + 1 - g->req) / rate);
+	slots = g->lim.max_concurrency - g->in_flight;
+	if (ahead_jobs >= slots && avg_latency_ms > 0)
+		t = fmax(t, (double)((ahead_jobs - slots) / g->lim.max_concurrency + 1) *
+		                (double)avg_latency_ms);
+	return t <= 0 ? 0 : t > 9e15 ? INT64_MAX : (int64_t)ceil(t);
 }
 
 static void refuse(struct admission_verdict *v, int retryable, int64_t after, const char *fmt, ...)

@@ -17,7 +17,7 @@
 /* One lane's share of a batch, and what the lane already holds. */
 struct admission_load {
 	const struct lane_config *cfg;
-	struct gate *gate;
+	const struct gate *gate; /* a snapshot, brought up to now */
 	int64_t avg_latency_ms; /* observed; 0 when unknown */
 	int64_t queued_jobs;    /* already queued or running on the lane */
 	int64_t queued_tokens;
@@ -40,8 +40,18 @@ struct admission_verdict {
  * token budget, the request budget, the stagger, and concurrency x latency,
  * after any pause.
  */
-int64_t admission_drain_ms(struct gate *g, int64_t avg_latency_ms, int64_t jobs, int64_t tokens,
-                           int64_t now);
+int64_t admission_drain_ms(const struct gate *g, int64_t avg_latency_ms, int64_t jobs,
+                           int64_t tokens, int64_t now);
+
+/*
+ * How long an interactive call costing cost tokens would wait at the gate
+ * g (a snapshot brought up to now) behind ahead_jobs calls of ahead_tokens
+ * already waiting: the slowest of the pause, the stagger, the request and
+ * token buckets (interactive calls may spend the whole lane), and - at the
+ * concurrency cap - the transfers in flight at their mean latency.
+ */
+int64_t admission_call_wait_ms(const struct gate *g, int64_t avg_latency_ms, int64_t ahead_jobs,
+                               int64_t ahead_tokens, int64_t cost, int64_t now);
 
 void admission_check(const struct admission_load *loads, int n, int64_t window_ms, int64_t now,
                      struct admission_verdict *ret);

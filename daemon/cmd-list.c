@@ -5,28 +5,20 @@
 #include "protocol.h"
 #include "store.h"
 
-static void cmd_list_exec(struct cmd_ctx *ctx)
+static enum cmd_retval cmd_list_exec(struct cmd_ctx *ctx)
 {
 	int64_t limit = cmd_get_int(ctx->req, "limit", 50);
-	json_object *arr = NULL, *o;
+	json_object *arr = NULL;
 	int r;
 
-	if (limit < 1 || limit > 10000) {
-		ipc_reply(ctx->client, proto_error(ERR_BAD_REQUEST, "\"limit\" must be 1..10000"));
-		return;
-	}
+	if (limit < 1 || limit > 10000)
+		return cmd_error(ctx, ERR_BAD_REQUEST, "\"limit\" must be 1..10000");
 	r = store_batch_list(ctx->d->store, (int)limit, &arr);
-	if (r < 0) {
-		cmd_store_error(ctx, "list", r);
-		return;
-	}
-	o = proto_ok();
-	if (!o) {
-		json_object_put(arr);
-		return;
-	}
-	json_object_object_add(o, "batches", arr);
-	ipc_reply(ctx->client, o);
+	if (r < 0)
+		return cmd_store_error(ctx, "list", r);
+	cmd_ok(ctx);
+	cmd_add(ctx, "batches", arr);
+	return CMD_REPLY;
 }
 
 const struct cmd_entry cmd_list_entry = {

@@ -1,5 +1,5 @@
 /*
- * cmd.c - the op table and the dispatcher.
+ * cmd.c - the op table, the dispatcher, and the one place answers are sent.
  */
 #include "cmd.h"
 #include "log.h"
@@ -9,40 +9,148 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <event2/buffer.h>
 
 static const struct cmd_entry *const cmd_table[] = {
-    &cmd_ping_entry,
-    &cmd_submit_entry,
-    &cmd_status_entry,
-    &cmd_list_entry,
-    &cmd_cancel_entry,
-    &cmd_results_entry,
-    NULL,
+    &cmd_ping_entry,   &cmd_submit_entry,  &cmd_status_entry,  &cmd_list_entry,
+    &cmd_cancel_entry, &cmd_results_entry, &cmd_metrics_entry, NULL,
 };
+
+enum cmd_retval cmd_error(struct cmd_ctx *ctx, const char *code, const char *msg)
+{
+	json_object_put(ctx->reply);
+	ctx->reply = proto_error(code, msg);
+	return CMD_REPLY;
+}
+
+enum cmd_retval cmd_ok(struct cmd_ctx *ctx)
+{
+	json_object_put(ctx->reply);
+	ctx->reply = proto_ok();
+	return CMD_REPLY;
+}
+
+void cmd_add(struct cmd_ctx *ctx, const char *key, json_object *v)
+{
+	if (!ctx->reply)
+		json_object_put(v);
+	else
+		json_object_object_add(ctx->reply, key, v);
+}
+
+json_object *cmd_store_error_reply(struct llmqd *d, const char *what, int r)
+{
+	char msg[512];
+
+	if (r == -ENOSPC) {
+		snprintf(msg, sizeof(msg),
+		         "%s: the disk holding the database is full; nothing was changed. "
+		         "Free space there and try again",
+		         what);
+		log_err("%s: disk full (%s)", what, store_errmsg(d->store));
+	} else {
+		snprintf(msg, sizeof(msg), "%s: database error (%s); see llmqd's log", what,
+		         strerror(-r));
+		log_err("%s: %s: %s", what, strerror(-r), store_errmsg(d->store));
+	}
+	return proto_error(r == -ENOSPC ? ERR_STORAGE : ERR_INTERNAL, msg);
+}
+
+enum cmd_retval cmd_store_error(struct cmd_ctx *ctx, const char *what, int r)
+{
+	json_object_put(ctx->reply);
+	ctx->reply = cmd_store_error_reply(ctx->d, what, r);
+	return CMD_REPLY;
+}
+
+/* The batch a command names: present, well formed, known. */
+static enum cmd_retval resolve_batch(struct cmd_ctx *ctx, const struct cmd_entry *e, int *ret_ok)
+{
+	const char *id = cmd_get_string(ctx->req, "batch");
+	int r;
+
+	*ret_ok = 0;
+	if (!id && (e->flags & CMD_F_BATCH_OPTIONAL)) {
+		*ret_ok = 1;
+		return CMD_REPLY;
+	}
+	if (!id)
+		return cmd_error(ctx, ERR_BAD_REQUEST, "missing \"batch\" (a batch id)");
+	if (!proto_valid_batch_id(id))
+		return cmd_error(ctx, ERR_NOT_FOUND,
+		                 "no such batch; batch ids look like b_0123456789abcdef "
+		                 "(see llmq list)");
+	r = store_batch_get(ctx->d->store, id, &ctx->batch);
+	if (r == -ENOENT)
+		return cmd_error(ctx, ERR_NOT_FOUND, "no such batch (see llmq list)");
+	if (r < 0)
+		return cmd_store_error(ctx, e->name, r);
+	ctx->batch_id = id;
+	*ret_ok = 1;
+	return CMD_REPLY;
+}
+
+enum cmd_retval cmd_execute(struct cmd_ctx *ctx)
+{
+	const struct cmd_entry *const *e;
+	enum cmd_retval rv = CMD_REPLY;
+	const char *op = NULL;
+	char msg[256];
+	int ok;
+
+	ctx->reply = proto_check_request(ctx->req, &op);
+	if (ctx->reply)
+		return CMD_REPLY;
+	for (e = cmd_table; *e; e++)
+		if (strcmp((*e)->name, op) == 0)
+			break;
+	if (!*e) {
+		snprintf(msg, sizeof(msg),
+		         "unknown op \"%.64s\"; known: ping, submit, status, list, cancel, "
+		         "results, metrics",
+		         op);
+		return cmd_error(ctx, ERR_UNKNOWN_OP, msg);
+	}
+	log_debug("uid %d: %s", (int)ctx->uid, op);
+	if ((*e)->flags & (CMD_F_BATCH | CMD_F_BATCH_OPTIONAL)) {
+		rv = resolve_batch(ctx, *e, &ok);
+		if (!ok)
+			goto out;
+	}
+	rv = (*e)->exec(ctx);
+out:
+	if (rv == CMD_REPLY && !ctx->reply) {
+		if (ctx->raw)
+			evbuffer_free(ctx->raw);
+		ctx->raw = NULL;
+		ctx->reply = proto_error(ERR_INTERNAL, "llmqd ran out of memory; try again");
+	}
+	return rv;
+}
+
+void cmd_ctx_clear(struct cmd_ctx *ctx)
+{
+	json_object_put(ctx->batch);
+	json_object_put(ctx->reply);
+	if (ctx->raw)
+		evbuffer_free(ctx->raw);
+	ctx->batch = ctx->reply = NULL;
+	ctx->raw = NULL;
+}
 
 void cmd_dispatch(struct ipc_client *c, json_object *req, void *userdata)
 {
-	struct cmd_ctx ctx = {.d = userdata, .client = c, .req = req};
-	const struct cmd_entry *const *e;
-	json_object *err;
-	const char *op = NULL;
-	char msg[256];
+	struct cmd_ctx ctx = {.d = userdata, .client = c, .uid = ipc_client_uid(c), .req = req};
 
-	err = proto_check_request(req, &op);
-	if (err) {
-		ipc_reply(c, err);
-		return;
+	if (cmd_execute(&ctx) == CMD_REPLY) {
+		ipc_reply(c, ctx.reply);
+		ctx.reply = NULL;
+		if (ctx.raw)
+			ipc_reply_buffer(c, ctx.raw);
+		if (ctx.close_after)
+			ipc_close_after_reply(c);
 	}
-	for (e = cmd_table; *e; e++) {
-		if (strcmp((*e)->name, op) == 0) {
-			log_debug("uid %d: %s", (int)ipc_client_uid(c), op);
-			(*e)->exec(&ctx);
-			return;
-		}
-	}
-	snprintf(msg, sizeof(msg),
-	         "unknown op \"%.64s\"; known: ping, submit, status, list, cancel, results", op);
-	ipc_reply(c, proto_error(ERR_UNKNOWN_OP, msg));
+	cmd_ctx_clear(&ctx);
 }
 
 const char *cmd_get_string(json_object *req, const char *key)
@@ -61,38 +169,4 @@ int64_t cmd_get_int(json_object *req, const char *key, int64_t dflt)
 	if (!json_object_object_get_ex(req, key, &v) || !json_object_is_type(v, json_type_int))
 		return dflt;
 	return json_object_get_int64(v);
-}
-
-void cmd_store_error(struct cmd_ctx *ctx, const char *what, int r)
-{
-	char msg[512];
-
-	if (r == -ENOSPC) {
-		snprintf(msg, sizeof(msg),
-		         "%s: the disk holding the database is full; nothing was changed. "
-		         "Free space there and try again",
-		         what);
-		log_err("%s: disk full (%s)", what, store_errmsg(ctx->d->store));
-	} else {
-		snprintf(msg, sizeof(msg), "%s: database error (%s); see llmqd's log", what,
-		         strerror(-r));
-		log_err("%s: %s: %s", what, strerror(-r), store_errmsg(ctx->d->store));
-	}
-	ipc_reply(ctx->client, proto_error(r == -ENOSPC ? ERR_STORAGE : ERR_INTERNAL, msg));
-}
-
-int cmd_check_batch_id(struct cmd_ctx *ctx, const char *id)
-{
-	if (!id) {
-		ipc_reply(ctx->client,
-		          proto_error(ERR_BAD_REQUEST, "missing \"batch\" (a batch id)"));
-		return -EINVAL;
-	}
-	if (!proto_valid_batch_id(id)) {
-		ipc_reply(ctx->client,
-		          proto_error(ERR_NOT_FOUND, "no such batch; batch ids look like "
-		                                     "b_0123456789abcdef (see llmq list)"));
-		return -EINVAL;
-	}
-	return 0;
 }

@@ -64,6 +64,10 @@ static const struct setting settings[] = {
      1, 600e3},
     {"request_timeout_seconds", "LLMQ_REQUEST_TIMEOUT_SECONDS", NULL, K_MS, LC(request_timeout_ms),
      1, 86400e3},
+    {"interactive_reserve", "LLMQ_INTERACTIVE_RESERVE", "interactive-reserve", K_FRAC,
+     LC(limits.interactive_reserve), 0, 0.9},
+    {"interactive_max_wait_seconds", "LLMQ_INTERACTIVE_MAX_WAIT_SECONDS", "interactive-max-wait",
+     K_MS, LC(interactive_max_wait_ms), 0, 3600e3},
     {NULL, NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -89,6 +93,8 @@ static void lane_defaults(struct lane_config *l, const char *name)
 	l->quota_pause_ms = 300000;
 	l->connect_timeout_ms = 10000;
 	l->request_timeout_ms = 600000;
+	l->limits.interactive_reserve = 0.2;
+	l->interactive_max_wait_ms = 30000;
 }
 
 static int bad(char *err, size_t errlen, const char *where, const char *key, const char *value,
@@ -196,8 +202,19 @@ struct ini_state {
 	char *err;
 	size_t errlen;
 	int failed;
-	int socket_from_env, db_from_env;
+	int socket_from_env, db_from_env, http_from_env, http_socket_from_env;
 };
+
+static int parse_bool(const char *v, int *ret)
+{
+	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on"))
+		*ret = 1;
+	else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "off"))
+		*ret = 0;
+	else
+		return -EINVAL;
+	return 0;
+}
 
 static int on_ini_line(void *user, const char *section, const char *name, const char *value)
 {
@@ -219,6 +236,15 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 				snprintf(cfg->db_path, sizeof(cfg->db_path), "%s", value);
 		} else if (strcmp(name, "db_max_mb") == 0) {
 			if (parse_mb(value, &cfg->db_max_bytes) < 0)
+				goto fail_range;
+		} else if (strcmp(name, "http") == 0) {
+			if (!st->http_from_env)
+				snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", value);
+		} else if (strcmp(name, "http_socket") == 0) {
+			if (!st->http_socket_from_env)
+				snprintf(cfg->http_socket, sizeof(cfg->http_socket), "%s", value);
+		} else if (strcmp(name, "http_log_bodies") == 0) {
+			if (parse_bool(value, &cfg->http_log_bodies) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "max_connections") == 0) {
 			cfg->max_connections = atoi(value);
@@ -277,6 +303,8 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 
 	st.socket_from_env = getenv("LLMQ_SOCKET") && *getenv("LLMQ_SOCKET");
 	st.db_from_env = getenv("LLMQ_DB") && *getenv("LLMQ_DB");
+	st.http_from_env = getenv("LLMQ_HTTP_ADDR") && *getenv("LLMQ_HTTP_ADDR");
+	st.http_socket_from_env = getenv("LLMQ_HTTP_SOCKET") && *getenv("LLMQ_HTTP_SOCKET");
 	f = fopen(cfg->config_file, "re");
 	if (!f) {
 		if (!required && errno == ENOENT) {
@@ -309,7 +337,8 @@ static const struct option base_options[] = {
     {"socket", required_argument, NULL, 'S'},    {"db", required_argument, NULL, 'D'},
     {"db-max-mb", required_argument, NULL, 'M'}, {"config", required_argument, NULL, 'c'},
     {"verbose", no_argument, NULL, 'v'},         {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
+    {"version", no_argument, NULL, 'V'},         {"http", required_argument, NULL, 'H'},
+    {"http-socket", required_argument, NULL, 'U'},
 };
 #define N_BASE (sizeof(base_options) / sizeof(base_options[0]))
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -324,6 +353,9 @@ void config_usage(FILE *f)
 	           "  --db-max-mb N    cap the database's size (LLMQ_DB_MAX_MB)\n"
 	           "  --config FILE    lanes and limits (default " CONFIG_DEFAULT_FILE
 	           " when present)\n"
+	           "  --http ADDR      OpenAI-compatible HTTP listener, HOST:PORT or off\n"
+	           "                   (LLMQ_HTTP_ADDR, default " CONFIG_DEFAULT_HTTP ")\n"
+	           "  --http-socket P  the same on a Unix socket (LLMQ_HTTP_SOCKET)\n"
 	           "  -v, --verbose    log each request\n"
 	           "  --help, --version\n\n"
 	           "Limits of the implicit 'openai' lane (used when there is no config file):\n");
@@ -343,6 +375,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_connections = 64;
 	cfg->log_level = LOG_INFO;
+	snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CONFIG_DEFAULT_HTTP);
 	memcpy(opts, base_options, sizeof(base_options));
 	n = N_BASE;
 	for (s = settings; s->key; s++)
@@ -392,6 +425,15 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	if (r < 0)
 		return r;
 
+	if ((v = getenv("LLMQ_HTTP_ADDR")) && *v)
+		snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", v);
+	if ((v = getenv("LLMQ_HTTP_SOCKET")) && *v)
+		snprintf(cfg->http_socket, sizeof(cfg->http_socket), "%s", v);
+	if ((v = getenv("LLMQ_HTTP_LOG_BODIES")) && *v && parse_bool(v, &cfg->http_log_bodies) < 0) {
+		snprintf(err, errlen, "environment: LLMQ_HTTP_LOG_BODIES = \"%s\": expected yes or no",
+		         v);
+		return -EINVAL;
+	}
 	if ((v = getenv("LLMQ_DB_MAX_MB")) && *v && parse_mb(v, &cfg->db_max_bytes) < 0) {
 		snprintf(err, errlen, "environment: LLMQ_DB_MAX_MB = \"%s\": expected megabytes",
 		         v);
@@ -448,6 +490,42 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	}
 	if (c == 0)
 		cfg->lanes[0].is_default = 1;
+	if (strcmp(cfg->http_addr, "off") != 0 &&
+	    config_parse_http_addr(cfg->http_addr, NULL, 0, NULL) < 0) {
+		snprintf(err, errlen,
+		         "HTTP address \"%s\": expected HOST:PORT (e.g. 127.0.0.1:8411) or off",
+		         cfg->http_addr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int config_parse_http_addr(const char *addr, char *host, size_t hostlen, int *ret_port)
+{
+	const char *colon = strrchr(addr, ':');
+	char *end;
+	long port;
+	size_t n;
+
+	if (!colon || colon == addr)
+		return -EINVAL;
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end || port < 0 || port > 65535)
+		return -EINVAL;
+	n = (size_t)(colon - addr);
+	if (addr[0] == '[' && n >= 2 && addr[n - 1] == ']') {
+		addr++;
+		n -= 2;
+	}
+	if (host) {
+		if (n >= hostlen)
+			return -EINVAL;
+		memcpy(host, addr, n);
+		host[n] = '\0';
+	}
+	if (ret_port)
+		*ret_port = (int)port;
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #define CONFIG_DEFAULT_FILE "/etc/llmq/llmqd.conf"
 #define CONFIG_MAX_LANES 16
 #define CONFIG_MAX_MODELS 16
+#define CONFIG_DEFAULT_HTTP "127.0.0.1:8411"
 
 struct lane_config {
 	char name[64];
@@ -39,12 +40,16 @@ struct lane_config {
 	int64_t queue_max_tokens;
 	int64_t connect_timeout_ms;
 	int64_t request_timeout_ms;
+	int64_t interactive_max_wait_ms; /* an interactive call waits this long at most */
 };
 
 struct config {
 	char socket_path[PATH_MAX];
 	char db_path[PATH_MAX];
 	char config_file[PATH_MAX];
+	char http_addr[128];         /* HOST:PORT, or "off" */
+	char http_socket[PATH_MAX];  /* the HTTP face on a Unix socket; "" for none */
+	int http_log_bodies;         /* keep interactive calls' bodies in the calls table */
 	int max_connections;
 	int64_t db_max_bytes; /* 0: no cap; past it writes fail as on a full disk */
 	int log_level;
@@ -63,5 +68,8 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 const struct lane_config *config_lane_for_model(const struct config *cfg, const char *model);
 
 void config_usage(FILE *f);
+
+/* Split HOST:PORT ([v6]:PORT); host and ret_port may be NULL. */
+int config_parse_http_addr(const char *addr, char *host, size_t hostlen, int *ret_port);
 
 #endif

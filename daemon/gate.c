@@ -54,19 +54,63 @@ int64_t gate_effective_tpm(const struct gate *g)
  * GATE_SLACK_MS of refill more (at 10,000 requests/min, a launch every 6 ms,
  * losing 1 ms of lateness per launch would waste a sixth of the budget).
  */
+static double token_pocket(const struct gate *g)
+{
+	return g->lim.interactive_reserve * gate_tokens_per_ms(g) * GATE_POCKET_MS;
+}
+
+static double req_pocket(const struct gate *g)
+{
+	return g->lim.interactive_reserve * gate_requests_per_ms(g) * GATE_POCKET_MS;
+}
+
+/* The reserve's pocket sits on top of the burst, so a batch alone still
+ * spends the whole rate: it only never dips into the pocket. */
 double gate_token_capacity(const struct gate *g)
 {
-	return gate_tokens_per_ms(g) * (double)(g->lim.burst_ms + GATE_SLACK_MS);
+	return gate_tokens_per_ms(g) * (double)(g->lim.burst_ms + GATE_SLACK_MS) + token_pocket(g);
 }
 
 static double req_capacity(const struct gate *g)
 {
 	double c = gate_requests_per_ms(g) * (double)g->lim.burst_ms;
 
-	return (c < 1 ? 1 : c) + gate_requests_per_ms(g) * GATE_SLACK_MS;
+	return (c < 1 ? 1 : c) + gate_requests_per_ms(g) * GATE_SLACK_MS + req_pocket(g);
 }
 
-static void refill(struct gate *g, int64_t now)
+int gate_batch_slots(const struct gate *g)
+{
+	int keep = (int)ceil(g->lim.interactive_reserve * g->lim.max_concurrency - 1e-9);
+	int n = g->lim.max_concurrency - keep;
+
+	return n < 1 ? 1 : n;
+}
+
+static void decay_share(struct gate *g, int64_t now)
+{
+	double f;
+	int c;
+
+	if (now <= g->share_at)
+		return;
+	f = exp(-(double)(now - g->share_at) / GATE_SHARE_TAU_MS);
+	for (c = 0; c < GATE_CLASSES; c++)
+		g->share[c] *= f;
+	g->share_at = now;
+}
+
+enum gate_class gate_first_class(struct gate *g, int64_t now)
+{
+	double total;
+
+	decay_share(g, now);
+	total = g->share[GATE_BATCH] + g->share[GATE_INTERACTIVE];
+	if (total > 0 && g->share[GATE_INTERACTIVE] > (1.0 - g->lim.interactive_reserve) * total)
+		return GATE_BATCH;
+	return GATE_INTERACTIVE;
+}
+
+void gate_refill(struct gate *g, int64_t now)
 {
 	double dt;
 
@@ -88,6 +132,11 @@ void gate_init(struct gate *g, const struct gate_limits *lim, int64_t now)
 		g->lim.headroom = 0;
 	if (g->lim.headroom > 0.9)
 		g->lim.headroom = 0.9;
+	if (!(g->lim.interactive_reserve >= 0))
+		g->lim.interactive_reserve = 0;
+	if (g->lim.interactive_reserve > 0.9)
+		g->lim.interactive_reserve = 0.9;
+	g->share_at = now;
 	g->refilled_at = now;
 	g->next_launch = now;
 	g->tok = gate_token_capacity(g);
@@ -102,13 +151,18 @@ static int64_t wait_for(double level, double need, double rate)
 	return (int64_t)ceil((need - level) / rate - 1e-9);
 }
 
-int64_t gate_when(struct gate *g, int64_t cost, int64_t now, enum gate_block *ret_why)
+int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now,
+                  enum gate_block *ret_why)
 {
 	enum gate_block why = GATE_OK;
 	int64_t t = now, w;
+	/* A batch launch leaves the interactive pocket untouched. */
+	double tok_keep = cls == GATE_BATCH ? token_pocket(g) : 0;
+	double req_keep = cls == GATE_BATCH ? req_pocket(g) : 0;
 
-	refill(g, now);
-	if (g->in_flight >= g->lim.max_concurrency) {
+	gate_refill(g, now);
+	if (g->in_flight >= g->lim.max_concurrency ||
+	    (cls == GATE_BATCH && g->class_in_flight[GATE_BATCH] >= gate_batch_slots(g))) {
 		t = GATE_NEVER;
 		why = GATE_CONCURRENCY;
 		goto out;
@@ -122,7 +176,7 @@ int64_t gate_when(struct gate *g, int64_t cost, int64_t now, enum gate_block *re
 		why = GATE_STAGGER;
 	}
 	if (rpm_limit(g) > 0) {
-		w = now + wait_for(g->req, 1, gate_requests_per_ms(g));
+		w = now + wait_for(g->req, 1 + req_keep, gate_requests_per_ms(g));
 		if (w > t) {
 			t = w;
 			why = GATE_REQUESTS;
@@ -132,7 +186,7 @@ int64_t gate_when(struct gate *g, int64_t cost, int64_t now, enum gate_block *re
 		/* A job dearer than the burst waits for a full bucket (less the slack). */
 		double need = fmin((double)cost, gate_tokens_per_ms(g) * (double)g->lim.burst_ms);
 
-		w = now + wait_for(g->tok, need, gate_tokens_per_ms(g));
+		w = now + wait_for(g->tok, need + tok_keep, gate_tokens_per_ms(g));
 		if (w > t) {
 			t = w;
 			why = GATE_TOKENS;
@@ -144,11 +198,14 @@ out:
 	return t;
 }
 
-void gate_launch(struct gate *g, int64_t cost, int64_t now, double jitter01,
+void gate_launch(struct gate *g, enum gate_class cls, int64_t cost, int64_t now, double jitter01,
                  struct gate_mark *ret_mark)
 {
-	refill(g, now);
+	gate_refill(g, now);
+	decay_share(g, now);
+	g->share[cls] += (double)(cost > 0 ? cost : 1);
 	g->in_flight++;
+	g->class_in_flight[cls]++;
 	g->tok -= (double)cost;
 	g->req -= 1;
 	g->seq_tokens += cost;
@@ -159,11 +216,13 @@ void gate_launch(struct gate *g, int64_t cost, int64_t now, double jitter01,
 	ret_mark->requests = g->seq_requests;
 }
 
-void gate_done(struct gate *g, int64_t charged, int64_t used, int64_t now)
+void gate_done(struct gate *g, enum gate_class cls, int64_t charged, int64_t used, int64_t now)
 {
-	refill(g, now);
+	gate_refill(g, now);
 	if (g->in_flight > 0)
 		g->in_flight--;
+	if (g->class_in_flight[cls] > 0)
+		g->class_in_flight[cls]--;
 	if (used >= 0)
 		g->tok = fmin(gate_token_capacity(g), g->tok + (double)(charged - used));
 }
@@ -188,7 +247,7 @@ void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct g
 {
 	double view;
 
-	refill(g, now);
+	gate_refill(g, now);
 	if (fb->limit_tokens > 0)
 		g->provider_tpm = fb->limit_tokens;
 	if (fb->limit_requests > 0)
@@ -228,7 +287,7 @@ void gate_pause(struct gate *g, int64_t until, const char *reason)
 
 void gate_drain(struct gate *g, int64_t now)
 {
-	refill(g, now);
+	gate_refill(g, now);
 	if (g->tok > 0)
 		g->tok = 0;
 	if (g->req > 0)

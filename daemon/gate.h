@@ -18,6 +18,26 @@
 /* Refill a bucket keeps beyond its burst, for launches the loop makes late. */
 #define GATE_SLACK_MS 20
 
+/*
+ * Two classes share a lane: batch (stored jobs) and interactive (a caller
+ * waits on an open connection). The interactive reserve is a share of the
+ * lane's concurrency and of one second of its budget that batch launches
+ * never take; interactive launches may use all of the lane. When both
+ * classes wait, interactive goes first while its share of the tokens
+ * launched over the last minute stays within 1 - reserve, so a batch keeps
+ * at least the reserve's share too.
+ */
+enum gate_class {
+	GATE_BATCH,
+	GATE_INTERACTIVE,
+	GATE_CLASSES,
+};
+
+/* The budget the reserve keeps back, as time at the lane's effective rate. */
+#define GATE_POCKET_MS 1000
+/* How long the class share meter remembers. */
+#define GATE_SHARE_TAU_MS 60000
+
 struct gate_limits {
 	int max_concurrency;   /* >= 1 */
 	int64_t stagger_ms;    /* minimum time between launches; 0 = off */
@@ -26,6 +46,7 @@ struct gate_limits {
 	int64_t rpm;           /* requests per minute; 0 = no limit */
 	double headroom;       /* fraction of each limit left unused, 0..0.9 */
 	int64_t burst_ms;      /* bucket capacity, as time at the effective rate */
+	double interactive_reserve; /* 0..0.9, see enum gate_class */
 };
 
 /* What the provider said about the key's budget; -1 where a header was absent. */
@@ -37,6 +58,9 @@ struct gate_feedback {
 struct gate {
 	struct gate_limits lim;
 	int in_flight;
+	int class_in_flight[GATE_CLASSES];
+	double share[GATE_CLASSES]; /* tokens launched, decaying with GATE_SHARE_TAU_MS */
+	int64_t share_at;
 	int64_t next_launch; /* earliest next launch the stagger allows */
 	double tok, req;     /* bucket levels; may go below 0 (debt) */
 	int64_t refilled_at;
@@ -66,12 +90,22 @@ double gate_requests_per_ms(const struct gate *g);
 int64_t gate_effective_tpm(const struct gate *g);
 double gate_token_capacity(const struct gate *g);
 
+/* Bring the buckets up to now (for a copy read as a snapshot). */
+void gate_refill(struct gate *g, int64_t now);
+
+/* Slots a batch may hold: the concurrency less the interactive reserve, >= 1. */
+int gate_batch_slots(const struct gate *g);
+
 /*
- * The earliest time >= now at which a job costing cost tokens may launch;
- * GATE_NEVER while the lane is at its concurrency cap (a finish frees it).
- * ret_why may be NULL.
+ * The earliest time >= now at which a job of class cls costing cost tokens
+ * may launch; GATE_NEVER while the class is at its concurrency cap (a finish
+ * frees it). ret_why may be NULL.
  */
-int64_t gate_when(struct gate *g, int64_t cost, int64_t now, enum gate_block *ret_why);
+int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now,
+                  enum gate_block *ret_why);
+
+/* Which class goes first when both have work ready. */
+enum gate_class gate_first_class(struct gate *g, int64_t now);
 
 /* Where the launch sequence stood right after one launch. */
 struct gate_mark {
@@ -81,11 +115,11 @@ struct gate_mark {
 
 /* Record a launch at now; jitter01 is a uniform draw in [0,1). ret_mark is
  * handed back to gate_observe() with the launch's answer. */
-void gate_launch(struct gate *g, int64_t cost, int64_t now, double jitter01,
+void gate_launch(struct gate *g, enum gate_class cls, int64_t cost, int64_t now, double jitter01,
                  struct gate_mark *ret_mark);
 
 /* A transfer ended: free its slot, reconcile charged with used (-1: unknown). */
-void gate_done(struct gate *g, int64_t charged, int64_t used, int64_t now);
+void gate_done(struct gate *g, enum gate_class cls, int64_t charged, int64_t used, int64_t now);
 
 /* Fold in the provider's headers from the answer to the launch marked mark. */
 void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct gate_mark *mark,

@@ -246,16 +246,20 @@ static void reply_invalid(struct ingest *in)
 static int admit(struct ingest *in, struct admission_verdict *v, int64_t *ret_tokens)
 {
 	struct admission_load loads[CONFIG_MAX_LANES];
+	struct lane_snapshot snap[CONFIG_MAX_LANES];
 	const struct config *cfg = in->d->cfg;
-	int64_t total = 0;
+	int64_t total = 0, now = time_mono_ms();
 	size_t i;
 	int k, r;
 
 	memset(loads, 0, sizeof(loads));
 	for (k = 0; k < cfg->n_lanes; k++) {
+		r = sched_lane_snapshot(in->d->sched, k, now, &snap[k]);
+		if (r < 0)
+			return r;
 		loads[k].cfg = &cfg->lanes[k];
-		loads[k].gate =
-		    sched_lane_gate(in->d->sched, cfg->lanes[k].name, &loads[k].avg_latency_ms);
+		loads[k].gate = &snap[k].gate;
+		loads[k].avg_latency_ms = snap[k].avg_latency_ms;
 	}
 	for (i = 0; i < in->n_jobs; i++) {
 		struct admission_load *l = &loads[in->jobs[i].lane - cfg->lanes];
@@ -276,7 +280,7 @@ static int admit(struct ingest *in, struct admission_verdict *v, int64_t *ret_to
 		if (r < 0)
 			return r;
 	}
-	admission_check(loads, cfg->n_lanes, in->opts.window_ms, time_mono_ms(), v);
+	admission_check(loads, cfg->n_lanes, in->opts.window_ms, now, v);
 	*ret_tokens = total;
 	return 0;
 }
@@ -293,6 +297,7 @@ static int store_batch(struct ingest *in, const char *id, int64_t tokens)
 	    .window_ms = in->opts.window_ms,
 	    .total = (int64_t)in->n_jobs,
 	    .est_tokens = tokens,
+	    .priority = in->opts.priority,
 	};
 	size_t i;
 	int r;
@@ -313,6 +318,7 @@ static int store_batch(struct ingest *in, const char *id, int64_t tokens)
 		    .body = j->body,
 		    .body_len = j->body_len,
 		    .est_tokens = j->est,
+		    .priority = in->opts.priority,
 		};
 
 		r = store_job_insert(st, &nj, now);
@@ -327,7 +333,6 @@ static int store_batch(struct ingest *in, const char *id, int64_t tokens)
 static void on_end(void *ud)
 {
 	struct ingest *in = ud;
-	struct cmd_ctx ctx = {.d = in->d, .client = in->c};
 	struct admission_verdict v;
 	int64_t tokens = 0;
 	char id[19], msg[160];
@@ -347,6 +352,7 @@ static void on_end(void *ud)
 		snprintf(msg, sizeof(msg),
 		         "batch larger than %llu MiB; split it into several batches",
 		         (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
+		in->d->refusals[REFUSAL_TOO_LARGE]++;
 		ipc_reply(in->c, proto_error(ERR_BATCH_TOO_LARGE, msg));
 		goto out;
 	}
@@ -354,6 +360,7 @@ static void on_end(void *ud)
 	if (r < 0)
 		goto fail;
 	if (in->n_errors > 0) {
+		in->d->refusals[REFUSAL_INVALID]++;
 		reply_invalid(in);
 		goto out;
 	}
@@ -366,6 +373,7 @@ static void on_end(void *ud)
 	if (r < 0)
 		goto fail;
 	if (v.refused && !in->opts.dry_run) {
+		in->d->refusals[REFUSAL_RATE_LIMITED]++;
 		o = proto_error(ERR_RATE_LIMITED, v.reason);
 		if (o && json_object_object_get_ex(o, "error", &e)) {
 			json_object_object_add(
@@ -405,7 +413,7 @@ static void on_end(void *ud)
 	ipc_reply(in->c, o);
 	goto out;
 fail:
-	cmd_store_error(&ctx, "submit", r);
+	ipc_reply(in->c, cmd_store_error_reply(in->d, "submit", r));
 out:
 	ingest_free(in);
 }

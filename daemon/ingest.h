@@ -18,6 +18,7 @@ struct ingest_opts {
 	int64_t window_ms; /* completion window */
 	const char *name;  /* input file name, for people; may be NULL */
 	int dry_run;       /* project cost and finish, store nothing */
+	int64_t priority;  /* higher runs first; equal priorities share round-robin */
 };
 
 /* Start receiving on c. Replies itself (now on a bad header, or when done). */

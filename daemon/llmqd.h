@@ -13,6 +13,26 @@
 struct store;
 struct ipc;
 struct scheduler;
+struct http;
+
+/* Why a submit or a call was refused, for the metrics. */
+enum llmqd_refusal {
+	REFUSAL_RATE_LIMITED, /* admission: BATCH_RATE_LIMITED */
+	REFUSAL_INVALID,      /* a malformed batch or request */
+	REFUSAL_TOO_LARGE,    /* past a size limit */
+	REFUSAL_BUSY,         /* too many connections or submits at once */
+	REFUSAL_GATE_WAIT,    /* an interactive call the gate could not serve in time */
+	REFUSAL__COUNT,
+};
+
+static inline const char *llmqd_refusal_name(int r)
+{
+	static const char *const names[REFUSAL__COUNT] = {
+	    "rate_limited", "invalid", "too_large", "busy", "gate_wait",
+	};
+
+	return r >= 0 && r < REFUSAL__COUNT ? names[r] : "unknown";
+}
 
 struct llmqd {
 	struct event_base *base;
@@ -20,8 +40,10 @@ struct llmqd {
 	struct store *store;
 	struct ipc *ipc;
 	struct scheduler *sched;
+	struct http *http;
 	int64_t started_mono;
 	int ingests; /* submits being received */
+	uint64_t refusals[REFUSAL__COUNT];
 };
 
 #endif

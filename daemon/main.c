@@ -5,6 +5,7 @@
  */
 #include "cmd.h"
 #include "config.h"
+#include "http.h"
 #include "ipc.h"
 #include "llmqd.h"
 #include "log.h"
@@ -55,9 +56,7 @@ int main(int argc, char **argv)
 	d.cfg = &cfg;
 	d.started_mono = time_mono_ms();
 	d.base = event_base_new();
-	/* Three priorities: everything runs at the default (1); the scheduler's
-	 * flush of outcomes at 2, after the rest of each loop turn. */
-	if (!d.base || event_base_priority_init(d.base, 3) < 0) {
+	if (!d.base) {
 		log_err("cannot create the event loop");
 		goto out;
 	}
@@ -107,6 +106,14 @@ int main(int argc, char **argv)
 		                         : "");
 		goto out;
 	}
+	r = http_new(&d, &d.http);
+	if (r < 0) {
+		log_err("cannot listen for HTTP on %s%s%s: %s; set LLMQ_HTTP_ADDR (or --http) to "
+		        "another HOST:PORT, or off",
+		        cfg.http_addr, cfg.http_socket[0] ? " and " : "", cfg.http_socket,
+		        strerror(-r));
+		goto out;
+	}
 	sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
 	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 ||
@@ -124,17 +131,30 @@ int main(int argc, char **argv)
 		         cfg.lanes[i].limits.headroom, cfg.lanes[i].is_default ? " (default)" : "");
 	log_info("llmqd %s listening on %s, database %s", LLMQ_VERSION,
 	         fd >= 0 ? "the socket systemd passed" : cfg.socket_path, cfg.db_path);
+	if (http_bound_addr(d.http)[0])
+		log_info("OpenAI-compatible HTTP on http://%s/v1", http_bound_addr(d.http));
+	if (cfg.http_socket[0])
+		log_info("OpenAI-compatible HTTP on the Unix socket %s", cfg.http_socket);
 	snprintf(status, sizeof(status), "serving %d lane%s", cfg.n_lanes,
 	         cfg.n_lanes == 1 ? "" : "s");
 	sd_ready(status);
 	sched_kick(d.sched);
-	if (event_base_dispatch(d.base) < 0) {
-		log_err("event loop failed");
-		goto out;
+	/*
+	 * One turn at a time, then the turn's own after-work (as redis's
+	 * beforesleep): what a turn's callbacks queued for the database is
+	 * written before the loop sleeps again, however busy the loop is.
+	 */
+	while (!event_base_got_exit(d.base)) {
+		if (event_base_loop(d.base, EVLOOP_ONCE) < 0) {
+			log_err("event loop failed");
+			goto out;
+		}
+		sched_after_turn(d.sched);
 	}
 	sd_stopping();
 	rc = EXIT_SUCCESS;
 out:
+	http_free(d.http);
 	ipc_free(d.ipc);
 	sched_free(d.sched);
 	store_free(d.store);

@@ -1,19 +1,21 @@
 /*
- * scheduler.c - lanes, flights and outcomes.
+ * scheduler.c - lanes, flights, interactive tickets and outcomes.
  *
- * A flight is one job in the air: the job row, its open attempt and the
- * reservation its lane's gate made. Ownership: the scheduler owns flights
- * from launch until the upstream's done callback (or sched_stop) frees them.
+ * A flight is one batch job in the air: the job row, its open attempt and
+ * the reservation its lane's gate made. A ticket is one interactive call at
+ * its lane's gate: queued in memory, then granted (the gate's reservation
+ * taken) and flying under its owner, the HTTP face. Ownership: the scheduler
+ * owns flights from launch until the upstream's done callback (or
+ * sched_stop) frees them, and tickets from enqueue until sched_call_done,
+ * sched_call_cancel or a refusal frees them.
  */
 #include "scheduler.h"
 #include "admission.h"
 #include "config.h"
 #include "lane.h"
 #include "log.h"
-#include "retry.h"
 #include "store.h"
 #include "timeutil.h"
-#include "upstream.h"
 #include "writeback.h"
 
 #include <errno.h>
@@ -36,6 +38,17 @@ struct flight {
 	LIST_ENTRY(flight) link;
 };
 
+struct sched_ticket {
+	struct lane *lane;
+	struct sched_call_info info; /* its strings belong to the owner */
+	int64_t enqueued;            /* monotonic */
+	int64_t enqueued_wall;
+	int64_t granted; /* monotonic; 0 while waiting */
+	struct gate_mark mark;
+	struct event *deadline;
+	TAILQ_ENTRY(sched_ticket) link;
+};
+
 struct lane {
 	struct scheduler *s;
 	const struct lane_config *cfg;
@@ -43,8 +56,12 @@ struct lane {
 	char *key;
 	struct event *timer;
 	int64_t avg_latency_ms;
-	uint64_t launched, succeeded, failed, retried, rate_limited;
+	char last_batch[32]; /* round-robin: the batch launched last */
+	struct lane_stats stats;
 	LIST_HEAD(, flight) flights;
+	TAILQ_HEAD(, sched_ticket) waiting;
+	int n_waiting;
+	int64_t waiting_tokens;
 };
 
 struct scheduler {
@@ -57,6 +74,12 @@ struct scheduler {
 	int n_lanes;
 	uint64_t rng;
 	int stopping;
+};
+
+enum launch_result {
+	LAUNCHED,
+	MUST_WAIT, /* the gate holds the lane back */
+	NOTHING,   /* no work of that class is ready */
 };
 
 static double rand01(struct scheduler *s)
@@ -86,67 +109,68 @@ static void flight_free(struct flight *f)
 
 static void on_done(void *userdata, const struct up_response *resp);
 
-/* Returns 1 when a job was launched (or dropped as stale), 0 when the lane must wait. */
-static int launch_next(struct lane *l)
+static enum launch_result launch_job(struct lane *l)
 {
 	struct scheduler *s = l->s;
 	struct up_request req;
 	struct up_response fake;
 	struct flight *f;
-	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next;
+	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next, waited;
 	char url[1024];
 	int r;
 
-	when = gate_when(&l->gate, 1, now, NULL);
+	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
 	if (when == GATE_NEVER)
-		return 0;
+		return MUST_WAIT;
 	if (when > now) {
 		arm(l, when, now);
-		return 0;
+		return MUST_WAIT;
 	}
 	f = calloc(1, sizeof(*f));
 	if (!f) {
 		arm(l, now + 1000, now);
-		return 0;
+		return MUST_WAIT;
 	}
-	r = store_next_ready(s->d->store, l->cfg->name, wall, &f->job);
+	r = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &f->job);
 	if (r <= 0) {
 		flight_free(f);
 		if (r < 0) {
 			log_err("lane %s: cannot read the queue: %s; retrying in 1s", l->cfg->name,
 			        store_errmsg(s->d->store));
 			arm(l, now + 1000, now);
-		} else if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 &&
-		           next != INT64_MAX) {
-			arm(l, now + (next > wall ? next - wall : 0), now);
+			return MUST_WAIT;
 		}
-		return 0;
+		if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 && next != INT64_MAX)
+			arm(l, now + (next > wall ? next - wall : 0), now);
+		return NOTHING;
 	}
 	f->lane = l;
 	f->charged = f->job.est_tokens;
-	when = gate_when(&l->gate, f->charged, now, NULL);
+	when = gate_when(&l->gate, GATE_BATCH, f->charged, now, NULL);
 	if (when > now) {
 		arm(l, when, now);
 		flight_free(f);
-		return 0;
+		return MUST_WAIT;
 	}
-	r = store_job_start(s->d->store, &f->job, l->cfg->name, wall, f->charged,
-	                    wall > f->job.queued_since ? wall - f->job.queued_since : 0,
+	waited = wall > f->job.queued_since ? wall - f->job.queued_since : 0;
+	r = store_job_start(s->d->store, &f->job, l->cfg->name, wall, f->charged, waited,
 	                    &f->attempt_id);
 	if (r == -ESTALE) {
 		flight_free(f);
-		return 1;
+		return LAUNCHED;
 	}
 	if (r < 0) {
 		log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
 		        (long long)f->job.id, store_errmsg(s->d->store));
 		flight_free(f);
 		arm(l, now + 1000, now);
-		return 0;
+		return MUST_WAIT;
 	}
-	gate_launch(&l->gate, f->charged, now, rand01(s), &f->mark);
+	gate_launch(&l->gate, GATE_BATCH, f->charged, now, rand01(s), &f->mark);
+	snprintf(l->last_batch, sizeof(l->last_batch), "%s", f->job.batch_id);
 	f->pump = s->pumps;
-	l->launched++;
+	l->stats.tokens_charged[GATE_BATCH] += (uint64_t)f->charged;
+	stats_observe(&l->stats.gate_wait[GATE_BATCH], waited);
 	LIST_INSERT_HEAD(&l->flights, f, link);
 	r = lane_url(l->cfg, f->job.url, url, sizeof(url));
 	if (r == 0) {
@@ -157,6 +181,7 @@ static int launch_next(struct lane *l)
 		    .body_len = f->job.body_len,
 		    .connect_timeout_ms = (long)l->cfg->connect_timeout_ms,
 		    .timeout_ms = (long)l->cfg->request_timeout_ms,
+		    .done = on_done,
 		    .userdata = f,
 		};
 		r = upstream_start(s->up, &req, &f->t);
@@ -168,13 +193,74 @@ static int launch_next(struct lane *l)
 		fake.body = "";
 		on_done(f, &fake);
 	}
-	return 1;
+	return LAUNCHED;
 }
 
+static void ticket_free(struct sched_ticket *t)
+{
+	if (!t)
+		return;
+	if (t->deadline)
+		event_free(t->deadline);
+	free(t);
+}
+
+static void unqueue(struct sched_ticket *t)
+{
+	struct lane *l = t->lane;
+
+	TAILQ_REMOVE(&l->waiting, t, link);
+	l->n_waiting--;
+	l->waiting_tokens -= t->info.cost;
+	evtimer_del(t->deadline);
+}
+
+static enum launch_result launch_call(struct lane *l)
+{
+	struct sched_ticket *t = TAILQ_FIRST(&l->waiting);
+	int64_t now = time_mono_ms(), when;
+
+	if (!t)
+		return NOTHING;
+	when = gate_when(&l->gate, GATE_INTERACTIVE, t->info.cost, now, NULL);
+	if (when == GATE_NEVER)
+		return MUST_WAIT;
+	if (when > now) {
+		arm(l, when, now);
+		return MUST_WAIT;
+	}
+	unqueue(t);
+	gate_launch(&l->gate, GATE_INTERACTIVE, t->info.cost, now, rand01(l->s), &t->mark);
+	t->granted = now;
+	l->stats.tokens_charged[GATE_INTERACTIVE] += (uint64_t)t->info.cost;
+	stats_observe(&l->stats.gate_wait[GATE_INTERACTIVE], now - t->enqueued);
+	t->info.grant(t->info.ud);
+	return LAUNCHED;
+}
+
+/*
+ * Interactive calls go first, unless they have had more than their share
+ * lately and a batch job is ready; a batch job never overtakes a call that
+ * is preferred but must wait.
+ */
 static void pump_lane(struct lane *l)
 {
-	while (!l->s->stopping && launch_next(l))
-		;
+	enum launch_result r;
+
+	while (!l->s->stopping) {
+		if (l->n_waiting > 0 &&
+		    gate_first_class(&l->gate, time_mono_ms()) == GATE_INTERACTIVE) {
+			if (launch_call(l) == LAUNCHED)
+				continue;
+			return;
+		}
+		r = launch_job(l);
+		if (r == LAUNCHED)
+			continue;
+		if (r == NOTHING && launch_call(l) == LAUNCHED)
+			continue;
+		return;
+	}
 }
 
 /* The database never saw this pump's launches: take them back. */
@@ -193,8 +279,8 @@ static void undo_pump(struct scheduler *s)
 				continue;
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
-			gate_done(&l->gate, f->charged, 0, now); /* nothing was spent */
-			l->launched--;
+			gate_done(&l->gate, GATE_BATCH, f->charged, 0, now); /* nothing was spent */
+			l->stats.tokens_charged[GATE_BATCH] -= (uint64_t)f->charged;
 			flight_free(f);
 		}
 		arm(l, now + 1000, now);
@@ -242,6 +328,11 @@ void sched_kick(struct scheduler *s)
 		event_active(s->pump, 0, 0);
 }
 
+void sched_after_turn(struct scheduler *s)
+{
+	writeback_after_turn(s->wb);
+}
+
 /* Outcomes reached the database: retried jobs may be ready. */
 static void on_written(void *userdata)
 {
@@ -253,6 +344,8 @@ struct answer {
 	json_object *root;
 	int64_t prompt, completion, total;
 	const char *code, *message;
+	int64_t retry_after_ms; /* -1: none asked for */
+	struct gate_feedback fb;
 };
 
 static int64_t get_i64(json_object *o, const char *k)
@@ -304,51 +397,108 @@ static void parse_answer(const struct up_response *resp, struct answer *a)
 	}
 }
 
+static enum stat_outcome outcome_of(enum retry_verdict v)
+{
+	switch (v) {
+	case RV_SUCCEEDED:
+		return SO_SUCCEEDED;
+	case RV_RETRY:
+		return SO_RETRY;
+	case RV_RATE_LIMITED:
+		return SO_RATE_LIMITED;
+	default:
+		return SO_FAILED;
+	}
+}
+
+/*
+ * What an answer does to its lane, whichever class sent it: the provider's
+ * headers and the usage reconcile the gate, a 429 pauses the lane, running
+ * out of credit pauses it longer. used < 0: take the usage from the body.
+ */
+static enum retry_verdict settle(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
+                                 int64_t charged, const struct up_response *resp, int64_t used,
+                                 struct answer *a)
+{
+	const struct lane_config *c = l->cfg;
+	int64_t now = time_mono_ms(), wall = time_wall_ms(), pause;
+	struct retry_input in;
+	enum retry_verdict v;
+
+	parse_answer(resp, a);
+	if (used >= 0 && a->total < 0)
+		a->total = used;
+	in = (struct retry_input){
+	    .status = resp->status,
+	    .should_retry =
+	        retry_parse_should_retry(resp->hdr.should_retry[0] ? resp->hdr.should_retry : NULL),
+	    .error_code = a->code,
+	    .error_msg = a->message,
+	};
+	v = retry_classify(&in);
+	retry_parse_feedback(resp->hdr.limit_tokens, resp->hdr.remaining_tokens,
+	                     resp->hdr.reset_tokens, resp->hdr.limit_requests,
+	                     resp->hdr.remaining_requests, resp->hdr.reset_requests, &a->fb);
+	gate_observe(&l->gate, &a->fb, mark, now);
+	gate_done(&l->gate, cls, charged, v == RV_SUCCEEDED ? a->total : -1, now);
+	a->retry_after_ms =
+	    retry_after_ms(resp->hdr.retry_after_ms[0] ? resp->hdr.retry_after_ms : NULL,
+	                   resp->hdr.retry_after[0] ? resp->hdr.retry_after : NULL, wall);
+	if (resp->status > 0) {
+		l->avg_latency_ms = l->avg_latency_ms
+		                        ? (l->avg_latency_ms * 7 + resp->latency_ms) / 8
+		                        : resp->latency_ms;
+		stats_observe(&l->stats.latency[cls], resp->latency_ms);
+	}
+	if (resp->status == 429)
+		l->stats.upstream_429[cls]++;
+	if (v == RV_SUCCEEDED && a->total > 0)
+		l->stats.tokens_used[cls] += (uint64_t)a->total;
+	if (v == RV_QUOTA) {
+		gate_pause(&l->gate, now + c->quota_pause_ms,
+		           "insufficient_quota: the key has no credit left");
+		log_warn("lane %s: upstream says insufficient_quota; the lane is paused for %llds: "
+		         "add credit or check the key's billing",
+		         c->name, (long long)(c->quota_pause_ms / 1000));
+	}
+	if (v == RV_RATE_LIMITED) {
+		pause = a->retry_after_ms >= 0
+		            ? a->retry_after_ms
+		            : retry_backoff_ms(1, c->backoff_base_ms, c->backoff_cap_ms, rand01(l->s));
+		if (pause > c->retry_after_max_ms)
+			pause = c->retry_after_max_ms;
+		gate_pause(&l->gate, now + pause, "429 from upstream");
+		gate_drain(&l->gate, now);
+		log_info("lane %s: 429, pausing %lldms", c->name, (long long)pause);
+	}
+	return v;
+}
+
 static void on_done(void *userdata, const struct up_response *resp)
 {
 	struct flight *f = userdata;
 	struct lane *l = f->lane;
 	struct scheduler *s = l->s;
 	const struct lane_config *c = l->cfg;
-	int64_t now = time_mono_ms(), wall = time_wall_ms(), ra, wait, pause;
+	int64_t wall = time_wall_ms(), wait;
 	struct store_outcome o = {0};
-	struct gate_feedback fb;
-	struct retry_input in;
+	enum stat_outcome so;
 	enum retry_verdict v;
 	struct answer a;
 	char code[64], msg[512];
 	int tries = f->job.attempts + 1;
 
-	parse_answer(resp, &a);
-	in = (struct retry_input){
-	    .status = resp->status,
-	    .should_retry =
-	        retry_parse_should_retry(resp->hdr.should_retry[0] ? resp->hdr.should_retry : NULL),
-	    .error_code = a.code,
-	    .error_msg = a.message,
-	};
-	v = retry_classify(&in);
-	retry_parse_feedback(resp->hdr.limit_tokens, resp->hdr.remaining_tokens,
-	                     resp->hdr.reset_tokens, resp->hdr.limit_requests,
-	                     resp->hdr.remaining_requests, resp->hdr.reset_requests, &fb);
-	gate_observe(&l->gate, &fb, &f->mark, now);
-	gate_done(&l->gate, f->charged, v == RV_SUCCEEDED ? a.total : -1, now);
-	if (resp->status > 0)
-		l->avg_latency_ms = l->avg_latency_ms
-		                        ? (l->avg_latency_ms * 7 + resp->latency_ms) / 8
-		                        : resp->latency_ms;
-	ra = retry_after_ms(resp->hdr.retry_after_ms[0] ? resp->hdr.retry_after_ms : NULL,
-	                    resp->hdr.retry_after[0] ? resp->hdr.retry_after : NULL, wall);
-
+	v = settle(l, GATE_BATCH, &f->mark, f->charged, resp, -1, &a);
+	so = outcome_of(v);
 	o.status_code = resp->status;
 	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
-	o.retry_after_ms = ra;
+	o.retry_after_ms = a.retry_after_ms;
 	o.prompt_tokens = a.prompt;
 	o.completion_tokens = a.completion;
 	o.total_tokens = a.total;
 	o.latency_ms = resp->latency_ms;
-	o.remaining_tokens = fb.remaining_tokens;
-	o.remaining_requests = fb.remaining_requests;
+	o.remaining_tokens = a.fb.remaining_tokens;
+	o.remaining_requests = a.fb.remaining_requests;
 	if (resp->status > 0) {
 		o.response = resp->body;
 		o.response_len = resp->body_len;
@@ -375,50 +525,37 @@ static void on_done(void *userdata, const struct up_response *resp)
 	case RV_SUCCEEDED:
 		o.job_state = "succeeded";
 		o.attempt_outcome = "succeeded";
-		l->succeeded++;
 		break;
 	case RV_FAILED:
 		o.job_state = "failed";
 		o.attempt_outcome = "failed";
-		l->failed++;
 		break;
 	case RV_QUOTA:
 		o.job_state = "failed";
 		o.attempt_outcome = "failed";
 		o.error_code = "insufficient_quota";
-		l->failed++;
-		gate_pause(&l->gate, now + c->quota_pause_ms,
-		           "insufficient_quota: the key has no credit left");
-		log_warn("lane %s: upstream says insufficient_quota; job %s failed and the lane is "
-		         "paused for %llds: add credit or check the key's billing",
-		         c->name, f->job.custom_id, (long long)(c->quota_pause_ms / 1000));
+		log_warn("lane %s: job %s failed: insufficient_quota", c->name, f->job.custom_id);
 		break;
 	case RV_RATE_LIMITED:
 	case RV_RETRY:
 		o.attempt_outcome = v == RV_RATE_LIMITED ? "rate_limited" : "retry";
 		wait = retry_backoff_ms(tries, c->backoff_base_ms, c->backoff_cap_ms, rand01(s));
-		if (v == RV_RATE_LIMITED) {
-			l->rate_limited++;
-			pause = ra >= 0 ? ra : wait;
-			if (pause > c->retry_after_max_ms)
-				pause = c->retry_after_max_ms;
-			gate_pause(&l->gate, now + pause, "429 from upstream");
-			gate_drain(&l->gate, now);
-			log_info("lane %s: 429, pausing %lldms", c->name, (long long)pause);
-		}
-		if (ra > wait)
-			wait = ra < c->retry_after_max_ms ? ra : c->retry_after_max_ms;
+		if (a.retry_after_ms > wait)
+			wait = a.retry_after_ms < c->retry_after_max_ms ? a.retry_after_ms
+			                                                : c->retry_after_max_ms;
 		if (tries >= c->retry_max_attempts) {
+			/* The last try: the attempt says what really became of the job. */
 			o.job_state = "failed";
+			o.attempt_outcome = "failed";
+			so = SO_FAILED;
 			snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
 			         " (gave up after %d attempts)", tries);
-			l->failed++;
 		} else {
 			o.not_before = wall + wait;
-			l->retried++;
 		}
 		break;
 	}
+	l->stats.requests[GATE_BATCH][so]++;
 	writeback_add(s->wb, f->job.id, f->attempt_id, &o, wall);
 	if (v != RV_SUCCEEDED)
 		log_debug("job %s: %s (HTTP %d, %s)", f->job.custom_id, retry_verdict_name(v),
@@ -427,6 +564,178 @@ static void on_done(void *userdata, const struct up_response *resp)
 	LIST_REMOVE(f, link);
 	flight_free(f);
 	sched_kick(s);
+}
+
+static struct lane *lane_by_name(const struct scheduler *s, const char *name)
+{
+	int i = sched_lane_index(s, name);
+
+	return i < 0 ? NULL : (struct lane *)&s->lanes[i];
+}
+
+static void record_call(struct lane *l, const struct sched_ticket *t, const char *outcome,
+                        const struct up_response *resp, const struct answer *a,
+                        const char *error_code, int64_t retry_after_ms,
+                        const char *response_body)
+{
+	int64_t now = time_mono_ms();
+	int bodies = l->s->d->cfg->http_log_bodies;
+	struct store_call c = {
+	    .call_id = t->info.call_id,
+	    .try_no = t->info.try_no,
+	    .lane = l->cfg->name,
+	    .endpoint = t->info.endpoint,
+	    .model = t->info.model,
+	    .stream = t->info.stream,
+	    .uid = t->info.uid,
+	    .started_at = t->enqueued_wall,
+	    .ended_at = t->enqueued_wall + (now - t->enqueued),
+	    .outcome = outcome,
+	    .status_code = resp ? resp->status : 0,
+	    .error_code = error_code,
+	    .retry_after_ms = retry_after_ms,
+	    .tokens_charged = t->granted ? t->info.cost : 0,
+	    .tokens_used = a ? a->total : -1,
+	    .gate_wait_ms = (t->granted ? t->granted : now) - t->enqueued,
+	    .latency_ms = resp && resp->status > 0 ? resp->latency_ms : -1,
+	    .request_id = resp && resp->hdr.request_id[0] ? resp->hdr.request_id : NULL,
+	    .request_body = bodies ? t->info.request_body : NULL,
+	    .response_body = bodies ? response_body : NULL,
+	};
+
+	writeback_add_call(l->s->wb, &c);
+}
+
+/* How long the gate would make this call wait, from a copy of the gate. */
+static int64_t predicted_wait(struct lane *l, int64_t cost, int64_t now)
+{
+	struct gate g = l->gate;
+
+	gate_refill(&g, now);
+	return admission_call_wait_ms(&g, l->avg_latency_ms, l->n_waiting, l->waiting_tokens, cost,
+	                              now);
+}
+
+static void refuse_ticket(struct sched_ticket *t, int64_t retry_after_ms)
+{
+	struct lane *l = t->lane;
+
+	l->stats.requests[GATE_INTERACTIVE][SO_REFUSED]++;
+	record_call(l, t, "refused", NULL, NULL, "gate_wait_exceeded", retry_after_ms, NULL);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_ticket *t = arg;
+	struct lane *l = t->lane;
+	int64_t now = time_mono_ms(), ra;
+
+	unqueue(t);
+	ra = predicted_wait(l, t->info.cost, now);
+	if (ra < 1000)
+		ra = 1000;
+	refuse_ticket(t, ra);
+	t->info.refuse(t->info.ud, ra);
+	ticket_free(t);
+}
+
+int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
+                       struct sched_ticket **ret, int64_t *ret_retry_after_ms)
+{
+	struct lane *l = lane_by_name(s, info->lane);
+	struct sched_ticket *t;
+	int64_t now = time_mono_ms(), wait;
+	struct timeval tv;
+
+	if (!l)
+		return -ENOENT;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->lane = l;
+	t->info = *info;
+	t->enqueued = now;
+	t->enqueued_wall = time_wall_ms();
+	wait = s->stopping ? INT64_MAX : predicted_wait(l, info->cost, now);
+	if (wait > info->max_wait_ms) {
+		*ret_retry_after_ms = wait == INT64_MAX ? 60000 : wait;
+		refuse_ticket(t, *ret_retry_after_ms);
+		ticket_free(t);
+		return -EAGAIN;
+	}
+	t->deadline = evtimer_new(s->d->base, deadline_cb, t);
+	if (!t->deadline) {
+		ticket_free(t);
+		return -ENOMEM;
+	}
+	tv.tv_sec = info->max_wait_ms / 1000;
+	tv.tv_usec = (info->max_wait_ms % 1000) * 1000;
+	evtimer_add(t->deadline, &tv);
+	TAILQ_INSERT_TAIL(&l->waiting, t, link);
+	l->n_waiting++;
+	l->waiting_tokens += info->cost;
+	sched_kick(s);
+	*ret = t;
+	return 0;
+}
+
+void sched_call_cancel(struct scheduler *s, struct sched_ticket *t)
+{
+	struct lane *l;
+
+	if (!t)
+		return;
+	l = t->lane;
+	if (!t->granted) {
+		unqueue(t);
+	} else {
+		/* In flight: the slot comes back; what was spent stays charged. */
+		gate_done(&l->gate, GATE_INTERACTIVE, t->info.cost, -1, time_mono_ms());
+		sched_kick(s);
+	}
+	l->stats.requests[GATE_INTERACTIVE][SO_ABORTED]++;
+	record_call(l, t, "aborted", NULL, NULL, "caller_gone", -1, NULL);
+	ticket_free(t);
+}
+
+enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
+                                   const struct up_response *resp, int64_t used_tokens,
+                                   int may_retry, int64_t deadline, const char *response_body,
+                                   int64_t *ret_retry_in_ms)
+{
+	struct lane *l = t->lane;
+	const struct lane_config *c = l->cfg;
+	int64_t now = time_mono_ms(), wait = -1;
+	const char *outcome, *code;
+	enum stat_outcome so;
+	enum retry_verdict v;
+	struct answer a;
+
+	v = settle(l, GATE_INTERACTIVE, &t->mark, t->info.cost, resp, used_tokens, &a);
+	so = outcome_of(v);
+	if (may_retry && (v == RV_RETRY || v == RV_RATE_LIMITED) &&
+	    t->info.try_no < c->retry_max_attempts) {
+		/* A 429 already paused the lane: the gate is the wait. */
+		wait = v == RV_RATE_LIMITED ? 0
+		                            : retry_backoff_ms(t->info.try_no, c->backoff_base_ms,
+		                                               c->backoff_cap_ms, rand01(s));
+		if (a.retry_after_ms > wait)
+			wait = a.retry_after_ms;
+		if (now + wait >= deadline)
+			wait = -1;
+	}
+	if (wait < 0 && so != SO_SUCCEEDED)
+		so = SO_FAILED; /* the caller gets this answer: it is final */
+	outcome = stats_outcome_name(so);
+	code = resp->status == 0 ? "transport_error" : a.code;
+	l->stats.requests[GATE_INTERACTIVE][so]++;
+	record_call(l, t, outcome, resp, &a, v == RV_SUCCEEDED ? NULL : code, a.retry_after_ms,
+	            response_body);
+	json_object_put(a.root);
+	ticket_free(t);
+	sched_kick(s);
+	*ret_retry_in_ms = wait;
+	return v;
 }
 
 int sched_new(struct llmqd *d, struct scheduler **ret)
@@ -441,7 +750,7 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 	s->d = d;
 	if (getrandom(&s->rng, sizeof(s->rng), 0) != (ssize_t)sizeof(s->rng) || !s->rng)
 		s->rng = (uint64_t)time_wall_ms() | 1;
-	r = upstream_new(d->base, on_done, &s->up);
+	r = upstream_new(d->base, &s->up);
 	if (r < 0)
 		goto fail;
 	s->pump = event_new(d->base, -1, 0, pump_cb, s);
@@ -458,6 +767,7 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		l->s = s;
 		l->cfg = &d->cfg->lanes[i];
 		LIST_INIT(&l->flights);
+		TAILQ_INIT(&l->waiting);
 		gate_init(&l->gate, &l->cfg->limits, now);
 		r = lane_load_key(l->cfg, &l->key);
 		if (r < 0)
@@ -479,6 +789,7 @@ fail:
 void sched_stop(struct scheduler *s)
 {
 	struct store_outcome o = {0};
+	struct sched_ticket *t;
 	struct flight *f;
 	int i;
 
@@ -496,6 +807,13 @@ void sched_stop(struct scheduler *s)
 			upstream_abort(s->up, f->t);
 			writeback_add(s->wb, f->job.id, f->attempt_id, &o, time_wall_ms());
 			flight_free(f);
+		}
+		/* Waiting callers are told to come back. */
+		while ((t = TAILQ_FIRST(&s->lanes[i].waiting))) {
+			unqueue(t);
+			refuse_ticket(t, 5000);
+			t->info.refuse(t->info.ud, 5000);
+			ticket_free(t);
 		}
 	}
 	if (s->wb && writeback_flush(s->wb) < 0)
@@ -530,75 +848,51 @@ int sched_in_flight(const struct scheduler *s)
 	return upstream_in_flight(s->up);
 }
 
-struct gate *sched_lane_gate(struct scheduler *s, const char *lane, int64_t *ret_avg_latency_ms)
+int sched_store_writable(const struct scheduler *s)
+{
+	return !writeback_failing(s->wb);
+}
+
+struct upstream *sched_upstream(struct scheduler *s)
+{
+	return s->up;
+}
+
+const char *sched_lane_key(const struct scheduler *s, int i)
+{
+	return i >= 0 && i < s->n_lanes ? s->lanes[i].key : NULL;
+}
+
+int sched_n_lanes(const struct scheduler *s)
+{
+	return s->n_lanes;
+}
+
+int sched_lane_index(const struct scheduler *s, const char *name)
 {
 	int i;
 
-	for (i = 0; i < s->n_lanes; i++) {
-		if (strcmp(s->lanes[i].cfg->name, lane) == 0) {
-			if (ret_avg_latency_ms)
-				*ret_avg_latency_ms = s->lanes[i].avg_latency_ms;
-			return &s->lanes[i].gate;
-		}
-	}
-	return NULL;
+	for (i = 0; i < s->n_lanes; i++)
+		if (strcmp(s->lanes[i].cfg->name, name) == 0)
+			return i;
+	return -ENOENT;
 }
 
-static void add_i64(json_object *o, const char *k, int64_t v)
+int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct lane_snapshot *ret)
 {
-	json_object_object_add(o, k, json_object_new_int64(v));
-}
+	const struct lane *l;
 
-int sched_lanes_json(struct scheduler *s, json_object **ret)
-{
-	int64_t now = time_mono_ms(), jobs, tokens;
-	json_object *arr, *o;
-	int i, r;
-
-	arr = json_object_new_array();
-	if (!arr)
-		return -ENOMEM;
-	for (i = 0; i < s->n_lanes; i++) {
-		struct lane *l = &s->lanes[i];
-		struct gate *g = &l->gate;
-
-		r = store_backlog(s->d->store, l->cfg->name, &jobs, &tokens);
-		if (r < 0) {
-			json_object_put(arr);
-			return r;
-		}
-		gate_when(g, 1, now, NULL); /* brings the buckets up to now */
-		o = json_object_new_object();
-		if (!o) {
-			json_object_put(arr);
-			return -ENOMEM;
-		}
-		json_object_object_add(o, "name", json_object_new_string(l->cfg->name));
-		json_object_object_add(o, "base_url", json_object_new_string(l->cfg->base_url));
-		json_object_object_add(o, "has_key", json_object_new_boolean(l->key != NULL));
-		add_i64(o, "in_flight", g->in_flight);
-		add_i64(o, "max_concurrency", g->lim.max_concurrency);
-		add_i64(o, "stagger_ms", g->lim.stagger_ms);
-		add_i64(o, "tpm_limit", g->lim.tpm);
-		add_i64(o, "rpm_limit", g->lim.rpm);
-		add_i64(o, "effective_tpm", gate_effective_tpm(g));
-		add_i64(o, "tokens_available", (int64_t)g->tok);
-		add_i64(o, "requests_available", (int64_t)g->req);
-		add_i64(o, "paused_for_ms", g->paused_until > now ? g->paused_until - now : 0);
-		json_object_object_add(
-		    o, "pause_reason",
-		    g->paused_until > now ? json_object_new_string(g->pause_reason) : NULL);
-		add_i64(o, "queued_jobs", jobs);
-		add_i64(o, "queued_tokens", tokens);
-		add_i64(o, "drain_ms", admission_drain_ms(g, l->avg_latency_ms, jobs, tokens, now));
-		add_i64(o, "avg_latency_ms", l->avg_latency_ms);
-		add_i64(o, "launched", (int64_t)l->launched);
-		add_i64(o, "succeeded", (int64_t)l->succeeded);
-		add_i64(o, "failed", (int64_t)l->failed);
-		add_i64(o, "retried", (int64_t)l->retried);
-		add_i64(o, "rate_limited", (int64_t)l->rate_limited);
-		json_object_array_add(arr, o);
-	}
-	*ret = arr;
+	if (i < 0 || i >= s->n_lanes)
+		return -ENOENT;
+	l = &s->lanes[i];
+	memset(ret, 0, sizeof(*ret));
+	ret->cfg = l->cfg;
+	ret->gate = l->gate;
+	gate_refill(&ret->gate, now);
+	ret->has_key = l->key != NULL;
+	ret->avg_latency_ms = l->avg_latency_ms;
+	ret->calls_waiting = l->n_waiting;
+	ret->calls_waiting_tokens = l->waiting_tokens;
+	ret->stats = l->stats;
 	return 0;
 }

@@ -1,19 +1,25 @@
 /*
- * scheduler.h - drains the queue through the lanes' gates. Pulls the next
- * ready job of a lane from the store only when the lane's gate can grant a
- * launch (thousands of queued jobs never live in memory), starts it on the
- * upstream, and turns each answer into a stored outcome, a gate update and
- * perhaps a retry. Arms one timer per lane for the earliest moment its gate
- * can grant; never polls.
+ * scheduler.h - drains the queue and gates interactive calls through the
+ * lanes' gates. Pulls the next ready job of a lane from the store only when
+ * the lane's gate can grant a launch (thousands of queued jobs never live in
+ * memory), starts it on the upstream, and turns each answer into a stored
+ * outcome, a gate update and perhaps a retry. Interactive calls (the HTTP
+ * face) wait in a per-lane queue in memory, go ahead of batch jobs, and are
+ * started by their owner when granted. Arms one timer per lane for the
+ * earliest moment its gate can grant; never polls.
  */
 #ifndef LLMQ_SCHEDULER_H
 #define LLMQ_SCHEDULER_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <json-c/json.h>
 
 #include "gate.h"
 #include "llmqd.h"
+#include "retry.h"
+#include "stats.h"
+#include "upstream.h"
 
 struct scheduler;
 
@@ -23,15 +29,85 @@ void sched_free(struct scheduler *s);
 /* Look for work on every lane on the next loop turn. */
 void sched_kick(struct scheduler *s);
 
+/* The work of one loop turn, done after its callbacks: write the outcomes. */
+void sched_after_turn(struct scheduler *s);
+
 /* Stop launching; abort transfers in flight and requeue their jobs. */
 void sched_stop(struct scheduler *s);
 
 int sched_in_flight(const struct scheduler *s);
+/* 0 while the database refuses outcomes (they are kept and retried). */
+int sched_store_writable(const struct scheduler *s);
+struct upstream *sched_upstream(struct scheduler *s);
 
-/* The gate and mean latency of a lane, for the admission guard and status. */
-struct gate *sched_lane_gate(struct scheduler *s, const char *lane, int64_t *ret_avg_latency_ms);
+/* A lane as it stands, copied: readers never touch the live gate. */
+struct lane_snapshot {
+	const struct lane_config *cfg;
+	struct gate gate; /* brought up to the snapshot's time */
+	int has_key;
+	int64_t avg_latency_ms;
+	int calls_waiting; /* interactive calls queued at the gate */
+	int64_t calls_waiting_tokens;
+	struct lane_stats stats;
+};
 
-/* Per lane: in flight / cap, buckets, pause, counters, projected drain. */
-int sched_lanes_json(struct scheduler *s, json_object **ret);
+int sched_n_lanes(const struct scheduler *s);
+/* Lane i (0..n-1) at now; returns -ENOENT past the last. */
+int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct lane_snapshot *ret);
+/* The index of the lane called name, or -ENOENT. */
+int sched_lane_index(const struct scheduler *s, const char *name);
+
+/*
+ * Interactive calls. A ticket is a call's place at its lane's gate. Once
+ * granted, the gate has reserved the call's cost and a concurrency slot,
+ * and grant() starts the transfer; the owner reports how it ended with
+ * sched_call_done() (which records it), or gives a waiting ticket back with
+ * sched_call_cancel().
+ */
+struct sched_ticket;
+
+struct sched_call_info {
+	const char *lane;     /* lane name */
+	const char *endpoint; /* e.g. /v1/chat/completions */
+	const char *model;
+	const char *call_id;
+	int try_no; /* 1 for the first try */
+	int stream;
+	int64_t uid; /* -1: unknown */
+	int64_t cost;
+	int64_t max_wait_ms;             /* refuse when the gate cannot grant within it */
+	void (*grant)(void *ud);         /* launch now */
+	void (*refuse)(void *ud, int64_t retry_after_ms); /* the wait budget ran out */
+	void *ud;
+	const char *request_body; /* recorded when the operator asks; may be NULL */
+};
+
+/*
+ * Queue a call at its lane's gate. Returns 0 (grant or refuse is called
+ * later, never from inside this call), or -EAGAIN with *ret_retry_after_ms
+ * when the gate cannot grant within max_wait_ms (recorded as refused).
+ */
+int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
+                       struct sched_ticket **ret, int64_t *ret_retry_after_ms);
+
+/* The caller left before the grant: drop the ticket, record it aborted. */
+void sched_call_cancel(struct scheduler *s, struct sched_ticket *t);
+
+/*
+ * A granted call ended. resp as the upstream answered (its body may be
+ * empty for a relayed stream); used_tokens the usage a stream reported (-1:
+ * take it from resp's body, or unknown). Updates the gate (feedback,
+ * pauses), records the try and frees t. When may_retry (nothing reached the
+ * caller yet) and the answer is worth another try that can start before
+ * deadline (monotonic ms), *ret_retry_in_ms is the wait before enqueueing
+ * it again; else -1 and this answer is final.
+ */
+enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
+                                   const struct up_response *resp, int64_t used_tokens,
+                                   int may_retry, int64_t deadline, const char *response_body,
+                                   int64_t *ret_retry_in_ms);
+
+/* The API key of lane i (NULL: none). */
+const char *sched_lane_key(const struct scheduler *s, int i);
 
 #endif

@@ -19,7 +19,10 @@ enum stmt_id {
 	S_RECOVER_JOBS,
 	S_BATCH_INSERT,
 	S_JOB_INSERT,
+	S_NEXT_PRIORITY,
 	S_NEXT_READY,
+	S_CALL_INSERT,
+	S_BATCH_STATES,
 	S_NEXT_WAKEUP,
 	S_JOB_START,
 	S_ATTEMPT_INSERT,
@@ -76,12 +79,23 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_RECOVER_JOBS] = "UPDATE jobs SET state = 'queued', updated_at = ?1 "
                        "WHERE state = 'running'",
     [S_BATCH_INSERT] = "INSERT INTO batches (id, created_at, submitter_uid, input_name, "
-                       "window_ms, total, est_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                       "window_ms, total, est_tokens, priority) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_JOB_INSERT] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, body, "
-                     "est_tokens, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     "est_tokens, updated_at, priority) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [S_NEXT_PRIORITY] = "SELECT priority FROM jobs WHERE state = 'queued' AND lane = ?1 "
+                        "AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
     [S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
                      "updated_at FROM jobs WHERE state = 'queued' AND lane = ?1 "
-                     "AND not_before <= ?2 ORDER BY id LIMIT 1",
+                     "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
+                     "ORDER BY batch_id, id LIMIT 1",
+    [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
+    [S_CALL_INSERT] = "INSERT INTO calls (call_id, n, lane, endpoint, model, stream, caller_uid, "
+                      "started_at, ended_at, outcome, status_code, error_code, retry_after_ms, "
+                      "tokens_charged, tokens_used, gate_wait_ms, latency_ms, request_id, "
+                      "request_body, response_body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                      "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     [S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1",
     [S_JOB_START] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
                     "updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
@@ -414,6 +428,7 @@ int store_batch_insert(struct store *s, const struct store_batch *b)
 	sqlite3_bind_int64(st, 5, b->window_ms);
 	sqlite3_bind_int64(st, 6, b->total);
 	sqlite3_bind_int64(st, 7, b->est_tokens);
+	sqlite3_bind_int64(st, 8, b->priority);
 	return run(s, st, NULL);
 }
 
@@ -433,6 +448,56 @@ int store_job_insert(struct store *s, const struct store_job_new *j, int64_t now
 	sqlite3_bind_text64(st, 7, j->body, j->body_len, SQLITE_STATIC, SQLITE_UTF8);
 	sqlite3_bind_int64(st, 8, j->est_tokens);
 	sqlite3_bind_int64(st, 9, now);
+	sqlite3_bind_int64(st, 10, j->priority);
+	return run(s, st, NULL);
+}
+
+int store_batch_states(struct store *s, const char *const *states, int n, int64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int i, r, rc;
+
+	for (i = 0; i < n; i++) {
+		r = prep(s, S_BATCH_STATES, &st);
+		if (r < 0)
+			return r;
+		bind_text(st, 1, states[i]);
+		rc = sqlite3_step(st);
+		ret[i] = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW)
+			return sql_errno(rc) ? sql_errno(rc) : -EIO;
+	}
+	return 0;
+}
+
+int store_call_insert(struct store *s, const struct store_call *c)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_CALL_INSERT, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, c->call_id);
+	sqlite3_bind_int(st, 2, c->try_no);
+	bind_text(st, 3, c->lane);
+	bind_text(st, 4, c->endpoint);
+	bind_text(st, 5, c->model);
+	sqlite3_bind_int(st, 6, c->stream);
+	bind_opt_int(st, 7, c->uid);
+	sqlite3_bind_int64(st, 8, c->started_at);
+	sqlite3_bind_int64(st, 9, c->ended_at);
+	bind_text(st, 10, c->outcome);
+	bind_opt_int(st, 11, c->status_code > 0 ? c->status_code : -1);
+	bind_text(st, 12, c->error_code);
+	bind_opt_int(st, 13, c->retry_after_ms);
+	sqlite3_bind_int64(st, 14, c->tokens_charged);
+	bind_opt_int(st, 15, c->tokens_used);
+	bind_opt_int(st, 16, c->gate_wait_ms);
+	bind_opt_int(st, 17, c->latency_ms);
+	bind_text(st, 18, c->request_id);
+	bind_text(st, 19, c->request_body);
+	bind_text(st, 20, c->response_body);
 	return run(s, st, NULL);
 }
 
@@ -465,17 +530,12 @@ void store_job_clear(struct store_job *j)
 	memset(j, 0, sizeof(*j));
 }
 
-int store_next_ready(struct store *s, const char *lane, int64_t now, struct store_job *ret)
+/* Step st (bound by the caller) for one job row; 1 and *ret filled, 0 when none. */
+static int job_row(sqlite3_stmt *st, struct store_job *ret)
 {
 	struct store_job j = {0};
-	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = prep(s, S_NEXT_READY, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, lane);
-	sqlite3_bind_int64(st, 2, now);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(st);
@@ -501,6 +561,47 @@ int store_next_ready(struct store *s, const char *lane, int64_t now, struct stor
 	}
 	*ret = j;
 	return 1;
+}
+
+static int ready_after(struct store *s, const char *lane, int64_t now, int64_t prio,
+                       const char *after, struct store_job *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_NEXT_READY, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, prio);
+	bind_text(st, 4, after);
+	return job_row(st, ret);
+}
+
+int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
+                     struct store_job *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t prio;
+	int r, rc;
+
+	r = prep(s, S_NEXT_PRIORITY, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	sqlite3_bind_int64(st, 2, now);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return rc == SQLITE_DONE ? 0 : sql_errno(rc);
+	}
+	prio = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	/* The next batch after the last one served, then from the first again. */
+	r = ready_after(s, lane, now, prio, after_batch ? after_batch : "", ret);
+	if (r == 0 && after_batch && *after_batch)
+		r = ready_after(s, lane, now, prio, "", ret);
+	return r;
 }
 
 int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms)

@@ -21,6 +21,7 @@ struct store_batch {
 	int64_t window_ms;
 	int64_t total;
 	int64_t est_tokens;
+	int64_t priority; /* higher runs first */
 };
 
 struct store_job_new {
@@ -33,6 +34,31 @@ struct store_job_new {
 	const char *body;
 	size_t body_len;
 	int64_t est_tokens;
+	int64_t priority;
+};
+
+/* One try of an interactive call (the HTTP face), as the calls table keeps it. */
+struct store_call {
+	const char *call_id;
+	int try_no;
+	const char *lane;
+	const char *endpoint;
+	const char *model;
+	int stream;
+	int64_t uid; /* -1: unknown */
+	int64_t started_at;
+	int64_t ended_at;
+	const char *outcome; /* succeeded, failed, retry, rate_limited, aborted, refused */
+	int status_code;     /* 0: none */
+	const char *error_code;
+	int64_t retry_after_ms; /* -1: none */
+	int64_t tokens_charged;
+	int64_t tokens_used; /* -1: unknown */
+	int64_t gate_wait_ms;
+	int64_t latency_ms; /* -1: no upstream answer */
+	const char *request_id;
+	const char *request_body; /* NULL unless the operator asked for bodies */
+	const char *response_body;
 };
 
 /* A job as the scheduler launches it. Strings are owned; store_job_clear frees. */
@@ -84,9 +110,18 @@ int store_tx_rollback(struct store *s);
 
 int store_batch_insert(struct store *s, const struct store_batch *b);
 int store_job_insert(struct store *s, const struct store_job_new *j, int64_t now);
+int store_call_insert(struct store *s, const struct store_call *c);
+/* How many batches are in each of states[0..n-1]. */
+int store_batch_states(struct store *s, const char *const *states, int n, int64_t *ret);
 
-/* The oldest ready job of lane: returns 1 and fills ret, or 0 when none is ready. */
-int store_next_ready(struct store *s, const char *lane, int64_t now, struct store_job *ret);
+/*
+ * The next ready job of lane: of the highest priority, from the first batch
+ * after after_batch (round-robin by batch; NULL or "" from the first), in
+ * line order within the batch. Returns 1 and fills ret, or 0 when none is
+ * ready.
+ */
+int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
+                     struct store_job *ret);
 void store_job_clear(struct store_job *j);
 /* Earliest not_before among lane's queued jobs; INT64_MAX when none is queued. */
 int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms);

@@ -22,7 +22,6 @@ struct upstream {
 	struct event_base *base;
 	CURLM *multi;
 	struct event *timer;
-	up_done_fn done;
 	int in_flight;
 };
 
@@ -33,6 +32,11 @@ struct up_transfer {
 	char *body;
 	size_t len, cap;
 	int too_big;
+	up_done_fn done;
+	const struct up_stream *stream;
+	int relaying;   /* -1: not decided yet; 1: body goes to stream->data */
+	int want_pause; /* data() asked to pause after the chunk it took */
+	int paused;
 	struct up_headers hdr;
 	int64_t started;
 	void *userdata;
@@ -115,8 +119,25 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct up_transfer *t = userp;
 	size_t n = size * nmemb, cap;
+	long status = 0;
 	char *p;
+	int r;
 
+	if (t->stream && t->relaying < 0) {
+		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+		t->relaying = t->stream->head(t->userdata, (int)status, &t->hdr) == 1;
+	}
+	if (t->relaying == 1) {
+		if (t->want_pause) {
+			t->paused = 1;
+			return CURL_WRITEFUNC_PAUSE; /* curl hands this chunk again on resume */
+		}
+		r = t->stream->data(t->userdata, data, n);
+		if (r < 0)
+			return 0;
+		t->want_pause = r == UP_PAUSE;
+		return n;
+	}
 	if (t->len + n + 1 > UP_MAX_BODY) {
 		t->too_big = 1;
 		return 0;
@@ -158,6 +179,8 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
 		size_t off;
 	} wanted[] = {
 	    {"x-request-id", offsetof(struct up_headers, request_id)},
+	    {"content-type", offsetof(struct up_headers, content_type)},
+	    {"openai-processing-ms", offsetof(struct up_headers, processing_ms)},
 	    {"retry-after", offsetof(struct up_headers, retry_after)},
 	    {"retry-after-ms", offsetof(struct up_headers, retry_after_ms)},
 	    {"x-should-retry", offsetof(struct up_headers, should_retry)},
@@ -227,12 +250,12 @@ static void check_multi_info(struct upstream *up)
 		resp.body_len = t->len;
 		resp.hdr = t->hdr;
 		resp.latency_ms = time_mono_ms() - t->started;
-		up->done(t->userdata, &resp);
+		t->done(t->userdata, &resp);
 		transfer_free(t);
 	}
 }
 
-int upstream_new(struct event_base *base, up_done_fn done, struct upstream **ret)
+int upstream_new(struct event_base *base, struct upstream **ret)
 {
 	struct upstream *up;
 
@@ -240,7 +263,6 @@ int upstream_new(struct event_base *base, up_done_fn done, struct upstream **ret
 	if (!up)
 		return -ENOMEM;
 	up->base = base;
-	up->done = done;
 	up->multi = curl_multi_init();
 	up->timer = evtimer_new(base, timer_cb, up);
 	if (!up->multi || !up->timer) {
@@ -281,6 +303,9 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 		return -ENOMEM;
 	t->up = up;
 	t->userdata = req->userdata;
+	t->done = req->done;
+	t->stream = req->stream;
+	t->relaying = -1;
 	t->easy = curl_easy_init();
 	if (!t->easy)
 		goto fail;
@@ -348,4 +373,15 @@ void upstream_abort(struct upstream *up, struct up_transfer *t)
 int upstream_in_flight(const struct upstream *up)
 {
 	return up->in_flight;
+}
+
+void upstream_resume(struct upstream *up, struct up_transfer *t)
+{
+	t->want_pause = 0;
+	if (!t->paused)
+		return;
+	t->paused = 0;
+	/* May hand over the held chunk at once, from inside this call; the
+	 * rest is driven by the timer curl arms for it. */
+	curl_easy_pause(t->easy, CURLPAUSE_CONT);
 }

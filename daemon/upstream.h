@@ -13,6 +13,24 @@
 
 struct upstream;
 struct up_transfer;
+struct up_headers;
+struct up_response;
+
+/* Called once per transfer that was started, unless it was aborted. */
+typedef void (*up_done_fn)(void *userdata, const struct up_response *resp);
+
+/*
+ * A relayed answer: head() is called once, before the first byte of the
+ * body, with the status and headers; it returns 1 to have the body passed
+ * to data() as it arrives, 0 to have it buffered as usual (an error answer
+ * is read whole). data() returns 0, UP_PAUSE to have the transfer paused
+ * once this chunk is taken (until upstream_resume()), or < 0 to abort it.
+ */
+#define UP_PAUSE 1
+struct up_stream {
+	int (*head)(void *userdata, int status, const struct up_headers *h);
+	int (*data)(void *userdata, const char *data, size_t len);
+};
 
 struct up_request {
 	const char *url;
@@ -21,6 +39,8 @@ struct up_request {
 	size_t body_len;
 	long connect_timeout_ms;
 	long timeout_ms;
+	up_done_fn done;
+	const struct up_stream *stream; /* NULL: buffer the whole answer */
 	void *userdata;
 };
 
@@ -29,6 +49,8 @@ struct up_request {
 /* The headers llmq acts on; empty strings where absent. */
 struct up_headers {
 	char request_id[UP_HDR_LEN];
+	char content_type[UP_HDR_LEN];
+	char processing_ms[UP_HDR_LEN];
 	char retry_after[UP_HDR_LEN];
 	char retry_after_ms[UP_HDR_LEN];
 	char should_retry[UP_HDR_LEN];
@@ -50,15 +72,14 @@ struct up_response {
 	int64_t latency_ms;
 };
 
-/* Called once per transfer that was started, unless it was aborted. */
-typedef void (*up_done_fn)(void *userdata, const struct up_response *resp);
-
-int upstream_new(struct event_base *base, up_done_fn done, struct upstream **ret);
+int upstream_new(struct event_base *base, struct upstream **ret);
 void upstream_free(struct upstream *up);
 
 int upstream_start(struct upstream *up, const struct up_request *req, struct up_transfer **ret);
 /* Stop a transfer without calling its done callback. */
 void upstream_abort(struct upstream *up, struct up_transfer *t);
 int upstream_in_flight(const struct upstream *up);
+/* Go on with a transfer whose data() asked for a pause. */
+void upstream_resume(struct upstream *up, struct up_transfer *t);
 
 #endif

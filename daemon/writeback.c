@@ -1,5 +1,6 @@
 /*
- * writeback.c - the queue of outcomes between the scheduler and the store.
+ * writeback.c - the queue of outcomes between the scheduler and the store:
+ * batch jobs' outcomes and interactive calls' records, written together.
  */
 #include "writeback.h"
 #include "log.h"
@@ -18,13 +19,23 @@ struct pending {
 	TAILQ_ENTRY(pending) link;
 };
 
+#define CALL_STRINGS 9
+
+/* An interactive call's try; c's strings point at the copies in str. */
+struct pending_call {
+	struct store_call c;
+	char *str[CALL_STRINGS];
+	TAILQ_ENTRY(pending_call) link;
+};
+
 struct writeback {
 	struct store *store;
-	struct event *ev;
+	struct event *retry; /* a failing write is tried again every second */
 	int failing;
 	void (*on_written)(void *);
 	void *userdata;
 	TAILQ_HEAD(, pending) queue;
+	TAILQ_HEAD(, pending_call) calls;
 };
 
 static void pending_free(struct pending *p)
@@ -35,6 +46,17 @@ static void pending_free(struct pending *p)
 	free(p->response);
 	free(p->error_code);
 	free(p->error_message);
+	free(p);
+}
+
+static void pending_call_free(struct pending_call *p)
+{
+	int i;
+
+	if (!p)
+		return;
+	for (i = 0; i < CALL_STRINGS; i++)
+		free(p->str[i]);
 	free(p);
 }
 
@@ -86,16 +108,45 @@ void writeback_add(struct writeback *wb, int64_t job_id, int64_t attempt_id,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&wb->queue, p, link);
-	if (!wb->failing)
-		event_active(wb->ev, EV_TIMEOUT, 0);
+}
+
+void writeback_add_call(struct writeback *wb, const struct store_call *c)
+{
+	struct pending_call *p;
+	const char **field[CALL_STRINGS];
+	int failed = 0, i;
+
+	p = calloc(1, sizeof(*p));
+	if (p) {
+		p->c = *c;
+		field[0] = &p->c.call_id;
+		field[1] = &p->c.lane;
+		field[2] = &p->c.endpoint;
+		field[3] = &p->c.model;
+		field[4] = &p->c.outcome;
+		field[5] = &p->c.error_code;
+		field[6] = &p->c.request_id;
+		field[7] = &p->c.request_body;
+		field[8] = &p->c.response_body;
+		for (i = 0; i < CALL_STRINGS; i++)
+			*field[i] = p->str[i] = copy_str(*field[i], &failed);
+	}
+	if (!p || failed) {
+		/* Accounting only: the caller has its answer either way. */
+		log_err("out of memory: the record of a call on lane %s is lost", c->lane);
+		pending_call_free(p);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&wb->calls, p, link);
 }
 
 int writeback_flush(struct writeback *wb)
 {
 	struct pending *p;
-	int r;
+	struct pending_call *pc;
+	int r = 0;
 
-	if (TAILQ_EMPTY(&wb->queue))
+	if (TAILQ_EMPTY(&wb->queue) && TAILQ_EMPTY(&wb->calls))
 		return 0;
 	r = store_tx_begin(wb->store);
 	if (r < 0)
@@ -108,6 +159,14 @@ int writeback_flush(struct writeback *wb)
 		if (r < 0)
 			break;
 	}
+	if (r == 0) {
+		TAILQ_FOREACH(pc, &wb->calls, link)
+		{
+			r = store_call_insert(wb->store, &pc->c);
+			if (r < 0)
+				break;
+		}
+	}
 	if (r == 0)
 		r = store_tx_commit(wb->store);
 	if (r < 0) {
@@ -118,13 +177,17 @@ int writeback_flush(struct writeback *wb)
 		TAILQ_REMOVE(&wb->queue, p, link);
 		pending_free(p);
 	}
+	while ((pc = TAILQ_FIRST(&wb->calls))) {
+		TAILQ_REMOVE(&wb->calls, pc, link);
+		pending_call_free(pc);
+	}
 	return 0;
 }
 
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
+static void write_now(struct writeback *wb)
 {
-	struct writeback *wb = arg;
 	struct timeval tv = {1, 0};
+	int had = !TAILQ_EMPTY(&wb->queue);
 	int r = writeback_flush(wb);
 
 	if (r < 0) {
@@ -134,36 +197,51 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 			        "directory",
 			        r == -ENOSPC ? "disk full" : strerror(-r), store_errmsg(wb->store));
 		wb->failing = 1;
-		evtimer_add(wb->ev, &tv);
+		evtimer_add(wb->retry, &tv);
 		return;
 	}
 	if (wb->failing)
 		log_info("the database takes outcomes again; all kept outcomes are written");
 	wb->failing = 0;
-	wb->on_written(wb->userdata);
+	if (had)
+		wb->on_written(wb->userdata);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	write_now(arg);
+}
+
+void writeback_after_turn(struct writeback *wb)
+{
+	/* While the database refuses, only the retry timer writes. */
+	if (!wb->failing && (!TAILQ_EMPTY(&wb->queue) || !TAILQ_EMPTY(&wb->calls)))
+		write_now(wb);
+}
+
+int writeback_failing(const struct writeback *wb)
+{
+	return wb->failing;
 }
 
 int writeback_new(struct event_base *base, struct store *store, void (*on_written)(void *),
                   void *userdata, struct writeback **ret)
 {
 	struct writeback *wb;
-	int n;
 
 	wb = calloc(1, sizeof(*wb));
 	if (!wb)
 		return -ENOMEM;
 	TAILQ_INIT(&wb->queue);
+	TAILQ_INIT(&wb->calls);
 	wb->store = store;
 	wb->on_written = on_written;
 	wb->userdata = userdata;
-	wb->ev = evtimer_new(base, flush_cb, wb);
-	if (!wb->ev) {
+	wb->retry = evtimer_new(base, retry_cb, wb);
+	if (!wb->retry) {
 		free(wb);
 		return -ENOMEM;
 	}
-	n = event_base_get_npriorities(base);
-	if (n > 1)
-		event_priority_set(wb->ev, n - 1);
 	*ret = wb;
 	return 0;
 }
@@ -171,6 +249,7 @@ int writeback_new(struct event_base *base, struct store *store, void (*on_writte
 void writeback_free(struct writeback *wb)
 {
 	struct pending *p;
+	struct pending_call *pc;
 
 	if (!wb)
 		return;
@@ -178,6 +257,10 @@ void writeback_free(struct writeback *wb)
 		TAILQ_REMOVE(&wb->queue, p, link);
 		pending_free(p);
 	}
-	event_free(wb->ev);
+	while ((pc = TAILQ_FIRST(&wb->calls))) {
+		TAILQ_REMOVE(&wb->calls, pc, link);
+		pending_call_free(pc);
+	}
+	event_free(wb->retry);
 	free(wb);
 }

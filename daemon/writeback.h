@@ -1,7 +1,8 @@
 /*
- * writeback.h - job outcomes on their way to the store. Outcomes are queued
- * and written in one transaction per loop turn, by an event at the loop's
- * lowest priority that runs after every other callback of the turn. When the
+ * writeback.h - job outcomes and interactive calls' records on their way to
+ * the store. They are queued and written in one transaction per loop turn:
+ * the loop calls writeback_after_turn() once every callback of the turn has
+ * run (main.c's loop, as redis's beforesleep). When the
  * database refuses (disk full), the queue is kept, with its own copies of
  * every string, and written again every second: its jobs stay running in the
  * database meanwhile, so nothing launches them twice, and nothing is lost.
@@ -26,7 +27,17 @@ void writeback_free(struct writeback *wb);
 void writeback_add(struct writeback *wb, int64_t job_id, int64_t attempt_id,
                    const struct store_outcome *o, int64_t now);
 
+/* Queue the record of one try of an interactive call; c's strings are copied. */
+void writeback_add_call(struct writeback *wb, const struct store_call *c);
+
 /* Write the queue now, all in one transaction or none; 0 or -errno. */
 int writeback_flush(struct writeback *wb);
+
+/* The end of a loop turn: write what it queued (unless failing: then the
+ * retry timer writes). */
+void writeback_after_turn(struct writeback *wb);
+
+/* 1 while the database refuses the queue. */
+int writeback_failing(const struct writeback *wb);
 
 #endif

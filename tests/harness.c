@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 
 static void msleep(int ms)
 {
@@ -50,6 +51,8 @@ void h_mock_start(struct mock_proc *m, const char *dir, ...)
 	m->pid = fork();
 	cr_assert_geq(m->pid, 0);
 	if (m->pid == 0) {
+		/* A test that fails mid-way must not leave its servers behind. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(pfd[1], 1);
 		close(pfd[0]);
 		close(pfd[1]);
@@ -110,6 +113,8 @@ static int can_connect(const char *path)
 	return ok;
 }
 
+static int daemon_http_port(const struct daemon_proc *d);
+
 void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_proc *m, ...)
 {
 	char url[128];
@@ -127,12 +132,14 @@ void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_pr
 		i++;
 	va_end(ap);
 	env[i++] = url;
+	env[i++] = "LLMQ_HTTP_ADDR=127.0.0.1:0"; /* tests run side by side */
 	env[i++] = "LLMQ_CONFIG=";
 	env[i++] = "PATH=/usr/bin:/bin";
 	env[i] = NULL;
 	d->pid = fork();
 	cr_assert_geq(d->pid, 0);
 	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		dup2(fd, 2);
 		dup2(fd, 1);
@@ -143,6 +150,7 @@ void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_pr
 	for (tries = 0; tries < 200 && !can_connect(d->sock); tries++)
 		msleep(25);
 	cr_assert(can_connect(d->sock), "llmqd did not start; see %s", d->log);
+	d->http_port = daemon_http_port(d);
 }
 
 void h_daemon_signal(struct daemon_proc *d, int sig)
@@ -293,4 +301,23 @@ int64_t h_sql_int(const struct daemon_proc *d, const char *sql)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return v;
+}
+
+/* The port llmqd's HTTP face bound (ping says), 0 when off. */
+static int daemon_http_port(const struct daemon_proc *d)
+{
+	char out[4096];
+	json_object *o;
+	const char *a, *colon;
+	int port = 0;
+
+	if (h_llmq(d, out, sizeof(out), NULL, 0, "ping", "--json", NULL) != 0)
+		return 0;
+	o = json_tokener_parse(out);
+	a = o ? h_jstr(o, "http") : NULL;
+	colon = a ? strrchr(a, ':') : NULL;
+	if (colon)
+		port = atoi(colon + 1);
+	json_object_put(o);
+	return port;
 }

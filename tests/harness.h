@@ -18,6 +18,7 @@ struct mock_proc {
 
 struct daemon_proc {
 	pid_t pid;
+	int http_port; /* the OpenAI-compatible face, on 127.0.0.1 */
 	char sock[300];
 	char db[300];
 	char log[300];

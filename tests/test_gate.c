@@ -17,7 +17,7 @@ static void simulate(struct gate *g, int n, int64_t cost, int64_t dur, int64_t *
 
 	for (i = 0; i < n; i++) {
 		for (;;) {
-			t = gate_when(g, cost, now, NULL);
+			t = gate_when(g, GATE_BATCH, cost, now, NULL);
 			if (t != GATE_NEVER) {
 				now = t;
 				break;
@@ -27,11 +27,11 @@ static void simulate(struct gate *g, int n, int64_t cost, int64_t dur, int64_t *
 				if (ends[k] < ends[t])
 					t = k;
 			now = now > ends[t] ? now : ends[t];
-			gate_done(g, cost, -1, now);
+			gate_done(g, GATE_BATCH, cost, -1, now);
 			ends[t] = ends[--open];
 		}
-		cr_assert_eq(gate_when(g, cost, now, NULL), now);
-		gate_launch(g, cost, now, 0, &m);
+		cr_assert_eq(gate_when(g, GATE_BATCH, cost, now, NULL), now);
+		gate_launch(g, GATE_BATCH, cost, now, 0, &m);
 		launch[i] = now;
 		ends[open++] = now + dur;
 	}
@@ -85,12 +85,12 @@ Test(gate, concurrency_cap_reports_never)
 	enum gate_block why;
 
 	gate_init(&g, &l, 0);
-	gate_launch(&g, 1, 0, 0, &m);
-	gate_launch(&g, 1, 0, 0, &m);
-	cr_assert_eq(gate_when(&g, 1, 5, &why), GATE_NEVER);
+	gate_launch(&g, GATE_BATCH, 1, 0, 0, &m);
+	gate_launch(&g, GATE_BATCH, 1, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 5, &why), GATE_NEVER);
 	cr_assert_eq(why, GATE_CONCURRENCY);
-	gate_done(&g, 1, -1, 10);
-	cr_assert_eq(gate_when(&g, 1, 10, NULL), 10);
+	gate_done(&g, GATE_BATCH, 1, -1, 10);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 10, NULL), 10);
 }
 
 Test(gate, stagger_jitter_bounds)
@@ -100,10 +100,10 @@ Test(gate, stagger_jitter_bounds)
 	struct gate g;
 
 	gate_init(&g, &l, 0);
-	gate_launch(&g, 0, 0, 0.999, &m);
-	cr_assert_eq(gate_when(&g, 0, 0, NULL), 1499);
-	gate_launch(&g, 0, 1499, 0.0, &m);
-	cr_assert_eq(gate_when(&g, 0, 1499, NULL), 2499);
+	gate_launch(&g, GATE_BATCH, 0, 0, 0.999, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 0, 0, NULL), 1499);
+	gate_launch(&g, GATE_BATCH, 0, 1499, 0.0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 0, 1499, NULL), 2499);
 }
 
 Test(gate, bucket_refills_continuously_and_caps)
@@ -115,16 +115,16 @@ Test(gate, bucket_refills_continuously_and_caps)
 	gate_init(&g, &l, 0);
 	/* 1000 tokens/s, capacity 10 s (+ the slack) = 10020 tokens, starting full. */
 	cr_assert_float_eq(gate_token_capacity(&g), 10000 + GATE_SLACK_MS, 1e-9);
-	cr_assert_eq(gate_when(&g, 10000, 0, NULL), 0);
-	gate_launch(&g, 10000, 0, 0, &m);
-	cr_assert_eq(gate_when(&g, 500 + GATE_SLACK_MS, 0, NULL), 500);
-	cr_assert_eq(gate_when(&g, 500 + GATE_SLACK_MS, 500, NULL), 500);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 10000, 0, NULL), 0);
+	gate_launch(&g, GATE_BATCH, 10000, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 500 + GATE_SLACK_MS, 0, NULL), 500);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 500 + GATE_SLACK_MS, 500, NULL), 500);
 	/* Idle for a long time: capped at capacity, not more. */
-	cr_assert_eq(gate_when(&g, 10000, 1000000, NULL), 1000000);
-	gate_launch(&g, 10000, 1000000, 0, &m);
-	cr_assert_eq(gate_when(&g, GATE_SLACK_MS + 1, 1000000, NULL), 1000001);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 10000, 1000000, NULL), 1000000);
+	gate_launch(&g, GATE_BATCH, 10000, 1000000, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, GATE_SLACK_MS + 1, 1000000, NULL), 1000001);
 	/* A job dearer than the burst waits for a full bucket, then goes into debt. */
-	cr_assert_eq(gate_when(&g, 25000, 1000000, NULL), 1010000 - GATE_SLACK_MS);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 25000, 1000000, NULL), 1010000 - GATE_SLACK_MS);
 }
 
 Test(gate, rpm_bucket)
@@ -137,11 +137,11 @@ Test(gate, rpm_bucket)
 	gate_init(&g, &l, 0);
 	/* 300 requests/min effective: one per 200 ms (the bucket's slack, full
 	 * at the start, brings the second launch forward by GATE_SLACK_MS). */
-	gate_launch(&g, 0, 0, 0, &m);
-	cr_assert_eq(gate_when(&g, 0, 0, &why), 200 - GATE_SLACK_MS);
+	gate_launch(&g, GATE_BATCH, 0, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 0, 0, &why), 200 - GATE_SLACK_MS);
 	cr_assert_eq(why, GATE_REQUESTS);
-	gate_launch(&g, 0, 200 - GATE_SLACK_MS, 0, &m);
-	cr_assert_eq(gate_when(&g, 0, 200 - GATE_SLACK_MS, &why), 400 - GATE_SLACK_MS);
+	gate_launch(&g, GATE_BATCH, 0, 200 - GATE_SLACK_MS, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 0, 200 - GATE_SLACK_MS, &why), 400 - GATE_SLACK_MS);
 	cr_assert_eq(why, GATE_REQUESTS);
 }
 
@@ -154,17 +154,17 @@ Test(gate, reconciliation_refunds_and_charges)
 
 	gate_init(&g, &l, 0);
 	cap = gate_token_capacity(&g);
-	gate_launch(&g, 30000, 0, 0, &m);
+	gate_launch(&g, GATE_BATCH, 30000, 0, 0, &m);
 	cr_assert_float_eq(g.tok, cap - 30000, 1e-6);
-	gate_done(&g, 30000, 10000, 0); /* used less: refund */
+	gate_done(&g, GATE_BATCH, 30000, 10000, 0); /* used less: refund */
 	cr_assert_float_eq(g.tok, cap - 10000, 1e-6);
-	gate_launch(&g, 1000, 0, 0, &m);
-	gate_done(&g, 1000, 6000, 0); /* used more: extra charge */
+	gate_launch(&g, GATE_BATCH, 1000, 0, 0, &m);
+	gate_done(&g, GATE_BATCH, 1000, 6000, 0); /* used more: extra charge */
 	cr_assert_float_eq(g.tok, cap - 16000, 1e-6);
-	gate_launch(&g, 1000, 0, 0, &m);
-	gate_done(&g, 1000, -1, 0); /* unknown usage: keep the reservation */
+	gate_launch(&g, GATE_BATCH, 1000, 0, 0, &m);
+	gate_done(&g, GATE_BATCH, 1000, -1, 0); /* unknown usage: keep the reservation */
 	cr_assert_float_eq(g.tok, cap - 17000, 1e-6);
-	gate_done(&g, 60000, 0, 0); /* a refund never overfills */
+	gate_done(&g, GATE_BATCH, 60000, 0, 0); /* a refund never overfills */
 	cr_assert_float_eq(g.tok, cap, 1e-6);
 }
 
@@ -182,8 +182,8 @@ Test(gate, provider_feedback_pulls_view_down)
 	struct gate g;
 
 	gate_init(&g, &l, 0);
-	gate_launch(&g, 1000, 0, 0, &m1);
-	gate_launch(&g, 2000, 0, 0, &m2);
+	gate_launch(&g, GATE_BATCH, 1000, 0, 0, &m1);
+	gate_launch(&g, GATE_BATCH, 2000, 0, 0, &m2);
 	/* The provider answered the first launch with 40000 left: minus our
 	 * headroom (10000) and the 2000 launched after it. */
 	gate_observe(&g, &fb, &m1, 0);
@@ -198,7 +198,7 @@ Test(gate, provider_feedback_pulls_view_down)
 	fb.reset_requests_ms = 1500;
 	gate_observe(&g, &fb, &m2, 100);
 	cr_assert_eq(g.paused_until, 1600);
-	cr_assert_geq(gate_when(&g, 1, 100, NULL), 1600);
+	cr_assert_geq(gate_when(&g, GATE_BATCH, 1, 100, NULL), 1600);
 	/* A lower provider limit becomes the lane's limit. */
 	fb.limit_tokens = 50000;
 	fb.remaining_requests = -1;
@@ -215,10 +215,10 @@ Test(gate, pause_extends_never_shortens)
 	gate_init(&g, &l, 0);
 	gate_pause(&g, 5000, "429 from upstream");
 	gate_pause(&g, 3000, "shorter");
-	cr_assert_eq(gate_when(&g, 1, 0, &why), 5000);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 0, &why), 5000);
 	cr_assert_eq(why, GATE_PAUSED);
 	cr_assert_str_eq(g.pause_reason, "429 from upstream");
-	cr_assert_eq(gate_when(&g, 1, 5000, NULL), 5000);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 5000, NULL), 5000);
 }
 
 Test(gate, drain_empties_buckets)
@@ -228,7 +228,7 @@ Test(gate, drain_empties_buckets)
 
 	gate_init(&g, &l, 0);
 	gate_drain(&g, 0);
-	cr_assert_eq(gate_when(&g, 1000, 0, NULL), 1000);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1000, 0, NULL), 1000);
 }
 
 Test(gate, headroom_is_a_share_of_the_providers_bucket)
@@ -248,7 +248,7 @@ Test(gate, headroom_is_a_share_of_the_providers_bucket)
 	struct gate g;
 
 	gate_init(&g, &l, 0);
-	gate_launch(&g, 300, 0, 0, &m);
+	gate_launch(&g, GATE_BATCH, 300, 0, 0, &m);
 	gate_observe(&g, &fb, &m, 0);
 	cr_assert_float_eq(g.tok, 670, 1e-6);
 }

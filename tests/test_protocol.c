@@ -49,7 +49,7 @@ ParameterizedTestParameters(protocol, bad_lines)
 	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":\"x\"}",
 	     "missing \"body\""},
 	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{}}",
-	     "no \"model\""},
+	     "\"model\" is missing"},
 	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
 	     "\"body\":{\"model\":\"m\",\"stream\":true}}",
 	     "stream"},

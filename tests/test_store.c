@@ -139,7 +139,7 @@ Test(store, lifecycle_to_completed)
 
 	add_batch("b_0000000000000002", 2);
 	for (int i = 0; i < 2; i++) {
-		cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+		cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 		cr_assert_str_eq(j.custom_id, i == 0 ? "c0" : "c1", "FIFO order");
 		cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 5, &attempt), 0);
 		cr_assert_eq(count("b_0000000000000002", "running"), 1);
@@ -149,7 +149,7 @@ Test(store, lifecycle_to_completed)
 		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2200), -ESTALE);
 		store_job_clear(&j);
 	}
-	cr_assert_eq(store_next_ready(st, "openai", 3000, &j), 0);
+	cr_assert_eq(store_next_ready(st, "openai", 3000, NULL, &j), 0);
 	cr_assert_eq(count("b_0000000000000002", "succeeded"), 2);
 	cr_assert_str_eq(batch_state("b_0000000000000002", s, sizeof(s)), "completed");
 }
@@ -171,14 +171,14 @@ Test(store, requeue_respects_not_before)
 	int64_t attempt, wake;
 
 	add_batch("b_0000000000000003", 1);
-	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
 	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
 	store_job_clear(&j);
-	cr_assert_eq(store_next_ready(st, "openai", 4999, &j), 0, "not before 5000");
+	cr_assert_eq(store_next_ready(st, "openai", 4999, NULL, &j), 0, "not before 5000");
 	cr_assert_eq(store_next_wakeup(st, "openai", &wake), 0);
 	cr_assert_eq(wake, 5000);
-	cr_assert_eq(store_next_ready(st, "openai", 5000, &j), 1);
+	cr_assert_eq(store_next_ready(st, "openai", 5000, NULL, &j), 1);
 	cr_assert_eq(j.attempts, 1);
 	store_job_clear(&j);
 	cr_assert_eq(store_next_wakeup(st, "other-lane", &wake), 0);
@@ -193,7 +193,7 @@ Test(store, recover_requeues_running_and_closes_attempts)
 	sqlite3_stmt *q;
 
 	add_batch("b_0000000000000004", 3);
-	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
 	store_job_clear(&j);
 	/* The daemon dies here; a new one opens the file. */
@@ -220,7 +220,7 @@ Test(store, cancel_keeps_running_until_done)
 	char s[32];
 
 	add_batch("b_0000000000000005", 3);
-	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
 	cr_assert_eq(store_batch_cancel(st, "b_0000000000000005", 2050, &n), 0);
 	cr_assert_eq(n, 2);
@@ -247,7 +247,7 @@ Test(store, retry_in_cancelling_batch_is_cancelled)
 	char s[32];
 
 	add_batch("b_0000000000000006", 1);
-	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
 	cr_assert_eq(store_batch_cancel(st, "b_0000000000000006", 2050, &n), 0);
 	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
@@ -280,7 +280,7 @@ Test(store, results_in_batch_output_format)
 	json_object *line, *resp, *body, *v;
 
 	add_batch("b_0000000000000007", 2);
-	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
 	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
 	store_job_clear(&j);
@@ -344,13 +344,13 @@ Test(store, a_job_in_backoff_never_holds_back_ready_ones)
 
 	add_batch("b_000000000000000a", 1);
 	add_batch("b_000000000000000b", 1);
-	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_str_eq(j.batch_id, "b_000000000000000a");
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
 	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
 	store_job_clear(&j);
 	/* The older batch's job waits until 60000; the newer one's is ready now. */
-	cr_assert_eq(store_next_ready(st, "openai", 2200, &j), 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2200, NULL, &j), 1);
 	cr_assert_str_eq(j.batch_id, "b_000000000000000b");
 	store_job_clear(&j);
 }
@@ -364,7 +364,7 @@ Test(store, attempts_keep_the_providers_view)
 	sqlite3_stmt *q;
 
 	add_batch("b_000000000000000c", 1);
-	cr_assert_eq(store_next_ready(st, "openai", 2000, &j), 1);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 7, &attempt), 0);
 	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
 	store_job_clear(&j);

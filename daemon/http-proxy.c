@@ -1,0 +1,516 @@
+/*
+ * http-proxy.c - the OpenAI-compatible model endpoints: POST
+ * /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/responses.
+ *
+ * A call is validated and estimated as a batch line is (common/), routed to
+ * a lane by its model, queued at the lane's gate as interactive traffic,
+ * and, once granted, sent upstream with the lane's key (the caller's
+ * Authorization is never forwarded). A non-streamed answer is read whole
+ * and retried within the call's wait budget when it is a 429, a 5xx or a
+ * transport error; a streamed one is relayed chunk by chunk, with
+ * back-pressure, and retried only before its first byte reached the caller.
+ * A caller that leaves cancels its transfer and frees its slot.
+ *
+ * Ownership: a struct call lives from the request's arrival until it is
+ * answered or its caller is gone, and whatever of it the scheduler or the
+ * upstream still holds (ticket, transfer, timer) has been given back.
+ */
+#include "estimate.h"
+#include "http.h"
+#include "lane.h"
+#include "log.h"
+#include "protocol.h"
+#include "scheduler.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+
+/* A caller's socket holding more unsent bytes than this pauses the upstream. */
+#define PROXY_OUT_HIGH (256 * 1024)
+/* The longest SSE line scanned for usage; longer lines are relayed, not read. */
+#define PROXY_SSE_LINE_MAX (1024 * 1024)
+
+struct call {
+	struct llmqd *d;
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	char id[24];
+	char endpoint[32];
+	char *model;
+	char *body; /* as the caller sent it, forwarded unchanged */
+	size_t body_len;
+	int64_t cost;
+	int stream;
+	int64_t uid;
+	const struct lane_config *lane;
+	int lane_idx;
+	int64_t deadline; /* monotonic: the wait budget ends */
+	int tries;
+	struct sched_ticket *ticket;
+	struct up_transfer *t;
+	struct event *retry;
+	int relaying;       /* the reply's head went out: no more retries */
+	int64_t stream_used; /* usage the stream reported; -1 none */
+	struct evbuffer *line; /* the SSE line being received */
+	int line_skip;         /* the current line is too long to scan */
+};
+
+static const struct up_stream relay_ops;
+
+static void call_free(struct call *c)
+{
+	if (!c)
+		return;
+	if (c->conn)
+		evhttp_connection_set_closecb(c->conn, NULL, NULL);
+	if (c->retry)
+		event_free(c->retry);
+	if (c->line)
+		evbuffer_free(c->line);
+	free(c->model);
+	free(c->body);
+	free(c);
+}
+
+/* The caller went away: give back whatever the call holds. */
+static void on_caller_gone(struct evhttp_connection *conn, void *arg)
+{
+	struct call *c = arg;
+	struct scheduler *s = c->d->sched;
+
+	log_debug("call %s: the caller left", c->id);
+	c->conn = NULL;
+	if (c->t) {
+		upstream_abort(sched_upstream(s), c->t);
+		c->t = NULL;
+	}
+	if (c->ticket)
+		sched_call_cancel(s, c->ticket);
+	c->ticket = NULL;
+	/* The request was detached from its connection; it is ours to free. */
+	evhttp_request_free(c->req);
+	call_free(c);
+}
+
+/*
+ * Before the final answer is sent: that send may close the connection at
+ * once (reply_end on a drained buffer), and its close callback must not
+ * find the call.
+ */
+static void detach(struct call *c)
+{
+	if (c->conn)
+		evhttp_connection_set_closecb(c->conn, NULL, NULL);
+	c->conn = NULL;
+}
+
+static void add_header(struct evkeyvalq *h, const char *name, const char *v)
+{
+	if (v && *v)
+		evhttp_add_header(h, name, v);
+}
+
+/* The upstream's headers that matter to an SDK. */
+static void relay_headers(struct evhttp_request *req, const struct up_headers *u,
+                          const char *dflt_type)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+	add_header(h, "Content-Type", u->content_type[0] ? u->content_type : dflt_type);
+	add_header(h, "x-request-id", u->request_id);
+	add_header(h, "openai-processing-ms", u->processing_ms);
+	add_header(h, "x-ratelimit-limit-requests", u->limit_requests);
+	add_header(h, "x-ratelimit-limit-tokens", u->limit_tokens);
+	add_header(h, "x-ratelimit-remaining-requests", u->remaining_requests);
+	add_header(h, "x-ratelimit-remaining-tokens", u->remaining_tokens);
+	add_header(h, "x-ratelimit-reset-requests", u->reset_requests);
+	add_header(h, "x-ratelimit-reset-tokens", u->reset_tokens);
+	add_header(h, "retry-after", u->retry_after);
+	add_header(h, "retry-after-ms", u->retry_after_ms);
+}
+
+static void fmt_ms(char *buf, size_t len, int64_t ms)
+{
+	if (ms >= 1000)
+		snprintf(buf, len, "%llds%lldms", (long long)(ms / 1000), (long long)(ms % 1000));
+	else
+		snprintf(buf, len, "%lldms", (long long)(ms > 0 ? ms : 0));
+}
+
+/* llmq's own view of the lane, in the provider's x-ratelimit-* terms. */
+static void lane_headers(struct call *c, struct evkeyvalq *h)
+{
+	struct lane_snapshot snap;
+	int64_t now = time_mono_ms();
+	double rate;
+	char v[64];
+
+	if (sched_lane_snapshot(c->d->sched, c->lane_idx, now, &snap) < 0)
+		return;
+	if (snap.gate.lim.tpm > 0) {
+		rate = gate_tokens_per_ms(&snap.gate);
+		snprintf(v, sizeof(v), "%lld", (long long)gate_effective_tpm(&snap.gate));
+		evhttp_add_header(h, "x-ratelimit-limit-tokens", v);
+		snprintf(v, sizeof(v), "%lld", (long long)(snap.gate.tok > 0 ? snap.gate.tok : 0));
+		evhttp_add_header(h, "x-ratelimit-remaining-tokens", v);
+		fmt_ms(v, sizeof(v),
+		       rate > 0 && snap.gate.tok < 0 ? (int64_t)ceil(-snap.gate.tok / rate) : 0);
+		evhttp_add_header(h, "x-ratelimit-reset-tokens", v);
+	}
+	if (snap.gate.lim.rpm > 0) {
+		rate = gate_requests_per_ms(&snap.gate);
+		snprintf(v, sizeof(v), "%lld", (long long)(rate * 60000.0 + 0.5));
+		evhttp_add_header(h, "x-ratelimit-limit-requests", v);
+		snprintf(v, sizeof(v), "%lld", (long long)(snap.gate.req > 0 ? snap.gate.req : 0));
+		evhttp_add_header(h, "x-ratelimit-remaining-requests", v);
+		fmt_ms(v, sizeof(v),
+		       rate > 0 && snap.gate.req < 1 ? (int64_t)ceil((1 - snap.gate.req) / rate) : 0);
+		evhttp_add_header(h, "x-ratelimit-reset-requests", v);
+	}
+}
+
+/* The gate cannot serve the call in time: 429 at once, with when to come back. */
+static void answer_gate_429(struct call *c, int64_t retry_after_ms)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+	char v[32];
+
+	snprintf(v, sizeof(v), "%lld", (long long)((retry_after_ms + 999) / 1000));
+	evhttp_add_header(h, "retry-after", v);
+	snprintf(v, sizeof(v), "%lld", (long long)retry_after_ms);
+	evhttp_add_header(h, "retry-after-ms", v);
+	lane_headers(c, h);
+	c->d->refusals[REFUSAL_GATE_WAIT]++;
+	http_error(c->req, 429, "rate_limit_error", "rate_limit_exceeded",
+	           "llmq: lane %s cannot serve this call within %llds at its rate limits; "
+	           "retry after %.1fs",
+	           c->lane->name, (long long)(c->lane->interactive_max_wait_ms / 1000),
+	           (double)retry_after_ms / 1000.0);
+}
+
+static void on_refused(void *ud, int64_t retry_after_ms)
+{
+	struct call *c = ud;
+
+	c->ticket = NULL;
+	detach(c);
+	answer_gate_429(c, retry_after_ms);
+	call_free(c);
+}
+
+static void on_granted(void *ud);
+
+static int enqueue(struct call *c)
+{
+	int64_t now = time_mono_ms(), ra = 0;
+	struct sched_call_info info = {
+	    .lane = c->lane->name,
+	    .endpoint = c->endpoint,
+	    .model = c->model,
+	    .call_id = c->id,
+	    .try_no = c->tries + 1,
+	    .stream = c->stream,
+	    .uid = c->uid,
+	    .cost = c->cost,
+	    .max_wait_ms = c->deadline > now ? c->deadline - now : 0,
+	    .grant = on_granted,
+	    .refuse = on_refused,
+	    .ud = c,
+	    .request_body = c->body,
+	};
+	int r = sched_call_enqueue(c->d->sched, &info, &c->ticket, &ra);
+
+	if (r == -EAGAIN) {
+		c->ticket = NULL;
+		detach(c);
+		answer_gate_429(c, ra);
+		return r;
+	}
+	if (r < 0) {
+		c->ticket = NULL;
+		detach(c);
+		http_error(c->req, 500, "server_error", NULL, "llmqd cannot queue the call: %s",
+		           strerror(-r));
+	}
+	return r;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct call *c = arg;
+
+	if (enqueue(c) < 0)
+		call_free(c); /* answered */
+}
+
+static void on_up_done(void *ud, const struct up_response *resp);
+
+static void on_granted(void *ud)
+{
+	struct call *c = ud;
+	struct up_response fake;
+	struct up_request ur;
+	char url[1024];
+	int r;
+
+	r = lane_url(c->lane, c->endpoint, url, sizeof(url));
+	if (r == 0) {
+		ur = (struct up_request){
+		    .url = url,
+		    .api_key = sched_lane_key(c->d->sched, c->lane_idx),
+		    .body = c->body,
+		    .body_len = c->body_len,
+		    .connect_timeout_ms = (long)c->lane->connect_timeout_ms,
+		    .timeout_ms = (long)c->lane->request_timeout_ms,
+		    .done = on_up_done,
+		    .stream = c->stream ? &relay_ops : NULL,
+		    .userdata = c,
+		};
+		r = upstream_start(sched_upstream(c->d->sched), &ur, &c->t);
+	}
+	if (r < 0) {
+		c->t = NULL;
+		memset(&fake, 0, sizeof(fake));
+		fake.transport_error = -r;
+		fake.error = "could not start the transfer";
+		fake.body = "";
+		on_up_done(c, &fake);
+	}
+}
+
+/* Usage in one SSE data line: chat's "usage", or responses' "response.usage". */
+static void scan_sse_line(struct call *c, const char *line, size_t len)
+{
+	json_object *o = NULL, *u = NULL, *r, *v;
+	int64_t total = -1;
+	char err[64];
+
+	if (len < 7 || strncmp(line, "data: {", 7) != 0 || !memmem(line, len, "\"usage\"", 7))
+		return;
+	if (proto_parse_object(line + 6, len - 6, &o, err, sizeof(err)) < 0)
+		return;
+	if (!json_object_object_get_ex(o, "usage", &u) || !json_object_is_type(u, json_type_object))
+		u = json_object_object_get_ex(o, "response", &r) &&
+		            json_object_object_get_ex(r, "usage", &v) &&
+		            json_object_is_type(v, json_type_object)
+		        ? v
+		        : NULL;
+	if (u && json_object_object_get_ex(u, "total_tokens", &v) &&
+	    json_object_is_type(v, json_type_int))
+		total = json_object_get_int64(v);
+	if (total >= 0)
+		c->stream_used = total;
+	json_object_put(o);
+}
+
+static void scan_sse(struct call *c, const char *data, size_t len)
+{
+	const char *nl;
+	size_t n;
+
+	while (len > 0) {
+		nl = memchr(data, '\n', len);
+		n = nl ? (size_t)(nl - data) : len;
+		if (!c->line_skip) {
+			if (evbuffer_get_length(c->line) + n > PROXY_SSE_LINE_MAX) {
+				c->line_skip = 1;
+				evbuffer_drain(c->line, evbuffer_get_length(c->line));
+			} else {
+				evbuffer_add(c->line, data, n);
+			}
+		}
+		if (!nl)
+			return;
+		if (!c->line_skip) {
+			size_t ll = evbuffer_get_length(c->line);
+			const char *p = (const char *)evbuffer_pullup(c->line, -1);
+
+			if (p)
+				scan_sse_line(c, p, ll && p[ll - 1] == '\r' ? ll - 1 : ll);
+		}
+		evbuffer_drain(c->line, evbuffer_get_length(c->line));
+		c->line_skip = 0;
+		data = nl + 1;
+		len -= n + 1;
+	}
+}
+
+static int relay_head(void *ud, int status, const struct up_headers *u)
+{
+	struct call *c = ud;
+
+	if (status < 200 || status > 299)
+		return 0; /* an error answer is read whole: it may be retried */
+	c->relaying = 1;
+	relay_headers(c->req, u, "text/event-stream");
+	evhttp_send_reply_start(c->req, status, "OK");
+	return 1;
+}
+
+static void on_chunk_written(struct evhttp_connection *conn, void *arg)
+{
+	struct call *c = arg;
+
+	if (c->t)
+		upstream_resume(sched_upstream(c->d->sched), c->t);
+}
+
+static int relay_data(void *ud, const char *data, size_t len)
+{
+	struct call *c = ud;
+	struct evbuffer *buf;
+	struct bufferevent *bev;
+
+	if (!c->conn)
+		return -1;
+	scan_sse(c, data, len);
+	buf = evbuffer_new();
+	if (!buf || evbuffer_add(buf, data, len) < 0) {
+		if (buf)
+			evbuffer_free(buf);
+		return -1;
+	}
+	evhttp_send_reply_chunk_with_cb(c->req, buf, on_chunk_written, c);
+	evbuffer_free(buf);
+	bev = evhttp_connection_get_bufferevent(c->conn);
+	if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > PROXY_OUT_HIGH)
+		return UP_PAUSE; /* a slow caller slows its transfer, not llmqd's memory */
+	return 0;
+}
+
+static const struct up_stream relay_ops = {
+    .head = relay_head,
+    .data = relay_data,
+};
+
+static void answer_upstream(struct call *c, const struct up_response *resp)
+{
+	struct evbuffer *buf;
+
+	if (resp->status == 0) {
+		http_error(c->req, 502, "upstream_error", "upstream_unreachable",
+		           "llmq: the upstream of lane %s did not answer: %s", c->lane->name,
+		           resp->error ? resp->error : "transfer failed");
+		return;
+	}
+	buf = evbuffer_new();
+	if (!buf || evbuffer_add(buf, resp->body, resp->body_len) < 0) {
+		if (buf)
+			evbuffer_free(buf);
+		http_error(c->req, 500, "server_error", NULL, "llmqd ran out of memory");
+		return;
+	}
+	relay_headers(c->req, &resp->hdr, "application/json");
+	evhttp_send_reply(c->req, resp->status, NULL, buf);
+	evbuffer_free(buf);
+}
+
+static void on_up_done(void *ud, const struct up_response *resp)
+{
+	struct call *c = ud;
+	struct timeval tv;
+	int64_t again = -1;
+
+	c->t = NULL;
+	sched_call_done(c->d->sched, c->ticket, resp, c->stream_used, !c->relaying, c->deadline,
+	                c->relaying ? NULL : resp->body, &again);
+	c->ticket = NULL;
+	c->tries++;
+	if (c->relaying) {
+		detach(c);
+		evhttp_send_reply_end(c->req);
+		call_free(c);
+		return;
+	}
+	if (again >= 0) {
+		log_debug("call %s: HTTP %d, trying again in %lldms", c->id, resp->status,
+		          (long long)again);
+		tv.tv_sec = again / 1000;
+		tv.tv_usec = (again % 1000) * 1000;
+		if (evtimer_add(c->retry, &tv) == 0)
+			return;
+	}
+	detach(c);
+	answer_upstream(c, resp);
+	call_free(c);
+}
+
+static int body_is_stream(json_object *body)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(body, "stream", &v) && json_object_get_boolean(v);
+}
+
+void http_proxy_handle(struct llmqd *d, struct evhttp_request *req, const char *path)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	json_object *body = NULL;
+	const char *model;
+	struct call *c;
+	uint64_t rnd = 0;
+	char err[256];
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
+		return;
+	}
+	c->d = d;
+	c->req = req;
+	c->stream_used = -1;
+	c->uid = http_caller_uid(req);
+	snprintf(c->endpoint, sizeof(c->endpoint), "%s", path);
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+		rnd = (uint64_t)time_mono_ms() ^ (uint64_t)(uintptr_t)c;
+	snprintf(c->id, sizeof(c->id), "c_%016llx", (unsigned long long)rnd);
+	c->body_len = evbuffer_get_length(in);
+	c->body = malloc(c->body_len + 1);
+	c->line = evbuffer_new();
+	c->retry = evtimer_new(d->base, retry_cb, c);
+	if (!c->body || !c->line || !c->retry) {
+		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
+		goto fail;
+	}
+	evbuffer_copyout(in, c->body, c->body_len);
+	c->body[c->body_len] = '\0';
+	r = proto_parse_object(c->body, c->body_len, &body, err, sizeof(err));
+	if (r == 0)
+		r = proto_check_body(body, 1, &model, err, sizeof(err));
+	if (r < 0) {
+		d->refusals[REFUSAL_INVALID]++;
+		http_error(req, 400, "invalid_request_error", r == -ENOMEM ? NULL : "invalid_body",
+		           "%s", r == -ENOMEM ? "llmqd ran out of memory" : err);
+		goto fail;
+	}
+	c->model = strdup(model);
+	if (!c->model) {
+		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
+		goto fail;
+	}
+	c->lane = config_lane_for_model(d->cfg, model);
+	c->lane_idx = sched_lane_index(d->sched, c->lane->name);
+	c->cost = estimate_tokens(body, path, c->lane->est_tokens_per_run);
+	c->stream = body_is_stream(body);
+	json_object_put(body);
+	body = NULL;
+	c->deadline = time_mono_ms() + c->lane->interactive_max_wait_ms;
+	c->conn = evhttp_request_get_connection(req);
+	if (c->conn)
+		evhttp_connection_set_closecb(c->conn, on_caller_gone, c);
+	if (enqueue(c) < 0)
+		call_free(c); /* answered */
+	return;
+fail:
+	json_object_put(body);
+	call_free(c);
+}

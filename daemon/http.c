@@ -1,0 +1,316 @@
+/*
+ * http.c - listeners, routing, limits and errors of the HTTP face.
+ */
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "protocol.h"
+#include "scheduler.h"
+#include "store.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+
+#define HTTP_MAX_HEADERS (64 * 1024)
+#define HTTP_TIMEOUT_S 120 /* a connection silent this long is closed */
+
+struct http {
+	struct llmqd *d;
+	struct evhttp *ev;
+	char bound[128];
+	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+const char *http_bound_addr(const struct http *h)
+{
+	return h ? h->bound : "";
+}
+
+int64_t http_caller_uid(struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	int fd = bev ? bufferevent_getfd(bev) : -1;
+
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 || ss.ss_family != AF_UNIX)
+		return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
+		return -1;
+	return (int64_t)cred.uid;
+}
+
+void http_json(struct evhttp_request *req, int status, json_object *o)
+{
+	struct evbuffer *buf = evbuffer_new();
+	const char *s;
+	size_t len;
+
+	if (!buf || !o) {
+		json_object_put(o);
+		if (buf)
+			evbuffer_free(buf);
+		evhttp_send_error(req, 500, "out of memory");
+		return;
+	}
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	evbuffer_add(buf, s, len);
+	evbuffer_add(buf, "\n", 1);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	                  "application/json");
+	evhttp_send_reply(req, status, NULL, buf);
+	evbuffer_free(buf);
+	json_object_put(o);
+}
+
+void http_error(struct evhttp_request *req, int status, const char *type, const char *code,
+                const char *fmt, ...)
+{
+	json_object *o = json_object_new_object(), *e = json_object_new_object();
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!o || !e) {
+		json_object_put(o);
+		json_object_put(e);
+		evhttp_send_error(req, status, NULL);
+		return;
+	}
+	json_object_object_add(e, "message", json_object_new_string(msg));
+	json_object_object_add(e, "type", json_object_new_string(type));
+	json_object_object_add(e, "param", NULL);
+	json_object_object_add(e, "code", code ? json_object_new_string(code) : NULL);
+	json_object_object_add(o, "error", e);
+	http_json(req, status, o);
+}
+
+static void route_models(struct llmqd *d, struct evhttp_request *req)
+{
+	json_object *o = json_object_new_object(), *data = json_object_new_array(), *m;
+	const struct config *cfg = d->cfg;
+	char owner[80];
+	int i, j;
+
+	if (!o || !data)
+		goto fail;
+	for (i = 0; i < cfg->n_lanes; i++) {
+		snprintf(owner, sizeof(owner), "llmq:%s", cfg->lanes[i].name);
+		for (j = 0; j < cfg->lanes[i].n_models; j++) {
+			m = json_object_new_object();
+			if (!m)
+				goto fail;
+			json_object_object_add(m, "id", json_object_new_string(cfg->lanes[i].models[j]));
+			json_object_object_add(m, "object", json_object_new_string("model"));
+			json_object_object_add(m, "created", json_object_new_int64(0));
+			json_object_object_add(m, "owned_by", json_object_new_string(owner));
+			json_object_array_add(data, m);
+		}
+	}
+	json_object_object_add(o, "object", json_object_new_string("list"));
+	json_object_object_add(o, "data", data);
+	http_json(req, 200, o);
+	return;
+fail:
+	json_object_put(o);
+	json_object_put(data);
+	http_error(req, 500, "server_error", NULL, "llmqd ran out of memory");
+}
+
+/* 200 while the store takes writes and the loop turns (it does: it answers). */
+static void route_healthz(struct llmqd *d, struct evhttp_request *req)
+{
+	json_object *o = json_object_new_object();
+	int ok = sched_store_writable(d->sched);
+
+	if (o) {
+		json_object_object_add(o, "status", json_object_new_string(ok ? "ok" : "degraded"));
+		json_object_object_add(o, "store", json_object_new_string(
+		                                       ok ? "writable" : "refusing writes (see the log)"));
+		json_object_object_add(o, "in_flight", json_object_new_int(sched_in_flight(d->sched)));
+	}
+	http_json(req, ok ? 200 : 503, o);
+}
+
+static void route_metrics(struct llmqd *d, struct evhttp_request *req)
+{
+	struct evbuffer *buf = evbuffer_new();
+	int r = buf ? metrics_render(d, buf) : -ENOMEM;
+
+	if (r < 0) {
+		if (buf)
+			evbuffer_free(buf);
+		http_error(req, 500, "server_error", NULL, "cannot render the metrics: %s",
+		           strerror(-r));
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	                  "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, 200, "OK", buf);
+	evbuffer_free(buf);
+}
+
+static void route(struct evhttp_request *req, void *arg)
+{
+	struct http *h = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+	if (!path) {
+		http_error(req, 400, "invalid_request_error", NULL, "malformed request URI");
+		return;
+	}
+	if (cmd == EVHTTP_REQ_POST && proto_known_url(path)) {
+		http_proxy_handle(h->d, req, path);
+		return;
+	}
+	if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/models") == 0) {
+		route_models(h->d, req);
+		return;
+	}
+	if (cmd == EVHTTP_REQ_GET && strcmp(path, "/metrics") == 0) {
+		route_metrics(h->d, req);
+		return;
+	}
+	if (cmd == EVHTTP_REQ_GET && strcmp(path, "/healthz") == 0) {
+		route_healthz(h->d, req);
+		return;
+	}
+	if (proto_known_url(path) || !strcmp(path, "/v1/models") || !strcmp(path, "/metrics") ||
+	    !strcmp(path, "/healthz")) {
+		http_error(req, 405, "invalid_request_error", NULL,
+		           "method not allowed on %.200s (POST for the model endpoints, GET for "
+		           "/v1/models, /metrics and /healthz)",
+		           path);
+		return;
+	}
+	http_error(req, 404, "invalid_request_error", "unknown_url",
+	           "unknown URL %.200s; llmqd serves /v1/chat/completions, /v1/completions, "
+	           "/v1/embeddings, /v1/responses, /v1/models, /metrics and /healthz",
+	           path);
+}
+
+static int listen_unix(struct http *h, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
+	    listen(fd, 128) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (!evhttp_accept_socket_with_handle(h->ev, fd)) {
+		close(fd);
+		unlink(path);
+		return -ENOMEM;
+	}
+	snprintf(h->unix_path, sizeof(h->unix_path), "%s", path);
+	return 0;
+}
+
+static int listen_tcp(struct http *h, const char *addr)
+{
+	struct evhttp_bound_socket *bs;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[128], shown[64];
+	int port;
+
+	if (config_parse_http_addr(addr, host, sizeof(host), &port) < 0)
+		return -EINVAL;
+	bs = evhttp_bind_socket_with_handle(h->ev, host, (ev_uint16_t)port);
+	if (!bs)
+		return errno ? -errno : -EADDRINUSE;
+	snprintf(h->bound, sizeof(h->bound), "%s", addr);
+	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET &&
+	    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, shown, sizeof(shown)))
+		snprintf(h->bound, sizeof(h->bound), "%s:%d", shown,
+		         ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	else if (ss.ss_family == AF_INET6 &&
+	         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown, sizeof(shown)))
+		snprintf(h->bound, sizeof(h->bound), "[%s]:%d", shown,
+		         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	return 0;
+}
+
+int http_new(struct llmqd *d, struct http **ret)
+{
+	const struct config *cfg = d->cfg;
+	struct http *h;
+	int r;
+
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->d = d;
+	h->ev = evhttp_new(d->base);
+	if (!h->ev) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	evhttp_set_max_body_size(h->ev, LLMQ_MAX_LINE);
+	evhttp_set_max_headers_size(h->ev, HTTP_MAX_HEADERS);
+	evhttp_set_timeout(h->ev, HTTP_TIMEOUT_S);
+	evhttp_set_allowed_methods(h->ev, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+	evhttp_set_gencb(h->ev, route, h);
+	if (strcmp(cfg->http_addr, "off") != 0) {
+		r = listen_tcp(h, cfg->http_addr);
+		if (r < 0)
+			goto fail;
+	}
+	if (cfg->http_socket[0]) {
+		r = listen_unix(h, cfg->http_socket);
+		if (r < 0)
+			goto fail;
+	}
+	*ret = h;
+	return 0;
+fail:
+	http_free(h);
+	return r;
+}
+
+void http_free(struct http *h)
+{
+	if (!h)
+		return;
+	if (h->ev)
+		evhttp_free(h->ev);
+	if (h->unix_path[0])
+		unlink(h->unix_path);
+	free(h);
+}

@@ -1,0 +1,37 @@
+/*
+ * http.h - the HTTP face: an OpenAI-compatible HTTP/1.1 listener (evhttp) on
+ * the daemon's loop, on loopback TCP and/or a Unix socket. Owns the
+ * listeners, the routing table, the limits and the OpenAI-shaped errors;
+ * each route family lives in its own file (http-proxy.c: chat, completions,
+ * embeddings, responses; models, health and metrics here).
+ */
+#ifndef LLMQ_HTTP_H
+#define LLMQ_HTTP_H
+
+#include <stdint.h>
+#include <event2/http.h>
+#include <json-c/json.h>
+
+#include "llmqd.h"
+
+struct http;
+
+/* Listen on cfg->http_addr (unless "off") and cfg->http_socket (if set). */
+int http_new(struct llmqd *d, struct http **ret);
+void http_free(struct http *h);
+/* The bound TCP address ("127.0.0.1:PORT"), or "" when off. */
+const char *http_bound_addr(const struct http *h);
+
+/* The caller's uid: the peer of a Unix-socket connection, else -1. */
+int64_t http_caller_uid(struct evhttp_request *req);
+
+/* Answer in OpenAI's error shape {"error": {"message", "type", "param", "code"}}. */
+void http_error(struct evhttp_request *req, int status, const char *type, const char *code,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Answer with a JSON object (taken). */
+void http_json(struct evhttp_request *req, int status, json_object *o);
+
+/* The proxied routes (http-proxy.c). */
+void http_proxy_handle(struct llmqd *d, struct evhttp_request *req, const char *path);
+
+#endif

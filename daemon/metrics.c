@@ -1,0 +1,168 @@
+/*
+ * metrics.c - the exposition text, one family at a time.
+ */
+#include "metrics.h"
+#include "scheduler.h"
+#include "store.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <event2/buffer.h>
+
+struct out {
+	struct evbuffer *buf;
+	int failed;
+};
+
+static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (evbuffer_add_vprintf(o->buf, fmt, ap) < 0)
+		o->failed = 1;
+	va_end(ap);
+}
+
+static void family(struct out *o, const char *name, const char *type, const char *help)
+{
+	put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void histogram(struct out *o, const char *name, const char *lane, const char *cls,
+                      const struct stats_histo *h)
+{
+	uint64_t cum = 0;
+	int i;
+
+	for (i = 0; i < STATS_BUCKETS; i++) {
+		cum += h->le[i];
+		put(o, "%s_bucket{lane=\"%s\",class=\"%s\",le=\"%g\"} %llu\n", name, lane, cls,
+		    stats_bucket_le[i], (unsigned long long)cum);
+	}
+	put(o, "%s_bucket{lane=\"%s\",class=\"%s\",le=\"+Inf\"} %llu\n", name, lane, cls,
+	    (unsigned long long)h->count);
+	put(o, "%s_sum{lane=\"%s\",class=\"%s\"} %.6f\n", name, lane, cls, h->sum);
+	put(o, "%s_count{lane=\"%s\",class=\"%s\"} %llu\n", name, lane, cls,
+	    (unsigned long long)h->count);
+}
+
+/* Per lane and class, one counter taken from the stats by field offset. */
+static void lane_counter(struct out *o, const struct lane_snapshot *snap, int n, const char *name,
+                         const char *help, size_t off)
+{
+	int i, c;
+
+	family(o, name, "counter", help);
+	for (i = 0; i < n; i++)
+		for (c = 0; c < GATE_CLASSES; c++)
+			put(o, "%s{lane=\"%s\",class=\"%s\"} %llu\n", name, snap[i].cfg->name,
+			    stats_class_name(c),
+			    (unsigned long long)((const uint64_t *)((const char *)&snap[i].stats +
+			                                            off))[c]);
+}
+
+int metrics_render(struct llmqd *d, struct evbuffer *buf)
+{
+	struct lane_snapshot snap[CONFIG_MAX_LANES];
+	static const char *const states[] = {"in_progress", "cancelling", "completed", "cancelled"};
+	struct out o = {.buf = buf};
+	int64_t now = time_mono_ms(), jobs[CONFIG_MAX_LANES], tokens, counts[4];
+	int n, i, c, so, r;
+
+	for (n = 0; n < CONFIG_MAX_LANES && sched_lane_snapshot(d->sched, n, now, &snap[n]) == 0;
+	     n++) {
+		r = store_backlog(d->store, snap[n].cfg->name, &jobs[n], &tokens);
+		if (r < 0)
+			return r;
+	}
+	r = store_batch_states(d->store, states, 4, counts);
+	if (r < 0)
+		return r;
+
+	family(&o, "llmq_build_info", "gauge", "llmqd's version.");
+	put(&o, "llmq_build_info{version=\"%s\"} 1\n", LLMQ_VERSION);
+	family(&o, "llmq_uptime_seconds", "gauge", "Seconds since llmqd started.");
+	put(&o, "llmq_uptime_seconds %.3f\n", (double)(now - d->started_mono) / 1000.0);
+
+	family(&o, "llmq_requests_total", "counter",
+	       "Upstream tries by lane, class and outcome; refused: an interactive call the gate "
+	       "could not serve within its wait, answered 429 without an upstream call.");
+	for (i = 0; i < n; i++)
+		for (c = 0; c < GATE_CLASSES; c++)
+			for (so = 0; so < SO__COUNT; so++)
+				put(&o, "llmq_requests_total{lane=\"%s\",class=\"%s\",outcome=\"%s\"} %llu\n",
+				    snap[i].cfg->name, stats_class_name(c), stats_outcome_name(so),
+				    (unsigned long long)snap[i].stats.requests[c][so]);
+	lane_counter(&o, snap, n, "llmq_upstream_429_total", "Answers with HTTP 429 from the upstream.",
+	             offsetof(struct lane_stats, upstream_429));
+	family(&o, "llmq_retries_total", "counter", "Tries answered in a way that is tried again.");
+	for (i = 0; i < n; i++)
+		for (c = 0; c < GATE_CLASSES; c++)
+			put(&o, "llmq_retries_total{lane=\"%s\",class=\"%s\"} %llu\n", snap[i].cfg->name,
+			    stats_class_name(c),
+			    (unsigned long long)(snap[i].stats.requests[c][SO_RETRY] +
+			                         snap[i].stats.requests[c][SO_RATE_LIMITED]));
+	lane_counter(&o, snap, n, "llmq_tokens_charged_total",
+	             "Tokens the gate reserved at launch (estimates).",
+	             offsetof(struct lane_stats, tokens_charged));
+	lane_counter(&o, snap, n, "llmq_tokens_used_total", "Tokens the answers reported as used.",
+	             offsetof(struct lane_stats, tokens_used));
+
+	family(&o, "llmq_in_flight", "gauge", "Transfers in flight.");
+	for (i = 0; i < n; i++)
+		for (c = 0; c < GATE_CLASSES; c++)
+			put(&o, "llmq_in_flight{lane=\"%s\",class=\"%s\"} %d\n", snap[i].cfg->name,
+			    stats_class_name(c), snap[i].gate.class_in_flight[c]);
+	family(&o, "llmq_queued", "gauge", "Work waiting at the lane: batch jobs queued, calls waiting.");
+	for (i = 0; i < n; i++) {
+		int64_t q = jobs[i] - snap[i].gate.class_in_flight[GATE_BATCH];
+
+		put(&o, "llmq_queued{lane=\"%s\",class=\"batch\"} %lld\n", snap[i].cfg->name,
+		    (long long)(q > 0 ? q : 0));
+		put(&o, "llmq_queued{lane=\"%s\",class=\"interactive\"} %d\n", snap[i].cfg->name,
+		    snap[i].calls_waiting);
+	}
+	family(&o, "llmq_bucket_tokens", "gauge", "Tokens the lane's bucket holds (negative: debt).");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_bucket_tokens{lane=\"%s\"} %.0f\n", snap[i].cfg->name, snap[i].gate.tok);
+	family(&o, "llmq_bucket_requests", "gauge", "Requests the lane's bucket holds.");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_bucket_requests{lane=\"%s\"} %.2f\n", snap[i].cfg->name, snap[i].gate.req);
+	family(&o, "llmq_effective_tokens_per_minute", "gauge",
+	       "The lane's token budget after headroom (0: unlimited).");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_effective_tokens_per_minute{lane=\"%s\"} %lld\n", snap[i].cfg->name,
+		    (long long)gate_effective_tpm(&snap[i].gate));
+	family(&o, "llmq_lane_paused", "gauge", "1 while the lane is paused (429, no credit).");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_lane_paused{lane=\"%s\"} %d\n", snap[i].cfg->name,
+		    snap[i].gate.paused_until > now);
+
+	family(&o, "llmq_gate_wait_seconds", "histogram",
+	       "Time from ready (or arrival) to launch at the gate.");
+	for (i = 0; i < n; i++)
+		for (c = 0; c < GATE_CLASSES; c++)
+			histogram(&o, "llmq_gate_wait_seconds", snap[i].cfg->name, stats_class_name(c),
+			          &snap[i].stats.gate_wait[c]);
+	family(&o, "llmq_upstream_latency_seconds", "histogram",
+	       "Upstream latency of answered tries.");
+	for (i = 0; i < n; i++)
+		for (c = 0; c < GATE_CLASSES; c++)
+			histogram(&o, "llmq_upstream_latency_seconds", snap[i].cfg->name,
+			          stats_class_name(c), &snap[i].stats.latency[c]);
+
+	family(&o, "llmq_batches", "gauge", "Batches in the database by state.");
+	for (i = 0; i < 4; i++)
+		put(&o, "llmq_batches{state=\"%s\"} %lld\n", states[i], (long long)counts[i]);
+	family(&o, "llmq_refusals_total", "counter", "Submits and calls refused, by reason.");
+	for (i = 0; i < REFUSAL__COUNT; i++)
+		put(&o, "llmq_refusals_total{reason=\"%s\"} %llu\n", llmqd_refusal_name(i),
+		    (unsigned long long)d->refusals[i]);
+	return o.failed ? -ENOMEM : 0;
+}
