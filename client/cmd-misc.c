@@ -1,5 +1,5 @@
 /*
- * cmd-misc.c - "llmq ping" and "llmq cancel BATCH".
+ * cmd-misc.c - "llmq ping", "llmq metrics" and "llmq cancel BATCH".
  */
 #include "llmq.h"
 #include "protocol.h"
@@ -53,4 +53,45 @@ int cmd_cancel(const struct opts *o)
 		       (long long)jint(jget(b, "counts"), "running"));
 	json_object_put(reply);
 	return EX_OK_;
+}
+
+/* The Prometheus text, as GET /metrics serves it: a header, then raw bytes. */
+int cmd_metrics(const struct opts *o)
+{
+	struct conn c;
+	json_object *reply = NULL;
+	int64_t want, got = 0;
+	char buf[65536];
+	size_t n;
+	int r;
+
+	if (o->argc != 0) {
+		fprintf(stderr, "usage: llmq metrics\n");
+		return EX_USAGE_;
+	}
+	r = conn_open(o, &c);
+	if (r)
+		return r;
+	r = conn_call(&c, o, proto_request(OP_METRICS), &reply);
+	if (r)
+		goto out;
+	want = jint(reply, "bytes");
+	while (got < want && (n = fread(buf, 1,
+	                                (size_t)(want - got) < sizeof(buf) ? (size_t)(want - got)
+	                                                                   : sizeof(buf),
+	                                c.in)) > 0) {
+		if (fwrite(buf, 1, n, stdout) != n) {
+			r = EX_IOERR_;
+			goto out;
+		}
+		got += (int64_t)n;
+	}
+	if (got < want) {
+		fprintf(stderr, "llmq: llmqd closed the connection mid-answer; try again\n");
+		r = EX_UNAVAILABLE_;
+	}
+out:
+	json_object_put(reply);
+	conn_close(&c);
+	return r;
 }

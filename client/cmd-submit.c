@@ -118,6 +118,8 @@ static int submit_once(const struct opts *o, const char *buf, size_t len, int64_
 	json_object_object_add(req, "name", json_object_new_string(name));
 	if (o->window)
 		json_object_object_add(req, "window", json_object_new_string(o->window));
+	if (o->priority_set)
+		json_object_object_add(req, "priority", json_object_new_int(o->priority));
 	if (o->dry_run)
 		json_object_object_add(req, "dry_run", json_object_new_boolean(1));
 	r = conn_send(&c, req);
@@ -148,7 +150,8 @@ int cmd_submit(const struct opts *o)
 
 	if (o->argc != 1) {
 		fprintf(stderr,
-		        "usage: llmq submit FILE.jsonl [--window 24h] [--dry-run] [--retry]\n");
+		        "usage: llmq submit FILE.jsonl [--window 24h] [--priority N] [--dry-run] "
+		        "[--retry]\n");
 		return EX_USAGE_;
 	}
 	r = read_input(o->argv[0], &buf, &len);

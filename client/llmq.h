@@ -16,6 +16,7 @@
 #define EX_DATAERR_ 65
 #define EX_UNAVAILABLE_ 69
 #define EX_SOFTWARE_ 70
+#define EX_IOERR_ 74
 #define EX_TEMPFAIL_ 75
 
 struct opts {
@@ -29,6 +30,8 @@ struct opts {
 	int retry;
 	int limit;
 	double interval;
+	int priority;
+	int priority_set;
 	int argc; /* arguments after the subcommand's name */
 	char **argv;
 };
@@ -77,5 +80,6 @@ int cmd_wait(const struct opts *o);
 int cmd_results(const struct opts *o);
 int cmd_cancel(const struct opts *o);
 int cmd_ping(const struct opts *o);
+int cmd_metrics(const struct opts *o);
 
 #endif

@@ -16,13 +16,15 @@ static const struct {
 	int (*fn)(const struct opts *);
 	const char *usage;
 } commands[] = {
-    {"submit", cmd_submit, "submit FILE.jsonl [--window 24h] [--dry-run] [--retry]"},
+    {"submit", cmd_submit,
+     "submit FILE.jsonl [--window 24h] [--priority N] [--dry-run] [--retry]"},
     {"status", cmd_status, "status [BATCH]"},
     {"list", cmd_list, "list [--limit N]"},
     {"wait", cmd_wait, "wait BATCH"},
     {"results", cmd_results, "results BATCH [-o FILE] [--errors]"},
     {"cancel", cmd_cancel, "cancel BATCH"},
     {"ping", cmd_ping, "ping"},
+    {"metrics", cmd_metrics, "metrics"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -51,6 +53,7 @@ int main(int argc, char **argv)
 	    {"retry", no_argument, NULL, 'r'},
 	    {"limit", required_argument, NULL, 'l'},
 	    {"interval", required_argument, NULL, 'i'},
+	    {"priority", required_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -105,6 +108,19 @@ int main(int argc, char **argv)
 			if (o.interval < 0.05)
 				o.interval = 0.05;
 			break;
+		case 'p': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end || v < -1000 || v > 1000) {
+				fprintf(stderr, "llmq: --priority must be a whole number, -1000..1000 "
+				                "(higher runs first)\n");
+				return EX_USAGE_;
+			}
+			o.priority = (int)v;
+			o.priority_set = 1;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return EX_OK_;

@@ -37,6 +37,7 @@
 struct mock {
 	struct event_base *base;
 	int latency_ms;
+	int drip_ms; /* between the chunks of a streamed answer */
 	int fail_every, drop_every, r429_every;
 	int64_t tpm, rpm;
 	int64_t window_ms;       /* the limits apply per this window, pro rata */
@@ -60,6 +61,9 @@ struct pending {
 	int64_t charged, used, n;
 	char *body;
 	char hdr_extra[128];
+	int stream, include_usage, chunk; /* a streamed answer, and how far it got */
+	int64_t prompt, completion;
+	char text[512];
 };
 
 static double tok_cap(struct mock *m)
@@ -252,6 +256,69 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 	}
 }
 
+#define STREAM_CHUNKS 4
+
+/* One SSE event of a streamed chat answer, then the next on a timer. */
+static void drip_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending *p = arg;
+	struct mock *m = p->m;
+	struct evbuffer *buf;
+	struct timeval tv = {m->drip_ms / 1000, (m->drip_ms % 1000) * 1000};
+	size_t len = strlen(p->text), a, b;
+
+	if (!p->req) {
+		pending_free(p);
+		return;
+	}
+	buf = evbuffer_new();
+	if (p->chunk < STREAM_CHUNKS) {
+		a = len * (size_t)p->chunk / STREAM_CHUNKS;
+		b = len * (size_t)(p->chunk + 1) / STREAM_CHUNKS;
+		evbuffer_add_printf(buf,
+		                    "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
+		                    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%.*s\"}}]}\n\n",
+		                    (int)(b - a), p->text + a);
+	} else if (p->chunk == STREAM_CHUNKS && p->include_usage) {
+		evbuffer_add_printf(buf,
+		                    "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
+		                    "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,"
+		                    "\"completion_tokens\":%lld,\"total_tokens\":%lld}}\n\n",
+		                    (long long)p->prompt, (long long)p->completion,
+		                    (long long)(p->prompt + p->completion));
+	} else {
+		evbuffer_add_printf(buf, "data: [DONE]\n\n");
+		evhttp_send_reply_chunk(p->req, buf);
+		evbuffer_free(buf);
+		evhttp_connection_set_closecb(evhttp_request_get_connection(p->req), NULL, NULL);
+		evhttp_send_reply_end(p->req);
+		logf_(m, "done", p->n, 200, p->used);
+		m->in_flight--;
+		pending_free(p);
+		return;
+	}
+	evhttp_send_reply_chunk(p->req, buf);
+	evbuffer_free(buf);
+	logf_(m, "chunk", p->n, p->chunk, 0);
+	p->chunk++;
+	evtimer_add(p->timer, &tv);
+}
+
+static void start_stream(struct pending *p)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(p->req);
+	char id[64];
+
+	snprintf(id, sizeof(id), "req_mock_%lld", (long long)p->n);
+	evhttp_add_header(h, "Content-Type", "text/event-stream");
+	evhttp_add_header(h, "x-request-id", id);
+	add_limit_headers(p->m, h);
+	evhttp_send_reply_start(p->req, 200, "OK");
+	event_free(p->timer);
+	p->timer = evtimer_new(p->m->base, drip_cb, p);
+	drip_cb(-1, 0, p);
+}
+
 static void finish_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pending *p = arg;
@@ -260,6 +327,16 @@ static void finish_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (!p->req) {
 		pending_free(p);
+		return;
+	}
+	if (p->status == 200 && p->stream) {
+		/* Settled like any answer; the connection stays watched until the end. */
+		refill(m, now);
+		if (m->tpm)
+			m->tok = fmin(tok_cap(m), m->tok + (double)(p->charged - p->used));
+		m->ok++;
+		m->tokens_used += p->used;
+		start_stream(p);
 		return;
 	}
 	evhttp_connection_set_closecb(evhttp_request_get_connection(p->req), NULL, NULL);
@@ -422,6 +499,17 @@ static void handle(struct evhttp_request *req, void *arg)
 		p->charged = est;
 		p->used = prompt + (strstr(path, "/embeddings") ? 0 : completion);
 		p->body = ok_body(path, body, n, prompt, completion);
+		if (json_object_object_get_ex(body, "stream", &v) && json_object_get_boolean(v)) {
+			json_object *so, *iu;
+
+			p->stream = 1;
+			p->prompt = prompt;
+			p->completion = completion;
+			snprintf(p->text, sizeof(p->text), "echo: %.400s", last_text(body));
+			p->include_usage = json_object_object_get_ex(body, "stream_options", &so) &&
+			                   json_object_object_get_ex(so, "include_usage", &iu) &&
+			                   json_object_get_boolean(iu);
+		}
 	}
 	json_object_put(body);
 	body = NULL;
@@ -452,6 +540,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"port", required_argument, NULL, 'p'},
 	    {"latency-ms", required_argument, NULL, 'l'},
+	    {"drip-ms", required_argument, NULL, 'i'},
 	    {"fail-every", required_argument, NULL, 'f'},
 	    {"drop-every", required_argument, NULL, 'd'},
 	    {"429-every", required_argument, NULL, 'r'},
@@ -472,6 +561,7 @@ int main(int argc, char **argv)
 	int c, port = 0;
 
 	m.window_ms = 60000;
+	m.drip_ms = 20;
 	m.completion_ratio = 1.0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -480,6 +570,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			m.latency_ms = atoi(optarg);
+			break;
+		case 'i':
+			m.drip_ms = atoi(optarg);
 			break;
 		case 'f':
 			m.fail_every = atoi(optarg);

@@ -1,0 +1,479 @@
+/*
+ * The HTTP face end to end: a real llmqd in front of the mock upstream,
+ * called with libcurl over TCP and over the Unix-socket listener.
+ */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char out[1 << 20], err[1 << 16];
+
+#define FAST                                                                                       \
+	"OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=100000000",                                  \
+	    "OPENAI_BACKOFF_BASE_SECONDS=0.05", "OPENAI_BACKOFF_CAP_SECONDS=0.5"
+
+#define CHAT(model, extra)                                                                         \
+	"{\"model\":\"" model "\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"       \
+	"\"max_tokens\":10" extra "}"
+
+struct reply {
+	long status;
+	char body[1 << 16];
+	size_t len;
+	char headers[8192];
+	size_t hlen;
+	double first_byte_s; /* since the request started */
+	double total_s;
+	int stop_after; /* abort the transfer after this many body bytes (0: never) */
+	struct timespec t0;
+};
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+	struct reply *r = ud;
+	size_t k = size * n, room = sizeof(r->body) - 1 - r->len;
+
+	if (r->len == 0 && k > 0)
+		r->first_byte_s = since(&r->t0);
+	memcpy(r->body + r->len, p, k < room ? k : room);
+	r->len += k < room ? k : room;
+	r->body[r->len] = '\0';
+	if (r->stop_after && r->len >= (size_t)r->stop_after)
+		return 0;
+	return k;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+	struct reply *r = ud;
+	size_t k = size * n, room = sizeof(r->headers) - 1 - r->hlen;
+
+	memcpy(r->headers + r->hlen, p, k < room ? k : room);
+	r->hlen += k < room ? k : room;
+	r->headers[r->hlen] = '\0';
+	return k;
+}
+
+/* One request; unix_path non-NULL: over that socket. Returns curl's code. */
+static CURLcode request(const struct daemon_proc *d, const char *unix_path, const char *method,
+                        const char *path, const char *body, struct reply *r)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	char url[256];
+	CURLcode rc;
+
+	h = curl_slist_append(h, "Authorization: Bearer caller-secret-must-not-travel");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", d->http_port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (unix_path)
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_path);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	}
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	rc = curl_easy_perform(c);
+	r->total_s = since(&r->t0);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return rc;
+}
+
+static struct reply *call(const struct daemon_proc *d, const char *method, const char *path,
+                          const char *body)
+{
+	struct reply *r = calloc(1, sizeof(*r));
+
+	cr_assert_eq(request(d, NULL, method, path, body, r), CURLE_OK);
+	return r;
+}
+
+static const char *error_code_of(const struct reply *r)
+{
+	static char code[128];
+	json_object *o = json_tokener_parse(r->body), *e, *c;
+
+	code[0] = '\0';
+	cr_assert_not_null(o, "not JSON: %s", r->body);
+	cr_assert(json_object_object_get_ex(o, "error", &e), "no error object: %s", r->body);
+	cr_assert(json_object_object_get_ex(e, "message", NULL));
+	cr_assert(json_object_object_get_ex(e, "type", NULL));
+	cr_assert(json_object_object_get_ex(e, "param", NULL));
+	if (json_object_object_get_ex(e, "code", &c) && c)
+		snprintf(code, sizeof(code), "%s", json_object_get_string(c));
+	json_object_put(o);
+	return code;
+}
+
+static void start(struct mock_proc *m, struct daemon_proc *d, char *dir, size_t dirlen)
+{
+	h_tmpdir(dir, dirlen);
+	h_mock_start(m, dir, "--latency-ms", "5", NULL);
+	h_daemon_start(d, dir, m, FAST, NULL);
+	cr_assert_gt(d->http_port, 0, "llmqd serves HTTP (see %s)", d->log);
+}
+
+Test(http, chat_relayed_with_headers_and_recorded, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+	struct reply *r;
+
+	start(&m, &d, dir, sizeof(dir));
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert(strstr(r->body, "\"echo: hello\""), "%s", r->body);
+	cr_assert(strcasestr(r->headers, "x-request-id: req_mock_1"), "%s", r->headers);
+	cr_assert(strcasestr(r->headers, "content-type: application/json"), "%s", r->headers);
+	free(r);
+	r = call(&d, "POST", "/v1/embeddings", "{\"model\":\"text-embedding-3-small\",\"input\":\"x\"}");
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert(strstr(r->body, "\"embedding\""), "%s", r->body);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+	/* Each call is a row, with its lane, class, tokens and request id. */
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls WHERE outcome = 'succeeded' AND "
+	                           "lane = 'openai' AND tokens_used > 0 AND request_id LIKE "
+	                           "'req_mock_%' AND tokens_charged > 0"),
+	             2);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM traffic WHERE class = 'interactive'"), 2);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls WHERE request_body IS NOT NULL"), 0,
+	             "bodies are kept only when asked for");
+	h_mock_stop(&m);
+}
+
+Test(http, bad_requests_get_openai_errors_without_an_upstream_call, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], *big;
+	json_object *st;
+	struct reply *r;
+	size_t n = 9u << 20;
+
+	start(&m, &d, dir, sizeof(dir));
+	r = call(&d, "POST", "/v1/chat/completions", "{\"model\": ");
+	cr_assert_eq(r->status, 400);
+	cr_assert_str_eq(error_code_of(r), "invalid_body");
+	cr_assert(strstr(r->body, "malformed JSON"), "%s", r->body);
+	free(r);
+	r = call(&d, "POST", "/v1/chat/completions", "{\"messages\": []}");
+	cr_assert_eq(r->status, 400);
+	cr_assert(strstr(r->body, "\\\"model\\\" is missing") || strstr(r->body, "model"), "%s",
+	          r->body);
+	free(r);
+	r = call(&d, "POST", "/v1/chat/completions", "[1]");
+	cr_assert_eq(r->status, 400);
+	free(r);
+	r = call(&d, "GET", "/v1/chat/completions", NULL);
+	cr_assert_eq(r->status, 405);
+	error_code_of(r);
+	free(r);
+	r = call(&d, "POST", "/v1/files", "{}");
+	cr_assert_eq(r->status, 404);
+	cr_assert_str_eq(error_code_of(r), "unknown_url");
+	free(r);
+	/* Past the 8 MiB body limit: refused, the daemon unaffected. */
+	big = malloc(n + 1);
+	memset(big, 'x', n);
+	big[n] = '\0';
+	r = call(&d, "POST", "/v1/chat/completions", big);
+	cr_assert_eq(r->status, 413, "%ld", r->status);
+	free(r);
+	free(big);
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "requests"), 0, "nothing reached the upstream");
+	json_object_put(st);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	free(r);
+	r = call(&d, "GET", "/healthz", NULL);
+	cr_assert_eq(r->status, 200);
+	cr_assert(strstr(r->body, "\"ok\""), "%s", r->body);
+	free(r);
+	r = call(&d, "GET", "/v1/models", NULL);
+	cr_assert_eq(r->status, 200);
+	cr_assert(strstr(r->body, "\"object\":\"list\""), "%s", r->body);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(http, unix_listener_knows_the_caller, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], sock[128], env[160], q[256];
+	struct reply r = {0};
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(sock, sizeof(sock), "%s/http.sock", dir);
+	snprintf(env, sizeof(env), "LLMQ_HTTP_SOCKET=%s", sock);
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, FAST, env, "LLMQ_HTTP_ADDR=off", NULL);
+	cr_assert_eq(d.http_port, 0, "TCP is off");
+	cr_assert_eq(request(&d, sock, "POST", "/v1/chat/completions", CHAT("gpt-4o", ""), &r),
+	             CURLE_OK);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	h_daemon_signal(&d, SIGTERM);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM calls WHERE caller_uid = %d", (int)getuid());
+	cr_assert_eq(h_sql_int(&d, q), 1);
+	h_mock_stop(&m);
+}
+
+Test(http, stream_relayed_as_it_drips_and_usage_reconciled, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+	struct reply *r;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* Four content events a second apart, then usage, then [DONE]. */
+	h_mock_start(&m, dir, "--drip-ms", "1000", NULL);
+	h_daemon_start(&d, dir, &m, FAST, NULL);
+	r = call(&d, "POST", "/v1/chat/completions",
+	         CHAT("gpt-4o-mini", ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert(strcasestr(r->headers, "content-type: text/event-stream"), "%s", r->headers);
+	cr_assert(strstr(r->body, "data: [DONE]"), "%s", r->body);
+	cr_assert(strstr(r->body, "\"usage\""), "%s", r->body);
+	/* Not buffered: the first event came long before the answer was whole. */
+	cr_assert_lt(r->first_byte_s, 0.9, "first chunk after %.3fs", r->first_byte_s);
+	cr_assert_gt(r->total_s, 3.5, "whole answer after %.3fs", r->total_s);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+	/* prompt "hello" = 2 tokens by the mock's count, completion 10. */
+	cr_assert_eq(h_sql_int(&d, "SELECT tokens_used FROM calls WHERE stream = 1"), 12);
+	h_mock_stop(&m);
+}
+
+static int64_t in_flight(const struct daemon_proc *d)
+{
+	json_object *o;
+	int64_t n;
+
+	cr_assert_eq(h_llmq(d, out, sizeof(out), err, sizeof(err), "ping", "--json", NULL), 0);
+	o = json_tokener_parse(out);
+	n = h_jint(o, "in_flight");
+	json_object_put(o);
+	return n;
+}
+
+Test(http, caller_leaving_mid_stream_cancels_the_transfer, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+	struct reply *r = calloc(1, sizeof(*r));
+	char cmd[400];
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--drip-ms", "2000", NULL);
+	h_daemon_start(&d, dir, &m, FAST, NULL);
+	r->stop_after = 1; /* hang up at the first chunk */
+	cr_assert_eq(request(&d, NULL, "POST", "/v1/chat/completions",
+	                     CHAT("gpt-4o-mini", ",\"stream\":true"), r),
+	             CURLE_WRITE_ERROR);
+	for (i = 0; i < 100 && in_flight(&d) > 0; i++)
+		usleep(20000);
+	cr_assert_eq(in_flight(&d), 0, "the slot came back at once");
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls WHERE outcome = 'aborted'"), 1);
+	h_mock_stop(&m);
+	snprintf(cmd, sizeof(cmd), "grep -q ' gone ' %s", m.log);
+	cr_assert_eq(system(cmd), 0, "the upstream saw the transfer end early (%s)", m.log);
+}
+
+Test(http, gate_that_cannot_serve_in_time_answers_429_at_once, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+	struct reply *r;
+	json_object *st;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	/* 600 tokens/min: each 12-token call puts the lane 1.2 s in debt. */
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=600",
+	               "OPENAI_TPM_HEADROOM=0", "LLMQ_INTERACTIVE_MAX_WAIT_SECONDS=2", NULL);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"max_tokens\":100"));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	free(r);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"max_tokens\":100"));
+	cr_assert_eq(r->status, 429, "%s", r->body);
+	cr_assert_str_eq(error_code_of(r), "rate_limit_exceeded");
+	cr_assert(strcasestr(r->headers, "retry-after:"), "%s", r->headers);
+	cr_assert(strcasestr(r->headers, "retry-after-ms:"), "%s", r->headers);
+	cr_assert(strcasestr(r->headers, "x-ratelimit-limit-tokens: 600"), "%s", r->headers);
+	cr_assert(strcasestr(r->headers, "x-ratelimit-remaining-tokens: 0"), "%s", r->headers);
+	cr_assert_lt(r->total_s, 1.0, "at once, not after waiting");
+	free(r);
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "requests"), 1, "the refused call never went upstream");
+	json_object_put(st);
+	h_daemon_signal(&d, SIGTERM);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls WHERE outcome = 'refused'"), 1);
+	h_mock_stop(&m);
+}
+
+Test(http, upstream_errors_retried_within_the_wait_budget, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+	struct reply *r;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* Every 2nd arrival fails with 500, every 3rd gets a 429. */
+	h_mock_start(&m, dir, "--fail-every", "2", "--429-every", "3", NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_RETRY_MAX_ATTEMPTS=10", NULL);
+	for (i = 0; i < 6; i++) {
+		r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+		cr_assert_eq(r->status, 200, "call %d: %s", i, r->body);
+		free(r);
+	}
+	h_daemon_signal(&d, SIGTERM);
+	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM calls WHERE outcome = 'retry'"), 0);
+	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM calls WHERE outcome = 'rate_limited'"), 0);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(DISTINCT call_id) FROM calls"), 6);
+	h_mock_stop(&m);
+}
+
+static int started(json_object *b)
+{
+	return h_jint(b, "counts.succeeded") >= 30;
+}
+
+Test(http, interactive_goes_ahead_of_a_busy_batch, .timeout = 120)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], file[128], id[40];
+	json_object *o, *b;
+	struct reply *r;
+	int64_t wait_ms;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "100", NULL);
+	/* 3 slots, one launch every 100 ms (600 requests/min). */
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=0",
+	               "OPENAI_RPM_LIMIT=600", "OPENAI_TPM_HEADROOM=0",
+	               "OPENAI_MAX_CONCURRENCY=3", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 5000, "gpt-4o-mini", 10);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--json", NULL),
+	             0, "%s", err);
+	o = json_tokener_parse(out);
+	snprintf(id, sizeof(id), "%s", h_jstr(o, "id"));
+	json_object_put(o);
+	b = h_wait_for(&d, id, started, 60);
+	json_object_put(b);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	free(r);
+	wait_ms = h_sql_int(&d, "SELECT gate_wait_ms FROM calls");
+	cr_assert_leq(wait_ms, 150, "served within one launch interval (100 ms), waited %lld ms",
+	              (long long)wait_ms);
+	/* The batch never took the interactive reserve: at most 2 of 3 slots. */
+	cr_assert_leq(h_sql_int(&d, "SELECT max(n) FROM (SELECT count(*) AS n FROM attempts a "
+	                            "JOIN attempts o ON o.started_at <= a.started_at AND "
+	                            "(o.ended_at IS NULL OR o.ended_at > a.started_at) "
+	                            "GROUP BY a.id)"),
+	              2);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "cancel", id, NULL), 0);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(http, small_batch_is_not_stuck_behind_a_large_one, .timeout = 120)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], big[128], small[128], idb[40], ids[40];
+	json_object *o, *b;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "20", NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=4", NULL);
+	snprintf(big, sizeof(big), "%s/big.jsonl", dir);
+	snprintf(small, sizeof(small), "%s/small.jsonl", dir);
+	h_write_batch(big, 5000, "gpt-4o-mini", 10);
+	h_write_batch(small, 20, "gpt-4o-mini", 10);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", big, "--json", NULL),
+	             0, "%s", err);
+	o = json_tokener_parse(out);
+	snprintf(idb, sizeof(idb), "%s", h_jstr(o, "id"));
+	json_object_put(o);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", small, "--json", NULL),
+	             0, "%s", err);
+	o = json_tokener_parse(out);
+	snprintf(ids, sizeof(ids), "%s", h_jstr(o, "id"));
+	json_object_put(o);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", ids, NULL), 0, "%s",
+	             err);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", idb, "--json", NULL),
+	             0);
+	b = json_tokener_parse(out);
+	/* Round-robin by batch: the small one took every other launch. */
+	cr_assert_gt(h_jint(b, "batch.counts.queued"), 4000, "%s", out);
+	json_object_put(b);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "cancel", idb, NULL), 0);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(http, metrics_over_http_and_the_socket, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+	struct reply *r;
+
+	start(&m, &d, dir, sizeof(dir));
+	free(call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", "")));
+	r = call(&d, "GET", "/metrics", NULL);
+	cr_assert_eq(r->status, 200);
+	cr_assert(strcasestr(r->headers, "content-type: text/plain; version=0.0.4"), "%s",
+	          r->headers);
+	cr_assert(strstr(r->body, "llmq_requests_total{lane=\"openai\",class=\"interactive\","
+	                          "outcome=\"succeeded\"} 1\n"),
+	          "%s", r->body);
+	cr_assert(strstr(r->body, "llmq_gate_wait_seconds_count{lane=\"openai\",class="
+	                          "\"interactive\"} 1\n"),
+	          "%s", r->body);
+	free(r);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "metrics", NULL), 0, "%s", err);
+	cr_assert(strstr(out, "# TYPE llmq_requests_total counter"), "%s", out);
+	cr_assert(strstr(out, "llmq_batches{state=\"completed\"} 0"), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
