@@ -35,6 +35,7 @@ struct cfg {
 	long long tpm, rpm, mock_tpm, mock_rpm, window_ms, external_tpm;
 	double completion_ratio;
 	int warmup_s, measure_s;
+	int interactive_every_ms; /* gate mode: one interactive call this often; 0 none */
 };
 
 static char dir[64], sock[96], db[96];
@@ -181,6 +182,55 @@ static void served(const char *log, double t0, double t1, long long *ret_tokens,
 		fclose(f);
 }
 
+/* One interactive call every c->interactive_every_ms through llmqd's HTTP face. */
+static pid_t start_calls(const struct cfg *c, const char *out)
+{
+	char buf[4096], url[200], every[32], secs[32];
+	const char *p;
+
+	llmq(buf, sizeof(buf), "ping --json", NULL, NULL);
+	p = strstr(buf, "\"http\": \"");
+	if (!p)
+		return 0;
+	p += 9;
+	snprintf(url, sizeof(url), "http://%.*s/v1/chat/completions", (int)strcspn(p, "\""), p);
+	snprintf(every, sizeof(every), "%d", c->interactive_every_ms);
+	snprintf(secs, sizeof(secs), "%d", c->warmup_s + c->measure_s);
+	{
+		char *argv[] = {HTTP_LOAD_BIN, "--url", url, "--connections", "1",
+		                "--interval-ms", every, "--seconds", secs, NULL};
+		return spawn(argv, NULL, out, NULL);
+	}
+}
+
+/* The calls' own figures, and their wait at the gate as llmqd recorded it. */
+static void report_calls(pid_t calls, const char *out)
+{
+	char cmd[300], line[512];
+	double w[100000];
+	int n = 0;
+	FILE *f;
+
+	waitpid(calls, NULL, 0);
+	f = fopen(out, "r");
+	while (f && fgets(line, sizeof(line), f))
+		printf("interactive calls (end to end): %s", line);
+	if (f)
+		fclose(f);
+	snprintf(cmd, sizeof(cmd),
+	         "sqlite3 %s \"SELECT gate_wait_ms FROM calls WHERE outcome = 'succeeded' "
+	         "ORDER BY 1\"",
+	         db);
+	f = popen(cmd, "r");
+	while (f && n < 100000 && fgets(line, sizeof(line), f))
+		w[n++] = atof(line);
+	if (f)
+		pclose(f);
+	if (n)
+		printf("interactive gate wait: p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d calls)\n",
+		       w[(n - 1) / 2], w[(int)ceil(0.99 * n) - 1], w[n - 1], n);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -202,6 +252,7 @@ int main(int argc, char **argv)
 	    {"completion-ratio", 1, 0, 'C'},
 	    {"warmup-s", 1, 0, 'W'},
 	    {"measure-s", 1, 0, 'M'},
+	    {"interactive-every-ms", 1, 0, 'I'},
 	    {0, 0, 0, 0},
 	};
 	struct cfg c = {.mode = "drain",
@@ -223,7 +274,8 @@ int main(int argc, char **argv)
 	double t_submit, t_accepted, t_done, cpu, eff, avail;
 	long long tokens, ok, r429, tok_all, ok_all;
 	long rss;
-	pid_t mock, daemon;
+	pid_t mock, daemon, calls = 0;
+	char iout[128];
 	int o;
 	FILE *f;
 
@@ -283,6 +335,9 @@ int main(int argc, char **argv)
 		case 'M':
 			c.measure_s = atoi(optarg);
 			break;
+		case 'I':
+			c.interactive_every_ms = atoi(optarg);
+			break;
 		default:
 			return 64;
 		}
@@ -296,6 +351,7 @@ int main(int argc, char **argv)
 	snprintf(mlog, sizeof(mlog), "%s/mock.log", dir);
 	snprintf(dlog, sizeof(dlog), "%s/llmqd.log", dir);
 	snprintf(mport, sizeof(mport), "%s/mock.port", dir);
+	snprintf(iout, sizeof(iout), "%s/calls.out", dir);
 	write_batch(batch, &c);
 
 	snprintf(m_lat, sizeof(m_lat), "%d", c.latency_ms);
@@ -342,6 +398,7 @@ int main(int argc, char **argv)
 		                "OPENAI_RETRY_MAX_ATTEMPTS=20",
 		                "OPENAI_BACKOFF_BASE_SECONDS=0.5",
 		                "LLMQ_CONFIG=",
+		                "LLMQ_HTTP_ADDR=127.0.0.1:0",
 		                NULL};
 		char *dargv[] = {LLMQD_BIN, "--socket", sock, "--db", db, NULL};
 		daemon = spawn(dargv, denv, NULL, dlog);
@@ -351,6 +408,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (c.interactive_every_ms > 0)
+		calls = start_calls(&c, iout);
 	t_submit = now_s();
 	if (llmq(buf, sizeof(buf), "submit", batch, NULL) != 0) {
 		fprintf(stderr, "bench: submit failed\n");
@@ -412,6 +471,8 @@ int main(int argc, char **argv)
 		       ok_all ? cpu * 1000 / ok_all : 0, rss / 1024.0);
 		printf("batch: succeeded %lld, failed %lld, queued %lld\n", field(buf, "succeeded"),
 		       field(buf, "failed"), field(buf, "queued"));
+		if (calls > 0)
+			report_calls(calls, iout);
 	}
 	kill(daemon, SIGTERM);
 	waitpid(daemon, NULL, 0);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs llmq's benchmarks and prints their figures. Takes about 20 minutes:
 # the gate runs measure the steady state after a first minute.
-#   bash bench/run.sh [drain|gate|all]
+#   bash bench/run.sh [drain|gate|http|mixed|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
@@ -32,4 +32,38 @@ if [ "$what" = gate ] || [ "$what" = all ]; then
 	done
 	echo "== high tier: TPM 10M, RPM 10k, 2 s latency, 20,000 requests"
 	$b --mode gate --jobs 20000 --latency-ms 2000 --concurrency 512 --prompt-chars 400 --max-tokens 500 --tpm 10000000 --rpm 10000 --mock-tpm 10000000 --mock-rpm 10000 --headroom 0.03 --warmup-s 30 --measure-s 90 2>/dev/null
+fi
+
+if [ "$what" = http ] || [ "$what" = all ]; then
+	# Added latency of the HTTP face: the mock at zero latency, llmqd's limits
+	# off, the same load straight to the mock and through llmqd.
+	t=$(mktemp -d /tmp/llmq-bench-http-XXXXXX)
+	./build/tests/mock_upstream >"$t/port" 2>/dev/null &
+	mock=$!
+	sleep 0.3
+	mp=$(cat "$t/port")
+	OPENAI_BASE_URL=http://127.0.0.1:$mp/v1 OPENAI_STAGGER_SECONDS=0 OPENAI_TPM_LIMIT=0 \
+		OPENAI_RPM_LIMIT=0 OPENAI_MAX_CONCURRENCY=4096 LLMQ_HTTP_ADDR=127.0.0.1:0 LLMQ_CONFIG= \
+		./build/llmqd --socket "$t/s" --db "$t/db" 2>"$t/log" &
+	daemon=$!
+	sleep 0.5
+	hp=$(./build/llmq --socket "$t/s" ping --json | sed -n 's/.*"http": "\([^"]*\)".*/\1/p')
+	for c in 1 100; do
+		echo "== $c connection(s), 10 s, straight to the mock"
+		./build/bench/http-load --url "http://127.0.0.1:$mp/v1/chat/completions" --connections $c --seconds 10
+		echo "== $c connection(s), 10 s, through llmqd"
+		./build/bench/http-load --url "http://$hp/v1/chat/completions" --connections $c --seconds 10
+	done
+	echo "== 100 connections, streamed answers, through llmqd"
+	./build/bench/http-load --url "http://$hp/v1/chat/completions" --connections 100 --seconds 10 --stream
+	grep -E 'VmHWM' /proc/$daemon/status | sed 's/^/llmqd peak RSS: /'
+	echo "llmqd CPU (user+sys ticks): $(awk '{print $14+$15}' /proc/$daemon/stat)"
+	kill $daemon $mock
+	wait $daemon $mock 2>/dev/null || true
+	rm -rf "$t"
+fi
+if [ "$what" = mixed ] || [ "$what" = all ]; then
+	# A batch and interactive calls on one rate-limited lane.
+	echo "== TPM 60k / RPM 600, 300 ms: a batch, and one interactive call every 2 s"
+	$b --mode gate --jobs 800 --latency-ms 300 --concurrency 32 --prompt-chars 200 --max-tokens 250 --tpm 60000 --rpm 600 --mock-tpm 60000 --mock-rpm 600 --warmup-s 60 --measure-s 120 --headroom 0.03 --interactive-every-ms 2000 2>/dev/null
 fi

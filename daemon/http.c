@@ -24,7 +24,7 @@
 #include <event2/keyvalq_struct.h>
 
 #define HTTP_MAX_HEADERS (64 * 1024)
-#define HTTP_TIMEOUT_S 120 /* a connection silent this long is closed */
+#define HTTP_TIMEOUT_S 60 /* a connection silent this long is closed (an answer being awaited is not) */
 
 struct http {
 	struct llmqd *d;

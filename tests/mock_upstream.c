@@ -12,8 +12,10 @@
  * Nth request fails with 500, is dropped, or gets a 429; models named
  * "fail-400", "quota" or "retry-false" answer 400, insufficient_quota, or a
  * 500 with x-should-retry: false. A second client spending part of the same
- * budget can be simulated. Each arrival and answer is logged, and GET
- * /stats returns the counters.
+ * budget can be simulated. A body with "stream": true is answered as
+ * server-sent events, one every --drip-ms (usage last when
+ * stream_options.include_usage asks for it). Each arrival and answer is
+ * logged, and GET /stats returns the counters.
  */
 #include "estimate.h"
 #include "timeutil.h"
@@ -61,6 +63,7 @@ struct pending {
 	int64_t charged, used, n;
 	char *body;
 	char hdr_extra[128];
+	int gone; /* the client left */
 	int stream, include_usage, chunk; /* a streamed answer, and how far it got */
 	int64_t prompt, completion;
 	char text[512];
@@ -200,6 +203,35 @@ static char *ok_body(const char *path, json_object *body, int64_t n, int64_t pro
 
 	json_object_object_get_ex(body, "model", &model);
 	snprintf(text, sizeof(text), "echo: %.480s", last_text(body));
+	if (strstr(path, "/responses")) {
+		json_object_object_add(o, "id", json_object_new_string("resp_mock"));
+		json_object_object_add(o, "object", json_object_new_string("response"));
+		json_object_object_add(o, "status", json_object_new_string("completed"));
+		arr = json_object_new_array();
+		c = json_object_new_object();
+		json_object_object_add(c, "type", json_object_new_string("message"));
+		json_object_object_add(c, "role", json_object_new_string("assistant"));
+		msg = json_object_new_array();
+		{
+			json_object *part = json_object_new_object();
+
+			json_object_object_add(part, "type", json_object_new_string("output_text"));
+			json_object_object_add(part, "text", json_object_new_string(text));
+			json_object_object_add(part, "annotations", json_object_new_array());
+			json_object_array_add(msg, part);
+		}
+		json_object_object_add(c, "content", msg);
+		json_object_array_add(arr, c);
+		json_object_object_add(o, "output", arr);
+		json_object_object_add(o, "model", model ? json_object_get(model) : NULL);
+		json_object_object_add(u, "input_tokens", json_object_new_int64(prompt));
+		json_object_object_add(u, "output_tokens", json_object_new_int64(completion));
+		json_object_object_add(u, "total_tokens", json_object_new_int64(prompt + completion));
+		json_object_object_add(o, "usage", u);
+		s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+		return s;
+	}
 	if (strstr(path, "/embeddings")) {
 		json_object_object_add(o, "object", json_object_new_string("list"));
 		arr = json_object_new_array();
@@ -238,6 +270,8 @@ static char *ok_body(const char *path, json_object *body, int64_t n, int64_t pro
 
 static void pending_free(struct pending *p)
 {
+	if (p->gone && p->req)
+		evhttp_request_free(p->req);
 	if (p->timer)
 		event_free(p->timer);
 	free(p->body);
@@ -248,9 +282,10 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 {
 	struct pending *p = arg;
 
-	/* The client left before the answer: nothing to send it to. */
-	if (p && p->req) {
-		p->req = NULL;
+	/* The client left before the answer: nothing to send it to. The request
+	 * was detached from its connection; it is freed with p. */
+	if (p && !p->gone) {
+		p->gone = 1;
 		p->m->in_flight--;
 		logf_(p->m, "gone", p->n, 0, 0);
 	}
@@ -267,7 +302,7 @@ static void drip_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = {m->drip_ms / 1000, (m->drip_ms % 1000) * 1000};
 	size_t len = strlen(p->text), a, b;
 
-	if (!p->req) {
+	if (p->gone) {
 		pending_free(p);
 		return;
 	}
@@ -325,7 +360,7 @@ static void finish_cb(evutil_socket_t fd, short what, void *arg)
 	struct mock *m = p->m;
 	int64_t now = time_mono_ms();
 
-	if (!p->req) {
+	if (p->gone) {
 		pending_free(p);
 		return;
 	}

@@ -455,8 +455,9 @@ Test(http, metrics_over_http_and_the_socket, .timeout = 60)
 {
 	struct mock_proc m = {0};
 	struct daemon_proc d = {0};
-	char dir[64];
+	char dir[64], path[128], cmd[400];
 	struct reply *r;
+	FILE *f;
 
 	start(&m, &d, dir, sizeof(dir));
 	free(call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", "")));
@@ -470,6 +471,16 @@ Test(http, metrics_over_http_and_the_socket, .timeout = 60)
 	cr_assert(strstr(r->body, "llmq_gate_wait_seconds_count{lane=\"openai\",class="
 	                          "\"interactive\"} 1\n"),
 	          "%s", r->body);
+	/* Prometheus's own checker reads the real exposition. */
+	snprintf(path, sizeof(path), "%s/metrics.txt", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fwrite(r->body, 1, r->len, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < %s > %s/promtool.out 2>&1", path, dir);
+	cr_assert_eq(system(cmd), 0, "promtool check metrics failed (see %s/promtool.out; "
+	                             "promtool comes with Debian's prometheus: bash .ci/deps)",
+	             dir);
 	free(r);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "metrics", NULL), 0, "%s", err);
 	cr_assert(strstr(out, "# TYPE llmq_requests_total counter"), "%s", out);
