@@ -197,8 +197,9 @@ static pid_t start_calls(const struct cfg *c, const char *out)
 	snprintf(every, sizeof(every), "%d", c->interactive_every_ms);
 	snprintf(secs, sizeof(secs), "%d", c->warmup_s + c->measure_s);
 	{
-		char *argv[] = {HTTP_LOAD_BIN, "--url", url, "--connections", "1",
-		                "--interval-ms", every, "--seconds", secs, NULL};
+		char *argv[] = {
+		    HTTP_LOAD_BIN, "--url", url, "--connections", "1", "--interval-ms", every,
+		    "--seconds",   secs,    NULL};
 		return spawn(argv, NULL, out, NULL);
 	}
 }

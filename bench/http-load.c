@@ -34,6 +34,7 @@ struct load {
 	const char *host, *path;
 	int port, interval_ms, stream;
 	double end;
+	int active;  /* clients still sending */
 	double *lat; /* seconds */
 	size_t n_lat, cap_lat;
 	long errors, non200;
@@ -55,8 +56,12 @@ static void next(struct client *c)
 	double at;
 	struct timeval tv;
 
-	if (now_s() >= l->end)
+	if (now_s() >= l->end) {
+		/* Idle keep-alive connections would hold the loop: stop it. */
+		if (--l->active == 0)
+			event_base_loopbreak(l->base);
 		return;
+	}
 	if (l->interval_ms <= 0) {
 		send_one(c);
 		return;
@@ -100,10 +105,11 @@ static void send_one(struct client *c)
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 
-	evbuffer_add_printf(out,
-	                    "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":"
-	                    "\"question %d\"}],\"max_tokens\":16%s}",
-	                    c->n++, l->stream ? ",\"stream\":true" : "");
+	evbuffer_add_printf(
+	    out,
+	    "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":"
+	    "\"question %d\"}],\"max_tokens\":16%s}",
+	    c->n++, l->stream ? ",\"stream\":true" : "");
 	evhttp_add_header(h, "Host", l->host);
 	evhttp_add_header(h, "Content-Type", "application/json");
 	c->sent = now_s();
@@ -180,6 +186,7 @@ int main(int argc, char **argv)
 	cs = calloc((size_t)n, sizeof(*cs));
 	t0 = now_s();
 	l.end = t0 + secs;
+	l.active = n;
 	for (i = 0; i < n; i++) {
 		cs[i].l = &l;
 		cs[i].conn = evhttp_connection_base_new(l.base, NULL, l.host, (ev_uint16_t)l.port);

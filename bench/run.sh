@@ -54,6 +54,10 @@ if [ "$what" = http ] || [ "$what" = all ]; then
 		echo "== $c connection(s), 10 s, through llmqd"
 		./build/bench/http-load --url "http://$hp/v1/chat/completions" --connections $c --seconds 10
 	done
+	for via in "127.0.0.1:$mp" "$hp"; do
+		echo "== 1,000 req/s (10 connections, one request every 10 ms each), to $via"
+		./build/bench/http-load --url "http://$via/v1/chat/completions" --connections 10 --interval-ms 10 --seconds 10
+	done
 	echo "== 100 connections, streamed answers, through llmqd"
 	./build/bench/http-load --url "http://$hp/v1/chat/completions" --connections 100 --seconds 10 --stream
 	grep -E 'VmHWM' /proc/$daemon/status | sed 's/^/llmqd peak RSS: /'

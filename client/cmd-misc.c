@@ -76,10 +76,10 @@ int cmd_metrics(const struct opts *o)
 	if (r)
 		goto out;
 	want = jint(reply, "bytes");
-	while (got < want && (n = fread(buf, 1,
-	                                (size_t)(want - got) < sizeof(buf) ? (size_t)(want - got)
-	                                                                   : sizeof(buf),
-	                                c.in)) > 0) {
+	while (got < want &&
+	       (n = fread(buf, 1,
+	                  (size_t)(want - got) < sizeof(buf) ? (size_t)(want - got) : sizeof(buf),
+	                  c.in)) > 0) {
 		if (fwrite(buf, 1, n, stdout) != n) {
 			r = EX_IOERR_;
 			goto out;

@@ -16,8 +16,7 @@ static const struct {
 	int (*fn)(const struct opts *);
 	const char *usage;
 } commands[] = {
-    {"submit", cmd_submit,
-     "submit FILE.jsonl [--window 24h] [--priority N] [--dry-run] [--retry]"},
+    {"submit", cmd_submit, "submit FILE.jsonl [--window 24h] [--priority N] [--dry-run] [--retry]"},
     {"status", cmd_status, "status [BATCH]"},
     {"list", cmd_list, "list [--limit N]"},
     {"wait", cmd_wait, "wait BATCH"},
@@ -43,20 +42,13 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, 'j'},
-	    {"socket", required_argument, NULL, 's'},
-	    {"output", required_argument, NULL, 'o'},
-	    {"errors", no_argument, NULL, 'e'},
-	    {"window", required_argument, NULL, 'w'},
-	    {"name", required_argument, NULL, 'n'},
-	    {"dry-run", no_argument, NULL, 'd'},
-	    {"retry", no_argument, NULL, 'r'},
-	    {"limit", required_argument, NULL, 'l'},
-	    {"interval", required_argument, NULL, 'i'},
-	    {"priority", required_argument, NULL, 'p'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},           {"socket", required_argument, NULL, 's'},
+	    {"output", required_argument, NULL, 'o'},   {"errors", no_argument, NULL, 'e'},
+	    {"window", required_argument, NULL, 'w'},   {"name", required_argument, NULL, 'n'},
+	    {"dry-run", no_argument, NULL, 'd'},        {"retry", no_argument, NULL, 'r'},
+	    {"limit", required_argument, NULL, 'l'},    {"interval", required_argument, NULL, 'i'},
+	    {"priority", required_argument, NULL, 'p'}, {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
 	};
 	struct opts o;
 	size_t i;
@@ -113,8 +105,9 @@ int main(int argc, char **argv)
 			long v = strtol(optarg, &end, 10);
 
 			if (*optarg == '\0' || *end || v < -1000 || v > 1000) {
-				fprintf(stderr, "llmq: --priority must be a whole number, -1000..1000 "
-				                "(higher runs first)\n");
+				fprintf(stderr,
+				        "llmq: --priority must be a whole number, -1000..1000 "
+				        "(higher runs first)\n");
 				return EX_USAGE_;
 			}
 			o.priority = (int)v;

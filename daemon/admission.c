@@ -43,7 +43,8 @@ int64_t admission_call_wait_ms(const struct gate *g, int64_t avg_latency_ms, int
 	if (g->paused_until > now)
 		t = (double)(g->paused_until - now);
 	if (g->next_launch > now)
-		t = fmax(t, (double)(g->next_launch - now) + (double)ahead_jobs * g->lim.stagger_ms);
+		t = fmax(t,
+		         (double)(g->next_launch - now) + (double)ahead_jobs * g->lim.stagger_ms);
 	rate = gate_tokens_per_ms(g);
 	if (rate > 0)
 		t = fmax(t, ((double)ahead_tokens - g->tok) / rate);

@@ -18,8 +18,8 @@
 struct admission_load {
 	const struct lane_config *cfg;
 	const struct gate *gate; /* a snapshot, brought up to now */
-	int64_t avg_latency_ms; /* observed; 0 when unknown */
-	int64_t queued_jobs;    /* already queued or running on the lane */
+	int64_t avg_latency_ms;  /* observed; 0 when unknown */
+	int64_t queued_jobs;     /* already queued or running on the lane */
 	int64_t queued_tokens;
 	int64_t batch_jobs; /* this batch's jobs routed to the lane */
 	int64_t batch_tokens;

@@ -20,7 +20,8 @@ static int batch_eta(struct cmd_ctx *ctx, int64_t *ret_ms)
 	int i, r;
 
 	for (i = 0; sched_lane_snapshot(ctx->d->sched, i, now, &snap) == 0; i++) {
-		r = store_backlog_upto(ctx->d->store, snap.cfg->name, ctx->batch_id, &jobs, &tokens);
+		r = store_backlog_upto(ctx->d->store, snap.cfg->name, ctx->batch_id, &jobs,
+		                       &tokens);
 		if (r < 0)
 			return r;
 		t = admission_drain_ms(&snap.gate, snap.avg_latency_ms, jobs, tokens, now);

@@ -334,10 +334,10 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 }
 
 static const struct option base_options[] = {
-    {"socket", required_argument, NULL, 'S'},    {"db", required_argument, NULL, 'D'},
-    {"db-max-mb", required_argument, NULL, 'M'}, {"config", required_argument, NULL, 'c'},
-    {"verbose", no_argument, NULL, 'v'},         {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},         {"http", required_argument, NULL, 'H'},
+    {"socket", required_argument, NULL, 'S'},      {"db", required_argument, NULL, 'D'},
+    {"db-max-mb", required_argument, NULL, 'M'},   {"config", required_argument, NULL, 'c'},
+    {"verbose", no_argument, NULL, 'v'},           {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},           {"http", required_argument, NULL, 'H'},
     {"http-socket", required_argument, NULL, 'U'},
 };
 #define N_BASE (sizeof(base_options) / sizeof(base_options[0]))
@@ -429,9 +429,10 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", v);
 	if ((v = getenv("LLMQ_HTTP_SOCKET")) && *v)
 		snprintf(cfg->http_socket, sizeof(cfg->http_socket), "%s", v);
-	if ((v = getenv("LLMQ_HTTP_LOG_BODIES")) && *v && parse_bool(v, &cfg->http_log_bodies) < 0) {
-		snprintf(err, errlen, "environment: LLMQ_HTTP_LOG_BODIES = \"%s\": expected yes or no",
-		         v);
+	if ((v = getenv("LLMQ_HTTP_LOG_BODIES")) && *v &&
+	    parse_bool(v, &cfg->http_log_bodies) < 0) {
+		snprintf(err, errlen,
+		         "environment: LLMQ_HTTP_LOG_BODIES = \"%s\": expected yes or no", v);
 		return -EINVAL;
 	}
 	if ((v = getenv("LLMQ_DB_MAX_MB")) && *v && parse_mb(v, &cfg->db_max_bytes) < 0) {
@@ -462,6 +463,10 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 			return -EINVAL;
 		} else if (c == 'v')
 			cfg->log_level = LOG_DEBUG;
+		else if (c == 'H')
+			snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", optarg);
+		else if (c == 'U')
+			snprintf(cfg->http_socket, sizeof(cfg->http_socket), "%s", optarg);
 		else if (c >= 1000) {
 			if (cfg->config_file[0]) {
 				snprintf(err, errlen,

@@ -47,9 +47,9 @@ struct config {
 	char socket_path[PATH_MAX];
 	char db_path[PATH_MAX];
 	char config_file[PATH_MAX];
-	char http_addr[128];         /* HOST:PORT, or "off" */
-	char http_socket[PATH_MAX];  /* the HTTP face on a Unix socket; "" for none */
-	int http_log_bodies;         /* keep interactive calls' bodies in the calls table */
+	char http_addr[128];        /* HOST:PORT, or "off" */
+	char http_socket[PATH_MAX]; /* the HTTP face on a Unix socket; "" for none */
+	int http_log_bodies;        /* keep interactive calls' bodies in the calls table */
 	int max_connections;
 	int64_t db_max_bytes; /* 0: no cap; past it writes fail as on a full disk */
 	int log_level;

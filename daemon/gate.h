@@ -39,13 +39,13 @@ enum gate_class {
 #define GATE_SHARE_TAU_MS 60000
 
 struct gate_limits {
-	int max_concurrency;   /* >= 1 */
-	int64_t stagger_ms;    /* minimum time between launches; 0 = off */
-	double stagger_jitter; /* up to this fraction of stagger_ms is added, 0 = exact */
-	int64_t tpm;           /* tokens per minute; 0 = no limit */
-	int64_t rpm;           /* requests per minute; 0 = no limit */
-	double headroom;       /* fraction of each limit left unused, 0..0.9 */
-	int64_t burst_ms;      /* bucket capacity, as time at the effective rate */
+	int max_concurrency;        /* >= 1 */
+	int64_t stagger_ms;         /* minimum time between launches; 0 = off */
+	double stagger_jitter;      /* up to this fraction of stagger_ms is added, 0 = exact */
+	int64_t tpm;                /* tokens per minute; 0 = no limit */
+	int64_t rpm;                /* requests per minute; 0 = no limit */
+	double headroom;            /* fraction of each limit left unused, 0..0.9 */
+	int64_t burst_ms;           /* bucket capacity, as time at the effective rate */
 	double interactive_reserve; /* 0..0.9, see enum gate_class */
 };
 

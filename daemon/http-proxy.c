@@ -57,8 +57,8 @@ struct call {
 	struct sched_ticket *ticket;
 	struct up_transfer *t;
 	struct event *retry;
-	int relaying;       /* the reply's head went out: no more retries */
-	int64_t stream_used; /* usage the stream reported; -1 none */
+	int relaying;          /* the reply's head went out: no more retries */
+	int64_t stream_used;   /* usage the stream reported; -1 none */
 	struct evbuffer *line; /* the SSE line being received */
 	int line_skip;         /* the current line is too long to scan */
 };
@@ -172,7 +172,8 @@ static void lane_headers(struct call *c, struct evkeyvalq *h)
 		snprintf(v, sizeof(v), "%lld", (long long)(snap.gate.req > 0 ? snap.gate.req : 0));
 		evhttp_add_header(h, "x-ratelimit-remaining-requests", v);
 		fmt_ms(v, sizeof(v),
-		       rate > 0 && snap.gate.req < 1 ? (int64_t)ceil((1 - snap.gate.req) / rate) : 0);
+		       rate > 0 && snap.gate.req < 1 ? (int64_t)ceil((1 - snap.gate.req) / rate)
+		                                     : 0);
 		evhttp_add_header(h, "x-ratelimit-reset-requests", v);
 	}
 }

@@ -24,7 +24,8 @@
 #include <event2/keyvalq_struct.h>
 
 #define HTTP_MAX_HEADERS (64 * 1024)
-#define HTTP_TIMEOUT_S 60 /* a connection silent this long is closed (an answer being awaited is not) */
+#define HTTP_TIMEOUT_S                                                                             \
+	60 /* a connection silent this long is closed (an answer being awaited is not) */
 
 struct http {
 	struct llmqd *d;
@@ -68,7 +69,8 @@ void http_json(struct evhttp_request *req, int status, json_object *o)
 		evhttp_send_error(req, 500, "out of memory");
 		return;
 	}
-	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	evbuffer_add(buf, s, len);
 	evbuffer_add(buf, "\n", 1);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
@@ -117,7 +119,8 @@ static void route_models(struct llmqd *d, struct evhttp_request *req)
 			m = json_object_new_object();
 			if (!m)
 				goto fail;
-			json_object_object_add(m, "id", json_object_new_string(cfg->lanes[i].models[j]));
+			json_object_object_add(m, "id",
+			                       json_object_new_string(cfg->lanes[i].models[j]));
 			json_object_object_add(m, "object", json_object_new_string("model"));
 			json_object_object_add(m, "created", json_object_new_int64(0));
 			json_object_object_add(m, "owned_by", json_object_new_string(owner));
@@ -142,9 +145,11 @@ static void route_healthz(struct llmqd *d, struct evhttp_request *req)
 
 	if (o) {
 		json_object_object_add(o, "status", json_object_new_string(ok ? "ok" : "degraded"));
-		json_object_object_add(o, "store", json_object_new_string(
-		                                       ok ? "writable" : "refusing writes (see the log)"));
-		json_object_object_add(o, "in_flight", json_object_new_int(sched_in_flight(d->sched)));
+		json_object_object_add(
+		    o, "store",
+		    json_object_new_string(ok ? "writable" : "refusing writes (see the log)"));
+		json_object_object_add(o, "in_flight",
+		                       json_object_new_int(sched_in_flight(d->sched)));
 	}
 	http_json(req, ok ? 200 : 503, o);
 }
@@ -261,7 +266,8 @@ static int listen_tcp(struct http *h, const char *addr)
 		snprintf(h->bound, sizeof(h->bound), "%s:%d", shown,
 		         ntohs(((struct sockaddr_in *)&ss)->sin_port));
 	else if (ss.ss_family == AF_INET6 &&
-	         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown, sizeof(shown)))
+	         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown,
+	                   sizeof(shown)))
 		snprintf(h->bound, sizeof(h->bound), "[%s]:%d", shown,
 		         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
 	return 0;

@@ -96,16 +96,19 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	for (i = 0; i < n; i++)
 		for (c = 0; c < GATE_CLASSES; c++)
 			for (so = 0; so < SO__COUNT; so++)
-				put(&o, "llmq_requests_total{lane=\"%s\",class=\"%s\",outcome=\"%s\"} %llu\n",
+				put(&o,
+				    "llmq_requests_total{lane=\"%s\",class=\"%s\",outcome=\"%s\"} "
+				    "%llu\n",
 				    snap[i].cfg->name, stats_class_name(c), stats_outcome_name(so),
 				    (unsigned long long)snap[i].stats.requests[c][so]);
-	lane_counter(&o, snap, n, "llmq_upstream_429_total", "Answers with HTTP 429 from the upstream.",
+	lane_counter(&o, snap, n, "llmq_upstream_429_total",
+	             "Answers with HTTP 429 from the upstream.",
 	             offsetof(struct lane_stats, upstream_429));
 	family(&o, "llmq_retries_total", "counter", "Tries answered in a way that is tried again.");
 	for (i = 0; i < n; i++)
 		for (c = 0; c < GATE_CLASSES; c++)
-			put(&o, "llmq_retries_total{lane=\"%s\",class=\"%s\"} %llu\n", snap[i].cfg->name,
-			    stats_class_name(c),
+			put(&o, "llmq_retries_total{lane=\"%s\",class=\"%s\"} %llu\n",
+			    snap[i].cfg->name, stats_class_name(c),
 			    (unsigned long long)(snap[i].stats.requests[c][SO_RETRY] +
 			                         snap[i].stats.requests[c][SO_RATE_LIMITED]));
 	lane_counter(&o, snap, n, "llmq_tokens_charged_total",
@@ -119,7 +122,8 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 		for (c = 0; c < GATE_CLASSES; c++)
 			put(&o, "llmq_in_flight{lane=\"%s\",class=\"%s\"} %d\n", snap[i].cfg->name,
 			    stats_class_name(c), snap[i].gate.class_in_flight[c]);
-	family(&o, "llmq_queued", "gauge", "Work waiting at the lane: batch jobs queued, calls waiting.");
+	family(&o, "llmq_queued", "gauge",
+	       "Work waiting at the lane: batch jobs queued, calls waiting.");
 	for (i = 0; i < n; i++) {
 		int64_t q = jobs[i] - snap[i].gate.class_in_flight[GATE_BATCH];
 
@@ -128,12 +132,15 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 		put(&o, "llmq_queued{lane=\"%s\",class=\"interactive\"} %d\n", snap[i].cfg->name,
 		    snap[i].calls_waiting);
 	}
-	family(&o, "llmq_bucket_tokens", "gauge", "Tokens the lane's bucket holds (negative: debt).");
+	family(&o, "llmq_bucket_tokens", "gauge",
+	       "Tokens the lane's bucket holds (negative: debt).");
 	for (i = 0; i < n; i++)
-		put(&o, "llmq_bucket_tokens{lane=\"%s\"} %.0f\n", snap[i].cfg->name, snap[i].gate.tok);
+		put(&o, "llmq_bucket_tokens{lane=\"%s\"} %.0f\n", snap[i].cfg->name,
+		    snap[i].gate.tok);
 	family(&o, "llmq_bucket_requests", "gauge", "Requests the lane's bucket holds.");
 	for (i = 0; i < n; i++)
-		put(&o, "llmq_bucket_requests{lane=\"%s\"} %.2f\n", snap[i].cfg->name, snap[i].gate.req);
+		put(&o, "llmq_bucket_requests{lane=\"%s\"} %.2f\n", snap[i].cfg->name,
+		    snap[i].gate.req);
 	family(&o, "llmq_effective_tokens_per_minute", "gauge",
 	       "The lane's token budget after headroom (0: unlimited).");
 	for (i = 0; i < n; i++)
@@ -148,8 +155,8 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	       "Time from ready (or arrival) to launch at the gate.");
 	for (i = 0; i < n; i++)
 		for (c = 0; c < GATE_CLASSES; c++)
-			histogram(&o, "llmq_gate_wait_seconds", snap[i].cfg->name, stats_class_name(c),
-			          &snap[i].stats.gate_wait[c]);
+			histogram(&o, "llmq_gate_wait_seconds", snap[i].cfg->name,
+			          stats_class_name(c), &snap[i].stats.gate_wait[c]);
 	family(&o, "llmq_upstream_latency_seconds", "histogram",
 	       "Upstream latency of answered tries.");
 	for (i = 0; i < n; i++)

@@ -462,9 +462,9 @@ static enum retry_verdict settle(struct lane *l, enum gate_class cls, const stru
 		         c->name, (long long)(c->quota_pause_ms / 1000));
 	}
 	if (v == RV_RATE_LIMITED) {
-		pause = a->retry_after_ms >= 0
-		            ? a->retry_after_ms
-		            : retry_backoff_ms(1, c->backoff_base_ms, c->backoff_cap_ms, rand01(l->s));
+		pause = a->retry_after_ms >= 0 ? a->retry_after_ms
+		                               : retry_backoff_ms(1, c->backoff_base_ms,
+		                                                  c->backoff_cap_ms, rand01(l->s));
 		if (pause > c->retry_after_max_ms)
 			pause = c->retry_after_max_ms;
 		gate_pause(&l->gate, now + pause, "429 from upstream");
@@ -575,8 +575,7 @@ static struct lane *lane_by_name(const struct scheduler *s, const char *name)
 
 static void record_call(struct lane *l, const struct sched_ticket *t, const char *outcome,
                         const struct up_response *resp, const struct answer *a,
-                        const char *error_code, int64_t retry_after_ms,
-                        const char *response_body)
+                        const char *error_code, int64_t retry_after_ms, const char *response_body)
 {
 	int64_t now = time_mono_ms();
 	int bodies = l->s->d->cfg->http_log_bodies;

@@ -75,8 +75,8 @@ struct sched_call_info {
 	int stream;
 	int64_t uid; /* -1: unknown */
 	int64_t cost;
-	int64_t max_wait_ms;             /* refuse when the gate cannot grant within it */
-	void (*grant)(void *ud);         /* launch now */
+	int64_t max_wait_ms;     /* refuse when the gate cannot grant within it */
+	void (*grant)(void *ud); /* launch now */
 	void (*refuse)(void *ud, int64_t retry_after_ms); /* the wait budget ran out */
 	void *ud;
 	const char *request_body; /* recorded when the operator asks; may be NULL */

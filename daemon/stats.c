@@ -10,7 +10,7 @@ const double stats_bucket_le[STATS_BUCKETS] = {
 const char *stats_outcome_name(enum stat_outcome o)
 {
 	static const char *const names[SO__COUNT] = {
-	    [SO_SUCCEEDED] = "succeeded", [SO_FAILED] = "failed",   [SO_RETRY] = "retry",
+	    [SO_SUCCEEDED] = "succeeded",       [SO_FAILED] = "failed",   [SO_RETRY] = "retry",
 	    [SO_RATE_LIMITED] = "rate_limited", [SO_ABORTED] = "aborted", [SO_REFUSED] = "refused",
 	};
 

@@ -13,6 +13,8 @@ bin=$PWD/build
 
 work=$(mktemp -d /tmp/llmq-demo.XXXXXX)
 export LLMQ_SOCKET=$work/llmq.sock LLMQ_DB=$work/llmq.db
+# The HTTP face on any free loopback port (the default is 127.0.0.1:8411).
+export LLMQ_HTTP_ADDR=${LLMQ_HTTP_ADDR:-127.0.0.1:0}
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -37,6 +39,13 @@ for _ in $(seq 50); do [ -S "$LLMQ_SOCKET" ] && break; sleep 0.1; done
 "$bin/llmq" submit --dry-run examples/batch.jsonl
 id=$("$bin/llmq" submit examples/batch.jsonl)
 echo "llmq demo: submitted batch $id"
+http=$("$bin/llmq" ping --json | sed -n 's/.*"http": "\([^"]*\)".*/\1/p')
+if [ -n "$http" ] && command -v curl >/dev/null; then
+	echo "llmq demo: an interactive call through the same lane, http://$http/v1 :"
+	curl -sS "http://$http/v1/chat/completions" -H 'Content-Type: application/json' \
+		-d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hi"}],"max_tokens":8}'
+	echo
+fi
 "$bin/llmq" wait "$id"
 "$bin/llmq" status "$id"
 "$bin/llmq" results "$id" -o "$work/results.jsonl"
@@ -45,4 +54,6 @@ echo
 echo "results:  $work/results.jsonl"
 echo "errors:   $work/errors.jsonl"
 echo "database: sqlite3 $LLMQ_DB 'select * from batch_summary'"
+echo "traffic:  sqlite3 $LLMQ_DB 'select class, outcome, count(*) from traffic group by 1, 2'"
+echo "metrics:  $bin/llmq metrics   (or curl http://$http/metrics)"
 echo "log:      $work/llmqd.log"

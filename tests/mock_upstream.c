@@ -63,7 +63,7 @@ struct pending {
 	int64_t charged, used, n;
 	char *body;
 	char hdr_extra[128];
-	int gone; /* the client left */
+	int gone;                         /* the client left */
 	int stream, include_usage, chunk; /* a streamed answer, and how far it got */
 	int64_t prompt, completion;
 	char text[512];
@@ -226,7 +226,8 @@ static char *ok_body(const char *path, json_object *body, int64_t n, int64_t pro
 		json_object_object_add(o, "model", model ? json_object_get(model) : NULL);
 		json_object_object_add(u, "input_tokens", json_object_new_int64(prompt));
 		json_object_object_add(u, "output_tokens", json_object_new_int64(completion));
-		json_object_object_add(u, "total_tokens", json_object_new_int64(prompt + completion));
+		json_object_object_add(u, "total_tokens",
+		                       json_object_new_int64(prompt + completion));
 		json_object_object_add(o, "usage", u);
 		s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		json_object_put(o);
@@ -310,17 +311,19 @@ static void drip_cb(evutil_socket_t fd, short what, void *arg)
 	if (p->chunk < STREAM_CHUNKS) {
 		a = len * (size_t)p->chunk / STREAM_CHUNKS;
 		b = len * (size_t)(p->chunk + 1) / STREAM_CHUNKS;
-		evbuffer_add_printf(buf,
-		                    "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
-		                    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%.*s\"}}]}\n\n",
-		                    (int)(b - a), p->text + a);
+		evbuffer_add_printf(
+		    buf,
+		    "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
+		    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%.*s\"}}]}\n\n",
+		    (int)(b - a), p->text + a);
 	} else if (p->chunk == STREAM_CHUNKS && p->include_usage) {
-		evbuffer_add_printf(buf,
-		                    "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
-		                    "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,"
-		                    "\"completion_tokens\":%lld,\"total_tokens\":%lld}}\n\n",
-		                    (long long)p->prompt, (long long)p->completion,
-		                    (long long)(p->prompt + p->completion));
+		evbuffer_add_printf(
+		    buf,
+		    "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
+		    "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,"
+		    "\"completion_tokens\":%lld,\"total_tokens\":%lld}}\n\n",
+		    (long long)p->prompt, (long long)p->completion,
+		    (long long)(p->prompt + p->completion));
 	} else {
 		evbuffer_add_printf(buf, "data: [DONE]\n\n");
 		evhttp_send_reply_chunk(p->req, buf);

@@ -118,3 +118,34 @@ Test(admission, concurrency_and_latency_bound_the_drain)
 	/* 30 jobs, 3 at a time, 2 s each: 20 s. */
 	cr_assert_eq(admission_drain_ms(&gate, 2000, 30, 0, 0), 20000);
 }
+
+Test(admission, a_call_waits_for_the_debt_ahead_of_it)
+{
+	struct gate_mark m;
+	struct gate g;
+
+	/* 1 token/ms. Idle: no wait. */
+	gate_init(&g, &lane.limits, 0);
+	cr_assert_eq(admission_call_wait_ms(&g, 0, 0, 0, 500, 0), 0);
+	/* 300 tokens of debt and two calls of 200 ahead: 700 ms. */
+	gate_launch(&g, GATE_INTERACTIVE, 300 + (int64_t)g.tok, 0, 0, &m);
+	gate_done(&g, GATE_INTERACTIVE, 0, -1, 0);
+	cr_assert_eq(admission_call_wait_ms(&g, 0, 2, 400, 50, 0), 700);
+	/* Paused for 5 s: at least that. */
+	gate_pause(&g, 5000, "429");
+	cr_assert_eq(admission_call_wait_ms(&g, 0, 0, 0, 50, 0), 5000);
+}
+
+Test(admission, a_full_lane_makes_a_call_wait_a_latency)
+{
+	struct gate_mark m;
+	struct gate g;
+	int i;
+
+	lane.limits.tpm = 0;
+	gate_init(&g, &lane.limits, 0);
+	for (i = 0; i < 3; i++)
+		gate_launch(&g, GATE_INTERACTIVE, 1, 0, 0, &m);
+	cr_assert_eq(admission_call_wait_ms(&g, 400, 0, 0, 1, 0), 400);
+	cr_assert_eq(admission_call_wait_ms(&g, 400, 3, 3, 1, 0), 800, "a second round");
+}

@@ -172,3 +172,28 @@ Test(config, file_errors_name_the_place)
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
 	cr_assert(strstr(err, "line 2"), "%s", err);
 }
+
+Test(config, http_listener_and_interactive_settings)
+{
+	char err[512], host[64];
+	int port;
+
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+	cr_assert_str_eq(cfg.http_addr, CONFIG_DEFAULT_HTTP);
+	cr_assert_float_eq(cfg.lanes[0].limits.interactive_reserve, 0.2, 1e-9);
+	cr_assert_eq(cfg.lanes[0].interactive_max_wait_ms, 30000);
+	setenv("LLMQ_HTTP_ADDR", "off", 1);
+	setenv("LLMQ_INTERACTIVE_RESERVE", "0.5", 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--interactive-max-wait", "2s"), 0, "%s", err);
+	cr_assert_str_eq(cfg.http_addr, "off");
+	cr_assert_float_eq(cfg.lanes[0].limits.interactive_reserve, 0.5, 1e-9);
+	cr_assert_eq(cfg.lanes[0].interactive_max_wait_ms, 2000);
+	cr_assert_eq(load(err, sizeof(err), 2, "--http", "127.0.0.1:99999"), -EINVAL);
+	cr_assert(strstr(err, "HOST:PORT"), "%s", err);
+	cr_assert_eq(config_parse_http_addr("[::1]:8411", host, sizeof(host), &port), 0);
+	cr_assert_str_eq(host, "::1");
+	cr_assert_eq(port, 8411);
+	cr_assert_eq(config_parse_http_addr("localhost", host, sizeof(host), &port), -EINVAL);
+	unsetenv("LLMQ_HTTP_ADDR");
+	unsetenv("LLMQ_INTERACTIVE_RESERVE");
+}

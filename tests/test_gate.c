@@ -252,3 +252,85 @@ Test(gate, headroom_is_a_share_of_the_providers_bucket)
 	gate_observe(&g, &fb, &m, 0);
 	cr_assert_float_eq(g.tok, 670, 1e-6);
 }
+
+/* Classes: the interactive reserve, and who goes first. */
+
+Test(gate, batch_leaves_the_reserved_slots_to_callers)
+{
+	struct gate_limits l = {.max_concurrency = 3, .interactive_reserve = 0.2};
+	struct gate g;
+	struct gate_mark m;
+
+	gate_init(&g, &l, 0);
+	cr_assert_eq(gate_batch_slots(&g), 2);
+	gate_launch(&g, GATE_BATCH, 1, 0, 0, &m);
+	gate_launch(&g, GATE_BATCH, 1, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 0, NULL), GATE_NEVER, "a third batch job waits");
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 1, 0, NULL), 0, "a caller takes the slot");
+	gate_launch(&g, GATE_INTERACTIVE, 1, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 1, 0, NULL), GATE_NEVER, "the lane is full");
+	gate_done(&g, GATE_INTERACTIVE, 1, -1, 5);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 5, NULL), GATE_NEVER,
+	             "the freed reserved slot is still not the batch's");
+	gate_done(&g, GATE_BATCH, 1, -1, 6);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 6, NULL), 6);
+}
+
+Test(gate, one_slot_lane_has_no_reserve_but_callers_go_first)
+{
+	struct gate_limits l = {.max_concurrency = 1, .interactive_reserve = 0.2};
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	cr_assert_eq(gate_batch_slots(&g), 1, "a batch keeps at least one slot");
+	cr_assert_eq(gate_first_class(&g, 0), GATE_INTERACTIVE);
+}
+
+Test(gate, the_pocket_is_kept_for_callers_and_batch_alone_still_gets_the_rate)
+{
+	/* 60,000 tokens/min = 1 token/ms; reserve 0.2 keeps 200 tokens (0.2 s). */
+	struct gate_limits l = {.max_concurrency = 100, .tpm = 60000, .interactive_reserve = 0.2};
+	struct gate g;
+	struct gate_mark m;
+	int64_t t = 0, n = 0;
+
+	gate_init(&g, &l, 0);
+	cr_assert_float_eq(gate_token_capacity(&g), 200 + GATE_SLACK_MS, 1e-9);
+	/* Fresh: the bucket is full, pocket included; a batch job may not dip into it. */
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 0);
+	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m); /* level 220 - 100 = 120 < pocket */
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 80, "back up to the pocket");
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 100, 0, NULL), 0, "a caller spends it now");
+	/* A batch alone, paced: 100-token jobs at 1 token/ms, one every 100 ms. */
+	gate_init(&g, &l, 0);
+	while (t < 60000) {
+		t = gate_when(&g, GATE_BATCH, 100, t, NULL);
+		gate_launch(&g, GATE_BATCH, 100, t, 0, &m);
+		gate_done(&g, GATE_BATCH, 100, 100, t);
+		n++;
+	}
+	cr_assert_geq(n, 600, "a minute holds the whole budget: %lld launches", (long long)n);
+	cr_assert_leq(n, 603);
+}
+
+Test(gate, callers_go_first_until_they_had_more_than_their_share)
+{
+	struct gate_limits l = {.max_concurrency = 100, .interactive_reserve = 0.2};
+	struct gate g;
+	struct gate_mark m;
+	int i;
+
+	gate_init(&g, &l, 0);
+	for (i = 0; i < 10; i++)
+		gate_launch(&g, GATE_BATCH, 100, 0, 0, &m);
+	for (i = 0; i < 30; i++)
+		gate_launch(&g, GATE_INTERACTIVE, 100, 0, 0, &m);
+	cr_assert_eq(gate_first_class(&g, 0), GATE_INTERACTIVE, "75%% interactive: within 80%%");
+	for (i = 0; i < 20; i++)
+		gate_launch(&g, GATE_INTERACTIVE, 100, 0, 0, &m);
+	cr_assert_eq(gate_first_class(&g, 0), GATE_BATCH, "83%% interactive: the batch's turn");
+	/* The meter forgets: a minute later batch launches count as much again. */
+	for (i = 0; i < 10; i++)
+		gate_launch(&g, GATE_BATCH, 100, 60000, 0, &m);
+	cr_assert_eq(gate_first_class(&g, 60000), GATE_INTERACTIVE);
+}

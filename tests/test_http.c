@@ -150,7 +150,8 @@ Test(http, chat_relayed_with_headers_and_recorded, .timeout = 60)
 	cr_assert(strcasestr(r->headers, "x-request-id: req_mock_1"), "%s", r->headers);
 	cr_assert(strcasestr(r->headers, "content-type: application/json"), "%s", r->headers);
 	free(r);
-	r = call(&d, "POST", "/v1/embeddings", "{\"model\":\"text-embedding-3-small\",\"input\":\"x\"}");
+	r = call(&d, "POST", "/v1/embeddings",
+	         "{\"model\":\"text-embedding-3-small\",\"input\":\"x\"}");
 	cr_assert_eq(r->status, 200, "%s", r->body);
 	cr_assert(strstr(r->body, "\"embedding\""), "%s", r->body);
 	free(r);
@@ -256,8 +257,9 @@ Test(http, stream_relayed_as_it_drips_and_usage_reconciled, .timeout = 60)
 	/* Four content events a second apart, then usage, then [DONE]. */
 	h_mock_start(&m, dir, "--drip-ms", "1000", NULL);
 	h_daemon_start(&d, dir, &m, FAST, NULL);
-	r = call(&d, "POST", "/v1/chat/completions",
-	         CHAT("gpt-4o-mini", ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+	r = call(
+	    &d, "POST", "/v1/chat/completions",
+	    CHAT("gpt-4o-mini", ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
 	cr_assert_eq(r->status, 200, "%s", r->body);
 	cr_assert(strcasestr(r->headers, "content-type: text/event-stream"), "%s", r->headers);
 	cr_assert(strstr(r->body, "data: [DONE]"), "%s", r->body);
@@ -386,8 +388,8 @@ Test(http, interactive_goes_ahead_of_a_busy_batch, .timeout = 120)
 	h_mock_start(&m, dir, "--latency-ms", "100", NULL);
 	/* 3 slots, one launch every 100 ms (600 requests/min). */
 	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=0",
-	               "OPENAI_RPM_LIMIT=600", "OPENAI_TPM_HEADROOM=0",
-	               "OPENAI_MAX_CONCURRENCY=3", NULL);
+	               "OPENAI_RPM_LIMIT=600", "OPENAI_TPM_HEADROOM=0", "OPENAI_MAX_CONCURRENCY=3",
+	               NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 5000, "gpt-4o-mini", 10);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--json", NULL),
@@ -433,8 +435,9 @@ Test(http, small_batch_is_not_stuck_behind_a_large_one, .timeout = 120)
 	o = json_tokener_parse(out);
 	snprintf(idb, sizeof(idb), "%s", h_jstr(o, "id"));
 	json_object_put(o);
-	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", small, "--json", NULL),
-	             0, "%s", err);
+	cr_assert_eq(
+	    h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", small, "--json", NULL), 0,
+	    "%s", err);
 	o = json_tokener_parse(out);
 	snprintf(ids, sizeof(ids), "%s", h_jstr(o, "id"));
 	json_object_put(o);
@@ -478,8 +481,9 @@ Test(http, metrics_over_http_and_the_socket, .timeout = 60)
 	fwrite(r->body, 1, r->len, f);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "promtool check metrics < %s > %s/promtool.out 2>&1", path, dir);
-	cr_assert_eq(system(cmd), 0, "promtool check metrics failed (see %s/promtool.out; "
-	                             "promtool comes with Debian's prometheus: bash .ci/deps)",
+	cr_assert_eq(system(cmd), 0,
+	             "promtool check metrics failed (see %s/promtool.out; "
+	             "promtool comes with Debian's prometheus: bash .ci/deps)",
 	             dir);
 	free(r);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "metrics", NULL), 0, "%s", err);

@@ -385,3 +385,105 @@ Test(store, attempts_keep_the_providers_view)
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 }
+
+static void add_batch_prio(const char *id, int jobs, int64_t prio)
+{
+	struct store_batch b = {.id = id,
+	                        .created_at = 1000,
+	                        .uid = 42,
+	                        .window_ms = 86400000,
+	                        .total = jobs,
+	                        .est_tokens = jobs,
+	                        .priority = prio};
+	char cid[32];
+	int i;
+
+	cr_assert_eq(store_batch_insert(st, &b), 0);
+	for (i = 0; i < jobs; i++) {
+		snprintf(cid, sizeof(cid), "c%d", i);
+		struct store_job_new j = {.batch_id = id,
+		                          .line = i + 1,
+		                          .custom_id = cid,
+		                          .url = "/v1/chat/completions",
+		                          .model = "m",
+		                          .lane = "openai",
+		                          .body = "{}",
+		                          .body_len = 2,
+		                          .est_tokens = 1,
+		                          .priority = prio};
+		cr_assert_eq(store_job_insert(st, &j, 1000), 0);
+	}
+}
+
+static void next_batch(const char *after, char *ret, size_t len)
+{
+	struct store_job j;
+
+	cr_assert_eq(store_next_ready(st, "openai", 2000, after, &j), 1);
+	snprintf(ret, len, "%s", j.batch_id);
+	store_job_clear(&j);
+}
+
+Test(store, batches_take_turns_and_priority_goes_first)
+{
+	char got[32], last[32] = "";
+	int i;
+
+	add_batch_prio("b_000000000000000b", 100, 0);
+	add_batch_prio("b_000000000000000a", 3, 0);
+	/* Round-robin: a, b, a, b, ... whichever batch came last. */
+	for (i = 0; i < 4; i++) {
+		next_batch(last, got, sizeof(got));
+		cr_assert_str_neq(got, last, "turn %d went to the same batch", i);
+		snprintf(last, sizeof(last), "%s", got);
+	}
+	/* A higher priority batch goes before all of them, turn or not. */
+	add_batch_prio("b_00000000000000ff", 2, 5);
+	next_batch("b_000000000000000a", got, sizeof(got));
+	cr_assert_str_eq(got, "b_00000000000000ff");
+	next_batch("b_00000000000000ff", got, sizeof(got));
+	cr_assert_str_eq(got, "b_00000000000000ff", "alone at its priority");
+}
+
+Test(store, calls_are_recorded_and_shown_in_traffic)
+{
+	struct store_call c = {.call_id = "c_1",
+	                       .try_no = 1,
+	                       .lane = "openai",
+	                       .endpoint = "/v1/chat/completions",
+	                       .model = "gpt-x",
+	                       .uid = 1000,
+	                       .started_at = 5000,
+	                       .ended_at = 5100,
+	                       .outcome = "succeeded",
+	                       .status_code = 200,
+	                       .retry_after_ms = -1,
+	                       .tokens_charged = 30,
+	                       .tokens_used = 25,
+	                       .gate_wait_ms = 3,
+	                       .latency_ms = 90,
+	                       .request_id = "req_9"};
+	sqlite3 *db;
+	sqlite3_stmt *s;
+
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	c.call_id = "c_2";
+	c.outcome = "refused";
+	c.status_code = 0;
+	c.tokens_used = -1;
+	c.latency_ms = -1;
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(
+	    sqlite3_prepare_v2(db,
+	                       "SELECT count(*), sum(tokens_used), sum(status_code IS NULL) "
+	                       "FROM traffic WHERE class = 'interactive' AND uid = 1000",
+	                       -1, &s, NULL),
+	    SQLITE_OK);
+	cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+	cr_assert_eq(sqlite3_column_int(s, 0), 2);
+	cr_assert_eq(sqlite3_column_int(s, 1), 25);
+	cr_assert_eq(sqlite3_column_int(s, 2), 1, "a refused call has no upstream status");
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
