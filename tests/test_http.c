@@ -10,6 +10,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "harness.h"
 
@@ -490,5 +493,55 @@ Test(http, metrics_over_http_and_the_socket, .timeout = 60)
 	cr_assert(strstr(out, "# TYPE llmq_requests_total counter"), "%s", out);
 	cr_assert(strstr(out, "llmq_batches{state=\"completed\"} 0"), "%s", out);
 	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+static int raw_connect(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+Test(http, slow_and_vanishing_clients_do_not_hold_others, .timeout = 60)
+{
+	static const char partial[] =
+	    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+	    "{\"model\":";
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+	struct reply *r;
+	int slow[20], i;
+
+	start(&m, &d, dir, sizeof(dir));
+	/* Twenty callers stop half-way through their body and stay. */
+	for (i = 0; i < 20; i++) {
+		slow[i] = raw_connect(d.http_port);
+		cr_assert_eq(write(slow[i], partial, sizeof(partial) - 1),
+		             (ssize_t)sizeof(partial) - 1);
+	}
+	/* Others vanish mid-request. */
+	for (i = 0; i < 20; i++) {
+		int fd = raw_connect(d.http_port);
+
+		cr_assert_eq(write(fd, partial, 40), 40);
+		close(fd);
+	}
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert_lt(r->total_s, 1.0, "served at once, %.3fs", r->total_s);
+	free(r);
+	for (i = 0; i < 20; i++)
+		close(slow[i]);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "ping", NULL), 0);
+	h_daemon_signal(&d, SIGTERM);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls"), 1,
+	             "half requests never reach "
+	             "the gate");
 	h_mock_stop(&m);
 }
