@@ -7,8 +7,10 @@
 #include "protocol.h"
 #include "scheduler.h"
 #include "store.h"
+#include "unixsock.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +33,7 @@ struct http {
 	struct llmqd *d;
 	struct evhttp *ev;
 	char bound[128];
-	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char unix_path[PATH_MAX];
 };
 
 const char *http_bound_addr(const struct http *h)
@@ -215,27 +217,11 @@ static void route(struct evhttp_request *req, void *arg)
 
 static int listen_unix(struct http *h, const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat st;
 	int fd, r;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
-	    listen(fd, 128) < 0) {
-		r = -errno;
-		close(fd);
+	r = unixsock_listen(path, 0600, &fd);
+	if (r < 0)
 		return r;
-	}
 	if (!evhttp_accept_socket_with_handle(h->ev, fd)) {
 		close(fd);
 		unlink(path);

@@ -6,6 +6,7 @@
  */
 #include "ipc.h"
 #include "protocol.h"
+#include "unixsock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -330,40 +331,6 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	}
 }
 
-static int bind_path(const char *path, int *ret_fd)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat st;
-	int fd, probe, r;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe < 0)
-			return -errno;
-		r = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
-		close(probe);
-		if (r == 0)
-			return -EADDRINUSE;
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(path, geteuid() == 0 ? 0666 : 0600) < 0 || listen(fd, 128) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	*ret_fd = fd;
-	return 0;
-}
-
 int ipc_new(struct event_base *base, int fd, const char *path, int max_clients,
             ipc_request_fn on_request, void *userdata, struct ipc **ret)
 {
@@ -379,7 +346,7 @@ int ipc_new(struct event_base *base, int fd, const char *path, int max_clients,
 	ipc->on_request = on_request;
 	ipc->userdata = userdata;
 	if (fd < 0) {
-		r = bind_path(path, &fd);
+		r = unixsock_listen(path, geteuid() == 0 ? 0666 : 0600, &fd);
 		if (r < 0)
 			goto fail;
 		snprintf(ipc->path, sizeof(ipc->path), "%s", path);

@@ -321,3 +321,16 @@ static int daemon_http_port(const struct daemon_proc *d)
 	json_object_put(o);
 	return port;
 }
+
+void h_submit(const struct daemon_proc *d, const char *file, char *id, size_t idlen)
+{
+	static char out[1 << 16], err[1 << 16];
+	json_object *o;
+
+	cr_assert_eq(h_llmq(d, out, sizeof(out), err, sizeof(err), "submit", file, "--json", NULL),
+	             0, "submit failed: %s", err);
+	o = json_tokener_parse(out);
+	cr_assert_not_null(o, "%s", out);
+	snprintf(id, idlen, "%s", h_jstr(o, "id"));
+	json_object_put(o);
+}

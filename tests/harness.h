@@ -42,6 +42,9 @@ void h_daemon_signal(struct daemon_proc *d, int sig);
  * exit status, with stdout in out and stderr in err (either may be NULL). */
 int h_llmq(const struct daemon_proc *d, char *out, size_t outlen, char *err, size_t errlen, ...);
 
+/* Submit file through llmq (asserting success); the batch id into id. */
+void h_submit(const struct daemon_proc *d, const char *file, char *id, size_t idlen);
+
 /* Write n Batch API chat lines to path: custom_id "req-<i>", content "question <i>". */
 void h_write_batch(const char *path, int n, const char *model, int max_tokens);
 

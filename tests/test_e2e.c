@@ -33,18 +33,6 @@ static int some_succeeded(json_object *b)
 	return h_jint(b, "counts.succeeded") >= 20;
 }
 
-static void submit(struct daemon_proc *d, const char *file, char *id, size_t idlen)
-{
-	json_object *o;
-
-	cr_assert_eq(h_llmq(d, out, sizeof(out), err, sizeof(err), "submit", file, "--json", NULL),
-	             0, "submit failed: %s", err);
-	o = json_tokener_parse(out);
-	cr_assert_not_null(o, "%s", out);
-	snprintf(id, idlen, "%s", h_jstr(o, "id"));
-	json_object_put(o);
-}
-
 /* Checks the results file holds each req-1..n exactly once, answered 200. */
 static void check_results(const char *path, int n)
 {
@@ -91,7 +79,7 @@ Test(e2e, happy_path_200, .timeout = 60)
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 200, "gpt-4o-mini", 20);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 0, "%s",
 	             err);
 	cr_assert(strstr(out, "completed"), "%s", out);
@@ -219,7 +207,7 @@ Test(e2e, cancel_stops_queued_jobs, .timeout = 60)
 	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 20, "gpt-4o-mini", 10);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "cancel", id, NULL), 0, "%s",
 	             err);
 	b = h_wait_for(&d, id, done, 20);
@@ -247,7 +235,7 @@ Test(e2e, kill9_then_restart_loses_nothing, .timeout = 120)
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 120, "gpt-4o-mini", 10);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	b = h_wait_for(&d, id, some_succeeded, 30);
 	json_object_put(b);
 	h_daemon_signal(&d, SIGKILL);
@@ -352,7 +340,7 @@ Test(e2e, faults_retried_none_lost_none_twice, .timeout = 120)
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 100, "gpt-4o-mini", 10);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	b = h_wait_for(&d, id, done, 90);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 100, "%s", json_object_to_json_string(b));
 	json_object_put(b);
@@ -392,7 +380,7 @@ Test(e2e, client_errors_fail_at_once, .timeout = 60)
 	      "\"body\":{\"model\":\"quota\",\"messages\":[]}}\n",
 	      f);
 	fclose(f);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	b = h_wait_for(&d, id, done, 20);
 	cr_assert_eq(h_jint(b, "counts.failed"), 3);
 	json_object_put(b);
@@ -444,7 +432,7 @@ Test(gate_e2e, in_flight_never_above_cap_and_launches_staggered, .timeout = 60)
 	               "OPENAI_TPM_LIMIT=0", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 15, "gpt-4o-mini", 10);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	b = h_wait_for(&d, id, done, 40);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 15);
 	json_object_put(b);
@@ -481,7 +469,7 @@ Test(gate_e2e, zero_429s_when_estimates_are_right, .timeout = 90)
 	               NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 40, "gpt-4o-mini", 100);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	b = h_wait_for(&d, id, done, 60);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 40);
 	json_object_put(b);
@@ -512,7 +500,7 @@ Test(gate_e2e, every_job_completes_through_429s_storms, .timeout = 120)
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 60, "gpt-4o-mini", 100);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	b = h_wait_for(&d, id, done, 100);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 60, "%s", json_object_to_json_string(b));
 	json_object_put(b);
@@ -559,7 +547,7 @@ Test(gate_e2e, admission_refuses_what_cannot_be_served, .timeout = 60)
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0, "dry run stores nothing");
 
 	/* With the default 24 h window it is accepted, with an ETA. */
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "status", id, "--json", NULL), 0);
 	{
 		json_object *o = json_tokener_parse(out);
@@ -582,7 +570,7 @@ Test(gate_e2e, submit_retry_waits_for_the_queue_to_drain, .timeout = 60)
 	               NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 6, "gpt-4o-mini", 10);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	h_write_batch(file, 4, "gpt-4o-mini", 10);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 75);
 	cr_assert(strstr(err, "queue_max_jobs"), "%s", err);
@@ -657,7 +645,7 @@ Test(e2e, full_disk_refuses_cleanly_and_loses_nothing, .timeout = 90)
 
 	/* One that fits, whose answers do not: they are kept, and the jobs stay running. */
 	write_padded(file, 100);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	wait_log(&d, "keeping them in memory", 30);
 	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'running'"), 0);
 
@@ -710,7 +698,7 @@ Test(gate_e2e, a_waiting_lane_never_holds_back_another, .timeout = 60)
 		    "\"body\":{\"model\":\"%s\",\"messages\":[],\"max_tokens\":5}}\n",
 		    i, i <= 5 ? "slow-1" : "fast-1");
 	fclose(f);
-	submit(&d, file, id, sizeof(id));
+	h_submit(&d, file, id, sizeof(id));
 	for (i = 0; i < 100; i++) {
 		if (h_sql_int(&d, "SELECT count(*) FROM jobs WHERE lane = 'fast' "
 		                  "AND state = 'succeeded'") == 15)

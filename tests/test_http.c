@@ -383,7 +383,7 @@ Test(http, interactive_goes_ahead_of_a_busy_batch, .timeout = 120)
 	struct mock_proc m = {0};
 	struct daemon_proc d = {0};
 	char dir[64], file[128], id[40];
-	json_object *o, *b;
+	json_object *b;
 	struct reply *r;
 	int64_t wait_ms;
 
@@ -395,11 +395,7 @@ Test(http, interactive_goes_ahead_of_a_busy_batch, .timeout = 120)
 	               NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 5000, "gpt-4o-mini", 10);
-	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--json", NULL),
-	             0, "%s", err);
-	o = json_tokener_parse(out);
-	snprintf(id, sizeof(id), "%s", h_jstr(o, "id"));
-	json_object_put(o);
+	h_submit(&d, file, id, sizeof(id));
 	b = h_wait_for(&d, id, started, 60);
 	json_object_put(b);
 	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
@@ -424,7 +420,7 @@ Test(http, small_batch_is_not_stuck_behind_a_large_one, .timeout = 120)
 	struct mock_proc m = {0};
 	struct daemon_proc d = {0};
 	char dir[64], big[128], small[128], idb[40], ids[40];
-	json_object *o, *b;
+	json_object *b;
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "20", NULL);
@@ -433,17 +429,8 @@ Test(http, small_batch_is_not_stuck_behind_a_large_one, .timeout = 120)
 	snprintf(small, sizeof(small), "%s/small.jsonl", dir);
 	h_write_batch(big, 5000, "gpt-4o-mini", 10);
 	h_write_batch(small, 20, "gpt-4o-mini", 10);
-	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", big, "--json", NULL),
-	             0, "%s", err);
-	o = json_tokener_parse(out);
-	snprintf(idb, sizeof(idb), "%s", h_jstr(o, "id"));
-	json_object_put(o);
-	cr_assert_eq(
-	    h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", small, "--json", NULL), 0,
-	    "%s", err);
-	o = json_tokener_parse(out);
-	snprintf(ids, sizeof(ids), "%s", h_jstr(o, "id"));
-	json_object_put(o);
+	h_submit(&d, big, idb, sizeof(idb));
+	h_submit(&d, small, ids, sizeof(ids));
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", ids, NULL), 0, "%s",
 	             err);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", idb, "--json", NULL),

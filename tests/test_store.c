@@ -32,34 +32,11 @@ static void teardown(void)
 
 TestSuite(store, .init = setup, .fini = teardown);
 
+static void add_batch_prio(const char *id, int jobs, int64_t prio);
+
 static void add_batch(const char *id, int jobs)
 {
-	struct store_batch b = {.id = id,
-	                        .created_at = 1000,
-	                        .uid = 42,
-	                        .input_name = "in.jsonl",
-	                        .window_ms = 86400000,
-	                        .total = jobs,
-	                        .est_tokens = 100 * jobs};
-	char cid[32];
-	int i;
-
-	cr_assert_eq(store_tx_begin(st), 0);
-	cr_assert_eq(store_batch_insert(st, &b), 0);
-	for (i = 0; i < jobs; i++) {
-		snprintf(cid, sizeof(cid), "c%d", i);
-		struct store_job_new j = {.batch_id = id,
-		                          .line = i + 1,
-		                          .custom_id = cid,
-		                          .url = "/v1/chat/completions",
-		                          .model = "gpt-x",
-		                          .lane = "openai",
-		                          .body = "{\"model\":\"gpt-x\"}",
-		                          .body_len = 17,
-		                          .est_tokens = 100};
-		cr_assert_eq(store_job_insert(st, &j, 1000), 0);
-	}
-	cr_assert_eq(store_tx_commit(st), 0);
+	add_batch_prio(id, jobs, 0);
 }
 
 static int64_t count(const char *batch, const char *state)
@@ -391,13 +368,15 @@ static void add_batch_prio(const char *id, int jobs, int64_t prio)
 	struct store_batch b = {.id = id,
 	                        .created_at = 1000,
 	                        .uid = 42,
+	                        .input_name = "in.jsonl",
 	                        .window_ms = 86400000,
 	                        .total = jobs,
-	                        .est_tokens = jobs,
+	                        .est_tokens = 100 * jobs,
 	                        .priority = prio};
 	char cid[32];
 	int i;
 
+	cr_assert_eq(store_tx_begin(st), 0);
 	cr_assert_eq(store_batch_insert(st, &b), 0);
 	for (i = 0; i < jobs; i++) {
 		snprintf(cid, sizeof(cid), "c%d", i);
@@ -405,14 +384,15 @@ static void add_batch_prio(const char *id, int jobs, int64_t prio)
 		                          .line = i + 1,
 		                          .custom_id = cid,
 		                          .url = "/v1/chat/completions",
-		                          .model = "m",
+		                          .model = "gpt-x",
 		                          .lane = "openai",
-		                          .body = "{}",
-		                          .body_len = 2,
-		                          .est_tokens = 1,
+		                          .body = "{\"model\":\"gpt-x\"}",
+		                          .body_len = 17,
+		                          .est_tokens = 100,
 		                          .priority = prio};
 		cr_assert_eq(store_job_insert(st, &j, 1000), 0);
 	}
+	cr_assert_eq(store_tx_commit(st), 0);
 }
 
 static void next_batch(const char *after, char *ret, size_t len)
