@@ -13,7 +13,7 @@ static enum cmd_retval cmd_list_exec(struct cmd_ctx *ctx)
 
 	if (limit < 1 || limit > 10000)
 		return cmd_error(ctx, ERR_BAD_REQUEST, "\"limit\" must be 1..10000");
-	r = store_batch_list(ctx->d->store, (int)limit, &arr);
+	r = store_batch_list(ctx->d->store, (int)limit, ctx->scope, &arr);
 	if (r < 0)
 		return cmd_store_error(ctx, "list", r);
 	cmd_ok(ctx);

@@ -133,7 +133,7 @@ static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 	}
 	r = lanes_json(ctx, &lanes);
 	if (r == 0)
-		r = store_batch_list(ctx->d->store, 20, &list);
+		r = store_batch_list(ctx->d->store, 20, ctx->scope, &list);
 	if (r < 0) {
 		json_object_put(lanes);
 		return cmd_store_error(ctx, "status", r);

@@ -2,9 +2,11 @@
  * cmd.c - the op table, the dispatcher, and the one place answers are sent.
  */
 #include "cmd.h"
+#include "access.h"
 #include "log.h"
 #include "protocol.h"
 #include "store.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -63,7 +65,19 @@ enum cmd_retval cmd_store_error(struct cmd_ctx *ctx, const char *what, int r)
 	return CMD_REPLY;
 }
 
-/* The batch a command names: present, well formed, known. */
+static int64_t batch_owner(json_object *b)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(b, "uid", &v) && json_object_is_type(v, json_type_int)
+	           ? json_object_get_int64(v)
+	           : ACCESS_NONE;
+}
+
+/*
+ * The batch a command names: present, well formed, known, and the caller's
+ * to see. Another user's batch answers exactly as an unknown one does.
+ */
 static enum cmd_retval resolve_batch(struct cmd_ctx *ctx, const struct cmd_entry *e, int *ret_ok)
 {
 	const char *id = cmd_get_string(ctx->req, "batch");
@@ -81,6 +95,11 @@ static enum cmd_retval resolve_batch(struct cmd_ctx *ctx, const struct cmd_entry
 		                 "no such batch; batch ids look like b_0123456789abcdef "
 		                 "(see llmq list)");
 	r = store_batch_get(ctx->d->store, id, &ctx->batch);
+	if (r == 0 && !access_may_see(ctx->scope, batch_owner(ctx->batch))) {
+		json_object_put(ctx->batch);
+		ctx->batch = NULL;
+		r = -ENOENT;
+	}
 	if (r == -ENOENT)
 		return cmd_error(ctx, ERR_NOT_FOUND, "no such batch (see llmq list)");
 	if (r < 0)
@@ -112,6 +131,7 @@ enum cmd_retval cmd_execute(struct cmd_ctx *ctx)
 		return cmd_error(ctx, ERR_UNKNOWN_OP, msg);
 	}
 	log_debug("uid %d: %s", (int)ctx->uid, op);
+	ctx->scope = access_scope(ctx->d->cfg, ctx->uid, time_mono_ms());
 	if ((*e)->flags & (CMD_F_BATCH | CMD_F_BATCH_OPTIONAL)) {
 		rv = resolve_batch(ctx, *e, &ok);
 		if (!ok)

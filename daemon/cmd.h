@@ -25,6 +25,7 @@ struct cmd_ctx {
 	struct llmqd *d;
 	struct ipc_client *client; /* NULL outside the socket face */
 	uid_t uid;                 /* the caller; (uid_t)-1 when unknown */
+	int64_t scope;             /* whose batches the caller sees (access.h) */
 	json_object *req;
 	const char *batch_id; /* resolved by the dispatcher (CMD_F_BATCH*) */
 	json_object *batch;   /* that batch as the store has it; owned by ctx */

@@ -243,6 +243,12 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		} else if (strcmp(name, "http_socket") == 0) {
 			if (!st->http_socket_from_env)
 				snprintf(cfg->http_socket, sizeof(cfg->http_socket), "%s", value);
+		} else if (strcmp(name, "socket_group") == 0) {
+			if (!getenv("LLMQ_SOCKET_GROUP"))
+				snprintf(cfg->socket_group, sizeof(cfg->socket_group), "%s", value);
+		} else if (strcmp(name, "admin_group") == 0) {
+			if (!getenv("LLMQ_ADMIN_GROUP"))
+				snprintf(cfg->admin_group, sizeof(cfg->admin_group), "%s", value);
 		} else if (strcmp(name, "http_log_bodies") == 0) {
 			if (parse_bool(value, &cfg->http_log_bodies) < 0)
 				goto fail_range;
@@ -376,6 +382,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	cfg->max_connections = 64;
 	cfg->log_level = LOG_INFO;
 	snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CONFIG_DEFAULT_HTTP);
+	snprintf(cfg->admin_group, sizeof(cfg->admin_group), "%s", CONFIG_DEFAULT_ADMIN_GROUP);
 	memcpy(opts, base_options, sizeof(base_options));
 	n = N_BASE;
 	for (s = settings; s->key; s++)
@@ -425,6 +432,10 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	if (r < 0)
 		return r;
 
+	if ((v = getenv("LLMQ_SOCKET_GROUP")))
+		snprintf(cfg->socket_group, sizeof(cfg->socket_group), "%s", v);
+	if ((v = getenv("LLMQ_ADMIN_GROUP")))
+		snprintf(cfg->admin_group, sizeof(cfg->admin_group), "%s", v);
 	if ((v = getenv("LLMQ_HTTP_ADDR")) && *v)
 		snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", v);
 	if ((v = getenv("LLMQ_HTTP_SOCKET")) && *v)

@@ -20,6 +20,7 @@
 #define CONFIG_MAX_LANES 16
 #define CONFIG_MAX_MODELS 16
 #define CONFIG_DEFAULT_HTTP "127.0.0.1:8411"
+#define CONFIG_DEFAULT_ADMIN_GROUP "llmq-admin"
 
 struct lane_config {
 	char name[64];
@@ -50,6 +51,8 @@ struct config {
 	char http_addr[128];        /* HOST:PORT, or "off" */
 	char http_socket[PATH_MAX]; /* the HTTP face on a Unix socket; "" for none */
 	int http_log_bodies;        /* keep interactive calls' bodies in the calls table */
+	char socket_group[64];      /* the llmq socket is 0660 with this group; "" for 0600 */
+	char admin_group[64];       /* its members see every user's batches */
 	int max_connections;
 	int64_t db_max_bytes; /* 0: no cap; past it writes fail as on a full disk */
 	int log_level;

@@ -219,7 +219,8 @@ static int listen_unix(struct http *h, const char *path)
 {
 	int fd, r;
 
-	r = unixsock_listen(path, 0600, &fd);
+	r = unixsock_listen(path, h->d->socket_gid == (gid_t)-1 ? 0600 : 0660, h->d->socket_gid,
+	                    &fd);
 	if (r < 0)
 		return r;
 	if (!evhttp_accept_socket_with_handle(h->ev, fd)) {

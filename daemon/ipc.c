@@ -331,7 +331,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	}
 }
 
-int ipc_new(struct event_base *base, int fd, const char *path, int max_clients,
+int ipc_new(struct event_base *base, int fd, const char *path, gid_t group, int max_clients,
             ipc_request_fn on_request, void *userdata, struct ipc **ret)
 {
 	struct ipc *ipc;
@@ -346,7 +346,8 @@ int ipc_new(struct event_base *base, int fd, const char *path, int max_clients,
 	ipc->on_request = on_request;
 	ipc->userdata = userdata;
 	if (fd < 0) {
-		r = unixsock_listen(path, geteuid() == 0 ? 0666 : 0600, &fd);
+		/* Only the daemon's user, or that and one group: never everyone. */
+		r = unixsock_listen(path, group == (gid_t)-1 ? 0600 : 0660, group, &fd);
 		if (r < 0)
 			goto fail;
 		snprintf(ipc->path, sizeof(ipc->path), "%s", path);

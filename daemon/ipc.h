@@ -30,9 +30,10 @@ struct ipc_line_handler {
 
 /*
  * Listen on fd when >= 0 (socket activation), else bind path (removing a
- * stale socket, refusing when another daemon answers on it).
+ * stale socket, refusing when another daemon answers on it): mode 0600, or
+ * 0660 with group unless that is (gid_t)-1.
  */
-int ipc_new(struct event_base *base, int fd, const char *path, int max_clients,
+int ipc_new(struct event_base *base, int fd, const char *path, gid_t group, int max_clients,
             ipc_request_fn on_request, void *userdata, struct ipc **ret);
 void ipc_free(struct ipc *ipc);
 int ipc_clients(const struct ipc *ipc);

@@ -6,6 +6,7 @@
 #define LLMQ_LLMQD_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <event2/event.h>
 
 #include "config.h"
@@ -41,6 +42,7 @@ struct llmqd {
 	struct ipc *ipc;
 	struct scheduler *sched;
 	struct http *http;
+	gid_t socket_gid; /* the group of the sockets, (gid_t)-1 for none (mode 0600) */
 	int64_t started_mono;
 	int ingests; /* submits being received */
 	uint64_t refusals[REFUSAL__COUNT];

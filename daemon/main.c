@@ -16,6 +16,8 @@
 #include "timeutil.h"
 
 #include <curl/curl.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
 	char err[1024], status[128];
 	int r, fd, rc = EXIT_FAILURE, i;
 
+	/* The database, its WAL and journal, and the sockets are the daemon's alone. */
+	umask(0077);
 	log_init("llmqd");
 	r = config_load(&cfg, argc, argv, err, sizeof(err));
 	if (r == 1)
@@ -54,6 +58,7 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	d.cfg = &cfg;
+	d.socket_gid = (gid_t)-1;
 	d.started_mono = time_mono_ms();
 	d.base = event_base_new();
 	if (!d.base) {
@@ -98,7 +103,19 @@ int main(int argc, char **argv)
 		log_err("cannot create the directory of %s: %s", cfg.socket_path, strerror(-r));
 		goto out;
 	}
-	r = ipc_new(d.base, fd, cfg.socket_path, cfg.max_connections, cmd_dispatch, &d, &d.ipc);
+	if (cfg.socket_group[0]) {
+		struct group *gr = getgrnam(cfg.socket_group);
+
+		if (!gr) {
+			log_err("socket_group %s: no such group; create it (groupadd %s) or unset "
+			        "LLMQ_SOCKET_GROUP",
+			        cfg.socket_group, cfg.socket_group);
+			goto out;
+		}
+		d.socket_gid = gr->gr_gid;
+	}
+	r = ipc_new(d.base, fd, cfg.socket_path, d.socket_gid, cfg.max_connections, cmd_dispatch, &d,
+	            &d.ipc);
 	if (r < 0) {
 		log_err("cannot listen on %s: %s%s", cfg.socket_path, strerror(-r),
 		        r == -EADDRINUSE ? " (another llmqd is running there; stop it or use "

@@ -120,7 +120,8 @@ static const char *const stmt_sql[S__COUNT] = {
         "AND state IN ('in_progress', 'cancelling') AND NOT EXISTS (SELECT 1 FROM jobs j "
         "WHERE j.batch_id = batches.id AND j.state IN ('queued', 'running'))",
     [S_BATCH_GET] = "SELECT " BATCH_COLUMNS "FROM batches b WHERE b.id = ?1",
-    [S_BATCH_LIST] = "SELECT " BATCH_COLUMNS "FROM batches b ORDER BY b.created_at DESC, "
+    [S_BATCH_LIST] = "SELECT " BATCH_COLUMNS "FROM batches b "
+                     "WHERE ?2 = -1 OR b.submitter_uid = ?2 ORDER BY b.created_at DESC, "
                      "b.rowid DESC LIMIT ?1",
     [S_BATCH_CANCEL_JOBS] = "UPDATE jobs SET state = 'cancelled', error_code = 'batch_cancelled', "
                             "error_message = 'the batch was cancelled before this request ran', "
@@ -863,7 +864,7 @@ int store_batch_get(struct store *s, const char *id, json_object **ret)
 	return r;
 }
 
-int store_batch_list(struct store *s, int limit, json_object **ret)
+int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret)
 {
 	json_object *arr, *o;
 	sqlite3_stmt *st = NULL;
@@ -876,6 +877,7 @@ int store_batch_list(struct store *s, int limit, json_object **ret)
 	if (!arr)
 		return -ENOMEM;
 	sqlite3_bind_int(st, 1, limit);
+	sqlite3_bind_int64(st, 2, uid);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		o = batch_row(st);
 		if (!o) {

@@ -134,7 +134,8 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
                        const struct store_outcome *o, int64_t now);
 
 int store_batch_get(struct store *s, const char *id, json_object **ret);
-int store_batch_list(struct store *s, int limit, json_object **ret);
+/* The newest batches: all for uid -1, else only those uid submitted. */
+int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret);
 /* Queued jobs cancelled; running ones left to finish. -ENOENT when unknown. */
 int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *ret_cancelled);
 

@@ -10,7 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int unixsock_listen(const char *path, mode_t mode, int *ret_fd)
+int unixsock_listen(const char *path, mode_t mode, gid_t gid, int *ret_fd)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
@@ -34,7 +34,8 @@ int unixsock_listen(const char *path, mode_t mode, int *ret_fd)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, mode) < 0 ||
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, mode) < 0 ||
 	    listen(fd, 128) < 0) {
 		r = -errno;
 		close(fd);

@@ -8,7 +8,8 @@
 
 #include <sys/types.h>
 
-/* A nonblocking, close-on-exec listening socket bound at path with mode. */
-int unixsock_listen(const char *path, mode_t mode, int *ret_fd);
+/* A nonblocking, close-on-exec listening socket bound at path with mode,
+ * and group gid unless it is (gid_t)-1. */
+int unixsock_listen(const char *path, mode_t mode, gid_t gid, int *ret_fd);
 
 #endif

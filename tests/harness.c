@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <grp.h>
+#include <pwd.h>
 
 static void msleep(int ms)
 {
@@ -185,19 +187,22 @@ static void slurp(int fd, char *buf, size_t len)
 		buf[have] = '\0';
 }
 
-int h_llmq(const struct daemon_proc *d, char *out, size_t outlen, char *err, size_t errlen, ...)
+static int run_llmq(const char *user, const struct daemon_proc *d, char *out, size_t outlen,
+                    char *err, size_t errlen, va_list ap)
 {
 	char *argv[32] = {LLMQ_BIN, "--socket", (char *)d->sock};
 	int po[2], pe[2], status, i = 3;
+	struct passwd *pw = NULL;
 	char errpath[64];
 	pid_t pid;
-	va_list ap;
 
-	va_start(ap, errlen);
 	while (i < 31 && (argv[i] = va_arg(ap, char *)))
 		i++;
-	va_end(ap);
 	argv[i] = NULL;
+	if (user) {
+		pw = getpwnam(user);
+		cr_assert_not_null(pw, "no user %s", user);
+	}
 	cr_assert_eq(pipe(po), 0);
 	/* stderr goes to a file so a full pipe can never stall the child. */
 	snprintf(errpath, sizeof(errpath), "/tmp/llmq-e2e-err-%d", (int)getpid());
@@ -208,6 +213,9 @@ int h_llmq(const struct daemon_proc *d, char *out, size_t outlen, char *err, siz
 		dup2(po[1], 1);
 		dup2(pe[1], 2);
 		close(po[0]);
+		if (pw && (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+		           setuid(pw->pw_uid) < 0))
+			_exit(126);
 		execv(LLMQ_BIN, argv);
 		_exit(127);
 	}
@@ -221,6 +229,29 @@ int h_llmq(const struct daemon_proc *d, char *out, size_t outlen, char *err, siz
 	close(pe[0]);
 	unlink(errpath);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int h_llmq(const struct daemon_proc *d, char *out, size_t outlen, char *err, size_t errlen, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, errlen);
+	r = run_llmq(NULL, d, out, outlen, err, errlen, ap);
+	va_end(ap);
+	return r;
+}
+
+int h_llmq_as(const char *user, const struct daemon_proc *d, char *out, size_t outlen, char *err,
+              size_t errlen, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, errlen);
+	r = run_llmq(user, d, out, outlen, err, errlen, ap);
+	va_end(ap);
+	return r;
 }
 
 void h_write_batch(const char *path, int n, const char *model, int max_tokens)

@@ -42,6 +42,10 @@ void h_daemon_signal(struct daemon_proc *d, int sig);
  * exit status, with stdout in out and stderr in err (either may be NULL). */
 int h_llmq(const struct daemon_proc *d, char *out, size_t outlen, char *err, size_t errlen, ...);
 
+/* The same, as the user called user (the test must run as root). */
+int h_llmq_as(const char *user, const struct daemon_proc *d, char *out, size_t outlen, char *err,
+              size_t errlen, ...);
+
 /* Submit file through llmq (asserting success); the batch id into id. */
 void h_submit(const struct daemon_proc *d, const char *file, char *id, size_t idlen);
 
