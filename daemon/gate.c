@@ -122,25 +122,39 @@ void gate_refill(struct gate *g, int64_t now)
 	g->refilled_at = now;
 }
 
+static void clamp_limits(struct gate_limits *lim)
+{
+	if (lim->max_concurrency < 1)
+		lim->max_concurrency = 1;
+	if (lim->headroom < 0)
+		lim->headroom = 0;
+	if (lim->headroom > 0.9)
+		lim->headroom = 0.9;
+	if (!(lim->interactive_reserve >= 0))
+		lim->interactive_reserve = 0;
+	if (lim->interactive_reserve > 0.9)
+		lim->interactive_reserve = 0.9;
+}
+
 void gate_init(struct gate *g, const struct gate_limits *lim, int64_t now)
 {
 	memset(g, 0, sizeof(*g));
 	g->lim = *lim;
-	if (g->lim.max_concurrency < 1)
-		g->lim.max_concurrency = 1;
-	if (g->lim.headroom < 0)
-		g->lim.headroom = 0;
-	if (g->lim.headroom > 0.9)
-		g->lim.headroom = 0.9;
-	if (!(g->lim.interactive_reserve >= 0))
-		g->lim.interactive_reserve = 0;
-	if (g->lim.interactive_reserve > 0.9)
-		g->lim.interactive_reserve = 0.9;
+	clamp_limits(&g->lim);
 	g->share_at = now;
 	g->refilled_at = now;
 	g->next_launch = now;
 	g->tok = gate_token_capacity(g);
 	g->req = req_capacity(g);
+}
+
+void gate_set_limits(struct gate *g, const struct gate_limits *lim, int64_t now)
+{
+	gate_refill(g, now);
+	g->lim = *lim;
+	clamp_limits(&g->lim);
+	g->tok = fmin(g->tok, gate_token_capacity(g));
+	g->req = fmin(g->req, req_capacity(g));
 }
 
 /* Time until a bucket at level, refilling at rate, holds need. */

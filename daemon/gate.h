@@ -83,6 +83,8 @@ enum gate_block {
 };
 
 void gate_init(struct gate *g, const struct gate_limits *lim, int64_t now);
+/* New limits for a live gate (a reload): in-flight counts and debts are kept. */
+void gate_set_limits(struct gate *g, const struct gate_limits *lim, int64_t now);
 
 /* Effective budgets per minute after headroom (0 = unlimited). */
 double gate_tokens_per_ms(const struct gate *g);

@@ -24,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+static struct config cfg;
+static int saved_argc;
+static char **saved_argv;
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct llmqd *d = arg;
@@ -32,11 +36,94 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(d->base, NULL);
 }
 
+/*
+ * SIGHUP: read the configuration again and apply the lanes' limits and keys
+ * to the live gates; transfers in flight go on. A configuration that does
+ * not load, or that adds, removes or renames lanes, is refused and the
+ * running one kept. Sockets, database and HTTP address need a restart.
+ */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	static struct config next;
+	struct llmqd *d = arg;
+	char err[1024];
+	int i, r;
+
+	sd_reloading();
+	r = config_load(&next, saved_argc, saved_argv, err, sizeof(err));
+	if (r != 0) {
+		log_err("reload: %s; keeping the running configuration",
+		        r < 0 ? err : "nothing to load");
+		goto out;
+	}
+	if (next.n_lanes != cfg.n_lanes) {
+		log_err("reload: the lanes changed from %d to %d; adding or removing lanes needs "
+		        "a restart; keeping the running configuration",
+		        cfg.n_lanes, next.n_lanes);
+		goto out;
+	}
+	for (i = 0; i < cfg.n_lanes; i++) {
+		if (strcmp(cfg.lanes[i].name, next.lanes[i].name) != 0) {
+			log_err("reload: lane %s became %s; renaming lanes needs a restart; keeping "
+			        "the running configuration",
+			        cfg.lanes[i].name, next.lanes[i].name);
+			goto out;
+		}
+	}
+	if (strcmp(cfg.socket_path, next.socket_path) || strcmp(cfg.db_path, next.db_path) ||
+	    strcmp(cfg.http_addr, next.http_addr) || strcmp(cfg.http_socket, next.http_socket))
+		log_warn("reload: socket, database and HTTP listener changes take effect at the "
+		         "next restart");
+	for (i = 0; i < cfg.n_lanes; i++)
+		cfg.lanes[i] = next.lanes[i];
+	snprintf(cfg.admin_group, sizeof(cfg.admin_group), "%s", next.admin_group);
+	cfg.http_log_bodies = next.http_log_bodies;
+	cfg.log_level = next.log_level;
+	log_set_level(cfg.log_level);
+	r = sched_reload(d->sched);
+	if (r < 0) {
+		log_err("reload: cannot load the lanes' keys: %s", strerror(-r));
+		goto out;
+	}
+	for (i = 0; i < cfg.n_lanes; i++)
+		log_info("reload: lane %s: concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
+		         "headroom %.2f",
+		         cfg.lanes[i].name, cfg.lanes[i].limits.max_concurrency,
+		         (long long)cfg.lanes[i].limits.stagger_ms, (long long)cfg.lanes[i].limits.tpm,
+		         (long long)cfg.lanes[i].limits.rpm, cfg.lanes[i].limits.headroom);
+out:
+	explicit_bzero(&next, sizeof(next));
+	sd_ready("reloaded");
+}
+
+/* WATCHDOG=1 and STATUS=, from a timer: sent only while the loop turns. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct llmqd *d = arg;
+	struct lane_snapshot snap;
+	int64_t jobs = 0, tokens = 0, now = time_mono_ms();
+	char status[256], paused[128] = "";
+	size_t n = 0;
+	int i;
+
+	sd_watchdog_ping();
+	store_backlog(d->store, NULL, &jobs, &tokens);
+	for (i = 0; sched_lane_snapshot(d->sched, i, now, &snap) == 0; i++)
+		if (snap.gate.paused_until > now && n < sizeof(paused) - 1)
+			n += (size_t)snprintf(paused + n, sizeof(paused) - n, "%s%s", n ? "," : "",
+			                      snap.cfg->name);
+	snprintf(status, sizeof(status), "%lld queued or running, %d in flight%s%s%s",
+	         (long long)jobs, sched_in_flight(d->sched), n ? "; paused: " : "", paused,
+	         sched_store_writable(d->sched) ? "" : "; database refusing writes");
+	sd_status(status);
+}
+
 int main(int argc, char **argv)
 {
-	static struct config cfg;
 	struct llmqd d = {0};
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL, *tick = NULL;
+	struct timeval tv;
+	int64_t wd;
 	int64_t requeued = 0;
 	char err[1024], status[128];
 	int r, fd, rc = EXIT_FAILURE, i;
@@ -44,6 +131,8 @@ int main(int argc, char **argv)
 	/* The database, its WAL and journal, and the sockets are the daemon's alone. */
 	umask(0077);
 	log_init("llmqd");
+	saved_argc = argc;
+	saved_argv = argv;
 	r = config_load(&cfg, argc, argv, err, sizeof(err));
 	if (r == 1)
 		return EXIT_SUCCESS;
@@ -133,8 +222,10 @@ int main(int argc, char **argv)
 	}
 	sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
-	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 ||
-	    evsignal_add(sigint, NULL) < 0) {
+	sighup = evsignal_new(d.base, SIGHUP, on_reload, &d);
+	tick = event_new(d.base, -1, EV_PERSIST, on_tick, &d);
+	if (!sigterm || !sigint || !sighup || !tick || evsignal_add(sigterm, NULL) < 0 ||
+	    evsignal_add(sigint, NULL) < 0 || evsignal_add(sighup, NULL) < 0) {
 		log_err("cannot install signal handlers");
 		goto out;
 	}
@@ -155,6 +246,12 @@ int main(int argc, char **argv)
 	snprintf(status, sizeof(status), "serving %d lane%s", cfg.n_lanes,
 	         cfg.n_lanes == 1 ? "" : "s");
 	sd_ready(status);
+	/* Half the watchdog's interval (or every 5 s for STATUS= alone). */
+	wd = sd_watchdog_ms();
+	wd = wd > 0 && wd / 2 < 5000 ? wd / 2 : 5000;
+	tv.tv_sec = wd / 1000;
+	tv.tv_usec = (wd % 1000) * 1000;
+	event_add(tick, &tv);
 	sched_kick(d.sched);
 	/*
 	 * One turn at a time, then the turn's own after-work (as redis's
@@ -179,6 +276,10 @@ out:
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
+	if (sighup)
+		event_free(sighup);
+	if (tick)
+		event_free(tick);
 	if (d.base)
 		event_base_free(d.base);
 	curl_global_cleanup();

@@ -847,6 +847,29 @@ int sched_in_flight(const struct scheduler *s)
 	return upstream_in_flight(s->up);
 }
 
+int sched_reload(struct scheduler *s)
+{
+	int64_t now = time_mono_ms();
+	char *key;
+	int i, r;
+
+	for (i = 0; i < s->n_lanes; i++) {
+		struct lane *l = &s->lanes[i];
+
+		r = lane_load_key(l->cfg, &key);
+		if (r < 0)
+			return r;
+		if (l->key) {
+			explicit_bzero(l->key, strlen(l->key));
+			free(l->key);
+		}
+		l->key = key;
+		gate_set_limits(&l->gate, &l->cfg->limits, now);
+	}
+	sched_kick(s);
+	return 0;
+}
+
 int sched_store_writable(const struct scheduler *s)
 {
 	return !writeback_failing(s->wb);

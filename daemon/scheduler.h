@@ -36,6 +36,10 @@ void sched_after_turn(struct scheduler *s);
 void sched_stop(struct scheduler *s);
 
 int sched_in_flight(const struct scheduler *s);
+
+/* The lanes' configuration changed in place (a reload): apply the new limits
+ * to the live gates and load the keys again; transfers in flight go on. */
+int sched_reload(struct scheduler *s);
 /* 0 while the database refuses outcomes (they are kept and retried). */
 int sched_store_writable(const struct scheduler *s);
 struct upstream *sched_upstream(struct scheduler *s);

@@ -31,3 +31,25 @@ void sd_stopping(void)
 {
 	sd_notify(0, "STOPPING=1");
 }
+
+void sd_reloading(void)
+{
+	sd_notify(0, "RELOADING=1");
+}
+
+void sd_status(const char *status)
+{
+	sd_notifyf(0, "STATUS=%s", status);
+}
+
+int64_t sd_watchdog_ms(void)
+{
+	uint64_t usec = 0;
+
+	return sd_watchdog_enabled(0, &usec) > 0 ? (int64_t)(usec / 1000) : 0;
+}
+
+void sd_watchdog_ping(void)
+{
+	sd_notify(0, "WATCHDOG=1");
+}

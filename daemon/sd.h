@@ -5,9 +5,16 @@
 #ifndef LLMQ_SD_H
 #define LLMQ_SD_H
 
+#include <stdint.h>
+
 /* The listening socket systemd passed us, or -1 (none), or -errno. */
 int sd_listen_socket(void);
 void sd_ready(const char *status);
 void sd_stopping(void);
+void sd_reloading(void);
+void sd_status(const char *status);
+/* The watchdog interval systemd asks for in ms (WatchdogSec=), or 0. */
+int64_t sd_watchdog_ms(void);
+void sd_watchdog_ping(void);
 
 #endif

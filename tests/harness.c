@@ -155,6 +155,11 @@ void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_pr
 	d->http_port = daemon_http_port(d);
 }
 
+void h_daemon_signal_only(const struct daemon_proc *d, int sig)
+{
+	cr_assert_eq(kill(d->pid, sig), 0);
+}
+
 void h_daemon_signal(struct daemon_proc *d, int sig)
 {
 	int status;

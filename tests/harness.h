@@ -37,6 +37,8 @@ json_object *h_mock_stats(const struct mock_proc *m);
  * environment assignments "NAME=value" (NULL-terminated); waits for its socket. */
 void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_proc *m, ...);
 void h_daemon_signal(struct daemon_proc *d, int sig);
+/* Send sig and go on (the daemon keeps running). */
+void h_daemon_signal_only(const struct daemon_proc *d, int sig);
 
 /* Run llmq with the daemon's socket and args (NULL-terminated); returns its
  * exit status, with stdout in out and stderr in err (either may be NULL). */

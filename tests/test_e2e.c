@@ -716,3 +716,66 @@ Test(gate_e2e, a_waiting_lane_never_holds_back_another, .timeout = 60)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+static void write_lane_file(const char *path, const struct mock_proc *m, int conc)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "[lane main]\nbase_url = http://127.0.0.1:%d/v1\nkey_env = OPENAI_API_KEY\n"
+	        "default = yes\nmax_concurrency = %d\nstagger_seconds = 0\ntpm_limit = 0\n"
+	        "interactive_reserve = 0\n",
+	        m->port, conc);
+	fclose(f);
+}
+
+Test(e2e, sighup_applies_new_limits_to_the_running_lanes, .timeout = 120)
+{
+	char dir[64], file[128], conf[128], env[160], id[32], log[1 << 16];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b, *st;
+	FILE *f;
+	size_t n;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "100", NULL);
+	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
+	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", conf);
+	write_lane_file(conf, &m, 1);
+	h_daemon_start(&d, dir, &m, env, NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 120, "gpt-4o-mini", 10);
+	h_submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, some_succeeded, 30);
+	json_object_put(b);
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "max_in_flight"), 1);
+	json_object_put(st);
+	/* A bad file is refused and the running configuration kept. */
+	f = fopen(conf, "w");
+	fputs("[lane main]\nmax_concurrency = lots\n", f);
+	fclose(f);
+	h_daemon_signal_only(&d, SIGHUP);
+	usleep(300000);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "ping", NULL), 0, "alive");
+	/* A good one: four at a time from now on, nothing dropped. */
+	write_lane_file(conf, &m, 4);
+	h_daemon_signal_only(&d, SIGHUP);
+	b = h_wait_for(&d, id, done, 60);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 120, "%s", json_object_to_json_string(b));
+	json_object_put(b);
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "max_in_flight"), 4);
+	cr_assert_eq(h_jint(st, "ok"), 120, "each job answered once");
+	json_object_put(st);
+	h_daemon_signal(&d, SIGTERM);
+	f = fopen(d.log, "r");
+	n = fread(log, 1, sizeof(log) - 1, f);
+	log[n] = '\0';
+	fclose(f);
+	cr_assert(strstr(log, "keeping the running configuration"), "%s", log);
+	cr_assert(strstr(log, "reload: lane main: concurrency 4"), "%s", log);
+	h_mock_stop(&m);
+}
