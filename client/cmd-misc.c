@@ -23,7 +23,7 @@ int cmd_ping(const struct opts *o)
 		fmt_age(jint(reply, "uptime_ms"), up, sizeof(up));
 		printf("llmqd %s, protocol %lld, up %s, %lld jobs queued or running (%lld in "
 		       "flight)\n",
-		       jstr(reply, "version"), (long long)jint(reply, "protocol"), up,
+		       jtext(reply, "version"), (long long)jint(reply, "protocol"), up,
 		       (long long)jint(reply, "queue_depth"), (long long)jint(reply, "in_flight"));
 	}
 	json_object_put(reply);
@@ -49,7 +49,7 @@ int cmd_cancel(const struct opts *o)
 		print_json(reply);
 	else
 		printf("%s %s: %lld queued requests cancelled, %lld still running will finish\n",
-		       jstr(b, "id"), jstr(b, "state"), (long long)jint(reply, "cancelled"),
+		       jtext(b, "id"), jtext(b, "state"), (long long)jint(reply, "cancelled"),
 		       (long long)jint(jget(b, "counts"), "running"));
 	json_object_put(reply);
 	return EX_OK_;

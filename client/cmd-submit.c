@@ -193,7 +193,7 @@ int cmd_submit(const struct opts *o)
 			goto out;
 		}
 		fprintf(stderr, "llmq: refused for now: %s\nllmq: trying again in %llds\n",
-		        jstr(err, "message"), (long long)wait);
+		        jtext(err, "message"), (long long)wait);
 		json_object_put(reply);
 		reply = NULL;
 		sleep((unsigned)wait);
@@ -212,11 +212,11 @@ int cmd_submit(const struct opts *o)
 		    (long long)jint(reply, "count"), (long long)jint(reply, "est_tokens"),
 		    (long long)max, eta);
 		if (jstr(reply, "would_refuse"))
-			printf("would be refused now: %s\n", jstr(reply, "would_refuse"));
+			printf("would be refused now: %s\n", jtext(reply, "would_refuse"));
 		else
 			printf("would be accepted (nothing was submitted)\n");
 	} else {
-		printf("%s\n", jstr(reply, "id"));
+		printf("%s\n", jtext(reply, "id"));
 	}
 	r = EX_OK_;
 out:

@@ -59,7 +59,7 @@ int cmd_wait(const struct opts *o)
 	if (o->json)
 		print_json(b);
 	else
-		printf("%s %s\n", jstr(b, "id"), jstr(b, "state"));
+		printf("%s %s\n", jtext(b, "id"), jtext(b, "state"));
 	r = EX_OK_;
 out:
 	json_object_put(reply);

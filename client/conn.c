@@ -145,7 +145,7 @@ int report_error(const struct opts *o, json_object *reply)
 			json_object *l = json_object_array_get_idx(lines, i);
 
 			fprintf(stderr, "  line %lld: %s\n", (long long)jint(l, "line"),
-			        jstr(l, "error"));
+			        jtext(l, "error"));
 		}
 		if (n > 0 && jint(err, "bad_lines") > (int64_t)n)
 			fprintf(stderr, "  ... and %lld more\n",

@@ -63,6 +63,8 @@ int report_error(const struct opts *o, json_object *reply);
 /* Output helpers (output.c). */
 void print_json(json_object *o);
 const char *jstr(json_object *o, const char *key);
+/* The same for printing: "-" where the key is absent. */
+const char *jtext(json_object *o, const char *key);
 int64_t jint(json_object *o, const char *key);
 json_object *jget(json_object *o, const char *key);
 void fmt_age(int64_t ms, char *buf, size_t len);

@@ -27,6 +27,13 @@ const char *jstr(json_object *o, const char *key)
 	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
+const char *jtext(json_object *o, const char *key)
+{
+	const char *s = jstr(o, key);
+
+	return s ? s : "-";
+}
+
 int64_t jint(json_object *o, const char *key)
 {
 	json_object *v = jget(o, key);
@@ -66,13 +73,13 @@ void print_progress(FILE *f, json_object *b, int tty)
 	fmt_age(eta, etas, sizeof(etas));
 	if (tty)
 		fprintf(f, "\r\033[K%s [%s] %lld/%lld  ok %lld  failed %lld  running %lld  eta %s",
-		        jstr(b, "id"), bar, (long long)done, (long long)total, (long long)ok,
+		        jtext(b, "id"), bar, (long long)done, (long long)total, (long long)ok,
 		        (long long)bad, (long long)running, eta > 0 ? etas : "-");
 	else
 		fprintf(f,
 		        "%s %s: %lld/%lld done, %lld succeeded, %lld failed, %lld cancelled, "
 		        "%lld running\n",
-		        jstr(b, "id"), jstr(b, "state"), (long long)done, (long long)total,
+		        jtext(b, "id"), jtext(b, "state"), (long long)done, (long long)total,
 		        (long long)ok, (long long)bad, (long long)cancelled, (long long)running);
 	fflush(f);
 }
@@ -92,7 +99,7 @@ void print_batch_table(json_object *batches)
 		fmt_count(jint(b, "tokens_used"), tok, sizeof(tok));
 		fmt_count(jint(b, "est_tokens"), est, sizeof(est));
 		printf("%-18s  %-11s  %6lld  %6lld  %7lld  %9lld  %6lld  %6lld  %8s  %6s\n",
-		       jstr(b, "id"), jstr(b, "state"), (long long)jint(b, "total"),
+		       jtext(b, "id"), jtext(b, "state"), (long long)jint(b, "total"),
 		       (long long)jint(c, "queued"), (long long)jint(c, "running"),
 		       (long long)jint(c, "succeeded"), (long long)jint(c, "failed"),
 		       (long long)jint(c, "cancelled"), tok, age);
@@ -110,9 +117,9 @@ void print_batch_detail(json_object *b)
 	fmt_age(now - jint(b, "created_at"), age, sizeof(age));
 	fmt_age(jint(b, "eta_ms"), eta, sizeof(eta));
 	fmt_age(jint(b, "window_ms"), win, sizeof(win));
-	printf("batch      %s\n", jstr(b, "id"));
-	printf("state      %s\n", jstr(b, "state"));
-	printf("input      %s\n", jstr(b, "input_name") ? jstr(b, "input_name") : "-");
+	printf("batch      %s\n", jtext(b, "id"));
+	printf("state      %s\n", jtext(b, "state"));
+	printf("input      %s\n", jtext(b, "input_name"));
 	printf("submitted  %s ago by uid %lld, window %s\n", age, (long long)jint(b, "uid"), win);
 	printf("jobs       %lld total: %lld queued, %lld running, %lld succeeded, %lld failed, "
 	       "%lld cancelled\n",
@@ -150,10 +157,10 @@ void print_lanes(json_object *lanes)
 		snprintf(queued, sizeof(queued), "%lld jobs", (long long)jint(l, "queued_jobs"));
 		fmt_age(jint(l, "drain_ms"), drain, sizeof(drain));
 		fmt_age(jint(l, "paused_for_ms"), paused, sizeof(paused));
-		printf("%-12s  %9s  %10s  %8s  %12s  %8s  ", jstr(l, "name"), inflight, tok, req,
+		printf("%-12s  %9s  %10s  %8s  %12s  %8s  ", jtext(l, "name"), inflight, tok, req,
 		       queued, jint(l, "queued_jobs") ? drain : "-");
 		if (jint(l, "paused_for_ms") > 0)
-			printf("%s (%s)\n", paused, jstr(l, "pause_reason"));
+			printf("%s (%s)\n", paused, jtext(l, "pause_reason"));
 		else
 			printf("no\n");
 		if (!json_object_get_boolean(jget(l, "has_key")))
