@@ -1,12 +1,20 @@
 /*
  * cmd-results.c - "llmq results BATCH [-o FILE] [--errors]": writes the
  * batch's output lines (Batch API output format), page by page, to FILE or
- * stdout. --errors writes the failed and cancelled requests instead.
+ * stdout. --errors writes the failed and cancelled requests instead. FILE
+ * is written under a temporary name and renamed once whole, so an unknown
+ * batch or a failure never truncates what FILE held. A reader that stops
+ * early (results | head) ends the command quietly.
  */
 #include "llmq.h"
 #include "protocol.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 int cmd_results(const struct opts *o)
@@ -16,8 +24,9 @@ int cmd_results(const struct opts *o)
 	const char *line, *state = "";
 	struct conn c;
 	FILE *out = stdout;
+	char *tmp = NULL;
 	ssize_t n;
-	int r, done = 0;
+	int r, done = 0, fd;
 
 	if (o->argc != 1) {
 		fprintf(stderr, "usage: llmq results BATCH [-o FILE] [--errors]\n");
@@ -26,10 +35,34 @@ int cmd_results(const struct opts *o)
 	r = conn_open(o, &c);
 	if (r)
 		return r;
-	if (o->output && !(out = fopen(o->output, "we"))) {
-		fprintf(stderr, "llmq: cannot write %s: %s\n", o->output, strerror(errno));
-		conn_close(&c);
-		return 73;
+	if (o->output) {
+		if (asprintf(&tmp, "%s.partial-XXXXXX", o->output) < 0) {
+			tmp = NULL;
+			r = EX_SOFTWARE_;
+			goto out;
+		}
+		fd = mkostemp(tmp, O_CLOEXEC);
+		if (fd >= 0) {
+			/* The mode a plain create would give (mkostemp makes 0600). */
+			mode_t mask = umask(0);
+
+			umask(mask);
+			if (fchmod(fd, 0666 & ~mask) < 0) {
+				/* keep 0600: stricter, still the user's */
+			}
+		}
+		out = fd < 0 ? NULL : fdopen(fd, "w");
+		if (!out) {
+			fprintf(stderr, "llmq: cannot write next to %s: %s\n", o->output,
+			        strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			free(tmp);
+			tmp = NULL;
+			out = stdout;
+			r = 73;
+			goto out;
+		}
 	}
 	while (!done) {
 		req = proto_request(OP_RESULTS);
@@ -50,9 +83,11 @@ int cmd_results(const struct opts *o)
 				r = EX_UNAVAILABLE_;
 				goto out;
 			}
-			fwrite(line, 1, (size_t)n, out);
-			fputc('\n', out);
+			if (fwrite(line, 1, (size_t)n, out) != (size_t)n || fputc('\n', out) == EOF)
+				break;
 		}
+		if (ferror(out))
+			break;
 		total += count;
 		if (!done) {
 			json_object_put(reply);
@@ -60,10 +95,30 @@ int cmd_results(const struct opts *o)
 		}
 	}
 	if (fflush(out) != 0 || ferror(out)) {
+		if (errno == EPIPE && !o->output) {
+			r = EX_OK_; /* the reader has what it wanted */
+			goto out;
+		}
 		fprintf(stderr, "llmq: writing the results failed: %s\n", strerror(errno));
-		r = 74;
+		r = EX_IOERR_;
 		goto out;
 	}
+	if (tmp) {
+		if (fclose(out) != 0 || rename(tmp, o->output) < 0) {
+			out = stdout;
+			fprintf(stderr, "llmq: cannot write %s: %s\n", o->output, strerror(errno));
+			r = 73;
+			goto out;
+		}
+		out = stdout;
+		free(tmp);
+		tmp = NULL;
+	}
+	if (!o->output && strcmp(state, "completed") && strcmp(state, "cancelled"))
+		fprintf(stderr,
+		        "llmq: %lld results so far; the batch is still running: more will "
+		        "come\n",
+		        (long long)total);
 	if (o->output)
 		fprintf(stderr, "llmq: %lld %s written to %s%s\n", (long long)total,
 		        o->errors ? "failed requests" : "results", o->output,
@@ -75,6 +130,10 @@ out:
 	json_object_put(reply);
 	if (out != stdout)
 		fclose(out);
+	if (tmp) {
+		unlink(tmp);
+		free(tmp);
+	}
 	conn_close(&c);
 	return r;
 }

@@ -173,7 +173,7 @@ int cmd_submit(const struct opts *o)
 		return EX_DATAERR_;
 	}
 	pathcopy = strdup(o->argv[0]);
-	name = pathcopy ? basename(pathcopy) : "-";
+	name = o->name ? o->name : pathcopy ? basename(pathcopy) : "-";
 	for (;;) {
 		r = submit_once(o, buf, len, lines, name, &reply);
 		if (r)

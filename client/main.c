@@ -4,6 +4,7 @@
  */
 #include "llmq.h"
 #include "paths.h"
+#include "timeutil.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -76,9 +77,18 @@ int main(int argc, char **argv)
 		case 'e':
 			o.errors = 1;
 			break;
-		case 'w':
+		case 'w': {
+			int64_t ms;
+
+			if (time_parse_duration(optarg, &ms) < 0 || ms <= 0) {
+				fprintf(stderr,
+				        "llmq: --window wants a duration such as 24h, 90m or "
+				        "3600s\n");
+				return EX_USAGE_;
+			}
 			o.window = optarg;
 			break;
+		}
 		case 'n':
 			o.name = optarg;
 			break;
@@ -95,11 +105,18 @@ int main(int argc, char **argv)
 				return EX_USAGE_;
 			}
 			break;
-		case 'i':
-			o.interval = atof(optarg);
-			if (o.interval < 0.05)
-				o.interval = 0.05;
+		case 'i': {
+			int64_t ms;
+
+			if (time_parse_duration(optarg, &ms) < 0 || ms < 50 || ms > 3600000) {
+				fprintf(stderr,
+				        "llmq: --interval wants seconds between 0.05 and 3600 "
+				        "(or a duration such as 500ms)\n");
+				return EX_USAGE_;
+			}
+			o.interval = (double)ms / 1000.0;
 			break;
+		}
 		case 'p': {
 			char *end;
 			long v = strtol(optarg, &end, 10);

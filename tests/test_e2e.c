@@ -779,3 +779,56 @@ Test(e2e, sighup_applies_new_limits_to_the_running_lanes, .timeout = 120)
 	cr_assert(strstr(log, "reload: lane main: concurrency 4"), "%s", log);
 	h_mock_stop(&m);
 }
+
+Test(e2e, cli_refuses_bad_flags_and_keeps_files, .timeout = 60)
+{
+	char dir[64], file[128], res[160], id[32], cmd[1200];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b;
+	FILE *f;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, FAST, NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	/* 400 answers: more than a pipe holds, so "| head -1" really cuts it. */
+	h_write_batch(file, 400, "gpt-4o-mini", 10);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--window",
+	                    "bogus", NULL),
+	             64, "%s", err);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", "b_0000000000000000",
+	                    "--interval", "abc", NULL),
+	             64, "%s", err);
+	/* An unknown batch leaves the output file as it was. */
+	snprintf(res, sizeof(res), "%s/keep.jsonl", dir);
+	f = fopen(res, "w");
+	fputs("precious\n", f);
+	fclose(f);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "results", "b_0000000000000000",
+	                    "-o", res, NULL),
+	             65);
+	f = fopen(res, "r");
+	cr_assert_not_null(fgets(out, sizeof(out), f));
+	fclose(f);
+	cr_assert_str_eq(out, "precious\n");
+	/* --name is kept, and a reader that stops early is no error. */
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, "--name",
+	                    "nightly-eval", "--json", NULL),
+	             0, "%s", err);
+	b = json_tokener_parse(out);
+	snprintf(id, sizeof(id), "%s", h_jstr(b, "id"));
+	json_object_put(b);
+	json_object_put(h_wait_for(&d, id, done, 30));
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", id, "--json", NULL),
+	             0);
+	cr_assert(strstr(out, "nightly-eval"), "%s", out);
+	/* set -o pipefail: llmq's own exit status, with head gone after one line. */
+	snprintf(cmd, sizeof(cmd),
+	         "bash -c 'set -o pipefail; %s --socket %s results %s | head -1' "
+	         ">/dev/null",
+	         LLMQ_BIN, d.sock, id);
+	cr_assert_eq(system(cmd), 0, "llmq results | head exits 0");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
