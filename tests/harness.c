@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,10 +30,39 @@ static void msleep(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/*
+ * A test's directory is named after the test and the runner, so that the
+ * runner, told the test passed, removes it; a failed test's stays behind to
+ * be read.
+ */
+static void test_dir(const struct criterion_test *t, pid_t runner, char *buf, size_t len)
+{
+	uint32_t h = 2166136261u;
+	const char *p;
+
+	for (p = t->category; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (p = t->name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	snprintf(buf, len, "/tmp/llmq-e2e-%d-%08x", (int)runner, (unsigned)h);
+}
+
 void h_tmpdir(char *buf, size_t len)
 {
-	snprintf(buf, len, "/tmp/llmq-e2e-XXXXXX");
-	cr_assert_not_null(mkdtemp(buf));
+	test_dir(criterion_current_test, getppid(), buf, len);
+	cr_assert_eq(mkdir(buf, 0700), 0, "cannot create %s: %s", buf, strerror(errno));
+}
+
+ReportHook(POST_TEST)(struct criterion_test_stats *stats)
+{
+	char dir[128], cmd[200];
+
+	if (stats->test_status != CR_STATUS_PASSED)
+		return;
+	test_dir(stats->test, getpid(), dir, sizeof(dir));
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (access(dir, F_OK) == 0 && system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
 }
 
 void h_mock_start(struct mock_proc *m, const char *dir, ...)
