@@ -402,7 +402,8 @@ Test(http, interactive_goes_ahead_of_a_busy_batch, .timeout = 120)
 	cr_assert_eq(r->status, 200, "%s", r->body);
 	free(r);
 	wait_ms = h_sql_int(&d, "SELECT gate_wait_ms FROM calls");
-	cr_assert_leq(wait_ms, 150, "served within one launch interval (100 ms), waited %lld ms",
+	cr_assert_leq(wait_ms, 200,
+	              "served within one launch interval (100 ms, and timer slack), waited %lld ms",
 	              (long long)wait_ms);
 	/* The batch never took the interactive reserve: at most 2 of 3 slots. */
 	cr_assert_leq(h_sql_int(&d, "SELECT max(n) FROM (SELECT count(*) AS n FROM attempts a "

@@ -158,11 +158,13 @@ test('200 concurrent SDK calls on a lane of 3: all served, never 4 upstream, bud
     assert.equal(st.ok, 200);
     assert.equal(st.r429, 0, 'the provider never refused: its budget was never exceeded');
     assert.ok(st.max_in_flight <= 3, `max in flight upstream ${st.max_in_flight}`);
-    // From the arrival log: never more than 20 arrivals in any second.
+    // From the arrival log: paced at the budget (19/s after headroom), with at
+    // most the interactive reserve's pocket (a few requests) on top, in any 5 s.
     const arrivals = readFileSync(mock.log, 'utf8').split('\n')
       .filter((l) => l.includes(' arrive ')).map((l) => Number(l.split(' ')[0]));
+    assert.equal(arrivals.length, 200);
     for (let i = 0; i < arrivals.length; i++) {
-      const inSecond = arrivals.filter((a) => a >= arrivals[i] && a < arrivals[i] + 1000).length;
-      assert.ok(inSecond <= 21, `${inSecond} arrivals within 1 s from ${arrivals[i]} ms`);
+      const n = arrivals.filter((a) => a >= arrivals[i] && a < arrivals[i] + 5000).length;
+      assert.ok(n <= 5 * 20 + 6, `${n} arrivals within 5 s from ${arrivals[i]} ms`);
     }
   });
