@@ -28,9 +28,21 @@ struct pending_call {
 	TAILQ_ENTRY(pending_call) link;
 };
 
+/*
+ * Call records are accounting, not outcomes anything waits on: they are
+ * written with the next outcomes, or at the latest after CALLS_DELAY_MS or
+ * CALLS_MAX records, so a host busy with interactive calls commits ten times
+ * a second rather than once per call (each commit rewrites the same pages in
+ * the WAL, whose checkpoints then stall the loop).
+ */
+#define CALLS_DELAY_MS 100
+#define CALLS_MAX 512
+
 struct writeback {
 	struct store *store;
 	struct event *retry; /* a failing write is tried again every second */
+	struct event *later; /* call records waiting for company */
+	int n_calls;
 	int failing;
 	void (*on_written)(void *);
 	void *userdata;
@@ -138,6 +150,7 @@ void writeback_add_call(struct writeback *wb, const struct store_call *c)
 		return;
 	}
 	TAILQ_INSERT_TAIL(&wb->calls, p, link);
+	wb->n_calls++;
 }
 
 int writeback_flush(struct writeback *wb)
@@ -181,6 +194,8 @@ int writeback_flush(struct writeback *wb)
 		TAILQ_REMOVE(&wb->calls, pc, link);
 		pending_call_free(pc);
 	}
+	wb->n_calls = 0;
+	evtimer_del(wb->later);
 	return 0;
 }
 
@@ -212,11 +227,25 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	write_now(arg);
 }
 
+static void later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct writeback *wb = arg;
+
+	if (!wb->failing)
+		write_now(wb);
+}
+
 void writeback_after_turn(struct writeback *wb)
 {
+	struct timeval tv = {0, CALLS_DELAY_MS * 1000};
+
 	/* While the database refuses, only the retry timer writes. */
-	if (!wb->failing && (!TAILQ_EMPTY(&wb->queue) || !TAILQ_EMPTY(&wb->calls)))
+	if (wb->failing)
+		return;
+	if (!TAILQ_EMPTY(&wb->queue) || wb->n_calls >= CALLS_MAX)
 		write_now(wb);
+	else if (wb->n_calls > 0 && !evtimer_pending(wb->later, NULL))
+		evtimer_add(wb->later, &tv);
 }
 
 int writeback_failing(const struct writeback *wb)
@@ -238,7 +267,10 @@ int writeback_new(struct event_base *base, struct store *store, void (*on_writte
 	wb->on_written = on_written;
 	wb->userdata = userdata;
 	wb->retry = evtimer_new(base, retry_cb, wb);
-	if (!wb->retry) {
+	wb->later = evtimer_new(base, later_cb, wb);
+	if (!wb->retry || !wb->later) {
+		if (wb->retry)
+			event_free(wb->retry);
 		free(wb);
 		return -ENOMEM;
 	}
@@ -262,5 +294,6 @@ void writeback_free(struct writeback *wb)
 		pending_call_free(pc);
 	}
 	event_free(wb->retry);
+	event_free(wb->later);
 	free(wb);
 }

@@ -401,6 +401,7 @@ Test(http, interactive_goes_ahead_of_a_busy_batch, .timeout = 120)
 	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
 	cr_assert_eq(r->status, 200, "%s", r->body);
 	free(r);
+	usleep(300000); /* call records are written within 100 ms */
 	wait_ms = h_sql_int(&d, "SELECT gate_wait_ms FROM calls");
 	cr_assert_leq(wait_ms, 200,
 	              "served within one launch interval (100 ms, and timer slack), waited %lld ms",
