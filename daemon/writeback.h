@@ -1,8 +1,9 @@
 /*
  * writeback.h - job outcomes and interactive calls' records on their way to
- * the store. They are queued and written in one transaction per loop turn:
- * the loop calls writeback_after_turn() once every callback of the turn has
- * run (main.c's loop, as redis's beforesleep). When the
+ * the store. Outcomes are queued and written in one transaction per loop
+ * turn: the loop calls writeback_after_turn() once every callback of the
+ * turn has run (main.c's loop, as redis's beforesleep). Call records go with
+ * them, or on their own within 100 ms (they are accounting). When the
  * database refuses (disk full), the queue is kept, with its own copies of
  * every string, and written again every second: its jobs stay running in the
  * database meanwhile, so nothing launches them twice, and nothing is lost.
