@@ -203,6 +203,7 @@ struct ini_state {
 	size_t errlen;
 	int failed;
 	int socket_from_env, db_from_env, http_from_env, http_socket_from_env;
+	unsigned char has_base_url[CONFIG_MAX_LANES];
 };
 
 static int parse_bool(const char *v, int *ret)
@@ -293,6 +294,8 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	}
 	if (apply(st->lane, s, value, where, st->err, st->errlen) < 0)
 		goto fail;
+	if (strcmp(name, "base_url") == 0)
+		st->has_base_url[st->lane - cfg->lanes] = 1;
 	return 1;
 fail_range:
 	bad(st->err, st->errlen, where, name, value, "out of range");
@@ -305,7 +308,7 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 {
 	struct ini_state st = {.cfg = cfg, .err = err, .errlen = errlen};
 	FILE *f;
-	int r;
+	int r, i;
 
 	st.socket_from_env = getenv("LLMQ_SOCKET") && *getenv("LLMQ_SOCKET");
 	st.db_from_env = getenv("LLMQ_DB") && *getenv("LLMQ_DB");
@@ -335,6 +338,16 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 	if (cfg->n_lanes == 0) {
 		snprintf(err, errlen, "%s: defines no [lane NAME] section", cfg->config_file);
 		return -EINVAL;
+	}
+	for (i = 0; i < cfg->n_lanes; i++) {
+		if (!st.has_base_url[i]) {
+			/* Never send a lane's traffic somewhere nobody wrote down. */
+			snprintf(err, errlen,
+			         "%s: [lane %s] has no base_url; set it (base_url = "
+			         "https://api.openai.com/v1 for OpenAI)",
+			         cfg->config_file, cfg->lanes[i].name);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
@@ -453,14 +466,25 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	}
 
 	/* The prototype's variables shape the implicit lane. */
-	if (!cfg->config_file[0]) {
-		for (s = settings; s->key; s++) {
-			if (!s->env || !(v = getenv(s->env)) || !*v)
-				continue;
-			r = apply(&cfg->lanes[0], s, v, "environment", err, errlen);
-			if (r < 0)
-				return r;
+	/*
+	 * The prototype's variables shape the implicit lane. With a file, the
+	 * lanes are the file's: a variable that would be silently ignored is
+	 * refused instead, naming the key to set.
+	 */
+	for (s = settings; s->key; s++) {
+		if (!s->env || !(v = getenv(s->env)) || !*v)
+			continue;
+		if (cfg->config_file[0]) {
+			snprintf(
+			    err, errlen,
+			    "%s is set, but the lanes come from %s: set %s in the lane's section "
+			    "there, or unset %s",
+			    s->env, cfg->config_file, s->key, s->env);
+			return -EINVAL;
 		}
+		r = apply(&cfg->lanes[0], s, v, "environment", err, errlen);
+		if (r < 0)
+			return r;
 	}
 
 	optind = 0;

@@ -138,7 +138,11 @@ Test(config, file_lanes_and_precedence)
 	           "models = llama-*\n"
 	           "tpm_limit = 0\n"
 	           "default = yes\n");
-	setenv("OPENAI_TPM_LIMIT", "1", 1); /* ignored: lanes come from the file */
+	/* A lane variable with a file would be ignored: it is refused, naming the key. */
+	setenv("OPENAI_TPM_LIMIT", "1", 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "OPENAI_TPM_LIMIT is set") && strstr(err, "tpm_limit"), "%s", err);
+	unsetenv("OPENAI_TPM_LIMIT");
 	setenv("LLMQ_DB", "/tmp/from-env.db", 1);
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
 	cr_assert_eq(cfg.n_lanes, 2);
@@ -153,6 +157,10 @@ Test(config, file_lanes_and_precedence)
 	cr_assert_str_eq(config_lane_for_model(&cfg, "claude")->name, "local", "default lane");
 	cr_assert_eq(load(err, sizeof(err), 4, "--config", file, "--tpm", "5"), -EINVAL,
 	             "lane flags conflict with a config file");
+	/* A lane without base_url does not silently go to api.openai.com. */
+	write_file("[lane x]\nmodels = *\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "[lane x] has no base_url"), "%s", err);
 }
 
 Test(config, file_errors_name_the_place)
