@@ -204,6 +204,7 @@ struct ini_state {
 	int failed;
 	int socket_from_env, db_from_env, http_from_env, http_socket_from_env;
 	unsigned char has_base_url[CONFIG_MAX_LANES];
+	unsigned char has_key_env[CONFIG_MAX_LANES];
 };
 
 static int parse_bool(const char *v, int *ret)
@@ -296,6 +297,8 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		goto fail;
 	if (strcmp(name, "base_url") == 0)
 		st->has_base_url[st->lane - cfg->lanes] = 1;
+	if (strcmp(name, "key_env") == 0)
+		st->has_key_env[st->lane - cfg->lanes] = 1;
 	return 1;
 fail_range:
 	bad(st->err, st->errlen, where, name, value, "out of range");
@@ -346,6 +349,16 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 			         "%s: [lane %s] has no base_url; set it (base_url = "
 			         "https://api.openai.com/v1 for OpenAI)",
 			         cfg->config_file, cfg->lanes[i].name);
+			return -EINVAL;
+		}
+		if (st.has_key_env[i] && !cfg->lanes[i].key_credential[0] &&
+		    !getenv(cfg->lanes[i].key_env)) {
+			snprintf(err, errlen,
+			         "%s: [lane %s] key_env = %s, but %s is not set in llmqd's "
+			         "environment; set it (EnvironmentFile= under systemd), use "
+			         "key_credential, or drop key_env for a lane without a key",
+			         cfg->config_file, cfg->lanes[i].name, cfg->lanes[i].key_env,
+			         cfg->lanes[i].key_env);
 			return -EINVAL;
 		}
 	}

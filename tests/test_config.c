@@ -138,6 +138,7 @@ Test(config, file_lanes_and_precedence)
 	           "models = llama-*\n"
 	           "tpm_limit = 0\n"
 	           "default = yes\n");
+	setenv("LOCAL_KEY", "k", 1); /* key_env names a variable that is set */
 	/* A lane variable with a file would be ignored: it is refused, naming the key. */
 	setenv("OPENAI_TPM_LIMIT", "1", 1);
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
@@ -158,6 +159,9 @@ Test(config, file_lanes_and_precedence)
 	cr_assert_eq(load(err, sizeof(err), 4, "--config", file, "--tpm", "5"), -EINVAL,
 	             "lane flags conflict with a config file");
 	/* A lane without base_url does not silently go to api.openai.com. */
+	write_file("[lane y]\nbase_url = http://127.0.0.1:1/v1\nkey_env = LLMQ_TEST_UNSET_KEY\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "LLMQ_TEST_UNSET_KEY is not set"), "%s", err);
 	write_file("[lane x]\nmodels = *\n");
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
 	cr_assert(strstr(err, "[lane x] has no base_url"), "%s", err);

@@ -723,7 +723,7 @@ static void write_lane_file(const char *path, const struct mock_proc *m, int con
 
 	cr_assert_not_null(f);
 	fprintf(f,
-	        "[lane main]\nbase_url = http://127.0.0.1:%d/v1\nkey_env = OPENAI_API_KEY\n"
+	        "[lane main]\nbase_url = http://127.0.0.1:%d/v1\n"
 	        "default = yes\nmax_concurrency = %d\nstagger_seconds = 0\ntpm_limit = 0\n"
 	        "interactive_reserve = 0\n",
 	        m->port, conc);
