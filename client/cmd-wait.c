@@ -1,7 +1,9 @@
 /*
  * cmd-wait.c - "llmq wait BATCH": polls the batch until it is completed or
  * cancelled. On a terminal, a live progress bar; otherwise a plain line each
- * time the counts change. With --json, the final batch object.
+ * time the counts change. With --json, the final batch object. The exit
+ * status says how it ended: 0 every request succeeded, 65 some failed or
+ * the batch was cancelled (llmq results --errors tells which).
  */
 #include "llmq.h"
 #include "protocol.h"
@@ -60,7 +62,11 @@ int cmd_wait(const struct opts *o)
 		print_json(b);
 	else
 		printf("%s %s\n", jtext(b, "id"), jtext(b, "state"));
-	r = EX_OK_;
+	r = strcmp(jtext(b, "state"), "completed") == 0 &&
+	            jint(jget(b, "counts"), "failed") == 0 &&
+	            jint(jget(b, "counts"), "cancelled") == 0
+	        ? EX_OK_
+	        : EX_DATAERR_;
 out:
 	json_object_put(reply);
 	conn_close(&c);

@@ -150,7 +150,8 @@ int report_error(const struct opts *o, json_object *reply)
 		if (n > 0 && jint(err, "bad_lines") > (int64_t)n)
 			fprintf(stderr, "  ... and %lld more\n",
 			        (long long)(jint(err, "bad_lines") - (int64_t)n));
-		if (code && strcmp(code, ERR_RATE_LIMITED) == 0 && jint(err, "retry_after") > 0)
+		if (code && strcmp(code, ERR_RATE_LIMITED) == 0 && jint(err, "retry_after") > 0 &&
+		    json_object_get_boolean(jget(err, "retryable")))
 			fprintf(stderr,
 			        "llmq: retry after %llds (llmq submit --retry waits and "
 			        "tries again)\n",
@@ -160,6 +161,10 @@ int report_error(const struct opts *o, json_object *reply)
 		return EX_SOFTWARE_;
 	if (!strcmp(code, ERR_INVALID_BATCH) || !strcmp(code, ERR_LINE_TOO_LONG) ||
 	    !strcmp(code, ERR_BATCH_TOO_LARGE) || !strcmp(code, ERR_NOT_FOUND))
+		return EX_DATAERR_;
+	/* A batch that can never fit is the input's fault, not a "try later". */
+	if (!strcmp(code, ERR_RATE_LIMITED) && jget(err, "retryable") &&
+	    !json_object_get_boolean(jget(err, "retryable")))
 		return EX_DATAERR_;
 	if (!strcmp(code, ERR_RATE_LIMITED) || !strcmp(code, ERR_BUSY) ||
 	    !strcmp(code, ERR_STORAGE))

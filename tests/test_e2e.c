@@ -216,6 +216,8 @@ Test(e2e, cancel_stops_queued_jobs, .timeout = 60)
 	cr_assert_eq(h_jint(b, "counts.cancelled") + h_jint(b, "counts.succeeded"), 20,
 	             "in-flight jobs finish and keep their answers");
 	json_object_put(b);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 65,
+	             "wait says the batch did not complete");
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "results", id, "--errors", NULL), 0);
 	cr_assert(strstr(out, "batch_cancelled"), "%s", out);
 	h_daemon_signal(&d, SIGTERM);
@@ -526,14 +528,15 @@ Test(gate_e2e, admission_refuses_what_cannot_be_served, .timeout = 60)
 
 	/* A request dearer than the whole budget can never run: the line is named. */
 	h_write_batch(file, 3, "gpt-4o-mini", 5000);
-	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 75);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 65,
+	             "never, not later: the input's fault");
 	cr_assert(strstr(err, "line 1") && strstr(err, "can never run"), "%s", err);
 
 	/* 30 x ~103 tokens at 850 tokens/min: ~3.6 min, past a 1 minute window. */
 	h_write_batch(file, 30, "gpt-4o-mini", 100);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "--json", "submit", file,
 	                    "--window", "1m", NULL),
-	             75);
+	             65, "alone it cannot fit the window either");
 	cr_assert(strstr(out, "BATCH_RATE_LIMITED") && strstr(out, "retry_after") &&
 	              strstr(out, "completion window"),
 	          "%s", out);
