@@ -6,16 +6,41 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *log_ident = "llmq";
 static int log_level = LOG_INFO;
 static int log_journal;
+static log_sink_fn log_sink;
+
+/* JOURNAL_STREAM is inherited by children too: only trust it for our stderr. */
+static int stderr_is_journal(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!v || sscanf(v, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void log_init(const char *ident)
 {
 	log_ident = ident;
-	log_journal = getenv("JOURNAL_STREAM") != NULL;
+	log_journal = stderr_is_journal();
+}
+
+int log_to_journal(void)
+{
+	return log_journal;
+}
+
+void log_set_sink(log_sink_fn sink)
+{
+	log_sink = sink;
 }
 
 void log_set_level(int level)
@@ -23,27 +48,45 @@ void log_set_level(int level)
 	log_level = level;
 }
 
-void log_msg(int prio, const char *fmt, ...)
+static void log_v(int prio, const struct log_fields *f, const char *fmt, va_list ap)
 {
 	static const char *const names[] = {"emerg",   "alert",  "crit", "error",
 	                                    "warning", "notice", "info", "debug"};
-	char when[32];
+	char when[32], msg[2048];
 	struct tm tm;
 	time_t now;
-	va_list ap;
 
 	if (prio > log_level)
 		return;
-	va_start(ap, fmt);
-	if (log_journal) {
-		fprintf(stderr, "<%d>", prio);
-	} else {
-		now = time(NULL);
-		localtime_r(&now, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-		fprintf(stderr, "%s %s[%s]: ", when, log_ident, names[prio & 7]);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_sink) {
+		log_sink(prio, f, msg);
+		return;
 	}
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	if (log_journal) {
+		fprintf(stderr, "<%d>%s\n", prio, msg);
+		return;
+	}
+	now = time(NULL);
+	localtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(stderr, "%s %s[%s]: %s\n", when, log_ident, names[prio & 7], msg);
+}
+
+void log_msg(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_v(prio, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void log_ctx(int prio, const struct log_fields *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_v(prio, f, fmt, ap);
 	va_end(ap);
 }

@@ -80,6 +80,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	cfg.http_log_bodies = next.http_log_bodies;
 	cfg.log_level = next.log_level;
 	log_set_level(cfg.log_level);
+	if (log_to_journal())
+		log_set_sink(sd_log_sink);
 	r = sched_reload(d->sched);
 	if (r < 0) {
 		log_err("reload: cannot load the lanes' keys: %s", strerror(-r));

@@ -557,9 +557,15 @@ static void on_done(void *userdata, const struct up_response *resp)
 	}
 	l->stats.requests[GATE_BATCH][so]++;
 	writeback_add(s->wb, f->job.id, f->attempt_id, &o, wall);
-	if (v != RV_SUCCEEDED)
-		log_debug("job %s: %s (HTTP %d, %s)", f->job.custom_id, retry_verdict_name(v),
-		          resp->status, msg);
+	if (v != RV_SUCCEEDED) {
+		struct log_fields lf = {f->job.batch_id, c->name, f->job.custom_id};
+
+		/* A job given up is worth a warning; a try that is retried, a note. */
+		log_ctx(o.job_state ? LOG_WARNING : resp->status == 0 ? LOG_INFO : LOG_DEBUG, &lf,
+		        "batch %s job %s: %s%s (HTTP %d: %s)", f->job.batch_id, f->job.custom_id,
+		        o.job_state ? "failed" : "will retry: ", o.job_state ? "" : retry_verdict_name(v),
+		        resp->status, msg);
+	}
 	json_object_put(a.root);
 	LIST_REMOVE(f, link);
 	flight_free(f);

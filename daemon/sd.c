@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
+
+#include "log.h"
 
 int sd_listen_socket(void)
 {
@@ -52,4 +55,15 @@ int64_t sd_watchdog_ms(void)
 void sd_watchdog_ping(void)
 {
 	sd_notify(0, "WATCHDOG=1");
+}
+
+void sd_log_sink(int prio, const struct log_fields *f, const char *msg)
+{
+	const struct log_fields none = {0};
+
+	if (!f)
+		f = &none;
+	sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio, "SYSLOG_IDENTIFIER=llmqd",
+	                "LLMQ_BATCH=%s", f->batch ? f->batch : "", "LLMQ_LANE=%s",
+	                f->lane ? f->lane : "", "LLMQ_JOB=%s", f->job ? f->job : "", NULL);
 }

@@ -17,4 +17,8 @@ void sd_status(const char *status);
 int64_t sd_watchdog_ms(void);
 void sd_watchdog_ping(void);
 
+struct log_fields;
+/* A log sink for log_set_sink(): structured entries to journald. */
+void sd_log_sink(int prio, const struct log_fields *f, const char *msg);
+
 #endif

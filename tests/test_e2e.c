@@ -836,3 +836,22 @@ Test(e2e, cli_refuses_bad_flags_and_keeps_files, .timeout = 60)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+Test(e2e, journal_stream_of_another_file_is_not_the_journal, .timeout = 30)
+{
+	char dir[64], log[4096];
+	struct daemon_proc d = {0};
+	FILE *f;
+	size_t n;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* Inherited from a parent whose stderr was the journal: ours is a file. */
+	h_daemon_start(&d, dir, NULL, "JOURNAL_STREAM=8:12345", NULL);
+	h_daemon_signal(&d, SIGTERM);
+	f = fopen(d.log, "r");
+	n = fread(log, 1, sizeof(log) - 1, f);
+	log[n] = '\0';
+	fclose(f);
+	cr_assert(strstr(log, "llmqd[info]: "), "%s", log);
+	cr_assert_null(strstr(log, "<6>"), "%s", log);
+}
