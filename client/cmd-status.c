@@ -27,6 +27,10 @@ int cmd_status(const struct opts *o)
 		print_lanes(jget(reply, "lanes"));
 		printf("\n");
 		print_batch_table(jget(reply, "batches"));
+		if (jget(reply, "database_bytes"))
+			printf("\ndatabase: %.1f MiB; finished batches kept %lld days\n",
+			       (double)jint(reply, "database_bytes") / 1048576.0,
+			       (long long)(jint(reply, "retention_s") / 86400));
 	}
 	json_object_put(reply);
 	return EX_OK_;

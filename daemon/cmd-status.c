@@ -115,7 +115,7 @@ static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 {
 	json_object *lanes = NULL, *list = NULL, *state;
 	const char *st;
-	int64_t eta = 0;
+	int64_t eta = 0, bytes;
 	int r;
 
 	if (ctx->batch) {
@@ -141,6 +141,9 @@ static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 	cmd_ok(ctx);
 	cmd_add(ctx, "lanes", lanes);
 	cmd_add(ctx, "batches", list);
+	if (store_db_bytes(ctx->d->store, &bytes) == 0)
+		cmd_add(ctx, "database_bytes", json_object_new_int64(bytes));
+	cmd_add(ctx, "retention_s", json_object_new_int64(ctx->d->cfg->retention_ms / 1000));
 	return CMD_REPLY;
 }
 

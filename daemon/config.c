@@ -245,6 +245,11 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		} else if (strcmp(name, "http_socket") == 0) {
 			if (!st->http_socket_from_env)
 				snprintf(cfg->http_socket, sizeof(cfg->http_socket), "%s", value);
+		} else if (strcmp(name, "retention") == 0) {
+			if (!getenv("LLMQ_RETENTION") &&
+			    (time_parse_duration(value, &cfg->retention_ms) < 0 ||
+			     cfg->retention_ms < 0))
+				goto fail_range;
 		} else if (strcmp(name, "socket_group") == 0) {
 			if (!getenv("LLMQ_SOCKET_GROUP"))
 				snprintf(cfg->socket_group, sizeof(cfg->socket_group), "%s", value);
@@ -409,6 +414,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	cfg->log_level = LOG_INFO;
 	snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CONFIG_DEFAULT_HTTP);
 	snprintf(cfg->admin_group, sizeof(cfg->admin_group), "%s", CONFIG_DEFAULT_ADMIN_GROUP);
+	cfg->retention_ms = 30LL * 24 * 3600 * 1000;
 	memcpy(opts, base_options, sizeof(base_options));
 	n = N_BASE;
 	for (s = settings; s->key; s++)
@@ -458,6 +464,14 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	if (r < 0)
 		return r;
 
+	if ((v = getenv("LLMQ_RETENTION")) && *v &&
+	    (time_parse_duration(v, &cfg->retention_ms) < 0 || cfg->retention_ms < 0)) {
+		snprintf(err, errlen,
+		         "environment: LLMQ_RETENTION = \"%s\": expected a duration such as 30d, "
+		         "720h, or 0 to keep everything",
+		         v);
+		return -EINVAL;
+	}
 	if ((v = getenv("LLMQ_SOCKET_GROUP")))
 		snprintf(cfg->socket_group, sizeof(cfg->socket_group), "%s", v);
 	if ((v = getenv("LLMQ_ADMIN_GROUP")))

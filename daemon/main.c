@@ -10,6 +10,7 @@
 #include "llmqd.h"
 #include "log.h"
 #include "paths.h"
+#include "retention.h"
 #include "scheduler.h"
 #include "sd.h"
 #include "store.h"
@@ -64,9 +65,10 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	for (i = 0; i < cfg.n_lanes; i++) {
 		if (strcmp(cfg.lanes[i].name, next.lanes[i].name) != 0) {
-			log_err("reload: lane %s became %s; renaming lanes needs a restart; keeping "
-			        "the running configuration",
-			        cfg.lanes[i].name, next.lanes[i].name);
+			log_err(
+			    "reload: lane %s became %s; renaming lanes needs a restart; keeping "
+			    "the running configuration",
+			    cfg.lanes[i].name, next.lanes[i].name);
 			goto out;
 		}
 	}
@@ -91,8 +93,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_info("reload: lane %s: concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
 		         "headroom %.2f",
 		         cfg.lanes[i].name, cfg.lanes[i].limits.max_concurrency,
-		         (long long)cfg.lanes[i].limits.stagger_ms, (long long)cfg.lanes[i].limits.tpm,
-		         (long long)cfg.lanes[i].limits.rpm, cfg.lanes[i].limits.headroom);
+		         (long long)cfg.lanes[i].limits.stagger_ms,
+		         (long long)cfg.lanes[i].limits.tpm, (long long)cfg.lanes[i].limits.rpm,
+		         cfg.lanes[i].limits.headroom);
 out:
 	explicit_bzero(&next, sizeof(next));
 	sd_ready("reloaded");
@@ -124,6 +127,7 @@ int main(int argc, char **argv)
 {
 	struct llmqd d = {0};
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL, *tick = NULL;
+	struct retention *retention = NULL;
 	struct timeval tv;
 	int64_t wd;
 	int64_t requeued = 0;
@@ -205,13 +209,18 @@ int main(int argc, char **argv)
 		}
 		d.socket_gid = gr->gr_gid;
 	}
-	r = ipc_new(d.base, fd, cfg.socket_path, d.socket_gid, cfg.max_connections, cmd_dispatch, &d,
-	            &d.ipc);
+	r = ipc_new(d.base, fd, cfg.socket_path, d.socket_gid, cfg.max_connections, cmd_dispatch,
+	            &d, &d.ipc);
 	if (r < 0) {
 		log_err("cannot listen on %s: %s%s", cfg.socket_path, strerror(-r),
 		        r == -EADDRINUSE ? " (another llmqd is running there; stop it or use "
 		                           "--socket)"
 		                         : "");
+		goto out;
+	}
+	r = retention_new(&d, &retention);
+	if (r < 0) {
+		log_err("cannot start retention: %s", strerror(-r));
 		goto out;
 	}
 	r = http_new(&d, &d.http);
@@ -270,6 +279,7 @@ int main(int argc, char **argv)
 	sd_stopping();
 	rc = EXIT_SUCCESS;
 out:
+	retention_free(retention);
 	http_free(d.http);
 	ipc_free(d.ipc);
 	sched_free(d.sched);

@@ -23,6 +23,9 @@ enum stmt_id {
 	S_NEXT_READY,
 	S_CALL_INSERT,
 	S_BATCH_STATES,
+	S_PRUNE_JOBS,
+	S_PRUNE_BATCHES,
+	S_PRUNE_CALLS,
 	S_NEXT_WAKEUP,
 	S_JOB_START,
 	S_ATTEMPT_INSERT,
@@ -91,6 +94,14 @@ static const char *const stmt_sql[S__COUNT] = {
                      "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
                      "ORDER BY batch_id, id LIMIT 1",
     [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
+    [S_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (SELECT j.id FROM batches b "
+                     "JOIN jobs j ON j.batch_id = b.id WHERE b.state IN ('completed', "
+                     "'cancelled') AND b.finished_at < ?1 LIMIT ?2)",
+    [S_PRUNE_BATCHES] = "DELETE FROM batches WHERE state IN ('completed', 'cancelled') "
+                        "AND finished_at < ?1 AND NOT EXISTS (SELECT 1 FROM jobs j "
+                        "WHERE j.batch_id = batches.id)",
+    [S_PRUNE_CALLS] = "DELETE FROM calls WHERE id IN (SELECT id FROM calls "
+                      "WHERE started_at < ?1 ORDER BY id LIMIT ?2)",
     [S_CALL_INSERT] = "INSERT INTO calls (call_id, n, lane, endpoint, model, stream, caller_uid, "
                       "started_at, ended_at, outcome, status_code, error_code, retry_after_ms, "
                       "tokens_charged, tokens_used, gate_wait_ms, latency_ms, request_id, "
@@ -320,7 +331,10 @@ int store_open(const char *path, struct store **ret)
 		goto out;
 	sqlite3_busy_timeout(s->db, 5000);
 	sqlite3_extended_result_codes(s->db, 1);
-	r = exec(s, "PRAGMA journal_mode = WAL");
+	/* Only takes on a new file, before its tables: then retention gives space back. */
+	r = exec(s, "PRAGMA auto_vacuum = INCREMENTAL");
+	if (r == 0)
+		r = exec(s, "PRAGMA journal_mode = WAL");
 	if (r == 0)
 		r = exec(s, "PRAGMA synchronous = NORMAL");
 	if (r == 0)
@@ -469,6 +483,66 @@ int store_batch_states(struct store *s, const char *const *states, int n, int64_
 		if (rc != SQLITE_ROW)
 			return sql_errno(rc) ? sql_errno(rc) : -EIO;
 	}
+	return 0;
+}
+
+static int prune_step(struct store *s, enum stmt_id id, int64_t before, int limit, int64_t *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, id, &st);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, before);
+	if (id != S_PRUNE_BATCHES)
+		sqlite3_bind_int(st, 2, limit);
+	return run(s, st, ret_n);
+}
+
+int store_prune(struct store *s, int64_t before, int limit, int64_t *ret_rows)
+{
+	int64_t jobs = 0, calls = 0, batches = 0;
+	char sql[64];
+	int r;
+
+	r = store_tx_begin(s);
+	if (r < 0)
+		return r;
+	r = prune_step(s, S_PRUNE_JOBS, before, limit, &jobs);
+	if (r == 0)
+		r = prune_step(s, S_PRUNE_CALLS, before, limit, &calls);
+	if (r == 0 && jobs < limit)
+		r = prune_step(s, S_PRUNE_BATCHES, before, limit, &batches);
+	if (r == 0)
+		r = store_tx_commit(s);
+	if (r < 0) {
+		store_tx_rollback(s);
+		return r;
+	}
+	/* Give the freed pages back to the file system, a bounded step at a time. */
+	snprintf(sql, sizeof(sql), "PRAGMA incremental_vacuum(%d)", limit);
+	if (jobs + calls + batches > 0)
+		exec(s, sql);
+	*ret_rows = jobs + calls + batches;
+	return 0;
+}
+
+int store_db_bytes(struct store *s, int64_t *ret)
+{
+	sqlite3_stmt *st;
+	int64_t pages = -1, size = -1;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA page_count", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		pages = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		size = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (pages < 0 || size < 0)
+		return -EIO;
+	*ret = pages * size;
 	return 0;
 }
 

@@ -155,6 +155,17 @@ int store_backlog(struct store *s, const char *lane, int64_t *ret_jobs, int64_t 
 int store_backlog_upto(struct store *s, const char *lane, const char *batch_id, int64_t *ret_jobs,
                        int64_t *ret_tokens);
 
+/*
+ * Retention, one bounded step: delete up to limit jobs (their attempts go
+ * with them) of batches that finished before before, up to limit calls
+ * older than that, then the batches left empty; then give up to limit free
+ * pages back to the file system. *ret_rows: rows deleted (0: nothing left).
+ */
+int store_prune(struct store *s, int64_t before, int limit, int64_t *ret_rows);
+
+/* The database file's size in bytes. */
+int store_db_bytes(struct store *s, int64_t *ret);
+
 /* A new random batch id, b_<16 hex>. */
 int store_new_batch_id(char buf[static 19]);
 

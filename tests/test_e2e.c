@@ -855,3 +855,38 @@ Test(e2e, journal_stream_of_another_file_is_not_the_journal, .timeout = 30)
 	cr_assert(strstr(log, "llmqd[info]: "), "%s", log);
 	cr_assert_null(strstr(log, "<6>"), "%s", log);
 }
+
+Test(e2e, finished_batches_are_forgotten_after_the_retention, .timeout = 60)
+{
+	char dir[64], file[128], id[32], id2[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "300", NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", "LLMQ_RETENTION=2s", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 30, "gpt-4o-mini", 10);
+	h_submit(&d, file, id, sizeof(id));
+	json_object_put(h_wait_for(&d, id, done, 30));
+	/* A batch still running is kept however old it is. */
+	h_write_batch(file, 200, "gpt-4o-mini", 10);
+	h_submit(&d, file, id2, sizeof(id2));
+	for (i = 0; i < 100 && h_sql_int(&d, "SELECT count(*) FROM batches") > 1; i++)
+		usleep(100000);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 1, "the finished one is gone");
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", id, NULL), 65);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", id2, NULL), 0);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE batch_id <> (SELECT id FROM "
+	                           "batches)"),
+	             0, "its jobs went with it");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM attempts a LEFT JOIN jobs j ON j.id = "
+	                           "a.job_id WHERE j.id IS NULL"),
+	             0, "and their attempts");
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", NULL), 0);
+	cr_assert(strstr(out, "database: "), "%s", out);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "cancel", id2, NULL), 0);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
