@@ -890,3 +890,27 @@ Test(e2e, finished_batches_are_forgotten_after_the_retention, .timeout = 60)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+Test(e2e, the_last_try_of_a_job_given_up_says_failed, .timeout = 60)
+{
+	char dir[64], file[128], id[32];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--fail-every", "1", NULL); /* every answer a 500 */
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_RETRY_MAX_ATTEMPTS=3", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 4, "gpt-4o-mini", 10);
+	h_submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, done, 30);
+	cr_assert_eq(h_jint(b, "counts.failed"), 4);
+	json_object_put(b);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM job_history WHERE attempt = 3 AND "
+	                           "outcome = 'failed'"),
+	             4, "the given-up try is recorded as what it was");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM job_history WHERE outcome = 'retry'"), 8);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
