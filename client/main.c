@@ -12,20 +12,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Each command's own options (the short letters of longopts below); --json,
+ * --socket and --help go with every one. */
 static const struct {
 	const char *name;
 	int (*fn)(const struct opts *);
+	const char *flags;
 	const char *usage;
 } commands[] = {
-    {"submit", cmd_submit, "submit FILE.jsonl [--window 24h] [--priority N] [--dry-run] [--retry]"},
-    {"status", cmd_status, "status [BATCH]"},
-    {"list", cmd_list, "list [--limit N]"},
-    {"wait", cmd_wait, "wait BATCH"},
-    {"results", cmd_results, "results BATCH [-o FILE] [--errors]"},
-    {"cancel", cmd_cancel, "cancel BATCH"},
-    {"ping", cmd_ping, "ping"},
-    {"metrics", cmd_metrics, "metrics"},
+    {"submit", cmd_submit, "wndrp",
+     "submit FILE.jsonl [--window 24h] [--priority N] [--name NAME] [--dry-run] [--retry]"},
+    {"status", cmd_status, "", "status [BATCH]"},
+    {"list", cmd_list, "l", "list [--limit N]"},
+    {"wait", cmd_wait, "i", "wait BATCH [--interval SECONDS]"},
+    {"results", cmd_results, "oe", "results BATCH [-o FILE] [--errors]"},
+    {"cancel", cmd_cancel, "", "cancel BATCH"},
+    {"ping", cmd_ping, "", "ping"},
+    {"metrics", cmd_metrics, "", "metrics"},
 };
+
+static const char *flag_name(int c)
+{
+	switch (c) {
+	case 'o':
+		return "-o/--output";
+	case 'e':
+		return "--errors";
+	case 'w':
+		return "--window";
+	case 'n':
+		return "--name";
+	case 'd':
+		return "--dry-run";
+	case 'r':
+		return "--retry";
+	case 'l':
+		return "--limit";
+	case 'i':
+		return "--interval";
+	case 'p':
+		return "--priority";
+	default:
+		return "?";
+	}
+}
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *f)
@@ -36,8 +66,10 @@ static void usage(FILE *f)
 	for (i = 0; i < N_COMMANDS; i++)
 		fprintf(f, "  llmq %s\n", commands[i].usage);
 	fprintf(f, "\nThe socket is $LLMQ_SOCKET, else the one llmqd uses by default.\n"
-	           "Exit codes: 0 ok, 64 usage, 65 bad input, 69 llmqd unavailable,\n"
-	           "70 internal error, 75 refused for now (try again later).\n");
+	           "llmq COMMAND --help shows a command's options; man llmq tells more.\n"
+	           "Exit codes: 0 ok, 64 usage, 65 bad input (or a batch that did not\n"
+	           "complete, for wait), 66 cannot read the input, 69 llmqd unavailable,\n"
+	           "70 internal error, 73/74 cannot write the output, 75 refused for now.\n");
 }
 
 int main(int argc, char **argv)
@@ -52,8 +84,10 @@ int main(int argc, char **argv)
 	    {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
 	};
 	struct opts o;
-	size_t i;
-	int c;
+	char seen[32] = "";
+	size_t i, n_seen = 0;
+	int c, help = 0;
+	const char *p;
 
 	memset(&o, 0, sizeof(o));
 	o.limit = 50;
@@ -64,6 +98,8 @@ int main(int argc, char **argv)
 		return EX_USAGE_;
 	}
 	while ((c = getopt_long(argc, argv, "jo:hV", longopts, NULL)) != -1) {
+		if (strchr("oewndrlip", c) && !strchr(seen, c) && n_seen < sizeof(seen) - 1)
+			seen[n_seen++] = (char)c;
 		switch (c) {
 		case 'j':
 			o.json = 1;
@@ -132,8 +168,8 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'h':
-			usage(stdout);
-			return EX_OK_;
+			help = 1;
+			break;
 		case 'V':
 			printf("llmq %s\n", LLMQ_VERSION);
 			return EX_OK_;
@@ -143,14 +179,29 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc) {
-		usage(stderr);
-		return EX_USAGE_;
+		usage(help ? stdout : stderr);
+		return help ? EX_OK_ : EX_USAGE_;
 	}
 	o.argc = argc - optind - 1;
 	o.argv = argv + optind + 1;
-	for (i = 0; i < N_COMMANDS; i++)
-		if (strcmp(argv[optind], commands[i].name) == 0)
-			return commands[i].fn(&o);
+	for (i = 0; i < N_COMMANDS; i++) {
+		if (strcmp(argv[optind], commands[i].name) != 0)
+			continue;
+		if (help) {
+			printf("usage: llmq %s\n(and --json, --socket PATH with every command; man "
+			       "llmq)\n",
+			       commands[i].usage);
+			return EX_OK_;
+		}
+		for (p = seen; *p; p++) {
+			if (!strchr(commands[i].flags, *p)) {
+				fprintf(stderr, "llmq %s: %s does not apply here\nusage: llmq %s\n",
+				        commands[i].name, flag_name(*p), commands[i].usage);
+				return EX_USAGE_;
+			}
+		}
+		return commands[i].fn(&o);
+	}
 	fprintf(stderr, "llmq: unknown command '%s'\n\n", argv[optind]);
 	usage(stderr);
 	return EX_USAGE_;

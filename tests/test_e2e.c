@@ -804,6 +804,13 @@ Test(e2e, cli_refuses_bad_flags_and_keeps_files, .timeout = 60)
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", "b_0000000000000000",
 	                    "--interval", "abc", NULL),
 	             64, "%s", err);
+	/* Each command takes its own options, and says them. */
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", "b_0000000000000000",
+	                    "--errors", NULL),
+	             64);
+	cr_assert(strstr(err, "--errors does not apply"), "%s", err);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", "--help", NULL), 0);
+	cr_assert(strstr(out, "usage: llmq submit") && strstr(out, "--priority"), "%s", out);
 	/* An unknown batch leaves the output file as it was. */
 	snprintf(res, sizeof(res), "%s/keep.jsonl", dir);
 	f = fopen(res, "w");
