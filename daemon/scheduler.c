@@ -78,8 +78,9 @@ struct scheduler {
 
 enum launch_result {
 	LAUNCHED,
-	MUST_WAIT, /* the gate holds the lane back */
-	NOTHING,   /* no work of that class is ready */
+	MUST_WAIT,  /* the gate holds the lane back */
+	SLOTS_FULL, /* the class holds all the slots it may */
+	NOTHING,    /* no work of that class is ready */
 };
 
 static double rand01(struct scheduler *s)
@@ -121,7 +122,7 @@ static enum launch_result launch_job(struct lane *l)
 
 	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
 	if (when == GATE_NEVER)
-		return MUST_WAIT;
+		return SLOTS_FULL;
 	if (when > now) {
 		arm(l, when, now);
 		return MUST_WAIT;
@@ -257,7 +258,8 @@ static void pump_lane(struct lane *l)
 		r = launch_job(l);
 		if (r == LAUNCHED)
 			continue;
-		if (r == NOTHING && launch_call(l) == LAUNCHED)
+		/* Callers may still use what a batch may not: the reserved slots. */
+		if ((r == NOTHING || r == SLOTS_FULL) && launch_call(l) == LAUNCHED)
 			continue;
 		return;
 	}
