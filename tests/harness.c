@@ -154,7 +154,7 @@ void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_pr
 {
 	char url[128];
 	char *env[32];
-	int i = 0, tries, fd;
+	int i = 0, k, tries, fd;
 	va_list ap;
 
 	snprintf(d->sock, sizeof(d->sock), "%s/llmq.sock", dir);
@@ -166,7 +166,13 @@ void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_pr
 	while (i < 28 && (env[i] = va_arg(ap, char *)))
 		i++;
 	va_end(ap);
-	env[i++] = url;
+	/* A test that brings a config file names its upstreams there: the
+	 * implicit lane's variable would be refused next to it. */
+	for (k = 0; k < i; k++)
+		if (strncmp(env[k], "LLMQ_CONFIG=", 12) == 0 && env[k][12])
+			break;
+	if (k == i)
+		env[i++] = url;
 	env[i++] = "LLMQ_HTTP_ADDR=127.0.0.1:0"; /* tests run side by side */
 	env[i++] = "LLMQ_CONFIG=";
 	env[i++] = "PATH=/usr/bin:/bin";

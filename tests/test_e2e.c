@@ -747,8 +747,7 @@ Test(e2e, sighup_applies_new_limits_to_the_running_lanes, .timeout = 120)
 	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
 	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", conf);
 	write_lane_file(conf, &m, 1);
-	/* The harness's OPENAI_BASE_URL would be refused next to a file: empty it. */
-	h_daemon_start(&d, dir, &m, env, "OPENAI_BASE_URL=", NULL);
+	h_daemon_start(&d, dir, &m, env, NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 120, "gpt-4o-mini", 10);
 	h_submit(&d, file, id, sizeof(id));
