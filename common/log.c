@@ -49,6 +49,9 @@ void log_set_level(int level)
 }
 
 static void log_v(int prio, const struct log_fields *f, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void log_v(int prio, const struct log_fields *f, const char *fmt, va_list ap)
 {
 	static const char *const names[] = {"emerg",   "alert",  "crit", "error",
 	                                    "warning", "notice", "info", "debug"};
