@@ -62,8 +62,7 @@ int cmd_wait(const struct opts *o)
 		print_json(b);
 	else
 		printf("%s %s\n", jtext(b, "id"), jtext(b, "state"));
-	r = strcmp(jtext(b, "state"), "completed") == 0 &&
-	            jint(jget(b, "counts"), "failed") == 0 &&
+	r = strcmp(jtext(b, "state"), "completed") == 0 && jint(jget(b, "counts"), "failed") == 0 &&
 	            jint(jget(b, "counts"), "cancelled") == 0
 	        ? EX_OK_
 	        : EX_DATAERR_;

@@ -53,7 +53,7 @@ struct config {
 	int http_log_bodies;        /* keep interactive calls' bodies in the calls table */
 	char socket_group[64];      /* the llmq socket is 0660 with this group; "" for 0600 */
 	char admin_group[64];       /* its members see every user's batches */
-	int64_t retention_ms;        /* finished batches older than this are deleted; 0 keeps */
+	int64_t retention_ms;       /* finished batches older than this are deleted; 0 keeps */
 	int max_connections;
 	int64_t db_max_bytes; /* 0: no cap; past it writes fail as on a full disk */
 	int log_level;

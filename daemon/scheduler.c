@@ -563,10 +563,12 @@ static void on_done(void *userdata, const struct up_response *resp)
 		struct log_fields lf = {f->job.batch_id, c->name, f->job.custom_id};
 
 		/* A job given up is worth a warning; a try that is retried, a note. */
-		log_ctx(o.job_state ? LOG_WARNING : resp->status == 0 ? LOG_INFO : LOG_DEBUG, &lf,
-		        "batch %s job %s: %s%s (HTTP %d: %s)", f->job.batch_id, f->job.custom_id,
-		        o.job_state ? "failed" : "will retry: ", o.job_state ? "" : retry_verdict_name(v),
-		        resp->status, msg);
+		log_ctx(o.job_state         ? LOG_WARNING
+		        : resp->status == 0 ? LOG_INFO
+		                            : LOG_DEBUG,
+		        &lf, "batch %s job %s: %s%s (HTTP %d: %s)", f->job.batch_id,
+		        f->job.custom_id, o.job_state ? "failed" : "will retry: ",
+		        o.job_state ? "" : retry_verdict_name(v), resp->status, msg);
 	}
 	json_object_put(a.root);
 	LIST_REMOVE(f, link);
