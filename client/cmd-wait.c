@@ -1,7 +1,8 @@
 /*
  * cmd-wait.c - "llmq wait BATCH": polls the batch until it is completed or
  * cancelled. On a terminal, a live progress bar; otherwise a plain line each
- * time the counts change. With --json, the final batch object. The exit
+ * time the counts change. With --json, the final status answer. llmqd
+ * restarting underneath (an upgrade, a crash) is waited out. The exit
  * status says how it ended: 0 every request succeeded, 65 some failed or
  * the batch was cancelled (llmq results --errors tells which).
  */
@@ -11,6 +12,25 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#define WAIT_RESTART_S 120 /* how long llmqd may be away */
+
+/* llmqd went away: reconnect, for WAIT_RESTART_S at most. */
+static int reconnect(const struct opts *o, struct conn *c)
+{
+	int i, r = EX_UNAVAILABLE_;
+
+	conn_close(c);
+	fprintf(stderr, "llmq: llmqd went away; waiting up to %ds for it to come back\n",
+	        WAIT_RESTART_S);
+	for (i = 0; i < WAIT_RESTART_S && r == EX_UNAVAILABLE_; i++) {
+		sleep(1);
+		r = conn_open(o, c);
+	}
+	if (r == 0)
+		fprintf(stderr, "llmq: llmqd is back\n");
+	return r;
+}
 
 static int finished(json_object *b)
 {
@@ -34,12 +54,19 @@ int cmd_wait(const struct opts *o)
 	r = conn_open(o, &c);
 	if (r)
 		return r;
+	conn_set_quiet(1);
 	ts.tv_sec = (time_t)o->interval;
 	ts.tv_nsec = (long)((o->interval - (double)ts.tv_sec) * 1e9);
 	for (;;) {
 		req = proto_request(OP_STATUS);
 		json_object_object_add(req, "batch", json_object_new_string(o->argv[0]));
 		r = conn_call(&c, o, req, &reply);
+		if (r == EX_UNAVAILABLE_) {
+			r = reconnect(o, &c);
+			if (r == 0)
+				continue;
+			fprintf(stderr, "llmq: llmqd did not come back; start it and wait again\n");
+		}
 		if (r)
 			goto out;
 		b = jget(reply, "batch");
@@ -59,7 +86,7 @@ int cmd_wait(const struct opts *o)
 	if (tty)
 		fputc('\n', stderr);
 	if (o->json)
-		print_json(b);
+		print_json(reply); /* the same shape as every --json answer */
 	else
 		printf("%s %s\n", jtext(b, "id"), jtext(b, "state"));
 	r = strcmp(jtext(b, "state"), "completed") == 0 && jint(jget(b, "counts"), "failed") == 0 &&

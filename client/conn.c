@@ -33,6 +33,13 @@ static int try_connect(const char *path, int *ret_fd)
 	return 0;
 }
 
+static int quiet; /* a caller that handles llmqd's absence itself */
+
+void conn_set_quiet(int q)
+{
+	quiet = q;
+}
+
 int conn_open(const struct opts *o, struct conn *c)
 {
 	const char *env = getenv("LLMQ_SOCKET");
@@ -46,6 +53,8 @@ int conn_open(const struct opts *o, struct conn *c)
 	    try_connect(LLMQ_SYSTEM_SOCKET, &fd) == 0)
 		r = 0;
 	if (r < 0) {
+		if (quiet)
+			return EX_UNAVAILABLE_;
 		fprintf(stderr,
 		        "llmq: cannot reach llmqd at %s: %s\n"
 		        "llmq: start it with 'llmqd &' (or 'systemctl start llmqd'), or point "
@@ -182,6 +191,8 @@ int conn_call(struct conn *c, const struct opts *o, json_object *req, json_objec
 	if (r == 0 || r == -EPIPE || r == -ECONNRESET)
 		r = conn_read(c, &reply);
 	if (r < 0 || !reply) {
+		if (quiet)
+			return EX_UNAVAILABLE_;
 		fprintf(stderr,
 		        "llmq: llmqd closed the connection without an answer (%s); "
 		        "see its log\n",

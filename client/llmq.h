@@ -46,6 +46,8 @@ struct conn {
 /* Connect to llmqd; on failure prints how to start it and returns EX_UNAVAILABLE_. */
 int conn_open(const struct opts *o, struct conn *c);
 void conn_close(struct conn *c);
+/* 1: conn_open and conn_call say nothing when llmqd is absent or goes away. */
+void conn_set_quiet(int q);
 /* Write all of buf; returns 0 or -errno. */
 int conn_write(struct conn *c, const char *buf, size_t len);
 /* Send req (freed) and read one answer line into *ret (NULL on EOF). */

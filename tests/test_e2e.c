@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "harness.h"
 
@@ -917,6 +918,38 @@ Test(e2e, the_last_try_of_a_job_given_up_says_failed, .timeout = 60)
 	                           "outcome = 'failed'"),
 	             4, "the given-up try is recorded as what it was");
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM job_history WHERE outcome = 'retry'"), 8);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(e2e, wait_rides_out_a_daemon_restart, .timeout = 90)
+{
+	char dir[64], file[128], id[32], cmd[600], line[256];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	FILE *p;
+	int status;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "200", NULL);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 30, "gpt-4o-mini", 10);
+	h_submit(&d, file, id, sizeof(id));
+	snprintf(cmd, sizeof(cmd), "%s --socket %s wait %s 2>%s/wait.err", LLMQ_BIN, d.sock, id,
+	         dir);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	usleep(800000);
+	h_daemon_signal(&d, SIGKILL);
+	usleep(1500000);
+	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
+	cr_assert_not_null(fgets(line, sizeof(line), p));
+	status = pclose(p);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait exited 0x%x", status);
+	cr_assert(strstr(line, "completed"), "%s", line);
+	snprintf(cmd, sizeof(cmd), "grep -q 'llmqd is back' %s/wait.err", dir);
+	cr_assert_eq(system(cmd), 0, "wait said it waited for llmqd");
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
