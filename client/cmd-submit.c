@@ -141,7 +141,7 @@ static int submit_once(const struct opts *o, const char *buf, size_t len, int64_
 
 int cmd_submit(const struct opts *o)
 {
-	int64_t lines, tokens, max, bad, wait;
+	int64_t lines, tokens, max, bad, wait, i;
 	json_object *reply = NULL, *err;
 	char *buf = NULL, *pathcopy = NULL, eta[32];
 	const char *code, *name;
@@ -211,6 +211,15 @@ int cmd_submit(const struct opts *o)
 		    "%lld requests, ~%lld tokens (dearest request ~%lld); projected finish in %s\n",
 		    (long long)jint(reply, "count"), (long long)jint(reply, "est_tokens"),
 		    (long long)max, eta);
+		for (i = 0; i < (int64_t)json_object_array_length(jget(reply, "lanes")); i++) {
+			json_object *l = json_object_array_get_idx(jget(reply, "lanes"), (size_t)i);
+
+			printf("  lane %s: %lld requests, ~%lld tokens (models: %s)\n",
+			       jtext(l, "lane"), (long long)jint(l, "jobs"),
+			       (long long)jint(l, "est_tokens"),
+			       json_object_to_json_string_ext(jget(l, "models"),
+			                                      JSON_C_TO_STRING_PLAIN));
+		}
 		if (jstr(reply, "would_refuse"))
 			printf("would be refused now: %s\n", jtext(reply, "would_refuse"));
 		else

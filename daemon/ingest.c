@@ -330,6 +330,53 @@ static int store_batch(struct ingest *in, const char *id, int64_t tokens)
 	return r;
 }
 
+/* Where a dry run's lines would go: per lane, its jobs, tokens and models. */
+static json_object *routing(struct ingest *in)
+{
+	const struct config *cfg = in->d->cfg;
+	json_object *arr = json_object_new_array(), *o, *models, *m;
+	int64_t jobs, tokens;
+	size_t i, k, n;
+	int l;
+
+	for (l = 0; arr && l < cfg->n_lanes; l++) {
+		jobs = tokens = 0;
+		o = json_object_new_object();
+		models = json_object_new_array();
+		if (!o || !models) {
+			json_object_put(o);
+			json_object_put(models);
+			break;
+		}
+		for (i = 0; i < in->n_jobs; i++) {
+			if (in->jobs[i].lane != &cfg->lanes[l])
+				continue;
+			jobs++;
+			tokens += in->jobs[i].est;
+			n = json_object_array_length(models);
+			for (k = 0; k < n; k++) {
+				m = json_object_array_get_idx(models, k);
+				if (strcmp(json_object_get_string(m), in->jobs[i].model) == 0)
+					break;
+			}
+			if (k == n && n < 16)
+				json_object_array_add(models,
+				                      json_object_new_string(in->jobs[i].model));
+		}
+		if (jobs == 0) {
+			json_object_put(o);
+			json_object_put(models);
+			continue;
+		}
+		json_object_object_add(o, "lane", json_object_new_string(cfg->lanes[l].name));
+		json_object_object_add(o, "jobs", json_object_new_int64(jobs));
+		json_object_object_add(o, "est_tokens", json_object_new_int64(tokens));
+		json_object_object_add(o, "models", models);
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
 static void on_end(void *ud)
 {
 	struct ingest *in = ud;
@@ -403,6 +450,8 @@ static void on_end(void *ud)
 		json_object_object_add(o, "count", json_object_new_int64((int64_t)in->n_jobs));
 		json_object_object_add(o, "est_tokens", json_object_new_int64(tokens));
 		json_object_object_add(o, "eta_ms", json_object_new_int64(v.finish_ms));
+		if (in->opts.dry_run)
+			json_object_object_add(o, "lanes", routing(in));
 		if (in->opts.dry_run && v.refused) {
 			json_object_object_add(o, "would_refuse", json_object_new_string(v.reason));
 			json_object_object_add(

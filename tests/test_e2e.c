@@ -548,6 +548,8 @@ Test(gate_e2e, admission_refuses_what_cannot_be_served, .timeout = 60)
 	                    "1m", "--dry-run", NULL),
 	             0, "%s", err);
 	cr_assert(strstr(out, "30 requests") && strstr(out, "would be refused"), "%s", out);
+	cr_assert(strstr(out, "lane openai: 30 requests") && strstr(out, "gpt-4o-mini"),
+	          "the routing is shown: %s", out);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0, "dry run stores nothing");
 
 	/* With the default 24 h window it is accepted, with an ETA. */
