@@ -245,6 +245,9 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		} else if (strcmp(name, "http_socket") == 0) {
 			if (!st->http_socket_from_env)
 				snprintf(cfg->http_socket, sizeof(cfg->http_socket), "%s", value);
+		} else if (strcmp(name, "http_tokens") == 0) {
+			if (!getenv("LLMQ_HTTP_TOKENS"))
+				snprintf(cfg->http_tokens, sizeof(cfg->http_tokens), "%s", value);
 		} else if (strcmp(name, "retention") == 0) {
 			if (!getenv("LLMQ_RETENTION") &&
 			    (time_parse_duration(value, &cfg->retention_ms) < 0 ||
@@ -472,6 +475,8 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		         v);
 		return -EINVAL;
 	}
+	if ((v = getenv("LLMQ_HTTP_TOKENS")))
+		snprintf(cfg->http_tokens, sizeof(cfg->http_tokens), "%s", v);
 	if ((v = getenv("LLMQ_SOCKET_GROUP")))
 		snprintf(cfg->socket_group, sizeof(cfg->socket_group), "%s", v);
 	if ((v = getenv("LLMQ_ADMIN_GROUP")))

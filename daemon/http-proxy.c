@@ -469,7 +469,13 @@ void http_proxy_handle(struct llmqd *d, struct evhttp_request *req, const char *
 	c->d = d;
 	c->req = req;
 	c->stream_used = -1;
-	c->uid = http_caller_uid(req);
+	if (http_caller(d->http, req, &c->uid) < 0) {
+		http_error(req, 401, "invalid_request_error", "invalid_api_key",
+		           "llmq: this listener wants the caller's own token: send "
+		           "\"Authorization: Bearer TOKEN\" with the token llmq's operator "
+		           "gave you (or use the Unix socket)");
+		goto fail;
+	}
 	snprintf(c->endpoint, sizeof(c->endpoint), "%s", path);
 	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
 		rnd = (uint64_t)time_mono_ms() ^ (uint64_t)(uintptr_t)c;

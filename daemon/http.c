@@ -10,6 +10,8 @@
 #include "unixsock.h"
 
 #include <errno.h>
+#include <pwd.h>
+#include <strings.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,9 +31,19 @@
 #define HTTP_TIMEOUT_S                                                                             \
 	60 /* a connection silent this long is closed (an answer being awaited is not) */
 
+#define HTTP_MAX_TOKENS 1024
+
+/* A caller on TCP proves who they are with a token of the tokens file. */
+struct http_token {
+	int64_t uid;
+	char token[128];
+};
+
 struct http {
 	struct llmqd *d;
 	struct evhttp *ev;
+	struct http_token *tokens;
+	int n_tokens; /* 0: no tokens file, TCP callers are anonymous */
 	char bound[128];
 	char unix_path[PATH_MAX];
 };
@@ -41,21 +53,109 @@ const char *http_bound_addr(const struct http *h)
 	return h ? h->bound : "";
 }
 
-int64_t http_caller_uid(struct evhttp_request *req)
+/* Equal without telling, by its time, how much of a guess was right. */
+static int token_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i;
+	unsigned char d = la != lb;
+
+	for (i = 0; i < la && i < lb; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
+}
+
+int http_caller(struct http *h, struct evhttp_request *req, int64_t *ret_uid)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	const char *auth;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
-	int fd = bev ? bufferevent_getfd(bev) : -1;
+	int fd = bev ? bufferevent_getfd(bev) : -1, i, found = -1;
 
-	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 || ss.ss_family != AF_UNIX)
-		return -1;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
-		return -1;
-	return (int64_t)cred.uid;
+	*ret_uid = -1;
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    ss.ss_family == AF_UNIX) {
+		/* The kernel says who is calling: no token needed. */
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+			*ret_uid = (int64_t)cred.uid;
+		return 0;
+	}
+	if (h->n_tokens == 0)
+		return 0; /* anonymous TCP, as the operator chose */
+	auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+		return -EACCES;
+	for (i = 0; i < h->n_tokens; i++)
+		if (token_equal(auth + 7, h->tokens[i].token))
+			found = i;
+	if (found < 0)
+		return -EACCES;
+	*ret_uid = h->tokens[found].uid;
+	return 0;
+}
+
+/*
+ * The tokens file: one "USER TOKEN" a line, # comments. It must not be
+ * readable by others. A user name that does not exist is an error.
+ */
+static int load_tokens(struct http *h, const char *path)
+{
+	char line[512], user[128], token[160];
+	struct passwd *pw;
+	struct stat st;
+	FILE *f;
+	int r = 0, n = 0;
+
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	if (fstat(fileno(f), &st) < 0 || (st.st_mode & 0007) != 0) {
+		log_err("%s: tokens must not be readable by others (chmod 0640)", path);
+		fclose(f);
+		return -EPERM;
+	}
+	h->tokens = calloc(HTTP_MAX_TOKENS, sizeof(*h->tokens));
+	if (!h->tokens) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		n++;
+		if (line[strspn(line, " \t")] == '#' || line[strspn(line, " \t\r\n")] == '\0')
+			continue;
+		if (sscanf(line, "%127s %159s", user, token) != 2 || strlen(token) < 16 ||
+		    strlen(token) >= sizeof(h->tokens[0].token)) {
+			log_err("%s: line %d: expected USER TOKEN, the token 16..127 characters",
+			        path, n);
+			r = -EINVAL;
+			break;
+		}
+		pw = getpwnam(user);
+		if (!pw) {
+			log_err("%s: line %d: no user %s", path, n, user);
+			r = -EINVAL;
+			break;
+		}
+		if (h->n_tokens == HTTP_MAX_TOKENS) {
+			log_err("%s: more than %d tokens", path, HTTP_MAX_TOKENS);
+			r = -E2BIG;
+			break;
+		}
+		h->tokens[h->n_tokens].uid = (int64_t)pw->pw_uid;
+		snprintf(h->tokens[h->n_tokens].token, sizeof(h->tokens[0].token), "%s", token);
+		h->n_tokens++;
+	}
+	explicit_bzero(line, sizeof(line));
+	explicit_bzero(token, sizeof(token));
+	fclose(f);
+	if (r == 0 && h->n_tokens == 0) {
+		log_err("%s: no tokens", path);
+		r = -EINVAL;
+	}
+	return r;
 }
 
 void http_json(struct evhttp_request *req, int status, json_object *o)
@@ -280,6 +380,11 @@ int http_new(struct llmqd *d, struct http **ret)
 	evhttp_set_timeout(h->ev, HTTP_TIMEOUT_S);
 	evhttp_set_allowed_methods(h->ev, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(h->ev, route, h);
+	if (cfg->http_tokens[0]) {
+		r = load_tokens(h, cfg->http_tokens);
+		if (r < 0)
+			goto fail;
+	}
 	if (strcmp(cfg->http_addr, "off") != 0) {
 		r = listen_tcp(h, cfg->http_addr);
 		if (r < 0)
@@ -305,5 +410,9 @@ void http_free(struct http *h)
 		evhttp_free(h->ev);
 	if (h->unix_path[0])
 		unlink(h->unix_path);
+	if (h->tokens) {
+		explicit_bzero(h->tokens, HTTP_MAX_TOKENS * sizeof(*h->tokens));
+		free(h->tokens);
+	}
 	free(h);
 }

@@ -22,8 +22,12 @@ void http_free(struct http *h);
 /* The bound TCP address ("127.0.0.1:PORT"), or "" when off. */
 const char *http_bound_addr(const struct http *h);
 
-/* The caller's uid: the peer of a Unix-socket connection, else -1. */
-int64_t http_caller_uid(struct evhttp_request *req);
+/*
+ * Who is calling: the peer's uid on the Unix-socket listener; on TCP the
+ * user whose token (tokens file) the Authorization header carries, -EACCES
+ * when there are tokens and none matches, -1 (anonymous) when there are none.
+ */
+int http_caller(struct http *h, struct evhttp_request *req, int64_t *ret_uid);
 
 /* Answer in OpenAI's error shape {"error": {"message", "type", "param", "code"}}. */
 void http_error(struct evhttp_request *req, int status, const char *type, const char *code,

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -17,6 +19,8 @@
 #include "harness.h"
 
 static char out[1 << 20], err[1 << 16];
+/* What request() sends as the caller's Authorization. */
+static const char *bearer = "Authorization: Bearer caller-secret-must-not-travel";
 
 #define FAST                                                                                       \
 	"OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=100000000",                                  \
@@ -81,7 +85,8 @@ static CURLcode request(const struct daemon_proc *d, const char *unix_path, cons
 	char url[256];
 	CURLcode rc;
 
-	h = curl_slist_append(h, "Authorization: Bearer caller-secret-must-not-travel");
+	if (bearer)
+		h = curl_slist_append(h, bearer);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", d->http_port, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	if (unix_path)
@@ -532,5 +537,44 @@ Test(http, slow_and_vanishing_clients_do_not_hold_others, .timeout = 60)
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls"), 1,
 	             "half requests never reach "
 	             "the gate");
+	h_mock_stop(&m);
+}
+
+Test(http, tokens_tell_tcp_callers_apart, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], path[128], env[160], q[128];
+	struct passwd *pw = getpwuid(getuid());
+	struct reply *r;
+	FILE *f;
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/tokens", dir);
+	f = fopen(path, "w");
+	fprintf(f, "# user token\n%s tok-0123456789abcdef\n", pw->pw_name);
+	fclose(f);
+	cr_assert_eq(chmod(path, 0640), 0);
+	snprintf(env, sizeof(env), "LLMQ_HTTP_TOKENS=%s", path);
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, FAST, env, NULL);
+	bearer = NULL;
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 401, "%s", r->body);
+	cr_assert_str_eq(error_code_of(r), "invalid_api_key");
+	free(r);
+	bearer = "Authorization: Bearer tok-0123456789abcdeX";
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 401, "a near miss is a miss");
+	free(r);
+	bearer = "Authorization: Bearer tok-0123456789abcdef";
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM calls WHERE caller_uid = %d", (int)getuid());
+	cr_assert_eq(h_sql_int(&d, q), 1, "the token's user is the caller");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls"), 1,
+	             "refused callers never queued");
 	h_mock_stop(&m);
 }
