@@ -291,6 +291,15 @@ void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct g
 		gate_pause(g, now + fb->reset_requests_ms, "provider reports no requests left");
 }
 
+void gate_charge(struct gate *g, int64_t tokens, int64_t requests, int64_t now)
+{
+	gate_refill(g, now);
+	g->tok -= (double)tokens;
+	g->req -= (double)requests;
+	g->seq_tokens += tokens;
+	g->seq_requests += requests;
+}
+
 void gate_pause(struct gate *g, int64_t until, const char *reason)
 {
 	if (until <= g->paused_until)

@@ -127,6 +127,9 @@ void gate_done(struct gate *g, enum gate_class cls, int64_t charged, int64_t use
 void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct gate_mark *mark,
                   int64_t now);
 
+/* Requests the upstream got beyond those launched (resends): charge them. */
+void gate_charge(struct gate *g, int64_t tokens, int64_t requests, int64_t now);
+
 /* No launches before until. A later pause extends, an earlier one does not shorten. */
 void gate_pause(struct gate *g, int64_t until, const char *reason);
 

@@ -443,6 +443,12 @@ static enum retry_verdict settle(struct lane *l, enum gate_class cls, const stru
 	                     resp->hdr.remaining_requests, resp->hdr.reset_requests, &a->fb);
 	gate_observe(&l->gate, &a->fb, mark, now);
 	gate_done(&l->gate, cls, charged, v == RV_SUCCEEDED ? a->total : -1, now);
+	if (resp->sends > 1) {
+		/* libcurl sent it again after a reused connection died: the upstream saw
+		 * (and may bill) each send. */
+		gate_charge(&l->gate, charged * (resp->sends - 1), resp->sends - 1, now);
+		l->stats.tokens_charged[cls] += (uint64_t)(charged * (resp->sends - 1));
+	}
 	a->retry_after_ms =
 	    retry_after_ms(resp->hdr.retry_after_ms[0] ? resp->hdr.retry_after_ms : NULL,
 	                   resp->hdr.retry_after[0] ? resp->hdr.retry_after : NULL, wall);
@@ -501,6 +507,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 	o.latency_ms = resp->latency_ms;
 	o.remaining_tokens = a.fb.remaining_tokens;
 	o.remaining_requests = a.fb.remaining_requests;
+	o.lost_sends = resp->sends > 1 ? resp->sends - 1 : 0;
 	if (resp->status > 0) {
 		o.response = resp->body;
 		o.response_len = resp->body_len;
@@ -719,9 +726,12 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	enum stat_outcome so;
 	enum retry_verdict v;
 	struct answer a;
+	int i;
 
 	v = settle(l, GATE_INTERACTIVE, &t->mark, t->info.cost, resp, used_tokens, &a);
 	so = outcome_of(v);
+	for (i = 1; i < resp->sends; i++) /* sends that died with a reused connection */
+		record_call(l, t, "retry", NULL, NULL, "connection_lost", -1, NULL);
 	if (may_retry && (v == RV_RETRY || v == RV_RATE_LIMITED) &&
 	    t->info.try_no < c->retry_max_attempts) {
 		/* A 429 already paused the lane: the gate is the wait. */

@@ -30,6 +30,7 @@ enum stmt_id {
 	S_JOB_START,
 	S_ATTEMPT_INSERT,
 	S_ATTEMPT_END,
+	S_ATTEMPT_LOST,
 	S_JOB_FINISH,
 	S_JOB_REQUEUE,
 	S_BATCH_REFRESH,
@@ -118,6 +119,11 @@ static const char *const stmt_sql[S__COUNT] = {
                       "tokens_used = ?8, latency_ms = ?9, request_id = ?10, "
                       "remaining_tokens = ?11, remaining_requests = ?12 "
                       "WHERE id = ?1 AND ended_at IS NULL",
+    [S_ATTEMPT_LOST] = "INSERT INTO attempts (job_id, n, lane, started_at, ended_at, outcome, "
+                       "error_code, error_message, tokens_charged) SELECT job_id, n, lane, "
+                       "started_at, ?2, 'retry', 'connection_lost', 'sent on a reused "
+                       "connection that had died; libcurl sent it again', tokens_charged "
+                       "FROM attempts WHERE id = ?1",
     [S_JOB_FINISH] = "UPDATE jobs SET state = ?2, status_code = ?3, request_id = ?4, "
                      "response = ?5, error_code = ?6, error_message = ?7, prompt_tokens = ?8, "
                      "completion_tokens = ?9, total_tokens = ?10, updated_at = ?11, "
@@ -847,10 +853,20 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
                        const struct store_outcome *o, int64_t now)
 {
 	sqlite3_stmt *st = NULL;
-	int r, own;
+	int r, own, i;
 
 	TX_BEGIN(s, own);
-	r = prep(s, S_ATTEMPT_END, &st);
+	/* Sends the upstream saw but no answer came back for: one row each. */
+	for (i = 0, r = 0; r == 0 && i < o->lost_sends; i++) {
+		r = prep(s, S_ATTEMPT_LOST, &st);
+		if (r == 0) {
+			sqlite3_bind_int64(st, 1, attempt_id);
+			sqlite3_bind_int64(st, 2, now);
+			r = run(s, st, NULL);
+		}
+	}
+	if (r == 0)
+		r = prep(s, S_ATTEMPT_END, &st);
 	if (r == 0) {
 		sqlite3_bind_int64(st, 1, attempt_id);
 		sqlite3_bind_int64(st, 2, now);

@@ -92,6 +92,7 @@ struct store_outcome {
 	int64_t remaining_tokens; /* x-ratelimit-remaining-*, -1: absent */
 	int64_t remaining_requests;
 	int64_t not_before; /* for a requeue */
+	int lost_sends;     /* sends before this one that the upstream got but never answered */
 };
 
 int store_open(const char *path, struct store **ret);

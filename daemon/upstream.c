@@ -37,6 +37,7 @@ struct up_transfer {
 	int relaying;   /* -1: not decided yet; 1: body goes to stream->data */
 	int want_pause; /* data() asked to pause after the chunk it took */
 	int paused;
+	int sends;
 	struct up_headers hdr;
 	int64_t started;
 	void *userdata;
@@ -158,6 +159,16 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* Called each time the request is about to go out, a resend included. */
+static int prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+	struct up_transfer *t = userp;
+
+	t->sends++;
+	return CURL_PREREQFUNC_OK;
+}
+
 static void keep(char dst[UP_HDR_LEN], const char *v, size_t n)
 {
 	while (n > 0 && isspace((unsigned char)v[n - 1]))
@@ -250,6 +261,7 @@ static void check_multi_info(struct upstream *up)
 		resp.body_len = t->len;
 		resp.hdr = t->hdr;
 		resp.latency_ms = time_mono_ms() - t->started;
+		resp.sends = t->sends;
 		t->done(t->userdata, &resp);
 		transfer_free(t);
 	}
@@ -340,6 +352,8 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(t->easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(t->easy, CURLOPT_PREREQDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);

@@ -70,6 +70,8 @@ struct up_response {
 	size_t body_len;
 	struct up_headers hdr;
 	int64_t latency_ms;
+	int sends; /* times the request went out: > 1 when libcurl resent it on a
+	            * new connection after a reused one died */
 };
 
 int upstream_new(struct event_base *base, struct upstream **ret);
