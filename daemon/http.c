@@ -145,7 +145,7 @@ static int load_tokens(struct http *h, const char *path)
 			break;
 		}
 		h->tokens[h->n_tokens].uid = (int64_t)pw->pw_uid;
-		snprintf(h->tokens[h->n_tokens].token, sizeof(h->tokens[0].token), "%s", token);
+		memcpy(h->tokens[h->n_tokens].token, token, strlen(token) + 1); /* length checked */
 		h->n_tokens++;
 	}
 	explicit_bzero(line, sizeof(line));
