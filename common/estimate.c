@@ -116,8 +116,11 @@ int64_t estimate_tokens(json_object *body, const char *url, int64_t per_run)
 	if (!found && !out)
 		return per_run;
 	if (embeddings)
-		return prompt > 0 ? prompt : 1;
+		return prompt > 0 ? (prompt < ESTIMATE_MAX ? prompt : ESTIMATE_MAX) : 1;
 	if (!out)
 		out = per_run;
+	/* Saturate: a body's numbers are the user's, and must not wrap. */
+	if (prompt >= ESTIMATE_MAX || out > (ESTIMATE_MAX - prompt) / n)
+		return ESTIMATE_MAX;
 	return prompt + out * n;
 }

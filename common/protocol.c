@@ -8,10 +8,13 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 const char *const proto_batch_urls[] = {
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", NULL,
 };
+
+static int parse_object(const char *text, size_t len, json_object **ret, char *err, size_t errlen);
 
 static int fail(char *err, size_t errlen, const char *msg)
 {
@@ -28,7 +31,59 @@ static const char *get_string(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+/* Offset of the first byte that is not well-formed UTF-8, or -1. */
+static ssize_t utf8_invalid_at(const unsigned char *s, size_t len)
+{
+	size_t i = 0, k, n;
+	uint32_t cp;
+
+	while (i < len) {
+		unsigned char c = s[i];
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF) {
+			n = 1;
+			cp = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			n = 2;
+			cp = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return (ssize_t)i;
+		}
+		for (k = 1; k <= n; k++) {
+			if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
+				return (ssize_t)i;
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		/* Overlong forms, surrogates, past U+10FFFF. */
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+		    (cp >= 0xD800 && cp <= 0xDFFF))
+			return (ssize_t)i;
+		i += n + 1;
+	}
+	return -1;
+}
+
 int proto_parse_object(const char *text, size_t len, json_object **ret, char *err, size_t errlen)
+{
+	ssize_t bad = utf8_invalid_at((const unsigned char *)text, len);
+
+	if (bad >= 0) {
+		snprintf(err, errlen,
+		         "not valid UTF-8 (byte %zd); save the file as UTF-8 and try again",
+		         bad + 1);
+		return -EINVAL;
+	}
+	return parse_object(text, len, ret, err, errlen);
+}
+
+static int parse_object(const char *text, size_t len, json_object **ret, char *err, size_t errlen)
 {
 	struct json_tokener *tok;
 	json_object *root;
@@ -74,11 +129,33 @@ int proto_known_url(const char *url)
 int proto_check_body(json_object *body, int stream_ok, const char **ret_model, char *err,
                      size_t errlen)
 {
+	static const struct {
+		const char *key;
+		int64_t max;
+	} limits[] = {
+	    {"max_tokens", 10000000},
+	    {"max_completion_tokens", 10000000},
+	    {"max_output_tokens", 10000000},
+	    {"n", 128},
+	    {NULL, 0},
+	};
 	const char *model = get_string(body, "model");
 	json_object *v;
+	int i;
 
 	if (!model || !*model)
 		return fail(err, errlen, "\"model\" is missing (a non-empty string)");
+	for (i = 0; limits[i].key; i++) {
+		if (json_object_object_get_ex(body, limits[i].key, &v) &&
+		    json_object_is_type(v, json_type_int) &&
+		    (json_object_get_int64(v) > limits[i].max || json_object_get_int64(v) < 0)) {
+			snprintf(err, errlen,
+			         "\"%s\": %lld is more than any provider accepts (0..%lld)",
+			         limits[i].key, (long long)json_object_get_int64(v),
+			         (long long)limits[i].max);
+			return -EINVAL;
+		}
+	}
 	if (!stream_ok && json_object_object_get_ex(body, "stream", &v) &&
 	    json_object_get_boolean(v))
 		return fail(err, errlen, "\"stream\": true is not supported in a batch");
@@ -105,6 +182,15 @@ int proto_parse_input(const char *line, size_t len, struct proto_input *ret, cha
 	if (!custom_id || !*custom_id) {
 		r = fail(err, errlen, "missing \"custom_id\" (a non-empty string)");
 		goto out;
+	}
+	{
+		json_object *cv;
+
+		json_object_object_get_ex(root, "custom_id", &cv);
+		if ((size_t)json_object_get_string_len(cv) != strlen(custom_id)) {
+			r = fail(err, errlen, "\"custom_id\" contains a NUL character (\\u0000)");
+			goto out;
+		}
 	}
 	if (strlen(custom_id) > LLMQ_MAX_CUSTOM_ID) {
 		r = fail(err, errlen, "\"custom_id\" longer than 512 characters");

@@ -113,6 +113,11 @@ static int take_line(struct ingest *in, const char *line, size_t len, int too_lo
 		return 0;
 	if (too_long)
 		return add_error(in, in->line_no, "line longer than the 8 MiB limit");
+	/* A byte-order mark, as Windows editors write, is not part of the first line. */
+	if (in->line_no == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+		line += 3;
+		len -= 3;
+	}
 	if (is_blank(line, len))
 		return 0;
 	r = proto_parse_input(line, len, &pi, err, sizeof(err));

@@ -961,3 +961,21 @@ Test(e2e, wait_rides_out_a_daemon_restart, .timeout = 90)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+Test(e2e, a_byte_order_mark_is_not_malformed_json, .timeout = 30)
+{
+	char dir[64], file[128], bom[160], id[32], cmd[600];
+	struct daemon_proc d = {0};
+
+	h_tmpdir(dir, sizeof(dir));
+	h_daemon_start(&d, dir, NULL, FAST, NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	snprintf(bom, sizeof(bom), "%s/bom.jsonl", dir);
+	h_write_batch(file, 3, "gpt-4o-mini", 10);
+	snprintf(cmd, sizeof(cmd), "printf '\\357\\273\\277' > %s && cat %s >> %s", bom, file, bom);
+	cr_assert_eq(system(cmd), 0);
+	h_submit(&d, bom, id, sizeof(id));
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE custom_id = 'req-1'"), 1);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "cancel", id, NULL), 0);
+	h_daemon_signal(&d, SIGTERM);
+}

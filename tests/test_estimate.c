@@ -81,3 +81,16 @@ Test(estimate, completions_prompt)
 	                 "/v1/completions", 7000),
 	             6);
 }
+
+Test(estimate, saturates_instead_of_wrapping)
+{
+	json_object *b = json_tokener_parse(
+	    "{\"model\":\"m\",\"prompt\":\"hi\",\"max_tokens\":9223372036854775807,\"n\":1000}");
+
+	cr_assert_eq(estimate_tokens(b, "/v1/completions", 16), ESTIMATE_MAX);
+	json_object_put(b);
+	b = json_tokener_parse("{\"model\":\"m\",\"prompt\":\"hi\",\"max_tokens\":1000000,"
+	                       "\"n\":100}");
+	cr_assert_eq(estimate_tokens(b, "/v1/completions", 16), 100000001, "exact below the cap");
+	json_object_put(b);
+}

@@ -53,6 +53,23 @@ ParameterizedTestParameters(protocol, bad_lines)
 	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
 	     "\"body\":{\"model\":\"m\",\"stream\":true}}",
 	     "stream"},
+	    /* Numbers no provider takes, which would wrap an estimate. */
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	     "\"body\":{\"model\":\"m\",\"max_tokens\":9223372036854775807}}",
+	     "\"max_tokens\": 9223372036854775807 is more than any provider accepts"},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	     "\"body\":{\"model\":\"m\",\"n\":100000}}",
+	     "\"n\": 100000"},
+	    /* Text that is not what it claims. */
+	    {"{\"custom_id\":\"a\\u0000b\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	     "\"body\":{\"model\":\"m\"}}",
+	     "NUL character"},
+	    {"{\"custom_id\":\"a\xff\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	     "\"body\":{\"model\":\"m\"}}",
+	     "not valid UTF-8 (byte 16)"},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	     "\"body\":{\"model\":\"m\",\"input\":\"\xc0\xaf\"}}",
+	     "not valid UTF-8"},
 	};
 	size_t n = sizeof(cases) / sizeof(cases[0]);
 
