@@ -409,3 +409,14 @@ void h_submit(const struct daemon_proc *d, const char *file, char *id, size_t id
 	snprintf(id, idlen, "%s", h_jstr(o, "id"));
 	json_object_put(o);
 }
+
+const char *h_read_file(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+
+	buf[n] = '\0';
+	if (f)
+		fclose(f);
+	return buf;
+}

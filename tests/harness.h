@@ -48,6 +48,9 @@ int h_llmq(const struct daemon_proc *d, char *out, size_t outlen, char *err, siz
 int h_llmq_as(const char *user, const struct daemon_proc *d, char *out, size_t outlen, char *err,
               size_t errlen, ...);
 
+/* The file at path in buf (empty when absent), NUL-terminated; returns buf. */
+const char *h_read_file(const char *path, char *buf, size_t len);
+
 /* Submit file through llmq (asserting success); the batch id into id. */
 void h_submit(const struct daemon_proc *d, const char *file, char *id, size_t idlen);
 

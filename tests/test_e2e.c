@@ -599,17 +599,10 @@ Test(gate_e2e, submit_retry_waits_for_the_queue_to_drain, .timeout = 60)
 static void wait_log(const struct daemon_proc *d, const char *what, int timeout_s)
 {
 	static char log[1 << 16];
-	FILE *f;
-	size_t n;
 	int i;
 
 	for (i = 0; i < timeout_s * 10; i++) {
-		f = fopen(d->log, "r");
-		n = f ? fread(log, 1, sizeof(log) - 1, f) : 0;
-		log[n] = '\0';
-		if (f)
-			fclose(f);
-		if (strstr(log, what))
+		if (strstr(h_read_file(d->log, log, sizeof(log)), what))
 			return;
 		usleep(100000);
 	}
@@ -749,7 +742,6 @@ Test(e2e, sighup_applies_new_limits_to_the_running_lanes, .timeout = 120)
 	struct daemon_proc d = {0};
 	json_object *b, *st;
 	FILE *f;
-	size_t n;
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "100", NULL);
@@ -783,10 +775,7 @@ Test(e2e, sighup_applies_new_limits_to_the_running_lanes, .timeout = 120)
 	cr_assert_eq(h_jint(st, "ok"), 120, "each job answered once");
 	json_object_put(st);
 	h_daemon_signal(&d, SIGTERM);
-	f = fopen(d.log, "r");
-	n = fread(log, 1, sizeof(log) - 1, f);
-	log[n] = '\0';
-	fclose(f);
+	h_read_file(d.log, log, sizeof(log));
 	cr_assert(strstr(log, "keeping the running configuration"), "%s", log);
 	cr_assert(strstr(log, "reload: lane main: concurrency 4"), "%s", log);
 	h_mock_stop(&m);
@@ -856,17 +845,12 @@ Test(e2e, journal_stream_of_another_file_is_not_the_journal, .timeout = 30)
 {
 	char dir[64], log[4096];
 	struct daemon_proc d = {0};
-	FILE *f;
-	size_t n;
 
 	h_tmpdir(dir, sizeof(dir));
 	/* Inherited from a parent whose stderr was the journal: ours is a file. */
 	h_daemon_start(&d, dir, NULL, "JOURNAL_STREAM=8:12345", NULL);
 	h_daemon_signal(&d, SIGTERM);
-	f = fopen(d.log, "r");
-	n = fread(log, 1, sizeof(log) - 1, f);
-	log[n] = '\0';
-	fclose(f);
+	h_read_file(d.log, log, sizeof(log));
 	cr_assert(strstr(log, "llmqd[info]: "), "%s", log);
 	cr_assert_null(strstr(log, "<6>"), "%s", log);
 }
