@@ -7,13 +7,71 @@
 #include "protocol.h"
 
 #include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-static int try_connect(const char *path, int *ret_fd)
+/* Whom llmqd may run as: this user, root, or the service's own user. */
+static int trusted_owners(uid_t *owners)
+{
+	struct passwd *pw = getpwnam(LLMQ_SERVICE_USER);
+	int n = 0;
+
+	owners[n++] = geteuid();
+	owners[n++] = 0;
+	if (pw)
+		owners[n++] = pw->pw_uid;
+	return n;
+}
+
+static int trusted(uid_t uid, const uid_t *owners, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (owners[i] == uid)
+			return 1;
+	return 0;
+}
+
+/*
+ * Before a byte goes out: the socket, its directory and the process that
+ * listens on it must all belong to a trusted owner, or whoever answers may
+ * be an impostor collecting the prompts. -EPERM with the reason in why.
+ */
+static int check_peer(int fd, const char *path, char *why, size_t len)
+{
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	uid_t owners[3];
+	struct stat st;
+	int n = trusted_owners(owners), r;
+
+	r = paths_check_parent(path, owners, n, why, len);
+	if (r < 0)
+		return r == -EPERM ? r : 0; /* a path that moved: the peer check decides */
+	if (lstat(path, &st) == 0 && !trusted(st.st_uid, owners, n)) {
+		snprintf(why, len, "the socket belongs to uid %u", (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+		snprintf(why, len, "cannot tell who listens on it: %s", strerror(errno));
+		return -EPERM;
+	}
+	if (!trusted(cred.uid, owners, n)) {
+		snprintf(why, len, "the process listening on it runs as uid %u (pid %d)",
+		         (unsigned)cred.uid, (int)cred.pid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int try_connect(const char *path, int *ret_fd, char *why, size_t len)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, e;
@@ -29,6 +87,11 @@ static int try_connect(const char *path, int *ret_fd)
 		close(fd);
 		return -e;
 	}
+	e = check_peer(fd, path, why, len);
+	if (e < 0) {
+		close(fd);
+		return e;
+	}
 	*ret_fd = fd;
 	return 0;
 }
@@ -43,15 +106,25 @@ void conn_set_quiet(int q)
 int conn_open(const struct opts *o, struct conn *c)
 {
 	const char *env = getenv("LLMQ_SOCKET");
+	char why[512] = "";
 	int r, fd = -1;
 
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
-	r = try_connect(o->socket, &fd);
+	r = try_connect(o->socket, &fd, why, sizeof(why));
 	/* A per-user client falls back to the system daemon's socket. */
-	if (r < 0 && (!env || !*env) && strcmp(o->socket, LLMQ_SYSTEM_SOCKET) != 0 &&
-	    try_connect(LLMQ_SYSTEM_SOCKET, &fd) == 0)
+	if (r < 0 && r != -EPERM && (!env || !*env) && strcmp(o->socket, LLMQ_SYSTEM_SOCKET) != 0 &&
+	    try_connect(LLMQ_SYSTEM_SOCKET, &fd, why, sizeof(why)) == 0)
 		r = 0;
+	if (r == -EPERM) {
+		fprintf(stderr,
+		        "llmq: refusing to talk to %s: %s, not you, root or the %s service user; "
+		        "another user may be impersonating llmqd. Nothing was sent.\n"
+		        "llmq: remove that socket's directory (or ask root to), or point --socket "
+		        "/ LLMQ_SOCKET at the real llmqd\n",
+		        o->socket, why, LLMQ_SERVICE_USER);
+		return EX_NOPERM_;
+	}
 	if (r < 0) {
 		if (quiet)
 			return EX_UNAVAILABLE_;
@@ -176,7 +249,7 @@ int report_error(const struct opts *o, json_object *reply)
 	    !json_object_get_boolean(jget(err, "retryable")))
 		return EX_DATAERR_;
 	if (!strcmp(code, ERR_RATE_LIMITED) || !strcmp(code, ERR_BUSY) ||
-	    !strcmp(code, ERR_STORAGE))
+	    !strcmp(code, ERR_STORAGE) || !strcmp(code, ERR_TIMEOUT))
 		return EX_TEMPFAIL_;
 	return EX_SOFTWARE_;
 }

@@ -18,6 +18,7 @@
 #define EX_SOFTWARE_ 70
 #define EX_IOERR_ 74
 #define EX_TEMPFAIL_ 75
+#define EX_NOPERM_ 77
 
 struct opts {
 	char socket[4096];

@@ -92,3 +92,51 @@ int paths_mkparent(const char *path)
 		return -errno;
 	return 0;
 }
+
+static int owned_by(uid_t uid, const uid_t *owners, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (owners[i] == uid)
+			return 1;
+	return 0;
+}
+
+int paths_check_parent(const char *path, const uid_t *owners, int n, char *why, size_t len)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	size_t dlen;
+	struct stat st;
+
+	if (!slash) {
+		dir[0] = '.';
+		dir[1] = '\0';
+	} else {
+		dlen = slash == path ? 1 : (size_t)(slash - path);
+		if (dlen >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, dlen);
+		dir[dlen] = '\0';
+	}
+	if (lstat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, len, "%s is not a directory (a symlink?)", dir);
+		return -EPERM;
+	}
+	if (!owned_by(st.st_uid, owners, n)) {
+		snprintf(why, len, "%s belongs to uid %u, so its owner could put another socket there",
+		         dir, (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(why, len,
+		         "%s (mode %04o) is writable by other users, who could put another socket "
+		         "there",
+		         dir, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}

@@ -2,6 +2,8 @@
  * unixsock.c - see unixsock.h.
  */
 #include "unixsock.h"
+#include "log.h"
+#include "paths.h"
 
 #include <errno.h>
 #include <string.h>
@@ -16,9 +18,20 @@ int unixsock_listen(const char *path, mode_t mode, gid_t gid, int *ret_fd)
 	struct stat st;
 	int fd, probe, r;
 
+	uid_t owners[2] = {geteuid(), 0};
+	char why[512];
+
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
+	/* A directory someone else can write is one where they can swap the socket. */
+	r = paths_check_parent(path, owners, 2, why, sizeof(why));
+	if (r == -EPERM)
+		log_err("refusing to listen on %s: %s. Remove that directory (or ask root to), or "
+		        "set the socket's path to a directory only llmqd's user can write",
+		        path, why);
+	if (r < 0)
+		return r;
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return -EEXIST;

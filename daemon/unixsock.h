@@ -1,7 +1,8 @@
 /*
  * unixsock.h - listening on a Unix socket path, for both faces (the llmq
  * socket and the HTTP face's socket): refuses a path that is not a socket,
- * refuses one another daemon answers on, removes a stale one.
+ * refuses one another daemon answers on, removes a stale one, and refuses a
+ * directory that another user owns or may write (logging why: -EPERM).
  */
 #ifndef LLMQ_UNIXSOCK_H
 #define LLMQ_UNIXSOCK_H
