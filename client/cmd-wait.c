@@ -45,7 +45,7 @@ int cmd_wait(const struct opts *o)
 	char last[256] = "", now[256];
 	struct timespec ts;
 	struct conn c;
-	int r, tty = isatty(STDERR_FILENO) && !o->json;
+	int r, fresh = 0, tty = isatty(STDERR_FILENO) && !o->json;
 
 	if (o->argc != 1) {
 		fprintf(stderr, "usage: llmq wait BATCH\n");
@@ -61,6 +61,14 @@ int cmd_wait(const struct opts *o)
 		req = proto_request(OP_STATUS);
 		json_object_object_add(req, "batch", json_object_new_string(o->argv[0]));
 		r = conn_call(&c, o, req, &reply);
+		/* llmqd closes connections that stay quiet long: open a new one first. */
+		if (r == EX_UNAVAILABLE_ && !fresh) {
+			conn_close(&c);
+			fresh = 1;
+			if (conn_open(o, &c) == 0)
+				continue;
+		}
+		fresh = 0;
 		if (r == EX_UNAVAILABLE_) {
 			r = reconnect(o, &c);
 			if (r == 0)

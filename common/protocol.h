@@ -26,7 +26,9 @@
 #define LLMQ_MAX_CUSTOM_ID 512
 #define LLMQ_MAX_CONNECTIONS 64
 #define LLMQ_MAX_INGESTS 4 /* submits being received at once */
+#define LLMQ_MAX_INGESTS_PER_UID 2 /* ... by one user: the others keep a share */
 #define LLMQ_RESULTS_PAGE 256
+#define LLMQ_RESULTS_PAGE_BYTES (4u << 20) /* a page ends after the line that passes this */
 #define LLMQ_MAX_REPORTED_ERRORS 20
 
 /* Operations. */
@@ -50,6 +52,7 @@
 #define ERR_RATE_LIMITED "BATCH_RATE_LIMITED"
 #define ERR_STORAGE "STORAGE"
 #define ERR_INTERNAL "INTERNAL"
+#define ERR_TIMEOUT "TIMEOUT" /* a request or its lines came too slowly */
 
 /* The URLs the Batch API accepts on an input line. */
 extern const char *const proto_batch_urls[];

@@ -4,6 +4,8 @@
  */
 #include "admission.h"
 #include "cmd.h"
+#include "health.h"
+#include "lane.h"
 #include "protocol.h"
 #include "scheduler.h"
 #include "store.h"
@@ -47,11 +49,14 @@ static json_object *lane_json(const struct lane_snapshot *l, int64_t jobs, int64
 {
 	const struct gate *g = &l->gate;
 	json_object *o = json_object_new_object();
+	char url[sizeof(l->cfg->base_url)];
 
 	if (!o)
 		return NULL;
 	json_object_object_add(o, "name", json_object_new_string(l->cfg->name));
-	json_object_object_add(o, "base_url", json_object_new_string(l->cfg->base_url));
+	json_object_object_add(o, "base_url",
+	                       json_object_new_string(lane_redact_url(
+	                           l->cfg->base_url, url, sizeof(url))));
 	json_object_object_add(o, "has_key", json_object_new_boolean(l->has_key));
 	add_i64(o, "in_flight", g->in_flight);
 	add_i64(o, "in_flight_interactive", g->class_in_flight[GATE_INTERACTIVE]);
@@ -111,6 +116,23 @@ static int lanes_json(struct cmd_ctx *ctx, json_object **ret)
 	return 0;
 }
 
+/* {"ok": true} or {"ok": false, "problem": what is wrong and what to do}. */
+static json_object *database_json(const struct llmqd *d)
+{
+	json_object *o = json_object_new_object();
+	char why[512];
+	int refuse, bad = health_db(d, why, sizeof(why), &refuse);
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "ok", json_object_new_boolean(!bad));
+	if (bad) {
+		json_object_object_add(o, "problem", json_object_new_string(why));
+		json_object_object_add(o, "refusing_batches", json_object_new_boolean(refuse));
+	}
+	return o;
+}
+
 static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 {
 	json_object *lanes = NULL, *list = NULL, *state;
@@ -144,6 +166,7 @@ static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 	if (store_db_bytes(ctx->d->store, &bytes) == 0)
 		cmd_add(ctx, "database_bytes", json_object_new_int64(bytes));
 	cmd_add(ctx, "retention_s", json_object_new_int64(ctx->d->cfg->retention_ms / 1000));
+	cmd_add(ctx, "database", database_json(ctx->d));
 	return CMD_REPLY;
 }
 

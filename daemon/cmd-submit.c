@@ -6,6 +6,7 @@
  * follow it cannot be told from requests.
  */
 #include "cmd.h"
+#include "health.h"
 #include "ingest.h"
 #include "protocol.h"
 #include "timeutil.h"
@@ -26,10 +27,13 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 	struct ingest_opts opts = {0};
 	const char *window = cmd_get_string(ctx->req, "window");
 	json_object *v;
-	char msg[160];
+	char msg[160], why[512];
+	int refuse_db;
 
 	if (!ctx->client)
 		return cmd_error(ctx, ERR_BAD_REQUEST, "submit is only taken on the socket");
+	if (health_db(ctx->d, why, sizeof(why), &refuse_db) && refuse_db)
+		return refuse(ctx, ERR_STORAGE, why);
 	opts.lines = cmd_get_int(ctx->req, "lines", -1);
 	opts.name = cmd_get_string(ctx->req, "name");
 	opts.window_ms = DEFAULT_WINDOW_MS;
@@ -51,6 +55,14 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 		              "\"window\" must be a duration such as 24h, 90m or 3600s");
 	if (opts.priority < -MAX_PRIORITY || opts.priority > MAX_PRIORITY)
 		return refuse(ctx, ERR_BAD_REQUEST, "\"priority\" must be -1000..1000");
+	if (ipc_receiving(ipc_of(ctx->client), ctx->uid) >= LLMQ_MAX_INGESTS_PER_UID) {
+		ctx->d->refusals[REFUSAL_BUSY]++;
+		snprintf(msg, sizeof(msg),
+		         "uid %u is already sending %d batches, the most one user may at once; "
+		         "send this one when they are in",
+		         (unsigned)ctx->uid, LLMQ_MAX_INGESTS_PER_UID);
+		return refuse(ctx, ERR_BUSY, msg);
+	}
 	if (ctx->d->ingests >= LLMQ_MAX_INGESTS) {
 		ctx->d->refusals[REFUSAL_BUSY]++;
 		return refuse(ctx, ERR_BUSY,

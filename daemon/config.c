@@ -266,6 +266,11 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 			cfg->max_connections = atoi(value);
 			if (cfg->max_connections < 1 || cfg->max_connections > 4096)
 				goto fail_range;
+		} else if (strcmp(name, "max_connections_per_user") == 0) {
+			cfg->max_connections_per_user = atoi(value);
+			if (cfg->max_connections_per_user < 1 ||
+			    cfg->max_connections_per_user > 4096)
+				goto fail_range;
 		} else {
 			bad(st->err, st->errlen, where, name, value, "unknown key");
 			goto fail;
@@ -414,6 +419,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_connections = 64;
+	cfg->max_connections_per_user = 16;
 	cfg->log_level = LOG_INFO;
 	snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CONFIG_DEFAULT_HTTP);
 	snprintf(cfg->admin_group, sizeof(cfg->admin_group), "%s", CONFIG_DEFAULT_ADMIN_GROUP);

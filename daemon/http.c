@@ -2,6 +2,7 @@
  * http.c - listeners, routing, limits and errors of the HTTP face.
  */
 #include "http.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "protocol.h"
@@ -243,13 +244,12 @@ fail:
 static void route_healthz(struct llmqd *d, struct evhttp_request *req)
 {
 	json_object *o = json_object_new_object();
-	int ok = sched_store_writable(d->sched);
+	char why[512];
+	int refuse, ok = !health_db(d, why, sizeof(why), &refuse);
 
 	if (o) {
 		json_object_object_add(o, "status", json_object_new_string(ok ? "ok" : "degraded"));
-		json_object_object_add(
-		    o, "store",
-		    json_object_new_string(ok ? "writable" : "refusing writes (see the log)"));
+		json_object_object_add(o, "store", json_object_new_string(ok ? "writable" : why));
 		json_object_object_add(o, "in_flight",
 		                       json_object_new_int(sched_in_flight(d->sched)));
 	}

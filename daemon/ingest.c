@@ -19,6 +19,8 @@
 #include <string.h>
 
 #define INGEST_KEEP_ERRORS 1000
+#define INGEST_LOCK_WAIT_MS 30000 /* how long a locked database may delay the answer */
+#define INGEST_LOCK_RETRY_MS 250
 
 struct ingest_job {
 	int64_t line;
@@ -50,6 +52,12 @@ struct ingest {
 	struct ingest_error *errors;
 	size_t n_errors_kept;
 	int64_t n_errors;
+	/* Once admitted: what is stored, retried while another program holds a lock. */
+	struct admission_verdict v;
+	int64_t tokens;
+	char id[19];
+	struct event *retry;
+	int64_t lock_deadline; /* monotonic ms; 0 until the first refusal */
 };
 
 static void ingest_free(struct ingest *in)
@@ -69,6 +77,8 @@ static void ingest_free(struct ingest *in)
 	free(in->jobs);
 	free(in->errors);
 	free(in->name);
+	if (in->retry)
+		event_free(in->retry);
 	in->d->ingests--;
 	free(in);
 }
@@ -382,12 +392,93 @@ static json_object *routing(struct ingest *in)
 	return arr;
 }
 
+static void store_and_reply(struct ingest *in);
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	store_and_reply(arg);
+}
+
+static void on_gone(void *ud)
+{
+	struct ingest *in = ud;
+
+	log_info("submit from uid %d: the client left while the database was locked; nothing "
+	         "stored",
+	         (int)ipc_client_uid(in->c));
+	ingest_free(in);
+}
+
+/*
+ * The batch is admitted: store it and answer. Another program's lock on the
+ * database delays this (up to INGEST_LOCK_WAIT_MS, retried from a timer, the
+ * loop serving everyone meanwhile) but never loses or doubles the batch:
+ * the transaction either committed or did not happen.
+ */
+static void store_and_reply(struct ingest *in)
+{
+	struct timeval tv = {0, INGEST_LOCK_RETRY_MS * 1000};
+	int64_t now = time_mono_ms();
+	json_object *o;
+	int r = 0;
+
+	if (!in->opts.dry_run) {
+		r = store_batch(in, in->id, in->tokens);
+		if (r == -EBUSY) {
+			if (!in->lock_deadline)
+				in->lock_deadline = now + INGEST_LOCK_WAIT_MS;
+			if (now < in->lock_deadline &&
+			    (in->retry || (in->retry = evtimer_new(in->d->base, retry_cb, in))) &&
+			    evtimer_add(in->retry, &tv) == 0) {
+				ipc_await(in->c, on_gone, in);
+				return;
+			}
+		}
+		if (in->lock_deadline)
+			ipc_await_end(in->c);
+		if (r == -EBUSY) {
+			ipc_reply(in->c,
+			          proto_error(ERR_BUSY,
+			                      "the database stayed locked by another program for "
+			                      "30s; nothing was stored. End that program's "
+			                      "transaction and submit again"));
+			goto out;
+		}
+		if (r < 0) {
+			ipc_reply(in->c, cmd_store_error_reply(in->d, "submit", r));
+			goto out;
+		}
+		log_info("batch %s: %zu jobs, ~%lld tokens, from uid %d", in->id, in->n_jobs,
+		         (long long)in->tokens, (int)ipc_client_uid(in->c));
+		sched_kick(in->d->sched);
+	}
+	o = proto_ok();
+	if (o) {
+		if (!in->opts.dry_run)
+			json_object_object_add(o, "id", json_object_new_string(in->id));
+		json_object_object_add(o, "count", json_object_new_int64((int64_t)in->n_jobs));
+		json_object_object_add(o, "est_tokens", json_object_new_int64(in->tokens));
+		json_object_object_add(o, "eta_ms", json_object_new_int64(in->v.finish_ms));
+		if (in->opts.dry_run)
+			json_object_object_add(o, "lanes", routing(in));
+		if (in->opts.dry_run && in->v.refused) {
+			json_object_object_add(o, "would_refuse",
+			                       json_object_new_string(in->v.reason));
+			json_object_object_add(
+			    o, "retry_after",
+			    json_object_new_int64((in->v.retry_after_ms + 999) / 1000));
+		}
+	}
+	ipc_reply(in->c, o);
+out:
+	ingest_free(in);
+}
+
 static void on_end(void *ud)
 {
 	struct ingest *in = ud;
-	struct admission_verdict v;
-	int64_t tokens = 0;
-	char id[19], msg[160];
+	struct admission_verdict *v = &in->v;
+	char msg[160];
 	json_object *o, *e;
 	int r;
 
@@ -421,51 +512,27 @@ static void on_end(void *ud)
 		                             "the batch has no request lines; nothing was stored"));
 		goto out;
 	}
-	r = admit(in, &v, &tokens);
+	r = admit(in, v, &in->tokens);
 	if (r < 0)
 		goto fail;
-	if (v.refused && !in->opts.dry_run) {
+	if (v->refused && !in->opts.dry_run) {
 		in->d->refusals[REFUSAL_RATE_LIMITED]++;
-		o = proto_error(ERR_RATE_LIMITED, v.reason);
+		o = proto_error(ERR_RATE_LIMITED, v->reason);
 		if (o && json_object_object_get_ex(o, "error", &e)) {
 			json_object_object_add(
 			    e, "retry_after",
-			    json_object_new_int64((v.retry_after_ms + 999) / 1000));
+			    json_object_new_int64((v->retry_after_ms + 999) / 1000));
 			json_object_object_add(e, "retryable",
-			                       json_object_new_boolean(v.retryable));
+			                       json_object_new_boolean(v->retryable));
 		}
-		log_info("submit from uid %d refused: %s", (int)ipc_client_uid(in->c), v.reason);
+		log_info("submit from uid %d refused: %s", (int)ipc_client_uid(in->c), v->reason);
 		ipc_reply(in->c, o);
 		goto out;
 	}
-	if (!in->opts.dry_run) {
-		r = store_new_batch_id(id);
-		if (r == 0)
-			r = store_batch(in, id, tokens);
-		if (r < 0)
-			goto fail;
-		log_info("batch %s: %zu jobs, ~%lld tokens, from uid %d", id, in->n_jobs,
-		         (long long)tokens, (int)ipc_client_uid(in->c));
-		sched_kick(in->d->sched);
-	}
-	o = proto_ok();
-	if (o) {
-		if (!in->opts.dry_run)
-			json_object_object_add(o, "id", json_object_new_string(id));
-		json_object_object_add(o, "count", json_object_new_int64((int64_t)in->n_jobs));
-		json_object_object_add(o, "est_tokens", json_object_new_int64(tokens));
-		json_object_object_add(o, "eta_ms", json_object_new_int64(v.finish_ms));
-		if (in->opts.dry_run)
-			json_object_object_add(o, "lanes", routing(in));
-		if (in->opts.dry_run && v.refused) {
-			json_object_object_add(o, "would_refuse", json_object_new_string(v.reason));
-			json_object_object_add(
-			    o, "retry_after",
-			    json_object_new_int64((v.retry_after_ms + 999) / 1000));
-		}
-	}
-	ipc_reply(in->c, o);
-	goto out;
+	if (!in->opts.dry_run && (r = store_new_batch_id(in->id)) < 0)
+		goto fail;
+	store_and_reply(in);
+	return;
 fail:
 	ipc_reply(in->c, cmd_store_error_reply(in->d, "submit", r));
 out:

@@ -3,6 +3,13 @@
  * one line, parsed with json-c and passed up. A connection is never freed
  * inside its own callback: it is marked dead and reaped on the next loop
  * turn. On EMFILE the listener pauses for a second instead of spinning.
+ *
+ * What one client can hold is bounded: connections per uid (the rest stay
+ * for other users), time (a request must be complete within a deadline of
+ * the previous answer, a submit's lines within one of its header, however
+ * slowly they trickle), and memory (a client that does not read its answers
+ * is not read from: its requests wait until its output has drained, and it
+ * is dropped when the output makes no progress).
  */
 #include "ipc.h"
 #include "protocol.h"
@@ -21,21 +28,27 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
-#define IPC_IDLE_TIMEOUT_S 300
-#define IPC_LINES_TIMEOUT_S 60
+#define IPC_REQUEST_DEADLINE_S 60 /* from accept or the last answer to a whole request */
+#define IPC_LINES_DEADLINE_S 60   /* from a submit's header to its last line */
+#define IPC_WRITE_TIMEOUT_S 60    /* output that does not move */
+#define IPC_OUT_HIGH (4u << 20)   /* stop reading requests past this much unsent */
 
 struct ipc_client {
 	struct ipc *ipc;
 	struct bufferevent *bev;
 	struct event *reap;
+	struct event *deadline;
 	uid_t uid;
 	pid_t pid;
 	int dead;
 	int closing;  /* close once output drains */
 	int skipping; /* discarding the rest of an oversized line */
+	int stalled;  /* not reading: its output is over IPC_OUT_HIGH */
 	int64_t lines_left;
 	const struct ipc_line_handler *lh;
 	void *lh_ud;
+	void (*gone)(void *); /* an answer is owed: ipc_await() */
+	void *gone_ud;
 	TAILQ_ENTRY(ipc_client) link;
 };
 
@@ -45,7 +58,8 @@ struct ipc {
 	struct event *resume;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int owns_path;
-	int max_clients;
+	struct ipc_stats st;
+	struct ipc_limits lim;
 	int n_clients;
 	ipc_request_fn on_request;
 	void *userdata;
@@ -58,12 +72,16 @@ static void client_free(struct ipc_client *c)
 		return;
 	if (c->lh && c->lh->abort)
 		c->lh->abort(c->lh_ud);
+	if (c->gone)
+		c->gone(c->gone_ud);
 	TAILQ_REMOVE(&c->ipc->clients, c, link);
 	c->ipc->n_clients--;
 	if (c->bev)
 		bufferevent_free(c->bev);
 	if (c->reap)
 		event_free(c->reap);
+	if (c->deadline)
+		event_free(c->deadline);
 	free(c);
 }
 
@@ -78,7 +96,31 @@ static void client_kill(struct ipc_client *c)
 		return;
 	c->dead = 1;
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	evtimer_del(c->deadline);
 	event_active(c->reap, 0, 0);
+}
+
+static void arm_deadline(struct ipc_client *c, int seconds)
+{
+	struct timeval tv = {seconds, 0};
+
+	evtimer_add(c->deadline, &tv);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ipc_client *c = arg;
+
+	if (c->lh) {
+		ipc_reply(c, proto_error(ERR_TIMEOUT, "the batch's lines did not all arrive "
+		                                      "within 60s of its header; nothing was "
+		                                      "stored: send the whole file at once"));
+		c->ipc->st.lines_expired++;
+	} else {
+		c->ipc->st.idle_expired++;
+	}
+	/* Whatever was half-sent is dropped with the connection. */
+	ipc_close_after_reply(c);
 }
 
 void ipc_reply_raw(struct ipc_client *c, const char *data, size_t len)
@@ -136,14 +178,56 @@ int ipc_clients(const struct ipc *ipc)
 	return ipc->n_clients;
 }
 
+static int count_uid(const struct ipc *ipc, uid_t uid, int receiving)
+{
+	const struct ipc_client *c;
+	int n = 0;
+
+	TAILQ_FOREACH(c, &ipc->clients, link)
+	if (c->uid == uid && !c->dead && (!receiving || c->lh))
+		n++;
+	return n;
+}
+
+void ipc_stats(const struct ipc *ipc, struct ipc_stats *ret)
+{
+	*ret = ipc->st;
+}
+
+int ipc_receiving(const struct ipc *ipc, uid_t uid)
+{
+	return count_uid(ipc, uid, 1);
+}
+
+struct ipc *ipc_of(const struct ipc_client *c)
+{
+	return c->ipc;
+}
+
+void ipc_await(struct ipc_client *c, void (*gone)(void *), void *ud)
+{
+	c->gone = gone;
+	c->gone_ud = ud;
+	evtimer_del(c->deadline);
+}
+
+void ipc_await_end(struct ipc_client *c)
+{
+	c->gone = NULL;
+	c->gone_ud = NULL;
+	if (c->dead)
+		return;
+	arm_deadline(c, IPC_REQUEST_DEADLINE_S);
+	/* Requests that came meanwhile: after this answer, on a later turn. */
+	bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 void ipc_expect_lines(struct ipc_client *c, int64_t n, const struct ipc_line_handler *h, void *ud)
 {
-	struct timeval tv = {IPC_LINES_TIMEOUT_S, 0};
-
 	c->lines_left = n;
 	c->lh = h;
 	c->lh_ud = ud;
-	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	arm_deadline(c, IPC_LINES_DEADLINE_S);
 	if (n == 0) {
 		c->lh = NULL;
 		h->end(ud);
@@ -170,6 +254,7 @@ static void handle_request(struct ipc_client *c, const char *line, size_t len)
 		return;
 	}
 	json_tokener_free(tok);
+	arm_deadline(c, IPC_REQUEST_DEADLINE_S);
 	c->ipc->on_request(c, req, c->ipc->userdata);
 	json_object_put(req);
 }
@@ -177,7 +262,6 @@ static void handle_request(struct ipc_client *c, const char *line, size_t len)
 static void handle_input_line(struct ipc_client *c, const char *line, size_t len, int too_long)
 {
 	const struct ipc_line_handler *h = c->lh;
-	struct timeval tv = {IPC_IDLE_TIMEOUT_S, 0};
 
 	c->lines_left--;
 	if (h->line(c->lh_ud, line, len, too_long) < 0) {
@@ -188,7 +272,7 @@ static void handle_input_line(struct ipc_client *c, const char *line, size_t len
 	}
 	if (c->lines_left == 0) {
 		c->lh = NULL;
-		bufferevent_set_timeouts(c->bev, &tv, NULL);
+		arm_deadline(c, IPC_REQUEST_DEADLINE_S);
 		h->end(c->lh_ud);
 	}
 }
@@ -201,10 +285,18 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	size_t len, avail;
 	char *line;
 
-	while (!c->dead && !c->closing) {
+	/* While an answer is owed, requests wait in the input (EOF is still seen). */
+	while (!c->dead && !c->closing && !c->gone) {
 		avail = evbuffer_get_length(in);
 		if (avail == 0)
 			break;
+		/* Answers nobody reads: read no more requests until they drain. */
+		if (!c->lh && evbuffer_get_length(bufferevent_get_output(bev)) > IPC_OUT_HIGH) {
+			c->stalled = 1;
+			c->ipc->st.stalls++;
+			bufferevent_disable(bev, EV_READ);
+			break;
+		}
 		eol = evbuffer_search_eol(in, NULL, &len, EVBUFFER_EOL_LF);
 		if (eol.pos < 0) {
 			if (avail <= LLMQ_MAX_LINE)
@@ -252,18 +344,39 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* The output has drained completely. */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct ipc_client *c = arg;
 
-	if (c->closing)
+	if (c->closing) {
 		client_kill(c);
+		return;
+	}
+	if (c->stalled) {
+		c->stalled = 0;
+		bufferevent_enable(bev, EV_READ);
+		read_cb(bev, c); /* what waited in the input */
+	}
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	/* EOF, error or timeout: the client is gone (or silent too long). */
 	client_kill(arg);
+}
+
+/* Best effort: a refused client is told why before the close. */
+static void refuse(int fd, const char *msg)
+{
+	json_object *o = proto_error(ERR_BUSY, msg);
+	const char *s = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN) : NULL;
+
+	if (s && write(fd, s, strlen(s)) >= 0 && write(fd, "\n", 1) >= 0) {
+		/* The client learns from the closed connection otherwise. */
+	}
+	json_object_put(o);
+	close(fd);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -273,15 +386,28 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct ipc_client *c;
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
-	struct timeval tv = {IPC_IDLE_TIMEOUT_S, 0};
-	static const char busy[] = "{\"ok\":false,\"error\":{\"code\":\"" ERR_BUSY "\",\"message\":"
-	                           "\"too many clients connected to llmqd; try again shortly\"}}\n";
+	struct timeval wtv = {IPC_WRITE_TIMEOUT_S, 0};
+	uid_t uid = (uid_t)-1;
+	pid_t pid = -1;
+	char msg[256];
 
-	if (ipc->n_clients >= ipc->max_clients) {
-		if (write(fd, busy, sizeof(busy) - 1) < 0) {
-			/* The client learns from the closed connection instead. */
-		}
-		close(fd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+		uid = cred.uid;
+		pid = cred.pid;
+	}
+	if (ipc->n_clients >= ipc->lim.max_clients) {
+		refuse(fd, "too many clients connected to llmqd; try again shortly");
+		ipc->st.refused++;
+		return;
+	}
+	/* One user may not take the places of all the others. */
+	if (count_uid(ipc, uid, 0) >= ipc->lim.max_per_uid) {
+		snprintf(msg, sizeof(msg),
+		         "uid %u already has %d connections to llmqd, the most one user may "
+		         "hold; close some and try again",
+		         (unsigned)uid, ipc->lim.max_per_uid);
+		refuse(fd, msg);
+		ipc->st.refused++;
 		return;
 	}
 	c = calloc(1, sizeof(*c));
@@ -290,17 +416,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	c->ipc = ipc;
-	c->uid = (uid_t)-1;
-	c->pid = -1;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
-		c->uid = cred.uid;
-		c->pid = cred.pid;
-	}
+	c->uid = uid;
+	c->pid = pid;
 	c->bev = bufferevent_socket_new(ipc->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->reap = event_new(ipc->base, -1, 0, reap_cb, c);
+	c->deadline = evtimer_new(ipc->base, deadline_cb, c);
 	TAILQ_INSERT_TAIL(&ipc->clients, c, link);
 	ipc->n_clients++;
-	if (!c->bev || !c->reap) {
+	if (!c->bev || !c->reap || !c->deadline) {
 		if (!c->bev)
 			close(fd);
 		client_free(c);
@@ -308,8 +431,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, LLMQ_MAX_LINE + 65536);
-	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	bufferevent_set_timeouts(c->bev, NULL, &wtv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	arm_deadline(c, IPC_REQUEST_DEADLINE_S);
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -331,8 +455,9 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	}
 }
 
-int ipc_new(struct event_base *base, int fd, const char *path, gid_t group, int max_clients,
-            ipc_request_fn on_request, void *userdata, struct ipc **ret)
+int ipc_new(struct event_base *base, int fd, const char *path, gid_t group,
+            const struct ipc_limits *lim, ipc_request_fn on_request, void *userdata,
+            struct ipc **ret)
 {
 	struct ipc *ipc;
 	int r;
@@ -342,7 +467,9 @@ int ipc_new(struct event_base *base, int fd, const char *path, gid_t group, int 
 		return -ENOMEM;
 	TAILQ_INIT(&ipc->clients);
 	ipc->base = base;
-	ipc->max_clients = max_clients;
+	ipc->lim = *lim;
+	if (ipc->lim.max_per_uid < 1 || ipc->lim.max_per_uid > ipc->lim.max_clients)
+		ipc->lim.max_per_uid = ipc->lim.max_clients;
 	ipc->on_request = on_request;
 	ipc->userdata = userdata;
 	if (fd < 0) {

@@ -28,15 +28,33 @@ struct ipc_line_handler {
 	void (*abort)(void *ud);
 };
 
+struct ipc_limits {
+	int max_clients; /* connections at once, all users */
+	int max_per_uid; /* connections at once, one user */
+};
+
+/* What the limits did, since the start (for metrics). */
+struct ipc_stats {
+	uint64_t refused;      /* connections refused: too many, overall or per user */
+	uint64_t stalls;       /* times a client's requests waited for its output to drain */
+	uint64_t idle_expired; /* connections closed: no whole request within the deadline */
+	uint64_t lines_expired; /* submits dropped: lines not all in within the deadline */
+};
+
 /*
  * Listen on fd when >= 0 (socket activation), else bind path (removing a
  * stale socket, refusing when another daemon answers on it): mode 0600, or
  * 0660 with group unless that is (gid_t)-1.
  */
-int ipc_new(struct event_base *base, int fd, const char *path, gid_t group, int max_clients,
-            ipc_request_fn on_request, void *userdata, struct ipc **ret);
+int ipc_new(struct event_base *base, int fd, const char *path, gid_t group,
+            const struct ipc_limits *lim, ipc_request_fn on_request, void *userdata,
+            struct ipc **ret);
 void ipc_free(struct ipc *ipc);
 int ipc_clients(const struct ipc *ipc);
+void ipc_stats(const struct ipc *ipc, struct ipc_stats *ret);
+/* How many submits uid is sending right now (connections receiving lines). */
+int ipc_receiving(const struct ipc *ipc, uid_t uid);
+struct ipc *ipc_of(const struct ipc_client *c);
 
 /* Send one answer line; takes ownership of reply. */
 void ipc_reply(struct ipc_client *c, json_object *reply);
@@ -50,6 +68,14 @@ void ipc_close_after_reply(struct ipc_client *c);
 
 uid_t ipc_client_uid(const struct ipc_client *c);
 pid_t ipc_client_pid(const struct ipc_client *c);
+
+/*
+ * The daemon owes c an answer it cannot give yet (its database is locked):
+ * c's next requests wait meanwhile and its request deadline is off; if c
+ * goes away first, gone(ud) is called. ipc_await_end() before answering.
+ */
+void ipc_await(struct ipc_client *c, void (*gone)(void *), void *ud);
+void ipc_await_end(struct ipc_client *c);
 
 /* Read the next n raw lines into h, then go back to requests. */
 void ipc_expect_lines(struct ipc_client *c, int64_t n, const struct ipc_line_handler *h, void *ud);

@@ -68,3 +68,22 @@ int lane_url(const struct lane_config *l, const char *path, char *buf, size_t le
 	n = snprintf(buf, len, "%.*s%s", (int)blen, l->base_url, path);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
+
+const char *lane_redact_url(const char *url, char *buf, size_t len)
+{
+	const char *host = strstr(url, "://"), *end, *at;
+
+	if (len == 0)
+		return buf;
+	host = host ? host + 3 : url;
+	end = host + strcspn(host, "/?#");
+	at = memchr(host, '@', (size_t)(end - host));
+	/* The last '@' of the authority ends its userinfo. */
+	while (at && memchr(at + 1, '@', (size_t)(end - at - 1)))
+		at = memchr(at + 1, '@', (size_t)(end - at - 1));
+	if (at)
+		snprintf(buf, len, "%.*s***%s", (int)(host - url), url, at);
+	else
+		snprintf(buf, len, "%s", url);
+	return buf;
+}

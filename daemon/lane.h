@@ -18,4 +18,8 @@ int lane_load_key(const struct lane_config *l, char **ret);
 /* base_url + the job's url ("/v1/..."), without doubling a trailing "/v1". */
 int lane_url(const struct lane_config *l, const char *path, char *buf, size_t len);
 
+/* url as it may be shown (status, the log): credentials in it ("user:pass@")
+ * become "***@". Truncates to fit len. */
+const char *lane_redact_url(const char *url, char *buf, size_t len);
+
 #endif

@@ -5,8 +5,10 @@
  */
 #include "cmd.h"
 #include "config.h"
+#include "health.h"
 #include "http.h"
 #include "ipc.h"
+#include "lane.h"
 #include "llmqd.h"
 #include "log.h"
 #include "paths.h"
@@ -101,15 +103,20 @@ out:
 	sd_ready("reloaded");
 }
 
+static void on_health(evutil_socket_t fd, short what, void *arg)
+{
+	health_check(arg);
+}
+
 /* WATCHDOG=1 and STATUS=, from a timer: sent only while the loop turns. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct llmqd *d = arg;
 	struct lane_snapshot snap;
 	int64_t jobs = 0, tokens = 0, now = time_mono_ms();
-	char status[256], paused[128] = "";
+	char status[512], paused[128] = "", db[256];
 	size_t n = 0;
-	int i;
+	int i, refuse;
 
 	sd_watchdog_ping();
 	store_backlog(d->store, NULL, &jobs, &tokens);
@@ -117,9 +124,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		if (snap.gate.paused_until > now && n < sizeof(paused) - 1)
 			n += (size_t)snprintf(paused + n, sizeof(paused) - n, "%s%s", n ? "," : "",
 			                      snap.cfg->name);
-	snprintf(status, sizeof(status), "%lld queued or running, %d in flight%s%s%s",
+	if (!health_db(d, db, sizeof(db), &refuse))
+		db[0] = '\0';
+	snprintf(status, sizeof(status), "%lld queued or running, %d in flight%s%s%s%s",
 	         (long long)jobs, sched_in_flight(d->sched), n ? "; paused: " : "", paused,
-	         sched_store_writable(d->sched) ? "" : "; database refusing writes");
+	         db[0] ? "; " : "", db);
 	sd_status(status);
 }
 
@@ -127,11 +136,13 @@ int main(int argc, char **argv)
 {
 	struct llmqd d = {0};
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL, *tick = NULL;
+	struct event *health = NULL;
 	struct retention *retention = NULL;
+	struct ipc_limits lim;
 	struct timeval tv;
 	int64_t wd;
 	int64_t requeued = 0;
-	char err[1024], status[128];
+	char err[1024], status[128], url[sizeof(cfg.lanes[0].base_url)];
 	int r, fd, rc = EXIT_FAILURE, i;
 
 	/* The database, its WAL and journal, and the sockets are the daemon's alone. */
@@ -209,8 +220,9 @@ int main(int argc, char **argv)
 		}
 		d.socket_gid = gr->gr_gid;
 	}
-	r = ipc_new(d.base, fd, cfg.socket_path, d.socket_gid, cfg.max_connections, cmd_dispatch,
-	            &d, &d.ipc);
+	lim.max_clients = cfg.max_connections;
+	lim.max_per_uid = cfg.max_connections_per_user;
+	r = ipc_new(d.base, fd, cfg.socket_path, d.socket_gid, &lim, cmd_dispatch, &d, &d.ipc);
 	if (r < 0) {
 		log_err("cannot listen on %s: %s%s", cfg.socket_path, strerror(-r),
 		        r == -EADDRINUSE ? " (another llmqd is running there; stop it or use "
@@ -235,7 +247,8 @@ int main(int argc, char **argv)
 	sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
 	sighup = evsignal_new(d.base, SIGHUP, on_reload, &d);
 	tick = event_new(d.base, -1, EV_PERSIST, on_tick, &d);
-	if (!sigterm || !sigint || !sighup || !tick || evsignal_add(sigterm, NULL) < 0 ||
+	health = event_new(d.base, -1, EV_PERSIST, on_health, &d);
+	if (!sigterm || !sigint || !sighup || !tick || !health || evsignal_add(sigterm, NULL) < 0 ||
 	    evsignal_add(sigint, NULL) < 0 || evsignal_add(sighup, NULL) < 0) {
 		log_err("cannot install signal handlers");
 		goto out;
@@ -243,7 +256,8 @@ int main(int argc, char **argv)
 	for (i = 0; i < cfg.n_lanes; i++)
 		log_info("lane %s: %s, concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
 		         "headroom %.2f%s",
-		         cfg.lanes[i].name, cfg.lanes[i].base_url,
+		         cfg.lanes[i].name,
+		         lane_redact_url(cfg.lanes[i].base_url, url, sizeof(url)),
 		         cfg.lanes[i].limits.max_concurrency,
 		         (long long)cfg.lanes[i].limits.stagger_ms,
 		         (long long)cfg.lanes[i].limits.tpm, (long long)cfg.lanes[i].limits.rpm,
@@ -263,6 +277,11 @@ int main(int argc, char **argv)
 	tv.tv_sec = wd / 1000;
 	tv.tv_usec = (wd % 1000) * 1000;
 	event_add(tick, &tv);
+	tv.tv_sec = 1;
+	tv.tv_usec = 0;
+	event_add(health, &tv);
+	/* The loop serves from here: never wait long on another program's lock. */
+	store_serving(d.store);
 	sched_kick(d.sched);
 	/*
 	 * One turn at a time, then the turn's own after-work (as redis's
@@ -292,6 +311,8 @@ out:
 		event_free(sighup);
 	if (tick)
 		event_free(tick);
+	if (health)
+		event_free(health);
 	if (d.base)
 		event_base_free(d.base);
 	curl_global_cleanup();

@@ -161,8 +161,10 @@ static enum launch_result launch_job(struct lane *l)
 		return LAUNCHED;
 	}
 	if (r < 0) {
-		log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
-		        (long long)f->job.id, store_errmsg(s->d->store));
+		/* A lock another program holds is reported once, by health.c. */
+		if (r != -EBUSY)
+			log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
+			        (long long)f->job.id, store_errmsg(s->d->store));
 		flight_free(f);
 		arm(l, now + 1000, now);
 		return MUST_WAIT;
@@ -297,16 +299,17 @@ static void undo_pump(struct scheduler *s)
 static void pump(struct scheduler *s, struct lane *only)
 {
 	struct store *st = s->d->store;
-	int i, grouped;
+	int i, grouped, r;
 
 	s->pumps++;
 	grouped = store_tx_begin(st) == 0;
 	for (i = 0; i < s->n_lanes; i++)
 		if (!only || only == &s->lanes[i])
 			pump_lane(&s->lanes[i]);
-	if (grouped && store_tx_commit(st) < 0) {
-		log_err("cannot record the launches of jobs: %s; trying again in 1s",
-		        store_errmsg(st));
+	if (grouped && (r = store_tx_commit(st)) < 0) {
+		if (r != -EBUSY)
+			log_err("cannot record the launches of jobs: %s; trying again in 1s",
+			        store_errmsg(st));
 		store_tx_rollback(st);
 		undo_pump(s);
 	}

@@ -1,7 +1,14 @@
 /*
- * store.c - the SQLite store. One connection, WAL, foreign keys, a busy
- * timeout, and every statement prepared once. Owns the schema migrations
- * (embedded from sql/). Builds no SQL from data: everything is bound.
+ * store.c - the SQLite store. One connection, WAL, foreign keys, and every
+ * statement prepared once. Owns the schema migrations (embedded from sql/).
+ * Builds no SQL from data: everything is bound.
+ *
+ * The store runs on the event loop, so it never waits long for a lock that
+ * another program (a person's sqlite3) holds: it waits STORE_BUSY_WAIT_MS,
+ * then fails the statement with -EBUSY and counts the database as contended;
+ * while contended, a lock is not waited for at all. The callers keep their
+ * writes and try again from a timer; the first write that gets through ends
+ * the contention. In WAL mode reads are never blocked by a writer.
  */
 #include "store.h"
 #include "migrations.h"
@@ -12,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <sqlite3.h>
 
 enum stmt_id {
@@ -169,11 +178,68 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_ROLLBACK_TO] = "ROLLBACK TO op",
 };
 
+#define STORE_BUSY_WAIT_MS 10     /* on the loop: a lock someone holds for a moment */
+#define STORE_OPEN_WAIT_MS 10000  /* at start-up, before the loop serves anyone */
+
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S__COUNT];
 	int in_tx;
+	int patient;             /* start-up: wait STORE_OPEN_WAIT_MS for locks */
+	int64_t contended_since; /* wall ms of the first write refused by a lock; 0: none */
+	struct stat st;          /* the file opened, to notice it being replaced */
+	char *path;
 };
+
+static int64_t now_ms(int clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SQLite's busy handler: count is how often it was called for this lock. */
+static int on_busy(void *userdata, int count)
+{
+	struct store *s = userdata;
+	struct timespec ms = {0, 1000000};
+	int limit = s->patient ? STORE_OPEN_WAIT_MS : STORE_BUSY_WAIT_MS;
+
+	if (!s->contended_since && count < limit) {
+		nanosleep(&ms, NULL);
+		return 1;
+	}
+	if (!s->contended_since)
+		s->contended_since = now_ms(CLOCK_REALTIME);
+	return 0;
+}
+
+static void uncontended(struct store *s)
+{
+	s->contended_since = 0;
+}
+
+int64_t store_contended_since(const struct store *s)
+{
+	return s->contended_since;
+}
+
+void store_serving(struct store *s)
+{
+	s->patient = 0;
+}
+
+int store_check_file(struct store *s)
+{
+	struct stat st;
+
+	if (stat(s->path, &st) < 0)
+		return errno == ENOENT ? -ENOENT : 0; /* other errors: cannot tell */
+	if (st.st_dev != s->st.st_dev || st.st_ino != s->st.st_ino)
+		return -ESTALE;
+	return 0;
+}
 
 /* The one adapter from SQLite result codes to -errno. */
 static int sql_errno(int rc)
@@ -237,6 +303,8 @@ static int run(struct store *s, sqlite3_stmt *st, int64_t *ret_changes)
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return sql_errno(rc);
+	if (!s->in_tx && !sqlite3_stmt_readonly(st))
+		uncontended(s);
 	if (ret_changes)
 		*ret_changes = sqlite3_changes64(s->db);
 	return 0;
@@ -331,11 +399,17 @@ int store_open(const char *path, struct store **ret)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->patient = 1;
+	s->path = strdup(path);
+	if (!s->path) {
+		r = -ENOMEM;
+		goto out;
+	}
 	r = sql_errno(sqlite3_open_v2(
 	    path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL));
 	if (r < 0)
 		goto out;
-	sqlite3_busy_timeout(s->db, 5000);
+	sqlite3_busy_handler(s->db, on_busy, s);
 	sqlite3_extended_result_codes(s->db, 1);
 	/* Only takes on a new file, before its tables: then retention gives space back. */
 	r = exec(s, "PRAGMA auto_vacuum = INCREMENTAL");
@@ -347,6 +421,8 @@ int store_open(const char *path, struct store **ret)
 		r = exec(s, "PRAGMA foreign_keys = ON");
 	if (r == 0)
 		r = migrate(s);
+	if (r == 0 && stat(path, &s->st) < 0)
+		r = -errno;
 out:
 	if (r < 0) {
 		store_free(s);
@@ -365,6 +441,7 @@ void store_free(struct store *s)
 	for (i = 0; i < S__COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
+	free(s->path);
 	free(s);
 }
 
@@ -389,8 +466,10 @@ int store_tx_commit(struct store *s)
 {
 	int r = simple(s, S_COMMIT);
 
-	if (r == 0)
+	if (r == 0) {
 		s->in_tx = 0;
+		uncontended(s);
+	}
 	return r;
 }
 
@@ -1017,7 +1096,8 @@ int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *re
 }
 
 int store_results(struct store *s, const char *id, int64_t after, int limit, int errors,
-                  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count)
+                  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count,
+                  int *ret_more)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t last = after;
@@ -1029,6 +1109,7 @@ int store_results(struct store *s, const char *id, int64_t after, int limit, int
 	bind_text(st, 1, id);
 	sqlite3_bind_int64(st, 2, after);
 	sqlite3_bind_int(st, 3, limit);
+	*ret_more = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		last = sqlite3_column_int64(st, 0);
 		r = cb(userdata, (const char *)sqlite3_column_text(st, 1),
@@ -1036,6 +1117,12 @@ int store_results(struct store *s, const char *id, int64_t after, int limit, int
 		if (r < 0)
 			break;
 		count++;
+		if (r > 0) {
+			*ret_more = 1; /* the caller has enough: the rest on the next page */
+			r = 0;
+			rc = SQLITE_DONE;
+			break;
+		}
 	}
 	sqlite3_reset(st);
 	if (r == 0 && rc != SQLITE_DONE)
@@ -1043,6 +1130,8 @@ int store_results(struct store *s, const char *id, int64_t after, int limit, int
 	if (r == 0) {
 		*ret_last = last;
 		*ret_count = count;
+		if (count == limit)
+			*ret_more = 1;
 	}
 	return r;
 }

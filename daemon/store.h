@@ -98,6 +98,15 @@ struct store_outcome {
 int store_open(const char *path, struct store **ret);
 void store_free(struct store *s);
 const char *store_errmsg(struct store *s);
+
+/* From now on the event loop runs: wait for another program's lock only a
+ * moment (start-up waits up to 10 s). */
+void store_serving(struct store *s);
+/* Wall ms since when another program's lock refuses writes; 0 when none. */
+int64_t store_contended_since(const struct store *s);
+/* Whether the file open is still the one at its path: 0, -ENOENT (deleted)
+ * or -ESTALE (replaced). */
+int store_check_file(struct store *s);
 int store_schema_version(struct store *s);
 /* Cap the database at max_bytes (0: no cap); past it, writes fail with -ENOSPC. */
 int store_limit_size(struct store *s, int64_t max_bytes);
@@ -140,14 +149,17 @@ int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret)
 /* Queued jobs cancelled; running ones left to finish. -ENOENT when unknown. */
 int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *ret_cancelled);
 
+/* Takes one line: < 0 stops with that error, 1 ends the page after this line. */
 typedef int (*store_line_cb)(void *userdata, const char *line, size_t len);
 /*
  * Result lines (Batch API output format) of batch id with job ids > after, at
  * most limit of them; errors selects failed and cancelled jobs instead of
- * succeeded ones. *ret_last is the last job id seen (after when none).
+ * succeeded ones. *ret_last is the last job id seen (after when none);
+ * *ret_more says a next page may hold more.
  */
 int store_results(struct store *s, const char *id, int64_t after, int limit, int errors,
-                  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count);
+                  store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count,
+                  int *ret_more);
 
 /* Jobs queued or running, and their estimated tokens; lane NULL for all lanes. */
 int store_backlog(struct store *s, const char *lane, int64_t *ret_jobs, int64_t *ret_tokens);

@@ -206,7 +206,8 @@ static void write_now(struct writeback *wb)
 	int r = writeback_flush(wb);
 
 	if (r < 0) {
-		if (!wb->failing)
+		/* A lock another program holds is reported once, by health.c. */
+		if (!wb->failing && r != -EBUSY)
 			log_err("cannot record outcomes in the database: %s (%s); keeping them in "
 			        "memory and retrying every second. Free space under the database's "
 			        "directory",

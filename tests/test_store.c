@@ -235,6 +235,7 @@ Test(store, retry_in_cancelling_batch_is_cancelled)
 
 struct lines {
 	int n;
+	int stop_after; /* end the page after this many lines (0: never) */
 	char first[512];
 };
 
@@ -244,7 +245,7 @@ static int collect(void *ud, const char *line, size_t len)
 
 	if (l->n++ == 0)
 		snprintf(l->first, sizeof(l->first), "%.*s", (int)len, line);
-	return 0;
+	return l->n == l->stop_after;
 }
 
 Test(store, results_in_batch_output_format)
@@ -253,16 +254,22 @@ Test(store, results_in_batch_output_format)
 	struct store_outcome o = ok_outcome();
 	struct lines l = {0};
 	int64_t attempt, last;
-	int n;
+	int n, more, i;
 	json_object *line, *resp, *body, *v;
 
-	add_batch("b_0000000000000007", 2);
-	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
-	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
-	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
-	store_job_clear(&j);
-	cr_assert_eq(store_results(st, "b_0000000000000007", 0, 10, 0, collect, &l, &last, &n), 0);
+	add_batch("b_0000000000000007", 3);
+	for (i = 0; i < 2; i++) {
+		cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
+		cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+		store_job_clear(&j);
+	}
+	/* The taker ends the page early (its byte bound): the rest comes next. */
+	l.stop_after = 1;
+	cr_assert_eq(
+	    store_results(st, "b_0000000000000007", 0, 10, 0, collect, &l, &last, &n, &more), 0);
 	cr_assert_eq(n, 1);
+	cr_assert_eq(more, 1);
 	line = json_tokener_parse(l.first);
 	cr_assert_not_null(line, "%s", l.first);
 	json_object_object_get_ex(line, "custom_id", &v);
@@ -274,11 +281,20 @@ Test(store, results_in_batch_output_format)
 	json_object_object_get_ex(resp, "body", &body);
 	cr_assert(json_object_is_type(body, json_type_object), "body embedded as JSON");
 	json_object_put(line);
+	l.n = 0;
+	l.stop_after = 0;
+	cr_assert_eq(
+	    store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n, &more),
+	    0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(more, 0);
 	/* Paging: nothing after the last id. */
 	l.n = 0;
-	cr_assert_eq(store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n),
-	             0);
+	cr_assert_eq(
+	    store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n, &more),
+	    0);
 	cr_assert_eq(n, 0);
+	cr_assert_eq(more, 0);
 }
 
 Test(store, backlog_counts_queued_and_running)

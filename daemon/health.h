@@ -1,0 +1,25 @@
+/*
+ * health.h - what is wrong with the daemon's database right now, checked
+ * once a second from the loop: another program holding its lock (writes
+ * wait in memory), or its file deleted or replaced under the daemon (new
+ * work refused, since nothing stored now would survive a restart). Logs each
+ * change once; status, /healthz and the submit path read the same verdict.
+ */
+#ifndef LLMQ_HEALTH_H
+#define LLMQ_HEALTH_H
+
+#include <stddef.h>
+
+#include "llmqd.h"
+
+/* Look again (from a timer); logs what changed. */
+void health_check(struct llmqd *d);
+
+/*
+ * 0 when the database is fine; else 1 with what is wrong and what to do in
+ * msg. Also returns 1 for a locked database; *ret_refuse says whether new
+ * work must be refused (the file is gone) or only waits (a lock).
+ */
+int health_db(const struct llmqd *d, char *msg, size_t len, int *ret_refuse);
+
+#endif
