@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -102,12 +103,29 @@ static void local_estimate(const char *buf, size_t len, int64_t *ret_tokens, int
 	}
 }
 
+/* A fresh key per invocation: a repeat of this submit is then told from a new one. */
+static int make_key(char *buf, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[16];
+	size_t i;
+
+	if (len < 2 * sizeof(rnd) + 1 || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return -EIO;
+	for (i = 0; i < sizeof(rnd); i++) {
+		buf[2 * i] = hex[rnd[i] >> 4];
+		buf[2 * i + 1] = hex[rnd[i] & 15];
+	}
+	buf[2 * sizeof(rnd)] = '\0';
+	return 0;
+}
+
 static int submit_once(const struct opts *o, const char *buf, size_t len, int64_t lines,
-                       const char *name, json_object **ret)
+                       const char *name, const char *key, json_object **ret)
 {
 	json_object *req, *reply = NULL;
 	struct conn c;
-	int r;
+	int r, sent;
 
 	*ret = NULL;
 	r = conn_open(o, &c);
@@ -122,14 +140,26 @@ static int submit_once(const struct opts *o, const char *buf, size_t len, int64_
 		json_object_object_add(req, "priority", json_object_new_int(o->priority));
 	if (o->dry_run)
 		json_object_object_add(req, "dry_run", json_object_new_boolean(1));
+	json_object_object_add(req, "idempotency_key", json_object_new_string(key));
 	r = conn_send(&c, req);
 	if (r == 0)
 		r = conn_write(&c, buf, len);
 	if (r == 0 && len > 0 && buf[len - 1] != '\n')
 		r = conn_write(&c, "\n", 1);
+	sent = r == 0;
 	/* If llmqd stopped reading early, its answer says why. */
 	r = conn_read(&c, &reply);
 	conn_close(&c);
+	if ((r < 0 || !reply) && sent && !o->dry_run) {
+		/* llmqd may have stored it and died before it could say so. */
+		fprintf(stderr,
+		        "llmq: the connection to llmqd dropped after the whole batch was sent; "
+		        "it is unknown whether it was stored: 'llmq list' will tell.\n"
+		        "llmq: to send it again without risking a second copy, run:\n"
+		        "  llmq submit --idempotency-key %s %s\n",
+		        key, o->argv[0]);
+		return EX_TEMPFAIL_;
+	}
 	if (r < 0 || !reply) {
 		fprintf(stderr, "llmq: llmqd closed the connection during the submit; nothing "
 		                "was stored. See its log\n");
@@ -144,7 +174,8 @@ int cmd_submit(const struct opts *o)
 	int64_t lines, tokens, max, bad, wait, i;
 	json_object *reply = NULL, *err;
 	char *buf = NULL, *pathcopy = NULL, eta[32];
-	const char *code, *name;
+	const char *code, *name, *key = o->idempotency_key;
+	char fresh[40];
 	size_t len = 0;
 	int r;
 
@@ -174,8 +205,18 @@ int cmd_submit(const struct opts *o)
 	}
 	pathcopy = strdup(o->argv[0]);
 	name = o->name ? o->name : pathcopy ? basename(pathcopy) : "-";
+	if (!key) {
+		if (make_key(fresh, sizeof(fresh)) < 0) {
+			fprintf(stderr, "llmq: cannot draw a random idempotency key: %s\n",
+			        strerror(errno));
+			r = EX_SOFTWARE_;
+			goto out;
+		}
+		key = fresh;
+	}
+	/* --retry sends the same key again: a batch that got in is never doubled. */
 	for (;;) {
-		r = submit_once(o, buf, len, lines, name, &reply);
+		r = submit_once(o, buf, len, lines, name, key, &reply);
 		if (r)
 			goto out;
 		if (json_object_get_boolean(jget(reply, "ok")))
@@ -225,6 +266,11 @@ int cmd_submit(const struct opts *o)
 		else
 			printf("would be accepted (nothing was submitted)\n");
 	} else {
+		if (json_object_get_boolean(jget(reply, "duplicate")))
+			fprintf(stderr,
+			        "llmq: already stored as %s with this idempotency key; not stored "
+			        "again\n",
+			        jtext(reply, "id"));
 		printf("%s\n", jtext(reply, "id"));
 	}
 	r = EX_OK_;

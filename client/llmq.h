@@ -27,6 +27,7 @@ struct opts {
 	int errors;
 	const char *window;
 	const char *name;
+	const char *idempotency_key;
 	int dry_run;
 	int retry;
 	int limit;

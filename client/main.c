@@ -4,6 +4,7 @@
  */
 #include "llmq.h"
 #include "paths.h"
+#include "protocol.h"
 #include "timeutil.h"
 
 #include <getopt.h>
@@ -20,8 +21,9 @@ static const struct {
 	const char *flags;
 	const char *usage;
 } commands[] = {
-    {"submit", cmd_submit, "wndrp",
-     "submit FILE.jsonl [--window 24h] [--priority N] [--name NAME] [--dry-run] [--retry]"},
+    {"submit", cmd_submit, "wndrpk",
+     "submit FILE.jsonl [--window 24h] [--priority N] [--name NAME] [--dry-run] [--retry] "
+     "[--idempotency-key KEY]"},
     {"status", cmd_status, "", "status [BATCH]"},
     {"list", cmd_list, "l", "list [--limit N]"},
     {"wait", cmd_wait, "i", "wait BATCH [--interval SECONDS]"},
@@ -52,6 +54,8 @@ static const char *flag_name(int c)
 		return "--interval";
 	case 'p':
 		return "--priority";
+	case 'k':
+		return "--idempotency-key";
 	default:
 		return "?";
 	}
@@ -81,7 +85,9 @@ int main(int argc, char **argv)
 	    {"dry-run", no_argument, NULL, 'd'},        {"retry", no_argument, NULL, 'r'},
 	    {"limit", required_argument, NULL, 'l'},    {"interval", required_argument, NULL, 'i'},
 	    {"priority", required_argument, NULL, 'p'}, {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
+	    {"version", no_argument, NULL, 'V'},
+	    {"idempotency-key", required_argument, NULL, 'k'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct opts o;
 	char seen[32] = "";
@@ -98,7 +104,7 @@ int main(int argc, char **argv)
 		return EX_USAGE_;
 	}
 	while ((c = getopt_long(argc, argv, "jo:hV", longopts, NULL)) != -1) {
-		if (strchr("oewndrlip", c) && !strchr(seen, c) && n_seen < sizeof(seen) - 1)
+		if (strchr("oewndrlipk", c) && !strchr(seen, c) && n_seen < sizeof(seen) - 1)
 			seen[n_seen++] = (char)c;
 		switch (c) {
 		case 'j':
@@ -127,6 +133,15 @@ int main(int argc, char **argv)
 		}
 		case 'n':
 			o.name = optarg;
+			break;
+		case 'k':
+			if (!proto_valid_idempotency_key(optarg)) {
+				fprintf(stderr, "llmq: --idempotency-key wants 1 to %d letters, "
+				                "digits, '-', '_', '.' or ':'\n",
+				        LLMQ_MAX_IDEMPOTENCY_KEY);
+				return EX_USAGE_;
+			}
+			o.idempotency_key = optarg;
 			break;
 		case 'd':
 			o.dry_run = 1;

@@ -313,3 +313,12 @@ int proto_valid_batch_id(const char *id)
 			return 0;
 	return 1;
 }
+
+int proto_valid_idempotency_key(const char *key)
+{
+	size_t n = key ? strlen(key) : 0;
+
+	if (n == 0 || n > LLMQ_MAX_IDEMPOTENCY_KEY)
+		return 0;
+	return strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
+}

@@ -54,6 +54,10 @@
 #define ERR_INTERNAL "INTERNAL"
 #define ERR_TIMEOUT "TIMEOUT" /* a request or its lines came too slowly */
 
+/* A submit's idempotency key: 1..64 of [A-Za-z0-9._:-]. */
+#define LLMQ_MAX_IDEMPOTENCY_KEY 64
+int proto_valid_idempotency_key(const char *key);
+
 /* The URLs the Batch API accepts on an input line. */
 extern const char *const proto_batch_urls[];
 

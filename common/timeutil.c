@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 
 int64_t time_mono_ms(void)
@@ -112,4 +113,12 @@ void time_format_duration(int64_t ms, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%lldd%02lldh", (long long)(s / 86400),
 		         (long long)(s % 86400 / 3600));
+}
+
+void time_to_timeval(int64_t ms, struct timeval *tv)
+{
+	if (ms < 0)
+		ms = 0;
+	tv->tv_sec = (time_t)(ms / 1000);
+	tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
 }

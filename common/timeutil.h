@@ -8,8 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct timeval;
+
 int64_t time_mono_ms(void);
 int64_t time_wall_ms(void);
+
+/* ms (clamped at 0) as a struct timeval, for libevent's timers. */
+void time_to_timeval(int64_t ms, struct timeval *tv);
 
 /*
  * Parse a duration: "24h", "90m", "1h30m", "6m0s", "1.5s", "20ms", "2d", or a

@@ -38,6 +38,7 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 	opts.name = cmd_get_string(ctx->req, "name");
 	opts.window_ms = DEFAULT_WINDOW_MS;
 	opts.priority = cmd_get_int(ctx->req, "priority", 0);
+	opts.idempotency_key = cmd_get_string(ctx->req, "idempotency_key");
 	if (json_object_object_get_ex(ctx->req, "dry_run", &v))
 		opts.dry_run = json_object_get_boolean(v);
 	if (opts.lines < 0)
@@ -55,6 +56,11 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 		              "\"window\" must be a duration such as 24h, 90m or 3600s");
 	if (opts.priority < -MAX_PRIORITY || opts.priority > MAX_PRIORITY)
 		return refuse(ctx, ERR_BAD_REQUEST, "\"priority\" must be -1000..1000");
+	if (json_object_object_get_ex(ctx->req, "idempotency_key", &v) &&
+	    !proto_valid_idempotency_key(opts.idempotency_key))
+		return refuse(ctx, ERR_BAD_REQUEST,
+		              "\"idempotency_key\" must be 1 to 64 letters, digits, '-', '_', '.' "
+		              "or ':'");
 	if (ipc_receiving(ipc_of(ctx->client), ctx->uid) >= LLMQ_MAX_INGESTS_PER_UID) {
 		ctx->d->refusals[REFUSAL_BUSY]++;
 		snprintf(msg, sizeof(msg),

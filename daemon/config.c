@@ -182,6 +182,17 @@ range : {
 }
 }
 
+/* How long a client may take over one request, or a submit over its lines. */
+static int parse_client_timeout(const char *v, int64_t *ret)
+{
+	int64_t ms;
+
+	if (time_parse_duration(v, &ms) < 0 || ms < 1000 || ms > 3600 * 1000)
+		return -EINVAL;
+	*ret = ms;
+	return 0;
+}
+
 static int parse_mb(const char *v, int64_t *ret)
 {
 	char *end;
@@ -248,6 +259,10 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		} else if (strcmp(name, "http_tokens") == 0) {
 			if (!getenv("LLMQ_HTTP_TOKENS"))
 				snprintf(cfg->http_tokens, sizeof(cfg->http_tokens), "%s", value);
+		} else if (strcmp(name, "client_timeout") == 0) {
+			if (!getenv("LLMQ_CLIENT_TIMEOUT") &&
+			    parse_client_timeout(value, &cfg->client_timeout_ms) < 0)
+				goto fail_range;
 		} else if (strcmp(name, "retention") == 0) {
 			if (!getenv("LLMQ_RETENTION") &&
 			    (time_parse_duration(value, &cfg->retention_ms) < 0 ||
@@ -420,6 +435,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_connections = 64;
 	cfg->max_connections_per_user = 16;
+	cfg->client_timeout_ms = 60000;
 	cfg->log_level = LOG_INFO;
 	snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CONFIG_DEFAULT_HTTP);
 	snprintf(cfg->admin_group, sizeof(cfg->admin_group), "%s", CONFIG_DEFAULT_ADMIN_GROUP);
@@ -483,6 +499,14 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	}
 	if ((v = getenv("LLMQ_HTTP_TOKENS")))
 		snprintf(cfg->http_tokens, sizeof(cfg->http_tokens), "%s", v);
+	if ((v = getenv("LLMQ_CLIENT_TIMEOUT")) && *v &&
+	    parse_client_timeout(v, &cfg->client_timeout_ms) < 0) {
+		snprintf(err, errlen,
+		         "environment: LLMQ_CLIENT_TIMEOUT = \"%s\": expected a duration from 1s "
+		         "to 1h, such as 60s",
+		         v);
+		return -EINVAL;
+	}
 	if ((v = getenv("LLMQ_SOCKET_GROUP")))
 		snprintf(cfg->socket_group, sizeof(cfg->socket_group), "%s", v);
 	if ((v = getenv("LLMQ_ADMIN_GROUP")))

@@ -434,8 +434,7 @@ static void on_up_done(void *ud, const struct up_response *resp)
 	if (again >= 0) {
 		log_debug("call %s: HTTP %d, trying again in %lldms", c->id, resp->status,
 		          (long long)again);
-		tv.tv_sec = again / 1000;
-		tv.tv_usec = (again % 1000) * 1000;
+		time_to_timeval(again, &tv);
 		if (evtimer_add(c->retry, &tv) == 0)
 			return;
 	}

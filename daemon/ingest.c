@@ -43,6 +43,7 @@ struct ingest {
 	struct ipc_client *c;
 	struct ingest_opts opts;
 	char *name;
+	char *key; /* the idempotency key, or NULL */
 	int64_t line_no;
 	uint64_t bytes;
 	int too_big;
@@ -77,10 +78,16 @@ static void ingest_free(struct ingest *in)
 	free(in->jobs);
 	free(in->errors);
 	free(in->name);
+	free(in->key);
 	if (in->retry)
 		event_free(in->retry);
 	in->d->ingests--;
 	free(in);
+}
+
+static int64_t submitter(const struct ingest *in)
+{
+	return ipc_client_uid(in->c) == (uid_t)-1 ? -1 : (int64_t)ipc_client_uid(in->c);
 }
 
 static int add_error(struct ingest *in, int64_t line, const char *msg)
@@ -307,12 +314,13 @@ static int store_batch(struct ingest *in, const char *id, int64_t tokens)
 	struct store_batch b = {
 	    .id = id,
 	    .created_at = now,
-	    .uid = ipc_client_uid(in->c) == (uid_t)-1 ? -1 : (int64_t)ipc_client_uid(in->c),
+	    .uid = submitter(in),
 	    .input_name = in->name,
 	    .window_ms = in->opts.window_ms,
 	    .total = (int64_t)in->n_jobs,
 	    .est_tokens = tokens,
 	    .priority = in->opts.priority,
+	    .idempotency_key = in->key,
 	};
 	size_t i;
 	int r;
@@ -394,6 +402,34 @@ static json_object *routing(struct ingest *in)
 
 static void store_and_reply(struct ingest *in);
 
+/*
+ * A repeat of a submit that was stored (its key is known): answer with that
+ * batch. Returns 1 when it answered, 0 when the key is new, or -errno.
+ */
+static int reply_if_repeat(struct ingest *in)
+{
+	char id[19];
+	int64_t total = 0;
+	json_object *o;
+	int r;
+
+	if (!in->key || in->opts.dry_run)
+		return 0;
+	r = store_batch_by_key(in->d->store, submitter(in), in->key, id, &total);
+	if (r <= 0)
+		return r;
+	log_info("submit from uid %d repeats batch %s (same idempotency key); not stored again",
+	         (int)ipc_client_uid(in->c), id);
+	o = proto_ok();
+	if (o) {
+		json_object_object_add(o, "id", json_object_new_string(id));
+		json_object_object_add(o, "count", json_object_new_int64(total));
+		json_object_object_add(o, "duplicate", json_object_new_boolean(1));
+	}
+	ipc_reply(in->c, o);
+	return 1;
+}
+
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	store_and_reply(arg);
@@ -436,6 +472,9 @@ static void store_and_reply(struct ingest *in)
 		}
 		if (in->lock_deadline)
 			ipc_await_end(in->c);
+		/* The same key stored meanwhile by a concurrent repeat. */
+		if (r == -EEXIST && reply_if_repeat(in) == 1)
+			goto out;
 		if (r == -EBUSY) {
 			ipc_reply(in->c,
 			          proto_error(ERR_BUSY,
@@ -512,6 +551,11 @@ static void on_end(void *ud)
 		                             "the batch has no request lines; nothing was stored"));
 		goto out;
 	}
+	r = reply_if_repeat(in);
+	if (r < 0)
+		goto fail;
+	if (r == 1)
+		goto out;
 	r = admit(in, v, &in->tokens);
 	if (r < 0)
 		goto fail;
@@ -562,11 +606,14 @@ void ingest_start(struct llmqd *d, struct ipc_client *c, const struct ingest_opt
 	if (in) {
 		in->errors = calloc(INGEST_KEEP_ERRORS, sizeof(*in->errors));
 		in->name = opts->name ? strdup(opts->name) : NULL;
+		in->key = opts->idempotency_key ? strdup(opts->idempotency_key) : NULL;
 	}
-	if (!in || !in->errors || (opts->name && !in->name)) {
+	if (!in || !in->errors || (opts->name && !in->name) ||
+	    (opts->idempotency_key && !in->key)) {
 		if (in) {
 			free(in->errors);
 			free(in->name);
+			free(in->key);
 		}
 		free(in);
 		ipc_reply(c, proto_error(ERR_INTERNAL, "out of memory"));
@@ -578,5 +625,6 @@ void ingest_start(struct llmqd *d, struct ipc_client *c, const struct ingest_opt
 	in->c = c;
 	in->opts = *opts;
 	in->opts.name = in->name;
+	in->opts.idempotency_key = in->key;
 	ipc_expect_lines(c, opts->lines, &ingest_handler, in);
 }

@@ -19,6 +19,7 @@ struct ingest_opts {
 	const char *name;  /* input file name, for people; may be NULL */
 	int dry_run;       /* project cost and finish, store nothing */
 	int64_t priority;  /* higher runs first; equal priorities share round-robin */
+	const char *idempotency_key; /* a repeat answers with the stored batch; may be NULL */
 };
 
 /* Start receiving on c. Replies itself (now on a bad header, or when done). */

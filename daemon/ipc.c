@@ -13,6 +13,7 @@
  */
 #include "ipc.h"
 #include "protocol.h"
+#include "timeutil.h"
 #include "unixsock.h"
 
 #include <errno.h>
@@ -28,9 +29,6 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
-#define IPC_REQUEST_DEADLINE_S 60 /* from accept or the last answer to a whole request */
-#define IPC_LINES_DEADLINE_S 60   /* from a submit's header to its last line */
-#define IPC_WRITE_TIMEOUT_S 60    /* output that does not move */
 #define IPC_OUT_HIGH (4u << 20)   /* stop reading requests past this much unsent */
 
 struct ipc_client {
@@ -100,21 +98,27 @@ static void client_kill(struct ipc_client *c)
 	event_active(c->reap, 0, 0);
 }
 
-static void arm_deadline(struct ipc_client *c, int seconds)
+/* From accept or the last answer to a whole request; from a submit's header
+ * to its last line. */
+static void arm_deadline(struct ipc_client *c)
 {
-	struct timeval tv = {seconds, 0};
+	struct timeval tv;
 
+	time_to_timeval(c->ipc->lim.deadline_ms, &tv);
 	evtimer_add(c->deadline, &tv);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ipc_client *c = arg;
+	char msg[160];
 
 	if (c->lh) {
-		ipc_reply(c, proto_error(ERR_TIMEOUT, "the batch's lines did not all arrive "
-		                                      "within 60s of its header; nothing was "
-		                                      "stored: send the whole file at once"));
+		snprintf(msg, sizeof(msg),
+		         "the batch's lines did not all arrive within %llds of its header; "
+		         "nothing was stored: send the whole file at once",
+		         (long long)(c->ipc->lim.deadline_ms / 1000));
+		ipc_reply(c, proto_error(ERR_TIMEOUT, msg));
 		c->ipc->st.lines_expired++;
 	} else {
 		c->ipc->st.idle_expired++;
@@ -217,7 +221,7 @@ void ipc_await_end(struct ipc_client *c)
 	c->gone_ud = NULL;
 	if (c->dead)
 		return;
-	arm_deadline(c, IPC_REQUEST_DEADLINE_S);
+	arm_deadline(c);
 	/* Requests that came meanwhile: after this answer, on a later turn. */
 	bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
@@ -227,7 +231,7 @@ void ipc_expect_lines(struct ipc_client *c, int64_t n, const struct ipc_line_han
 	c->lines_left = n;
 	c->lh = h;
 	c->lh_ud = ud;
-	arm_deadline(c, IPC_LINES_DEADLINE_S);
+	arm_deadline(c);
 	if (n == 0) {
 		c->lh = NULL;
 		h->end(ud);
@@ -254,7 +258,7 @@ static void handle_request(struct ipc_client *c, const char *line, size_t len)
 		return;
 	}
 	json_tokener_free(tok);
-	arm_deadline(c, IPC_REQUEST_DEADLINE_S);
+	arm_deadline(c);
 	c->ipc->on_request(c, req, c->ipc->userdata);
 	json_object_put(req);
 }
@@ -272,7 +276,7 @@ static void handle_input_line(struct ipc_client *c, const char *line, size_t len
 	}
 	if (c->lines_left == 0) {
 		c->lh = NULL;
-		arm_deadline(c, IPC_REQUEST_DEADLINE_S);
+		arm_deadline(c);
 		h->end(c->lh_ud);
 	}
 }
@@ -386,7 +390,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct ipc_client *c;
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
-	struct timeval wtv = {IPC_WRITE_TIMEOUT_S, 0};
+	struct timeval wtv;
 	uid_t uid = (uid_t)-1;
 	pid_t pid = -1;
 	char msg[256];
@@ -430,10 +434,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	time_to_timeval(ipc->lim.deadline_ms, &wtv);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, LLMQ_MAX_LINE + 65536);
 	bufferevent_set_timeouts(c->bev, NULL, &wtv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	arm_deadline(c, IPC_REQUEST_DEADLINE_S);
+	arm_deadline(c);
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -470,6 +475,8 @@ int ipc_new(struct event_base *base, int fd, const char *path, gid_t group,
 	ipc->lim = *lim;
 	if (ipc->lim.max_per_uid < 1 || ipc->lim.max_per_uid > ipc->lim.max_clients)
 		ipc->lim.max_per_uid = ipc->lim.max_clients;
+	if (ipc->lim.deadline_ms <= 0)
+		ipc->lim.deadline_ms = 60000;
 	ipc->on_request = on_request;
 	ipc->userdata = userdata;
 	if (fd < 0) {

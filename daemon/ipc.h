@@ -31,6 +31,8 @@ struct ipc_line_handler {
 struct ipc_limits {
 	int max_clients; /* connections at once, all users */
 	int max_per_uid; /* connections at once, one user */
+	int64_t deadline_ms; /* for a whole request (from the last answer), for a submit's
+	                      * lines (from its header), for output that does not move */
 };
 
 /* What the limits did, since the start (for metrics). */

@@ -222,6 +222,7 @@ int main(int argc, char **argv)
 	}
 	lim.max_clients = cfg.max_connections;
 	lim.max_per_uid = cfg.max_connections_per_user;
+	lim.deadline_ms = cfg.client_timeout_ms;
 	r = ipc_new(d.base, fd, cfg.socket_path, d.socket_gid, &lim, cmd_dispatch, &d, &d.ipc);
 	if (r < 0) {
 		log_err("cannot listen on %s: %s%s", cfg.socket_path, strerror(-r),
@@ -274,11 +275,9 @@ int main(int argc, char **argv)
 	/* Half the watchdog's interval (or every 5 s for STATUS= alone). */
 	wd = sd_watchdog_ms();
 	wd = wd > 0 && wd / 2 < 5000 ? wd / 2 : 5000;
-	tv.tv_sec = wd / 1000;
-	tv.tv_usec = (wd % 1000) * 1000;
+	time_to_timeval(wd, &tv);
 	event_add(tick, &tv);
-	tv.tv_sec = 1;
-	tv.tv_usec = 0;
+	time_to_timeval(1000, &tv);
 	event_add(health, &tv);
 	/* The loop serves from here: never wait long on another program's lock. */
 	store_serving(d.store);

@@ -19,6 +19,9 @@ enum retry_verdict retry_classify(const struct retry_input *in)
 {
 	int s = in->status;
 
+	/* Each try would be another billed answer that cannot be kept. */
+	if (in->too_big)
+		return RV_FAILED;
 	if (s >= 200 && s < 300)
 		return RV_SUCCEEDED;
 	if (s == 429 && eq(in->error_code, "insufficient_quota"))

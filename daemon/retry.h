@@ -23,6 +23,7 @@ struct retry_input {
 	int should_retry;       /* x-should-retry: 1 true, 0 false, -1 absent */
 	const char *error_code; /* error.code (or error.type) of the answer's body */
 	const char *error_msg;  /* error.message of the answer's body */
+	int too_big;            /* an answer came but past the size cap: never retried */
 };
 
 enum retry_verdict retry_classify(const struct retry_input *in);

@@ -435,6 +435,7 @@ static enum retry_verdict settle(struct lane *l, enum gate_class cls, const stru
 		a->total = used;
 	in = (struct retry_input){
 	    .status = resp->status,
+	    .too_big = resp->too_big,
 	    .should_retry =
 	        retry_parse_should_retry(resp->hdr.should_retry[0] ? resp->hdr.should_retry : NULL),
 	    .error_code = a->code,
@@ -516,7 +517,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 		o.response_len = resp->body_len;
 	}
 	if (resp->status == 0) {
-		snprintf(code, sizeof(code), "transport_error");
+		snprintf(code, sizeof(code), resp->too_big ? "response_too_large" : "transport_error");
 		snprintf(msg, sizeof(msg), "%s", resp->error ? resp->error : "transfer failed");
 	} else {
 		snprintf(code, sizeof(code), "%s",
@@ -687,8 +688,7 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 		ticket_free(t);
 		return -ENOMEM;
 	}
-	tv.tv_sec = info->max_wait_ms / 1000;
-	tv.tv_usec = (info->max_wait_ms % 1000) * 1000;
+	time_to_timeval(info->max_wait_ms, &tv);
 	evtimer_add(t->deadline, &tv);
 	TAILQ_INSERT_TAIL(&l->waiting, t, link);
 	l->n_waiting++;

@@ -27,6 +27,7 @@ enum stmt_id {
 	S_RECOVER_ATTEMPTS,
 	S_RECOVER_JOBS,
 	S_BATCH_INSERT,
+	S_BATCH_BY_KEY,
 	S_JOB_INSERT,
 	S_NEXT_PRIORITY,
 	S_NEXT_READY,
@@ -92,8 +93,10 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_RECOVER_JOBS] = "UPDATE jobs SET state = 'queued', updated_at = ?1 "
                        "WHERE state = 'running'",
     [S_BATCH_INSERT] = "INSERT INTO batches (id, created_at, submitter_uid, input_name, "
-                       "window_ms, total, est_tokens, priority) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                       "window_ms, total, est_tokens, priority, idempotency_key) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_BATCH_BY_KEY] = "SELECT id, total FROM batches WHERE submitter_uid IS ?1 "
+                       "AND idempotency_key = ?2",
     [S_JOB_INSERT] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, body, "
                      "est_tokens, updated_at, priority) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -529,7 +532,32 @@ int store_batch_insert(struct store *s, const struct store_batch *b)
 	sqlite3_bind_int64(st, 6, b->total);
 	sqlite3_bind_int64(st, 7, b->est_tokens);
 	sqlite3_bind_int64(st, 8, b->priority);
+	bind_text(st, 9, b->idempotency_key);
 	return run(s, st, NULL);
+}
+
+int store_batch_by_key(struct store *s, int64_t uid, const char *key, char id[static 19],
+                       int64_t *ret_total)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *v;
+	int r = prep(s, S_BATCH_BY_KEY, &st), rc;
+
+	if (r < 0)
+		return r;
+	bind_opt_int(st, 1, uid);
+	bind_text(st, 2, key);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		v = sqlite3_column_text(st, 0);
+		snprintf(id, 19, "%s", v ? (const char *)v : "");
+		*ret_total = sqlite3_column_int64(st, 1);
+		r = 1;
+	} else {
+		r = sql_errno(rc);
+	}
+	sqlite3_reset(st);
+	return r;
 }
 
 int store_job_insert(struct store *s, const struct store_job_new *j, int64_t now)

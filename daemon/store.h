@@ -22,6 +22,7 @@ struct store_batch {
 	int64_t total;
 	int64_t est_tokens;
 	int64_t priority; /* higher runs first */
+	const char *idempotency_key; /* may be NULL */
 };
 
 struct store_job_new {
@@ -118,7 +119,12 @@ int store_tx_begin(struct store *s);
 int store_tx_commit(struct store *s);
 int store_tx_rollback(struct store *s);
 
+/* -EEXIST when the submitter already has a batch with b's idempotency key. */
 int store_batch_insert(struct store *s, const struct store_batch *b);
+/* The batch uid stored under key (its id into id, its jobs into *ret_total):
+ * 1, or 0 when there is none. */
+int store_batch_by_key(struct store *s, int64_t uid, const char *key, char id[static 19],
+                       int64_t *ret_total);
 int store_job_insert(struct store *s, const struct store_job_new *j, int64_t now);
 int store_call_insert(struct store *s, const struct store_call *c);
 /* How many batches are in each of states[0..n-1]. */

@@ -111,8 +111,7 @@ static int timerfunc_cb(CURLM *multi, long timeout_ms, void *userp)
 
 	if (timeout_ms < 0)
 		return evtimer_del(up->timer);
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	time_to_timeval(timeout_ms, &tv);
 	return evtimer_add(up->timer, &tv);
 }
 
@@ -251,7 +250,10 @@ static void check_multi_info(struct upstream *up)
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
 		if (msg->data.result != CURLE_OK) {
 			resp.transport_error = (int)msg->data.result;
-			resp.error = t->too_big     ? "answer larger than 64 MiB"
+			resp.too_big = t->too_big;
+			resp.error = t->too_big ? "the answer was larger than 64 MiB: the upstream "
+			                          "sent it (and bills it) but llmqd cannot keep it; "
+			                          "lower max_tokens or split the request"
 			             : t->errbuf[0] ? t->errbuf
 			                            : curl_easy_strerror(msg->data.result);
 			status = 0;

@@ -66,6 +66,7 @@ struct up_response {
 	int status;          /* HTTP status, 0 when no answer came */
 	int transport_error; /* nonzero: the CURLcode */
 	const char *error;   /* curl's message for a transport error */
+	int too_big;         /* the answer passed the 64 MiB cap (it came, and is billed) */
 	const char *body;    /* NUL-terminated; may contain NULs before body_len */
 	size_t body_len;
 	struct up_headers hdr;

@@ -420,3 +420,57 @@ const char *h_read_file(const char *path, char *buf, size_t len)
 		fclose(f);
 	return buf;
 }
+
+int h_raw_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s: %s", path,
+	             strerror(errno));
+	return fd;
+}
+
+void h_raw_send(int fd, const char *s)
+{
+	cr_assert_eq(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+void h_raw_line(int fd, char *got, size_t len)
+{
+	size_t have = 0;
+	ssize_t n;
+
+	while (have < len - 1 && (n = read(fd, got + have, 1)) == 1 && got[have] != '\n')
+		have++;
+	got[have] = '\0';
+}
+
+void h_raw_expect(int fd, const char *want)
+{
+	char buf[4096];
+
+	h_raw_line(fd, buf, sizeof(buf));
+	cr_assert(strstr(buf, want), "got \"%s\", wanted \"%s\"", buf, want);
+}
+
+long h_rss_kib(const struct daemon_proc *d, long *ret_peak_kib)
+{
+	char path[64], line[256];
+	long rss = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "VmRSS:", 6) == 0)
+			rss = atol(line + 6);
+		else if (ret_peak_kib && strncmp(line, "VmHWM:", 6) == 0)
+			*ret_peak_kib = atol(line + 6);
+	}
+	fclose(f);
+	return rss;
+}

@@ -64,6 +64,17 @@ json_object *h_wait_for(const struct daemon_proc *d, const char *batch,
 int64_t h_jint(json_object *o, const char *path); /* "counts.succeeded" */
 const char *h_jstr(json_object *o, const char *key);
 
+/* A raw connection to a Unix socket (asserting success), a write of s, and
+ * a read of one answer line that must contain want (the line into got when
+ * not NULL). */
+int h_raw_connect(const char *path);
+void h_raw_send(int fd, const char *s);
+void h_raw_expect(int fd, const char *want);
+void h_raw_line(int fd, char *got, size_t len);
+
+/* The daemon's resident set now and at its peak (VmRSS, VmHWM), in KiB. */
+long h_rss_kib(const struct daemon_proc *d, long *ret_peak_kib);
+
 /* Run a query on the daemon's database; returns the first column of the first row. */
 int64_t h_sql_int(const struct daemon_proc *d, const char *sql);
 

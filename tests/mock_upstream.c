@@ -11,7 +11,7 @@
  * it sends on every answer). Faults are injected deterministically: every
  * Nth request fails with 500, is dropped, or gets a 429; models named
  * "fail-400", "quota" or "retry-false" answer 400, insufficient_quota, or a
- * 500 with x-should-retry: false. A second client spending part of the same
+ * 500 with x-should-retry: false; "huge" answers 200 with a 65 MiB body. A second client spending part of the same
  * budget can be simulated. A body with "stream": true is answered as
  * server-sent events, one every --drip-ms (usage last when
  * stream_options.include_usage asks for it). Each arrival and answer is
@@ -157,6 +157,24 @@ static void send_json(struct mock *m, struct evhttp_request *req, int status, co
 	evbuffer_add(buf, body, strlen(body));
 	evhttp_send_reply(req, status, status == 200 ? "OK" : "Error", buf);
 	evbuffer_free(buf);
+}
+
+/* A well-formed chat answer of 65 MiB: past any client's body cap. */
+static char *huge_body(void)
+{
+	static const char head[] = "{\"id\":\"chatcmpl-huge\",\"object\":\"chat.completion\","
+	                           "\"choices\":[{\"index\":0,\"message\":{\"role\":"
+	                           "\"assistant\",\"content\":\"";
+	static const char tail[] = "\"}}]}";
+	size_t fill = 65u << 20, n = sizeof(head) - 1;
+	char *s = malloc(n + fill + sizeof(tail));
+
+	if (!s)
+		return NULL;
+	memcpy(s, head, n);
+	memset(s + n, 'a', fill);
+	memcpy(s + n + fill, tail, sizeof(tail));
+	return s;
 }
 
 static char *error_body(const char *type, const char *code, const char *msg)
@@ -525,6 +543,9 @@ static void handle(struct evhttp_request *req, void *arg)
 		p->status = 400;
 		p->body = error_body("invalid_request_error", "model_not_found",
 		                     "The model 'fail-400' does not exist");
+	} else if (strcmp(mname, "huge") == 0) {
+		p->status = 200;
+		p->body = huge_body();
 	} else if (strcmp(mname, "retry-false") == 0) {
 		m->r500++;
 		p->status = 500;

@@ -5,11 +5,15 @@
  */
 #include <criterion/criterion.h>
 #include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -123,4 +127,141 @@ Test(access, batches_belong_to_their_submitter, .timeout = 120)
 	snprintf(out, sizeof(out), "! grep -rqa sk-secret-key %s", dir);
 	sh(out);
 	h_mock_stop(&m);
+}
+
+/* In a forked child: become user for good. */
+static void become(const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (!pw || initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0)
+		_exit(99);
+}
+
+/* Mallory's fake llmqd: listens at path, tells the parent how many bytes came. */
+static void impostor(const char *path, int ready, int report)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	long got = 0;
+	char buf[4096];
+	ssize_t n;
+	int lfd, fd;
+
+	become("llmqt-mallory");
+	alarm(20);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0777) < 0 ||
+	    listen(lfd, 4) < 0)
+		_exit(98);
+	(void)!write(ready, "r", 1);
+	fd = accept(lfd, NULL, NULL);
+	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+		got += n;
+	(void)!write(report, &got, sizeof(got));
+	_exit(0);
+}
+
+Test(access, an_impostor_socket_gets_not_a_byte, .timeout = 60)
+{
+	struct daemon_proc fake = {0};
+	char dir[64], squat[128], file[160], cmd[1024], log[160];
+	static char text[8192];
+	int ready[2], report[2], status;
+	struct passwd *pw;
+	long got = -1;
+	char c;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to create the test's users (CI runs as root)");
+	make_users();
+	pw = getpwnam("llmqt-mallory");
+	cr_assert_not_null(pw);
+	h_tmpdir(dir, sizeof(dir));
+	cr_assert_eq(chmod(dir, 0711), 0);
+	/* Mallory got there first: her directory, open to all, her socket in it. */
+	snprintf(squat, sizeof(squat), "%s/squat", dir);
+	cr_assert_eq(mkdir(squat, 0777), 0);
+	cr_assert_eq(chown(squat, pw->pw_uid, pw->pw_gid), 0);
+	cr_assert_eq(chmod(squat, 0777), 0);
+	snprintf(fake.sock, sizeof(fake.sock), "%s/llmq.sock", squat);
+	cr_assert_eq(pipe(ready), 0);
+	cr_assert_eq(pipe(report), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		impostor(fake.sock, ready[1], report[1]);
+	close(ready[1]);
+	close(report[1]);
+	cr_assert_eq(read(ready[0], &c, 1), 1, "the impostor listens");
+
+	/* Alice's client: refuses before sending a byte, and says why. */
+	snprintf(file, sizeof(file), "%s/secret.jsonl", dir);
+	h_write_batch(file, 3, "gpt-4o-mini", 5);
+	cr_assert_eq(chmod(file, 0644), 0);
+	cr_assert_eq(
+	    h_llmq_as("llmqt-alice", &fake, out, sizeof(out), err, sizeof(err), "submit", file, NULL),
+	    77, "%s", err);
+	cr_assert(strstr(err, "refusing to talk") && strstr(err, "Nothing was sent"), "%s", err);
+	cr_assert_eq(out[0], '\0', "no batch id printed: %s", out);
+	cr_assert_eq(read(report[0], &got, sizeof(got)), (ssize_t)sizeof(got));
+	cr_assert_eq(got, 0, "the impostor received %ld bytes", got);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+
+	/* And llmqd itself will not listen in a directory Mallory owns. */
+	snprintf(log, sizeof(log), "%s/llmqd.log", dir);
+	snprintf(cmd, sizeof(cmd),
+	         "env -i PATH=/usr/bin:/bin LLMQ_HTTP_ADDR=off OPENAI_BASE_URL=http://127.0.0.1:9 "
+	         "%s --socket %s/other.sock --db %s/llmq.db >%s 2>&1",
+	         LLMQD_BIN, squat, dir, log);
+	cr_assert_neq(system(cmd), 0);
+	h_read_file(log, text, sizeof(text));
+	cr_assert(strstr(text, "refusing to listen") && strstr(text, "belongs to uid"), "%s", text);
+	close(ready[0]);
+	close(report[0]);
+}
+
+Test(access, one_user_cannot_lock_out_the_others, .timeout = 60)
+{
+	struct daemon_proc d = {0};
+	char dir[64], line[512], c;
+	int ready[2], fds[16], i, status;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to create the test's users (CI runs as root)");
+	make_users();
+	h_tmpdir(dir, sizeof(dir));
+	cr_assert_eq(chmod(dir, 0711), 0);
+	h_daemon_start(&d, dir, NULL, "LLMQ_SOCKET_GROUP=" USERS_GROUP, NULL);
+	cr_assert_eq(pipe(ready), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* Alice holds all the connections one user may, and sits on them. */
+		become("llmqt-alice");
+		for (i = 0; i < 16; i++) {
+			fds[i] = h_raw_connect(d.sock);
+			h_raw_send(fds[i], "{\"v\":1,\"op\":\"ping\"}\n");
+			h_raw_line(fds[i], line, sizeof(line));
+			if (!strstr(line, "\"ok\":true"))
+				_exit(1);
+		}
+		(void)!write(ready[1], "r", 1);
+		pause();
+		_exit(0);
+	}
+	close(ready[1]);
+	cr_assert_eq(read(ready[0], &c, 1), 1, "alice holds 16 connections");
+	cr_assert_eq(h_llmq_as("llmqt-alice", &d, out, sizeof(out), err, sizeof(err), "ping", NULL),
+	             75, "%s", err);
+	cr_assert(strstr(err, "the most one user may hold"), "%s", err);
+	cr_assert_eq(h_llmq_as("llmqt-bob", &d, out, sizeof(out), err, sizeof(err), "ping", NULL),
+	             0, "bob is still served: %s", err);
+	kill(pid, SIGKILL);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	close(ready[0]);
+	h_daemon_signal(&d, SIGTERM);
 }

@@ -258,33 +258,6 @@ Test(e2e, kill9_then_restart_loses_nothing, .timeout = 120)
 	h_mock_stop(&m);
 }
 
-static int raw_connect(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	return fd;
-}
-
-static void raw_send(int fd, const char *s)
-{
-	cr_assert_eq(write(fd, s, strlen(s)), (ssize_t)strlen(s));
-}
-
-static void raw_expect(int fd, const char *want)
-{
-	char buf[4096];
-	size_t have = 0;
-	ssize_t n;
-
-	while (have < sizeof(buf) - 1 && (n = read(fd, buf + have, 1)) == 1 && buf[have] != '\n')
-		have++;
-	buf[have] = '\0';
-	cr_assert(strstr(buf, want), "got \"%s\", wanted \"%s\"", buf, want);
-}
-
 Test(e2e, survives_garbage_and_vanishing_clients, .timeout = 60)
 {
 	char dir[64];
@@ -295,32 +268,32 @@ Test(e2e, survives_garbage_and_vanishing_clients, .timeout = 60)
 	h_tmpdir(dir, sizeof(dir));
 	h_daemon_start(&d, dir, NULL, NULL);
 
-	fd = raw_connect(d.sock);
-	raw_send(fd, "hello there\n");
-	raw_expect(fd, "BAD_REQUEST");
-	raw_send(fd, "{\"v\":1,\"op\":\"explode\"}\n");
-	raw_expect(fd, "UNKNOWN_OP");
-	raw_send(fd, "{\"v\":99,\"op\":\"ping\"}\n");
-	raw_expect(fd, "PROTOCOL_VERSION");
-	raw_send(fd, "{\"v\":1,\"op\":\"ping\"}\n");
-	raw_expect(fd, "\"ok\":true");
+	fd = h_raw_connect(d.sock);
+	h_raw_send(fd, "hello there\n");
+	h_raw_expect(fd, "BAD_REQUEST");
+	h_raw_send(fd, "{\"v\":1,\"op\":\"explode\"}\n");
+	h_raw_expect(fd, "UNKNOWN_OP");
+	h_raw_send(fd, "{\"v\":99,\"op\":\"ping\"}\n");
+	h_raw_expect(fd, "PROTOCOL_VERSION");
+	h_raw_send(fd, "{\"v\":1,\"op\":\"ping\"}\n");
+	h_raw_expect(fd, "\"ok\":true");
 	close(fd);
 
 	/* A client that promises 1000 lines, sends 3, and vanishes. */
-	fd = raw_connect(d.sock);
-	raw_send(fd, "{\"v\":1,\"op\":\"submit\",\"lines\":1000}\n");
-	raw_send(fd, "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	fd = h_raw_connect(d.sock);
+	h_raw_send(fd, "{\"v\":1,\"op\":\"submit\",\"lines\":1000}\n");
+	h_raw_send(fd, "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
 	             "\"body\":{\"model\":\"m\",\"input\":\"x\"}}\n{\"custom_id\":\"b\",\n{\n");
 	close(fd);
 
 	/* A request line past the limit. */
-	fd = raw_connect(d.sock);
+	fd = h_raw_connect(d.sock);
 	big = malloc(9u << 20);
 	memset(big, 'x', 9u << 20);
 	big[(9u << 20) - 1] = '\0';
 	(void)!write(fd, big, (9u << 20) - 1);
 	free(big);
-	raw_expect(fd, "LINE_TOO_LONG");
+	h_raw_expect(fd, "LINE_TOO_LONG");
 	close(fd);
 
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "ping", NULL), 0);

@@ -53,10 +53,22 @@ ParameterizedTestParameters(retry, classify)
 
 ParameterizedTest(struct cls_case *c, retry, classify)
 {
-	struct retry_input in = {c->status, c->should_retry, c->code, c->msg};
+	struct retry_input in = {c->status, c->should_retry, c->code, c->msg, 0};
 
 	cr_assert_eq(retry_classify(&in), c->want, "status %d should_retry %d code %s", c->status,
 	             c->should_retry, c->code ? c->code : "-");
+}
+
+Test(retry, an_answer_past_the_size_cap_is_final)
+{
+	/* It was sent and billed; another try would be billed again and lost again. */
+	struct retry_input in = {.status = 0, .should_retry = -1, .too_big = 1};
+
+	cr_assert_eq(retry_classify(&in), RV_FAILED);
+	in.should_retry = 1;
+	cr_assert_eq(retry_classify(&in), RV_FAILED);
+	in.too_big = 0;
+	cr_assert_eq(retry_classify(&in), RV_RETRY, "an ordinary transport error is retried");
 }
 
 Test(retry, backoff_doubles_within_jitter_and_caps)

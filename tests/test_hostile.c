@@ -1,0 +1,491 @@
+/*
+ * A hostile or unlucky host, against a real llmqd: clients that hold
+ * connections, trickle, or never read; another program locking or deleting
+ * the database; a connection dropped after a batch was sent; answers past
+ * the size cap; credentials in a base URL. Each asserts what the daemon
+ * does (others still served, memory bounded, nothing lost or doubled), not
+ * how fast.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char out[1 << 20], err[1 << 16];
+
+static int done(json_object *b)
+{
+	const char *s = h_jstr(b, "state");
+
+	return s && strcmp(s, "completed") == 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A read on fd gives up after ms instead of blocking the test for good. */
+static void read_timeout(int fd, int ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+}
+
+/* A ping on a fresh connection, answered within 5 s: its round trip in ms. */
+static int64_t ping_ms(const struct daemon_proc *d)
+{
+	char line[512];
+	int64_t t0 = now_ms();
+	int fd = h_raw_connect(d->sock);
+
+	read_timeout(fd, 5000);
+	h_raw_send(fd, "{\"v\":1,\"op\":\"ping\"}\n");
+	h_raw_line(fd, line, sizeof(line));
+	close(fd);
+	cr_assert(strstr(line, "\"ok\":true"), "ping answered \"%s\"", line);
+	return now_ms() - t0;
+}
+
+/* GET path on the daemon's HTTP face: the status, and the body into body. */
+static int http_get(const struct daemon_proc *d, const char *path, char *body, size_t len)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->http_port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	char req[256], buf[8192];
+	size_t have = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
+	const char *b;
+
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	read_timeout(fd, 5000);
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	h_raw_send(fd, req);
+	while (have < sizeof(buf) - 1 && (n = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0)
+		have += (size_t)n;
+	buf[have] = '\0';
+	close(fd);
+	sscanf(buf, "HTTP/1.%*d %d", &status);
+	b = strstr(buf, "\r\n\r\n");
+	snprintf(body, len, "%s", b ? b + 4 : "");
+	return status;
+}
+
+Test(hostile, a_socket_directory_others_can_write_is_refused, .timeout = 30)
+{
+	char dir[64], cmd[1024], open_dir[128], log[160];
+	static char text[8192];
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(open_dir, sizeof(open_dir), "%s/open", dir);
+	cr_assert_eq(mkdir(open_dir, 0700), 0);
+	cr_assert_eq(chmod(open_dir, 0777), 0, "as a squatter leaves it");
+	snprintf(log, sizeof(log), "%s/llmqd.log", dir);
+	snprintf(cmd, sizeof(cmd),
+	         "env -i PATH=/usr/bin:/bin LLMQ_HTTP_ADDR=off OPENAI_BASE_URL=http://127.0.0.1:9 "
+	         "%s --socket %s/llmq.sock --db %s/llmq.db >%s 2>&1",
+	         LLMQD_BIN, open_dir, dir, log);
+	cr_assert_neq(system(cmd), 0, "llmqd must not listen where others can swap the socket");
+	h_read_file(log, text, sizeof(text));
+	cr_assert(strstr(text, "refusing to listen") && strstr(text, "writable by other users"),
+	          "%s", text);
+	cr_assert_eq(access(log, F_OK), 0);
+	snprintf(cmd, sizeof(cmd), "%s/llmq.sock", open_dir);
+	cr_assert_neq(access(cmd, F_OK), 0, "no socket was left there");
+}
+
+Test(hostile, one_user_cannot_hold_every_connection, .timeout = 60)
+{
+	char dir[64], line[512];
+	struct daemon_proc d = {0};
+	int fds[16], fd, i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_daemon_start(&d, dir, NULL, "LLMQ_CLIENT_TIMEOUT=2s", NULL);
+	/* Sixteen connections, each served once and then held idle. */
+	for (i = 0; i < 16; i++) {
+		fds[i] = h_raw_connect(d.sock);
+		h_raw_send(fds[i], "{\"v\":1,\"op\":\"ping\"}\n");
+		h_raw_expect(fds[i], "\"ok\":true");
+	}
+	fd = h_raw_connect(d.sock);
+	read_timeout(fd, 5000);
+	h_raw_line(fd, line, sizeof(line));
+	close(fd);
+	cr_assert(strstr(line, "BUSY") && strstr(line, "the most one user may hold"), "%s", line);
+	/* The deadline: an idle connection is closed, however patient its owner. */
+	read_timeout(fds[0], 10000);
+	cr_assert_eq(read(fds[0], line, sizeof(line)), 0, "closed by its deadline");
+	for (i = 0; i < 16; i++)
+		close(fds[i]);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "ping", NULL), 0);
+	h_daemon_signal(&d, SIGTERM);
+}
+
+Test(hostile, a_trickling_submit_is_cut_at_its_deadline, .timeout = 60)
+{
+	char dir[64], file[128], line[512];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	int fd, a, b, c, i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, "LLMQ_CLIENT_TIMEOUT=2s", NULL);
+	fd = h_raw_connect(d.sock);
+	read_timeout(fd, 10000);
+	h_raw_send(fd, "{\"v\":1,\"op\":\"submit\",\"lines\":50}\n");
+	/* One line every 0.7 s: each read is quick, the whole is too slow. */
+	for (i = 0; i < 4; i++) {
+		static const char l[] = "{\"custom_id\":\"t\",\"method\":\"POST\",\"url\":"
+		                        "\"/v1/embeddings\",\"body\":{\"model\":\"m\",\"input\":"
+		                        "\"x\"}}\n";
+
+		if (send(fd, l, sizeof(l) - 1, MSG_NOSIGNAL) < 0)
+			break; /* already cut */
+		usleep(700 * 1000);
+	}
+	h_raw_line(fd, line, sizeof(line));
+	cr_assert(strstr(line, "TIMEOUT") && strstr(line, "nothing was stored"), "%s", line);
+	cr_assert_eq(read(fd, line, sizeof(line)), 0, "and the connection is closed");
+	close(fd);
+
+	/* Submits at once per user: two may be in; the third is told, the others' share kept. */
+	a = h_raw_connect(d.sock);
+	b = h_raw_connect(d.sock);
+	c = h_raw_connect(d.sock);
+	read_timeout(c, 5000);
+	h_raw_send(a, "{\"v\":1,\"op\":\"submit\",\"lines\":5}\n");
+	h_raw_send(b, "{\"v\":1,\"op\":\"submit\",\"lines\":5}\n");
+	usleep(300 * 1000); /* both headers taken */
+	h_raw_send(c, "{\"v\":1,\"op\":\"submit\",\"lines\":5}\n");
+	h_raw_line(c, line, sizeof(line));
+	cr_assert(strstr(line, "BUSY") && strstr(line, "already sending 2"), "%s", line);
+	close(a);
+	close(b);
+	close(c);
+	snprintf(file, sizeof(file), "%s/ok.jsonl", dir);
+	h_write_batch(file, 3, "gpt-4o-mini", 5);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 0,
+	             "%s", err);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 1, "only the whole one");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(hostile, unread_answers_do_not_grow_memory, .timeout = 120)
+{
+	char dir[64], file[128], id[40], req[128];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	long before, after, peak = 0;
+	size_t sent = 0, len;
+	int fd, i, stuck = 0;
+	json_object *b;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=0",
+	               "LLMQ_CLIENT_TIMEOUT=3s", NULL);
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 256, "gpt-4o-mini", 5);
+	h_submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, done, 60);
+	json_object_put(b);
+	before = h_rss_kib(&d, NULL);
+
+	/* Each request asks for a page of ~100 KB; 20,000 of them, never read. */
+	fd = h_raw_connect(d.sock);
+	cr_assert_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+	len = (size_t)snprintf(req, sizeof(req), "{\"v\":1,\"op\":\"results\",\"batch\":\"%s\"}\n",
+	                       id);
+	for (i = 0; i < 20000 && stuck < 100; i++) {
+		ssize_t n = send(fd, req, len, MSG_NOSIGNAL);
+
+		if (n == (ssize_t)len) {
+			sent++;
+			stuck = 0;
+			continue;
+		}
+		cr_assert(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), "send: %s",
+		          strerror(errno));
+		i--;
+		stuck++;
+		usleep(20 * 1000);
+	}
+	/* Others are served all the while. */
+	ping_ms(&d);
+	after = h_rss_kib(&d, &peak);
+	fprintf(stderr,
+	        "unread answers: %zu of 20000 requests taken, daemon RSS %ld KiB before, %ld "
+	        "after, peak %ld\n",
+	        sent, before, after, peak);
+	cr_assert_lt(sent, 20000, "llmqd stopped reading a client that reads nothing");
+	cr_assert_lt(after - before, 64 * 1024, "memory bounded: %ld KiB more", after - before);
+	/* And the stuck client is dropped once its output stops moving. */
+	cr_assert_eq(fcntl(fd, F_SETFL, 0), 0);
+	for (i = 0; i < 100; i++) {
+		if (send(fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN)
+			break;
+		usleep(100 * 1000);
+	}
+	cr_assert_lt(i, 100, "the connection was closed");
+	close(fd);
+	ping_ms(&d);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* A submit through llmq in a child, for the parent to wait on later. */
+static pid_t submit_in_child(const struct daemon_proc *d, const char *file)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int rc = h_llmq(d, NULL, 0, NULL, 0, "submit", file, NULL);
+
+		_exit(rc);
+	}
+	return pid;
+}
+
+Test(hostile, an_outside_lock_does_not_freeze_the_loop, .timeout = 120)
+{
+	char dir[64], file[128], file2[128], body[4096], id[40];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	sqlite3 *db;
+	int64_t worst = 0, t, t0;
+	int status, n = 0;
+	json_object *o;
+	pid_t child;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "20", NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=0", NULL);
+	snprintf(file, sizeof(file), "%s/a.jsonl", dir);
+	h_write_batch(file, 200, "gpt-4o-mini", 5);
+	snprintf(file2, sizeof(file2), "%s/b.jsonl", dir);
+	h_write_batch(file2, 20, "gpt-4o-mini", 5);
+	h_submit(&d, file, id, sizeof(id));
+
+	/* As a person would: sqlite3 on the live database, a transaction left open. */
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	child = submit_in_child(&d, file2);
+	t0 = now_ms();
+	while (now_ms() - t0 < 4000) {
+		t = ping_ms(&d);
+		worst = t > worst ? t : worst;
+		n++;
+		usleep(50 * 1000);
+	}
+	cr_assert_eq(http_get(&d, "/healthz", body, sizeof(body)), 503, "%s", body);
+	cr_assert(strstr(body, "locked by another program"), "%s", body);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "--json", "status", NULL), 0,
+	             "status answers from a locked database: %s", err);
+	o = json_tokener_parse(out);
+	cr_assert_eq(h_jint(o, "database.ok"), 0, "%s", out);
+	json_object_put(o);
+	cr_assert_eq(waitpid(child, &status, WNOHANG), 0, "the submit waits for the lock");
+	fprintf(stderr, "outside lock: %d pings, the slowest %lld ms\n", n, (long long)worst);
+	cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the waiting submit got in");
+	json_object_put(h_wait_for(&d, id, done, 60));
+	/* Nothing lost, nothing repeated: one batch each, one answer per job. */
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 2);
+	t0 = now_ms();
+	while (h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") < 220 &&
+	       now_ms() - t0 < 30000)
+		usleep(100 * 1000);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'"), 220);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM attempts"), 220, "no job sent twice");
+	cr_assert_eq(http_get(&d, "/healthz", body, sizeof(body)), 200, "%s", body);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(hostile, a_deleted_database_refuses_new_batches, .timeout = 60)
+{
+	char dir[64], file[128], path[1024];
+	static char log[1 << 16];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *o;
+	int i, ok = 1;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, NULL);
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 3, "gpt-4o-mini", 5);
+	snprintf(path, sizeof(path), "rm -f %s %s-wal %s-shm", d.db, d.db, d.db);
+	cr_assert_eq(system(path), 0);
+	for (i = 0; i < 50 && ok; i++) {
+		usleep(100 * 1000);
+		cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "--json", "status", NULL), 0);
+		o = json_tokener_parse(out);
+		ok = (int)h_jint(o, "database.ok");
+		json_object_put(o);
+	}
+	cr_assert_eq(ok, 0, "status says the database is gone: %s", out);
+	cr_assert(strstr(out, "deleted"), "%s", out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 75);
+	cr_assert(strstr(err, "deleted") && strstr(err, "restart llmqd"), "%s", err);
+	h_read_file(d.log, log, sizeof(log));
+	cr_assert(strstr(log, "was deleted while llmqd ran"), "%s", log);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(hostile, a_repeated_submit_is_answered_with_the_stored_batch, .timeout = 60)
+{
+	char dir[64], file[128], id[40], id2[40];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, NULL);
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 5, "gpt-4o-mini", 5);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", "--idempotency-key",
+	                    "nightly-2026-11-29", file, NULL),
+	             0, "%s", err);
+	snprintf(id, sizeof(id), "%.*s", (int)strcspn(out, "\n"), out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", "--idempotency-key",
+	                    "nightly-2026-11-29", file, NULL),
+	             0, "%s", err);
+	snprintf(id2, sizeof(id2), "%.*s", (int)strcspn(out, "\n"), out);
+	cr_assert_str_eq(id, id2, "the repeat answers with the stored batch");
+	cr_assert(strstr(err, "already stored"), "%s", err);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 1);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs"), 5);
+	/* Without a key, each submit is its own batch (a fresh key each time). */
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 0);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 0);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 3);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", "--idempotency-key",
+	                    "no spaces", file, NULL),
+	             64);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* Reads a submit to its last line, then hangs up without an answer. */
+static void swallow_and_hang_up(int lfd, int lines)
+{
+	char buf[4096];
+	int fd = accept(lfd, NULL, NULL), seen = 0, i;
+	ssize_t n;
+
+	while (fd >= 0 && seen < lines + 1 && (n = read(fd, buf, sizeof(buf))) > 0)
+		for (i = 0; i < n; i++)
+			seen += buf[i] == '\n';
+	_exit(fd >= 0 && seen == lines + 1 ? 0 : 1);
+}
+
+Test(hostile, a_connection_dropped_after_the_batch_is_unknown_not_lost, .timeout = 30)
+{
+	char dir[64], file[128];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct daemon_proc fake = {0};
+	int lfd, status;
+	pid_t pid;
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 7, "gpt-4o-mini", 5);
+	snprintf(fake.sock, sizeof(fake.sock), "%s/llmq.sock", dir);
+	cr_assert_lt(strlen(fake.sock), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, fake.sock, strlen(fake.sock) + 1);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		swallow_and_hang_up(lfd, 7);
+	close(lfd);
+	cr_assert_eq(h_llmq(&fake, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 75,
+	             "%s", err);
+	cr_assert(strstr(err, "unknown whether it was stored") && strstr(err, "llmq list") &&
+	              strstr(err, "--idempotency-key"),
+	          "%s", err);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the whole batch was sent");
+}
+
+Test(hostile, an_answer_past_the_cap_fails_once, .timeout = 90)
+{
+	char dir[64], file[128], id[40];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *s;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", NULL);
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 1, "huge", 5);
+	h_submit(&d, file, id, sizeof(id));
+	json_object_put(h_wait_for(&d, id, done, 60));
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'failed' AND "
+	                           "error_code = 'response_too_large'"),
+	             1);
+	s = h_mock_stats(&m);
+	cr_assert_eq(h_jint(s, "requests"), 1, "sent (and billed) once, not retried");
+	json_object_put(s);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(hostile, credentials_in_a_base_url_are_never_shown, .timeout = 60)
+{
+	char dir[64], file[128], id[40], url[128];
+	static char log[1 << 16];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	snprintf(url, sizeof(url), "OPENAI_BASE_URL=http://llmq:pa55w0rd-x@127.0.0.1:%d/v1",
+	         m.port);
+	h_daemon_start(&d, dir, &m, url, NULL);
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 2, "gpt-4o-mini", 5);
+	h_submit(&d, file, id, sizeof(id));
+	json_object_put(h_wait_for(&d, id, done, 30));
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "--json", "status", NULL), 0);
+	cr_assert_null(strstr(out, "pa55w0rd"), "%s", out);
+	cr_assert(strstr(out, "http://***@127.0.0.1"), "%s", out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", NULL), 0);
+	cr_assert_null(strstr(out, "pa55w0rd"), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_read_file(d.log, log, sizeof(log));
+	cr_assert_null(strstr(log, "pa55w0rd"), "%s", log);
+	h_mock_stop(&m);
+}
