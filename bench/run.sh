@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs llmq's benchmarks and prints their figures. Takes about 20 minutes:
 # the gate runs measure the steady state after a first minute.
-#   bash bench/run.sh [drain|gate|http|mixed|all]
+#   bash bench/run.sh [drain|gate|http|mixed|hostile|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
@@ -70,4 +70,55 @@ if [ "$what" = mixed ] || [ "$what" = all ]; then
 	# A batch and interactive calls on one rate-limited lane.
 	echo "== TPM 60k / RPM 600, 300 ms: a batch, and one interactive call every 2 s"
 	$b --mode gate --jobs 800 --latency-ms 300 --concurrency 32 --prompt-chars 200 --max-tokens 250 --tpm 60000 --rpm 600 --mock-tpm 60000 --mock-rpm 600 --warmup-s 60 --measure-s 120 --headroom 0.03 --interactive-every-ms 2000 2>/dev/null
+fi
+if [ "$what" = hostile ] || [ "$what" = all ]; then
+	# Misbehaving clients and outside programs against one running llmqd.
+	t=$(mktemp -d /tmp/llmq-bench-hostile-XXXXXX)
+	./build/tests/mock_upstream --latency-ms 20 >"$t/port" 2>/dev/null &
+	mock=$!
+	sleep 0.3
+	mp=$(cat "$t/port")
+	start_daemon() {
+		OPENAI_BASE_URL=http://127.0.0.1:$mp/v1 OPENAI_STAGGER_SECONDS=0 OPENAI_TPM_LIMIT=0 \
+			OPENAI_RPM_LIMIT=0 OPENAI_MAX_CONCURRENCY=16 LLMQ_HTTP_ADDR=127.0.0.1:0 LLMQ_CONFIG= \
+			./build/llmqd --socket "$t/s" --db "$t/db" 2>>"$t/log" &
+		daemon=$!
+		for _ in $(seq 50); do ./build/llmq --socket "$t/s" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	}
+	start_daemon
+	hp=$(./build/llmq --socket "$t/s" ping --json | sed -n 's/.*"http": "\([^"]*\)".*/\1/p')
+	python3 - "$t/in.jsonl" 2000 <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(int(sys.argv[2])):
+        f.write(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "max_tokens": 5,
+                     "messages": [{"role": "user", "content": f"question {i} " + "x" * 300}]}}) + "\n")
+PY
+	id=$(./build/llmq --socket "$t/s" submit "$t/in.jsonl")
+	./build/llmq --socket "$t/s" wait "$id" >/dev/null 2>&1
+	echo "== 1,000 idle connections on the socket and 1,000 on the HTTP face"
+	./build/bench/hostile conns --socket "$t/s" --http "$hp" --pid $daemon --n 1000
+	echo "== a client pipelining results requests for 20 s, never reading"
+	./build/bench/hostile pipeline --socket "$t/s" --pid $daemon --batch "$id" --seconds 20
+	echo "== sqlite3 holds BEGIN EXCLUSIVE for 20 s while a batch runs"
+	id2=$(./build/llmq --socket "$t/s" submit "$t/in.jsonl")
+	./build/bench/hostile lock --socket "$t/s" --db "$t/db" --seconds 20
+	./build/llmq --socket "$t/s" wait "$id2" >/dev/null 2>&1 || true
+	echo "after the lock: $(sqlite3 "$t/db" "SELECT count(*) FROM jobs WHERE batch_id = '$id2' AND state = 'succeeded'") of 2000 jobs succeeded, $(sqlite3 "$t/db" "SELECT count(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.batch_id = '$id2'") attempts"
+	rounds=30
+	echo "== kill -9 at random moments, $rounds rounds, a 2,000-job batch running"
+	id3=$(./build/llmq --socket "$t/s" submit "$t/in.jsonl")
+	for _ in $(seq $rounds); do
+		sleep "0.$((RANDOM % 9 + 1))"
+		kill -9 $daemon
+		wait $daemon 2>/dev/null || true
+		start_daemon
+	done
+	./build/llmq --socket "$t/s" wait "$id3" >/dev/null 2>&1 || true
+	./build/llmq --socket "$t/s" results "$id3" -o "$t/out.jsonl" 2>/dev/null || true
+	echo "after $rounds kill -9s: $(sqlite3 "$t/db" "SELECT count(*) FROM jobs WHERE batch_id = '$id3' AND state = 'succeeded'") of 2000 succeeded; $(wc -l <"$t/out.jsonl") result lines, $(python3 -c 'import json,sys; print(len({json.loads(l)["custom_id"] for l in open(sys.argv[1])}))' "$t/out.jsonl") distinct custom_ids; $(sqlite3 "$t/db" "SELECT count(*) FROM batches") batches stored"
+	kill $daemon $mock
+	wait $daemon $mock 2>/dev/null || true
+	rm -rf "$t"
 fi

@@ -13,12 +13,14 @@
 #include <errno.h>
 #include <event2/buffer.h>
 
-static int add_line(void *ud, const char *line, size_t len)
+static int add_line(void *ud, const char *bytes, size_t len, int end)
 {
 	struct evbuffer *buf = ud;
 
-	if (evbuffer_add(buf, line, len) < 0 || evbuffer_add(buf, "\n", 1) < 0)
+	if (evbuffer_add(buf, bytes, len) < 0 || (end && evbuffer_add(buf, "\n", 1) < 0))
 		return -ENOMEM;
+	if (!end)
+		return 0;
 	/* Pages are bounded in bytes too: a page of large answers ends early. */
 	return evbuffer_get_length(buf) >= LLMQ_RESULTS_PAGE_BYTES;
 }

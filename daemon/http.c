@@ -27,6 +27,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #define HTTP_MAX_HEADERS (64 * 1024)
 #define HTTP_TIMEOUT_S                                                                             \
@@ -47,7 +48,46 @@ struct http {
 	int n_tokens; /* 0: no tokens file, TCP callers are anonymous */
 	char bound[128];
 	char unix_path[PATH_MAX];
+	struct evconnlistener *listeners[2]; /* TCP, Unix: paused together when out of fds */
+	int n_listeners;
+	struct event *resume;
 };
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http *h = arg;
+	int i;
+
+	for (i = 0; i < h->n_listeners; i++)
+		evconnlistener_enable(h->listeners[i]);
+}
+
+/* Out of descriptors: pause accepting for a second instead of spinning. */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct http *h = arg;
+	struct timeval tv = {1, 0};
+	int e = EVUTIL_SOCKET_ERROR(), i;
+
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM)
+		return;
+	if (!evtimer_pending(h->resume, NULL))
+		log_warn("HTTP: cannot accept a connection: %s; pausing new connections for 1s",
+		         strerror(e));
+	for (i = 0; i < h->n_listeners; i++)
+		evconnlistener_disable(h->listeners[i]);
+	evtimer_add(h->resume, &tv);
+}
+
+static void watch_listener(struct http *h, struct evhttp_bound_socket *bs)
+{
+	struct evconnlistener *l = evhttp_bound_socket_get_listener(bs);
+
+	if (!l || h->n_listeners == 2)
+		return;
+	evconnlistener_set_error_cb(l, accept_error_cb);
+	h->listeners[h->n_listeners++] = l;
+}
 
 const char *http_bound_addr(const struct http *h)
 {
@@ -317,17 +357,20 @@ static void route(struct evhttp_request *req, void *arg)
 
 static int listen_unix(struct http *h, const char *path)
 {
+	struct evhttp_bound_socket *bs;
 	int fd, r;
 
 	r = unixsock_listen(path, h->d->socket_gid == (gid_t)-1 ? 0600 : 0660, h->d->socket_gid,
 	                    &fd);
 	if (r < 0)
 		return r;
-	if (!evhttp_accept_socket_with_handle(h->ev, fd)) {
+	bs = evhttp_accept_socket_with_handle(h->ev, fd);
+	if (!bs) {
 		close(fd);
 		unlink(path);
 		return -ENOMEM;
 	}
+	watch_listener(h, bs);
 	snprintf(h->unix_path, sizeof(h->unix_path), "%s", path);
 	return 0;
 }
@@ -345,6 +388,7 @@ static int listen_tcp(struct http *h, const char *addr)
 	bs = evhttp_bind_socket_with_handle(h->ev, host, (ev_uint16_t)port);
 	if (!bs)
 		return errno ? -errno : -EADDRINUSE;
+	watch_listener(h, bs);
 	snprintf(h->bound, sizeof(h->bound), "%s", addr);
 	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) < 0)
 		return 0;
@@ -371,7 +415,8 @@ int http_new(struct llmqd *d, struct http **ret)
 		return -ENOMEM;
 	h->d = d;
 	h->ev = evhttp_new(d->base);
-	if (!h->ev) {
+	h->resume = evtimer_new(d->base, resume_cb, h);
+	if (!h->ev || !h->resume) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -408,6 +453,8 @@ void http_free(struct http *h)
 		return;
 	if (h->ev)
 		evhttp_free(h->ev);
+	if (h->resume)
+		event_free(h->resume);
 	if (h->unix_path[0])
 		unlink(h->unix_path);
 	if (h->tokens) {

@@ -20,6 +20,7 @@
 
 #include <curl/curl.h>
 #include <grp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <signal.h>
@@ -139,6 +140,7 @@ int main(int argc, char **argv)
 	struct event *health = NULL;
 	struct retention *retention = NULL;
 	struct ipc_limits lim;
+	struct rlimit rl;
 	struct timeval tv;
 	int64_t wd;
 	int64_t requeued = 0;
@@ -159,6 +161,13 @@ int main(int argc, char **argv)
 	}
 	log_set_level(cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
+	/* Every client holds a descriptor: take all the kernel allows (systemd's soft
+	 * limit is 1024, its hard limit far higher). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open files limit: %s", strerror(errno));
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_err("cannot initialise libcurl");
 		return EXIT_FAILURE;

@@ -12,6 +12,7 @@
 #include "scheduler.h"
 #include "admission.h"
 #include "config.h"
+#include "jsontext.h"
 #include "lane.h"
 #include "log.h"
 #include "store.h"
@@ -371,18 +372,45 @@ static const char *get_str(json_object *o, const char *k)
 	           : NULL;
 }
 
+/*
+ * A large answer that succeeded is not parsed whole (json-c would hold it
+ * twice more): only its "usage" member, found from the end, where the
+ * providers put it.
+ */
+#define ANSWER_PARSE_MAX (256u << 10)
+
+static json_object *parse_usage_only(const struct up_response *resp)
+{
+	const char *u = jsontext_last_object(resp->body, resp->body_len, "usage");
+	struct json_tokener *tok;
+	json_object *o = NULL;
+
+	if (!u || !(tok = json_tokener_new()))
+		return NULL;
+	o = json_tokener_parse_ex(tok, u, (int)(resp->body + resp->body_len - u));
+	json_tokener_free(tok);
+	return o;
+}
+
 static void parse_answer(const struct up_response *resp, struct answer *a)
 {
-	json_object *u, *e;
+	json_object *u = NULL, *e;
 
 	memset(a, 0, sizeof(*a));
 	a->prompt = a->completion = a->total = -1;
 	if (resp->body_len == 0)
 		return;
-	a->root = json_tokener_parse(resp->body);
+	if (resp->body_len > ANSWER_PARSE_MAX && resp->status >= 200 && resp->status < 300) {
+		a->root = parse_usage_only(resp);
+		u = a->root;
+	} else {
+		a->root = json_tokener_parse(resp->body);
+		if (a->root && json_object_is_type(a->root, json_type_object))
+			json_object_object_get_ex(a->root, "usage", &u);
+	}
 	if (!a->root || !json_object_is_type(a->root, json_type_object))
 		return;
-	if (json_object_object_get_ex(a->root, "usage", &u)) {
+	if (u && json_object_is_type(u, json_type_object)) {
 		a->prompt = get_i64(u, "prompt_tokens");
 		if (a->prompt < 0)
 			a->prompt = get_i64(u, "input_tokens");
@@ -497,7 +525,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 	enum stat_outcome so;
 	enum retry_verdict v;
 	struct answer a;
-	char code[64], msg[512];
+	char code[64], msg[512], *kept = NULL;
 	int tries = f->job.attempts + 1;
 
 	v = settle(l, GATE_BATCH, &f->mark, f->charged, resp, -1, &a);
@@ -512,9 +540,14 @@ static void on_done(void *userdata, const struct up_response *resp)
 	o.remaining_tokens = a.fb.remaining_tokens;
 	o.remaining_requests = a.fb.remaining_requests;
 	o.lost_sends = resp->sends > 1 ? resp->sends - 1 : 0;
-	if (resp->status > 0) {
-		o.response = resp->body;
+	if (resp->status > 0 && resp->body_owner) {
+		/* The answer is kept as it came, on one line, without a copy. */
+		kept = *resp->body_owner;
+		*resp->body_owner = NULL;
 		o.response_len = resp->body_len;
+		o.response_json = jsontext_compact(kept, &o.response_len) == 0;
+		kept[o.response_len] = '\0';
+		o.response = kept;
 	}
 	if (resp->status == 0) {
 		snprintf(code, sizeof(code), resp->too_big ? "response_too_large" : "transport_error");
@@ -569,7 +602,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 		break;
 	}
 	l->stats.requests[GATE_BATCH][so]++;
-	writeback_add(s->wb, f->job.id, f->attempt_id, &o, wall);
+	writeback_add(s->wb, f->job.id, f->attempt_id, &o, wall, kept);
 	if (v != RV_SUCCEEDED) {
 		struct log_fields lf = {f->job.batch_id, c->name, f->job.custom_id};
 
@@ -827,7 +860,7 @@ void sched_stop(struct scheduler *s)
 		while ((f = LIST_FIRST(&s->lanes[i].flights))) {
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
-			writeback_add(s->wb, f->job.id, f->attempt_id, &o, time_wall_ms());
+			writeback_add(s->wb, f->job.id, f->attempt_id, &o, time_wall_ms(), NULL);
 			flight_free(f);
 		}
 		/* Waiting callers are told to come back. */

@@ -76,13 +76,29 @@ enum stmt_id {
 	"   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')) "
 
 /* One Batch API output line, built by SQLite's JSON functions. */
+/*
+ * A result line in three parts - what precedes the body, the body, what
+ * follows. An answer stored as one line of valid JSON (response_json) comes
+ * as NULL here and is read in chunks straight from its row (incremental
+ * blob I/O): a large answer is never loaded whole nor rebuilt as JSON. One
+ * that is not (an older row, a non-JSON body) is rendered by SQLite.
+ */
 #define RESULT_LINE                                                                                \
-	"SELECT id, json_object('id', 'batch_req_' || id, 'custom_id', custom_id, "                \
-	"  'response', CASE WHEN status_code IS NULL THEN NULL ELSE json_object("                  \
-	"     'status_code', status_code, 'request_id', request_id, 'body', "                      \
-	"     CASE WHEN json_valid(response) THEN json(response) ELSE response END) END, "         \
-	"  'error', CASE WHEN error_code IS NULL THEN NULL ELSE json_object("                      \
-	"     'code', error_code, 'message', error_message) END) "                                 \
+	"SELECT id, "                                                                              \
+	"  '{\"id\":' || json_quote('batch_req_' || id) || ',\"custom_id\":' || "                  \
+	"    json_quote(custom_id) || ',\"response\":' || CASE WHEN status_code IS NULL "           \
+	"    THEN 'null' ELSE '{\"status_code\":' || status_code || ',\"request_id\":' || "          \
+	"    json_quote(request_id) || ',\"body\":' END, "                                         \
+	"  CASE WHEN status_code IS NULL THEN '' "                                                 \
+	"    WHEN response_json THEN NULL "                                                        \
+	"    WHEN response IS NULL THEN 'null' "                                                   \
+	"    WHEN json_valid(response) AND instr(response, char(10)) = 0 "                         \
+	"      AND instr(response, char(13)) = 0 THEN response "                                   \
+	"    WHEN json_valid(response) THEN json(response) "                                       \
+	"    ELSE json_quote(response) END, "                                                      \
+	"  CASE WHEN status_code IS NULL THEN '' ELSE '}' END || ',\"error\":' || "                 \
+	"    CASE WHEN error_code IS NULL THEN 'null' "                                            \
+	"    ELSE json_object('code', error_code, 'message', error_message) END || '}' "          \
 	"FROM jobs WHERE batch_id = ?1 AND id > ?2 "
 
 static const char *const stmt_sql[S__COUNT] = {
@@ -139,7 +155,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_JOB_FINISH] = "UPDATE jobs SET state = ?2, status_code = ?3, request_id = ?4, "
                      "response = ?5, error_code = ?6, error_message = ?7, prompt_tokens = ?8, "
                      "completion_tokens = ?9, total_tokens = ?10, updated_at = ?11, "
-                     "finished_at = ?11 WHERE id = ?1 AND state = 'running'",
+                     "finished_at = ?11, response_json = ?12 WHERE id = ?1 AND state = "
+                     "'running'",
     [S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', not_before = ?2, updated_at = ?3 "
                       "WHERE id = ?1 AND state = 'running'",
     [S_BATCH_REFRESH] =
@@ -895,6 +912,7 @@ static int finish(struct store *s, int64_t job_id, const struct store_outcome *o
 	bind_opt_int(st, 9, o->completion_tokens);
 	bind_opt_int(st, 10, o->total_tokens);
 	sqlite3_bind_int64(st, 11, now);
+	sqlite3_bind_int(st, 12, o->response && o->response_json);
 	r = run(s, st, &changed);
 	if (r == 0 && changed != 1)
 		r = -ESTALE;
@@ -1123,6 +1141,27 @@ int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *re
 	return r;
 }
 
+/* A job's stored answer, handed to cb in chunks as read from its row. */
+static int stream_response(struct store *s, int64_t job_id, store_line_cb cb, void *userdata)
+{
+	char chunk[64 * 1024];
+	sqlite3_blob *blob = NULL;
+	int total, off, n, r;
+
+	r = sql_errno(sqlite3_blob_open(s->db, "main", "jobs", "response", job_id, 0, &blob));
+	if (r < 0)
+		return r;
+	total = sqlite3_blob_bytes(blob);
+	for (off = 0; off < total && r == 0; off += n) {
+		n = total - off < (int)sizeof(chunk) ? total - off : (int)sizeof(chunk);
+		r = sql_errno(sqlite3_blob_read(blob, chunk, n, off));
+		if (r == 0)
+			r = cb(userdata, chunk, (size_t)n, 0);
+	}
+	sqlite3_blob_close(blob);
+	return r;
+}
+
 int store_results(struct store *s, const char *id, int64_t after, int limit, int errors,
                   store_line_cb cb, void *userdata, int64_t *ret_last, int *ret_count,
                   int *ret_more)
@@ -1141,7 +1180,15 @@ int store_results(struct store *s, const char *id, int64_t after, int limit, int
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		last = sqlite3_column_int64(st, 0);
 		r = cb(userdata, (const char *)sqlite3_column_text(st, 1),
-		       (size_t)sqlite3_column_bytes(st, 1));
+		       (size_t)sqlite3_column_bytes(st, 1), 0);
+		if (r == 0 && sqlite3_column_type(st, 2) == SQLITE_NULL)
+			r = stream_response(s, last, cb, userdata);
+		else if (r == 0)
+			r = cb(userdata, (const char *)sqlite3_column_text(st, 2),
+			       (size_t)sqlite3_column_bytes(st, 2), 0);
+		if (r == 0)
+			r = cb(userdata, (const char *)sqlite3_column_text(st, 3),
+			       (size_t)sqlite3_column_bytes(st, 3), 1);
 		if (r < 0)
 			break;
 		count++;

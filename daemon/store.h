@@ -83,6 +83,7 @@ struct store_outcome {
 	const char *request_id;
 	const char *response;
 	size_t response_len;
+	int response_json; /* response is valid JSON on one line */
 	const char *error_code;
 	const char *error_message;
 	int64_t retry_after_ms; /* -1: none given */
@@ -155,8 +156,12 @@ int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret)
 /* Queued jobs cancelled; running ones left to finish. -ENOENT when unknown. */
 int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *ret_cancelled);
 
-/* Takes one line: < 0 stops with that error, 1 ends the page after this line. */
-typedef int (*store_line_cb)(void *userdata, const char *line, size_t len);
+/*
+ * Takes a result line piece by piece (a large answer comes in chunks, read
+ * from the database as it goes); end is set on its last piece (there is no
+ * newline). < 0 stops with that error; 1 on the last piece ends the page.
+ */
+typedef int (*store_line_cb)(void *userdata, const char *bytes, size_t len, int end);
 /*
  * Result lines (Batch API output format) of batch id with job ids > after, at
  * most limit of them; errors selects failed and cancelled jobs instead of

@@ -261,6 +261,7 @@ static void check_multi_info(struct upstream *up)
 		resp.status = (int)status;
 		resp.body = t->body ? t->body : "";
 		resp.body_len = t->len;
+		resp.body_owner = t->body ? &t->body : NULL;
 		resp.hdr = t->hdr;
 		resp.latency_ms = time_mono_ms() - t->started;
 		resp.sends = t->sends;

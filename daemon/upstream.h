@@ -68,6 +68,8 @@ struct up_response {
 	const char *error;   /* curl's message for a transport error */
 	int too_big;         /* the answer passed the 64 MiB cap (it came, and is billed) */
 	const char *body;    /* NUL-terminated; may contain NULs before body_len */
+	char **body_owner;   /* a done() that keeps the body takes *body_owner and sets it
+	                      * to NULL (then it frees it); NULL when there is none */
 	size_t body_len;
 	struct up_headers hdr;
 	int64_t latency_ms;

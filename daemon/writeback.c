@@ -94,7 +94,7 @@ static char *copy_str(const char *s, int *failed)
 }
 
 void writeback_add(struct writeback *wb, int64_t job_id, int64_t attempt_id,
-                   const struct store_outcome *o, int64_t now)
+                   const struct store_outcome *o, int64_t now, char *response_owned)
 {
 	struct pending *p;
 	int failed = 0;
@@ -106,7 +106,12 @@ void writeback_add(struct writeback *wb, int64_t job_id, int64_t attempt_id,
 		p->at = now;
 		p->o = *o;
 		p->o.request_id = p->request_id = copy_str(o->request_id, &failed);
-		p->o.response = p->response = copy(o->response, o->response_len, &failed);
+		if (response_owned && response_owned == o->response) {
+			p->o.response = p->response = response_owned;
+			response_owned = NULL;
+		} else {
+			p->o.response = p->response = copy(o->response, o->response_len, &failed);
+		}
 		p->o.error_code = p->error_code = copy_str(o->error_code, &failed);
 		p->o.error_message = p->error_message = copy_str(o->error_message, &failed);
 	}
@@ -117,6 +122,7 @@ void writeback_add(struct writeback *wb, int64_t job_id, int64_t attempt_id,
 			log_err("job %lld: out of memory and the database refused its outcome; it "
 			        "is requeued when llmqd restarts",
 			        (long long)job_id);
+		free(response_owned);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&wb->queue, p, link);

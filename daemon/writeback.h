@@ -24,9 +24,13 @@ int writeback_new(struct event_base *base, struct store *store, void (*on_writte
 /* Frees what is still queued (its jobs are requeued at the next start). */
 void writeback_free(struct writeback *wb);
 
-/* Queue the outcome of a job's attempt; o's strings are copied. */
+/*
+ * Queue the outcome of a job's attempt; o's strings are copied, except
+ * o->response when response_owned is that same buffer (malloc'd): it is
+ * taken as it is, so a large answer is never held twice.
+ */
 void writeback_add(struct writeback *wb, int64_t job_id, int64_t attempt_id,
-                   const struct store_outcome *o, int64_t now);
+                   const struct store_outcome *o, int64_t now, char *response_owned);
 
 /* Queue the record of one try of an interactive call; c's strings are copied. */
 void writeback_add_call(struct writeback *wb, const struct store_call *c);

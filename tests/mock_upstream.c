@@ -11,7 +11,8 @@
  * it sends on every answer). Faults are injected deterministically: every
  * Nth request fails with 500, is dropped, or gets a 429; models named
  * "fail-400", "quota" or "retry-false" answer 400, insufficient_quota, or a
- * 500 with x-should-retry: false; "huge" answers 200 with a 65 MiB body. A second client spending part of the same
+ * 500 with x-should-retry: false; "huge" answers 200 with a 65 MiB body,
+ * "size-N" with one of N MiB. A second client spending part of the same
  * budget can be simulated. A body with "stream": true is answered as
  * server-sent events, one every --drip-ms (usage last when
  * stream_options.include_usage asks for it). Each arrival and answer is
@@ -159,14 +160,14 @@ static void send_json(struct mock *m, struct evhttp_request *req, int status, co
 	evbuffer_free(buf);
 }
 
-/* A well-formed chat answer of 65 MiB: past any client's body cap. */
-static char *huge_body(void)
+/* A well-formed chat answer of about mib MiB. */
+static char *big_body(size_t mib)
 {
 	static const char head[] = "{\"id\":\"chatcmpl-huge\",\"object\":\"chat.completion\","
 	                           "\"choices\":[{\"index\":0,\"message\":{\"role\":"
 	                           "\"assistant\",\"content\":\"";
 	static const char tail[] = "\"}}]}";
-	size_t fill = 65u << 20, n = sizeof(head) - 1;
+	size_t fill = mib << 20, n = sizeof(head) - 1;
 	char *s = malloc(n + fill + sizeof(tail));
 
 	if (!s)
@@ -543,9 +544,9 @@ static void handle(struct evhttp_request *req, void *arg)
 		p->status = 400;
 		p->body = error_body("invalid_request_error", "model_not_found",
 		                     "The model 'fail-400' does not exist");
-	} else if (strcmp(mname, "huge") == 0) {
+	} else if (strcmp(mname, "huge") == 0 || strncmp(mname, "size-", 5) == 0) {
 		p->status = 200;
-		p->body = huge_body();
+		p->body = big_body(mname[0] == 'h' ? 65 : (size_t)atoi(mname + 5));
 	} else if (strcmp(mname, "retry-false") == 0) {
 		m->r500++;
 		p->status = 500;

@@ -239,12 +239,16 @@ struct lines {
 	char first[512];
 };
 
-static int collect(void *ud, const char *line, size_t len)
+static int collect(void *ud, const char *bytes, size_t len, int end)
 {
 	struct lines *l = ud;
+	size_t have = strlen(l->first);
 
-	if (l->n++ == 0)
-		snprintf(l->first, sizeof(l->first), "%.*s", (int)len, line);
+	if (l->n == 0)
+		snprintf(l->first + have, sizeof(l->first) - have, "%.*s", (int)len, bytes);
+	if (!end)
+		return 0;
+	l->n++;
 	return l->n == l->stop_after;
 }
 
@@ -295,6 +299,94 @@ Test(store, results_in_batch_output_format)
 	    0);
 	cr_assert_eq(n, 0);
 	cr_assert_eq(more, 0);
+}
+
+struct whole {
+	char *buf;
+	size_t len, cap;
+	int lines;
+};
+
+static int collect_whole(void *ud, const char *bytes, size_t len, int end)
+{
+	struct whole *w = ud;
+
+	if (w->len + len + 2 > w->cap) {
+		w->cap = (w->len + len + 2) * 2;
+		w->buf = realloc(w->buf, w->cap);
+		cr_assert_not_null(w->buf);
+	}
+	memcpy(w->buf + w->len, bytes, len);
+	w->len += len;
+	if (end) {
+		w->buf[w->len++] = '\n';
+		w->lines++;
+	}
+	w->buf[w->len] = '\0';
+	return 0;
+}
+
+Test(store, a_large_answer_is_streamed_into_its_result_line)
+{
+	struct store_outcome o = ok_outcome();
+	struct whole w = {0};
+	struct store_job j;
+	int64_t attempt, last;
+	size_t n = 300000, i;
+	char *big = malloc(n + 64);
+	int count, more;
+	json_object *line, *v;
+
+	/* One line of valid JSON, larger than a chunk: read from the row piecewise. */
+	cr_assert_not_null(big);
+	i = (size_t)sprintf(big, "{\"choices\":[{\"text\":\"");
+	memset(big + i, 'z', n);
+	strcpy(big + i + n, "\"}]}");
+	add_batch("b_000000000000000b", 2);
+	o.response = big;
+	o.response_len = strlen(big);
+	o.response_json = 1;
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	store_job_clear(&j);
+	/* And a body that is not JSON: quoted as a string. */
+	o = ok_outcome();
+	o.response = "<html>bad gateway</html>";
+	o.response_len = strlen(o.response);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	store_job_clear(&j);
+	cr_assert_eq(store_results(st, "b_000000000000000b", 0, 10, 0, collect_whole, &w, &last,
+	                           &count, &more),
+	             0);
+	cr_assert_eq(count, 2);
+	cr_assert_eq(w.lines, 2);
+	{
+		static const char head[] = "{\"id\":\"batch_req_1\",\"custom_id\":\"c0\",\"response\":"
+		                           "{\"status_code\":200,\"request_id\":\"req_1\",\"body\":";
+		static const char tail[] = "},\"error\":null}\n";
+
+		cr_assert_eq(strncmp(w.buf, head, sizeof(head) - 1), 0, "%.200s", w.buf);
+		cr_assert_eq(memcmp(w.buf + sizeof(head) - 1, big, strlen(big)), 0, "as stored");
+		cr_assert_eq(strncmp(w.buf + sizeof(head) - 1 + strlen(big), tail, sizeof(tail) - 1),
+		             0, "%.200s", w.buf + sizeof(head) - 1 + strlen(big));
+	}
+	line = json_tokener_parse(w.buf);
+	cr_assert_not_null(line, "the first line is valid JSON");
+	cr_assert(json_object_object_get_ex(line, "response", &v) &&
+	          json_object_object_get_ex(v, "body", &v) &&
+	          json_object_is_type(v, json_type_object));
+	json_object_put(line);
+	line = json_tokener_parse(strchr(w.buf, '\n') + 1);
+	cr_assert_not_null(line);
+	cr_assert(json_object_object_get_ex(line, "response", &v) &&
+	          json_object_object_get_ex(v, "body", &v));
+	cr_assert_str_eq(json_object_get_string(v), "<html>bad gateway</html>");
+	json_object_put(line);
+	free(w.buf);
+	free(big);
 }
 
 Test(store, backlog_counts_queued_and_running)
