@@ -13,14 +13,14 @@ _llmq()
 	done
 	case $prev in
 	--socket | -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-	--window | --priority | --name | --limit | --interval) return ;;
+	--window | --priority | --name | --limit | --interval | --idempotency-key) return ;;
 	esac
 	if [[ -z $cmd ]]; then
 		COMPREPLY=($(compgen -W "submit status list wait results cancel ping metrics --json --socket --help --version" -- "$cur"))
 		return
 	fi
 	case $cmd in
-	submit) COMPREPLY=($(compgen -W "--window --priority --name --dry-run --retry --json" -- "$cur"))
+	submit) COMPREPLY=($(compgen -W "--window --priority --name --dry-run --retry --idempotency-key --json" -- "$cur"))
 		[[ $cur != -* ]] && COMPREPLY+=($(compgen -f -- "$cur")) ;;
 	results) COMPREPLY=($(compgen -W "-o --errors --json" -- "$cur")) ;;
 	wait) COMPREPLY=($(compgen -W "--interval --json" -- "$cur")) ;;
