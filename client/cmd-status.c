@@ -31,6 +31,8 @@ int cmd_status(const struct opts *o)
 			printf("\ndatabase: %.1f MiB; finished batches kept %lld days\n",
 			       (double)jint(reply, "database_bytes") / 1048576.0,
 			       (long long)(jint(reply, "retention_s") / 86400));
+		if (jstr(jget(reply, "database"), "problem"))
+			printf("database: %s\n", jtext(jget(reply, "database"), "problem"));
 	}
 	json_object_put(reply);
 	return EX_OK_;

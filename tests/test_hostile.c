@@ -353,6 +353,8 @@ Test(hostile, a_deleted_database_refuses_new_batches, .timeout = 60)
 	}
 	cr_assert_eq(ok, 0, "status says the database is gone: %s", out);
 	cr_assert(strstr(out, "deleted"), "%s", out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "status", NULL), 0);
+	cr_assert(strstr(out, "database: the database file"), "%s", out);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 75);
 	cr_assert(strstr(err, "deleted") && strstr(err, "restart llmqd"), "%s", err);
 	h_read_file(d.log, log, sizeof(log));
