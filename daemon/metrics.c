@@ -2,6 +2,7 @@
  * metrics.c - the exposition text, one family at a time.
  */
 #include "metrics.h"
+#include "ipc.h"
 #include "scheduler.h"
 #include "store.h"
 #include "timeutil.h"
@@ -72,6 +73,7 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	struct lane_snapshot snap[CONFIG_MAX_LANES];
 	static const char *const states[] = {"in_progress", "cancelling", "completed", "cancelled"};
 	struct out o = {.buf = buf};
+	struct ipc_stats is;
 	int64_t now = time_mono_ms(), jobs[CONFIG_MAX_LANES], tokens, counts[4];
 	int n, i, c, so, r;
 
@@ -171,5 +173,29 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	for (i = 0; i < REFUSAL__COUNT; i++)
 		put(&o, "llmq_refusals_total{reason=\"%s\"} %llu\n", llmqd_refusal_name(i),
 		    (unsigned long long)d->refusals[i]);
+
+	if (d->ipc) {
+		ipc_stats(d->ipc, &is);
+		family(&o, "llmq_socket_clients", "gauge", "Clients connected to the llmq socket.");
+		put(&o, "llmq_socket_clients %d\n", ipc_clients(d->ipc));
+		family(&o, "llmq_socket_refused_total", "counter",
+		       "Socket connections refused: too many overall, or for one user.");
+		put(&o, "llmq_socket_refused_total %llu\n", (unsigned long long)is.refused);
+		family(&o, "llmq_socket_stalls_total", "counter",
+		       "Times a client's requests waited for its unread answers to drain.");
+		put(&o, "llmq_socket_stalls_total %llu\n", (unsigned long long)is.stalls);
+		family(&o, "llmq_socket_deadline_closed_total", "counter",
+		       "Socket clients closed at their deadline, by what was late.");
+		put(&o, "llmq_socket_deadline_closed_total{what=\"request\"} %llu\n",
+		    (unsigned long long)is.idle_expired);
+		put(&o, "llmq_socket_deadline_closed_total{what=\"submit_lines\"} %llu\n",
+		    (unsigned long long)is.lines_expired);
+	}
+	family(&o, "llmq_database_locked", "gauge",
+	       "1 while another program holds the database's lock (writes wait in memory).");
+	put(&o, "llmq_database_locked %d\n", d->db_locked_since != 0);
+	family(&o, "llmq_database_gone", "gauge",
+	       "1 once the database file was deleted or replaced under llmqd (restart it).");
+	put(&o, "llmq_database_gone %d\n", d->db_gone != 0);
 	return o.failed ? -ENOMEM : 0;
 }

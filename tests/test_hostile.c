@@ -65,12 +65,15 @@ static int64_t ping_ms(const struct daemon_proc *d)
 	return now_ms() - t0;
 }
 
-/* GET path on the daemon's HTTP face: the status, and the body into body. */
-static int http_get(const struct daemon_proc *d, const char *path, char *body, size_t len)
+/* GET path (or POST json when not NULL) on the daemon's HTTP face: the
+ * status, and the body into body. */
+static int http_req(const struct daemon_proc *d, const char *path, const char *json, char *body,
+                    size_t len)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->http_port),
 	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	char req[256], buf[8192];
+	static char buf[1 << 17];
+	char req[1024];
 	size_t have = 0;
 	ssize_t n;
 	int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
@@ -78,7 +81,13 @@ static int http_get(const struct daemon_proc *d, const char *path, char *body, s
 
 	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	read_timeout(fd, 5000);
-	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	if (json)
+		snprintf(req, sizeof(req),
+		         "POST %s HTTP/1.0\r\nContent-Type: application/json\r\n"
+		         "Content-Length: %zu\r\n\r\n%s",
+		         path, strlen(json), json);
+	else
+		snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
 	h_raw_send(fd, req);
 	while (have < sizeof(buf) - 1 && (n = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0)
 		have += (size_t)n;
@@ -88,6 +97,11 @@ static int http_get(const struct daemon_proc *d, const char *path, char *body, s
 	b = strstr(buf, "\r\n\r\n");
 	snprintf(body, len, "%s", b ? b + 4 : "");
 	return status;
+}
+
+static int http_get(const struct daemon_proc *d, const char *path, char *body, size_t len)
+{
+	return http_req(d, path, NULL, body, len);
 }
 
 Test(hostile, a_socket_directory_others_can_write_is_refused, .timeout = 30)
@@ -272,6 +286,7 @@ static pid_t submit_in_child(const struct daemon_proc *d, const char *file)
 Test(hostile, an_outside_lock_does_not_freeze_the_loop, .timeout = 120)
 {
 	char dir[64], file[128], file2[128], body[4096], id[40];
+	static char big[1 << 16];
 	struct mock_proc m = {0};
 	struct daemon_proc d = {0};
 	sqlite3 *db;
@@ -302,6 +317,14 @@ Test(hostile, an_outside_lock_does_not_freeze_the_loop, .timeout = 120)
 	}
 	cr_assert_eq(http_get(&d, "/healthz", body, sizeof(body)), 503, "%s", body);
 	cr_assert(strstr(body, "locked by another program"), "%s", body);
+	cr_assert_eq(http_get(&d, "/metrics", big, sizeof(big)), 200);
+	cr_assert(strstr(big, "\nllmq_database_locked 1\n"), "%s", big);
+	/* Interactive calls go on: their records wait with the outcomes. */
+	cr_assert_eq(http_req(&d, "/v1/chat/completions",
+	                      "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[{\"role\":"
+	                      "\"user\",\"content\":\"during the lock\"}]}",
+	                      body, sizeof(body)),
+	             200, "%s", body);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "--json", "status", NULL), 0,
 	             "status answers from a locked database: %s", err);
 	o = json_tokener_parse(out);
@@ -323,6 +346,10 @@ Test(hostile, an_outside_lock_does_not_freeze_the_loop, .timeout = 120)
 		usleep(100 * 1000);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'"), 220);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM attempts"), 220, "no job sent twice");
+	t0 = now_ms();
+	while (h_sql_int(&d, "SELECT count(*) FROM calls") < 1 && now_ms() - t0 < 5000)
+		usleep(100 * 1000);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls"), 1, "the call's record, once");
 	cr_assert_eq(http_get(&d, "/healthz", body, sizeof(body)), 200, "%s", body);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);

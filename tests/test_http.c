@@ -471,6 +471,9 @@ Test(http, metrics_over_http_and_the_socket, .timeout = 60)
 	cr_assert(strstr(r->body, "llmq_gate_wait_seconds_count{lane=\"openai\",class="
 	                          "\"interactive\"} 1\n"),
 	          "%s", r->body);
+	cr_assert(strstr(r->body, "\nllmq_database_locked 0\n") &&
+	              strstr(r->body, "\nllmq_socket_refused_total 0\n"),
+	          "%s", r->body);
 	/* Prometheus's own checker reads the real exposition. */
 	snprintf(path, sizeof(path), "%s/metrics.txt", dir);
 	f = fopen(path, "w");
