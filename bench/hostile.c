@@ -133,7 +133,8 @@ static int held(int fd)
 
 static int run_conns(void)
 {
-	int *ufd = calloc((size_t)n_conns, sizeof(int)), *hfd = calloc((size_t)n_conns, sizeof(int));
+	int *ufd = calloc((size_t)n_conns, sizeof(int)),
+	    *hfd = calloc((size_t)n_conns, sizeof(int));
 	int i, u_open = 0, h_open = 0, u_held = 0, h_held = 0;
 	long before = rss_kib("VmRSS:");
 	struct rlimit rl;
@@ -263,10 +264,10 @@ static int run_lock(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},  {"http", required_argument, NULL, 'h'},
-	    {"pid", required_argument, NULL, 'p'},     {"n", required_argument, NULL, 'n'},
-	    {"batch", required_argument, NULL, 'b'},   {"seconds", required_argument, NULL, 't'},
-	    {"db", required_argument, NULL, 'd'},      {NULL, 0, NULL, 0},
+	    {"socket", required_argument, NULL, 's'}, {"http", required_argument, NULL, 'h'},
+	    {"pid", required_argument, NULL, 'p'},    {"n", required_argument, NULL, 'n'},
+	    {"batch", required_argument, NULL, 'b'},  {"seconds", required_argument, NULL, 't'},
+	    {"db", required_argument, NULL, 'd'},     {NULL, 0, NULL, 0},
 	};
 	const char *mode;
 	int c;

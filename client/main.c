@@ -79,12 +79,18 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, 'j'},           {"socket", required_argument, NULL, 's'},
-	    {"output", required_argument, NULL, 'o'},   {"errors", no_argument, NULL, 'e'},
-	    {"window", required_argument, NULL, 'w'},   {"name", required_argument, NULL, 'n'},
-	    {"dry-run", no_argument, NULL, 'd'},        {"retry", no_argument, NULL, 'r'},
-	    {"limit", required_argument, NULL, 'l'},    {"interval", required_argument, NULL, 'i'},
-	    {"priority", required_argument, NULL, 'p'}, {"help", no_argument, NULL, 'h'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"socket", required_argument, NULL, 's'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"errors", no_argument, NULL, 'e'},
+	    {"window", required_argument, NULL, 'w'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"dry-run", no_argument, NULL, 'd'},
+	    {"retry", no_argument, NULL, 'r'},
+	    {"limit", required_argument, NULL, 'l'},
+	    {"interval", required_argument, NULL, 'i'},
+	    {"priority", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"idempotency-key", required_argument, NULL, 'k'},
 	    {NULL, 0, NULL, 0},
@@ -136,8 +142,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			if (!proto_valid_idempotency_key(optarg)) {
-				fprintf(stderr, "llmq: --idempotency-key wants 1 to %d letters, "
-				                "digits, '-', '_', '.' or ':'\n",
+				fprintf(stderr,
+				        "llmq: --idempotency-key wants 1 to %d letters, "
+				        "digits, '-', '_', '.' or ':'\n",
 				        LLMQ_MAX_IDEMPOTENCY_KEY);
 				return EX_USAGE_;
 			}

@@ -127,8 +127,9 @@ int paths_check_parent(const char *path, const uid_t *owners, int n, char *why, 
 		return -EPERM;
 	}
 	if (!owned_by(st.st_uid, owners, n)) {
-		snprintf(why, len, "%s belongs to uid %u, so its owner could put another socket there",
-		         dir, (unsigned)st.st_uid);
+		snprintf(why, len,
+		         "%s belongs to uid %u, so its owner could put another socket there", dir,
+		         (unsigned)st.st_uid);
 		return -EPERM;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {

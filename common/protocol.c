@@ -320,5 +320,6 @@ int proto_valid_idempotency_key(const char *key)
 
 	if (n == 0 || n > LLMQ_MAX_IDEMPOTENCY_KEY)
 		return 0;
-	return strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
+	return strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") ==
+	       n;
 }

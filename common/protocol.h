@@ -25,7 +25,7 @@
 #define LLMQ_MAX_BATCH_BYTES (200ull << 20) /* as the hosted Batch API */
 #define LLMQ_MAX_CUSTOM_ID 512
 #define LLMQ_MAX_CONNECTIONS 64
-#define LLMQ_MAX_INGESTS 4 /* submits being received at once */
+#define LLMQ_MAX_INGESTS 4         /* submits being received at once */
 #define LLMQ_MAX_INGESTS_PER_UID 2 /* ... by one user: the others keep a share */
 #define LLMQ_RESULTS_PAGE 256
 #define LLMQ_RESULTS_PAGE_BYTES (4u << 20) /* a page ends after the line that passes this */

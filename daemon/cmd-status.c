@@ -54,9 +54,9 @@ static json_object *lane_json(const struct lane_snapshot *l, int64_t jobs, int64
 	if (!o)
 		return NULL;
 	json_object_object_add(o, "name", json_object_new_string(l->cfg->name));
-	json_object_object_add(o, "base_url",
-	                       json_object_new_string(lane_redact_url(
-	                           l->cfg->base_url, url, sizeof(url))));
+	json_object_object_add(
+	    o, "base_url",
+	    json_object_new_string(lane_redact_url(l->cfg->base_url, url, sizeof(url))));
 	json_object_object_add(o, "has_key", json_object_new_boolean(l->has_key));
 	add_i64(o, "in_flight", g->in_flight);
 	add_i64(o, "in_flight_interactive", g->class_in_flight[GATE_INTERACTIVE]);

@@ -68,8 +68,9 @@ int health_db(const struct llmqd *d, char *msg, size_t len, int *ret_refuse)
 		return 1;
 	}
 	if (!sched_store_writable(d->sched)) {
-		snprintf(msg, len, "the database refuses writes (see the log); outcomes wait in "
-		                   "memory");
+		snprintf(msg, len,
+		         "the database refuses writes (see the log); outcomes wait in "
+		         "memory");
 		return 1;
 	}
 	return 0;

@@ -14,11 +14,11 @@
 #include "llmqd.h"
 
 struct ingest_opts {
-	int64_t lines;     /* how many lines follow the header */
-	int64_t window_ms; /* completion window */
-	const char *name;  /* input file name, for people; may be NULL */
-	int dry_run;       /* project cost and finish, store nothing */
-	int64_t priority;  /* higher runs first; equal priorities share round-robin */
+	int64_t lines;               /* how many lines follow the header */
+	int64_t window_ms;           /* completion window */
+	const char *name;            /* input file name, for people; may be NULL */
+	int dry_run;                 /* project cost and finish, store nothing */
+	int64_t priority;            /* higher runs first; equal priorities share round-robin */
 	const char *idempotency_key; /* a repeat answers with the stored batch; may be NULL */
 };
 

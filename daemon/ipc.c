@@ -29,7 +29,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
-#define IPC_OUT_HIGH (4u << 20)   /* stop reading requests past this much unsent */
+#define IPC_OUT_HIGH (4u << 20) /* stop reading requests past this much unsent */
 
 struct ipc_client {
 	struct ipc *ipc;

@@ -29,17 +29,17 @@ struct ipc_line_handler {
 };
 
 struct ipc_limits {
-	int max_clients; /* connections at once, all users */
-	int max_per_uid; /* connections at once, one user */
+	int max_clients;     /* connections at once, all users */
+	int max_per_uid;     /* connections at once, one user */
 	int64_t deadline_ms; /* for a whole request (from the last answer), for a submit's
 	                      * lines (from its header), for output that does not move */
 };
 
 /* What the limits did, since the start (for metrics). */
 struct ipc_stats {
-	uint64_t refused;      /* connections refused: too many, overall or per user */
-	uint64_t stalls;       /* times a client's requests waited for its output to drain */
-	uint64_t idle_expired; /* connections closed: no whole request within the deadline */
+	uint64_t refused;       /* connections refused: too many, overall or per user */
+	uint64_t stalls;        /* times a client's requests waited for its output to drain */
+	uint64_t idle_expired;  /* connections closed: no whole request within the deadline */
 	uint64_t lines_expired; /* submits dropped: lines not all in within the deadline */
 };
 

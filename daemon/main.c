@@ -264,14 +264,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (i = 0; i < cfg.n_lanes; i++)
-		log_info("lane %s: %s, concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
-		         "headroom %.2f%s",
-		         cfg.lanes[i].name,
-		         lane_redact_url(cfg.lanes[i].base_url, url, sizeof(url)),
-		         cfg.lanes[i].limits.max_concurrency,
-		         (long long)cfg.lanes[i].limits.stagger_ms,
-		         (long long)cfg.lanes[i].limits.tpm, (long long)cfg.lanes[i].limits.rpm,
-		         cfg.lanes[i].limits.headroom, cfg.lanes[i].is_default ? " (default)" : "");
+		log_info(
+		    "lane %s: %s, concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
+		    "headroom %.2f%s",
+		    cfg.lanes[i].name, lane_redact_url(cfg.lanes[i].base_url, url, sizeof(url)),
+		    cfg.lanes[i].limits.max_concurrency, (long long)cfg.lanes[i].limits.stagger_ms,
+		    (long long)cfg.lanes[i].limits.tpm, (long long)cfg.lanes[i].limits.rpm,
+		    cfg.lanes[i].limits.headroom, cfg.lanes[i].is_default ? " (default)" : "");
 	log_info("llmqd %s listening on %s, database %s", LLMQ_VERSION,
 	         fd >= 0 ? "the socket systemd passed" : cfg.socket_path, cfg.db_path);
 	if (http_bound_addr(d.http)[0])

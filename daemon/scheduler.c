@@ -550,7 +550,8 @@ static void on_done(void *userdata, const struct up_response *resp)
 		o.response = kept;
 	}
 	if (resp->status == 0) {
-		snprintf(code, sizeof(code), resp->too_big ? "response_too_large" : "transport_error");
+		snprintf(code, sizeof(code),
+		         resp->too_big ? "response_too_large" : "transport_error");
 		snprintf(msg, sizeof(msg), "%s", resp->error ? resp->error : "transfer failed");
 	} else {
 		snprintf(code, sizeof(code), "%s",

@@ -86,8 +86,8 @@ enum stmt_id {
 #define RESULT_LINE                                                                                \
 	"SELECT id, "                                                                              \
 	"  '{\"id\":' || json_quote('batch_req_' || id) || ',\"custom_id\":' || "                  \
-	"    json_quote(custom_id) || ',\"response\":' || CASE WHEN status_code IS NULL "           \
-	"    THEN 'null' ELSE '{\"status_code\":' || status_code || ',\"request_id\":' || "          \
+	"    json_quote(custom_id) || ',\"response\":' || CASE WHEN status_code IS NULL "          \
+	"    THEN 'null' ELSE '{\"status_code\":' || status_code || ',\"request_id\":' || "        \
 	"    json_quote(request_id) || ',\"body\":' END, "                                         \
 	"  CASE WHEN status_code IS NULL THEN '' "                                                 \
 	"    WHEN response_json THEN NULL "                                                        \
@@ -96,9 +96,9 @@ enum stmt_id {
 	"      AND instr(response, char(13)) = 0 THEN response "                                   \
 	"    WHEN json_valid(response) THEN json(response) "                                       \
 	"    ELSE json_quote(response) END, "                                                      \
-	"  CASE WHEN status_code IS NULL THEN '' ELSE '}' END || ',\"error\":' || "                 \
+	"  CASE WHEN status_code IS NULL THEN '' ELSE '}' END || ',\"error\":' || "                \
 	"    CASE WHEN error_code IS NULL THEN 'null' "                                            \
-	"    ELSE json_object('code', error_code, 'message', error_message) END || '}' "          \
+	"    ELSE json_object('code', error_code, 'message', error_message) END || '}' "           \
 	"FROM jobs WHERE batch_id = ?1 AND id > ?2 "
 
 static const char *const stmt_sql[S__COUNT] = {
@@ -198,8 +198,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_ROLLBACK_TO] = "ROLLBACK TO op",
 };
 
-#define STORE_BUSY_WAIT_MS 10     /* on the loop: a lock someone holds for a moment */
-#define STORE_OPEN_WAIT_MS 10000  /* at start-up, before the loop serves anyone */
+#define STORE_BUSY_WAIT_MS 10    /* on the loop: a lock someone holds for a moment */
+#define STORE_OPEN_WAIT_MS 10000 /* at start-up, before the loop serves anyone */
 
 struct store {
 	sqlite3 *db;

@@ -21,7 +21,7 @@ struct store_batch {
 	int64_t window_ms;
 	int64_t total;
 	int64_t est_tokens;
-	int64_t priority; /* higher runs first */
+	int64_t priority;            /* higher runs first */
 	const char *idempotency_key; /* may be NULL */
 };
 

@@ -251,9 +251,10 @@ static void check_multi_info(struct upstream *up)
 		if (msg->data.result != CURLE_OK) {
 			resp.transport_error = (int)msg->data.result;
 			resp.too_big = t->too_big;
-			resp.error = t->too_big ? "the answer was larger than 64 MiB: the upstream "
-			                          "sent it (and bills it) but llmqd cannot keep it; "
-			                          "lower max_tokens or split the request"
+			resp.error = t->too_big
+			                 ? "the answer was larger than 64 MiB: the upstream "
+			                   "sent it (and bills it) but llmqd cannot keep it; "
+			                   "lower max_tokens or split the request"
 			             : t->errbuf[0] ? t->errbuf
 			                            : curl_easy_strerror(msg->data.result);
 			status = 0;

@@ -201,9 +201,9 @@ Test(access, an_impostor_socket_gets_not_a_byte, .timeout = 60)
 	snprintf(file, sizeof(file), "%s/secret.jsonl", dir);
 	h_write_batch(file, 3, "gpt-4o-mini", 5);
 	cr_assert_eq(chmod(file, 0644), 0);
-	cr_assert_eq(
-	    h_llmq_as("llmqt-alice", &fake, out, sizeof(out), err, sizeof(err), "submit", file, NULL),
-	    77, "%s", err);
+	cr_assert_eq(h_llmq_as("llmqt-alice", &fake, out, sizeof(out), err, sizeof(err), "submit",
+	                       file, NULL),
+	             77, "%s", err);
 	cr_assert(strstr(err, "refusing to talk") && strstr(err, "Nothing was sent"), "%s", err);
 	cr_assert_eq(out[0], '\0', "no batch id printed: %s", out);
 	cr_assert_eq(read(report[0], &got, sizeof(got)), (ssize_t)sizeof(got));

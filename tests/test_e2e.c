@@ -283,7 +283,7 @@ Test(e2e, survives_garbage_and_vanishing_clients, .timeout = 60)
 	fd = h_raw_connect(d.sock);
 	h_raw_send(fd, "{\"v\":1,\"op\":\"submit\",\"lines\":1000}\n");
 	h_raw_send(fd, "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
-	             "\"body\":{\"model\":\"m\",\"input\":\"x\"}}\n{\"custom_id\":\"b\",\n{\n");
+	               "\"body\":{\"model\":\"m\",\"input\":\"x\"}}\n{\"custom_id\":\"b\",\n{\n");
 	close(fd);
 
 	/* A request line past the limit. */

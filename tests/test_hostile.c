@@ -70,7 +70,8 @@ static int64_t ping_ms(const struct daemon_proc *d)
 static int http_req(const struct daemon_proc *d, const char *path, const char *json, char *body,
                     size_t len)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->http_port),
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)d->http_port),
 	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	static char buf[1 << 17];
 	char req[1024];
@@ -199,8 +200,8 @@ Test(hostile, a_trickling_submit_is_cut_at_its_deadline, .timeout = 60)
 	close(c);
 	snprintf(file, sizeof(file), "%s/ok.jsonl", dir);
 	h_write_batch(file, 3, "gpt-4o-mini", 5);
-	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 0,
-	             "%s", err);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", file, NULL), 0, "%s",
+	             err);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 1, "only the whole one");
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);

@@ -31,8 +31,13 @@ Test(jsontext, compact_keeps_strings_and_drops_the_rest)
 Test(jsontext, what_is_not_json_shaped_is_left_alone)
 {
 	const char *bad[] = {
-	    "<html> 502 Bad Gateway </html>", "{\"a\": \"open", "{\"a\": [1, 2}", "{} }",
-	    "{\"a\": \"raw\nnewline\"}",      "",             "  ",
+	    "<html> 502 Bad Gateway </html>",
+	    "{\"a\": \"open",
+	    "{\"a\": [1, 2}",
+	    "{} }",
+	    "{\"a\": \"raw\nnewline\"}",
+	    "",
+	    "  ",
 	};
 	char buf[64];
 	size_t i;
@@ -62,12 +67,18 @@ Test(jsontext, the_last_member_not_one_inside_a_string)
 Test(jsontext, valid_is_rfc_8259)
 {
 	const char *good[] = {
-	    "{}", " [ ] ", "0", "-0.5e+10", "\"\\u00e9\\n\"", "true", "null",
+	    "{}",
+	    " [ ] ",
+	    "0",
+	    "-0.5e+10",
+	    "\"\\u00e9\\n\"",
+	    "true",
+	    "null",
 	    "{\"a\":[1,{\"b\":false},\"x\"],\"c\":-12.0E3}",
 	};
 	const char *bad[] = {
-	    "",      "{",        "{\"a\"}", "{\"a\":1,}", "[1,]", "01", "1.", "-", "+1",
-	    "tru",   "\"\\x\"", "\"\\u12\"", "{\"a\":1}}", "[1 2]", "{1:2}", "nul", "\"a",
+	    "",    "{",       "{\"a\"}",   "{\"a\":1,}", "[1,]",  "01",    "1.",  "-",   "+1",
+	    "tru", "\"\\x\"", "\"\\u12\"", "{\"a\":1}}", "[1 2]", "{1:2}", "nul", "\"a",
 	};
 	char deep[2048];
 	size_t i;

@@ -288,15 +288,13 @@ Test(store, results_in_batch_output_format)
 	l.n = 0;
 	l.stop_after = 0;
 	cr_assert_eq(
-	    store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n, &more),
-	    0);
+	    store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n, &more), 0);
 	cr_assert_eq(n, 1);
 	cr_assert_eq(more, 0);
 	/* Paging: nothing after the last id. */
 	l.n = 0;
 	cr_assert_eq(
-	    store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n, &more),
-	    0);
+	    store_results(st, "b_0000000000000007", last, 10, 0, collect, &l, &last, &n, &more), 0);
 	cr_assert_eq(n, 0);
 	cr_assert_eq(more, 0);
 }
@@ -364,14 +362,16 @@ Test(store, a_large_answer_is_streamed_into_its_result_line)
 	cr_assert_eq(count, 2);
 	cr_assert_eq(w.lines, 2);
 	{
-		static const char head[] = "{\"id\":\"batch_req_1\",\"custom_id\":\"c0\",\"response\":"
-		                           "{\"status_code\":200,\"request_id\":\"req_1\",\"body\":";
+		static const char head[] =
+		    "{\"id\":\"batch_req_1\",\"custom_id\":\"c0\",\"response\":"
+		    "{\"status_code\":200,\"request_id\":\"req_1\",\"body\":";
 		static const char tail[] = "},\"error\":null}\n";
 
 		cr_assert_eq(strncmp(w.buf, head, sizeof(head) - 1), 0, "%.200s", w.buf);
 		cr_assert_eq(memcmp(w.buf + sizeof(head) - 1, big, strlen(big)), 0, "as stored");
-		cr_assert_eq(strncmp(w.buf + sizeof(head) - 1 + strlen(big), tail, sizeof(tail) - 1),
-		             0, "%.200s", w.buf + sizeof(head) - 1 + strlen(big));
+		cr_assert_eq(
+		    strncmp(w.buf + sizeof(head) - 1 + strlen(big), tail, sizeof(tail) - 1), 0,
+		    "%.200s", w.buf + sizeof(head) - 1 + strlen(big));
 	}
 	line = json_tokener_parse(w.buf);
 	cr_assert_not_null(line, "the first line is valid JSON");
