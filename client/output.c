@@ -6,6 +6,7 @@
 #include "timeutil.h"
 
 #include <string.h>
+#include <time.h>
 
 void print_json(json_object *o)
 {
@@ -133,6 +134,26 @@ void print_batch_detail(json_object *b)
 		printf("eta        %s\n", eta);
 }
 
+/* How the provider enforces its minute: "window: minute", or "~1s (learned at ...)". */
+static void print_window(json_object *l)
+{
+	const char *w = jstr(l, "window"), *src = jstr(l, "window_source");
+	char at[32] = "";
+	time_t t;
+	struct tm tm;
+
+	if (!w)
+		return;
+	if (src && !strcmp(src, "learned")) {
+		t = (time_t)(jint(l, "window_learned_at") / 1000);
+		if (localtime_r(&t, &tm))
+			strftime(at, sizeof(at), "%Y-%m-%d %H:%M", &tm);
+	}
+	printf("%-12s  window: %s%s%s%s\n", "", strcmp(w, "second") == 0 ? "~1s" : "minute",
+	       at[0] ? " (learned at " : src && !strcmp(src, "config") ? " (set in the config)" : "",
+	       at, at[0] ? ")" : "");
+}
+
 void print_lanes(json_object *lanes)
 {
 	size_t i, n = lanes ? json_object_array_length(lanes) : 0;
@@ -165,5 +186,6 @@ void print_lanes(json_object *lanes)
 			printf("no\n");
 		if (!json_object_get_boolean(jget(l, "has_key")))
 			printf("%-12s  (no API key: requests go out without Authorization)\n", "");
+		print_window(l);
 	}
 }

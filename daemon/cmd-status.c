@@ -70,6 +70,18 @@ static json_object *lane_json(const struct lane_snapshot *l, int64_t jobs, int64
 	add_i64(o, "tokens_available", (int64_t)g->tok);
 	add_i64(o, "requests_available", (int64_t)g->req);
 	add_i64(o, "paused_for_ms", g->paused_until > now ? g->paused_until - now : 0);
+	json_object_object_add(
+	    o, "window", json_object_new_string(g->window == GATE_WINDOW_SECOND ? "second" : "minute"));
+	json_object_object_add(o, "window_source",
+	                       json_object_new_string(l->cfg->provider_window != GATE_WINDOW_AUTO
+	                                                  ? "config"
+	                                              : l->window_learned ? "learned"
+	                                                                  : "default"));
+	json_object_object_add(o, "window_learned_at",
+	                       l->window_learned ? json_object_new_int64(l->window_learned_at)
+	                                         : NULL);
+	json_object_object_add(o, "unreachable", json_object_new_boolean(l->unreachable));
+	json_object_object_add(o, "probing", json_object_new_boolean(g->probe));
 	json_object_object_add(o, "pause_reason",
 	                       g->paused_until > now ? json_object_new_string(g->pause_reason)
 	                                             : NULL);

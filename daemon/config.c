@@ -18,7 +18,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-enum kind { K_STR, K_INT, K_FRAC, K_MS, K_BOOL, K_MODELS };
+enum kind { K_STR, K_INT, K_FRAC, K_MS, K_BOOL, K_MODELS, K_WINDOW };
 
 struct setting {
 	const char *key;  /* INI key in a [lane NAME] section */
@@ -68,6 +68,10 @@ static const struct setting settings[] = {
      LC(limits.interactive_reserve), 0, 0.9},
     {"interactive_max_wait_seconds", "LLMQ_INTERACTIVE_MAX_WAIT_SECONDS", "interactive-max-wait",
      K_MS, LC(interactive_max_wait_ms), 0, 3600e3},
+    {"lane_wait_max_seconds", "LLMQ_LANE_WAIT_MAX_SECONDS", NULL, K_MS, LC(lane_wait_max_ms), 0,
+     7 * 86400e3},
+    {"provider_window", "LLMQ_PROVIDER_WINDOW", "provider-window", K_WINDOW, LC(provider_window),
+     0, 0},
     {NULL, NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -95,6 +99,8 @@ static void lane_defaults(struct lane_config *l, const char *name)
 	l->request_timeout_ms = 600000;
 	l->limits.interactive_reserve = 0.2;
 	l->interactive_max_wait_ms = 30000;
+	l->lane_wait_max_ms = 3600000;
+	l->provider_window = GATE_WINDOW_AUTO;
 }
 
 static int bad(char *err, size_t errlen, const char *where, const char *key, const char *value,
@@ -138,6 +144,17 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 		return 0;
 	case K_MODELS:
 		return parse_models(l, value, err, errlen, where);
+	case K_WINDOW:
+		if (!strcasecmp(value, "auto"))
+			*(int *)p = GATE_WINDOW_AUTO;
+		else if (!strcasecmp(value, "minute"))
+			*(int *)p = GATE_WINDOW_MINUTE;
+		else if (!strcasecmp(value, "second"))
+			*(int *)p = GATE_WINDOW_SECOND;
+		else
+			return bad(err, errlen, where, s->key, value,
+			           "expected auto, minute or second");
+		return 0;
 	case K_BOOL:
 		if (!strcasecmp(value, "yes") || !strcasecmp(value, "true") || !strcmp(value, "1"))
 			*(int *)p = 1;

@@ -42,6 +42,9 @@ struct lane_config {
 	int64_t connect_timeout_ms;
 	int64_t request_timeout_ms;
 	int64_t interactive_max_wait_ms; /* an interactive call waits this long at most */
+	int64_t lane_wait_max_ms;        /* a job waits this long in all for a 429'd or
+	                                  * unreachable lane before it fails */
+	int provider_window;             /* enum gate_window: how the provider enforces */
 };
 
 struct config {

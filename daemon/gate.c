@@ -64,18 +64,58 @@ static double req_pocket(const struct gate *g)
 	return g->lim.interactive_reserve * gate_requests_per_ms(g) * GATE_POCKET_MS;
 }
 
+/* A provider that enforces shorter windows takes bursts of a second at most. */
+static int64_t burst_ms(const struct gate *g)
+{
+	return g->window == GATE_WINDOW_SECOND && g->lim.burst_ms > 1000 ? 1000 : g->lim.burst_ms;
+}
+
 /* The reserve's pocket sits on top of the burst, so a batch alone still
  * spends the whole rate: it only never dips into the pocket. */
 double gate_token_capacity(const struct gate *g)
 {
-	return gate_tokens_per_ms(g) * (double)(g->lim.burst_ms + GATE_SLACK_MS) + token_pocket(g);
+	return gate_tokens_per_ms(g) * (double)(burst_ms(g) + GATE_SLACK_MS) + token_pocket(g);
 }
 
 static double req_capacity(const struct gate *g)
 {
-	double c = gate_requests_per_ms(g) * (double)g->lim.burst_ms;
+	double c = gate_requests_per_ms(g) * (double)burst_ms(g);
 
 	return (c < 1 ? 1 : c) + gate_requests_per_ms(g) * GATE_SLACK_MS + req_pocket(g);
+}
+
+/*
+ * Whether the provider's latest figures are believed: the window is a
+ * minute, an answer said, and the lane has not idled since (in flight, or
+ * an answer within GATE_PROVIDER_FRESH_MS).
+ */
+static int provider_fresh(const struct gate *g, int64_t now)
+{
+	return g->window != GATE_WINDOW_SECOND && g->prov_seen_at > 0 &&
+	       (g->in_flight > 0 || now - g->prov_seen_at <= GATE_PROVIDER_FRESH_MS);
+}
+
+/* What the buckets may hold now: the provider's bucket while it is believed. */
+static double tok_cap_now(const struct gate *g, int64_t now)
+{
+	double c = gate_token_capacity(g);
+
+	return provider_fresh(g, now) && g->prov_tok_cap > c ? g->prov_tok_cap : c;
+}
+
+static double req_cap_now(const struct gate *g, int64_t now)
+{
+	double c = req_capacity(g);
+
+	return provider_fresh(g, now) && g->prov_req_cap > c ? g->prov_req_cap : c;
+}
+
+/* The most one launch may take from the token bucket before it must be full. */
+static double tok_burst_now(const struct gate *g, int64_t now)
+{
+	double b = gate_tokens_per_ms(g) * (double)burst_ms(g);
+
+	return provider_fresh(g, now) && g->prov_tok_cap > b ? g->prov_tok_cap : b;
 }
 
 int gate_batch_slots(const struct gate *g)
@@ -117,8 +157,8 @@ void gate_refill(struct gate *g, int64_t now)
 	if (now <= g->refilled_at)
 		return;
 	dt = (double)(now - g->refilled_at);
-	g->tok = fmin(gate_token_capacity(g), g->tok + gate_tokens_per_ms(g) * dt);
-	g->req = fmin(req_capacity(g), g->req + gate_requests_per_ms(g) * dt);
+	g->tok = fmin(tok_cap_now(g, now), g->tok + gate_tokens_per_ms(g) * dt);
+	g->req = fmin(req_cap_now(g, now), g->req + gate_requests_per_ms(g) * dt);
 	g->refilled_at = now;
 }
 
@@ -144,8 +184,20 @@ void gate_init(struct gate *g, const struct gate_limits *lim, int64_t now)
 	g->share_at = now;
 	g->refilled_at = now;
 	g->next_launch = now;
+	g->window = GATE_WINDOW_MINUTE;
 	g->tok = gate_token_capacity(g);
 	g->req = req_capacity(g);
+}
+
+void gate_set_window(struct gate *g, int window, int64_t now)
+{
+	gate_refill(g, now);
+	g->window = window == GATE_WINDOW_SECOND ? GATE_WINDOW_SECOND : GATE_WINDOW_MINUTE;
+	if (g->window == GATE_WINDOW_SECOND) {
+		g->prov_seen_at = 0;
+		g->tok = fmin(g->tok, gate_token_capacity(g));
+		g->req = fmin(g->req, req_capacity(g));
+	}
 }
 
 void gate_set_limits(struct gate *g, const struct gate_limits *lim, int64_t now)
@@ -175,7 +227,7 @@ int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now
 	double req_keep = cls == GATE_BATCH ? req_pocket(g) : 0;
 
 	gate_refill(g, now);
-	if (g->in_flight >= g->lim.max_concurrency ||
+	if (g->in_flight >= g->lim.max_concurrency || (g->probe && g->in_flight > 0) ||
 	    (cls == GATE_BATCH && g->class_in_flight[GATE_BATCH] >= gate_batch_slots(g))) {
 		t = GATE_NEVER;
 		why = GATE_CONCURRENCY;
@@ -198,7 +250,7 @@ int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now
 	}
 	if (tpm_limit(g) > 0) {
 		/* A job dearer than the burst waits for a full bucket (less the slack). */
-		double need = fmin((double)cost, gate_tokens_per_ms(g) * (double)g->lim.burst_ms);
+		double need = fmin((double)cost, tok_burst_now(g, now));
 
 		w = now + wait_for(g->tok, need + tok_keep, gate_tokens_per_ms(g));
 		if (w > t) {
@@ -216,6 +268,7 @@ void gate_launch(struct gate *g, enum gate_class cls, int64_t cost, int64_t now,
                  struct gate_mark *ret_mark)
 {
 	gate_refill(g, now);
+	ret_mark->room = provider_fresh(g, now);
 	decay_share(g, now);
 	g->share[cls] += (double)(cost > 0 ? cost : 1);
 	g->in_flight++;
@@ -238,7 +291,7 @@ void gate_done(struct gate *g, enum gate_class cls, int64_t charged, int64_t use
 	if (g->class_in_flight[cls] > 0)
 		g->class_in_flight[cls]--;
 	if (used >= 0)
-		g->tok = fmin(gate_token_capacity(g), g->tok + (double)(charged - used));
+		g->tok = fmin(tok_cap_now(g, now), g->tok + (double)(charged - used));
 }
 
 /*
@@ -256,36 +309,50 @@ static double provider_capacity(int64_t remaining, int64_t reset_ms, int64_t per
 	return full;
 }
 
+/*
+ * One bucket brought to the provider's figure remaining (-1: not said). The
+ * provider counted every launch up to the one marked; launches made after it
+ * are in our level but not in its figure, so they come off its figure. In
+ * the minute window the level follows the figure up as well as down - the
+ * provider's bucket is spent as it says - unless an answer to a later launch
+ * already spoke; otherwise only down.
+ */
+static void follow(struct gate *g, double *level, double *prov_cap, int64_t remaining,
+                   int64_t reset_ms, int64_t per_min, int64_t since, int newest)
+{
+	double cap, view;
+
+	if (remaining < 0 || per_min <= 0)
+		return;
+	cap = provider_capacity(remaining, reset_ms, per_min);
+	view = (double)remaining - g->lim.headroom * cap - (double)since;
+	if (g->window == GATE_WINDOW_SECOND || !newest) {
+		if (view < *level)
+			*level = view;
+		return;
+	}
+	*prov_cap = cap * (1.0 - g->lim.headroom);
+	*level = fmin(view, *prov_cap);
+}
+
 void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct gate_mark *mark,
                   int64_t now)
 {
-	double view;
+	int newest = mark->tokens >= g->prov_mark_tokens;
 
 	gate_refill(g, now);
 	if (fb->limit_tokens > 0)
 		g->provider_tpm = fb->limit_tokens;
 	if (fb->limit_requests > 0)
 		g->provider_rpm = fb->limit_requests;
-	/*
-	 * The provider counted every request up to and including this one;
-	 * launches made after it (seq beyond mark) are in our level but not in
-	 * its figure, so take them off its figure before comparing.
-	 */
-	if (fb->remaining_tokens >= 0 && tpm_limit(g) > 0) {
-		view = (double)fb->remaining_tokens -
-		       g->lim.headroom * provider_capacity(fb->remaining_tokens,
-		                                           fb->reset_tokens_ms, tpm_limit(g)) -
-		       (double)(g->seq_tokens - mark->tokens);
-		if (view < g->tok)
-			g->tok = view;
-	}
-	if (fb->remaining_requests >= 0 && rpm_limit(g) > 0) {
-		view = (double)fb->remaining_requests -
-		       g->lim.headroom * provider_capacity(fb->remaining_requests,
-		                                           fb->reset_requests_ms, rpm_limit(g)) -
-		       (double)(g->seq_requests - mark->requests);
-		if (view < g->req)
-			g->req = view;
+	follow(g, &g->tok, &g->prov_tok_cap, fb->remaining_tokens, fb->reset_tokens_ms,
+	       tpm_limit(g), g->seq_tokens - mark->tokens, newest);
+	follow(g, &g->req, &g->prov_req_cap, fb->remaining_requests, fb->reset_requests_ms,
+	       rpm_limit(g), g->seq_requests - mark->requests, newest);
+	if (newest && g->window != GATE_WINDOW_SECOND &&
+	    (fb->remaining_tokens >= 0 || fb->remaining_requests >= 0)) {
+		g->prov_seen_at = now;
+		g->prov_mark_tokens = mark->tokens;
 	}
 	if (fb->remaining_requests == 0 && fb->reset_requests_ms > 0)
 		gate_pause(g, now + fb->reset_requests_ms, "provider reports no requests left");

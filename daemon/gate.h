@@ -6,8 +6,18 @@
  * launches), and two continuously refilling buckets, tokens/min and
  * requests/min, each at limit x (1 - headroom). A launch reserves the job's
  * estimated cost; gate_done() reconciles it with the usage the answer
- * reports; gate_observe() pulls the local view down to what the provider's
+ * reports; gate_observe() brings the local view to what the provider's
  * x-ratelimit-* headers say; gate_pause() stops launches until a time.
+ *
+ * The provider's window. A provider like OpenAI refills a bucket that holds
+ * a whole minute of budget and says in every answer how much is left. While
+ * the lane takes the provider to enforce its limits over that minute, the
+ * gate spends what the provider's latest answers say its bucket holds (less
+ * the headroom, less what was launched since): before the first answer, and
+ * again after an idle spell, it paces. A 429 that comes although the
+ * provider's headers said there was room shows that the provider enforces a
+ * shorter window: the lane then paces (a burst of at most one second of
+ * budget) and no longer follows the provider's figures up.
  */
 #ifndef LLMQ_GATE_H
 #define LLMQ_GATE_H
@@ -32,6 +42,16 @@ enum gate_class {
 	GATE_INTERACTIVE,
 	GATE_CLASSES,
 };
+
+/* How the provider enforces its per-minute limits (config: provider_window). */
+enum gate_window {
+	GATE_WINDOW_AUTO,   /* minute until a 429 teaches otherwise */
+	GATE_WINDOW_MINUTE, /* a bucket of a minute's budget: spend what it holds */
+	GATE_WINDOW_SECOND, /* shorter windows: pace, bursts of at most a second */
+};
+
+/* How long the provider's latest figure is believed without a new answer. */
+#define GATE_PROVIDER_FRESH_MS 10000
 
 /* The budget the reserve keeps back, as time at the lane's effective rate. */
 #define GATE_POCKET_MS 1000
@@ -70,6 +90,12 @@ struct gate {
 	int64_t seq_requests; /* launches so far */
 	int64_t provider_tpm; /* limits the provider reported; 0 = none seen */
 	int64_t provider_rpm;
+	int window;           /* GATE_WINDOW_MINUTE or GATE_WINDOW_SECOND */
+	int probe;            /* at most one transfer in flight (a probe of the upstream) */
+	/* The provider's bucket as its answers report it (window minute). */
+	double prov_tok_cap, prov_req_cap; /* its size less the headroom; 0: unknown */
+	int64_t prov_seen_at;              /* when an answer last said; 0: never */
+	int64_t prov_mark_tokens;          /* the launch that answer was for */
 };
 
 /* Why gate_when() said no. */
@@ -113,7 +139,11 @@ enum gate_class gate_first_class(struct gate *g, int64_t now);
 struct gate_mark {
 	int64_t tokens;
 	int64_t requests;
+	int room; /* the provider's own figures (fresh) made room for this launch */
 };
+
+/* Follow a provider that enforces a shorter window from now on. */
+void gate_set_window(struct gate *g, int window, int64_t now);
 
 /* Record a launch at now; jitter01 is a uniform draw in [0,1). ret_mark is
  * handed back to gate_observe() with the launch's answer. */

@@ -22,6 +22,8 @@ enum retry_verdict retry_classify(const struct retry_input *in)
 	/* Each try would be another billed answer that cannot be kept. */
 	if (in->too_big)
 		return RV_FAILED;
+	if (s == 0 && in->unsent)
+		return RV_UNREACHABLE;
 	if (s >= 200 && s < 300)
 		return RV_SUCCEEDED;
 	if (s == 429 && eq(in->error_code, "insufficient_quota"))
@@ -53,8 +55,71 @@ const char *retry_verdict_name(enum retry_verdict v)
 		return "rate_limited";
 	case RV_QUOTA:
 		return "insufficient_quota";
+	case RV_UNREACHABLE:
+		return "unreachable";
 	}
 	return "unknown";
+}
+
+void retry_decide(const struct retry_input *a, int64_t retry_after, int room,
+                  const struct retry_policy *p, const struct retry_job *j, double rand01,
+                  struct retry_decision *d)
+{
+	/* Tries that were the job's own fault, this one included when it is. */
+	int counted = j->tries - j->free_tries;
+	int64_t ra = retry_after > p->retry_after_max_ms ? p->retry_after_max_ms : retry_after;
+
+	memset(d, 0, sizeof(*d));
+	d->verdict = retry_classify(a);
+	d->lane = a->status > 0 || a->too_big ? RL_ANSWERED : RL_UNREACHABLE;
+	switch (d->verdict) {
+	case RV_SUCCEEDED:
+		d->job = RJ_SUCCEED;
+		d->counts = 1;
+		return;
+	case RV_FAILED:
+		d->job = RJ_FAIL;
+		d->counts = 1;
+		return;
+	case RV_RETRY:
+		d->counts = 1;
+		if (counted >= p->max_attempts) {
+			d->job = RJ_FAIL;
+			d->give_up = RG_ATTEMPTS;
+			return;
+		}
+		d->job = RJ_REQUEUE;
+		d->wait_ms = retry_backoff_ms(counted, p->backoff_base_ms, p->backoff_cap_ms, rand01);
+		if (ra > d->wait_ms)
+			d->wait_ms = ra;
+		return;
+	case RV_QUOTA:
+		/* Topping up the credit lets the batch finish: the job waits for it. */
+		d->lane = RL_QUOTA;
+		d->job = RJ_REQUEUE;
+		d->lane_pause_ms = p->quota_pause_ms;
+		d->wait_ms = p->quota_pause_ms;
+		return;
+	case RV_RATE_LIMITED:
+		d->lane = RL_RATE_LIMITED;
+		d->learn_short_window = room;
+		d->lane_pause_ms =
+		    ra >= 0 ? ra : retry_backoff_ms(1, p->backoff_base_ms, p->backoff_cap_ms, rand01);
+		d->wait_ms = d->lane_pause_ms;
+		break;
+	case RV_UNREACHABLE:
+		/* The lane's breaker paces the probes; the job only steps back. */
+		d->wait_ms = retry_backoff_ms(j->free_tries + 1, p->backoff_base_ms, p->backoff_cap_ms,
+		                              rand01);
+		break;
+	}
+	d->lane_wait_ms = d->wait_ms;
+	if (j->lane_wait_ms + d->lane_wait_ms > p->lane_wait_max_ms) {
+		d->job = RJ_FAIL;
+		d->give_up = RG_LANE_WAIT;
+		return;
+	}
+	d->job = RJ_REQUEUE;
 }
 
 int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, double rand01)

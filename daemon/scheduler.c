@@ -63,12 +63,23 @@ struct lane {
 	TAILQ_HEAD(, sched_ticket) waiting;
 	int n_waiting;
 	int64_t waiting_tokens;
+	int faults;         /* tries in a row that reached no upstream */
+	int64_t breaker_ms; /* the breaker's current pause; 0 while closed */
+	int window_learned; /* the window came from a 429 (now or before a restart) */
+	int64_t window_learned_at; /* wall ms */
 };
+
+/* The circuit breaker: after BREAKER_TRIP tries in a row reached no upstream,
+ * the lane pauses, then probes with one request, doubling the pause. */
+#define BREAKER_TRIP 3
+#define BREAKER_FIRST_MS 1000
+#define BREAKER_MAX_MS 60000
 
 struct scheduler {
 	struct llmqd *d;
 	struct upstream *up;
 	struct event *pump;
+	struct event *expiry; /* batches whose completion window ended */
 	struct writeback *wb;
 	uint64_t pumps;
 	struct lane lanes[CONFIG_MAX_LANES];
@@ -436,6 +447,7 @@ static enum stat_outcome outcome_of(enum retry_verdict v)
 	case RV_SUCCEEDED:
 		return SO_SUCCEEDED;
 	case RV_RETRY:
+	case RV_UNREACHABLE:
 		return SO_RETRY;
 	case RV_RATE_LIMITED:
 		return SO_RATE_LIMITED;
@@ -445,31 +457,30 @@ static enum stat_outcome outcome_of(enum retry_verdict v)
 }
 
 /*
- * What an answer does to its lane, whichever class sent it: the provider's
- * headers and the usage reconcile the gate, a 429 pauses the lane, running
- * out of credit pauses it longer. used < 0: take the usage from the body.
+ * What an answer does to its lane's gate, whichever class sent it: the
+ * provider's headers and the usage reconcile the buckets. used < 0: take the
+ * usage from the body. Fills in, for retry_decide(), the classified answer.
  */
 static enum retry_verdict settle(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
                                  int64_t charged, const struct up_response *resp, int64_t used,
-                                 struct answer *a)
+                                 struct answer *a, struct retry_input *in)
 {
-	const struct lane_config *c = l->cfg;
-	int64_t now = time_mono_ms(), wall = time_wall_ms(), pause;
-	struct retry_input in;
+	int64_t now = time_mono_ms(), wall = time_wall_ms();
 	enum retry_verdict v;
 
 	parse_answer(resp, a);
 	if (used >= 0 && a->total < 0)
 		a->total = used;
-	in = (struct retry_input){
+	*in = (struct retry_input){
 	    .status = resp->status,
 	    .too_big = resp->too_big,
+	    .unsent = resp->status == 0 && resp->sends == 0,
 	    .should_retry =
 	        retry_parse_should_retry(resp->hdr.should_retry[0] ? resp->hdr.should_retry : NULL),
 	    .error_code = a->code,
 	    .error_msg = a->message,
 	};
-	v = retry_classify(&in);
+	v = retry_classify(in);
 	retry_parse_feedback(resp->hdr.limit_tokens, resp->hdr.remaining_tokens,
 	                     resp->hdr.reset_tokens, resp->hdr.limit_requests,
 	                     resp->hdr.remaining_requests, resp->hdr.reset_requests, &a->fb);
@@ -494,42 +505,172 @@ static enum retry_verdict settle(struct lane *l, enum gate_class cls, const stru
 		l->stats.upstream_429[cls]++;
 	if (v == RV_SUCCEEDED && a->total > 0)
 		l->stats.tokens_used[cls] += (uint64_t)a->total;
-	if (v == RV_QUOTA) {
-		gate_pause(&l->gate, now + c->quota_pause_ms,
-		           "insufficient_quota: the key has no credit left");
-		log_warn("lane %s: upstream says insufficient_quota; the lane is paused for %llds: "
-		         "add credit or check the key's billing",
-		         c->name, (long long)(c->quota_pause_ms / 1000));
-	}
-	if (v == RV_RATE_LIMITED) {
-		pause = a->retry_after_ms >= 0 ? a->retry_after_ms
-		                               : retry_backoff_ms(1, c->backoff_base_ms,
-		                                                  c->backoff_cap_ms, rand01(l->s));
-		if (pause > c->retry_after_max_ms)
-			pause = c->retry_after_max_ms;
-		gate_pause(&l->gate, now + pause, "429 from upstream");
-		gate_drain(&l->gate, now);
-		log_info("lane %s: 429, pausing %lldms", c->name, (long long)pause);
-	}
 	return v;
 }
 
+static void lane_policy(const struct lane_config *c, struct retry_policy *p)
+{
+	*p = (struct retry_policy){
+	    .max_attempts = c->retry_max_attempts,
+	    .backoff_base_ms = c->backoff_base_ms,
+	    .backoff_cap_ms = c->backoff_cap_ms,
+	    .retry_after_max_ms = c->retry_after_max_ms,
+	    .quota_pause_ms = c->quota_pause_ms,
+	    .lane_wait_max_ms = c->lane_wait_max_ms,
+	};
+}
+
+/*
+ * A 429 came although the provider's own figures said there was room: it
+ * enforces its limits over windows shorter than a minute. The lane paces
+ * from now on, and remembers it for this upstream across restarts.
+ */
+static void learn_window(struct lane *l, int64_t now)
+{
+	const struct lane_config *c = l->cfg;
+	char url[sizeof(c->base_url)];
+	int64_t wall = time_wall_ms();
+	int r;
+
+	if (c->provider_window != GATE_WINDOW_AUTO || l->gate.window == GATE_WINDOW_SECOND)
+		return;
+	gate_set_window(&l->gate, GATE_WINDOW_SECOND, now);
+	l->window_learned = 1;
+	l->window_learned_at = wall;
+	r = store_lane_window_set(l->s->d->store, c->name,
+	                          lane_redact_url(c->base_url, url, sizeof(url)), "second", wall);
+	log_warn("lane %s: a 429 came although the provider's headers said there was room: it "
+	         "enforces its limits over windows shorter than a minute. The lane paces from "
+	         "now on (bursts of at most 1s)%s; set provider_window to pin it",
+	         c->name, r < 0 ? " (not remembered: the database refused)" : ", remembered");
+}
+
+/* The window a lane starts with: pinned by the config, else learned before. */
+static void start_window(struct lane *l, int64_t now)
+{
+	const struct lane_config *c = l->cfg;
+	char url[sizeof(c->base_url)], w[16];
+	int64_t at = 0;
+
+	if (c->provider_window != GATE_WINDOW_AUTO) {
+		gate_set_window(&l->gate, c->provider_window, now);
+		return;
+	}
+	if (store_lane_window_get(l->s->d->store, c->name,
+	                          lane_redact_url(c->base_url, url, sizeof(url)), w, sizeof(w),
+	                          &at) == 1 &&
+	    strcmp(w, "second") == 0) {
+		gate_set_window(&l->gate, GATE_WINDOW_SECOND, now);
+		l->window_learned = 1;
+		l->window_learned_at = at;
+	}
+}
+
+/*
+ * What a decision does to the lane: pauses, the circuit breaker (several
+ * tries in a row that reached no upstream pause the lane, then one request
+ * probes it, backing off), running out of credit (paused, probed once per
+ * pause). error says what the last failure was, for the log.
+ */
+static void apply_to_lane(struct lane *l, const struct retry_decision *d, const char *error)
+{
+	const struct lane_config *c = l->cfg;
+	int64_t now = time_mono_ms();
+	char why[96];
+
+	switch (d->lane) {
+	case RL_UNREACHABLE:
+		if (++l->faults < BREAKER_TRIP)
+			return;
+		l->breaker_ms = l->breaker_ms ? l->breaker_ms * 2 : BREAKER_FIRST_MS;
+		if (l->breaker_ms > BREAKER_MAX_MS)
+			l->breaker_ms = BREAKER_MAX_MS;
+		snprintf(why, sizeof(why), "upstream unreachable; probing every %llds",
+		         (long long)(l->breaker_ms / 1000));
+		gate_pause(&l->gate, now + l->breaker_ms, why);
+		l->gate.probe = 1;
+		if (l->faults == BREAKER_TRIP)
+			log_warn("lane %s: the upstream could not be reached %d times in a row (%s); "
+			         "the lane pauses and probes it with one request, backing off up "
+			         "to %llds. Queued jobs keep their attempts",
+			         c->name, BREAKER_TRIP, error ? error : "no answer",
+			         (long long)(BREAKER_MAX_MS / 1000));
+		return;
+	case RL_QUOTA:
+		snprintf(why, sizeof(why), "insufficient_quota: probing every %llds",
+		         (long long)(c->quota_pause_ms / 1000));
+		gate_pause(&l->gate, now + d->lane_pause_ms, why);
+		if (!l->gate.probe)
+			log_warn("lane %s: upstream says insufficient_quota: the key has no credit. "
+			         "The lane pauses and tries one request every %llds; its jobs stay "
+			         "queued until their batch's window ends: add credit or check the "
+			         "key's billing",
+			         c->name, (long long)(c->quota_pause_ms / 1000));
+		l->gate.probe = 1;
+		break;
+	case RL_RATE_LIMITED:
+		gate_pause(&l->gate, now + d->lane_pause_ms, "429 from upstream");
+		gate_drain(&l->gate, now);
+		log_info("lane %s: 429, pausing %lldms", c->name, (long long)d->lane_pause_ms);
+		if (d->learn_short_window)
+			learn_window(l, now);
+		l->gate.probe = 0;
+		break;
+	case RL_ANSWERED:
+		if (l->gate.probe || l->faults >= BREAKER_TRIP)
+			log_info("lane %s: the upstream answers again; the lane resumes", c->name);
+		l->gate.probe = 0;
+		break;
+	}
+	l->faults = 0;
+	l->breaker_ms = 0;
+}
+
+/* What the answer was, for the job's row and the log. */
+static void describe(const struct up_response *resp, const struct answer *a, enum retry_verdict v,
+                     char *code, size_t clen, char *msg, size_t mlen)
+{
+	if (resp->status == 0) {
+		snprintf(code, clen, "%s",
+		         resp->too_big        ? "response_too_large"
+		         : v == RV_UNREACHABLE ? "upstream_unreachable"
+		                               : "transport_error");
+		snprintf(msg, mlen, "%s", resp->error ? resp->error : "transfer failed");
+		return;
+	}
+	snprintf(code, clen, "%s", a->code ? a->code : v == RV_SUCCEEDED ? "" : "http_error");
+	if (a->message)
+		snprintf(msg, mlen, "%s", a->message);
+	else
+		snprintf(msg, mlen, "upstream answered HTTP %d", resp->status);
+}
+
+/* A batch job's try ended: parse the answer, decide (retry.c), apply. */
 static void on_done(void *userdata, const struct up_response *resp)
 {
 	struct flight *f = userdata;
 	struct lane *l = f->lane;
 	struct scheduler *s = l->s;
 	const struct lane_config *c = l->cfg;
-	int64_t wall = time_wall_ms(), wait;
+	int64_t wall = time_wall_ms();
 	struct store_outcome o = {0};
+	struct retry_input in;
+	struct retry_policy pol;
+	struct retry_decision d;
+	struct retry_job job = {f->job.attempts + 1, f->job.free_tries, f->job.lane_wait_ms};
 	enum stat_outcome so;
-	enum retry_verdict v;
 	struct answer a;
 	char code[64], msg[512], *kept = NULL;
-	int tries = f->job.attempts + 1;
+	size_t n;
 
-	v = settle(l, GATE_BATCH, &f->mark, f->charged, resp, -1, &a);
-	so = outcome_of(v);
+	/* Parse. */
+	settle(l, GATE_BATCH, &f->mark, f->charged, resp, -1, &a, &in);
+	describe(resp, &a, retry_classify(&in), code, sizeof(code), msg, sizeof(msg));
+	/* Decide. */
+	lane_policy(c, &pol);
+	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, rand01(s), &d);
+	/* Apply: to the lane, then to the job. */
+	apply_to_lane(l, &d, msg);
 	o.status_code = resp->status;
 	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
 	o.retry_after_ms = a.retry_after_ms;
@@ -549,62 +690,39 @@ static void on_done(void *userdata, const struct up_response *resp)
 		kept[o.response_len] = '\0';
 		o.response = kept;
 	}
-	if (resp->status == 0) {
-		snprintf(code, sizeof(code),
-		         resp->too_big ? "response_too_large" : "transport_error");
-		snprintf(msg, sizeof(msg), "%s", resp->error ? resp->error : "transfer failed");
-	} else {
-		snprintf(code, sizeof(code), "%s",
-		         a.code              ? a.code
-		         : v == RV_SUCCEEDED ? ""
-		                             : "http_error");
-		if (a.message)
-			snprintf(msg, sizeof(msg), "%s", a.message);
-		else
-			snprintf(msg, sizeof(msg), "upstream answered HTTP %d", resp->status);
-	}
-	if (v != RV_SUCCEEDED) {
+	if (d.verdict != RV_SUCCEEDED) {
 		o.error_code = code;
 		o.error_message = msg;
 	}
-
-	switch (v) {
-	case RV_SUCCEEDED:
-		o.job_state = "succeeded";
-		o.attempt_outcome = "succeeded";
+	so = outcome_of(d.verdict);
+	switch (d.job) {
+	case RJ_SUCCEED:
+		o.job_state = o.attempt_outcome = "succeeded";
 		break;
-	case RV_FAILED:
-		o.job_state = "failed";
-		o.attempt_outcome = "failed";
+	case RJ_FAIL:
+		/* The last try: the attempt says what really became of the job. */
+		o.job_state = o.attempt_outcome = "failed";
+		so = SO_FAILED;
+		n = strlen(msg);
+		if (d.give_up == RG_ATTEMPTS)
+			snprintf(msg + n, sizeof(msg) - n, " (gave up after %d attempts)",
+			         job.tries - job.free_tries);
+		else if (d.give_up == RG_LANE_WAIT)
+			snprintf(msg + n, sizeof(msg) - n,
+			         " (gave up after waiting %llds for the lane: rate limited or "
+			         "unreachable)",
+			         (long long)((job.lane_wait_ms + d.lane_wait_ms) / 1000));
 		break;
-	case RV_QUOTA:
-		o.job_state = "failed";
-		o.attempt_outcome = "failed";
-		o.error_code = "insufficient_quota";
-		log_warn("lane %s: job %s failed: insufficient_quota", c->name, f->job.custom_id);
-		break;
-	case RV_RATE_LIMITED:
-	case RV_RETRY:
-		o.attempt_outcome = v == RV_RATE_LIMITED ? "rate_limited" : "retry";
-		wait = retry_backoff_ms(tries, c->backoff_base_ms, c->backoff_cap_ms, rand01(s));
-		if (a.retry_after_ms > wait)
-			wait = a.retry_after_ms < c->retry_after_max_ms ? a.retry_after_ms
-			                                                : c->retry_after_max_ms;
-		if (tries >= c->retry_max_attempts) {
-			/* The last try: the attempt says what really became of the job. */
-			o.job_state = "failed";
-			o.attempt_outcome = "failed";
-			so = SO_FAILED;
-			snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-			         " (gave up after %d attempts)", tries);
-		} else {
-			o.not_before = wall + wait;
-		}
+	case RJ_REQUEUE:
+		o.attempt_outcome = d.verdict == RV_RETRY ? "retry" : retry_verdict_name(d.verdict);
+		o.not_before = wall + d.wait_ms;
+		o.free_try = !d.counts;
+		o.lane_wait_ms = d.lane_wait_ms;
 		break;
 	}
 	l->stats.requests[GATE_BATCH][so]++;
 	writeback_add(s->wb, f->job.id, f->attempt_id, &o, wall, kept);
-	if (v != RV_SUCCEEDED) {
+	if (d.verdict != RV_SUCCEEDED) {
 		struct log_fields lf = {f->job.batch_id, c->name, f->job.custom_id};
 
 		/* A job given up is worth a warning; a try that is retried, a note. */
@@ -613,7 +731,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 		                            : LOG_DEBUG,
 		        &lf, "batch %s job %s: %s%s (HTTP %d: %s)", f->job.batch_id,
 		        f->job.custom_id, o.job_state ? "failed" : "will retry: ",
-		        o.job_state ? "" : retry_verdict_name(v), resp->status, msg);
+		        o.job_state ? "" : retry_verdict_name(d.verdict), resp->status, msg);
 	}
 	json_object_put(a.root);
 	LIST_REMOVE(f, link);
@@ -760,16 +878,25 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	const struct lane_config *c = l->cfg;
 	int64_t now = time_mono_ms(), wait = -1;
 	const char *outcome, *code;
+	struct retry_input in;
+	struct retry_policy pol;
+	struct retry_decision d;
+	struct retry_job job;
 	enum stat_outcome so;
 	enum retry_verdict v;
 	struct answer a;
 	int i;
 
-	v = settle(l, GATE_INTERACTIVE, &t->mark, t->info.cost, resp, used_tokens, &a);
+	v = settle(l, GATE_INTERACTIVE, &t->mark, t->info.cost, resp, used_tokens, &a, &in);
+	/* The same policy decides what the answer does to the lane. */
+	job = (struct retry_job){t->info.try_no, 0, 0};
+	lane_policy(c, &pol);
+	retry_decide(&in, a.retry_after_ms, t->mark.room, &pol, &job, rand01(s), &d);
+	apply_to_lane(l, &d, resp->error);
 	so = outcome_of(v);
 	for (i = 1; i < resp->sends; i++) /* sends that died with a reused connection */
 		record_call(l, t, "retry", NULL, NULL, "connection_lost", -1, NULL);
-	if (may_retry && (v == RV_RETRY || v == RV_RATE_LIMITED) &&
+	if (may_retry && (v == RV_RETRY || v == RV_RATE_LIMITED || v == RV_UNREACHABLE) &&
 	    t->info.try_no < c->retry_max_attempts) {
 		/* A 429 already paused the lane: the gate is the wait. */
 		wait = v == RV_RATE_LIMITED ? 0
@@ -794,8 +921,22 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	return v;
 }
 
+/* Jobs still queued when their batch's window ends fail as batch_expired. */
+static void expiry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	int64_t n = 0;
+
+	if (store_expire(s->d->store, time_wall_ms(), &n) == 0 && n > 0)
+		log_warn("%lld queued requests expired: their batch's completion window ended "
+		         "(they are in the batch's errors as batch_expired)",
+		         (long long)n);
+}
+
 int sched_new(struct llmqd *d, struct scheduler **ret)
 {
+	static const struct timeval expiry_every = {1, 0};
+
 	struct scheduler *s;
 	int64_t now = time_mono_ms();
 	int i, r;
@@ -810,7 +951,8 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 	if (r < 0)
 		goto fail;
 	s->pump = event_new(d->base, -1, 0, pump_cb, s);
-	if (!s->pump) {
+	s->expiry = event_new(d->base, -1, EV_PERSIST, expiry_cb, s);
+	if (!s->pump || !s->expiry || evtimer_add(s->expiry, &expiry_every) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -825,6 +967,7 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		LIST_INIT(&l->flights);
 		TAILQ_INIT(&l->waiting);
 		gate_init(&l->gate, &l->cfg->limits, now);
+		start_window(l, now);
 		r = lane_load_key(l->cfg, &l->key);
 		if (r < 0)
 			goto fail;
@@ -895,6 +1038,8 @@ void sched_free(struct scheduler *s)
 	writeback_free(s->wb);
 	if (s->pump)
 		event_free(s->pump);
+	if (s->expiry)
+		event_free(s->expiry);
 	upstream_free(s->up);
 	free(s);
 }
@@ -973,5 +1118,8 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 	ret->calls_waiting = l->n_waiting;
 	ret->calls_waiting_tokens = l->waiting_tokens;
 	ret->stats = l->stats;
+	ret->window_learned = l->window_learned;
+	ret->window_learned_at = l->window_learned_at;
+	ret->unreachable = l->faults >= BREAKER_TRIP;
 	return 0;
 }

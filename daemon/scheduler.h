@@ -53,6 +53,9 @@ struct lane_snapshot {
 	int calls_waiting; /* interactive calls queued at the gate */
 	int64_t calls_waiting_tokens;
 	struct lane_stats stats;
+	int window_learned;        /* gate.window came from a 429 (now or before a restart) */
+	int64_t window_learned_at; /* wall ms */
+	int unreachable;           /* the circuit breaker is open: probing */
 };
 
 int sched_n_lanes(const struct scheduler *s);

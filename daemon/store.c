@@ -28,6 +28,11 @@ enum stmt_id {
 	S_RECOVER_JOBS,
 	S_BATCH_INSERT,
 	S_BATCH_BY_KEY,
+	S_LANE_WINDOW_GET,
+	S_EXPIRE_MARK,
+	S_EXPIRE_JOBS,
+	S_EXPIRE_FINISH,
+	S_LANE_WINDOW_SET,
 	S_JOB_INSERT,
 	S_NEXT_PRIORITY,
 	S_NEXT_READY,
@@ -73,7 +78,7 @@ enum stmt_id {
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'cancelled'), "        \
 	"(SELECT coalesce(sum(j.total_tokens), 0) FROM jobs j WHERE j.batch_id = b.id), "          \
 	"(SELECT coalesce(sum(j.est_tokens), 0) FROM jobs j "                                      \
-	"   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')) "
+	"   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')), b.expired_at "
 
 /* One Batch API output line, built by SQLite's JSON functions. */
 /*
@@ -113,13 +118,29 @@ static const char *const stmt_sql[S__COUNT] = {
                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_BATCH_BY_KEY] = "SELECT id, total FROM batches WHERE submitter_uid IS ?1 "
                        "AND idempotency_key = ?2",
+    [S_EXPIRE_MARK] = "UPDATE batches SET expired_at = ?1 WHERE state = 'in_progress' "
+                      "AND expired_at IS NULL AND created_at + window_ms <= ?1",
+    [S_EXPIRE_JOBS] = "UPDATE jobs SET state = 'failed', error_code = 'batch_expired', "
+                      "error_message = 'the batch''s completion window ended before this "
+                      "request was answered', finished_at = ?1, updated_at = ?1 "
+                      "WHERE state = 'queued' AND batch_id IN (SELECT id FROM batches "
+                      "WHERE state = 'in_progress' AND expired_at IS NOT NULL)",
+    [S_EXPIRE_FINISH] = "UPDATE batches SET state = 'completed', finished_at = ?1 "
+                        "WHERE state = 'in_progress' AND expired_at IS NOT NULL "
+                        "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = batches.id "
+                        "AND j.state IN ('queued', 'running'))",
+    [S_LANE_WINDOW_GET] = "SELECT window, learned_at FROM lane_state WHERE lane = ?1 "
+                          "AND base_url = ?2",
+    [S_LANE_WINDOW_SET] = "INSERT INTO lane_state (lane, base_url, window, learned_at) "
+                          "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (lane, base_url) DO UPDATE "
+                          "SET window = excluded.window, learned_at = excluded.learned_at",
     [S_JOB_INSERT] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, body, "
                      "est_tokens, updated_at, priority) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [S_NEXT_PRIORITY] = "SELECT priority FROM jobs WHERE state = 'queued' AND lane = ?1 "
                         "AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
     [S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
-                     "updated_at FROM jobs WHERE state = 'queued' AND lane = ?1 "
+                     "updated_at, free_tries, lane_wait_ms FROM jobs WHERE state = 'queued' AND lane = ?1 "
                      "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
                      "ORDER BY batch_id, id LIMIT 1",
     [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
@@ -157,7 +178,8 @@ static const char *const stmt_sql[S__COUNT] = {
                      "completion_tokens = ?9, total_tokens = ?10, updated_at = ?11, "
                      "finished_at = ?11, response_json = ?12 WHERE id = ?1 AND state = "
                      "'running'",
-    [S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', not_before = ?2, updated_at = ?3 "
+    [S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', not_before = ?2, updated_at = ?3, "
+                      "free_tries = free_tries + ?4, lane_wait_ms = lane_wait_ms + ?5 "
                       "WHERE id = ?1 AND state = 'running'",
     [S_BATCH_REFRESH] =
         "UPDATE batches SET state = CASE state WHEN 'cancelling' THEN 'cancelled' "
@@ -553,6 +575,45 @@ int store_batch_insert(struct store *s, const struct store_batch *b)
 	return run(s, st, NULL);
 }
 
+int store_lane_window_get(struct store *s, const char *lane, const char *base_url, char *window,
+                          size_t len, int64_t *ret_at)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *v;
+	int r = prep(s, S_LANE_WINDOW_GET, &st), rc;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	bind_text(st, 2, base_url);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		v = sqlite3_column_text(st, 0);
+		snprintf(window, len, "%s", v ? (const char *)v : "");
+		*ret_at = sqlite3_column_int64(st, 1);
+		r = 1;
+	} else {
+		r = sql_errno(rc);
+	}
+	sqlite3_reset(st);
+	return r;
+}
+
+int store_lane_window_set(struct store *s, const char *lane, const char *base_url,
+                          const char *window, int64_t at)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_LANE_WINDOW_SET, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	bind_text(st, 2, base_url);
+	bind_text(st, 3, window);
+	sqlite3_bind_int64(st, 4, at);
+	return run(s, st, NULL);
+}
+
 int store_batch_by_key(struct store *s, int64_t uid, const char *key, char id[static 19],
                        int64_t *ret_total)
 {
@@ -759,6 +820,8 @@ static int job_row(sqlite3_stmt *st, struct store_job *ret)
 	j.est_tokens = sqlite3_column_int64(st, 5);
 	j.attempts = sqlite3_column_int(st, 6);
 	j.queued_since = sqlite3_column_int64(st, 7);
+	j.free_tries = sqlite3_column_int(st, 8);
+	j.lane_wait_ms = sqlite3_column_int64(st, 9);
 	sqlite3_reset(st);
 	if (!j.batch_id || !j.custom_id || !j.url || !j.body) {
 		store_job_clear(&j);
@@ -968,6 +1031,8 @@ static int requeue(struct store *s, int64_t job_id, const struct store_outcome *
 	sqlite3_bind_int64(st, 1, job_id);
 	sqlite3_bind_int64(st, 2, o->not_before);
 	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_int(st, 4, o->free_try);
+	sqlite3_bind_int64(st, 5, o->lane_wait_ms);
 	r = run(s, st, &changed);
 	if (r == 0 && changed != 1)
 		r = -ESTALE;
@@ -1053,7 +1118,30 @@ static json_object *batch_row(sqlite3_stmt *st)
 	                       json_object_new_int64(sqlite3_column_int64(st, 14)));
 	json_object_object_add(o, "tokens_pending",
 	                       json_object_new_int64(sqlite3_column_int64(st, 15)));
+	put_int_or_null(o, "expired_at", st, 16);
 	return o;
+}
+
+int store_expire(struct store *s, int64_t now, int64_t *ret_jobs)
+{
+	static const enum stmt_id steps[] = {S_EXPIRE_MARK, S_EXPIRE_JOBS, S_EXPIRE_FINISH};
+	sqlite3_stmt *st = NULL;
+	int64_t changed = 0;
+	size_t i;
+	int r, own;
+
+	*ret_jobs = 0;
+	TX_BEGIN(s, own);
+	for (i = 0, r = 0; r == 0 && i < sizeof(steps) / sizeof(steps[0]); i++) {
+		r = prep(s, steps[i], &st);
+		if (r == 0) {
+			sqlite3_bind_int64(st, 1, now);
+			r = run(s, st, &changed);
+		}
+		if (r == 0 && steps[i] == S_EXPIRE_JOBS)
+			*ret_jobs = changed;
+	}
+	return tx_end(s, own, r);
 }
 
 int store_batch_get(struct store *s, const char *id, json_object **ret)

@@ -72,6 +72,8 @@ struct store_job {
 	size_t body_len;
 	int64_t est_tokens;
 	int attempts;
+	int free_tries;       /* of the attempts, those that did not count (the lane's state) */
+	int64_t lane_wait_ms; /* waited so far because of the lane's state */
 	int64_t queued_since; /* updated_at of the queued row: when it became ready */
 };
 
@@ -94,6 +96,8 @@ struct store_outcome {
 	int64_t remaining_tokens; /* x-ratelimit-remaining-*, -1: absent */
 	int64_t remaining_requests;
 	int64_t not_before; /* for a requeue */
+	int free_try;       /* for a requeue: this try did not count against the attempts */
+	int64_t lane_wait_ms; /* for a requeue: of the wait, the lane's part */
 	int lost_sends;     /* sends before this one that the upstream got but never answered */
 };
 
@@ -119,6 +123,20 @@ int store_recover(struct store *s, int64_t now, int64_t *ret_requeued);
 int store_tx_begin(struct store *s);
 int store_tx_commit(struct store *s);
 int store_tx_rollback(struct store *s);
+
+/*
+ * Batches whose completion window ended by now: their queued jobs fail with
+ * batch_expired (running ones finish), and the batch completes as expired
+ * once none is left. *ret_jobs: how many jobs expired.
+ */
+int store_expire(struct store *s, int64_t now, int64_t *ret_jobs);
+
+/* What was learned of a lane's upstream: its window ("minute" or "second")
+ * and when (wall ms). get: 1, or 0 when nothing is known. */
+int store_lane_window_get(struct store *s, const char *lane, const char *base_url, char *window,
+                          size_t len, int64_t *ret_at);
+int store_lane_window_set(struct store *s, const char *lane, const char *base_url,
+                          const char *window, int64_t at);
 
 /* -EEXIST when the submitter already has a batch with b's idempotency key. */
 int store_batch_insert(struct store *s, const struct store_batch *b);

@@ -13,7 +13,10 @@
  * "fail-400", "quota" or "retry-false" answer 400, insufficient_quota, or a
  * 500 with x-should-retry: false; "huge" answers 200 with a 65 MiB body,
  * "size-N" with one of N MiB. A second client spending part of the same
- * budget can be simulated. A body with "stream": true is answered as
+ * budget can be simulated, as can a key whose credit runs out after N
+ * requests (--quota-after; POST /topup adds credit) and a provider that
+ * enforces its minute over shorter fixed windows while its headers speak of
+ * the minute (--enforce-window-ms). A body with "stream": true is answered as
  * server-sent events, one every --drip-ms (usage last when
  * stream_options.include_usage asks for it). Each arrival and answer is
  * logged, and GET /stats returns the counters.
@@ -53,6 +56,12 @@ struct mock {
 	int64_t refilled;
 	/* counters */
 	int64_t n, ok, r429, r500, r400, drops, in_flight, max_in_flight, tokens_used;
+	/* The key's credit: requests it still pays for (-1: unlimited); POST /topup. */
+	int64_t quota_left;
+	/* Fixed windows the limits are enforced over, while the headers speak of
+	 * the minute (as a provider may); 0: the minute bucket is what is enforced. */
+	int64_t enforce_ms, win_start;
+	double win_tok, win_req;
 	int64_t first_ok_ms, last_ok_ms;
 };
 
@@ -437,6 +446,23 @@ static void handle_stats(struct mock *m, struct evhttp_request *req)
 	send_json(m, req, 200, body, 0, NULL);
 }
 
+/* A fixed window's share of the minute's limits: does this request pass it? */
+static int over_window(struct mock *m, int64_t now, int64_t est)
+{
+	double tok_cap = (double)m->tpm * (double)m->enforce_ms / 60000.0;
+	double req_cap = (double)m->rpm * (double)m->enforce_ms / 60000.0;
+
+	if (now >= m->win_start + m->enforce_ms) {
+		m->win_start = now - (now - m->t0) % m->enforce_ms;
+		m->win_tok = m->win_req = 0;
+	}
+	if ((m->rpm && m->win_req + 1 > req_cap) || (m->tpm && m->win_tok + (double)est > tok_cap))
+		return 1;
+	m->win_req += 1;
+	m->win_tok += (double)est;
+	return 0;
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
 	struct mock *m = arg;
@@ -452,6 +478,11 @@ static void handle(struct evhttp_request *req, void *arg)
 
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && strcmp(path, "/stats") == 0) {
 		handle_stats(m, req);
+		return;
+	}
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && strcmp(path, "/topup") == 0) {
+		m->quota_left = -1;
+		send_json(m, req, 200, "{\"ok\":true}", 0, NULL);
 		return;
 	}
 	n = ++m->n;
@@ -504,6 +535,25 @@ static void handle(struct evhttp_request *req, void *arg)
 		snprintf(p->hdr_extra, sizeof(p->hdr_extra), "retry-after-ms: 200");
 		goto answer_now;
 	}
+	if (m->enforce_ms && over_window(m, now, est)) {
+		m->r429++;
+		p->status = 429;
+		p->body = error_body("tokens", "rate_limit_exceeded",
+		                     "Rate limit reached (enforced over a shorter window)");
+		snprintf(p->hdr_extra, sizeof(p->hdr_extra), "retry-after-ms: %lld",
+		         (long long)(m->win_start + m->enforce_ms - now));
+		goto answer_now;
+	}
+	if (m->quota_left == 0) {
+		m->r429++;
+		p->status = 429;
+		p->body = error_body("insufficient_quota", "insufficient_quota",
+		                     "You exceeded your current quota, please check your plan and "
+		                     "billing details.");
+		goto answer_now;
+	}
+	if (m->quota_left > 0)
+		m->quota_left--;
 	if (strcmp(mname, "quota") == 0) {
 		m->r429++;
 		p->status = 429;
@@ -610,6 +660,8 @@ int main(int argc, char **argv)
 	    {"external-tpm", required_argument, NULL, 'x'},
 	    {"completion-ratio", required_argument, NULL, 'c'},
 	    {"log", required_argument, NULL, 'L'},
+	    {"quota-after", required_argument, NULL, 'Q'},
+	    {"enforce-window-ms", required_argument, NULL, 'E'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct mock m = {0};
@@ -621,6 +673,7 @@ int main(int argc, char **argv)
 	int c, port = 0;
 
 	m.window_ms = 60000;
+	m.quota_left = -1;
 	m.drip_ms = 20;
 	m.completion_ratio = 1.0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -657,6 +710,12 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			m.completion_ratio = atof(optarg);
+			break;
+		case 'Q':
+			m.quota_left = atoll(optarg);
+			break;
+		case 'E':
+			m.enforce_ms = atoll(optarg);
 			break;
 		case 'L':
 			m.log = fopen(optarg, "we");

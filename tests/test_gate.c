@@ -181,6 +181,8 @@ Test(gate, provider_feedback_pulls_view_down)
 	struct gate_mark m1, m2;
 	struct gate g;
 
+	double before;
+
 	gate_init(&g, &l, 0);
 	gate_launch(&g, GATE_BATCH, 1000, 0, 0, &m1);
 	gate_launch(&g, GATE_BATCH, 2000, 0, 0, &m2);
@@ -188,10 +190,12 @@ Test(gate, provider_feedback_pulls_view_down)
 	 * headroom (10000) and the 2000 launched after it. */
 	gate_observe(&g, &fb, &m1, 0);
 	cr_assert_float_eq(g.tok, 28000, 1e-6);
-	/* A view above ours changes nothing. */
+	/* A provider that enforces shorter windows: a view above ours changes nothing. */
+	gate_set_window(&g, GATE_WINDOW_SECOND, 0);
+	before = g.tok;
 	fb.remaining_tokens = 1000000;
 	gate_observe(&g, &fb, &m2, 0);
-	cr_assert_float_eq(g.tok, 28000, 1e-6);
+	cr_assert_float_eq(g.tok, before, 1e-6);
 	/* No requests left: pause until the reset. */
 	fb.remaining_tokens = -1;
 	fb.remaining_requests = 0;
@@ -204,6 +208,77 @@ Test(gate, provider_feedback_pulls_view_down)
 	fb.remaining_requests = -1;
 	gate_observe(&g, &fb, &m2, 100);
 	cr_assert_eq(gate_effective_tpm(&g), 45000);
+}
+
+Test(gate, the_minute_window_spends_what_the_provider_says_it_holds)
+{
+	/* Pacing alone: no burst. The provider's bucket holds a minute. */
+	struct gate_limits l = {.max_concurrency = 100, .tpm = 60000, .headroom = 0.1};
+	struct gate_feedback fb = {.limit_tokens = 60000,
+	                           .remaining_tokens = 59000,
+	                           .reset_tokens_ms = 1000,
+	                           .limit_requests = -1,
+	                           .remaining_requests = -1,
+	                           .reset_requests_ms = -1};
+	struct gate_mark m1, m2, m3;
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	/* Before any answer: paced (a 1000-token job waits ~1.1 s at 54,000/min). */
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1000, 0, NULL), 0, "the first goes at once");
+	gate_launch(&g, GATE_BATCH, 1000, 0, 0, &m1);
+	cr_assert_eq(m1.room, 0, "nobody said there was room yet");
+	cr_assert_gt(gate_when(&g, GATE_BATCH, 1000, 0, NULL), 1000);
+	gate_launch(&g, GATE_BATCH, 1000, 10, 0, &m2);
+	/* The answer to the first: 59,000 left of 60,000, less the headroom
+	 * (6,000) and the 1,000 launched since: 52,000 may go now. */
+	gate_observe(&g, &fb, &m1, 300);
+	cr_assert_float_eq(g.tok, 52000, 1e-6);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 50000, 300, NULL), 300);
+	gate_launch(&g, GATE_BATCH, 50000, 300, 0, &m3);
+	cr_assert_eq(m3.room, 1, "the provider's own figure made room for it");
+	/* The answer to that launch: 9,000 left, less the headroom: 3,000. */
+	fb.remaining_tokens = 9000;
+	fb.reset_tokens_ms = 51000;
+	gate_observe(&g, &fb, &m3, 310);
+	cr_assert_float_eq(g.tok, 3000, 1e-6);
+	/* An answer to an older launch, arriving late, never raises it again. */
+	fb.remaining_tokens = 80000;
+	gate_observe(&g, &fb, &m2, 310);
+	cr_assert_float_eq(g.tok, 3000, 1e-6);
+	/* Idle (nothing in flight, no answer for GATE_PROVIDER_FRESH_MS): paced again. */
+	gate_done(&g, GATE_BATCH, 1000, 1000, 400);
+	gate_done(&g, GATE_BATCH, 1000, 1000, 400);
+	gate_done(&g, GATE_BATCH, 50000, 50000, 400);
+	gate_refill(&g, 400 + GATE_PROVIDER_FRESH_MS + 120000);
+	cr_assert_leq(g.tok, gate_token_capacity(&g) + 1e-6);
+}
+
+Test(gate, a_learned_short_window_paces_and_a_probe_is_alone)
+{
+	struct gate_limits l = {.max_concurrency = 10, .tpm = 60000, .burst_ms = 5000};
+	struct gate_feedback fb = {.limit_tokens = 60000,
+	                           .remaining_tokens = 60000,
+	                           .reset_tokens_ms = 0,
+	                           .limit_requests = -1,
+	                           .remaining_requests = -1,
+	                           .reset_requests_ms = -1};
+	struct gate_mark m;
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	gate_set_window(&g, GATE_WINDOW_SECOND, 0);
+	/* A burst of at most one second of budget, whatever burst_seconds says. */
+	cr_assert_float_eq(gate_token_capacity(&g), 1000.0 * (1000 + GATE_SLACK_MS) / 1000.0, 1e-6);
+	gate_launch(&g, GATE_BATCH, 10, 0, 0, &m);
+	gate_observe(&g, &fb, &m, 10);
+	cr_assert_lt(g.tok, 1100, "the provider's minute is not followed up");
+	cr_assert_eq(m.room, 0);
+	/* A probe: one transfer at a time until the upstream answers. */
+	g.probe = 1;
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 10, NULL), GATE_NEVER);
+	gate_done(&g, GATE_BATCH, 10, 10, 20);
+	cr_assert_neq(gate_when(&g, GATE_BATCH, 1, 20, NULL), GATE_NEVER);
 }
 
 Test(gate, pause_extends_never_shortens)

@@ -53,7 +53,7 @@ ParameterizedTestParameters(retry, classify)
 
 ParameterizedTest(struct cls_case *c, retry, classify)
 {
-	struct retry_input in = {c->status, c->should_retry, c->code, c->msg, 0};
+	struct retry_input in = {c->status, c->should_retry, c->code, c->msg, 0, 0};
 
 	cr_assert_eq(retry_classify(&in), c->want, "status %d should_retry %d code %s", c->status,
 	             c->should_retry, c->code ? c->code : "-");
@@ -128,4 +128,91 @@ Test(retry, feedback_headers)
 	cr_assert_eq(fb.limit_requests, -1);
 	cr_assert_eq(fb.remaining_requests, -1);
 	cr_assert_eq(fb.reset_requests_ms, 3723000);
+}
+
+/* The policy after a batch job's try: one row per rule of the issue. */
+struct decide_case {
+	const char *what;
+	int status, should_retry, unsent, too_big;
+	const char *code;
+	int64_t retry_after;
+	int room, tries, free_tries;
+	int64_t lane_wait_ms;
+	enum retry_job_action job;
+	int counts;
+	int64_t wait_ms;   /* -1: not checked (jittered backoff) */
+	int64_t lane_pause;
+	enum retry_lane_event lane;
+	int learn, give_up;
+};
+
+Test(retry, decide_applies_every_rule)
+{
+	static const struct retry_policy p = {
+	    .max_attempts = 3,
+	    .backoff_base_ms = 1000,
+	    .backoff_cap_ms = 60000,
+	    .retry_after_max_ms = 30000,
+	    .quota_pause_ms = 300000,
+	    .lane_wait_max_ms = 3600000,
+	};
+	static const struct decide_case cases[] = {
+	    {"2xx succeeds", 200, -1, 0, 0, NULL, -1, 0, 1, 0, 0, RJ_SUCCEED, 1, 0, 0, RL_ANSWERED,
+	     0, RG_NONE},
+	    {"a final 4xx fails", 400, -1, 0, 0, "invalid_request_error", -1, 0, 1, 0, 0, RJ_FAIL, 1,
+	     0, 0, RL_ANSWERED, 0, RG_NONE},
+	    {"past the size cap fails", 0, -1, 0, 1, NULL, -1, 0, 1, 0, 0, RJ_FAIL, 1, 0, 0,
+	     RL_ANSWERED, 0, RG_NONE},
+	    {"a 5xx counts and backs off", 500, -1, 0, 0, NULL, -1, 0, 1, 0, 0, RJ_REQUEUE, 1, -1, 0,
+	     RL_ANSWERED, 0, RG_NONE},
+	    {"a 503's retry-after when longer", 503, -1, 0, 0, NULL, 20000, 0, 1, 0, 0, RJ_REQUEUE,
+	     1, 20000, 0, RL_ANSWERED, 0, RG_NONE},
+	    {"the third counted try is the last", 500, -1, 0, 0, NULL, -1, 0, 3, 0, 0, RJ_FAIL, 1, 0,
+	     0, RL_ANSWERED, 0, RG_ATTEMPTS},
+	    {"free tries do not count", 500, -1, 0, 0, NULL, -1, 0, 10, 8, 0, RJ_REQUEUE, 1, -1, 0,
+	     RL_ANSWERED, 0, RG_NONE},
+	    {"a timeout counts (the job's fault) and feeds the breaker", 0, -1, 0, 0, NULL, -1, 0, 1,
+	     0, 0, RJ_REQUEUE, 1, -1, 0, RL_UNREACHABLE, 0, RG_NONE},
+	    {"a 429 is the lane's: no count, the lane pauses", 429, -1, 0, 0, "rate_limit_exceeded",
+	     5000, 0, 3, 0, 0, RJ_REQUEUE, 0, 5000, 5000, RL_RATE_LIMITED, 0, RG_NONE},
+	    {"a 429 past the retry-after cap waits the cap", 429, -1, 0, 0, NULL, 900000, 0, 1, 0, 0,
+	     RJ_REQUEUE, 0, 30000, 30000, RL_RATE_LIMITED, 0, RG_NONE},
+	    {"a 429 although the provider said there was room", 429, -1, 0, 0, NULL, 1000, 1, 1, 0,
+	     0, RJ_REQUEUE, 0, 1000, 1000, RL_RATE_LIMITED, 1, RG_NONE},
+	    {"an hour of rate-limited waiting ends it", 429, -1, 0, 0, NULL, 5000, 0, 40, 39,
+	     3598000, RJ_FAIL, 0, 5000, 5000, RL_RATE_LIMITED, 0, RG_LANE_WAIT},
+	    {"no credit: queued, the lane pauses", 429, -1, 0, 0, "insufficient_quota", -1, 0, 5, 0,
+	     0, RJ_REQUEUE, 0, 300000, 300000, RL_QUOTA, 0, RG_NONE},
+	    {"no credit never fails the job by itself", 429, -1, 0, 0, "insufficient_quota", -1, 0,
+	     500, 499, 3599999, RJ_REQUEUE, 0, 300000, 300000, RL_QUOTA, 0, RG_NONE},
+	    {"refused, DNS, TLS: no count", 0, -1, 1, 0, NULL, -1, 0, 9, 0, 0, RJ_REQUEUE, 0, -1, 0,
+	     RL_UNREACHABLE, 0, RG_NONE},
+	    {"x-should-retry false on a 5xx", 500, 0, 0, 0, NULL, -1, 0, 1, 0, 0, RJ_FAIL, 1, 0, 0,
+	     RL_ANSWERED, 0, RG_NONE},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct decide_case *c = &cases[i];
+		struct retry_input in = {.status = c->status,
+		                         .should_retry = c->should_retry,
+		                         .error_code = c->code,
+		                         .too_big = c->too_big,
+		                         .unsent = c->unsent};
+		struct retry_job j = {c->tries, c->free_tries, c->lane_wait_ms};
+		struct retry_decision d;
+
+		retry_decide(&in, c->retry_after, c->room, &p, &j, 0.5, &d);
+		cr_assert_eq(d.job, c->job, "%s: job %d", c->what, d.job);
+		cr_assert_eq(d.counts, c->counts, "%s: counts", c->what);
+		if (c->wait_ms >= 0)
+			cr_assert_eq(d.wait_ms, c->wait_ms, "%s: wait %lld", c->what,
+			             (long long)d.wait_ms);
+		else
+			cr_assert_gt(d.wait_ms, 0, "%s: a backoff", c->what);
+		cr_assert_eq(d.lane_pause_ms, c->lane_pause, "%s: pause", c->what);
+		cr_assert_eq(d.lane, c->lane, "%s: lane %d", c->what, d.lane);
+		cr_assert_eq(d.learn_short_window, c->learn, "%s: learn", c->what);
+		cr_assert_eq((int)d.give_up, c->give_up, "%s: give up", c->what);
+	}
 }
