@@ -714,7 +714,9 @@ static void on_done(void *userdata, const struct up_response *resp)
 			         (long long)((job.lane_wait_ms + d.lane_wait_ms) / 1000));
 		break;
 	case RJ_REQUEUE:
-		o.attempt_outcome = d.verdict == RV_RETRY ? "retry" : retry_verdict_name(d.verdict);
+		/* The schema's outcomes: a 429 is rate_limited; the error_code tells the
+		 * rest (insufficient_quota, upstream_unreachable). */
+		o.attempt_outcome = d.verdict == RV_RATE_LIMITED ? "rate_limited" : "retry";
 		o.not_before = wall + d.wait_ms;
 		o.free_try = !d.counts;
 		o.lane_wait_ms = d.lane_wait_ms;

@@ -120,18 +120,32 @@ static size_t sink(char *p, size_t s, size_t n, void *ud)
 	return s * n;
 }
 
-json_object *h_mock_stats(const struct mock_proc *m)
+/* GET (or POST, empty) path on the mock: its JSON answer. */
+static json_object *mock_call(const struct mock_proc *m, const char *path, int post)
 {
-	char url[64], buf[4096] = "";
+	char url[96], buf[4096] = "";
 	CURL *c = curl_easy_init();
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/stats", m->port);
+	cr_assert_not_null(c);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", m->port, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (post)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, buf);
 	cr_assert_eq(curl_easy_perform(c), CURLE_OK);
 	curl_easy_cleanup(c);
 	return json_tokener_parse(buf);
+}
+
+json_object *h_mock_stats(const struct mock_proc *m)
+{
+	return mock_call(m, "/stats", 0);
+}
+
+void h_mock_topup(const struct mock_proc *m)
+{
+	json_object_put(mock_call(m, "/topup", 1));
 }
 
 static int can_connect(const char *path)

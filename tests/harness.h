@@ -32,6 +32,8 @@ void h_mock_start(struct mock_proc *m, const char *dir, ...);
 void h_mock_stop(struct mock_proc *m);
 /* GET /stats from the mock, as a JSON object (caller puts it). */
 json_object *h_mock_stats(const struct mock_proc *m);
+/* Give the mock's key credit again (after --quota-after ran out). */
+void h_mock_topup(const struct mock_proc *m);
 
 /* Start llmqd on dir/llmq.sock and dir/llmq.db against the mock, with extra
  * environment assignments "NAME=value" (NULL-terminated); waits for its socket. */

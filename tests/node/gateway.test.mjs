@@ -141,7 +141,7 @@ test('a 429 from the gate reaches the SDK with the retry-after it must honour', 
   assert.ok(Date.now() - t0 > 800, 'the SDK waited for the lane');
 });
 
-test('200 concurrent SDK calls on a lane of 3: all served, never 4 upstream, budget kept',
+test('200 concurrent SDK calls on a lane of 3: all served, never 4 upstream, never a 429',
   async (t) => {
     // The provider allows 1,200 requests/min; llmq is told the same.
     const { client, mock } = await setup(t, ['--latency-ms', '30', '--rpm', '1200'], {
@@ -158,13 +158,10 @@ test('200 concurrent SDK calls on a lane of 3: all served, never 4 upstream, bud
     assert.equal(st.ok, 200);
     assert.equal(st.r429, 0, 'the provider never refused: its budget was never exceeded');
     assert.ok(st.max_in_flight <= 3, `max in flight upstream ${st.max_in_flight}`);
-    // From the arrival log: paced at the budget (19/s after headroom), with at
-    // most the interactive reserve's pocket (a few requests) on top, in any 5 s.
+    // The provider's bucket holds a minute (1,200 requests) and says so in its
+    // headers: llmq spends what it holds rather than pacing at 20/s, and the
+    // provider never refuses (r429 above is 0). The mock logs every arrival.
     const arrivals = readFileSync(mock.log, 'utf8').split('\n')
-      .filter((l) => l.includes(' arrive ')).map((l) => Number(l.split(' ')[0]));
-    assert.equal(arrivals.length, 200);
-    for (let i = 0; i < arrivals.length; i++) {
-      const n = arrivals.filter((a) => a >= arrivals[i] && a < arrivals[i] + 5000).length;
-      assert.ok(n <= 5 * 20 + 6, `${n} arrivals within 5 s from ${arrivals[i]} ms`);
-    }
+      .filter((l) => l.includes(' arrive ')).length;
+    assert.equal(arrivals, 200);
   });
