@@ -95,11 +95,19 @@ static int provider_fresh(const struct gate *g, int64_t now)
 	       (g->in_flight > 0 || now - g->prov_seen_at <= GATE_PROVIDER_FRESH_MS);
 }
 
-/* What the buckets may hold now: the provider's bucket while it is believed. */
+static int fixed(const struct gate *g)
+{
+	return g->window == GATE_WINDOW_SECOND;
+}
+
+/* What the buckets may hold now: the provider's bucket while it is believed;
+ * one window's budget in fixed windows. */
 static double tok_cap_now(const struct gate *g, int64_t now)
 {
 	double c = gate_token_capacity(g);
 
+	if (fixed(g))
+		return gate_tokens_per_ms(g) * GATE_WINDOW_MS;
 	return provider_fresh(g, now) && g->prov_tok_cap > c ? g->prov_tok_cap : c;
 }
 
@@ -107,6 +115,8 @@ static double req_cap_now(const struct gate *g, int64_t now)
 {
 	double c = req_capacity(g);
 
+	if (fixed(g))
+		return gate_requests_per_ms(g) * GATE_WINDOW_MS;
 	return provider_fresh(g, now) && g->prov_req_cap > c ? g->prov_req_cap : c;
 }
 
@@ -156,6 +166,20 @@ void gate_refill(struct gate *g, int64_t now)
 
 	if (now <= g->refilled_at)
 		return;
+	if (fixed(g)) {
+		/* A new window brings its whole budget at once, less any debt. */
+		if (now >= g->win_end) {
+			int64_t k = (now - g->win_end) / GATE_WINDOW_MS + 1;
+
+			g->win_end += k * GATE_WINDOW_MS;
+			g->tok = fmin(tok_cap_now(g, now), k > 1 ? tok_cap_now(g, now)
+			                                         : g->tok + tok_cap_now(g, now));
+			g->req = fmin(req_cap_now(g, now), k > 1 ? req_cap_now(g, now)
+			                                         : g->req + req_cap_now(g, now));
+		}
+		g->refilled_at = now;
+		return;
+	}
 	dt = (double)(now - g->refilled_at);
 	g->tok = fmin(tok_cap_now(g, now), g->tok + gate_tokens_per_ms(g) * dt);
 	g->req = fmin(req_cap_now(g, now), g->req + gate_requests_per_ms(g) * dt);
@@ -185,6 +209,7 @@ void gate_init(struct gate *g, const struct gate_limits *lim, int64_t now)
 	g->refilled_at = now;
 	g->next_launch = now;
 	g->window = GATE_WINDOW_MINUTE;
+	g->allow_ms = GATE_WINDOW_MS;
 	g->tok = gate_token_capacity(g);
 	g->req = req_capacity(g);
 }
@@ -194,10 +219,24 @@ void gate_set_window(struct gate *g, int window, int64_t now)
 	gate_refill(g, now);
 	g->window = window == GATE_WINDOW_SECOND ? GATE_WINDOW_SECOND : GATE_WINDOW_MINUTE;
 	if (g->window == GATE_WINDOW_SECOND) {
+		/* Where the provider's windows start is not known yet: ours starts now. */
 		g->prov_seen_at = 0;
-		g->tok = fmin(g->tok, gate_token_capacity(g));
-		g->req = fmin(g->req, req_capacity(g));
+		g->win_end = now + GATE_WINDOW_MS;
+		g->tok = fmin(g->tok, tok_cap_now(g, now));
+		g->req = fmin(g->req, req_cap_now(g, now));
 	}
+}
+
+void gate_align_window(struct gate *g, int64_t boundary, int64_t now)
+{
+	if (!fixed(g))
+		return;
+	gate_refill(g, now);
+	while (boundary - now > GATE_WINDOW_MS)
+		boundary -= GATE_WINDOW_MS;
+	while (boundary <= now)
+		boundary += GATE_WINDOW_MS;
+	g->win_end = boundary;
 }
 
 void gate_set_limits(struct gate *g, const struct gate_limits *lim, int64_t now)
@@ -222,9 +261,11 @@ int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now
 {
 	enum gate_block why = GATE_OK;
 	int64_t t = now, w;
-	/* A batch launch leaves the interactive pocket untouched. */
-	double tok_keep = cls == GATE_BATCH ? token_pocket(g) : 0;
-	double req_keep = cls == GATE_BATCH ? req_pocket(g) : 0;
+	/* A batch launch leaves the interactive pocket untouched (a fixed window is
+	 * too small to keep a pocket in: calls wait for the next window at most). */
+	double tok_keep = cls == GATE_BATCH && !fixed(g) ? token_pocket(g) : 0;
+	double req_keep = cls == GATE_BATCH && !fixed(g) ? req_pocket(g) : 0;
+	int64_t next_window;
 
 	gate_refill(g, now);
 	if (g->in_flight >= g->lim.max_concurrency || (g->probe && g->in_flight > 0) ||
@@ -240,6 +281,25 @@ int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now
 	if (g->next_launch > t) {
 		t = g->next_launch;
 		why = GATE_STAGGER;
+	}
+	if (fixed(g)) {
+		/* Launch within a window of the provider's, never near its end; what
+		 * the window cannot take waits for the next. Paused or staggered: look
+		 * again then. */
+		next_window = g->win_end + GATE_WINDOW_LEAD_MS;
+		if (t > now)
+			goto out;
+		if (now < g->win_end - GATE_WINDOW_MS + GATE_WINDOW_LEAD_MS) {
+			t = g->win_end - GATE_WINDOW_MS + GATE_WINDOW_LEAD_MS;
+			why = GATE_REQUESTS;
+		} else if (now >= g->win_end - GATE_WINDOW_TAIL_MS ||
+		           (rpm_limit(g) > 0 && g->req < 1 - 1e-9) ||
+		           (tpm_limit(g) > 0 &&
+		            g->tok < fmin((double)cost, tok_cap_now(g, now)) - 1e-9)) {
+			t = next_window;
+			why = tpm_limit(g) > 0 && g->tok < (double)cost ? GATE_TOKENS : GATE_REQUESTS;
+		}
+		goto out;
 	}
 	if (rpm_limit(g) > 0) {
 		w = now + wait_for(g->req, 1 + req_keep, gate_requests_per_ms(g));
@@ -317,8 +377,9 @@ static double provider_capacity(int64_t remaining, int64_t reset_ms, int64_t per
  * provider's bucket is spent as it says - unless an answer to a later launch
  * already spoke; otherwise only down.
  */
-static void follow(struct gate *g, double *level, double *prov_cap, int64_t remaining,
-                   int64_t reset_ms, int64_t per_min, int64_t since, int newest)
+static void follow(struct gate *g, double *level, double *prov_cap, double own_cap,
+                   int64_t remaining, int64_t reset_ms, int64_t per_min, int64_t since,
+                   int newest)
 {
 	double cap, view;
 
@@ -331,8 +392,20 @@ static void follow(struct gate *g, double *level, double *prov_cap, int64_t rema
 			*level = view;
 		return;
 	}
-	*prov_cap = cap * (1.0 - g->lim.headroom);
-	*level = fmin(view, *prov_cap);
+	*prov_cap = fmin(cap * (1.0 - g->lim.headroom), (double)per_min / 60000.0 *
+	                                                    (1.0 - g->lim.headroom) *
+	                                                    (double)g->allow_ms);
+	/* Never less than the lane's own burst allows. */
+	*level = fmin(view, fmax(*prov_cap, own_cap));
+}
+
+void gate_confirm(struct gate *g, const struct gate_mark *mark)
+{
+	if (g->window == GATE_WINDOW_SECOND || mark->tokens <= g->allow_mark)
+		return;
+	if (g->allow_ms < 60000)
+		g->allow_ms *= 2;
+	g->allow_mark = g->seq_tokens;
 }
 
 void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct gate_mark *mark,
@@ -341,14 +414,19 @@ void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct g
 	int newest = mark->tokens >= g->prov_mark_tokens;
 
 	gate_refill(g, now);
+	/* After an idle spell the provider's bucket is learned again, slowly. */
+	if (!provider_fresh(g, now)) {
+		g->allow_ms = GATE_WINDOW_MS;
+		g->allow_mark = g->seq_tokens;
+	}
 	if (fb->limit_tokens > 0)
 		g->provider_tpm = fb->limit_tokens;
 	if (fb->limit_requests > 0)
 		g->provider_rpm = fb->limit_requests;
-	follow(g, &g->tok, &g->prov_tok_cap, fb->remaining_tokens, fb->reset_tokens_ms,
-	       tpm_limit(g), g->seq_tokens - mark->tokens, newest);
-	follow(g, &g->req, &g->prov_req_cap, fb->remaining_requests, fb->reset_requests_ms,
-	       rpm_limit(g), g->seq_requests - mark->requests, newest);
+	follow(g, &g->tok, &g->prov_tok_cap, gate_token_capacity(g), fb->remaining_tokens,
+	       fb->reset_tokens_ms, tpm_limit(g), g->seq_tokens - mark->tokens, newest);
+	follow(g, &g->req, &g->prov_req_cap, req_capacity(g), fb->remaining_requests,
+	       fb->reset_requests_ms, rpm_limit(g), g->seq_requests - mark->requests, newest);
 	if (newest && g->window != GATE_WINDOW_SECOND &&
 	    (fb->remaining_tokens >= 0 || fb->remaining_requests >= 0)) {
 		g->prov_seen_at = now;

@@ -16,8 +16,11 @@
  * the headroom, less what was launched since): before the first answer, and
  * again after an idle spell, it paces. A 429 that comes although the
  * provider's headers said there was room shows that the provider enforces a
- * shorter window: the lane then paces (a burst of at most one second of
- * budget) and no longer follows the provider's figures up.
+ * shorter window: the lane then counts its budget in fixed one-second
+ * windows of its own, aligned to the provider's when a 429's retry-after
+ * tells where they end (at most a second's budget in each; none in a
+ * window's last GATE_WINDOW_TAIL_MS, so that nothing lands in the next), and
+ * no longer follows the provider's figures up.
  */
 #ifndef LLMQ_GATE_H
 #define LLMQ_GATE_H
@@ -49,6 +52,11 @@ enum gate_window {
 	GATE_WINDOW_MINUTE, /* a bucket of a minute's budget: spend what it holds */
 	GATE_WINDOW_SECOND, /* shorter windows: pace, bursts of at most a second */
 };
+
+/* The fixed windows of GATE_WINDOW_SECOND. */
+#define GATE_WINDOW_MS 1000
+#define GATE_WINDOW_LEAD_MS 10 /* launches start this long after a window's boundary */
+#define GATE_WINDOW_TAIL_MS 25 /* and stop this long before the next */
 
 /* How long the provider's latest figure is believed without a new answer. */
 #define GATE_PROVIDER_FRESH_MS 10000
@@ -96,6 +104,12 @@ struct gate {
 	double prov_tok_cap, prov_req_cap; /* its size less the headroom; 0: unknown */
 	int64_t prov_seen_at;              /* when an answer last said; 0: never */
 	int64_t prov_mark_tokens;          /* the launch that answer was for */
+	int64_t win_end;                   /* GATE_WINDOW_SECOND: the current window's end */
+	/* How much of the provider's bucket may be spent at once, as time at the
+	 * rate: it starts at one window and doubles with each round of answers
+	 * that confirm it, up to the whole bucket (a slow start). */
+	int64_t allow_ms;
+	int64_t allow_mark; /* launches after this one confirm the allowance */
 };
 
 /* Why gate_when() said no. */
@@ -142,8 +156,13 @@ struct gate_mark {
 	int room; /* the provider's own figures (fresh) made room for this launch */
 };
 
+/* A launch's answer succeeded: it confirms the allowance it was made under. */
+void gate_confirm(struct gate *g, const struct gate_mark *mark);
+
 /* Follow a provider that enforces a shorter window from now on. */
 void gate_set_window(struct gate *g, int window, int64_t now);
+/* The provider's window ends at boundary (from a 429's retry-after): align ours. */
+void gate_align_window(struct gate *g, int64_t boundary, int64_t now);
 
 /* Record a launch at now; jitter01 is a uniform draw in [0,1). ret_mark is
  * handed back to gate_observe() with the launch's answer. */

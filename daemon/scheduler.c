@@ -66,6 +66,7 @@ struct lane {
 	int faults;         /* tries in a row that reached no upstream */
 	int64_t breaker_ms; /* the breaker's current pause; 0 while closed */
 	int window_learned; /* the window came from a 429 (now or before a restart) */
+	int64_t window_phase; /* where the provider's windows start, ms into a wall second */
 	int64_t window_learned_at; /* wall ms */
 };
 
@@ -485,6 +486,8 @@ static enum retry_verdict settle(struct lane *l, enum gate_class cls, const stru
 	                     resp->hdr.reset_tokens, resp->hdr.limit_requests,
 	                     resp->hdr.remaining_requests, resp->hdr.reset_requests, &a->fb);
 	gate_observe(&l->gate, &a->fb, mark, now);
+	if (v == RV_SUCCEEDED)
+		gate_confirm(&l->gate, mark);
 	gate_done(&l->gate, cls, charged, v == RV_SUCCEEDED ? a->total : -1, now);
 	if (resp->sends > 1) {
 		/* libcurl sent it again after a reused connection died: the upstream saw
@@ -538,11 +541,30 @@ static void learn_window(struct lane *l, int64_t now)
 	l->window_learned = 1;
 	l->window_learned_at = wall;
 	r = store_lane_window_set(l->s->d->store, c->name,
-	                          lane_redact_url(c->base_url, url, sizeof(url)), "second", wall);
+	                          lane_redact_url(c->base_url, url, sizeof(url)), "second", wall, -1);
 	log_warn("lane %s: a 429 came although the provider's headers said there was room: it "
 	         "enforces its limits over windows shorter than a minute. The lane paces from "
 	         "now on (bursts of at most 1s)%s; set provider_window to pin it",
 	         c->name, r < 0 ? " (not remembered: the database refused)" : ", remembered");
+}
+
+/* The provider's windows end at now + retry_after: align the lane's, and keep
+ * their phase (of the wall clock's seconds) for the next start. */
+static void align_window(struct lane *l, int64_t now, int64_t retry_after)
+{
+	const struct lane_config *c = l->cfg;
+	char url[sizeof(c->base_url)];
+	int64_t phase = (time_wall_ms() + retry_after) % GATE_WINDOW_MS;
+
+	gate_align_window(&l->gate, now + retry_after, now);
+	if (l->window_phase == phase || c->provider_window != GATE_WINDOW_AUTO)
+		return;
+	l->window_phase = phase;
+	if (store_lane_window_set(l->s->d->store, c->name,
+	                          lane_redact_url(c->base_url, url, sizeof(url)), "second",
+	                          l->window_learned_at, phase) < 0)
+		log_debug("lane %s: the window's phase is not remembered: %s", c->name,
+		          store_errmsg(l->s->d->store));
 }
 
 /* The window a lane starts with: pinned by the config, else learned before. */
@@ -550,19 +572,28 @@ static void start_window(struct lane *l, int64_t now)
 {
 	const struct lane_config *c = l->cfg;
 	char url[sizeof(c->base_url)], w[16];
-	int64_t at = 0;
+	int64_t at = 0, phase = -1, wall = time_wall_ms();
 
 	if (c->provider_window != GATE_WINDOW_AUTO) {
 		gate_set_window(&l->gate, c->provider_window, now);
 		return;
 	}
+	l->window_phase = -1;
 	if (store_lane_window_get(l->s->d->store, c->name,
-	                          lane_redact_url(c->base_url, url, sizeof(url)), w, sizeof(w),
-	                          &at) == 1 &&
+	                          lane_redact_url(c->base_url, url, sizeof(url)), w, sizeof(w), &at,
+	                          &phase) == 1 &&
 	    strcmp(w, "second") == 0) {
 		gate_set_window(&l->gate, GATE_WINDOW_SECOND, now);
 		l->window_learned = 1;
 		l->window_learned_at = at;
+		/* Windows kept their phase of the wall clock's seconds: align at once. */
+		if (phase >= 0) {
+			l->window_phase = phase;
+			gate_align_window(&l->gate,
+			                  now + (phase - wall % GATE_WINDOW_MS + GATE_WINDOW_MS) %
+			                            GATE_WINDOW_MS,
+			                  now);
+		}
 	}
 }
 
@@ -572,7 +603,8 @@ static void start_window(struct lane *l, int64_t now)
  * probes it, backing off), running out of credit (paused, probed once per
  * pause). error says what the last failure was, for the log.
  */
-static void apply_to_lane(struct lane *l, const struct retry_decision *d, const char *error)
+static void apply_to_lane(struct lane *l, const struct retry_decision *d, const char *error,
+                          int64_t retry_after)
 {
 	const struct lane_config *c = l->cfg;
 	int64_t now = time_mono_ms();
@@ -614,6 +646,10 @@ static void apply_to_lane(struct lane *l, const struct retry_decision *d, const 
 		log_info("lane %s: 429, pausing %lldms", c->name, (long long)d->lane_pause_ms);
 		if (d->learn_short_window)
 			learn_window(l, now);
+		/* The provider's window ends when its 429 says to come back. */
+		if (l->gate.window == GATE_WINDOW_SECOND && retry_after >= 0 &&
+		    retry_after <= GATE_WINDOW_MS)
+			align_window(l, now, retry_after);
 		l->gate.probe = 0;
 		break;
 	case RL_ANSWERED:
@@ -670,7 +706,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 	lane_policy(c, &pol);
 	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, rand01(s), &d);
 	/* Apply: to the lane, then to the job. */
-	apply_to_lane(l, &d, msg);
+	apply_to_lane(l, &d, msg, a.retry_after_ms);
 	o.status_code = resp->status;
 	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
 	o.retry_after_ms = a.retry_after_ms;
@@ -894,7 +930,7 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	job = (struct retry_job){t->info.try_no, 0, 0};
 	lane_policy(c, &pol);
 	retry_decide(&in, a.retry_after_ms, t->mark.room, &pol, &job, rand01(s), &d);
-	apply_to_lane(l, &d, resp->error);
+	apply_to_lane(l, &d, resp->error, a.retry_after_ms);
 	so = outcome_of(v);
 	for (i = 1; i < resp->sends; i++) /* sends that died with a reused connection */
 		record_call(l, t, "retry", NULL, NULL, "connection_lost", -1, NULL);

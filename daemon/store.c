@@ -129,11 +129,12 @@ static const char *const stmt_sql[S__COUNT] = {
                         "WHERE state = 'in_progress' AND expired_at IS NOT NULL "
                         "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = batches.id "
                         "AND j.state IN ('queued', 'running'))",
-    [S_LANE_WINDOW_GET] = "SELECT window, learned_at FROM lane_state WHERE lane = ?1 "
+    [S_LANE_WINDOW_GET] = "SELECT window, learned_at, phase_ms FROM lane_state WHERE lane = ?1 "
                           "AND base_url = ?2",
-    [S_LANE_WINDOW_SET] = "INSERT INTO lane_state (lane, base_url, window, learned_at) "
-                          "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (lane, base_url) DO UPDATE "
-                          "SET window = excluded.window, learned_at = excluded.learned_at",
+    [S_LANE_WINDOW_SET] = "INSERT INTO lane_state (lane, base_url, window, learned_at, "
+                          "phase_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (lane, base_url) "
+                          "DO UPDATE SET window = excluded.window, learned_at = "
+                          "excluded.learned_at, phase_ms = excluded.phase_ms",
     [S_JOB_INSERT] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, body, "
                      "est_tokens, updated_at, priority) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -576,7 +577,7 @@ int store_batch_insert(struct store *s, const struct store_batch *b)
 }
 
 int store_lane_window_get(struct store *s, const char *lane, const char *base_url, char *window,
-                          size_t len, int64_t *ret_at)
+                          size_t len, int64_t *ret_at, int64_t *ret_phase)
 {
 	sqlite3_stmt *st = NULL;
 	const unsigned char *v;
@@ -591,6 +592,8 @@ int store_lane_window_get(struct store *s, const char *lane, const char *base_ur
 		v = sqlite3_column_text(st, 0);
 		snprintf(window, len, "%s", v ? (const char *)v : "");
 		*ret_at = sqlite3_column_int64(st, 1);
+		*ret_phase = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1
+		                                                        : sqlite3_column_int64(st, 2);
 		r = 1;
 	} else {
 		r = sql_errno(rc);
@@ -600,7 +603,7 @@ int store_lane_window_get(struct store *s, const char *lane, const char *base_ur
 }
 
 int store_lane_window_set(struct store *s, const char *lane, const char *base_url,
-                          const char *window, int64_t at)
+                          const char *window, int64_t at, int64_t phase)
 {
 	sqlite3_stmt *st = NULL;
 	int r = prep(s, S_LANE_WINDOW_SET, &st);
@@ -611,6 +614,7 @@ int store_lane_window_set(struct store *s, const char *lane, const char *base_ur
 	bind_text(st, 2, base_url);
 	bind_text(st, 3, window);
 	sqlite3_bind_int64(st, 4, at);
+	bind_opt_int(st, 5, phase);
 	return run(s, st, NULL);
 }
 

@@ -134,9 +134,10 @@ int store_expire(struct store *s, int64_t now, int64_t *ret_jobs);
 /* What was learned of a lane's upstream: its window ("minute" or "second")
  * and when (wall ms). get: 1, or 0 when nothing is known. */
 int store_lane_window_get(struct store *s, const char *lane, const char *base_url, char *window,
-                          size_t len, int64_t *ret_at);
+                          size_t len, int64_t *ret_at, int64_t *ret_phase);
+/* phase: where the windows start, in ms into a wall-clock second; -1: unknown. */
 int store_lane_window_set(struct store *s, const char *lane, const char *base_url,
-                          const char *window, int64_t at);
+                          const char *window, int64_t at, int64_t phase);
 
 /* -EEXIST when the submitter already has a batch with b's idempotency key. */
 int store_batch_insert(struct store *s, const struct store_batch *b);

@@ -10,12 +10,14 @@ ALTER TABLE jobs ADD COLUMN lane_wait_ms INTEGER NOT NULL DEFAULT 0;
 -- What llmqd learned about a lane's upstream, kept across restarts: the
 -- window over which the provider enforces its per-minute limits
 -- ('minute', or 'second' when a 429 came although its headers said there
--- was room), and when.
+-- was room), when, and where the provider's one-second windows start (ms
+-- into a wall-clock second, from a 429's retry-after; NULL: not known).
 CREATE TABLE lane_state (
 	lane        TEXT NOT NULL,
 	base_url    TEXT NOT NULL,
 	window      TEXT NOT NULL CHECK (window IN ('minute', 'second')),
 	learned_at  INTEGER NOT NULL,
+	phase_ms    INTEGER,
 	PRIMARY KEY (lane, base_url)
 );
 

@@ -220,8 +220,9 @@ Test(gate, the_minute_window_spends_what_the_provider_says_it_holds)
 	                           .limit_requests = -1,
 	                           .remaining_requests = -1,
 	                           .reset_requests_ms = -1};
-	struct gate_mark m1, m2, m3;
+	struct gate_mark m1, m2, m3, mk;
 	struct gate g;
+	int i;
 
 	gate_init(&g, &l, 0);
 	/* Before any answer: paced (a 1000-token job waits ~1.1 s at 54,000/min). */
@@ -231,9 +232,21 @@ Test(gate, the_minute_window_spends_what_the_provider_says_it_holds)
 	cr_assert_gt(gate_when(&g, GATE_BATCH, 1000, 0, NULL), 1000);
 	gate_launch(&g, GATE_BATCH, 1000, 10, 0, &m2);
 	/* The answer to the first: 59,000 left of 60,000, less the headroom
-	 * (6,000) and the 1,000 launched since: 52,000 may go now. */
+	 * (6,000) and the 1,000 launched since: 52,000 - but at first only a
+	 * second of budget (900) may go at once. */
 	gate_observe(&g, &fb, &m1, 300);
-	cr_assert_float_eq(g.tok, 52000, 1e-6);
+	cr_assert_float_eq(g.tok, 900, 1e-6);
+	cr_assert_eq(m2.room, 0);
+	/* Each round of answers that succeed doubles it: 2, 4, ... 64 s. */
+	for (i = 0; i < 6; i++) {
+		gate_launch(&g, GATE_BATCH, 1, 300, 0, &mk);
+		gate_confirm(&g, &mk);
+	}
+	gate_confirm(&g, &mk); /* the same round twice counts once */
+	cr_assert_eq(g.allow_ms, 64000);
+	fb.remaining_tokens = 59006; /* the six little launches after the second are not in it */
+	gate_observe(&g, &fb, &m2, 300);
+	cr_assert_float_eq(g.tok, 53000, 1e-6);
 	cr_assert_eq(gate_when(&g, GATE_BATCH, 50000, 300, NULL), 300);
 	gate_launch(&g, GATE_BATCH, 50000, 300, 0, &m3);
 	cr_assert_eq(m3.room, 1, "the provider's own figure made room for it");
@@ -250,6 +263,8 @@ Test(gate, the_minute_window_spends_what_the_provider_says_it_holds)
 	gate_done(&g, GATE_BATCH, 1000, 1000, 400);
 	gate_done(&g, GATE_BATCH, 1000, 1000, 400);
 	gate_done(&g, GATE_BATCH, 50000, 50000, 400);
+	for (i = 0; i < 6; i++)
+		gate_done(&g, GATE_BATCH, 1, 1, 400);
 	gate_refill(&g, 400 + GATE_PROVIDER_FRESH_MS + 120000);
 	cr_assert_leq(g.tok, gate_token_capacity(&g) + 1e-6);
 }
