@@ -424,3 +424,35 @@ Test(gate, callers_go_first_until_they_had_more_than_their_share)
 		gate_launch(&g, GATE_BATCH, 100, 60000, 0, &m);
 	cr_assert_eq(gate_first_class(&g, 60000), GATE_INTERACTIVE);
 }
+
+Test(gate, fixed_windows_take_a_windows_budget_and_nothing_near_their_end)
+{
+	/* 600 requests/min: 10 a window. */
+	struct gate_limits l = {.max_concurrency = 100, .rpm = 600};
+	struct gate_mark m;
+	struct gate g;
+	int64_t t;
+	int n = 0;
+
+	gate_init(&g, &l, 0);
+	gate_set_window(&g, GATE_WINDOW_SECOND, 0);
+	/* A 429 said the provider's window ends at 400: ours align to it. */
+	gate_align_window(&g, 400, 0);
+	cr_assert_eq(g.win_end, 400);
+	/* In the window [400, 1400): exactly 10 launches, from 410 on. */
+	t = gate_when(&g, GATE_BATCH, 1, 0, NULL);
+	cr_assert_eq(t, 0, "the current window still has its budget");
+	g.req = 0; /* spent, as after the 429 that taught the window */
+	t = gate_when(&g, GATE_BATCH, 1, 0, NULL);
+	cr_assert_eq(t, 400 + GATE_WINDOW_LEAD_MS);
+	while ((t = gate_when(&g, GATE_BATCH, 1, 410, NULL)) == 410) {
+		gate_launch(&g, GATE_BATCH, 1, 410, 0, &m);
+		n++;
+	}
+	cr_assert_eq(n, 10);
+	cr_assert_eq(t, 1400 + GATE_WINDOW_LEAD_MS, "the eleventh waits for the next window");
+	/* Nothing in a window's last GATE_WINDOW_TAIL_MS, budget or not. */
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 2400 - GATE_WINDOW_TAIL_MS, NULL),
+	             2400 + GATE_WINDOW_LEAD_MS);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 2000, NULL), 2000);
+}

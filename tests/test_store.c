@@ -389,6 +389,24 @@ Test(store, a_large_answer_is_streamed_into_its_result_line)
 	free(big);
 }
 
+Test(store, a_learned_window_is_kept_per_lane_and_upstream)
+{
+	char w[16];
+	int64_t at = 0, phase = 0;
+
+	cr_assert_eq(store_lane_window_get(st, "openai", "https://a/v1", w, sizeof(w), &at, &phase),
+	             0, "nothing learned yet");
+	cr_assert_eq(store_lane_window_set(st, "openai", "https://a/v1", "second", 1000, -1), 0);
+	cr_assert_eq(store_lane_window_set(st, "openai", "https://a/v1", "second", 1000, 370), 0);
+	cr_assert_eq(store_lane_window_get(st, "openai", "https://a/v1", w, sizeof(w), &at, &phase),
+	             1);
+	cr_assert_str_eq(w, "second");
+	cr_assert_eq(at, 1000);
+	cr_assert_eq(phase, 370);
+	cr_assert_eq(store_lane_window_get(st, "openai", "https://b/v1", w, sizeof(w), &at, &phase),
+	             0, "another upstream of the same lane knows nothing");
+}
+
 Test(store, backlog_counts_queued_and_running)
 {
 	int64_t jobs, tokens;
