@@ -167,15 +167,12 @@ void gate_refill(struct gate *g, int64_t now)
 	if (now <= g->refilled_at)
 		return;
 	if (fixed(g)) {
-		/* A new window brings its whole budget at once, less any debt. */
+		/* A new window brings its whole budget: a provider counting fixed
+		 * windows starts each from zero. */
 		if (now >= g->win_end) {
-			int64_t k = (now - g->win_end) / GATE_WINDOW_MS + 1;
-
-			g->win_end += k * GATE_WINDOW_MS;
-			g->tok = fmin(tok_cap_now(g, now), k > 1 ? tok_cap_now(g, now)
-			                                         : g->tok + tok_cap_now(g, now));
-			g->req = fmin(req_cap_now(g, now), k > 1 ? req_cap_now(g, now)
-			                                         : g->req + req_cap_now(g, now));
+			g->win_end += ((now - g->win_end) / GATE_WINDOW_MS + 1) * GATE_WINDOW_MS;
+			g->tok = tok_cap_now(g, now);
+			g->req = req_cap_now(g, now);
 		}
 		g->refilled_at = now;
 		return;
@@ -341,6 +338,8 @@ void gate_launch(struct gate *g, enum gate_class cls, int64_t cost, int64_t now,
 	                 (int64_t)((double)g->lim.stagger_ms * g->lim.stagger_jitter * jitter01);
 	ret_mark->tokens = g->seq_tokens;
 	ret_mark->requests = g->seq_requests;
+	ret_mark->refunds = g->seq_refunds;
+	ret_mark->at = now;
 }
 
 void gate_done(struct gate *g, enum gate_class cls, int64_t charged, int64_t used, int64_t now)
@@ -350,8 +349,10 @@ void gate_done(struct gate *g, enum gate_class cls, int64_t charged, int64_t use
 		g->in_flight--;
 	if (g->class_in_flight[cls] > 0)
 		g->class_in_flight[cls]--;
-	if (used >= 0)
+	if (used >= 0) {
 		g->tok = fmin(tok_cap_now(g, now), g->tok + (double)(charged - used));
+		g->seq_refunds += charged - used;
+	}
 }
 
 /*
@@ -370,63 +371,99 @@ static double provider_capacity(int64_t remaining, int64_t reset_ms, int64_t per
 }
 
 /*
- * One bucket brought to the provider's figure remaining (-1: not said). The
- * provider counted every launch up to the one marked; launches made after it
- * are in our level but not in its figure, so they come off its figure. In
- * the minute window the level follows the figure up as well as down - the
- * provider's bucket is spent as it says - unless an answer to a later launch
- * already spoke; otherwise only down.
+ * One bucket brought down to the provider's figure remaining (-1: not
+ * said), which describes its bucket when the marked launch arrived (as
+ * OpenAI's headers do). Since then: launches made after it took from it
+ * (since), answers gave back (refunded) and it refilled at its full rate for
+ * elapsed ms. In the minute window the figure also tells the bucket's size.
  */
-static void follow(struct gate *g, double *level, double *prov_cap, double own_cap,
-                   int64_t remaining, int64_t reset_ms, int64_t per_min, int64_t since,
-                   int newest)
+static double follow(struct gate *g, double *level, double *bucket, int64_t remaining,
+                     int64_t reset_ms, int64_t per_min, int64_t since, int64_t refunded,
+                     int64_t elapsed, int newest)
 {
 	double cap, view;
 
 	if (remaining < 0 || per_min <= 0)
-		return;
+		return -1;
 	cap = provider_capacity(remaining, reset_ms, per_min);
-	view = (double)remaining - g->lim.headroom * cap - (double)since;
-	if (g->window == GATE_WINDOW_SECOND || !newest) {
-		if (view < *level)
-			*level = view;
-		return;
-	}
-	*prov_cap = fmin(cap * (1.0 - g->lim.headroom), (double)per_min / 60000.0 *
-	                                                    (1.0 - g->lim.headroom) *
-	                                                    (double)g->allow_ms);
-	/* Never less than the lane's own burst allows. */
-	*level = fmin(view, fmax(*prov_cap, own_cap));
+	view = fmin(cap, (double)remaining + (double)refunded +
+	                     (double)per_min / 60000.0 * (double)(elapsed > 0 ? elapsed : 0)) -
+	       g->lim.headroom * cap - (double)since;
+	if (view < *level)
+		*level = view;
+	if (g->window != GATE_WINDOW_SECOND && newest)
+		*bucket = cap * (1.0 - g->lim.headroom);
+	return view;
+}
+
+/* What of the provider's bucket the allowance lets the lane hold. */
+static void allow(struct gate *g)
+{
+	g->prov_tok_cap = fmin(g->prov_tok_bucket, gate_tokens_per_ms(g) * (double)g->allow_ms);
+	g->prov_req_cap = fmin(g->prov_req_bucket, gate_requests_per_ms(g) * (double)g->allow_ms);
+}
+
+/*
+ * The provider's bucket is spent by raising the allowance: each round of
+ * answers that confirm it doubles it, and the budget it adds becomes
+ * available at once (the provider's next figures pull the level down if it
+ * was not there). Past that start, the lane refills at its own effective
+ * rate, so the headroom is a share of the rate as ever.
+ */
+static void grow(struct gate *g, double tok_before, double req_before)
+{
+	double own_tok = gate_token_capacity(g), own_req = req_capacity(g);
+
+	allow(g);
+	if (g->prov_tok_cap > fmax(tok_before, own_tok))
+		g->tok += g->prov_tok_cap - fmax(tok_before, own_tok);
+	if (g->prov_req_cap > fmax(req_before, own_req))
+		g->req += g->prov_req_cap - fmax(req_before, own_req);
 }
 
 void gate_confirm(struct gate *g, const struct gate_mark *mark)
 {
-	if (g->window == GATE_WINDOW_SECOND || mark->tokens <= g->allow_mark)
+	if (g->window == GATE_WINDOW_SECOND || mark->tokens <= g->allow_mark ||
+	    g->allow_ms >= 2 * 60000)
 		return;
-	if (g->allow_ms < 60000)
-		g->allow_ms *= 2;
+	g->allow_ms *= 2;
 	g->allow_mark = g->seq_tokens;
+	grow(g, g->prov_tok_cap, g->prov_req_cap);
 }
 
 void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct gate_mark *mark,
                   int64_t now)
 {
 	int newest = mark->tokens >= g->prov_mark_tokens;
+	double tok_before, req_before, tok_view, req_view;
 
 	gate_refill(g, now);
 	/* After an idle spell the provider's bucket is learned again, slowly. */
 	if (!provider_fresh(g, now)) {
 		g->allow_ms = GATE_WINDOW_MS;
 		g->allow_mark = g->seq_tokens;
+		g->prov_tok_cap = g->prov_req_cap = 0;
 	}
 	if (fb->limit_tokens > 0)
 		g->provider_tpm = fb->limit_tokens;
 	if (fb->limit_requests > 0)
 		g->provider_rpm = fb->limit_requests;
-	follow(g, &g->tok, &g->prov_tok_cap, gate_token_capacity(g), fb->remaining_tokens,
-	       fb->reset_tokens_ms, tpm_limit(g), g->seq_tokens - mark->tokens, newest);
-	follow(g, &g->req, &g->prov_req_cap, req_capacity(g), fb->remaining_requests,
-	       fb->reset_requests_ms, rpm_limit(g), g->seq_requests - mark->requests, newest);
+	tok_before = g->prov_tok_cap;
+	req_before = g->prov_req_cap;
+	tok_view = follow(g, &g->tok, &g->prov_tok_bucket, fb->remaining_tokens,
+	                  fb->reset_tokens_ms, tpm_limit(g), g->seq_tokens - mark->tokens,
+	                  g->seq_refunds - mark->refunds, now - mark->at, newest);
+	req_view = follow(g, &g->req, &g->prov_req_bucket, fb->remaining_requests,
+	                  fb->reset_requests_ms, rpm_limit(g), g->seq_requests - mark->requests, 0,
+	                  now - mark->at, newest);
+	if (g->window != GATE_WINDOW_SECOND && newest) {
+		grow(g, tok_before, req_before);
+		/* The first figure replaces what the lane guessed while it paced. */
+		if (tok_before == 0 && tok_view >= 0)
+			g->tok = fmax(g->tok, fmin(tok_view, g->prov_tok_cap));
+		if (req_before == 0 && req_view >= 0)
+			g->req = fmax(g->req, fmin(req_view, g->prov_req_cap));
+	}
 	if (newest && g->window != GATE_WINDOW_SECOND &&
 	    (fb->remaining_tokens >= 0 || fb->remaining_requests >= 0)) {
 		g->prov_seen_at = now;

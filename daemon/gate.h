@@ -96,12 +96,14 @@ struct gate {
 	char pause_reason[96];
 	int64_t seq_tokens;   /* tokens reserved by all launches so far */
 	int64_t seq_requests; /* launches so far */
+	int64_t seq_refunds;  /* tokens given back by answers so far (estimate - usage) */
 	int64_t provider_tpm; /* limits the provider reported; 0 = none seen */
 	int64_t provider_rpm;
 	int window;           /* GATE_WINDOW_MINUTE or GATE_WINDOW_SECOND */
 	int probe;            /* at most one transfer in flight (a probe of the upstream) */
 	/* The provider's bucket as its answers report it (window minute). */
-	double prov_tok_cap, prov_req_cap; /* its size less the headroom; 0: unknown */
+	double prov_tok_bucket, prov_req_bucket; /* its size less the headroom; 0: unknown */
+	double prov_tok_cap, prov_req_cap;       /* of that, what the allowance lets us hold */
 	int64_t prov_seen_at;              /* when an answer last said; 0: never */
 	int64_t prov_mark_tokens;          /* the launch that answer was for */
 	int64_t win_end;                   /* GATE_WINDOW_SECOND: the current window's end */
@@ -153,7 +155,9 @@ enum gate_class gate_first_class(struct gate *g, int64_t now);
 struct gate_mark {
 	int64_t tokens;
 	int64_t requests;
-	int room; /* the provider's own figures (fresh) made room for this launch */
+	int64_t refunds; /* tokens given back by answers up to the launch */
+	int64_t at;      /* when it launched */
+	int room;        /* the provider's own figures (fresh) made room for this launch */
 };
 
 /* A launch's answer succeeded: it confirms the allowance it was made under. */

@@ -115,10 +115,15 @@ static void fmt_reset(char *buf, size_t len, double missing, double per_ms)
 		snprintf(buf, len, "%lldms", (long long)ms);
 }
 
+/* Once per answer: as OpenAI's, they describe the buckets when the request
+ * arrived (and was charged), not when the answer leaves. */
 static void add_limit_headers(struct mock *m, struct evkeyvalq *h)
 {
 	char v[64];
 
+	if (evhttp_find_header(h, "x-ratelimit-limit-tokens") ||
+	    evhttp_find_header(h, "x-ratelimit-limit-requests"))
+		return;
 	refill(m, time_mono_ms());
 	if (m->tpm) {
 		snprintf(v, sizeof(v), "%lld", (long long)m->tpm);
@@ -585,6 +590,7 @@ static void handle(struct evhttp_request *req, void *arg)
 		m->tok -= (double)est;
 	if (m->rpm)
 		m->req -= 1;
+	add_limit_headers(m, evhttp_request_get_output_headers(req));
 	if (m->fail_every && n % m->fail_every == 0) {
 		m->r500++;
 		p->status = 500;
