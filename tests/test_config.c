@@ -209,3 +209,25 @@ Test(config, http_listener_and_interactive_settings)
 	unsetenv("LLMQ_HTTP_ADDR");
 	unsetenv("LLMQ_INTERACTIVE_RESERVE");
 }
+
+Test(config, the_provider_window_and_the_lane_wait)
+{
+	char err[512];
+
+	setenv("LLMQ_CONFIG", "", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+	cr_assert_eq(cfg.lanes[0].provider_window, GATE_WINDOW_AUTO, "learned by default");
+	cr_assert_eq(cfg.lanes[0].lane_wait_max_ms, 3600000, "an hour of the lane's waiting");
+	setenv("LLMQ_PROVIDER_WINDOW", "second", 1);
+	setenv("LLMQ_LANE_WAIT_MAX_SECONDS", "10m", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+	cr_assert_eq(cfg.lanes[0].provider_window, GATE_WINDOW_SECOND);
+	cr_assert_eq(cfg.lanes[0].lane_wait_max_ms, 600000);
+	cr_assert_eq(load(err, sizeof(err), 2, "--provider-window", "minute"), 0, "%s", err);
+	cr_assert_eq(cfg.lanes[0].provider_window, GATE_WINDOW_MINUTE, "the flag pins it");
+	cr_assert_eq(load(err, sizeof(err), 2, "--provider-window", "hour"), -EINVAL);
+	cr_assert(strstr(err, "provider_window") && strstr(err, "auto, minute or second"), "%s",
+	          err);
+	unsetenv("LLMQ_PROVIDER_WINDOW");
+	unsetenv("LLMQ_LANE_WAIT_MAX_SECONDS");
+}
