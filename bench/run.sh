@@ -26,8 +26,12 @@ if [ "$what" = gate ] || [ "$what" = all ]; then
 	# warm-up is longer here.
 	echo "== same, a second client spends 30% of the key's budget behind llmq's back"
 	$b $common --jobs 2000 --headroom 0.03 --external-tpm 18000 --warmup-s 300 2>/dev/null
+	echo "== one batch of 300 chat requests (146k tokens charged, 119k used), limits at 100%: time against the fastest the buckets allow"
+	$b --mode drain --jobs 300 --concurrency 32 --latency-ms 300 --prompt-chars 400 --max-tokens 387 --completion-ratio 0.77 --tpm 60000 --rpm 600 --mock-tpm 60000 --mock-rpm 600 --headroom 0 2>/dev/null | tail -1
+	echo "== provider enforces the minute over fixed 1 s windows while its headers speak of the minute; limits at 100%"
+	$b $common --headroom 0 --enforce-window-ms 1000 2>/dev/null
 	for burst in 0 1 5; do
-		echo "== provider enforces the minute's limit over 1 s windows; burst ${burst}s, headroom 0.03"
+		echo "== provider's bucket is 1 s (its headers say so); burst ${burst}s, headroom 0.03"
 		$b $common --headroom 0.03 --window-ms 1000 --burst $burst 2>/dev/null
 	done
 	echo "== high tier: TPM 10M, RPM 10k, 2 s latency, 20,000 requests"
