@@ -119,7 +119,10 @@ void print_batch_detail(json_object *b)
 	fmt_age(jint(b, "eta_ms"), eta, sizeof(eta));
 	fmt_age(jint(b, "window_ms"), win, sizeof(win));
 	printf("batch      %s\n", jtext(b, "id"));
-	printf("state      %s\n", jtext(b, "state"));
+	printf("state      %s%s\n", jtext(b, "state"),
+	       jint(b, "expired_at") > 0 ? " (expired: its window ended; the requests it left "
+	                                   "unanswered failed as batch_expired)"
+	                                 : "");
 	printf("input      %s\n", jtext(b, "input_name"));
 	printf("submitted  %s ago by uid %lld, window %s\n", age, (long long)jint(b, "uid"), win);
 	printf("jobs       %lld total: %lld queued, %lld running, %lld succeeded, %lld failed, "
