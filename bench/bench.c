@@ -368,11 +368,15 @@ int main(int argc, char **argv)
 	snprintf(m_ratio, sizeof(m_ratio), "%g", c.completion_ratio);
 	{
 		char m_enf[32];
-		char *margv[] = {MOCK_BIN,      "--latency-ms",   m_lat, "--tpm",
-		                 m_tpm,         "--rpm",          m_rpm, "--window-ms",
-		                 m_win,         "--external-tpm", m_ext, "--completion-ratio",
-		                 m_ratio,       "--log",          mlog,  "--enforce-window-ms",
-		                 m_enf,         NULL};
+		char *margv[] = {MOCK_BIN, "--latency-ms",
+		                 m_lat,    "--tpm",
+		                 m_tpm,    "--rpm",
+		                 m_rpm,    "--window-ms",
+		                 m_win,    "--external-tpm",
+		                 m_ext,    "--completion-ratio",
+		                 m_ratio,  "--log",
+		                 mlog,     "--enforce-window-ms",
+		                 m_enf,    NULL};
 
 		snprintf(m_enf, sizeof(m_enf), "%lld", c.enforce_ms);
 		mock = spawn(margv, NULL, mport, NULL);
@@ -465,8 +469,7 @@ int main(int argc, char **argv)
 			       "buckets allow %.1f s: efficiency %.1f%%; net budget used over the "
 			       "run %.1f%%; 429s %lld\n",
 			       tok_all, ok_all, wall, fastest, 100.0 * fastest / wall,
-			       100.0 * (double)tok_all /
-			           ((double)c.mock_tpm * (1.0 + wall / 60.0)),
+			       100.0 * (double)tok_all / ((double)c.mock_tpm * (1.0 + wall / 60.0)),
 			       r429);
 		}
 	} else {

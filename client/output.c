@@ -153,7 +153,9 @@ static void print_window(json_object *l)
 			strftime(at, sizeof(at), "%Y-%m-%d %H:%M", &tm);
 	}
 	printf("%-12s  window: %s%s%s%s\n", "", strcmp(w, "second") == 0 ? "~1s" : "minute",
-	       at[0] ? " (learned at " : src && !strcmp(src, "config") ? " (set in the config)" : "",
+	       at[0]                           ? " (learned at "
+	       : src && !strcmp(src, "config") ? " (set in the config)"
+	                                       : "",
 	       at, at[0] ? ")" : "");
 }
 

@@ -71,7 +71,8 @@ static json_object *lane_json(const struct lane_snapshot *l, int64_t jobs, int64
 	add_i64(o, "requests_available", (int64_t)g->req);
 	add_i64(o, "paused_for_ms", g->paused_until > now ? g->paused_until - now : 0);
 	json_object_object_add(
-	    o, "window", json_object_new_string(g->window == GATE_WINDOW_SECOND ? "second" : "minute"));
+	    o, "window",
+	    json_object_new_string(g->window == GATE_WINDOW_SECOND ? "second" : "minute"));
 	json_object_object_add(o, "window_source",
 	                       json_object_new_string(l->cfg->provider_window != GATE_WINDOW_AUTO
 	                                                  ? "config"

@@ -70,8 +70,8 @@ static const struct setting settings[] = {
      K_MS, LC(interactive_max_wait_ms), 0, 3600e3},
     {"lane_wait_max_seconds", "LLMQ_LANE_WAIT_MAX_SECONDS", NULL, K_MS, LC(lane_wait_max_ms), 0,
      7 * 86400e3},
-    {"provider_window", "LLMQ_PROVIDER_WINDOW", "provider-window", K_WINDOW, LC(provider_window),
-     0, 0},
+    {"provider_window", "LLMQ_PROVIDER_WINDOW", "provider-window", K_WINDOW, LC(provider_window), 0,
+     0},
     {NULL, NULL, NULL, 0, 0, 0, 0, 0},
 };
 

@@ -294,7 +294,8 @@ int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now
 		           (tpm_limit(g) > 0 &&
 		            g->tok < fmin((double)cost, tok_cap_now(g, now)) - 1e-9)) {
 			t = next_window;
-			why = tpm_limit(g) > 0 && g->tok < (double)cost ? GATE_TOKENS : GATE_REQUESTS;
+			why =
+			    tpm_limit(g) > 0 && g->tok < (double)cost ? GATE_TOKENS : GATE_REQUESTS;
 		}
 		goto out;
 	}
@@ -453,9 +454,9 @@ void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct g
 	tok_view = follow(g, &g->tok, &g->prov_tok_bucket, fb->remaining_tokens,
 	                  fb->reset_tokens_ms, tpm_limit(g), g->seq_tokens - mark->tokens,
 	                  g->seq_refunds - mark->refunds, now - mark->at, newest);
-	req_view = follow(g, &g->req, &g->prov_req_bucket, fb->remaining_requests,
-	                  fb->reset_requests_ms, rpm_limit(g), g->seq_requests - mark->requests, 0,
-	                  now - mark->at, newest);
+	req_view =
+	    follow(g, &g->req, &g->prov_req_bucket, fb->remaining_requests, fb->reset_requests_ms,
+	           rpm_limit(g), g->seq_requests - mark->requests, 0, now - mark->at, newest);
 	if (g->window != GATE_WINDOW_SECOND && newest) {
 		grow(g, tok_before, req_before);
 		/* The first figure replaces what the lane guessed while it paced. */

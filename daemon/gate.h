@@ -99,14 +99,14 @@ struct gate {
 	int64_t seq_refunds;  /* tokens given back by answers so far (estimate - usage) */
 	int64_t provider_tpm; /* limits the provider reported; 0 = none seen */
 	int64_t provider_rpm;
-	int window;           /* GATE_WINDOW_MINUTE or GATE_WINDOW_SECOND */
-	int probe;            /* at most one transfer in flight (a probe of the upstream) */
+	int window; /* GATE_WINDOW_MINUTE or GATE_WINDOW_SECOND */
+	int probe;  /* at most one transfer in flight (a probe of the upstream) */
 	/* The provider's bucket as its answers report it (window minute). */
 	double prov_tok_bucket, prov_req_bucket; /* its size less the headroom; 0: unknown */
 	double prov_tok_cap, prov_req_cap;       /* of that, what the allowance lets us hold */
-	int64_t prov_seen_at;              /* when an answer last said; 0: never */
-	int64_t prov_mark_tokens;          /* the launch that answer was for */
-	int64_t win_end;                   /* GATE_WINDOW_SECOND: the current window's end */
+	int64_t prov_seen_at;                    /* when an answer last said; 0: never */
+	int64_t prov_mark_tokens;                /* the launch that answer was for */
+	int64_t win_end;                         /* GATE_WINDOW_SECOND: the current window's end */
 	/* How much of the provider's bucket may be spent at once, as time at the
 	 * rate: it starts at one window and doubles with each round of answers
 	 * that confirm it, up to the whole bucket (a slow start). */

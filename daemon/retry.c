@@ -89,7 +89,8 @@ void retry_decide(const struct retry_input *a, int64_t retry_after, int room,
 			return;
 		}
 		d->job = RJ_REQUEUE;
-		d->wait_ms = retry_backoff_ms(counted, p->backoff_base_ms, p->backoff_cap_ms, rand01);
+		d->wait_ms =
+		    retry_backoff_ms(counted, p->backoff_base_ms, p->backoff_cap_ms, rand01);
 		if (ra > d->wait_ms)
 			d->wait_ms = ra;
 		return;
@@ -104,13 +105,14 @@ void retry_decide(const struct retry_input *a, int64_t retry_after, int room,
 		d->lane = RL_RATE_LIMITED;
 		d->learn_short_window = room;
 		d->lane_pause_ms =
-		    ra >= 0 ? ra : retry_backoff_ms(1, p->backoff_base_ms, p->backoff_cap_ms, rand01);
+		    ra >= 0 ? ra
+		            : retry_backoff_ms(1, p->backoff_base_ms, p->backoff_cap_ms, rand01);
 		d->wait_ms = d->lane_pause_ms;
 		break;
 	case RV_UNREACHABLE:
 		/* The lane's breaker paces the probes; the job only steps back. */
-		d->wait_ms = retry_backoff_ms(j->free_tries + 1, p->backoff_base_ms, p->backoff_cap_ms,
-		                              rand01);
+		d->wait_ms = retry_backoff_ms(j->free_tries + 1, p->backoff_base_ms,
+		                              p->backoff_cap_ms, rand01);
 		break;
 	}
 	d->lane_wait_ms = d->wait_ms;

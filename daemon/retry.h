@@ -34,8 +34,8 @@ const char *retry_verdict_name(enum retry_verdict v);
 
 /* A lane's policy for its jobs' tries. */
 struct retry_policy {
-	int max_attempts;           /* tries that are the job's own fault */
-	int64_t backoff_base_ms;    /* backoff = base x 2^(n-1), jittered, capped */
+	int max_attempts;        /* tries that are the job's own fault */
+	int64_t backoff_base_ms; /* backoff = base x 2^(n-1), jittered, capped */
 	int64_t backoff_cap_ms;
 	int64_t retry_after_max_ms; /* the longest retry-after honoured */
 	int64_t quota_pause_ms;     /* the lane's pause, and probe interval, without credit */
@@ -66,10 +66,10 @@ enum retry_lane_event {
 struct retry_decision {
 	enum retry_verdict verdict;
 	enum retry_job_action job;
-	int counts;             /* the try spends one of the job's max_attempts */
-	int64_t wait_ms;        /* RJ_REQUEUE: before the next try */
-	int64_t lane_wait_ms;   /* of wait_ms, how much is the lane's (added to the job's) */
-	int64_t lane_pause_ms;  /* pause the lane this long; 0: no pause */
+	int counts;            /* the try spends one of the job's max_attempts */
+	int64_t wait_ms;       /* RJ_REQUEUE: before the next try */
+	int64_t lane_wait_ms;  /* of wait_ms, how much is the lane's (added to the job's) */
+	int64_t lane_pause_ms; /* pause the lane this long; 0: no pause */
 	enum retry_lane_event lane;
 	int learn_short_window; /* a 429 although the provider's headers said there was room */
 	enum {

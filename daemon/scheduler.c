@@ -63,10 +63,10 @@ struct lane {
 	TAILQ_HEAD(, sched_ticket) waiting;
 	int n_waiting;
 	int64_t waiting_tokens;
-	int faults;         /* tries in a row that reached no upstream */
-	int64_t breaker_ms; /* the breaker's current pause; 0 while closed */
-	int window_learned; /* the window came from a 429 (now or before a restart) */
-	int64_t window_phase; /* where the provider's windows start, ms into a wall second */
+	int faults;                /* tries in a row that reached no upstream */
+	int64_t breaker_ms;        /* the breaker's current pause; 0 while closed */
+	int window_learned;        /* the window came from a 429 (now or before a restart) */
+	int64_t window_phase;      /* where the provider's windows start, ms into a wall second */
 	int64_t window_learned_at; /* wall ms */
 };
 
@@ -541,7 +541,8 @@ static void learn_window(struct lane *l, int64_t now)
 	l->window_learned = 1;
 	l->window_learned_at = wall;
 	r = store_lane_window_set(l->s->d->store, c->name,
-	                          lane_redact_url(c->base_url, url, sizeof(url)), "second", wall, -1);
+	                          lane_redact_url(c->base_url, url, sizeof(url)), "second", wall,
+	                          -1);
 	log_warn("lane %s: a 429 came although the provider's headers said there was room: it "
 	         "enforces its limits over windows shorter than a minute. The lane paces from "
 	         "now on (bursts of at most 1s)%s; set provider_window to pin it",
@@ -622,22 +623,24 @@ static void apply_to_lane(struct lane *l, const struct retry_decision *d, const 
 		gate_pause(&l->gate, now + l->breaker_ms, why);
 		l->gate.probe = 1;
 		if (l->faults == BREAKER_TRIP)
-			log_warn("lane %s: the upstream could not be reached %d times in a row (%s); "
-			         "the lane pauses and probes it with one request, backing off up "
-			         "to %llds. Queued jobs keep their attempts",
-			         c->name, BREAKER_TRIP, error ? error : "no answer",
-			         (long long)(BREAKER_MAX_MS / 1000));
+			log_warn(
+			    "lane %s: the upstream could not be reached %d times in a row (%s); "
+			    "the lane pauses and probes it with one request, backing off up "
+			    "to %llds. Queued jobs keep their attempts",
+			    c->name, BREAKER_TRIP, error ? error : "no answer",
+			    (long long)(BREAKER_MAX_MS / 1000));
 		return;
 	case RL_QUOTA:
 		snprintf(why, sizeof(why), "insufficient_quota: probing every %llds",
 		         (long long)(c->quota_pause_ms / 1000));
 		gate_pause(&l->gate, now + d->lane_pause_ms, why);
 		if (!l->gate.probe)
-			log_warn("lane %s: upstream says insufficient_quota: the key has no credit. "
-			         "The lane pauses and tries one request every %llds; its jobs stay "
-			         "queued until their batch's window ends: add credit or check the "
-			         "key's billing",
-			         c->name, (long long)(c->quota_pause_ms / 1000));
+			log_warn(
+			    "lane %s: upstream says insufficient_quota: the key has no credit. "
+			    "The lane pauses and tries one request every %llds; its jobs stay "
+			    "queued until their batch's window ends: add credit or check the "
+			    "key's billing",
+			    c->name, (long long)(c->quota_pause_ms / 1000));
 		l->gate.probe = 1;
 		break;
 	case RL_RATE_LIMITED:
@@ -668,7 +671,7 @@ static void describe(const struct up_response *resp, const struct answer *a, enu
 {
 	if (resp->status == 0) {
 		snprintf(code, clen, "%s",
-		         resp->too_big        ? "response_too_large"
+		         resp->too_big         ? "response_too_large"
 		         : v == RV_UNREACHABLE ? "upstream_unreachable"
 		                               : "transport_error");
 		snprintf(msg, mlen, "%s", resp->error ? resp->error : "transfer failed");

@@ -140,10 +140,11 @@ static const char *const stmt_sql[S__COUNT] = {
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [S_NEXT_PRIORITY] = "SELECT priority FROM jobs WHERE state = 'queued' AND lane = ?1 "
                         "AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
-    [S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
-                     "updated_at, free_tries, lane_wait_ms FROM jobs WHERE state = 'queued' AND lane = ?1 "
-                     "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
-                     "ORDER BY batch_id, id LIMIT 1",
+    [S_NEXT_READY] =
+        "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
+        "updated_at, free_tries, lane_wait_ms FROM jobs WHERE state = 'queued' AND lane = ?1 "
+        "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
+        "ORDER BY batch_id, id LIMIT 1",
     [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
     [S_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (SELECT j.id FROM batches b "
                      "JOIN jobs j ON j.batch_id = b.id WHERE b.state IN ('completed', "
@@ -592,8 +593,8 @@ int store_lane_window_get(struct store *s, const char *lane, const char *base_ur
 		v = sqlite3_column_text(st, 0);
 		snprintf(window, len, "%s", v ? (const char *)v : "");
 		*ret_at = sqlite3_column_int64(st, 1);
-		*ret_phase = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1
-		                                                        : sqlite3_column_int64(st, 2);
+		*ret_phase =
+		    sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 2);
 		r = 1;
 	} else {
 		r = sql_errno(rc);

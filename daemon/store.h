@@ -95,10 +95,10 @@ struct store_outcome {
 	int64_t latency_ms;
 	int64_t remaining_tokens; /* x-ratelimit-remaining-*, -1: absent */
 	int64_t remaining_requests;
-	int64_t not_before; /* for a requeue */
-	int free_try;       /* for a requeue: this try did not count against the attempts */
+	int64_t not_before;   /* for a requeue */
+	int free_try;         /* for a requeue: this try did not count against the attempts */
 	int64_t lane_wait_ms; /* for a requeue: of the wait, the lane's part */
-	int lost_sends;     /* sends before this one that the upstream got but never answered */
+	int lost_sends;       /* sends before this one that the upstream got but never answered */
 };
 
 int store_open(const char *path, struct store **ret);

@@ -89,9 +89,9 @@ Test(lane, a_batch_whose_window_ends_expires_its_queued_jobs, .timeout = 60)
 	               NULL);
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 10, "gpt-4o-mini", 5);
-	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", "--window", "3s", file,
-	                    NULL),
-	             0, "%s", err);
+	cr_assert_eq(
+	    h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", "--window", "3s", file, NULL),
+	    0, "%s", err);
 	snprintf(id, sizeof(id), "%.*s", (int)strcspn(out, "\n"), out);
 	b = h_wait_for(&d, id, done, 30);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 2);
@@ -173,8 +173,8 @@ Test(lane, a_provider_enforcing_one_second_windows_is_learned_and_remembered, .t
 	h_mock_start(&m, dir, "--rpm", "600", "--enforce-window-ms", "1000", "--latency-ms", "50",
 	             NULL);
 	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=0",
-	               "OPENAI_RPM_LIMIT=600", "OPENAI_TPM_HEADROOM=0.1", "OPENAI_MAX_CONCURRENCY=20",
-	               NULL);
+	               "OPENAI_RPM_LIMIT=600", "OPENAI_TPM_HEADROOM=0.1",
+	               "OPENAI_MAX_CONCURRENCY=20", NULL);
 	cr_assert(strstr(status(&d), "window: minute"), "%s", out);
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 60, "gpt-4o-mini", 5);
@@ -191,8 +191,8 @@ Test(lane, a_provider_enforcing_one_second_windows_is_learned_and_remembered, .t
 	/* After a restart it is known from the start: no 429 at all. */
 	h_daemon_signal(&d, SIGTERM);
 	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=0",
-	               "OPENAI_RPM_LIMIT=600", "OPENAI_TPM_HEADROOM=0.1", "OPENAI_MAX_CONCURRENCY=20",
-	               NULL);
+	               "OPENAI_RPM_LIMIT=600", "OPENAI_TPM_HEADROOM=0.1",
+	               "OPENAI_MAX_CONCURRENCY=20", NULL);
 	cr_assert(strstr(status(&d), "window: ~1s (learned at"), "%s", out);
 	h_submit(&d, file, id, sizeof(id));
 	b = h_wait_for(&d, id, done, 60);

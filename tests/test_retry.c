@@ -140,7 +140,7 @@ struct decide_case {
 	int64_t lane_wait_ms;
 	enum retry_job_action job;
 	int counts;
-	int64_t wait_ms;   /* -1: not checked (jittered backoff) */
+	int64_t wait_ms; /* -1: not checked (jittered backoff) */
 	int64_t lane_pause;
 	enum retry_lane_event lane;
 	int learn, give_up;
@@ -159,24 +159,24 @@ Test(retry, decide_applies_every_rule)
 	static const struct decide_case cases[] = {
 	    {"2xx succeeds", 200, -1, 0, 0, NULL, -1, 0, 1, 0, 0, RJ_SUCCEED, 1, 0, 0, RL_ANSWERED,
 	     0, RG_NONE},
-	    {"a final 4xx fails", 400, -1, 0, 0, "invalid_request_error", -1, 0, 1, 0, 0, RJ_FAIL, 1,
-	     0, 0, RL_ANSWERED, 0, RG_NONE},
+	    {"a final 4xx fails", 400, -1, 0, 0, "invalid_request_error", -1, 0, 1, 0, 0, RJ_FAIL,
+	     1, 0, 0, RL_ANSWERED, 0, RG_NONE},
 	    {"past the size cap fails", 0, -1, 0, 1, NULL, -1, 0, 1, 0, 0, RJ_FAIL, 1, 0, 0,
 	     RL_ANSWERED, 0, RG_NONE},
-	    {"a 5xx counts and backs off", 500, -1, 0, 0, NULL, -1, 0, 1, 0, 0, RJ_REQUEUE, 1, -1, 0,
-	     RL_ANSWERED, 0, RG_NONE},
+	    {"a 5xx counts and backs off", 500, -1, 0, 0, NULL, -1, 0, 1, 0, 0, RJ_REQUEUE, 1, -1,
+	     0, RL_ANSWERED, 0, RG_NONE},
 	    {"a 503's retry-after when longer", 503, -1, 0, 0, NULL, 20000, 0, 1, 0, 0, RJ_REQUEUE,
 	     1, 20000, 0, RL_ANSWERED, 0, RG_NONE},
-	    {"the third counted try is the last", 500, -1, 0, 0, NULL, -1, 0, 3, 0, 0, RJ_FAIL, 1, 0,
-	     0, RL_ANSWERED, 0, RG_ATTEMPTS},
+	    {"the third counted try is the last", 500, -1, 0, 0, NULL, -1, 0, 3, 0, 0, RJ_FAIL, 1,
+	     0, 0, RL_ANSWERED, 0, RG_ATTEMPTS},
 	    {"free tries do not count", 500, -1, 0, 0, NULL, -1, 0, 10, 8, 0, RJ_REQUEUE, 1, -1, 0,
 	     RL_ANSWERED, 0, RG_NONE},
-	    {"a timeout counts (the job's fault) and feeds the breaker", 0, -1, 0, 0, NULL, -1, 0, 1,
-	     0, 0, RJ_REQUEUE, 1, -1, 0, RL_UNREACHABLE, 0, RG_NONE},
+	    {"a timeout counts (the job's fault) and feeds the breaker", 0, -1, 0, 0, NULL, -1, 0,
+	     1, 0, 0, RJ_REQUEUE, 1, -1, 0, RL_UNREACHABLE, 0, RG_NONE},
 	    {"a 429 is the lane's: no count, the lane pauses", 429, -1, 0, 0, "rate_limit_exceeded",
 	     5000, 0, 3, 0, 0, RJ_REQUEUE, 0, 5000, 5000, RL_RATE_LIMITED, 0, RG_NONE},
-	    {"a 429 past the retry-after cap waits the cap", 429, -1, 0, 0, NULL, 900000, 0, 1, 0, 0,
-	     RJ_REQUEUE, 0, 30000, 30000, RL_RATE_LIMITED, 0, RG_NONE},
+	    {"a 429 past the retry-after cap waits the cap", 429, -1, 0, 0, NULL, 900000, 0, 1, 0,
+	     0, RJ_REQUEUE, 0, 30000, 30000, RL_RATE_LIMITED, 0, RG_NONE},
 	    {"a 429 although the provider said there was room", 429, -1, 0, 0, NULL, 1000, 1, 1, 0,
 	     0, RJ_REQUEUE, 0, 1000, 1000, RL_RATE_LIMITED, 1, RG_NONE},
 	    {"an hour of rate-limited waiting ends it", 429, -1, 0, 0, NULL, 5000, 0, 40, 39,
