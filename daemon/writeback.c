@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -159,6 +160,36 @@ void writeback_add_call(struct writeback *wb, const struct store_call *c)
 	wb->n_calls++;
 }
 
+/*
+ * A record the database refuses for what it is (a constraint, a trigger, a
+ * value too big), not for the state it is in (locked, full): retrying it
+ * would hold every other outcome back for good.
+ */
+static int refused_for_good(int r)
+{
+	return r == -EEXIST || r == -E2BIG;
+}
+
+/* The job's answer could not be kept: record the job as failed instead. */
+static int complete_as_failed(struct writeback *wb, struct pending *p, int why)
+{
+	struct store_outcome o = p->o;
+	char msg[512];
+
+	snprintf(msg, sizeof(msg),
+	         "llmqd could not store this request's outcome (%s: %s); it is failed instead "
+	         "of being retried for ever",
+	         strerror(-why), store_errmsg(wb->store));
+	o.job_state = o.attempt_outcome = "failed";
+	o.error_code = "internal_error";
+	o.error_message = msg;
+	o.response = NULL;
+	o.response_len = 0;
+	o.response_json = 0;
+	log_err("job %lld: %s", (long long)p->job_id, msg);
+	return store_job_complete(wb->store, p->job_id, p->attempt_id, &o, p->at);
+}
+
 int writeback_flush(struct writeback *wb)
 {
 	struct pending *p;
@@ -172,7 +203,17 @@ int writeback_flush(struct writeback *wb)
 		return r;
 	TAILQ_FOREACH(p, &wb->queue, link)
 	{
+		/* Each outcome is a savepoint: one refused for good is undone alone. */
 		r = store_job_complete(wb->store, p->job_id, p->attempt_id, &p->o, p->at);
+		if (refused_for_good(r))
+			r = complete_as_failed(wb, p, r);
+		if (refused_for_good(r)) {
+			log_err(
+			    "job %lld: its outcome cannot be stored at all (%s); it is requeued "
+			    "when llmqd restarts",
+			    (long long)p->job_id, store_errmsg(wb->store));
+			r = 0;
+		}
 		if (r == -ESTALE)
 			r = 0; /* no longer running: nothing to record */
 		if (r < 0)
@@ -182,6 +223,12 @@ int writeback_flush(struct writeback *wb)
 		TAILQ_FOREACH(pc, &wb->calls, link)
 		{
 			r = store_call_insert(wb->store, &pc->c);
+			if (refused_for_good(r)) {
+				log_err(
+				    "the record of call %s cannot be stored (%s); it is dropped",
+				    pc->c.call_id, store_errmsg(wb->store));
+				r = 0;
+			}
 			if (r < 0)
 				break;
 		}

@@ -519,3 +519,37 @@ Test(hostile, credentials_in_a_base_url_are_never_shown, .timeout = 60)
 	cr_assert_null(strstr(log, "pa55w0rd"), "%s", log);
 	h_mock_stop(&m);
 }
+
+Test(hostile, an_outcome_the_database_refuses_for_good_holds_back_no_other, .timeout = 60)
+{
+	char dir[64], file[128], id[40];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	sqlite3 *db;
+	json_object *b;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", NULL);
+	/* Someone's trigger refuses one job's answer, for good. */
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db,
+	                          "CREATE TRIGGER refuse_one BEFORE UPDATE OF response ON jobs "
+	                          "WHEN NEW.custom_id = 'req-3' AND NEW.response IS NOT NULL "
+	                          "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END",
+	                          NULL, NULL, NULL),
+	             SQLITE_OK);
+	sqlite3_close(db);
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 10, "gpt-4o-mini", 5);
+	h_submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, done, 30);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 9, "the others were not held back");
+	cr_assert_eq(h_jint(b, "counts.failed"), 1);
+	json_object_put(b);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE custom_id = 'req-3' AND "
+	                           "error_code = 'internal_error'"),
+	             1);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
