@@ -414,7 +414,7 @@ int main(int argc, char **argv)
 		                "LLMQ_CONFIG=",
 		                "LLMQ_HTTP_ADDR=127.0.0.1:0",
 		                NULL};
-		char *dargv[] = {LLMQD_BIN, "--socket", sock, "--db", db, "-v", NULL};
+		char *dargv[] = {LLMQD_BIN, "--socket", sock, "--db", db, NULL};
 		daemon = spawn(dargv, denv, NULL, dlog);
 	}
 	if (wait_socket() < 0) {
