@@ -41,7 +41,7 @@ static int fail(struct multipart *mp, const char *fmt, ...)
 
 static int bchar(int c)
 {
-	return isalnum(c) || strchr("'()+_,-./:=? ", c);
+	return c && (isalnum(c) || strchr("'()+_,-./:=? ", c));
 }
 
 int multipart_boundary(const char *content_type, char *buf, size_t len)

@@ -1,0 +1,301 @@
+/*
+ * httpreq.c - see httpreq.h.
+ *
+ * What RFC 9112 lets a server refuse, it refuses, since a request that two
+ * parsers would read differently is how requests are smuggled: a header
+ * folded over lines, whitespace before a header's colon, Transfer-Encoding
+ * together with Content-Length, two different Content-Lengths, a transfer
+ * coding other than chunked, chunked in HTTP/1.0.
+ */
+#include "httpreq.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum {
+	R_HEAD,
+	R_BODY,       /* Content-Length bytes */
+	R_CHUNK_SIZE, /* a chunk-size line */
+	R_CHUNK_DATA,
+	R_CHUNK_END, /* the CRLF after a chunk's data */
+	R_TRAILER,   /* trailer lines, up to the empty one */
+	R_DONE,
+	R_FAILED,
+};
+
+static long fail(struct httpreq *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static long fail(struct httpreq *r, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	r->status = status;
+	r->state = R_FAILED;
+	return -EINVAL;
+}
+
+void httpreq_init(struct httpreq *r, const struct httpreq_cb *cb, void *ud)
+{
+	memset(r, 0, sizeof(*r));
+	r->cb = cb;
+	r->ud = ud;
+	r->state = R_HEAD;
+}
+
+const char *httpreq_header(const struct httpreq_head *head, const char *name)
+{
+	int i;
+
+	for (i = 0; i < head->n_headers; i++)
+		if (strcasecmp(head->headers[i].name, name) == 0)
+			return head->headers[i].value;
+	return NULL;
+}
+
+static int token_char(int c)
+{
+	return c && (isalnum(c) || strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Whether the comma-separated list value holds the token tok. */
+static int list_has(const char *value, const char *tok)
+{
+	size_t n = strlen(tok);
+	const char *p = value;
+
+	while (p && *p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (strncasecmp(p, tok, n) == 0 && (p[n] == '\0' || strchr(" \t,;", p[n])))
+			return 1;
+		p = strchr(p, ',');
+	}
+	return 0;
+}
+
+static int parse_length(const char *v, int64_t *ret)
+{
+	int64_t n = 0;
+
+	if (!*v)
+		return -1;
+	for (; *v; v++) {
+		if (!isdigit((unsigned char)*v) || n > (INT64_MAX - 9) / 10)
+			return -1;
+		n = n * 10 + (*v - '0');
+	}
+	*ret = n;
+	return 0;
+}
+
+/* The head is in r->head, NUL-terminated, its lines ending in CRLF. */
+static long parse_head(struct httpreq *r, struct httpreq_head *h)
+{
+	char *line = r->head, *next, *sp, *v, *end;
+	const char *te, *conn;
+	int64_t len;
+	int i;
+
+	memset(h, 0, sizeof(*h));
+	h->length = -1;
+	next = strstr(line, "\r\n");
+	*next = '\0';
+	next += 2;
+	/* METHOD SP target SP HTTP/1.x */
+	sp = strchr(line, ' ');
+	if (!sp || sp == line)
+		return fail(r, 400, "malformed request line");
+	*sp = '\0';
+	h->method = line;
+	for (v = line; *v; v++)
+		if (!token_char((unsigned char)*v))
+			return fail(r, 400, "malformed method");
+	h->target = sp + 1;
+	sp = strchr(sp + 1, ' ');
+	if (!sp || sp == h->target || strncmp(sp + 1, "HTTP/1.", 7) != 0 ||
+	    !isdigit((unsigned char)sp[8]) || sp[9] != '\0')
+		return fail(r, 400, "malformed request line (HTTP/1.x expected)");
+	*sp = '\0';
+	h->minor = sp[8] - '0';
+	for (line = next; *line; line = next) {
+		next = strstr(line, "\r\n");
+		*next = '\0';
+		next += 2;
+		if (*line == ' ' || *line == '\t')
+			return fail(r, 400, "a header folded over lines");
+		v = strchr(line, ':');
+		if (!v || v == line)
+			return fail(r, 400, "malformed header line");
+		*v++ = '\0';
+		for (end = line; *end; end++)
+			if (!token_char((unsigned char)*end))
+				return fail(r, 400,
+				            "malformed header name (whitespace before ':'?)");
+		while (*v == ' ' || *v == '\t')
+			v++;
+		end = v + strlen(v);
+		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (h->n_headers == HTTPREQ_MAX_HEADERS)
+			return fail(r, 431, "more than %d headers", HTTPREQ_MAX_HEADERS);
+		h->headers[h->n_headers].name = line;
+		h->headers[h->n_headers].value = v;
+		h->n_headers++;
+	}
+	for (i = 0; i < h->n_headers; i++) {
+		if (strcasecmp(h->headers[i].name, "Content-Length") != 0)
+			continue;
+		if (parse_length(h->headers[i].value, &len) < 0)
+			return fail(r, 400, "malformed Content-Length");
+		if (h->length >= 0 && h->length != len)
+			return fail(r, 400, "two different Content-Lengths");
+		h->length = len;
+	}
+	te = httpreq_header(h, "Transfer-Encoding");
+	if (te) {
+		if (h->length >= 0)
+			return fail(r, 400, "both Transfer-Encoding and Content-Length");
+		if (h->minor == 0)
+			return fail(r, 400, "Transfer-Encoding in HTTP/1.0");
+		if (strcasecmp(te, "chunked") != 0)
+			return fail(r, 501,
+			            "transfer coding \"%.60s\" is not supported (chunked is)", te);
+		h->chunked = 1;
+	}
+	v = (char *)httpreq_header(h, "Expect");
+	h->expect_continue = v && strcasecmp(v, "100-continue") == 0;
+	conn = httpreq_header(h, "Connection");
+	h->close = (conn && list_has(conn, "close")) ||
+	           (h->minor == 0 && !(conn && list_has(conn, "keep-alive")));
+	return 0;
+}
+
+static long end_request(struct httpreq *r)
+{
+	int e = r->cb->on_end(r->ud);
+
+	r->state = e < 0 ? R_FAILED : R_DONE;
+	return e < 0 ? e : 0;
+}
+
+/* A line (chunk size or trailer) into r->line: 1 once its CRLF came. */
+static int take_line(struct httpreq *r, char c)
+{
+	if (r->llen + 1 >= sizeof(r->line))
+		return -1;
+	r->line[r->llen++] = c;
+	if (r->llen >= 2 && r->line[r->llen - 2] == '\r' && c == '\n') {
+		r->line[r->llen - 2] = '\0';
+		r->llen = 0;
+		return 1;
+	}
+	return 0;
+}
+
+static long chunk_size(struct httpreq *r)
+{
+	char *p = r->line;
+	int64_t n = 0;
+
+	if (!isxdigit((unsigned char)*p))
+		return fail(r, 400, "malformed chunk size");
+	for (; isxdigit((unsigned char)*p); p++) {
+		if (n > (INT64_MAX >> 4))
+			return fail(r, 413, "chunk size too large");
+		n = n * 16 + (isdigit((unsigned char)*p) ? *p - '0' : (tolower(*p) - 'a' + 10));
+	}
+	if (*p && *p != ';' && *p != ' ' && *p != '\t')
+		return fail(r, 400, "malformed chunk size");
+	r->left = n;
+	r->state = n == 0 ? R_TRAILER : R_CHUNK_DATA;
+	return 0;
+}
+
+long httpreq_feed(struct httpreq *r, const char *data, size_t len)
+{
+	struct httpreq_head h;
+	size_t i = 0, n;
+	long e;
+
+	while (i < len && r->state != R_DONE) {
+		switch (r->state) {
+		case R_FAILED:
+			return -EINVAL;
+		case R_HEAD:
+			/* Empty lines before a request line are skipped (RFC 9112 2.2). */
+			if (r->hlen == 0 && (data[i] == '\r' || data[i] == '\n')) {
+				i++;
+				break;
+			}
+			if (r->hlen + 1 >= sizeof(r->head))
+				return fail(r, 431, "request head larger than %d bytes",
+				            HTTPREQ_MAX_HEAD);
+			r->head[r->hlen++] = data[i++];
+			if (r->hlen < 4 || memcmp(r->head + r->hlen - 4, "\r\n\r\n", 4) != 0)
+				break;
+			r->head[r->hlen - 2] = '\0';
+			if ((e = parse_head(r, &h)) < 0)
+				return e;
+			if ((e = r->cb->on_head(r->ud, &h)) < 0) {
+				r->state = R_FAILED;
+				return e;
+			}
+			if (h.chunked) {
+				r->state = R_CHUNK_SIZE;
+			} else if (h.length > 0) {
+				r->left = h.length;
+				r->state = R_BODY;
+			} else if ((e = end_request(r)) < 0) {
+				return e;
+			}
+			break;
+		case R_BODY:
+		case R_CHUNK_DATA:
+			n = len - i < (uint64_t)r->left ? len - i : (size_t)r->left;
+			if ((e = r->cb->on_body(r->ud, data + i, n)) < 0) {
+				r->state = R_FAILED;
+				return e;
+			}
+			i += n;
+			r->left -= (int64_t)n;
+			if (r->left > 0)
+				break;
+			if (r->state == R_CHUNK_DATA)
+				r->state = R_CHUNK_END;
+			else if ((e = end_request(r)) < 0)
+				return e;
+			break;
+		case R_CHUNK_END:
+			e = take_line(r, data[i++]);
+			if (e < 0 || (e == 1 && r->line[0] != '\0'))
+				return fail(r, 400, "chunk data longer than its size");
+			if (e == 1)
+				r->state = R_CHUNK_SIZE;
+			break;
+		case R_CHUNK_SIZE:
+			e = take_line(r, data[i++]);
+			if (e < 0)
+				return fail(r, 400, "chunk-size line too long");
+			if (e == 1 && (e = chunk_size(r)) < 0)
+				return e;
+			break;
+		case R_TRAILER:
+			e = take_line(r, data[i++]);
+			if (e < 0)
+				return fail(r, 431, "trailer line too long");
+			if (e == 1 && r->line[0] == '\0' && (e = end_request(r)) < 0)
+				return e;
+			break;
+		}
+	}
+	return r->state == R_FAILED ? -EINVAL : (long)i;
+}
