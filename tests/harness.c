@@ -488,3 +488,17 @@ long h_rss_kib(const struct daemon_proc *d, long *ret_peak_kib)
 	fclose(f);
 	return rss;
 }
+
+int h_batch_completed(json_object *batch)
+{
+	const char *s = h_jstr(batch, "state");
+
+	return s && strcmp(s, "completed") == 0;
+}
+
+int h_batch_finished(json_object *batch)
+{
+	const char *s = h_jstr(batch, "state");
+
+	return s && (strcmp(s, "completed") == 0 || strcmp(s, "cancelled") == 0);
+}

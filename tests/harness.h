@@ -59,6 +59,16 @@ void h_submit(const struct daemon_proc *d, const char *file, char *id, size_t id
 /* Write n Batch API chat lines to path: custom_id "req-<i>", content "question <i>". */
 void h_write_batch(const char *path, int n, const char *model, int max_tokens);
 
+/* The environment of a lane that wastes no test time: no stagger, no token
+ * limit, backoff of 50 ms up to 0.5 s. */
+#define H_FAST                                                                                     \
+	"OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=100000000",                                  \
+	    "OPENAI_BACKOFF_BASE_SECONDS=0.05", "OPENAI_BACKOFF_CAP_SECONDS=0.5"
+
+/* h_wait_for predicates: the batch completed; it completed or was cancelled. */
+int h_batch_completed(json_object *batch);
+int h_batch_finished(json_object *batch);
+
 /* Poll "llmq status BATCH --json" until pred(batch) or timeout_s; returns the batch. */
 json_object *h_wait_for(const struct daemon_proc *d, const char *batch,
                         int (*pred)(json_object *batch), int timeout_s);

@@ -18,17 +18,6 @@
 static char out[1 << 20], err[1 << 16];
 
 /* Settings for a fast lane: no stagger, generous budgets, short backoff. */
-#define FAST                                                                                       \
-	"OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=100000000",                                  \
-	    "OPENAI_BACKOFF_BASE_SECONDS=0.05", "OPENAI_BACKOFF_CAP_SECONDS=0.5"
-
-static int done(json_object *b)
-{
-	const char *s = h_jstr(b, "state");
-
-	return s && (!strcmp(s, "completed") || !strcmp(s, "cancelled"));
-}
-
 static int some_succeeded(json_object *b)
 {
 	return h_jint(b, "counts.succeeded") >= 20;
@@ -76,7 +65,7 @@ Test(e2e, happy_path_200, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "20", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=16", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=16", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 200, "gpt-4o-mini", 20);
@@ -84,7 +73,7 @@ Test(e2e, happy_path_200, .timeout = 60)
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 0, "%s",
 	             err);
 	cr_assert(strstr(out, "completed"), "%s", out);
-	b = h_wait_for(&d, id, done, 5);
+	b = h_wait_for(&d, id, h_batch_finished, 5);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 200);
 	cr_assert_gt(h_jint(b, "tokens_used"), 0);
 	json_object_put(b);
@@ -205,13 +194,13 @@ Test(e2e, cancel_stops_queued_jobs, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "1500", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 20, "gpt-4o-mini", 10);
 	h_submit(&d, file, id, sizeof(id));
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "cancel", id, NULL), 0, "%s",
 	             err);
-	b = h_wait_for(&d, id, done, 20);
+	b = h_wait_for(&d, id, h_batch_finished, 20);
 	cr_assert_str_eq(h_jstr(b, "state"), "cancelled");
 	cr_assert_geq(h_jint(b, "counts.cancelled"), 18);
 	cr_assert_eq(h_jint(b, "counts.cancelled") + h_jint(b, "counts.succeeded"), 20,
@@ -234,7 +223,7 @@ Test(e2e, kill9_then_restart_loses_nothing, .timeout = 120)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "150", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=8", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=8", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 120, "gpt-4o-mini", 10);
@@ -244,8 +233,8 @@ Test(e2e, kill9_then_restart_loses_nothing, .timeout = 120)
 	h_daemon_signal(&d, SIGKILL);
 	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'queued'"), 0);
 
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=8", NULL);
-	b = h_wait_for(&d, id, done, 60);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=8", NULL);
+	b = h_wait_for(&d, id, h_batch_finished, 60);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 120);
 	json_object_put(b);
 	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "results", id, "-o", res, NULL), 0);
@@ -311,13 +300,13 @@ Test(e2e, faults_retried_none_lost_none_twice, .timeout = 120)
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "10", "--fail-every", "5", "--drop-every", "7",
 	             "--429-every", "11", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=8",
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=8",
 	               "OPENAI_RETRY_MAX_ATTEMPTS=10", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 100, "gpt-4o-mini", 10);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 90);
+	b = h_wait_for(&d, id, h_batch_finished, 90);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 100, "%s", json_object_to_json_string(b));
 	json_object_put(b);
 	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "results", id, "-o", res, NULL), 0);
@@ -351,7 +340,7 @@ Test(e2e, client_errors_fail_at_once, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=1", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=1", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	f = fopen(file, "w");
 	cr_assert_not_null(f);
@@ -362,7 +351,7 @@ Test(e2e, client_errors_fail_at_once, .timeout = 60)
 	      f);
 	fclose(f);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 20);
+	b = h_wait_for(&d, id, h_batch_finished, 20);
 	cr_assert_eq(h_jint(b, "counts.failed"), 2);
 	json_object_put(b);
 	cr_assert_eq(h_sql_int(&d, "SELECT max(attempts) FROM jobs"), 1, "no blind retries");
@@ -408,7 +397,7 @@ Test(gate_e2e, in_flight_never_above_cap_and_launches_staggered, .timeout = 60)
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 15, "gpt-4o-mini", 10);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 40);
+	b = h_wait_for(&d, id, h_batch_finished, 40);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 15);
 	json_object_put(b);
 	n = read_arrivals(m.log, t, inflight, 64);
@@ -445,7 +434,7 @@ Test(gate_e2e, zero_429s_when_estimates_are_right, .timeout = 90)
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 40, "gpt-4o-mini", 100);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 60);
+	b = h_wait_for(&d, id, h_batch_finished, 60);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 40);
 	json_object_put(b);
 	st = h_mock_stats(&m);
@@ -476,7 +465,7 @@ Test(gate_e2e, every_job_completes_through_429s_storms, .timeout = 120)
 	snprintf(res, sizeof(res), "%s/out.jsonl", dir);
 	h_write_batch(file, 60, "gpt-4o-mini", 100);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 100);
+	b = h_wait_for(&d, id, h_batch_finished, 100);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 60, "%s", json_object_to_json_string(b));
 	json_object_put(b);
 	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "results", id, "-o", res, NULL), 0);
@@ -544,7 +533,7 @@ Test(gate_e2e, submit_retry_waits_for_the_queue_to_drain, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "300", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", "LLMQ_QUEUE_MAX_JOBS=6",
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=2", "LLMQ_QUEUE_MAX_JOBS=6",
 	               NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 6, "gpt-4o-mini", 10);
@@ -605,7 +594,7 @@ Test(e2e, full_disk_refuses_cleanly_and_loses_nothing, .timeout = 90)
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "5", NULL);
 	/* LLMQ_DB_MAX_MB caps the database: past it, writes fail as on a full disk. */
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=4", "LLMQ_DB_MAX_MB=0.2", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=4", "LLMQ_DB_MAX_MB=0.2", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 
 	/* A batch that does not fit is refused whole: nothing stored, exit 75. */
@@ -622,8 +611,8 @@ Test(e2e, full_disk_refuses_cleanly_and_loses_nothing, .timeout = 90)
 
 	/* Room again (a restart without the cap): every job ends succeeded once. */
 	h_daemon_signal(&d, SIGTERM);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=4", NULL);
-	b = h_wait_for(&d, id, done, 60);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=4", NULL);
+	b = h_wait_for(&d, id, h_batch_finished, 60);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 100);
 	json_object_put(b);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(DISTINCT custom_id) FROM jobs "
@@ -733,7 +722,7 @@ Test(e2e, sighup_applies_new_limits_to_the_running_lanes, .timeout = 120)
 	/* A good one: four at a time from now on, nothing dropped. */
 	write_lane_file(conf, &m, 4);
 	h_daemon_signal_only(&d, SIGHUP);
-	b = h_wait_for(&d, id, done, 60);
+	b = h_wait_for(&d, id, h_batch_finished, 60);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 120, "%s", json_object_to_json_string(b));
 	json_object_put(b);
 	st = h_mock_stats(&m);
@@ -757,7 +746,7 @@ Test(e2e, cli_refuses_bad_flags_and_keeps_files, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, NULL);
-	h_daemon_start(&d, dir, &m, FAST, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	/* 400 answers: more than a pipe holds, so "| head -1" really cuts it. */
 	h_write_batch(file, 400, "gpt-4o-mini", 10);
@@ -793,7 +782,7 @@ Test(e2e, cli_refuses_bad_flags_and_keeps_files, .timeout = 60)
 	b = json_tokener_parse(out);
 	snprintf(id, sizeof(id), "%s", h_jstr(b, "id"));
 	json_object_put(b);
-	json_object_put(h_wait_for(&d, id, done, 30));
+	json_object_put(h_wait_for(&d, id, h_batch_finished, 30));
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", id, "--json", NULL),
 	             0);
 	cr_assert(strstr(out, "nightly-eval"), "%s", out);
@@ -830,11 +819,11 @@ Test(e2e, finished_batches_are_forgotten_after_the_retention, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "300", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", "LLMQ_RETENTION=2s", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=2", "LLMQ_RETENTION=2s", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 30, "gpt-4o-mini", 10);
 	h_submit(&d, file, id, sizeof(id));
-	json_object_put(h_wait_for(&d, id, done, 30));
+	json_object_put(h_wait_for(&d, id, h_batch_finished, 30));
 	/* A batch still running is kept however old it is. */
 	h_write_batch(file, 200, "gpt-4o-mini", 10);
 	h_submit(&d, file, id2, sizeof(id2));
@@ -865,11 +854,11 @@ Test(e2e, the_last_try_of_a_job_given_up_says_failed, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--fail-every", "1", NULL); /* every answer a 500 */
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_RETRY_MAX_ATTEMPTS=3", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_RETRY_MAX_ATTEMPTS=3", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 4, "gpt-4o-mini", 10);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 30);
+	b = h_wait_for(&d, id, h_batch_finished, 30);
 	cr_assert_eq(h_jint(b, "counts.failed"), 4);
 	json_object_put(b);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM job_history WHERE attempt = 3 AND "
@@ -890,7 +879,7 @@ Test(e2e, wait_rides_out_a_daemon_restart, .timeout = 90)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "200", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 30, "gpt-4o-mini", 10);
 	h_submit(&d, file, id, sizeof(id));
@@ -901,7 +890,7 @@ Test(e2e, wait_rides_out_a_daemon_restart, .timeout = 90)
 	usleep(800000);
 	h_daemon_signal(&d, SIGKILL);
 	usleep(1500000);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=2", NULL);
 	cr_assert_not_null(fgets(line, sizeof(line), p));
 	status = pclose(p);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait exited 0x%x", status);
@@ -918,7 +907,7 @@ Test(e2e, a_byte_order_mark_is_not_malformed_json, .timeout = 30)
 	struct daemon_proc d = {0};
 
 	h_tmpdir(dir, sizeof(dir));
-	h_daemon_start(&d, dir, NULL, FAST, NULL);
+	h_daemon_start(&d, dir, NULL, H_FAST, NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	snprintf(bom, sizeof(bom), "%s/bom.jsonl", dir);
 	h_write_batch(file, 3, "gpt-4o-mini", 10);

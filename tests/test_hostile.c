@@ -27,13 +27,6 @@
 
 static char out[1 << 20], err[1 << 16];
 
-static int done(json_object *b)
-{
-	const char *s = h_jstr(b, "state");
-
-	return s && strcmp(s, "completed") == 0;
-}
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -224,7 +217,7 @@ Test(hostile, unread_answers_do_not_grow_memory, .timeout = 120)
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 256, "gpt-4o-mini", 5);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 60);
+	b = h_wait_for(&d, id, h_batch_completed, 60);
 	json_object_put(b);
 	before = h_rss_kib(&d, NULL);
 
@@ -338,7 +331,7 @@ Test(hostile, an_outside_lock_does_not_freeze_the_loop, .timeout = 120)
 
 	cr_assert_eq(waitpid(child, &status, 0), child);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the waiting submit got in");
-	json_object_put(h_wait_for(&d, id, done, 60));
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 60));
 	/* Nothing lost, nothing repeated: one batch each, one answer per job. */
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 2);
 	t0 = now_ms();
@@ -482,7 +475,7 @@ Test(hostile, an_answer_past_the_cap_fails_once, .timeout = 90)
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 1, "huge", 5);
 	h_submit(&d, file, id, sizeof(id));
-	json_object_put(h_wait_for(&d, id, done, 60));
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 60));
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'failed' AND "
 	                           "error_code = 'response_too_large'"),
 	             1);
@@ -508,7 +501,7 @@ Test(hostile, credentials_in_a_base_url_are_never_shown, .timeout = 60)
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 2, "gpt-4o-mini", 5);
 	h_submit(&d, file, id, sizeof(id));
-	json_object_put(h_wait_for(&d, id, done, 30));
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 30));
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "--json", "status", NULL), 0);
 	cr_assert_null(strstr(out, "pa55w0rd"), "%s", out);
 	cr_assert(strstr(out, "http://***@127.0.0.1"), "%s", out);
@@ -543,7 +536,7 @@ Test(hostile, an_outcome_the_database_refuses_for_good_holds_back_no_other, .tim
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 10, "gpt-4o-mini", 5);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 30);
+	b = h_wait_for(&d, id, h_batch_completed, 30);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 9, "the others were not held back");
 	cr_assert_eq(h_jint(b, "counts.failed"), 1);
 	json_object_put(b);

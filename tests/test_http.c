@@ -22,10 +22,6 @@ static char out[1 << 20], err[1 << 16];
 /* What request() sends as the caller's Authorization. */
 static const char *bearer = "Authorization: Bearer caller-secret-must-not-travel";
 
-#define FAST                                                                                       \
-	"OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=100000000",                                  \
-	    "OPENAI_BACKOFF_BASE_SECONDS=0.05", "OPENAI_BACKOFF_CAP_SECONDS=0.5"
-
 #define CHAT(model, extra)                                                                         \
 	"{\"model\":\"" model "\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"       \
 	"\"max_tokens\":10" extra "}"
@@ -140,7 +136,7 @@ static void start(struct mock_proc *m, struct daemon_proc *d, char *dir, size_t 
 {
 	h_tmpdir(dir, dirlen);
 	h_mock_start(m, dir, "--latency-ms", "5", NULL);
-	h_daemon_start(d, dir, m, FAST, NULL);
+	h_daemon_start(d, dir, m, H_FAST, NULL);
 	cr_assert_gt(d->http_port, 0, "llmqd serves HTTP (see %s)", d->log);
 }
 
@@ -243,7 +239,7 @@ Test(http, unix_listener_knows_the_caller, .timeout = 60)
 	snprintf(sock, sizeof(sock), "%s/http.sock", dir);
 	snprintf(env, sizeof(env), "LLMQ_HTTP_SOCKET=%s", sock);
 	h_mock_start(&m, dir, NULL);
-	h_daemon_start(&d, dir, &m, FAST, env, "LLMQ_HTTP_ADDR=off", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, env, "LLMQ_HTTP_ADDR=off", NULL);
 	cr_assert_eq(d.http_port, 0, "TCP is off");
 	cr_assert_eq(request(&d, sock, "POST", "/v1/chat/completions", CHAT("gpt-4o", ""), &r),
 	             CURLE_OK);
@@ -264,7 +260,7 @@ Test(http, stream_relayed_as_it_drips_and_usage_reconciled, .timeout = 60)
 	h_tmpdir(dir, sizeof(dir));
 	/* Four content events a second apart, then usage, then [DONE]. */
 	h_mock_start(&m, dir, "--drip-ms", "1000", NULL);
-	h_daemon_start(&d, dir, &m, FAST, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
 	r = call(
 	    &d, "POST", "/v1/chat/completions",
 	    CHAT("gpt-4o-mini", ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
@@ -305,7 +301,7 @@ Test(http, caller_leaving_mid_stream_cancels_the_transfer, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--drip-ms", "2000", NULL);
-	h_daemon_start(&d, dir, &m, FAST, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
 	r->stop_after = 1; /* hang up at the first chunk */
 	cr_assert_eq(request(&d, NULL, "POST", "/v1/chat/completions",
 	                     CHAT("gpt-4o-mini", ",\"stream\":true"), r),
@@ -365,7 +361,7 @@ Test(http, upstream_errors_retried_within_the_wait_budget, .timeout = 60)
 	h_tmpdir(dir, sizeof(dir));
 	/* Every 2nd arrival fails with 500, every 3rd gets a 429. */
 	h_mock_start(&m, dir, "--fail-every", "2", "--429-every", "3", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_RETRY_MAX_ATTEMPTS=10", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_RETRY_MAX_ATTEMPTS=10", NULL);
 	for (i = 0; i < 6; i++) {
 		r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
 		cr_assert_eq(r->status, 200, "call %d: %s", i, r->body);
@@ -431,7 +427,7 @@ Test(http, small_batch_is_not_stuck_behind_a_large_one, .timeout = 120)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "20", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=4", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=4", NULL);
 	snprintf(big, sizeof(big), "%s/big.jsonl", dir);
 	snprintf(small, sizeof(small), "%s/small.jsonl", dir);
 	h_write_batch(big, 5000, "gpt-4o-mini", 10);
@@ -560,7 +556,7 @@ Test(http, tokens_tell_tcp_callers_apart, .timeout = 60)
 	cr_assert_eq(chmod(path, 0640), 0);
 	snprintf(env, sizeof(env), "LLMQ_HTTP_TOKENS=%s", path);
 	h_mock_start(&m, dir, NULL);
-	h_daemon_start(&d, dir, &m, FAST, env, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, env, NULL);
 	bearer = NULL;
 	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
 	cr_assert_eq(r->status, 401, "%s", r->body);

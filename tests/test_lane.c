@@ -13,18 +13,7 @@
 
 #include "harness.h"
 
-#define FAST                                                                                       \
-	"OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=100000000",                                  \
-	    "OPENAI_BACKOFF_BASE_SECONDS=0.05", "OPENAI_BACKOFF_CAP_SECONDS=0.5"
-
 static char out[1 << 20], err[1 << 16];
-
-static int done(json_object *b)
-{
-	const char *s = h_jstr(b, "state");
-
-	return s && strcmp(s, "completed") == 0;
-}
 
 /* The lane's status line, as llmq status prints it (the table). */
 static const char *status(const struct daemon_proc *d)
@@ -53,8 +42,8 @@ Test(lane, a_key_out_of_credit_pauses_the_lane_and_a_topup_finishes_the_batch, .
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--quota-after", "20", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=2", "LLMQ_QUOTA_PAUSE_SECONDS=1",
-	               NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=2",
+	               "LLMQ_QUOTA_PAUSE_SECONDS=1", NULL);
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 50, "gpt-4o-mini", 5);
 	h_submit(&d, file, id, sizeof(id));
@@ -68,7 +57,7 @@ Test(lane, a_key_out_of_credit_pauses_the_lane_and_a_topup_finishes_the_batch, .
 	                            "'insufficient_quota'"),
 	              8, "one probe per pause, not a storm");
 	h_mock_topup(&m);
-	b = h_wait_for(&d, id, done, 30);
+	b = h_wait_for(&d, id, h_batch_completed, 30);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 50);
 	cr_assert_eq(h_jint(b, "counts.failed"), 0);
 	json_object_put(b);
@@ -85,15 +74,15 @@ Test(lane, a_batch_whose_window_ends_expires_its_queued_jobs, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--quota-after", "2", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=1", "LLMQ_QUOTA_PAUSE_SECONDS=1",
-	               NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=1",
+	               "LLMQ_QUOTA_PAUSE_SECONDS=1", NULL);
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 10, "gpt-4o-mini", 5);
 	cr_assert_eq(
 	    h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", "--window", "3s", file, NULL),
 	    0, "%s", err);
 	snprintf(id, sizeof(id), "%.*s", (int)strcspn(out, "\n"), out);
-	b = h_wait_for(&d, id, done, 30);
+	b = h_wait_for(&d, id, h_batch_completed, 30);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 2);
 	cr_assert_eq(h_jint(b, "counts.failed"), 8);
 	cr_assert_gt(h_jint(b, "expired_at"), 0, "the batch says it expired");
@@ -116,8 +105,8 @@ Test(lane, an_unreachable_upstream_pauses_the_lane_and_no_job_fails, .timeout = 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, NULL);
 	snprintf(port, sizeof(port), "%d", m.port);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=4", "OPENAI_RETRY_MAX_ATTEMPTS=2",
-	               NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=4",
+	               "OPENAI_RETRY_MAX_ATTEMPTS=2", NULL);
 	h_mock_stop(&m); /* connections refused from now on */
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 40, "gpt-4o-mini", 5);
@@ -128,7 +117,7 @@ Test(lane, an_unreachable_upstream_pauses_the_lane_and_no_job_fails, .timeout = 
 	cr_assert_leq(h_sql_int(&d, "SELECT count(*) FROM attempts"), 12,
 	              "the breaker probes with one request, not every job");
 	h_mock_start(&m, dir, "--port", port, NULL);
-	b = h_wait_for(&d, id, done, 60);
+	b = h_wait_for(&d, id, h_batch_completed, 60);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 40);
 	json_object_put(b);
 	cr_assert_eq(h_sql_int(&d, "SELECT max(attempts - free_tries) FROM jobs"), 1,
@@ -146,12 +135,12 @@ Test(lane, a_429_storm_spends_no_attempt, .timeout = 90)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--429-every", "2", NULL);
-	h_daemon_start(&d, dir, &m, FAST, "OPENAI_MAX_CONCURRENCY=4", "OPENAI_RETRY_MAX_ATTEMPTS=1",
-	               NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=4",
+	               "OPENAI_RETRY_MAX_ATTEMPTS=1", NULL);
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 30, "gpt-4o-mini", 5);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 60);
+	b = h_wait_for(&d, id, h_batch_completed, 60);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 30, "one attempt each, and still all through");
 	json_object_put(b);
 	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE outcome = 'rate_limited'"),
@@ -179,7 +168,7 @@ Test(lane, a_provider_enforcing_one_second_windows_is_learned_and_remembered, .t
 	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
 	h_write_batch(file, 60, "gpt-4o-mini", 5);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 60);
+	b = h_wait_for(&d, id, h_batch_completed, 60);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 60);
 	json_object_put(b);
 	cr_assert(strstr(status(&d), "window: ~1s (learned at"), "%s", out);
@@ -195,7 +184,7 @@ Test(lane, a_provider_enforcing_one_second_windows_is_learned_and_remembered, .t
 	               "OPENAI_MAX_CONCURRENCY=20", NULL);
 	cr_assert(strstr(status(&d), "window: ~1s (learned at"), "%s", out);
 	h_submit(&d, file, id, sizeof(id));
-	b = h_wait_for(&d, id, done, 60);
+	b = h_wait_for(&d, id, h_batch_completed, 60);
 	cr_assert_eq(h_jint(b, "counts.succeeded"), 60);
 	json_object_put(b);
 	s = h_mock_stats(&m);
