@@ -298,6 +298,15 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 			cfg->max_connections = atoi(value);
 			if (cfg->max_connections < 1 || cfg->max_connections > 4096)
 				goto fail_range;
+		} else if (strcmp(name, "http_max_connections") == 0) {
+			cfg->http_max_connections = atoi(value);
+			if (cfg->http_max_connections < 1 || cfg->http_max_connections > 65536)
+				goto fail_range;
+		} else if (strcmp(name, "http_max_connections_per_user") == 0) {
+			cfg->http_max_connections_per_user = atoi(value);
+			if (cfg->http_max_connections_per_user < 1 ||
+			    cfg->http_max_connections_per_user > 65536)
+				goto fail_range;
 		} else if (strcmp(name, "max_connections_per_user") == 0) {
 			cfg->max_connections_per_user = atoi(value);
 			if (cfg->max_connections_per_user < 1 ||
@@ -452,6 +461,8 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_connections = 64;
 	cfg->max_connections_per_user = 16;
+	cfg->http_max_connections = 1024;
+	cfg->http_max_connections_per_user = 256;
 	cfg->client_timeout_ms = 60000;
 	cfg->log_level = LOG_INFO;
 	snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CONFIG_DEFAULT_HTTP);

@@ -60,6 +60,8 @@ struct config {
 	int64_t retention_ms;       /* finished batches older than this are deleted; 0 keeps */
 	int max_connections;
 	int max_connections_per_user; /* the rest stay for the other users */
+	int http_max_connections;     /* the HTTP face's, all users */
+	int http_max_connections_per_user;
 	int64_t client_timeout_ms;    /* a whole request, a submit's lines, a stuck answer */
 	int64_t db_max_bytes;         /* 0: no cap; past it writes fail as on a full disk */
 	int log_level;

@@ -30,8 +30,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/keyvalq_struct.h>
 
 /* A caller's socket holding more unsent bytes than this pauses the upstream. */
 #define PROXY_OUT_HIGH (256 * 1024)
@@ -40,8 +38,8 @@
 
 struct call {
 	struct llmqd *d;
-	struct evhttp_request *req;
-	struct evhttp_connection *conn;
+	struct hreq *req;
+	int attached; /* the caller's leaving is watched */
 	char id[24];
 	char endpoint[32];
 	char *model;
@@ -69,8 +67,6 @@ static void call_free(struct call *c)
 {
 	if (!c)
 		return;
-	if (c->conn)
-		evhttp_connection_set_closecb(c->conn, NULL, NULL);
 	if (c->retry)
 		event_free(c->retry);
 	if (c->line)
@@ -81,13 +77,13 @@ static void call_free(struct call *c)
 }
 
 /* The caller went away: give back whatever the call holds. */
-static void on_caller_gone(struct evhttp_connection *conn, void *arg)
+static void on_caller_gone(void *arg)
 {
 	struct call *c = arg;
 	struct scheduler *s = c->d->sched;
 
 	log_debug("call %s: the caller left", c->id);
-	c->conn = NULL;
+	c->attached = 0;
 	if (c->t) {
 		upstream_abort(sched_upstream(s), c->t);
 		c->t = NULL;
@@ -95,35 +91,31 @@ static void on_caller_gone(struct evhttp_connection *conn, void *arg)
 	if (c->ticket)
 		sched_call_cancel(s, c->ticket);
 	c->ticket = NULL;
-	/* The request was detached from its connection; it is ours to free. */
-	evhttp_request_free(c->req);
-	call_free(c);
+	call_free(c); /* the server frees the request */
 }
 
 /*
  * Before the final answer is sent: that send may close the connection at
- * once (reply_end on a drained buffer), and its close callback must not
- * find the call.
+ * once, and its gone callback must not find the call.
  */
 static void detach(struct call *c)
 {
-	if (c->conn)
-		evhttp_connection_set_closecb(c->conn, NULL, NULL);
-	c->conn = NULL;
+	if (c->attached) {
+		hreq_on_gone(c->req, NULL, NULL);
+		hreq_on_drain(c->req, NULL, NULL);
+	}
+	c->attached = 0;
 }
 
-static void add_header(struct evkeyvalq *h, const char *name, const char *v)
+static void add_header(struct hreq *h, const char *name, const char *v)
 {
 	if (v && *v)
-		evhttp_add_header(h, name, v);
+		hreq_add_header(h, name, v);
 }
 
 /* The upstream's headers that matter to an SDK. */
-static void relay_headers(struct evhttp_request *req, const struct up_headers *u,
-                          const char *dflt_type)
+static void relay_headers(struct hreq *h, const struct up_headers *u, const char *dflt_type)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-
 	add_header(h, "Content-Type", u->content_type[0] ? u->content_type : dflt_type);
 	add_header(h, "x-request-id", u->request_id);
 	add_header(h, "openai-processing-ms", u->processing_ms);
@@ -146,7 +138,7 @@ static void fmt_ms(char *buf, size_t len, int64_t ms)
 }
 
 /* llmq's own view of the lane, in the provider's x-ratelimit-* terms. */
-static void lane_headers(struct call *c, struct evkeyvalq *h)
+static void lane_headers(struct call *c, struct hreq *h)
 {
 	struct lane_snapshot snap;
 	int64_t now = time_mono_ms();
@@ -158,36 +150,36 @@ static void lane_headers(struct call *c, struct evkeyvalq *h)
 	if (snap.gate.lim.tpm > 0) {
 		rate = gate_tokens_per_ms(&snap.gate);
 		snprintf(v, sizeof(v), "%lld", (long long)gate_effective_tpm(&snap.gate));
-		evhttp_add_header(h, "x-ratelimit-limit-tokens", v);
+		hreq_add_header(h, "x-ratelimit-limit-tokens", v);
 		snprintf(v, sizeof(v), "%lld", (long long)(snap.gate.tok > 0 ? snap.gate.tok : 0));
-		evhttp_add_header(h, "x-ratelimit-remaining-tokens", v);
+		hreq_add_header(h, "x-ratelimit-remaining-tokens", v);
 		fmt_ms(v, sizeof(v),
 		       rate > 0 && snap.gate.tok < 0 ? (int64_t)ceil(-snap.gate.tok / rate) : 0);
-		evhttp_add_header(h, "x-ratelimit-reset-tokens", v);
+		hreq_add_header(h, "x-ratelimit-reset-tokens", v);
 	}
 	if (snap.gate.lim.rpm > 0) {
 		rate = gate_requests_per_ms(&snap.gate);
 		snprintf(v, sizeof(v), "%lld", (long long)(rate * 60000.0 + 0.5));
-		evhttp_add_header(h, "x-ratelimit-limit-requests", v);
+		hreq_add_header(h, "x-ratelimit-limit-requests", v);
 		snprintf(v, sizeof(v), "%lld", (long long)(snap.gate.req > 0 ? snap.gate.req : 0));
-		evhttp_add_header(h, "x-ratelimit-remaining-requests", v);
+		hreq_add_header(h, "x-ratelimit-remaining-requests", v);
 		fmt_ms(v, sizeof(v),
 		       rate > 0 && snap.gate.req < 1 ? (int64_t)ceil((1 - snap.gate.req) / rate)
 		                                     : 0);
-		evhttp_add_header(h, "x-ratelimit-reset-requests", v);
+		hreq_add_header(h, "x-ratelimit-reset-requests", v);
 	}
 }
 
 /* The gate cannot serve the call in time: 429 at once, with when to come back. */
 static void answer_gate_429(struct call *c, int64_t retry_after_ms)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+	struct hreq *h = c->req;
 	char v[32];
 
 	snprintf(v, sizeof(v), "%lld", (long long)((retry_after_ms + 999) / 1000));
-	evhttp_add_header(h, "retry-after", v);
+	hreq_add_header(h, "retry-after", v);
 	snprintf(v, sizeof(v), "%lld", (long long)retry_after_ms);
-	evhttp_add_header(h, "retry-after-ms", v);
+	hreq_add_header(h, "retry-after-ms", v);
 	lane_headers(c, h);
 	c->d->refusals[REFUSAL_GATE_WAIT]++;
 	http_error(c->req, 429, "rate_limit_error", "rate_limit_exceeded",
@@ -352,11 +344,11 @@ static int relay_head(void *ud, int status, const struct up_headers *u)
 		return 0; /* an error answer is read whole: it may be retried */
 	c->relaying = 1;
 	relay_headers(c->req, u, "text/event-stream");
-	evhttp_send_reply_start(c->req, status, "OK");
+	hreq_start(c->req, status);
 	return 1;
 }
 
-static void on_chunk_written(struct evhttp_connection *conn, void *arg)
+static void on_drained(void *arg)
 {
 	struct call *c = arg;
 
@@ -367,22 +359,11 @@ static void on_chunk_written(struct evhttp_connection *conn, void *arg)
 static int relay_data(void *ud, const char *data, size_t len)
 {
 	struct call *c = ud;
-	struct evbuffer *buf;
-	struct bufferevent *bev;
 
-	if (!c->conn)
+	if (!c->attached)
 		return -1;
 	scan_sse(c, data, len);
-	buf = evbuffer_new();
-	if (!buf || evbuffer_add(buf, data, len) < 0) {
-		if (buf)
-			evbuffer_free(buf);
-		return -1;
-	}
-	evhttp_send_reply_chunk_with_cb(c->req, buf, on_chunk_written, c);
-	evbuffer_free(buf);
-	bev = evhttp_connection_get_bufferevent(c->conn);
-	if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > PROXY_OUT_HIGH)
+	if (hreq_chunk(c->req, data, len) > PROXY_OUT_HIGH)
 		return UP_PAUSE; /* a slow caller slows its transfer, not llmqd's memory */
 	return 0;
 }
@@ -394,24 +375,14 @@ static const struct up_stream relay_ops = {
 
 static void answer_upstream(struct call *c, const struct up_response *resp)
 {
-	struct evbuffer *buf;
-
 	if (resp->status == 0) {
 		http_error(c->req, 502, "upstream_error", "upstream_unreachable",
 		           "llmq: the upstream of lane %s did not answer: %s", c->lane->name,
 		           resp->error ? resp->error : "transfer failed");
 		return;
 	}
-	buf = evbuffer_new();
-	if (!buf || evbuffer_add(buf, resp->body, resp->body_len) < 0) {
-		if (buf)
-			evbuffer_free(buf);
-		http_error(c->req, 500, "server_error", NULL, "llmqd ran out of memory");
-		return;
-	}
 	relay_headers(c->req, &resp->hdr, "application/json");
-	evhttp_send_reply(c->req, resp->status, NULL, buf);
-	evbuffer_free(buf);
+	hreq_reply(c->req, resp->status, resp->body, resp->body_len);
 }
 
 static void on_up_done(void *ud, const struct up_response *resp)
@@ -427,7 +398,7 @@ static void on_up_done(void *ud, const struct up_response *resp)
 	c->tries++;
 	if (c->relaying) {
 		detach(c);
-		evhttp_send_reply_end(c->req);
+		hreq_end(c->req);
 		call_free(c);
 		return;
 	}
@@ -450,9 +421,8 @@ static int body_is_stream(json_object *body)
 	return json_object_object_get_ex(body, "stream", &v) && json_object_get_boolean(v);
 }
 
-void http_proxy_handle(struct llmqd *d, struct evhttp_request *req, const char *path)
+void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, struct evbuffer *in)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	json_object *body = NULL;
 	const char *model;
 	struct call *c;
@@ -510,9 +480,9 @@ void http_proxy_handle(struct llmqd *d, struct evhttp_request *req, const char *
 	json_object_put(body);
 	body = NULL;
 	c->deadline = time_mono_ms() + c->lane->interactive_max_wait_ms;
-	c->conn = evhttp_request_get_connection(req);
-	if (c->conn)
-		evhttp_connection_set_closecb(c->conn, on_caller_gone, c);
+	c->attached = 1;
+	hreq_on_gone(req, on_caller_gone, c);
+	hreq_on_drain(req, on_drained, c);
 	if (enqueue(c) < 0)
 		call_free(c); /* answered */
 	return;

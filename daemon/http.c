@@ -24,14 +24,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <unistd.h>
+#include <netdb.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
-
-#define HTTP_MAX_HEADERS (64 * 1024)
-#define HTTP_TIMEOUT_S                                                                             \
-	60 /* a connection silent this long is closed (an answer being awaited is not) */
 
 #define HTTP_MAX_TOKENS 1024
 
@@ -43,51 +37,12 @@ struct http_token {
 
 struct http {
 	struct llmqd *d;
-	struct evhttp *ev;
+	struct hserv *srv;
 	struct http_token *tokens;
 	int n_tokens; /* 0: no tokens file, TCP callers are anonymous */
 	char bound[128];
 	char unix_path[PATH_MAX];
-	struct evconnlistener *listeners[2]; /* TCP, Unix: paused together when out of fds */
-	int n_listeners;
-	struct event *resume;
 };
-
-static void resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct http *h = arg;
-	int i;
-
-	for (i = 0; i < h->n_listeners; i++)
-		evconnlistener_enable(h->listeners[i]);
-}
-
-/* Out of descriptors: pause accepting for a second instead of spinning. */
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	struct http *h = arg;
-	struct timeval tv = {1, 0};
-	int e = EVUTIL_SOCKET_ERROR(), i;
-
-	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM)
-		return;
-	if (!evtimer_pending(h->resume, NULL))
-		log_warn("HTTP: cannot accept a connection: %s; pausing new connections for 1s",
-		         strerror(e));
-	for (i = 0; i < h->n_listeners; i++)
-		evconnlistener_disable(h->listeners[i]);
-	evtimer_add(h->resume, &tv);
-}
-
-static void watch_listener(struct http *h, struct evhttp_bound_socket *bs)
-{
-	struct evconnlistener *l = evhttp_bound_socket_get_listener(bs);
-
-	if (!l || h->n_listeners == 2)
-		return;
-	evconnlistener_set_error_cb(l, accept_error_cb);
-	h->listeners[h->n_listeners++] = l;
-}
 
 const char *http_bound_addr(const struct http *h)
 {
@@ -105,36 +60,32 @@ static int token_equal(const char *a, const char *b)
 	return d == 0;
 }
 
-int http_caller(struct http *h, struct evhttp_request *req, int64_t *ret_uid)
+/* hserv's identify(): whose token a TCP request carries. */
+static int64_t identify(void *ud, struct hreq *req)
 {
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	struct http *h = ud;
 	const char *auth;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct ucred cred;
-	socklen_t cl = sizeof(cred);
-	int fd = bev ? bufferevent_getfd(bev) : -1, i, found = -1;
+	int i, found = -1;
 
-	*ret_uid = -1;
-	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-	    ss.ss_family == AF_UNIX) {
-		/* The kernel says who is calling: no token needed. */
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
-			*ret_uid = (int64_t)cred.uid;
-		return 0;
-	}
 	if (h->n_tokens == 0)
-		return 0; /* anonymous TCP, as the operator chose */
-	auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+		return -1; /* anonymous TCP, as the operator chose */
+	auth = hreq_header(req, "Authorization");
 	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
 		return -EACCES;
 	for (i = 0; i < h->n_tokens; i++)
 		if (token_equal(auth + 7, h->tokens[i].token))
 			found = i;
-	if (found < 0)
+	return found < 0 ? -EACCES : h->tokens[found].uid;
+}
+
+int http_caller(struct http *h, struct hreq *req, int64_t *ret_uid)
+{
+	int64_t uid = hreq_uid(req);
+
+	*ret_uid = -1;
+	if (uid == -EACCES)
 		return -EACCES;
-	*ret_uid = h->tokens[found].uid;
+	*ret_uid = uid < 0 ? -1 : uid;
 	return 0;
 }
 
@@ -199,32 +150,24 @@ static int load_tokens(struct http *h, const char *path)
 	return r;
 }
 
-void http_json(struct evhttp_request *req, int status, json_object *o)
+void http_json(struct hreq *req, int status, json_object *o)
 {
-	struct evbuffer *buf = evbuffer_new();
 	const char *s;
 	size_t len;
 
-	if (!buf || !o) {
-		json_object_put(o);
-		if (buf)
-			evbuffer_free(buf);
-		evhttp_send_error(req, 500, "out of memory");
+	if (!o) {
+		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
 		return;
 	}
 	s = json_object_to_json_string_length(
 	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	evbuffer_add(buf, s, len);
-	evbuffer_add(buf, "\n", 1);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	                  "application/json");
-	evhttp_send_reply(req, status, NULL, buf);
-	evbuffer_free(buf);
+	hreq_add_header(req, "Content-Type", "application/json");
+	hreq_reply(req, status, s, len);
 	json_object_put(o);
 }
 
-void http_error(struct evhttp_request *req, int status, const char *type, const char *code,
-                const char *fmt, ...)
+void http_error(struct hreq *req, int status, const char *type, const char *code, const char *fmt,
+                ...)
 {
 	json_object *o = json_object_new_object(), *e = json_object_new_object();
 	char msg[1024];
@@ -236,7 +179,7 @@ void http_error(struct evhttp_request *req, int status, const char *type, const 
 	if (!o || !e) {
 		json_object_put(o);
 		json_object_put(e);
-		evhttp_send_error(req, status, NULL);
+		hreq_reply(req, status, NULL, 0);
 		return;
 	}
 	json_object_object_add(e, "message", json_object_new_string(msg));
@@ -247,7 +190,7 @@ void http_error(struct evhttp_request *req, int status, const char *type, const 
 	http_json(req, status, o);
 }
 
-static void route_models(struct llmqd *d, struct evhttp_request *req)
+static void route_models(struct llmqd *d, struct hreq *req)
 {
 	json_object *o = json_object_new_object(), *data = json_object_new_array(), *m;
 	const struct config *cfg = d->cfg;
@@ -281,7 +224,7 @@ fail:
 }
 
 /* 200 while the store takes writes and the loop turns (it does: it answers). */
-static void route_healthz(struct llmqd *d, struct evhttp_request *req)
+static void route_healthz(struct llmqd *d, struct hreq *req)
 {
 	json_object *o = json_object_new_object();
 	char why[512];
@@ -296,7 +239,7 @@ static void route_healthz(struct llmqd *d, struct evhttp_request *req)
 	http_json(req, ok ? 200 : 503, o);
 }
 
-static void route_metrics(struct llmqd *d, struct evhttp_request *req)
+static void route_metrics(struct llmqd *d, struct hreq *req)
 {
 	struct evbuffer *buf = evbuffer_new();
 	int r = buf ? metrics_render(d, buf) : -ENOMEM;
@@ -308,36 +251,37 @@ static void route_metrics(struct llmqd *d, struct evhttp_request *req)
 		           strerror(-r));
 		return;
 	}
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	                  "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, 200, "OK", buf);
+	hreq_add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	hreq_reply_buf(req, 200, buf);
 	evbuffer_free(buf);
 }
 
-static void route(struct evhttp_request *req, void *arg)
+static void on_proxy_body(void *ud, struct hreq *req, struct evbuffer *body)
 {
-	struct http *h = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct http *h = ud;
 
-	if (!path) {
-		http_error(req, 400, "invalid_request_error", NULL, "malformed request URI");
+	http_proxy_handle(h->d, req, hreq_path(req), body);
+}
+
+static void route(void *ud, struct hreq *req)
+{
+	struct http *h = ud;
+	const char *path = hreq_path(req), *m = hreq_method(req);
+	int get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
+
+	if (post && proto_known_url(path)) {
+		hreq_read_body(req, LLMQ_MAX_LINE, on_proxy_body, h);
 		return;
 	}
-	if (cmd == EVHTTP_REQ_POST && proto_known_url(path)) {
-		http_proxy_handle(h->d, req, path);
-		return;
-	}
-	if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/models") == 0) {
+	if (get && strcmp(path, "/v1/models") == 0) {
 		route_models(h->d, req);
 		return;
 	}
-	if (cmd == EVHTTP_REQ_GET && strcmp(path, "/metrics") == 0) {
+	if (get && strcmp(path, "/metrics") == 0) {
 		route_metrics(h->d, req);
 		return;
 	}
-	if (cmd == EVHTTP_REQ_GET && strcmp(path, "/healthz") == 0) {
+	if (get && strcmp(path, "/healthz") == 0) {
 		route_healthz(h->d, req);
 		return;
 	}
@@ -351,62 +295,93 @@ static void route(struct evhttp_request *req, void *arg)
 	}
 	http_error(req, 404, "invalid_request_error", "unknown_url",
 	           "unknown URL %.200s; llmqd serves /v1/chat/completions, /v1/completions, "
-	           "/v1/embeddings, /v1/responses, /v1/models, /metrics and /healthz",
+	           "/v1/embeddings, /v1/responses, /v1/models, /v1/files, /v1/batches, "
+	           "/metrics and /healthz",
 	           path);
 }
 
+static const struct hserv_routes routes = {
+    .identify = identify,
+    .request = route,
+};
+
 static int listen_unix(struct http *h, const char *path)
 {
-	struct evhttp_bound_socket *bs;
 	int fd, r;
 
 	r = unixsock_listen(path, h->d->socket_gid == (gid_t)-1 ? 0600 : 0660, h->d->socket_gid,
 	                    &fd);
 	if (r < 0)
 		return r;
-	bs = evhttp_accept_socket_with_handle(h->ev, fd);
-	if (!bs) {
-		close(fd);
+	r = hserv_listen(h->srv, fd);
+	if (r < 0) {
 		unlink(path);
-		return -ENOMEM;
+		return r;
 	}
-	watch_listener(h, bs);
 	snprintf(h->unix_path, sizeof(h->unix_path), "%s", path);
 	return 0;
 }
 
 static int listen_tcp(struct http *h, const char *addr)
 {
-	struct evhttp_bound_socket *bs;
+	struct addrinfo hints = {0}, *ai = NULL, *p;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char host[128], shown[64];
-	int port;
+	char host[128], port[16], shown[64];
+	int fd = -1, on = 1, r, n;
 
-	if (config_parse_http_addr(addr, host, sizeof(host), &port) < 0)
+	if (config_parse_http_addr(addr, host, sizeof(host), &n) < 0)
 		return -EINVAL;
-	bs = evhttp_bind_socket_with_handle(h->ev, host, (ev_uint16_t)port);
-	if (!bs)
-		return errno ? -errno : -EADDRINUSE;
-	watch_listener(h, bs);
+	snprintf(port, sizeof(port), "%d", n);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	r = getaddrinfo(host, port, &hints, &ai);
+	if (r != 0) {
+		log_err("HTTP: cannot resolve %s: %s", host, gai_strerror(r));
+		return -EINVAL;
+	}
+	r = -EADDRNOTAVAIL;
+	for (p = ai; p && fd < 0; p = p->ai_next) {
+		fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
+		if (fd < 0) {
+			r = -errno;
+			continue;
+		}
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+		    bind(fd, p->ai_addr, p->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
+			r = -errno;
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(ai);
+	if (fd < 0)
+		return r;
 	snprintf(h->bound, sizeof(h->bound), "%s", addr);
-	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) < 0)
-		return 0;
-	if (ss.ss_family == AF_INET &&
-	    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, shown, sizeof(shown)))
-		snprintf(h->bound, sizeof(h->bound), "%s:%d", shown,
-		         ntohs(((struct sockaddr_in *)&ss)->sin_port));
-	else if (ss.ss_family == AF_INET6 &&
-	         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown,
-	                   sizeof(shown)))
-		snprintf(h->bound, sizeof(h->bound), "[%s]:%d", shown,
-		         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-	return 0;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET &&
+		    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, shown,
+		              sizeof(shown)))
+			snprintf(h->bound, sizeof(h->bound), "%s:%d", shown,
+			         ntohs(((struct sockaddr_in *)&ss)->sin_port));
+		else if (ss.ss_family == AF_INET6 &&
+		         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown,
+		                   sizeof(shown)))
+			snprintf(h->bound, sizeof(h->bound), "[%s]:%d", shown,
+			         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	}
+	return hserv_listen(h->srv, fd);
 }
 
 int http_new(struct llmqd *d, struct http **ret)
 {
 	const struct config *cfg = d->cfg;
+	struct hserv_limits lim = {
+	    .max_conns = cfg->http_max_connections,
+	    .max_per_uid = cfg->http_max_connections_per_user,
+	    .timeout_ms = cfg->client_timeout_ms,
+	};
 	struct http *h;
 	int r;
 
@@ -414,17 +389,9 @@ int http_new(struct llmqd *d, struct http **ret)
 	if (!h)
 		return -ENOMEM;
 	h->d = d;
-	h->ev = evhttp_new(d->base);
-	h->resume = evtimer_new(d->base, resume_cb, h);
-	if (!h->ev || !h->resume) {
-		r = -ENOMEM;
+	r = hserv_new(d->base, &lim, &routes, h, &h->srv);
+	if (r < 0)
 		goto fail;
-	}
-	evhttp_set_max_body_size(h->ev, LLMQ_MAX_LINE);
-	evhttp_set_max_headers_size(h->ev, HTTP_MAX_HEADERS);
-	evhttp_set_timeout(h->ev, HTTP_TIMEOUT_S);
-	evhttp_set_allowed_methods(h->ev, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
-	evhttp_set_gencb(h->ev, route, h);
 	if (cfg->http_tokens[0]) {
 		r = load_tokens(h, cfg->http_tokens);
 		if (r < 0)
@@ -447,14 +414,16 @@ fail:
 	return r;
 }
 
+int http_connections(const struct http *h)
+{
+	return h ? hserv_connections(h->srv) : 0;
+}
+
 void http_free(struct http *h)
 {
 	if (!h)
 		return;
-	if (h->ev)
-		evhttp_free(h->ev);
-	if (h->resume)
-		event_free(h->resume);
+	hserv_free(h->srv);
 	if (h->unix_path[0])
 		unlink(h->unix_path);
 	if (h->tokens) {

@@ -1,17 +1,19 @@
 /*
- * http.h - the HTTP face: an OpenAI-compatible HTTP/1.1 listener (evhttp) on
- * the daemon's loop, on loopback TCP and/or a Unix socket. Owns the
+ * http.h - the HTTP face: an OpenAI-compatible HTTP/1.1 listener on
+ * the daemon's loop (httpserv.c), on loopback TCP and/or a Unix socket. Owns the
  * listeners, the routing table, the limits and the OpenAI-shaped errors;
  * each route family lives in its own file (http-proxy.c: chat, completions,
- * embeddings, responses; models, health and metrics here).
+ * embeddings, responses; http-files.c, http-batches.c: the Batch API;
+ * models, health and metrics here).
  */
 #ifndef LLMQ_HTTP_H
 #define LLMQ_HTTP_H
 
 #include <stdint.h>
-#include <event2/http.h>
+#include <event2/buffer.h>
 #include <json-c/json.h>
 
+#include "httpserv.h"
 #include "llmqd.h"
 
 struct http;
@@ -27,15 +29,17 @@ const char *http_bound_addr(const struct http *h);
  * user whose token (tokens file) the Authorization header carries, -EACCES
  * when there are tokens and none matches, -1 (anonymous) when there are none.
  */
-int http_caller(struct http *h, struct evhttp_request *req, int64_t *ret_uid);
+int http_caller(struct http *h, struct hreq *req, int64_t *ret_uid);
+/* Connections open on the HTTP face. */
+int http_connections(const struct http *h);
 
 /* Answer in OpenAI's error shape {"error": {"message", "type", "param", "code"}}. */
-void http_error(struct evhttp_request *req, int status, const char *type, const char *code,
+void http_error(struct hreq *req, int status, const char *type, const char *code,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Answer with a JSON object (taken). */
-void http_json(struct evhttp_request *req, int status, json_object *o);
+void http_json(struct hreq *req, int status, json_object *o);
 
-/* The proxied routes (http-proxy.c). */
-void http_proxy_handle(struct llmqd *d, struct evhttp_request *req, const char *path);
-
+/* The proxied routes (http-proxy.c): body is the request's, whole. */
+void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path,
+                       struct evbuffer *body);
 #endif

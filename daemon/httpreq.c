@@ -45,7 +45,12 @@ static long fail(struct httpreq *r, int status, const char *fmt, ...)
 
 void httpreq_init(struct httpreq *r, const struct httpreq_cb *cb, void *ud)
 {
-	memset(r, 0, sizeof(*r));
+	/* Not the head buffer: its pages stay untouched until a head needs them. */
+	r->hlen = 0;
+	r->left = 0;
+	r->llen = 0;
+	r->status = 0;
+	r->err[0] = '\0';
 	r->cb = cb;
 	r->ud = ud;
 	r->state = R_HEAD;
