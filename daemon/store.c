@@ -51,6 +51,11 @@ enum stmt_id {
 	S_BATCH_REFRESH,
 	S_BATCH_GET,
 	S_BATCH_LIST,
+	S_BATCH_PAGE,
+	S_FILE_INSERT,
+	S_FILE_GET,
+	S_FILE_LIST,
+	S_FILE_DELETE,
 	S_BATCH_CANCEL_JOBS,
 	S_BATCH_CANCEL,
 	S_RESULTS_OK,
@@ -78,7 +83,10 @@ enum stmt_id {
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'cancelled'), "        \
 	"(SELECT coalesce(sum(j.total_tokens), 0) FROM jobs j WHERE j.batch_id = b.id), "          \
 	"(SELECT coalesce(sum(j.est_tokens), 0) FROM jobs j "                                      \
-	"   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')), b.expired_at "
+	"   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')), b.expired_at, "         \
+	"b.endpoint, b.input_file_id, b.metadata, b.errors, b.cancelling_at "
+
+#define FILE_COLUMNS "id, owner_uid, created_at, filename, purpose, bytes, lines "
 
 /* One Batch API output line, built by SQLite's JSON functions. */
 /*
@@ -114,8 +122,10 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_RECOVER_JOBS] = "UPDATE jobs SET state = 'queued', updated_at = ?1 "
                        "WHERE state = 'running'",
     [S_BATCH_INSERT] = "INSERT INTO batches (id, created_at, submitter_uid, input_name, "
-                       "window_ms, total, est_tokens, priority, idempotency_key) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                       "window_ms, total, est_tokens, priority, idempotency_key, state, "
+                       "endpoint, input_file_id, metadata, errors, finished_at) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, coalesce(?10, "
+                       "'in_progress'), ?11, ?12, ?13, ?14, ?15)",
     [S_BATCH_BY_KEY] = "SELECT id, total FROM batches WHERE submitter_uid IS ?1 "
                        "AND idempotency_key = ?2",
     [S_EXPIRE_MARK] = "UPDATE batches SET expired_at = ?1 WHERE state = 'in_progress' "
@@ -193,11 +203,22 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BATCH_LIST] = "SELECT " BATCH_COLUMNS "FROM batches b "
                      "WHERE ?2 = -1 OR b.submitter_uid = ?2 ORDER BY b.created_at DESC, "
                      "b.rowid DESC LIMIT ?1",
+    [S_BATCH_PAGE] = "SELECT " BATCH_COLUMNS "FROM batches b WHERE b.submitter_uid IS ?1 "
+                     "AND (?2 IS NULL OR (b.created_at, b.rowid) < (SELECT created_at, rowid "
+                     "FROM batches WHERE id = ?2)) ORDER BY b.created_at DESC, b.rowid DESC "
+                     "LIMIT ?3",
+    [S_FILE_INSERT] = "INSERT INTO files (id, owner_uid, created_at, filename, purpose, bytes, "
+                      "lines) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_FILE_GET] = "SELECT " FILE_COLUMNS "FROM files WHERE id = ?1",
+    [S_FILE_LIST] = "SELECT " FILE_COLUMNS "FROM files WHERE owner_uid IS ?1 "
+                    "AND (?2 IS NULL OR (created_at, rowid) < (SELECT created_at, rowid "
+                    "FROM files WHERE id = ?2)) ORDER BY created_at DESC, rowid DESC LIMIT ?3",
+    [S_FILE_DELETE] = "DELETE FROM files WHERE id = ?1",
     [S_BATCH_CANCEL_JOBS] = "UPDATE jobs SET state = 'cancelled', error_code = 'batch_cancelled', "
                             "error_message = 'the batch was cancelled before this request ran', "
                             "updated_at = ?2, finished_at = ?2 "
                             "WHERE batch_id = ?1 AND state = 'queued'",
-    [S_BATCH_CANCEL] = "UPDATE batches SET "
+    [S_BATCH_CANCEL] = "UPDATE batches SET cancelling_at = ?2, "
                        "state = CASE WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = ?1 "
                        "AND j.state = 'running') THEN 'cancelling' ELSE 'cancelled' END, "
                        "finished_at = CASE WHEN EXISTS (SELECT 1 FROM jobs j "
@@ -461,10 +482,11 @@ int store_open(const char *path, struct store **ret)
 		r = exec(s, "PRAGMA journal_mode = WAL");
 	if (r == 0)
 		r = exec(s, "PRAGMA synchronous = NORMAL");
-	if (r == 0)
-		r = exec(s, "PRAGMA foreign_keys = ON");
+	/* Off while migrating: a migration may rebuild a table others refer to. */
 	if (r == 0)
 		r = migrate(s);
+	if (r == 0)
+		r = exec(s, "PRAGMA foreign_keys = ON");
 	if (r == 0 && stat(path, &s->st) < 0)
 		r = -errno;
 out:
@@ -574,6 +596,15 @@ int store_batch_insert(struct store *s, const struct store_batch *b)
 	sqlite3_bind_int64(st, 7, b->est_tokens);
 	sqlite3_bind_int64(st, 8, b->priority);
 	bind_text(st, 9, b->idempotency_key);
+	bind_text(st, 10, b->state);
+	bind_text(st, 11, b->endpoint);
+	bind_text(st, 12, b->input_file_id);
+	bind_text(st, 13, b->metadata);
+	bind_text(st, 14, b->errors);
+	if (b->finished_at > 0)
+		sqlite3_bind_int64(st, 15, b->finished_at);
+	else
+		sqlite3_bind_null(st, 15);
 	return run(s, st, NULL);
 }
 
@@ -1090,6 +1121,21 @@ static void put_int_or_null(json_object *o, const char *key, sqlite3_stmt *st, i
 	                           : json_object_new_int64(sqlite3_column_int64(st, i)));
 }
 
+static void put_text_or_null(json_object *o, const char *key, sqlite3_stmt *st, int col)
+{
+	const char *t = (const char *)sqlite3_column_text(st, col);
+
+	json_object_object_add(o, key, t ? json_object_new_string(t) : NULL);
+}
+
+/* A column holding JSON written by llmqd, as the value it holds. */
+static void put_json_or_null(json_object *o, const char *key, sqlite3_stmt *st, int col)
+{
+	const char *t = (const char *)sqlite3_column_text(st, col);
+
+	json_object_object_add(o, key, t ? json_tokener_parse(t) : NULL);
+}
+
 static json_object *batch_row(sqlite3_stmt *st)
 {
 	static const char *const counts[] = {"queued", "running", "succeeded", "failed",
@@ -1124,6 +1170,11 @@ static json_object *batch_row(sqlite3_stmt *st)
 	json_object_object_add(o, "tokens_pending",
 	                       json_object_new_int64(sqlite3_column_int64(st, 15)));
 	put_int_or_null(o, "expired_at", st, 16);
+	put_text_or_null(o, "endpoint", st, 17);
+	put_text_or_null(o, "input_file_id", st, 18);
+	put_json_or_null(o, "metadata", st, 19);
+	put_json_or_null(o, "errors", st, 20);
+	put_int_or_null(o, "cancelling_at", st, 21);
 	return o;
 }
 
@@ -1170,6 +1221,123 @@ int store_batch_get(struct store *s, const char *id, json_object **ret)
 		*ret = o;
 	sqlite3_reset(st);
 	return r;
+}
+
+int store_batch_page(struct store *s, int64_t uid, const char *after, int limit,
+                     json_object **ret)
+{
+	json_object *arr, *o;
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = prep(s, S_BATCH_PAGE, &st);
+	if (r < 0)
+		return r;
+	arr = json_object_new_array();
+	if (!arr)
+		return -ENOMEM;
+	bind_opt_int(st, 1, uid);
+	bind_text(st, 2, after);
+	sqlite3_bind_int(st, 3, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		o = batch_row(st);
+		if (!o) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		json_object_array_add(arr, o);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		json_object_put(arr);
+		return sql_errno(rc);
+	}
+	*ret = arr;
+	return 0;
+}
+
+static void file_row(sqlite3_stmt *st, struct store_file *f)
+{
+	const char *t;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(f->id, sizeof(f->id), "%s", (const char *)sqlite3_column_text(st, 0));
+	f->uid = sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 1);
+	f->created_at = sqlite3_column_int64(st, 2);
+	t = (const char *)sqlite3_column_text(st, 3);
+	snprintf(f->filename, sizeof(f->filename), "%s", t ? t : "");
+	t = (const char *)sqlite3_column_text(st, 4);
+	snprintf(f->purpose, sizeof(f->purpose), "%s", t ? t : "");
+	f->bytes = sqlite3_column_int64(st, 5);
+	f->lines = sqlite3_column_int64(st, 6);
+}
+
+int store_file_insert(struct store *s, const struct store_file *f)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_FILE_INSERT, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, f->id);
+	bind_opt_int(st, 2, f->uid);
+	sqlite3_bind_int64(st, 3, f->created_at);
+	bind_text(st, 4, f->filename);
+	bind_text(st, 5, f->purpose);
+	sqlite3_bind_int64(st, 6, f->bytes);
+	sqlite3_bind_int64(st, 7, f->lines);
+	return run(s, st, NULL);
+}
+
+int store_file_get(struct store *s, const char *id, struct store_file *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_FILE_GET, &st), rc;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		file_row(st, ret);
+	r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+	sqlite3_reset(st);
+	return r;
+}
+
+int store_file_list(struct store *s, int64_t uid, const char *after, int limit,
+                    struct store_file *ret, int *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_FILE_LIST, &st), rc, n = 0;
+
+	if (r < 0)
+		return r;
+	bind_opt_int(st, 1, uid);
+	bind_text(st, 2, after);
+	sqlite3_bind_int(st, 3, limit);
+	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		file_row(st, &ret[n++]);
+	if (n == limit)
+		rc = SQLITE_DONE;
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sql_errno(rc);
+	*ret_n = n;
+	return 0;
+}
+
+int store_file_delete(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t n = 0;
+	int r = prep(s, S_FILE_DELETE, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	r = run(s, st, &n);
+	return r < 0 ? r : n == 0 ? -ENOENT : 0;
 }
 
 int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret)

@@ -23,6 +23,24 @@ struct store_batch {
 	int64_t est_tokens;
 	int64_t priority;            /* higher runs first */
 	const char *idempotency_key; /* may be NULL */
+	/* The Batch API's fields; NULL when not given. */
+	const char *state;         /* NULL: in_progress; "failed": an input that did not validate */
+	const char *endpoint;      /* e.g. /v1/chat/completions */
+	const char *input_file_id; /* files.id */
+	const char *metadata;      /* JSON object */
+	const char *errors;        /* JSON array of {line, code, message} */
+	int64_t finished_at;       /* 0: not finished */
+};
+
+/* An uploaded file (the files table). */
+struct store_file {
+	char id[32];
+	int64_t uid; /* -1: anonymous */
+	int64_t created_at;
+	char filename[256];
+	char purpose[32];
+	int64_t bytes;
+	int64_t lines;
 };
 
 struct store_job_new {
@@ -172,6 +190,21 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
 int store_batch_get(struct store *s, const char *id, json_object **ret);
 /* The newest batches: all for uid -1, else only those uid submitted. */
 int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret);
+/* The batches of uid (-1: anonymous callers') newest first, after batch
+ * id after (NULL: from the newest), at most limit. */
+int store_batch_page(struct store *s, int64_t uid, const char *after, int limit,
+                     json_object **ret);
+
+int store_file_insert(struct store *s, const struct store_file *f);
+/* -ENOENT when there is none. */
+int store_file_get(struct store *s, const char *id, struct store_file *ret);
+/* uid's files (-1: anonymous callers'), newest first, after file id after
+ * (NULL: from the newest): up to limit into ret, *ret_n of them. */
+int store_file_list(struct store *s, int64_t uid, const char *after, int limit,
+                    struct store_file *ret, int *ret_n);
+/* -ENOENT when there is none. */
+int store_file_delete(struct store *s, const char *id);
+
 /* Queued jobs cancelled; running ones left to finish. -ENOENT when unknown. */
 int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *ret_cancelled);
 

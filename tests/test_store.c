@@ -94,6 +94,58 @@ Test(store, reopen_existing_file_keeps_data)
 	cr_assert_eq(count("b_0000000000000001", "queued"), 3);
 }
 
+/* A database of schema 4 with a running batch: migration 5 rebuilds the
+ * batches table, and nothing of the jobs that refer to it may be lost. */
+Test(store, rebuilding_batches_keeps_their_jobs)
+{
+	char other[300], *err = NULL;
+	sqlite3 *db;
+	size_t i;
+
+	snprintf(other, sizeof(other), "%s/v4.db", dir);
+	cr_assert_eq(sqlite3_open(other, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL), SQLITE_OK);
+	for (i = 0; i < migrations_count && migrations[i].version <= 4; i++)
+		cr_assert_eq(sqlite3_exec(db, migrations[i].sql, NULL, NULL, &err), SQLITE_OK,
+		             "%s: %s", migrations[i].name, err ? err : "");
+	cr_assert_eq(sqlite3_exec(db,
+	                          "PRAGMA user_version = 4;"
+	                          "INSERT INTO batches (id, created_at, window_ms, total, "
+	                          "est_tokens, idempotency_key, submitter_uid) VALUES "
+	                          "('b_0000000000000009', 1, 60000, 2, 20, 'k', 1000);"
+	                          "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, "
+	                          "body, est_tokens, updated_at) VALUES "
+	                          "('b_0000000000000009', 1, 'a', '/v1/chat/completions', 'm', "
+	                          "'default', '{}', 10, 1), ('b_0000000000000009', 2, 'b', "
+	                          "'/v1/chat/completions', 'm', 'default', '{}', 10, 1);",
+	                          NULL, NULL, &err),
+	             SQLITE_OK, "%s", err ? err : "");
+	sqlite3_close(db);
+	store_free(st);
+	cr_assert_eq(store_open(other, &st), 0);
+	cr_assert_eq(store_schema_version(st), migrations[migrations_count - 1].version);
+	cr_assert_eq(count("b_0000000000000009", "queued"), 2);
+	store_free(st);
+	st = NULL;
+	cr_assert_eq(sqlite3_open(other, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db,
+	                          "SELECT 1 FROM batch_summary; SELECT 1 FROM traffic;"
+	                          "INSERT INTO batches (id, created_at, window_ms, total, "
+	                          "est_tokens, state, errors) VALUES ('b_000000000000000a', 1, "
+	                          "1, 0, 0, 'failed', '[]')",
+	                          NULL, NULL, &err),
+	             SQLITE_OK, "%s", err ? err : "");
+	/* The idempotency key is still unique per submitter. */
+	cr_assert_neq(sqlite3_exec(db,
+	                           "INSERT INTO batches (id, created_at, window_ms, total, "
+	                           "est_tokens, idempotency_key, submitter_uid) VALUES "
+	                           "('b_000000000000000b', 1, 60000, 0, 0, 'k', 1000)",
+	                           NULL, NULL, NULL),
+	              SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert_eq(store_open(path, &st), 0);
+}
+
 Test(store, refuses_newer_schema)
 {
 	sqlite3 *db;
