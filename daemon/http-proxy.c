@@ -439,10 +439,7 @@ void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, stru
 	c->req = req;
 	c->stream_used = -1;
 	if (http_caller(d->http, req, &c->uid) < 0) {
-		http_error(req, 401, "invalid_request_error", "invalid_api_key",
-		           "llmq: this listener wants the caller's own token: send "
-		           "\"Authorization: Bearer TOKEN\" with the token llmq's operator "
-		           "gave you (or use the Unix socket)");
+		http_unauthorized(req);
 		goto fail;
 	}
 	snprintf(c->endpoint, sizeof(c->endpoint), "%s", path);

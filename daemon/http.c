@@ -190,6 +190,14 @@ void http_error(struct hreq *req, int status, const char *type, const char *code
 	http_json(req, status, o);
 }
 
+void http_unauthorized(struct hreq *req)
+{
+	http_error(req, 401, "invalid_request_error", "invalid_api_key",
+	           "llmq: this listener wants the caller's own token: send "
+	           "\"Authorization: Bearer TOKEN\" with the token llmq's operator "
+	           "gave you (or use the Unix socket)");
+}
+
 static void route_models(struct llmqd *d, struct hreq *req)
 {
 	json_object *o = json_object_new_object(), *data = json_object_new_array(), *m;
@@ -273,6 +281,8 @@ static void route(void *ud, struct hreq *req)
 		hreq_read_body(req, LLMQ_MAX_LINE, on_proxy_body, h);
 		return;
 	}
+	if (http_files_route(h->d, req, path) || http_batches_route(h->d, req, path))
+		return;
 	if (get && strcmp(path, "/v1/models") == 0) {
 		route_models(h->d, req);
 		return;

@@ -42,4 +42,15 @@ void http_json(struct hreq *req, int status, json_object *o);
 /* The proxied routes (http-proxy.c): body is the request's, whole. */
 void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path,
                        struct evbuffer *body);
+/* Whether a caller (uid, -1 anonymous) may see what owner has. */
+int http_owns(int64_t caller, int64_t owner);
+/* 401: this listener wants a token. */
+void http_unauthorized(struct hreq *req);
+/*
+ * The Files and Batches routes (http-files.c, http-batches.c): 1 when path
+ * is theirs (and req is being answered), 0 when not.
+ */
+int http_files_route(struct llmqd *d, struct hreq *req, const char *path);
+int http_batches_route(struct llmqd *d, struct hreq *req, const char *path);
+
 #endif

@@ -40,10 +40,13 @@ struct ingest_error {
 
 struct ingest {
 	struct llmqd *d;
-	struct ipc_client *c;
+	const struct ingest_owner *owner;
+	void *owner_ud;
+	int64_t uid; /* the submitter, -1 unknown */
 	struct ingest_opts opts;
 	char *name;
 	char *key; /* the idempotency key, or NULL */
+	char *endpoint, *input_file_id, *metadata;
 	int64_t line_no;
 	uint64_t bytes;
 	int too_big;
@@ -79,6 +82,9 @@ static void ingest_free(struct ingest *in)
 	free(in->errors);
 	free(in->name);
 	free(in->key);
+	free(in->endpoint);
+	free(in->input_file_id);
+	free(in->metadata);
 	if (in->retry)
 		event_free(in->retry);
 	in->d->ingests--;
@@ -87,7 +93,12 @@ static void ingest_free(struct ingest *in)
 
 static int64_t submitter(const struct ingest *in)
 {
-	return ipc_client_uid(in->c) == (uid_t)-1 ? -1 : (int64_t)ipc_client_uid(in->c);
+	return in->uid;
+}
+
+static void reply(struct ingest *in, json_object *o)
+{
+	in->owner->reply(in->owner_ud, o);
 }
 
 static int add_error(struct ingest *in, int64_t line, const char *msg)
@@ -142,6 +153,15 @@ static int take_line(struct ingest *in, const char *line, size_t len, int too_lo
 		return r;
 	if (r < 0)
 		return add_error(in, in->line_no, err);
+	if (in->opts.endpoint && strcmp(pi.url, in->opts.endpoint) != 0) {
+		snprintf(
+		    err, sizeof(err),
+		    "url %.64s is not the batch's endpoint %.64s; a batch's lines all go to its "
+		    "endpoint",
+		    pi.url, in->opts.endpoint);
+		proto_input_clear(&pi);
+		return add_error(in, in->line_no, err);
+	}
 	if (in->n_jobs == in->cap_jobs) {
 		size_t cap = in->cap_jobs ? in->cap_jobs * 2 : 256;
 		struct ingest_job *p = realloc(in->jobs, cap * sizeof(*p));
@@ -175,16 +195,20 @@ static int take_line(struct ingest *in, const char *line, size_t len, int too_lo
  * Keeps reading to the end of the batch even when a line could not be kept,
  * so the client gets an answer saying so instead of a dropped connection.
  */
-static int on_line(void *ud, const char *line, size_t len, int too_long)
+void ingest_line(struct ingest *in, const char *line, size_t len, int too_long)
 {
-	struct ingest *in = ud;
 	int r;
 
 	if (in->failed)
-		return 0;
+		return;
 	r = take_line(in, line, len, too_long);
 	if (r < 0)
 		in->failed = r;
+}
+
+static int on_line(void *ud, const char *line, size_t len, int too_long)
+{
+	ingest_line(ud, line, len, too_long);
 	return 0;
 }
 
@@ -247,7 +271,7 @@ static void reply_invalid(struct ingest *in)
 	if (!o || !lines) {
 		json_object_put(o);
 		json_object_put(lines);
-		ipc_reply(in->c, NULL);
+		reply(in, NULL);
 		return;
 	}
 	for (i = 0; i < in->n_errors_kept && i < LLMQ_MAX_REPORTED_ERRORS; i++) {
@@ -261,7 +285,7 @@ static void reply_invalid(struct ingest *in)
 	json_object_object_get_ex(o, "error", &e);
 	json_object_object_add(e, "lines", lines);
 	json_object_object_add(e, "bad_lines", json_object_new_int64(in->n_errors));
-	ipc_reply(in->c, o);
+	reply(in, o);
 }
 
 /* Per lane: its share of the batch and its current load. */
@@ -321,6 +345,9 @@ static int store_batch(struct ingest *in, const char *id, int64_t tokens)
 	    .est_tokens = tokens,
 	    .priority = in->opts.priority,
 	    .idempotency_key = in->key,
+	    .endpoint = in->endpoint,
+	    .input_file_id = in->input_file_id,
+	    .metadata = in->metadata,
 	};
 	size_t i;
 	int r;
@@ -419,14 +446,14 @@ static int reply_if_repeat(struct ingest *in)
 	if (r <= 0)
 		return r;
 	log_info("submit from uid %d repeats batch %s (same idempotency key); not stored again",
-	         (int)ipc_client_uid(in->c), id);
+	         (int)in->uid, id);
 	o = proto_ok();
 	if (o) {
 		json_object_object_add(o, "id", json_object_new_string(id));
 		json_object_object_add(o, "count", json_object_new_int64(total));
 		json_object_object_add(o, "duplicate", json_object_new_boolean(1));
 	}
-	ipc_reply(in->c, o);
+	reply(in, o);
 	return 1;
 }
 
@@ -441,7 +468,7 @@ static void on_gone(void *ud)
 
 	log_info("submit from uid %d: the client left while the database was locked; nothing "
 	         "stored",
-	         (int)ipc_client_uid(in->c));
+	         (int)in->uid);
 	ingest_free(in);
 }
 
@@ -466,29 +493,28 @@ static void store_and_reply(struct ingest *in)
 			if (now < in->lock_deadline &&
 			    (in->retry || (in->retry = evtimer_new(in->d->base, retry_cb, in))) &&
 			    evtimer_add(in->retry, &tv) == 0) {
-				ipc_await(in->c, on_gone, in);
+				in->owner->await(in->owner_ud, on_gone, in);
 				return;
 			}
 		}
 		if (in->lock_deadline)
-			ipc_await_end(in->c);
+			in->owner->await_end(in->owner_ud);
 		/* The same key stored meanwhile by a concurrent repeat. */
 		if (r == -EEXIST && reply_if_repeat(in) == 1)
 			goto out;
 		if (r == -EBUSY) {
-			ipc_reply(in->c,
-			          proto_error(ERR_BUSY,
+			reply(in, proto_error(ERR_BUSY,
 			                      "the database stayed locked by another program for "
 			                      "30s; nothing was stored. End that program's "
 			                      "transaction and submit again"));
 			goto out;
 		}
 		if (r < 0) {
-			ipc_reply(in->c, cmd_store_error_reply(in->d, "submit", r));
+			reply(in, cmd_store_error_reply(in->d, "submit", r));
 			goto out;
 		}
 		log_info("batch %s: %zu jobs, ~%lld tokens, from uid %d", in->id, in->n_jobs,
-		         (long long)in->tokens, (int)ipc_client_uid(in->c));
+		         (long long)in->tokens, (int)in->uid);
 		sched_kick(in->d->sched);
 	}
 	o = proto_ok();
@@ -508,14 +534,13 @@ static void store_and_reply(struct ingest *in)
 			    json_object_new_int64((in->v.retry_after_ms + 999) / 1000));
 		}
 	}
-	ipc_reply(in->c, o);
+	reply(in, o);
 out:
 	ingest_free(in);
 }
 
-static void on_end(void *ud)
+void ingest_end(struct ingest *in)
 {
-	struct ingest *in = ud;
 	struct admission_verdict *v = &in->v;
 	char msg[160];
 	json_object *o, *e;
@@ -524,10 +549,10 @@ static void on_end(void *ud)
 	if (in->failed) {
 		log_err(
 		    "submit from uid %d: cannot keep its %lld lines in memory: %s; nothing stored",
-		    (int)ipc_client_uid(in->c), (long long)in->line_no, strerror(-in->failed));
-		ipc_reply(in->c, proto_error(ERR_BUSY, "llmqd ran out of memory receiving the "
-		                                       "batch; nothing was stored: try again, or "
-		                                       "split the batch"));
+		    (int)in->uid, (long long)in->line_no, strerror(-in->failed));
+		reply(in, proto_error(ERR_BUSY, "llmqd ran out of memory receiving the "
+		                                "batch; nothing was stored: try again, or "
+		                                "split the batch"));
 		goto out;
 	}
 	if (in->too_big) {
@@ -535,7 +560,7 @@ static void on_end(void *ud)
 		         "batch larger than %llu MiB; split it into several batches",
 		         (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
 		in->d->refusals[REFUSAL_TOO_LARGE]++;
-		ipc_reply(in->c, proto_error(ERR_BATCH_TOO_LARGE, msg));
+		reply(in, proto_error(ERR_BATCH_TOO_LARGE, msg));
 		goto out;
 	}
 	r = check_duplicates(in);
@@ -547,8 +572,8 @@ static void on_end(void *ud)
 		goto out;
 	}
 	if (in->n_jobs == 0) {
-		ipc_reply(in->c, proto_error(ERR_INVALID_BATCH,
-		                             "the batch has no request lines; nothing was stored"));
+		reply(in, proto_error(ERR_INVALID_BATCH,
+		                      "the batch has no request lines; nothing was stored"));
 		goto out;
 	}
 	r = reply_if_repeat(in);
@@ -569,8 +594,8 @@ static void on_end(void *ud)
 			json_object_object_add(e, "retryable",
 			                       json_object_new_boolean(v->retryable));
 		}
-		log_info("submit from uid %d refused: %s", (int)ipc_client_uid(in->c), v->reason);
-		ipc_reply(in->c, o);
+		log_info("submit from uid %d refused: %s", (int)in->uid, v->reason);
+		reply(in, o);
 		goto out;
 	}
 	if (!in->opts.dry_run && (r = store_new_batch_id(in->id)) < 0)
@@ -578,18 +603,26 @@ static void on_end(void *ud)
 	store_and_reply(in);
 	return;
 fail:
-	ipc_reply(in->c, cmd_store_error_reply(in->d, "submit", r));
+	reply(in, cmd_store_error_reply(in->d, "submit", r));
 out:
+	ingest_free(in);
+}
+
+static void on_end(void *ud)
+{
+	ingest_end(ud);
+}
+
+void ingest_abort(struct ingest *in)
+{
+	log_info("submit from uid %d abandoned after %lld lines; nothing stored", (int)in->uid,
+	         (long long)in->line_no);
 	ingest_free(in);
 }
 
 static void on_abort(void *ud)
 {
-	struct ingest *in = ud;
-
-	log_info("submit from uid %d abandoned after %lld lines; nothing stored",
-	         (int)ipc_client_uid(in->c), (long long)in->line_no);
-	ingest_free(in);
+	ingest_abort(ud);
 }
 
 static const struct ipc_line_handler ingest_handler = {
@@ -598,33 +631,77 @@ static const struct ipc_line_handler ingest_handler = {
     .abort = on_abort,
 };
 
+static char *dup_opt(const char *v, int *failed)
+{
+	char *p = v ? strdup(v) : NULL;
+
+	if (v && !p)
+		*failed = 1;
+	return p;
+}
+
+struct ingest *ingest_new(struct llmqd *d, const struct ingest_opts *opts, int64_t uid,
+                          const struct ingest_owner *owner, void *owner_ud)
+{
+	struct ingest *in = calloc(1, sizeof(*in));
+	int failed = 0;
+
+	if (!in)
+		return NULL;
+	in->errors = calloc(INGEST_KEEP_ERRORS, sizeof(*in->errors));
+	in->name = dup_opt(opts->name, &failed);
+	in->key = dup_opt(opts->idempotency_key, &failed);
+	in->endpoint = dup_opt(opts->endpoint, &failed);
+	in->input_file_id = dup_opt(opts->input_file_id, &failed);
+	in->metadata = dup_opt(opts->metadata, &failed);
+	in->d = d;
+	d->ingests++;
+	if (!in->errors || failed) {
+		ingest_free(in);
+		return NULL;
+	}
+	in->owner = owner;
+	in->owner_ud = owner_ud;
+	in->uid = uid;
+	in->opts = *opts;
+	in->opts.name = in->name;
+	in->opts.idempotency_key = in->key;
+	in->opts.endpoint = in->endpoint;
+	in->opts.input_file_id = in->input_file_id;
+	in->opts.metadata = in->metadata;
+	return in;
+}
+
+static void ipc_owner_reply(void *ud, json_object *o)
+{
+	ipc_reply(ud, o);
+}
+
+static void ipc_owner_await(void *ud, void (*gone)(void *arg), void *arg)
+{
+	ipc_await(ud, gone, arg);
+}
+
+static void ipc_owner_await_end(void *ud)
+{
+	ipc_await_end(ud);
+}
+
+static const struct ingest_owner ipc_owner = {
+    .reply = ipc_owner_reply,
+    .await = ipc_owner_await,
+    .await_end = ipc_owner_await_end,
+};
+
 void ingest_start(struct llmqd *d, struct ipc_client *c, const struct ingest_opts *opts)
 {
-	struct ingest *in;
+	uid_t u = ipc_client_uid(c);
+	struct ingest *in = ingest_new(d, opts, u == (uid_t)-1 ? -1 : (int64_t)u, &ipc_owner, c);
 
-	in = calloc(1, sizeof(*in));
-	if (in) {
-		in->errors = calloc(INGEST_KEEP_ERRORS, sizeof(*in->errors));
-		in->name = opts->name ? strdup(opts->name) : NULL;
-		in->key = opts->idempotency_key ? strdup(opts->idempotency_key) : NULL;
-	}
-	if (!in || !in->errors || (opts->name && !in->name) ||
-	    (opts->idempotency_key && !in->key)) {
-		if (in) {
-			free(in->errors);
-			free(in->name);
-			free(in->key);
-		}
-		free(in);
+	if (!in) {
 		ipc_reply(c, proto_error(ERR_INTERNAL, "out of memory"));
 		ipc_close_after_reply(c);
 		return;
 	}
-	d->ingests++;
-	in->d = d;
-	in->c = c;
-	in->opts = *opts;
-	in->opts.name = in->name;
-	in->opts.idempotency_key = in->key;
 	ipc_expect_lines(c, opts->lines, &ingest_handler, in);
 }

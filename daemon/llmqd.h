@@ -15,6 +15,7 @@ struct store;
 struct ipc;
 struct scheduler;
 struct http;
+struct files;
 
 /* Why a submit or a call was refused, for the metrics. */
 enum llmqd_refusal {
@@ -42,6 +43,7 @@ struct llmqd {
 	struct ipc *ipc;
 	struct scheduler *sched;
 	struct http *http;
+	struct files *files; /* uploaded files' bytes */
 	gid_t socket_gid; /* the group of the sockets, (gid_t)-1 for none (mode 0600) */
 	int64_t started_mono;
 	int ingests;             /* submits being received */

@@ -5,6 +5,7 @@
  */
 #include "cmd.h"
 #include "config.h"
+#include "files.h"
 #include "health.h"
 #include "http.h"
 #include "ipc.h"
@@ -144,6 +145,7 @@ int main(int argc, char **argv)
 	struct timeval tv;
 	int64_t wd;
 	int64_t requeued = 0;
+	int swept = 0;
 	char err[1024], status[128], url[sizeof(cfg.lanes[0].base_url)];
 	int r, fd, rc = EXIT_FAILURE, i;
 
@@ -203,6 +205,19 @@ int main(int argc, char **argv)
 	if (requeued > 0)
 		log_info("requeued %lld jobs that were running when llmqd last stopped",
 		         (long long)requeued);
+	r = files_open(cfg.db_path, &d.files);
+	if (r == 0)
+		r = files_sweep(d.files, d.store, &swept);
+	if (r < 0) {
+		log_err("cannot use the uploaded files' directory %s-files: %s%s", cfg.db_path,
+		        strerror(-r),
+		        r == -EPERM ? " (it must be llmqd's own, mode 0700)"
+		                    : "; check that the database's directory is writable");
+		goto out;
+	}
+	if (swept > 0)
+		log_info("removed %d uploaded files that an interrupted upload or delete left",
+		         swept);
 
 	r = sched_new(&d, &d.sched);
 	if (r < 0) {
@@ -309,6 +324,7 @@ out:
 	http_free(d.http);
 	ipc_free(d.ipc);
 	sched_free(d.sched);
+	files_free(d.files);
 	store_free(d.store);
 	if (sigterm)
 		event_free(sigterm);

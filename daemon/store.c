@@ -1223,8 +1223,7 @@ int store_batch_get(struct store *s, const char *id, json_object **ret)
 	return r;
 }
 
-int store_batch_page(struct store *s, int64_t uid, const char *after, int limit,
-                     json_object **ret)
+int store_batch_page(struct store *s, int64_t uid, const char *after, int limit, json_object **ret)
 {
 	json_object *arr, *o;
 	sqlite3_stmt *st = NULL;

@@ -1,0 +1,36 @@
+/*
+ * files.h - where uploaded files keep their bytes: a directory beside the
+ * database, named after it with "-files" appended (mode 0700). An upload
+ * is written to a temporary file there and renamed to its id once whole
+ * and on disk; its row in the files table comes after that. A temporary
+ * file, or a file without a row, is what a crash left: files_sweep()
+ * removes both at start-up, so an interrupted upload leaves nothing.
+ */
+#ifndef LLMQ_FILES_H
+#define LLMQ_FILES_H
+
+#include <stddef.h>
+
+struct files;
+struct store;
+
+int files_open(const char *db_path, struct files **ret);
+void files_free(struct files *f);
+const char *files_dir(const struct files *f);
+
+/* A new file id, file-<24 hex>. */
+int files_new_id(char buf[static 30]);
+
+/* A new temporary file: its fd, and its path into tmp. */
+int files_create_temp(struct files *f, char *tmp, size_t len, int *ret_fd);
+/* Make tmp (written through fd, closed here) the file id, durably. */
+int files_commit(struct files *f, int fd, const char *tmp, const char *id);
+/* Give up on tmp: close fd and remove it. */
+void files_discard(struct files *f, int fd, const char *tmp);
+/* Open file id for reading: an fd, or -errno. */
+int files_open_read(struct files *f, const char *id);
+int files_remove(struct files *f, const char *id);
+/* Remove temporary files, and files the store has no row for. *ret_removed. */
+int files_sweep(struct files *f, struct store *st, int *ret_removed);
+
+#endif
