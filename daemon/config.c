@@ -303,6 +303,8 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 			if (cfg->http_max_connections < 1 || cfg->http_max_connections > 65536)
 				goto fail_range;
 		} else if (strcmp(name, "http_max_connections_per_user") == 0) {
+			if (getenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER"))
+				return 1;
 			cfg->http_max_connections_per_user = atoi(value);
 			if (cfg->http_max_connections_per_user < 1 ||
 			    cfg->http_max_connections_per_user > 65536)
@@ -534,6 +536,17 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		         "to 1h, such as 60s",
 		         v);
 		return -EINVAL;
+	}
+	if ((v = getenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER")) && *v) {
+		cfg->http_max_connections_per_user = atoi(v);
+		if (cfg->http_max_connections_per_user < 1 ||
+		    cfg->http_max_connections_per_user > 65536) {
+			snprintf(err, errlen,
+			         "environment: LLMQ_HTTP_MAX_CONNECTIONS_PER_USER = \"%s\": expected "
+			         "1..65536",
+			         v);
+			return -EINVAL;
+		}
 	}
 	if ((v = getenv("LLMQ_SOCKET_GROUP")))
 		snprintf(cfg->socket_group, sizeof(cfg->socket_group), "%s", v);

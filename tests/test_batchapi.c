@@ -1,0 +1,395 @@
+/*
+ * The Batch API's files and batches against a real llmqd, spoken to in raw
+ * HTTP: kill -9 during an upload and during a run, an upload that stops
+ * coming, the per-user cap on HTTP connections, a pipelined and an
+ * Expect: 100-continue request on the HTTP face's own server.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "harness.h"
+
+#define BOUNDARY "llmqTestForm42"
+
+static int tcp_connect(int port)
+{
+	struct sockaddr_in sa = {0};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void send_all(int fd, const char *p, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = send(fd, p, len, MSG_NOSIGNAL);
+		cr_assert_gt(n, 0, "send: %s", strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Everything until the peer closes, or timeout_ms of silence. */
+static size_t read_all(int fd, char *buf, size_t len, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	size_t got = 0;
+	ssize_t n;
+
+	while (got + 1 < len && poll(&p, 1, timeout_ms) == 1) {
+		n = recv(fd, buf + got, len - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	return got;
+}
+
+/* One request on its own connection (Connection: close); the status, body in buf. */
+static int http(int port, const char *method, const char *path, const char *ctype,
+                const char *body, size_t blen, char *buf, size_t len)
+{
+	char head[512];
+	int fd = tcp_connect(port), status = 0;
+	char *b;
+
+	snprintf(head, sizeof(head),
+	         "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: %s\r\n"
+	         "Content-Length: %zu\r\n\r\n",
+	         method, path, ctype ? ctype : "application/json", blen);
+	send_all(fd, head, strlen(head));
+	if (blen)
+		send_all(fd, body, blen);
+	read_all(fd, buf, len, 10000);
+	close(fd);
+	sscanf(buf, "HTTP/1.1 %d", &status);
+	b = strstr(buf, "\r\n\r\n");
+	if (b)
+		memmove(buf, b + 4, strlen(b + 4) + 1);
+	return status;
+}
+
+/* The multipart form of an upload of n request lines: its bytes into *ret. */
+static size_t form(int n, int max_tokens, char **ret)
+{
+	size_t cap = (size_t)n * 256 + 1024, len = 0;
+	char *p = malloc(cap);
+	int i;
+
+	cr_assert_not_null(p);
+	len += (size_t)snprintf(p + len, cap - len,
+	                        "--" BOUNDARY "\r\nContent-Disposition: form-data; name=\"purpose\""
+	                        "\r\n\r\nbatch\r\n--" BOUNDARY "\r\nContent-Disposition: form-data;"
+	                        " name=\"file\"; filename=\"in.jsonl\"\r\n"
+	                        "Content-Type: application/jsonl\r\n\r\n");
+	for (i = 0; i < n; i++)
+		len += (size_t)snprintf(p + len, cap - len,
+		                        "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
+		                        "completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":"
+		                        "[{\"role\":\"user\",\"content\":\"q%d\"}],\"max_tokens\":%d}}\n",
+		                        i, i, max_tokens);
+	len += (size_t)snprintf(p + len, cap - len, "\r\n--" BOUNDARY "--\r\n");
+	*ret = p;
+	return len;
+}
+
+static const char *form_type = "multipart/form-data; boundary=" BOUNDARY;
+
+/* Entries of the uploaded files' directory (not . and ..). */
+static int files_in(const struct daemon_proc *d, int *temps)
+{
+	char path[400];
+	struct dirent *e;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s-files", d->db);
+	*temps = 0;
+	dir = opendir(path);
+	if (!dir)
+		return 0;
+	while ((e = readdir(dir)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			n++;
+			*temps += strncmp(e->d_name, ".upload-", 8) == 0;
+		}
+	closedir(dir);
+	return n;
+}
+
+static void upload(const struct daemon_proc *d, int n, char *id, size_t idlen)
+{
+	static char buf[1 << 16];
+	json_object *o;
+	char *body;
+	size_t len = form(n, 10, &body);
+
+	cr_assert_eq(http(d->http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)),
+	             200, "%s", buf);
+	free(body);
+	o = json_tokener_parse(buf);
+	cr_assert_not_null(o);
+	snprintf(id, idlen, "%s", h_jstr(o, "id"));
+	json_object_put(o);
+}
+
+static void create(const struct daemon_proc *d, const char *file, char *id, size_t idlen)
+{
+	static char buf[1 << 16];
+	char req[256];
+	json_object *o;
+
+	snprintf(req, sizeof(req),
+	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+	         "\"completion_window\":\"24h\"}",
+	         file);
+	cr_assert_eq(http(d->http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf,
+	                  sizeof(buf)),
+	             200, "%s", buf);
+	o = json_tokener_parse(buf);
+	cr_assert_not_null(o);
+	cr_assert_str_eq(h_jstr(o, "status"), "in_progress");
+	snprintf(id, idlen, "%s", h_jstr(o, "id"));
+	json_object_put(o);
+}
+
+Test(batchapi, kill_9_during_an_upload_leaves_no_file_and_no_batch)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 16];
+	char dir[256], head[256], *body;
+	size_t len = form(2000, 10, &body);
+	int fd, temps = 0, tries;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, NULL);
+	fd = tcp_connect(d.http_port);
+	snprintf(head, sizeof(head),
+	         "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+	         form_type, len);
+	send_all(fd, head, strlen(head));
+	send_all(fd, body, len / 2);
+	for (tries = 0; tries < 100 && files_in(&d, &temps) == 0; tries++)
+		usleep(20000);
+	cr_assert_eq(temps, 1, "the upload is being written to a temporary file");
+	h_daemon_signal(&d, SIGKILL);
+	close(fd);
+	h_daemon_start(&d, dir, &m, NULL);
+	cr_assert_eq(files_in(&d, &temps), 0, "the interrupted upload left nothing on disk");
+	cr_assert_eq(http(d.http_port, "GET", "/v1/files", NULL, "", 0, buf, sizeof(buf)), 200);
+	cr_assert(strstr(buf, "\"data\":[]"), "%s", buf);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM files"), 0);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0);
+	free(body);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(batchapi, kill_9_during_a_run_resumes_and_answers_every_request_once)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	char dir[256], file[64], batch[64];
+	static char out[1 << 22], err[4096];
+	json_object *b;
+	int i, n = 300;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "20", NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_MAX_CONCURRENCY=4", "OPENAI_TPM_LIMIT=0",
+	               "OPENAI_STAGGER_SECONDS=0", NULL);
+	upload(&d, n, file, sizeof(file));
+	create(&d, file, batch, sizeof(batch));
+	for (i = 0; i < 200 && h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") <
+	                           50;
+	     i++)
+		usleep(20000);
+	h_daemon_signal(&d, SIGKILL);
+	cr_assert_lt(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'"), n,
+	             "killed mid-run");
+	h_daemon_start(&d, dir, &m, "OPENAI_MAX_CONCURRENCY=4", "OPENAI_TPM_LIMIT=0",
+	               "OPENAI_STAGGER_SECONDS=0", NULL);
+	b = h_wait_for(&d, batch, h_batch_completed, 60000);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), n);
+	json_object_put(b);
+	/* Over HTTP: completed, and its output file holds each request once. */
+	{
+		char path[128];
+
+		snprintf(path, sizeof(path), "/v1/batches/%s", batch);
+		cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, out, sizeof(out)), 200);
+		cr_assert(strstr(out, "\"status\":\"completed\""), "%s", out);
+		snprintf(path, sizeof(path), "/v1/files/file-output-%s/content", batch);
+		cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, out, sizeof(out)), 200);
+	}
+	{
+		int lines = 0, seen[300] = {0}, k;
+		char *p = out, *q;
+
+		/* The body came chunked: take the lines by their custom_id. */
+		while ((q = strstr(p, "\"custom_id\":\"r"))) {
+			k = atoi(q + 14);
+			cr_assert(k >= 0 && k < n);
+			seen[k]++;
+			lines++;
+			p = q + 14;
+		}
+		cr_assert_eq(lines, n);
+		for (k = 0; k < n; k++)
+			cr_assert_eq(seen[k], 1, "r%d answered %d times", k, seen[k]);
+	}
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "results", batch, NULL), 0);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(batchapi, an_upload_that_stops_coming_is_cut_and_nothing_kept)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 16];
+	char dir[256], head[256], *body;
+	size_t len = form(100, 10, &body);
+	int fd, temps = 0;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, "LLMQ_CLIENT_TIMEOUT=2s", NULL);
+	fd = tcp_connect(d.http_port);
+	snprintf(head, sizeof(head),
+	         "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+	         form_type, len);
+	send_all(fd, head, strlen(head));
+	send_all(fd, body, len / 2);
+	read_all(fd, buf, sizeof(buf), 5000);
+	cr_assert(strncmp(buf, "HTTP/1.1 408", 12) == 0, "%s", buf);
+	cr_assert(strstr(buf, "nothing was kept"), "%s", buf);
+	close(fd);
+	cr_assert_eq(files_in(&d, &temps), 0);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM files"), 0);
+	free(body);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un sa = {0};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+Test(batchapi, one_user_cannot_hold_every_http_connection)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 16];
+	char dir[256], env[320], path[300];
+	int fds[4], fd, i;
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/http.sock", dir);
+	snprintf(env, sizeof(env), "LLMQ_HTTP_SOCKET=%s", path);
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, env, "LLMQ_HTTP_MAX_CONNECTIONS_PER_USER=3", NULL);
+	for (i = 0; i < 3; i++)
+		fds[i] = unix_connect(path);
+	/* The fourth of this uid is told why, and closed. */
+	fd = unix_connect(path);
+	read_all(fd, buf, sizeof(buf), 3000);
+	cr_assert(strncmp(buf, "HTTP/1.1 503", 12) == 0, "%s", buf);
+	cr_assert(strstr(buf, "too many connections from uid") && strstr(buf, "Retry-After: 1"),
+	          "%s", buf);
+	close(fd);
+	/* The held ones still work; TCP (anonymous here) is not this user's. */
+	send_all(fds[0], "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 53);
+	read_all(fds[0], buf, sizeof(buf), 3000);
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+	cr_assert_eq(http(d.http_port, "GET", "/healthz", NULL, "", 0, buf, sizeof(buf)), 200);
+	/* One closed: room for one more. */
+	close(fds[0]);
+	usleep(100000);
+	fd = unix_connect(path);
+	send_all(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 53);
+	read_all(fd, buf, sizeof(buf), 3000);
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+	close(fd);
+	for (i = 1; i < 3; i++)
+		close(fds[i]);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(batchapi, pipelined_requests_and_expect_continue)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 16];
+	char dir[256], head[256], *body, *p;
+	size_t len = form(3, 10, &body);
+	int fd, n = 0;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, NULL);
+	/* Three requests in one write: three answers, in order. */
+	fd = tcp_connect(d.http_port);
+	send_all(fd,
+	         "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+	         "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+	         "GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	         35 + 37 + 56);
+	read_all(fd, buf, sizeof(buf), 5000);
+	close(fd);
+	for (p = buf; (p = strstr(p, "HTTP/1.1 ")); p++)
+		n++;
+	cr_assert_eq(n, 3, "%s", buf);
+	p = strstr(buf, "HTTP/1.1 200");
+	cr_assert(p && strstr(p + 1, "HTTP/1.1 200") && strstr(buf, "HTTP/1.1 404"), "%s", buf);
+	cr_assert(strstr(buf, "\"ok\"") < strstr(buf, "\"list\""), "in order");
+
+	/* Expect: 100-continue: the server asks for the body, then answers. */
+	fd = tcp_connect(d.http_port);
+	snprintf(head, sizeof(head),
+	         "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	         "Expect: 100-continue\r\nConnection: close\r\n\r\n",
+	         form_type, len);
+	send_all(fd, head, strlen(head));
+	read_all(fd, buf, 26, 3000);
+	cr_assert(strncmp(buf, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0, "%s", buf);
+	send_all(fd, body, len);
+	read_all(fd, buf, sizeof(buf), 5000);
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+	cr_assert(strstr(buf, "\"purpose\":\"batch\""), "%s", buf);
+	close(fd);
+	free(body);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
