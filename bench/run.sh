@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs llmq's benchmarks and prints their figures. Takes about 20 minutes:
 # the gate runs measure the steady state after a first minute.
-#   bash bench/run.sh [drain|gate|http|mixed|hostile|all]
+#   bash bench/run.sh [drain|gate|http|mixed|hostile|upload|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
@@ -74,6 +74,28 @@ if [ "$what" = mixed ] || [ "$what" = all ]; then
 	# A batch and interactive calls on one rate-limited lane.
 	echo "== TPM 60k / RPM 600, 300 ms: a batch, and one interactive call every 2 s"
 	$b --mode gate --jobs 800 --latency-ms 300 --concurrency 32 --prompt-chars 200 --max-tokens 250 --tpm 60000 --rpm 600 --mock-tpm 60000 --mock-rpm 600 --warmup-s 60 --measure-s 120 --headroom 0.03 --interactive-every-ms 2000 2>/dev/null
+fi
+if [ "$what" = upload ] || [ "$what" = all ]; then
+	# The Batch API's way in: upload a JSONL file, create a batch on it.
+	t=$(mktemp -d /tmp/llmq-bench-upload-XXXXXX)
+	./build/tests/mock_upstream --latency-ms 20 >"$t/port" 2>/dev/null &
+	mock=$!
+	sleep 0.3
+	mp=$(cat "$t/port")
+	for chars in 100 3900; do
+		rm -f "$t/db"*
+		OPENAI_BASE_URL=http://127.0.0.1:$mp/v1 OPENAI_STAGGER_SECONDS=0 OPENAI_TPM_LIMIT=0 \
+			OPENAI_RPM_LIMIT=0 OPENAI_MAX_CONCURRENCY=16 LLMQ_HTTP_ADDR=127.0.0.1:0 LLMQ_CONFIG= \
+			./build/llmqd --socket "$t/s" --db "$t/db" 2>>"$t/log" &
+		daemon=$!
+		for _ in $(seq 50); do ./build/llmq --socket "$t/s" ping >/dev/null 2>&1 && break; sleep 0.1; done
+		hp=$(./build/llmq --socket "$t/s" ping --json | sed -n 's/.*"http": "\([^"]*\)".*/\1/p')
+		echo "== 50,000 lines of ~$((chars + 150)) bytes: POST /v1/files, then POST /v1/batches"
+		./build/bench/upload --http "$hp" --pid $daemon --lines 50000 --prompt-chars $chars
+		kill $daemon
+		wait $daemon 2>/dev/null || true
+	done
+	kill $mock
 fi
 if [ "$what" = hostile ] || [ "$what" = all ]; then
 	# Misbehaving clients and outside programs against one running llmqd.
