@@ -83,7 +83,7 @@ if [ "$what" = upload ] || [ "$what" = all ]; then
 	sleep 0.3
 	mp=$(cat "$t/port")
 	for chars in 100 3900; do
-		rm -f "$t/db"*
+		rm -rf "$t/db"*
 		OPENAI_BASE_URL=http://127.0.0.1:$mp/v1 OPENAI_STAGGER_SECONDS=0 OPENAI_TPM_LIMIT=0 \
 			OPENAI_RPM_LIMIT=0 OPENAI_MAX_CONCURRENCY=16 LLMQ_HTTP_ADDR=127.0.0.1:0 LLMQ_CONFIG= \
 			./build/llmqd --socket "$t/s" --db "$t/db" 2>>"$t/log" &

@@ -326,6 +326,12 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		         section);
 		goto fail;
 	}
+	if (section[5] == '~') {
+		/* The store marks the jobs of a batch still being stored with it. */
+		snprintf(st->err, st->errlen, "%s: [%s]: a lane's name cannot begin with '~'",
+		         cfg->config_file, section);
+		goto fail;
+	}
 	if (!st->lane || strcmp(st->section, section) != 0) {
 		st->lane = NULL;
 		for (i = 0; i < cfg->n_lanes; i++)

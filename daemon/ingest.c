@@ -21,6 +21,7 @@
 #define INGEST_KEEP_ERRORS 1000
 #define INGEST_LOCK_WAIT_MS 30000 /* how long a locked database may delay the answer */
 #define INGEST_LOCK_RETRY_MS 250
+#define INGEST_SLICE 1000 /* jobs stored per transaction, per turn of the loop */
 
 struct ingest_job {
 	int64_t line;
@@ -62,6 +63,13 @@ struct ingest {
 	char id[19];
 	struct event *retry;
 	int64_t lock_deadline; /* monotonic ms; 0 until the first refusal */
+	/* Stored in steps: how far, and the job ids of each slice. */
+	size_t stored, released;
+	struct {
+		int64_t first, last;
+	} slices[(LLMQ_MAX_BATCH_LINES + INGEST_SLICE - 1) / INGEST_SLICE];
+	int awaiting; /* the owner was told the answer will be late */
+	int answered; /* in_progress and answered: the rest of its slices are let go */
 };
 
 static void ingest_free(struct ingest *in)
@@ -331,35 +339,57 @@ static int admit(struct ingest *in, struct admission_verdict *v, int64_t *ret_to
 	return 0;
 }
 
-static int store_batch(struct ingest *in, const char *id, int64_t tokens)
+/*
+ * One step of storing the batch, in one transaction. A batch of one slice
+ * (INGEST_SLICE jobs) is stored in one step. A larger one is stored as
+ * validating, its jobs held, a slice a step, so that neither the database
+ * nor the loop is held for long, and nothing of it runs (nor survives a
+ * crash) until all of it is in; then its slices are let go a step each,
+ * the first making it in_progress. Returns 1 when there is more to do, 0
+ * when the batch is stored, or -errno (the step did not happen).
+ */
+static int store_step(struct ingest *in)
 {
 	struct store *st = in->d->store;
 	int64_t now = time_wall_ms();
+	int sliced = in->n_jobs > INGEST_SLICE;
 	struct store_batch b = {
-	    .id = id,
+	    .id = in->id,
 	    .created_at = now,
 	    .uid = submitter(in),
 	    .input_name = in->name,
 	    .window_ms = in->opts.window_ms,
 	    .total = (int64_t)in->n_jobs,
-	    .est_tokens = tokens,
+	    .est_tokens = in->tokens,
 	    .priority = in->opts.priority,
 	    .idempotency_key = in->key,
+	    .state = sliced ? "validating" : NULL,
 	    .endpoint = in->endpoint,
 	    .input_file_id = in->input_file_id,
 	    .metadata = in->metadata,
 	};
-	size_t i;
+	size_t i, end = in->stored + INGEST_SLICE, k = in->stored / INGEST_SLICE;
 	int r;
 
+	if (in->stored == in->n_jobs) {
+		k = in->released;
+		r = store_batch_release(st, in->id, in->slices[k].first, in->slices[k].last, k == 0);
+		if (r < 0)
+			return r;
+		in->released++;
+		return in->released * INGEST_SLICE < in->n_jobs ? 1 : 0;
+	}
+	if (end > in->n_jobs)
+		end = in->n_jobs;
 	r = store_tx_begin(st);
 	if (r < 0)
 		return r;
-	r = store_batch_insert(st, &b);
-	for (i = 0; i < in->n_jobs && r == 0; i++) {
+	if (in->stored == 0)
+		r = store_batch_insert(st, &b);
+	for (i = in->stored; i < end && r == 0; i++) {
 		struct ingest_job *j = &in->jobs[i];
 		struct store_job_new nj = {
-		    .batch_id = id,
+		    .batch_id = in->id,
 		    .line = j->line,
 		    .custom_id = j->custom_id,
 		    .url = j->url,
@@ -369,15 +399,38 @@ static int store_batch(struct ingest *in, const char *id, int64_t tokens)
 		    .body_len = j->body_len,
 		    .est_tokens = j->est,
 		    .priority = in->opts.priority,
+		    .held = sliced,
 		};
 
 		r = store_job_insert(st, &nj, now);
+		if (r == 0 && i == in->stored)
+			in->slices[k].first = store_last_insert_id(st);
 	}
-	if (r == 0)
+	if (r == 0) {
+		in->slices[k].last = store_last_insert_id(st);
 		r = store_tx_commit(st);
-	if (r < 0)
+	}
+	if (r < 0) {
 		store_tx_rollback(st);
-	return r;
+		return r;
+	}
+	in->stored = end;
+	return sliced ? 1 : 0;
+}
+
+/* A batch stored in part cannot be completed: what of it is stored goes. */
+static void store_undo(struct ingest *in)
+{
+	int r;
+
+	if (in->stored == 0 || in->n_jobs <= INGEST_SLICE || in->released > 0)
+		return;
+	r = store_batch_delete(in->d->store, in->id);
+	if (r < 0)
+		log_warn("batch %s: cannot delete its part stored so far (%s); llmqd deletes it at "
+		         "its next start",
+		         in->id, strerror(-r));
+	in->stored = 0;
 }
 
 /* Where a dry run's lines would go: per lane, its jobs, tokens and models. */
@@ -457,18 +510,45 @@ static int reply_if_repeat(struct ingest *in)
 	return 1;
 }
 
+/*
+ * After the answer: the batch is in_progress with its first slice running;
+ * its other slices are let go a step a turn. Nobody waits for this.
+ */
+static void release_rest(struct ingest *in)
+{
+	struct timeval tv = {0, INGEST_LOCK_RETRY_MS * 1000}, next = {0, 0};
+	int r = store_step(in);
+
+	if (r == -EBUSY && !in->lock_deadline)
+		in->lock_deadline = time_mono_ms() + INGEST_LOCK_WAIT_MS;
+	if ((r == 1 || (r == -EBUSY && time_mono_ms() < in->lock_deadline)) &&
+	    evtimer_add(in->retry, r == 1 ? &next : &tv) == 0)
+		return;
+	if (r != 0)
+		log_warn("batch %s: %zu of its jobs cannot be let go now (%s); llmqd lets them go at "
+		         "its next start",
+		         in->id, in->n_jobs - in->released * INGEST_SLICE,
+		         strerror(r < 0 ? -r : ENOMEM));
+	ingest_free(in);
+}
+
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-	store_and_reply(arg);
+	struct ingest *in = arg;
+
+	if (in->answered)
+		release_rest(in);
+	else
+		store_and_reply(in);
 }
 
 static void on_gone(void *ud)
 {
 	struct ingest *in = ud;
 
-	log_info("submit from uid %d: the client left while the database was locked; nothing "
-	         "stored",
-	         (int)in->uid);
+	log_info("submit from uid %d: the client left before its batch was stored%s",
+	         (int)in->uid, in->released ? " (it was, and runs)" : "; nothing stored");
+	store_undo(in);
 	ingest_free(in);
 }
 
@@ -480,25 +560,41 @@ static void on_gone(void *ud)
  */
 static void store_and_reply(struct ingest *in)
 {
-	struct timeval tv = {0, INGEST_LOCK_RETRY_MS * 1000};
+	struct timeval tv = {0, INGEST_LOCK_RETRY_MS * 1000}, next = {0, 0};
 	int64_t now = time_mono_ms();
 	json_object *o;
 	int r = 0;
 
 	if (!in->opts.dry_run) {
-		r = store_batch(in, in->id, in->tokens);
-		if (r == -EBUSY) {
-			if (!in->lock_deadline)
-				in->lock_deadline = now + INGEST_LOCK_WAIT_MS;
-			if (now < in->lock_deadline &&
-			    (in->retry || (in->retry = evtimer_new(in->d->base, retry_cb, in))) &&
-			    evtimer_add(in->retry, &tv) == 0) {
-				in->owner->await(in->owner_ud, on_gone, in);
-				return;
-			}
+		r = store_step(in);
+		if (r == -EBUSY && !in->lock_deadline)
+			in->lock_deadline = now + INGEST_LOCK_WAIT_MS;
+		if (r == 1 && in->released == 1 && in->retry) {
+			in->answered = 1; /* in_progress now: answer, and let the rest go after */
+			r = 0;
 		}
-		if (in->lock_deadline)
+		if ((r == 1 || (r == -EBUSY && now < in->lock_deadline)) &&
+		    (in->retry || (in->retry = evtimer_new(in->d->base, retry_cb, in))) &&
+		    evtimer_add(in->retry, r == 1 ? &next : &tv) == 0) {
+			if (!in->awaiting)
+				in->owner->await(in->owner_ud, on_gone, in);
+			in->awaiting = 1;
+			return; /* the next step, or the same again, on a later turn */
+		}
+		if (r == 1)
+			r = -ENOMEM; /* no timer: give up */
+		if (in->awaiting)
 			in->owner->await_end(in->owner_ud);
+		in->awaiting = 0;
+		if (r < 0 && in->released == 0)
+			store_undo(in);
+		if (r < 0 && in->released > 0) {
+			/* Stored and running; the rest is let go at the next start. */
+			log_warn("batch %s: stored, but some of its jobs wait for llmqd's next start: "
+			         "%s",
+			         in->id, strerror(-r));
+			r = 0;
+		}
 		/* The same key stored meanwhile by a concurrent repeat. */
 		if (r == -EEXIST && reply_if_repeat(in) == 1)
 			goto out;
@@ -535,6 +631,11 @@ static void store_and_reply(struct ingest *in)
 		}
 	}
 	reply(in, o);
+	if (in->answered) {
+		if (evtimer_add(in->retry, &next) == 0)
+			return; /* release_rest() */
+		in->answered = 0;
+	}
 out:
 	ingest_free(in);
 }

@@ -53,6 +53,11 @@ enum stmt_id {
 	S_BATCH_LIST,
 	S_BATCH_PAGE,
 	S_FILE_INSERT,
+	S_RECOVER_LOADING,
+	S_RECOVER_HELD,
+	S_BATCH_RELEASE_JOBS,
+	S_BATCH_RELEASE,
+	S_BATCH_DELETE,
 	S_FILE_GET,
 	S_FILE_LIST,
 	S_FILE_DELETE,
@@ -148,6 +153,13 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_JOB_INSERT] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, body, "
                      "est_tokens, updated_at, priority) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [S_RECOVER_LOADING] = "DELETE FROM batches WHERE state = 'validating'",
+    [S_RECOVER_HELD] = "UPDATE jobs SET lane = substr(lane, 2) WHERE lane GLOB '~*'",
+    [S_BATCH_RELEASE_JOBS] = "UPDATE jobs SET lane = substr(lane, 2) WHERE id BETWEEN ?2 AND ?3 "
+                             "AND batch_id = ?1 AND lane GLOB '~*'",
+    [S_BATCH_RELEASE] = "UPDATE batches SET state = 'in_progress' WHERE id = ?1 "
+                        "AND state = 'validating'",
+    [S_BATCH_DELETE] = "DELETE FROM batches WHERE id = ?1",
     [S_NEXT_PRIORITY] = "SELECT priority FROM jobs WHERE state = 'queued' AND lane = ?1 "
                         "AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
     [S_NEXT_READY] =
@@ -569,6 +581,16 @@ int store_recover(struct store *s, int64_t now, int64_t *ret_requeued)
 		sqlite3_bind_int64(st, 1, now);
 		r = run(s, st, &n);
 	}
+	/* Batches a crash caught while they were being stored: never started. */
+	if (r == 0)
+		r = prep(s, S_RECOVER_LOADING, &st);
+	if (r == 0)
+		r = run(s, st, NULL);
+	/* ... and the jobs of a stored batch that were still to be let go. */
+	if (r == 0)
+		r = prep(s, S_RECOVER_HELD, &st);
+	if (r == 0)
+		r = run(s, st, NULL);
 	if (r == 0)
 		r = store_tx_commit(s);
 	if (r < 0) {
@@ -677,16 +699,18 @@ int store_batch_by_key(struct store *s, int64_t uid, const char *key, char id[st
 int store_job_insert(struct store *s, const struct store_job_new *j, int64_t now)
 {
 	sqlite3_stmt *st = NULL;
+	char held[80];
 	int r = prep(s, S_JOB_INSERT, &st);
 
 	if (r < 0)
 		return r;
+	snprintf(held, sizeof(held), "~%s", j->lane);
 	bind_text(st, 1, j->batch_id);
 	sqlite3_bind_int64(st, 2, j->line);
 	bind_text(st, 3, j->custom_id);
 	bind_text(st, 4, j->url);
 	bind_text(st, 5, j->model);
-	bind_text(st, 6, j->lane);
+	bind_text(st, 6, j->held ? held : j->lane);
 	sqlite3_bind_text64(st, 7, j->body, j->body_len, SQLITE_STATIC, SQLITE_UTF8);
 	sqlite3_bind_int64(st, 8, j->est_tokens);
 	sqlite3_bind_int64(st, 9, now);
@@ -954,6 +978,44 @@ static int tx_end(struct store *s, int own, int r)
 	if (r < 0)
 		store_tx_rollback(s);
 	return r;
+}
+
+int store_batch_release(struct store *s, const char *id, int64_t first, int64_t last, int start)
+{
+	sqlite3_stmt *st = NULL;
+	int r, own;
+
+	TX_BEGIN(s, own);
+	r = start ? prep(s, S_BATCH_RELEASE, &st) : 0;
+	if (r == 0 && start) {
+		bind_text(st, 1, id);
+		r = run(s, st, NULL);
+	}
+	if (r == 0)
+		r = prep(s, S_BATCH_RELEASE_JOBS, &st);
+	if (r == 0) {
+		bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, first);
+		sqlite3_bind_int64(st, 3, last);
+		r = run(s, st, NULL);
+	}
+	return tx_end(s, own, r);
+}
+
+int64_t store_last_insert_id(struct store *s)
+{
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+int store_batch_delete(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_BATCH_DELETE, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	return run(s, st, NULL);
 }
 
 int store_job_start(struct store *s, const struct store_job *j, const char *lane, int64_t now,

@@ -54,6 +54,11 @@ struct store_job_new {
 	size_t body_len;
 	int64_t est_tokens;
 	int64_t priority;
+	/*
+	 * Not to run until store_batch_release(): stored under lane "~" + lane,
+	 * a lane no query of a lane's jobs finds.
+	 */
+	int held;
 };
 
 /* One try of an interactive call (the HTTP face), as the calls table keeps it. */
@@ -164,6 +169,18 @@ int store_batch_insert(struct store *s, const struct store_batch *b);
 int store_batch_by_key(struct store *s, int64_t uid, const char *key, char id[static 19],
                        int64_t *ret_total);
 int store_job_insert(struct store *s, const struct store_job_new *j, int64_t now);
+/* The rowid of the last row inserted (a job's id after store_job_insert). */
+int64_t store_last_insert_id(struct store *s);
+/*
+ * A batch stored in several transactions (state validating, its jobs held)
+ * is complete: its held jobs with ids first..last may run; start makes the
+ * batch in_progress (with its first range: while any job is held the batch
+ * cannot complete). One transaction. store_recover() deletes a validating
+ * batch a crash left, and lets go the held jobs of an in_progress one.
+ */
+int store_batch_release(struct store *s, const char *id, int64_t first, int64_t last, int start);
+/* The batch and its jobs (a validating batch that could not be completed). */
+int store_batch_delete(struct store *s, const char *id);
 int store_call_insert(struct store *s, const struct store_call *c);
 /* How many batches are in each of states[0..n-1]. */
 int store_batch_states(struct store *s, const char *const *states, int n, int64_t *ret);

@@ -15,9 +15,15 @@ CREATE TABLE files (
 );
 CREATE INDEX files_owner ON files (owner_uid, created_at);
 
--- batches gains the state 'failed' (an input file that did not validate:
--- nothing ran, errors says why), which takes rebuilding the table; the
--- views and the index that name it are made again after it.
+-- batches gains two states, which takes rebuilding the table (the views
+-- and the index that name it are made again after it):
+--   'validating': being stored, in several transactions so that a large
+--       batch does not hold the database; until the last one is in, its
+--       jobs wait under their lane's name prefixed with '~' (no lane's
+--       queries see them), then are let go a slice at a time, the first
+--       making the batch in_progress. A crash before that deletes it.
+--   'failed': an input file that did not validate; nothing ran, errors
+--       says why.
 DROP VIEW batch_summary;
 DROP VIEW traffic;
 DROP INDEX batches_idempotency;
@@ -29,8 +35,8 @@ CREATE TABLE batches_new (
 	input_name     TEXT,                       -- file name the client submitted
 	window_ms      INTEGER NOT NULL,           -- completion window
 	state          TEXT NOT NULL DEFAULT 'in_progress'
-	               CHECK (state IN ('in_progress', 'cancelling', 'completed', 'cancelled',
-	                                'failed')),
+	               CHECK (state IN ('validating', 'in_progress', 'cancelling', 'completed',
+	                                'cancelled', 'failed')),
 	total          INTEGER NOT NULL,           -- number of jobs
 	est_tokens     INTEGER NOT NULL,           -- sum of the jobs' estimates
 	finished_at    INTEGER,

@@ -198,9 +198,14 @@ Test(http, bad_requests_get_openai_errors_without_an_upstream_call, .timeout = 6
 	cr_assert_eq(r->status, 405);
 	error_code_of(r);
 	free(r);
-	r = call(&d, "POST", "/v1/files", "{}");
+	r = call(&d, "POST", "/v1/fine_tuning/jobs", "{}");
 	cr_assert_eq(r->status, 404);
 	cr_assert_str_eq(error_code_of(r), "unknown_url");
+	free(r);
+	/* An upload must be a form. */
+	r = call(&d, "POST", "/v1/files", "{}");
+	cr_assert_eq(r->status, 400);
+	cr_assert(strstr(r->body, "multipart/form-data"), "%s", r->body);
 	free(r);
 	/* Past the 8 MiB body limit: refused, the daemon unaffected. */
 	big = malloc(n + 1);
