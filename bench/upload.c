@@ -171,10 +171,17 @@ int main(int argc, char **argv)
 			*colon = '\0';
 			port = atoi(colon + 1);
 			break;
-		case 'p': pid = atoi(optarg); break;
-		case 'n': lines = atoi(optarg); break;
-		case 'c': prompt_chars = atoi(optarg); break;
-		default: return 2;
+		case 'p':
+			pid = atoi(optarg);
+			break;
+		case 'n':
+			lines = atoi(optarg);
+			break;
+		case 'c':
+			prompt_chars = atoi(optarg);
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (!port || !pid) {
@@ -194,11 +201,12 @@ int main(int argc, char **argv)
 	                        " name=\"file\"; filename=\"big.jsonl\"\r\n"
 	                        "Content-Type: application/octet-stream\r\n\r\n");
 	for (i = 0; i < lines; i++)
-		len += (size_t)snprintf(form + len, cap - len,
-		                        "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
-		                        "completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":"
-		                        "[{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":50}}\n",
-		                        i, prompt);
+		len += (size_t)snprintf(
+		    form + len, cap - len,
+		    "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
+		    "completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":"
+		    "[{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":50}}\n",
+		    i, prompt);
 	len += (size_t)snprintf(form + len, cap - len, "\r\n--" BOUNDARY "--\r\n");
 
 	rss0 = status_kib("VmRSS:");

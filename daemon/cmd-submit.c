@@ -34,6 +34,7 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 		return cmd_error(ctx, ERR_BAD_REQUEST, "submit is only taken on the socket");
 	if (health_db(ctx->d, why, sizeof(why), &refuse_db) && refuse_db)
 		return refuse(ctx, ERR_STORAGE, why);
+	opts.source_fd = -1; /* the lines come over the socket */
 	opts.lines = cmd_get_int(ctx->req, "lines", -1);
 	opts.name = cmd_get_string(ctx->req, "name");
 	opts.window_ms = DEFAULT_WINDOW_MS;

@@ -547,10 +547,11 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		cfg->http_max_connections_per_user = atoi(v);
 		if (cfg->http_max_connections_per_user < 1 ||
 		    cfg->http_max_connections_per_user > 65536) {
-			snprintf(err, errlen,
-			         "environment: LLMQ_HTTP_MAX_CONNECTIONS_PER_USER = \"%s\": expected "
-			         "1..65536",
-			         v);
+			snprintf(
+			    err, errlen,
+			    "environment: LLMQ_HTTP_MAX_CONNECTIONS_PER_USER = \"%s\": expected "
+			    "1..65536",
+			    v);
 			return -EINVAL;
 		}
 	}

@@ -62,8 +62,8 @@ struct config {
 	int max_connections_per_user; /* the rest stay for the other users */
 	int http_max_connections;     /* the HTTP face's, all users */
 	int http_max_connections_per_user;
-	int64_t client_timeout_ms;    /* a whole request, a submit's lines, a stuck answer */
-	int64_t db_max_bytes;         /* 0: no cap; past it writes fail as on a full disk */
+	int64_t client_timeout_ms; /* a whole request, a submit's lines, a stuck answer */
+	int64_t db_max_bytes;      /* 0: no cap; past it writes fail as on a full disk */
 	int log_level;
 	struct lane_config lanes[CONFIG_MAX_LANES];
 	int n_lanes;

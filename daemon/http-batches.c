@@ -43,6 +43,7 @@ struct load {
 	int fd;
 	struct evbuffer *pending; /* read, not yet a whole line */
 	int skipping;             /* in a line past LLMQ_MAX_LINE: dropped to its end */
+	int64_t offset;           /* in the file, of what pending holds first */
 	struct event *next;
 	int64_t uid;
 	int64_t window_ms;
@@ -189,7 +190,7 @@ static void store_failed(struct llmqd *d, struct hreq *req, const char *what, in
 static void reply_batch(struct llmqd *d, struct hreq *req, const char *id)
 {
 	json_object *b = NULL;
-	int r = store_batch_get(d->store, id, &b);
+	int r = store_batch_brief(d->store, id, &b);
 
 	if (r < 0) {
 		store_failed(d, req, "read the batch", r);
@@ -204,7 +205,7 @@ static int owned_batch(struct llmqd *d, const char *id, int64_t uid, json_object
 {
 	json_object *b = NULL, *v;
 	int64_t owner;
-	int r = store_batch_get(d->store, id, &b);
+	int r = store_batch_brief(d->store, id, &b);
 
 	if (r < 0)
 		return r;
@@ -373,44 +374,47 @@ static const struct ingest_owner http_owner = {
     .await_end = owner_await_end,
 };
 
+/* Give the ingest the first len bytes of pending as a line, and drop them (and skip more). */
+static void take(struct load *l, size_t len, size_t skip, int too_long)
+{
+	char *line = too_long ? "" : (char *)evbuffer_pullup(l->pending, (ev_ssize_t)(len + skip));
+
+	if (!too_long && len && line[len - 1] == '\r')
+		len--;
+	ingest_line_at(l->in, line, too_long ? 0 : len, too_long, l->offset);
+}
+
 /* Whole lines out of l->pending, into the ingest. */
 static void take_lines(struct load *l, int eof)
 {
 	struct evbuffer_ptr p;
 	size_t len;
-	char *line;
 
 	for (;;) {
 		p = evbuffer_search(l->pending, "\n", 1, NULL);
-		if (p.pos < 0) {
-			len = evbuffer_get_length(l->pending);
-			if (!l->skipping && len > LLMQ_MAX_LINE) {
-				ingest_line(l->in, "", 0, 1);
-				l->skipping = 1;
-			}
-			if (l->skipping) {
+		len = p.pos < 0 ? evbuffer_get_length(l->pending) : (size_t)p.pos;
+		if (p.pos < 0 && !l->skipping && len > LLMQ_MAX_LINE) {
+			take(l, 0, 0, 1);
+			l->skipping = 1;
+		}
+		if (p.pos < 0 && (l->skipping || !eof || len == 0)) {
+			if (l->skipping) { /* the rest of a line too long, dropped as it comes */
 				evbuffer_drain(l->pending, len);
-				if (eof)
-					l->skipping = 0;
-				return;
+				l->offset += (int64_t)len;
 			}
-			if (!eof || len == 0)
-				return;
-			line = (char *)evbuffer_pullup(l->pending, -1);
-			ingest_line(l->in, line, len, 0);
-			evbuffer_drain(l->pending, len);
 			return;
 		}
-		len = (size_t)p.pos;
-		if (l->skipping) {
+		if (l->skipping)
 			l->skipping = 0;
-		} else if (len > LLMQ_MAX_LINE) {
-			ingest_line(l->in, "", 0, 1);
-		} else {
-			line = (char *)evbuffer_pullup(l->pending, (ev_ssize_t)len + 1);
-			ingest_line(l->in, line, len && line[len - 1] == '\r' ? len - 1 : len, 0);
-		}
-		evbuffer_drain(l->pending, len + 1);
+		else if (len > LLMQ_MAX_LINE)
+			take(l, 0, 0, 1);
+		else
+			take(l, len, p.pos < 0 ? 0 : 1, 0);
+		len += p.pos < 0 ? 0 : 1;
+		evbuffer_drain(l->pending, len);
+		l->offset += (int64_t)len;
+		if (p.pos < 0)
+			return;
 	}
 }
 
@@ -577,6 +581,7 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 	opts.input_file_id = l->file_id;
 	opts.metadata = l->metadata;
 	opts.lines = -1;
+	opts.source_fd = l->fd;
 	l->in = ingest_new(d, &opts, uid, &http_owner, l);
 	if (!l->in)
 		goto oom;

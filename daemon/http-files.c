@@ -22,6 +22,7 @@
 #include "upload.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #define DOWNLOAD_HIGH (256 * 1024) /* unsent bytes past which the download waits */
 #define RESULTS_PAGE 256
 #define FILES_LIST_MAX 10000
+#define UPLOAD_FLUSH (8 << 20)
 
 struct upload_ctx {
 	struct llmqd *d;
@@ -38,6 +40,7 @@ struct upload_ctx {
 	int64_t uid;
 	int fd;
 	char tmp[64];
+	int64_t written, flushed; /* bytes written; of them, handed to writeback */
 	struct upload form;
 };
 
@@ -131,6 +134,16 @@ static int upload_write(void *ud, const char *p, size_t len)
 			return -errno;
 		p += n;
 		len -= (size_t)n;
+		u->written += n;
+	}
+	/*
+	 * Start writing back what has come so far, without waiting for it, so
+	 * that the fsync once the file is whole waits for its tail only, not
+	 * for 200 MB (the loop does not wait for the disk meanwhile).
+	 */
+	if (u->written - u->flushed >= UPLOAD_FLUSH) {
+		sync_file_range(u->fd, u->flushed, u->written - u->flushed, SYNC_FILE_RANGE_WRITE);
+		u->flushed = u->written;
 	}
 	return 0;
 }
@@ -277,7 +290,7 @@ static int made_file_batch(struct llmqd *d, const char *batch, int64_t uid, json
 {
 	json_object *b = NULL, *v;
 	int64_t owner;
-	int r = store_batch_get(d->store, batch, &b);
+	int r = store_batch_brief(d->store, batch, &b);
 
 	if (r < 0)
 		return r;

@@ -34,14 +34,13 @@ int http_caller(struct http *h, struct hreq *req, int64_t *ret_uid);
 int http_connections(const struct http *h);
 
 /* Answer in OpenAI's error shape {"error": {"message", "type", "param", "code"}}. */
-void http_error(struct hreq *req, int status, const char *type, const char *code,
-                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void http_error(struct hreq *req, int status, const char *type, const char *code, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
 /* Answer with a JSON object (taken). */
 void http_json(struct hreq *req, int status, json_object *o);
 
 /* The proxied routes (http-proxy.c): body is the request's, whole. */
-void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path,
-                       struct evbuffer *body);
+void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, struct evbuffer *body);
 /* Whether a caller (uid, -1 anonymous) may see what owner has. */
 int http_owns(int64_t caller, int64_t owner);
 /* 401: this listener wants a token. */

@@ -14,6 +14,8 @@
 #include "timeutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +23,23 @@
 #define INGEST_KEEP_ERRORS 1000
 #define INGEST_LOCK_WAIT_MS 30000 /* how long a locked database may delay the answer */
 #define INGEST_LOCK_RETRY_MS 250
-#define INGEST_SLICE 1000 /* jobs stored per transaction, per turn of the loop */
+/* Stored per transaction, per turn of the loop: so many jobs, or so many bytes of bodies. */
+#define INGEST_SLICE 1000
+#define INGEST_SLICE_BYTES (4u << 20)
+#define INGEST_MAX_SLICES                                                                          \
+	(LLMQ_MAX_BATCH_LINES / INGEST_SLICE + LLMQ_MAX_BATCH_BYTES / INGEST_SLICE_BYTES + 2)
+/* Bodies kept in memory per batch from a file; past it, they are read again when stored. */
+#define INGEST_KEEP_BYTES (32u << 20)
 
 struct ingest_job {
 	int64_t line;
 	char *custom_id;
 	char *url;
 	char *model;
-	char *body;
+	char *body; /* NULL: read again from the source file when stored */
 	size_t body_len;
+	int64_t offset; /* of the line in the source file */
+	size_t line_len;
 	int64_t est;
 	const struct lane_config *lane;
 };
@@ -64,12 +74,15 @@ struct ingest {
 	struct event *retry;
 	int64_t lock_deadline; /* monotonic ms; 0 until the first refusal */
 	/* Stored in steps: how far, and the job ids of each slice. */
-	size_t stored, released;
+	size_t stored, released, n_slices;
+	int sliced; /* more than one slice: stored as validating, its jobs held */
 	struct {
 		int64_t first, last;
-	} slices[(LLMQ_MAX_BATCH_LINES + INGEST_SLICE - 1) / INGEST_SLICE];
-	int awaiting; /* the owner was told the answer will be late */
-	int answered; /* in_progress and answered: the rest of its slices are let go */
+	} slices[INGEST_MAX_SLICES];
+	int awaiting;  /* the owner was told the answer will be late */
+	int answered;  /* in_progress and answered: the rest of its slices are let go */
+	int source_fd; /* the file the lines come from, or -1 */
+	uint64_t kept; /* bytes of bodies kept in memory */
 };
 
 static void ingest_free(struct ingest *in)
@@ -93,6 +106,8 @@ static void ingest_free(struct ingest *in)
 	free(in->endpoint);
 	free(in->input_file_id);
 	free(in->metadata);
+	if (in->source_fd >= 0)
+		close(in->source_fd);
 	if (in->retry)
 		event_free(in->retry);
 	in->d->ingests--;
@@ -132,7 +147,7 @@ static int is_blank(const char *s, size_t len)
 	return 1;
 }
 
-static int take_line(struct ingest *in, const char *line, size_t len, int too_long)
+static int take_line(struct ingest *in, const char *line, size_t len, int too_long, int64_t offset)
 {
 	struct proto_input pi = {0};
 	struct ingest_job *j;
@@ -153,6 +168,7 @@ static int take_line(struct ingest *in, const char *line, size_t len, int too_lo
 	if (in->line_no == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
 		line += 3;
 		len -= 3;
+		offset += 3;
 	}
 	if (is_blank(line, len))
 		return 0;
@@ -190,12 +206,51 @@ static int take_line(struct ingest *in, const char *line, size_t len, int too_lo
 	j->custom_id = strdup(pi.custom_id);
 	j->url = strdup(pi.url);
 	j->model = strdup(pi.model);
-	j->body = body ? strndup(body, blen) : NULL;
+	j->offset = offset;
+	j->line_len = len;
 	j->body_len = blen;
+	/* From a file, past the budget, the body is read again when it is stored. */
+	if (!body || in->source_fd < 0 || offset < 0 || in->kept + blen <= INGEST_KEEP_BYTES) {
+		j->body = body ? strndup(body, blen) : NULL;
+		in->kept += blen;
+	}
 	in->n_jobs++; /* counted even if a copy failed, so ingest_free frees it */
 	proto_input_clear(&pi);
-	if (!j->custom_id || !j->url || !j->model || !j->body)
+	if (!j->custom_id || !j->url || !j->model || (!j->body && j->offset < 0))
 		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * The body of a job whose line is in the source file: read and parsed
+ * again, as take_line() did. *ret (to free) holds the whole line; the body
+ * is *ret_body, *ret_len bytes (owned by *ret_obj, to put).
+ */
+static int reread_body(struct ingest *in, const struct ingest_job *j, char **ret,
+                       json_object **ret_obj, const char **ret_body, size_t *ret_len)
+{
+	struct proto_input pi = {0};
+	char *line = malloc(j->line_len + 1), err[256];
+	ssize_t n;
+	int r;
+
+	if (!line)
+		return -ENOMEM;
+	n = pread(in->source_fd, line, j->line_len, (off_t)j->offset);
+	if (n != (ssize_t)j->line_len) {
+		free(line);
+		return n < 0 ? -errno : -EIO;
+	}
+	line[n] = '\0';
+	r = proto_parse_input(line, j->line_len, &pi, err, sizeof(err));
+	if (r < 0) {
+		free(line);
+		return r == -ENOMEM ? r : -EIO; /* the file changed under us */
+	}
+	*ret_body = json_object_to_json_string_length(pi.body, JSON_C_TO_STRING_PLAIN, ret_len);
+	*ret_obj = json_object_get(pi.body);
+	proto_input_clear(&pi);
+	*ret = line;
 	return 0;
 }
 
@@ -203,15 +258,20 @@ static int take_line(struct ingest *in, const char *line, size_t len, int too_lo
  * Keeps reading to the end of the batch even when a line could not be kept,
  * so the client gets an answer saying so instead of a dropped connection.
  */
-void ingest_line(struct ingest *in, const char *line, size_t len, int too_long)
+void ingest_line_at(struct ingest *in, const char *line, size_t len, int too_long, int64_t offset)
 {
 	int r;
 
 	if (in->failed)
 		return;
-	r = take_line(in, line, len, too_long);
+	r = take_line(in, line, len, too_long, offset);
 	if (r < 0)
 		in->failed = r;
+}
+
+void ingest_line(struct ingest *in, const char *line, size_t len, int too_long)
+{
+	ingest_line_at(in, line, len, too_long, -1);
 }
 
 static int on_line(void *ud, const char *line, size_t len, int too_long)
@@ -352,7 +412,7 @@ static int store_step(struct ingest *in)
 {
 	struct store *st = in->d->store;
 	int64_t now = time_wall_ms();
-	int sliced = in->n_jobs > INGEST_SLICE;
+	int sliced;
 	struct store_batch b = {
 	    .id = in->id,
 	    .created_at = now,
@@ -363,31 +423,49 @@ static int store_step(struct ingest *in)
 	    .est_tokens = in->tokens,
 	    .priority = in->opts.priority,
 	    .idempotency_key = in->key,
-	    .state = sliced ? "validating" : NULL,
 	    .endpoint = in->endpoint,
 	    .input_file_id = in->input_file_id,
 	    .metadata = in->metadata,
 	};
-	size_t i, end = in->stored + INGEST_SLICE, k = in->stored / INGEST_SLICE;
+	size_t i, k = in->n_slices;
+	uint64_t bytes = 0;
 	int r;
 
+	if (in->stored == 0) {
+		for (i = 0; i < in->n_jobs; i++)
+			bytes += in->jobs[i].body_len;
+		in->sliced = in->n_jobs > INGEST_SLICE || bytes > INGEST_SLICE_BYTES;
+		bytes = 0;
+	}
+	sliced = in->sliced;
+	b.state = sliced ? "validating" : NULL;
 	if (in->stored == in->n_jobs) {
 		k = in->released;
-		r = store_batch_release(st, in->id, in->slices[k].first, in->slices[k].last, k == 0);
+		r = store_batch_release(st, in->id, in->slices[k].first, in->slices[k].last,
+		                        k == 0);
 		if (r < 0)
 			return r;
 		in->released++;
-		return in->released * INGEST_SLICE < in->n_jobs ? 1 : 0;
+		return in->released < in->n_slices ? 1 : 0;
 	}
-	if (end > in->n_jobs)
-		end = in->n_jobs;
 	r = store_tx_begin(st);
 	if (r < 0)
 		return r;
 	if (in->stored == 0)
 		r = store_batch_insert(st, &b);
-	for (i = in->stored; i < end && r == 0; i++) {
+	for (i = in->stored; i < in->n_jobs && i - in->stored < INGEST_SLICE &&
+	                     bytes < INGEST_SLICE_BYTES && r == 0;
+	     i++) {
 		struct ingest_job *j = &in->jobs[i];
+		json_object *obj = NULL;
+		char *line = NULL;
+		const char *body = j->body;
+		size_t blen = j->body_len;
+
+		if (!body)
+			r = reread_body(in, j, &line, &obj, &body, &blen);
+		if (r < 0)
+			break;
 		struct store_job_new nj = {
 		    .batch_id = in->id,
 		    .line = j->line,
@@ -395,14 +473,17 @@ static int store_step(struct ingest *in)
 		    .url = j->url,
 		    .model = j->model,
 		    .lane = j->lane->name,
-		    .body = j->body,
-		    .body_len = j->body_len,
+		    .body = body,
+		    .body_len = blen,
 		    .est_tokens = j->est,
 		    .priority = in->opts.priority,
 		    .held = sliced,
 		};
 
 		r = store_job_insert(st, &nj, now);
+		bytes += blen;
+		json_object_put(obj);
+		free(line);
 		if (r == 0 && i == in->stored)
 			in->slices[k].first = store_last_insert_id(st);
 	}
@@ -414,7 +495,8 @@ static int store_step(struct ingest *in)
 		store_tx_rollback(st);
 		return r;
 	}
-	in->stored = end;
+	in->stored = i;
+	in->n_slices++;
 	return sliced ? 1 : 0;
 }
 
@@ -423,7 +505,7 @@ static void store_undo(struct ingest *in)
 {
 	int r;
 
-	if (in->stored == 0 || in->n_jobs <= INGEST_SLICE || in->released > 0)
+	if (in->stored == 0 || !in->sliced || in->released > 0)
 		return;
 	r = store_batch_delete(in->d->store, in->id);
 	if (r < 0)
@@ -525,10 +607,9 @@ static void release_rest(struct ingest *in)
 	    evtimer_add(in->retry, r == 1 ? &next : &tv) == 0)
 		return;
 	if (r != 0)
-		log_warn("batch %s: %zu of its jobs cannot be let go now (%s); llmqd lets them go at "
-		         "its next start",
-		         in->id, in->n_jobs - in->released * INGEST_SLICE,
-		         strerror(r < 0 ? -r : ENOMEM));
+		log_warn("batch %s: %zu slices of its jobs cannot be let go now (%s); llmqd lets "
+		         "them go at its next start",
+		         in->id, in->n_slices - in->released, strerror(r < 0 ? -r : ENOMEM));
 	ingest_free(in);
 }
 
@@ -546,8 +627,8 @@ static void on_gone(void *ud)
 {
 	struct ingest *in = ud;
 
-	log_info("submit from uid %d: the client left before its batch was stored%s",
-	         (int)in->uid, in->released ? " (it was, and runs)" : "; nothing stored");
+	log_info("submit from uid %d: the client left before its batch was stored%s", (int)in->uid,
+	         in->released ? " (it was, and runs)" : "; nothing stored");
 	store_undo(in);
 	ingest_free(in);
 }
@@ -590,9 +671,10 @@ static void store_and_reply(struct ingest *in)
 			store_undo(in);
 		if (r < 0 && in->released > 0) {
 			/* Stored and running; the rest is let go at the next start. */
-			log_warn("batch %s: stored, but some of its jobs wait for llmqd's next start: "
-			         "%s",
-			         in->id, strerror(-r));
+			log_warn(
+			    "batch %s: stored, but some of its jobs wait for llmqd's next start: "
+			    "%s",
+			    in->id, strerror(-r));
 			r = 0;
 		}
 		/* The same key stored meanwhile by a concurrent repeat. */
@@ -756,6 +838,7 @@ struct ingest *ingest_new(struct llmqd *d, const struct ingest_opts *opts, int64
 	in->input_file_id = dup_opt(opts->input_file_id, &failed);
 	in->metadata = dup_opt(opts->metadata, &failed);
 	in->d = d;
+	in->source_fd = -1;
 	d->ingests++;
 	if (!in->errors || failed) {
 		ingest_free(in);
@@ -764,6 +847,13 @@ struct ingest *ingest_new(struct llmqd *d, const struct ingest_opts *opts, int64
 	in->owner = owner;
 	in->owner_ud = owner_ud;
 	in->uid = uid;
+	if (opts->source_fd >= 0) {
+		in->source_fd = fcntl(opts->source_fd, F_DUPFD_CLOEXEC, 3);
+		if (in->source_fd < 0) {
+			ingest_free(in);
+			return NULL;
+		}
+	}
 	in->opts = *opts;
 	in->opts.name = in->name;
 	in->opts.idempotency_key = in->key;

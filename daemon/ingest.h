@@ -25,6 +25,12 @@ struct ingest_opts {
 	const char *endpoint;      /* every line must go to this URL */
 	const char *input_file_id; /* the uploaded file the lines come from */
 	const char *metadata;      /* JSON object, kept with the batch */
+	/*
+	 * The file the lines come from (ingest_line_at() gives their offsets),
+	 * or -1: then every body is kept in memory until stored; from a file,
+	 * only the first INGEST_KEEP_BYTES, the others are read again.
+	 */
+	int source_fd;
 };
 
 /* Whoever sent the batch: where its one answer goes. */
@@ -43,6 +49,8 @@ struct ingest *ingest_new(struct llmqd *d, const struct ingest_opts *opts, int64
                           const struct ingest_owner *owner, void *owner_ud);
 /* The next input line (without its newline); too_long: it was cut. */
 void ingest_line(struct ingest *in, const char *line, size_t len, int too_long);
+/* The same, from opts->source_fd at offset. */
+void ingest_line_at(struct ingest *in, const char *line, size_t len, int too_long, int64_t offset);
 /* All lines are in: check, admit, store, answer. in is freed (now or once answered). */
 void ingest_end(struct ingest *in);
 /* The sender left: nothing is stored; in is freed. */

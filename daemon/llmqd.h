@@ -44,7 +44,7 @@ struct llmqd {
 	struct scheduler *sched;
 	struct http *http;
 	struct files *files; /* uploaded files' bytes */
-	gid_t socket_gid; /* the group of the sockets, (gid_t)-1 for none (mode 0600) */
+	gid_t socket_gid;    /* the group of the sockets, (gid_t)-1 for none (mode 0600) */
 	int64_t started_mono;
 	int ingests;             /* submits being received */
 	int64_t db_locked_since; /* health.c: another program's lock, wall ms; 0: none */

@@ -50,6 +50,7 @@ enum stmt_id {
 	S_JOB_REQUEUE,
 	S_BATCH_REFRESH,
 	S_BATCH_GET,
+	S_BATCH_BRIEF,
 	S_BATCH_LIST,
 	S_BATCH_PAGE,
 	S_FILE_INSERT,
@@ -78,18 +79,24 @@ enum stmt_id {
 	S__COUNT
 };
 
-#define BATCH_COLUMNS                                                                              \
+/* A batch with its counts per state (index-only); tokens are the costly part. */
+#define BATCH_COLUMNS_WITH(tokens)                                                                 \
 	"b.id, b.state, b.created_at, b.submitter_uid, b.input_name, b.window_ms, b.total, "       \
 	"b.est_tokens, b.finished_at, "                                                            \
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'queued'), "           \
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'running'), "          \
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'succeeded'), "        \
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'failed'), "           \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'cancelled'), "        \
-	"(SELECT coalesce(sum(j.total_tokens), 0) FROM jobs j WHERE j.batch_id = b.id), "          \
-	"(SELECT coalesce(sum(j.est_tokens), 0) FROM jobs j "                                      \
-	"   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')), b.expired_at, "         \
-	"b.endpoint, b.input_file_id, b.metadata, b.errors, b.cancelling_at "
+	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'cancelled'), " tokens \
+	", b.expired_at, b.endpoint, b.input_file_id, b.metadata, b.errors, "                      \
+	"b.cancelling_at "
+/* Tokens used and still pending: they read every job's row. */
+#define BATCH_COLUMNS                                                                              \
+	BATCH_COLUMNS_WITH(                                                                        \
+	    "(SELECT coalesce(sum(j.total_tokens), 0) FROM jobs j WHERE j.batch_id = b.id), "      \
+	    "(SELECT coalesce(sum(j.est_tokens), 0) FROM jobs j "                                  \
+	    "   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running'))")
+#define BATCH_COLUMNS_BRIEF BATCH_COLUMNS_WITH("NULL, NULL")
 
 #define FILE_COLUMNS "id, owner_uid, created_at, filename, purpose, bytes, lines "
 
@@ -212,10 +219,11 @@ static const char *const stmt_sql[S__COUNT] = {
         "AND state IN ('in_progress', 'cancelling') AND NOT EXISTS (SELECT 1 FROM jobs j "
         "WHERE j.batch_id = batches.id AND j.state IN ('queued', 'running'))",
     [S_BATCH_GET] = "SELECT " BATCH_COLUMNS "FROM batches b WHERE b.id = ?1",
+    [S_BATCH_BRIEF] = "SELECT " BATCH_COLUMNS_BRIEF "FROM batches b WHERE b.id = ?1",
     [S_BATCH_LIST] = "SELECT " BATCH_COLUMNS "FROM batches b "
                      "WHERE ?2 = -1 OR b.submitter_uid = ?2 ORDER BY b.created_at DESC, "
                      "b.rowid DESC LIMIT ?1",
-    [S_BATCH_PAGE] = "SELECT " BATCH_COLUMNS "FROM batches b WHERE b.submitter_uid IS ?1 "
+    [S_BATCH_PAGE] = "SELECT " BATCH_COLUMNS_BRIEF "FROM batches b WHERE b.submitter_uid IS ?1 "
                      "AND (?2 IS NULL OR (b.created_at, b.rowid) < (SELECT created_at, rowid "
                      "FROM batches WHERE id = ?2)) ORDER BY b.created_at DESC, b.rowid DESC "
                      "LIMIT ?3",
@@ -1227,10 +1235,8 @@ static json_object *batch_row(sqlite3_stmt *st)
 		json_object_object_add(c, counts[i],
 		                       json_object_new_int64(sqlite3_column_int64(st, 9 + i)));
 	json_object_object_add(o, "counts", c);
-	json_object_object_add(o, "tokens_used",
-	                       json_object_new_int64(sqlite3_column_int64(st, 14)));
-	json_object_object_add(o, "tokens_pending",
-	                       json_object_new_int64(sqlite3_column_int64(st, 15)));
+	put_int_or_null(o, "tokens_used", st, 14);
+	put_int_or_null(o, "tokens_pending", st, 15);
 	put_int_or_null(o, "expired_at", st, 16);
 	put_text_or_null(o, "endpoint", st, 17);
 	put_text_or_null(o, "input_file_id", st, 18);
@@ -1262,13 +1268,13 @@ int store_expire(struct store *s, int64_t now, int64_t *ret_jobs)
 	return tx_end(s, own, r);
 }
 
-int store_batch_get(struct store *s, const char *id, json_object **ret)
+static int batch_get(struct store *s, enum stmt_id which, const char *id, json_object **ret)
 {
 	sqlite3_stmt *st = NULL;
 	json_object *o;
 	int r, rc;
 
-	r = prep(s, S_BATCH_GET, &st);
+	r = prep(s, which, &st);
 	if (r < 0)
 		return r;
 	bind_text(st, 1, id);
@@ -1283,6 +1289,16 @@ int store_batch_get(struct store *s, const char *id, json_object **ret)
 		*ret = o;
 	sqlite3_reset(st);
 	return r;
+}
+
+int store_batch_get(struct store *s, const char *id, json_object **ret)
+{
+	return batch_get(s, S_BATCH_GET, id, ret);
+}
+
+int store_batch_brief(struct store *s, const char *id, json_object **ret)
+{
+	return batch_get(s, S_BATCH_BRIEF, id, ret);
 }
 
 int store_batch_page(struct store *s, int64_t uid, const char *after, int limit, json_object **ret)

@@ -205,12 +205,13 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
                        const struct store_outcome *o, int64_t now);
 
 int store_batch_get(struct store *s, const char *id, json_object **ret);
+/* The same without tokens_used and tokens_pending (null): they read every job's row. */
+int store_batch_brief(struct store *s, const char *id, json_object **ret);
 /* The newest batches: all for uid -1, else only those uid submitted. */
 int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret);
 /* The batches of uid (-1: anonymous callers') newest first, after batch
  * id after (NULL: from the newest), at most limit. */
-int store_batch_page(struct store *s, int64_t uid, const char *after, int limit,
-                     json_object **ret);
+int store_batch_page(struct store *s, int64_t uid, const char *after, int limit, json_object **ret);
 
 int store_file_insert(struct store *s, const struct store_file *f);
 /* -ENOENT when there is none. */

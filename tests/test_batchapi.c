@@ -66,8 +66,8 @@ static size_t read_all(int fd, char *buf, size_t len, int timeout_ms)
 }
 
 /* One request on its own connection (Connection: close); the status, body in buf. */
-static int http(int port, const char *method, const char *path, const char *ctype,
-                const char *body, size_t blen, char *buf, size_t len)
+static int http(int port, const char *method, const char *path, const char *ctype, const char *body,
+                size_t blen, char *buf, size_t len)
 {
 	char head[512];
 	int fd = tcp_connect(port), status = 0;
@@ -103,11 +103,12 @@ static size_t form(int n, int max_tokens, char **ret)
 	                        " name=\"file\"; filename=\"in.jsonl\"\r\n"
 	                        "Content-Type: application/jsonl\r\n\r\n");
 	for (i = 0; i < n; i++)
-		len += (size_t)snprintf(p + len, cap - len,
-		                        "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
-		                        "completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":"
-		                        "[{\"role\":\"user\",\"content\":\"q%d\"}],\"max_tokens\":%d}}\n",
-		                        i, i, max_tokens);
+		len += (size_t)snprintf(
+		    p + len, cap - len,
+		    "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
+		    "completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":"
+		    "[{\"role\":\"user\",\"content\":\"q%d\"}],\"max_tokens\":%d}}\n",
+		    i, i, max_tokens);
 	len += (size_t)snprintf(p + len, cap - len, "\r\n--" BOUNDARY "--\r\n");
 	*ret = p;
 	return len;
@@ -144,8 +145,9 @@ static void upload(const struct daemon_proc *d, int n, char *id, size_t idlen)
 	char *body;
 	size_t len = form(n, 10, &body);
 
-	cr_assert_eq(http(d->http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)),
-	             200, "%s", buf);
+	cr_assert_eq(
+	    http(d->http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)), 200,
+	    "%s", buf);
 	free(body);
 	o = json_tokener_parse(buf);
 	cr_assert_not_null(o);
@@ -163,9 +165,9 @@ static void create(const struct daemon_proc *d, const char *file, char *id, size
 	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
 	         "\"completion_window\":\"24h\"}",
 	         file);
-	cr_assert_eq(http(d->http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf,
-	                  sizeof(buf)),
-	             200, "%s", buf);
+	cr_assert_eq(
+	    http(d->http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf, sizeof(buf)),
+	    200, "%s", buf);
 	o = json_tokener_parse(buf);
 	cr_assert_not_null(o);
 	cr_assert_str_eq(h_jstr(o, "status"), "in_progress");
@@ -186,9 +188,10 @@ Test(batchapi, kill_9_during_an_upload_leaves_no_file_and_no_batch)
 	h_mock_start(&m, dir, NULL);
 	h_daemon_start(&d, dir, &m, NULL);
 	fd = tcp_connect(d.http_port);
-	snprintf(head, sizeof(head),
-	         "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-	         form_type, len);
+	snprintf(
+	    head, sizeof(head),
+	    "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+	    form_type, len);
 	send_all(fd, head, strlen(head));
 	send_all(fd, body, len / 2);
 	for (tries = 0; tries < 100 && files_in(&d, &temps) == 0; tries++)
@@ -222,8 +225,8 @@ Test(batchapi, kill_9_during_a_run_resumes_and_answers_every_request_once)
 	               "OPENAI_STAGGER_SECONDS=0", NULL);
 	upload(&d, n, file, sizeof(file));
 	create(&d, file, batch, sizeof(batch));
-	for (i = 0; i < 200 && h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") <
-	                           50;
+	for (i = 0;
+	     i < 200 && h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") < 50;
 	     i++)
 		usleep(20000);
 	h_daemon_signal(&d, SIGKILL);
@@ -278,9 +281,10 @@ Test(batchapi, an_upload_that_stops_coming_is_cut_and_nothing_kept)
 	h_mock_start(&m, dir, NULL);
 	h_daemon_start(&d, dir, &m, "LLMQ_CLIENT_TIMEOUT=2s", NULL);
 	fd = tcp_connect(d.http_port);
-	snprintf(head, sizeof(head),
-	         "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-	         form_type, len);
+	snprintf(
+	    head, sizeof(head),
+	    "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+	    form_type, len);
 	send_all(fd, head, strlen(head));
 	send_all(fd, body, len / 2);
 	read_all(fd, buf, sizeof(buf), 5000);

@@ -37,11 +37,13 @@ static const char *part(const char *name, const char *filename, const char *valu
 {
 	if (filename)
 		snprintf(buf, len,
-		         "--" B "\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+		         "--" B
+		         "\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
 		         "Content-Type: application/octet-stream\r\n\r\n%s\r\n",
 		         name, filename, value);
 	else
-		snprintf(buf, len, "--" B "\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n",
+		snprintf(buf, len,
+		         "--" B "\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n",
 		         name, value);
 	return buf;
 }
@@ -82,7 +84,8 @@ Test(upload, the_file_reaches_the_writer_whatever_the_pieces)
 			struct upload u;
 			struct sink s = {0};
 
-			cr_assert_eq(run(&u, &s, body, step, 1000, 10), 0, "step %zu: %s", step, u.err);
+			cr_assert_eq(run(&u, &s, body, step, 1000, 10), 0, "step %zu: %s", step,
+			             u.err);
 			cr_assert_eq(s.len, strlen(file_text), "step %zu", step);
 			cr_assert_eq(memcmp(s.buf, file_text, s.len), 0);
 			cr_assert_str_eq(u.purpose, "batch");
