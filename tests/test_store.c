@@ -52,6 +52,25 @@ static int64_t count(const char *batch, const char *state)
 	return n;
 }
 
+/* Jobs of a batch, whatever their state or lane. */
+static int64_t count_jobs(const char *batch)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	int64_t n = -1;
+
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(
+	    sqlite3_prepare_v2(db, "SELECT count(*) FROM jobs WHERE batch_id = ?1", -1, &q, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_text(q, 1, batch, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
 static const char *batch_state(const char *batch, char *buf, size_t len)
 {
 	json_object *b, *v;
@@ -644,4 +663,85 @@ Test(store, calls_are_recorded_and_shown_in_traffic)
 	cr_assert_eq(sqlite3_column_int(s, 2), 1, "a refused call has no upstream status");
 	sqlite3_finalize(s);
 	sqlite3_close(db);
+}
+
+/* A batch stored in slices: held jobs (lane "~openai"), validating. */
+static void add_held(const char *id, int jobs, const char *state, int64_t *first, int64_t *last)
+{
+	struct store_batch b = {.id = id,
+	                        .created_at = 1000,
+	                        .uid = 42,
+	                        .window_ms = 86400000,
+	                        .total = jobs,
+	                        .est_tokens = 100 * jobs,
+	                        .state = state};
+	char cid[32];
+	int i;
+
+	cr_assert_eq(store_tx_begin(st), 0);
+	cr_assert_eq(store_batch_insert(st, &b), 0);
+	for (i = 0; i < jobs; i++) {
+		snprintf(cid, sizeof(cid), "h%d", i);
+		struct store_job_new j = {.batch_id = id,
+		                          .line = i + 1,
+		                          .custom_id = cid,
+		                          .url = "/v1/chat/completions",
+		                          .model = "gpt-x",
+		                          .lane = "openai",
+		                          .body = "{\"model\":\"gpt-x\"}",
+		                          .body_len = 17,
+		                          .est_tokens = 100,
+		                          .held = 1};
+		cr_assert_eq(store_job_insert(st, &j, 1000), 0);
+		if (i == 0)
+			*first = store_last_insert_id(st);
+	}
+	*last = store_last_insert_id(st);
+	cr_assert_eq(store_tx_commit(st), 0);
+}
+
+Test(store, held_jobs_never_run_until_released_in_ranges)
+{
+	struct store_job j;
+	int64_t first, last, jobs, wake;
+	char buf[32];
+
+	add_held("b_00000000000000h1", 4, "validating", &first, &last);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 0, "held jobs are not ready");
+	cr_assert_eq(store_next_wakeup(st, "openai", &wake), 0);
+	cr_assert_eq(wake, INT64_MAX, "nor do they wake the lane");
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &wake), 0);
+	cr_assert_eq(jobs, 0);
+	/* The first range makes the batch in_progress and lets its jobs go. */
+	cr_assert_eq(store_batch_release(st, "b_00000000000000h1", first, first + 1, 1), 0);
+	cr_assert_str_eq(batch_state("b_00000000000000h1", buf, sizeof(buf)), "in_progress");
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &wake), 0);
+	cr_assert_eq(jobs, 2);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
+	cr_assert_eq(j.id, first);
+	store_job_clear(&j);
+	cr_assert_eq(store_batch_release(st, "b_00000000000000h1", first + 2, last, 0), 0);
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &wake), 0);
+	cr_assert_eq(jobs, 4);
+}
+
+Test(store, a_crash_while_storing_deletes_the_part_and_lets_held_jobs_go)
+{
+	int64_t f1, l1, f2, l2, requeued;
+	json_object *b = NULL;
+
+	add_held("b_00000000000000h2", 3, "validating", &f1, &l1);  /* not wholly stored */
+	add_held("b_00000000000000h3", 3, "in_progress", &f2, &l2); /* stored, being let go */
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+	cr_assert_eq(store_recover(st, 5000, &requeued), 0);
+	cr_assert_eq(store_batch_get(st, "b_00000000000000h2", &b), -ENOENT);
+	cr_assert_eq(count_jobs("b_00000000000000h2"), 0);
+	cr_assert_eq(count("b_00000000000000h3", "queued"), 3);
+	{
+		int64_t jobs, tokens;
+
+		cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
+		cr_assert_eq(jobs, 3, "its held jobs were let go");
+	}
 }
