@@ -310,6 +310,8 @@ static int unix_connect(const char *path)
 	return fd;
 }
 
+static const char healthz[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
 Test(batchapi, one_user_cannot_hold_every_http_connection)
 {
 	struct mock_proc m;
@@ -333,7 +335,7 @@ Test(batchapi, one_user_cannot_hold_every_http_connection)
 	          "%s", buf);
 	close(fd);
 	/* The held ones still work; TCP (anonymous here) is not this user's. */
-	send_all(fds[0], "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 53);
+	send_all(fds[0], healthz, strlen(healthz));
 	read_all(fds[0], buf, sizeof(buf), 3000);
 	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
 	cr_assert_eq(http(d.http_port, "GET", "/healthz", NULL, "", 0, buf, sizeof(buf)), 200);
@@ -341,7 +343,7 @@ Test(batchapi, one_user_cannot_hold_every_http_connection)
 	close(fds[0]);
 	usleep(100000);
 	fd = unix_connect(path);
-	send_all(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 53);
+	send_all(fd, healthz, strlen(healthz));
 	read_all(fd, buf, sizeof(buf), 3000);
 	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
 	close(fd);
@@ -365,11 +367,14 @@ Test(batchapi, pipelined_requests_and_expect_continue)
 	h_daemon_start(&d, dir, &m, NULL);
 	/* Three requests in one write: three answers, in order. */
 	fd = tcp_connect(d.http_port);
-	send_all(fd,
-	         "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-	         "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
-	         "GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-	         35 + 37 + 56);
+	{
+		static const char three[] =
+		    "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+		    "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+		    "GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+		send_all(fd, three, strlen(three));
+	}
 	read_all(fd, buf, sizeof(buf), 5000);
 	close(fd);
 	for (p = buf; (p = strstr(p, "HTTP/1.1 ")); p++)
