@@ -235,7 +235,9 @@ static int run_lock(void)
 	sqlite3 *db;
 	int failed = 0;
 
+	/* llmqd writes all the time while a batch runs: wait for a gap, as sqlite3 does. */
 	if (!rtt || sqlite3_open(db_path, &db) != SQLITE_OK ||
+	    sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
 	    sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL) != SQLITE_OK) {
 		fprintf(stderr, "hostile: cannot lock %s\n", db_path);
 		free(rtt);

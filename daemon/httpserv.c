@@ -599,6 +599,16 @@ static void conn_process(struct hconn *c)
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
 			return;
 		c->in_feed = 1;
+		if (!c->rd) {
+			/* At the first byte: an idle connection costs no reader. */
+			c->rd = malloc(sizeof(*c->rd));
+			if (!c->rd) {
+				c->in_feed = 0;
+				conn_free(c);
+				return;
+			}
+			httpreq_init(c->rd, &reader_cb, c);
+		}
 		n = httpreq_feed(c->rd, v.iov_base, v.iov_len);
 		if (n > 0)
 			evbuffer_drain(in, (size_t)n);
@@ -685,7 +695,8 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->req)
 		return;
 	if (c->next_request)
-		httpreq_init(c->rd, &reader_cb, c);
+		if (c->rd)
+			httpreq_init(c->rd, &reader_cb, c);
 	c->next_request = 0;
 	bufferevent_enable(c->bev, EV_READ);
 	conn_process(c);
@@ -697,7 +708,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct hconn *c = arg;
 	struct hreq *r = c->req;
 
-	if (!r && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && c->rd->hlen == 0) {
+	if (!r && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+	    (!c->rd || c->rd->hlen == 0)) {
 		conn_free(c); /* an idle connection: closed quietly */
 		return;
 	}
@@ -753,12 +765,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 	c = calloc(1, sizeof(*c));
 	if (c) {
-		c->rd = malloc(sizeof(*c->rd)); /* its head buffer stays untouched until used */
 		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 		c->timer = evtimer_new(s->base, timer_cb, c);
 		c->kick = event_new(s->base, -1, 0, kick_cb, c);
 	}
-	if (!c || !c->rd || !c->bev || !c->timer || !c->kick) {
+	if (!c || !c->bev || !c->timer || !c->kick) {
 		if (c) {
 			if (c->bev)
 				bufferevent_free(c->bev);
@@ -768,7 +779,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 				event_free(c->timer);
 			if (c->kick)
 				event_free(c->kick);
-			free(c->rd);
 			free(c);
 		} else {
 			close(fd);
@@ -782,7 +792,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		s->conns->prev = c;
 	s->conns = c;
 	s->n_conns++;
-	httpreq_init(c->rd, &reader_cb, c);
 	time_to_timeval(s->lim.timeout_ms, &wt);
 	bufferevent_set_timeouts(c->bev, NULL, &wt);
 	bufferevent_setwatermark(c->bev, EV_WRITE, HSERV_OUT_LOW, 0);
