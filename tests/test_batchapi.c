@@ -402,3 +402,66 @@ Test(batchapi, pipelined_requests_and_expect_continue)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/* A request on the HTTP face's Unix socket: the caller is this process's uid. */
+static int http_unix(const char *sock, const char *method, const char *path, char *buf, size_t len)
+{
+	char head[256];
+	int fd = unix_connect(sock), status = 0;
+	char *b;
+
+	snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	         method, path);
+	send_all(fd, head, strlen(head));
+	read_all(fd, buf, len, 10000);
+	close(fd);
+	sscanf(buf, "HTTP/1.1 %d", &status);
+	b = strstr(buf, "\r\n\r\n");
+	if (b)
+		memmove(buf, b + 4, strlen(b + 4) + 1);
+	return status;
+}
+
+Test(batchapi, a_batch_from_llmq_submit_is_seen_over_http_by_its_owner_only)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 18];
+	char dir[256], env[320], sock[300], in[300], id[64], path[128];
+	json_object *b;
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(sock, sizeof(sock), "%s/http.sock", dir);
+	snprintf(env, sizeof(env), "LLMQ_HTTP_SOCKET=%s", sock);
+	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+	h_write_batch(in, 5, "gpt-4o-mini", 10);
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, env, NULL);
+	h_submit(&d, in, id, sizeof(id));
+	b = h_wait_for(&d, id, h_batch_completed, 30000);
+	json_object_put(b);
+	/* Its submitter, over the HTTP face's Unix socket: the same batch, the same lines. */
+	snprintf(path, sizeof(path), "/v1/batches/%s", id);
+	cr_assert_eq(http_unix(sock, "GET", path, buf, sizeof(buf)), 200, "%s", buf);
+	cr_assert(strstr(buf, "\"status\":\"completed\"") && strstr(buf, "\"total\":5"), "%s", buf);
+	cr_assert(strstr(buf, "\"output_file_id\":\"file-output-"), "%s", buf);
+	cr_assert_eq(http_unix(sock, "GET", "/v1/batches", buf, sizeof(buf)), 200);
+	cr_assert(strstr(buf, id), "listed: %s", buf);
+	snprintf(path, sizeof(path), "/v1/files/file-output-%s/content", id);
+	cr_assert_eq(http_unix(sock, "GET", path, buf, sizeof(buf)), 200);
+	{
+		int lines = 0;
+		char *p;
+
+		for (p = buf; (p = strstr(p, "\"custom_id\"")); p++)
+			lines++;
+		cr_assert_eq(lines, 5, "%s", buf);
+	}
+	/* An anonymous TCP caller is not its owner: unknown to them. */
+	snprintf(path, sizeof(path), "/v1/batches/%s", id);
+	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 404, "%s", buf);
+	snprintf(path, sizeof(path), "/v1/files/file-output-%s/content", id);
+	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 404, "%s", buf);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
