@@ -1,7 +1,9 @@
 /*
- * ingest.c - the submit state machine. Owns the lines of one batch from the
- * header to the reply; the ipc layer calls line() per input line, end() when
- * all arrived, abort() when the client vanished.
+ * ingest.c - the batch state machine. Owns the lines of one batch from the
+ * first to the answer, and the storing after it: its sender (a socket
+ * client through ipc, or http-batches.c reading a stored file) calls
+ * ingest_line() per input line, ingest_end() when all arrived,
+ * ingest_abort() when it went away; the answer goes to its owner.
  */
 #include "ingest.h"
 #include "admission.h"

@@ -1,9 +1,11 @@
 /*
- * ingest.h - receiving one submit: validates each input line as it arrives,
- * keeps the valid ones in memory (bounded by the batch limits), then checks
- * the whole (duplicate custom_ids, admission) and stores it in one
- * transaction, or refuses it with the line numbers of the first bad lines.
- * Nothing of a refused batch is stored.
+ * ingest.h - receiving one batch: validates each input line as it arrives,
+ * keeps the valid ones in memory (bounded by the batch limits; from a file,
+ * bodies past a budget are read again when stored), then checks the whole
+ * (duplicate custom_ids, admission) and stores it - in one transaction, or
+ * a slice a turn for a large batch, invisible to the lanes until whole - or
+ * refuses it with the line numbers of the first bad lines. Nothing of a
+ * refused batch is stored.
  */
 #ifndef LLMQ_INGEST_H
 #define LLMQ_INGEST_H
