@@ -703,7 +703,7 @@ static void add_held(const char *id, int jobs, const char *state, int64_t *first
 Test(store, held_jobs_never_run_until_released_in_ranges)
 {
 	struct store_job j;
-	int64_t first, last, jobs, wake;
+	int64_t first = 0, last = 0, jobs, wake;
 	char buf[32];
 
 	add_held("b_00000000000000h1", 4, "validating", &first, &last);
@@ -727,7 +727,7 @@ Test(store, held_jobs_never_run_until_released_in_ranges)
 
 Test(store, a_crash_while_storing_deletes_the_part_and_lets_held_jobs_go)
 {
-	int64_t f1, l1, f2, l2, requeued;
+	int64_t f1 = 0, l1 = 0, f2 = 0, l2 = 0, requeued;
 	json_object *b = NULL;
 
 	add_held("b_00000000000000h2", 3, "validating", &f1, &l1);  /* not wholly stored */
