@@ -174,18 +174,6 @@ static json_object *batch_object(json_object *b)
 	return o;
 }
 
-static void store_failed(struct llmqd *d, struct hreq *req, const char *what, int r)
-{
-	if (r == -EBUSY) {
-		hreq_add_header(req, "Retry-After", "1");
-		http_error(req, 503, "server_error", "database_locked",
-		           "llmq's database is locked by another program; %s: try again", what);
-		return;
-	}
-	log_err("HTTP batches: %s: %s", what, store_errmsg(d->store));
-	http_error(req, 500, "server_error", NULL, "llmqd cannot %s: %s", what, strerror(-r));
-}
-
 /* Answer with batch id as it is now. */
 static void reply_batch(struct llmqd *d, struct hreq *req, const char *id)
 {
@@ -193,29 +181,11 @@ static void reply_batch(struct llmqd *d, struct hreq *req, const char *id)
 	int r = store_batch_brief(d->store, id, &b);
 
 	if (r < 0) {
-		store_failed(d, req, "read the batch", r);
+		http_store_error(d, req, "read the batch", r);
 		return;
 	}
 	http_json(req, 200, batch_object(b));
 	json_object_put(b);
-}
-
-/* The batch of id, if the caller may see it: 0, or -ENOENT. */
-static int owned_batch(struct llmqd *d, const char *id, int64_t uid, json_object **ret)
-{
-	json_object *b = NULL, *v;
-	int64_t owner;
-	int r = store_batch_brief(d->store, id, &b);
-
-	if (r < 0)
-		return r;
-	owner = json_object_object_get_ex(b, "uid", &v) && v ? json_object_get_int64(v) : -1;
-	if (!http_owns(uid, owner)) {
-		json_object_put(b);
-		return -ENOENT;
-	}
-	*ret = b;
-	return 0;
 }
 
 /* ---- POST /v1/batches: the ingest's answer, as the hosted API gives it ---- */
@@ -286,7 +256,7 @@ static void reply_failed(struct load *l, json_object *err)
 		r = store_batch_insert(l->d->store, &b);
 	json_object_put(data);
 	if (r < 0) {
-		store_failed(l->d, l->req, "record the failed batch", r);
+		http_store_error(l->d, l->req, "record the failed batch", r);
 		return;
 	}
 	log_info("batch %s from file %s failed validation: %s", id, l->file_id, msg ? msg : "");
@@ -538,7 +508,7 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 		goto out;
 	}
 	if (r < 0) {
-		store_failed(d, req, "read the file's record", r);
+		http_store_error(d, req, "read the file's record", r);
 		goto out;
 	}
 	if (d->ingests >= LLMQ_MAX_INGESTS) {
@@ -616,7 +586,7 @@ static void batches_list(struct llmqd *d, struct hreq *req, int64_t uid)
 	hreq_param(req, "after", after, sizeof(after));
 	r = store_batch_page(d->store, uid, after[0] ? after : NULL, limit + 1, &arr);
 	if (r < 0) {
-		store_failed(d, req, "list the batches", r);
+		http_store_error(d, req, "list the batches", r);
 		return;
 	}
 	n = (int)json_object_array_length(arr);
@@ -663,7 +633,7 @@ static void batch_cancel(struct llmqd *d, struct hreq *req, const char *id, json
 	}
 	r = store_batch_cancel(d->store, id, time_wall_ms(), &n);
 	if (r < 0) {
-		store_failed(d, req, "cancel the batch", r);
+		http_store_error(d, req, "cancel the batch", r);
 		return;
 	}
 	log_info("batch %s: cancelled over HTTP, %lld queued jobs dropped", id, (long long)n);
@@ -704,14 +674,14 @@ int http_batches_route(struct llmqd *d, struct hreq *req, const char *path)
 	memcpy(id, rest, n);
 	id[n] = '\0';
 	rest += n;
-	r = owned_batch(d, id, uid, &b);
+	r = http_owned_batch(d, id, uid, &b);
 	if (r == -ENOENT) {
 		http_error(req, 404, "invalid_request_error", "not_found",
 		           "no batch %s among yours; GET /v1/batches lists them", id);
 		return 1;
 	}
 	if (r < 0) {
-		store_failed(d, req, "read the batch", r);
+		http_store_error(d, req, "read the batch", r);
 		return 1;
 	}
 	if (*rest == '\0' && strcmp(m, "GET") == 0)

@@ -55,11 +55,6 @@ struct download {
 	struct evbuffer *line; /* a results page's lines, before they go out */
 };
 
-int http_owns(int64_t caller, int64_t owner)
-{
-	return caller == owner;
-}
-
 /* The file object of the hosted API. */
 static json_object *file_object(const char *id, int64_t bytes, int64_t created_ms,
                                 const char *filename, const char *purpose)
@@ -89,18 +84,6 @@ static void not_found(struct hreq *req, const char *id)
 {
 	http_error(req, 404, "invalid_request_error", "not_found",
 	           "no file %.64s among yours; GET /v1/files lists them", id);
-}
-
-static void store_failed(struct llmqd *d, struct hreq *req, const char *what, int r)
-{
-	if (r == -EBUSY) {
-		hreq_add_header(req, "Retry-After", "1");
-		http_error(req, 503, "server_error", "database_locked",
-		           "llmq's database is locked by another program; %s: try again", what);
-		return;
-	}
-	log_err("HTTP files: %s: %s", what, store_errmsg(d->store));
-	http_error(req, 500, "server_error", NULL, "llmqd cannot %s: %s", what, strerror(-r));
 }
 
 /* ---- POST /v1/files ---- */
@@ -214,7 +197,7 @@ static void upload_end(void *ud, struct hreq *req)
 	r = store_file_insert(u->d->store, &f);
 	if (r < 0) {
 		files_remove(u->d->files, f.id);
-		store_failed(u->d, req, "record the file (nothing was kept)", r);
+		http_store_error(u->d, req, "record the file (nothing was kept)", r);
 		upload_free(u);
 		return;
 	}
@@ -285,24 +268,6 @@ static int64_t json_int(json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
 }
 
-/* The batch of a made file, if the caller may see it: 0, or -ENOENT. */
-static int made_file_batch(struct llmqd *d, const char *batch, int64_t uid, json_object **ret)
-{
-	json_object *b = NULL, *v;
-	int64_t owner;
-	int r = store_batch_brief(d->store, batch, &b);
-
-	if (r < 0)
-		return r;
-	owner = json_object_object_get_ex(b, "uid", &v) && v ? json_object_get_int64(v) : -1;
-	if (!http_owns(uid, owner)) {
-		json_object_put(b);
-		return -ENOENT;
-	}
-	*ret = b;
-	return 0;
-}
-
 static int count_line(void *ud, const char *bytes, size_t len, int end)
 {
 	int64_t *n = ud;
@@ -332,14 +297,14 @@ static void made_file_get(struct llmqd *d, struct hreq *req, const char *id, int
 	int errors = 0, r;
 
 	if (!made_file(id, batch, sizeof(batch), &errors) ||
-	    made_file_batch(d, batch, uid, &b) < 0) {
+	    http_owned_batch(d, batch, uid, &b) < 0) {
 		not_found(req, id);
 		return;
 	}
 	r = made_file_bytes(d, batch, errors, &bytes);
 	if (r < 0) {
 		json_object_put(b);
-		store_failed(d, req, "read the batch's results", r);
+		http_store_error(d, req, "read the batch's results", r);
 		return;
 	}
 	http_json(req, 200,
@@ -442,7 +407,7 @@ static void file_content(struct llmqd *d, struct hreq *req, const char *id, int6
 	dl->req = req;
 	dl->fd = -1;
 	if (made_file(id, dl->batch, sizeof(dl->batch), &dl->errors)) {
-		if (made_file_batch(d, dl->batch, uid, &b) < 0) {
+		if (http_owned_batch(d, dl->batch, uid, &b) < 0) {
 			not_found(req, id);
 			download_free(dl);
 			return;
@@ -460,7 +425,7 @@ static void file_content(struct llmqd *d, struct hreq *req, const char *id, int6
 			r = dl->fd = files_open_read(d->files, id);
 		if (r < 0) {
 			download_free(dl);
-			store_failed(d, req, "read the file", r);
+			http_store_error(d, req, "read the file", r);
 			return;
 		}
 	}
@@ -504,7 +469,7 @@ static void files_list(struct llmqd *d, struct hreq *req, int64_t uid)
 	r = store_file_list(d->store, uid, after[0] ? after : NULL, limit + 1, rows, &n);
 	if (r < 0) {
 		free(rows);
-		store_failed(d, req, "list the files", r);
+		http_store_error(d, req, "list the files", r);
 		return;
 	}
 	o = json_object_new_object();
@@ -537,7 +502,7 @@ static void file_get(struct llmqd *d, struct hreq *req, const char *id, int64_t 
 		return;
 	}
 	if (r < 0) {
-		store_failed(d, req, "read the file's record", r);
+		http_store_error(d, req, "read the file's record", r);
 		return;
 	}
 	http_json(req, 200, stored_file_object(&f));
@@ -564,7 +529,7 @@ static void file_delete(struct llmqd *d, struct hreq *req, const char *id, int64
 	if (r == 0)
 		r = store_file_delete(d->store, id);
 	if (r < 0) {
-		store_failed(d, req, "delete the file", r);
+		http_store_error(d, req, "delete the file", r);
 		return;
 	}
 	/* The row first: a crash between the two leaves a file the sweep removes. */

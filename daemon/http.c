@@ -190,6 +190,40 @@ void http_error(struct hreq *req, int status, const char *type, const char *code
 	http_json(req, status, o);
 }
 
+int http_owns(int64_t caller, int64_t owner)
+{
+	return caller == owner;
+}
+
+void http_store_error(struct llmqd *d, struct hreq *req, const char *what, int r)
+{
+	if (r == -EBUSY) {
+		hreq_add_header(req, "Retry-After", "1");
+		http_error(req, 503, "server_error", "database_locked",
+		           "llmq's database is locked by another program; %s: try again", what);
+		return;
+	}
+	log_err("HTTP: %s: %s", what, store_errmsg(d->store));
+	http_error(req, 500, "server_error", NULL, "llmqd cannot %s: %s", what, strerror(-r));
+}
+
+int http_owned_batch(struct llmqd *d, const char *id, int64_t uid, json_object **ret)
+{
+	json_object *b = NULL, *v;
+	int64_t owner;
+	int r = store_batch_brief(d->store, id, &b);
+
+	if (r < 0)
+		return r;
+	owner = json_object_object_get_ex(b, "uid", &v) && v ? json_object_get_int64(v) : -1;
+	if (!http_owns(uid, owner)) {
+		json_object_put(b);
+		return -ENOENT;
+	}
+	*ret = b;
+	return 0;
+}
+
 void http_unauthorized(struct hreq *req)
 {
 	http_error(req, 401, "invalid_request_error", "invalid_api_key",

@@ -43,6 +43,10 @@ void http_json(struct hreq *req, int status, json_object *o);
 void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, struct evbuffer *body);
 /* Whether a caller (uid, -1 anonymous) may see what owner has. */
 int http_owns(int64_t caller, int64_t owner);
+/* A store error, answered: 503 with Retry-After while another program holds the lock. */
+void http_store_error(struct llmqd *d, struct hreq *req, const char *what, int r);
+/* Batch id (store_batch_brief) if uid may see it: 0, or -ENOENT as for an unknown id. */
+int http_owned_batch(struct llmqd *d, const char *id, int64_t uid, json_object **ret);
 /* 401: this listener wants a token. */
 void http_unauthorized(struct hreq *req);
 /*

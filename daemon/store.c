@@ -1301,21 +1301,16 @@ int store_batch_brief(struct store *s, const char *id, json_object **ret)
 	return batch_get(s, S_BATCH_BRIEF, id, ret);
 }
 
-int store_batch_page(struct store *s, int64_t uid, const char *after, int limit, json_object **ret)
+/* The rows of a bound batch query, as an array. */
+static int batch_rows(sqlite3_stmt *st, json_object **ret)
 {
-	json_object *arr, *o;
-	sqlite3_stmt *st = NULL;
-	int r, rc;
+	json_object *arr = json_object_new_array(), *o;
+	int rc;
 
-	r = prep(s, S_BATCH_PAGE, &st);
-	if (r < 0)
-		return r;
-	arr = json_object_new_array();
-	if (!arr)
+	if (!arr) {
+		sqlite3_reset(st);
 		return -ENOMEM;
-	bind_opt_int(st, 1, uid);
-	bind_text(st, 2, after);
-	sqlite3_bind_int(st, 3, limit);
+	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		o = batch_row(st);
 		if (!o) {
@@ -1331,6 +1326,19 @@ int store_batch_page(struct store *s, int64_t uid, const char *after, int limit,
 	}
 	*ret = arr;
 	return 0;
+}
+
+int store_batch_page(struct store *s, int64_t uid, const char *after, int limit, json_object **ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_BATCH_PAGE, &st);
+
+	if (r < 0)
+		return r;
+	bind_opt_int(st, 1, uid);
+	bind_text(st, 2, after);
+	sqlite3_bind_int(st, 3, limit);
+	return batch_rows(st, ret);
 }
 
 static void file_row(sqlite3_stmt *st, struct store_file *f)
@@ -1419,33 +1427,14 @@ int store_file_delete(struct store *s, const char *id)
 
 int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret)
 {
-	json_object *arr, *o;
 	sqlite3_stmt *st = NULL;
-	int r, rc;
+	int r = prep(s, S_BATCH_LIST, &st);
 
-	r = prep(s, S_BATCH_LIST, &st);
 	if (r < 0)
 		return r;
-	arr = json_object_new_array();
-	if (!arr)
-		return -ENOMEM;
 	sqlite3_bind_int(st, 1, limit);
 	sqlite3_bind_int64(st, 2, uid);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		o = batch_row(st);
-		if (!o) {
-			rc = SQLITE_NOMEM;
-			break;
-		}
-		json_object_array_add(arr, o);
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		json_object_put(arr);
-		return sql_errno(rc);
-	}
-	*ret = arr;
-	return 0;
+	return batch_rows(st, ret);
 }
 
 int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *ret_cancelled)
