@@ -547,20 +547,21 @@ static const struct httpreq_cb reader_cb = {
     .on_end = on_end,
 };
 
-/* A request that could not be read: answer with what was wrong, and close. */
-static void reader_failed(struct hconn *c, long e)
+/*
+ * The request the server itself answers on c, closing it: the one being
+ * read, or one made for the answer when no head arrived. NULL (c freed)
+ * when out of memory.
+ */
+static struct hreq *server_request(struct hconn *c)
 {
 	struct hreq *r = c->req;
-	char msg[200];
 
 	c->closing = 1;
-	if (r && r->answered)
-		return;
 	if (!r) {
 		r = calloc(1, sizeof(*r));
 		if (!r) {
 			conn_free(c);
-			return;
+			return NULL;
 		}
 		r->c = c;
 		r->head.minor = 1;
@@ -568,6 +569,21 @@ static void reader_failed(struct hconn *c, long e)
 		c->req = r;
 	}
 	r->gone = NULL;
+	return r;
+}
+
+/* A request that could not be read: answer with what was wrong, and close. */
+static void reader_failed(struct hconn *c, long e)
+{
+	char msg[200];
+	struct hreq *r;
+
+	c->closing = 1;
+	if (c->req && c->req->answered)
+		return;
+	r = server_request(c);
+	if (!r)
+		return;
 	if (c->rd->status) {
 		snprintf(msg, sizeof(msg), "malformed HTTP request: %s", c->rd->err);
 		reply_error(r, c->rd->status, "malformed_request", msg);
@@ -715,19 +731,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (r && (r->answered || r->body_done))
 		return;
-	c->closing = 1;
-	if (!r) {
-		r = calloc(1, sizeof(*r));
-		if (!r) {
-			conn_free(c);
-			return;
-		}
-		r->c = c;
-		r->head.minor = 1;
-		r->head.method = "";
-		c->req = r;
-	}
-	r->gone = NULL;
+	r = server_request(c);
+	if (!r)
+		return;
 	if (r->body_mode == 2 && r->sink)
 		r->sink->data(r->body_ud, r, NULL, 0); /* tells the sink it was cut */
 	if (!r->answered)
@@ -737,18 +743,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void refuse(struct hconn *c, const char *code, const char *msg)
 {
-	struct hreq *r = calloc(1, sizeof(*r));
+	struct hreq *r = server_request(c);
 
-	c->closing = 1;
-	if (!r) {
-		conn_free(c);
+	if (!r)
 		return;
-	}
-	r->c = c;
-	r->head.minor = 1;
-	r->head.method = "";
 	r->body_done = 1;
-	c->req = r;
 	hreq_add_header(r, "Retry-After", "1");
 	reply_error(r, 503, code, msg);
 }

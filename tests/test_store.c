@@ -560,7 +560,9 @@ Test(store, attempts_keep_the_providers_view)
 	sqlite3_close(db);
 }
 
-static void add_batch_prio(const char *id, int jobs, int64_t prio)
+/* A batch of jobs; held ones (a batch being stored) report their id range. */
+static void add_batch_full(const char *id, int jobs, int64_t prio, const char *state, int held,
+                           int64_t *first, int64_t *last)
 {
 	struct store_batch b = {.id = id,
 	                        .created_at = 1000,
@@ -569,7 +571,8 @@ static void add_batch_prio(const char *id, int jobs, int64_t prio)
 	                        .window_ms = 86400000,
 	                        .total = jobs,
 	                        .est_tokens = 100 * jobs,
-	                        .priority = prio};
+	                        .priority = prio,
+	                        .state = state};
 	char cid[32];
 	int i;
 
@@ -586,10 +589,20 @@ static void add_batch_prio(const char *id, int jobs, int64_t prio)
 		                          .body = "{\"model\":\"gpt-x\"}",
 		                          .body_len = 17,
 		                          .est_tokens = 100,
-		                          .priority = prio};
+		                          .priority = prio,
+		                          .held = held};
 		cr_assert_eq(store_job_insert(st, &j, 1000), 0);
+		if (i == 0 && first)
+			*first = store_last_insert_id(st);
 	}
+	if (last)
+		*last = store_last_insert_id(st);
 	cr_assert_eq(store_tx_commit(st), 0);
+}
+
+static void add_batch_prio(const char *id, int jobs, int64_t prio)
+{
+	add_batch_full(id, jobs, prio, NULL, 0, NULL, NULL);
 }
 
 static void next_batch(const char *after, char *ret, size_t len)
@@ -665,39 +678,10 @@ Test(store, calls_are_recorded_and_shown_in_traffic)
 	sqlite3_close(db);
 }
 
-/* A batch stored in slices: held jobs (lane "~openai"), validating. */
+/* A batch stored in slices: held jobs (lane "~openai"). */
 static void add_held(const char *id, int jobs, const char *state, int64_t *first, int64_t *last)
 {
-	struct store_batch b = {.id = id,
-	                        .created_at = 1000,
-	                        .uid = 42,
-	                        .window_ms = 86400000,
-	                        .total = jobs,
-	                        .est_tokens = 100 * jobs,
-	                        .state = state};
-	char cid[32];
-	int i;
-
-	cr_assert_eq(store_tx_begin(st), 0);
-	cr_assert_eq(store_batch_insert(st, &b), 0);
-	for (i = 0; i < jobs; i++) {
-		snprintf(cid, sizeof(cid), "h%d", i);
-		struct store_job_new j = {.batch_id = id,
-		                          .line = i + 1,
-		                          .custom_id = cid,
-		                          .url = "/v1/chat/completions",
-		                          .model = "gpt-x",
-		                          .lane = "openai",
-		                          .body = "{\"model\":\"gpt-x\"}",
-		                          .body_len = 17,
-		                          .est_tokens = 100,
-		                          .held = 1};
-		cr_assert_eq(store_job_insert(st, &j, 1000), 0);
-		if (i == 0)
-			*first = store_last_insert_id(st);
-	}
-	*last = store_last_insert_id(st);
-	cr_assert_eq(store_tx_commit(st), 0);
+	add_batch_full(id, jobs, 0, state, 1, first, last);
 }
 
 Test(store, held_jobs_never_run_until_released_in_ranges)
