@@ -274,6 +274,8 @@ static int run_llmq(const char *user, const struct daemon_proc *d, char *out, si
 		if (pw && (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 		           setuid(pw->pw_uid) < 0))
 			_exit(126);
+		/* After the change of user, which clears it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execv(LLMQ_BIN, argv);
 		_exit(127);
 	}

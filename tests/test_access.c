@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,47 +21,85 @@
 
 static char out[1 << 16], err[1 << 16], out2[1 << 16], err2[1 << 16];
 
-#define USERS_GROUP "llmqt-users"
-#define ADMIN_GROUP "llmqt-admin"
-
 static void sh(const char *cmd)
 {
 	cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
-static void make_users(void)
+/*
+ * The test's users and groups are made once per runner by tests/users.sh,
+ * named after the runner's pid (each test runs in a child of the runner), so
+ * that runs side by side never share one, and removed when the run ends; a
+ * run killed before that is swept by the next one and by ctest's cleanup.
+ */
+static const char *user(const char *role)
 {
-	sh("getent group " USERS_GROUP " >/dev/null || groupadd " USERS_GROUP);
-	sh("getent group " ADMIN_GROUP " >/dev/null || groupadd " ADMIN_GROUP);
-	sh("id llmqt-alice >/dev/null 2>&1 || useradd -M -N -G " USERS_GROUP " llmqt-alice");
-	sh("id llmqt-bob >/dev/null 2>&1 || useradd -M -N -G " USERS_GROUP " llmqt-bob");
-	sh("id llmqt-carol >/dev/null 2>&1 || useradd -M -N -G " USERS_GROUP "," ADMIN_GROUP
-	   " llmqt-carol");
-	/* Not in the users' group: may not even connect. */
-	sh("id llmqt-mallory >/dev/null 2>&1 || useradd -M -N llmqt-mallory");
+	static char names[8][48];
+	static pid_t runner;
+	static int next;
+	char *n = names[next++ % 8];
+
+	if (!runner) /* first asked in the test's own process, before any fork */
+		runner = getppid();
+	snprintf(n, sizeof(names[0]), "llmqt-%d-%s", (int)runner, role);
+	return n;
+}
+
+static void need_root(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root to create the test's users (CI runs as root)");
+	cr_assert_not_null(getpwnam(user("mallory")), "the runner did not make the test's users");
+}
+
+static int users_sh(const char *what)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "sh %s %s %d", USERS_SH, what, (int)getpid());
+	return system(cmd);
+}
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+	(void)set;
+	if (geteuid() != 0)
+		return;
+	if (users_sh("sweep") != 0)
+		fprintf(stderr, "test_access: cannot remove the users of an earlier run\n");
+	if (users_sh("create") != 0)
+		fprintf(stderr, "test_access: cannot create the test's users\n");
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+	(void)stats;
+	if (geteuid() == 0 && users_sh("remove") != 0)
+		fprintf(stderr, "test_access: cannot remove the test's users\n");
 }
 
 Test(access, batches_belong_to_their_submitter, .timeout = 120)
 {
 	struct mock_proc m = {0};
 	struct daemon_proc d = {0};
-	char dir[64], file[128], id[40];
+	char dir[64], file[128], id[40], group_env[96], admin_env[96];
 	struct stat st;
 	struct group *gr;
 	int rc;
 
-	if (geteuid() != 0)
-		cr_skip_test("needs root to create the test's users (CI runs as root)");
-	make_users();
+	need_root();
 	h_tmpdir(dir, sizeof(dir));
 	cr_assert_eq(chmod(dir, 0711), 0, "the users reach the socket, not the database");
 	h_mock_start(&m, dir, "--latency-ms", "50", NULL);
+	snprintf(group_env, sizeof(group_env), "LLMQ_SOCKET_GROUP=%s", user("users"));
+	snprintf(admin_env, sizeof(admin_env), "LLMQ_ADMIN_GROUP=%s", user("admin"));
 	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=0",
-	               "OPENAI_API_KEY=sk-secret-key-never-written-anywhere",
-	               "LLMQ_SOCKET_GROUP=" USERS_GROUP, "LLMQ_ADMIN_GROUP=" ADMIN_GROUP, NULL);
+	               "OPENAI_API_KEY=sk-secret-key-never-written-anywhere", group_env, admin_env,
+	               NULL);
 
 	/* Files: the socket 0660 with the users' group, the database 0600. */
-	gr = getgrnam(USERS_GROUP);
+	gr = getgrnam(user("users"));
+	cr_assert_not_null(gr);
 	cr_assert_eq(stat(d.sock, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0660, "socket mode %o", st.st_mode & 0777);
 	cr_assert_eq(st.st_gid, gr->gr_gid);
@@ -71,51 +110,51 @@ Test(access, batches_belong_to_their_submitter, .timeout = 120)
 	h_write_batch(file, 20, "gpt-4o-mini", 10);
 	cr_assert_eq(chmod(file, 0644), 0);
 	cr_assert_eq(
-	    h_llmq_as("llmqt-alice", &d, out, sizeof(out), err, sizeof(err), "submit", file, NULL),
+	    h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), "submit", file, NULL),
 	    0, "%s", err);
 	snprintf(id, sizeof(id), "%.*s", (int)strcspn(out, "\n"), out);
 
 	/* Bob: Alice's batch answers exactly as an unknown one. */
-	rc = h_llmq_as("llmqt-bob", &d, out, sizeof(out), err, sizeof(err), "status", id, NULL);
+	rc = h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "status", id, NULL);
 	cr_assert_eq(rc, 65, "%s", err);
-	cr_assert_eq(h_llmq_as("llmqt-bob", &d, out2, sizeof(out2), err2, sizeof(err2), "status",
+	cr_assert_eq(h_llmq_as(user("bob"), &d, out2, sizeof(out2), err2, sizeof(err2), "status",
 	                       "b_0000000000000000", NULL),
 	             65);
 	cr_assert_str_eq(err, err2, "no existence leak");
 	cr_assert_eq(
-	    h_llmq_as("llmqt-bob", &d, out, sizeof(out), err, sizeof(err), "cancel", id, NULL), 65);
+	    h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "cancel", id, NULL), 65);
 	cr_assert_eq(
-	    h_llmq_as("llmqt-bob", &d, out, sizeof(out), err, sizeof(err), "results", id, NULL),
+	    h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "results", id, NULL),
 	    65);
 	cr_assert_eq(
-	    h_llmq_as("llmqt-bob", &d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 65);
-	cr_assert_eq(h_llmq_as("llmqt-bob", &d, out, sizeof(out), err, sizeof(err), "list", NULL),
+	    h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 65);
+	cr_assert_eq(h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "list", NULL),
 	             0);
 	cr_assert_null(strstr(out, id), "bob's list: %s", out);
 
 	/* Alice sees, waits on and exports her own. */
-	cr_assert_eq(h_llmq_as("llmqt-alice", &d, out, sizeof(out), err, sizeof(err), "list", NULL),
+	cr_assert_eq(h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), "list", NULL),
 	             0);
 	cr_assert(strstr(out, id), "alice's list: %s", out);
 	cr_assert_eq(
-	    h_llmq_as("llmqt-alice", &d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 0,
+	    h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), "wait", id, NULL), 0,
 	    "%s", err);
 	cr_assert_eq(
-	    h_llmq_as("llmqt-alice", &d, out, sizeof(out), err, sizeof(err), "results", id, NULL),
+	    h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), "results", id, NULL),
 	    0, "%s", err);
 	cr_assert(strstr(out, "\"custom_id\":\"req-20\""), "%s", out);
 
 	/* Carol, an admin, and root see all. */
 	cr_assert_eq(
-	    h_llmq_as("llmqt-carol", &d, out, sizeof(out), err, sizeof(err), "status", id, NULL), 0,
+	    h_llmq_as(user("carol"), &d, out, sizeof(out), err, sizeof(err), "status", id, NULL), 0,
 	    "%s", err);
-	cr_assert_eq(h_llmq_as("llmqt-carol", &d, out, sizeof(out), err, sizeof(err), "list", NULL),
+	cr_assert_eq(h_llmq_as(user("carol"), &d, out, sizeof(out), err, sizeof(err), "list", NULL),
 	             0);
 	cr_assert(strstr(out, id), "%s", out);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", id, NULL), 0);
 
 	/* Outside the group: the socket itself is closed to them. */
-	rc = h_llmq_as("llmqt-mallory", &d, out, sizeof(out), err, sizeof(err), "list", NULL);
+	rc = h_llmq_as(user("mallory"), &d, out, sizeof(out), err, sizeof(err), "list", NULL);
 	cr_assert_eq(rc, 69, "%s", err);
 
 	/* The key is nowhere: database, log, status, metrics, results. */
@@ -137,6 +176,10 @@ static void become(const char *user)
 	if (!pw || initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0)
 		_exit(99);
+	/* Set after the change of user, which clears it: a child must never
+	 * outlive a test that failed (it would hold ctest's pipe open). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1)
+		_exit(99);
 }
 
 /* Mallory's fake llmqd: listens at path, tells the parent how many bytes came. */
@@ -148,7 +191,7 @@ static void impostor(const char *path, int ready, int report)
 	ssize_t n;
 	int lfd, fd;
 
-	become("llmqt-mallory");
+	become(user("mallory"));
 	alarm(20);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -174,10 +217,8 @@ Test(access, an_impostor_socket_gets_not_a_byte, .timeout = 60)
 	char c;
 	pid_t pid;
 
-	if (geteuid() != 0)
-		cr_skip_test("needs root to create the test's users (CI runs as root)");
-	make_users();
-	pw = getpwnam("llmqt-mallory");
+	need_root();
+	pw = getpwnam(user("mallory"));
 	cr_assert_not_null(pw);
 	h_tmpdir(dir, sizeof(dir));
 	cr_assert_eq(chmod(dir, 0711), 0);
@@ -201,7 +242,7 @@ Test(access, an_impostor_socket_gets_not_a_byte, .timeout = 60)
 	snprintf(file, sizeof(file), "%s/secret.jsonl", dir);
 	h_write_batch(file, 3, "gpt-4o-mini", 5);
 	cr_assert_eq(chmod(file, 0644), 0);
-	cr_assert_eq(h_llmq_as("llmqt-alice", &fake, out, sizeof(out), err, sizeof(err), "submit",
+	cr_assert_eq(h_llmq_as(user("alice"), &fake, out, sizeof(out), err, sizeof(err), "submit",
 	                       file, NULL),
 	             77, "%s", err);
 	cr_assert(strstr(err, "refusing to talk") && strstr(err, "Nothing was sent"), "%s", err);
@@ -226,22 +267,21 @@ Test(access, an_impostor_socket_gets_not_a_byte, .timeout = 60)
 Test(access, one_user_cannot_lock_out_the_others, .timeout = 60)
 {
 	struct daemon_proc d = {0};
-	char dir[64], line[512], c;
+	char dir[64], line[512], group_env[96], c;
 	int ready[2], fds[16], i, status;
 	pid_t pid;
 
-	if (geteuid() != 0)
-		cr_skip_test("needs root to create the test's users (CI runs as root)");
-	make_users();
+	need_root();
 	h_tmpdir(dir, sizeof(dir));
 	cr_assert_eq(chmod(dir, 0711), 0);
-	h_daemon_start(&d, dir, NULL, "LLMQ_SOCKET_GROUP=" USERS_GROUP, NULL);
+	snprintf(group_env, sizeof(group_env), "LLMQ_SOCKET_GROUP=%s", user("users"));
+	h_daemon_start(&d, dir, NULL, group_env, NULL);
 	cr_assert_eq(pipe(ready), 0);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		/* Alice holds all the connections one user may, and sits on them. */
-		become("llmqt-alice");
+		become(user("alice"));
 		for (i = 0; i < 16; i++) {
 			fds[i] = h_raw_connect(d.sock);
 			h_raw_send(fds[i], "{\"v\":1,\"op\":\"ping\"}\n");
@@ -255,10 +295,10 @@ Test(access, one_user_cannot_lock_out_the_others, .timeout = 60)
 	}
 	close(ready[1]);
 	cr_assert_eq(read(ready[0], &c, 1), 1, "alice holds 16 connections");
-	cr_assert_eq(h_llmq_as("llmqt-alice", &d, out, sizeof(out), err, sizeof(err), "ping", NULL),
+	cr_assert_eq(h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), "ping", NULL),
 	             75, "%s", err);
 	cr_assert(strstr(err, "the most one user may hold"), "%s", err);
-	cr_assert_eq(h_llmq_as("llmqt-bob", &d, out, sizeof(out), err, sizeof(err), "ping", NULL),
+	cr_assert_eq(h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "ping", NULL),
 	             0, "bob is still served: %s", err);
 	kill(pid, SIGKILL);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);

@@ -35,7 +35,15 @@ static void setup(void)
 	snprintf(file, sizeof(file), "%s/llmqd.conf", dir);
 }
 
-TestSuite(config, .init = setup);
+static void teardown(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
 
 static int load(char *err, size_t errlen, int argc, ...)
 {
