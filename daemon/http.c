@@ -366,12 +366,32 @@ static int listen_unix(struct http *h, const char *path)
 	return 0;
 }
 
+/* Serve on the TCP listener fd (taken), its address as the kernel has it in h->bound. */
+static int serve_tcp(struct http *h, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char shown[64];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET &&
+		    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, shown,
+		              sizeof(shown)))
+			snprintf(h->bound, sizeof(h->bound), "%s:%d", shown,
+			         ntohs(((struct sockaddr_in *)&ss)->sin_port));
+		else if (ss.ss_family == AF_INET6 &&
+		         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown,
+		                   sizeof(shown)))
+			snprintf(h->bound, sizeof(h->bound), "[%s]:%d", shown,
+			         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	}
+	return hserv_listen(h->srv, fd);
+}
+
 static int listen_tcp(struct http *h, const char *addr)
 {
 	struct addrinfo hints = {0}, *ai = NULL, *p;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[128], port[16], shown[64];
+	char host[128], port[16];
 	int fd = -1, on = 1, r, n;
 
 	if (config_parse_http_addr(addr, host, sizeof(host), &n) < 0)
@@ -403,22 +423,10 @@ static int listen_tcp(struct http *h, const char *addr)
 	if (fd < 0)
 		return r;
 	snprintf(h->bound, sizeof(h->bound), "%s", addr);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET &&
-		    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, shown,
-		              sizeof(shown)))
-			snprintf(h->bound, sizeof(h->bound), "%s:%d", shown,
-			         ntohs(((struct sockaddr_in *)&ss)->sin_port));
-		else if (ss.ss_family == AF_INET6 &&
-		         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown,
-		                   sizeof(shown)))
-			snprintf(h->bound, sizeof(h->bound), "[%s]:%d", shown,
-			         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-	}
-	return hserv_listen(h->srv, fd);
+	return serve_tcp(h, fd);
 }
 
-int http_new(struct llmqd *d, struct http **ret)
+int http_new(struct llmqd *d, const struct sd_sockets *passed, struct http **ret)
 {
 	const struct config *cfg = d->cfg;
 	struct hserv_limits lim = {
@@ -441,16 +449,19 @@ int http_new(struct llmqd *d, struct http **ret)
 		if (r < 0)
 			goto fail;
 	}
-	if (strcmp(cfg->http_addr, "off") != 0) {
+	/* Sockets systemd passed (llmqd-http.socket) stand for the configured ones. */
+	if (passed->http_tcp >= 0)
+		r = serve_tcp(h, passed->http_tcp);
+	else if (strcmp(cfg->http_addr, "off") != 0)
 		r = listen_tcp(h, cfg->http_addr);
-		if (r < 0)
-			goto fail;
-	}
-	if (cfg->http_socket[0]) {
+	if (r < 0)
+		goto fail;
+	if (passed->http_unix >= 0)
+		r = hserv_listen(h->srv, passed->http_unix);
+	else if (cfg->http_socket[0])
 		r = listen_unix(h, cfg->http_socket);
-		if (r < 0)
-			goto fail;
-	}
+	if (r < 0)
+		goto fail;
 	*ret = h;
 	return 0;
 fail:

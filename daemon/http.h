@@ -15,11 +15,15 @@
 
 #include "httpserv.h"
 #include "llmqd.h"
+#include "sd.h"
 
 struct http;
 
-/* Listen on cfg->http_addr (unless "off") and cfg->http_socket (if set). */
-int http_new(struct llmqd *d, struct http **ret);
+/*
+ * Listen on cfg->http_addr (unless "off") and cfg->http_socket (if set), or
+ * on the sockets systemd passed for the HTTP face instead (either may be).
+ */
+int http_new(struct llmqd *d, const struct sd_sockets *passed, struct http **ret);
 void http_free(struct http *h);
 /* The bound TCP address ("127.0.0.1:PORT"), or "" when off. */
 const char *http_bound_addr(const struct http *h);

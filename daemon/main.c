@@ -140,6 +140,7 @@ int main(int argc, char **argv)
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL, *tick = NULL;
 	struct event *health = NULL;
 	struct retention *retention = NULL;
+	struct sd_sockets passed = {.ipc = -1, .http_tcp = -1, .http_unix = -1};
 	struct ipc_limits lim;
 	struct rlimit rl;
 	struct timeval tv;
@@ -224,11 +225,12 @@ int main(int argc, char **argv)
 		log_err("cannot start the scheduler: %s", strerror(-r));
 		goto out;
 	}
-	fd = sd_listen_socket();
-	if (fd < -1) {
-		log_err("systemd passed an unusable socket: %s", strerror(-fd));
+	r = sd_listen_sockets(&passed, err, sizeof(err));
+	if (r < 0) {
+		log_err("%s", err);
 		goto out;
 	}
+	fd = passed.ipc;
 	if (fd < 0 && (r = paths_mkparent(cfg.socket_path)) < 0) {
 		log_err("cannot create the directory of %s: %s", cfg.socket_path, strerror(-r));
 		goto out;
@@ -260,7 +262,7 @@ int main(int argc, char **argv)
 		log_err("cannot start retention: %s", strerror(-r));
 		goto out;
 	}
-	r = http_new(&d, &d.http);
+	r = http_new(&d, &passed, &d.http);
 	if (r < 0) {
 		log_err("cannot listen for HTTP on %s%s%s: %s; set LLMQ_HTTP_ADDR (or --http) to "
 		        "another HOST:PORT, or off",
@@ -289,8 +291,11 @@ int main(int argc, char **argv)
 	log_info("llmqd %s listening on %s, database %s", LLMQ_VERSION,
 	         fd >= 0 ? "the socket systemd passed" : cfg.socket_path, cfg.db_path);
 	if (http_bound_addr(d.http)[0])
-		log_info("OpenAI-compatible HTTP on http://%s/v1", http_bound_addr(d.http));
-	if (cfg.http_socket[0])
+		log_info("OpenAI-compatible HTTP on http://%s/v1%s", http_bound_addr(d.http),
+		         passed.http_tcp >= 0 ? " (the socket systemd passed)" : "");
+	if (passed.http_unix >= 0)
+		log_info("OpenAI-compatible HTTP on the Unix socket systemd passed");
+	else if (cfg.http_socket[0])
 		log_info("OpenAI-compatible HTTP on the Unix socket %s", cfg.http_socket);
 	snprintf(status, sizeof(status), "serving %d lane%s", cfg.n_lanes,
 	         cfg.n_lanes == 1 ? "" : "s");

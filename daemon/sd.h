@@ -7,8 +7,24 @@
 
 #include <stdint.h>
 
-/* The listening socket systemd passed us, or -1 (none), or -errno. */
-int sd_listen_socket(void);
+#include <stddef.h>
+
+/* The names llmqd's .socket units give their sockets (FileDescriptorName=). */
+#define SD_NAME_IPC "llmq"
+#define SD_NAME_HTTP "http"
+
+/* The listening sockets systemd passed, each -1 when not passed. */
+struct sd_sockets {
+	int ipc;       /* "llmq": the llmq socket (a lone unnamed Unix socket too) */
+	int http_tcp;  /* "http": the HTTP face on TCP */
+	int http_unix; /* "http": the HTTP face on a Unix socket */
+};
+
+/*
+ * What systemd passed, told apart by name and family; all -1 when started by
+ * hand. -EINVAL, with the reason in err, for a socket llmqd cannot use.
+ */
+int sd_listen_sockets(struct sd_sockets *ret, char *err, size_t errlen);
 void sd_ready(const char *status);
 void sd_stopping(void);
 void sd_reloading(void);

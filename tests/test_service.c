@@ -1,0 +1,179 @@
+/*
+ * The service contract as a new user meets it: llmqd started by systemd's
+ * socket activation with both named sockets (llmqd.socket's "llmq",
+ * llmqd-http.socket's "http"), driven by systemd-socket-activate, the tool
+ * that passes sockets exactly as systemd does.
+ */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char out[1 << 16], err[1 << 16];
+
+/* A port nobody listens on now. */
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static size_t sink(char *p, size_t s, size_t n, void *ud)
+{
+	char *buf = ud;
+	size_t have = strlen(buf), add = s * n;
+
+	if (have + add >= 4096)
+		add = 4095 - have;
+	memcpy(buf + have, p, add);
+	buf[have + add] = '\0';
+	return s * n;
+}
+
+/* GET http://127.0.0.1:port/path: the status, the body into body (4096 bytes). */
+static long http_get(int port, const char *path, char *body)
+{
+	char url[128];
+	long status = 0;
+	CURL *c = curl_easy_init();
+
+	cr_assert_not_null(c);
+	body[0] = '\0';
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+/*
+ * llmqd under systemd-socket-activate: the llmq socket at d->sock and the HTTP
+ * face on 127.0.0.1:port, named as the units name them. llmqd itself starts at
+ * the first connection (in place of the activator: same pid).
+ */
+static void start_activated(struct daemon_proc *d, const char *dir, const struct mock_proc *m,
+                            int port)
+{
+	char listen_http[64], base[96];
+	int fd;
+
+	snprintf(d->sock, sizeof(d->sock), "%s/llmq.sock", dir);
+	snprintf(d->db, sizeof(d->db), "%s/llmq.db", dir);
+	snprintf(d->log, sizeof(d->log), "%s/llmqd.log", dir);
+	snprintf(listen_http, sizeof(listen_http), "127.0.0.1:%d", port);
+	snprintf(base, sizeof(base), "OPENAI_BASE_URL=http://127.0.0.1:%d/v1", m->port);
+	d->pid = fork();
+	cr_assert_geq(d->pid, 0);
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execlp("systemd-socket-activate", "systemd-socket-activate", "-l", d->sock, "-l",
+		       listen_http, "--fdname=llmq:http", "-E", base, "-E", "LLMQ_CONFIG=", "-E",
+		       "OPENAI_STAGGER_SECONDS=0", "-E", "OPENAI_TPM_LIMIT=0", LLMQD_BIN, "--db",
+		       d->db, "-v", (char *)NULL);
+		_exit(127);
+	}
+	d->http_port = port;
+}
+
+Test(service, both_named_sockets_serve_and_the_queue_drains, .timeout = 90)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], file[128], id[40], body[4096], want[64], log[1 << 14];
+	json_object *b;
+	int port, i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	/* A batch queued while the upstream could not be reached, then llmqd stopped. */
+	{
+		struct mock_proc none = {.port = 9};
+
+		h_daemon_start(&d, dir, &none, "OPENAI_STAGGER_SECONDS=0", NULL);
+		snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+		h_write_batch(file, 5, "gpt-4o-mini", 5);
+		h_submit(&d, file, id, sizeof(id));
+		h_daemon_signal(&d, SIGTERM);
+	}
+
+	port = free_port();
+	start_activated(&d, dir, &m, port);
+	/* The first caller is on the HTTP face: it starts llmqd, and is answered. */
+	for (i = 0; i < 100 && http_get(port, "/healthz", body) != 200; i++)
+		usleep(50 * 1000);
+	cr_assert_eq(http_get(port, "/healthz", body), 200, "%s", body);
+	/* llmqd uses the passed sockets for both faces, not its defaults. */
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "ping", "--json", NULL), 0,
+	             "%s", err);
+	snprintf(want, sizeof(want), "127.0.0.1:%d", port);
+	b = json_tokener_parse(out);
+	cr_assert_str_eq(h_jstr(b, "http"), want, "ping: %s", out);
+	json_object_put(b);
+	h_read_file(d.log, log, sizeof(log));
+	cr_assert(strstr(log, "the socket systemd passed"), "%s", log);
+	/* And what was queued before drains, with no llmq command asking for it. */
+	b = h_wait_for(&d, id, h_batch_completed, 30);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 5);
+	json_object_put(b);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(service, a_socket_it_cannot_use_is_named, .timeout = 30)
+{
+	struct daemon_proc d = {0};
+	char dir[64], listen_http[64], log[8192], body[4096];
+	int port, status, fd;
+
+	h_tmpdir(dir, sizeof(dir));
+	port = free_port();
+	snprintf(d.log, sizeof(d.log), "%s/llmqd.log", dir);
+	snprintf(d.db, sizeof(d.db), "%s/llmq.db", dir);
+	snprintf(listen_http, sizeof(listen_http), "127.0.0.1:%d", port);
+	/* A TCP socket named as if it were the llmq socket. */
+	d.pid = fork();
+	cr_assert_geq(d.pid, 0);
+	if (d.pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fd = open(d.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execlp("systemd-socket-activate", "systemd-socket-activate", "-l", listen_http,
+		       "--fdname=llmq", "-E", "LLMQ_CONFIG=", "-E",
+		       "OPENAI_BASE_URL=http://127.0.0.1:9/v1", LLMQD_BIN, "--db", d.db,
+		       (char *)NULL);
+		_exit(127);
+	}
+	usleep(300 * 1000);
+	http_get(port, "/healthz", body); /* starts llmqd, which refuses the socket */
+	cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "status 0x%x", status);
+	h_read_file(d.log, log, sizeof(log));
+	cr_assert(strstr(log, "FileDescriptorName=llmq") && strstr(log, "one Unix stream socket"),
+	          "%s", log);
+}
