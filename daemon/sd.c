@@ -44,9 +44,9 @@ int sd_listen_sockets(struct sd_sockets *ret, char *err, size_t errlen)
 		    (n == 1 && strcmp(name, "unknown") == 0 && sd_is_listener(fd, AF_UNIX)))
 			slot = sd_is_listener(fd, AF_UNIX) ? &s.ipc : NULL;
 		else if (strcmp(name, SD_NAME_HTTP) == 0)
-			slot = sd_is_listener(fd, AF_UNIX)   ? &s.http_unix
-			       : sd_is_listener(fd, -1) ? &s.http_tcp
-			                                 : NULL;
+			slot = sd_is_listener(fd, AF_UNIX) ? &s.http_unix
+			       : sd_is_listener(fd, -1)    ? &s.http_tcp
+			                                   : NULL;
 		if (!slot || *slot >= 0) {
 			snprintf(err, errlen,
 			         "systemd passed a socket llmqd cannot use (FileDescriptorName=%s, "
