@@ -7,6 +7,7 @@
 #include "paths.h"
 #include "timeutil.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <getopt.h>
@@ -18,7 +19,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-enum kind { K_STR, K_INT, K_FRAC, K_MS, K_BOOL, K_MODELS, K_WINDOW };
+enum kind { K_STR, K_URL, K_INT, K_FRAC, K_MS, K_BOOL, K_MODELS, K_WINDOW };
 
 struct setting {
 	const char *key;  /* INI key in a [lane NAME] section */
@@ -33,7 +34,7 @@ struct setting {
 #define LC(field) offsetof(struct lane_config, field), sizeof(((struct lane_config *)0)->field)
 
 static const struct setting settings[] = {
-    {"base_url", "OPENAI_BASE_URL", "base-url", K_STR, LC(base_url), 0, 0},
+    {"base_url", "OPENAI_BASE_URL", "base-url", K_URL, LC(base_url), 0, 0},
     {"key_env", NULL, NULL, K_STR, LC(key_env), 0, 0},
     {"key_credential", NULL, NULL, K_STR, LC(key_credential), 0, 0},
     {"models", NULL, NULL, K_MODELS, LC(models), 0, 0},
@@ -111,39 +112,90 @@ static int bad(char *err, size_t errlen, const char *where, const char *key, con
 }
 
 static int parse_models(struct lane_config *l, const char *value, char *err, size_t errlen,
-                        const char *where)
+                        const char *where, const char *shown)
 {
 	char buf[2048], *save = NULL, *tok;
 
 	if (strlen(value) >= sizeof(buf))
-		return bad(err, errlen, where, "models", value, "too long");
+		return bad(err, errlen, where, shown, value, "too long");
 	memcpy(buf, value, strlen(value) + 1);
 	l->n_models = 0;
 	for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
 		if (l->n_models == CONFIG_MAX_MODELS)
-			return bad(err, errlen, where, "models", value, "at most 16 patterns");
+			return bad(err, errlen, where, shown, value, "at most 16 patterns");
 		if (strlen(tok) >= sizeof(l->models[0]))
-			return bad(err, errlen, where, "models", value, "pattern too long");
+			return bad(err, errlen, where, shown, value, "pattern too long");
 		snprintf(l->models[l->n_models++], sizeof(l->models[0]), "%s", tok);
 	}
 	return 0;
 }
 
-static int apply(struct lane_config *l, const struct setting *s, const char *value,
-                 const char *where, char *err, size_t errlen)
+/* An upstream's base URL: absolute, http or https, with a host (libcurl's parser). */
+static int check_url(const char *value, char *why, size_t whylen)
 {
-	char *p = (char *)l + s->off, *end;
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL;
+	CURLUcode uc;
+	int r = -EINVAL;
+
+	if (!u) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	uc = curl_url_set(u, CURLUPART_URL, value, 0);
+	if (uc == CURLUE_BAD_SCHEME && !strstr(value, "://")) {
+		snprintf(why, whylen,
+		         "no scheme; write https:// (or http:// for a server on this host) before "
+		         "it, e.g. https://api.openai.com/v1");
+		goto out;
+	}
+	if (uc != CURLUE_OK) {
+		snprintf(why, whylen, "not a URL (%s); expected e.g. https://api.openai.com/v1",
+		         curl_url_strerror(uc));
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+		snprintf(why, whylen,
+		         "the scheme must be http:// or https:// (e.g. https://api.openai.com/v1)");
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
+		snprintf(why, whylen, "no host; expected e.g. https://api.openai.com/v1");
+		goto out;
+	}
+	r = 0;
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return r;
+}
+
+/*
+ * Set setting s of lane l from value. where and shown name the place and the
+ * setting as the user wrote them: "llmqd.conf [lane a]" and "tpm_limit",
+ * "environment" and "OPENAI_TPM_LIMIT", "command line" and "--tpm".
+ */
+static int apply(struct lane_config *l, const struct setting *s, const char *value,
+                 const char *where, const char *shown, char *err, size_t errlen)
+{
+	char *p = (char *)l + s->off, *end, why[160];
 	double d;
 	int64_t ms;
 
 	switch (s->kind) {
+	case K_URL:
+		if (check_url(value, why, sizeof(why)) < 0)
+			return bad(err, errlen, where, shown, value, why);
+		/* fall through */
 	case K_STR:
 		if (strlen(value) >= s->size)
-			return bad(err, errlen, where, s->key, value, "too long");
+			return bad(err, errlen, where, shown, value, "too long");
 		memcpy(p, value, strlen(value) + 1);
 		return 0;
 	case K_MODELS:
-		return parse_models(l, value, err, errlen, where);
+		return parse_models(l, value, err, errlen, where, shown);
 	case K_WINDOW:
 		if (!strcasecmp(value, "auto"))
 			*(int *)p = GATE_WINDOW_AUTO;
@@ -152,7 +204,7 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 		else if (!strcasecmp(value, "second"))
 			*(int *)p = GATE_WINDOW_SECOND;
 		else
-			return bad(err, errlen, where, s->key, value,
+			return bad(err, errlen, where, shown, value,
 			           "expected auto, minute or second");
 		return 0;
 	case K_BOOL:
@@ -162,7 +214,7 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 		         !strcmp(value, "0"))
 			*(int *)p = 0;
 		else
-			return bad(err, errlen, where, s->key, value, "expected yes or no");
+			return bad(err, errlen, where, shown, value, "expected yes or no");
 		return 0;
 	case K_INT:
 	case K_FRAC:
@@ -173,7 +225,7 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 		if (s->kind == K_FRAC)
 			*(double *)p = d;
 		else if (d != (double)(int64_t)d)
-			return bad(err, errlen, where, s->key, value, "expected a whole number");
+			return bad(err, errlen, where, shown, value, "expected a whole number");
 		else if (s->size == sizeof(int))
 			*(int *)p = (int)d;
 		else
@@ -181,7 +233,7 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 		return 0;
 	case K_MS:
 		if (time_parse_duration(value, &ms) < 0)
-			return bad(err, errlen, where, s->key, value,
+			return bad(err, errlen, where, shown, value,
 			           "expected seconds, or a duration like 500ms, 2s, 1m");
 		d = (double)ms;
 		if (d < s->min || d > s->max)
@@ -189,14 +241,11 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 		*(int64_t *)p = ms;
 		return 0;
 	}
-range : {
-	char why[96];
-
+range:
 	snprintf(why, sizeof(why), "expected a number from %g to %g",
 	         s->kind == K_MS ? s->min / 1000 : s->min,
 	         s->kind == K_MS ? s->max / 1000 : s->max);
-	return bad(err, errlen, where, s->key, value, why);
-}
+	return bad(err, errlen, where, shown, value, why);
 }
 
 /* How long a client may take over one request, or a submit over its lines. */
@@ -355,7 +404,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		bad(st->err, st->errlen, where, name, value, "unknown key");
 		goto fail;
 	}
-	if (apply(st->lane, s, value, where, st->err, st->errlen) < 0)
+	if (apply(st->lane, s, value, where, s->key, st->err, st->errlen) < 0)
 		goto fail;
 	if (strcmp(name, "base_url") == 0)
 		st->has_base_url[st->lane - cfg->lanes] = 1;
@@ -458,12 +507,47 @@ void config_usage(FILE *f)
 			fprintf(f, "  --%-20s (%s)\n", s->flag, s->env);
 }
 
+/*
+ * With a file, the lanes are the file's: the implicit lane's variables would
+ * be silently ignored, so they are refused instead - every one of them in one
+ * message, with the file key to set for each.
+ */
+static int refuse_lane_variables(const struct config *cfg, char *err, size_t errlen)
+{
+	char vars[1024] = "", keys[1024] = "";
+	size_t nv = 0, nk = 0;
+	const struct setting *s;
+	const char *v;
+	int count = 0;
+
+	for (s = settings; s->key; s++) {
+		if (!s->env || !(v = getenv(s->env)) || !*v)
+			continue;
+		nv += (size_t)snprintf(vars + nv, sizeof(vars) - nv, "%s%s", count ? ", " : "",
+		                       s->env);
+		nk += (size_t)snprintf(keys + nk, sizeof(keys) - nk, "%s%s", count ? ", " : "",
+		                       s->key);
+		if (nv >= sizeof(vars) || nk >= sizeof(keys))
+			break;
+		count++;
+	}
+	if (count == 0)
+		return 0;
+	snprintf(err, errlen,
+	         "%s %s set, but the lanes come from %s: set %s in the lane's section there, or "
+	         "unset %s (in /etc/llmq/llmqd.env under systemd: comment %s out)",
+	         vars, count == 1 ? "is" : "are", cfg->config_file, keys,
+	         count == 1 ? "it" : "them", count == 1 ? "it" : "them");
+	return -EINVAL;
+}
+
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
 	struct option opts[N_BASE + N_SETTINGS];
 	const char *file = NULL, *v;
 	const struct setting *s;
 	size_t n = 0, i;
+	char flag[64];
 	int c, idx, r, file_required = 0;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -581,18 +665,15 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	 * lanes are the file's: a variable that would be silently ignored is
 	 * refused instead, naming the key to set.
 	 */
+	if (cfg->config_file[0]) {
+		r = refuse_lane_variables(cfg, err, errlen);
+		if (r < 0)
+			return r;
+	}
 	for (s = settings; s->key; s++) {
 		if (!s->env || !(v = getenv(s->env)) || !*v)
 			continue;
-		if (cfg->config_file[0]) {
-			snprintf(
-			    err, errlen,
-			    "%s is set, but the lanes come from %s: set %s in the lane's section "
-			    "there, or unset %s",
-			    s->env, cfg->config_file, s->key, s->env);
-			return -EINVAL;
-		}
-		r = apply(&cfg->lanes[0], s, v, "environment", err, errlen);
+		r = apply(&cfg->lanes[0], s, v, "environment", s->env, err, errlen);
 		if (r < 0)
 			return r;
 	}
@@ -621,8 +702,9 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 				         settings[c - 1000].key);
 				return -EINVAL;
 			}
-			r = apply(&cfg->lanes[0], &settings[c - 1000], optarg, "command line", err,
-			          errlen);
+			snprintf(flag, sizeof(flag), "--%s", settings[c - 1000].flag);
+			r = apply(&cfg->lanes[0], &settings[c - 1000], optarg, "command line", flag,
+			          err, errlen);
 			if (r < 0)
 				return r;
 		}

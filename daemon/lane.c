@@ -1,8 +1,10 @@
 /*
- * lane.c - lane keys and URLs. Keys are read once at start and never logged.
+ * lane.c - lane keys and URLs. Keys are read once at start and never logged;
+ * URLs are parsed, joined and redacted by libcurl's URL API, never by hand.
  */
 #include "lane.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -57,33 +59,64 @@ int lane_load_key(const struct lane_config *l, char **ret)
 
 int lane_url(const struct lane_config *l, const char *path, char *buf, size_t len)
 {
-	size_t blen = strlen(l->base_url);
-	int n;
+	CURLU *u = curl_url();
+	char *base = NULL, *url = NULL, joined[2048];
+	size_t blen;
+	int r = -EINVAL;
 
-	while (blen > 0 && l->base_url[blen - 1] == '/')
+	if (!u)
+		return -ENOMEM;
+	if (curl_url_set(u, CURLUPART_URL, l->base_url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PATH, &base, 0) != CURLUE_OK)
+		goto out;
+	blen = strlen(base);
+	while (blen > 0 && base[blen - 1] == '/')
 		blen--;
-	if (blen >= 3 && strncmp(l->base_url + blen - 3, "/v1", 3) == 0 &&
-	    strncmp(path, "/v1/", 4) == 0)
+	/* One "/v1": base_url may end with it, and the job's url begins with it. */
+	if (blen >= 3 && strncmp(base + blen - 3, "/v1", 3) == 0 && strncmp(path, "/v1/", 4) == 0)
 		path += 3;
-	n = snprintf(buf, len, "%.*s%s", (int)blen, l->base_url, path);
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+	r = -ENAMETOOLONG;
+	if ((size_t)snprintf(joined, sizeof(joined), "%.*s%s", (int)blen, base, path) >=
+	    sizeof(joined))
+		goto out;
+	r = -EINVAL;
+	if (curl_url_set(u, CURLUPART_PATH, joined, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_URL, &url, 0) != CURLUE_OK)
+		goto out;
+	r = -ENAMETOOLONG;
+	if ((size_t)snprintf(buf, len, "%s", url) >= len)
+		goto out;
+	r = 0;
+out:
+	curl_free(base);
+	curl_free(url);
+	curl_url_cleanup(u);
+	return r;
 }
 
 const char *lane_redact_url(const char *url, char *buf, size_t len)
 {
-	const char *host = strstr(url, "://"), *end, *at;
+	CURLU *u = curl_url();
+	char *user = NULL, *password = NULL, *shown = NULL;
 
 	if (len == 0)
-		return buf;
-	host = host ? host + 3 : url;
-	end = host + strcspn(host, "/?#");
-	at = memchr(host, '@', (size_t)(end - host));
-	/* The last '@' of the authority ends its userinfo. */
-	while (at && memchr(at + 1, '@', (size_t)(end - at - 1)))
-		at = memchr(at + 1, '@', (size_t)(end - at - 1));
-	if (at)
-		snprintf(buf, len, "%.*s***%s", (int)(host - url), url, at);
-	else
-		snprintf(buf, len, "%s", url);
+		goto out;
+	/* What cannot be parsed is not shown: it may hold a password all the same. */
+	snprintf(buf, len, "(a base_url that is not a URL)");
+	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		goto out;
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK) {
+		if (curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) != CURLUE_OK ||
+		    curl_url_set(u, CURLUPART_USER, "***", 0) != CURLUE_OK)
+			goto out;
+	}
+	if (curl_url_get(u, CURLUPART_URL, &shown, 0) == CURLUE_OK)
+		snprintf(buf, len, "%s", shown);
+out:
+	curl_free(user);
+	curl_free(password);
+	curl_free(shown);
+	curl_url_cleanup(u);
 	return buf;
 }

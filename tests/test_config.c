@@ -26,6 +26,10 @@ static void setup(void)
 	                                   "OPENAI_RETRY_MAX_ATTEMPTS",
 	                                   "OPENAI_BACKOFF_BASE_SECONDS",
 	                                   "OPENAI_RPM_LIMIT",
+	                                   "OPENAI_BURST_SECONDS",
+	                                   "OPENAI_API_KEY",
+	                                   "LLMQ_RETENTION",
+	                                   "LLMQ_HTTP_SOCKET",
 	                                   NULL};
 	int i;
 
@@ -116,13 +120,85 @@ Test(config, bad_values_are_named)
 {
 	char err[512];
 
+	/* By the name the user set: the variable, the flag, the file key. */
 	setenv("OPENAI_MAX_CONCURRENCY", "zero", 1);
 	cr_assert_eq(load(err, sizeof(err), 0), -EINVAL);
-	cr_assert(strstr(err, "max_concurrency"), "%s", err);
+	cr_assert(strstr(err, "environment: OPENAI_MAX_CONCURRENCY = \"zero\""), "%s", err);
 	unsetenv("OPENAI_MAX_CONCURRENCY");
 	cr_assert_eq(load(err, sizeof(err), 2, "--headroom", "1.5"), -EINVAL);
-	cr_assert(strstr(err, "headroom"), "%s", err);
+	cr_assert(strstr(err, "command line: --headroom = \"1.5\""), "%s", err);
 	cr_assert_eq(load(err, sizeof(err), 1, "--bogus"), -EINVAL);
+	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\ntpm_limit = lots\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "[lane a]: tpm_limit = \"lots\""), "%s", err);
+}
+
+/* base_url is an http(s) URL with a host, wherever it comes from (libcurl parses it). */
+Test(config, base_url_must_be_an_http_url)
+{
+	static const char *const bad_urls[] = {"ftp://x",    "api.openai.com",     "https://",
+	                                       "http//x/v1", "file:///etc/passwd", NULL};
+	char err[512], text[256];
+	int i;
+
+	for (i = 0; bad_urls[i]; i++) {
+		snprintf(text, sizeof(text), "[lane mine]\nbase_url = %s\n", bad_urls[i]);
+		write_file(text);
+		cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL, "%s",
+		             bad_urls[i]);
+		cr_assert(strstr(err, "[lane mine]: base_url = ") && strstr(err, bad_urls[i]), "%s",
+		          err);
+		setenv("OPENAI_BASE_URL", bad_urls[i], 1);
+		cr_assert_eq(load(err, sizeof(err), 0), -EINVAL, "%s", bad_urls[i]);
+		cr_assert(strstr(err, "environment: OPENAI_BASE_URL = "), "%s", err);
+		unsetenv("OPENAI_BASE_URL");
+		cr_assert_eq(load(err, sizeof(err), 2, "--base-url", bad_urls[i]), -EINVAL);
+		cr_assert(strstr(err, "command line: --base-url = "), "%s", err);
+	}
+	cr_assert(strstr(err, "http:// or https://") || strstr(err, "not a URL"), "%s", err);
+	setenv("OPENAI_BASE_URL", "http://[::1]:8080/v1", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+}
+
+/* Every lane variable set beside a file is named, in one message. */
+Test(config, mixed_sources_name_every_variable)
+{
+	char err[1024];
+
+	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\n");
+	setenv("OPENAI_BASE_URL", "https://api.openai.com/v1", 1);
+	setenv("OPENAI_TPM_LIMIT", "30000", 1);
+	setenv("OPENAI_STAGGER_SECONDS", "15", 1);
+	setenv("OPENAI_API_KEY", "sk-allowed-beside-a-file", 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "OPENAI_BASE_URL, OPENAI_STAGGER_SECONDS, OPENAI_TPM_LIMIT are set"),
+	          "%s", err);
+	cr_assert(strstr(err, "base_url, stagger_seconds, tpm_limit"), "%s", err);
+	cr_assert_null(strstr(err, "OPENAI_API_KEY"), "%s", err);
+}
+
+/* The shipped environment file, then the shipped config file added to it: starts. */
+Test(config, adding_the_example_config_keeps_the_example_env_working)
+{
+	char err[1024], line[512], *eq;
+	FILE *f = fopen(SOURCE_DIR "/systemd/llmqd.env.example", "r");
+	int assignments = 0;
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '#' || !(eq = strchr(line, '=')))
+			continue;
+		*eq = '\0';
+		setenv(line, eq + 1, 1);
+		assignments++;
+	}
+	fclose(f);
+	setenv("OPENAI_API_KEY", "sk-test", 1); /* the user's key, however they set it */
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "the env file alone: %s", err);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", SOURCE_DIR "/examples/llmqd.conf"), 0,
+	             "the env file with the example config (%d assignments): %s", assignments, err);
+	cr_assert_eq(cfg.n_lanes, 2);
 }
 
 Test(config, file_lanes_and_precedence)
@@ -234,7 +310,7 @@ Test(config, the_provider_window_and_the_lane_wait)
 	cr_assert_eq(load(err, sizeof(err), 2, "--provider-window", "minute"), 0, "%s", err);
 	cr_assert_eq(cfg.lanes[0].provider_window, GATE_WINDOW_MINUTE, "the flag pins it");
 	cr_assert_eq(load(err, sizeof(err), 2, "--provider-window", "hour"), -EINVAL);
-	cr_assert(strstr(err, "provider_window") && strstr(err, "auto, minute or second"), "%s",
+	cr_assert(strstr(err, "--provider-window") && strstr(err, "auto, minute or second"), "%s",
 	          err);
 	unsetenv("LLMQ_PROVIDER_WINDOW");
 	unsetenv("LLMQ_LANE_WAIT_MAX_SECONDS");

@@ -5,6 +5,7 @@
  * one-second windows (learned, shown, remembered across a restart).
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "lane.h"
 
 static char out[1 << 20], err[1 << 16];
 
@@ -192,4 +194,57 @@ Test(lane, a_provider_enforcing_one_second_windows_is_learned_and_remembered, .t
 	json_object_put(s);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
+}
+
+/* A job's url joined to base_url, as libcurl's URL API joins them. */
+Test(lane_url, joined_with_one_v1)
+{
+	static const struct {
+		const char *base, *path, *want;
+	} rows[] = {
+	    {"https://api.openai.com/v1", "/v1/chat/completions",
+	     "https://api.openai.com/v1/chat/completions"},
+	    {"https://api.openai.com/v1/", "/v1/embeddings",
+	     "https://api.openai.com/v1/embeddings"},
+	    {"http://127.0.0.1:8080", "/v1/chat/completions",
+	     "http://127.0.0.1:8080/v1/chat/completions"},
+	    {"http://[::1]:8080/openai/v1", "/v1/responses",
+	     "http://[::1]:8080/openai/v1/responses"},
+	    {"https://x.example/proxy", "/v1/completions",
+	     "https://x.example/proxy/v1/completions"},
+	    {"https://u:p@x.example/v1", "/v1/completions", "https://u:p@x.example/v1/completions"},
+	};
+	struct lane_config l = {0};
+	char buf[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		snprintf(l.base_url, sizeof(l.base_url), "%s", rows[i].base);
+		cr_assert_eq(lane_url(&l, rows[i].path, buf, sizeof(buf)), 0, "%s", rows[i].base);
+		cr_assert_str_eq(buf, rows[i].want);
+	}
+	cr_assert_eq(lane_url(&l, "/v1/chat/completions", buf, 16), -ENAMETOOLONG);
+	snprintf(l.base_url, sizeof(l.base_url), "not a url");
+	cr_assert_eq(lane_url(&l, "/v1/chat/completions", buf, sizeof(buf)), -EINVAL);
+}
+
+/* Credentials in a base_url are never shown; what is not a URL is not shown either. */
+Test(lane_url, redacted_for_status_and_the_log)
+{
+	static const struct {
+		const char *url, *want;
+	} rows[] = {
+	    {"https://api.openai.com/v1", "https://api.openai.com/v1"},
+	    {"https://user:pass@host.example/v1", "https://***@host.example/v1"},
+	    {"https://user@host.example/v1", "https://***@host.example/v1"},
+	    {"https://:secret@host.example/v1", "https://***@host.example/v1"},
+	    {"http://a%40b:c@host.example:8080/v1?x=1", "http://***@host.example:8080/v1?x=1"},
+	    {"http://a@b:c@host.example/v1", "(a base_url that is not a URL)"},
+	    {"secret-looking but no URL", "(a base_url that is not a URL)"},
+	};
+	char buf[128];
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		cr_assert_str_eq(lane_redact_url(rows[i].url, buf, sizeof(buf)), rows[i].want);
 }
