@@ -41,12 +41,18 @@ struct http {
 	struct http_token *tokens;
 	int n_tokens; /* 0: no tokens file, TCP callers are anonymous */
 	char bound[128];
+	struct sockaddr_storage tcp_addr; /* the TCP listener's address; family 0: none */
 	char unix_path[PATH_MAX];
 };
 
 const char *http_bound_addr(const struct http *h)
 {
 	return h ? h->bound : "";
+}
+
+const struct sockaddr_storage *http_tcp_listener(const struct http *h)
+{
+	return h && h->tcp_addr.ss_family ? &h->tcp_addr : NULL;
 }
 
 /* Equal without telling, by its time, how much of a guess was right. */
@@ -374,6 +380,7 @@ static int serve_tcp(struct http *h, int fd)
 	char shown[64];
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		h->tcp_addr = ss;
 		if (ss.ss_family == AF_INET &&
 		    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, shown,
 		              sizeof(shown)))

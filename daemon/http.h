@@ -27,6 +27,9 @@ int http_new(struct llmqd *d, const struct sd_sockets *passed, struct http **ret
 void http_free(struct http *h);
 /* The bound TCP address ("127.0.0.1:PORT"), or "" when off. */
 const char *http_bound_addr(const struct http *h);
+/* The TCP listener's address, or NULL when there is none. */
+struct sockaddr_storage;
+const struct sockaddr_storage *http_tcp_listener(const struct http *h);
 
 /*
  * Who is calling: the peer's uid on the Unix-socket listener; on TCP the

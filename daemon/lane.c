@@ -7,6 +7,11 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,4 +124,103 @@ out:
 	curl_free(shown);
 	curl_url_cleanup(u);
 	return buf;
+}
+
+/* The addresses host stands for, without asking DNS: a literal, or localhost. */
+static int lane_host_addrs(const char *host, struct sockaddr_storage *ret, int max)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&ret[0];
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ret[0];
+	char lit[64];
+	size_t n = strlen(host);
+
+	memset(ret, 0, sizeof(*ret) * (size_t)max);
+	if (strcasecmp(host, "localhost") == 0 && max >= 2) {
+		a4->sin_family = AF_INET;
+		a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		a6 = (struct sockaddr_in6 *)&ret[1];
+		a6->sin6_family = AF_INET6;
+		a6->sin6_addr = in6addr_loopback;
+		return 2;
+	}
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		snprintf(lit, sizeof(lit), "%.*s", (int)(n - 2), host + 1);
+		a6->sin6_family = AF_INET6;
+		return inet_pton(AF_INET6, lit, &a6->sin6_addr) == 1;
+	}
+	a4->sin_family = AF_INET;
+	return inet_pton(AF_INET, host, &a4->sin_addr) == 1;
+}
+
+static int lane_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+	              &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+/* Whether addr is one of this host's: loopback, or an interface's address. */
+static int lane_addr_local(const struct sockaddr_storage *addr)
+{
+	struct ifaddrs *ifs = NULL, *i;
+	struct sockaddr_storage ss;
+	int found = 0;
+
+	if ((addr->ss_family == AF_INET &&
+	     (ntohl(((const struct sockaddr_in *)addr)->sin_addr.s_addr) >> 24) == 127) ||
+	    (addr->ss_family == AF_INET6 &&
+	     IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)addr)->sin6_addr)))
+		return 1;
+	if (getifaddrs(&ifs) < 0)
+		return 0;
+	for (i = ifs; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		memset(&ss, 0, sizeof(ss));
+		memcpy(&ss, i->ifa_addr,
+		       i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+		                                         : sizeof(struct sockaddr_in6));
+		found = lane_addr_equal(&ss, addr);
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+static int lane_addr_wildcard(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+int lane_url_is(const char *base_url, const struct sockaddr_storage *listener)
+{
+	struct sockaddr_storage cand[2];
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL;
+	int n, i, found = 0, lport;
+
+	if (!u || curl_url_set(u, CURLUPART_URL, base_url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+		goto out;
+	lport = ntohs(listener->ss_family == AF_INET
+	                  ? ((const struct sockaddr_in *)listener)->sin_port
+	                  : ((const struct sockaddr_in6 *)listener)->sin6_port);
+	if (atoi(port) != lport)
+		goto out;
+	n = lane_host_addrs(host, cand, 2);
+	for (i = 0; i < n && !found; i++)
+		found = lane_addr_equal(&cand[i], listener) ||
+		        (lane_addr_wildcard(listener) && lane_addr_local(&cand[i]));
+out:
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return found;
 }

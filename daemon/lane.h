@@ -22,4 +22,13 @@ int lane_url(const struct lane_config *l, const char *path, char *buf, size_t le
  * become "***@". Truncates to fit len. */
 const char *lane_redact_url(const char *url, char *buf, size_t len);
 
+struct sockaddr_storage;
+/*
+ * Whether base_url names the TCP listener listener (an address of this host
+ * when it listens on all): an upstream that is llmqd's own HTTP face. Host
+ * names other than localhost are not looked up (no DNS at start): a loop
+ * through one is caught by the hop header instead.
+ */
+int lane_url_is(const char *base_url, const struct sockaddr_storage *listener);
+
 #endif

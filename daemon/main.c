@@ -42,6 +42,32 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
+ * A lane whose upstream is llmqd's own HTTP face would send each call back to
+ * llmqd for ever: what an exported OPENAI_BASE_URL=http://127.0.0.1:8411/v1,
+ * meant for the apps, does to a llmqd started from the same shell.
+ */
+static int lanes_loop_back(const struct config *c, const struct http *h, char *err, size_t len)
+{
+	const struct sockaddr_storage *self = http_tcp_listener(h);
+	char url[sizeof(c->lanes[0].base_url)];
+	int i;
+
+	for (i = 0; self && i < c->n_lanes; i++) {
+		if (!lane_url_is(c->lanes[i].base_url, self))
+			continue;
+		snprintf(err, len,
+		         "lane %s: base_url %s is llmqd's own HTTP address: its calls would come "
+		         "back to llmqd for ever. Point the lane at the provider (%s, e.g. "
+		         "https://api.openai.com/v1); http://%s/v1 is for the apps on this host",
+		         c->lanes[i].name, lane_redact_url(c->lanes[i].base_url, url, sizeof(url)),
+		         c->config_file[0] ? "base_url in the lane's section" : "OPENAI_BASE_URL",
+		         http_bound_addr(h));
+		return -ELOOP;
+	}
+	return 0;
+}
+
+/*
  * SIGHUP: read the configuration again and apply the lanes' limits and keys
  * to the live gates; transfers in flight go on. A configuration that does
  * not load, or that adds, removes or renames lanes, is refused and the
@@ -80,6 +106,10 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	    strcmp(cfg.http_addr, next.http_addr) || strcmp(cfg.http_socket, next.http_socket))
 		log_warn("reload: socket, database and HTTP listener changes take effect at the "
 		         "next restart");
+	if (lanes_loop_back(&next, d->http, err, sizeof(err)) < 0) {
+		log_err("reload: %s; keeping the running configuration", err);
+		goto out;
+	}
 	for (i = 0; i < cfg.n_lanes; i++)
 		cfg.lanes[i] = next.lanes[i];
 	snprintf(cfg.admin_group, sizeof(cfg.admin_group), "%s", next.admin_group);
@@ -268,6 +298,11 @@ int main(int argc, char **argv)
 		        "another HOST:PORT, or off",
 		        cfg.http_addr, cfg.http_socket[0] ? " and " : "", cfg.http_socket,
 		        strerror(-r));
+		goto out;
+	}
+	r = lanes_loop_back(&cfg, d.http, err, sizeof(err));
+	if (r < 0) {
+		log_err("%s", err);
 		goto out;
 	}
 	sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);

@@ -177,3 +177,87 @@ Test(service, a_socket_it_cannot_use_is_named, .timeout = 30)
 	cr_assert(strstr(log, "FileDescriptorName=llmq") && strstr(log, "one Unix stream socket"),
 	          "%s", log);
 }
+
+/* llmqd run by hand with the command line and environment given (a shell
+ * command's words); its exit status, its output in log. */
+static int run_llmqd(const char *dir, const char *env, char *log, size_t len)
+{
+	char cmd[1024], path[128];
+	int status;
+
+	snprintf(path, sizeof(path), "%s/llmqd.log", dir);
+	snprintf(cmd, sizeof(cmd),
+	         "env -i PATH=/usr/bin:/bin LLMQ_CONFIG= %s timeout 10 %s --socket %s/s.sock --db "
+	         "%s/llmq.db >%s 2>&1",
+	         env, LLMQD_BIN, dir, dir, path);
+	status = system(cmd);
+	h_read_file(path, log, len);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* An app's OPENAI_BASE_URL exported in the shell that starts llmqd. */
+Test(service, an_upstream_that_is_llmqd_itself_is_refused, .timeout = 60)
+{
+	char dir[64], env[256], log[8192];
+	const char *hosts[] = {"127.0.0.1", "localhost", "LOCALHOST", NULL};
+	int port = free_port(), i;
+
+	h_tmpdir(dir, sizeof(dir));
+	for (i = 0; hosts[i]; i++) {
+		char url[64];
+
+		snprintf(url, sizeof(url), "%s:%d%s", hosts[i], port, i == 2 ? "" : "/v1");
+		snprintf(env, sizeof(env), "LLMQ_HTTP_ADDR=127.0.0.1:%d OPENAI_BASE_URL=http://%s",
+		         port, url);
+		cr_assert_neq(run_llmqd(dir, env, log, sizeof(log)), 0, "%s: %s", url, log);
+		cr_assert(strstr(log, "is llmqd's own HTTP address") &&
+		              strstr(log, "OPENAI_BASE_URL"),
+		          "%s", log);
+	}
+	/* Listening on every address: any of this host's is llmqd itself. */
+	snprintf(env, sizeof(env), "LLMQ_HTTP_ADDR=0.0.0.0:%d OPENAI_BASE_URL=http://127.0.0.1:%d",
+	         port, port);
+	cr_assert_neq(run_llmqd(dir, env, log, sizeof(log)), 0, "%s", log);
+	cr_assert(strstr(log, "is llmqd's own HTTP address"), "%s", log);
+}
+
+/* The same through a reload: refused, the running lanes kept. */
+Test(service, a_reload_that_points_a_lane_at_llmqd_is_refused, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], conf[128], env[160], text[256], log[1 << 15];
+	int port = free_port(), i;
+	FILE *f;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
+	f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "[lane a]\nbase_url = http://127.0.0.1:%d/v1\nstagger_seconds = 0\n", m.port);
+	fclose(f);
+	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", conf);
+	snprintf(text, sizeof(text), "LLMQ_HTTP_ADDR=127.0.0.1:%d", port);
+	h_daemon_start(&d, dir, &m, env, text, NULL);
+	cr_assert_eq(d.http_port, port);
+	f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "[lane a]\nbase_url = http://127.0.0.1:%d/v1\nstagger_seconds = 0\n", port);
+	fclose(f);
+	h_daemon_signal_only(&d, SIGHUP);
+	for (i = 0; i < 100; i++) {
+		h_read_file(d.log, log, sizeof(log));
+		if (strstr(log, "reload: lane a: base_url"))
+			break;
+		usleep(50 * 1000);
+	}
+	cr_assert(strstr(log, "is llmqd's own HTTP address") &&
+	              strstr(log, "keeping the running configuration"),
+	          "%s", log);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", "--json", NULL), 0);
+	snprintf(text, sizeof(text), "127.0.0.1:%d", m.port);
+	cr_assert(strstr(out, text), "the lane still goes to the mock: %s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
