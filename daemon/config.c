@@ -67,6 +67,8 @@ static const struct setting settings[] = {
      1, 86400e3},
     {"interactive_reserve", "LLMQ_INTERACTIVE_RESERVE", "interactive-reserve", K_FRAC,
      LC(limits.interactive_reserve), 0, 0.9},
+    {"interactive_stagger", "LLMQ_INTERACTIVE_STAGGER", NULL, K_BOOL,
+     LC(limits.stagger_interactive), 0, 1},
     {"interactive_max_wait_seconds", "LLMQ_INTERACTIVE_MAX_WAIT_SECONDS", "interactive-max-wait",
      K_MS, LC(interactive_max_wait_ms), 0, 3600e3},
     {"lane_wait_max_seconds", "LLMQ_LANE_WAIT_MAX_SECONDS", NULL, K_MS, LC(lane_wait_max_ms), 0,

@@ -275,7 +275,7 @@ int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now
 		t = g->paused_until;
 		why = GATE_PAUSED;
 	}
-	if (g->next_launch > t) {
+	if (g->next_launch > t && (cls == GATE_BATCH || g->lim.stagger_interactive)) {
 		t = g->next_launch;
 		why = GATE_STAGGER;
 	}
@@ -335,8 +335,12 @@ void gate_launch(struct gate *g, enum gate_class cls, int64_t cost, int64_t now,
 	g->req -= 1;
 	g->seq_tokens += cost;
 	g->seq_requests++;
-	g->next_launch = now + g->lim.stagger_ms +
-	                 (int64_t)((double)g->lim.stagger_ms * g->lim.stagger_jitter * jitter01);
+	/* The prototype's stagger spaced its batch runs: a caller waiting on an open
+	 * connection neither waits for it nor pushes it on, unless told to. */
+	if (cls == GATE_BATCH || g->lim.stagger_interactive)
+		g->next_launch =
+		    now + g->lim.stagger_ms +
+		    (int64_t)((double)g->lim.stagger_ms * g->lim.stagger_jitter * jitter01);
 	ret_mark->tokens = g->seq_tokens;
 	ret_mark->requests = g->seq_requests;
 	ret_mark->refunds = g->seq_refunds;

@@ -75,6 +75,8 @@ struct gate_limits {
 	double headroom;            /* fraction of each limit left unused, 0..0.9 */
 	int64_t burst_ms;           /* bucket capacity, as time at the effective rate */
 	double interactive_reserve; /* 0..0.9, see enum gate_class */
+	int stagger_interactive;    /* interactive launches wait for (and set) the stagger
+	                             * too; by default the stagger spaces batch launches only */
 };
 
 /* What the provider said about the key's budget; -1 where a header was absent. */

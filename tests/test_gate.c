@@ -77,6 +77,31 @@ Test(gate, stagger_and_concurrency_exact)
 	cr_assert_eq(at[5], 130000);
 }
 
+/* The stagger spaces batch launches; a caller neither waits for it nor pushes it on. */
+Test(gate, stagger_is_for_batches_unless_asked)
+{
+	struct gate_limits l = proto;
+	struct gate_mark m;
+	struct gate g;
+
+	l.burst_ms = 60000;
+	gate_init(&g, &l, 0);
+	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m);
+	/* 1 ms after a batch launch: the next batch waits 15 s, a caller goes now. */
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 1, NULL), 15000);
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 100, 1, NULL), 1);
+	gate_launch(&g, GATE_INTERACTIVE, 100, 1, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 100, 2, NULL), 2, "callers back to back");
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 2, NULL), 15000, "the batch's stagger unmoved");
+
+	/* interactive_stagger = yes: callers are spaced like the prototype's runs. */
+	l.stagger_interactive = 1;
+	gate_init(&g, &l, 0);
+	gate_launch(&g, GATE_INTERACTIVE, 100, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 100, 1, NULL), 15000);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 1, NULL), 15000);
+}
+
 Test(gate, concurrency_cap_reports_never)
 {
 	struct gate_limits l = {.max_concurrency = 2};

@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -48,24 +49,37 @@ static size_t sink(char *p, size_t s, size_t n, void *ud)
 	return s * n;
 }
 
-/* GET http://127.0.0.1:port/path: the status, the body into body (4096 bytes). */
-static long http_get(int port, const char *path, char *body)
+/* method http://127.0.0.1:port/path with body (NULL: none): the status, the
+ * answer into ret (4096 bytes). */
+static long http_call(int port, const char *method, const char *path, const char *body, char *ret)
 {
+	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
 	char url[128];
 	long status = 0;
 	CURL *c = curl_easy_init();
 
 	cr_assert_not_null(c);
-	body[0] = '\0';
+	ret[0] = '\0';
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	}
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, ret);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(hdr);
 	return status;
+}
+
+static long http_get(int port, const char *path, char *ret)
+{
+	return http_call(port, "GET", path, NULL, ret);
 }
 
 /*
@@ -258,6 +272,32 @@ Test(service, a_reload_that_points_a_lane_at_llmqd_is_refused, .timeout = 60)
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", "--json", NULL), 0);
 	snprintf(text, sizeof(text), "127.0.0.1:%d", m.port);
 	cr_assert(strstr(out, text), "the lane still goes to the mock: %s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* The embedded lane keeps the prototype's 15 s stagger for batch jobs; an app
+ * pointed at llmqd is not held 15 s between its calls. */
+Test(service, callers_do_not_wait_for_the_batch_stagger, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], body[4096];
+	struct timespec t0, t1;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, NULL); /* the defaults: stagger 15 s */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < 5; i++)
+		cr_assert_eq(http_call(d.http_port, "POST", "/v1/chat/completions",
+		                       "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,"
+		                       "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+		                       body),
+		             200, "%s", body);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_lt(t1.tv_sec - t0.tv_sec, 5, "5 calls took %ld s", (long)(t1.tv_sec - t0.tv_sec));
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
