@@ -254,12 +254,20 @@ static void reply_failed(struct load *l, json_object *err)
 	b.finished_at = b.created_at;
 	if (r == 0)
 		r = store_batch_insert(l->d->store, &b);
-	json_object_put(data);
 	if (r < 0) {
+		json_object_put(data);
 		http_store_error(l->d, l->req, "record the failed batch", r);
 		return;
 	}
-	log_info("batch %s from file %s failed validation: %s", id, l->file_id, msg ? msg : "");
+	/* Not the submitter's message, which says nothing was stored: this was. */
+	x = json_object_array_length(data) > 0 ? json_object_array_get_idx(data, 0) : NULL;
+	log_info("batch %s from file %s failed validation (%lld bad line%s; first: line %lld: "
+	         "%s); stored as failed, nothing runs",
+	         id, l->file_id,
+	         (long long)(jint(err, "bad_lines") > 0 ? jint(err, "bad_lines") : 1),
+	         jint(err, "bad_lines") > 1 ? "s" : "", (long long)jint(x, "line"),
+	         jstr(x, "message") ? jstr(x, "message") : "");
+	json_object_put(data);
 	reply_batch(l->d, l->req, id);
 }
 

@@ -322,7 +322,7 @@ int main(int argc, char **argv)
 		    cfg.lanes[i].name, lane_redact_url(cfg.lanes[i].base_url, url, sizeof(url)),
 		    cfg.lanes[i].limits.max_concurrency, (long long)cfg.lanes[i].limits.stagger_ms,
 		    (long long)cfg.lanes[i].limits.tpm, (long long)cfg.lanes[i].limits.rpm,
-		    cfg.lanes[i].limits.headroom, cfg.lanes[i].is_default ? " (default)" : "");
+		    cfg.lanes[i].limits.headroom, cfg.lanes[i].is_default ? " (default lane)" : "");
 	log_info("llmqd %s listening on %s, database %s", LLMQ_VERSION,
 	         fd >= 0 ? "the socket systemd passed" : cfg.socket_path, cfg.db_path);
 	if (http_bound_addr(d.http)[0])

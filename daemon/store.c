@@ -217,7 +217,7 @@ static const char *const stmt_sql[S__COUNT] = {
         "ELSE 'completed' END, finished_at = ?2 "
         "WHERE id = (SELECT batch_id FROM jobs WHERE id = ?1) "
         "AND state IN ('in_progress', 'cancelling') AND NOT EXISTS (SELECT 1 FROM jobs j "
-        "WHERE j.batch_id = batches.id AND j.state IN ('queued', 'running'))",
+        "WHERE j.batch_id = batches.id AND j.state IN ('queued', 'running')) RETURNING id",
     [S_BATCH_GET] = "SELECT " BATCH_COLUMNS "FROM batches b WHERE b.id = ?1",
     [S_BATCH_BRIEF] = "SELECT " BATCH_COLUMNS_BRIEF "FROM batches b WHERE b.id = ?1",
     [S_BATCH_LIST] = "SELECT " BATCH_COLUMNS "FROM batches b "
@@ -1058,12 +1058,14 @@ int store_job_start(struct store *s, const struct store_job *j, const char *lane
 	return r;
 }
 
-/* running -> a final state, and the batch completed when it was its last job. */
-static int finish(struct store *s, int64_t job_id, const struct store_outcome *o, int64_t now)
+/* running -> a final state, and the batch completed when it was its last job
+ * (its id into ret_ended then, when not NULL). */
+static int finish(struct store *s, int64_t job_id, const struct store_outcome *o, int64_t now,
+                  char *ret_ended)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t changed = 0;
-	int r;
+	int r, rc;
 
 	r = prep(s, S_JOB_FINISH, &st);
 	if (r < 0)
@@ -1090,7 +1092,13 @@ static int finish(struct store *s, int64_t job_id, const struct store_outcome *o
 	if (r == 0) {
 		sqlite3_bind_int64(st, 1, job_id);
 		sqlite3_bind_int64(st, 2, now);
-		r = run(s, st, NULL);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW && ret_ended)
+			snprintf(ret_ended, STORE_ID_LEN, "%s",
+			         (const char *)sqlite3_column_text(st, 0));
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			r = sql_errno(rc);
 	}
 	return r;
 }
@@ -1114,7 +1122,8 @@ static int batch_cancelling(struct store *s, int64_t job_id)
 	return r;
 }
 
-static int requeue(struct store *s, int64_t job_id, const struct store_outcome *o, int64_t now)
+static int requeue(struct store *s, int64_t job_id, const struct store_outcome *o, int64_t now,
+                   char *ret_ended)
 {
 	struct store_outcome c;
 	sqlite3_stmt *st = NULL;
@@ -1129,7 +1138,7 @@ static int requeue(struct store *s, int64_t job_id, const struct store_outcome *
 		c.job_state = "cancelled";
 		c.error_code = "batch_cancelled";
 		c.error_message = "the batch was cancelled before this request could be retried";
-		return finish(s, job_id, &c, now);
+		return finish(s, job_id, &c, now, ret_ended);
 	}
 	r = prep(s, S_JOB_REQUEUE, &st);
 	if (r < 0)
@@ -1146,7 +1155,7 @@ static int requeue(struct store *s, int64_t job_id, const struct store_outcome *
 }
 
 int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
-                       const struct store_outcome *o, int64_t now)
+                       const struct store_outcome *o, int64_t now, char *ret_ended)
 {
 	sqlite3_stmt *st = NULL;
 	int r, own, i;
@@ -1179,7 +1188,8 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
 		r = run(s, st, NULL);
 	}
 	if (r == 0)
-		r = o->job_state ? finish(s, job_id, o, now) : requeue(s, job_id, o, now);
+		r = o->job_state ? finish(s, job_id, o, now, ret_ended)
+		                 : requeue(s, job_id, o, now, ret_ended);
 	return tx_end(s, own, r);
 }
 

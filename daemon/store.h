@@ -166,6 +166,8 @@ int store_lane_window_set(struct store *s, const char *lane, const char *base_ur
 int store_batch_insert(struct store *s, const struct store_batch *b);
 /* The batch uid stored under key (its id into id, its jobs into *ret_total):
  * 1, or 0 when there is none. */
+#define STORE_ID_LEN 19 /* a batch id, "b_" and 16 hex digits, and its NUL */
+
 int store_batch_by_key(struct store *s, int64_t uid, const char *key, char id[static 19],
                        int64_t *ret_total);
 int store_job_insert(struct store *s, const struct store_job_new *j, int64_t now);
@@ -200,9 +202,13 @@ int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms);
 /* queued -> running, attempts + 1, and a new open attempt row. */
 int store_job_start(struct store *s, const struct store_job *j, const char *lane, int64_t now,
                     int64_t tokens_charged, int64_t gate_wait_ms, int64_t *ret_attempt_id);
-/* Close the attempt and finish or requeue the job, in one transaction. */
+/*
+ * Close the attempt and finish or requeue the job, in one transaction. When
+ * it was the batch's last job, the batch's id goes into ret_ended (which may
+ * be NULL; STORE_ID_LEN bytes), else it is left as it was.
+ */
 int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
-                       const struct store_outcome *o, int64_t now);
+                       const struct store_outcome *o, int64_t now, char *ret_ended);
 
 int store_batch_get(struct store *s, const char *id, json_object **ret);
 /* The same without tokens_used and tokens_pending (null): they read every job's row. */

@@ -4,6 +4,7 @@
  */
 #include "writeback.h"
 #include "log.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@ struct pending {
 	int64_t at;
 	struct store_outcome o; /* its strings point at the copies below */
 	char *request_id, *response, *error_code, *error_message;
+	char ended[STORE_ID_LEN]; /* the batch this outcome ended, once written */
 	TAILQ_ENTRY(pending) link;
 };
 
@@ -119,7 +121,7 @@ void writeback_add(struct writeback *wb, int64_t job_id, int64_t attempt_id,
 	if (!p || failed) {
 		pending_free(p);
 		/* Out of memory: write it at once, or let the next start requeue it. */
-		if (store_job_complete(wb->store, job_id, attempt_id, o, now) < 0)
+		if (store_job_complete(wb->store, job_id, attempt_id, o, now, NULL) < 0)
 			log_err("job %lld: out of memory and the database refused its outcome; it "
 			        "is requeued when llmqd restarts",
 			        (long long)job_id);
@@ -187,7 +189,44 @@ static int complete_as_failed(struct writeback *wb, struct pending *p, int why)
 	o.response_len = 0;
 	o.response_json = 0;
 	log_err("job %lld: %s", (long long)p->job_id, msg);
-	return store_job_complete(wb->store, p->job_id, p->attempt_id, &o, p->at);
+	return store_job_complete(wb->store, p->job_id, p->attempt_id, &o, p->at, p->ended);
+}
+
+/* A batch's last outcome is written: say how it ended, once. */
+static void writeback_log_end(struct writeback *wb, const char *id)
+{
+	struct log_fields f = {.batch = id};
+	json_object *b = NULL, *c = NULL, *v;
+	int64_t n[5] = {0}, used = -1, created = 0, finished = 0;
+	static const char *const keys[] = {"total", "succeeded", "failed", "cancelled",
+	                                   "est_tokens"};
+	const char *state = "ended";
+	char took[32];
+	int i;
+
+	if (store_batch_get(wb->store, id, &b) < 0) {
+		log_ctx(LOG_INFO, &f, "batch %s ended", id);
+		return;
+	}
+	json_object_object_get_ex(b, "counts", &c);
+	for (i = 0; i < 5; i++)
+		if (json_object_object_get_ex(i == 0 || i == 4 ? b : c, keys[i], &v))
+			n[i] = json_object_get_int64(v);
+	if (json_object_object_get_ex(b, "tokens_used", &v) && v)
+		used = json_object_get_int64(v);
+	if (json_object_object_get_ex(b, "state", &v))
+		state = json_object_get_string(v);
+	if (json_object_object_get_ex(b, "created_at", &v))
+		created = json_object_get_int64(v);
+	if (json_object_object_get_ex(b, "finished_at", &v) && v)
+		finished = json_object_get_int64(v);
+	time_format_duration(finished > created ? finished - created : 0, took, sizeof(took));
+	log_ctx(LOG_INFO, &f,
+	        "batch %s %s: %lld requests, %lld succeeded, %lld failed, %lld cancelled; "
+	        "%lld tokens used (%lld estimated); %s from submit to end",
+	        id, state, (long long)n[0], (long long)n[1], (long long)n[2], (long long)n[3],
+	        (long long)used, (long long)n[4], took);
+	json_object_put(b);
 }
 
 int writeback_flush(struct writeback *wb)
@@ -204,7 +243,8 @@ int writeback_flush(struct writeback *wb)
 	TAILQ_FOREACH(p, &wb->queue, link)
 	{
 		/* Each outcome is a savepoint: one refused for good is undone alone. */
-		r = store_job_complete(wb->store, p->job_id, p->attempt_id, &p->o, p->at);
+		p->ended[0] = '\0';
+		r = store_job_complete(wb->store, p->job_id, p->attempt_id, &p->o, p->at, p->ended);
 		if (refused_for_good(r))
 			r = complete_as_failed(wb, p, r);
 		if (refused_for_good(r)) {
@@ -241,6 +281,8 @@ int writeback_flush(struct writeback *wb)
 	}
 	while ((p = TAILQ_FIRST(&wb->queue))) {
 		TAILQ_REMOVE(&wb->queue, p, link);
+		if (p->ended[0])
+			writeback_log_end(wb, p->ended);
 		pending_free(p);
 	}
 	while ((pc = TAILQ_FIRST(&wb->calls))) {
@@ -341,6 +383,8 @@ void writeback_free(struct writeback *wb)
 		return;
 	while ((p = TAILQ_FIRST(&wb->queue))) {
 		TAILQ_REMOVE(&wb->queue, p, link);
+		if (p->ended[0])
+			writeback_log_end(wb, p->ended);
 		pending_free(p);
 	}
 	while ((pc = TAILQ_FIRST(&wb->calls))) {

@@ -138,12 +138,12 @@ static int files_in(const struct daemon_proc *d, int *temps)
 	return n;
 }
 
-static void upload(const struct daemon_proc *d, int n, char *id, size_t idlen)
+static void upload_lines(const struct daemon_proc *d, int n, int max_tokens, char *id, size_t idlen)
 {
 	static char buf[1 << 16];
 	json_object *o;
 	char *body;
-	size_t len = form(n, 10, &body);
+	size_t len = form(n, max_tokens, &body);
 
 	cr_assert_eq(
 	    http(d->http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)), 200,
@@ -153,6 +153,11 @@ static void upload(const struct daemon_proc *d, int n, char *id, size_t idlen)
 	cr_assert_not_null(o);
 	snprintf(id, idlen, "%s", h_jstr(o, "id"));
 	json_object_put(o);
+}
+
+static void upload(const struct daemon_proc *d, int n, char *id, size_t idlen)
+{
+	upload_lines(d, n, 10, id, idlen);
 }
 
 static void create(const struct daemon_proc *d, const char *file, char *id, size_t idlen)
@@ -463,5 +468,34 @@ Test(batchapi, a_batch_from_llmq_submit_is_seen_over_http_by_its_owner_only)
 	snprintf(path, sizeof(path), "/v1/files/file-output-%s/content", id);
 	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 404, "%s", buf);
 	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* A file that does not validate makes a failed batch: the log says it was stored so. */
+Test(batchapi, a_failed_batch_is_logged_as_stored, .timeout = 60)
+{
+	static char buf[1 << 16], log[1 << 16];
+	struct daemon_proc d = {0};
+	struct mock_proc m = {0};
+	char dir[64], file[64], req[256];
+	int status;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	upload_lines(&d, 3, 20000000, file, sizeof(file)); /* max_tokens past any provider's */
+	snprintf(req, sizeof(req),
+	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+	         "\"completion_window\":\"24h\"}",
+	         file);
+	status = http(d.http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf, sizeof(buf));
+	cr_assert_eq(status, 200, "%d: %s", status, buf);
+	cr_assert(strstr(buf, "\"status\":\"failed\""), "%s", buf);
+	h_daemon_signal(&d, SIGTERM);
+	h_read_file(d.log, log, sizeof(log));
+	cr_assert(strstr(log, "failed validation (3 bad lines; first: line 1:") &&
+	              strstr(log, "stored as failed"),
+	          "%s", log);
+	cr_assert_null(strstr(log, "Nothing was stored"), "%s", log);
 	h_mock_stop(&m);
 }

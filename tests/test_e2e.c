@@ -56,6 +56,8 @@ static void check_results(const char *path, int n)
 	free(seen);
 }
 
+static char logtext[1 << 20];
+
 Test(e2e, happy_path_200, .timeout = 60)
 {
 	char dir[64], file[128], res[128], id[32];
@@ -93,7 +95,13 @@ Test(e2e, happy_path_200, .timeout = 60)
 	cr_assert(strstr(out, "llmqd "), "%s", out);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), NULL, 0, "--json", "list", NULL), 0);
 	cr_assert(strstr(out, id), "%s", out);
+	/* The log: the default lane said as such, and the batch's end, once. */
 	h_daemon_signal(&d, SIGTERM);
+	h_read_file(d.log, logtext, sizeof(logtext));
+	cr_assert(strstr(logtext, "headroom 0.15 (default lane)"), "%s", logtext);
+	snprintf(res, sizeof(res), "batch %s completed: 200 requests, 200 succeeded, 0 failed", id);
+	cr_assert(strstr(logtext, res), "%s", logtext);
+	cr_assert_null(strstr(strstr(logtext, res) + 1, res), "logged twice");
 	h_mock_stop(&m);
 }
 

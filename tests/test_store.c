@@ -192,9 +192,9 @@ Test(store, lifecycle_to_completed)
 		cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 5, &attempt), 0);
 		cr_assert_eq(count("b_0000000000000002", "running"), 1);
 		cr_assert_str_eq(batch_state("b_0000000000000002", s, sizeof(s)), "in_progress");
-		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 		/* A second answer for the same job is refused: stored exactly once. */
-		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2200), -ESTALE);
+		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2200, NULL), -ESTALE);
 		store_job_clear(&j);
 	}
 	cr_assert_eq(store_next_ready(st, "openai", 3000, NULL, &j), 0);
@@ -221,7 +221,7 @@ Test(store, requeue_respects_not_before)
 	add_batch("b_0000000000000003", 1);
 	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
-	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 	store_job_clear(&j);
 	cr_assert_eq(store_next_ready(st, "openai", 4999, NULL, &j), 0, "not before 5000");
 	cr_assert_eq(store_next_wakeup(st, "openai", &wake), 0);
@@ -273,7 +273,7 @@ Test(store, cancel_keeps_running_until_done)
 	cr_assert_eq(store_batch_cancel(st, "b_0000000000000005", 2050, &n), 0);
 	cr_assert_eq(n, 2);
 	cr_assert_str_eq(batch_state("b_0000000000000005", s, sizeof(s)), "cancelling");
-	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 	store_job_clear(&j);
 	cr_assert_str_eq(batch_state("b_0000000000000005", s, sizeof(s)), "cancelled");
 	cr_assert_eq(count("b_0000000000000005", "succeeded"), 1);
@@ -298,7 +298,7 @@ Test(store, retry_in_cancelling_batch_is_cancelled)
 	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
 	cr_assert_eq(store_batch_cancel(st, "b_0000000000000006", 2050, &n), 0);
-	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 	store_job_clear(&j);
 	cr_assert_eq(count("b_0000000000000006", "cancelled"), 1);
 	cr_assert_str_eq(batch_state("b_0000000000000006", s, sizeof(s)), "cancelled");
@@ -336,7 +336,7 @@ Test(store, results_in_batch_output_format)
 	for (i = 0; i < 2; i++) {
 		cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 		cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
-		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 		store_job_clear(&j);
 	}
 	/* The taker ends the page early (its byte bound): the rest comes next. */
@@ -417,7 +417,7 @@ Test(store, a_large_answer_is_streamed_into_its_result_line)
 	o.response_json = 1;
 	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
-	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 	store_job_clear(&j);
 	/* And a body that is not JSON: quoted as a string. */
 	o = ok_outcome();
@@ -425,7 +425,7 @@ Test(store, a_large_answer_is_streamed_into_its_result_line)
 	o.response_len = strlen(o.response);
 	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
-	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 	store_job_clear(&j);
 	cr_assert_eq(store_results(st, "b_000000000000000b", 0, 10, 0, collect_whole, &w, &last,
 	                           &count, &more),
@@ -521,7 +521,7 @@ Test(store, a_job_in_backoff_never_holds_back_ready_ones)
 	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_str_eq(j.batch_id, "b_000000000000000a");
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
-	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 	store_job_clear(&j);
 	/* The older batch's job waits until 60000; the newer one's is ready now. */
 	cr_assert_eq(store_next_ready(st, "openai", 2200, NULL, &j), 1);
@@ -540,7 +540,7 @@ Test(store, attempts_keep_the_providers_view)
 	add_batch("b_000000000000000c", 1);
 	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 7, &attempt), 0);
-	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100), 0);
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 	store_job_clear(&j);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
 	cr_assert_eq(sqlite3_prepare_v2(db,
