@@ -148,6 +148,7 @@ static json_object *database_json(const struct llmqd *d)
 
 static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 {
+	struct store_batch_filter recent = {.limit = 20, .uid = ctx->scope};
 	json_object *lanes = NULL, *list = NULL, *state;
 	const char *st;
 	int64_t eta = 0, bytes;
@@ -168,7 +169,7 @@ static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 	}
 	r = lanes_json(ctx, &lanes);
 	if (r == 0)
-		r = store_batch_list(ctx->d->store, 20, ctx->scope, &list);
+		r = store_batch_list(ctx->d->store, &recent, &list);
 	if (r < 0) {
 		json_object_put(lanes);
 		return cmd_store_error(ctx, "status", r);
