@@ -1,19 +1,17 @@
 /*
- * cmd-misc.c - "llmq ping", "llmq metrics" and "llmq cancel BATCH".
+ * cmd-misc.c - "llmq ping", "llmq metrics" and "llmq cancel BATCH": commands
+ * without options of their own.
  */
 #include "llmq.h"
 #include "protocol.h"
 
-int cmd_ping(const struct opts *o)
+static int ping_run(const struct opts *o)
 {
 	json_object *reply;
+	const char *http;
 	char up[32];
 	int r;
 
-	if (o->argc != 0) {
-		fprintf(stderr, "usage: llmq ping\n");
-		return EX_USAGE_;
-	}
 	r = conn_request(o, proto_request(OP_PING), &reply);
 	if (r)
 		return r;
@@ -25,20 +23,31 @@ int cmd_ping(const struct opts *o)
 		       "flight)\n",
 		       jtext(reply, "version"), (long long)jint(reply, "protocol"), up,
 		       (long long)jint(reply, "queue_depth"), (long long)jint(reply, "in_flight"));
+		/* Where the OpenAI-compatible face listens: an app's OPENAI_BASE_URL. */
+		http = jstr(reply, "http");
+		if (http && *http)
+			printf("HTTP: http://%s/v1\n", http);
+		else
+			printf("HTTP: off (LLMQ_HTTP_ADDR, or http in llmqd.conf, turns it on)\n");
+		if (jstr(reply, "http_socket"))
+			printf("HTTP on Unix socket: %s\n", jtext(reply, "http_socket"));
 	}
 	json_object_put(reply);
 	return EX_OK_;
 }
 
-int cmd_cancel(const struct opts *o)
+const struct cli_command cli_ping = {
+    .name = "ping",
+    .args = "",
+    .about = "llmqd's version, uptime, queue depth and HTTP address",
+    .run = ping_run,
+};
+
+static int cancel_run(const struct opts *o)
 {
 	json_object *req, *reply, *b;
 	int r;
 
-	if (o->argc != 1) {
-		fprintf(stderr, "usage: llmq cancel BATCH\n");
-		return EX_USAGE_;
-	}
 	req = proto_request(OP_CANCEL);
 	json_object_object_add(req, "batch", json_object_new_string(o->argv[0]));
 	r = conn_request(o, req, &reply);
@@ -55,8 +64,17 @@ int cmd_cancel(const struct opts *o)
 	return EX_OK_;
 }
 
+const struct cli_command cli_cancel = {
+    .name = "cancel",
+    .args = "BATCH",
+    .min_args = 1,
+    .max_args = 1,
+    .about = "cancel its queued requests; those in flight finish",
+    .run = cancel_run,
+};
+
 /* The Prometheus text, as GET /metrics serves it: a header, then raw bytes. */
-int cmd_metrics(const struct opts *o)
+static int metrics_run(const struct opts *o)
 {
 	struct conn c;
 	json_object *reply = NULL;
@@ -65,10 +83,6 @@ int cmd_metrics(const struct opts *o)
 	size_t n;
 	int r;
 
-	if (o->argc != 0) {
-		fprintf(stderr, "usage: llmq metrics\n");
-		return EX_USAGE_;
-	}
 	r = conn_open(o, &c);
 	if (r)
 		return r;
@@ -95,3 +109,10 @@ out:
 	conn_close(&c);
 	return r;
 }
+
+const struct cli_command cli_metrics = {
+    .name = "metrics",
+    .args = "",
+    .about = "the Prometheus exposition, as GET /metrics serves it",
+    .run = metrics_run,
+};

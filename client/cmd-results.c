@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <string.h>
 
-int cmd_results(const struct opts *o)
+static int results_run(const struct opts *o)
 {
 	json_object *req, *reply = NULL;
 	int64_t after = 0, total = 0, i, count;
@@ -28,10 +28,6 @@ int cmd_results(const struct opts *o)
 	ssize_t n;
 	int r, done = 0, fd;
 
-	if (o->argc != 1) {
-		fprintf(stderr, "usage: llmq results BATCH [-o FILE] [--errors]\n");
-		return EX_USAGE_;
-	}
 	r = conn_open(o, &c);
 	if (r)
 		return r;
@@ -60,7 +56,7 @@ int cmd_results(const struct opts *o)
 			free(tmp);
 			tmp = NULL;
 			out = stdout;
-			r = 73;
+			r = EX_CANTCREAT_;
 			goto out;
 		}
 	}
@@ -107,7 +103,7 @@ int cmd_results(const struct opts *o)
 		if (fclose(out) != 0 || rename(tmp, o->output) < 0) {
 			out = stdout;
 			fprintf(stderr, "llmq: cannot write %s: %s\n", o->output, strerror(errno));
-			r = 73;
+			r = EX_CANTCREAT_;
 			goto out;
 		}
 		out = stdout;
@@ -137,3 +133,36 @@ out:
 	conn_close(&c);
 	return r;
 }
+
+static int results_opt_output(struct opts *o, const char *arg, char *why, size_t len)
+{
+	if (!*arg) {
+		snprintf(why, len, "--output: the file name is empty");
+		return -EINVAL;
+	}
+	o->output = arg;
+	return 0;
+}
+
+static int results_opt_errors(struct opts *o, const char *arg, char *why, size_t len)
+{
+	(void)arg, (void)why, (void)len;
+	o->errors = 1;
+	return 0;
+}
+
+static const struct cli_option results_options[] = {
+    {"output", 'o', "FILE", "write them to FILE (whole, or not at all)", results_opt_output},
+    {"errors", 0, NULL, "the failed and cancelled requests instead", results_opt_errors},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+const struct cli_command cli_results = {
+    .name = "results",
+    .args = "BATCH",
+    .min_args = 1,
+    .max_args = 1,
+    .about = "the batch's answers as Batch API output lines",
+    .options = results_options,
+    .run = results_run,
+};

@@ -1,8 +1,10 @@
 /*
  * cmd-submit.c - "llmq submit FILE": sends a Batch API JSONL file to llmqd
  * and prints the new batch id. --dry-run prints the projected cost (counted
- * here with the shared estimator) and llmqd's projected finish; --retry
- * waits out a BATCH_RATE_LIMITED refusal and tries again.
+ * here with the shared estimator) and llmqd's projected finish, stores
+ * nothing, and exits as the real submit would (75 refused for now, 65 never
+ * fits); --retry waits out a BATCH_RATE_LIMITED refusal and tries again.
+ * Its options are the table at the end.
  */
 #include "estimate.h"
 #include "llmq.h"
@@ -120,6 +122,14 @@ static int make_key(char *buf, size_t len)
 	return 0;
 }
 
+/* A dry run's refusal that waiting cannot cure (the real submit's 65). */
+static int submit_never(json_object *reply)
+{
+	json_object *v = jget(reply, "retryable");
+
+	return v && !json_object_get_boolean(v);
+}
+
 static int submit_once(const struct opts *o, const char *buf, size_t len, int64_t lines,
                        const char *name, const char *key, json_object **ret)
 {
@@ -169,7 +179,7 @@ static int submit_once(const struct opts *o, const char *buf, size_t len, int64_
 	return 0;
 }
 
-int cmd_submit(const struct opts *o)
+static int submit_run(const struct opts *o)
 {
 	int64_t lines, tokens, max, bad, wait, i;
 	json_object *reply = NULL, *err;
@@ -179,12 +189,6 @@ int cmd_submit(const struct opts *o)
 	size_t len = 0;
 	int r;
 
-	if (o->argc != 1) {
-		fprintf(stderr,
-		        "usage: llmq submit FILE.jsonl [--window 24h] [--priority N] [--dry-run] "
-		        "[--retry]\n");
-		return EX_USAGE_;
-	}
 	r = read_input(o->argv[0], &buf, &len);
 	if (r < 0) {
 		if (r == -EFBIG)
@@ -194,7 +198,7 @@ int cmd_submit(const struct opts *o)
 			        o->argv[0], (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
 		else
 			fprintf(stderr, "llmq: cannot read %s: %s\n", o->argv[0], strerror(-r));
-		return r == -EFBIG ? EX_DATAERR_ : 66;
+		return r == -EFBIG ? EX_DATAERR_ : EX_NOINPUT_;
 	}
 	lines = count_lines(buf, len);
 	if (lines > LLMQ_MAX_BATCH_LINES) {
@@ -261,8 +265,12 @@ int cmd_submit(const struct opts *o)
 			       json_object_to_json_string_ext(jget(l, "models"),
 			                                      JSON_C_TO_STRING_PLAIN));
 		}
-		if (jstr(reply, "would_refuse"))
-			printf("would be refused now: %s\n", jtext(reply, "would_refuse"));
+		if (jstr(reply, "would_refuse") && submit_never(reply))
+			printf("would be refused, now and later: %s\nnothing was stored\n",
+			       jtext(reply, "would_refuse"));
+		else if (jstr(reply, "would_refuse"))
+			printf("would be refused now: %s\nretry after %llds; nothing was stored\n",
+			       jtext(reply, "would_refuse"), (long long)jint(reply, "retry_after"));
 		else
 			printf("would be accepted (nothing was submitted)\n");
 	} else {
@@ -274,9 +282,97 @@ int cmd_submit(const struct opts *o)
 		printf("%s\n", jtext(reply, "id"));
 	}
 	r = EX_OK_;
+	/* A dry run ends as the submit would: refused for now, or never. */
+	if (o->dry_run && jstr(reply, "would_refuse"))
+		r = submit_never(reply) ? EX_DATAERR_ : EX_TEMPFAIL_;
 out:
 	json_object_put(reply);
 	free(pathcopy);
 	free(buf);
 	return r;
 }
+
+static int submit_opt_window(struct opts *o, const char *arg, char *why, size_t len)
+{
+	int64_t ms;
+
+	if (time_parse_duration(arg, &ms) < 0 || ms <= 0) {
+		snprintf(why, len, "--window: '%s' is not a duration such as 24h, 90m or 3600s",
+		         arg);
+		return -EINVAL;
+	}
+	o->window = arg;
+	return 0;
+}
+
+static int submit_opt_priority(struct opts *o, const char *arg, char *why, size_t len)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+
+	if (*arg == '\0' || *end || v < -LLMQ_MAX_PRIORITY || v > LLMQ_MAX_PRIORITY) {
+		snprintf(why, len, "--priority: '%s' is not a whole number in -%d..%d", arg,
+		         LLMQ_MAX_PRIORITY, LLMQ_MAX_PRIORITY);
+		return -EINVAL;
+	}
+	o->priority = (int)v;
+	o->priority_set = 1;
+	return 0;
+}
+
+static int submit_opt_name(struct opts *o, const char *arg, char *why, size_t len)
+{
+	(void)why, (void)len;
+	o->name = arg;
+	return 0;
+}
+
+static int submit_opt_dry_run(struct opts *o, const char *arg, char *why, size_t len)
+{
+	(void)arg, (void)why, (void)len;
+	o->dry_run = 1;
+	return 0;
+}
+
+static int submit_opt_retry(struct opts *o, const char *arg, char *why, size_t len)
+{
+	(void)arg, (void)why, (void)len;
+	o->retry = 1;
+	return 0;
+}
+
+static int submit_opt_key(struct opts *o, const char *arg, char *why, size_t len)
+{
+	if (!proto_valid_idempotency_key(arg)) {
+		snprintf(why, len,
+		         "--idempotency-key: '%.64s' is not 1 to %d letters, digits, '-', '_', "
+		         "'.' or ':'",
+		         arg, LLMQ_MAX_IDEMPOTENCY_KEY);
+		return -EINVAL;
+	}
+	o->idempotency_key = arg;
+	return 0;
+}
+
+static const struct cli_option submit_options[] = {
+    {"window", 0, "DURATION", "its completion window (default 24h)", submit_opt_window},
+    {"priority", 0, "N", "-1000..1000, default 0: higher runs first", submit_opt_priority},
+    {"name", 0, "NAME", "its name in llmq list (default: the file's)", submit_opt_name},
+    {"dry-run", 0, NULL, "the cost and finish it would have; store nothing", submit_opt_dry_run},
+    {"retry", 0, NULL, "wait out a BATCH_RATE_LIMITED refusal, try again", submit_opt_retry},
+    {"idempotency-key", 0, "KEY", "a repeat with the same KEY is not stored twice", submit_opt_key},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+const struct cli_command cli_submit = {
+    .name = "submit",
+    .args = "FILE",
+    .min_args = 1,
+    .max_args = 1,
+    .about = "send a batch (Batch API JSONL, - for stdin); print its id",
+    .options = submit_options,
+    .notes = "A dry run exits as the submit would: 0 accepted, 75 refused for now, 65\n"
+             "never (a request costs more than the lane's budget). KEY: 1 to 64 of\n"
+             "A-Z a-z 0-9 . _ : - (without one, each submit draws its own).\n",
+    .run = submit_run,
+};

@@ -8,7 +8,9 @@
  */
 #include "llmq.h"
 #include "protocol.h"
+#include "timeutil.h"
 
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,7 +41,7 @@ static int finished(json_object *b)
 	return s && (!strcmp(s, "completed") || !strcmp(s, "cancelled"));
 }
 
-int cmd_wait(const struct opts *o)
+static int wait_run(const struct opts *o)
 {
 	json_object *req, *reply = NULL, *b;
 	char last[256] = "", now[256];
@@ -47,10 +49,6 @@ int cmd_wait(const struct opts *o)
 	struct conn c;
 	int r, fresh = 0, tty = isatty(STDERR_FILENO) && !o->json;
 
-	if (o->argc != 1) {
-		fprintf(stderr, "usage: llmq wait BATCH\n");
-		return EX_USAGE_;
-	}
 	r = conn_open(o, &c);
 	if (r)
 		return r;
@@ -106,3 +104,33 @@ out:
 	conn_close(&c);
 	return r;
 }
+
+static int wait_opt_interval(struct opts *o, const char *arg, char *why, size_t len)
+{
+	int64_t ms;
+
+	if (time_parse_duration(arg, &ms) < 0 || ms < 50 || ms > 3600000) {
+		snprintf(why, len,
+		         "--interval: '%s' is not seconds between 0.05 and 3600 (or a duration "
+		         "such as 500ms)",
+		         arg);
+		return -EINVAL;
+	}
+	o->interval = (double)ms / 1000.0;
+	return 0;
+}
+
+static const struct cli_option wait_options[] = {
+    {"interval", 0, "SECONDS", "time between two looks (default 0.5)", wait_opt_interval},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+const struct cli_command cli_wait = {
+    .name = "wait",
+    .args = "BATCH",
+    .min_args = 1,
+    .max_args = 1,
+    .about = "follow a batch until it ends (0: every request succeeded)",
+    .options = wait_options,
+    .run = wait_run,
+};

@@ -1,6 +1,7 @@
 /*
- * llmq.h - the client's shared pieces: options, the connection to llmqd,
- * output helpers, and one function per subcommand.
+ * llmq.h - the client's shared pieces: options, the command and option
+ * tables, the connection to llmqd, output helpers, and one command entry
+ * per subcommand.
  */
 #ifndef LLMQ_CLIENT_H
 #define LLMQ_CLIENT_H
@@ -19,6 +20,8 @@
 #define EX_IOERR_ 74
 #define EX_TEMPFAIL_ 75
 #define EX_NOPERM_ 77
+#define EX_NOINPUT_ 66
+#define EX_CANTCREAT_ 73
 
 struct opts {
 	char socket[4096];
@@ -34,9 +37,46 @@ struct opts {
 	double interval;
 	int priority;
 	int priority_set;
+	unsigned states;  /* list --state: bit i for proto_batch_states[i]; 0: any */
+	int64_t since_ms; /* list --since: wall ms; 0: any time */
+	int quiet;        /* list -q: ids only */
+	int help;
 	int argc; /* arguments after the subcommand's name */
 	char **argv;
 };
+
+/*
+ * One option of a command. A command's table is the one place its options
+ * are named: main.c parses the command line with it (getopt_long) and
+ * prints the command's --help from it, so the two cannot disagree.
+ */
+struct cli_option {
+	const char *name; /* the long name, without "--" */
+	char letter;      /* its short form, or 0 */
+	const char *arg;  /* what its value is ("DURATION"); NULL for a flag */
+	const char *help; /* one line */
+	/* Take the option (arg NULL for a flag); on a bad value, -EINVAL and why. */
+	int (*set)(struct opts *o, const char *arg, char *why, size_t len);
+};
+
+struct cli_command {
+	const char *name;
+	const char *args;                 /* its arguments, for the usage line ("FILE"), or "" */
+	int min_args, max_args;           /* how many arguments it takes */
+	const char *about;                /* one line, for llmq --help */
+	const struct cli_option *options; /* ends with an entry whose name is NULL */
+	const char *notes;                /* what the help says after the options, or NULL */
+	int (*run)(const struct opts *o);
+};
+
+extern const struct cli_command cli_submit;
+extern const struct cli_command cli_status;
+extern const struct cli_command cli_list;
+extern const struct cli_command cli_wait;
+extern const struct cli_command cli_results;
+extern const struct cli_command cli_cancel;
+extern const struct cli_command cli_ping;
+extern const struct cli_command cli_metrics;
 
 struct conn {
 	int fd;
@@ -74,18 +114,9 @@ json_object *jget(json_object *o, const char *key);
 void fmt_age(int64_t ms, char *buf, size_t len);
 void fmt_count(int64_t n, char *buf, size_t len);
 void print_progress(FILE *f, json_object *batch, int tty);
-void print_batch_table(json_object *batches);
 void print_batch_detail(json_object *batch);
 void print_lanes(json_object *lanes);
-
-/* Subcommands. */
-int cmd_submit(const struct opts *o);
-int cmd_status(const struct opts *o);
-int cmd_list(const struct opts *o);
-int cmd_wait(const struct opts *o);
-int cmd_results(const struct opts *o);
-int cmd_cancel(const struct opts *o);
-int cmd_ping(const struct opts *o);
-int cmd_metrics(const struct opts *o);
+/* The batches as a table (empty: the line printed when there are none). */
+void print_batch_table(json_object *batches, const char *empty);
 
 #endif

@@ -65,6 +65,7 @@ void print_progress(FILE *f, json_object *b, int tty)
 	int64_t total = jint(b, "total"), ok = jint(c, "succeeded"), bad = jint(c, "failed"),
 	        cancelled = jint(c, "cancelled"), running = jint(c, "running");
 	int64_t done = ok + bad + cancelled, eta = jint(b, "eta_ms");
+	json_object *known = jget(b, "eta_known");
 	char bar[41], etas[32];
 	int i, fill = total > 0 ? (int)(done * 40 / total) : 40;
 
@@ -72,6 +73,8 @@ void print_progress(FILE *f, json_object *b, int tty)
 		bar[i] = i < fill ? '#' : '.';
 	bar[40] = '\0';
 	fmt_age(eta, etas, sizeof(etas));
+	if (known && !json_object_get_boolean(known))
+		eta = 0; /* a lane cannot serve it: no time to tell */
 	if (tty)
 		fprintf(f, "\r\033[K%s [%s] %lld/%lld  ok %lld  failed %lld  running %lld  eta %s",
 		        jtext(b, "id"), bar, (long long)done, (long long)total, (long long)ok,
@@ -85,28 +88,72 @@ void print_progress(FILE *f, json_object *b, int tty)
 	fflush(f);
 }
 
-void print_batch_table(json_object *batches)
+void print_batch_table(json_object *batches, const char *empty)
 {
 	size_t i, n = batches ? json_object_array_length(batches) : 0;
 	int64_t now = time_wall_ms();
-	char age[32], tok[32], est[32];
+	char age[32], tok[32];
 
-	printf("%-18s  %-11s  %6s  %6s  %7s  %9s  %6s  %6s  %8s  %6s\n", "BATCH", "STATE", "TOTAL",
-	       "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCEL", "TOKENS", "AGE");
+	printf("%-18s  %-11s  %6s  %6s  %7s  %9s  %6s  %6s  %8s  %6s  %s\n", "BATCH", "STATE",
+	       "TOTAL", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCEL", "TOKENS", "AGE",
+	       "NAME");
 	for (i = 0; i < n; i++) {
 		json_object *b = json_object_array_get_idx(batches, i), *c = jget(b, "counts");
 
 		fmt_age(now - jint(b, "created_at"), age, sizeof(age));
 		fmt_count(jint(b, "tokens_used"), tok, sizeof(tok));
-		fmt_count(jint(b, "est_tokens"), est, sizeof(est));
-		printf("%-18s  %-11s  %6lld  %6lld  %7lld  %9lld  %6lld  %6lld  %8s  %6s\n",
+		printf("%-18s  %-11s  %6lld  %6lld  %7lld  %9lld  %6lld  %6lld  %8s  %6s  %s\n",
 		       jtext(b, "id"), jtext(b, "state"), (long long)jint(b, "total"),
 		       (long long)jint(c, "queued"), (long long)jint(c, "running"),
 		       (long long)jint(c, "succeeded"), (long long)jint(c, "failed"),
-		       (long long)jint(c, "cancelled"), tok, age);
+		       (long long)jint(c, "cancelled"), tok, age, jtext(b, "name"));
 	}
 	if (n == 0)
-		printf("(no batches yet: llmq submit FILE.jsonl)\n");
+		printf("%s\n", empty);
+}
+
+/* " until 14:02:11 (in 37s)": a wall time in ms, as this host's clock reads. */
+static void fmt_until(json_object *w, const char *word, char *buf, size_t len)
+{
+	time_t t = (time_t)(jint(w, "until") / 1000);
+	char clock[16] = "?", in[32];
+	struct tm tm;
+
+	if (!jget(w, "until")) {
+		snprintf(buf, len, "%s", "");
+		return;
+	}
+	if (localtime_r(&t, &tm))
+		strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
+	fmt_age(jint(w, "in_ms"), in, sizeof(in));
+	snprintf(buf, len, " %s %s (in %s)", word, clock, in);
+}
+
+/* What holds a batch back (status's "waiting"), said as a sentence. */
+static void print_waiting(json_object *w)
+{
+	const char *why = jstr(w, "reason"), *lane = jtext(w, "lane"), *msg = jtext(w, "message");
+	char until[96];
+
+	if (!w || !why)
+		return;
+	if (!strcmp(why, "unreachable")) {
+		fmt_until(w, "next try at", until, sizeof(until));
+		printf("waiting    lane %s cannot reach its upstream (%s);%s\n", lane, msg,
+		       until[0] ? until : " trying it now");
+	} else if (!strcmp(why, "rate_limited") && !strncmp(msg, "429", 3)) {
+		fmt_until(w, "until", until, sizeof(until));
+		printf("waiting    lane %s paused by a 429%s\n", lane, until);
+	} else if (!strcmp(why, "rate_limited") || !strcmp(why, "out_of_credit")) {
+		fmt_until(w, "until", until, sizeof(until));
+		printf("waiting    lane %s paused%s: %s%s\n", lane, until, msg,
+		       !strcmp(why, "out_of_credit") ? " (the key has no credit)" : "");
+	} else if (!strcmp(why, "backoff")) {
+		fmt_until(w, "until", until, sizeof(until));
+		printf("waiting    its requests on lane %s back off after errors%s\n", lane, until);
+	} else {
+		printf("waiting    lane %s: %s\n", lane, msg);
+	}
 }
 
 void print_batch_detail(json_object *b)
@@ -123,7 +170,9 @@ void print_batch_detail(json_object *b)
 	       jint(b, "expired_at") > 0 ? " (expired: its window ended; the requests it left "
 	                                   "unanswered failed as batch_expired)"
 	                                 : "");
-	printf("input      %s\n", jtext(b, "input_name"));
+	printf("name       %s\n", jstr(b, "name") ? jtext(b, "name") : jtext(b, "input_name"));
+	if (jstr(b, "input_file_id"))
+		printf("input      %s (%s)\n", jtext(b, "input_file_id"), jtext(b, "input_name"));
 	printf("submitted  %s ago by uid %lld, window %s\n", age, (long long)jint(b, "uid"), win);
 	printf("jobs       %lld total: %lld queued, %lld running, %lld succeeded, %lld failed, "
 	       "%lld cancelled\n",
@@ -133,7 +182,11 @@ void print_batch_detail(json_object *b)
 	printf("tokens     %lld used, %lld estimated for the whole batch, %lld still pending\n",
 	       (long long)jint(b, "tokens_used"), (long long)jint(b, "est_tokens"),
 	       (long long)jint(b, "tokens_pending"));
-	if (jint(b, "eta_ms") > 0)
+	print_waiting(jget(b, "waiting"));
+	if (jget(b, "eta_known") && !json_object_get_boolean(jget(b, "eta_known")))
+		printf("eta        unknown while lane %s cannot serve it\n",
+		       jtext(jget(b, "waiting"), "lane"));
+	else if (jint(b, "eta_ms") > 0)
 		printf("eta        %s\n", eta);
 }
 
@@ -164,8 +217,9 @@ void print_lanes(json_object *lanes)
 	size_t i, n = lanes ? json_object_array_length(lanes) : 0;
 	char drain[32], paused[32], tok[32], req[32];
 
-	printf("%-12s  %9s  %10s  %8s  %12s  %8s  %s\n", "LANE", "IN FLIGHT", "TOKENS", "REQUESTS",
-	       "QUEUED", "DRAIN", "PAUSED");
+	/* TOKENS NOW and REQS NOW: what the lane's buckets hold at this moment. */
+	printf("%-12s  %9s  %10s  %8s  %12s  %8s  %s\n", "LANE", "IN FLIGHT", "TOKENS NOW",
+	       "REQS NOW", "QUEUED", "DRAIN", "PAUSED");
 	for (i = 0; i < n; i++) {
 		json_object *l = json_object_array_get_idx(lanes, i);
 		char inflight[32], queued[48];

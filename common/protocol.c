@@ -14,6 +14,10 @@ const char *const proto_batch_urls[] = {
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", NULL,
 };
 
+const char *const proto_batch_states[] = {
+    "validating", "in_progress", "cancelling", "completed", "cancelled", "failed", NULL,
+};
+
 static int parse_object(const char *text, size_t len, json_object **ret, char *err, size_t errlen);
 
 static int fail(char *err, size_t errlen, const char *msg)
@@ -124,6 +128,16 @@ int proto_known_url(const char *url)
 		if (strcmp(url, proto_batch_urls[i]) == 0)
 			return 1;
 	return 0;
+}
+
+int proto_batch_state_index(const char *state)
+{
+	int i;
+
+	for (i = 0; state && proto_batch_states[i]; i++)
+		if (strcmp(state, proto_batch_states[i]) == 0)
+			return i;
+	return -EINVAL;
 }
 
 int proto_check_body(json_object *body, int stream_ok, const char **ret_model, char *err,

@@ -30,6 +30,7 @@
 #define LLMQ_RESULTS_PAGE 256
 #define LLMQ_RESULTS_PAGE_BYTES (4u << 20) /* a page ends after the line that passes this */
 #define LLMQ_MAX_REPORTED_ERRORS 20
+#define LLMQ_MAX_PRIORITY 1000 /* a submit's priority is -this..this */
 
 /* Operations. */
 #define OP_PING "ping"
@@ -60,6 +61,12 @@ int proto_valid_idempotency_key(const char *key);
 
 /* The URLs the Batch API accepts on an input line. */
 extern const char *const proto_batch_urls[];
+
+/* The states a batch may be in (the schema's CHECK), NULL-terminated; the
+ * list op filters by them. */
+extern const char *const proto_batch_states[];
+/* Its index in proto_batch_states, or -EINVAL. */
+int proto_batch_state_index(const char *state);
 
 /*
  * One validated input line. root owns everything; the pointers borrow from it.

@@ -1,5 +1,6 @@
 /*
- * cmd-ping.c - "ping": the daemon's version, uptime and queue depth.
+ * cmd-ping.c - "ping": the daemon's version, uptime, queue depth and where
+ * its HTTP face listens.
  */
 #include "cmd.h"
 #include "http.h"
@@ -25,6 +26,8 @@ static enum cmd_retval cmd_ping_exec(struct cmd_ctx *ctx)
 	cmd_add(ctx, "in_flight", json_object_new_int(sched_in_flight(ctx->d->sched)));
 	cmd_add(ctx, "lanes", json_object_new_int(ctx->d->cfg->n_lanes));
 	cmd_add(ctx, "http", json_object_new_string(http_bound_addr(ctx->d->http)));
+	if (ctx->d->cfg->http_socket[0])
+		cmd_add(ctx, "http_socket", json_object_new_string(ctx->d->cfg->http_socket));
 	return CMD_REPLY;
 }
 

@@ -1,6 +1,8 @@
 /*
- * cmd-status.c - "status": with "batch", that batch in detail and its ETA;
- * without, every lane's gate (read from snapshots) and the recent batches.
+ * cmd-status.c - "status": with "batch", that batch in detail, its ETA and
+ * what it waits for (a paused or unreachable lane, its own retries'
+ * backoff, a lane that is gone); without, every lane's gate (read from
+ * snapshots) and the recent batches.
  */
 #include "admission.h"
 #include "cmd.h"
@@ -12,26 +14,138 @@
 #include "timeutil.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
-/* The batch is done when its lanes have run everything queued up to its last job. */
-static int batch_eta(struct cmd_ctx *ctx, int64_t *ret_ms)
-{
-	struct lane_snapshot snap;
-	int64_t jobs, tokens, eta = 0, now = time_mono_ms(), t;
-	int i, r;
+#define STATUS_MAX_LANES 64
 
-	for (i = 0; sched_lane_snapshot(ctx->d->sched, i, now, &snap) == 0; i++) {
+/* What keeps a batch waiting on one of its lanes, in rising order of doubt. */
+enum status_wait {
+	STATUS_WAIT_NONE,
+	STATUS_WAIT_BACKOFF,       /* its queued requests are tried again after errors, later */
+	STATUS_WAIT_RATE_LIMITED,  /* the lane is paused: a 429, or the provider says none left */
+	STATUS_WAIT_OUT_OF_CREDIT, /* insufficient_quota: paused, one request now and then */
+	STATUS_WAIT_UNREACHABLE,   /* the circuit breaker is open: the end is unknown */
+	STATUS_WAIT_NO_LANE,       /* no lane of that name is configured */
+};
+
+static const char *const status_wait_names[] = {
+    [STATUS_WAIT_NONE] = "none",
+    [STATUS_WAIT_BACKOFF] = "backoff",
+    [STATUS_WAIT_RATE_LIMITED] = "rate_limited",
+    [STATUS_WAIT_OUT_OF_CREDIT] = "out_of_credit",
+    [STATUS_WAIT_UNREACHABLE] = "unreachable",
+    [STATUS_WAIT_NO_LANE] = "no_lane",
+};
+
+struct status_wait_info {
+	enum status_wait kind;
+	char lane[72];
+	char message[128];
+	int64_t until; /* wall ms it is expected to end (next probe when unreachable); 0: unknown */
+};
+
+/* Whose end nobody can tell: the ETA is then unknown too. */
+static int status_wait_open_ended(const struct status_wait_info *w)
+{
+	return w->kind >= STATUS_WAIT_UNREACHABLE;
+}
+
+/* Keep the wait that holds the batch longest: open-ended first, then the latest. */
+static void status_wait_keep(struct status_wait_info *best, const struct status_wait_info *w)
+{
+	int rw = w->kind == STATUS_WAIT_NONE ? 0 : status_wait_open_ended(w) ? 2 : 1;
+	int rb = best->kind == STATUS_WAIT_NONE ? 0 : status_wait_open_ended(best) ? 2 : 1;
+
+	if (rw > rb || (rw == rb && rw > 0 && w->until > best->until))
+		*best = *w;
+}
+
+/* Why the batch's jobs on this lane cannot go now, if they cannot. */
+static void status_lane_wait(const struct lane_snapshot *snap, const struct store_batch_lane *bl,
+                             int64_t now, int64_t wall, struct status_wait_info *ret)
+{
+	const struct gate *g = &snap->gate;
+
+	snprintf(ret->lane, sizeof(ret->lane), "%s", snap->cfg->name);
+	if (snap->unreachable || (g->paused_until > now && g->probe)) {
+		ret->kind = snap->unreachable ? STATUS_WAIT_UNREACHABLE : STATUS_WAIT_OUT_OF_CREDIT;
+		ret->until = g->paused_until > now ? wall + (g->paused_until - now) : 0;
+		snprintf(ret->message, sizeof(ret->message), "%s", g->pause_reason);
+	} else if (g->paused_until > now) {
+		ret->kind = STATUS_WAIT_RATE_LIMITED;
+		ret->until = wall + (g->paused_until - now);
+		snprintf(ret->message, sizeof(ret->message), "%s", g->pause_reason);
+	} else if (bl->first_not_before > wall) {
+		ret->kind = STATUS_WAIT_BACKOFF;
+		ret->until = bl->first_not_before;
+		snprintf(ret->message, sizeof(ret->message),
+		         "its requests are tried again after errors");
+	}
+}
+
+/*
+ * The batch is done when its lanes have run everything queued up to its
+ * last job, and not before its last retry may go; a paused lane's pause is
+ * counted (admission_drain_ms). *ret_wait says what holds it longest.
+ */
+static int status_batch_eta(struct cmd_ctx *ctx, int64_t *ret_ms, struct status_wait_info *ret_wait)
+{
+	struct store_batch_lane bl[STATUS_MAX_LANES];
+	struct lane_snapshot snap;
+	struct status_wait_info w;
+	int64_t jobs, tokens, eta = 0, now = time_mono_ms(), wall = time_wall_ms(), t;
+	const char *name;
+	int i, k, n, r;
+
+	memset(ret_wait, 0, sizeof(*ret_wait));
+	r = store_batch_lanes(ctx->d->store, ctx->batch_id, bl, STATUS_MAX_LANES, &n);
+	if (r < 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		memset(&w, 0, sizeof(w));
+		name = bl[i].lane[0] == '~' ? bl[i].lane + 1 : bl[i].lane; /* held: let go soon */
+		k = sched_lane_index(ctx->d->sched, name);
+		if (k < 0 || sched_lane_snapshot(ctx->d->sched, k, now, &snap) < 0) {
+			w.kind = STATUS_WAIT_NO_LANE;
+			snprintf(w.lane, sizeof(w.lane), "%.71s", name);
+			snprintf(
+			    w.message, sizeof(w.message),
+			    "no lane of that name is configured; its requests wait until one is");
+			status_wait_keep(ret_wait, &w);
+			continue;
+		}
 		r = store_backlog_upto(ctx->d->store, snap.cfg->name, ctx->batch_id, &jobs,
 		                       &tokens);
 		if (r < 0)
 			return r;
 		t = admission_drain_ms(&snap.gate, snap.avg_latency_ms, jobs, tokens, now);
+		if (bl[i].last_not_before - wall > t)
+			t = bl[i].last_not_before - wall;
 		if (t > eta)
 			eta = t;
+		status_lane_wait(&snap, &bl[i], now, wall, &w);
+		status_wait_keep(ret_wait, &w);
 	}
 	*ret_ms = eta;
 	return 0;
+}
+
+/* {"lane", "reason", "message", "until", "in_ms"}, or NULL when nothing holds it. */
+static json_object *status_wait_json(const struct status_wait_info *w, int64_t wall)
+{
+	json_object *o;
+
+	if (w->kind == STATUS_WAIT_NONE || !(o = json_object_new_object()))
+		return NULL;
+	json_object_object_add(o, "lane", json_object_new_string(w->lane));
+	json_object_object_add(o, "reason", json_object_new_string(status_wait_names[w->kind]));
+	json_object_object_add(o, "message", json_object_new_string(w->message));
+	json_object_object_add(o, "until", w->until ? json_object_new_int64(w->until) : NULL);
+	json_object_object_add(
+	    o, "in_ms",
+	    w->until ? json_object_new_int64(w->until > wall ? w->until - wall : 0) : NULL);
+	return o;
 }
 
 static void add_i64(json_object *o, const char *k, int64_t v)
@@ -148,7 +262,9 @@ static json_object *database_json(const struct llmqd *d)
 
 static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 {
+	struct store_batch_filter recent = {.limit = 20, .uid = ctx->scope};
 	json_object *lanes = NULL, *list = NULL, *state;
+	struct status_wait_info wait = {0};
 	const char *st;
 	int64_t eta = 0, bytes;
 	int r;
@@ -158,17 +274,22 @@ static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 		if (json_object_object_get_ex(ctx->batch, "state", &state) &&
 		    (st = json_object_get_string(state)) &&
 		    (strcmp(st, "in_progress") == 0 || strcmp(st, "cancelling") == 0))
-			r = batch_eta(ctx, &eta);
+			r = status_batch_eta(ctx, &eta, &wait);
 		if (r < 0)
 			return cmd_store_error(ctx, "status", r);
 		json_object_object_add(ctx->batch, "eta_ms", json_object_new_int64(eta));
+		/* While a lane cannot serve it at all, eta_ms is only a lower bound. */
+		json_object_object_add(ctx->batch, "eta_known",
+		                       json_object_new_boolean(!status_wait_open_ended(&wait)));
+		json_object_object_add(ctx->batch, "waiting",
+		                       status_wait_json(&wait, time_wall_ms()));
 		cmd_ok(ctx);
 		cmd_add(ctx, "batch", json_object_get(ctx->batch));
 		return CMD_REPLY;
 	}
 	r = lanes_json(ctx, &lanes);
 	if (r == 0)
-		r = store_batch_list(ctx->d->store, 20, ctx->scope, &list);
+		r = store_batch_list(ctx->d->store, &recent, &list);
 	if (r < 0) {
 		json_object_put(lanes);
 		return cmd_store_error(ctx, "status", r);

@@ -14,7 +14,6 @@
 #include <stdio.h>
 
 #define DEFAULT_WINDOW_MS (24LL * 3600 * 1000)
-#define MAX_PRIORITY 1000
 
 static enum cmd_retval refuse(struct cmd_ctx *ctx, const char *code, const char *msg)
 {
@@ -55,8 +54,11 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 	if (window && (time_parse_duration(window, &opts.window_ms) < 0 || opts.window_ms <= 0))
 		return refuse(ctx, ERR_BAD_REQUEST,
 		              "\"window\" must be a duration such as 24h, 90m or 3600s");
-	if (opts.priority < -MAX_PRIORITY || opts.priority > MAX_PRIORITY)
-		return refuse(ctx, ERR_BAD_REQUEST, "\"priority\" must be -1000..1000");
+	if (opts.priority < -LLMQ_MAX_PRIORITY || opts.priority > LLMQ_MAX_PRIORITY) {
+		snprintf(msg, sizeof(msg), "\"priority\" must be -%d..%d", LLMQ_MAX_PRIORITY,
+		         LLMQ_MAX_PRIORITY);
+		return refuse(ctx, ERR_BAD_REQUEST, msg);
+	}
 	if (json_object_object_get_ex(ctx->req, "idempotency_key", &v) &&
 	    !proto_valid_idempotency_key(opts.idempotency_key))
 		return refuse(ctx, ERR_BAD_REQUEST,

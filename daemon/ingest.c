@@ -712,6 +712,9 @@ static void store_and_reply(struct ingest *in)
 			json_object_object_add(
 			    o, "retry_after",
 			    json_object_new_int64((in->v.retry_after_ms + 999) / 1000));
+			/* false: the batch can never run as it is (the real submit's 65). */
+			json_object_object_add(o, "retryable",
+			                       json_object_new_boolean(in->v.retryable));
 		}
 	}
 	reply(in, o);

@@ -69,6 +69,7 @@ enum stmt_id {
 	S_BACKLOG,
 	S_BACKLOG_ALL,
 	S_BACKLOG_UPTO,
+	S_BATCH_LANES,
 	S_JOB_BATCH_STATE,
 	S_BEGIN,
 	S_COMMIT,
@@ -89,7 +90,14 @@ enum stmt_id {
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'failed'), "           \
 	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'cancelled'), " tokens \
 	", b.expired_at, b.endpoint, b.input_file_id, b.metadata, b.errors, "                      \
-	"b.cancelling_at "
+	"b.cancelling_at, " BATCH_NAME " "
+/* What a person calls the batch: llmq submit's --name (or its file's name);
+ * for one made over HTTP, its metadata's description (or name), else the
+ * uploaded file's name. */
+#define BATCH_NAME                                                                                 \
+	"coalesce(CASE WHEN json_valid(b.metadata) THEN coalesce("                                 \
+	"json_extract(b.metadata, '$.description'), json_extract(b.metadata, '$.name')) END, "     \
+	"b.input_name)"
 /* Tokens used and still pending: they read every job's row. */
 #define BATCH_COLUMNS                                                                              \
 	BATCH_COLUMNS_WITH(                                                                        \
@@ -221,8 +229,9 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BATCH_GET] = "SELECT " BATCH_COLUMNS "FROM batches b WHERE b.id = ?1",
     [S_BATCH_BRIEF] = "SELECT " BATCH_COLUMNS_BRIEF "FROM batches b WHERE b.id = ?1",
     [S_BATCH_LIST] = "SELECT " BATCH_COLUMNS "FROM batches b "
-                     "WHERE ?2 = -1 OR b.submitter_uid = ?2 ORDER BY b.created_at DESC, "
-                     "b.rowid DESC LIMIT ?1",
+                     "WHERE (?2 = -1 OR b.submitter_uid = ?2) AND (?3 IS NULL OR b.state IN "
+                     "(SELECT value FROM json_each(?3))) AND b.created_at >= ?4 "
+                     "ORDER BY b.created_at DESC, b.rowid DESC LIMIT ?1",
     [S_BATCH_PAGE] = "SELECT " BATCH_COLUMNS_BRIEF "FROM batches b WHERE b.submitter_uid IS ?1 "
                      "AND (?2 IS NULL OR (b.created_at, b.rowid) < (SELECT created_at, rowid "
                      "FROM batches WHERE id = ?2)) ORDER BY b.created_at DESC, b.rowid DESC "
@@ -253,6 +262,10 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BACKLOG_UPTO] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
                        "WHERE lane = ?1 AND state IN ('queued', 'running') "
                        "AND id <= (SELECT max(id) FROM jobs WHERE batch_id = ?2)",
+    [S_BATCH_LANES] = "SELECT lane, count(*), min(CASE WHEN state = 'queued' THEN not_before END), "
+                      "max(CASE WHEN state = 'queued' THEN not_before END) FROM jobs "
+                      "WHERE batch_id = ?1 AND state IN ('queued', 'running') GROUP BY lane "
+                      "ORDER BY lane LIMIT ?2",
     [S_JOB_BATCH_STATE] = "SELECT b.state FROM batches b JOIN jobs j ON j.batch_id = b.id "
                           "WHERE j.id = ?1",
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -1253,6 +1266,7 @@ static json_object *batch_row(sqlite3_stmt *st)
 	put_json_or_null(o, "metadata", st, 19);
 	put_json_or_null(o, "errors", st, 20);
 	put_int_or_null(o, "cancelling_at", st, 21);
+	put_text_or_null(o, "name", st, 22);
 	return o;
 }
 
@@ -1435,15 +1449,17 @@ int store_file_delete(struct store *s, const char *id)
 	return r < 0 ? r : n == 0 ? -ENOENT : 0;
 }
 
-int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret)
+int store_batch_list(struct store *s, const struct store_batch_filter *f, json_object **ret)
 {
 	sqlite3_stmt *st = NULL;
 	int r = prep(s, S_BATCH_LIST, &st);
 
 	if (r < 0)
 		return r;
-	sqlite3_bind_int(st, 1, limit);
-	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_int(st, 1, f->limit);
+	sqlite3_bind_int64(st, 2, f->uid);
+	bind_text(st, 3, f->states_json);
+	sqlite3_bind_int64(st, 4, f->since);
 	return batch_rows(st, ret);
 }
 
@@ -1579,6 +1595,34 @@ int store_backlog_upto(struct store *s, const char *lane, const char *batch_id, 
                        int64_t *ret_tokens)
 {
 	return backlog(s, S_BACKLOG_UPTO, lane, batch_id, ret_jobs, ret_tokens);
+}
+
+int store_batch_lanes(struct store *s, const char *batch_id, struct store_batch_lane *ret, int max,
+                      int *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	const char *lane;
+	int r = prep(s, S_BATCH_LANES, &st), rc, n = 0;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, batch_id);
+	sqlite3_bind_int(st, 2, max);
+	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		lane = (const char *)sqlite3_column_text(st, 0);
+		snprintf(ret[n].lane, sizeof(ret[n].lane), "%s", lane ? lane : "");
+		ret[n].jobs = sqlite3_column_int64(st, 1);
+		ret[n].first_not_before = sqlite3_column_int64(st, 2);
+		ret[n].last_not_before = sqlite3_column_int64(st, 3);
+		n++;
+	}
+	if (n == max)
+		rc = SQLITE_DONE;
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sql_errno(rc);
+	*ret_n = n;
+	return 0;
 }
 
 int store_new_batch_id(char buf[static 19])

@@ -213,8 +213,14 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
 int store_batch_get(struct store *s, const char *id, json_object **ret);
 /* The same without tokens_used and tokens_pending (null): they read every job's row. */
 int store_batch_brief(struct store *s, const char *id, json_object **ret);
-/* The newest batches: all for uid -1, else only those uid submitted. */
-int store_batch_list(struct store *s, int limit, int64_t uid, json_object **ret);
+/* Which batches store_batch_list() gives. */
+struct store_batch_filter {
+	int limit;               /* at most this many, newest first */
+	int64_t uid;             /* -1: every user's; else only those uid submitted */
+	const char *states_json; /* a JSON array of states to keep; NULL: any */
+	int64_t since;           /* created at or after this (wall ms); 0: any time */
+};
+int store_batch_list(struct store *s, const struct store_batch_filter *f, json_object **ret);
 /* The batches of uid (-1: anonymous callers') newest first, after batch
  * id after (NULL: from the newest), at most limit. */
 int store_batch_page(struct store *s, int64_t uid, const char *after, int limit, json_object **ret);
@@ -254,6 +260,17 @@ int store_backlog(struct store *s, const char *lane, int64_t *ret_jobs, int64_t 
 /* Same, counting only the lane's jobs up to the last one of batch_id (FIFO: its ETA). */
 int store_backlog_upto(struct store *s, const char *lane, const char *batch_id, int64_t *ret_jobs,
                        int64_t *ret_tokens);
+
+/* Where a batch's unfinished jobs wait: one lane's share of them. */
+struct store_batch_lane {
+	char lane[72];            /* as the jobs name it ('~' first while held) */
+	int64_t jobs;             /* queued or running */
+	int64_t first_not_before; /* wall ms: the earliest a queued one may go (0: any time) */
+	int64_t last_not_before;  /* and the latest of them */
+};
+/* The lanes batch_id's queued or running jobs are on, up to max of them, by name. */
+int store_batch_lanes(struct store *s, const char *batch_id, struct store_batch_lane *ret, int max,
+                      int *ret_n);
 
 /*
  * Retention, one bounded step: delete up to limit jobs (their attempts go

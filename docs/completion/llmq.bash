@@ -6,29 +6,36 @@ _llmq()
 	prev=${COMP_WORDS[COMP_CWORD-1]}
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		--socket | --window | --priority | --name | --limit | --interval | -o) ((i++)) ;;
+		--socket | --window | --priority | --name | --idempotency-key | --limit | --state | --since | --interval | -o | --output) ((i++)) ;;
 		-*) ;;
 		*) cmd=${COMP_WORDS[i]}; break ;;
 		esac
 	done
 	case $prev in
-	--socket | -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+	--socket | -o | --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+	--state)
+		# several states go with commas: complete the one after the last comma
+		local done=${cur%"${cur##*,}"}
+		COMPREPLY=($(compgen -P "$done" -W "validating in_progress cancelling completed cancelled failed" -- "${cur##*,}"))
+		return ;;
+	--since) COMPREPLY=($(compgen -W "30m 1h 24h 7d $(date +%F)" -- "$cur")); return ;;
 	--window | --priority | --name | --limit | --interval | --idempotency-key) return ;;
 	esac
 	if [[ -z $cmd ]]; then
-		COMPREPLY=($(compgen -W "submit status list wait results cancel ping metrics --json --socket --help --version" -- "$cur"))
+		COMPREPLY=($(compgen -W "submit status list wait results cancel ping metrics help --json --socket --help --version" -- "$cur"))
 		return
 	fi
 	case $cmd in
-	submit) COMPREPLY=($(compgen -W "--window --priority --name --dry-run --retry --idempotency-key --json" -- "$cur"))
+	submit) COMPREPLY=($(compgen -W "--window --priority --name --dry-run --retry --idempotency-key --json --socket --help" -- "$cur"))
 		[[ $cur != -* ]] && COMPREPLY+=($(compgen -f -- "$cur")) ;;
-	results) COMPREPLY=($(compgen -W "-o --errors --json" -- "$cur")) ;;
-	wait) COMPREPLY=($(compgen -W "--interval --json" -- "$cur")) ;;
-	list) COMPREPLY=($(compgen -W "--limit --json" -- "$cur")) ;;
-	*) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
+	results) COMPREPLY=($(compgen -W "-o --output --errors --json --socket --help" -- "$cur")) ;;
+	wait) COMPREPLY=($(compgen -W "--interval --json --socket --help" -- "$cur")) ;;
+	list) COMPREPLY=($(compgen -W "--limit --state --since -q --quiet --json --socket --help" -- "$cur")) ;;
+	help) COMPREPLY=($(compgen -W "submit status list wait results cancel ping metrics" -- "$cur")) ;;
+	*) COMPREPLY=($(compgen -W "--json --socket --help" -- "$cur")) ;;
 	esac
 	if [[ $cur != -* && $cmd =~ ^(status|wait|results|cancel)$ ]]; then
-		COMPREPLY+=($(compgen -W "$(llmq list --json 2>/dev/null | sed -n 's/.*"id": "\(b_[0-9a-f]*\)".*/\1/p')" -- "$cur"))
+		COMPREPLY+=($(compgen -W "$(llmq list -q 2>/dev/null)" -- "$cur"))
 	fi
 }
 complete -F _llmq llmq
