@@ -24,13 +24,14 @@ enum llmqd_refusal {
 	REFUSAL_TOO_LARGE,    /* past a size limit */
 	REFUSAL_BUSY,         /* too many connections or submits at once */
 	REFUSAL_GATE_WAIT,    /* an interactive call the gate could not serve in time */
+	REFUSAL_LOOP,         /* a call that came back to this llmqd (hop.h) */
 	REFUSAL__COUNT,
 };
 
 static inline const char *llmqd_refusal_name(int r)
 {
 	static const char *const names[REFUSAL__COUNT] = {
-	    "rate_limited", "invalid", "too_large", "busy", "gate_wait",
+	    "rate_limited", "invalid", "too_large", "busy", "gate_wait", "loop",
 	};
 
 	return r >= 0 && r < REFUSAL__COUNT ? names[r] : "unknown";

@@ -12,6 +12,7 @@
 #include "scheduler.h"
 #include "admission.h"
 #include "config.h"
+#include "hop.h"
 #include "jsontext.h"
 #include "lane.h"
 #include "log.h"
@@ -87,6 +88,7 @@ struct scheduler {
 	int n_lanes;
 	uint64_t rng;
 	int stopping;
+	char id[HOP_ID_LEN + 1]; /* this llmqd, in the hop header of what it sends */
 };
 
 enum launch_result {
@@ -988,7 +990,9 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 	s->d = d;
 	if (getrandom(&s->rng, sizeof(s->rng), 0) != (ssize_t)sizeof(s->rng) || !s->rng)
 		s->rng = (uint64_t)time_wall_ms() | 1;
-	r = upstream_new(d->base, &s->up);
+	r = hop_new_id(s->id);
+	if (r == 0)
+		r = upstream_new(d->base, s->id, &s->up);
 	if (r < 0)
 		goto fail;
 	s->pump = event_new(d->base, -1, 0, pump_cb, s);
@@ -1121,6 +1125,11 @@ int sched_store_writable(const struct scheduler *s)
 struct upstream *sched_upstream(struct scheduler *s)
 {
 	return s->up;
+}
+
+const char *sched_instance_id(const struct scheduler *s)
+{
+	return s->id;
 }
 
 const char *sched_lane_key(const struct scheduler *s, int i)

@@ -43,6 +43,8 @@ int sched_reload(struct scheduler *s);
 /* 0 while the database refuses outcomes (they are kept and retried). */
 int sched_store_writable(const struct scheduler *s);
 struct upstream *sched_upstream(struct scheduler *s);
+/* This llmqd's instance id, made at start: what it sends upstream carries it (hop.h). */
+const char *sched_instance_id(const struct scheduler *s);
 
 /* A lane as it stands, copied: readers never touch the live gate. */
 struct lane_snapshot {

@@ -63,6 +63,7 @@ struct mock {
 	int64_t enforce_ms, win_start;
 	double win_tok, win_req;
 	int64_t first_ok_ms, last_ok_ms;
+	char last_via[256]; /* the llmq-via header of the last model request */
 };
 
 struct pending {
@@ -438,16 +439,16 @@ static void drop(struct evhttp_request *req)
 
 static void handle_stats(struct mock *m, struct evhttp_request *req)
 {
-	char body[768];
+	char body[1024];
 
 	snprintf(body, sizeof(body),
 	         "{\"requests\":%lld,\"ok\":%lld,\"r429\":%lld,\"r500\":%lld,\"r400\":%lld,"
 	         "\"drops\":%lld,\"in_flight\":%lld,\"max_in_flight\":%lld,\"tokens_used\":%lld,"
-	         "\"first_ok_ms\":%lld,\"last_ok_ms\":%lld}",
+	         "\"first_ok_ms\":%lld,\"last_ok_ms\":%lld,\"last_via\":\"%s\"}",
 	         (long long)m->n, (long long)m->ok, (long long)m->r429, (long long)m->r500,
 	         (long long)m->r400, (long long)m->drops, (long long)m->in_flight,
 	         (long long)m->max_in_flight, (long long)m->tokens_used, (long long)m->first_ok_ms,
-	         (long long)m->last_ok_ms);
+	         (long long)m->last_ok_ms, m->last_via);
 	send_json(m, req, 200, body, 0, NULL);
 }
 
@@ -479,7 +480,7 @@ static void handle(struct evhttp_request *req, void *arg)
 	struct timeval tv;
 	size_t len;
 	char *raw, msg[256];
-	const char *mname = "";
+	const char *mname = "", *via;
 
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && strcmp(path, "/stats") == 0) {
 		handle_stats(m, req);
@@ -491,6 +492,10 @@ static void handle(struct evhttp_request *req, void *arg)
 		return;
 	}
 	n = ++m->n;
+	via = evhttp_find_header(evhttp_request_get_input_headers(req), "llmq-via");
+	/* Kept as JSON string text: hex ids, commas and spaces only. */
+	snprintf(m->last_via, sizeof(m->last_via), "%.*s",
+	         via ? (int)strspn(via, "0123456789abcdef, ") : 0, via ? via : "");
 	len = evbuffer_get_length(in);
 	raw = malloc(len + 1);
 	if (!raw) {

@@ -582,3 +582,117 @@ Test(http, tokens_tell_tcp_callers_apart, .timeout = 60)
 	             "refused callers never queued");
 	h_mock_stop(&m);
 }
+
+/* A TCP port free now, for llmqds that must know each other's before they start. */
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+/* An llmqd in dir/name, on 127.0.0.1:port, whose lane's upstream is 127.0.0.1:up_port. */
+static void start_at(struct daemon_proc *d, const char *dir, const char *name, int port,
+                     int up_port)
+{
+	char sub[96], addr[64], url[96];
+
+	snprintf(sub, sizeof(sub), "%s/%s", dir, name);
+	cr_assert_eq(mkdir(sub, 0700), 0);
+	snprintf(addr, sizeof(addr), "LLMQ_HTTP_ADDR=127.0.0.1:%d", port);
+	snprintf(url, sizeof(url), "OPENAI_BASE_URL=http://127.0.0.1:%d/v1", up_port);
+	h_daemon_start(d, sub, NULL, addr, url, H_FAST, NULL);
+	cr_assert_eq(d->http_port, port, "llmqd serves HTTP on %d (see %s)", port, d->log);
+}
+
+static int batch_failed_one(json_object *b)
+{
+	return h_batch_finished(b) && h_jint(b, "counts.failed") == 1;
+}
+
+Test(http, two_llmqds_pointing_at_each_other_answer_508_at_once, .timeout = 60)
+{
+	struct daemon_proc a = {0}, b = {0};
+	char dir[64], file[128], id[40];
+	int pa = free_port(), pb = free_port();
+	json_object *o;
+	struct reply *r;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* A's upstream is B, B's is A. */
+	start_at(&a, dir, "a", pa, pb);
+	start_at(&b, dir, "b", pb, pa);
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 508, "%s", r->body);
+	cr_assert_str_eq(error_code_of(r), "loop_detected");
+	cr_assert(strstr(r->body, "base_url"), "says what to change: %s", r->body);
+	cr_assert(strcasestr(r->headers, "x-should-retry: false"), "SDKs must not retry: %s",
+	          r->headers);
+	cr_assert_lt(r->total_s, 1.0, "at once, not after bouncing: %.3fs", r->total_s);
+	free(r);
+	/* A stream is refused the same way. */
+	r = call(&b, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"stream\":true"));
+	cr_assert_eq(r->status, 508, "%s", r->body);
+	cr_assert_lt(r->total_s, 1.0);
+	free(r);
+	/* A batch job that loops fails on its first try: a loop never heals. */
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 1, "gpt-4o-mini", 10);
+	h_submit(&a, file, id, sizeof(id));
+	o = h_wait_for(&a, id, batch_failed_one, 10);
+	json_object_put(o);
+	h_daemon_signal(&a, SIGTERM);
+	h_daemon_signal(&b, SIGTERM);
+	cr_assert_eq(h_sql_int(&a, "SELECT count(*) FROM jobs WHERE state = 'failed' AND "
+	                           "attempts = 1 AND status_code = 508 AND "
+	                           "error_code = 'loop_detected'"),
+	             1);
+	cr_assert_eq(h_sql_int(&a, "SELECT count(*) FROM attempts"), 1, "tried once");
+	/* Each llmqd sent each request on once; the loop was cut where it closed. */
+	cr_assert_eq(h_sql_int(&b, "SELECT count(*) FROM calls WHERE status_code = 508 AND "
+	                           "outcome = 'failed'"),
+	             3, "B sent A's call, its own and A's batch job on once each");
+	cr_assert_eq(h_sql_int(&a, "SELECT count(*) FROM calls WHERE status_code = 508 AND "
+	                           "outcome = 'failed'"),
+	             2, "A sent its own call and B's on once each");
+}
+
+Test(http, a_chain_of_llmqds_reaches_the_provider, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc a = {0}, b = {0};
+	char dir[64], id1[32], id2[32];
+	json_object *st;
+	struct reply *r;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	/* A host's llmqd (A) in front of a central one (B), in front of the provider. */
+	start_at(&b, dir, "b", free_port(), m.port);
+	start_at(&a, dir, "a", free_port(), b.http_port);
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert(strstr(r->body, "\"echo: hello\""), "%s", r->body);
+	free(r);
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"stream\":true"));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert(strstr(r->body, "data: [DONE]"), "%s", r->body);
+	free(r);
+	/* The provider saw both llmqds' distinct ids, A's first. */
+	st = h_mock_stats(&m);
+	cr_assert_eq(sscanf(h_jstr(st, "last_via"), "%31[0-9a-f], %31[0-9a-f]", id1, id2), 2, "%s",
+	             json_object_to_json_string(st));
+	cr_assert_eq(strlen(id1), 16);
+	cr_assert_str_neq(id1, id2);
+	json_object_put(st);
+	h_daemon_signal(&a, SIGTERM);
+	h_daemon_signal(&b, SIGTERM);
+	h_mock_stop(&m);
+}
