@@ -1,5 +1,6 @@
 /*
- * http.c - listeners, routing, limits and errors of the HTTP face.
+ * http.c - listeners, routing, limits and errors of the HTTP face; the routes
+ * /v1/models, /healthz (liveness), /readyz (can a lane send) and /metrics.
  */
 #include "http.h"
 #include "health.h"
@@ -8,6 +9,7 @@
 #include "protocol.h"
 #include "scheduler.h"
 #include "store.h"
+#include "timeutil.h"
 #include "unixsock.h"
 
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -265,7 +268,10 @@ fail:
 	http_error(req, 500, "server_error", NULL, "llmqd ran out of memory");
 }
 
-/* 200 while the store takes writes and the loop turns (it does: it answers). */
+/*
+ * Liveness: 200 while the store takes writes and the loop turns (it does: it
+ * answers), whatever the upstreams do (that is /readyz).
+ */
 static void route_healthz(struct llmqd *d, struct hreq *req)
 {
 	json_object *o = json_object_new_object();
@@ -279,6 +285,74 @@ static void route_healthz(struct llmqd *d, struct hreq *req)
 		                       json_object_new_int(sched_in_flight(d->sched)));
 	}
 	http_json(req, ok ? 200 : 503, o);
+}
+
+/* Wall ms as "2025-01-31T12:00:00Z". */
+static json_object *http_time(int64_t wall_ms)
+{
+	time_t t = (time_t)(wall_ms / 1000);
+	struct tm tm;
+	char buf[32];
+
+	if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return NULL;
+	return json_object_new_string(buf);
+}
+
+/*
+ * What keeps a lane from sending now, into o: "ok" (returns 1), or
+ * "unreachable" since when (its circuit breaker is open), "out_of_credit"
+ * since when (insufficient_quota), "paused" until when (a 429), with the
+ * gate's reason.
+ */
+static int http_lane_ready(const struct lane_snapshot *l, int64_t now, int64_t wall, json_object *o)
+{
+	const struct gate *g = &l->gate;
+	int paused = g->paused_until > now;
+	const char *state = l->unreachable       ? "unreachable"
+	                    : l->no_credit_since ? "out_of_credit"
+	                    : paused             ? "paused"
+	                                         : "ok";
+
+	json_object_object_add(o, "name", json_object_new_string(l->cfg->name));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	if (l->unreachable)
+		json_object_object_add(o, "unreachable_since", http_time(l->unreachable_since));
+	if (l->no_credit_since)
+		json_object_object_add(o, "out_of_credit_since", http_time(l->no_credit_since));
+	if (paused) {
+		json_object_object_add(o, "paused_until", http_time(wall + g->paused_until - now));
+		json_object_object_add(o, "reason", json_object_new_string(g->pause_reason));
+	}
+	return strcmp(state, "ok") == 0;
+}
+
+/* 200 while at least one lane can send; each lane's state either way. */
+static void route_readyz(struct llmqd *d, struct hreq *req)
+{
+	json_object *o = json_object_new_object(), *lanes = json_object_new_array(), *l;
+	int64_t now = time_mono_ms(), wall = time_wall_ms();
+	struct lane_snapshot snap;
+	int i, ready = 0;
+
+	if (!o || !lanes)
+		goto fail;
+	for (i = 0; sched_lane_snapshot(d->sched, i, now, &snap) == 0; i++) {
+		l = json_object_new_object();
+		if (!l || json_object_array_add(lanes, l) < 0) {
+			json_object_put(l);
+			goto fail;
+		}
+		ready |= http_lane_ready(&snap, now, wall, l);
+	}
+	json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
+	json_object_object_add(o, "lanes", lanes);
+	http_json(req, ready ? 200 : 503, o);
+	return;
+fail:
+	json_object_put(o);
+	json_object_put(lanes);
+	http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
 }
 
 static void route_metrics(struct llmqd *d, struct hreq *req)
@@ -329,18 +403,22 @@ static void route(void *ud, struct hreq *req)
 		route_healthz(h->d, req);
 		return;
 	}
+	if (get && strcmp(path, "/readyz") == 0) {
+		route_readyz(h->d, req);
+		return;
+	}
 	if (proto_known_url(path) || !strcmp(path, "/v1/models") || !strcmp(path, "/metrics") ||
-	    !strcmp(path, "/healthz")) {
+	    !strcmp(path, "/healthz") || !strcmp(path, "/readyz")) {
 		http_error(req, 405, "invalid_request_error", NULL,
 		           "method not allowed on %.200s (POST for the model endpoints, GET for "
-		           "/v1/models, /metrics and /healthz)",
+		           "/v1/models, /metrics, /healthz and /readyz)",
 		           path);
 		return;
 	}
 	http_error(req, 404, "invalid_request_error", "unknown_url",
 	           "unknown URL %.200s; llmqd serves /v1/chat/completions, /v1/completions, "
 	           "/v1/embeddings, /v1/responses, /v1/models, /v1/files, /v1/batches, "
-	           "/metrics and /healthz",
+	           "/metrics, /healthz and /readyz",
 	           path);
 }
 

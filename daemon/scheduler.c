@@ -65,7 +65,9 @@ struct lane {
 	int n_waiting;
 	int64_t waiting_tokens;
 	int faults;                /* tries in a row that reached no upstream */
+	int64_t fault_since;       /* wall ms: the first of them */
 	int64_t breaker_ms;        /* the breaker's current pause; 0 while closed */
+	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */
 	int window_learned;        /* the window came from a 429 (now or before a restart) */
 	int64_t window_phase;      /* where the provider's windows start, ms into a wall second */
 	int64_t window_learned_at; /* wall ms */
@@ -615,6 +617,8 @@ static void apply_to_lane(struct lane *l, const struct retry_decision *d, const 
 
 	switch (d->lane) {
 	case RL_UNREACHABLE:
+		if (l->faults == 0)
+			l->fault_since = time_wall_ms();
 		if (++l->faults < BREAKER_TRIP)
 			return;
 		l->breaker_ms = l->breaker_ms ? l->breaker_ms * 2 : BREAKER_FIRST_MS;
@@ -633,6 +637,8 @@ static void apply_to_lane(struct lane *l, const struct retry_decision *d, const 
 			    (long long)(BREAKER_MAX_MS / 1000));
 		return;
 	case RL_QUOTA:
+		if (!l->no_credit_since)
+			l->no_credit_since = time_wall_ms();
 		snprintf(why, sizeof(why), "insufficient_quota: probing every %llds",
 		         (long long)(c->quota_pause_ms / 1000));
 		gate_pause(&l->gate, now + d->lane_pause_ms, why);
@@ -656,11 +662,13 @@ static void apply_to_lane(struct lane *l, const struct retry_decision *d, const 
 		    retry_after <= GATE_WINDOW_MS)
 			align_window(l, now, retry_after);
 		l->gate.probe = 0;
+		l->no_credit_since = 0; /* a rate limit is not a lack of credit */
 		break;
 	case RL_ANSWERED:
 		if (l->gate.probe || l->faults >= BREAKER_TRIP)
 			log_info("lane %s: the upstream answers again; the lane resumes", c->name);
 		l->gate.probe = 0;
+		l->no_credit_since = 0;
 		break;
 	}
 	l->faults = 0;
@@ -1171,5 +1179,7 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 	ret->window_learned = l->window_learned;
 	ret->window_learned_at = l->window_learned_at;
 	ret->unreachable = l->faults >= BREAKER_TRIP;
+	ret->unreachable_since = ret->unreachable ? l->fault_since : 0;
+	ret->no_credit_since = l->no_credit_since;
 	return 0;
 }

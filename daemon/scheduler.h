@@ -58,6 +58,8 @@ struct lane_snapshot {
 	int window_learned;        /* gate.window came from a 429 (now or before a restart) */
 	int64_t window_learned_at; /* wall ms */
 	int unreachable;           /* the circuit breaker is open: probing */
+	int64_t unreachable_since; /* wall ms: the first of the tries that reached no upstream */
+	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */
 };
 
 int sched_n_lanes(const struct scheduler *s);

@@ -9,7 +9,8 @@
  * the real usage when it answers - over a configurable window, and answers
  * 429 with retry-after, retry-after-ms and the x-ratelimit-* headers (which
  * it sends on every answer). Faults are injected deterministically: every
- * Nth request fails with 500, is dropped, or gets a 429; models named
+ * Nth request fails with 500, is dropped, or gets a 429 (with a retry-after-ms
+ * of --429-retry-after-ms, default 200); models named
  * "fail-400", "quota" or "retry-false" answer 400, insufficient_quota, or a
  * 500 with x-should-retry: false; "huge" answers 200 with a 65 MiB body,
  * "size-N" with one of N MiB. A second client spending part of the same
@@ -45,6 +46,7 @@ struct mock {
 	int latency_ms;
 	int drip_ms; /* between the chunks of a streamed answer */
 	int fail_every, drop_every, r429_every;
+	int64_t r429_after_ms; /* the retry-after-ms of the injected 429s */
 	int64_t tpm, rpm;
 	int64_t window_ms;       /* the limits apply per this window, pro rata */
 	int64_t external_tpm;    /* another client spending the same budget */
@@ -542,7 +544,8 @@ static void handle(struct evhttp_request *req, void *arg)
 		p->status = 429;
 		p->body =
 		    error_body("requests", "rate_limit_exceeded", "Rate limit reached (injected)");
-		snprintf(p->hdr_extra, sizeof(p->hdr_extra), "retry-after-ms: 200");
+		snprintf(p->hdr_extra, sizeof(p->hdr_extra), "retry-after-ms: %lld",
+		         (long long)m->r429_after_ms);
 		goto answer_now;
 	}
 	if (m->enforce_ms && over_window(m, now, est)) {
@@ -665,6 +668,7 @@ int main(int argc, char **argv)
 	    {"fail-every", required_argument, NULL, 'f'},
 	    {"drop-every", required_argument, NULL, 'd'},
 	    {"429-every", required_argument, NULL, 'r'},
+	    {"429-retry-after-ms", required_argument, NULL, 'R'},
 	    {"tpm", required_argument, NULL, 't'},
 	    {"rpm", required_argument, NULL, 'q'},
 	    {"window-ms", required_argument, NULL, 'w'},
@@ -684,6 +688,7 @@ int main(int argc, char **argv)
 	int c, port = 0;
 
 	m.window_ms = 60000;
+	m.r429_after_ms = 200;
 	m.quota_left = -1;
 	m.drip_ms = 20;
 	m.completion_ratio = 1.0;
@@ -706,6 +711,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			m.r429_every = atoi(optarg);
+			break;
+		case 'R':
+			m.r429_after_ms = atoll(optarg);
 			break;
 		case 't':
 			m.tpm = atoll(optarg);

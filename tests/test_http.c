@@ -696,3 +696,128 @@ Test(http, a_chain_of_llmqds_reaches_the_provider, .timeout = 60)
 	h_daemon_signal(&b, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/* GET /readyz: its status code, and its first lane's object (caller puts). */
+static long readyz(const struct daemon_proc *d, json_object **ret_lane)
+{
+	struct reply *r = call(d, "GET", "/readyz", NULL);
+	json_object *o = json_tokener_parse(r->body), *lanes;
+	long status = r->status;
+
+	cr_assert_not_null(o, "%ld %s", r->status, r->body);
+	cr_assert(json_object_object_get_ex(o, "lanes", &lanes) &&
+	              json_object_array_length(lanes) >= 1,
+	          "%s", r->body);
+	cr_assert_str_eq(h_jstr(o, "status"), status == 200 ? "ready" : "not_ready", "%s", r->body);
+	*ret_lane = json_object_get(json_object_array_get_idx(lanes, 0));
+	json_object_put(o);
+	free(r);
+	return status;
+}
+
+/* An ISO 8601 UTC time of /readyz, as unix seconds. */
+static time_t iso_time(const char *s)
+{
+	struct tm tm = {0};
+	const char *end;
+
+	cr_assert_not_null(s);
+	end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cr_assert(end && !*end, "not an ISO 8601 time: %s", s);
+	return timegm(&tm);
+}
+
+Test(readyz, a_lane_that_answers_is_ready, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *l;
+	char dir[64];
+
+	start(&m, &d, dir, sizeof(dir));
+	cr_assert_eq(readyz(&d, &l), 200);
+	cr_assert_str_eq(h_jstr(l, "name"), "openai");
+	cr_assert_str_eq(h_jstr(l, "state"), "ok");
+	json_object_put(l);
+	free(call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", "")));
+	cr_assert_eq(readyz(&d, &l), 200);
+	json_object_put(l);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(readyz, an_unreachable_upstream_is_not_ready_but_alive, .timeout = 60)
+{
+	struct daemon_proc d = {0};
+	struct reply *r;
+	json_object *l;
+	char dir[64], url[96];
+	time_t now = time(NULL), since;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* The only upstream: a port nothing listens on. */
+	snprintf(url, sizeof(url), "OPENAI_BASE_URL=http://127.0.0.1:%d/v1", free_port());
+	h_daemon_start(&d, dir, NULL, url, H_FAST, NULL);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 502, "%s", r->body);
+	free(r);
+	cr_assert_eq(readyz(&d, &l), 503);
+	cr_assert_str_eq(h_jstr(l, "state"), "unreachable", "%s", json_object_to_json_string(l));
+	since = iso_time(h_jstr(l, "unreachable_since"));
+	cr_assert(since >= now - 1 && since <= time(NULL), "since the first failed try: %s",
+	          h_jstr(l, "unreachable_since"));
+	json_object_put(l);
+	r = call(&d, "GET", "/healthz", NULL);
+	cr_assert_eq(r->status, 200, "liveness is not readiness: %s", r->body);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+}
+
+Test(readyz, a_429_pauses_the_lane_until_its_retry_after, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	struct reply *r;
+	json_object *l;
+	char dir[64];
+	time_t until;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* The second request is a 429 asking for 60 s. */
+	h_mock_start(&m, dir, "--429-every", "2", "--429-retry-after-ms", "60000", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	free(call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", "")));
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 429, "%s", r->body);
+	free(r);
+	cr_assert_eq(readyz(&d, &l), 503);
+	cr_assert_str_eq(h_jstr(l, "state"), "paused", "%s", json_object_to_json_string(l));
+	until = iso_time(h_jstr(l, "paused_until"));
+	cr_assert(until >= time(NULL) + 50 && until <= time(NULL) + 61, "paused until %s",
+	          h_jstr(l, "paused_until"));
+	cr_assert(strstr(h_jstr(l, "reason"), "429"), "%s", json_object_to_json_string(l));
+	json_object_put(l);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(readyz, a_key_out_of_credit_is_not_ready, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	struct reply *r;
+	json_object *l;
+	char dir[64];
+
+	start(&m, &d, dir, sizeof(dir));
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("quota", ""));
+	cr_assert_eq(r->status, 429, "%s", r->body);
+	free(r);
+	cr_assert_eq(readyz(&d, &l), 503);
+	cr_assert_str_eq(h_jstr(l, "state"), "out_of_credit", "%s", json_object_to_json_string(l));
+	iso_time(h_jstr(l, "out_of_credit_since"));
+	iso_time(h_jstr(l, "paused_until"));
+	json_object_put(l);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
