@@ -6,6 +6,7 @@
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "models.h"
 #include "protocol.h"
 #include "scheduler.h"
 #include "store.h"
@@ -235,37 +236,30 @@ void http_unauthorized(struct hreq *req)
 	           "gave you (or use the Unix socket)");
 }
 
+static void on_models(void *ud, json_object *list)
+{
+	struct hreq *req = ud;
+
+	hreq_on_gone(req, NULL, NULL);
+	if (!list) {
+		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
+		return;
+	}
+	http_json(req, 200, list);
+}
+
+static void on_models_gone(void *ud)
+{
+	models_cancel(ud);
+}
+
+/* What the lanes route (models.c); it may wait for an upstream's first answer. */
 static void route_models(struct llmqd *d, struct hreq *req)
 {
-	json_object *o = json_object_new_object(), *data = json_object_new_array(), *m;
-	const struct config *cfg = d->cfg;
-	char owner[80];
-	int i, j;
+	struct models_wait *w = models_get(d->models, on_models, req);
 
-	if (!o || !data)
-		goto fail;
-	for (i = 0; i < cfg->n_lanes; i++) {
-		snprintf(owner, sizeof(owner), "llmq:%s", cfg->lanes[i].name);
-		for (j = 0; j < cfg->lanes[i].n_models; j++) {
-			m = json_object_new_object();
-			if (!m)
-				goto fail;
-			json_object_object_add(m, "id",
-			                       json_object_new_string(cfg->lanes[i].models[j]));
-			json_object_object_add(m, "object", json_object_new_string("model"));
-			json_object_object_add(m, "created", json_object_new_int64(0));
-			json_object_object_add(m, "owned_by", json_object_new_string(owner));
-			json_object_array_add(data, m);
-		}
-	}
-	json_object_object_add(o, "object", json_object_new_string("list"));
-	json_object_object_add(o, "data", data);
-	http_json(req, 200, o);
-	return;
-fail:
-	json_object_put(o);
-	json_object_put(data);
-	http_error(req, 500, "server_error", NULL, "llmqd ran out of memory");
+	if (w)
+		hreq_on_gone(req, on_models_gone, w);
 }
 
 /*

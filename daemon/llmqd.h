@@ -16,6 +16,7 @@ struct ipc;
 struct scheduler;
 struct http;
 struct files;
+struct models;
 
 /* Why a submit or a call was refused, for the metrics. */
 enum llmqd_refusal {
@@ -44,8 +45,9 @@ struct llmqd {
 	struct ipc *ipc;
 	struct scheduler *sched;
 	struct http *http;
-	struct files *files; /* uploaded files' bytes */
-	gid_t socket_gid;    /* the group of the sockets, (gid_t)-1 for none (mode 0600) */
+	struct files *files;   /* uploaded files' bytes */
+	struct models *models; /* the upstreams' model lists */
+	gid_t socket_gid;      /* the group of the sockets, (gid_t)-1 for none (mode 0600) */
 	int64_t started_mono;
 	int ingests;             /* submits being received */
 	int64_t db_locked_since; /* health.c: another program's lock, wall ms; 0: none */

@@ -821,3 +821,147 @@ Test(readyz, a_key_out_of_credit_is_not_ready, .timeout = 60)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/* GET /v1/models: the ids listed, "id/owned_by" each, sorted, comma-separated. */
+static const char *model_ids(const struct daemon_proc *d, double *ret_s)
+{
+	static char ids[1024];
+	struct reply *r = call(d, "GET", "/v1/models", NULL);
+	json_object *o = json_tokener_parse(r->body), *data, *e;
+	char *each[64];
+	size_t i, j, n;
+
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert_str_eq(h_jstr(o, "object"), "list", "%s", r->body);
+	cr_assert(json_object_object_get_ex(o, "data", &data), "%s", r->body);
+	n = json_object_array_length(data);
+	cr_assert_lt(n, 64);
+	for (i = 0; i < n; i++) {
+		e = json_object_array_get_idx(data, i);
+		cr_assert_str_eq(h_jstr(e, "object"), "model", "%s", r->body);
+		cr_assert_not_null(h_jstr(e, "owned_by"));
+		cr_assert_geq(asprintf(&each[i], "%s/%s", h_jstr(e, "id"), h_jstr(e, "owned_by")),
+		              0);
+	}
+	for (i = 1; i < n; i++) /* insertion sort: a few entries */
+		for (j = i; j > 0 && strcmp(each[j - 1], each[j]) > 0; j--) {
+			char *t = each[j];
+
+			each[j] = each[j - 1];
+			each[j - 1] = t;
+		}
+	ids[0] = '\0';
+	for (i = 0; i < n; i++) {
+		snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%s", i ? "," : "",
+		         each[i]);
+		free(each[i]);
+	}
+	if (ret_s)
+		*ret_s = r->total_s;
+	json_object_put(o);
+	free(r);
+	return ids;
+}
+
+Test(models, the_default_lane_lists_what_its_upstream_lists, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *st;
+	char dir[64];
+
+	h_tmpdir(dir, sizeof(dir));
+	/* The mock lists its models only to the lane's key. */
+	h_mock_start(&m, dir, "--models-key", "sk-lane-models", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_API_KEY=sk-lane-models", NULL);
+	cr_assert_str_eq(model_ids(&d, NULL),
+	                 "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                 "text-embedding-3-small/system");
+	cr_assert_str_eq(model_ids(&d, NULL),
+	                 "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                 "text-embedding-3-small/system");
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "models_requests"), 1, "asked once, at start, then kept");
+	cr_assert_eq(h_jint(st, "requests"), 0, "not a model call");
+	json_object_put(st);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* Two lanes on the mock, each with its patterns: "chat" (gpt-4o*) and "emb"
+ * (text-embedding-*, the default). */
+static void start_two_lanes(struct mock_proc *m, struct daemon_proc *d, char *dir, size_t len,
+                            const char *mock_opt)
+{
+	char path[128], env[160];
+	FILE *f;
+
+	h_tmpdir(dir, len);
+	h_mock_start(m, dir, mock_opt, NULL);
+	snprintf(path, sizeof(path), "%s/llmqd.conf", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "[lane chat]\nbase_url = http://127.0.0.1:%d/v1\nmodels = gpt-4o*\n"
+	        "stagger_seconds = 0\n"
+	        "[lane emb]\nbase_url = http://127.0.0.1:%d/v1\nmodels = text-embedding-*\n"
+	        "default = yes\nstagger_seconds = 0\n",
+	        m->port, m->port);
+	fclose(f);
+	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", path);
+	h_daemon_start(d, dir, m, env, NULL);
+}
+
+Test(models, a_lane_with_patterns_lists_only_the_models_they_match, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+
+	start_two_lanes(&m, &d, dir, sizeof(dir), NULL);
+	/* o3-mini: no lane's patterns match it (it would go to emb, the default). */
+	cr_assert_str_eq(model_ids(&d, NULL),
+	                 "gpt-4o-mini/system,gpt-4o/system,text-embedding-3-small/system");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(models, a_lane_whose_upstream_cannot_list_shows_its_patterns, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+
+	start_two_lanes(&m, &d, dir, sizeof(dir), "--models-fail");
+	cr_assert_str_eq(model_ids(&d, NULL), "gpt-4o*/llmq:chat,text-embedding-*/llmq:emb");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(models, a_slow_upstream_list_stalls_nothing_else, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	struct reply *r;
+	char dir[64];
+	double s;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--models-latency-ms", "2000", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	/* The start's fetch is under way for 2 s: the loop serves meanwhile. */
+	r = call(&d, "GET", "/healthz", NULL);
+	cr_assert_eq(r->status, 200);
+	cr_assert_lt(r->total_s, 0.5, "%.3fs", r->total_s);
+	free(r);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert_lt(r->total_s, 0.5, "%.3fs", r->total_s);
+	free(r);
+	/* A caller of /v1/models waits for the first list rather than get none. */
+	cr_assert_str_eq(model_ids(&d, &s), "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                                    "text-embedding-3-small/system");
+	cr_assert_lt(s, 2.5, "%.3fs", s);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
