@@ -195,6 +195,23 @@ static void answer_gate_429(struct call *c, int64_t retry_after_ms)
 	           (double)retry_after_ms / 1000.0);
 }
 
+/* No wait would do (as admission refuses such a batch line): 400, not a 429. */
+static void answer_never_fits(struct call *c)
+{
+	struct lane_snapshot snap;
+	int64_t eff = 0;
+
+	if (sched_lane_snapshot(c->d->sched, c->lane_idx, time_mono_ms(), &snap) == 0)
+		eff = gate_effective_tpm(&snap.gate);
+	c->d->refusals[REFUSAL_TOO_LARGE]++;
+	http_error(c->req, 400, "invalid_request_error", "request_too_large",
+	           "llmq: this call needs an estimated %lld tokens, more than lane %s's whole "
+	           "effective budget of %lld tokens/min; it can never run: lower its max_tokens "
+	           "(or max_completion_tokens, max_output_tokens) or the prompt, or raise the "
+	           "lane's tpm_limit",
+	           (long long)c->cost, c->lane->name, (long long)eff);
+}
+
 static void on_refused(void *ud, int64_t retry_after_ms)
 {
 	struct call *c = ud;
@@ -231,6 +248,12 @@ static int enqueue(struct call *c)
 		c->ticket = NULL;
 		detach(c);
 		answer_gate_429(c, ra);
+		return r;
+	}
+	if (r == -E2BIG) {
+		c->ticket = NULL;
+		detach(c);
+		answer_never_fits(c);
 		return r;
 	}
 	if (r < 0) {

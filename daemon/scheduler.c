@@ -839,12 +839,12 @@ static int64_t predicted_wait(struct lane *l, int64_t cost, int64_t now)
 	                              now);
 }
 
-static void refuse_ticket(struct sched_ticket *t, int64_t retry_after_ms)
+static void refuse_ticket(struct sched_ticket *t, const char *code, int64_t retry_after_ms)
 {
 	struct lane *l = t->lane;
 
 	l->stats.requests[GATE_INTERACTIVE][SO_REFUSED]++;
-	record_call(l, t, "refused", NULL, NULL, "gate_wait_exceeded", retry_after_ms, NULL);
+	record_call(l, t, "refused", NULL, NULL, code, retry_after_ms, NULL);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -857,7 +857,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	ra = predicted_wait(l, t->info.cost, now);
 	if (ra < 1000)
 		ra = 1000;
-	refuse_ticket(t, ra);
+	refuse_ticket(t, "gate_wait_exceeded", ra);
 	t->info.refuse(t->info.ud, ra);
 	ticket_free(t);
 }
@@ -869,6 +869,7 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 	struct sched_ticket *t;
 	int64_t now = time_mono_ms(), wait;
 	struct timeval tv;
+	struct gate g;
 
 	if (!l)
 		return -ENOENT;
@@ -879,10 +880,18 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 	t->info = *info;
 	t->enqueued = now;
 	t->enqueued_wall = time_wall_ms();
+	g = l->gate;
+	gate_refill(&g, now);
+	if (admission_never_fits(&g, info->cost)) {
+		/* No wait would do: the call is refused as a batch line would be. */
+		refuse_ticket(t, "request_too_large", -1);
+		ticket_free(t);
+		return -E2BIG;
+	}
 	wait = s->stopping ? INT64_MAX : predicted_wait(l, info->cost, now);
 	if (wait > info->max_wait_ms) {
 		*ret_retry_after_ms = wait == INT64_MAX ? 60000 : wait;
-		refuse_ticket(t, *ret_retry_after_ms);
+		refuse_ticket(t, "gate_wait_exceeded", *ret_retry_after_ms);
 		ticket_free(t);
 		return -EAGAIN;
 	}
@@ -1063,7 +1072,7 @@ void sched_stop(struct scheduler *s)
 		/* Waiting callers are told to come back. */
 		while ((t = TAILQ_FIRST(&s->lanes[i].waiting))) {
 			unqueue(t);
-			refuse_ticket(t, 5000);
+			refuse_ticket(t, "gate_wait_exceeded", 5000);
 			t->info.refuse(t->info.ud, 5000);
 			ticket_free(t);
 		}

@@ -95,8 +95,10 @@ struct sched_call_info {
 
 /*
  * Queue a call at its lane's gate. Returns 0 (grant or refuse is called
- * later, never from inside this call), or -EAGAIN with *ret_retry_after_ms
- * when the gate cannot grant within max_wait_ms (recorded as refused).
+ * later, never from inside this call); -EAGAIN with *ret_retry_after_ms
+ * when the gate cannot grant within max_wait_ms; -E2BIG when the call costs
+ * more than the lane's whole budget per minute and can never run (both
+ * recorded as refused).
  */
 int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
                        struct sched_ticket **ret, int64_t *ret_retry_after_ms);

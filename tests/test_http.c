@@ -874,12 +874,10 @@ Test(models, the_default_lane_lists_what_its_upstream_lists, .timeout = 60)
 	/* The mock lists its models only to the lane's key. */
 	h_mock_start(&m, dir, "--models-key", "sk-lane-models", NULL);
 	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_API_KEY=sk-lane-models", NULL);
-	cr_assert_str_eq(model_ids(&d, NULL),
-	                 "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
-	                 "text-embedding-3-small/system");
-	cr_assert_str_eq(model_ids(&d, NULL),
-	                 "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
-	                 "text-embedding-3-small/system");
+	cr_assert_str_eq(model_ids(&d, NULL), "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                                      "text-embedding-3-small/system");
+	cr_assert_str_eq(model_ids(&d, NULL), "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                                      "text-embedding-3-small/system");
 	st = h_mock_stats(&m);
 	cr_assert_eq(h_jint(st, "models_requests"), 1, "asked once, at start, then kept");
 	cr_assert_eq(h_jint(st, "requests"), 0, "not a model call");
@@ -963,5 +961,41 @@ Test(models, a_slow_upstream_list_stalls_nothing_else, .timeout = 60)
 	                                    "text-embedding-3-small/system");
 	cr_assert_lt(s, 2.5, "%.3fs", s);
 	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(http, a_call_that_can_never_fit_the_lane_is_a_400_at_once, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *st;
+	struct reply *r;
+	char dir[64];
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	/* 1,000 tokens a minute: a call asking for 5,000 can never run. */
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=1000",
+	               "OPENAI_TPM_HEADROOM=0", NULL);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"max_tokens\":5000"));
+	cr_assert_eq(r->status, 400, "%s", r->body);
+	cr_assert_str_eq(error_code_of(r), "request_too_large");
+	cr_assert(strstr(r->body, "1000 tokens/min") && strstr(r->body, "max_tokens"),
+	          "says the budget and what to change: %s", r->body);
+	cr_assert(!strcasestr(r->headers, "retry-after"), "nothing to wait for: %s", r->headers);
+	cr_assert_lt(r->total_s, 1.0);
+	free(r);
+	/* It cost the lane nothing: a call that fits goes at once. */
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"max_tokens\":100"));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert_lt(r->total_s, 1.0);
+	free(r);
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "requests"), 1, "the refused call never went upstream");
+	json_object_put(st);
+	h_daemon_signal(&d, SIGTERM);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls WHERE outcome = 'refused' AND "
+	                           "error_code = 'request_too_large'"),
+	             1);
 	h_mock_stop(&m);
 }
