@@ -471,10 +471,10 @@ static int refuse_loop(struct llmqd *d, struct hreq *req, const char *path)
 		           HOP_HEADER, via);
 	else
 		http_error(req, 508, "invalid_request_error", "loop_detected",
-		           "llmq: loop detected: this request has passed %d llmqds (%s: %.200s), "
-		           "more than the %d a chain of them may have: check the base_url of the "
-		           "lanes on its way",
-		           hops, HOP_HEADER, via, HOP_MAX - 1);
+		           "llmq: loop detected: this request has already passed %d llmqds (%s: "
+		           "%.200s); more than %d in a row are taken for a loop: check the "
+		           "base_url of the lanes on its way",
+		           hops, HOP_HEADER, via, HOP_MAX);
 	return 1;
 }
 

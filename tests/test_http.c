@@ -21,6 +21,8 @@
 static char out[1 << 20], err[1 << 16];
 /* What request() sends as the caller's Authorization. */
 static const char *bearer = "Authorization: Bearer caller-secret-must-not-travel";
+/* A header request() adds when set. */
+static const char *extra_header;
 
 #define CHAT(model, extra)                                                                         \
 	"{\"model\":\"" model "\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"       \
@@ -83,6 +85,8 @@ static CURLcode request(const struct daemon_proc *d, const char *unix_path, cons
 
 	if (bearer)
 		h = curl_slist_append(h, bearer);
+	if (extra_header)
+		h = curl_slist_append(h, extra_header);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", d->http_port, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	if (unix_path)
@@ -692,6 +696,19 @@ Test(http, a_chain_of_llmqds_reaches_the_provider, .timeout = 60)
 	cr_assert_eq(strlen(id1), 16);
 	cr_assert_str_neq(id1, id2);
 	json_object_put(st);
+	/* A request that already passed 6 llmqds passes A and B (8 in all) ... */
+	extra_header = "llmq-via: 1, 2, 3, 4, 5, 6";
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	free(r);
+	/* ... one that passed 7 is taken for a loop by B, the 9th. */
+	extra_header = "llmq-via: 1, 2, 3, 4, 5, 6, 7";
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	extra_header = NULL;
+	cr_assert_eq(r->status, 508, "%s", r->body);
+	cr_assert_str_eq(error_code_of(r), "loop_detected");
+	cr_assert(strstr(r->body, "passed 8 llmqds"), "%s", r->body);
+	free(r);
 	h_daemon_signal(&a, SIGTERM);
 	h_daemon_signal(&b, SIGTERM);
 	h_mock_stop(&m);
