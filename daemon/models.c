@@ -93,6 +93,12 @@ static int models_parse(const char *body, size_t len, json_object **ret)
 		                           ? json_object_get(v)
 		                           : json_object_new_string("unknown"));
 	}
+	if (json_object_array_length(list) == 0) {
+		/* Nothing to show (an llmqd upstream without a list yet answers so):
+		 * the patterns say more, and it is asked again. */
+		r = -ENODATA;
+		goto out;
+	}
 	*ret = list;
 	list = NULL;
 	r = 0;
@@ -242,9 +248,10 @@ static void models_done(void *ud, const struct up_response *resp)
 		snprintf(why, sizeof(why), "HTTP %d", resp->status);
 		models_failed(ml, why);
 	} else if ((r = models_parse(resp->body, resp->body_len, &list)) < 0) {
-		models_failed(ml, r == -ENOMEM  ? "out of memory"
-		                  : r == -E2BIG ? "the answer is too large"
-		                                : "the answer is not a model list");
+		models_failed(ml, r == -ENOMEM    ? "out of memory"
+		                  : r == -E2BIG   ? "the answer is too large"
+		                  : r == -ENODATA ? "the list is empty"
+		                                  : "the answer is not a model list");
 	} else {
 		if (ml->failing || !ml->list)
 			log_info("lane %s: the upstream lists %zu models",

@@ -1016,3 +1016,21 @@ Test(http, a_call_that_can_never_fit_the_lane_is_a_400_at_once, .timeout = 60)
 	             1);
 	h_mock_stop(&m);
 }
+
+Test(models, an_llmqd_behind_another_lists_the_providers_models, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc a = {0}, b = {0};
+	char dir[64];
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--models-latency-ms", "300", NULL);
+	/* Both start at once: B's own list is still on its way when A asks B. */
+	start_at(&b, dir, "b", free_port(), m.port);
+	start_at(&a, dir, "a", free_port(), b.http_port);
+	cr_assert_str_eq(model_ids(&a, NULL), "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                                      "text-embedding-3-small/system");
+	h_daemon_signal(&a, SIGTERM);
+	h_daemon_signal(&b, SIGTERM);
+	h_mock_stop(&m);
+}
