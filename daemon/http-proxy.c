@@ -488,7 +488,7 @@ static int body_is_stream(json_object *body)
 void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, struct evbuffer *in)
 {
 	json_object *body = NULL;
-	const char *model;
+	const char *model, *via;
 	struct call *c;
 	uint64_t rnd = 0;
 	char err[256];
@@ -516,9 +516,9 @@ void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, stru
 	c->body = malloc(c->body_len + 1);
 	c->line = evbuffer_new();
 	c->retry = evtimer_new(d->base, retry_cb, c);
-	if (hreq_header(req, HOP_HEADER))
-		c->via = strdup(hreq_header(req, HOP_HEADER));
-	if (!c->body || !c->line || !c->retry || (hreq_header(req, HOP_HEADER) && !c->via)) {
+	via = hreq_header(req, HOP_HEADER);
+	c->via = via ? strdup(via) : NULL;
+	if (!c->body || !c->line || !c->retry || (via && !c->via)) {
 		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
 		goto fail;
 	}
