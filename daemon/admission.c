@@ -58,6 +58,11 @@ int64_t admission_call_wait_ms(const struct gate *g, int64_t avg_latency_ms, int
 	return t <= 0 ? 0 : t > 9e15 ? INT64_MAX : (int64_t)ceil(t);
 }
 
+int admission_never_fits(const struct gate *g, int64_t cost)
+{
+	return gate_tokens_per_ms(g) > 0 && cost > gate_effective_tpm(g);
+}
+
 static void refuse(struct admission_verdict *v, int retryable, int64_t after, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -93,7 +98,7 @@ void admission_check(const struct admission_load *loads, int n, int64_t window_m
 
 		if (l->batch_jobs == 0)
 			continue;
-		if (rate > 0 && l->max_cost > eff) {
+		if (admission_never_fits(l->gate, l->max_cost)) {
 			refuse(ret, 0, 0,
 			       "lane %s: the request on line %lld needs an estimated %lld tokens, "
 			       "more than the lane's whole effective budget of %lld tokens/min; it "

@@ -56,4 +56,11 @@ int64_t admission_call_wait_ms(const struct gate *g, int64_t avg_latency_ms, int
 void admission_check(const struct admission_load *loads, int n, int64_t window_ms, int64_t now,
                      struct admission_verdict *ret);
 
+/*
+ * Whether a request costing cost tokens can never run on the lane whose
+ * gate is g: it needs more than the lane's whole effective budget per
+ * minute. Waiting cannot cure that: a batch line, or a call, is refused.
+ */
+int admission_never_fits(const struct gate *g, int64_t cost);
+
 #endif

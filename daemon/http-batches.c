@@ -8,8 +8,9 @@
  * that a 50,000-line file does not hold the loop. What ingest refuses is
  * told as the hosted API tells it: an input that does not validate makes a
  * batch whose status is failed, with errors.data[] naming the lines, and
- * nothing runs; admission's refusal is a 503 BATCH_RATE_LIMITED with
- * Retry-After, and nothing is stored.
+ * nothing runs; admission's refusal is a 503 BATCH_RATE_LIMITED with a
+ * Retry-After of at least a second when waiting may cure it, a 400 naming
+ * the line (or the limit) when it cannot; nothing is stored.
  *
  * Ownership: a struct load lives from the request until it is answered or
  * its caller left; it owns the ingest until ingest_end() takes it.
@@ -275,8 +276,9 @@ static void owner_reply(void *ud, json_object *o)
 {
 	struct load *l = ud;
 	struct hreq *req = l->req;
-	json_object *err = NULL;
+	json_object *err = NULL, *v;
 	const char *code, *msg;
+	int64_t after;
 	char ra[32];
 
 	l->in = NULL; /* the ingest is over */
@@ -292,8 +294,15 @@ static void owner_reply(void *ud, json_object *o)
 	}
 	code = jstr(err, "code");
 	msg = jstr(err, "message");
-	if (code && strcmp(code, ERR_RATE_LIMITED) == 0) {
-		snprintf(ra, sizeof(ra), "%lld", (long long)jint(err, "retry_after"));
+	if (code && strcmp(code, ERR_RATE_LIMITED) == 0 &&
+	    json_object_object_get_ex(err, "retryable", &v) && !json_object_get_boolean(v)) {
+		/* A Retry-After would have an SDK try again for ever. */
+		http_error(req, 400, "invalid_request_error", "batch_cannot_run",
+		           "%s; nothing was stored", msg ? msg : "refused by admission");
+	} else if (code && strcmp(code, ERR_RATE_LIMITED) == 0) {
+		/* Never 0: an SDK would come back at once, again and again. */
+		after = jint(err, "retry_after");
+		snprintf(ra, sizeof(ra), "%lld", (long long)(after < 1 ? 1 : after));
 		hreq_add_header(req, "Retry-After", ra);
 		http_error(req, 503, "rate_limit", "BATCH_RATE_LIMITED", "%s",
 		           msg ? msg : "refused by admission");

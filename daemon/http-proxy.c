@@ -9,13 +9,16 @@
  * and retried within the call's wait budget when it is a 429, a 5xx or a
  * transport error; a streamed one is relayed chunk by chunk, with
  * back-pressure, and retried only before its first byte reached the caller.
- * A caller that leaves cancels its transfer and frees its slot.
+ * A caller that leaves cancels its transfer and frees its slot. A call that
+ * comes back to this llmqd (its hop header names us: a loop of llmqds) is
+ * answered 508 at once, before the gate.
  *
  * Ownership: a struct call lives from the request's arrival until it is
  * answered or its caller is gone, and whatever of it the scheduler or the
  * upstream still holds (ticket, transfer, timer) has been given back.
  */
 #include "estimate.h"
+#include "hop.h"
 #include "http.h"
 #include "lane.h"
 #include "log.h"
@@ -43,6 +46,7 @@ struct call {
 	char id[24];
 	char endpoint[32];
 	char *model;
+	char *via;  /* the caller's hop header; NULL: none */
 	char *body; /* as the caller sent it, forwarded unchanged */
 	size_t body_len;
 	int64_t cost;
@@ -72,6 +76,7 @@ static void call_free(struct call *c)
 	if (c->line)
 		evbuffer_free(c->line);
 	free(c->model);
+	free(c->via);
 	free(c->body);
 	free(c);
 }
@@ -127,6 +132,7 @@ static void relay_headers(struct hreq *h, const struct up_headers *u, const char
 	add_header(h, "x-ratelimit-reset-tokens", u->reset_tokens);
 	add_header(h, "retry-after", u->retry_after);
 	add_header(h, "retry-after-ms", u->retry_after_ms);
+	add_header(h, "x-should-retry", u->should_retry);
 }
 
 static void fmt_ms(char *buf, size_t len, int64_t ms)
@@ -189,6 +195,23 @@ static void answer_gate_429(struct call *c, int64_t retry_after_ms)
 	           (double)retry_after_ms / 1000.0);
 }
 
+/* No wait would do (as admission refuses such a batch line): 400, not a 429. */
+static void answer_never_fits(struct call *c)
+{
+	struct lane_snapshot snap;
+	int64_t eff = 0;
+
+	if (sched_lane_snapshot(c->d->sched, c->lane_idx, time_mono_ms(), &snap) == 0)
+		eff = gate_effective_tpm(&snap.gate);
+	c->d->refusals[REFUSAL_TOO_LARGE]++;
+	http_error(c->req, 400, "invalid_request_error", "request_too_large",
+	           "llmq: this call needs an estimated %lld tokens, more than lane %s's whole "
+	           "effective budget of %lld tokens/min; it can never run: lower its max_tokens "
+	           "(or max_completion_tokens, max_output_tokens) or the prompt, or raise the "
+	           "lane's tpm_limit",
+	           (long long)c->cost, c->lane->name, (long long)eff);
+}
+
 static void on_refused(void *ud, int64_t retry_after_ms)
 {
 	struct call *c = ud;
@@ -227,6 +250,12 @@ static int enqueue(struct call *c)
 		answer_gate_429(c, ra);
 		return r;
 	}
+	if (r == -E2BIG) {
+		c->ticket = NULL;
+		detach(c);
+		answer_never_fits(c);
+		return r;
+	}
 	if (r < 0) {
 		c->ticket = NULL;
 		detach(c);
@@ -259,6 +288,7 @@ static void on_granted(void *ud)
 		ur = (struct up_request){
 		    .url = url,
 		    .api_key = sched_lane_key(c->d->sched, c->lane_idx),
+		    .via = c->via,
 		    .body = c->body,
 		    .body_len = c->body_len,
 		    .connect_timeout_ms = (long)c->lane->connect_timeout_ms,
@@ -414,6 +444,40 @@ static void on_up_done(void *ud, const struct up_response *resp)
 	call_free(c);
 }
 
+/*
+ * The call came back to this llmqd, or passed too many: a lane's upstream
+ * on its way leads back here. 508 at once, and SDKs are told not to retry.
+ * Returns 1 when answered.
+ */
+static int refuse_loop(struct llmqd *d, struct hreq *req, const char *path)
+{
+	const char *via = hreq_header(req, HOP_HEADER);
+	int hops, r = hop_check(via, sched_instance_id(d->sched), &hops);
+
+	if (r == 0)
+		return 0;
+	d->refusals[REFUSAL_LOOP]++;
+	log_warn("HTTP %s: a loop between llmqds: the request %s (%s: %.200s); answered 508. "
+	         "Check the base_url of the lanes on its way",
+	         path, r == -ELOOP ? "came back to this llmqd" : "passed too many llmqds",
+	         HOP_HEADER, via);
+	hreq_add_header(req, "x-should-retry", "false");
+	if (r == -ELOOP)
+		http_error(req, 508, "invalid_request_error", "loop_detected",
+		           "llmq: loop detected: this request already passed through this llmqd "
+		           "(%s: %.200s): the upstream of a lane on its way leads back here. Point "
+		           "that lane's base_url at the provider, or at an llmqd that does not "
+		           "forward back",
+		           HOP_HEADER, via);
+	else
+		http_error(req, 508, "invalid_request_error", "loop_detected",
+		           "llmq: loop detected: this request has already passed %d llmqds (%s: "
+		           "%.200s); more than %d in a row are taken for a loop: check the "
+		           "base_url of the lanes on its way",
+		           hops, HOP_HEADER, via, HOP_MAX);
+	return 1;
+}
+
 static int body_is_stream(json_object *body)
 {
 	json_object *v;
@@ -424,7 +488,7 @@ static int body_is_stream(json_object *body)
 void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, struct evbuffer *in)
 {
 	json_object *body = NULL;
-	const char *model;
+	const char *model, *via;
 	struct call *c;
 	uint64_t rnd = 0;
 	char err[256];
@@ -442,6 +506,8 @@ void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, stru
 		http_unauthorized(req);
 		goto fail;
 	}
+	if (refuse_loop(d, req, path))
+		goto fail;
 	snprintf(c->endpoint, sizeof(c->endpoint), "%s", path);
 	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
 		rnd = (uint64_t)time_mono_ms() ^ (uint64_t)(uintptr_t)c;
@@ -450,7 +516,9 @@ void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, stru
 	c->body = malloc(c->body_len + 1);
 	c->line = evbuffer_new();
 	c->retry = evtimer_new(d->base, retry_cb, c);
-	if (!c->body || !c->line || !c->retry) {
+	via = hreq_header(req, HOP_HEADER);
+	c->via = via ? strdup(via) : NULL;
+	if (!c->body || !c->line || !c->retry || (via && !c->via)) {
 		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
 		goto fail;
 	}

@@ -1,13 +1,16 @@
 /*
- * http.c - listeners, routing, limits and errors of the HTTP face.
+ * http.c - listeners, routing, limits and errors of the HTTP face; the routes
+ * /v1/models, /healthz (liveness), /readyz (can a lane send) and /metrics.
  */
 #include "http.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "models.h"
 #include "protocol.h"
 #include "scheduler.h"
 #include "store.h"
+#include "timeutil.h"
 #include "unixsock.h"
 
 #include <errno.h>
@@ -21,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -238,40 +242,36 @@ void http_unauthorized(struct hreq *req)
 	           "gave you (or use the Unix socket)");
 }
 
-static void route_models(struct llmqd *d, struct hreq *req)
+static void on_models(void *ud, json_object *list)
 {
-	json_object *o = json_object_new_object(), *data = json_object_new_array(), *m;
-	const struct config *cfg = d->cfg;
-	char owner[80];
-	int i, j;
+	struct hreq *req = ud;
 
-	if (!o || !data)
-		goto fail;
-	for (i = 0; i < cfg->n_lanes; i++) {
-		snprintf(owner, sizeof(owner), "llmq:%s", cfg->lanes[i].name);
-		for (j = 0; j < cfg->lanes[i].n_models; j++) {
-			m = json_object_new_object();
-			if (!m)
-				goto fail;
-			json_object_object_add(m, "id",
-			                       json_object_new_string(cfg->lanes[i].models[j]));
-			json_object_object_add(m, "object", json_object_new_string("model"));
-			json_object_object_add(m, "created", json_object_new_int64(0));
-			json_object_object_add(m, "owned_by", json_object_new_string(owner));
-			json_object_array_add(data, m);
-		}
+	hreq_on_gone(req, NULL, NULL);
+	if (!list) {
+		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
+		return;
 	}
-	json_object_object_add(o, "object", json_object_new_string("list"));
-	json_object_object_add(o, "data", data);
-	http_json(req, 200, o);
-	return;
-fail:
-	json_object_put(o);
-	json_object_put(data);
-	http_error(req, 500, "server_error", NULL, "llmqd ran out of memory");
+	http_json(req, 200, list);
 }
 
-/* 200 while the store takes writes and the loop turns (it does: it answers). */
+static void on_models_gone(void *ud)
+{
+	models_cancel(ud);
+}
+
+/* What the lanes route (models.c); it may wait for an upstream's first answer. */
+static void route_models(struct llmqd *d, struct hreq *req)
+{
+	struct models_wait *w = models_get(d->models, on_models, req);
+
+	if (w)
+		hreq_on_gone(req, on_models_gone, w);
+}
+
+/*
+ * Liveness: 200 while the store takes writes and the loop turns (it does: it
+ * answers), whatever the upstreams do (that is /readyz).
+ */
 static void route_healthz(struct llmqd *d, struct hreq *req)
 {
 	json_object *o = json_object_new_object();
@@ -285,6 +285,74 @@ static void route_healthz(struct llmqd *d, struct hreq *req)
 		                       json_object_new_int(sched_in_flight(d->sched)));
 	}
 	http_json(req, ok ? 200 : 503, o);
+}
+
+/* Wall ms as "2025-01-31T12:00:00Z". */
+static json_object *http_time(int64_t wall_ms)
+{
+	time_t t = (time_t)(wall_ms / 1000);
+	struct tm tm;
+	char buf[32];
+
+	if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return NULL;
+	return json_object_new_string(buf);
+}
+
+/*
+ * What keeps a lane from sending now, into o: "ok" (returns 1), or
+ * "unreachable" since when (its circuit breaker is open), "out_of_credit"
+ * since when (insufficient_quota), "paused" until when (a 429), with the
+ * gate's reason.
+ */
+static int http_lane_ready(const struct lane_snapshot *l, int64_t now, int64_t wall, json_object *o)
+{
+	const struct gate *g = &l->gate;
+	int paused = g->paused_until > now;
+	const char *state = l->unreachable       ? "unreachable"
+	                    : l->no_credit_since ? "out_of_credit"
+	                    : paused             ? "paused"
+	                                         : "ok";
+
+	json_object_object_add(o, "name", json_object_new_string(l->cfg->name));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	if (l->unreachable)
+		json_object_object_add(o, "unreachable_since", http_time(l->unreachable_since));
+	if (l->no_credit_since)
+		json_object_object_add(o, "out_of_credit_since", http_time(l->no_credit_since));
+	if (paused) {
+		json_object_object_add(o, "paused_until", http_time(wall + g->paused_until - now));
+		json_object_object_add(o, "reason", json_object_new_string(g->pause_reason));
+	}
+	return strcmp(state, "ok") == 0;
+}
+
+/* 200 while at least one lane can send; each lane's state either way. */
+static void route_readyz(struct llmqd *d, struct hreq *req)
+{
+	json_object *o = json_object_new_object(), *lanes = json_object_new_array(), *l;
+	int64_t now = time_mono_ms(), wall = time_wall_ms();
+	struct lane_snapshot snap;
+	int i, ready = 0;
+
+	if (!o || !lanes)
+		goto fail;
+	for (i = 0; sched_lane_snapshot(d->sched, i, now, &snap) == 0; i++) {
+		l = json_object_new_object();
+		if (!l || json_object_array_add(lanes, l) < 0) {
+			json_object_put(l);
+			goto fail;
+		}
+		ready |= http_lane_ready(&snap, now, wall, l);
+	}
+	json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
+	json_object_object_add(o, "lanes", lanes);
+	http_json(req, ready ? 200 : 503, o);
+	return;
+fail:
+	json_object_put(o);
+	json_object_put(lanes);
+	http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
 }
 
 static void route_metrics(struct llmqd *d, struct hreq *req)
@@ -335,18 +403,22 @@ static void route(void *ud, struct hreq *req)
 		route_healthz(h->d, req);
 		return;
 	}
+	if (get && strcmp(path, "/readyz") == 0) {
+		route_readyz(h->d, req);
+		return;
+	}
 	if (proto_known_url(path) || !strcmp(path, "/v1/models") || !strcmp(path, "/metrics") ||
-	    !strcmp(path, "/healthz")) {
+	    !strcmp(path, "/healthz") || !strcmp(path, "/readyz")) {
 		http_error(req, 405, "invalid_request_error", NULL,
 		           "method not allowed on %.200s (POST for the model endpoints, GET for "
-		           "/v1/models, /metrics and /healthz)",
+		           "/v1/models, /metrics, /healthz and /readyz)",
 		           path);
 		return;
 	}
 	http_error(req, 404, "invalid_request_error", "unknown_url",
 	           "unknown URL %.200s; llmqd serves /v1/chat/completions, /v1/completions, "
 	           "/v1/embeddings, /v1/responses, /v1/models, /v1/files, /v1/batches, "
-	           "/metrics and /healthz",
+	           "/metrics, /healthz and /readyz",
 	           path);
 }
 

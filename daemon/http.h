@@ -4,7 +4,7 @@
  * listeners, the routing table, the limits and the OpenAI-shaped errors;
  * each route family lives in its own file (http-proxy.c: chat, completions,
  * embeddings, responses; http-files.c, http-batches.c: the Batch API;
- * models, health and metrics here).
+ * models, health, readiness and metrics here).
  */
 #ifndef LLMQ_HTTP_H
 #define LLMQ_HTTP_H

@@ -136,6 +136,8 @@ static const char *reason(int status)
 		return "Service Unavailable";
 	case 504:
 		return "Gateway Timeout";
+	case 508:
+		return "Loop Detected";
 	default:
 		return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
 	}

@@ -16,6 +16,7 @@ struct ipc;
 struct scheduler;
 struct http;
 struct files;
+struct models;
 
 /* Why a submit or a call was refused, for the metrics. */
 enum llmqd_refusal {
@@ -24,13 +25,14 @@ enum llmqd_refusal {
 	REFUSAL_TOO_LARGE,    /* past a size limit */
 	REFUSAL_BUSY,         /* too many connections or submits at once */
 	REFUSAL_GATE_WAIT,    /* an interactive call the gate could not serve in time */
+	REFUSAL_LOOP,         /* a call that came back to this llmqd (hop.h) */
 	REFUSAL__COUNT,
 };
 
 static inline const char *llmqd_refusal_name(int r)
 {
 	static const char *const names[REFUSAL__COUNT] = {
-	    "rate_limited", "invalid", "too_large", "busy", "gate_wait",
+	    "rate_limited", "invalid", "too_large", "busy", "gate_wait", "loop",
 	};
 
 	return r >= 0 && r < REFUSAL__COUNT ? names[r] : "unknown";
@@ -43,8 +45,9 @@ struct llmqd {
 	struct ipc *ipc;
 	struct scheduler *sched;
 	struct http *http;
-	struct files *files; /* uploaded files' bytes */
-	gid_t socket_gid;    /* the group of the sockets, (gid_t)-1 for none (mode 0600) */
+	struct files *files;   /* uploaded files' bytes */
+	struct models *models; /* the upstreams' model lists */
+	gid_t socket_gid;      /* the group of the sockets, (gid_t)-1 for none (mode 0600) */
 	int64_t started_mono;
 	int ingests;             /* submits being received */
 	int64_t db_locked_since; /* health.c: another program's lock, wall ms; 0: none */

@@ -12,6 +12,7 @@
 #include "lane.h"
 #include "llmqd.h"
 #include "log.h"
+#include "models.h"
 #include "paths.h"
 #include "retention.h"
 #include "scheduler.h"
@@ -123,6 +124,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_err("reload: cannot load the lanes' keys: %s", strerror(-r));
 		goto out;
 	}
+	models_refresh(d->models);
 	for (i = 0; i < cfg.n_lanes; i++)
 		log_info("reload: lane %s: concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
 		         "headroom %.2f",
@@ -255,6 +257,11 @@ int main(int argc, char **argv)
 		log_err("cannot start the scheduler: %s", strerror(-r));
 		goto out;
 	}
+	r = models_new(&d, &d.models);
+	if (r < 0) {
+		log_err("cannot start asking the upstreams for their models: %s", strerror(-r));
+		goto out;
+	}
 	r = sd_listen_sockets(&passed, err, sizeof(err));
 	if (r < 0) {
 		log_err("%s", err);
@@ -362,6 +369,7 @@ int main(int argc, char **argv)
 out:
 	retention_free(retention);
 	http_free(d.http);
+	models_free(d.models);
 	ipc_free(d.ipc);
 	sched_free(d.sched);
 	files_free(d.files);

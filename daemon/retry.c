@@ -28,6 +28,9 @@ enum retry_verdict retry_classify(const struct retry_input *in)
 		return RV_SUCCEEDED;
 	if (s == 429 && eq(in->error_code, "insufficient_quota"))
 		return RV_QUOTA;
+	/* Loop Detected (llmqds forwarding to each other): every try would loop again. */
+	if (s == 508)
+		return RV_FAILED;
 	/* The provider's TPM can never admit this request: trying again cannot help. */
 	if (s == 429 && in->error_msg && strncasecmp(in->error_msg, "Request too large", 17) == 0)
 		return RV_FAILED;

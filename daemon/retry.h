@@ -13,7 +13,7 @@
 
 enum retry_verdict {
 	RV_SUCCEEDED,    /* 2xx */
-	RV_FAILED,       /* final: 4xx, or a request that can never fit */
+	RV_FAILED,       /* final: 4xx, 508 (a loop), or a request that can never fit */
 	RV_RETRY,        /* 5xx, 408, 409, transport error: back off and retry */
 	RV_RATE_LIMITED, /* 429 rate limit: pause the lane, back off, retry */
 	RV_QUOTA,        /* 429 insufficient_quota: the key has no credit: pause the lane */

@@ -12,6 +12,7 @@
 #include "scheduler.h"
 #include "admission.h"
 #include "config.h"
+#include "hop.h"
 #include "jsontext.h"
 #include "lane.h"
 #include "log.h"
@@ -64,7 +65,9 @@ struct lane {
 	int n_waiting;
 	int64_t waiting_tokens;
 	int faults;                /* tries in a row that reached no upstream */
+	int64_t fault_since;       /* wall ms: the first of them */
 	int64_t breaker_ms;        /* the breaker's current pause; 0 while closed */
+	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */
 	int window_learned;        /* the window came from a 429 (now or before a restart) */
 	int64_t window_phase;      /* where the provider's windows start, ms into a wall second */
 	int64_t window_learned_at; /* wall ms */
@@ -87,6 +90,7 @@ struct scheduler {
 	int n_lanes;
 	uint64_t rng;
 	int stopping;
+	char id[HOP_ID_LEN + 1]; /* this llmqd, in the hop header of what it sends */
 };
 
 enum launch_result {
@@ -613,6 +617,8 @@ static void apply_to_lane(struct lane *l, const struct retry_decision *d, const 
 
 	switch (d->lane) {
 	case RL_UNREACHABLE:
+		if (l->faults == 0)
+			l->fault_since = time_wall_ms();
 		if (++l->faults < BREAKER_TRIP)
 			return;
 		l->breaker_ms = l->breaker_ms ? l->breaker_ms * 2 : BREAKER_FIRST_MS;
@@ -631,6 +637,8 @@ static void apply_to_lane(struct lane *l, const struct retry_decision *d, const 
 			    (long long)(BREAKER_MAX_MS / 1000));
 		return;
 	case RL_QUOTA:
+		if (!l->no_credit_since)
+			l->no_credit_since = time_wall_ms();
 		snprintf(why, sizeof(why), "insufficient_quota: probing every %llds",
 		         (long long)(c->quota_pause_ms / 1000));
 		gate_pause(&l->gate, now + d->lane_pause_ms, why);
@@ -654,11 +662,13 @@ static void apply_to_lane(struct lane *l, const struct retry_decision *d, const 
 		    retry_after <= GATE_WINDOW_MS)
 			align_window(l, now, retry_after);
 		l->gate.probe = 0;
+		l->no_credit_since = 0; /* a rate limit is not a lack of credit */
 		break;
 	case RL_ANSWERED:
 		if (l->gate.probe || l->faults >= BREAKER_TRIP)
 			log_info("lane %s: the upstream answers again; the lane resumes", c->name);
 		l->gate.probe = 0;
+		l->no_credit_since = 0;
 		break;
 	}
 	l->faults = 0;
@@ -829,12 +839,12 @@ static int64_t predicted_wait(struct lane *l, int64_t cost, int64_t now)
 	                              now);
 }
 
-static void refuse_ticket(struct sched_ticket *t, int64_t retry_after_ms)
+static void refuse_ticket(struct sched_ticket *t, const char *code, int64_t retry_after_ms)
 {
 	struct lane *l = t->lane;
 
 	l->stats.requests[GATE_INTERACTIVE][SO_REFUSED]++;
-	record_call(l, t, "refused", NULL, NULL, "gate_wait_exceeded", retry_after_ms, NULL);
+	record_call(l, t, "refused", NULL, NULL, code, retry_after_ms, NULL);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -847,7 +857,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	ra = predicted_wait(l, t->info.cost, now);
 	if (ra < 1000)
 		ra = 1000;
-	refuse_ticket(t, ra);
+	refuse_ticket(t, "gate_wait_exceeded", ra);
 	t->info.refuse(t->info.ud, ra);
 	ticket_free(t);
 }
@@ -859,6 +869,7 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 	struct sched_ticket *t;
 	int64_t now = time_mono_ms(), wait;
 	struct timeval tv;
+	struct gate g;
 
 	if (!l)
 		return -ENOENT;
@@ -869,10 +880,18 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 	t->info = *info;
 	t->enqueued = now;
 	t->enqueued_wall = time_wall_ms();
+	g = l->gate;
+	gate_refill(&g, now);
+	if (admission_never_fits(&g, info->cost)) {
+		/* No wait would do: the call is refused as a batch line would be. */
+		refuse_ticket(t, "request_too_large", -1);
+		ticket_free(t);
+		return -E2BIG;
+	}
 	wait = s->stopping ? INT64_MAX : predicted_wait(l, info->cost, now);
 	if (wait > info->max_wait_ms) {
 		*ret_retry_after_ms = wait == INT64_MAX ? 60000 : wait;
-		refuse_ticket(t, *ret_retry_after_ms);
+		refuse_ticket(t, "gate_wait_exceeded", *ret_retry_after_ms);
 		ticket_free(t);
 		return -EAGAIN;
 	}
@@ -988,7 +1007,9 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 	s->d = d;
 	if (getrandom(&s->rng, sizeof(s->rng), 0) != (ssize_t)sizeof(s->rng) || !s->rng)
 		s->rng = (uint64_t)time_wall_ms() | 1;
-	r = upstream_new(d->base, &s->up);
+	r = hop_new_id(s->id);
+	if (r == 0)
+		r = upstream_new(d->base, s->id, &s->up);
 	if (r < 0)
 		goto fail;
 	s->pump = event_new(d->base, -1, 0, pump_cb, s);
@@ -1051,7 +1072,7 @@ void sched_stop(struct scheduler *s)
 		/* Waiting callers are told to come back. */
 		while ((t = TAILQ_FIRST(&s->lanes[i].waiting))) {
 			unqueue(t);
-			refuse_ticket(t, 5000);
+			refuse_ticket(t, "gate_wait_exceeded", 5000);
 			t->info.refuse(t->info.ud, 5000);
 			ticket_free(t);
 		}
@@ -1123,6 +1144,11 @@ struct upstream *sched_upstream(struct scheduler *s)
 	return s->up;
 }
 
+const char *sched_instance_id(const struct scheduler *s)
+{
+	return s->id;
+}
+
 const char *sched_lane_key(const struct scheduler *s, int i)
 {
 	return i >= 0 && i < s->n_lanes ? s->lanes[i].key : NULL;
@@ -1162,5 +1188,7 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 	ret->window_learned = l->window_learned;
 	ret->window_learned_at = l->window_learned_at;
 	ret->unreachable = l->faults >= BREAKER_TRIP;
+	ret->unreachable_since = ret->unreachable ? l->fault_since : 0;
+	ret->no_credit_since = l->no_credit_since;
 	return 0;
 }

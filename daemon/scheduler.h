@@ -43,6 +43,8 @@ int sched_reload(struct scheduler *s);
 /* 0 while the database refuses outcomes (they are kept and retried). */
 int sched_store_writable(const struct scheduler *s);
 struct upstream *sched_upstream(struct scheduler *s);
+/* This llmqd's instance id, made at start: what it sends upstream carries it (hop.h). */
+const char *sched_instance_id(const struct scheduler *s);
 
 /* A lane as it stands, copied: readers never touch the live gate. */
 struct lane_snapshot {
@@ -56,6 +58,8 @@ struct lane_snapshot {
 	int window_learned;        /* gate.window came from a 429 (now or before a restart) */
 	int64_t window_learned_at; /* wall ms */
 	int unreachable;           /* the circuit breaker is open: probing */
+	int64_t unreachable_since; /* wall ms: the first of the tries that reached no upstream */
+	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */
 };
 
 int sched_n_lanes(const struct scheduler *s);
@@ -91,8 +95,10 @@ struct sched_call_info {
 
 /*
  * Queue a call at its lane's gate. Returns 0 (grant or refuse is called
- * later, never from inside this call), or -EAGAIN with *ret_retry_after_ms
- * when the gate cannot grant within max_wait_ms (recorded as refused).
+ * later, never from inside this call); -EAGAIN with *ret_retry_after_ms
+ * when the gate cannot grant within max_wait_ms; -E2BIG when the call costs
+ * more than the lane's whole budget per minute and can never run (both
+ * recorded as refused).
  */
 int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
                        struct sched_ticket **ret, int64_t *ret_retry_after_ms);

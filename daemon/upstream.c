@@ -6,6 +6,7 @@
  * CURLINFO_PRIVATE. A curl failure fails the transfer, never the daemon.
  */
 #include "upstream.h"
+#include "hop.h"
 #include "timeutil.h"
 
 #include <ctype.h>
@@ -23,6 +24,7 @@ struct upstream {
 	CURLM *multi;
 	struct event *timer;
 	int in_flight;
+	char id[HOP_ID_LEN + 1];
 };
 
 struct up_transfer {
@@ -271,7 +273,7 @@ static void check_multi_info(struct upstream *up)
 	}
 }
 
-int upstream_new(struct event_base *base, struct upstream **ret)
+int upstream_new(struct event_base *base, const char *id, struct upstream **ret)
 {
 	struct upstream *up;
 
@@ -279,6 +281,7 @@ int upstream_new(struct event_base *base, struct upstream **ret)
 	if (!up)
 		return -ENOMEM;
 	up->base = base;
+	snprintf(up->id, sizeof(up->id), "%s", id);
 	up->multi = curl_multi_init();
 	up->timer = evtimer_new(base, timer_cb, up);
 	if (!up->multi || !up->timer) {
@@ -310,7 +313,7 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 {
 	struct up_transfer *t;
 	struct curl_slist *h;
-	char auth[1024];
+	char auth[1024], hop[HOP_BUF_LEN], via[HOP_BUF_LEN + sizeof(HOP_HEADER) + 2];
 	CURLMcode mc;
 	int r = -ENOMEM;
 
@@ -334,6 +337,16 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 	if (!h)
 		goto fail;
 	t->headers = h;
+	/* The way back to a loop between llmqds is marked (hop.h). */
+	r = hop_append(req->via, up->id, hop, sizeof(hop));
+	if (r < 0)
+		goto fail;
+	r = -ENOMEM;
+	snprintf(via, sizeof(via), HOP_HEADER ": %s", hop);
+	h = curl_slist_append(t->headers, via);
+	if (!h)
+		goto fail;
+	t->headers = h;
 	if (req->api_key && *req->api_key) {
 		if ((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
 		                     req->api_key) >= sizeof(auth)) {
@@ -348,9 +361,13 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 	}
 	curl_easy_setopt(t->easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
-	curl_easy_setopt(t->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, req->body);
-	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+	if (req->get) {
+		curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(t->easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, req->body);
+		curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+	}
 	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, header_cb);

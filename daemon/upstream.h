@@ -2,7 +2,8 @@
  * upstream.h - HTTP transfers to the providers, with the libcurl multi
  * interface driven by the daemon's libevent loop. Owns the curl handles and
  * the answers' buffers until the done callback returns; knows nothing of
- * jobs, lanes or the store.
+ * jobs, lanes or the store. Every request it sends carries the hop header
+ * (hop.h) with the daemon's instance id appended.
  */
 #ifndef LLMQ_UPSTREAM_H
 #define LLMQ_UPSTREAM_H
@@ -35,6 +36,8 @@ struct up_stream {
 struct up_request {
 	const char *url;
 	const char *api_key; /* NULL: no Authorization header */
+	const char *via;     /* the hop header the request came with; NULL: llmqd's own */
+	int get;             /* a GET without a body; else a POST of body */
 	const char *body;    /* must live until the done callback */
 	size_t body_len;
 	long connect_timeout_ms;
@@ -77,7 +80,8 @@ struct up_response {
 	            * new connection after a reused one died */
 };
 
-int upstream_new(struct event_base *base, struct upstream **ret);
+/* id: the daemon's instance id, appended to every request's hop header. */
+int upstream_new(struct event_base *base, const char *id, struct upstream **ret);
 void upstream_free(struct upstream *up);
 
 int upstream_start(struct upstream *up, const struct up_request *req, struct up_transfer **ret);

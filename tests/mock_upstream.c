@@ -19,8 +19,10 @@
  * enforces its minute over shorter fixed windows while its headers speak of
  * the minute (--enforce-window-ms). A body with "stream": true is answered as
  * server-sent events, one every --drip-ms (usage last when
- * stream_options.include_usage asks for it). Each arrival and answer is
- * logged, and GET /stats returns the counters.
+ * stream_options.include_usage asks for it). GET /v1/models answers a
+ * fixed list of four models (late with --models-latency-ms, 500 with
+ * --models-fail, 401 without the key --models-key names). Each arrival and
+ * answer is logged, and GET /stats returns the counters.
  */
 #include "estimate.h"
 #include "timeutil.h"
@@ -65,6 +67,19 @@ struct mock {
 	int64_t enforce_ms, win_start;
 	double win_tok, win_req;
 	int64_t first_ok_ms, last_ok_ms;
+	char last_via[256]; /* the llmq-via header of the last model request */
+	/* GET /v1/models: answered after models_latency_ms, with 500 when
+	 * models_fail, with 401 unless the key is models_key (when set). */
+	int models_fail, models_latency_ms;
+	const char *models_key;
+	int64_t models_requests;
+};
+
+struct models_pending {
+	struct mock *m;
+	struct evhttp_request *req;
+	struct event *timer;
+	int gone;
 };
 
 struct pending {
@@ -438,18 +453,95 @@ static void drop(struct evhttp_request *req)
 	shutdown(bufferevent_getfd(bev), SHUT_RDWR);
 }
 
+static const char models_list[] =
+    "{\"object\":\"list\",\"data\":["
+    "{\"id\":\"gpt-4o-mini\",\"object\":\"model\",\"created\":1721172741,"
+    "\"owned_by\":\"system\"},"
+    "{\"id\":\"gpt-4o\",\"object\":\"model\",\"created\":1715367049,"
+    "\"owned_by\":\"system\"},"
+    "{\"id\":\"text-embedding-3-small\",\"object\":\"model\",\"created\":1705948997,"
+    "\"owned_by\":\"system\"},"
+    "{\"id\":\"o3-mini\",\"object\":\"model\",\"created\":1737146383,"
+    "\"owned_by\":\"mock-lab\"}]}";
+
+static void models_reply(struct mock *m, struct evhttp_request *req)
+{
+	const char *auth =
+	    evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	char want[160];
+
+	snprintf(want, sizeof(want), "Bearer %s", m->models_key ? m->models_key : "");
+	if (m->models_key && (!auth || strcmp(auth, want) != 0))
+		send_json(m, req, 401,
+		          "{\"error\":{\"message\":\"Incorrect API key provided\",\"type\":"
+		          "\"invalid_request_error\",\"code\":\"invalid_api_key\"}}",
+		          0, NULL);
+	else if (m->models_fail)
+		send_json(m, req, 500,
+		          "{\"error\":{\"message\":\"The server had an error (injected)\","
+		          "\"type\":\"server_error\",\"code\":null}}",
+		          0, NULL);
+	else
+		send_json(m, req, 200, models_list, 0, NULL);
+}
+
+static void models_gone(struct evhttp_connection *conn, void *arg)
+{
+	struct models_pending *p = arg;
+
+	p->gone = 1;
+}
+
+static void models_later(evutil_socket_t fd, short what, void *arg)
+{
+	struct models_pending *p = arg;
+
+	if (p->gone) {
+		evhttp_request_free(p->req);
+	} else {
+		evhttp_connection_set_closecb(evhttp_request_get_connection(p->req), NULL, NULL);
+		models_reply(p->m, p->req);
+	}
+	event_free(p->timer);
+	free(p);
+}
+
+/* GET /v1/models: a fixed list, perhaps late, perhaps failing. */
+static void handle_models(struct mock *m, struct evhttp_request *req)
+{
+	struct timeval tv = {m->models_latency_ms / 1000, (m->models_latency_ms % 1000) * 1000};
+	struct models_pending *p;
+
+	m->models_requests++;
+	if (m->models_latency_ms <= 0) {
+		models_reply(m, req);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	p->m = m;
+	p->req = req;
+	p->timer = evtimer_new(m->base, models_later, p);
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), models_gone, p);
+	evtimer_add(p->timer, &tv);
+}
+
 static void handle_stats(struct mock *m, struct evhttp_request *req)
 {
-	char body[768];
+	char body[1024];
 
 	snprintf(body, sizeof(body),
 	         "{\"requests\":%lld,\"ok\":%lld,\"r429\":%lld,\"r500\":%lld,\"r400\":%lld,"
 	         "\"drops\":%lld,\"in_flight\":%lld,\"max_in_flight\":%lld,\"tokens_used\":%lld,"
-	         "\"first_ok_ms\":%lld,\"last_ok_ms\":%lld}",
+	         "\"first_ok_ms\":%lld,\"last_ok_ms\":%lld,\"last_via\":\"%s\","
+	         "\"models_requests\":%lld}",
 	         (long long)m->n, (long long)m->ok, (long long)m->r429, (long long)m->r500,
 	         (long long)m->r400, (long long)m->drops, (long long)m->in_flight,
 	         (long long)m->max_in_flight, (long long)m->tokens_used, (long long)m->first_ok_ms,
-	         (long long)m->last_ok_ms);
+	         (long long)m->last_ok_ms, m->last_via, (long long)m->models_requests);
 	send_json(m, req, 200, body, 0, NULL);
 }
 
@@ -481,10 +573,14 @@ static void handle(struct evhttp_request *req, void *arg)
 	struct timeval tv;
 	size_t len;
 	char *raw, msg[256];
-	const char *mname = "";
+	const char *mname = "", *via;
 
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && strcmp(path, "/stats") == 0) {
 		handle_stats(m, req);
+		return;
+	}
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && strcmp(path, "/v1/models") == 0) {
+		handle_models(m, req);
 		return;
 	}
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && strcmp(path, "/topup") == 0) {
@@ -493,6 +589,10 @@ static void handle(struct evhttp_request *req, void *arg)
 		return;
 	}
 	n = ++m->n;
+	via = evhttp_find_header(evhttp_request_get_input_headers(req), "llmq-via");
+	/* Kept as JSON string text: hex ids, commas and spaces only. */
+	snprintf(m->last_via, sizeof(m->last_via), "%.*s",
+	         via ? (int)strspn(via, "0123456789abcdef, ") : 0, via ? via : "");
 	len = evbuffer_get_length(in);
 	raw = malloc(len + 1);
 	if (!raw) {
@@ -672,6 +772,9 @@ int main(int argc, char **argv)
 	    {"log", required_argument, NULL, 'L'},
 	    {"quota-after", required_argument, NULL, 'Q'},
 	    {"enforce-window-ms", required_argument, NULL, 'E'},
+	    {"models-fail", no_argument, NULL, 'F'},
+	    {"models-latency-ms", required_argument, NULL, 'M'},
+	    {"models-key", required_argument, NULL, 'K'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct mock m = {0};
@@ -730,6 +833,15 @@ int main(int argc, char **argv)
 			break;
 		case 'E':
 			m.enforce_ms = atoll(optarg);
+			break;
+		case 'F':
+			m.models_fail = 1;
+			break;
+		case 'M':
+			m.models_latency_ms = atoi(optarg);
+			break;
+		case 'K':
+			m.models_key = optarg;
 			break;
 		case 'L':
 			m.log = fopen(optarg, "we");

@@ -65,9 +65,12 @@ static size_t read_all(int fd, char *buf, size_t len, int timeout_ms)
 	return got;
 }
 
-/* One request on its own connection (Connection: close); the status, body in buf. */
-static int http(int port, const char *method, const char *path, const char *ctype, const char *body,
-                size_t blen, char *buf, size_t len)
+/*
+ * One request on its own connection (Connection: close); the status, the
+ * answer in buf: its head too when keep_head, else its body alone.
+ */
+static int http_ex(int port, const char *method, const char *path, const char *ctype,
+                   const char *body, size_t blen, char *buf, size_t len, int keep_head)
 {
 	char head[512];
 	int fd = tcp_connect(port), status = 0;
@@ -84,9 +87,15 @@ static int http(int port, const char *method, const char *path, const char *ctyp
 	close(fd);
 	sscanf(buf, "HTTP/1.1 %d", &status);
 	b = strstr(buf, "\r\n\r\n");
-	if (b)
+	if (b && !keep_head)
 		memmove(buf, b + 4, strlen(b + 4) + 1);
 	return status;
+}
+
+static int http(int port, const char *method, const char *path, const char *ctype, const char *body,
+                size_t blen, char *buf, size_t len)
+{
+	return http_ex(port, method, path, ctype, body, blen, buf, len, 0);
 }
 
 /* The multipart form of an upload of n request lines: its bytes into *ret. */
@@ -497,5 +506,70 @@ Test(batchapi, a_failed_batch_is_logged_as_stored, .timeout = 60)
 	              strstr(log, "stored as failed"),
 	          "%s", log);
 	cr_assert_null(strstr(log, "Nothing was stored"), "%s", log);
+	h_mock_stop(&m);
+}
+
+/* POST /v1/batches for file: the status, the whole answer (head and body) in buf. */
+static int try_create(const struct daemon_proc *d, const char *file, char *buf, size_t len)
+{
+	char req[256];
+
+	snprintf(req, sizeof(req),
+	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+	         "\"completion_window\":\"24h\"}",
+	         file);
+	return http_ex(d->http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf, len, 1);
+}
+
+Test(batchapi, a_batch_that_can_never_run_is_a_400_naming_the_line)
+{
+	static char buf[1 << 16];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], file[64];
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	/* 1,000 tokens a minute; each line asks for 2,000. */
+	h_daemon_start(&d, dir, &m, "OPENAI_TPM_LIMIT=1000", "OPENAI_TPM_HEADROOM=0",
+	               "OPENAI_STAGGER_SECONDS=0", NULL);
+	upload_lines(&d, 3, 2000, file, sizeof(file));
+	cr_assert_eq(try_create(&d, file, buf, sizeof(buf)), 400, "%s", buf);
+	cr_assert(!strcasestr(buf, "\r\nRetry-After:"), "nothing to wait for: %s", buf);
+	cr_assert(strstr(buf, "\"type\":\"invalid_request_error\"") &&
+	              strstr(buf, "\"code\":\"batch_cannot_run\""),
+	          "%s", buf);
+	cr_assert(strstr(buf, "on line 1 ") && strstr(buf, "tpm_limit"),
+	          "names the line and what to change: %s", buf);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0, "nothing stored");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(batchapi, a_batch_refused_for_now_is_told_to_wait_at_least_a_second)
+{
+	static char buf[1 << 16];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], first[64], second[64], id[64];
+	int after = -1;
+	char *ra;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* The first batch's 3 jobs hold the lane's queue of 3 while the mock thinks. */
+	h_mock_start(&m, dir, "--latency-ms", "5000", NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_TPM_LIMIT=0", "OPENAI_STAGGER_SECONDS=0",
+	               "LLMQ_QUEUE_MAX_JOBS=3", NULL);
+	upload(&d, 3, first, sizeof(first));
+	create(&d, first, id, sizeof(id));
+	upload(&d, 2, second, sizeof(second));
+	/* No rate and no latency known: the lane's projection says 0 s. */
+	cr_assert_eq(try_create(&d, second, buf, sizeof(buf)), 503, "%s", buf);
+	cr_assert(strstr(buf, "\"code\":\"BATCH_RATE_LIMITED\""), "%s", buf);
+	ra = strcasestr(buf, "\r\nRetry-After: ");
+	cr_assert_not_null(ra, "%s", buf);
+	cr_assert_eq(sscanf(ra + 15, "%d", &after), 1);
+	cr_assert_geq(after, 1, "Retry-After: 0 has an SDK retry at once, for ever: %s", buf);
+	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }

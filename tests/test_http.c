@@ -21,6 +21,8 @@
 static char out[1 << 20], err[1 << 16];
 /* What request() sends as the caller's Authorization. */
 static const char *bearer = "Authorization: Bearer caller-secret-must-not-travel";
+/* A header request() adds when set. */
+static const char *extra_header;
 
 #define CHAT(model, extra)                                                                         \
 	"{\"model\":\"" model "\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"       \
@@ -83,6 +85,8 @@ static CURLcode request(const struct daemon_proc *d, const char *unix_path, cons
 
 	if (bearer)
 		h = curl_slist_append(h, bearer);
+	if (extra_header)
+		h = curl_slist_append(h, extra_header);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", d->http_port, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	if (unix_path)
@@ -580,5 +584,453 @@ Test(http, tokens_tell_tcp_callers_apart, .timeout = 60)
 	cr_assert_eq(h_sql_int(&d, q), 1, "the token's user is the caller");
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls"), 1,
 	             "refused callers never queued");
+	h_mock_stop(&m);
+}
+
+/* A TCP port free now, for llmqds that must know each other's before they start. */
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+/* An llmqd in dir/name, on 127.0.0.1:port, whose lane's upstream is 127.0.0.1:up_port. */
+static void start_at(struct daemon_proc *d, const char *dir, const char *name, int port,
+                     int up_port)
+{
+	char sub[96], addr[64], url[96];
+
+	snprintf(sub, sizeof(sub), "%s/%s", dir, name);
+	cr_assert_eq(mkdir(sub, 0700), 0);
+	snprintf(addr, sizeof(addr), "LLMQ_HTTP_ADDR=127.0.0.1:%d", port);
+	snprintf(url, sizeof(url), "OPENAI_BASE_URL=http://127.0.0.1:%d/v1", up_port);
+	h_daemon_start(d, sub, NULL, addr, url, H_FAST, NULL);
+	cr_assert_eq(d->http_port, port, "llmqd serves HTTP on %d (see %s)", port, d->log);
+}
+
+static int batch_failed_one(json_object *b)
+{
+	return h_batch_finished(b) && h_jint(b, "counts.failed") == 1;
+}
+
+Test(http, two_llmqds_pointing_at_each_other_answer_508_at_once, .timeout = 60)
+{
+	struct daemon_proc a = {0}, b = {0};
+	char dir[64], file[128], id[40];
+	int pa = free_port(), pb = free_port();
+	json_object *o;
+	struct reply *r;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* A's upstream is B, B's is A. */
+	start_at(&a, dir, "a", pa, pb);
+	start_at(&b, dir, "b", pb, pa);
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 508, "%s", r->body);
+	cr_assert_str_eq(error_code_of(r), "loop_detected");
+	cr_assert(strstr(r->body, "base_url"), "says what to change: %s", r->body);
+	cr_assert(strcasestr(r->headers, "x-should-retry: false"), "SDKs must not retry: %s",
+	          r->headers);
+	cr_assert_lt(r->total_s, 1.0, "at once, not after bouncing: %.3fs", r->total_s);
+	free(r);
+	/* A stream is refused the same way. */
+	r = call(&b, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"stream\":true"));
+	cr_assert_eq(r->status, 508, "%s", r->body);
+	cr_assert_lt(r->total_s, 1.0);
+	free(r);
+	/* A batch job that loops fails on its first try: a loop never heals. */
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 1, "gpt-4o-mini", 10);
+	h_submit(&a, file, id, sizeof(id));
+	o = h_wait_for(&a, id, batch_failed_one, 10);
+	json_object_put(o);
+	h_daemon_signal(&a, SIGTERM);
+	h_daemon_signal(&b, SIGTERM);
+	cr_assert_eq(h_sql_int(&a, "SELECT count(*) FROM jobs WHERE state = 'failed' AND "
+	                           "attempts = 1 AND status_code = 508 AND "
+	                           "error_code = 'loop_detected'"),
+	             1);
+	cr_assert_eq(h_sql_int(&a, "SELECT count(*) FROM attempts"), 1, "tried once");
+	/* Each llmqd sent each request on once; the loop was cut where it closed. */
+	cr_assert_eq(h_sql_int(&b, "SELECT count(*) FROM calls WHERE status_code = 508 AND "
+	                           "outcome = 'failed'"),
+	             3, "B sent A's call, its own and A's batch job on once each");
+	cr_assert_eq(h_sql_int(&a, "SELECT count(*) FROM calls WHERE status_code = 508 AND "
+	                           "outcome = 'failed'"),
+	             2, "A sent its own call and B's on once each");
+}
+
+Test(http, a_chain_of_llmqds_reaches_the_provider, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc a = {0}, b = {0};
+	char dir[64], id1[32], id2[32];
+	json_object *st;
+	struct reply *r;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	/* A host's llmqd (A) in front of a central one (B), in front of the provider. */
+	start_at(&b, dir, "b", free_port(), m.port);
+	start_at(&a, dir, "a", free_port(), b.http_port);
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert(strstr(r->body, "\"echo: hello\""), "%s", r->body);
+	free(r);
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"stream\":true"));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert(strstr(r->body, "data: [DONE]"), "%s", r->body);
+	free(r);
+	/* The provider saw both llmqds' distinct ids, A's first. */
+	st = h_mock_stats(&m);
+	cr_assert_eq(sscanf(h_jstr(st, "last_via"), "%31[0-9a-f], %31[0-9a-f]", id1, id2), 2, "%s",
+	             json_object_to_json_string(st));
+	cr_assert_eq(strlen(id1), 16);
+	cr_assert_str_neq(id1, id2);
+	json_object_put(st);
+	/* A request that already passed 6 llmqds passes A and B (8 in all) ... */
+	extra_header = "llmq-via: 1, 2, 3, 4, 5, 6";
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	free(r);
+	/* ... one that passed 7 is taken for a loop by B, the 9th. */
+	extra_header = "llmq-via: 1, 2, 3, 4, 5, 6, 7";
+	r = call(&a, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	extra_header = NULL;
+	cr_assert_eq(r->status, 508, "%s", r->body);
+	cr_assert_str_eq(error_code_of(r), "loop_detected");
+	cr_assert(strstr(r->body, "passed 8 llmqds"), "%s", r->body);
+	free(r);
+	h_daemon_signal(&a, SIGTERM);
+	h_daemon_signal(&b, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* GET /readyz: its status code, and its first lane's object (caller puts). */
+static long readyz(const struct daemon_proc *d, json_object **ret_lane)
+{
+	struct reply *r = call(d, "GET", "/readyz", NULL);
+	json_object *o = json_tokener_parse(r->body), *lanes;
+	long status = r->status;
+
+	cr_assert_not_null(o, "%ld %s", r->status, r->body);
+	cr_assert(json_object_object_get_ex(o, "lanes", &lanes) &&
+	              json_object_array_length(lanes) >= 1,
+	          "%s", r->body);
+	cr_assert_str_eq(h_jstr(o, "status"), status == 200 ? "ready" : "not_ready", "%s", r->body);
+	*ret_lane = json_object_get(json_object_array_get_idx(lanes, 0));
+	json_object_put(o);
+	free(r);
+	return status;
+}
+
+/* An ISO 8601 UTC time of /readyz, as unix seconds. */
+static time_t iso_time(const char *s)
+{
+	struct tm tm = {0};
+	const char *end;
+
+	cr_assert_not_null(s);
+	end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cr_assert(end && !*end, "not an ISO 8601 time: %s", s);
+	return timegm(&tm);
+}
+
+Test(readyz, a_lane_that_answers_is_ready, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *l;
+	char dir[64];
+
+	start(&m, &d, dir, sizeof(dir));
+	cr_assert_eq(readyz(&d, &l), 200);
+	cr_assert_str_eq(h_jstr(l, "name"), "openai");
+	cr_assert_str_eq(h_jstr(l, "state"), "ok");
+	json_object_put(l);
+	free(call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", "")));
+	cr_assert_eq(readyz(&d, &l), 200);
+	json_object_put(l);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(readyz, an_unreachable_upstream_is_not_ready_but_alive, .timeout = 60)
+{
+	struct daemon_proc d = {0};
+	struct reply *r;
+	json_object *l;
+	char dir[64], url[96];
+	time_t now = time(NULL), since;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* The only upstream: a port nothing listens on. */
+	snprintf(url, sizeof(url), "OPENAI_BASE_URL=http://127.0.0.1:%d/v1", free_port());
+	h_daemon_start(&d, dir, NULL, url, H_FAST, NULL);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 502, "%s", r->body);
+	free(r);
+	cr_assert_eq(readyz(&d, &l), 503);
+	cr_assert_str_eq(h_jstr(l, "state"), "unreachable", "%s", json_object_to_json_string(l));
+	since = iso_time(h_jstr(l, "unreachable_since"));
+	cr_assert(since >= now - 1 && since <= time(NULL), "since the first failed try: %s",
+	          h_jstr(l, "unreachable_since"));
+	json_object_put(l);
+	r = call(&d, "GET", "/healthz", NULL);
+	cr_assert_eq(r->status, 200, "liveness is not readiness: %s", r->body);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+}
+
+Test(readyz, a_429_pauses_the_lane_until_its_retry_after, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	struct reply *r;
+	json_object *l;
+	char dir[64];
+	time_t until;
+
+	h_tmpdir(dir, sizeof(dir));
+	/* The second request is a 429 asking for 60 s. */
+	h_mock_start(&m, dir, "--429-every", "2", "--429-retry-after-ms", "60000", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	free(call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", "")));
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 429, "%s", r->body);
+	free(r);
+	cr_assert_eq(readyz(&d, &l), 503);
+	cr_assert_str_eq(h_jstr(l, "state"), "paused", "%s", json_object_to_json_string(l));
+	until = iso_time(h_jstr(l, "paused_until"));
+	cr_assert(until >= time(NULL) + 50 && until <= time(NULL) + 61, "paused until %s",
+	          h_jstr(l, "paused_until"));
+	cr_assert(strstr(h_jstr(l, "reason"), "429"), "%s", json_object_to_json_string(l));
+	json_object_put(l);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(readyz, a_key_out_of_credit_is_not_ready, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	struct reply *r;
+	json_object *l;
+	char dir[64];
+
+	start(&m, &d, dir, sizeof(dir));
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("quota", ""));
+	cr_assert_eq(r->status, 429, "%s", r->body);
+	free(r);
+	cr_assert_eq(readyz(&d, &l), 503);
+	cr_assert_str_eq(h_jstr(l, "state"), "out_of_credit", "%s", json_object_to_json_string(l));
+	iso_time(h_jstr(l, "out_of_credit_since"));
+	iso_time(h_jstr(l, "paused_until"));
+	json_object_put(l);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* GET /v1/models: the ids listed, "id/owned_by" each, sorted, comma-separated. */
+static const char *model_ids(const struct daemon_proc *d, double *ret_s)
+{
+	static char ids[1024];
+	struct reply *r = call(d, "GET", "/v1/models", NULL);
+	json_object *o = json_tokener_parse(r->body), *data, *e;
+	char *each[64];
+	size_t i, j, n;
+
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert_str_eq(h_jstr(o, "object"), "list", "%s", r->body);
+	cr_assert(json_object_object_get_ex(o, "data", &data), "%s", r->body);
+	n = json_object_array_length(data);
+	cr_assert_lt(n, 64);
+	for (i = 0; i < n; i++) {
+		e = json_object_array_get_idx(data, i);
+		cr_assert_str_eq(h_jstr(e, "object"), "model", "%s", r->body);
+		cr_assert_not_null(h_jstr(e, "owned_by"));
+		cr_assert_geq(asprintf(&each[i], "%s/%s", h_jstr(e, "id"), h_jstr(e, "owned_by")),
+		              0);
+	}
+	for (i = 1; i < n; i++) /* insertion sort: a few entries */
+		for (j = i; j > 0 && strcmp(each[j - 1], each[j]) > 0; j--) {
+			char *t = each[j];
+
+			each[j] = each[j - 1];
+			each[j - 1] = t;
+		}
+	ids[0] = '\0';
+	for (i = 0; i < n; i++) {
+		snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%s", i ? "," : "",
+		         each[i]);
+		free(each[i]);
+	}
+	if (ret_s)
+		*ret_s = r->total_s;
+	json_object_put(o);
+	free(r);
+	return ids;
+}
+
+Test(models, the_default_lane_lists_what_its_upstream_lists, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *st;
+	char dir[64];
+
+	h_tmpdir(dir, sizeof(dir));
+	/* The mock lists its models only to the lane's key. */
+	h_mock_start(&m, dir, "--models-key", "sk-lane-models", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_API_KEY=sk-lane-models", NULL);
+	cr_assert_str_eq(model_ids(&d, NULL), "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                                      "text-embedding-3-small/system");
+	cr_assert_str_eq(model_ids(&d, NULL), "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                                      "text-embedding-3-small/system");
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "models_requests"), 1, "asked once, at start, then kept");
+	cr_assert_eq(h_jint(st, "requests"), 0, "not a model call");
+	json_object_put(st);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* Two lanes on the mock, each with its patterns: "chat" (gpt-4o*) and "emb"
+ * (text-embedding-*, the default). */
+static void start_two_lanes(struct mock_proc *m, struct daemon_proc *d, char *dir, size_t len,
+                            const char *mock_opt)
+{
+	char path[128], env[160];
+	FILE *f;
+
+	h_tmpdir(dir, len);
+	h_mock_start(m, dir, mock_opt, NULL);
+	snprintf(path, sizeof(path), "%s/llmqd.conf", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "[lane chat]\nbase_url = http://127.0.0.1:%d/v1\nmodels = gpt-4o*\n"
+	        "stagger_seconds = 0\n"
+	        "[lane emb]\nbase_url = http://127.0.0.1:%d/v1\nmodels = text-embedding-*\n"
+	        "default = yes\nstagger_seconds = 0\n",
+	        m->port, m->port);
+	fclose(f);
+	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", path);
+	h_daemon_start(d, dir, m, env, NULL);
+}
+
+Test(models, a_lane_with_patterns_lists_only_the_models_they_match, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+
+	start_two_lanes(&m, &d, dir, sizeof(dir), NULL);
+	/* o3-mini: no lane's patterns match it (it would go to emb, the default). */
+	cr_assert_str_eq(model_ids(&d, NULL),
+	                 "gpt-4o-mini/system,gpt-4o/system,text-embedding-3-small/system");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(models, a_lane_whose_upstream_cannot_list_shows_its_patterns, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+
+	start_two_lanes(&m, &d, dir, sizeof(dir), "--models-fail");
+	cr_assert_str_eq(model_ids(&d, NULL), "gpt-4o*/llmq:chat,text-embedding-*/llmq:emb");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(models, a_slow_upstream_list_stalls_nothing_else, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	struct reply *r;
+	char dir[64];
+	double s;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--models-latency-ms", "2000", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	/* The start's fetch is under way for 2 s: the loop serves meanwhile. */
+	r = call(&d, "GET", "/healthz", NULL);
+	cr_assert_eq(r->status, 200);
+	cr_assert_lt(r->total_s, 0.5, "%.3fs", r->total_s);
+	free(r);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert_lt(r->total_s, 0.5, "%.3fs", r->total_s);
+	free(r);
+	/* A caller of /v1/models waits for the first list rather than get none. */
+	cr_assert_str_eq(model_ids(&d, &s), "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                                    "text-embedding-3-small/system");
+	cr_assert_lt(s, 2.5, "%.3fs", s);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+Test(http, a_call_that_can_never_fit_the_lane_is_a_400_at_once, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *st;
+	struct reply *r;
+	char dir[64];
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	/* 1,000 tokens a minute: a call asking for 5,000 can never run. */
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=1000",
+	               "OPENAI_TPM_HEADROOM=0", NULL);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"max_tokens\":5000"));
+	cr_assert_eq(r->status, 400, "%s", r->body);
+	cr_assert_str_eq(error_code_of(r), "request_too_large");
+	cr_assert(strstr(r->body, "1000 tokens/min") && strstr(r->body, "max_tokens"),
+	          "says the budget and what to change: %s", r->body);
+	cr_assert(!strcasestr(r->headers, "retry-after"), "nothing to wait for: %s", r->headers);
+	cr_assert_lt(r->total_s, 1.0);
+	free(r);
+	/* It cost the lane nothing: a call that fits goes at once. */
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"max_tokens\":100"));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert_lt(r->total_s, 1.0);
+	free(r);
+	st = h_mock_stats(&m);
+	cr_assert_eq(h_jint(st, "requests"), 1, "the refused call never went upstream");
+	json_object_put(st);
+	h_daemon_signal(&d, SIGTERM);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls WHERE outcome = 'refused' AND "
+	                           "error_code = 'request_too_large'"),
+	             1);
+	h_mock_stop(&m);
+}
+
+Test(models, an_llmqd_behind_another_lists_the_providers_models, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc a = {0}, b = {0};
+	char dir[64];
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--models-latency-ms", "300", NULL);
+	/* Both start at once: B's own list is still on its way when A asks B. */
+	start_at(&b, dir, "b", free_port(), m.port);
+	start_at(&a, dir, "a", free_port(), b.http_port);
+	cr_assert_str_eq(model_ids(&a, NULL), "gpt-4o-mini/system,gpt-4o/system,o3-mini/mock-lab,"
+	                                      "text-embedding-3-small/system");
+	h_daemon_signal(&a, SIGTERM);
+	h_daemon_signal(&b, SIGTERM);
 	h_mock_stop(&m);
 }

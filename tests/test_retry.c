@@ -38,6 +38,8 @@ ParameterizedTestParameters(retry, classify)
 	    {500, -1, NULL, NULL, RV_RETRY},
 	    {502, -1, NULL, NULL, RV_RETRY},
 	    {503, -1, NULL, NULL, RV_RETRY},
+	    {508, -1, "loop_detected", NULL, RV_FAILED}, /* llmqds forwarding in a circle */
+	    {508, 1, "loop_detected", NULL, RV_FAILED},
 	    {0, -1, NULL, NULL, RV_RETRY},
 	    {500, 0, NULL, NULL, RV_FAILED},
 	    {400, 1, NULL, NULL, RV_RETRY},

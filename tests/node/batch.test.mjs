@@ -1,6 +1,7 @@
 // The Batch API through the official openai SDK, against a real llmqd and
 // the mock upstream: upload a JSONL file, create a batch, poll it, read its
-// output and error files; list with pagination, cancel, admission's 503.
+// output and error files; list with pagination, cancel, admission's 503
+// (and its 400 for a batch that can never run).
 //
 // Run by ctest (test_sdk_batch) with LLMQD_BIN, LLMQ_BIN and MOCK_BIN set.
 import { test } from 'node:test';
@@ -8,6 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createReadStream, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import OpenAI from 'openai';
 import { setup, sleep, LLMQ_BIN } from './llmqd.mjs';
 
 function line(i, extra = {}) {
@@ -156,10 +158,14 @@ test('batches.cancel mid-run: queued requests cancelled, the batch ends cancelle
   assert.equal((await client.batches.cancel(b.id)).status, 'cancelled', 'a second cancel is a no-op');
 });
 
-test('a batch admission refuses is a 503 BATCH_RATE_LIMITED with Retry-After; nothing stored', async (t) => {
+test('a batch admission refuses for now is a 503 BATCH_RATE_LIMITED with Retry-After; nothing stored', async (t) => {
   const { dir, client } = await setup(t, [], { OPENAI_TPM_LIMIT: '1000', OPENAI_TPM_HEADROOM: '0' });
-  const f = await upload(client, writeBatch(dir, 'big.jsonl',
-    Array.from({ length: 50 }, (_, i) => line(i, { max_tokens: 500 }))));
+  // About 5 minutes of the lane's budget, queued ahead.
+  const ahead = await upload(client, writeBatch(dir, 'ahead.jsonl',
+    Array.from({ length: 10 }, (_, i) => line(i, { max_tokens: 500 }))));
+  const first = await client.batches.create({ input_file_id: ahead.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+  // Alone it would fit its minute; behind the queue it cannot, for now.
+  const f = await upload(client, writeBatch(dir, 'one.jsonl', [line(0, { max_tokens: 500 })]));
   await assert.rejects(
     client.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '1m' }),
     (e) => {
@@ -169,6 +175,33 @@ test('a batch admission refuses is a 503 BATCH_RATE_LIMITED with Retry-After; no
       assert.ok(Number(e.headers.get('retry-after')) >= 1, `retry-after ${e.headers.get('retry-after')}`);
       return true;
     });
+  assert.deepEqual((await client.batches.list()).data.map((b) => b.id), [first.id], 'nothing was stored');
+});
+
+test('a batch that can never run is a 400 naming the line, which the SDK does not retry', async (t) => {
+  const { dir, d } = await setup(t, [], { OPENAI_TPM_LIMIT: '1000', OPENAI_TPM_HEADROOM: '0' });
+  let posts = 0;
+  // The SDK's own retries on (2 by default), counting what reaches llmqd.
+  const client = new OpenAI({
+    baseURL: d.base, apiKey: 'sk-caller-never-forwarded', maxRetries: 2,
+    fetch: (url, init) => {
+      if (String(url).endsWith('/batches') && init?.method === 'POST') posts++;
+      return fetch(url, init);
+    },
+  });
+  const f = await upload(client, writeBatch(dir, 'dear.jsonl',
+    [line(0), line(1, { max_tokens: 5000 }), line(2)]));
+  await assert.rejects(
+    client.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' }),
+    (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, `${e.constructor.name}: ${e.message}`);
+      assert.equal(e.status, 400);
+      assert.equal(e.code, 'batch_cannot_run');
+      assert.match(e.message, /on line 2 /);
+      assert.equal(e.headers.get('retry-after'), null);
+      return true;
+    });
+  assert.equal(posts, 1, 'asked once: a 400 is not retried');
   assert.equal((await client.batches.list()).data.length, 0, 'nothing was stored');
 });
 

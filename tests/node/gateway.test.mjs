@@ -74,6 +74,29 @@ test('a 429 from the gate reaches the SDK with the retry-after it must honour', 
   assert.ok(Date.now() - t0 > 800, 'the SDK waited for the lane');
 });
 
+test('a call that can never fit the lane is a BadRequestError, not retried', async (t) => {
+  const { d } = await setup(t, [], { OPENAI_TPM_LIMIT: '1000', OPENAI_TPM_HEADROOM: '0' });
+  let posts = 0;
+  const client = new OpenAI({
+    baseURL: d.base, apiKey: 'x', maxRetries: 2,
+    fetch: (url, init) => { posts++; return fetch(url, init); },
+  });
+  await assert.rejects(client.chat.completions.create(hello({ max_tokens: 5000 })), (e) => {
+    assert.ok(e instanceof OpenAI.BadRequestError, `${e.constructor.name}: ${e.message}`);
+    assert.equal(e.code, 'request_too_large');
+    return true;
+  });
+  assert.equal(posts, 1, 'a 400 is not retried');
+});
+
+test('models.list pages through what the lane routes', async (t) => {
+  const { client } = await setup(t);
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(`${m.id}/${m.owned_by}`);
+  assert.deepEqual(ids.sort(), ['gpt-4o-mini/system', 'gpt-4o/system', 'o3-mini/mock-lab',
+    'text-embedding-3-small/system']);
+});
+
 test('200 concurrent SDK calls on a lane of 3: all served, never 4 upstream, never a 429',
   async (t) => {
     // The provider allows 1,200 requests/min; llmq is told the same.
