@@ -37,6 +37,7 @@ struct cfg {
 	double completion_ratio;
 	int warmup_s, measure_s;
 	int interactive_every_ms; /* gate mode: one interactive call this often; 0 none */
+	double reserve;           /* the lane's interactive_reserve; < 0: llmqd's default */
 };
 
 static char dir[64], sock[96], db[96];
@@ -256,9 +257,11 @@ int main(int argc, char **argv)
 	    {"warmup-s", 1, 0, 'W'},
 	    {"measure-s", 1, 0, 'M'},
 	    {"interactive-every-ms", 1, 0, 'I'},
+	    {"reserve", 1, 0, 'Z'},
 	    {0, 0, 0, 0},
 	};
 	struct cfg c = {.mode = "drain",
+	                .reserve = -1,
 	                .jobs = 20000,
 	                .concurrency = 256,
 	                .latency_ms = 0,
@@ -272,7 +275,7 @@ int main(int argc, char **argv)
 	                .warmup_s = 60,
 	                .measure_s = 120};
 	char batch[128], mlog[128], dlog[128], mport[128], url[160], buf[1 << 16], a[64];
-	char e_conc[64], e_stag[64], e_tpm[64], e_rpm[64], e_head[64], e_burst[64], e_url[200];
+	char e_conc[64], e_stag[64], e_tpm[64], e_rpm[64], e_head[64], e_burst[64], e_reserve[64], e_url[200];
 	char m_lat[32], m_tpm[32], m_rpm[32], m_win[32], m_ext[32], m_ratio[32];
 	double t_submit, t_accepted, t_done, cpu, eff, avail;
 	long long tokens, ok, r429, tok_all, ok_all;
@@ -344,6 +347,9 @@ int main(int argc, char **argv)
 		case 'I':
 			c.interactive_every_ms = atoi(optarg);
 			break;
+		case 'Z':
+			c.reserve = atof(optarg);
+			break;
 		default:
 			return 64;
 		}
@@ -400,6 +406,7 @@ int main(int argc, char **argv)
 	snprintf(e_rpm, sizeof(e_rpm), "OPENAI_RPM_LIMIT=%lld", c.rpm);
 	snprintf(e_head, sizeof(e_head), "OPENAI_TPM_HEADROOM=%g", c.headroom);
 	snprintf(e_burst, sizeof(e_burst), "OPENAI_BURST_SECONDS=%g", c.burst_s);
+	snprintf(e_reserve, sizeof(e_reserve), "LLMQ_INTERACTIVE_RESERVE=%g", c.reserve);
 	{
 		char *denv[] = {e_url,
 		                e_conc,
@@ -413,6 +420,7 @@ int main(int argc, char **argv)
 		                "OPENAI_BACKOFF_BASE_SECONDS=0.5",
 		                "LLMQ_CONFIG=",
 		                "LLMQ_HTTP_ADDR=127.0.0.1:0",
+		                c.reserve >= 0 ? e_reserve : NULL,
 		                NULL};
 		char *dargv[] = {LLMQD_BIN, "--socket", sock, "--db", db, NULL};
 		daemon = spawn(dargv, denv, NULL, dlog);
