@@ -200,16 +200,22 @@ static void print_window(json_object *l)
 
 	if (!w)
 		return;
-	if (src && !strcmp(src, "learned")) {
-		t = (time_t)(jint(l, "window_learned_at") / 1000);
+	if (src && (!strcmp(src, "learned") || !strcmp(src, "probation"))) {
+		t = (time_t)(jint(l, !strcmp(src, "learned") ? "window_learned_at"
+		                                             : "window_probation_since") /
+		             1000);
 		if (localtime_r(&t, &tm))
 			strftime(at, sizeof(at), "%Y-%m-%d %H:%M", &tm);
 	}
 	printf("%-12s  window: %s%s%s%s\n", "", strcmp(w, "second") == 0 ? "~1s" : "minute",
-	       at[0]                           ? " (learned at "
-	       : src && !strcmp(src, "config") ? " (set in the config)"
-	                                       : "",
-	       at, at[0] ? ")" : "");
+	       !at[0] ? (src && !strcmp(src, "config") ? " (set in the config)" : "")
+	       : !strcmp(src, "learned") ? " (learned at "
+	                                 : " (on probation since ",
+	       at,
+	       !at[0] ? ""
+	       : !strcmp(src, "learned")
+	           ? "; tried as a minute again after 10 min without a 429)"
+	           : ": the short window learned before had no 429 for 10 min)");
 }
 
 void print_lanes(json_object *lanes)

@@ -190,8 +190,12 @@ static json_object *lane_json(const struct lane_snapshot *l, int64_t jobs, int64
 	json_object_object_add(o, "window_source",
 	                       json_object_new_string(l->cfg->provider_window != GATE_WINDOW_AUTO
 	                                                  ? "config"
-	                                              : l->window_learned ? "learned"
-	                                                                  : "default"));
+	                                              : l->window_learned  ? "learned"
+	                                              : l->probation_since ? "probation"
+	                                                                   : "default"));
+	json_object_object_add(o, "window_probation_since",
+	                       l->probation_since ? json_object_new_int64(l->probation_since)
+	                                          : NULL);
 	json_object_object_add(o, "window_learned_at",
 	                       l->window_learned ? json_object_new_int64(l->window_learned_at)
 	                                         : NULL);

@@ -75,6 +75,8 @@ static const struct setting settings[] = {
      7 * 86400e3},
     {"provider_window", "LLMQ_PROVIDER_WINDOW", "provider-window", K_WINDOW, LC(provider_window), 0,
      0},
+    {"window_probation_seconds", "LLMQ_WINDOW_PROBATION_SECONDS", NULL, K_MS,
+     LC(window_probation_ms), 1000, 30 * 86400e3},
     {NULL, NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -104,6 +106,7 @@ static void lane_defaults(struct lane_config *l, const char *name)
 	l->interactive_max_wait_ms = 30000;
 	l->lane_wait_max_ms = 3600000;
 	l->provider_window = GATE_WINDOW_AUTO;
+	l->window_probation_ms = 600000;
 }
 
 static int bad(char *err, size_t errlen, const char *where, const char *key, const char *value,

@@ -45,6 +45,8 @@ struct lane_config {
 	int64_t lane_wait_max_ms;        /* a job waits this long in all for a 429'd or
 	                                  * unreachable lane before it fails */
 	int provider_window;             /* enum gate_window: how the provider enforces */
+	int64_t window_probation_ms;     /* a learned window is tried as a minute again after
+	                                  * this long without a 429 that confirms it */
 };
 
 struct config {

@@ -214,6 +214,16 @@ void gate_init(struct gate *g, const struct gate_limits *lim, int64_t now)
 void gate_set_window(struct gate *g, int window, int64_t now)
 {
 	gate_refill(g, now);
+	if (g->window == GATE_WINDOW_SECOND && window != GATE_WINDOW_SECOND) {
+		/* Back to the minute (probation): its bucket is learned again from the
+		 * provider's answers, spending a window's budget at first. */
+		g->allow_ms = GATE_WINDOW_MS;
+		g->allow_mark = g->seq_tokens;
+		g->prov_tok_cap = g->prov_req_cap = 0;
+		g->prov_seen_at = 0;
+		g->tok = fmin(g->tok, gate_token_capacity(g));
+		g->req = fmin(g->req, req_capacity(g));
+	}
 	g->window = window == GATE_WINDOW_SECOND ? GATE_WINDOW_SECOND : GATE_WINDOW_MINUTE;
 	if (g->window == GATE_WINDOW_SECOND) {
 		/* Where the provider's windows start is not known yet: ours starts now. */
@@ -354,10 +364,16 @@ void gate_done(struct gate *g, enum gate_class cls, int64_t charged, int64_t use
 		g->in_flight--;
 	if (g->class_in_flight[cls] > 0)
 		g->class_in_flight[cls]--;
-	if (used >= 0) {
-		g->tok = fmin(tok_cap_now(g, now), g->tok + (double)(charged - used));
-		g->seq_refunds += charged - used;
-	}
+	if (used < 0)
+		return;
+	/* A provider counting fixed windows charged the estimate at arrival and
+	 * gives nothing back within the window: a refund would reopen it (and in a
+	 * later window the level started afresh anyway). What was used beyond the
+	 * estimate is still owed. */
+	if (fixed(g) && used < charged)
+		return;
+	g->tok = fmin(tok_cap_now(g, now), g->tok + (double)(charged - used));
+	g->seq_refunds += charged - used;
 }
 
 /*

@@ -71,6 +71,8 @@ struct lane {
 	int window_learned;        /* the window came from a 429 (now or before a restart) */
 	int64_t window_phase;      /* where the provider's windows start, ms into a wall second */
 	int64_t window_learned_at; /* wall ms */
+	int64_t window_429_at;     /* mono: the last 429 that confirmed the short window */
+	int64_t probation_since;   /* wall ms: the minute tried again; 0: not on probation */
 };
 
 /* The circuit breaker: after BREAKER_TRIP tries in a row reached no upstream,
@@ -256,6 +258,38 @@ static enum launch_result launch_call(struct lane *l)
 	stats_observe(&l->stats.gate_wait[GATE_INTERACTIVE], now - t->enqueued);
 	t->info.grant(t->info.ud);
 	return LAUNCHED;
+}
+
+/*
+ * A learned short window not confirmed by a 429 for window_probation_seconds
+ * (an overload's 429 teaches it as well as a real short window does, and it
+ * would cost throughput for good): try
+ * the provider's minute again, from a window's budget (gate_set_window), on
+ * probation; the next 429 that shows the short window brings it back.
+ */
+static void sched_probation(struct lane *l, int64_t now)
+{
+	const struct lane_config *c = l->cfg;
+	char url[sizeof(c->base_url)], quiet[32];
+	int64_t wall = time_wall_ms();
+
+	if (!l->window_learned || l->gate.window != GATE_WINDOW_SECOND ||
+	    c->provider_window != GATE_WINDOW_AUTO ||
+	    now - l->window_429_at < c->window_probation_ms)
+		return;
+	gate_set_window(&l->gate, GATE_WINDOW_MINUTE, now);
+	l->window_learned = 0;
+	l->probation_since = wall;
+	if (store_lane_window_set(l->s->d->store, c->name,
+	                          lane_redact_url(c->base_url, url, sizeof(url)), "minute", wall,
+	                          -1) < 0)
+		log_debug("lane %s: the minute's probation is not remembered: %s", c->name,
+		          store_errmsg(l->s->d->store));
+	time_format_duration(c->window_probation_ms, quiet, sizeof(quiet));
+	log_info("lane %s: no 429 has confirmed the provider's short window for %s: the lane "
+	         "tries its minute again, slowly (on probation; a 429 brings the short window "
+	         "back)",
+	         c->name, quiet);
 }
 
 /*
@@ -539,11 +573,21 @@ static void learn_window(struct lane *l, int64_t now)
 	int64_t wall = time_wall_ms();
 	int r;
 
-	if (c->provider_window != GATE_WINDOW_AUTO || l->gate.window == GATE_WINDOW_SECOND)
+	if (c->provider_window != GATE_WINDOW_AUTO)
 		return;
+	if (l->gate.window == GATE_WINDOW_SECOND) {
+		l->window_429_at = now; /* confirmed */
+		return;
+	}
 	gate_set_window(&l->gate, GATE_WINDOW_SECOND, now);
 	l->window_learned = 1;
 	l->window_learned_at = wall;
+	l->window_429_at = now;
+	if (l->probation_since)
+		log_info("lane %s: the minute was tried again and a 429 came: the short window "
+		         "stays (probation ended)",
+		         c->name);
+	l->probation_since = 0;
 	r = store_lane_window_set(l->s->d->store, c->name,
 	                          lane_redact_url(c->base_url, url, sizeof(url)), "second", wall,
 	                          -1);
@@ -591,6 +635,7 @@ static void start_window(struct lane *l, int64_t now)
 		gate_set_window(&l->gate, GATE_WINDOW_SECOND, now);
 		l->window_learned = 1;
 		l->window_learned_at = at;
+		l->window_429_at = now;
 		/* Windows kept their phase of the wall clock's seconds: align at once. */
 		if (phase >= 0) {
 			l->window_phase = phase;
@@ -655,7 +700,7 @@ static void apply_to_lane(struct lane *l, const struct retry_decision *d, const 
 		gate_pause(&l->gate, now + d->lane_pause_ms, "429 from upstream");
 		gate_drain(&l->gate, now);
 		log_info("lane %s: 429, pausing %lldms", c->name, (long long)d->lane_pause_ms);
-		if (d->learn_short_window)
+		if (d->learn_short_window || l->gate.window == GATE_WINDOW_SECOND)
 			learn_window(l, now);
 		/* The provider's window ends when its 429 says to come back. */
 		if (l->gate.window == GATE_WINDOW_SECOND && retry_after >= 0 &&
@@ -982,11 +1027,15 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 }
 
 /* Jobs still queued when their batch's window ends fail as batch_expired. */
+/* Once a second: batches whose window ended; learned windows due for probation. */
 static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
-	int64_t n = 0;
+	int64_t n = 0, now = time_mono_ms();
+	int i;
 
+	for (i = 0; i < s->n_lanes; i++)
+		sched_probation(&s->lanes[i], now);
 	if (store_expire(s->d->store, time_wall_ms(), &n) == 0 && n > 0)
 		log_warn("%lld queued requests expired: their batch's completion window ended "
 		         "(they are in the batch's errors as batch_expired)",
@@ -1187,6 +1236,7 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 	ret->stats = l->stats;
 	ret->window_learned = l->window_learned;
 	ret->window_learned_at = l->window_learned_at;
+	ret->probation_since = l->probation_since;
 	ret->unreachable = l->faults >= BREAKER_TRIP;
 	ret->unreachable_since = ret->unreachable ? l->fault_since : 0;
 	ret->no_credit_since = l->no_credit_since;

@@ -57,6 +57,7 @@ struct lane_snapshot {
 	struct lane_stats stats;
 	int window_learned;        /* gate.window came from a 429 (now or before a restart) */
 	int64_t window_learned_at; /* wall ms */
+	int64_t probation_since;   /* wall ms: the minute tried again after a learned window */
 	int unreachable;           /* the circuit breaker is open: probing */
 	int64_t unreachable_since; /* wall ms: the first of the tries that reached no upstream */
 	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */

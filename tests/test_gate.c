@@ -482,3 +482,55 @@ Test(gate, fixed_windows_take_a_windows_budget_and_nothing_near_their_end)
 	             2400 + GATE_WINDOW_LEAD_MS);
 	cr_assert_eq(gate_when(&g, GATE_BATCH, 1, 2000, NULL), 2000);
 }
+
+/*
+ * A provider that counts fixed one-second windows charges each request at
+ * arrival and refunds nothing within the window: an answer's refund must not
+ * reopen the window it was charged to.
+ */
+Test(gate, a_refund_does_not_reopen_a_fixed_window)
+{
+	/* 60,000 tokens/min: 1,000 a window. */
+	struct gate_limits l = {.max_concurrency = 100, .tpm = 60000};
+	struct gate_mark m;
+	struct gate g;
+	int i;
+
+	gate_init(&g, &l, 0);
+	gate_set_window(&g, GATE_WINDOW_SECOND, 0); /* windows [0, 1000), [1000, 2000), ... */
+	/* The window [1000, 2000) starts with its whole budget. */
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(gate_when(&g, GATE_BATCH, 300, 1010, NULL), 1010);
+		gate_launch(&g, GATE_BATCH, 300, 1010, 0, &m);
+	}
+	/* 900 of 1,000 charged; three answers at 1,300 used 100 each. */
+	for (i = 0; i < 3; i++)
+		gate_done(&g, GATE_BATCH, 300, 100, 1300);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 300, 1300, NULL), 2000 + GATE_WINDOW_LEAD_MS,
+	             "the window holds 100 more, whatever the answers gave back");
+	/* The next window starts with its whole budget again: three more, no fourth. */
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(gate_when(&g, GATE_BATCH, 300, 2010, NULL), 2010);
+		gate_launch(&g, GATE_BATCH, 300, 2010, 0, &m);
+	}
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 300, 2010, NULL), 3000 + GATE_WINDOW_LEAD_MS);
+	/* What was used beyond the estimate is still owed. */
+	gate_done(&g, GATE_BATCH, 300, 400, 2100);
+	cr_assert_float_eq(g.tok, 0, 1e-9, "100 left less 100 overspent");
+}
+
+/* Back to the minute after a learned window (probation): slowly, from a window's budget. */
+Test(gate, back_to_the_minute_starts_slow)
+{
+	struct gate_limits l = {.max_concurrency = 100, .tpm = 60000};
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	g.allow_ms = 60000; /* as after a long run in the minute */
+	gate_set_window(&g, GATE_WINDOW_SECOND, 0);
+	gate_set_window(&g, GATE_WINDOW_MINUTE, 600000);
+	cr_assert_eq(g.window, GATE_WINDOW_MINUTE);
+	cr_assert_eq(g.allow_ms, GATE_WINDOW_MS, "the provider's bucket is learned again");
+	cr_assert_eq(g.prov_seen_at, 0, "paced until the provider says how much it holds");
+	cr_assert_leq(g.tok, gate_token_capacity(&g) + 1e-9);
+}

@@ -196,6 +196,49 @@ Test(lane, a_provider_enforcing_one_second_windows_is_learned_and_remembered, .t
 	h_mock_stop(&m);
 }
 
+/*
+ * A learned window not confirmed by a 429 for window_probation_seconds is
+ * tried as a minute again (an overload's 429 teaches it as well as a short
+ * window does); a 429 that shows the short window brings it back.
+ */
+Test(lane, a_learned_window_goes_on_probation_after_a_quiet_spell, .timeout = 120)
+{
+	char dir[64], file[128], id[40];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	json_object *b;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--rpm", "600", "--enforce-window-ms", "1000", "--latency-ms", "50",
+	             NULL);
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=0",
+	               "OPENAI_RPM_LIMIT=600", "OPENAI_TPM_HEADROOM=0.1",
+	               "OPENAI_MAX_CONCURRENCY=20", "LLMQ_WINDOW_PROBATION_SECONDS=3", NULL);
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 60, "gpt-4o-mini", 5);
+	h_submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, h_batch_completed, 60);
+	json_object_put(b);
+	cr_assert(strstr(status(&d), "window: ~1s (learned at"), "%s", out);
+	/* Quiet for the probation's 3 s: the minute is tried again, and remembered so. */
+	for (i = 0; i < 100 && !strstr(status(&d), "window: minute (on probation since"); i++)
+		usleep(100 * 1000);
+	cr_assert(strstr(out, "window: minute (on probation since"), "%s", out);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM lane_state WHERE window = 'minute'"), 1);
+	/* The provider still enforces its second: the next burst shows it, and it is back. */
+	h_submit(&d, file, id, sizeof(id));
+	b = h_wait_for(&d, id, h_batch_completed, 60);
+	cr_assert_eq(h_jint(b, "counts.succeeded"), 60);
+	json_object_put(b);
+	cr_assert(strstr(status(&d), "window: ~1s (learned at"), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_read_file(d.log, out, sizeof(out));
+	cr_assert(strstr(out, "tries its minute again") && strstr(out, "probation ended"), "%s",
+	          out);
+	h_mock_stop(&m);
+}
+
 /* A job's url joined to base_url, as libcurl's URL API joins them. */
 Test(lane_url, joined_with_one_v1)
 {
