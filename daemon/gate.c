@@ -136,6 +136,12 @@ int gate_batch_slots(const struct gate *g)
 	return n < 1 ? 1 : n;
 }
 
+int gate_reserve_held(const struct gate *g, int64_t now)
+{
+	return g->lim.interactive_reserve > 0 && g->callers_seen &&
+	       now - g->caller_seen_at < GATE_RESERVE_IDLE_MS;
+}
+
 static void decay_share(struct gate *g, int64_t now)
 {
 	double f;
@@ -268,15 +274,23 @@ int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now
 {
 	enum gate_block why = GATE_OK;
 	int64_t t = now, w;
-	/* A batch launch leaves the interactive pocket untouched (a fixed window is
-	 * too small to keep a pocket in: calls wait for the next window at most). */
-	double tok_keep = cls == GATE_BATCH && !fixed(g) ? token_pocket(g) : 0;
-	double req_keep = cls == GATE_BATCH && !fixed(g) ? req_pocket(g) : 0;
+	int keep, batch = cls == GATE_BATCH;
+	double tok_keep, req_keep;
 	int64_t next_window;
 
+	if (!batch) {
+		g->caller_seen_at = now;
+		g->callers_seen = 1;
+	}
+	/* While callers are about, a batch launch leaves the interactive pocket
+	 * untouched (a fixed window is too small to keep a pocket in: calls wait
+	 * for the next window at most) and the reserved slots free. */
+	keep = batch && gate_reserve_held(g, now);
+	tok_keep = keep && !fixed(g) ? token_pocket(g) : 0;
+	req_keep = keep && !fixed(g) ? req_pocket(g) : 0;
 	gate_refill(g, now);
 	if (g->in_flight >= g->lim.max_concurrency || (g->probe && g->in_flight > 0) ||
-	    (cls == GATE_BATCH && g->class_in_flight[GATE_BATCH] >= gate_batch_slots(g))) {
+	    (keep && g->class_in_flight[GATE_BATCH] >= gate_batch_slots(g))) {
 		t = GATE_NEVER;
 		why = GATE_CONCURRENCY;
 		goto out;
@@ -336,6 +350,10 @@ void gate_launch(struct gate *g, enum gate_class cls, int64_t cost, int64_t now,
                  struct gate_mark *ret_mark)
 {
 	gate_refill(g, now);
+	if (cls == GATE_INTERACTIVE) {
+		g->caller_seen_at = now;
+		g->callers_seen = 1;
+	}
 	ret_mark->room = provider_fresh(g, now);
 	decay_share(g, now);
 	g->share[cls] += (double)(cost > 0 ? cost : 1);

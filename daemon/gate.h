@@ -35,7 +35,10 @@
  * Two classes share a lane: batch (stored jobs) and interactive (a caller
  * waits on an open connection). The interactive reserve is a share of the
  * lane's concurrency and of one second of its budget that batch launches
- * never take; interactive launches may use all of the lane. When both
+ * do not take while callers have been seen in the last GATE_RESERVE_IDLE_MS;
+ * interactive launches may use all of the lane. A lane nobody calls gives
+ * the whole of it to its batches: a caller arriving then takes the next
+ * launch (callers go first), as soon as a slot and its cost are there. When both
  * classes wait, interactive goes first while its share of the tokens
  * launched over the last minute stays within 1 - reserve, so a batch keeps
  * at least the reserve's share too.
@@ -63,6 +66,9 @@ enum gate_window {
 
 /* The budget the reserve keeps back, as time at the lane's effective rate. */
 #define GATE_POCKET_MS 1000
+/* The reserve is kept while callers have been seen this recently; a lane
+ * without callers lets batch jobs use all of it (work-conserving). */
+#define GATE_RESERVE_IDLE_MS 60000
 /* How long the class share meter remembers. */
 #define GATE_SHARE_TAU_MS 60000
 
@@ -91,8 +97,10 @@ struct gate {
 	int class_in_flight[GATE_CLASSES];
 	double share[GATE_CLASSES]; /* tokens launched, decaying with GATE_SHARE_TAU_MS */
 	int64_t share_at;
-	int64_t next_launch; /* earliest next launch the stagger allows */
-	double tok, req;     /* bucket levels; may go below 0 (debt) */
+	int64_t caller_seen_at; /* when a caller last waited or launched */
+	int callers_seen;       /* ever */
+	int64_t next_launch;    /* earliest next launch the stagger allows */
+	double tok, req;        /* bucket levels; may go below 0 (debt) */
 	int64_t refilled_at;
 	int64_t paused_until;
 	char pause_reason[96];
@@ -139,8 +147,11 @@ double gate_token_capacity(const struct gate *g);
 /* Bring the buckets up to now (for a copy read as a snapshot). */
 void gate_refill(struct gate *g, int64_t now);
 
-/* Slots a batch may hold: the concurrency less the interactive reserve, >= 1. */
+/* Slots a batch may hold while callers are about: the concurrency less the
+ * interactive reserve, >= 1. */
 int gate_batch_slots(const struct gate *g);
+/* Whether the reserve is kept from batch launches now (callers seen lately). */
+int gate_reserve_held(const struct gate *g, int64_t now);
 
 /*
  * The earliest time >= now at which a job of class cls costing cost tokens

@@ -378,6 +378,7 @@ Test(gate, batch_leaves_the_reserved_slots_to_callers)
 	struct gate_mark m;
 
 	gate_init(&g, &l, 0);
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 1, 0, NULL), 0, "a caller is about");
 	cr_assert_eq(gate_batch_slots(&g), 2);
 	gate_launch(&g, GATE_BATCH, 1, 0, 0, &m);
 	gate_launch(&g, GATE_BATCH, 1, 0, 0, &m);
@@ -412,6 +413,7 @@ Test(gate, the_pocket_is_kept_for_callers_and_batch_alone_still_gets_the_rate)
 
 	gate_init(&g, &l, 0);
 	cr_assert_float_eq(gate_token_capacity(&g), 200 + GATE_SLACK_MS, 1e-9);
+	gate_when(&g, GATE_INTERACTIVE, 1, 0, NULL); /* a caller is about */
 	/* Fresh: the bucket is full, pocket included; a batch job may not dip into it. */
 	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 0);
 	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m); /* level 220 - 100 = 120 < pocket */
@@ -426,7 +428,47 @@ Test(gate, the_pocket_is_kept_for_callers_and_batch_alone_still_gets_the_rate)
 		n++;
 	}
 	cr_assert_geq(n, 600, "a minute holds the whole budget: %lld launches", (long long)n);
-	cr_assert_leq(n, 603);
+	cr_assert_leq(n, 604, "and the bucket it started with (no caller: the pocket too)");
+}
+
+/*
+ * Work-conserving: a lane no caller has used for GATE_RESERVE_IDLE_MS gives
+ * its batches the reserved slots and the pocket too; a caller arriving then
+ * takes the next slot that frees and the next launch its cost allows.
+ */
+Test(gate, a_reserve_nobody_uses_costs_a_batch_nothing)
+{
+	/* 60,000 tokens/min = 1 token/ms; reserve 0.2: a pocket of 200 tokens, 1 slot of 3. */
+	struct gate_limits l = {.max_concurrency = 3, .tpm = 60000, .interactive_reserve = 0.2};
+	struct gate_mark m;
+	struct gate g;
+
+	gate_init(&g, &l, 0);
+	cr_assert(!gate_reserve_held(&g, 0), "no caller was ever seen");
+	/* The bucket holds 220: 100, then the pocket is the batch's too (it would
+	 * wait for 80 ms with a caller about), then the reserved slot. */
+	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 0, "the pocket is the batch's");
+	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 0, "so is the reserved slot");
+	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), GATE_NEVER, "the lane is full");
+	/* A caller arrives with every slot the batch's: the first slot freed is its. */
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 50, 150, NULL), GATE_NEVER);
+	cr_assert(gate_reserve_held(&g, 150));
+	gate_done(&g, GATE_BATCH, 100, 100, 300);
+	cr_assert_eq(gate_first_class(&g, 300), GATE_INTERACTIVE);
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 50, 300, NULL), 300,
+	             "at once: its cost refilled while it waited for the slot");
+	gate_launch(&g, GATE_INTERACTIVE, 50, 300, 0, &m);
+	gate_done(&g, GATE_INTERACTIVE, 50, 50, 400);
+	/* While callers are about the reserve holds: 2 batch jobs in flight is all. */
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 400, NULL), GATE_NEVER);
+	/* A minute without callers: the whole lane is the batch's again. */
+	cr_assert(gate_reserve_held(&g, 300 + GATE_RESERVE_IDLE_MS - 1));
+	cr_assert(!gate_reserve_held(&g, 300 + GATE_RESERVE_IDLE_MS));
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 300 + GATE_RESERVE_IDLE_MS, NULL),
+	             300 + GATE_RESERVE_IDLE_MS);
 }
 
 Test(gate, callers_go_first_until_they_had_more_than_their_share)
