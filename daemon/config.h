@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fleet.h"
 #include "gate.h"
 
 #define CONFIG_DEFAULT_FILE "/etc/llmq/llmqd.conf"
@@ -47,6 +48,7 @@ struct lane_config {
 	int provider_window;             /* enum gate_window: how the provider enforces */
 	int64_t window_probation_ms;     /* a learned window is tried as a minute again after
 	                                  * this long without a 429 that confirms it */
+	char share[64];                  /* the fleet's key for this lane's shared gate; "": name */
 };
 
 struct config {
@@ -67,6 +69,7 @@ struct config {
 	int64_t client_timeout_ms; /* a whole request, a submit's lines, a stuck answer */
 	int64_t db_max_bytes;      /* 0: no cap; past it writes fail as on a full disk */
 	int log_level;
+	struct fleet_config fleet;
 	struct lane_config lanes[CONFIG_MAX_LANES];
 	int n_lanes;
 };
@@ -82,6 +85,9 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 const struct lane_config *config_lane_for_model(const struct config *cfg, const char *model);
 
 void config_usage(FILE *f);
+
+/* The name of lane l's shared state in the fleet: its share, else its name. */
+const char *config_lane_share(const struct lane_config *l);
 
 /* Split HOST:PORT ([v6]:PORT); host and ret_port may be NULL. */
 int config_parse_http_addr(const char *addr, char *host, size_t hostlen, int *ret_port);
