@@ -61,4 +61,75 @@ const char *fleet_url_show(const struct fleet_addr *a, char *buf, size_t len);
  */
 int fleet_read_password(const char *file, char **ret);
 
+/* The Lua library (daemon/fleet.lua, compiled in) and its name, llmq_HASH. */
+extern const char fleet_lua[];
+extern const char fleet_lua_lib[];
+
+/* The library's functions. */
+enum fleet_fn {
+	FLEET_FN_NONE,      /* not a function: the connection's own commands */
+	FLEET_FN_BEAT,      /* a host is alive; how many share each key */
+	FLEET_FN_GRANT,     /* launches of a lane, or how long to wait */
+	FLEET_FN_SETTLE,    /* a launch's answer: its lease, usage, the provider's figures */
+	FLEET_FN_RECONCILE, /* a host back: its launches in flight as leases */
+	FLEET_FN__COUNT,
+};
+
+struct fleet;
+struct redisReply;
+
+/* A call's answer: reply (which may be an error reply), or NULL and err
+ * saying why there is none (a timeout, Redis gone). */
+typedef void fleet_reply_fn(void *ud, struct redisReply *reply, const char *err);
+/* The fleet came up (1: connected, the library loaded) or went down (0). */
+typedef void fleet_state_fn(void *ud, int up);
+
+/* Bounds of the grant round trip histogram, in seconds. */
+#define FLEET_RTT_BUCKETS 12
+extern const double fleet_rtt_le[FLEET_RTT_BUCKETS];
+#define FLEET_RTT_RING 4096
+
+struct fleet_stats {
+	int up;
+	uint64_t fallbacks; /* times the lanes fell back to gating alone */
+	int64_t since_wall; /* unix seconds: up or down since */
+	char error[1024];   /* why it is down */
+	char url[320];      /* where, as it may be shown */
+	char host_id[65];
+	uint64_t grants;                    /* grant round trips measured */
+	double rtt_sum;                     /* seconds */
+	uint64_t rtt_le[FLEET_RTT_BUCKETS]; /* not cumulative */
+	int64_t rtt_p50_us, rtt_p99_us;     /* of the last FLEET_RTT_RING; -1: none */
+};
+
+/*
+ * A fleet for cfg (redis_url set), serving the lanes' shares (their keys in
+ * Redis; repeats are one). Reads the password; -errno with err saying why.
+ * Nothing is sent before fleet_start(). hiredis writes with write(2): the
+ * process must ignore SIGPIPE (llmqd does).
+ */
+int fleet_new(struct event_base *base, const struct fleet_config *cfg, const char *const *shares,
+              int n_shares, struct fleet **ret, char *err, size_t errlen);
+/* Connect; cb hears each coming up and going down (never from inside fleet_call). */
+void fleet_start(struct fleet *f, fleet_state_fn *cb, void *ud);
+/* Send what is queued now, without waiting for answers (at exit). */
+void fleet_flush(struct fleet *f);
+/* Drop the connection; callers' callbacks are not called any more. */
+void fleet_free(struct fleet *f);
+
+int fleet_up(const struct fleet *f);
+/* Hosts alive that share share, at the last heartbeat (>= 1). */
+int fleet_hosts(const struct fleet *f, const char *share);
+const char *fleet_host_id(const struct fleet *f);
+void fleet_stats(const struct fleet *f, struct fleet_stats *ret);
+
+/*
+ * FCALL the library's function fn with argv (its numkeys, keys and
+ * arguments; argvlen may be NULL for strings). 0: cb is called later, once,
+ * with the answer or why there is none (after redis_timeout at the most);
+ * -ENOTCONN while the fleet is not up (cb is not called).
+ */
+int fleet_call(struct fleet *f, enum fleet_fn fn, int argc, const char **argv,
+               const size_t *argvlen, fleet_reply_fn *cb, void *ud);
+
 #endif
