@@ -263,7 +263,7 @@ static void fleet_explain(struct fleet *f, const char *what, const char *err, ch
 		         "Redis at %s refused the password (%s): check redis_password_file (or "
 		         "the password in redis_url)",
 		         f->shown, err);
-	else if (strncmp(err, "NOAUTH", 6) == 0)
+	else if (strncmp(err, "NOAUTH", 6) == 0 || strstr(err, "unauthenticated"))
 		snprintf(buf, len,
 		         "Redis at %s wants a password (%s): set redis_password_file (or the "
 		         "password in redis_url)",

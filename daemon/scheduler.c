@@ -64,22 +64,8 @@ struct lane {
 	TAILQ_HEAD(, sched_ticket) waiting;
 	int n_waiting;
 	int64_t waiting_tokens;
-	int faults;                /* tries in a row that reached no upstream */
-	int64_t fault_since;       /* wall ms: the first of them */
-	int64_t breaker_ms;        /* the breaker's current pause; 0 while closed */
-	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */
-	int window_learned;        /* the window came from a 429 (now or before a restart) */
-	int64_t window_phase;      /* where the provider's windows start, ms into a wall second */
-	int64_t window_learned_at; /* wall ms */
-	int64_t window_429_at;     /* mono: the last 429 that confirmed the short window */
-	int64_t probation_since;   /* wall ms: the minute tried again; 0: not on probation */
+	int64_t window_phase; /* where the provider's windows start, ms into a wall second */
 };
-
-/* The circuit breaker: after BREAKER_TRIP tries in a row reached no upstream,
- * the lane pauses, then probes with one request, doubling the pause. */
-#define BREAKER_TRIP 3
-#define BREAKER_FIRST_MS 1000
-#define BREAKER_MAX_MS 60000
 
 struct scheduler {
 	struct llmqd *d;
@@ -260,6 +246,8 @@ static enum launch_result launch_call(struct lane *l)
 	return LAUNCHED;
 }
 
+static void sched_on_probation(struct lane *l);
+
 /*
  * A learned short window not confirmed by a 429 for window_probation_seconds
  * (an overload's 429 teaches it as well as a real short window does, and it
@@ -269,17 +257,17 @@ static enum launch_result launch_call(struct lane *l)
  */
 static void sched_probation(struct lane *l, int64_t now)
 {
+	if (gate_probation(&l->gate, now))
+		sched_on_probation(l);
+}
+
+/* The lane went on probation (here, or in the fleet's shared gate): say so, keep it. */
+static void sched_on_probation(struct lane *l)
+{
 	const struct lane_config *c = l->cfg;
 	char url[sizeof(c->base_url)], quiet[32];
 	int64_t wall = time_wall_ms();
 
-	if (!l->window_learned || l->gate.window != GATE_WINDOW_SECOND ||
-	    c->provider_window != GATE_WINDOW_AUTO ||
-	    now - l->window_429_at < c->window_probation_ms)
-		return;
-	gate_set_window(&l->gate, GATE_WINDOW_MINUTE, now);
-	l->window_learned = 0;
-	l->probation_since = wall;
 	if (store_lane_window_set(l->s->d->store, c->name,
 	                          lane_redact_url(c->base_url, url, sizeof(url)), "minute", wall,
 	                          -1) < 0)
@@ -496,15 +484,16 @@ static enum stat_outcome outcome_of(enum retry_verdict v)
 }
 
 /*
- * What an answer does to its lane's gate, whichever class sent it: the
- * provider's headers and the usage reconcile the buckets. used < 0: take the
- * usage from the body. Fills in, for retry_decide(), the classified answer.
+ * An answer, parsed: usage, error, the provider's headers and the wait it
+ * asks for, into a; for retry_decide(), the classified answer into in. used
+ * >= 0: the usage a relayed stream reported. Counts it in the lane's stats;
+ * the gate hears of it in apply_to_lane().
  */
-static enum retry_verdict settle(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
-                                 int64_t charged, const struct up_response *resp, int64_t used,
-                                 struct answer *a, struct retry_input *in)
+static enum retry_verdict settle(struct lane *l, enum gate_class cls, int64_t charged,
+                                 const struct up_response *resp, int64_t used, struct answer *a,
+                                 struct retry_input *in)
 {
-	int64_t now = time_mono_ms(), wall = time_wall_ms();
+	int64_t wall = time_wall_ms();
 	enum retry_verdict v;
 
 	parse_answer(resp, a);
@@ -523,16 +512,10 @@ static enum retry_verdict settle(struct lane *l, enum gate_class cls, const stru
 	retry_parse_feedback(resp->hdr.limit_tokens, resp->hdr.remaining_tokens,
 	                     resp->hdr.reset_tokens, resp->hdr.limit_requests,
 	                     resp->hdr.remaining_requests, resp->hdr.reset_requests, &a->fb);
-	gate_observe(&l->gate, &a->fb, mark, now);
-	if (v == RV_SUCCEEDED)
-		gate_confirm(&l->gate, mark);
-	gate_done(&l->gate, cls, charged, v == RV_SUCCEEDED ? a->total : -1, now);
-	if (resp->sends > 1) {
-		/* libcurl sent it again after a reused connection died: the upstream saw
-		 * (and may bill) each send. */
-		gate_charge(&l->gate, charged * (resp->sends - 1), resp->sends - 1, now);
+	/* libcurl sent it again after a reused connection died: the upstream saw
+	 * (and may bill) each send. */
+	if (resp->sends > 1)
 		l->stats.tokens_charged[cls] += (uint64_t)(charged * (resp->sends - 1));
-	}
 	a->retry_after_ms =
 	    retry_after_ms(resp->hdr.retry_after_ms[0] ? resp->hdr.retry_after_ms : NULL,
 	                   resp->hdr.retry_after[0] ? resp->hdr.retry_after : NULL, wall);
@@ -563,55 +546,43 @@ static void lane_policy(const struct lane_config *c, struct retry_policy *p)
 
 /*
  * A 429 came although the provider's own figures said there was room: it
- * enforces its limits over windows shorter than a minute. The lane paces
- * from now on, and remembers it for this upstream across restarts.
+ * enforces its limits over windows shorter than a minute. The gate paces
+ * from now on (gate_settle); the lane remembers it for this upstream across
+ * restarts, and says so.
  */
-static void learn_window(struct lane *l, int64_t now)
+static void sched_on_learned(struct lane *l, const struct gate_news *n)
 {
 	const struct lane_config *c = l->cfg;
 	char url[sizeof(c->base_url)];
-	int64_t wall = time_wall_ms();
 	int r;
 
-	if (c->provider_window != GATE_WINDOW_AUTO)
-		return;
-	if (l->gate.window == GATE_WINDOW_SECOND) {
-		l->window_429_at = now; /* confirmed */
-		return;
-	}
-	gate_set_window(&l->gate, GATE_WINDOW_SECOND, now);
-	l->window_learned = 1;
-	l->window_learned_at = wall;
-	l->window_429_at = now;
-	if (l->probation_since)
+	if (n->probation_ended)
 		log_info("lane %s: the minute was tried again and a 429 came: the short window "
 		         "stays (probation ended)",
 		         c->name);
-	l->probation_since = 0;
 	r = store_lane_window_set(l->s->d->store, c->name,
-	                          lane_redact_url(c->base_url, url, sizeof(url)), "second", wall,
-	                          -1);
+	                          lane_redact_url(c->base_url, url, sizeof(url)), "second",
+	                          time_wall_ms(), -1);
 	log_warn("lane %s: a 429 came although the provider's headers said there was room: it "
 	         "enforces its limits over windows shorter than a minute. The lane paces from "
 	         "now on (bursts of at most 1s)%s; set provider_window to pin it",
 	         c->name, r < 0 ? " (not remembered: the database refused)" : ", remembered");
 }
 
-/* The provider's windows end at now + retry_after: align the lane's, and keep
- * their phase (of the wall clock's seconds) for the next start. */
-static void align_window(struct lane *l, int64_t now, int64_t retry_after)
+/* The provider's windows end at now + retry_after (the gate aligned its
+ * own): keep their phase (of the wall clock's seconds) for the next start. */
+static void sched_on_aligned(struct lane *l, int64_t now, int64_t retry_after)
 {
 	const struct lane_config *c = l->cfg;
 	char url[sizeof(c->base_url)];
-	int64_t phase = (time_wall_ms() + retry_after) % GATE_WINDOW_MS;
+	int64_t wall = time_wall_ms(), phase = (wall + retry_after) % GATE_WINDOW_MS;
 
-	gate_align_window(&l->gate, now + retry_after, now);
 	if (l->window_phase == phase || c->provider_window != GATE_WINDOW_AUTO)
 		return;
 	l->window_phase = phase;
 	if (store_lane_window_set(l->s->d->store, c->name,
 	                          lane_redact_url(c->base_url, url, sizeof(url)), "second",
-	                          l->window_learned_at, phase) < 0)
+	                          wall - (now - l->gate.learned_at), phase) < 0)
 		log_debug("lane %s: the window's phase is not remembered: %s", c->name,
 		          store_errmsg(l->s->d->store));
 }
@@ -633,9 +604,9 @@ static void start_window(struct lane *l, int64_t now)
 	                          &phase) == 1 &&
 	    strcmp(w, "second") == 0) {
 		gate_set_window(&l->gate, GATE_WINDOW_SECOND, now);
-		l->window_learned = 1;
-		l->window_learned_at = at;
-		l->window_429_at = now;
+		l->gate.learned = 1;
+		l->gate.learned_at = now - (wall - at);
+		l->gate.confirmed_at = now;
 		/* Windows kept their phase of the wall clock's seconds: align at once. */
 		if (phase >= 0) {
 			l->window_phase = phase;
@@ -647,77 +618,92 @@ static void start_window(struct lane *l, int64_t now)
 	}
 }
 
-/*
- * What a decision does to the lane: pauses, the circuit breaker (several
- * tries in a row that reached no upstream pause the lane, then one request
- * probes it, backing off), running out of credit (paused, probed once per
- * pause). error says what the last failure was, for the log.
- */
-static void apply_to_lane(struct lane *l, const struct retry_decision *d, const char *error,
-                          int64_t retry_after)
+static enum gate_event sched_gate_event(enum retry_lane_event e)
 {
-	const struct lane_config *c = l->cfg;
-	int64_t now = time_mono_ms();
-	char why[96];
-
-	switch (d->lane) {
+	switch (e) {
 	case RL_UNREACHABLE:
-		if (l->faults == 0)
-			l->fault_since = time_wall_ms();
-		if (++l->faults < BREAKER_TRIP)
-			return;
-		l->breaker_ms = l->breaker_ms ? l->breaker_ms * 2 : BREAKER_FIRST_MS;
-		if (l->breaker_ms > BREAKER_MAX_MS)
-			l->breaker_ms = BREAKER_MAX_MS;
-		snprintf(why, sizeof(why), "upstream unreachable; probing every %llds",
-		         (long long)(l->breaker_ms / 1000));
-		gate_pause(&l->gate, now + l->breaker_ms, why);
-		l->gate.probe = 1;
-		if (l->faults == BREAKER_TRIP)
-			log_warn(
-			    "lane %s: the upstream could not be reached %d times in a row (%s); "
-			    "the lane pauses and probes it with one request, backing off up "
-			    "to %llds. Queued jobs keep their attempts",
-			    c->name, BREAKER_TRIP, error ? error : "no answer",
-			    (long long)(BREAKER_MAX_MS / 1000));
-		return;
-	case RL_QUOTA:
-		if (!l->no_credit_since)
-			l->no_credit_since = time_wall_ms();
-		snprintf(why, sizeof(why), "insufficient_quota: probing every %llds",
-		         (long long)(c->quota_pause_ms / 1000));
-		gate_pause(&l->gate, now + d->lane_pause_ms, why);
-		if (!l->gate.probe)
-			log_warn(
-			    "lane %s: upstream says insufficient_quota: the key has no credit. "
-			    "The lane pauses and tries one request every %llds; its jobs stay "
-			    "queued until their batch's window ends: add credit or check the "
-			    "key's billing",
-			    c->name, (long long)(c->quota_pause_ms / 1000));
-		l->gate.probe = 1;
-		break;
+		return GATE_EV_UNREACHABLE;
 	case RL_RATE_LIMITED:
-		gate_pause(&l->gate, now + d->lane_pause_ms, "429 from upstream");
-		gate_drain(&l->gate, now);
-		log_info("lane %s: 429, pausing %lldms", c->name, (long long)d->lane_pause_ms);
-		if (d->learn_short_window || l->gate.window == GATE_WINDOW_SECOND)
-			learn_window(l, now);
-		/* The provider's window ends when its 429 says to come back. */
-		if (l->gate.window == GATE_WINDOW_SECOND && retry_after >= 0 &&
-		    retry_after <= GATE_WINDOW_MS)
-			align_window(l, now, retry_after);
-		l->gate.probe = 0;
-		l->no_credit_since = 0; /* a rate limit is not a lack of credit */
-		break;
+		return GATE_EV_RATE_LIMITED;
+	case RL_QUOTA:
+		return GATE_EV_QUOTA;
 	case RL_ANSWERED:
-		if (l->gate.probe || l->faults >= BREAKER_TRIP)
-			log_info("lane %s: the upstream answers again; the lane resumes", c->name);
-		l->gate.probe = 0;
-		l->no_credit_since = 0;
 		break;
 	}
-	l->faults = 0;
-	l->breaker_ms = 0;
+	return GATE_EV_ANSWERED;
+}
+
+/* All the gate takes from one launch's answer and its decision. */
+static void sched_gate_answer(enum gate_class cls, const struct gate_mark *mark, int64_t charged,
+                              const struct answer *a, const struct up_response *resp,
+                              const struct retry_decision *d, struct gate_answer *ret)
+{
+	*ret = (struct gate_answer){
+	    .cls = cls,
+	    .charged = charged,
+	    .used = d->verdict == RV_SUCCEEDED ? a->total : -1,
+	    .succeeded = d->verdict == RV_SUCCEEDED,
+	    .resends = resp->sends > 1 ? resp->sends - 1 : 0,
+	    .done = 1,
+	    .observe = 1,
+	    .mark = *mark,
+	    .fb = a->fb,
+	    .event = sched_gate_event(d->lane),
+	    .pause_ms = d->lane_pause_ms,
+	    .learn = d->learn_short_window,
+	    .retry_after_ms = a->retry_after_ms,
+	};
+}
+
+/* What gate_settle() did to the lane that people should hear of, or that
+ * lane_state keeps. error says what the last failure was. */
+static void sched_tell(struct lane *l, const struct gate_answer *ga, const struct gate_news *n,
+                       const char *error, int64_t now)
+{
+	const struct lane_config *c = l->cfg;
+
+	if (n->breaker_open)
+		log_warn("lane %s: the upstream could not be reached %d times in a row (%s); "
+		         "the lane pauses and probes it with one request, backing off up "
+		         "to %llds. Queued jobs keep their attempts",
+		         c->name, GATE_BREAKER_TRIP, error ? error : "no answer",
+		         (long long)(GATE_BREAKER_MAX_MS / 1000));
+	if (n->no_credit)
+		log_warn("lane %s: upstream says insufficient_quota: the key has no credit. "
+		         "The lane pauses and tries one request every %llds; its jobs stay "
+		         "queued until their batch's window ends: add credit or check the "
+		         "key's billing",
+		         c->name, (long long)(c->quota_pause_ms / 1000));
+	if (n->rate_limited)
+		log_info("lane %s: 429, pausing %lldms", c->name, (long long)ga->pause_ms);
+	if (n->learned)
+		sched_on_learned(l, n);
+	if (n->aligned)
+		sched_on_aligned(l, now, ga->retry_after_ms);
+	if (n->resumed)
+		log_info("lane %s: the upstream answers again; the lane resumes", c->name);
+}
+
+/*
+ * What an answer and its decision do to the lane's gate, as one step
+ * (gate_settle): the provider's figures, the refund and the slot, pauses,
+ * the circuit breaker (several tries in a row that reached no upstream
+ * pause the lane, then one request probes it, backing off), running out of
+ * credit (paused, probed once per pause), a 429's pause and what it teaches
+ * of the provider's window. error says what the last failure was, for the
+ * log.
+ */
+static void apply_to_lane(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
+                          int64_t charged, const struct answer *a, const struct up_response *resp,
+                          const struct retry_decision *d, const char *error)
+{
+	int64_t now = time_mono_ms();
+	struct gate_answer ga;
+	struct gate_news n;
+
+	sched_gate_answer(cls, mark, charged, a, resp, d, &ga);
+	gate_settle(&l->gate, &ga, now, &n);
+	sched_tell(l, &ga, &n, error, now);
 }
 
 /* What the answer was, for the job's row and the log. */
@@ -758,13 +744,13 @@ static void on_done(void *userdata, const struct up_response *resp)
 	size_t n;
 
 	/* Parse. */
-	settle(l, GATE_BATCH, &f->mark, f->charged, resp, -1, &a, &in);
+	settle(l, GATE_BATCH, f->charged, resp, -1, &a, &in);
 	describe(resp, &a, retry_classify(&in), code, sizeof(code), msg, sizeof(msg));
 	/* Decide. */
 	lane_policy(c, &pol);
 	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, rand01(s), &d);
 	/* Apply: to the lane, then to the job. */
-	apply_to_lane(l, &d, msg, a.retry_after_ms);
+	apply_to_lane(l, GATE_BATCH, &f->mark, f->charged, &a, resp, &d, msg);
 	o.status_code = resp->status;
 	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
 	o.retry_after_ms = a.retry_after_ms;
@@ -992,12 +978,12 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	struct answer a;
 	int i;
 
-	v = settle(l, GATE_INTERACTIVE, &t->mark, t->info.cost, resp, used_tokens, &a, &in);
+	v = settle(l, GATE_INTERACTIVE, t->info.cost, resp, used_tokens, &a, &in);
 	/* The same policy decides what the answer does to the lane. */
 	job = (struct retry_job){t->info.try_no, 0, 0};
 	lane_policy(c, &pol);
 	retry_decide(&in, a.retry_after_ms, t->mark.room, &pol, &job, rand01(s), &d);
-	apply_to_lane(l, &d, resp->error, a.retry_after_ms);
+	apply_to_lane(l, GATE_INTERACTIVE, &t->mark, t->info.cost, &a, resp, &d, resp->error);
 	so = outcome_of(v);
 	for (i = 1; i < resp->sends; i++) /* sends that died with a reused connection */
 		record_call(l, t, "retry", NULL, NULL, "connection_lost", -1, NULL);
@@ -1042,11 +1028,20 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 		         (long long)n);
 }
 
+/* A lane's gate limits: the configured ones, and how its window is learned. */
+static void sched_lane_limits(const struct lane_config *c, struct gate_limits *ret)
+{
+	*ret = c->limits;
+	ret->provider_window = c->provider_window;
+	ret->probation_ms = c->window_probation_ms;
+}
+
 int sched_new(struct llmqd *d, struct scheduler **ret)
 {
 	static const struct timeval expiry_every = {1, 0};
 
 	struct scheduler *s;
+	struct gate_limits lim;
 	int64_t now = time_mono_ms();
 	int i, r;
 
@@ -1077,7 +1072,8 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		l->cfg = &d->cfg->lanes[i];
 		LIST_INIT(&l->flights);
 		TAILQ_INIT(&l->waiting);
-		gate_init(&l->gate, &l->cfg->limits, now);
+		sched_lane_limits(l->cfg, &lim);
+		gate_init(&l->gate, &lim, now);
 		start_window(l, now);
 		r = lane_load_key(l->cfg, &l->key);
 		if (r < 0)
@@ -1162,6 +1158,7 @@ int sched_in_flight(const struct scheduler *s)
 
 int sched_reload(struct scheduler *s)
 {
+	struct gate_limits lim;
 	int64_t now = time_mono_ms();
 	char *key;
 	int i, r;
@@ -1177,7 +1174,8 @@ int sched_reload(struct scheduler *s)
 			free(l->key);
 		}
 		l->key = key;
-		gate_set_limits(&l->gate, &l->cfg->limits, now);
+		sched_lane_limits(l->cfg, &lim);
+		gate_set_limits(&l->gate, &lim, now);
 	}
 	sched_kick(s);
 	return 0;
@@ -1221,6 +1219,7 @@ int sched_lane_index(const struct scheduler *s, const char *name)
 int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct lane_snapshot *ret)
 {
 	const struct lane *l;
+	int64_t wall;
 
 	if (i < 0 || i >= s->n_lanes)
 		return -ENOENT;
@@ -1234,11 +1233,13 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 	ret->calls_waiting = l->n_waiting;
 	ret->calls_waiting_tokens = l->waiting_tokens;
 	ret->stats = l->stats;
-	ret->window_learned = l->window_learned;
-	ret->window_learned_at = l->window_learned_at;
-	ret->probation_since = l->probation_since;
-	ret->unreachable = l->faults >= BREAKER_TRIP;
-	ret->unreachable_since = ret->unreachable ? l->fault_since : 0;
-	ret->no_credit_since = l->no_credit_since;
+	/* The gate's times are the monotonic clock's; the snapshot's, the wall's. */
+	wall = time_wall_ms() - (time_mono_ms() - now);
+	ret->window_learned = l->gate.learned;
+	ret->window_learned_at = wall - (now - l->gate.learned_at);
+	ret->probation_since = l->gate.probation_since ? wall - (now - l->gate.probation_since) : 0;
+	ret->unreachable = l->gate.faults >= GATE_BREAKER_TRIP;
+	ret->unreachable_since = ret->unreachable ? wall - (now - l->gate.fault_since) : 0;
+	ret->no_credit_since = l->gate.no_credit_since ? wall - (now - l->gate.no_credit_since) : 0;
 	return 0;
 }
