@@ -84,7 +84,8 @@ struct fleet {
 	int64_t backoff_ms;
 	char broken[1024]; /* a send failed: dropped from the timer, for this */
 	int hosts[FLEET_MAX_SHARES];
-	int was_up; /* up since the last drop was logged */
+	int was_up; /* ever up */
+	int told;   /* the last state told to on_state: -1 none yet, 0 down, 1 up */
 	int logged; /* the last drop was logged */
 	int stopping;
 	fleet_state_fn *on_state;
@@ -94,10 +95,8 @@ struct fleet {
 };
 
 static const char *const fleet_fn_suffix[FLEET_FN__COUNT] = {
-    [FLEET_FN_BEAT] = "beat",
-    [FLEET_FN_GRANT] = "grant",
-    [FLEET_FN_SETTLE] = "settle",
-    [FLEET_FN_RECONCILE] = "reconcile",
+    [FLEET_FN_BEAT] = "beat",           [FLEET_FN_GRANT] = "grant", [FLEET_FN_SETTLE] = "settle",
+    [FLEET_FN_RECONCILE] = "reconcile", [FLEET_FN_STATE] = "state",
 };
 
 const double fleet_rtt_le[FLEET_RTT_BUCKETS] = {
@@ -168,7 +167,6 @@ static void fleet_drop(struct fleet *f, const char *fmt, ...)
 {
 	struct fleet_cmd *c;
 	char why[sizeof(f->st.error)];
-	int was_up = f->state == FLEET_UP;
 	va_list ap;
 
 	if (f->state == FLEET_DOWN)
@@ -208,6 +206,12 @@ static void fleet_drop(struct fleet *f, const char *fmt, ...)
 	} else {
 		log_debug("fleet: %s", why);
 	}
+	fleet_schedule_retry(f);
+	/* Told first: the callers' failed commands then find the lanes gating alone. */
+	if (f->told != 0 && f->on_state) {
+		f->told = 0;
+		f->on_state(f->state_ud, 0);
+	}
 	/* Answered in order; a callback may ask again: it is told -ENOTCONN. */
 	while ((c = TAILQ_FIRST(&f->pending))) {
 		TAILQ_REMOVE(&f->pending, c, link);
@@ -215,9 +219,6 @@ static void fleet_drop(struct fleet *f, const char *fmt, ...)
 			c->cb(c->ud, NULL, why);
 		fleet_cmd_free(c);
 	}
-	fleet_schedule_retry(f);
-	if (was_up && f->on_state)
-		f->on_state(f->state_ud, 0);
 }
 
 static void fleet_teardown_cb(evutil_socket_t fd, short what, void *arg)
@@ -326,8 +327,10 @@ static void fleet_loaded_cb(void *ud, struct redisReply *r, const char *err)
 		         f->shown);
 	f->was_up = 1;
 	fleet_beat_cb(-1, 0, f);
-	if (f->on_state)
+	if (f->on_state) {
+		f->told = 1;
 		f->on_state(f->state_ud, 1);
+	}
 }
 
 /* Queue a command made of argv; internal ones come before the fleet is up. */
@@ -666,14 +669,20 @@ static void fleet_beat_cb(evutil_socket_t fd, short what, void *arg)
 int fleet_call(struct fleet *f, enum fleet_fn fn, int argc, const char **argv,
                const size_t *argvlen, fleet_reply_fn *cb, void *ud)
 {
-	const char *all[64];
-	size_t lens[64];
-	int i;
+	const char *few[64], **all = few;
+	size_t few_lens[64], *lens = few_lens;
+	int i, r;
 
 	if (f->state != FLEET_UP)
 		return -ENOTCONN;
-	if (argc + 2 > 64)
-		return -E2BIG;
+	if (argc + 2 > 64) {
+		all = calloc((size_t)argc + 2, sizeof(*all));
+		lens = calloc((size_t)argc + 2, sizeof(*lens));
+		if (!all || !lens) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
 	all[0] = "FCALL";
 	all[1] = f->fn_names[fn];
 	lens[0] = 5;
@@ -682,8 +691,13 @@ int fleet_call(struct fleet *f, enum fleet_fn fn, int argc, const char **argv,
 		all[i + 2] = argv[i];
 		lens[i + 2] = argvlen ? argvlen[i] : strlen(argv[i]);
 	}
-	return fleet_queue(f, argc + 2, all, lens, fn, fleet_now_us() + f->timeout_ms * 1000, cb,
-	                   ud);
+	r = fleet_queue(f, argc + 2, all, lens, fn, fleet_now_us() + f->timeout_ms * 1000, cb, ud);
+out:
+	if (all != few)
+		free(all);
+	if (lens != few_lens)
+		free(lens);
+	return r;
 }
 
 /* HOSTNAME-PID-RANDOM: unique among the live hosts, kept nowhere. */
@@ -719,6 +733,7 @@ int fleet_new(struct event_base *base, const struct fleet_config *cfg, const cha
 	}
 	f->base = base;
 	f->state = FLEET_DOWN;
+	f->told = -1;
 	f->timeout_ms =
 	    cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : FLEET_DEFAULT_TIMEOUT_MS;
 	f->backoff_ms = FLEET_BACKOFF_FIRST_MS;

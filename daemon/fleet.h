@@ -72,6 +72,7 @@ enum fleet_fn {
 	FLEET_FN_GRANT,     /* launches of a lane, or how long to wait */
 	FLEET_FN_SETTLE,    /* a launch's answer: its lease, usage, the provider's figures */
 	FLEET_FN_RECONCILE, /* a host back: its launches in flight as leases */
+	FLEET_FN_STATE,     /* the shared gate as it stands (expired leases swept) */
 	FLEET_FN__COUNT,
 };
 
@@ -110,7 +111,8 @@ struct fleet_stats {
  */
 int fleet_new(struct event_base *base, const struct fleet_config *cfg, const char *const *shares,
               int n_shares, struct fleet **ret, char *err, size_t errlen);
-/* Connect; cb hears each coming up and going down (never from inside fleet_call). */
+/* Connect; cb hears each coming up and going down, and a first failure
+ * (never from inside fleet_call). */
 void fleet_start(struct fleet *f, fleet_state_fn *cb, void *ud);
 /* Send what is queued now, without waiting for answers (at exit). */
 void fleet_flush(struct fleet *f);

@@ -36,7 +36,7 @@ local CLAIM_GRACE_MS = 50
 local GRANT_MAX = 32
 local BATCH, INTERACTIVE = 0, 1
 local B_OK, B_CONCURRENCY, B_STAGGER, B_PAUSED, B_REQUESTS, B_TOKENS, B_CLAIMED = 0, 1, 2, 3, 4, 5, 6
-local EV_ANSWERED, EV_UNREACHABLE, EV_RATE_LIMITED, EV_QUOTA = 0, 1, 2, 3
+local EV_ANSWERED, EV_UNREACHABLE, EV_RATE_LIMITED, EV_QUOTA, EV_NONE = 0, 1, 2, 3, 4
 
 -- gate_field_names[] of gate.c, in its order; then the strings.
 local FIELDS = {
@@ -550,7 +550,9 @@ local function gate_learn(g, now, news)
 end
 
 local function lane_event(g, a, now, news)
-  if a.event == EV_UNREACHABLE then
+  if a.event == EV_NONE then
+    return
+  elseif a.event == EV_UNREACHABLE then
     if g.faults == 0 then
       g.fault_since = now
     end
@@ -981,6 +983,19 @@ local function reconcile(keys, args)
 end
 
 --[[
+state: the shared gate as it stands, its expired leases swept (so that a
+host that asks nothing still sees the others' launches, and a dead host's
+slots come back). ARGV: now, the 11 limits. Answers the state.
+]]
+local function peek(keys, args)
+  local now = clock(args[1])
+  local g = load(keys[1], limits_from(args, 2), now)
+  sweep(g, keys, now)
+  save(keys[1], g)
+  return state(g, now)
+end
+
+--[[
 beat: a host is alive. KEYS[1] is llmq:host:ID (its heartbeat key, with a
 TTL); KEYS[2..] are the hosts of each share it serves (llmq:{SHARE}:hosts,
 a sorted set scored by when each host's heartbeat runs out). ARGV: now,
@@ -1005,3 +1020,4 @@ redis.register_function('@LIB@_beat', beat)
 redis.register_function('@LIB@_grant', grant)
 redis.register_function('@LIB@_settle', settle)
 redis.register_function('@LIB@_reconcile', reconcile)
+redis.register_function('@LIB@_state', peek)

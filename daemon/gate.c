@@ -568,6 +568,8 @@ static void gate_lane_event(struct gate *g, const struct gate_answer *a, int64_t
 	char why[96];
 
 	switch (a->event) {
+	case GATE_EV_NONE:
+		return;
 	case GATE_EV_UNREACHABLE:
 		if (g->faults == 0)
 			g->fault_since = now;

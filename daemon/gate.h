@@ -244,6 +244,7 @@ enum gate_event {
 	GATE_EV_UNREACHABLE, /* no answer: refused, DNS, TLS, timeout, a broken connection */
 	GATE_EV_RATE_LIMITED,
 	GATE_EV_QUOTA,
+	GATE_EV_NONE, /* no answer came to say: a launch taken back, a caller who left */
 };
 
 /* One launch's answer, all that the gate takes from it. */

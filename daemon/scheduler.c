@@ -9,7 +9,7 @@
  * sched_stop) frees them, and tickets from enqueue until sched_call_done,
  * sched_call_cancel or a refusal frees them.
  */
-#include "scheduler.h"
+#include "scheduler-private.h"
 #include "admission.h"
 #include "config.h"
 #include "hop.h"
@@ -27,60 +27,6 @@
 #include <sys/queue.h>
 #include <sys/random.h>
 
-struct lane;
-
-struct flight {
-	struct lane *lane;
-	struct store_job job;
-	int64_t attempt_id;
-	int64_t charged;
-	struct gate_mark mark;
-	struct up_transfer *t;
-	uint64_t pump; /* the pump that launched it */
-	LIST_ENTRY(flight) link;
-};
-
-struct sched_ticket {
-	struct lane *lane;
-	struct sched_call_info info; /* its strings belong to the owner */
-	int64_t enqueued;            /* monotonic */
-	int64_t enqueued_wall;
-	int64_t granted; /* monotonic; 0 while waiting */
-	struct gate_mark mark;
-	struct event *deadline;
-	TAILQ_ENTRY(sched_ticket) link;
-};
-
-struct lane {
-	struct scheduler *s;
-	const struct lane_config *cfg;
-	struct gate gate;
-	char *key;
-	struct event *timer;
-	int64_t avg_latency_ms;
-	char last_batch[32]; /* round-robin: the batch launched last */
-	struct lane_stats stats;
-	LIST_HEAD(, flight) flights;
-	TAILQ_HEAD(, sched_ticket) waiting;
-	int n_waiting;
-	int64_t waiting_tokens;
-	int64_t window_phase; /* where the provider's windows start, ms into a wall second */
-};
-
-struct scheduler {
-	struct llmqd *d;
-	struct upstream *up;
-	struct event *pump;
-	struct event *expiry; /* batches whose completion window ended */
-	struct writeback *wb;
-	uint64_t pumps;
-	struct lane lanes[CONFIG_MAX_LANES];
-	int n_lanes;
-	uint64_t rng;
-	int stopping;
-	char id[HOP_ID_LEN + 1]; /* this llmqd, in the hop header of what it sends */
-};
-
 enum launch_result {
 	LAUNCHED,
 	MUST_WAIT,  /* the gate holds the lane back */
@@ -88,7 +34,7 @@ enum launch_result {
 	NOTHING,    /* no work of that class is ready */
 };
 
-static double rand01(struct scheduler *s)
+double sched_rand01(struct scheduler *s)
 {
 	/* xorshift64*: jitter only, not security. */
 	s->rng ^= s->rng >> 12;
@@ -97,7 +43,7 @@ static double rand01(struct scheduler *s)
 	return (double)((s->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
-static void arm(struct lane *l, int64_t at, int64_t now)
+void sched_arm(struct lane *l, int64_t at, int64_t now)
 {
 	int64_t d = at > now ? at - now : 0;
 	struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
@@ -105,7 +51,7 @@ static void arm(struct lane *l, int64_t at, int64_t now)
 	evtimer_add(l->timer, &tv);
 }
 
-static void flight_free(struct flight *f)
+void sched_flight_free(struct flight *f)
 {
 	if (!f)
 		return;
@@ -115,70 +61,28 @@ static void flight_free(struct flight *f)
 
 static void on_done(void *userdata, const struct up_response *resp);
 
-static enum launch_result launch_job(struct lane *l)
+/* Count a launch of this host's (the fleet's leases are reconciled from them). */
+static void sched_own(struct lane *l, enum gate_class cls, int delta)
+{
+	if (l->mode != LANE_ALONE)
+		l->own[cls] += delta;
+}
+
+/* A launch recorded and granted: off it goes. */
+static void sched_send_job(struct lane *l, struct flight *f, int64_t wall)
 {
 	struct scheduler *s = l->s;
 	struct up_request req;
 	struct up_response fake;
-	struct flight *f;
-	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next, waited;
 	char url[1024];
 	int r;
 
-	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
-	if (when == GATE_NEVER)
-		return SLOTS_FULL;
-	if (when > now) {
-		arm(l, when, now);
-		return MUST_WAIT;
-	}
-	f = calloc(1, sizeof(*f));
-	if (!f) {
-		arm(l, now + 1000, now);
-		return MUST_WAIT;
-	}
-	r = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &f->job);
-	if (r <= 0) {
-		flight_free(f);
-		if (r < 0) {
-			log_err("lane %s: cannot read the queue: %s; retrying in 1s", l->cfg->name,
-			        store_errmsg(s->d->store));
-			arm(l, now + 1000, now);
-			return MUST_WAIT;
-		}
-		if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 && next != INT64_MAX)
-			arm(l, now + (next > wall ? next - wall : 0), now);
-		return NOTHING;
-	}
-	f->lane = l;
-	f->charged = f->job.est_tokens;
-	when = gate_when(&l->gate, GATE_BATCH, f->charged, now, NULL);
-	if (when > now) {
-		arm(l, when, now);
-		flight_free(f);
-		return MUST_WAIT;
-	}
-	waited = wall > f->job.queued_since ? wall - f->job.queued_since : 0;
-	r = store_job_start(s->d->store, &f->job, l->cfg->name, wall, f->charged, waited,
-	                    &f->attempt_id);
-	if (r == -ESTALE) {
-		flight_free(f);
-		return LAUNCHED;
-	}
-	if (r < 0) {
-		/* A lock another program holds is reported once, by health.c. */
-		if (r != -EBUSY)
-			log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
-			        (long long)f->job.id, store_errmsg(s->d->store));
-		flight_free(f);
-		arm(l, now + 1000, now);
-		return MUST_WAIT;
-	}
-	gate_launch(&l->gate, GATE_BATCH, f->charged, now, rand01(s), &f->mark);
 	snprintf(l->last_batch, sizeof(l->last_batch), "%s", f->job.batch_id);
 	f->pump = s->pumps;
+	sched_own(l, GATE_BATCH, 1);
 	l->stats.tokens_charged[GATE_BATCH] += (uint64_t)f->charged;
-	stats_observe(&l->stats.gate_wait[GATE_BATCH], waited);
+	stats_observe(&l->stats.gate_wait[GATE_BATCH],
+	              wall > f->job.queued_since ? wall - f->job.queued_since : 0);
 	LIST_INSERT_HEAD(&l->flights, f, link);
 	r = lane_url(l->cfg, f->job.url, url, sizeof(url));
 	if (r == 0) {
@@ -201,6 +105,89 @@ static enum launch_result launch_job(struct lane *l)
 		fake.body = "";
 		on_done(f, &fake);
 	}
+}
+
+/* Record f's job as started; -ESTALE when it is no longer queued (cancelled). */
+static int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
+{
+	struct store *st = l->s->d->store;
+	int r;
+
+	f->lane = l;
+	r = store_job_start(st, &f->job, l->cfg->name, wall, f->charged,
+	                    wall > f->job.queued_since ? wall - f->job.queued_since : 0,
+	                    &f->attempt_id);
+	/* A lock another program holds is reported once, by health.c. */
+	if (r < 0 && r != -ESTALE && r != -EBUSY)
+		log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
+		        (long long)f->job.id, store_errmsg(st));
+	return r;
+}
+
+int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall)
+{
+	int r = sched_record_job(l, f, wall);
+
+	if (r < 0) {
+		sched_flight_free(f);
+		return r;
+	}
+	sched_send_job(l, f, wall);
+	return 0;
+}
+
+static enum launch_result launch_job(struct lane *l)
+{
+	struct scheduler *s = l->s;
+	struct flight *f;
+	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next;
+	int r;
+
+	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
+	if (when == GATE_NEVER)
+		return SLOTS_FULL;
+	if (when > now) {
+		sched_arm(l, when, now);
+		return MUST_WAIT;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		sched_arm(l, now + 1000, now);
+		return MUST_WAIT;
+	}
+	r = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &f->job);
+	if (r <= 0) {
+		sched_flight_free(f);
+		if (r < 0) {
+			log_err("lane %s: cannot read the queue: %s; retrying in 1s", l->cfg->name,
+			        store_errmsg(s->d->store));
+			sched_arm(l, now + 1000, now);
+			return MUST_WAIT;
+		}
+		if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 && next != INT64_MAX)
+			sched_arm(l, now + (next > wall ? next - wall : 0), now);
+		return NOTHING;
+	}
+	f->charged = f->job.est_tokens;
+	when = gate_when(&l->gate, GATE_BATCH, f->charged, now, NULL);
+	if (when > now) {
+		sched_arm(l, when, now);
+		sched_flight_free(f);
+		return MUST_WAIT;
+	}
+	/* The database first: a launch it refuses never touched the gate. */
+	r = sched_record_job(l, f, wall);
+	if (r < 0) {
+		sched_flight_free(f);
+		if (r == -ESTALE)
+			return LAUNCHED;
+		sched_arm(l, now + 1000, now);
+		return MUST_WAIT;
+	}
+	gate_launch(&l->gate, GATE_BATCH, f->charged, now, sched_rand01(s), &f->mark);
+	if (l->mode != LANE_ALONE)
+		sched_fleet_lease_alone(l, &f->lease);
+	sched_send_job(l, f, wall);
 	return LAUNCHED;
 }
 
@@ -226,6 +213,8 @@ static void unqueue(struct sched_ticket *t)
 static enum launch_result launch_call(struct lane *l)
 {
 	struct sched_ticket *t = TAILQ_FIRST(&l->waiting);
+	struct sched_lease lease = {"", 0};
+	struct gate_mark mark;
 	int64_t now = time_mono_ms(), when;
 
 	if (!t)
@@ -234,19 +223,30 @@ static enum launch_result launch_call(struct lane *l)
 	if (when == GATE_NEVER)
 		return MUST_WAIT;
 	if (when > now) {
-		arm(l, when, now);
+		sched_arm(l, when, now);
 		return MUST_WAIT;
 	}
-	unqueue(t);
-	gate_launch(&l->gate, GATE_INTERACTIVE, t->info.cost, now, rand01(l->s), &t->mark);
-	t->granted = now;
-	l->stats.tokens_charged[GATE_INTERACTIVE] += (uint64_t)t->info.cost;
-	stats_observe(&l->stats.gate_wait[GATE_INTERACTIVE], now - t->enqueued);
-	t->info.grant(t->info.ud);
+	gate_launch(&l->gate, GATE_INTERACTIVE, t->info.cost, now, sched_rand01(l->s), &mark);
+	if (l->mode != LANE_ALONE)
+		sched_fleet_lease_alone(l, &lease);
+	sched_start_call(l, t, &mark, &lease, now);
 	return LAUNCHED;
 }
 
-static void sched_on_probation(struct lane *l);
+void sched_start_call(struct lane *l, struct sched_ticket *t, const struct gate_mark *mark,
+                      const struct sched_lease *lease, int64_t now)
+{
+	unqueue(t);
+	t->mark = *mark;
+	t->lease = *lease;
+	t->granted = now;
+	sched_own(l, GATE_INTERACTIVE, 1);
+	if (l->mode != LANE_ALONE)
+		LIST_INSERT_HEAD(&l->flying, t, flying);
+	l->stats.tokens_charged[GATE_INTERACTIVE] += (uint64_t)t->info.cost;
+	stats_observe(&l->stats.gate_wait[GATE_INTERACTIVE], now - t->enqueued);
+	t->info.grant(t->info.ud);
+}
 
 /*
  * A learned short window not confirmed by a 429 for window_probation_seconds
@@ -262,7 +262,7 @@ static void sched_probation(struct lane *l, int64_t now)
 }
 
 /* The lane went on probation (here, or in the fleet's shared gate): say so, keep it. */
-static void sched_on_probation(struct lane *l)
+void sched_on_probation(struct lane *l)
 {
 	const struct lane_config *c = l->cfg;
 	char url[sizeof(c->base_url)], quiet[32];
@@ -289,6 +289,11 @@ static void pump_lane(struct lane *l)
 {
 	enum launch_result r;
 
+	/* The fleet's shared gate is asked, not consulted: sched-fleet.c. */
+	if (l->mode != LANE_ALONE && l->mode != LANE_FALLBACK) {
+		sched_fleet_pump(l);
+		return;
+	}
 	while (!l->s->stopping) {
 		if (l->n_waiting > 0 &&
 		    gate_first_class(&l->gate, time_mono_ms()) == GATE_INTERACTIVE) {
@@ -322,11 +327,16 @@ static void undo_pump(struct scheduler *s)
 				continue;
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
-			gate_done(&l->gate, GATE_BATCH, f->charged, 0, now); /* nothing was spent */
+			sched_own(l, GATE_BATCH, -1);
+			/* Nothing was spent. */
+			if (f->lease.shared)
+				sched_fleet_release(l, GATE_BATCH, f->charged, &f->lease, 1);
+			else
+				gate_done(&l->gate, GATE_BATCH, f->charged, 0, now);
 			l->stats.tokens_charged[GATE_BATCH] -= (uint64_t)f->charged;
-			flight_free(f);
+			sched_flight_free(f);
 		}
-		arm(l, now + 1000, now);
+		sched_arm(l, now + 1000, now);
 	}
 }
 
@@ -335,16 +345,17 @@ static void undo_pump(struct scheduler *s)
  * savepoint in it). Transfers only go out on a later loop turn, so if the
  * commit fails they are taken back before a byte was sent.
  */
-static void pump(struct scheduler *s, struct lane *only)
+int sched_launches_begin(struct scheduler *s)
+{
+	s->pumps++;
+	return store_tx_begin(s->d->store) == 0;
+}
+
+void sched_launches_end(struct scheduler *s, int grouped)
 {
 	struct store *st = s->d->store;
-	int i, grouped, r;
+	int r;
 
-	s->pumps++;
-	grouped = store_tx_begin(st) == 0;
-	for (i = 0; i < s->n_lanes; i++)
-		if (!only || only == &s->lanes[i])
-			pump_lane(&s->lanes[i]);
 	if (grouped && (r = store_tx_commit(st)) < 0) {
 		if (r != -EBUSY)
 			log_err("cannot record the launches of jobs: %s; trying again in 1s",
@@ -354,16 +365,26 @@ static void pump(struct scheduler *s, struct lane *only)
 	}
 }
 
+void sched_pump(struct scheduler *s, struct lane *only)
+{
+	int i, grouped = sched_launches_begin(s);
+
+	for (i = 0; i < s->n_lanes; i++)
+		if (!only || only == &s->lanes[i])
+			pump_lane(&s->lanes[i]);
+	sched_launches_end(s, grouped);
+}
+
 static void pump_cb(evutil_socket_t fd, short what, void *arg)
 {
-	pump(arg, NULL);
+	sched_pump(arg, NULL);
 }
 
 static void lane_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct lane *l = arg;
 
-	pump(l->s, l);
+	sched_pump(l->s, l);
 }
 
 void sched_kick(struct scheduler *s)
@@ -657,8 +678,8 @@ static void sched_gate_answer(enum gate_class cls, const struct gate_mark *mark,
 
 /* What gate_settle() did to the lane that people should hear of, or that
  * lane_state keeps. error says what the last failure was. */
-static void sched_tell(struct lane *l, const struct gate_answer *ga, const struct gate_news *n,
-                       const char *error, int64_t now)
+void sched_tell(struct lane *l, const struct gate_answer *ga, const struct gate_news *n,
+                const char *error, int64_t now)
 {
 	const struct lane_config *c = l->cfg;
 
@@ -693,17 +714,30 @@ static void sched_tell(struct lane *l, const struct gate_answer *ga, const struc
  * of the provider's window. error says what the last failure was, for the
  * log.
  */
-static void apply_to_lane(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
-                          int64_t charged, const struct answer *a, const struct up_response *resp,
-                          const struct retry_decision *d, const char *error)
+static void settle_lane(struct lane *l, struct gate_answer *ga, const struct sched_lease *lease,
+                        const char *error)
 {
 	int64_t now = time_mono_ms();
-	struct gate_answer ga;
 	struct gate_news n;
 
+	sched_own(l, ga->cls, -1);
+	if (l->mode != LANE_ALONE && sched_fleet_settle(l, ga, lease, error) == 0)
+		return;
+	/* The lane's own gate: a mark of the shared gate's is of another clock. */
+	ga->observe = !lease->shared;
+	gate_settle(&l->gate, ga, now, &n);
+	sched_tell(l, ga, &n, error, now);
+}
+
+static void apply_to_lane(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
+                          const struct sched_lease *lease, int64_t charged, const struct answer *a,
+                          const struct up_response *resp, const struct retry_decision *d,
+                          const char *error)
+{
+	struct gate_answer ga;
+
 	sched_gate_answer(cls, mark, charged, a, resp, d, &ga);
-	gate_settle(&l->gate, &ga, now, &n);
-	sched_tell(l, &ga, &n, error, now);
+	settle_lane(l, &ga, lease, error);
 }
 
 /* What the answer was, for the job's row and the log. */
@@ -748,9 +782,9 @@ static void on_done(void *userdata, const struct up_response *resp)
 	describe(resp, &a, retry_classify(&in), code, sizeof(code), msg, sizeof(msg));
 	/* Decide. */
 	lane_policy(c, &pol);
-	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, rand01(s), &d);
+	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, sched_rand01(s), &d);
 	/* Apply: to the lane, then to the job. */
-	apply_to_lane(l, GATE_BATCH, &f->mark, f->charged, &a, resp, &d, msg);
+	apply_to_lane(l, GATE_BATCH, &f->mark, &f->lease, f->charged, &a, resp, &d, msg);
 	o.status_code = resp->status;
 	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
 	o.retry_after_ms = a.retry_after_ms;
@@ -817,7 +851,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 	}
 	json_object_put(a.root);
 	LIST_REMOVE(f, link);
-	flight_free(f);
+	sched_flight_free(f);
 	sched_kick(s);
 }
 
@@ -885,6 +919,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t now = time_mono_ms(), ra;
 
 	unqueue(t);
+	sched_fleet_forget(t);
 	ra = predicted_wait(l, t->info.cost, now);
 	if (ra < 1000)
 		ra = 1000;
@@ -911,6 +946,7 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 	t->info = *info;
 	t->enqueued = now;
 	t->enqueued_wall = time_wall_ms();
+	t->id = ++s->tickets;
 	g = l->gate;
 	gate_refill(&g, now);
 	if (admission_never_fits(&g, info->cost)) {
@@ -950,9 +986,19 @@ void sched_call_cancel(struct scheduler *s, struct sched_ticket *t)
 	l = t->lane;
 	if (!t->granted) {
 		unqueue(t);
+		sched_fleet_forget(t);
 	} else {
 		/* In flight: the slot comes back; what was spent stays charged. */
-		gate_done(&l->gate, GATE_INTERACTIVE, t->info.cost, -1, time_mono_ms());
+		struct gate_answer ga = {.cls = GATE_INTERACTIVE,
+		                         .charged = t->info.cost,
+		                         .used = -1,
+		                         .done = 1,
+		                         .event = GATE_EV_NONE,
+		                         .retry_after_ms = -1};
+
+		if (l->mode != LANE_ALONE)
+			LIST_REMOVE(t, flying);
+		settle_lane(l, &ga, &t->lease, NULL);
 		sched_kick(s);
 	}
 	l->stats.requests[GATE_INTERACTIVE][SO_ABORTED]++;
@@ -982,8 +1028,11 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	/* The same policy decides what the answer does to the lane. */
 	job = (struct retry_job){t->info.try_no, 0, 0};
 	lane_policy(c, &pol);
-	retry_decide(&in, a.retry_after_ms, t->mark.room, &pol, &job, rand01(s), &d);
-	apply_to_lane(l, GATE_INTERACTIVE, &t->mark, t->info.cost, &a, resp, &d, resp->error);
+	retry_decide(&in, a.retry_after_ms, t->mark.room, &pol, &job, sched_rand01(s), &d);
+	if (l->mode != LANE_ALONE && t->granted)
+		LIST_REMOVE(t, flying);
+	apply_to_lane(l, GATE_INTERACTIVE, &t->mark, &t->lease, t->info.cost, &a, resp, &d,
+	              resp->error);
 	so = outcome_of(v);
 	for (i = 1; i < resp->sends; i++) /* sends that died with a reused connection */
 		record_call(l, t, "retry", NULL, NULL, "connection_lost", -1, NULL);
@@ -992,7 +1041,7 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 		/* A 429 already paused the lane: the gate is the wait. */
 		wait = v == RV_RATE_LIMITED ? 0
 		                            : retry_backoff_ms(t->info.try_no, c->backoff_base_ms,
-		                                               c->backoff_cap_ms, rand01(s));
+		                                               c->backoff_cap_ms, sched_rand01(s));
 		if (a.retry_after_ms > wait)
 			wait = a.retry_after_ms;
 		if (now + wait >= deadline)
@@ -1021,7 +1070,9 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 	int i;
 
 	for (i = 0; i < s->n_lanes; i++)
-		sched_probation(&s->lanes[i], now);
+		if (s->lanes[i].mode == LANE_ALONE || s->lanes[i].mode == LANE_FALLBACK)
+			sched_probation(&s->lanes[i], now);
+	sched_fleet_tick(s);
 	if (store_expire(s->d->store, time_wall_ms(), &n) == 0 && n > 0)
 		log_warn("%lld queued requests expired: their batch's completion window ended "
 		         "(they are in the batch's errors as batch_expired)",
@@ -1029,7 +1080,7 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A lane's gate limits: the configured ones, and how its window is learned. */
-static void sched_lane_limits(const struct lane_config *c, struct gate_limits *ret)
+void sched_lane_limits(const struct lane_config *c, struct gate_limits *ret)
 {
 	*ret = c->limits;
 	ret->provider_window = c->provider_window;
@@ -1072,6 +1123,8 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		l->cfg = &d->cfg->lanes[i];
 		LIST_INIT(&l->flights);
 		TAILQ_INIT(&l->waiting);
+		LIST_INIT(&l->flying);
+		l->mode = d->cfg->fleet.redis_url[0] ? LANE_STARTING : LANE_ALONE;
 		sched_lane_limits(l->cfg, &lim);
 		gate_init(&l->gate, &lim, now);
 		start_window(l, now);
@@ -1085,6 +1138,9 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		}
 		s->n_lanes++;
 	}
+	r = sched_fleet_new(s);
+	if (r < 0)
+		goto fail;
 	*ret = s;
 	return 0;
 fail:
@@ -1111,17 +1167,23 @@ void sched_stop(struct scheduler *s)
 		while ((f = LIST_FIRST(&s->lanes[i].flights))) {
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
+			/* Its slot back now, not at its lease's deadline; it may have cost. */
+			if (f->lease.shared)
+				sched_fleet_release(&s->lanes[i], GATE_BATCH, f->charged, &f->lease,
+				                    0);
 			writeback_add(s->wb, f->job.id, f->attempt_id, &o, time_wall_ms(), NULL);
-			flight_free(f);
+			sched_flight_free(f);
 		}
 		/* Waiting callers are told to come back. */
 		while ((t = TAILQ_FIRST(&s->lanes[i].waiting))) {
 			unqueue(t);
+			sched_fleet_forget(t);
 			refuse_ticket(t, "gate_wait_exceeded", 5000);
 			t->info.refuse(t->info.ud, 5000);
 			ticket_free(t);
 		}
 	}
+	sched_fleet_flush(s);
 	if (s->wb && writeback_flush(s->wb) < 0)
 		log_err("stopping with outcomes the database would not take; their jobs are "
 		        "requeued at the next start");
@@ -1142,6 +1204,7 @@ void sched_free(struct scheduler *s)
 			free(s->lanes[i].key);
 		}
 	}
+	sched_fleet_free(s);
 	writeback_free(s->wb);
 	if (s->pump)
 		event_free(s->pump);
@@ -1174,7 +1237,7 @@ int sched_reload(struct scheduler *s)
 			free(l->key);
 		}
 		l->key = key;
-		sched_lane_limits(l->cfg, &lim);
+		sched_fleet_limits(l, &lim);
 		gate_set_limits(&l->gate, &lim, now);
 	}
 	sched_kick(s);
@@ -1199,6 +1262,14 @@ const char *sched_instance_id(const struct scheduler *s)
 const char *sched_lane_key(const struct scheduler *s, int i)
 {
 	return i >= 0 && i < s->n_lanes ? s->lanes[i].key : NULL;
+}
+
+int sched_fleet_stats(const struct scheduler *s, struct fleet_stats *ret)
+{
+	if (!s->fleet)
+		return -ENOENT;
+	fleet_stats(s->fleet, ret);
+	return 0;
 }
 
 int sched_n_lanes(const struct scheduler *s)
@@ -1241,5 +1312,18 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 	ret->unreachable = l->gate.faults >= GATE_BREAKER_TRIP;
 	ret->unreachable_since = ret->unreachable ? wall - (now - l->gate.fault_since) : 0;
 	ret->no_credit_since = l->gate.no_credit_since ? wall - (now - l->gate.no_credit_since) : 0;
+	if (l->mode != LANE_ALONE) {
+		static const char *const modes[] = {
+		    [LANE_STARTING] = "starting",
+		    [LANE_SHARED] = "shared",
+		    [LANE_FALLBACK] = "alone",
+		    [LANE_RECONCILING] = "reconciling",
+		};
+
+		ret->fleet_mode = modes[l->mode];
+		ret->share = config_lane_share(l->cfg);
+		ret->fleet_hosts = fleet_hosts(s->fleet, ret->share);
+		ret->in_flight_here = l->own[GATE_BATCH] + l->own[GATE_INTERACTIVE];
+	}
 	return 0;
 }

@@ -61,6 +61,12 @@ struct lane_snapshot {
 	int unreachable;           /* the circuit breaker is open: probing */
 	int64_t unreachable_since; /* wall ms: the first of the tries that reached no upstream */
 	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */
+	/* The fleet: NULL without one; "shared" (gate is the key's, in Redis; gate mirrors
+	 * it), "alone" (Redis away: 1/N of the limits), "starting", "reconciling". */
+	const char *fleet_mode;
+	const char *share;  /* the key's name in the fleet */
+	int fleet_hosts;    /* hosts sharing it at the last heartbeat */
+	int in_flight_here; /* of the gate's in flight, this host's */
 };
 
 int sched_n_lanes(const struct scheduler *s);
@@ -120,6 +126,10 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
                                    const struct up_response *resp, int64_t used_tokens,
                                    int may_retry, int64_t deadline, const char *response_body,
                                    int64_t *ret_retry_in_ms);
+
+/* The fleet's connection and its figures; -ENOENT without LLMQ_REDIS_URL. */
+struct fleet_stats;
+int sched_fleet_stats(const struct scheduler *s, struct fleet_stats *ret);
 
 /* The API key of lane i (NULL: none). */
 const char *sched_lane_key(const struct scheduler *s, int i);

@@ -1,0 +1,736 @@
+/*
+ * sched-fleet.c - the scheduler's lanes when their gate is the fleet's.
+ *
+ * With LLMQ_REDIS_URL, a lane's gate lives in Redis under its share's key
+ * (daemon/fleet.lua), and every host that shares it asks there: one grant
+ * at a time per lane, for a call or for up to ask_n of its batch's next
+ * launches (growing while every one granted is used, so that a lane without
+ * limits goes as fast as alone, and one that paces asks for one). The answer
+ * is launches with their leases, or how long to wait: the lane's timer is
+ * armed for then, and nothing is asked before (a launch of its own ending
+ * frees a slot, which is worth asking again). Each answer's settle, with the
+ * provider's figures and the decision's lane event, goes the same way; the
+ * state each answer carries is mirrored into l->gate for status, metrics and
+ * admission.
+ *
+ * Redis away: each lane gates alone with 1/N of its limits (N the hosts
+ * that shared its key at the last heartbeat), counting its own launches in
+ * flight. Back: the lane hands its launches in flight over as leases
+ * (reconcile) before it asks again, so that nothing bursts; and a Redis that
+ * comes back empty (its epoch changed) is handed them the same way.
+ */
+#include "config.h"
+#include "log.h"
+#include "scheduler-private.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <hiredis/hiredis.h>
+
+/* A lease outlives its request's timeouts by this much. */
+#define FLEET_LEASE_MARGIN_MS 10000
+/* Arguments of a call: keys, then at most the reconcile's three per launch. */
+#define FLEET_ARGS_FIXED 32
+
+struct fleet_ask {
+	struct lane *l;
+	enum gate_class cls;
+	int64_t cost;
+	int n;
+	struct sched_ticket *t; /* a call's: NULL once it left */
+	char ids[GATE_GRANT_MAX][sizeof(((struct sched_lease *)0)->id)];
+};
+
+/* A settle on its way, with what the lane's own gate needs if it never gets there. */
+struct fleet_settle {
+	struct lane *l;
+	struct gate_answer ga;
+	char error[256];
+	int has_error;
+};
+
+/* The call's fixed part: the share's keys, the time (Redis's own), the limits. */
+struct fleet_argv {
+	const char *v[FLEET_ARGS_FIXED + 3 * GATE_GRANT_MAX];
+	char keys[3][96];
+	char num[FLEET_ARGS_FIXED + GATE_GRANT_MAX][32];
+	int n, nums;
+};
+
+static const char *fleet_arg_num(struct fleet_argv *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static const char *fleet_arg_num(struct fleet_argv *a, const char *fmt, ...)
+{
+	char *p = a->num[a->nums++];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p, sizeof(a->num[0]), fmt, ap);
+	va_end(ap);
+	return a->v[a->n++] = p;
+}
+
+static void fleet_arg(struct fleet_argv *a, const char *s)
+{
+	a->v[a->n++] = s;
+}
+
+static void fleet_argv_init(struct fleet_argv *a, const struct lane *l)
+{
+	const char *share = config_lane_share(l->cfg);
+	struct gate_limits lim;
+
+	a->n = a->nums = 0;
+	snprintf(a->keys[0], sizeof(a->keys[0]), "llmq:{%s}:gate", share);
+	snprintf(a->keys[1], sizeof(a->keys[1]), "llmq:{%s}:leases", share);
+	snprintf(a->keys[2], sizeof(a->keys[2]), "llmq:{%s}:lease", share);
+	fleet_arg(a, "3");
+	fleet_arg(a, a->keys[0]);
+	fleet_arg(a, a->keys[1]);
+	fleet_arg(a, a->keys[2]);
+	fleet_arg(a, ""); /* Redis's own time */
+	/* The shared gate's limits are the whole key's, not a host's share. */
+	sched_lane_limits(l->cfg, &lim);
+	fleet_arg_num(a, "%d", lim.max_concurrency);
+	fleet_arg_num(a, "%lld", (long long)lim.stagger_ms);
+	fleet_arg_num(a, "%.17g", lim.stagger_jitter);
+	fleet_arg_num(a, "%lld", (long long)lim.tpm);
+	fleet_arg_num(a, "%lld", (long long)lim.rpm);
+	fleet_arg_num(a, "%.17g", lim.headroom);
+	fleet_arg_num(a, "%lld", (long long)lim.burst_ms);
+	fleet_arg_num(a, "%.17g", lim.interactive_reserve);
+	fleet_arg_num(a, "%d", lim.stagger_interactive);
+	fleet_arg_num(a, "%d", lim.provider_window);
+	fleet_arg_num(a, "%lld", (long long)lim.probation_ms);
+}
+
+static int64_t fleet_deadline_ms(const struct lane *l)
+{
+	return l->cfg->request_timeout_ms + l->cfg->connect_timeout_ms + FLEET_LEASE_MARGIN_MS;
+}
+
+static double fleet_num(const redisReply *r, size_t i)
+{
+	if (i >= r->elements)
+		return 0;
+	if (r->element[i]->type == REDIS_REPLY_INTEGER)
+		return (double)r->element[i]->integer;
+	if (r->element[i]->type == REDIS_REPLY_STRING)
+		return strtod(r->element[i]->str, NULL);
+	return 0;
+}
+
+void sched_fleet_limits(const struct lane *l, struct gate_limits *ret)
+{
+	const struct scheduler *s = l->s;
+	int n;
+
+	sched_lane_limits(l->cfg, ret);
+	if (l->mode != LANE_FALLBACK || !s->fleet)
+		return;
+	n = fleet_hosts(s->fleet, config_lane_share(l->cfg));
+	if (n <= 1)
+		return;
+	/* 1/N of the key: of its budgets, its slots, and N times its spacing. */
+	if (ret->tpm > 0)
+		ret->tpm = ret->tpm / n > 0 ? ret->tpm / n : 1;
+	if (ret->rpm > 0)
+		ret->rpm = ret->rpm / n > 0 ? ret->rpm / n : 1;
+	ret->max_concurrency = ret->max_concurrency / n > 0 ? ret->max_concurrency / n : 1;
+	ret->stagger_ms *= n;
+}
+
+void sched_fleet_lease_alone(struct lane *l, struct sched_lease *ret)
+{
+	snprintf(ret->id, sizeof(ret->id), "%s/%d/%llu", fleet_host_id(l->s->fleet),
+	         (int)(l - l->s->lanes), (unsigned long long)++l->leases);
+	ret->shared = 0;
+}
+
+/*
+ * The state an answer carried (from reply element from: epoch, Redis's
+ * time, the fields, the pause's reason), into the lane's gate, its times
+ * moved to this host's clock. 1 when the epoch is not the one seen before:
+ * Redis lost the state, and this host's launches in flight with it.
+ */
+static int fleet_mirror(struct lane *l, const redisReply *r, size_t from)
+{
+	double v[GATE_FIELDS], redis_now;
+	int64_t now = time_mono_ms();
+	const char *epoch;
+	int i, changed;
+
+	if (r->elements < from + 2 + GATE_FIELDS + 1 ||
+	    r->element[from]->type != REDIS_REPLY_STRING)
+		return 0;
+	epoch = r->element[from]->str;
+	redis_now = fleet_num(r, from + 1);
+	for (i = 0; i < GATE_FIELDS; i++) {
+		v[i] = fleet_num(r, from + 2 + (size_t)i);
+		if (gate_field_is_time[i] && v[i] != 0)
+			v[i] = v[i] - redis_now + (double)now;
+	}
+	gate_unpack(&l->gate, v);
+	if (r->element[from + 2 + GATE_FIELDS]->type == REDIS_REPLY_STRING)
+		snprintf(l->gate.pause_reason, sizeof(l->gate.pause_reason), "%s",
+		         r->element[from + 2 + GATE_FIELDS]->str);
+	changed = l->epoch[0] && strcmp(l->epoch, epoch) != 0;
+	snprintf(l->epoch, sizeof(l->epoch), "%s", epoch);
+	l->heard = now;
+	return changed;
+}
+
+static void fleet_reconcile(struct lane *l);
+
+/* Gating alone from now on, with 1/N of the limits, counting its own launches. */
+static void fleet_fall_back(struct lane *l)
+{
+	struct gate_limits lim;
+	int64_t now = time_mono_ms();
+
+	if (l->mode == LANE_FALLBACK)
+		return;
+	l->mode = LANE_FALLBACK;
+	l->asking = NULL; /* its answer comes as a failure, and finds the lane alone */
+	l->wait_until[GATE_BATCH] = l->wait_until[GATE_INTERACTIVE] = 0;
+	l->gate.in_flight = l->own[GATE_BATCH] + l->own[GATE_INTERACTIVE];
+	l->gate.class_in_flight[GATE_BATCH] = l->own[GATE_BATCH];
+	l->gate.class_in_flight[GATE_INTERACTIVE] = l->own[GATE_INTERACTIVE];
+	l->gate.claim_until = 0;
+	l->gate.claim = 0;
+	sched_fleet_limits(l, &lim);
+	gate_set_limits(&l->gate, &lim, now);
+	log_info("lane %s: gates alone: concurrency %d, tpm %lld, rpm %lld (1/%d of the key's, "
+	         "hosts at the last heartbeat), %d of its launches in flight",
+	         l->cfg->name, lim.max_concurrency, (long long)lim.tpm, (long long)lim.rpm,
+	         fleet_hosts(l->s->fleet, config_lane_share(l->cfg)),
+	         l->own[GATE_BATCH] + l->own[GATE_INTERACTIVE]);
+}
+
+/* An error answer from the library: this lane gates alone until the next connect. */
+static void fleet_broken(struct lane *l, const char *what, const redisReply *r)
+{
+	log_err("lane %s: the fleet's %s answered %s; the lane gates alone until llmqd connects "
+	        "to Redis again",
+	        l->cfg->name, what,
+	        r->type == REDIS_REPLY_ERROR ? r->str : "something that is not a list");
+	fleet_fall_back(l);
+}
+
+static int fleet_reply_ok(const redisReply *r, size_t min)
+{
+	return r->type == REDIS_REPLY_ARRAY && r->elements >= min;
+}
+
+static void fleet_mark(const redisReply *r, size_t at, struct gate_mark *ret)
+{
+	ret->tokens = (int64_t)fleet_num(r, at);
+	ret->requests = (int64_t)fleet_num(r, at + 1);
+	ret->refunds = (int64_t)fleet_num(r, at + 2);
+	ret->at = (int64_t)fleet_num(r, at + 3);
+	ret->room = (int)fleet_num(r, at + 4);
+}
+
+/* The batch's next jobs on the leases granted, in one transaction; unused leases back. */
+static void fleet_launch_jobs(struct lane *l, struct fleet_ask *ask, const redisReply *r,
+                              int granted)
+{
+	struct scheduler *s = l->s;
+	int64_t now = time_mono_ms(), wall = time_wall_ms();
+	int i = 0, used = 0, grouped, rr;
+	struct sched_lease lease;
+	struct flight *f;
+
+	grouped = sched_launches_begin(s);
+	while (i < granted && !s->stopping && l->mode == LANE_SHARED) {
+		f = calloc(1, sizeof(*f));
+		if (!f)
+			break;
+		rr = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &f->job);
+		/* None left, or dearer than what was granted: ask again for it. */
+		if (rr <= 0 || f->job.est_tokens > ask->cost) {
+			sched_flight_free(f);
+			break;
+		}
+		f->charged = ask->cost;
+		fleet_mark(r, 4 + 5 * (size_t)i, &f->mark);
+		snprintf(f->lease.id, sizeof(f->lease.id), "%s", ask->ids[i]);
+		f->lease.shared = 1;
+		rr = sched_start_job(l, f, now, wall);
+		if (rr == -ESTALE)
+			continue; /* cancelled meanwhile: the next job takes its lease */
+		if (rr < 0) {
+			/* The database would not record it: try again in a second. */
+			l->wait_until[GATE_BATCH] = now + 1000;
+			l->wait_why[GATE_BATCH] = GATE_OK;
+			break;
+		}
+		i++;
+		used++;
+	}
+	for (; i < granted; i++) {
+		snprintf(lease.id, sizeof(lease.id), "%s", ask->ids[i]);
+		lease.shared = 1;
+		sched_fleet_release(l, GATE_BATCH, ask->cost, &lease, 1);
+	}
+	sched_launches_end(s, grouped);
+	/* Ask for more at once while every launch granted finds a job. */
+	if (used == ask->n)
+		l->ask_n = ask->n * 2 > GATE_GRANT_MAX ? GATE_GRANT_MAX : ask->n * 2;
+	else if (used < granted)
+		l->ask_n = used > 1 ? used : 1;
+}
+
+static void fleet_granted(void *ud, struct redisReply *r, const char *err)
+{
+	struct fleet_ask *ask = ud;
+	struct lane *l = ask->l;
+	struct sched_ticket *t = ask->t;
+	int64_t now = time_mono_ms(), wait;
+	struct sched_lease lease;
+	struct gate_mark mark;
+	int granted, changed;
+
+	if (t)
+		t->asked = NULL;
+	if (l->asking == ask)
+		l->asking = NULL;
+	if (!r || l->mode != LANE_SHARED) {
+		/* Redis went away (the lane gates alone now), or the lane is being
+		 * handed over: the reconcile drops what this would have granted. */
+		free(ask);
+		sched_kick(l->s);
+		return;
+	}
+	if (!fleet_reply_ok(r, 4)) {
+		fleet_broken(l, "grant", r);
+		free(ask);
+		sched_kick(l->s);
+		return;
+	}
+	granted = (int)fleet_num(r, 0);
+	wait = (int64_t)fleet_num(r, 1);
+	changed = fleet_mirror(l, r, 4 + 5 * (size_t)granted);
+	if (fleet_num(r, 3))
+		sched_on_probation(l);
+	if (granted < ask->n) {
+		l->wait_until[ask->cls] = now + wait;
+		l->wait_why[ask->cls] = (enum gate_block)fleet_num(r, 2);
+	} else {
+		l->wait_until[ask->cls] = 0;
+	}
+	if (ask->cls == GATE_INTERACTIVE && granted > 0) {
+		fleet_mark(r, 4, &mark);
+		snprintf(lease.id, sizeof(lease.id), "%s", ask->ids[0]);
+		lease.shared = 1;
+		if (t && !l->s->stopping)
+			sched_start_call(l, t, &mark, &lease, now);
+		else /* the caller left meanwhile */
+			sched_fleet_release(l, GATE_INTERACTIVE, ask->cost, &lease, 1);
+	} else if (ask->cls == GATE_BATCH && granted > 0) {
+		fleet_launch_jobs(l, ask, r, granted);
+	}
+	free(ask);
+	if (changed) {
+		log_warn("lane %s: the fleet's Redis lost the shared state (restarted empty?); "
+		         "handing it this host's launches in flight",
+		         l->cfg->name);
+		fleet_reconcile(l);
+	}
+	sched_kick(l->s);
+}
+
+/* Ask the shared gate for n launches of cls at cost (a call's: t). */
+static int fleet_ask(struct lane *l, enum gate_class cls, int64_t cost, int n,
+                     struct sched_ticket *t)
+{
+	struct scheduler *s = l->s;
+	struct fleet_ask *ask;
+	struct fleet_argv a;
+	int i, r;
+
+	ask = calloc(1, sizeof(*ask));
+	if (!ask)
+		return -ENOMEM;
+	ask->l = l;
+	ask->cls = cls;
+	ask->cost = cost;
+	ask->n = n < 1 ? 1 : n > GATE_GRANT_MAX ? GATE_GRANT_MAX : n;
+	ask->t = t;
+	fleet_argv_init(&a, l);
+	fleet_arg_num(&a, "%d", cls);
+	fleet_arg_num(&a, "%lld", (long long)cost);
+	fleet_arg_num(&a, "%d", ask->n);
+	fleet_arg_num(&a, "%.17g", sched_rand01(s));
+	fleet_arg_num(&a, "%llu", (unsigned long long)(t ? t->id : 0));
+	fleet_arg_num(&a, "%lld", (long long)fleet_deadline_ms(l));
+	fleet_arg(&a, fleet_host_id(s->fleet));
+	for (i = 0; i < ask->n; i++) {
+		snprintf(ask->ids[i], sizeof(ask->ids[i]), "%s/%d/%llu", fleet_host_id(s->fleet),
+		         (int)(l - s->lanes), (unsigned long long)++l->leases);
+		fleet_arg(&a, ask->ids[i]);
+	}
+	r = fleet_call(s->fleet, FLEET_FN_GRANT, a.n, a.v, NULL, fleet_granted, ask);
+	if (r < 0) {
+		free(ask);
+		return r;
+	}
+	l->asking = ask;
+	if (t)
+		t->asked = ask;
+	return 0;
+}
+
+void sched_fleet_pump(struct lane *l)
+{
+	struct scheduler *s = l->s;
+	int64_t now = time_mono_ms(), wall = time_wall_ms(), next, until;
+	struct sched_ticket *t = TAILQ_FIRST(&l->waiting);
+	struct store_job job;
+	int calls_first, r;
+
+	if (s->stopping || l->asking || l->mode != LANE_SHARED)
+		return;
+	/* A call that goes first and must wait holds the batch back (its claim
+	 * holds every host's); one that need not goes now. */
+	calls_first = t && gate_first_class(&l->gate, now) == GATE_INTERACTIVE;
+	if (t && (calls_first || now < l->wait_until[GATE_BATCH]) &&
+	    now >= l->wait_until[GATE_INTERACTIVE]) {
+		r = fleet_ask(l, GATE_INTERACTIVE, t->info.cost, 1, t);
+		goto out;
+	}
+	if (calls_first || now < l->wait_until[GATE_BATCH]) {
+		until = calls_first ? l->wait_until[GATE_INTERACTIVE] : l->wait_until[GATE_BATCH];
+		if (t && l->wait_until[GATE_INTERACTIVE] < until)
+			until = l->wait_until[GATE_INTERACTIVE];
+		sched_arm(l, until, now);
+		return;
+	}
+	/* The batch's next job sets what to ask for; it is picked again when granted. */
+	r = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &job);
+	if (r < 0) {
+		log_err("lane %s: cannot read the queue: %s; retrying in 1s", l->cfg->name,
+		        store_errmsg(s->d->store));
+		sched_arm(l, now + 1000, now);
+		return;
+	}
+	if (r == 0) {
+		if (t && now >= l->wait_until[GATE_INTERACTIVE]) {
+			r = fleet_ask(l, GATE_INTERACTIVE, t->info.cost, 1, t);
+			goto out;
+		}
+		if (t)
+			sched_arm(l, l->wait_until[GATE_INTERACTIVE], now);
+		else if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 &&
+		         next != INT64_MAX)
+			sched_arm(l, now + (next > wall ? next - wall : 0), now);
+		return;
+	}
+	r = fleet_ask(l, GATE_BATCH, job.est_tokens, l->ask_n > 0 ? l->ask_n : 1, NULL);
+	store_job_clear(&job);
+out:
+	if (r < 0)
+		sched_arm(l, now + 100, now); /* the fleet just went: the lane falls back */
+}
+
+static void fleet_settled(void *ud, struct redisReply *r, const char *err)
+{
+	struct fleet_settle *st = ud;
+	struct lane *l = st->l;
+	int64_t now = time_mono_ms();
+	struct gate_news n = {0};
+	int changed;
+
+	if (!r || !fleet_reply_ok(r, 8)) {
+		/* It never got there: the lane's own gate, gating alone now, takes
+		 * what the answer says (its slot was counted out already). */
+		if (r)
+			fleet_broken(l, "settle", r);
+		st->ga.done = 0;
+		st->ga.observe = 0;
+		gate_settle(&l->gate, &st->ga, now, &n);
+		sched_tell(l, &st->ga, &n, st->has_error ? st->error : NULL, now);
+		free(st);
+		sched_kick(l->s);
+		return;
+	}
+	n.breaker_open = (int)fleet_num(r, 1);
+	n.resumed = (int)fleet_num(r, 2);
+	n.no_credit = (int)fleet_num(r, 3);
+	n.rate_limited = (int)fleet_num(r, 4);
+	n.learned = (int)fleet_num(r, 5);
+	n.probation_ended = (int)fleet_num(r, 6);
+	n.aligned = (int)fleet_num(r, 7);
+	changed = l->mode == LANE_SHARED && fleet_mirror(l, r, 8);
+	sched_tell(l, &st->ga, &n, st->has_error ? st->error : NULL, now);
+	free(st);
+	if (changed)
+		fleet_reconcile(l);
+	sched_kick(l->s);
+}
+
+int sched_fleet_settle(struct lane *l, const struct gate_answer *ga,
+                       const struct sched_lease *lease, const char *error)
+{
+	struct fleet_settle *st;
+	struct fleet_argv a;
+	int r;
+
+	if ((l->mode != LANE_SHARED && l->mode != LANE_RECONCILING) || !lease->id[0])
+		return -ENOTCONN;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->l = l;
+	st->ga = *ga;
+	if (error) {
+		snprintf(st->error, sizeof(st->error), "%s", error);
+		st->has_error = 1;
+	}
+	fleet_argv_init(&a, l);
+	fleet_arg(&a, lease->id);
+	fleet_arg_num(&a, "%d", ga->cls);
+	fleet_arg_num(&a, "%lld", (long long)ga->charged);
+	fleet_arg_num(&a, "%lld", (long long)ga->used);
+	fleet_arg_num(&a, "%d", ga->succeeded);
+	fleet_arg_num(&a, "%lld", (long long)ga->resends);
+	/* A launch made alone has a mark of this host's clock: no figures from it. */
+	fleet_arg_num(&a, "%d", ga->observe && lease->shared);
+	fleet_arg_num(&a, "%lld", (long long)ga->fb.limit_tokens);
+	fleet_arg_num(&a, "%lld", (long long)ga->fb.remaining_tokens);
+	fleet_arg_num(&a, "%lld", (long long)ga->fb.reset_tokens_ms);
+	fleet_arg_num(&a, "%lld", (long long)ga->fb.limit_requests);
+	fleet_arg_num(&a, "%lld", (long long)ga->fb.remaining_requests);
+	fleet_arg_num(&a, "%lld", (long long)ga->fb.reset_requests_ms);
+	fleet_arg_num(&a, "%lld", (long long)ga->mark.tokens);
+	fleet_arg_num(&a, "%lld", (long long)ga->mark.requests);
+	fleet_arg_num(&a, "%lld", (long long)ga->mark.refunds);
+	fleet_arg_num(&a, "%lld", (long long)ga->mark.at);
+	fleet_arg_num(&a, "%d", ga->event);
+	fleet_arg_num(&a, "%lld", (long long)ga->pause_ms);
+	fleet_arg_num(&a, "%d", ga->learn);
+	fleet_arg_num(&a, "%lld", (long long)ga->retry_after_ms);
+	r = fleet_call(l->s->fleet, FLEET_FN_SETTLE, a.n, a.v, NULL, fleet_settled, st);
+	if (r < 0) {
+		free(st);
+		return r;
+	}
+	/* A slot of this host's is free: worth asking again before the wait told. */
+	if (l->wait_why[GATE_BATCH] == GATE_CONCURRENCY)
+		l->wait_until[GATE_BATCH] = 0;
+	if (l->wait_why[GATE_INTERACTIVE] == GATE_CONCURRENCY)
+		l->wait_until[GATE_INTERACTIVE] = 0;
+	return 0;
+}
+
+void sched_fleet_release(struct lane *l, enum gate_class cls, int64_t cost,
+                         const struct sched_lease *lease, int refund)
+{
+	struct gate_answer ga = {
+	    .cls = cls,
+	    .charged = cost,
+	    .used = refund ? 0 : -1,
+	    .succeeded = refund,
+	    .done = 1,
+	    .event = GATE_EV_NONE,
+	    .retry_after_ms = -1,
+	};
+
+	/* Redis away: the lease is dropped when the lane hands over its launches. */
+	sched_fleet_settle(l, &ga, lease, NULL);
+}
+
+static void fleet_reconciled(void *ud, struct redisReply *r, const char *err)
+{
+	struct lane *l = ud;
+	struct gate_limits lim;
+	int64_t adopted, dropped;
+
+	if (l->mode != LANE_RECONCILING)
+		return;
+	if (!r) {
+		fleet_fall_back(l);
+		sched_kick(l->s);
+		return;
+	}
+	if (!fleet_reply_ok(r, 2)) {
+		fleet_broken(l, "reconcile", r);
+		sched_kick(l->s);
+		return;
+	}
+	adopted = (int64_t)fleet_num(r, 0);
+	dropped = (int64_t)fleet_num(r, 1);
+	l->epoch[0] = '\0';
+	fleet_mirror(l, r, 2);
+	/* The mirror's limits are the whole key's again. */
+	sched_lane_limits(l->cfg, &lim);
+	l->gate.lim = lim;
+	l->mode = LANE_SHARED;
+	l->ask_n = 1;
+	l->wait_until[GATE_BATCH] = l->wait_until[GATE_INTERACTIVE] = 0;
+	log_info("lane %s: shares its gate (key %s) with %d host%s: %lld launch%s in flight "
+	         "handed over, %lld lease%s of this host's dropped",
+	         l->cfg->name, config_lane_share(l->cfg),
+	         fleet_hosts(l->s->fleet, config_lane_share(l->cfg)),
+	         fleet_hosts(l->s->fleet, config_lane_share(l->cfg)) == 1 ? "" : "s",
+	         (long long)adopted, adopted == 1 ? "" : "es", (long long)dropped,
+	         dropped == 1 ? "" : "s");
+	sched_kick(l->s);
+}
+
+/* Hand the lane's launches in flight over as leases; nothing is asked until done. */
+static void fleet_reconcile(struct lane *l)
+{
+	struct scheduler *s = l->s;
+	struct sched_ticket *t;
+	struct flight *f;
+	const char **v;
+	char(*nums)[32];
+	struct fleet_argv a;
+	int n = 0, k = 0, i, r;
+
+	l->mode = LANE_RECONCILING;
+	l->asking = NULL;
+	LIST_FOREACH(f, &l->flights, link)
+	n++;
+	LIST_FOREACH(t, &l->flying, flying)
+	n++;
+	v = calloc((size_t)(FLEET_ARGS_FIXED + 3 * n), sizeof(*v));
+	nums = calloc((size_t)(2 * n + 1), sizeof(*nums));
+	if (!v || !nums) {
+		free(v);
+		free(nums);
+		fleet_fall_back(l);
+		return;
+	}
+	fleet_argv_init(&a, l);
+	fleet_arg(&a, fleet_host_id(s->fleet));
+	fleet_arg_num(&a, "%lld", (long long)fleet_deadline_ms(l));
+	memcpy(v, a.v, (size_t)a.n * sizeof(*v));
+	k = a.n;
+	i = 0;
+	LIST_FOREACH(f, &l->flights, link)
+	{
+		if (!f->lease.id[0])
+			continue;
+		v[k++] = f->lease.id;
+		v[k++] = "0";
+		snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)f->charged);
+		v[k++] = nums[i++];
+	}
+	LIST_FOREACH(t, &l->flying, flying)
+	{
+		if (!t->lease.id[0])
+			continue;
+		v[k++] = t->lease.id;
+		v[k++] = "1";
+		snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)t->info.cost);
+		v[k++] = nums[i++];
+	}
+	r = fleet_call(s->fleet, FLEET_FN_RECONCILE, k, v, NULL, fleet_reconciled, l);
+	free(v);
+	free(nums);
+	if (r < 0)
+		fleet_fall_back(l);
+}
+
+static void fleet_peeked(void *ud, struct redisReply *r, const char *err)
+{
+	struct lane *l = ud;
+
+	l->peeking = 0;
+	if (!r || l->mode != LANE_SHARED)
+		return;
+	if (!fleet_reply_ok(r, 2)) {
+		fleet_broken(l, "state", r);
+		return;
+	}
+	if (fleet_mirror(l, r, 0)) {
+		log_warn("lane %s: the fleet's Redis lost the shared state (restarted empty?); "
+		         "handing it this host's launches in flight",
+		         l->cfg->name);
+		fleet_reconcile(l);
+	}
+	sched_kick(l->s);
+}
+
+void sched_fleet_tick(struct scheduler *s)
+{
+	int64_t now = time_mono_ms();
+	struct fleet_argv a;
+	int i;
+
+	for (i = 0; s->fleet && i < s->n_lanes; i++) {
+		struct lane *l = &s->lanes[i];
+
+		if (l->mode != LANE_SHARED || l->peeking || l->asking ||
+		    now - l->heard < FLEET_HEARTBEAT_MS)
+			continue;
+		fleet_argv_init(&a, l);
+		if (fleet_call(s->fleet, FLEET_FN_STATE, a.n, a.v, NULL, fleet_peeked, l) == 0)
+			l->peeking = 1;
+	}
+}
+
+static void fleet_on_state(void *ud, int up)
+{
+	struct scheduler *s = ud;
+	int i;
+
+	for (i = 0; i < s->n_lanes; i++) {
+		if (s->lanes[i].mode == LANE_ALONE)
+			continue;
+		if (up)
+			fleet_reconcile(&s->lanes[i]);
+		else
+			fleet_fall_back(&s->lanes[i]);
+	}
+	sched_kick(s);
+}
+
+void sched_fleet_forget(struct sched_ticket *t)
+{
+	if (t->asked) {
+		t->asked->t = NULL;
+		t->asked = NULL;
+	}
+}
+
+int sched_fleet_new(struct scheduler *s)
+{
+	const struct config *cfg = s->d->cfg;
+	const char *shares[CONFIG_MAX_LANES];
+	char err[512];
+	int i, r;
+
+	if (!cfg->fleet.redis_url[0])
+		return 0;
+	for (i = 0; i < s->n_lanes; i++)
+		shares[i] = config_lane_share(s->lanes[i].cfg);
+	r = fleet_new(s->d->base, &cfg->fleet, shares, s->n_lanes, &s->fleet, err, sizeof(err));
+	if (r < 0) {
+		log_err("fleet: %s", err);
+		return r;
+	}
+	for (i = 0; i < s->n_lanes; i++)
+		s->lanes[i].ask_n = 1;
+	fleet_start(s->fleet, fleet_on_state, s);
+	return 0;
+}
+
+void sched_fleet_flush(struct scheduler *s)
+{
+	if (s->fleet)
+		fleet_flush(s->fleet);
+}
+
+void sched_fleet_free(struct scheduler *s)
+{
+	fleet_free(s->fleet);
+	s->fleet = NULL;
+}
