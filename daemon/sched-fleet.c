@@ -32,7 +32,7 @@
 #include <hiredis/hiredis.h>
 
 /* A lease outlives its request's timeouts by this much. */
-#define FLEET_LEASE_MARGIN_MS 10000
+#define FLEET_LEASE_MARGIN_MS 2000
 /* Arguments of a call: keys, then at most the reconcile's three per launch. */
 #define FLEET_ARGS_FIXED 32
 
