@@ -83,6 +83,7 @@ struct fleet {
 	int beating;            /* a heartbeat is in flight */
 	int64_t backoff_ms;
 	char broken[1024]; /* a send failed: dropped from the timer, for this */
+	int in_reply;      /* inside hiredis' reply callback */
 	int hosts[FLEET_MAX_SHARES];
 	int was_up; /* ever up */
 	int told;   /* the last state told to on_state: -1 none yet, 0 down, 1 up */
@@ -358,6 +359,25 @@ static int fleet_queue(struct fleet *f, int argc, const char **argv, const size_
 }
 
 /*
+ * Out now rather than on the loop's next turn (a turn may hold a database
+ * commit): a grant's round trip is Redis's, not the loop's. Not from inside
+ * hiredis' own callbacks, where hiredis writes after them; a write that
+ * fails drops the connection from the timer.
+ */
+static void fleet_write(struct fleet *f)
+{
+	int done = 0;
+
+	if (f->in_reply || f->state != FLEET_UP || !f->ac)
+		return;
+	if (redisBufferWrite(&f->ac->c, &done) != REDIS_OK && !f->broken[0]) {
+		snprintf(f->broken, sizeof(f->broken), "cannot send to Redis at %s: %s", f->shown,
+		         f->ac->c.errstr[0] ? f->ac->c.errstr : "the connection failed");
+		event_active(f->timer, 0, 0);
+	}
+}
+
+/*
  * Send c; on failure it is not queued (the caller frees it) and the
  * connection is dropped from the timer, so that no caller's callback runs
  * inside fleet_call().
@@ -381,6 +401,7 @@ static int fleet_send(struct fleet *f, struct fleet_cmd *c)
 	TAILQ_INSERT_TAIL(&f->pending, c, link);
 	if (first)
 		fleet_arm(f);
+	fleet_write(f);
 	return 0;
 }
 
@@ -441,8 +462,10 @@ static void fleet_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	}
 	if (c->fn == FLEET_FN_GRANT)
 		fleet_rtt(f, fleet_now_us() - c->sent_us);
+	f->in_reply++;
 	if (c->cb)
 		c->cb(c->ud, r, NULL);
+	f->in_reply--;
 	fleet_cmd_free(c);
 	if (f->state != FLEET_DOWN)
 		fleet_arm(f);

@@ -12,14 +12,18 @@ for expression (the same order of operations, so the same doubles):
 tests/test_fleet.c runs one table of cases through both and compares the
 decisions and the state. Change one, change the other.
 
-The keys of a share S: llmq:{S}:gate, a hash of the gate's fields (named
-as gate_field_names[] in gate.c); llmq:{S}:leases, a sorted set of the
+The keys of a share S: llmq:{S}:gate, the gate's fields (named as
+gate_field_names[] in gate.c), its limits, epoch, claim and the pause's
+reason, packed with cmsgpack; llmq:{S}:leases, a sorted set of the
 launches in flight scored by their deadline; llmq:{S}:lease, a hash of each
 lease's "class cost at host". llmq:{S}:hosts and llmq:host:ID are the
 heartbeat's.
 
 Every function takes, first of its arguments, the time to use instead of
-TIME: empty from llmqd; a number of milliseconds only from the tests.
+TIME: empty from llmqd; a number of milliseconds only from the tests. The
+gate's functions then take whether the answer should carry the state
+(llmqd asks for it when its mirror is older than a moment; the tests, each
+time), and the lane's limits.
 ]]
 
 local WINDOW_AUTO, WINDOW_MINUTE, WINDOW_SECOND = 0, 1, 2
@@ -74,7 +78,12 @@ local function trunc(x)
   return math.ceil(x)
 end
 
+-- A number as text that reads back the same: a whole one (every time, count
+-- and id is) as it is, another with all its digits.
 local function num(x)
+  if x % 1 == 0 and x > -1e14 and x < 1e14 then
+    return tostring(x)
+  end
   return string.format('%.17g', x)
 end
 
@@ -693,7 +702,7 @@ local function gate_grant(g, ask, now)
   end
   r.why = why
   if t == NEVER then
-    r.wait_ms = slot_wait(g, ask.oldest_at, now)
+    r.wait_ms = slot_wait(g, ask.oldest_at(), now)
   else
     r.wait_ms = t - now
   end
@@ -758,33 +767,32 @@ end
 -- The gate of key, created (as a fresh lane's: pacing from nothing) when
 -- Redis has none; lim applied when it changed. Also its epoch: a new one
 -- each time the state is created, so that hosts see a Redis that lost it.
+-- Kept packed (cmsgpack: numbers as they are, every digit), one value.
 local function load(key, lim, now)
-  local raw = redis.call('HGETALL', key)
-  if #raw == 0 then
+  local raw = redis.call('GET', key)
+  local nf, nl = #FIELDS, #LIMITS
+  local g, v
+  if not raw then
     local t = redis.call('TIME')
-    local g = gate_init(lim, now)
+    g = gate_init(lim, now)
     g.cif = {[BATCH] = 0, [INTERACTIVE] = 0}
     g.share = {[BATCH] = 0, [INTERACTIVE] = 0}
     g.epoch = t[1] .. string.format('%06d', tonumber(t[2]))
     return g
   end
-  local h = {}
-  for i = 1, #raw, 2 do
-    h[raw[i]] = raw[i + 1]
+  v = cmsgpack.unpack(raw)
+  g = {lim = {}}
+  for k = 1, nf do
+    g[FIELDS[k]] = v[k]
   end
-  local g = {}
-  for _, f in ipairs(FIELDS) do
-    g[f] = tonumber(h[f]) or 0
+  for k = 1, nl do
+    g.lim[LIMITS[k]] = v[nf + k]
   end
+  g.epoch = v[nf + nl + 1]
+  g.claim = v[nf + nl + 2]
+  g.pause_reason = v[nf + nl + 3]
   g.cif = {[BATCH] = g.in_flight_batch, [INTERACTIVE] = g.in_flight_interactive}
   g.share = {[BATCH] = g.share_batch, [INTERACTIVE] = g.share_interactive}
-  g.pause_reason = h.pause_reason or ''
-  g.claim = h.claim or ''
-  g.epoch = h.epoch or ''
-  g.lim = {}
-  for _, name in ipairs(LIMITS) do
-    g.lim[name] = tonumber(h['lim_' .. name]) or 0
-  end
   if limits_differ(g.lim, lim) then
     set_limits(g, lim, now)
   end
@@ -792,39 +800,41 @@ local function load(key, lim, now)
 end
 
 local function save(key, g)
+  local out, nf = {}, #FIELDS
   g.in_flight_batch = g.cif[BATCH]
   g.in_flight_interactive = g.cif[INTERACTIVE]
   g.share_batch = g.share[BATCH]
   g.share_interactive = g.share[INTERACTIVE]
-  local args = {}
-  for _, f in ipairs(FIELDS) do
-    args[#args + 1] = f
-    args[#args + 1] = num(g[f])
+  for k, f in ipairs(FIELDS) do
+    out[k] = g[f]
   end
-  for _, name in ipairs(LIMITS) do
-    args[#args + 1] = 'lim_' .. name
-    args[#args + 1] = num(g.lim[name])
+  for k, name in ipairs(LIMITS) do
+    out[nf + k] = g.lim[name]
   end
-  args[#args + 1] = 'pause_reason'
-  args[#args + 1] = g.pause_reason
-  args[#args + 1] = 'claim'
-  args[#args + 1] = g.claim
-  args[#args + 1] = 'epoch'
-  args[#args + 1] = g.epoch
-  redis.call('HSET', key, unpack(args))
+  out[#out + 1] = g.epoch
+  out[#out + 1] = g.claim
+  out[#out + 1] = g.pause_reason
+  redis.call('SET', key, cmsgpack.pack(out))
 end
 
--- The state as the hosts read it: epoch, now, the fields, the pause's reason.
-local function state(g, now)
-  g.in_flight_batch = g.cif[BATCH]
-  g.in_flight_interactive = g.cif[INTERACTIVE]
-  g.share_batch = g.share[BATCH]
-  g.share_interactive = g.share[INTERACTIVE]
-  local out = {g.epoch, num(now)}
-  for _, f in ipairs(FIELDS) do
-    out[#out + 1] = num(g[f])
+--[[
+The tail of every answer: Redis's time, the state's epoch, and when asked
+the state as text for the hosts to mirror: its FIELDS, a line each, then
+the pause's reason.
+]]
+local function answer(out, g, now, with_state)
+  out[#out + 1] = num(now)
+  out[#out + 1] = g.epoch
+  if not with_state then
+    out[#out + 1] = ''
+    return out
   end
-  out[#out + 1] = g.pause_reason
+  local text = {}
+  for k, f in ipairs(FIELDS) do
+    text[k] = num(g[f])
+  end
+  text[#text + 1] = (string.gsub(g.pause_reason, '\n', ' '))
+  out[#out + 1] = table.concat(text, '\n')
   return out
 end
 
@@ -868,21 +878,23 @@ end
 
 --[[
 grant: launches for one lane. KEYS: the share's gate, leases, lease. ARGV:
-now, the 11 limits (LIMITS), class, cost, n, jitter, claim (an interactive
+now, whether to answer the state ("1"), the 11 limits (LIMITS), class, cost, n, jitter, claim (an interactive
 call's id, or 0), deadline_ms, host, then n lease ids. Answers: granted,
 wait_ms, why, probation, then 5 per launch granted (the mark: tokens,
-requests, refunds, at, room), then the state.
+requests, refunds, at, room), then the answer's tail (see answer()).
 ]]
 local function grant(keys, args)
   local now = clock(args[1])
-  local lim = limits_from(args, 2)
-  local a = 2 + #LIMITS
+  local lim = limits_from(args, 3)
+  local a = 3 + #LIMITS
   local ask = {cls = tonumber(args[a]), cost = tonumber(args[a + 1]), n = tonumber(args[a + 2]),
                jitter01 = tonumber(args[a + 3]), claim = args[a + 4]}
   local deadline_ms, host = tonumber(args[a + 5]), args[a + 6]
   local g = load(keys[1], lim, now)
   sweep(g, keys, now)
-  ask.oldest_at = oldest_at(keys)
+  ask.oldest_at = function()
+    return oldest_at(keys)
+  end
   local r = gate_grant(g, ask, now)
   local out = {r.granted, r.wait_ms, r.why, r.probation}
   for k = 1, r.granted do
@@ -892,63 +904,62 @@ local function grant(keys, args)
     end
   end
   save(keys[1], g)
-  for _, v in ipairs(state(g, now)) do
-    out[#out + 1] = v
-  end
-  return out
+  return answer(out, g, now, args[2] == '1')
 end
 
 --[[
-settle: a launch's answer. ARGV: now, the 11 limits, the lease's id,
-class, charged, used, succeeded, resends, observe, the 6 figures of the
-provider (-1 where absent), the mark (tokens, requests, refunds, at), event,
-pause_ms, learn, retry_after_ms. The lease is settled once: a second
-settle, or one for a lease swept as expired, gives no slot back. Answers:
-done, the 7 news (breaker_open, resumed, no_credit, rate_limited, learned,
-probation_ended, aligned), then the state.
+settle: launches' answers, in order (a host sends those of one loop turn
+together). ARGV: now, the state?, the 11 limits, then 21 for each answer:
+the lease's id, class, charged, used, succeeded, resends, observe, the 6
+figures of the provider (-1 where absent), the mark (tokens, requests,
+refunds, at), event, pause_ms, learn, retry_after_ms. A lease is settled
+once: a second settle, or one for a lease swept as expired, gives no slot
+back. Answers, for each: done and the 7 news (breaker_open, resumed,
+no_credit, rate_limited, learned, probation_ended, aligned); then the
+answer's tail.
 ]]
 local function settle(keys, args)
   local now = clock(args[1])
-  local lim = limits_from(args, 2)
-  local a = 2 + #LIMITS
-  local id = args[a]
-  local x = {}
-  for i = a + 1, #args do
-    x[#x + 1] = tonumber(args[i])
-  end
-  local ans = {cls = x[1], charged = x[2], used = x[3], succeeded = x[4], resends = x[5],
-               observe = x[6], fb = {x[7], x[8], x[9], x[10], x[11], x[12]},
-               mark = {x[13], x[14], x[15], x[16]}, event = x[17], pause_ms = x[18],
-               learn = x[19], retry_after_ms = x[20], done = 0}
+  local lim = limits_from(args, 3)
+  local a = 3 + #LIMITS
   local g = load(keys[1], lim, now)
-  if redis.call('HEXISTS', keys[3], id) == 1 then
-    ans.done = 1
-    redis.call('HDEL', keys[3], id)
-    redis.call('ZREM', keys[2], id)
+  local out = {}
+  for k = a, #args - 20, 21 do
+    local id, x = args[k], {}
+    for i = k + 1, k + 20 do
+      x[#x + 1] = tonumber(args[i])
+    end
+    local ans = {cls = x[1], charged = x[2], used = x[3], succeeded = x[4], resends = x[5],
+                 observe = x[6], fb = {x[7], x[8], x[9], x[10], x[11], x[12]},
+                 mark = {x[13], x[14], x[15], x[16]}, event = x[17], pause_ms = x[18],
+                 learn = x[19], retry_after_ms = x[20], done = 0}
+    if redis.call('HDEL', keys[3], id) == 1 then
+      ans.done = 1
+      redis.call('ZREM', keys[2], id)
+    end
+    local news = gate_settle(g, ans, now)
+    for _, v in ipairs({ans.done, news.breaker_open, news.resumed, news.no_credit,
+                        news.rate_limited, news.learned, news.probation_ended, news.aligned}) do
+      out[#out + 1] = v
+    end
   end
-  local news = gate_settle(g, ans, now)
   save(keys[1], g)
-  local out = {ans.done, news.breaker_open, news.resumed, news.no_credit, news.rate_limited,
-               news.learned, news.probation_ended, news.aligned}
-  for _, v in ipairs(state(g, now)) do
-    out[#out + 1] = v
-  end
-  return out
+  return answer(out, g, now, args[2] == '1')
 end
 
 --[[
 reconcile: a host (back from gating alone, or seeing a new epoch) makes
-its leases the launches it has in flight. ARGV: now, the 11 limits, host,
+its leases the launches it has in flight. ARGV: now, 1, the 11 limits, host,
 deadline_ms, then id, class, cost for each launch in flight. Its leases
 that are not among them are settled without a refund (answered while Redis
 was away, or granted while the answer was lost); those missing are adopted
 (their slot taken, their cost charged). Answers: adopted, dropped, then the
-state.
+answer's tail, with the state.
 ]]
 local function reconcile(keys, args)
   local now = clock(args[1])
-  local lim = limits_from(args, 2)
-  local a = 2 + #LIMITS
+  local lim = limits_from(args, 3)
+  local a = 3 + #LIMITS
   local host, deadline_ms = args[a], tonumber(args[a + 1])
   local g = load(keys[1], lim, now)
   local live, adopted, dropped = {}, 0, 0
@@ -975,24 +986,21 @@ local function reconcile(keys, args)
     end
   end
   save(keys[1], g)
-  local out = {adopted, dropped}
-  for _, v in ipairs(state(g, now)) do
-    out[#out + 1] = v
-  end
-  return out
+  return answer({adopted, dropped}, g, now, true)
 end
 
 --[[
 state: the shared gate as it stands, its expired leases swept (so that a
 host that asks nothing still sees the others' launches, and a dead host's
-slots come back). ARGV: now, the 11 limits. Answers the state.
+slots come back). ARGV: now, 1, the 11 limits. Answers the tail, with the
+state.
 ]]
 local function peek(keys, args)
   local now = clock(args[1])
-  local g = load(keys[1], limits_from(args, 2), now)
+  local g = load(keys[1], limits_from(args, 3), now)
   sweep(g, keys, now)
   save(keys[1], g)
-  return state(g, now)
+  return answer({}, g, now, true)
 end
 
 --[[

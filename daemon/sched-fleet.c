@@ -31,10 +31,16 @@
 #include <string.h>
 #include <hiredis/hiredis.h>
 
+/* A lane asks for the shared state with an answer when its mirror is older. */
+#define FLEET_MIRROR_MS 250
 /* A lease outlives its request's timeouts by this much. */
 #define FLEET_LEASE_MARGIN_MS 2000
-/* Arguments of a call: keys, then at most the reconcile's three per launch. */
+/* Arguments of a call: keys, the time, the limits, then what it is about. */
 #define FLEET_ARGS_FIXED 32
+/* Grants a draining lane may ask at once. */
+#define FLEET_ASKS_MAX 4
+/* The most answers one settle carries. */
+#define FLEET_SETTLE_MAX 32
 
 struct fleet_ask {
 	struct lane *l;
@@ -42,22 +48,31 @@ struct fleet_ask {
 	int64_t cost;
 	int n;
 	struct sched_ticket *t; /* a call's: NULL once it left */
+	uint64_t gen;           /* the lane's ask_gen when asked */
 	char ids[GATE_GRANT_MAX][sizeof(((struct sched_lease *)0)->id)];
 };
 
 /* A settle on its way, with what the lane's own gate needs if it never gets there. */
 struct fleet_settle {
-	struct lane *l;
 	struct gate_answer ga;
+	char id[sizeof(((struct sched_lease *)0)->id)];
+	int shared; /* the mark is the shared gate's */
 	char error[256];
 	int has_error;
 };
 
+/* The answers of one loop turn, settled by one call. */
+struct fleet_settles {
+	struct lane *l;
+	int n;
+	struct fleet_settle one[FLEET_SETTLE_MAX];
+};
+
 /* The call's fixed part: the share's keys, the time (Redis's own), the limits. */
 struct fleet_argv {
-	const char *v[FLEET_ARGS_FIXED + 3 * GATE_GRANT_MAX];
+	const char *v[FLEET_ARGS_FIXED + 21 * FLEET_SETTLE_MAX];
 	char keys[3][96];
-	char num[FLEET_ARGS_FIXED + GATE_GRANT_MAX][32];
+	char num[FLEET_ARGS_FIXED + 20 * FLEET_SETTLE_MAX][32];
 	int n, nums;
 };
 
@@ -80,7 +95,8 @@ static void fleet_arg(struct fleet_argv *a, const char *s)
 	a->v[a->n++] = s;
 }
 
-static void fleet_argv_init(struct fleet_argv *a, const struct lane *l)
+/* with_state: the answer carries the shared state (else only when the mirror is old). */
+static void fleet_argv_init(struct fleet_argv *a, const struct lane *l, int with_state)
 {
 	const char *share = config_lane_share(l->cfg);
 	struct gate_limits lim;
@@ -94,6 +110,7 @@ static void fleet_argv_init(struct fleet_argv *a, const struct lane *l)
 	fleet_arg(a, a->keys[1]);
 	fleet_arg(a, a->keys[2]);
 	fleet_arg(a, ""); /* Redis's own time */
+	fleet_arg(a, with_state || time_mono_ms() - l->heard >= FLEET_MIRROR_MS ? "1" : "");
 	/* The shared gate's limits are the whole key's, not a host's share. */
 	sched_lane_limits(l->cfg, &lim);
 	fleet_arg_num(a, "%d", lim.max_concurrency);
@@ -153,56 +170,80 @@ void sched_fleet_lease_alone(struct lane *l, struct sched_lease *ret)
 }
 
 /*
- * The state an answer carried (from reply element from: epoch, Redis's
- * time, the fields, the pause's reason), into the lane's gate, its times
- * moved to this host's clock. 1 when the epoch is not the one seen before:
- * Redis lost the state, and this host's launches in flight with it.
+ * An answer's tail (from reply element from: Redis's time, the state's
+ * epoch, and when asked the state as text, a field a line then the pause's
+ * reason): the state into the lane's gate, its times moved to this host's
+ * clock. 1 when the epoch is not the one seen before: Redis lost the state,
+ * and this host's launches in flight with it.
  */
 static int fleet_mirror(struct lane *l, const redisReply *r, size_t from)
 {
 	double v[GATE_FIELDS], redis_now;
 	int64_t now = time_mono_ms();
-	const char *epoch;
+	const char *epoch, *p;
+	char *end;
 	int i, changed;
 
-	if (r->elements < from + 2 + GATE_FIELDS + 1 ||
-	    r->element[from]->type != REDIS_REPLY_STRING)
+	if (r->elements < from + 3 || r->element[from + 1]->type != REDIS_REPLY_STRING ||
+	    r->element[from + 2]->type != REDIS_REPLY_STRING)
 		return 0;
-	epoch = r->element[from]->str;
-	redis_now = fleet_num(r, from + 1);
-	for (i = 0; i < GATE_FIELDS; i++) {
-		v[i] = fleet_num(r, from + 2 + (size_t)i);
+	redis_now = fleet_num(r, from);
+	epoch = r->element[from + 1]->str;
+	p = r->element[from + 2]->str;
+	for (i = 0; *p && i < GATE_FIELDS; i++) {
+		v[i] = strtod(p, &end);
+		if (end == p || *end != '\n')
+			break;
 		if (gate_field_is_time[i] && v[i] != 0)
 			v[i] = v[i] - redis_now + (double)now;
+		p = end + 1;
 	}
-	gate_unpack(&l->gate, v);
-	if (r->element[from + 2 + GATE_FIELDS]->type == REDIS_REPLY_STRING)
-		snprintf(l->gate.pause_reason, sizeof(l->gate.pause_reason), "%s",
-		         r->element[from + 2 + GATE_FIELDS]->str);
+	if (i == GATE_FIELDS) {
+		gate_unpack(&l->gate, v);
+		snprintf(l->gate.pause_reason, sizeof(l->gate.pause_reason), "%s", p);
+		l->heard = now;
+	}
 	changed = l->epoch[0] && strcmp(l->epoch, epoch) != 0;
 	snprintf(l->epoch, sizeof(l->epoch), "%s", epoch);
-	l->heard = now;
 	return changed;
 }
 
 static void fleet_reconcile(struct lane *l);
+static void fleet_settles_send(struct lane *l);
 
 /* Gating alone from now on, with 1/N of the limits, counting its own launches. */
 static void fleet_fall_back(struct lane *l)
 {
 	struct gate_limits lim;
 	int64_t now = time_mono_ms();
+	int n;
 
 	if (l->mode == LANE_FALLBACK)
 		return;
 	l->mode = LANE_FALLBACK;
-	l->asking = NULL; /* its answer comes as a failure, and finds the lane alone */
+	/* Answers not sent yet: the own gate takes them (fleet_call fails now). */
+	fleet_settles_send(l);
+	/* Asks in flight are answered as failures, and find the lane alone. */
+	l->asks = 0;
+	l->ask_gen++;
 	l->wait_until[GATE_BATCH] = l->wait_until[GATE_INTERACTIVE] = 0;
 	l->gate.in_flight = l->own[GATE_BATCH] + l->own[GATE_INTERACTIVE];
 	l->gate.class_in_flight[GATE_BATCH] = l->own[GATE_BATCH];
 	l->gate.class_in_flight[GATE_INTERACTIVE] = l->own[GATE_INTERACTIVE];
 	l->gate.claim_until = 0;
 	l->gate.claim = 0;
+	/* What the mirror holds is the key's: this host's share of it. */
+	n = fleet_hosts(l->s->fleet, config_lane_share(l->cfg));
+	if (n > 1) {
+		l->gate.prov_tok_bucket /= n;
+		l->gate.prov_req_bucket /= n;
+		l->gate.prov_tok_cap /= n;
+		l->gate.prov_req_cap /= n;
+		if (l->gate.tok > 0)
+			l->gate.tok /= n;
+		if (l->gate.req > 0)
+			l->gate.req /= n;
+	}
 	sched_fleet_limits(l, &lim);
 	gate_set_limits(&l->gate, &lim, now);
 	log_info("lane %s: gates alone: concurrency %d, tpm %lld, rpm %lld (1/%d of the key's, "
@@ -234,6 +275,26 @@ static void fleet_mark(const redisReply *r, size_t at, struct gate_mark *ret)
 	ret->refunds = (int64_t)fleet_num(r, at + 2);
 	ret->at = (int64_t)fleet_num(r, at + 3);
 	ret->room = (int)fleet_num(r, at + 4);
+}
+
+/* The most launches one ask may want: this host's share of the slots. */
+static int fleet_ask_max(const struct lane *l)
+{
+	int n = fleet_hosts(l->s->fleet, config_lane_share(l->cfg)), m;
+
+	m = (l->cfg->limits.max_concurrency + n - 1) / n;
+	return m < 1 ? 1 : m > GATE_GRANT_MAX ? GATE_GRANT_MAX : m;
+}
+
+/*
+ * Asks one lane may have in flight: one, but while its batch uses all it is
+ * granted at the most per ask (a lane without limits, draining), a few, so
+ * that a grant's round trip (one loop turn of the host's, at a minimum) does
+ * not set the pace.
+ */
+static int fleet_asks_max(const struct lane *l)
+{
+	return l->ask_n >= fleet_ask_max(l) ? FLEET_ASKS_MAX : 1;
 }
 
 /* The batch's next jobs on the leases granted, in one transaction; unused leases back. */
@@ -279,9 +340,11 @@ static void fleet_launch_jobs(struct lane *l, struct fleet_ask *ask, const redis
 		sched_fleet_release(l, GATE_BATCH, ask->cost, &lease, 1);
 	}
 	sched_launches_end(s, grouped);
-	/* Ask for more at once while every launch granted finds a job. */
+	/* Ask for more at once while every launch granted finds a job, up to this
+	 * host's share of the key's slots: one host's ask does not take what all
+	 * of them wait for. */
 	if (used == ask->n)
-		l->ask_n = ask->n * 2 > GATE_GRANT_MAX ? GATE_GRANT_MAX : ask->n * 2;
+		l->ask_n = ask->n * 2 > fleet_ask_max(l) ? fleet_ask_max(l) : ask->n * 2;
 	else if (used < granted)
 		l->ask_n = used > 1 ? used : 1;
 }
@@ -298,8 +361,8 @@ static void fleet_granted(void *ud, struct redisReply *r, const char *err)
 
 	if (t)
 		t->asked = NULL;
-	if (l->asking == ask)
-		l->asking = NULL;
+	if (ask->gen == l->ask_gen && l->asks > 0)
+		l->asks--;
 	if (!r || l->mode != LANE_SHARED) {
 		/* Redis went away (the lane gates alone now), or the lane is being
 		 * handed over: the reconcile drops what this would have granted. */
@@ -307,7 +370,7 @@ static void fleet_granted(void *ud, struct redisReply *r, const char *err)
 		sched_kick(l->s);
 		return;
 	}
-	if (!fleet_reply_ok(r, 4)) {
+	if (!fleet_reply_ok(r, 7)) {
 		fleet_broken(l, "grant", r);
 		free(ask);
 		sched_kick(l->s);
@@ -354,6 +417,8 @@ static int fleet_ask(struct lane *l, enum gate_class cls, int64_t cost, int n,
 	struct fleet_argv a;
 	int i, r;
 
+	/* The answers first: the slots they free are the grant's to give. */
+	fleet_settles_send(l);
 	ask = calloc(1, sizeof(*ask));
 	if (!ask)
 		return -ENOMEM;
@@ -362,7 +427,7 @@ static int fleet_ask(struct lane *l, enum gate_class cls, int64_t cost, int n,
 	ask->cost = cost;
 	ask->n = n < 1 ? 1 : n > GATE_GRANT_MAX ? GATE_GRANT_MAX : n;
 	ask->t = t;
-	fleet_argv_init(&a, l);
+	fleet_argv_init(&a, l, 0);
 	fleet_arg_num(&a, "%d", cls);
 	fleet_arg_num(&a, "%lld", (long long)cost);
 	fleet_arg_num(&a, "%d", ask->n);
@@ -380,7 +445,8 @@ static int fleet_ask(struct lane *l, enum gate_class cls, int64_t cost, int n,
 		free(ask);
 		return r;
 	}
-	l->asking = ask;
+	ask->gen = l->ask_gen;
+	l->asks++;
 	if (t)
 		t->asked = ask;
 	return 0;
@@ -394,8 +460,10 @@ void sched_fleet_pump(struct lane *l)
 	struct store_job job;
 	int calls_first, r;
 
-	if (s->stopping || l->asking || l->mode != LANE_SHARED)
+	if (s->stopping || l->mode != LANE_SHARED || l->asks >= fleet_asks_max(l))
 		return;
+	if (t && t->asked)
+		t = NULL; /* its ask is under way */
 	/* A call that goes first and must wait holds the batch back (its claim
 	 * holds every host's); one that need not goes now. */
 	calls_first = t && gate_first_class(&l->gate, now) == GATE_INTERACTIVE;
@@ -438,94 +506,140 @@ out:
 		sched_arm(l, now + 100, now); /* the fleet just went: the lane falls back */
 }
 
+/* An answer that never got to the shared gate: the lane's own gate (gating
+ * alone now) takes what it says; its slot was counted out already. */
+static void fleet_settle_alone(struct lane *l, struct fleet_settle *st, int64_t now)
+{
+	struct gate_news n;
+
+	st->ga.done = 0;
+	st->ga.observe = 0;
+	gate_settle(&l->gate, &st->ga, now, &n);
+	sched_tell(l, &st->ga, &n, st->has_error ? st->error : NULL, now);
+}
+
 static void fleet_settled(void *ud, struct redisReply *r, const char *err)
 {
-	struct fleet_settle *st = ud;
-	struct lane *l = st->l;
+	struct fleet_settles *b = ud;
+	struct lane *l = b->l;
 	int64_t now = time_mono_ms();
-	struct gate_news n = {0};
-	int changed;
+	struct gate_news n;
+	size_t at;
+	int i, changed;
 
-	if (!r || !fleet_reply_ok(r, 8)) {
-		/* It never got there: the lane's own gate, gating alone now, takes
-		 * what the answer says (its slot was counted out already). */
+	if (!r || !fleet_reply_ok(r, 8 * (size_t)b->n + 3)) {
 		if (r)
 			fleet_broken(l, "settle", r);
-		st->ga.done = 0;
-		st->ga.observe = 0;
-		gate_settle(&l->gate, &st->ga, now, &n);
-		sched_tell(l, &st->ga, &n, st->has_error ? st->error : NULL, now);
-		free(st);
+		for (i = 0; i < b->n; i++)
+			fleet_settle_alone(l, &b->one[i], now);
+		free(b);
 		sched_kick(l->s);
 		return;
 	}
-	n.breaker_open = (int)fleet_num(r, 1);
-	n.resumed = (int)fleet_num(r, 2);
-	n.no_credit = (int)fleet_num(r, 3);
-	n.rate_limited = (int)fleet_num(r, 4);
-	n.learned = (int)fleet_num(r, 5);
-	n.probation_ended = (int)fleet_num(r, 6);
-	n.aligned = (int)fleet_num(r, 7);
-	changed = l->mode == LANE_SHARED && fleet_mirror(l, r, 8);
-	sched_tell(l, &st->ga, &n, st->has_error ? st->error : NULL, now);
-	free(st);
+	for (i = 0; i < b->n; i++) {
+		at = 8 * (size_t)i;
+		n.breaker_open = (int)fleet_num(r, at + 1);
+		n.resumed = (int)fleet_num(r, at + 2);
+		n.no_credit = (int)fleet_num(r, at + 3);
+		n.rate_limited = (int)fleet_num(r, at + 4);
+		n.learned = (int)fleet_num(r, at + 5);
+		n.probation_ended = (int)fleet_num(r, at + 6);
+		n.aligned = (int)fleet_num(r, at + 7);
+		sched_tell(l, &b->one[i].ga, &n, b->one[i].has_error ? b->one[i].error : NULL, now);
+	}
+	changed = l->mode == LANE_SHARED && fleet_mirror(l, r, 8 * (size_t)b->n);
+	free(b);
 	if (changed)
 		fleet_reconcile(l);
 	sched_kick(l->s);
+}
+
+/* The answers gathered for the lane go to the shared gate, as one call. */
+static void fleet_settles_send(struct lane *l)
+{
+	struct fleet_settles *b = l->settles;
+	int64_t now = time_mono_ms();
+	struct fleet_argv *a;
+	int i, r = -ENOMEM;
+
+	if (!b)
+		return;
+	l->settles = NULL;
+	a = calloc(1, sizeof(*a));
+	if (a) {
+		fleet_argv_init(a, l, 0);
+		for (i = 0; i < b->n; i++) {
+			const struct gate_answer *ga = &b->one[i].ga;
+
+			fleet_arg(a, b->one[i].id);
+			fleet_arg_num(a, "%d", ga->cls);
+			fleet_arg_num(a, "%lld", (long long)ga->charged);
+			fleet_arg_num(a, "%lld", (long long)ga->used);
+			fleet_arg_num(a, "%d", ga->succeeded);
+			fleet_arg_num(a, "%lld", (long long)ga->resends);
+			/* A launch made alone has a mark of this host's clock: no figures. */
+			fleet_arg_num(a, "%d", ga->observe && b->one[i].shared);
+			fleet_arg_num(a, "%lld", (long long)ga->fb.limit_tokens);
+			fleet_arg_num(a, "%lld", (long long)ga->fb.remaining_tokens);
+			fleet_arg_num(a, "%lld", (long long)ga->fb.reset_tokens_ms);
+			fleet_arg_num(a, "%lld", (long long)ga->fb.limit_requests);
+			fleet_arg_num(a, "%lld", (long long)ga->fb.remaining_requests);
+			fleet_arg_num(a, "%lld", (long long)ga->fb.reset_requests_ms);
+			fleet_arg_num(a, "%lld", (long long)ga->mark.tokens);
+			fleet_arg_num(a, "%lld", (long long)ga->mark.requests);
+			fleet_arg_num(a, "%lld", (long long)ga->mark.refunds);
+			fleet_arg_num(a, "%lld", (long long)ga->mark.at);
+			fleet_arg_num(a, "%d", ga->event);
+			fleet_arg_num(a, "%lld", (long long)ga->pause_ms);
+			fleet_arg_num(a, "%d", ga->learn);
+			fleet_arg_num(a, "%lld", (long long)ga->retry_after_ms);
+		}
+		r = fleet_call(l->s->fleet, FLEET_FN_SETTLE, a->n, a->v, NULL, fleet_settled, b);
+		free(a);
+	}
+	if (r < 0) {
+		for (i = 0; i < b->n; i++)
+			fleet_settle_alone(l, &b->one[i], now);
+		free(b);
+	}
 }
 
 int sched_fleet_settle(struct lane *l, const struct gate_answer *ga,
                        const struct sched_lease *lease, const char *error)
 {
 	struct fleet_settle *st;
-	struct fleet_argv a;
-	int r;
 
-	if ((l->mode != LANE_SHARED && l->mode != LANE_RECONCILING) || !lease->id[0])
+	if ((l->mode != LANE_SHARED && l->mode != LANE_RECONCILING) || !lease->id[0] ||
+	    !fleet_up(l->s->fleet))
 		return -ENOTCONN;
-	st = calloc(1, sizeof(*st));
-	if (!st)
+	if (!l->settles && !(l->settles = calloc(1, sizeof(*l->settles))))
 		return -ENOMEM;
-	st->l = l;
+	l->settles->l = l;
+	st = &l->settles->one[l->settles->n++];
+	memset(st, 0, sizeof(*st));
 	st->ga = *ga;
+	snprintf(st->id, sizeof(st->id), "%s", lease->id);
+	st->shared = lease->shared;
 	if (error) {
 		snprintf(st->error, sizeof(st->error), "%s", error);
 		st->has_error = 1;
 	}
-	fleet_argv_init(&a, l);
-	fleet_arg(&a, lease->id);
-	fleet_arg_num(&a, "%d", ga->cls);
-	fleet_arg_num(&a, "%lld", (long long)ga->charged);
-	fleet_arg_num(&a, "%lld", (long long)ga->used);
-	fleet_arg_num(&a, "%d", ga->succeeded);
-	fleet_arg_num(&a, "%lld", (long long)ga->resends);
-	/* A launch made alone has a mark of this host's clock: no figures from it. */
-	fleet_arg_num(&a, "%d", ga->observe && lease->shared);
-	fleet_arg_num(&a, "%lld", (long long)ga->fb.limit_tokens);
-	fleet_arg_num(&a, "%lld", (long long)ga->fb.remaining_tokens);
-	fleet_arg_num(&a, "%lld", (long long)ga->fb.reset_tokens_ms);
-	fleet_arg_num(&a, "%lld", (long long)ga->fb.limit_requests);
-	fleet_arg_num(&a, "%lld", (long long)ga->fb.remaining_requests);
-	fleet_arg_num(&a, "%lld", (long long)ga->fb.reset_requests_ms);
-	fleet_arg_num(&a, "%lld", (long long)ga->mark.tokens);
-	fleet_arg_num(&a, "%lld", (long long)ga->mark.requests);
-	fleet_arg_num(&a, "%lld", (long long)ga->mark.refunds);
-	fleet_arg_num(&a, "%lld", (long long)ga->mark.at);
-	fleet_arg_num(&a, "%d", ga->event);
-	fleet_arg_num(&a, "%lld", (long long)ga->pause_ms);
-	fleet_arg_num(&a, "%d", ga->learn);
-	fleet_arg_num(&a, "%lld", (long long)ga->retry_after_ms);
-	r = fleet_call(l->s->fleet, FLEET_FN_SETTLE, a.n, a.v, NULL, fleet_settled, st);
-	if (r < 0) {
-		free(st);
-		return r;
-	}
+	if (l->settles->n == FLEET_SETTLE_MAX)
+		fleet_settles_send(l);
 	/* A slot of this host's is free: worth asking again before the wait told. */
 	if (l->wait_why[GATE_BATCH] == GATE_CONCURRENCY)
 		l->wait_until[GATE_BATCH] = 0;
 	if (l->wait_why[GATE_INTERACTIVE] == GATE_CONCURRENCY)
 		l->wait_until[GATE_INTERACTIVE] = 0;
 	return 0;
+}
+
+void sched_fleet_after_turn(struct scheduler *s)
+{
+	int i;
+
+	for (i = 0; s->fleet && i < s->n_lanes; i++)
+		fleet_settles_send(&s->lanes[i]);
 }
 
 void sched_fleet_release(struct lane *l, enum gate_class cls, int64_t cost,
@@ -558,7 +672,7 @@ static void fleet_reconciled(void *ud, struct redisReply *r, const char *err)
 		sched_kick(l->s);
 		return;
 	}
-	if (!fleet_reply_ok(r, 2)) {
+	if (!fleet_reply_ok(r, 5)) {
 		fleet_broken(l, "reconcile", r);
 		sched_kick(l->s);
 		return;
@@ -594,8 +708,10 @@ static void fleet_reconcile(struct lane *l)
 	struct fleet_argv a;
 	int n = 0, k = 0, i, r;
 
+	fleet_settles_send(l);
 	l->mode = LANE_RECONCILING;
-	l->asking = NULL;
+	l->asks = 0;
+	l->ask_gen++;
 	LIST_FOREACH(f, &l->flights, link)
 	n++;
 	LIST_FOREACH(t, &l->flying, flying)
@@ -608,7 +724,7 @@ static void fleet_reconcile(struct lane *l)
 		fleet_fall_back(l);
 		return;
 	}
-	fleet_argv_init(&a, l);
+	fleet_argv_init(&a, l, 1);
 	fleet_arg(&a, fleet_host_id(s->fleet));
 	fleet_arg_num(&a, "%lld", (long long)fleet_deadline_ms(l));
 	memcpy(v, a.v, (size_t)a.n * sizeof(*v));
@@ -646,7 +762,7 @@ static void fleet_peeked(void *ud, struct redisReply *r, const char *err)
 	l->peeking = 0;
 	if (!r || l->mode != LANE_SHARED)
 		return;
-	if (!fleet_reply_ok(r, 2)) {
+	if (!fleet_reply_ok(r, 3)) {
 		fleet_broken(l, "state", r);
 		return;
 	}
@@ -668,10 +784,10 @@ void sched_fleet_tick(struct scheduler *s)
 	for (i = 0; s->fleet && i < s->n_lanes; i++) {
 		struct lane *l = &s->lanes[i];
 
-		if (l->mode != LANE_SHARED || l->peeking || l->asking ||
+		if (l->mode != LANE_SHARED || l->peeking || l->asks ||
 		    now - l->heard < FLEET_HEARTBEAT_MS)
 			continue;
-		fleet_argv_init(&a, l);
+		fleet_argv_init(&a, l, 1);
 		if (fleet_call(s->fleet, FLEET_FN_STATE, a.n, a.v, NULL, fleet_peeked, l) == 0)
 			l->peeking = 1;
 	}
@@ -725,12 +841,19 @@ int sched_fleet_new(struct scheduler *s)
 
 void sched_fleet_flush(struct scheduler *s)
 {
+	sched_fleet_after_turn(s);
 	if (s->fleet)
 		fleet_flush(s->fleet);
 }
 
 void sched_fleet_free(struct scheduler *s)
 {
+	int i;
+
 	fleet_free(s->fleet);
 	s->fleet = NULL;
+	for (i = 0; i < s->n_lanes; i++) {
+		free(s->lanes[i].settles);
+		s->lanes[i].settles = NULL;
+	}
 }

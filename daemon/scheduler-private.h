@@ -15,6 +15,7 @@
 
 struct lane;
 struct fleet_ask;
+struct fleet_settles;
 
 /* The fleet's lease of a launch: its id, and whose clock its mark is on. */
 struct sched_lease {
@@ -74,7 +75,8 @@ struct lane {
 	int64_t window_phase; /* where the provider's windows start, ms into a wall second */
 	/* The fleet (sched-fleet.c). */
 	enum lane_mode mode;
-	struct fleet_ask *asking;               /* the grant in flight: one at a time */
+	int asks;                               /* grants asked, not answered yet */
+	uint64_t ask_gen;                       /* asks of an earlier spell do not count */
 	int64_t wait_until[GATE_CLASSES];       /* the shared gate said to wait (mono) */
 	enum gate_block wait_why[GATE_CLASSES]; /* and why */
 	int ask_n;                              /* launches a batch's next ask wants */
@@ -83,6 +85,7 @@ struct lane {
 	char epoch[32];                         /* of the shared state last seen */
 	int64_t heard;                          /* when it was last seen (mono) */
 	int peeking;                            /* a look at it is in flight */
+	struct fleet_settles *settles;          /* answers to send, at the turn's end */
 	LIST_HEAD(, sched_ticket) flying;       /* granted calls, for reconciling */
 };
 
@@ -136,8 +139,8 @@ void sched_fleet_free(struct scheduler *s);
 void sched_fleet_pump(struct lane *l);
 /* A lease for a launch made by the lane's own gate (falling back). */
 void sched_fleet_lease_alone(struct lane *l, struct sched_lease *ret);
-/* An answer for the shared gate; 0 when it went there, -errno when the
- * lane's own gate must take it. */
+/* An answer for the shared gate (sent with the loop turn's others); 0 when
+ * it goes there, -errno when the lane's own gate must take it. */
 int sched_fleet_settle(struct lane *l, const struct gate_answer *ga,
                        const struct sched_lease *lease, const char *error);
 /* The launch's slot (and with refund, its cost) back: a launch taken back. */
@@ -147,6 +150,8 @@ void sched_fleet_release(struct lane *l, enum gate_class cls, int64_t cost,
 void sched_fleet_forget(struct sched_ticket *t);
 /* Once a second: a look at the shared gate of each lane that asked nothing lately. */
 void sched_fleet_tick(struct scheduler *s);
+/* The loop turn's answers go to the shared gate, one call per lane. */
+void sched_fleet_after_turn(struct scheduler *s);
 /* Stopping: what was sent goes out now. */
 void sched_fleet_flush(struct scheduler *s);
 /* The lane's limits now: 1/N of them while falling back. */

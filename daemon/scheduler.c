@@ -395,6 +395,7 @@ void sched_kick(struct scheduler *s)
 
 void sched_after_turn(struct scheduler *s)
 {
+	sched_fleet_after_turn(s);
 	writeback_after_turn(s->wb);
 }
 
