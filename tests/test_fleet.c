@@ -487,6 +487,7 @@ struct step {
 	const char *host; /* NULL: "a" */
 	/* SETTLE: the lease (its number in grant order, from 0); the answer */
 	int lease;
+	int also; /* a second lease's number + 1, its answer the same, in the same call */
 	int64_t used;
 	int succeeded, resends;
 	struct gate_feedback fb;
@@ -699,6 +700,38 @@ static const struct table_case table[] = {
       GW(2100, GATE_BATCH, 50, 2, 1, GATE_CONCURRENCY),
       OK_(2200, 1, 10),
       GW(2300, GATE_BATCH, 50, 1, 1, GATE_OK),
+      {.op = END}}},
+    {"answers of one turn settled together; a launch taken back, and a caller who left",
+     LIM(4, 0, 60000, 0, 0, 1000, 0, GATE_WINDOW_MINUTE, 0),
+     60000,
+     {G(0, GATE_BATCH, 200, 4),
+      {.op = SETTLE,
+       .at = 300,
+       .lease = 0,
+       .also = 2,
+       .used = 150,
+       .succeeded = 1,
+       .fb = FB_NONE,
+       .event = GATE_EV_ANSWERED,
+       .retry_after = -1},
+      /* taken back before it went: all of it refunded, the lane untouched */
+      {.op = SETTLE,
+       .at = 310,
+       .lease = 2,
+       .used = 0,
+       .succeeded = 1,
+       .fb = FB_NONE,
+       .event = GATE_EV_NONE,
+       .retry_after = -1},
+      /* its caller left: the slot back, the cost spent */
+      {.op = SETTLE,
+       .at = 320,
+       .lease = 3,
+       .used = -1,
+       .fb = FB_NONE,
+       .event = GATE_EV_NONE,
+       .retry_after = -1},
+      GW(330, GATE_BATCH, 200, 4, 4, GATE_OK),
       {.op = END}}},
     {"a host back from gating alone: its leases become its launches in flight",
      LIM(8, 0, 0, 0, 0, 0, 0, GATE_WINDOW_MINUTE, 0),
@@ -956,61 +989,77 @@ static void run_case(redisContext *c, const struct table_case *tc, int index)
 				    tc->what, k, g.granted, g.why, st->want_granted, st->want_why);
 			compare_state(tc, k, r, rep, 4 + 5 * (size_t)g.granted);
 		} else if (st->op == SETTLE) {
-			struct ref_lease *l = &r->leases[st->lease];
-			struct gate_answer a = {
-			    .cls = l->cls,
-			    .charged = l->cost,
-			    .used = st->used,
-			    .succeeded = st->succeeded,
-			    .resends = st->resends,
-			    .done = l->live,
-			    .observe = l->marked,
-			    .mark = l->mark,
-			    .fb = st->fb,
-			    .event = st->event,
-			    .pause_ms = st->pause_ms,
-			    .learn = st->learn,
-			    .retry_after_ms = st->retry_after,
-			};
-			struct gate_news news;
+			/* One answer, or two settled by one call (a loop turn's). */
+			int which[2] = {st->lease, st->also - 1}, count = st->also ? 2 : 1, j;
+			struct gate_news news[2];
+			int done[2];
 
-			cr_assert_lt(st->lease, r->n, "%s: no lease %d", tc->what, st->lease);
-			ARG("%s", l->id);
-			ARG("%d", l->cls);
-			ARG("%lld", (long long)l->cost);
-			ARG("%lld", (long long)st->used);
-			ARG("%d", st->succeeded);
-			ARG("%d", st->resends);
-			ARG("%d", a.observe);
-			ARG("%lld", (long long)st->fb.limit_tokens);
-			ARG("%lld", (long long)st->fb.remaining_tokens);
-			ARG("%lld", (long long)st->fb.reset_tokens_ms);
-			ARG("%lld", (long long)st->fb.limit_requests);
-			ARG("%lld", (long long)st->fb.remaining_requests);
-			ARG("%lld", (long long)st->fb.reset_requests_ms);
-			ARG("%lld", (long long)a.mark.tokens);
-			ARG("%lld", (long long)a.mark.requests);
-			ARG("%lld", (long long)a.mark.refunds);
-			ARG("%lld", (long long)a.mark.at);
-			ARG("%d", st->event);
-			ARG("%lld", (long long)st->pause_ms);
-			ARG("%d", st->learn);
-			ARG("%lld", (long long)st->retry_after);
-			l->live = 0;
-			gate_settle(&r->g, &a, now, &news);
+			for (j = 0; j < count; j++) {
+				struct ref_lease *l = &r->leases[which[j]];
+				struct gate_answer a = {
+				    .cls = l->cls,
+				    .charged = l->cost,
+				    .used = st->used,
+				    .succeeded = st->succeeded,
+				    .resends = st->resends,
+				    .done = l->live,
+				    .observe = l->marked,
+				    .mark = l->mark,
+				    .fb = st->fb,
+				    .event = st->event,
+				    .pause_ms = st->pause_ms,
+				    .learn = st->learn,
+				    .retry_after_ms = st->retry_after,
+				};
+
+				cr_assert_lt(which[j], r->n, "%s: no lease %d", tc->what, which[j]);
+				ARG("%s", l->id);
+				ARG("%d", l->cls);
+				ARG("%lld", (long long)l->cost);
+				ARG("%lld", (long long)st->used);
+				ARG("%d", st->succeeded);
+				ARG("%d", st->resends);
+				ARG("%d", a.observe);
+				ARG("%lld", (long long)st->fb.limit_tokens);
+				ARG("%lld", (long long)st->fb.remaining_tokens);
+				ARG("%lld", (long long)st->fb.reset_tokens_ms);
+				ARG("%lld", (long long)st->fb.limit_requests);
+				ARG("%lld", (long long)st->fb.remaining_requests);
+				ARG("%lld", (long long)st->fb.reset_requests_ms);
+				ARG("%lld", (long long)a.mark.tokens);
+				ARG("%lld", (long long)a.mark.requests);
+				ARG("%lld", (long long)a.mark.refunds);
+				ARG("%lld", (long long)a.mark.at);
+				ARG("%d", st->event);
+				ARG("%lld", (long long)st->pause_ms);
+				ARG("%d", st->learn);
+				ARG("%lld", (long long)st->retry_after);
+				l->live = 0;
+				done[j] = a.done;
+				gate_settle(&r->g, &a, now, &news[j]);
+			}
 			rep = lua_call(c, "settle", share, n, args);
-			cr_assert_eq(rep_num(rep, 0), a.done, "%s, step %d: done", tc->what, k);
-			cr_assert_eq(rep_num(rep, 1), news.breaker_open, "%s, step %d", tc->what,
-			             k);
-			cr_assert_eq(rep_num(rep, 2), news.resumed, "%s, step %d", tc->what, k);
-			cr_assert_eq(rep_num(rep, 3), news.no_credit, "%s, step %d", tc->what, k);
-			cr_assert_eq(rep_num(rep, 4), news.rate_limited, "%s, step %d", tc->what,
-			             k);
-			cr_assert_eq(rep_num(rep, 5), news.learned, "%s, step %d", tc->what, k);
-			cr_assert_eq(rep_num(rep, 6), news.probation_ended, "%s, step %d", tc->what,
-			             k);
-			cr_assert_eq(rep_num(rep, 7), news.aligned, "%s, step %d", tc->what, k);
-			compare_state(tc, k, r, rep, 8);
+			for (j = 0; j < count; j++) {
+				size_t at = 8 * (size_t)j;
+
+				cr_assert_eq(rep_num(rep, at), done[j], "%s, step %d: done",
+				             tc->what, k);
+				cr_assert_eq(rep_num(rep, at + 1), news[j].breaker_open,
+				             "%s, step %d", tc->what, k);
+				cr_assert_eq(rep_num(rep, at + 2), news[j].resumed, "%s, step %d",
+				             tc->what, k);
+				cr_assert_eq(rep_num(rep, at + 3), news[j].no_credit, "%s, step %d",
+				             tc->what, k);
+				cr_assert_eq(rep_num(rep, at + 4), news[j].rate_limited,
+				             "%s, step %d", tc->what, k);
+				cr_assert_eq(rep_num(rep, at + 5), news[j].learned, "%s, step %d",
+				             tc->what, k);
+				cr_assert_eq(rep_num(rep, at + 6), news[j].probation_ended,
+				             "%s, step %d", tc->what, k);
+				cr_assert_eq(rep_num(rep, at + 7), news[j].aligned, "%s, step %d",
+				             tc->what, k);
+			}
+			compare_state(tc, k, r, rep, 8 * (size_t)count);
 		} else {
 			int adopted = 0, dropped = 0, j, live;
 
