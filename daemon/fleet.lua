@@ -37,9 +37,11 @@ local SHARE_TAU_MS = 60000
 local BREAKER_TRIP, BREAKER_FIRST_MS, BREAKER_MAX_MS = 3, 1000, 60000
 local SLOT_WAIT_MIN_MS, SLOT_WAIT_MAX_MS, SLOT_WAIT_UNKNOWN_MS = 5, 1000, 100
 local CLAIM_GRACE_MS = 50
+local TURNS, TURN_GRACE_MS, HOST_MAX = 32, 100, 64
 local GRANT_MAX = 32
 local BATCH, INTERACTIVE = 0, 1
-local B_OK, B_CONCURRENCY, B_STAGGER, B_PAUSED, B_REQUESTS, B_TOKENS, B_CLAIMED = 0, 1, 2, 3, 4, 5, 6
+local B_OK, B_CONCURRENCY, B_STAGGER, B_PAUSED, B_REQUESTS, B_TOKENS, B_CLAIMED, B_TURN =
+  0, 1, 2, 3, 4, 5, 6, 7
 local EV_ANSWERED, EV_UNREACHABLE, EV_RATE_LIMITED, EV_QUOTA, EV_NONE = 0, 1, 2, 3, 4
 
 -- gate_field_names[] of gate.c, in its order; then the strings.
@@ -674,6 +676,40 @@ local function slot_wait(g, oldest_at, now)
   return w
 end
 
+-- g.turns: {host, until, host, until, ...}, first told to wait first.
+local function turns_expire(g, now)
+  local kept = {}
+  for i = 1, #g.turns, 2 do
+    if g.turns[i + 1] > now then
+      kept[#kept + 1] = g.turns[i]
+      kept[#kept + 1] = g.turns[i + 1]
+    end
+  end
+  g.turns = kept
+end
+
+local function turn_of(g, host)
+  for i = 1, #g.turns, 2 do
+    if g.turns[i] == host then
+      return (i + 1) / 2 - 1
+    end
+  end
+  return -1
+end
+
+local function turn_wait(g, host, untill)
+  local i = turn_of(g, host)
+  if i < 0 then
+    if #g.turns / 2 == TURNS or string.len(host) > HOST_MAX then
+      return
+    end
+    g.turns[#g.turns + 1] = host
+    g.turns[#g.turns + 1] = untill
+    return
+  end
+  g.turns[2 * i + 2] = untill
+end
+
 local function gate_grant(g, ask, now)
   local r = {granted = 0, marks = {}, wait_ms = 0, why = B_OK, probation = 0}
   local n = ask.n
@@ -683,7 +719,18 @@ local function gate_grant(g, ask, now)
     n = GRANT_MAX
   end
   local t, why = now, B_OK
+  local turns, mine = ask.cls == BATCH and ask.host ~= nil and ask.host ~= '', -1
   r.probation = gate_probation(g, now)
+  if turns then
+    turns_expire(g, now)
+    mine = turn_of(g, ask.host)
+    if #g.turns > 0 and mine ~= 0 then
+      r.why = B_TURN
+      r.wait_ms = g.turns[2] - now
+      turn_wait(g, ask.host, now + r.wait_ms + TURN_GRACE_MS)
+      return r
+    end
+  end
   while r.granted < n do
     t, why = gate_when(g, ask.cls, ask.cost, now)
     if t > now then
@@ -697,6 +744,10 @@ local function gate_grant(g, ask, now)
     g.claim = ''
     g.claim_until = 0
   end
+  if turns and mine == 0 and r.granted > 0 then
+    table.remove(g.turns, 1)
+    table.remove(g.turns, 1)
+  end
   if r.granted == n then
     return r
   end
@@ -705,6 +756,9 @@ local function gate_grant(g, ask, now)
     r.wait_ms = slot_wait(g, ask.oldest_at(), now)
   else
     r.wait_ms = t - now
+  end
+  if turns and r.granted == 0 then
+    turn_wait(g, ask.host, now + r.wait_ms + TURN_GRACE_MS)
   end
   if claimed and r.granted == 0 then
     local untill = now + r.wait_ms + CLAIM_GRACE_MS
@@ -740,6 +794,7 @@ local function gate_init(lim, now)
   g.req = req_capacity(g)
   g.pause_reason = ''
   g.claim = ''
+  g.turns = {}
   -- A pinned window is the lane's from the start (as the scheduler does).
   if lim.provider_window ~= WINDOW_AUTO then
     set_window(g, lim.provider_window, now)
@@ -791,6 +846,7 @@ local function load(key, lim, now)
   g.epoch = v[nf + nl + 1]
   g.claim = v[nf + nl + 2]
   g.pause_reason = v[nf + nl + 3]
+  g.turns = v[nf + nl + 4] or {}
   g.cif = {[BATCH] = g.in_flight_batch, [INTERACTIVE] = g.in_flight_interactive}
   g.share = {[BATCH] = g.share_batch, [INTERACTIVE] = g.share_interactive}
   if limits_differ(g.lim, lim) then
@@ -814,6 +870,7 @@ local function save(key, g)
   out[#out + 1] = g.epoch
   out[#out + 1] = g.claim
   out[#out + 1] = g.pause_reason
+  out[#out + 1] = g.turns
   redis.call('SET', key, cmsgpack.pack(out))
 end
 
@@ -888,7 +945,7 @@ local function grant(keys, args)
   local lim = limits_from(args, 3)
   local a = 3 + #LIMITS
   local ask = {cls = tonumber(args[a]), cost = tonumber(args[a + 1]), n = tonumber(args[a + 2]),
-               jitter01 = tonumber(args[a + 3]), claim = args[a + 4]}
+               jitter01 = tonumber(args[a + 3]), claim = args[a + 4], host = args[a + 6]}
   local deadline_ms, host = tonumber(args[a + 5]), args[a + 6]
   local g = load(keys[1], lim, now)
   sweep(g, keys, now)

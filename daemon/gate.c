@@ -666,14 +666,61 @@ static int64_t gate_slot_wait(const struct gate *g, int64_t oldest_at, int64_t n
 	return w;
 }
 
+/* Turns past their time are given up. */
+static void gate_turns_expire(struct gate *g, int64_t now)
+{
+	int i, k = 0;
+
+	for (i = 0; i < g->n_turns; i++)
+		if (g->turns[i].until > now)
+			g->turns[k++] = g->turns[i];
+	g->n_turns = k;
+}
+
+static int gate_turn_of(const struct gate *g, const char *host)
+{
+	int i;
+
+	for (i = 0; i < g->n_turns; i++)
+		if (strcmp(g->turns[i].host, host) == 0)
+			return i;
+	return -1;
+}
+
+/* The host waits until until: it keeps its place, or takes the last. */
+static void gate_turn_wait(struct gate *g, const char *host, int64_t until)
+{
+	int i = gate_turn_of(g, host);
+
+	if (i < 0) {
+		if (g->n_turns == GATE_TURNS || strlen(host) > GATE_HOST_MAX)
+			return;
+		i = g->n_turns++;
+		snprintf(g->turns[i].host, sizeof(g->turns[i].host), "%s", host);
+	}
+	g->turns[i].until = until;
+}
+
 void gate_grant(struct gate *g, const struct gate_ask *ask, int64_t now, struct gate_grant *ret)
 {
 	enum gate_block why = GATE_OK;
 	int64_t t = now, until;
 	int n = ask->n < 1 ? 1 : ask->n > GATE_GRANT_MAX ? GATE_GRANT_MAX : ask->n;
+	int turns = ask->cls == GATE_BATCH && ask->host && ask->host[0], mine = -1;
 
 	memset(ret, 0, sizeof(*ret));
 	ret->probation = gate_probation(g, now);
+	if (turns) {
+		gate_turns_expire(g, now);
+		mine = gate_turn_of(g, ask->host);
+		if (g->n_turns > 0 && mine != 0) {
+			/* Another host's batch was told to wait first: it goes first. */
+			ret->why = GATE_TURN;
+			ret->wait_ms = g->turns[0].until - now;
+			gate_turn_wait(g, ask->host, now + ret->wait_ms + GATE_TURN_GRACE_MS);
+			return;
+		}
+	}
 	while (ret->granted < n) {
 		t = gate_when(g, ask->cls, ask->cost, now, &why);
 		if (t > now)
@@ -686,10 +733,17 @@ void gate_grant(struct gate *g, const struct gate_ask *ask, int64_t now, struct 
 		g->claim = 0;
 		g->claim_until = 0;
 	}
+	/* Its turn taken: the next host's comes. */
+	if (turns && mine == 0 && ret->granted > 0) {
+		memmove(&g->turns[0], &g->turns[1], sizeof(g->turns[0]) * (size_t)(g->n_turns - 1));
+		g->n_turns--;
+	}
 	if (ret->granted == n)
 		return;
 	ret->why = why;
 	ret->wait_ms = t == GATE_NEVER ? gate_slot_wait(g, ask->oldest_at, now) : t - now;
+	if (turns && ret->granted == 0)
+		gate_turn_wait(g, ask->host, now + ret->wait_ms + GATE_TURN_GRACE_MS);
 	if (ask->cls == GATE_INTERACTIVE && ask->claim && ret->granted == 0) {
 		until = now + ret->wait_ms + GATE_CLAIM_GRACE_MS;
 		if (g->claim_until <= now || g->claim == ask->claim || until > g->claim_until) {

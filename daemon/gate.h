@@ -89,6 +89,17 @@ enum gate_window {
 #define GATE_SLOT_WAIT_UNKNOWN_MS 100
 #define GATE_CLAIM_GRACE_MS 50
 #define GATE_GRANT_MAX 32
+/* Hosts' batches take turns: one told to wait keeps its place until its
+ * wait is over and this much more. */
+#define GATE_TURNS 32
+#define GATE_TURN_GRACE_MS 100
+#define GATE_HOST_MAX 64
+
+/* A host's place among those whose batches wait (the fleet). */
+struct gate_turn {
+	char host[GATE_HOST_MAX + 1];
+	int64_t until; /* past it, the host is taken not to be waiting any more */
+};
 
 struct gate_limits {
 	int max_concurrency;        /* >= 1 */
@@ -157,6 +168,10 @@ struct gate {
 	 * launch until claim_until (batch launches wait while calls go first). */
 	int64_t claim_until;
 	uint64_t claim;
+	/* The fleet: the hosts whose batches were told to wait, first told first;
+	 * the first goes before any other host's batch. */
+	struct gate_turn turns[GATE_TURNS];
+	int n_turns;
 };
 
 /* Why gate_when() said no. */
@@ -168,6 +183,7 @@ enum gate_block {
 	GATE_REQUESTS,
 	GATE_TOKENS,
 	GATE_CLAIMED, /* the fleet: a waiting interactive call goes first */
+	GATE_TURN,    /* the fleet: another host's batch waited first */
 };
 
 void gate_init(struct gate *g, const struct gate_limits *lim, int64_t now);
@@ -295,6 +311,7 @@ struct gate_ask {
 	double jitter01;
 	uint64_t claim;    /* an interactive call's id, claiming the next launch while it waits */
 	int64_t oldest_at; /* when the oldest launch in flight went; GATE_NEVER: none known */
+	const char *host;  /* a batch's host, for its turn; NULL: no turns */
 };
 
 struct gate_grant {
@@ -311,7 +328,10 @@ struct gate_grant {
  * after launch while gate_when() allows, all-or-nothing for each over the
  * tokens, the requests and a slot. A wait for a slot is the oldest launch's
  * expected end (lat_ms); an interactive call told to wait claims the next
- * launch, and drops its claim when granted.
+ * launch, and drops its claim when granted. Hosts' batches take turns: one
+ * told to wait keeps its place (GATE_TURN_GRACE_MS past its wait), and while
+ * another host holds the first place, a batch waits for it (GATE_TURN): the
+ * key's launches go round the hosts that want them.
  */
 void gate_grant(struct gate *g, const struct gate_ask *ask, int64_t now, struct gate_grant *ret);
 

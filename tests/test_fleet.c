@@ -525,6 +525,12 @@ struct table_case {
 		.op = GRANT, .at = (t_), .cls = (c_), .cost = (k_), .n = (n_), .check = 1,         \
 		.want_granted = (g_), .want_why = (w_)                                             \
 	}
+/* A batch's grant of one launch of 500 for another host, checked. */
+#define HW(t_, h_, g_, w_)                                                                         \
+	{                                                                                          \
+		.op = GRANT, .at = (t_), .cls = GATE_BATCH, .cost = 500, .n = 1, .host = (h_),     \
+		.check = 1, .want_granted = (g_), .want_why = (w_)                                 \
+	}
 #define CALL(t_, k_, id_, g_, w_)                                                                  \
 	{                                                                                          \
 		.op = GRANT, .at = (t_), .cls = GATE_INTERACTIVE, .cost = (k_), .n = 1,            \
@@ -732,6 +738,24 @@ static const struct table_case table[] = {
        .event = GATE_EV_NONE,
        .retry_after = -1},
       GW(330, GATE_BATCH, 200, 4, 4, GATE_OK),
+      {.op = END}}},
+    {"hosts' batches take turns: the one told to wait first goes first",
+     LIM(8, 0, 60000, 0, 0, 0, 0, GATE_WINDOW_MINUTE, 0),
+     60000,
+     {GW(0, GATE_BATCH, 500, 1, 1, GATE_OK),
+      /* b is told to wait for the tokens, and takes the first place */
+      HW(10, "b", 0, GATE_TOKENS),
+      /* a comes back first when they are there: b's turn */
+      GW(490, GATE_BATCH, 500, 1, 0, GATE_TURN),
+      HW(500, "b", 1, GATE_OK),
+      /* c joins behind a, whose turn it now is */
+      HW(505, "c", 0, GATE_TURN),
+      GW(580, GATE_BATCH, 500, 1, 0, GATE_TOKENS),
+      HW(985, "c", 0, GATE_TURN),
+      GW(990, GATE_BATCH, 500, 1, 1, GATE_OK),
+      HW(1000, "b", 0, GATE_TURN),
+      /* c never came back: past its place's time, b goes */
+      HW(2600, "b", 1, GATE_OK),
       {.op = END}}},
     {"a host back from gating alone: its leases become its launches in flight",
      LIM(8, 0, 0, 0, 0, 0, 0, GATE_WINDOW_MINUTE, 0),
@@ -942,8 +966,8 @@ static void run_case(redisContext *c, const struct table_case *tc, int index)
 		n = lua_args(buf, args, now, &tc->lim);
 		ref_load(r, &tc->lim, now);
 		if (st->op == GRANT) {
-			struct gate_ask ask = {st->cls,    st->cost,  st->n,
-			                       st->jitter, st->claim, GATE_NEVER};
+			struct gate_ask ask = {st->cls,   st->cost,   st->n, st->jitter,
+			                       st->claim, GATE_NEVER, host};
 			struct ref_lease *first;
 			struct gate_grant g;
 
