@@ -526,7 +526,7 @@ static enum retry_verdict settle(struct lane *l, enum gate_class cls, const stru
 	gate_observe(&l->gate, &a->fb, mark, now);
 	if (v == RV_SUCCEEDED)
 		gate_confirm(&l->gate, mark);
-	gate_done(&l->gate, cls, charged, v == RV_SUCCEEDED ? a->total : -1, now);
+	gate_done(&l->gate, cls, charged, retry_spent(in, v, a->total), now);
 	if (resp->sends > 1) {
 		/* libcurl sent it again after a reused connection died: the upstream saw
 		 * (and may bill) each send. */

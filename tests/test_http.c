@@ -1040,3 +1040,31 @@ Test(models, an_llmqd_behind_another_lists_the_providers_models, .timeout = 60)
 	h_daemon_signal(&b, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/*
+ * An answer that says the request was not processed (a 400) refunds its
+ * estimate: the next call does not wait for the budget the refused one held.
+ */
+Test(http, a_refused_answer_gives_its_estimate_back, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	struct reply *r;
+	char dir[64];
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	/* 6,000 tokens a minute, 100 a second: each call holds 5,000 for 50 s. */
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=6000",
+	               "OPENAI_TPM_HEADROOM=0", "OPENAI_BURST_SECONDS=60", NULL);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("fail-400", ",\"max_tokens\":5000"));
+	cr_assert_eq(r->status, 400, "%s", r->body);
+	free(r);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"max_tokens\":5000"));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert_lt(r->total_s, 2.0, "the refused call's 5,000 tokens came back: %.1f s",
+	             r->total_s);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}

@@ -61,6 +61,44 @@ ParameterizedTest(struct cls_case *c, retry, classify)
 	             c->should_retry, c->code ? c->code : "-");
 }
 
+/* What an answer spent of its estimate: a refusal that says it was not processed, nothing. */
+Test(retry, what_an_answer_spent)
+{
+	static const struct {
+		int status, should_retry, too_big;
+		const char *code, *msg;
+		int64_t total, want;
+		const char *what;
+	} rows[] = {
+	    {200, -1, 0, NULL, NULL, 120, 120, "the usage reported"},
+	    {200, -1, 0, NULL, NULL, -1, -1, "no usage: the estimate stays"},
+	    {400, -1, 0, "invalid_request_error", NULL, -1, 0, "a bad request was not processed"},
+	    {404, -1, 0, NULL, NULL, -1, 0, "nor an unknown model"},
+	    {429, -1, 0, "rate_limit_exceeded", "Request too large for gpt-4o", -1, 0,
+	     "too large for the provider's minute: not processed"},
+	    {508, -1, 0, "loop_detected", NULL, -1, 0, "a loop was not processed"},
+	    {429, 0, 0, NULL, NULL, -1, 0, "a 429 told not to retry"},
+	    {429, -1, 0, "rate_limit_exceeded", "Rate limit reached", -1, -1,
+	     "a rate limit empties the buckets instead"},
+	    {500, -1, 0, NULL, NULL, -1, -1, "a 5xx may have been processed"},
+	    {500, 0, 0, NULL, NULL, -1, -1, "even when final"},
+	    {0, -1, 0, NULL, NULL, -1, -1, "a broken transfer may have been processed"},
+	    {200, -1, 1, NULL, NULL, -1, -1, "an answer too large to keep was billed"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct retry_input in = {.status = rows[i].status,
+		                         .should_retry = rows[i].should_retry,
+		                         .error_code = rows[i].code,
+		                         .error_msg = rows[i].msg,
+		                         .too_big = rows[i].too_big};
+
+		cr_assert_eq(retry_spent(&in, retry_classify(&in), rows[i].total), rows[i].want,
+		             "%s", rows[i].what);
+	}
+}
+
 Test(retry, an_answer_past_the_size_cap_is_final)
 {
 	/* It was sent and billed; another try would be billed again and lost again. */
