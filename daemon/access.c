@@ -51,6 +51,27 @@ static int is_admin(const struct config *cfg, uid_t uid, int64_t now)
 	return cache[slot].admin;
 }
 
+int access_may_connect(const struct config *cfg, uid_t uid, int64_t now_ms)
+{
+	static struct {
+		uid_t uid;
+		int ok;
+		int64_t at;
+	} seen[ACCESS_CACHE];
+	unsigned slot = (unsigned)uid % ACCESS_CACHE;
+
+	if (uid == 0 || uid == geteuid())
+		return 1;
+	if (!cfg->socket_group[0])
+		return 0;
+	if (seen[slot].at && seen[slot].uid == uid && now_ms - seen[slot].at < ACCESS_TTL_MS)
+		return seen[slot].ok;
+	seen[slot].uid = uid;
+	seen[slot].ok = in_group(uid, cfg->socket_group);
+	seen[slot].at = now_ms ? now_ms : 1;
+	return seen[slot].ok;
+}
+
 int64_t access_scope(const struct config *cfg, uid_t uid, int64_t now_ms)
 {
 	if (uid == (uid_t)-1)

@@ -348,6 +348,10 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		} else if (strcmp(name, "http_log_bodies") == 0) {
 			if (parse_bool(value, &cfg->http_log_bodies) < 0)
 				goto fail_range;
+		} else if (strcmp(name, "http_anonymous") == 0) {
+			if (!getenv("LLMQ_HTTP_ANONYMOUS") &&
+			    parse_bool(value, &cfg->http_anonymous) < 0)
+				goto fail_range;
 		} else if (strcmp(name, "max_connections") == 0) {
 			cfg->max_connections = atoi(value);
 			if (cfg->max_connections < 1 || cfg->max_connections > 4096)
@@ -656,6 +660,11 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	    parse_bool(v, &cfg->http_log_bodies) < 0) {
 		snprintf(err, errlen,
 		         "environment: LLMQ_HTTP_LOG_BODIES = \"%s\": expected yes or no", v);
+		return -EINVAL;
+	}
+	if ((v = getenv("LLMQ_HTTP_ANONYMOUS")) && *v && parse_bool(v, &cfg->http_anonymous) < 0) {
+		snprintf(err, errlen,
+		         "environment: LLMQ_HTTP_ANONYMOUS = \"%s\": expected yes or no", v);
 		return -EINVAL;
 	}
 	if ((v = getenv("LLMQ_DB_MAX_MB")) && *v && parse_mb(v, &cfg->db_max_bytes) < 0) {

@@ -502,8 +502,9 @@ void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, stru
 	c->d = d;
 	c->req = req;
 	c->stream_used = -1;
-	if (http_caller(d->http, req, &c->uid) < 0) {
-		http_unauthorized(req);
+	r = http_caller(d->http, req, 0, &c->uid);
+	if (r < 0) {
+		http_refuse_caller(req, r);
 		goto fail;
 	}
 	if (refuse_loop(d, req, path))

@@ -21,6 +21,9 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <grp.h>
+#include <ifaddrs.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pwd.h>
 
 static void msleep(int ms)
@@ -503,4 +506,23 @@ int h_batch_finished(json_object *batch)
 	const char *s = h_jstr(batch, "state");
 
 	return s && (strcmp(s, "completed") == 0 || strcmp(s, "cancelled") == 0);
+}
+
+int h_host_addr(char *buf, size_t len)
+{
+	struct ifaddrs *ifs = NULL, *i;
+	int r = -1;
+
+	if (getifaddrs(&ifs) < 0)
+		return -1;
+	for (i = ifs; i && r < 0; i = i->ifa_next) {
+		struct sockaddr_in *a = (struct sockaddr_in *)i->ifa_addr;
+
+		if (!a || a->sin_family != AF_INET || (ntohl(a->sin_addr.s_addr) >> 24) == 127)
+			continue;
+		if (inet_ntop(AF_INET, &a->sin_addr, buf, (socklen_t)len))
+			r = 0;
+	}
+	freeifaddrs(ifs);
+	return r;
 }

@@ -87,6 +87,10 @@ void h_raw_line(int fd, char *got, size_t len);
 /* The daemon's resident set now and at its peak (VmRSS, VmHWM), in KiB. */
 long h_rss_kib(const struct daemon_proc *d, long *ret_peak_kib);
 
+/* An IPv4 address of this host other than loopback (a caller llmqd cannot
+ * identify by the kernel connects from it): 0, or -1 when there is none. */
+int h_host_addr(char *buf, size_t len);
+
 /* Run a query on the daemon's database; returns the first column of the first row. */
 int64_t h_sql_int(const struct daemon_proc *d, const char *sql);
 

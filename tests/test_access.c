@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@
 
 #include "harness.h"
 
-static char out[1 << 16], err[1 << 16], out2[1 << 16], err2[1 << 16];
+static char out[1 << 16], err[1 << 16], out2[1 << 16], err2[1 << 16], big[1 << 12];
 
 static void sh(const char *cmd)
 {
@@ -304,4 +305,101 @@ Test(access, one_user_cannot_lock_out_the_others, .timeout = 60)
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	close(ready[0]);
 	h_daemon_signal(&d, SIGTERM);
+}
+
+/* curl as user, with args (NULL-terminated): its exit status; the body into out. */
+static int curl_as(const char *user, char *buf, size_t len, ...)
+{
+	char *argv[32] = {"curl", "-s", "-m", "20"};
+	int po[2], status, i = 4;
+	size_t have = 0;
+	ssize_t n;
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, len);
+	while (i < 31 && (argv[i] = va_arg(ap, char *)))
+		i++;
+	va_end(ap);
+	argv[i] = NULL;
+	cr_assert_eq(pipe(po), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(po[1], 1);
+		close(po[0]);
+		become(user);
+		execvp("curl", argv);
+		_exit(127);
+	}
+	close(po[1]);
+	while (have + 1 < len && (n = read(po[0], buf + have, len - 1 - have)) > 0)
+		have += (size_t)n;
+	buf[have] = '\0';
+	close(po[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * Over loopback TCP the kernel says who the caller is: two real users'
+ * files stay theirs, and a user outside the sockets' group is refused, as
+ * the socket's mode refuses them.
+ */
+Test(access, tcp_callers_are_their_users, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], file[128], url[128], group_env[96], id[64] = "";
+	json_object *o;
+
+	need_root();
+	h_tmpdir(dir, sizeof(dir));
+	cr_assert_eq(chmod(dir, 0711), 0);
+	h_mock_start(&m, dir, NULL);
+	snprintf(group_env, sizeof(group_env), "LLMQ_SOCKET_GROUP=%s", user("users"));
+	h_daemon_start(&d, dir, &m, H_FAST, group_env, NULL);
+	snprintf(file, sizeof(file), "%s/secret.jsonl", dir);
+	h_write_batch(file, 2, "SECRET-OF-ALICE", 5);
+	cr_assert_eq(chmod(file, 0644), 0);
+
+	/* Alice uploads over TCP: the file is hers. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/files", d.http_port);
+	snprintf(big, sizeof(big), "file=@%s", file);
+	cr_assert_eq(
+	    curl_as(user("alice"), out, sizeof(out), "-F", "purpose=batch", "-F", big, url, NULL),
+	    0);
+	o = json_tokener_parse(out);
+	cr_assert_not_null(o, "%s", out);
+	snprintf(id, sizeof(id), "%s", h_jstr(o, "id") ? h_jstr(o, "id") : "");
+	json_object_put(o);
+	cr_assert(id[0], "%s", out);
+
+	/* Bob, over TCP too, neither lists, reads nor deletes it. */
+	cr_assert_eq(curl_as(user("bob"), out, sizeof(out), url, NULL), 0);
+	cr_assert_null(strstr(out, id), "bob's list: %s", out);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/files/%s/content", d.http_port, id);
+	cr_assert_eq(curl_as(user("bob"), out, sizeof(out), url, NULL), 0);
+	cr_assert_null(strstr(out, "SECRET-OF-ALICE"), "%s", out);
+	cr_assert(strstr(out, "\"error\""), "%s", out);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/files/%s", d.http_port, id);
+	cr_assert_eq(curl_as(user("bob"), out, sizeof(out), "-X", "DELETE", url, NULL), 0);
+	cr_assert(strstr(out, "\"error\""), "%s", out);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/files/%s/content", d.http_port, id);
+	cr_assert_eq(curl_as(user("alice"), out, sizeof(out), url, NULL), 0);
+	cr_assert(strstr(out, "SECRET-OF-ALICE"), "alice still reads hers: %s", out);
+
+	/* Mallory is outside the users' group: refused, and told why. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/chat/completions", d.http_port);
+	cr_assert_eq(curl_as(user("mallory"), out, sizeof(out), "-H",
+	                     "Content-Type: application/json", "-d",
+	                     "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
+	                     "\"content\":\"spend the key\"}]}",
+	                     url, NULL),
+	             0);
+	cr_assert(strstr(out, "permission_denied") && strstr(out, "socket_group"), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls WHERE outcome != 'refused'"), 0,
+	             "nothing of mallory's went upstream");
+	h_mock_stop(&m);
 }
