@@ -80,17 +80,17 @@ enum stmt_id {
 	S__COUNT
 };
 
-/* A batch with its counts per state (index-only); tokens are the costly part. */
+/* A batch with its counts per state and its tokens, from job_counts (kept by
+ * triggers): no question reads a row per job. */
+#define BATCH_COUNT(state)                                                                         \
+	"(SELECT coalesce(sum(c.jobs), 0) FROM job_counts c WHERE c.batch_id = b.id AND "          \
+	"c.state = '" state "'), "
 #define BATCH_COLUMNS_WITH(tokens)                                                                 \
 	"b.id, b.state, b.created_at, b.submitter_uid, b.input_name, b.window_ms, b.total, "       \
-	"b.est_tokens, b.finished_at, "                                                            \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'queued'), "           \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'running'), "          \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'succeeded'), "        \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'failed'), "           \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'cancelled'), " tokens \
-	", b.expired_at, b.endpoint, b.input_file_id, b.metadata, b.errors, "                      \
-	"b.cancelling_at, " BATCH_NAME " "
+	"b.est_tokens, b.finished_at, " BATCH_COUNT("queued") BATCH_COUNT("running")               \
+	    BATCH_COUNT("succeeded") BATCH_COUNT("failed") BATCH_COUNT("cancelled") tokens         \
+	    ", b.expired_at, b.endpoint, b.input_file_id, b.metadata, b.errors, "                  \
+	    "b.cancelling_at, " BATCH_NAME " "
 /* What a person calls the batch: llmq submit's --name (or its file's name);
  * for one made over HTTP, its metadata's description (or name), else the
  * uploaded file's name. */
@@ -98,12 +98,12 @@ enum stmt_id {
 	"coalesce(CASE WHEN json_valid(b.metadata) THEN coalesce("                                 \
 	"json_extract(b.metadata, '$.description'), json_extract(b.metadata, '$.name')) END, "     \
 	"b.input_name)"
-/* Tokens used and still pending: they read every job's row. */
+/* Tokens used and still pending. */
 #define BATCH_COLUMNS                                                                              \
-	BATCH_COLUMNS_WITH(                                                                        \
-	    "(SELECT coalesce(sum(j.total_tokens), 0) FROM jobs j WHERE j.batch_id = b.id), "      \
-	    "(SELECT coalesce(sum(j.est_tokens), 0) FROM jobs j "                                  \
-	    "   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running'))")
+	BATCH_COLUMNS_WITH("(SELECT coalesce(sum(c.total_tokens), 0) FROM job_counts c WHERE "     \
+	                   "c.batch_id = b.id), "                                                  \
+	                   "(SELECT coalesce(sum(c.est_tokens), 0) FROM job_counts c "             \
+	                   "   WHERE c.batch_id = b.id AND c.state IN ('queued', 'running'))")
 #define BATCH_COLUMNS_BRIEF BATCH_COLUMNS_WITH("NULL, NULL")
 
 #define FILE_COLUMNS "id, owner_uid, created_at, filename, purpose, bytes, lines "
@@ -255,13 +255,16 @@ static const char *const stmt_sql[S__COUNT] = {
                        "WHERE id = ?1 AND state = 'in_progress'",
     [S_RESULTS_OK] = RESULT_LINE "AND state = 'succeeded' ORDER BY id LIMIT ?3",
     [S_RESULTS_ERR] = RESULT_LINE "AND state IN ('failed', 'cancelled') ORDER BY id LIMIT ?3",
-    [S_BACKLOG] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
+    [S_BACKLOG] = "SELECT coalesce(sum(jobs), 0), coalesce(sum(est_tokens), 0) FROM job_counts "
                   "WHERE lane = ?1 AND state IN ('queued', 'running')",
-    [S_BACKLOG_ALL] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
-                      "WHERE state IN ('queued', 'running')",
-    [S_BACKLOG_UPTO] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
-                       "WHERE lane = ?1 AND state IN ('queued', 'running') "
-                       "AND id <= (SELECT max(id) FROM jobs WHERE batch_id = ?2)",
+    [S_BACKLOG_ALL] = "SELECT coalesce(sum(jobs), 0), coalesce(sum(est_tokens), 0) "
+                      "FROM job_counts WHERE state IN ('queued', 'running')",
+    /* The lane's work up to and with a batch: its own, and that of the
+     * batches stored before it. */
+    [S_BACKLOG_UPTO] = "SELECT coalesce(sum(c.jobs), 0), coalesce(sum(c.est_tokens), 0) "
+                       "FROM job_counts c JOIN batches b ON b.id = c.batch_id "
+                       "WHERE c.lane = ?1 AND c.state IN ('queued', 'running') "
+                       "AND b.rowid <= (SELECT rowid FROM batches WHERE id = ?2)",
     [S_BATCH_LANES] = "SELECT lane, count(*), min(CASE WHEN state = 'queued' THEN not_before END), "
                       "max(CASE WHEN state = 'queued' THEN not_before END) FROM jobs "
                       "WHERE batch_id = ?1 AND state IN ('queued', 'running') GROUP BY lane "

@@ -21,10 +21,43 @@ static void setup(void)
 	cr_assert_eq(store_open(path, &st), 0);
 }
 
+/*
+ * The counts the triggers keep (job_counts) are the jobs' counts, whatever a
+ * test did to them: checked after every test of the store.
+ */
+static void counts_match(void)
+{
+	static const char *const diff =
+	    "SELECT (SELECT count(*) FROM ("
+	    "  SELECT batch_id, lane, state, count(*), sum(est_tokens),"
+	    "         coalesce(sum(total_tokens), 0) FROM jobs GROUP BY 1, 2, 3"
+	    "  EXCEPT SELECT batch_id, lane, state, jobs, est_tokens, total_tokens"
+	    "         FROM job_counts WHERE jobs != 0))"
+	    "     + (SELECT count(*) FROM ("
+	    "  SELECT batch_id, lane, state, jobs, est_tokens, total_tokens"
+	    "         FROM job_counts WHERE jobs != 0"
+	    "  EXCEPT SELECT batch_id, lane, state, count(*), sum(est_tokens),"
+	    "         coalesce(sum(total_tokens), 0) FROM jobs GROUP BY 1, 2, 3))";
+	sqlite3 *db;
+	sqlite3_stmt *q;
+
+	if (access(path, F_OK) != 0 ||
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return;
+	cr_expect_eq(sqlite3_prepare_v2(db, diff, -1, &q, NULL), SQLITE_OK, "%s",
+	             sqlite3_errmsg(db));
+	cr_expect_eq(sqlite3_step(q), SQLITE_ROW);
+	cr_expect_eq(sqlite3_column_int64(q, 0), 0, "job_counts differs from the jobs in %lld rows",
+	             (long long)sqlite3_column_int64(q, 0));
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+}
+
 static void teardown(void)
 {
 	char cmd[300];
 
+	counts_match();
 	store_free(st);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	cr_assert_eq(system(cmd), 0);
@@ -728,4 +761,37 @@ Test(store, a_crash_while_storing_deletes_the_part_and_lets_held_jobs_go)
 		cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
 		cr_assert_eq(jobs, 3, "its held jobs were let go");
 	}
+}
+
+/* The counts follow every kind of change: starts, answers, retries, cancels,
+ * and a retention that deletes a finished batch a few jobs at a time. */
+Test(store, counts_are_kept_through_retention_steps)
+{
+	struct store_job j;
+	struct store_outcome o = ok_outcome();
+	int64_t attempt, n, jobs, tokens;
+	int i;
+
+	add_batch("b_00000000000000c1", 5);
+	add_batch("b_00000000000000c2", 3);
+	for (i = 0; i < 5; i++) {
+		cr_assert_eq(store_next_ready(st, "openai", 2000, "b_00000000000000c2", &j), 1);
+		cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+		cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
+		store_job_clear(&j);
+		counts_match();
+	}
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
+	cr_assert_eq(jobs, 3);
+	cr_assert_eq(store_batch_cancel(st, "b_00000000000000c2", 2200, &n), 0);
+	counts_match();
+	/* Two jobs a step: the batches go a part at a time, the counts with them. */
+	do {
+		cr_assert_eq(store_prune(st, 10000, 2, &n), 0);
+		counts_match();
+	} while (n > 0);
+	cr_assert_eq(count_jobs("b_00000000000000c1"), 0);
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
+	cr_assert_eq(jobs, 0);
+	cr_assert_eq(tokens, 0);
 }
