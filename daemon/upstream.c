@@ -182,7 +182,7 @@ static void keep(char dst[UP_HDR_LEN], const char *v, size_t n)
 	dst[n] = '\0';
 }
 
-static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
+void upstream_header_line(struct up_headers *h, const char *line, size_t n)
 {
 	static const struct {
 		const char *name;
@@ -201,23 +201,29 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
 	    {"x-ratelimit-remaining-requests", offsetof(struct up_headers, remaining_requests)},
 	    {"x-ratelimit-reset-requests", offsetof(struct up_headers, reset_requests)},
 	};
-	struct up_transfer *t = userp;
-	size_t n = size * nitems, i, klen;
+	size_t i, klen;
 	const char *colon;
 
 	if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
 		/* A new header block (after a 100 Continue or a redirect). */
-		memset(&t->hdr, 0, sizeof(t->hdr));
-		return n;
+		memset(h, 0, sizeof(*h));
+		return;
 	}
 	colon = memchr(line, ':', n);
 	if (!colon)
-		return n;
+		return;
 	klen = (size_t)(colon - line);
 	for (i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++)
 		if (strlen(wanted[i].name) == klen && strncasecmp(line, wanted[i].name, klen) == 0)
-			keep((char *)&t->hdr + wanted[i].off, colon + 1, n - klen - 1);
-	return n;
+			keep((char *)h + wanted[i].off, colon + 1, n - klen - 1);
+}
+
+static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
+{
+	struct up_transfer *t = userp;
+
+	upstream_header_line(&t->hdr, line, size * nitems);
+	return size * nitems;
 }
 
 static void transfer_free(struct up_transfer *t)
