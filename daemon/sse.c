@@ -61,8 +61,8 @@ static void sse_scan_add(struct sse_scan *s, const char *p, size_t n)
 	size_t cap;
 	char *line;
 
-	if (s->skip)
-		return;
+	if (s->skip || n == 0)
+		return; /* an empty line may have no buffer yet */
 	if (s->len + n > SSE_LINE_MAX) {
 		s->skip = 1;
 		return;

@@ -41,6 +41,7 @@ Test(sse, the_last_usage_whatever_the_pieces)
 	    {"data: {\"usage\":{\"total_tokens\":5}}", -1}, /* no line end: not a whole line */
 	    {"data:{\"usage\":{\"total_tokens\":5}}\n", -1},
 	    {"data: {\"text\":\"\\\"usage\\\"\"}\n", -1},
+	    {"\n\ndata: {\"usage\":{\"total_tokens\":4}}\n", 4}, /* empty lines first */
 	};
 	size_t i, piece, len;
 
