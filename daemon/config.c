@@ -640,6 +640,15 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	}
 	if (c == 0)
 		cfg->lanes[0].is_default = 1;
+	for (i = 0; i < (size_t)cfg->n_lanes; i++) {
+		if (cfg->lanes[i].base_url[0])
+			continue;
+		snprintf(err, errlen,
+		         "lane %s: base_url is empty; set it to the upstream's URL "
+		         "(https://api.openai.com/v1 for OpenAI)",
+		         cfg->lanes[i].name);
+		return -EINVAL;
+	}
 	if (strcmp(cfg->http_addr, "off") != 0 &&
 	    config_parse_http_addr(cfg->http_addr, NULL, 0, NULL) < 0) {
 		snprintf(err, errlen,

@@ -185,6 +185,18 @@ Test(config, file_errors_name_the_place)
 	cr_assert(strstr(err, "line 2"), "%s", err);
 }
 
+/* Found by fuzz_config: "base_url =" loaded a lane that sends to no URL. */
+Test(config, an_empty_base_url_is_refused)
+{
+	char err[512];
+
+	write_file("[lane a]\nbase_url =\nmodels = *\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "lane a: base_url is empty"), "%s", err);
+	cr_assert_eq(load(err, sizeof(err), 2, "--base-url", ""), -EINVAL);
+	cr_assert(strstr(err, "lane openai: base_url is empty"), "%s", err);
+}
+
 Test(config, http_listener_and_interactive_settings)
 {
 	char err[512], host[64];
