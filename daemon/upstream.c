@@ -168,8 +168,16 @@ static int prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_ip, in
 	return CURL_PREREQFUNC_OK;
 }
 
+/*
+ * A header's value, trimmed. One that does not fit, or holds a control byte
+ * (a NUL), is not kept: cut, or read up to its NUL, it would be another
+ * value than the upstream sent.
+ */
 static void keep(char dst[UP_HDR_LEN], const char *v, size_t n)
 {
+	size_t i;
+
+	dst[0] = '\0';
 	while (n > 0 && isspace((unsigned char)v[n - 1]))
 		n--;
 	while (n > 0 && isspace((unsigned char)*v)) {
@@ -177,7 +185,10 @@ static void keep(char dst[UP_HDR_LEN], const char *v, size_t n)
 		n--;
 	}
 	if (n >= UP_HDR_LEN)
-		n = UP_HDR_LEN - 1;
+		return;
+	for (i = 0; i < n; i++)
+		if (((unsigned char)v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+			return;
 	memcpy(dst, v, n);
 	dst[n] = '\0';
 }

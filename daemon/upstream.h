@@ -64,8 +64,9 @@ struct up_headers {
 
 /*
  * One header line of an answer (n bytes, its CRLF included or not) into h:
- * the headers above are kept, trimmed and cut to UP_HDR_LEN - 1 bytes; a
- * status line ("HTTP/...") starts a new block. Pure: what libcurl's header
+ * the headers above are kept, trimmed (a value longer than UP_HDR_LEN - 1
+ * bytes, or with a control byte, as absent); a status line ("HTTP/...")
+ * starts a new block. Pure: what libcurl's header
  * callback calls, and what the fuzzers feed.
  */
 void upstream_header_line(struct up_headers *h, const char *line, size_t n);
