@@ -101,6 +101,17 @@ __attribute__((format(printf, 2, 3))) static inline void fuzz_log_printf(struct 
 	fuzz_log_add(l, buf, (size_t)n);
 }
 
+/* Strings of any length, each followed by sep. */
+static inline void fuzz_log_strs(struct fuzz_log *l, char sep, const char *const *strs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		fuzz_log_add(l, strs[i], strlen(strs[i]));
+		fuzz_log_add(l, &sep, 1);
+	}
+}
+
 static inline void fuzz_log_free(struct fuzz_log *l)
 {
 	free(l->p);

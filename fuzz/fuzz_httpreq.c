@@ -44,9 +44,10 @@ static int on_head(void *ud, const struct httpreq_head *h)
 	for (p = h->target; *p; p++)
 		FUZZ_ASSERT((unsigned char)*p > 0x20 && *p != 0x7f, "target byte 0x%02x",
 		            (unsigned char)*p);
-	fuzz_log_printf(&f->log, "head %s %s 1.%d len=%lld chunked=%d expect=%d close=%d n=%d\n",
-	                h->method, h->target, h->minor, (long long)h->length, h->chunked,
-	                h->expect_continue, h->close, h->n_headers);
+	fuzz_log_strs(&f->log, ' ', (const char *const[]){"head", h->method, h->target}, 3);
+	fuzz_log_printf(&f->log, "1.%d len=%lld chunked=%d expect=%d close=%d n=%d\n", h->minor,
+	                (long long)h->length, h->chunked, h->expect_continue, h->close,
+	                h->n_headers);
 	for (i = 0; i < h->n_headers; i++) {
 		const char *v = h->headers[i].value;
 		size_t n = strlen(v);
@@ -61,7 +62,7 @@ static int on_head(void *ud, const struct httpreq_head *h)
 		FUZZ_ASSERT(
 		    n == 0 || (v[0] != ' ' && v[0] != '\t' && v[n - 1] != ' ' && v[n - 1] != '\t'),
 		    "a value not trimmed: \"%s\"", v);
-		fuzz_log_printf(&f->log, "  %s: %s\n", h->headers[i].name, v);
+		fuzz_log_strs(&f->log, '\n', (const char *const[]){h->headers[i].name, v}, 2);
 	}
 	FUZZ_ASSERT(httpreq_header(h, "Transfer-Encoding") == NULL || h->chunked,
 	            "a Transfer-Encoding that is not chunked went through");

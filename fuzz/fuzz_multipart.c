@@ -41,8 +41,8 @@ static int part_begin(void *ud, const struct multipart_part *p)
 	FUZZ_ASSERT(strnlen(p->content_type, sizeof(p->content_type)) < sizeof(p->content_type),
 	            "content type unterminated");
 	FUZZ_ASSERT(p->name[0], "a part without a name was begun");
-	fuzz_log_printf(&f->log, "part name=%s filename=%s type=%s\n", p->name, p->filename,
-	                p->content_type);
+	fuzz_log_strs(&f->log, '\n',
+	              (const char *const[]){"part", p->name, p->filename, p->content_type}, 4);
 	f->part.len = 0;
 	f->in_file = strcmp(p->name, "file") == 0;
 	if (f->in_file)
@@ -185,8 +185,9 @@ static void encoded(const uint8_t *data, size_t size)
 		                boundary, names[i], i == 1 ? "; filename=\"in.jsonl\"" : "");
 		fuzz_log_add(&body, field[i], flen[i]);
 		fuzz_log_printf(&body, "\r\n");
-		fuzz_log_printf(&expect, "part name=%s filename=%s type=\n", names[i],
-		                i == 1 ? "in.jsonl" : "");
+		fuzz_log_strs(&expect, '\n',
+		              (const char *const[]){"part", names[i], i == 1 ? "in.jsonl" : "", ""},
+		              4);
 		fuzz_log_add(&expect, field[i], flen[i]);
 		fuzz_log_printf(&expect, "\nend of part (%zu bytes)\n", flen[i]);
 	}
