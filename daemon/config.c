@@ -168,7 +168,8 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 	case K_FRAC:
 		errno = 0;
 		d = strtod(value, &end);
-		if (errno || end == value || *end || d < s->min || d > s->max)
+		/* Written so that NaN, which no comparison holds for, is out of range. */
+		if (errno || end == value || *end || !(d >= s->min && d <= s->max))
 			goto range;
 		if (s->kind == K_FRAC)
 			*(double *)p = d;
@@ -217,7 +218,7 @@ static int parse_mb(const char *v, int64_t *ret)
 
 	errno = 0;
 	d = strtod(v, &end);
-	if (errno || end == v || *end || d < 0 || d > 1e9)
+	if (errno || end == v || *end || !(d >= 0 && d <= 1e9)) /* NaN too */
 		return -EINVAL;
 	*ret = (int64_t)(d * 1024 * 1024);
 	return 0;

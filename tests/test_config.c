@@ -197,6 +197,23 @@ Test(config, an_empty_base_url_is_refused)
 	cr_assert(strstr(err, "lane openai: base_url is empty"), "%s", err);
 }
 
+/* Found by fuzz_config: "nan" passed every range check (each comparison with
+ * NaN is false) and was stored, or converted to an integer (undefined). */
+Test(config, nan_is_out_of_every_range)
+{
+	char err[512];
+
+	write_file("[daemon]\ndb_max_mb = nan\n[lane a]\nbase_url = http://127.0.0.1:1/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "db_max_mb"), "%s", err);
+	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\nheadroom = NaN\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "headroom"), "%s", err);
+	cr_assert_eq(load(err, sizeof(err), 2, "--tpm", "-nan"), -EINVAL);
+	cr_assert(strstr(err, "tpm_limit"), "%s", err);
+	cr_assert_eq(load(err, sizeof(err), 2, "--db-max-mb", "nan"), -EINVAL);
+}
+
 Test(config, http_listener_and_interactive_settings)
 {
 	char err[512], host[64];
