@@ -224,6 +224,20 @@ static int parse_mb(const char *v, int64_t *ret)
 	return 0;
 }
 
+/* A count from lo to hi, all digits (atoi() would wrap 4294967360 to 64). */
+static int parse_count(const char *v, int lo, int hi, int *ret)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < lo || n > hi)
+		return -EINVAL;
+	*ret = (int)n;
+	return 0;
+}
+
 struct ini_state {
 	struct config *cfg;
 	struct lane_config *lane;
@@ -296,24 +310,18 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 			if (parse_bool(value, &cfg->http_log_bodies) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "max_connections") == 0) {
-			cfg->max_connections = atoi(value);
-			if (cfg->max_connections < 1 || cfg->max_connections > 4096)
+			if (parse_count(value, 1, 4096, &cfg->max_connections) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "http_max_connections") == 0) {
-			cfg->http_max_connections = atoi(value);
-			if (cfg->http_max_connections < 1 || cfg->http_max_connections > 65536)
+			if (parse_count(value, 1, 65536, &cfg->http_max_connections) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "http_max_connections_per_user") == 0) {
 			if (getenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER"))
 				return 1;
-			cfg->http_max_connections_per_user = atoi(value);
-			if (cfg->http_max_connections_per_user < 1 ||
-			    cfg->http_max_connections_per_user > 65536)
+			if (parse_count(value, 1, 65536, &cfg->http_max_connections_per_user) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "max_connections_per_user") == 0) {
-			cfg->max_connections_per_user = atoi(value);
-			if (cfg->max_connections_per_user < 1 ||
-			    cfg->max_connections_per_user > 4096)
+			if (parse_count(value, 1, 4096, &cfg->max_connections_per_user) < 0)
 				goto fail_range;
 		} else {
 			bad(st->err, st->errlen, where, name, value, "unknown key");
@@ -545,9 +553,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		return -EINVAL;
 	}
 	if ((v = getenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER")) && *v) {
-		cfg->http_max_connections_per_user = atoi(v);
-		if (cfg->http_max_connections_per_user < 1 ||
-		    cfg->http_max_connections_per_user > 65536) {
+		if (parse_count(v, 1, 65536, &cfg->http_max_connections_per_user) < 0) {
 			snprintf(
 			    err, errlen,
 			    "environment: LLMQ_HTTP_MAX_CONNECTIONS_PER_USER = \"%s\": expected "

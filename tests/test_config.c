@@ -214,6 +214,31 @@ Test(config, nan_is_out_of_every_range)
 	cr_assert_eq(load(err, sizeof(err), 2, "--db-max-mb", "nan"), -EINVAL);
 }
 
+/* atoi() read "4294967360" as 64 and "8x" as 8: a count is all digits, in range. */
+Test(config, a_connection_count_is_read_whole)
+{
+	static const char *const bad[] = {"max_connections = 4294967360",
+	                                  "max_connections_per_user = 8x",
+	                                  "http_max_connections = 18446744073709551617",
+	                                  "http_max_connections_per_user = 0x10", NULL};
+	char err[512], text[256];
+	int i;
+
+	for (i = 0; bad[i]; i++) {
+		snprintf(text, sizeof(text), "[daemon]\n%s\n[lane a]\nbase_url = http://x/v1\n",
+		         bad[i]);
+		write_file(text);
+		cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL, "%s", bad[i]);
+		cr_assert(strstr(err, "out of range"), "%s: %s", bad[i], err);
+	}
+	write_file("[daemon]\nmax_connections = 100\n[lane a]\nbase_url = http://x/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_eq(cfg.max_connections, 100);
+	setenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER", "4294967297", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), -EINVAL);
+	unsetenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER");
+}
+
 Test(config, http_listener_and_interactive_settings)
 {
 	char err[512], host[64];
