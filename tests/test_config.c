@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -35,7 +36,14 @@ static void setup(void)
 	snprintf(file, sizeof(file), "%s/llmqd.conf", dir);
 }
 
-TestSuite(config, .init = setup);
+/* The test's file and directory go with it. */
+static void teardown(void)
+{
+	unlink(file);
+	rmdir(dir);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
 
 static int load(char *err, size_t errlen, int argc, ...)
 {
