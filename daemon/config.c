@@ -225,7 +225,8 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 	case K_FRAC:
 		errno = 0;
 		d = strtod(value, &end);
-		if (errno || end == value || *end || d < s->min || d > s->max)
+		/* Written so that NaN, which no comparison holds for, is out of range. */
+		if (errno || end == value || *end || !(d >= s->min && d <= s->max))
 			goto range;
 		if (s->kind == K_FRAC)
 			*(double *)p = d;
@@ -271,9 +272,23 @@ static int parse_mb(const char *v, int64_t *ret)
 
 	errno = 0;
 	d = strtod(v, &end);
-	if (errno || end == v || *end || d < 0 || d > 1e9)
+	if (errno || end == v || *end || !(d >= 0 && d <= 1e9)) /* NaN too */
 		return -EINVAL;
 	*ret = (int64_t)(d * 1024 * 1024);
+	return 0;
+}
+
+/* A count from lo to hi, all digits (atoi() would wrap 4294967360 to 64). */
+static int parse_count(const char *v, int lo, int hi, int *ret)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < lo || n > hi)
+		return -EINVAL;
+	*ret = (int)n;
 	return 0;
 }
 
@@ -353,24 +368,18 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 			    parse_bool(value, &cfg->http_anonymous) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "max_connections") == 0) {
-			cfg->max_connections = atoi(value);
-			if (cfg->max_connections < 1 || cfg->max_connections > 4096)
+			if (parse_count(value, 1, 4096, &cfg->max_connections) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "http_max_connections") == 0) {
-			cfg->http_max_connections = atoi(value);
-			if (cfg->http_max_connections < 1 || cfg->http_max_connections > 65536)
+			if (parse_count(value, 1, 65536, &cfg->http_max_connections) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "http_max_connections_per_user") == 0) {
 			if (getenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER"))
 				return 1;
-			cfg->http_max_connections_per_user = atoi(value);
-			if (cfg->http_max_connections_per_user < 1 ||
-			    cfg->http_max_connections_per_user > 65536)
+			if (parse_count(value, 1, 65536, &cfg->http_max_connections_per_user) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "max_connections_per_user") == 0) {
-			cfg->max_connections_per_user = atoi(value);
-			if (cfg->max_connections_per_user < 1 ||
-			    cfg->max_connections_per_user > 4096)
+			if (parse_count(value, 1, 4096, &cfg->max_connections_per_user) < 0)
 				goto fail_range;
 		} else {
 			bad(st->err, st->errlen, where, name, value, "unknown key");
@@ -637,9 +646,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		return -EINVAL;
 	}
 	if ((v = getenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER")) && *v) {
-		cfg->http_max_connections_per_user = atoi(v);
-		if (cfg->http_max_connections_per_user < 1 ||
-		    cfg->http_max_connections_per_user > 65536) {
+		if (parse_count(v, 1, 65536, &cfg->http_max_connections_per_user) < 0) {
 			snprintf(
 			    err, errlen,
 			    "environment: LLMQ_HTTP_MAX_CONNECTIONS_PER_USER = \"%s\": expected "
@@ -736,6 +743,15 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	}
 	if (c == 0)
 		cfg->lanes[0].is_default = 1;
+	for (i = 0; i < (size_t)cfg->n_lanes; i++) {
+		if (cfg->lanes[i].base_url[0])
+			continue;
+		snprintf(err, errlen,
+		         "lane %s: base_url is empty; set it to the upstream's URL "
+		         "(https://api.openai.com/v1 for OpenAI)",
+		         cfg->lanes[i].name);
+		return -EINVAL;
+	}
 	if (strcmp(cfg->http_addr, "off") != 0 &&
 	    config_parse_http_addr(cfg->http_addr, NULL, 0, NULL) < 0) {
 		snprintf(err, errlen,

@@ -1,9 +1,11 @@
 /* Outcome classification, backoff bounds and header parsing. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <string.h>
 
 #include "params.h"
 #include "retry.h"
+#include "upstream.h"
 
 struct cls_case {
 	int status;
@@ -168,6 +170,48 @@ Test(retry, feedback_headers)
 	cr_assert_eq(fb.limit_requests, -1);
 	cr_assert_eq(fb.remaining_requests, -1);
 	cr_assert_eq(fb.reset_requests_ms, 3723000);
+}
+
+/* The headers as they come off the wire, line by line, to the gate's feedback. */
+Test(retry, feedback_from_the_header_lines)
+{
+	static const char *const lines[] = {
+	    "HTTP/1.1 100 Continue\r\n",
+	    "x-ratelimit-limit-tokens: 1\r\n",
+	    "HTTP/1.1 429 Too Many Requests\r\n", /* a new block: the first is forgotten */
+	    "X-RateLimit-Remaining-Tokens:\t 29000 \r\n",
+	    "x-ratelimit-reset-tokens: 6m0s\r\n",
+	    "x-ratelimit-reset-requests: 120ms",
+	    "retry-after-msx: 5\r\n",
+	    "retry-after: 20\r\n",
+	    /* Found by fuzz_retry: a value past the buffer was cut, and read as its
+	     * prefix; one with a control byte was read up to it. Neither is kept. */
+	    "x-ratelimit-limit-requests: 500                                                      "
+	    "                          9\r\n",
+	    "x-request-id: 0123456789012345678901234567890123456789012345678901234567890123456789"
+	    "0123456789012345678901234567890123456789\r\n",
+	    "no colon here\r\n",
+	};
+	static const char nul[] = "x-ratelimit-remaining-requests: 7\0 junk\r\n";
+	struct up_headers h;
+	struct gate_feedback fb;
+	size_t i;
+
+	memset(&h, 0, sizeof(h));
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		upstream_header_line(&h, lines[i], strlen(lines[i]));
+	upstream_header_line(&h, nul, sizeof(nul) - 1);
+	retry_parse_feedback(h.limit_tokens, h.remaining_tokens, h.reset_tokens, h.limit_requests,
+	                     h.remaining_requests, h.reset_requests, &fb);
+	cr_assert_eq(fb.limit_tokens, -1);
+	cr_assert_eq(fb.remaining_tokens, 29000);
+	cr_assert_eq(fb.reset_tokens_ms, 360000);
+	cr_assert_eq(fb.reset_requests_ms, 120);
+	cr_assert_eq(
+	    retry_after_ms(h.retry_after_ms[0] ? h.retry_after_ms : NULL, h.retry_after, 0), 20000);
+	cr_assert_eq(fb.limit_requests, -1, "a value past the buffer is not read");
+	cr_assert_eq(fb.remaining_requests, -1, "a value with a NUL is not read");
+	cr_assert_str_eq(h.request_id, "", "nor relayed");
 }
 
 /* The policy after a batch job's try: one row per rule of the issue. */
