@@ -147,6 +147,11 @@ static int check_url(const char *value, char *why, size_t whylen)
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
+	if (!*value) {
+		snprintf(why, whylen,
+		         "empty; set it to the upstream's URL (e.g. https://api.openai.com/v1)");
+		goto out;
+	}
 	uc = curl_url_set(u, CURLUPART_URL, value, 0);
 	if (uc == CURLUE_BAD_SCHEME && !strstr(value, "://")) {
 		snprintf(why, whylen,

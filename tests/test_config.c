@@ -276,9 +276,9 @@ Test(config, an_empty_base_url_is_refused)
 
 	write_file("[lane a]\nbase_url =\nmodels = *\n");
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
-	cr_assert(strstr(err, "lane a: base_url is empty"), "%s", err);
+	cr_assert(strstr(err, "[lane a]: base_url = \"\": empty"), "%s", err);
 	cr_assert_eq(load(err, sizeof(err), 2, "--base-url", ""), -EINVAL);
-	cr_assert(strstr(err, "lane openai: base_url is empty"), "%s", err);
+	cr_assert(strstr(err, "command line: --base-url = \"\": empty"), "%s", err);
 }
 
 /* Found by fuzz_config: "nan" passed every range check (each comparison with
@@ -294,7 +294,7 @@ Test(config, nan_is_out_of_every_range)
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
 	cr_assert(strstr(err, "headroom"), "%s", err);
 	cr_assert_eq(load(err, sizeof(err), 2, "--tpm", "-nan"), -EINVAL);
-	cr_assert(strstr(err, "tpm_limit"), "%s", err);
+	cr_assert(strstr(err, "--tpm"), "%s", err);
 	cr_assert_eq(load(err, sizeof(err), 2, "--db-max-mb", "nan"), -EINVAL);
 }
 
