@@ -152,7 +152,7 @@ if [ "$what" = depth ] || [ "$what" = all ]; then
 	# A million jobs queued on a lane that cannot send (its upstream is not
 	# there): what a question and a scrape cost at that depth.
 	t=$(mktemp -d /tmp/llmq-bench-depth-XXXXXX)
-	OPENAI_BASE_URL=http://127.0.0.1:9/v1 OPENAI_TPM_LIMIT=0 LLMQ_HTTP_ADDR=127.0.0.1:0 \
+	OPENAI_BASE_URL=http://127.0.0.1:9/v1 OPENAI_TPM_LIMIT=0 OPENAI_STAGGER_SECONDS=0 LLMQ_HTTP_ADDR=127.0.0.1:0 \
 		LLMQ_CONFIG= ./build/llmqd --socket "$t/s" --db "$t/db" 2>>"$t/log" &
 	daemon=$!
 	for _ in $(seq 50); do ./build/llmq --socket "$t/s" ping >/dev/null 2>&1 && break; sleep 0.1; done
