@@ -45,10 +45,7 @@ struct live {
 	struct samples *lanes; /* one per lane, as the scheduler numbers them */
 	int n_lanes;
 	struct samples_point points[SAMPLES_KEPT + 1]; /* one lane's hour, being written out */
-	struct store_usage users[LIVE_USERS];
-	int n_users;
-	int64_t users_at;    /* mono ms they were read; 0: never */
-	int64_t users_since; /* wall ms: the local midnight they count from */
+	struct store_usage users[LIVE_USERS];          /* being written out */
 	struct live_name names[LIVE_NAMES];
 	struct store_error errors[LIVE_ERRORS]; /* being written out */
 };
@@ -406,49 +403,39 @@ static int live_errors(struct live *l, int64_t scope, int64_t now_wall, int64_t 
 	return 0;
 }
 
-/* The local midnight of wall_ms. */
-static int64_t live_day_start(int64_t wall_ms)
+/* The local day of wall_ms: its midnight, and its name ("YYYY-MM-DD") into day. */
+static int64_t live_day(int64_t wall_ms, char day[static 11])
 {
 	time_t t = (time_t)(wall_ms / 1000);
 	struct tm tm;
 
-	if (!localtime_r(&t, &tm))
-		return wall_ms - wall_ms % 86400000;
+	if (!localtime_r(&t, &tm) || strftime(day, 11, "%Y-%m-%d", &tm) != 10)
+		return -EINVAL;
 	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
 	tm.tm_isdst = -1;
 	t = mktime(&tm);
-	return t == (time_t)-1 ? wall_ms - wall_ms % 86400000 : (int64_t)t * 1000;
+	return t == (time_t)-1 ? -EINVAL : (int64_t)t * 1000;
 }
 
-/* Today's usage per user, read again when older than LIVE_USERS_TTL_MS or of another day. */
-static int live_users(struct live *l, int64_t now, int64_t now_wall)
-{
-	int64_t since = live_day_start(now_wall);
-	int r;
-
-	if (l->users_at && now - l->users_at < LIVE_USERS_TTL_MS && since == l->users_since)
-		return 0;
-	r = store_usage_since(l->d->store, since, l->users, LIVE_USERS, &l->n_users);
-	if (r < 0)
-		return r;
-	l->users_at = now ? now : 1;
-	l->users_since = since;
-	return 0;
-}
-
+/* Today's tries per user (usage_daily: as many rows as users, whatever the day held). */
 static int live_usage(struct live *l, int64_t scope, int64_t now, int64_t now_wall,
                       json_object **ret)
 {
 	json_object *o = json_object_new_object(), *arr = json_object_new_array(), *u;
-	int i, r = -ENOMEM;
+	int64_t since;
+	char day[11];
+	int i, n = 0, r = -ENOMEM;
 
 	if (!o || !arr)
 		goto fail;
-	r = scope == ACCESS_NONE ? 0 : live_users(l, now, now_wall);
+	since = live_day(now_wall, day);
+	r = since < 0              ? (int)since
+	    : scope == ACCESS_NONE ? 0
+	                           : store_usage_day(l->d->store, day, l->users, LIVE_USERS, &n);
 	if (r < 0)
 		goto fail;
 	r = -ENOMEM;
-	for (i = 0; scope != ACCESS_NONE && i < l->n_users; i++) {
+	for (i = 0; i < n; i++) {
 		if (!access_may_see(scope, l->users[i].uid))
 			continue;
 		u = json_object_new_object();
@@ -464,7 +451,8 @@ static int live_usage(struct live *l, int64_t scope, int64_t now, int64_t now_wa
 		live_add_i64(u, "failed", l->users[i].failed);
 		live_add_i64(u, "rate_limited", l->users[i].rate_limited);
 	}
-	live_add_i64(o, "since", live_day_start(now_wall));
+	json_object_object_add(o, "day", json_object_new_string(day));
+	live_add_i64(o, "since", since);
 	json_object_object_add(o, "users", arr);
 	*ret = o;
 	return 0;

@@ -71,7 +71,7 @@ enum stmt_id {
 	S_BACKLOG_UPTO,
 	S_BATCH_LANES,
 	S_BATCH_LANE_COUNTS,
-	S_USAGE_SINCE,
+	S_USAGE_DAY,
 	S_RECENT_ERRORS,
 	S_JOB_BATCH_STATE,
 	S_BEGIN,
@@ -276,20 +276,10 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BATCH_LANE_COUNTS] = "SELECT lane, sum(jobs) FROM job_counts WHERE batch_id = ?1 "
                             "AND state IN ('queued', 'running') GROUP BY lane "
                             "HAVING sum(jobs) > 0 ORDER BY lane LIMIT ?2",
-    /* Tries since a time per user, batch and interactive (refusals never
-     * went upstream); read through attempts_started and calls_started. */
-    [S_USAGE_SINCE] =
-        "SELECT uid, sum(n), sum(tok), sum(failed), sum(r429) FROM ("
-        "  SELECT b.submitter_uid AS uid, count(*) AS n, coalesce(sum(a.tokens_used), 0) AS tok, "
-        "    coalesce(sum(a.outcome = 'failed'), 0) AS failed, "
-        "    coalesce(sum(a.status_code = 429), 0) AS r429 "
-        "  FROM attempts a JOIN jobs j ON j.id = a.job_id JOIN batches b ON b.id = j.batch_id "
-        "  WHERE a.started_at >= ?1 GROUP BY b.submitter_uid "
-        "  UNION ALL "
-        "  SELECT caller_uid, count(*), coalesce(sum(tokens_used), 0), "
-        "    coalesce(sum(outcome = 'failed'), 0), coalesce(sum(status_code = 429), 0) "
-        "  FROM calls WHERE started_at >= ?1 AND outcome != 'refused' GROUP BY caller_uid) "
-        "GROUP BY uid ORDER BY 3 DESC, 2 DESC LIMIT ?2",
+    /* A day's tries per user, batch and interactive, as the triggers keep them. */
+    [S_USAGE_DAY] = "SELECT uid, sum(requests), sum(tokens), sum(failed), sum(rate_limited) "
+                    "FROM usage_daily WHERE day = ?1 GROUP BY uid ORDER BY 3 DESC, 2 DESC "
+                    "LIMIT ?2",
     /* The newest tries with an error, of the last ?3 such tries of each class
      * (attempts_errors, calls_errors): a bound however long ago the last
      * error of a user was. */
@@ -1694,19 +1684,18 @@ int store_batch_lane_counts(struct store *s, const char *batch_id, struct store_
 	return 0;
 }
 
-int store_usage_since(struct store *s, int64_t since, struct store_usage *ret, int max, int *ret_n)
+int store_usage_day(struct store *s, const char *day, struct store_usage *ret, int max, int *ret_n)
 {
 	sqlite3_stmt *st = NULL;
-	int r = prep(s, S_USAGE_SINCE, &st), rc, n = 0;
+	int r = prep(s, S_USAGE_DAY, &st), rc, n = 0;
 
 	if (r < 0)
 		return r;
-	sqlite3_bind_int64(st, 1, since);
+	bind_text(st, 1, day);
 	sqlite3_bind_int(st, 2, max);
 	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		ret[n] = (struct store_usage){
-		    .uid = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1
-		                                                     : sqlite3_column_int64(st, 0),
+		    .uid = sqlite3_column_int64(st, 0),
 		    .requests = sqlite3_column_int64(st, 1),
 		    .tokens = sqlite3_column_int64(st, 2),
 		    .failed = sqlite3_column_int64(st, 3),

@@ -279,14 +279,15 @@ int store_batch_lane_counts(struct store *s, const char *batch_id, struct store_
 
 /* One user's tries since a time, batch and interactive together. */
 struct store_usage {
-	int64_t uid; /* -1: callers nobody knew (anonymous) */
-	int64_t requests;
-	int64_t tokens; /* as the answers reported */
+	int64_t uid;      /* -1: callers nobody knew (anonymous) */
+	int64_t requests; /* tries sent upstream */
+	int64_t tokens;   /* as the answers reported */
 	int64_t failed;
 	int64_t rate_limited; /* 429s */
 };
-/* Users' tries started at or after since (wall ms), most tokens first: up to max. */
-int store_usage_since(struct store *s, int64_t since, struct store_usage *ret, int max, int *ret_n);
+/* Users' tries that started on day ("YYYY-MM-DD", llmqd's local time; the
+ * usage_daily table), most tokens first: up to max. */
+int store_usage_day(struct store *s, const char *day, struct store_usage *ret, int max, int *ret_n);
 
 /* A try that ended with an error (the attempts and calls tables). */
 struct store_error {

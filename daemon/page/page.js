@@ -331,7 +331,7 @@ function render(data) {
   const cost = users.some((u) => u.cost_usd != null);
   for (const th of document.querySelectorAll('#usage th.cost')) th.hidden = !cost;
   fillTable('usage', users.map((u) => usageRow(u, cost)));
-  $('usage-since').textContent = data.usage ? `(since ${time(data.usage.since)})` : '';
+  $('usage-since').textContent = data.usage ? `(since ${hm.format(new Date(data.usage.since))})` : '';
   $('viewer').textContent = viewerText(data.viewer);
   $('updated').textContent = `Updated ${tf.format(new Date(data.now))}, every ${POLL_MS / 1000} s`;
   updates++;
