@@ -19,7 +19,7 @@
 	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "                \
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-static const struct page_asset *page_find(const char *path)
+static const struct page_asset *http_page_find(const char *path)
 {
 	size_t i;
 
@@ -29,7 +29,7 @@ static const struct page_asset *page_find(const char *path)
 	return NULL;
 }
 
-static void page_serve(struct hreq *req, const struct page_asset *a)
+static void http_page_serve(struct hreq *req, const struct page_asset *a)
 {
 	hreq_add_header(req, "Content-Type", a->type);
 	hreq_add_header(req, "Content-Security-Policy", PAGE_CSP);
@@ -40,7 +40,7 @@ static void page_serve(struct hreq *req, const struct page_asset *a)
 	hreq_reply(req, 200, a->data, a->len);
 }
 
-static void page_live(struct llmqd *d, struct hreq *req)
+static void http_page_live(struct llmqd *d, struct hreq *req)
 {
 	const char *what = "";
 	json_object *o = NULL;
@@ -62,7 +62,7 @@ static void page_live(struct llmqd *d, struct hreq *req)
 
 int http_page_route(struct llmqd *d, struct hreq *req, const char *path)
 {
-	const struct page_asset *a = page_find(path);
+	const struct page_asset *a = http_page_find(path);
 	int get = strcmp(hreq_method(req), "GET") == 0;
 
 	if (!a && strcmp(path, PAGE_LIVE_PATH) != 0)
@@ -71,8 +71,8 @@ int http_page_route(struct llmqd *d, struct hreq *req, const char *path)
 		http_error(req, 405, "invalid_request_error", NULL,
 		           "%.200s takes GET only (the live page and its figures)", path);
 	else if (a)
-		page_serve(req, a);
+		http_page_serve(req, a);
 	else
-		page_live(d, req);
+		http_page_live(d, req);
 	return 1;
 }

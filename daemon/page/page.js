@@ -180,7 +180,7 @@ function ofLimit(v, limit, unit) {
   return limit > 0 ? `${num(v)} of ${num(limit)} ${unit}` : `${num(v)} ${unit} (no limit)`;
 }
 
-function laneCard(l, data, charts) {
+function laneCard(l, i, data, charts) {
   const h = l.history || { t: [] };
   const n = h.t.length;
   const lastOf = (col) => (n ? h[col][n - 1] : 0);
@@ -235,8 +235,8 @@ function laneCard(l, data, charts) {
     summary: `In flight and queued over the last hour for lane ${l.name}: now ${num(lastOf('in_flight'))} in flight` +
       ` and ${num(lastOf('queued'))} queued, most queued ${num(peak(h.queued))}`,
   }, charts);
-  return el('article', { class: 'lane', 'aria-labelledby': `lane-${l.name}`, 'data-lane': l.name },
-    el('h3', { id: `lane-${l.name}` }, l.name, el('span', { class: `badge ${cls}`, text: text }),
+  return el('article', { class: 'lane', 'aria-labelledby': `lane-${i}`, 'data-lane': l.name },
+    el('h3', { id: `lane-${i}` }, l.name, el('span', { class: `badge ${cls}`, text: text }),
       el('span', { class: 'url', text: l.base_url })),
     facts, tok, req, q);
 }
@@ -320,7 +320,7 @@ function render(data) {
   last = data;
   lastAt = Date.now();
   charts = [];
-  $('lanes').replaceChildren(...(data.lanes || []).map((l) => laneCard(l, data, charts)));
+  $('lanes').replaceChildren(...(data.lanes || []).map((l, i) => laneCard(l, i, data, charts)));
   for (const [box, spec] of charts) drawChart(box, spec);
 
   const seesAll = data.viewer && data.viewer.sees === 'all';

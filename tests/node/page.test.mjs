@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setup, sleep, LLMQ_BIN } from './llmqd.mjs';
@@ -32,8 +32,20 @@ function killAll() {
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(1); });
 
+// A run killed outright (SIGKILL) cannot clean up: Chromium ends with its
+// pipe, and its profile, named after the run's pid, is swept by the next run.
+function sweep() {
+  for (const name of readdirSync(tmpdir())) {
+    const m = /^llmq-chromium-(\d+)-/.exec(name);
+    if (!m) continue;
+    try { process.kill(Number(m[1]), 0); continue; } catch (e) { if (e.code !== 'ESRCH') continue; }
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
 async function launch() {
-  const profile = mkdtempSync(join(tmpdir(), 'llmq-chromium-'));
+  sweep();
+  const profile = mkdtempSync(join(tmpdir(), `llmq-chromium-${process.pid}-`));
   const p = spawn(CHROMIUM_BIN, [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
