@@ -27,9 +27,8 @@
 #define LIVE_ERRORS 20
 #define LIVE_ERRORS_SCAN 1000 /* tries with an error looked at, of each class */
 #define LIVE_ERRORS_SINCE_MS (60 * 60 * 1000)
-#define LIVE_USERS 200          /* today's users, most tokens first */
-#define LIVE_USERS_TTL_MS 10000 /* today's usage is read again at most this often */
-#define LIVE_NAMES 64           /* user names remembered */
+#define LIVE_USERS 200 /* today's users, most tokens first */
+#define LIVE_NAMES 64  /* user names remembered */
 #define LIVE_NAMES_TTL_MS 60000
 #define LIVE_ACTIVE "[\"validating\",\"in_progress\",\"cancelling\"]"
 
@@ -98,10 +97,13 @@ static void live_tick(evutil_socket_t fd, short what, void *arg)
 	struct samples_reading r;
 	struct lane_snapshot snap;
 	struct samples_time now = {time_mono_ms(), time_wall_ms()};
-	int i;
+	int i, rc;
 
 	for (i = 0; i < l->n_lanes; i++) {
-		if (live_reading(l, i, now.mono_ms, &snap, &r) < 0) {
+		rc = live_reading(l, i, now.mono_ms, &snap, &r);
+		if (rc == -ENOENT)
+			continue;
+		if (rc < 0) {
 			/* The queue's length was not read: it stays as it was. */
 			log_debug("live page: lane %s: cannot read its queue: %s", snap.cfg->name,
 			          store_errmsg(l->d->store));
