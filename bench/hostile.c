@@ -14,6 +14,11 @@
  *       sqlite3's BEGIN EXCLUSIVE held on the live database for T seconds
  *       while another client pings every 10 ms: the slowest and the 99th
  *       percentile round trip.
+ *   hostile depth    --socket S --http HOST:PORT --seconds T
+ *       with a deep queue (bench/run.sh depth stores a million jobs): the
+ *       round trips of ping, status, list, a /metrics scrape and the live
+ *       page's figures, then /healthz every 10 ms for T seconds while four
+ *       clients scrape in a loop.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +33,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -263,6 +269,115 @@ static int run_lock(void)
 	return 0;
 }
 
+/* One request on a fresh socket connection, its answer line read whole: ms, or -1. */
+static double op_rtt(const char *req)
+{
+	static char buf[1 << 20];
+	struct timeval tv = {30, 0};
+	double t0 = now_ms();
+	size_t have = 0;
+	ssize_t n = 0;
+	int fd = unix_connect();
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+		n = -1;
+	while (n >= 0 && have + 1 < sizeof(buf) && !memchr(buf, '\n', have) &&
+	       (n = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0)
+		have += (size_t)n;
+	close(fd);
+	buf[have] = '\0';
+	return have && strstr(buf, "\"ok\":true") ? now_ms() - t0 : -1;
+}
+
+/* GET path on the HTTP face, read until the server closes: ms, or -1. */
+static double http_rtt(const char *path)
+{
+	char req[256], buf[1 << 16];
+	struct timeval tv = {30, 0};
+	double t0 = now_ms();
+	ssize_t n;
+	long got = 0;
+	int fd = tcp_connect(), ok = 0;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	if (write(fd, req, strlen(req)) == (ssize_t)strlen(req))
+		while ((n = read(fd, buf, sizeof(buf))) > 0) {
+			if (got == 0)
+				ok = strncmp(buf, "HTTP/1.1 200", 12) == 0;
+			got += n;
+		}
+	close(fd);
+	return ok ? now_ms() - t0 : -1;
+}
+
+static void report(const char *what, double *v, size_t n)
+{
+	qsort(v, n, sizeof(double), cmp_double);
+	printf("%-28s p50 %7.2f ms, p99 %7.2f ms, slowest %7.2f ms (%zu)\n", what, n ? v[n / 2] : 0,
+	       n ? v[n * 99 / 100] : 0, n ? v[n - 1] : 0, n);
+}
+
+static int run_depth(void)
+{
+	static const struct {
+		const char *what, *req;
+	} ops[] = {
+	    {"ping", "{\"v\":1,\"op\":\"ping\"}\n"},
+	    {"status", "{\"v\":1,\"op\":\"status\"}\n"},
+	    {"list", "{\"v\":1,\"op\":\"list\",\"limit\":20}\n"},
+	};
+	size_t cap = (size_t)seconds * 100 + 16, n = 0, i, k;
+	double v[20], *hz = calloc(cap, sizeof(double)), t0;
+	pid_t scrapers[4];
+	int failed = 0;
+
+	if (!hz || !http_addr)
+		return 1;
+	for (k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
+		for (i = 0; i < 20; i++)
+			v[i] = op_rtt(ops[k].req);
+		report(ops[k].what, v, 20);
+	}
+	for (i = 0; i < 20; i++)
+		v[i] = http_rtt("/metrics");
+	report("GET /metrics", v, 20);
+	for (i = 0; i < 20; i++)
+		v[i] = http_rtt("/v1/llmq/live");
+	report("GET /v1/llmq/live", v, 20);
+	for (k = 0; k < 4; k++) {
+		scrapers[k] = fork();
+		if (scrapers[k] == 0) {
+			t0 = now_ms();
+			while (now_ms() - t0 < seconds * 1000.0)
+				http_rtt("/metrics");
+			_exit(0);
+		}
+	}
+	t0 = now_ms();
+	while (now_ms() - t0 < seconds * 1000.0 && n < cap) {
+		double t = http_rtt("/healthz");
+
+		if (t < 0)
+			failed++;
+		else
+			hz[n++] = t;
+		usleep(10 * 1000);
+	}
+	for (k = 0; k < 4; k++)
+		waitpid(scrapers[k], NULL, 0);
+	report("/healthz, 4 clients scraping", hz, n);
+	if (failed)
+		printf("%d /healthz failed\n", failed);
+	free(hz);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -302,7 +417,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc || !sock_path) {
-		fprintf(stderr, "usage: hostile conns|pipeline|lock --socket PATH [options]\n");
+		fprintf(stderr,
+		        "usage: hostile conns|pipeline|lock|depth --socket PATH [options]\n");
 		return 64;
 	}
 	mode = argv[optind];
@@ -312,6 +428,8 @@ int main(int argc, char **argv)
 		return run_pipeline();
 	if (strcmp(mode, "lock") == 0 && db_path)
 		return run_lock();
+	if (strcmp(mode, "depth") == 0)
+		return run_depth();
 	fprintf(stderr, "hostile: unknown mode or missing option\n");
 	return 64;
 }

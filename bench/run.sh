@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs llmq's benchmarks and prints their figures. Takes about 20 minutes:
 # the gate runs measure the steady state after a first minute.
-#   bash bench/run.sh [drain|gate|http|mixed|hostile|upload|fleet|all]
+#   bash bench/run.sh [drain|gate|http|mixed|hostile|upload|depth|fleet|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
@@ -167,5 +167,35 @@ PY
 	echo "after $rounds kill -9s: $(sqlite3 "$t/db" "SELECT count(*) FROM jobs WHERE batch_id = '$id3' AND state = 'succeeded'") of 2000 succeeded; $(wc -l <"$t/out.jsonl") result lines, $(python3 -c 'import json,sys; print(len({json.loads(l)["custom_id"] for l in open(sys.argv[1])}))' "$t/out.jsonl") distinct custom_ids; $(sqlite3 "$t/db" "SELECT count(*) FROM batches") batches stored"
 	kill $daemon $mock
 	wait $daemon $mock 2>/dev/null || true
+	rm -rf "$t"
+fi
+if [ "$what" = depth ] || [ "$what" = all ]; then
+	# A million jobs queued on a lane that cannot send (its upstream is not
+	# there): what a question and a scrape cost at that depth.
+	t=$(mktemp -d /tmp/llmq-bench-depth-XXXXXX)
+	OPENAI_BASE_URL=http://127.0.0.1:9/v1 OPENAI_TPM_LIMIT=0 OPENAI_STAGGER_SECONDS=0 LLMQ_HTTP_ADDR=127.0.0.1:0 \
+		LLMQ_CONFIG= ./build/llmqd --socket "$t/s" --db "$t/db" 2>>"$t/log" &
+	daemon=$!
+	for _ in $(seq 50); do ./build/llmq --socket "$t/s" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	hp=$(./build/llmq --socket "$t/s" ping --json | sed -n 's/.*"http": "\([^"]*\)".*/\1/p')
+	python3 - "$t/in.jsonl" 50000 <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(int(sys.argv[2])):
+        f.write(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "max_tokens": 5,
+                     "messages": [{"role": "user", "content": f"question {i}"}]}}) + "\n")
+PY
+	for _ in $(seq 20); do ./build/llmq --socket "$t/s" submit "$t/in.jsonl" >/dev/null; done
+	# Large batches are let go a slice a loop turn after their submit returns: measure after.
+	while [ "$(sqlite3 "$t/db" "SELECT count(*) FROM batches WHERE state = 'validating'")" != 0 ] ||
+		[ "$(sqlite3 "$t/db" "SELECT count(*) FROM jobs WHERE lane LIKE '~%'")" != 0 ]; do
+		sleep 1
+	done
+	sleep 2
+	echo "== $(sqlite3 "$t/db" "SELECT count(*) FROM jobs WHERE state = 'queued'") jobs queued"
+	./build/bench/hostile depth --socket "$t/s" --http "$hp" --seconds 20
+	kill $daemon
+	wait $daemon 2>/dev/null || true
 	rm -rf "$t"
 fi

@@ -1,8 +1,10 @@
 /*
  * protocol.c - request/answer helpers and the validation of one Batch API
- * input line. Owns no state; does no I/O.
+ * input line. Owns no state; does no I/O. JSON is read by json-c, and only
+ * what jsontext.c finds to be JSON (RFC 8259) is taken.
  */
 #include "protocol.h"
+#include "jsontext.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -112,6 +114,15 @@ static int parse_object(const char *text, size_t len, json_object **ret, char *e
 		return -EINVAL;
 	}
 	json_tokener_free(tok);
+	/* json-c also takes what is not JSON, which the upstream would refuse or read
+	 * otherwise: only RFC 8259's JSON goes through. */
+	if (!jsontext_valid(text, len)) {
+		json_object_put(root);
+		return fail(err, errlen,
+		            "malformed JSON: not JSON (RFC 8259): a comment, single quotes, a "
+		            "trailing comma, NaN, a number such as 01, or a control character "
+		            "in a string; write it as plain JSON");
+	}
 	if (!json_object_is_type(root, json_type_object)) {
 		json_object_put(root);
 		return fail(err, errlen, "not a JSON object");

@@ -18,6 +18,13 @@
 
 int64_t access_scope(const struct config *cfg, uid_t uid, int64_t now_ms);
 
+/*
+ * 1 when uid may use llmqd at all: what the sockets' mode says (0660 with
+ * socket_group, else 0600), for callers identified otherwise (loopback TCP):
+ * root, llmqd's own user, and socket_group's members when it is set.
+ */
+int access_may_connect(const struct config *cfg, uid_t uid, int64_t now_ms);
+
 /* 1 when a batch submitted by owner is visible in scope. */
 int access_may_see(int64_t scope, int64_t owner);
 

@@ -148,6 +148,11 @@ static int check_url(const char *value, char *why, size_t whylen)
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
+	if (!*value) {
+		snprintf(why, whylen,
+		         "empty; set it to the upstream's URL (e.g. https://api.openai.com/v1)");
+		goto out;
+	}
 	uc = curl_url_set(u, CURLUPART_URL, value, 0);
 	if (uc == CURLUE_BAD_SCHEME && !strstr(value, "://")) {
 		snprintf(why, whylen,
@@ -237,7 +242,8 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 	case K_FRAC:
 		errno = 0;
 		d = strtod(value, &end);
-		if (errno || end == value || *end || d < s->min || d > s->max)
+		/* Written so that NaN, which no comparison holds for, is out of range. */
+		if (errno || end == value || *end || !(d >= s->min && d <= s->max))
 			goto range;
 		if (s->kind == K_FRAC)
 			*(double *)p = d;
@@ -283,7 +289,7 @@ static int parse_mb(const char *v, int64_t *ret)
 
 	errno = 0;
 	d = strtod(v, &end);
-	if (errno || end == v || *end || d < 0 || d > 1e9)
+	if (errno || end == v || *end || !(d >= 0 && d <= 1e9)) /* NaN too */
 		return -EINVAL;
 	*ret = (int64_t)(d * 1024 * 1024);
 	return 0;
@@ -353,6 +359,20 @@ static const char *fleet_env(const char *key)
 		if (strcmp(fleet_keys[i][0], key) == 0)
 			return fleet_keys[i][1];
 	return NULL;
+}
+
+/* A count from lo to hi, all digits (atoi() would wrap 4294967360 to 64). */
+static int parse_count(const char *v, int lo, int hi, int *ret)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < lo || n > hi)
+		return -EINVAL;
+	*ret = (int)n;
+	return 0;
 }
 
 struct ini_state {
@@ -436,25 +456,23 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		} else if (strcmp(name, "http_log_bodies") == 0) {
 			if (parse_bool(value, &cfg->http_log_bodies) < 0)
 				goto fail_range;
+		} else if (strcmp(name, "http_anonymous") == 0) {
+			if (!getenv("LLMQ_HTTP_ANONYMOUS") &&
+			    parse_bool(value, &cfg->http_anonymous) < 0)
+				goto fail_range;
 		} else if (strcmp(name, "max_connections") == 0) {
-			cfg->max_connections = atoi(value);
-			if (cfg->max_connections < 1 || cfg->max_connections > 4096)
+			if (parse_count(value, 1, 4096, &cfg->max_connections) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "http_max_connections") == 0) {
-			cfg->http_max_connections = atoi(value);
-			if (cfg->http_max_connections < 1 || cfg->http_max_connections > 65536)
+			if (parse_count(value, 1, 65536, &cfg->http_max_connections) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "http_max_connections_per_user") == 0) {
 			if (getenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER"))
 				return 1;
-			cfg->http_max_connections_per_user = atoi(value);
-			if (cfg->http_max_connections_per_user < 1 ||
-			    cfg->http_max_connections_per_user > 65536)
+			if (parse_count(value, 1, 65536, &cfg->http_max_connections_per_user) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "max_connections_per_user") == 0) {
-			cfg->max_connections_per_user = atoi(value);
-			if (cfg->max_connections_per_user < 1 ||
-			    cfg->max_connections_per_user > 4096)
+			if (parse_count(value, 1, 4096, &cfg->max_connections_per_user) < 0)
 				goto fail_range;
 		} else {
 			bad(st->err, st->errlen, where, name, value, "unknown key");
@@ -725,9 +743,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		return -EINVAL;
 	}
 	if ((v = getenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER")) && *v) {
-		cfg->http_max_connections_per_user = atoi(v);
-		if (cfg->http_max_connections_per_user < 1 ||
-		    cfg->http_max_connections_per_user > 65536) {
+		if (parse_count(v, 1, 65536, &cfg->http_max_connections_per_user) < 0) {
 			snprintf(
 			    err, errlen,
 			    "environment: LLMQ_HTTP_MAX_CONNECTIONS_PER_USER = \"%s\": expected "
@@ -748,6 +764,11 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	    parse_bool(v, &cfg->http_log_bodies) < 0) {
 		snprintf(err, errlen,
 		         "environment: LLMQ_HTTP_LOG_BODIES = \"%s\": expected yes or no", v);
+		return -EINVAL;
+	}
+	if ((v = getenv("LLMQ_HTTP_ANONYMOUS")) && *v && parse_bool(v, &cfg->http_anonymous) < 0) {
+		snprintf(err, errlen,
+		         "environment: LLMQ_HTTP_ANONYMOUS = \"%s\": expected yes or no", v);
 		return -EINVAL;
 	}
 	if ((v = getenv("LLMQ_DB_MAX_MB")) && *v && parse_mb(v, &cfg->db_max_bytes) < 0) {
@@ -830,6 +851,15 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	}
 	if (c == 0)
 		cfg->lanes[0].is_default = 1;
+	for (i = 0; i < (size_t)cfg->n_lanes; i++) {
+		if (cfg->lanes[i].base_url[0])
+			continue;
+		snprintf(err, errlen,
+		         "lane %s: base_url is empty; set it to the upstream's URL "
+		         "(https://api.openai.com/v1 for OpenAI)",
+		         cfg->lanes[i].name);
+		return -EINVAL;
+	}
 	if (strcmp(cfg->http_addr, "off") != 0 &&
 	    config_parse_http_addr(cfg->http_addr, NULL, 0, NULL) < 0) {
 		snprintf(err, errlen,

@@ -58,6 +58,8 @@ struct config {
 	char http_addr[128];        /* HOST:PORT, or "off" */
 	char http_socket[PATH_MAX]; /* the HTTP face on a Unix socket; "" for none */
 	int http_log_bodies;        /* keep interactive calls' bodies in the calls table */
+	int http_anonymous;         /* callers nobody can identify may call models (not Files,
+	                             * Batches); else they get 401 */
 	char http_tokens[PATH_MAX]; /* "USER TOKEN" lines: callers on TCP must send one */
 	char socket_group[64];      /* the llmq socket is 0660 with this group; "" for 0600 */
 	char admin_group[64];       /* its members see every user's batches */

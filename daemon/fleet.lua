@@ -147,6 +147,19 @@ local function req_capacity(g)
   return c + requests_per_ms(g) * SLACK_MS + req_pocket(g)
 end
 
+-- The most debt a bucket may carry: a minute of the lane's budget, or its
+-- capacity when that is larger.
+local function bound_debt(g)
+  local tok_floor = -math.max(token_capacity(g), tokens_per_ms(g) * 60000.0)
+  local req_floor = -math.max(req_capacity(g), requests_per_ms(g) * 60000.0)
+  if g.tok < tok_floor then
+    g.tok = tok_floor
+  end
+  if g.req < req_floor then
+    g.req = req_floor
+  end
+end
+
 local function provider_fresh(g, now)
   return g.window ~= WINDOW_SECOND and g.prov_seen_at > 0 and
          (g.in_flight > 0 or now - g.prov_seen_at <= PROVIDER_FRESH_MS)
@@ -402,6 +415,7 @@ local function gate_launch(g, cls, cost, now, jitter01)
   g.cif[cls] = g.cif[cls] + 1
   g.tok = g.tok - cost
   g.req = g.req - 1
+  bound_debt(g)
   g.seq_tokens = g.seq_tokens + cost
   g.seq_requests = g.seq_requests + 1
   if cls == BATCH or g.lim.stagger_interactive ~= 0 then
@@ -426,6 +440,7 @@ local function gate_done(g, cls, charged, used, now)
     return
   end
   g.tok = math.min(tok_cap_now(g, now), g.tok + (charged - used))
+  bound_debt(g)
   g.seq_refunds = g.seq_refunds + (charged - used)
 end
 
@@ -518,6 +533,14 @@ local function gate_observe(g, fb, mark, now)
     g.prov_seen_at = now
     g.prov_mark_tokens = mark[1]
   end
+  -- The provider's word that its bucket was full when this launch arrived.
+  if newest and fb[1] > 0 and fb[2] >= fb[1] then
+    g.tok = math.max(g.tok, math.min(tok_view, tok_cap_now(g, now)))
+  end
+  if newest and fb[4] > 0 and fb[5] >= fb[4] then
+    g.req = math.max(g.req, math.min(req_view, req_cap_now(g, now)))
+  end
+  bound_debt(g)
   if fb[5] == 0 and fb[6] > 0 then
     gate_pause(g, now + fb[6], 'provider reports no requests left')
   end
@@ -527,6 +550,7 @@ local function gate_charge(g, tokens, requests, now)
   refill(g, now)
   g.tok = g.tok - tokens
   g.req = g.req - requests
+  bound_debt(g)
   g.seq_tokens = g.seq_tokens + tokens
   g.seq_requests = g.seq_requests + requests
 end
@@ -630,11 +654,7 @@ local function gate_settle(g, a, now)
     end
   end
   if a.done ~= 0 then
-    if a.succeeded ~= 0 then
-      gate_done(g, a.cls, a.charged, a.used, now)
-    else
-      gate_done(g, a.cls, a.charged, -1, now)
-    end
+    gate_done(g, a.cls, a.charged, a.used, now)
     if a.observe ~= 0 and a.mark[4] > 0 and now >= a.mark[4] then
       local took = now - a.mark[4]
       if g.lat_ms ~= 0 then

@@ -85,6 +85,24 @@ static double req_capacity(const struct gate *g)
 }
 
 /*
+ * The most debt a bucket may carry: one minute of the lane's budget (the
+ * provider's own bucket), or its capacity when that is larger. A request
+ * dearer than that is refused before it reaches the gate; whatever else
+ * charges a lane (resends, usage beyond the estimate, the provider's
+ * figures) can never put it out of service for longer than a minute.
+ */
+static void bound_debt(struct gate *g)
+{
+	double tok_floor = -fmax(gate_token_capacity(g), gate_tokens_per_ms(g) * 60000.0);
+	double req_floor = -fmax(req_capacity(g), gate_requests_per_ms(g) * 60000.0);
+
+	if (g->tok < tok_floor)
+		g->tok = tok_floor;
+	if (g->req < req_floor)
+		g->req = req_floor;
+}
+
+/*
  * Whether the provider's latest figures are believed: the window is a
  * minute, an answer said, and the lane has not idled since (in flight, or
  * an answer within GATE_PROVIDER_FRESH_MS).
@@ -366,6 +384,7 @@ void gate_launch(struct gate *g, enum gate_class cls, int64_t cost, int64_t now,
 	g->class_in_flight[cls]++;
 	g->tok -= (double)cost;
 	g->req -= 1;
+	bound_debt(g);
 	g->seq_tokens += cost;
 	g->seq_requests++;
 	/* The prototype's stagger spaced its batch runs: a caller waiting on an open
@@ -396,6 +415,7 @@ void gate_done(struct gate *g, enum gate_class cls, int64_t charged, int64_t use
 	if (fixed(g) && used < charged)
 		return;
 	g->tok = fmin(tok_cap_now(g, now), g->tok + (double)(charged - used));
+	bound_debt(g);
 	g->seq_refunds += charged - used;
 }
 
@@ -513,6 +533,15 @@ void gate_observe(struct gate *g, const struct gate_feedback *fb, const struct g
 		g->prov_seen_at = now;
 		g->prov_mark_tokens = mark->tokens;
 	}
+	/* The provider's fresh word that its bucket was full when this launch
+	 * arrived: whatever llmq charged before it was not spent there, so the
+	 * level comes back up to the provider's (a lane left in debt by a wrong
+	 * charge recovers at its next answer). */
+	if (newest && fb->limit_tokens > 0 && fb->remaining_tokens >= fb->limit_tokens)
+		g->tok = fmax(g->tok, fmin(tok_view, tok_cap_now(g, now)));
+	if (newest && fb->limit_requests > 0 && fb->remaining_requests >= fb->limit_requests)
+		g->req = fmax(g->req, fmin(req_view, req_cap_now(g, now)));
+	bound_debt(g);
 	if (fb->remaining_requests == 0 && fb->reset_requests_ms > 0)
 		gate_pause(g, now + fb->reset_requests_ms, "provider reports no requests left");
 }
@@ -522,6 +551,7 @@ void gate_charge(struct gate *g, int64_t tokens, int64_t requests, int64_t now)
 	gate_refill(g, now);
 	g->tok -= (double)tokens;
 	g->req -= (double)requests;
+	bound_debt(g);
 	g->seq_tokens += tokens;
 	g->seq_requests += requests;
 }
@@ -629,7 +659,7 @@ void gate_settle(struct gate *g, const struct gate_answer *a, int64_t now, struc
 			gate_confirm(g, &a->mark);
 	}
 	if (a->done) {
-		gate_done(g, a->cls, a->charged, a->succeeded ? a->used : -1, now);
+		gate_done(g, a->cls, a->charged, a->used, now);
 		if (a->observe && a->mark.at > 0 && now >= a->mark.at) {
 			took = now - a->mark.at;
 			g->lat_ms = g->lat_ms ? (g->lat_ms * 7 + took) / 8 : took;

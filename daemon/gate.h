@@ -267,7 +267,8 @@ enum gate_event {
 struct gate_answer {
 	enum gate_class cls;
 	int64_t charged; /* the launch's estimate */
-	int64_t used;    /* the usage a success reported; -1: unknown, or no success */
+	int64_t used;    /* what it spent (retry_spent()): the usage, 0 for a request not
+	                  * processed, -1 unknown (the estimate stays charged) */
 	int succeeded;   /* 2xx: it confirms the allowance the launch was made under */
 	int64_t resends; /* sends beyond the first that the upstream saw */
 	int done;        /* its slot is given back here (0: given back already) */

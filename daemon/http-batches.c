@@ -476,7 +476,7 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 	int64_t uid;
 	int r, refuse_db;
 
-	http_caller(d->http, req, &uid);
+	http_caller(d->http, req, 1, &uid); /* the route checked it */
 	r = proto_parse_object((const char *)evbuffer_pullup(body, -1), evbuffer_get_length(body),
 	                       &o, err, sizeof(err));
 	if (r < 0) {
@@ -668,8 +668,9 @@ int http_batches_route(struct llmqd *d, struct hreq *req, const char *path)
 
 	if (strcmp(path, "/v1/batches") != 0 && strncmp(path, "/v1/batches/", 12) != 0)
 		return 0;
-	if (http_caller(d->http, req, &uid) < 0) {
-		http_unauthorized(req);
+	r = http_caller(d->http, req, 1, &uid);
+	if (r < 0) {
+		http_refuse_caller(req, r);
 		return 1;
 	}
 	if (strcmp(path, "/v1/batches") == 0) {

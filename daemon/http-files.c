@@ -551,11 +551,13 @@ int http_files_route(struct llmqd *d, struct hreq *req, const char *path)
 	char id[128];
 	int64_t uid;
 	size_t n;
+	int r;
 
 	if (strcmp(path, "/v1/files") != 0 && strncmp(path, "/v1/files/", 10) != 0)
 		return 0;
-	if (http_caller(d->http, req, &uid) < 0) {
-		http_unauthorized(req);
+	r = http_caller(d->http, req, 1, &uid);
+	if (r < 0) {
+		http_refuse_caller(req, r);
 		return 1;
 	}
 	if (strcmp(path, "/v1/files") == 0) {

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "protocol.h"
 #include "scheduler.h"
+#include "sse.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -36,8 +37,6 @@
 
 /* A caller's socket holding more unsent bytes than this pauses the upstream. */
 #define PROXY_OUT_HIGH (256 * 1024)
-/* The longest SSE line scanned for usage; longer lines are relayed, not read. */
-#define PROXY_SSE_LINE_MAX (1024 * 1024)
 
 struct call {
 	struct llmqd *d;
@@ -59,10 +58,8 @@ struct call {
 	struct sched_ticket *ticket;
 	struct up_transfer *t;
 	struct event *retry;
-	int relaying;          /* the reply's head went out: no more retries */
-	int64_t stream_used;   /* usage the stream reported; -1 none */
-	struct evbuffer *line; /* the SSE line being received */
-	int line_skip;         /* the current line is too long to scan */
+	int relaying;        /* the reply's head went out: no more retries */
+	struct sse_scan sse; /* the usage a relayed stream reports */
 };
 
 static const struct up_stream relay_ops;
@@ -73,8 +70,7 @@ static void call_free(struct call *c)
 		return;
 	if (c->retry)
 		event_free(c->retry);
-	if (c->line)
-		evbuffer_free(c->line);
+	sse_scan_clear(&c->sse);
 	free(c->model);
 	free(c->via);
 	free(c->body);
@@ -309,63 +305,6 @@ static void on_granted(void *ud)
 	}
 }
 
-/* Usage in one SSE data line: chat's "usage", or responses' "response.usage". */
-static void scan_sse_line(struct call *c, const char *line, size_t len)
-{
-	json_object *o = NULL, *u = NULL, *r, *v;
-	int64_t total = -1;
-	char err[64];
-
-	if (len < 7 || strncmp(line, "data: {", 7) != 0 || !memmem(line, len, "\"usage\"", 7))
-		return;
-	if (proto_parse_object(line + 6, len - 6, &o, err, sizeof(err)) < 0)
-		return;
-	if (!json_object_object_get_ex(o, "usage", &u) || !json_object_is_type(u, json_type_object))
-		u = json_object_object_get_ex(o, "response", &r) &&
-		            json_object_object_get_ex(r, "usage", &v) &&
-		            json_object_is_type(v, json_type_object)
-		        ? v
-		        : NULL;
-	if (u && json_object_object_get_ex(u, "total_tokens", &v) &&
-	    json_object_is_type(v, json_type_int))
-		total = json_object_get_int64(v);
-	if (total >= 0)
-		c->stream_used = total;
-	json_object_put(o);
-}
-
-static void scan_sse(struct call *c, const char *data, size_t len)
-{
-	const char *nl;
-	size_t n;
-
-	while (len > 0) {
-		nl = memchr(data, '\n', len);
-		n = nl ? (size_t)(nl - data) : len;
-		if (!c->line_skip) {
-			if (evbuffer_get_length(c->line) + n > PROXY_SSE_LINE_MAX) {
-				c->line_skip = 1;
-				evbuffer_drain(c->line, evbuffer_get_length(c->line));
-			} else {
-				evbuffer_add(c->line, data, n);
-			}
-		}
-		if (!nl)
-			return;
-		if (!c->line_skip) {
-			size_t ll = evbuffer_get_length(c->line);
-			const char *p = (const char *)evbuffer_pullup(c->line, -1);
-
-			if (p)
-				scan_sse_line(c, p, ll && p[ll - 1] == '\r' ? ll - 1 : ll);
-		}
-		evbuffer_drain(c->line, evbuffer_get_length(c->line));
-		c->line_skip = 0;
-		data = nl + 1;
-		len -= n + 1;
-	}
-}
-
 static int relay_head(void *ud, int status, const struct up_headers *u)
 {
 	struct call *c = ud;
@@ -392,7 +331,7 @@ static int relay_data(void *ud, const char *data, size_t len)
 
 	if (!c->attached)
 		return -1;
-	scan_sse(c, data, len);
+	sse_scan_feed(&c->sse, data, len);
 	if (hreq_chunk(c->req, data, len) > PROXY_OUT_HIGH)
 		return UP_PAUSE; /* a slow caller slows its transfer, not llmqd's memory */
 	return 0;
@@ -422,7 +361,7 @@ static void on_up_done(void *ud, const struct up_response *resp)
 	int64_t again = -1;
 
 	c->t = NULL;
-	sched_call_done(c->d->sched, c->ticket, resp, c->stream_used, !c->relaying, c->deadline,
+	sched_call_done(c->d->sched, c->ticket, resp, c->sse.used, !c->relaying, c->deadline,
 	                c->relaying ? NULL : resp->body, &again);
 	c->ticket = NULL;
 	c->tries++;
@@ -501,9 +440,10 @@ void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, stru
 	}
 	c->d = d;
 	c->req = req;
-	c->stream_used = -1;
-	if (http_caller(d->http, req, &c->uid) < 0) {
-		http_unauthorized(req);
+	sse_scan_init(&c->sse);
+	r = http_caller(d->http, req, 0, &c->uid);
+	if (r < 0) {
+		http_refuse_caller(req, r);
 		goto fail;
 	}
 	if (refuse_loop(d, req, path))
@@ -514,11 +454,10 @@ void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, stru
 	snprintf(c->id, sizeof(c->id), "c_%016llx", (unsigned long long)rnd);
 	c->body_len = evbuffer_get_length(in);
 	c->body = malloc(c->body_len + 1);
-	c->line = evbuffer_new();
 	c->retry = evtimer_new(d->base, retry_cb, c);
 	via = hreq_header(req, HOP_HEADER);
 	c->via = via ? strdup(via) : NULL;
-	if (!c->body || !c->line || !c->retry || (via && !c->via)) {
+	if (!c->body || !c->retry || (via && !c->via)) {
 		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
 		goto fail;
 	}

@@ -7,6 +7,9 @@
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "peer.h"
+#include "access.h"
+#include "timeutil.h"
 #include "models.h"
 #include "protocol.h"
 #include "scheduler.h"
@@ -33,6 +36,10 @@
 #include <event2/buffer.h>
 
 #define HTTP_MAX_TOKENS 1024
+/* Connections whose caller is not known at accept: at most this many, and
+ * this long for their first request's head. */
+#define HTTP_MAX_UNIDENTIFIED 64
+#define HTTP_UNIDENTIFIED_TIMEOUT_MS 10000
 
 /* A caller on TCP proves who they are with a token of the tokens file. */
 struct http_token {
@@ -71,33 +78,78 @@ static int token_equal(const char *a, const char *b)
 	return d == 0;
 }
 
-/* hserv's identify(): whose token a TCP request carries. */
+/* hserv's peer(): the owner of a loopback TCP caller's socket, as the kernel says. */
+static int64_t http_peer(void *ud, int fd)
+{
+	uid_t uid;
+	int r = peer_tcp_uid(fd, &uid);
+
+	if (r == 0)
+		return (int64_t)uid;
+	if (r != -EADDRNOTAVAIL)
+		log_debug("HTTP: cannot tell who is at the other end of a connection: %s",
+		          strerror(-r));
+	return -1;
+}
+
+/*
+ * hserv's identify(): who sends a TCP request. A token of the tokens file
+ * names its user; else a caller on this host is who the kernel says (as on
+ * the Unix socket, with the sockets' group rule), whatever key its SDK sends;
+ * else it is anonymous, or refused when tokens are expected.
+ */
 static int64_t identify(void *ud, struct hreq *req)
 {
 	struct http *h = ud;
-	const char *auth;
+	int64_t peer = hreq_peer_uid(req);
+	const char *auth = hreq_header(req, "Authorization");
 	int i, found = -1;
 
-	if (h->n_tokens == 0)
-		return -1; /* anonymous TCP, as the operator chose */
-	auth = hreq_header(req, "Authorization");
-	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-		return -EACCES;
-	for (i = 0; i < h->n_tokens; i++)
-		if (token_equal(auth + 7, h->tokens[i].token))
-			found = i;
-	return found < 0 ? -EACCES : h->tokens[found].uid;
+	if (h->n_tokens > 0 && auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+		for (i = 0; i < h->n_tokens; i++)
+			if (token_equal(auth + 7, h->tokens[i].token))
+				found = i;
+		if (found >= 0)
+			return h->tokens[found].uid;
+	}
+	if (peer >= 0)
+		return access_may_connect(h->d->cfg, (uid_t)peer, time_mono_ms()) ? peer
+		                                                                  : HSERV_FORBIDDEN;
+	return h->n_tokens > 0 ? -EACCES : -1;
 }
 
-int http_caller(struct http *h, struct hreq *req, int64_t *ret_uid)
+int http_caller(struct http *h, struct hreq *req, int owner, int64_t *ret_uid)
 {
 	int64_t uid = hreq_uid(req);
 
 	*ret_uid = -1;
 	if (uid == -EACCES)
 		return -EACCES;
+	if (uid == HSERV_FORBIDDEN)
+		return -EPERM;
+	/* Anonymous: only where the operator opted in, and never as an owner. */
+	if (uid < 0 && (owner || !h->d->cfg->http_anonymous))
+		return -EACCES;
 	*ret_uid = uid < 0 ? -1 : uid;
 	return 0;
+}
+
+void http_refuse_caller(struct hreq *req, int r)
+{
+	if (r == -EPERM) {
+		http_error(req, 403, "invalid_request_error", "permission_denied",
+		           "llmq: your user may not use this llmqd: ask its operator to add you to "
+		           "its users' group (socket_group), or use a token of its tokens file");
+		return;
+	}
+	http_error(req, 401, "invalid_request_error", "invalid_api_key",
+	           "llmq: llmqd cannot tell who you are: connect over loopback or the Unix "
+	           "socket from this host, or send \"Authorization: Bearer TOKEN\" with a "
+	           "token llmq's operator gave you%s",
+	           hreq_on_unix(req) ? ""
+	                             : " (anonymous callers are refused unless the operator "
+	                               "sets http_anonymous = yes, and never see Files or "
+	                               "Batches)");
 }
 
 /*
@@ -233,14 +285,6 @@ int http_owned_batch(struct llmqd *d, const char *id, int64_t uid, json_object *
 	}
 	*ret = b;
 	return 0;
-}
-
-void http_unauthorized(struct hreq *req)
-{
-	http_error(req, 401, "invalid_request_error", "invalid_api_key",
-	           "llmq: this listener wants the caller's own token: send "
-	           "\"Authorization: Bearer TOKEN\" with the token llmq's operator "
-	           "gave you (or use the Unix socket)");
 }
 
 static void on_models(void *ud, json_object *list)
@@ -400,7 +444,8 @@ static void route(void *ud, struct hreq *req)
 		hreq_read_body(req, LLMQ_MAX_LINE, on_proxy_body, h);
 		return;
 	}
-	if (http_files_route(h->d, req, path) || http_batches_route(h->d, req, path))
+	if (http_files_route(h->d, req, path) || http_batches_route(h->d, req, path) ||
+	    http_page_route(h->d, req, path))
 		return;
 	if (get && strcmp(path, "/v1/models") == 0) {
 		route_models(h->d, req);
@@ -429,11 +474,13 @@ static void route(void *ud, struct hreq *req)
 	http_error(req, 404, "invalid_request_error", "unknown_url",
 	           "unknown URL %.200s; llmqd serves /v1/chat/completions, /v1/completions, "
 	           "/v1/embeddings, /v1/responses, /v1/models, /v1/files, /v1/batches, "
-	           "/metrics, /healthz and /readyz",
+	           "/metrics, /healthz, /readyz, and the live page at / (its figures at "
+	           "/v1/llmq/live)",
 	           path);
 }
 
 static const struct hserv_routes routes = {
+    .peer = http_peer,
     .identify = identify,
     .request = route,
 };
@@ -523,6 +570,10 @@ int http_new(struct llmqd *d, const struct sd_sockets *passed, struct http **ret
 	    .max_conns = cfg->http_max_connections,
 	    .max_per_uid = cfg->http_max_connections_per_user,
 	    .timeout_ms = cfg->client_timeout_ms,
+	    .max_unidentified = HTTP_MAX_UNIDENTIFIED,
+	    .unidentified_timeout_ms = cfg->client_timeout_ms < HTTP_UNIDENTIFIED_TIMEOUT_MS
+	                                   ? cfg->client_timeout_ms
+	                                   : HTTP_UNIDENTIFIED_TIMEOUT_MS,
 	};
 	struct http *h;
 	int r;

@@ -4,7 +4,7 @@
  * listeners, the routing table, the limits and the OpenAI-shaped errors;
  * each route family lives in its own file (http-proxy.c: chat, completions,
  * embeddings, responses; http-files.c, http-batches.c: the Batch API;
- * models, health, readiness and metrics here).
+ * http-page.c: the live page; models, health, readiness and metrics here).
  */
 #ifndef LLMQ_HTTP_H
 #define LLMQ_HTTP_H
@@ -32,11 +32,15 @@ struct sockaddr_storage;
 const struct sockaddr_storage *http_tcp_listener(const struct http *h);
 
 /*
- * Who is calling: the peer's uid on the Unix-socket listener; on TCP the
- * user whose token (tokens file) the Authorization header carries, -EACCES
- * when there are tokens and none matches, -1 (anonymous) when there are none.
+ * Who is calling: the peer's uid on the Unix-socket listener and on loopback
+ * TCP (the kernel says who owns the other end); the user a token of the
+ * tokens file names. 0 with the uid (-1: anonymous, only where the operator
+ * set http_anonymous and owner is 0: a caller never owns Files or Batches
+ * anonymously); -EACCES (401) when nobody can be told, -EPERM (403) for a
+ * user outside the sockets' group. http_refuse_caller() answers either.
  */
-int http_caller(struct http *h, struct hreq *req, int64_t *ret_uid);
+int http_caller(struct http *h, struct hreq *req, int owner, int64_t *ret_uid);
+void http_refuse_caller(struct hreq *req, int r);
 /* Connections open on the HTTP face. */
 int http_connections(const struct http *h);
 
@@ -54,13 +58,13 @@ int http_owns(int64_t caller, int64_t owner);
 void http_store_error(struct llmqd *d, struct hreq *req, const char *what, int r);
 /* Batch id (store_batch_brief) if uid may see it: 0, or -ENOENT as for an unknown id. */
 int http_owned_batch(struct llmqd *d, const char *id, int64_t uid, json_object **ret);
-/* 401: this listener wants a token. */
-void http_unauthorized(struct hreq *req);
 /*
  * The Files and Batches routes (http-files.c, http-batches.c): 1 when path
  * is theirs (and req is being answered), 0 when not.
  */
 int http_files_route(struct llmqd *d, struct hreq *req, const char *path);
 int http_batches_route(struct llmqd *d, struct hreq *req, const char *path);
+/* The live page, its files and its JSON (http-page.c): the same. */
+int http_page_route(struct llmqd *d, struct hreq *req, const char *path);
 
 #endif

@@ -5,7 +5,11 @@
  * parsers would read differently is how requests are smuggled: a header
  * folded over lines, whitespace before a header's colon, Transfer-Encoding
  * together with Content-Length, two different Content-Lengths, a transfer
- * coding other than chunked, chunked in HTTP/1.0.
+ * coding other than chunked, chunked in HTTP/1.0. Every line of the framing
+ * (the head, chunk-size lines, trailers) ends in CRLF and holds no control
+ * byte but HTAB: a NUL, a bare CR or a bare LF is refused at the byte,
+ * before anything is parsed, since parsers that stop at a NUL or end lines
+ * at a bare LF would each see a different request.
  */
 #include "httpreq.h"
 
@@ -66,6 +70,18 @@ const char *httpreq_header(const struct httpreq_head *head, const char *name)
 	return NULL;
 }
 
+/* NULL, or why byte c, after prev, cannot be in a line of the framing. */
+static const char *line_byte_bad(char prev, char c)
+{
+	if (prev == '\r' && c != '\n')
+		return "a CR not followed by LF";
+	if (c == '\n' && prev != '\r')
+		return "an LF not preceded by CR";
+	if (((unsigned char)c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f)
+		return "a control byte";
+	return NULL;
+}
+
 static int token_char(int c)
 {
 	return c && (isalnum(c) || strchr("!#$%&'*+-.^_`|~", c));
@@ -113,6 +129,8 @@ static long parse_head(struct httpreq *r, struct httpreq_head *h)
 	memset(h, 0, sizeof(*h));
 	h->length = -1;
 	next = strstr(line, "\r\n");
+	if (!next)
+		return fail(r, 400, "malformed request line");
 	*next = '\0';
 	next += 2;
 	/* METHOD SP target SP HTTP/1.x */
@@ -131,8 +149,12 @@ static long parse_head(struct httpreq *r, struct httpreq_head *h)
 		return fail(r, 400, "malformed request line (HTTP/1.x expected)");
 	*sp = '\0';
 	h->minor = sp[8] - '0';
+	if (strchr(h->target, '\t'))
+		return fail(r, 400, "whitespace in the request target");
 	for (line = next; *line; line = next) {
 		next = strstr(line, "\r\n");
+		if (!next)
+			return fail(r, 400, "malformed header line");
 		*next = '\0';
 		next += 2;
 		if (*line == ' ' || *line == '\t')
@@ -192,9 +214,18 @@ static long end_request(struct httpreq *r)
 	return e < 0 ? e : 0;
 }
 
-/* A line (chunk size or trailer) into r->line: 1 once its CRLF came. */
-static int take_line(struct httpreq *r, char c)
+/*
+ * A line (chunk size or trailer) into r->line: 1 once its CRLF came, -1 when
+ * too long, -2 (r->err says why) for a byte no line may hold.
+ */
+static int take_line(struct httpreq *r, char c, const char *what)
 {
+	const char *bad = line_byte_bad(r->llen ? r->line[r->llen - 1] : 0, c);
+
+	if (bad) {
+		fail(r, 400, "%s (0x%02x) in %s", bad, (unsigned char)c, what);
+		return -2;
+	}
 	if (r->llen + 1 >= sizeof(r->line))
 		return -1;
 	r->line[r->llen++] = c;
@@ -228,6 +259,7 @@ static long chunk_size(struct httpreq *r)
 long httpreq_feed(struct httpreq *r, const char *data, size_t len)
 {
 	struct httpreq_head h;
+	const char *bad;
 	size_t i = 0, n;
 	long e;
 
@@ -244,6 +276,10 @@ long httpreq_feed(struct httpreq *r, const char *data, size_t len)
 			if (r->hlen + 1 >= sizeof(r->head))
 				return fail(r, 431, "request head larger than %d bytes",
 				            HTTPREQ_MAX_HEAD);
+			bad = line_byte_bad(r->hlen ? r->head[r->hlen - 1] : 0, data[i]);
+			if (bad)
+				return fail(r, 400, "%s (0x%02x) in the request head", bad,
+				            (unsigned char)data[i]);
 			r->head[r->hlen++] = data[i++];
 			if (r->hlen < 4 || memcmp(r->head + r->hlen - 4, "\r\n\r\n", 4) != 0)
 				break;
@@ -280,21 +316,27 @@ long httpreq_feed(struct httpreq *r, const char *data, size_t len)
 				return e;
 			break;
 		case R_CHUNK_END:
-			e = take_line(r, data[i++]);
+			e = take_line(r, data[i++], "the line after a chunk");
+			if (e == -2)
+				return -EINVAL;
 			if (e < 0 || (e == 1 && r->line[0] != '\0'))
 				return fail(r, 400, "chunk data longer than its size");
 			if (e == 1)
 				r->state = R_CHUNK_SIZE;
 			break;
 		case R_CHUNK_SIZE:
-			e = take_line(r, data[i++]);
+			e = take_line(r, data[i++], "a chunk-size line");
+			if (e == -2)
+				return -EINVAL;
 			if (e < 0)
 				return fail(r, 400, "chunk-size line too long");
 			if (e == 1 && (e = chunk_size(r)) < 0)
 				return e;
 			break;
 		case R_TRAILER:
-			e = take_line(r, data[i++]);
+			e = take_line(r, data[i++], "a trailer line");
+			if (e == -2)
+				return -EINVAL;
 			if (e < 0)
 				return fail(r, 431, "trailer line too long");
 			if (e == 1 && r->line[0] == '\0' && (e = end_request(r)) < 0)

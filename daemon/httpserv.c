@@ -63,7 +63,9 @@ struct hconn {
 	struct hconn *prev, *next;
 	struct bufferevent *bev;
 	struct event *timer, *kick;
-	int64_t uid; /* counted against the per-user cap under this uid; -1 none */
+	int64_t uid;      /* counted against the per-user cap under this uid; -1 none */
+	int64_t peer_uid; /* TCP: the owner of the other end (peer()); -1 not known */
+	int unidentified; /* counted against max_unidentified */
 	int is_unix;
 	int in_feed;
 	int closing;      /* close once the output is out; read no more */
@@ -87,6 +89,7 @@ struct hserv {
 	struct event *resume;
 	struct hconn *conns;
 	int n_conns;
+	int n_unidentified;
 	struct uid_count *users;
 	int n_users, cap_users;
 };
@@ -385,6 +388,11 @@ int hreq_on_unix(const struct hreq *r)
 	return r->c->is_unix;
 }
 
+int64_t hreq_peer_uid(const struct hreq *r)
+{
+	return r->c->is_unix ? r->c->uid : r->c->peer_uid;
+}
+
 static int hexval(int ch)
 {
 	return isdigit(ch) ? ch - '0' : isxdigit(ch) ? (tolower(ch) - 'a' + 10) : -1;
@@ -494,6 +502,12 @@ static int on_head(void *ud, const struct httpreq_head *head)
 			hreq_add_header(r, "Retry-After", "1");
 			reply_error(r, 503, "too_many_connections", msg);
 			return 0;
+		}
+		/* Known now (a token): counted as its user, with a user's deadline. */
+		if (c->unidentified) {
+			c->unidentified = 0;
+			s->n_unidentified--;
+			arm(c, s->lim.timeout_ms);
 		}
 	}
 	s->routes->request(s->ud, r);
@@ -659,6 +673,8 @@ static void conn_free(struct hconn *c)
 		req_free(r);
 	}
 	user_del(c);
+	if (c->unidentified)
+		s->n_unidentified--;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -788,6 +804,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	c->s = s;
 	c->uid = -1;
+	c->peer_uid = -1;
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -807,15 +824,34 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	if (sa->sa_family == AF_UNIX) {
 		c->is_unix = 1;
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 &&
-		    user_add(c, (int64_t)cred.uid) < 0) {
-			snprintf(msg, sizeof(msg),
-			         "too many connections from uid %u (at most %d a user); close idle "
-			         "ones, or reuse them",
-			         (unsigned)cred.uid, s->lim.max_per_uid);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+			c->peer_uid = (int64_t)cred.uid;
+	} else if (s->routes->peer) {
+		c->peer_uid = s->routes->peer(s->ud, fd);
+	}
+	if (c->peer_uid >= 0) {
+		if (user_add(c, c->peer_uid) < 0) {
+			snprintf(
+			    msg, sizeof(msg),
+			    "too many connections from uid %lld (at most %d a user); close idle "
+			    "ones, or reuse them",
+			    (long long)c->peer_uid, s->lim.max_per_uid);
 			refuse(c, "too_many_connections", msg);
 		}
+		return;
 	}
+	/* Not known at accept: a cap of its own, and a short deadline for its head. */
+	if (s->n_unidentified >= s->lim.max_unidentified) {
+		snprintf(msg, sizeof(msg),
+		         "llmqd holds %d connections from callers it cannot identify, their limit; "
+		         "connect over loopback or the Unix socket, or try again",
+		         s->lim.max_unidentified);
+		refuse(c, "too_many_connections", msg);
+		return;
+	}
+	c->unidentified = 1;
+	s->n_unidentified++;
+	arm(c, s->lim.unidentified_timeout_ms);
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)

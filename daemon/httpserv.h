@@ -10,8 +10,10 @@
  * every connection.
  *
  * Bounds: at most max_conns connections; at most max_per_uid of them per
- * user, known at accept on the Unix socket (SO_PEERCRED) and at the first
- * request's head on TCP (the route's identify() says whose token it is);
+ * user, known at accept on the Unix socket (SO_PEERCRED) and on loopback TCP
+ * (the route's peer(): the kernel's owner of the peer socket), else at the
+ * first request's head (identify(): whose token it is); connections not
+ * known at accept have a cap and a head deadline of their own;
  * a request's head and body must arrive within timeout_ms of the previous
  * answer (a streamed body: within timeout_ms of its previous piece); an
  * answer that does not move for timeout_ms drops the connection.
@@ -25,6 +27,7 @@
 #define LLMQ_HTTPSERV_H
 
 #include <stddef.h>
+#include <errno.h>
 #include <stdint.h>
 #include <event2/event.h>
 
@@ -36,12 +39,24 @@ struct hserv_limits {
 	int max_conns;
 	int max_per_uid;
 	int64_t timeout_ms;
+	/* Connections whose caller is not known at accept (TCP from elsewhere):
+	 * a cap of their own, and a shorter deadline for their first request's
+	 * head, so that they can never take the identified users' slots. */
+	int max_unidentified;
+	int64_t unidentified_timeout_ms;
 };
 
+/* identify(): a caller known, who may not use llmqd (not -EPERM: that is -1). */
+#define HSERV_FORBIDDEN ((int64_t)-EKEYREJECTED)
+
 struct hserv_routes {
+	/* Who is at the other end of a TCP connection just accepted: a uid, or
+	 * -1 when that cannot be known (may be NULL). */
+	int64_t (*peer)(void *ud, int fd);
 	/*
-	 * Who sends this request (TCP): a uid, -1 (anonymous), or -EACCES when
-	 * the request must be refused with 401. Unix-socket callers are known.
+	 * Who sends this request (TCP): a uid, -1 (anonymous), or -EACCES (401)
+	 * or HSERV_FORBIDDEN (403) when it must be refused. Unix-socket callers
+	 * are known.
 	 */
 	int64_t (*identify)(void *ud, struct hreq *req);
 	/*
@@ -64,6 +79,8 @@ const char *hreq_path(const struct hreq *r);  /* the target up to '?' */
 const char *hreq_query(const struct hreq *r); /* after '?', or "" */
 const char *hreq_header(const struct hreq *r, const char *name);
 int64_t hreq_uid(const struct hreq *r); /* the caller, -1 when anonymous */
+/* The owner of a TCP connection's other end, known at accept; -1: not known. */
+int64_t hreq_peer_uid(const struct hreq *r);
 int hreq_on_unix(const struct hreq *r);
 /* A query parameter's value, percent-decoded: its length, or -ENOENT. */
 int hreq_param(const struct hreq *r, const char *name, char *buf, size_t len);

@@ -45,6 +45,21 @@ enum retry_verdict retry_classify(const struct retry_input *in)
 	return RV_FAILED;
 }
 
+int64_t retry_spent(const struct retry_input *in, enum retry_verdict v, int64_t total)
+{
+	int s = in->status;
+
+	if (v == RV_SUCCEEDED)
+		return total;
+	/* Answered, and not processed: nothing of the estimate was spent. A 429
+	 * that is a rate limit empties the buckets anyway; 5xx and broken
+	 * transfers may have been processed: their estimate stays. */
+	if (v == RV_FAILED && s >= 400 && s < 600 && (s < 500 || s == 508) &&
+	    !(s == 429 && in->should_retry == 1))
+		return 0;
+	return -1;
+}
+
 const char *retry_verdict_name(enum retry_verdict v)
 {
 	switch (v) {

@@ -30,6 +30,15 @@ struct retry_input {
 };
 
 enum retry_verdict retry_classify(const struct retry_input *in);
+/*
+ * What an answer spent of its lane's budget, for gate_done(): the usage it
+ * reports (total, -1 when absent: the estimate stays charged); 0 for an
+ * answer that says the request was not processed - a 4xx other than a rate
+ * limit (a bad request, "request too large", a loop) - so that one refused
+ * call cannot leave its lane in debt. An answer too large to keep was
+ * processed (and billed): its estimate stays.
+ */
+int64_t retry_spent(const struct retry_input *in, enum retry_verdict v, int64_t total);
 const char *retry_verdict_name(enum retry_verdict v);
 
 /* A lane's policy for its jobs' tries. */

@@ -657,13 +657,14 @@ static enum gate_event sched_gate_event(enum retry_lane_event e)
 
 /* All the gate takes from one launch's answer and its decision. */
 static void sched_gate_answer(enum gate_class cls, const struct gate_mark *mark, int64_t charged,
-                              const struct answer *a, const struct up_response *resp,
-                              const struct retry_decision *d, struct gate_answer *ret)
+                              const struct answer *a, const struct retry_input *in,
+                              const struct up_response *resp, const struct retry_decision *d,
+                              struct gate_answer *ret)
 {
 	*ret = (struct gate_answer){
 	    .cls = cls,
 	    .charged = charged,
-	    .used = d->verdict == RV_SUCCEEDED ? a->total : -1,
+	    .used = retry_spent(in, d->verdict, a->total),
 	    .succeeded = d->verdict == RV_SUCCEEDED,
 	    .resends = resp->sends > 1 ? resp->sends - 1 : 0,
 	    .done = 1,
@@ -732,12 +733,12 @@ static void settle_lane(struct lane *l, struct gate_answer *ga, const struct sch
 
 static void apply_to_lane(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
                           const struct sched_lease *lease, int64_t charged, const struct answer *a,
-                          const struct up_response *resp, const struct retry_decision *d,
-                          const char *error)
+                          const struct retry_input *in, const struct up_response *resp,
+                          const struct retry_decision *d, const char *error)
 {
 	struct gate_answer ga;
 
-	sched_gate_answer(cls, mark, charged, a, resp, d, &ga);
+	sched_gate_answer(cls, mark, charged, a, in, resp, d, &ga);
 	settle_lane(l, &ga, lease, error);
 }
 
@@ -785,7 +786,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 	lane_policy(c, &pol);
 	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, sched_rand01(s), &d);
 	/* Apply: to the lane, then to the job. */
-	apply_to_lane(l, GATE_BATCH, &f->mark, &f->lease, f->charged, &a, resp, &d, msg);
+	apply_to_lane(l, GATE_BATCH, &f->mark, &f->lease, f->charged, &a, &in, resp, &d, msg);
 	o.status_code = resp->status;
 	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
 	o.retry_after_ms = a.retry_after_ms;
@@ -1032,7 +1033,7 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	retry_decide(&in, a.retry_after_ms, t->mark.room, &pol, &job, sched_rand01(s), &d);
 	if (l->mode != LANE_ALONE && t->granted)
 		LIST_REMOVE(t, flying);
-	apply_to_lane(l, GATE_INTERACTIVE, &t->mark, &t->lease, t->info.cost, &a, resp, &d,
+	apply_to_lane(l, GATE_INTERACTIVE, &t->mark, &t->lease, t->info.cost, &a, &in, resp, &d,
 	              resp->error);
 	so = outcome_of(v);
 	for (i = 1; i < resp->sends; i++) /* sends that died with a reused connection */

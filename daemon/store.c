@@ -70,6 +70,9 @@ enum stmt_id {
 	S_BACKLOG_ALL,
 	S_BACKLOG_UPTO,
 	S_BATCH_LANES,
+	S_BATCH_LANE_COUNTS,
+	S_USAGE_DAY,
+	S_RECENT_ERRORS,
 	S_JOB_BATCH_STATE,
 	S_BEGIN,
 	S_COMMIT,
@@ -80,17 +83,17 @@ enum stmt_id {
 	S__COUNT
 };
 
-/* A batch with its counts per state (index-only); tokens are the costly part. */
+/* A batch with its counts per state and its tokens, from job_counts (kept by
+ * triggers): no question reads a row per job. */
+#define BATCH_COUNT(state)                                                                         \
+	"(SELECT coalesce(sum(c.jobs), 0) FROM job_counts c WHERE c.batch_id = b.id AND "          \
+	"c.state = '" state "'), "
 #define BATCH_COLUMNS_WITH(tokens)                                                                 \
 	"b.id, b.state, b.created_at, b.submitter_uid, b.input_name, b.window_ms, b.total, "       \
-	"b.est_tokens, b.finished_at, "                                                            \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'queued'), "           \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'running'), "          \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'succeeded'), "        \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'failed'), "           \
-	"(SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.state = 'cancelled'), " tokens \
-	", b.expired_at, b.endpoint, b.input_file_id, b.metadata, b.errors, "                      \
-	"b.cancelling_at, " BATCH_NAME " "
+	"b.est_tokens, b.finished_at, " BATCH_COUNT("queued") BATCH_COUNT("running")               \
+	    BATCH_COUNT("succeeded") BATCH_COUNT("failed") BATCH_COUNT("cancelled") tokens         \
+	    ", b.expired_at, b.endpoint, b.input_file_id, b.metadata, b.errors, "                  \
+	    "b.cancelling_at, " BATCH_NAME " "
 /* What a person calls the batch: llmq submit's --name (or its file's name);
  * for one made over HTTP, its metadata's description (or name), else the
  * uploaded file's name. */
@@ -98,12 +101,12 @@ enum stmt_id {
 	"coalesce(CASE WHEN json_valid(b.metadata) THEN coalesce("                                 \
 	"json_extract(b.metadata, '$.description'), json_extract(b.metadata, '$.name')) END, "     \
 	"b.input_name)"
-/* Tokens used and still pending: they read every job's row. */
+/* Tokens used and still pending. */
 #define BATCH_COLUMNS                                                                              \
-	BATCH_COLUMNS_WITH(                                                                        \
-	    "(SELECT coalesce(sum(j.total_tokens), 0) FROM jobs j WHERE j.batch_id = b.id), "      \
-	    "(SELECT coalesce(sum(j.est_tokens), 0) FROM jobs j "                                  \
-	    "   WHERE j.batch_id = b.id AND j.state IN ('queued', 'running'))")
+	BATCH_COLUMNS_WITH("(SELECT coalesce(sum(c.total_tokens), 0) FROM job_counts c WHERE "     \
+	                   "c.batch_id = b.id), "                                                  \
+	                   "(SELECT coalesce(sum(c.est_tokens), 0) FROM job_counts c "             \
+	                   "   WHERE c.batch_id = b.id AND c.state IN ('queued', 'running'))")
 #define BATCH_COLUMNS_BRIEF BATCH_COLUMNS_WITH("NULL, NULL")
 
 #define FILE_COLUMNS "id, owner_uid, created_at, filename, purpose, bytes, lines "
@@ -255,17 +258,46 @@ static const char *const stmt_sql[S__COUNT] = {
                        "WHERE id = ?1 AND state = 'in_progress'",
     [S_RESULTS_OK] = RESULT_LINE "AND state = 'succeeded' ORDER BY id LIMIT ?3",
     [S_RESULTS_ERR] = RESULT_LINE "AND state IN ('failed', 'cancelled') ORDER BY id LIMIT ?3",
-    [S_BACKLOG] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
+    [S_BACKLOG] = "SELECT coalesce(sum(jobs), 0), coalesce(sum(est_tokens), 0) FROM job_counts "
                   "WHERE lane = ?1 AND state IN ('queued', 'running')",
-    [S_BACKLOG_ALL] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
-                      "WHERE state IN ('queued', 'running')",
-    [S_BACKLOG_UPTO] = "SELECT count(*), coalesce(sum(est_tokens), 0) FROM jobs "
-                       "WHERE lane = ?1 AND state IN ('queued', 'running') "
-                       "AND id <= (SELECT max(id) FROM jobs WHERE batch_id = ?2)",
+    [S_BACKLOG_ALL] = "SELECT coalesce(sum(jobs), 0), coalesce(sum(est_tokens), 0) "
+                      "FROM job_counts WHERE state IN ('queued', 'running')",
+    /* The lane's work up to and with a batch: its own, and that of the
+     * batches stored before it. */
+    [S_BACKLOG_UPTO] = "SELECT coalesce(sum(c.jobs), 0), coalesce(sum(c.est_tokens), 0) "
+                       "FROM job_counts c JOIN batches b ON b.id = c.batch_id "
+                       "WHERE c.lane = ?1 AND c.state IN ('queued', 'running') "
+                       "AND b.rowid <= (SELECT rowid FROM batches WHERE id = ?2)",
     [S_BATCH_LANES] = "SELECT lane, count(*), min(CASE WHEN state = 'queued' THEN not_before END), "
                       "max(CASE WHEN state = 'queued' THEN not_before END) FROM jobs "
                       "WHERE batch_id = ?1 AND state IN ('queued', 'running') GROUP BY lane "
                       "ORDER BY lane LIMIT ?2",
+    /* The same from the counts: no row per job is read. */
+    [S_BATCH_LANE_COUNTS] = "SELECT lane, sum(jobs) FROM job_counts WHERE batch_id = ?1 "
+                            "AND state IN ('queued', 'running') GROUP BY lane "
+                            "HAVING sum(jobs) > 0 ORDER BY lane LIMIT ?2",
+    /* A day's tries per user, batch and interactive, as the triggers keep them. */
+    [S_USAGE_DAY] = "SELECT uid, sum(requests), sum(tokens), sum(failed), sum(rate_limited) "
+                    "FROM usage_daily WHERE day = ?1 GROUP BY uid ORDER BY 3 DESC, 2 DESC "
+                    "LIMIT ?2",
+    /* The newest tries with an error, of the last ?3 such tries of each class
+     * (attempts_errors, calls_errors): a bound however long ago the last
+     * error of a user was. */
+    [S_RECENT_ERRORS] =
+        "SELECT class, lane, at, status_code, error_code, error_message, batch_id, custom_id, "
+        "uid, model FROM ("
+        "  SELECT 'batch' AS class, a.lane, coalesce(a.ended_at, a.started_at) AS at, "
+        "    a.status_code, a.error_code, a.error_message, j.batch_id, j.custom_id, "
+        "    b.submitter_uid AS uid, j.model "
+        "  FROM (SELECT * FROM attempts WHERE error_code IS NOT NULL ORDER BY id DESC LIMIT ?3) a "
+        "  JOIN jobs j ON j.id = a.job_id JOIN batches b ON b.id = j.batch_id "
+        "  WHERE (?1 = -1 OR b.submitter_uid IS ?1) AND a.started_at >= ?4 "
+        "  UNION ALL "
+        "  SELECT 'interactive', c.lane, c.ended_at, c.status_code, c.error_code, NULL, NULL, "
+        "    NULL, c.caller_uid, c.model "
+        "  FROM (SELECT * FROM calls WHERE error_code IS NOT NULL ORDER BY id DESC LIMIT ?3) c "
+        "  WHERE (?1 = -1 OR c.caller_uid IS ?1) AND c.started_at >= ?4) "
+        "ORDER BY at DESC LIMIT ?2",
     [S_JOB_BATCH_STATE] = "SELECT b.state FROM batches b JOIN jobs j ON j.batch_id = b.id "
                           "WHERE j.id = ?1",
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -1615,6 +1647,104 @@ int store_batch_lanes(struct store *s, const char *batch_id, struct store_batch_
 		ret[n].first_not_before = sqlite3_column_int64(st, 2);
 		ret[n].last_not_before = sqlite3_column_int64(st, 3);
 		n++;
+	}
+	if (n == max)
+		rc = SQLITE_DONE;
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sql_errno(rc);
+	*ret_n = n;
+	return 0;
+}
+
+int store_batch_lane_counts(struct store *s, const char *batch_id, struct store_batch_lane *ret,
+                            int max, int *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	const char *lane;
+	int r = prep(s, S_BATCH_LANE_COUNTS, &st), rc, n = 0;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, batch_id);
+	sqlite3_bind_int(st, 2, max);
+	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		lane = (const char *)sqlite3_column_text(st, 0);
+		memset(&ret[n], 0, sizeof(ret[n]));
+		snprintf(ret[n].lane, sizeof(ret[n].lane), "%s", lane ? lane : "");
+		ret[n].jobs = sqlite3_column_int64(st, 1);
+		n++;
+	}
+	if (n == max)
+		rc = SQLITE_DONE;
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sql_errno(rc);
+	*ret_n = n;
+	return 0;
+}
+
+int store_usage_day(struct store *s, const char *day, struct store_usage *ret, int max, int *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_USAGE_DAY, &st), rc, n = 0;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, day);
+	sqlite3_bind_int(st, 2, max);
+	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ret[n] = (struct store_usage){
+		    .uid = sqlite3_column_int64(st, 0),
+		    .requests = sqlite3_column_int64(st, 1),
+		    .tokens = sqlite3_column_int64(st, 2),
+		    .failed = sqlite3_column_int64(st, 3),
+		    .rate_limited = sqlite3_column_int64(st, 4),
+		};
+		n++;
+	}
+	if (n == max)
+		rc = SQLITE_DONE;
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sql_errno(rc);
+	*ret_n = n;
+	return 0;
+}
+
+static void column_copy(sqlite3_stmt *st, int i, char *buf, size_t len)
+{
+	const char *v = (const char *)sqlite3_column_text(st, i);
+
+	snprintf(buf, len, "%s", v ? v : "");
+}
+
+int store_recent_errors(struct store *s, int64_t uid, int64_t since, int scan,
+                        struct store_error *ret, int max, int *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_RECENT_ERRORS, &st), rc, n = 0;
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_int(st, 2, max);
+	sqlite3_bind_int(st, 3, scan);
+	sqlite3_bind_int64(st, 4, since);
+	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_error *e = &ret[n++];
+
+		column_copy(st, 0, e->class_name, sizeof(e->class_name));
+		column_copy(st, 1, e->lane, sizeof(e->lane));
+		e->at = sqlite3_column_int64(st, 2);
+		e->status_code = sqlite3_column_int(st, 3);
+		column_copy(st, 4, e->code, sizeof(e->code));
+		column_copy(st, 5, e->message, sizeof(e->message));
+		column_copy(st, 6, e->batch_id, sizeof(e->batch_id));
+		column_copy(st, 7, e->custom_id, sizeof(e->custom_id));
+		e->uid =
+		    sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
+		column_copy(st, 9, e->model, sizeof(e->model));
 	}
 	if (n == max)
 		rc = SQLITE_DONE;

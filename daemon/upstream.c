@@ -170,8 +170,16 @@ static int prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_ip, in
 	return CURL_PREREQFUNC_OK;
 }
 
+/*
+ * A header's value, trimmed. One that does not fit, or holds a control byte
+ * (a NUL), is not kept: cut, or read up to its NUL, it would be another
+ * value than the upstream sent.
+ */
 static void keep(char dst[UP_HDR_LEN], const char *v, size_t n)
 {
+	size_t i;
+
+	dst[0] = '\0';
 	while (n > 0 && isspace((unsigned char)v[n - 1]))
 		n--;
 	while (n > 0 && isspace((unsigned char)*v)) {
@@ -179,12 +187,15 @@ static void keep(char dst[UP_HDR_LEN], const char *v, size_t n)
 		n--;
 	}
 	if (n >= UP_HDR_LEN)
-		n = UP_HDR_LEN - 1;
+		return;
+	for (i = 0; i < n; i++)
+		if (((unsigned char)v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+			return;
 	memcpy(dst, v, n);
 	dst[n] = '\0';
 }
 
-static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
+void upstream_header_line(struct up_headers *h, const char *line, size_t n)
 {
 	static const struct {
 		const char *name;
@@ -203,23 +214,29 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
 	    {"x-ratelimit-remaining-requests", offsetof(struct up_headers, remaining_requests)},
 	    {"x-ratelimit-reset-requests", offsetof(struct up_headers, reset_requests)},
 	};
-	struct up_transfer *t = userp;
-	size_t n = size * nitems, i, klen;
+	size_t i, klen;
 	const char *colon;
 
 	if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
 		/* A new header block (after a 100 Continue or a redirect). */
-		memset(&t->hdr, 0, sizeof(t->hdr));
-		return n;
+		memset(h, 0, sizeof(*h));
+		return;
 	}
 	colon = memchr(line, ':', n);
 	if (!colon)
-		return n;
+		return;
 	klen = (size_t)(colon - line);
 	for (i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++)
 		if (strlen(wanted[i].name) == klen && strncasecmp(line, wanted[i].name, klen) == 0)
-			keep((char *)&t->hdr + wanted[i].off, colon + 1, n - klen - 1);
-	return n;
+			keep((char *)h + wanted[i].off, colon + 1, n - klen - 1);
+}
+
+static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
+{
+	struct up_transfer *t = userp;
+
+	upstream_header_line(&t->hdr, line, size * nitems);
+	return size * nitems;
 }
 
 static void transfer_free(struct up_transfer *t)

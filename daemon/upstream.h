@@ -65,6 +65,15 @@ struct up_headers {
 	char reset_requests[UP_HDR_LEN];
 };
 
+/*
+ * One header line of an answer (n bytes, its CRLF included or not) into h:
+ * the headers above are kept, trimmed (a value longer than UP_HDR_LEN - 1
+ * bytes, or with a control byte, as absent); a status line ("HTTP/...")
+ * starts a new block. Pure: what libcurl's header
+ * callback calls, and what the fuzzers feed.
+ */
+void upstream_header_line(struct up_headers *h, const char *line, size_t n);
+
 struct up_response {
 	int status;          /* HTTP status, 0 when no answer came */
 	int transport_error; /* nonzero: the CURLcode */

@@ -44,6 +44,10 @@ void h_tmpdir(char *buf, size_t len);
 /* Start the mock with extra options (NULL-terminated); logs arrivals to dir/mock.log. */
 void h_mock_start(struct mock_proc *m, const char *dir, ...);
 void h_mock_stop(struct mock_proc *m);
+/* method http://127.0.0.1:port/path with body (NULL: none; JSON): the status
+ * (0 when no answer came), the answer's first 4095 bytes into ret. */
+long h_http(int port, const char *method, const char *path, const char *body, char *ret);
+
 /* GET /stats from the mock, as a JSON object (caller puts it). */
 json_object *h_mock_stats(const struct mock_proc *m);
 /* Give the mock's key credit again (after --quota-after ran out). */
@@ -100,6 +104,10 @@ void h_raw_line(int fd, char *got, size_t len);
 
 /* The daemon's resident set now and at its peak (VmRSS, VmHWM), in KiB. */
 long h_rss_kib(const struct daemon_proc *d, long *ret_peak_kib);
+
+/* An IPv4 address of this host other than loopback (a caller llmqd cannot
+ * identify by the kernel connects from it): 0, or -1 when there is none. */
+int h_host_addr(char *buf, size_t len);
 
 /* Run a query on the daemon's database; returns the first column of the first row. */
 int64_t h_sql_int(const struct daemon_proc *d, const char *sql);

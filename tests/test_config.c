@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -39,12 +40,11 @@ static void setup(void)
 	snprintf(file, sizeof(file), "%s/llmqd.conf", dir);
 }
 
+/* The test's file and directory go with it. */
 static void teardown(void)
 {
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	cr_assert_eq(system(cmd), 0);
+	unlink(file);
+	rmdir(dir);
 }
 
 TestSuite(config, .init = setup, .fini = teardown);
@@ -267,6 +267,60 @@ Test(config, file_errors_name_the_place)
 	write_file("[lane a]\nthis line is wrong\n");
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
 	cr_assert(strstr(err, "line 2"), "%s", err);
+}
+
+/* Found by fuzz_config: "base_url =" loaded a lane that sends to no URL. */
+Test(config, an_empty_base_url_is_refused)
+{
+	char err[512];
+
+	write_file("[lane a]\nbase_url =\nmodels = *\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "[lane a]: base_url = \"\": empty"), "%s", err);
+	cr_assert_eq(load(err, sizeof(err), 2, "--base-url", ""), -EINVAL);
+	cr_assert(strstr(err, "command line: --base-url = \"\": empty"), "%s", err);
+}
+
+/* Found by fuzz_config: "nan" passed every range check (each comparison with
+ * NaN is false) and was stored, or converted to an integer (undefined). */
+Test(config, nan_is_out_of_every_range)
+{
+	char err[512];
+
+	write_file("[daemon]\ndb_max_mb = nan\n[lane a]\nbase_url = http://127.0.0.1:1/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "db_max_mb"), "%s", err);
+	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\nheadroom = NaN\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "headroom"), "%s", err);
+	cr_assert_eq(load(err, sizeof(err), 2, "--tpm", "-nan"), -EINVAL);
+	cr_assert(strstr(err, "--tpm"), "%s", err);
+	cr_assert_eq(load(err, sizeof(err), 2, "--db-max-mb", "nan"), -EINVAL);
+}
+
+/* atoi() read "4294967360" as 64 and "8x" as 8: a count is all digits, in range. */
+Test(config, a_connection_count_is_read_whole)
+{
+	static const char *const bad[] = {"max_connections = 4294967360",
+	                                  "max_connections_per_user = 8x",
+	                                  "http_max_connections = 18446744073709551617",
+	                                  "http_max_connections_per_user = 0x10", NULL};
+	char err[512], text[256];
+	int i;
+
+	for (i = 0; bad[i]; i++) {
+		snprintf(text, sizeof(text), "[daemon]\n%s\n[lane a]\nbase_url = http://x/v1\n",
+		         bad[i]);
+		write_file(text);
+		cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL, "%s", bad[i]);
+		cr_assert(strstr(err, "out of range"), "%s: %s", bad[i], err);
+	}
+	write_file("[daemon]\nmax_connections = 100\n[lane a]\nbase_url = http://x/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_eq(cfg.max_connections, 100);
+	setenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER", "4294967297", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), -EINVAL);
+	unsetenv("LLMQ_HTTP_MAX_CONNECTIONS_PER_USER");
 }
 
 Test(config, http_listener_and_interactive_settings)

@@ -576,3 +576,40 @@ Test(gate, back_to_the_minute_starts_slow)
 	cr_assert_eq(g.prov_seen_at, 0, "paced until the provider says how much it holds");
 	cr_assert_leq(g.tok, gate_token_capacity(&g) + 1e-9);
 }
+
+/*
+ * One absurd charge (n = 128, max_tokens = 10,000,000: 1,280,000,001 tokens)
+ * once left a lane 3,011,763 s in debt. The debt is bounded by a minute of
+ * budget, and the provider's fresh word that its bucket is full brings the
+ * level back at the next answer.
+ */
+Test(gate, debt_is_bounded_and_a_full_provider_bucket_restores_the_level)
+{
+	struct gate_limits l = {.max_concurrency = 10, .tpm = 60000, .rpm = 600};
+	struct gate_feedback fb = {.limit_tokens = 60000,
+	                           .remaining_tokens = 60000,
+	                           .reset_tokens_ms = 0,
+	                           .limit_requests = 600,
+	                           .remaining_requests = 600,
+	                           .reset_requests_ms = 0};
+	struct gate_mark huge, small;
+	struct gate g;
+	int64_t t;
+
+	gate_init(&g, &l, 0);
+	gate_launch(&g, GATE_INTERACTIVE, 1280000001LL, 0, 0, &huge);
+	cr_assert_geq(g.tok, -60000.0 - 1e-6, "at most a minute in debt, not %.0f", g.tok);
+	t = gate_when(&g, GATE_BATCH, 100, 0, NULL);
+	cr_assert_leq(t, 60100, "the lane waits a minute at most, not %lld ms", (long long)t);
+	/* The refused call refunds (retry_spent: 0), and the level is the bucket's again. */
+	gate_done(&g, GATE_INTERACTIVE, 1280000001LL, 0, 10);
+	cr_assert_geq(gate_when(&g, GATE_BATCH, 100, 10, NULL), 10);
+	cr_assert_leq(gate_when(&g, GATE_BATCH, 100, 10, NULL), 200);
+	/* A charge the provider never saw: its answer to a later launch says full. */
+	gate_charge(&g, 1000000, 0, 20);
+	cr_assert_float_eq(g.tok, -60000, 1e-6);
+	gate_launch(&g, GATE_BATCH, 100, 20, 0, &small);
+	gate_observe(&g, &fb, &small, 30);
+	cr_assert_gt(g.tok, 0, "the provider's full bucket restores the level: %.0f", g.tok);
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 30, NULL), 30);
+}

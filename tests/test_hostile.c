@@ -98,6 +98,69 @@ static int http_get(const struct daemon_proc *d, const char *path, char *body, s
 	return http_req(d, path, NULL, body, len);
 }
 
+/* len raw bytes (NULs included) to the HTTP face: the status of the answer, 0 for none. */
+static int http_raw(const struct daemon_proc *d, const char *bytes, size_t len)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)d->http_port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	char buf[4096];
+	size_t have = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
+
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	read_timeout(fd, 5000);
+	cr_assert_eq(write(fd, bytes, len), (ssize_t)len);
+	while (have < sizeof(buf) - 1 && (n = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0)
+		have += (size_t)n;
+	buf[have] = '\0';
+	close(fd);
+	sscanf(buf, "HTTP/1.%*d %d", &status);
+	return status;
+}
+
+Test(hostile, a_nul_or_a_control_byte_in_a_request_head_is_a_400, .timeout = 60)
+{
+	/* Each with its length: the NULs are part of the request. */
+#define RAW(s)                                                                                     \
+	{                                                                                          \
+		s, sizeof(s) - 1                                                                   \
+	}
+	static const struct {
+		const char *bytes;
+		size_t len;
+	} bad[] = {
+	    RAW("GET / HTTP/1.1\0\r\nHost: a\r\n\r\n"),
+	    RAW("GET /healthz HTTP/1.1\r\nHost: a\0b\r\n\r\n"),
+	    RAW("GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: \0\r\n\r\n"),
+	    RAW("GET /healthz HTTP/1.1\r\nHost: a\rb\r\n\r\n"),
+	    RAW("GET /healthz HTTP/1.1\r\nHost: a\x01\r\n\r\n"),
+	    RAW("GET /healthz HTTP/1.1\r\nHost: a\nX-B: smuggled\r\n\r\n"),
+	};
+#undef RAW
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], body[4096];
+	size_t i;
+	int status;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(http_raw(&d, bad[i].bytes, bad[i].len), 400, "request %zu", i);
+		cr_assert_eq(waitpid(d.pid, &status, WNOHANG), 0,
+		             "llmqd ended after request %zu (status 0x%x); see %s", i, status,
+		             d.log);
+	}
+	/* The others are served as before. */
+	cr_assert_eq(http_get(&d, "/healthz", body, sizeof(body)), 200, "%s", body);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "ping", NULL), 0, "%s", err);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
 Test(hostile, a_socket_directory_others_can_write_is_refused, .timeout = 30)
 {
 	char dir[64], cmd[1024], open_dir[128], log[160];

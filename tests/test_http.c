@@ -23,6 +23,9 @@ static char out[1 << 20], err[1 << 16];
 static const char *bearer = "Authorization: Bearer caller-secret-must-not-travel";
 /* A header request() adds when set. */
 static const char *extra_header;
+/* The address request() connects to: loopback (the kernel says who the caller
+ * is), or this host's other address (it cannot). */
+static char via_host[64] = "127.0.0.1";
 
 #define CHAT(model, extra)                                                                         \
 	"{\"model\":\"" model "\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"       \
@@ -87,7 +90,7 @@ static CURLcode request(const struct daemon_proc *d, const char *unix_path, cons
 		h = curl_slist_append(h, bearer);
 	if (extra_header)
 		h = curl_slist_append(h, extra_header);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", d->http_port, path);
+	snprintf(url, sizeof(url), "http://%s:%d%s", via_host, d->http_port, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	if (unix_path)
 		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_path);
@@ -570,8 +573,11 @@ Test(http, tokens_tell_tcp_callers_apart, .timeout = 60)
 	fclose(f);
 	cr_assert_eq(chmod(path, 0640), 0);
 	snprintf(env, sizeof(env), "LLMQ_HTTP_TOKENS=%s", path);
+	/* From this host's other address: nobody the kernel can name. */
+	if (h_host_addr(via_host, sizeof(via_host)) < 0)
+		cr_skip_test("this host has no address but loopback");
 	h_mock_start(&m, dir, NULL);
-	h_daemon_start(&d, dir, &m, H_FAST, env, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, env, "LLMQ_HTTP_ADDR=0.0.0.0:0", NULL);
 	bearer = NULL;
 	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
 	cr_assert_eq(r->status, 401, "%s", r->body);
@@ -1038,5 +1044,85 @@ Test(models, an_llmqd_behind_another_lists_the_providers_models, .timeout = 60)
 	                                      "text-embedding-3-small/system");
 	h_daemon_signal(&a, SIGTERM);
 	h_daemon_signal(&b, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/*
+ * An answer that says the request was not processed (a 400) refunds its
+ * estimate: the next call does not wait for the budget the refused one held.
+ */
+Test(http, a_refused_answer_gives_its_estimate_back, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	struct reply *r;
+	char dir[64];
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	/* 6,000 tokens a minute, 100 a second: each call holds 5,000 for 50 s. */
+	h_daemon_start(&d, dir, &m, "OPENAI_STAGGER_SECONDS=0", "OPENAI_TPM_LIMIT=6000",
+	               "OPENAI_TPM_HEADROOM=0", "OPENAI_BURST_SECONDS=60", NULL);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("fail-400", ",\"max_tokens\":5000"));
+	cr_assert_eq(r->status, 400, "%s", r->body);
+	free(r);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ",\"max_tokens\":5000"));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	cr_assert_lt(r->total_s, 2.0, "the refused call's 5,000 tokens came back: %.1f s",
+	             r->total_s);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/*
+ * Over loopback TCP the caller is who the kernel says owns the other end,
+ * as on the Unix socket; from elsewhere, without a token, nobody: 401 unless
+ * the operator opts into anonymous callers, who never see Files or Batches.
+ */
+Test(http, tcp_callers_are_known_by_uid_and_strangers_refused, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], q[128];
+	struct reply *r;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "LLMQ_HTTP_ADDR=0.0.0.0:0", NULL);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	free(r);
+	if (h_host_addr(via_host, sizeof(via_host)) == 0) {
+		r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+		cr_assert_eq(r->status, 401, "%s", r->body);
+		cr_assert_str_eq(error_code_of(r), "invalid_api_key");
+		cr_assert(strstr(r->body, "http_anonymous"), "%s", r->body);
+		free(r);
+		r = call(&d, "GET", "/v1/files", NULL);
+		cr_assert_eq(r->status, 401, "%s", r->body);
+		free(r);
+		r = call(&d, "GET", "/healthz", NULL);
+		cr_assert_eq(r->status, 200, "the probes need nobody: %s", r->body);
+		free(r);
+	}
+	snprintf(via_host, sizeof(via_host), "127.0.0.1");
+	h_daemon_signal(&d, SIGTERM);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM calls WHERE caller_uid = %d", (int)getuid());
+	cr_assert_eq(h_sql_int(&d, q), 1, "the loopback call is its user's");
+
+	/* With http_anonymous = yes strangers may call models, and never see Files. */
+	if (h_host_addr(via_host, sizeof(via_host)) == 0) {
+		h_daemon_start(&d, dir, &m, H_FAST, "LLMQ_HTTP_ADDR=0.0.0.0:0",
+		               "LLMQ_HTTP_ANONYMOUS=yes", NULL);
+		r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+		cr_assert_eq(r->status, 200, "%s", r->body);
+		free(r);
+		r = call(&d, "GET", "/v1/batches", NULL);
+		cr_assert_eq(r->status, 401, "%s", r->body);
+		free(r);
+		h_daemon_signal(&d, SIGTERM);
+		snprintf(via_host, sizeof(via_host), "127.0.0.1");
+	}
 	h_mock_stop(&m);
 }

@@ -144,6 +144,7 @@ Test(httpreq, what_could_be_smuggled_is_refused)
 	     "longer than its size"},
 	    {"GET / HTTP/2.0\r\n\r\n", 400, "HTTP/1.x"},
 	    {"GET /\r\n\r\n", 400, "request line"},
+	    {"GET /a\tb HTTP/1.1\r\n\r\n", 400, "whitespace in the request target"},
 	};
 	static char big[HTTPREQ_MAX_HEAD + 100];
 	struct httpreq r;
@@ -173,4 +174,100 @@ Test(httpreq, http_10_closes_unless_asked_to_keep_alive)
 	cr_assert_gt(
 	    read_in_pieces("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 42, 100, &g, &r), 0);
 	cr_assert_eq(g.close, 0);
+}
+
+/*
+ * RFC 9112/9110: no NUL, no bare CR or LF, no control byte but HTAB in a
+ * head. Each is refused at the byte, before the head is parsed, whatever
+ * the pieces (a NUL once crashed the parser: strstr stopped at it).
+ */
+Test(httpreq, a_nul_or_a_control_byte_in_the_head_is_a_400)
+{
+#define RAW(s)                                                                                     \
+	{                                                                                          \
+		s, sizeof(s) - 1                                                                   \
+	}
+	static const struct {
+		const char *text;
+		size_t len;
+	} bad[] = {
+	    RAW("GET / HTTP/1.1\0\r\nHost: a\r\n\r\n"),
+	    RAW("GET /\0x HTTP/1.1\r\nHost: a\r\n\r\n"),
+	    RAW("GET / HTTP/1.1\r\nHo\0st: a\r\n\r\n"),
+	    RAW("GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n"),
+	    RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A: \0\r\n\r\n"),
+	    RAW("GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"),
+	    RAW("GET / HTTP/1.1\r\nHost: a\r\r\n\r\n"),
+	    RAW("GET / HTTP/1.1\r\nHost: a\nX-B: smuggled\r\n\r\n"),
+	    RAW("GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n"),
+	    RAW("GET / HTTP/1.1\r\nHost: a\x7f\r\n\r\n"),
+	    RAW("GET / HTTP/1.1\r\nHost: a\x1b[2J\r\n\r\n"),
+	};
+#undef RAW
+	struct httpreq r;
+	struct got g;
+	size_t i, piece;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		for (piece = 1; piece <= bad[i].len; piece++) {
+			cr_assert_lt(read_in_pieces(bad[i].text, bad[i].len, piece, &g, &r), 0,
+			             "request %zu, pieces of %zu", i, piece);
+			cr_assert_eq(r.status, 400, "request %zu: %d", i, r.status);
+			cr_assert(strstr(r.err, "control") || strstr(r.err, "CR"),
+			          "request %zu: %s", i, r.err);
+			cr_assert_eq(g.ends, 0);
+		}
+	}
+	/* Refused at the byte: the end of the head need not come. */
+	httpreq_init(&r, &cb, &g);
+	cr_assert_lt(httpreq_feed(&r, "GET / HTTP/1.1\0", 15), 0);
+	cr_assert_eq(r.status, 400);
+}
+
+Test(httpreq, a_tab_and_bytes_past_ascii_in_a_value_are_kept)
+{
+	static const char req[] = "GET / HTTP/1.1\r\nHost:\tl\xc3\xa9on\t \r\n\r\n";
+	struct httpreq r;
+	struct got g;
+
+	cr_assert_eq(read_in_pieces(req, sizeof(req) - 1, 3, &g, &r), (long)sizeof(req) - 1, "%s",
+	             r.err);
+	cr_assert_str_eq(g.host, "l\xc3\xa9on");
+	cr_assert_eq(g.ends, 1);
+}
+
+/* The same rule in the lines of a chunked body: a parser that ended a line at
+ * the bare LF, or stopped at the NUL, would read other chunks. */
+Test(httpreq, a_nul_or_a_bare_lf_in_a_chunk_line_is_a_400)
+{
+#define RAW(s)                                                                                     \
+	{                                                                                          \
+		s, sizeof(s) - 1                                                                   \
+	}
+	static const struct {
+		const char *text;
+		size_t len;
+	} bad[] = {
+	    RAW("5\0\r\nhello\r\n0\r\n\r\n"),
+	    RAW("5;x\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"),
+	    RAW("5;x\rhello\r\n0\r\n\r\n"),
+	    RAW("5\r\nhello\r\n0\r\nX-T: a\0b\r\n\r\n"),
+	    RAW("5\r\nhello\r\n0\r\nX-T: a\nb\r\n\r\n"),
+	};
+#undef RAW
+	static const char head[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+	char text[256];
+	struct httpreq r;
+	struct got g;
+	size_t i, len;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memcpy(text, head, sizeof(head) - 1);
+		memcpy(text + sizeof(head) - 1, bad[i].text, bad[i].len);
+		len = sizeof(head) - 1 + bad[i].len;
+		cr_assert_lt(read_in_pieces(text, len, 5, &g, &r), 0, "chunks %zu", i);
+		cr_assert_eq(r.status, 400, "chunks %zu: %d", i, r.status);
+		cr_assert(strstr(r.err, "line"), "chunks %zu: %s", i, r.err);
+		cr_assert_eq(g.ends, 0);
+	}
 }

@@ -70,6 +70,20 @@ ParameterizedTestParameters(protocol, bad_lines)
 	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
 	     "\"body\":{\"model\":\"m\",\"input\":\"\xc0\xaf\"}}",
 	     "not valid UTF-8"},
+	    /* What json-c lets through but is not JSON (found by fuzz_protocol): the
+	     * upstream would read it otherwise, or not at all. */
+	    {"{\"custom_id\":\"\x16\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	     "\"body\":{\"model\":\"m\"}}",
+	     "not JSON (RFC 8259)"},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	     "\"body\":{\"model\":\"m\",}}",
+	     "not JSON (RFC 8259)"},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	     "\"body\":{\"model\":'m'}}",
+	     "not JSON (RFC 8259)"},
+	    {"{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+	     "\"body\":{\"model\":\"m\" /* c */,\"n\":01,\"x\":[NaN]}}",
+	     "not JSON (RFC 8259)"},
 	};
 	size_t n = sizeof(cases) / sizeof(cases[0]);
 

@@ -1,9 +1,11 @@
 /* Outcome classification, backoff bounds and header parsing. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <string.h>
 
 #include "params.h"
 #include "retry.h"
+#include "upstream.h"
 
 struct cls_case {
 	int status;
@@ -59,6 +61,44 @@ ParameterizedTest(struct cls_case *c, retry, classify)
 
 	cr_assert_eq(retry_classify(&in), c->want, "status %d should_retry %d code %s", c->status,
 	             c->should_retry, c->code ? c->code : "-");
+}
+
+/* What an answer spent of its estimate: a refusal that says it was not processed, nothing. */
+Test(retry, what_an_answer_spent)
+{
+	static const struct {
+		int status, should_retry, too_big;
+		const char *code, *msg;
+		int64_t total, want;
+		const char *what;
+	} rows[] = {
+	    {200, -1, 0, NULL, NULL, 120, 120, "the usage reported"},
+	    {200, -1, 0, NULL, NULL, -1, -1, "no usage: the estimate stays"},
+	    {400, -1, 0, "invalid_request_error", NULL, -1, 0, "a bad request was not processed"},
+	    {404, -1, 0, NULL, NULL, -1, 0, "nor an unknown model"},
+	    {429, -1, 0, "rate_limit_exceeded", "Request too large for gpt-4o", -1, 0,
+	     "too large for the provider's minute: not processed"},
+	    {508, -1, 0, "loop_detected", NULL, -1, 0, "a loop was not processed"},
+	    {429, 0, 0, NULL, NULL, -1, 0, "a 429 told not to retry"},
+	    {429, -1, 0, "rate_limit_exceeded", "Rate limit reached", -1, -1,
+	     "a rate limit empties the buckets instead"},
+	    {500, -1, 0, NULL, NULL, -1, -1, "a 5xx may have been processed"},
+	    {500, 0, 0, NULL, NULL, -1, -1, "even when final"},
+	    {0, -1, 0, NULL, NULL, -1, -1, "a broken transfer may have been processed"},
+	    {200, -1, 1, NULL, NULL, -1, -1, "an answer too large to keep was billed"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct retry_input in = {.status = rows[i].status,
+		                         .should_retry = rows[i].should_retry,
+		                         .error_code = rows[i].code,
+		                         .error_msg = rows[i].msg,
+		                         .too_big = rows[i].too_big};
+
+		cr_assert_eq(retry_spent(&in, retry_classify(&in), rows[i].total), rows[i].want,
+		             "%s", rows[i].what);
+	}
 }
 
 Test(retry, an_answer_past_the_size_cap_is_final)
@@ -130,6 +170,48 @@ Test(retry, feedback_headers)
 	cr_assert_eq(fb.limit_requests, -1);
 	cr_assert_eq(fb.remaining_requests, -1);
 	cr_assert_eq(fb.reset_requests_ms, 3723000);
+}
+
+/* The headers as they come off the wire, line by line, to the gate's feedback. */
+Test(retry, feedback_from_the_header_lines)
+{
+	static const char *const lines[] = {
+	    "HTTP/1.1 100 Continue\r\n",
+	    "x-ratelimit-limit-tokens: 1\r\n",
+	    "HTTP/1.1 429 Too Many Requests\r\n", /* a new block: the first is forgotten */
+	    "X-RateLimit-Remaining-Tokens:\t 29000 \r\n",
+	    "x-ratelimit-reset-tokens: 6m0s\r\n",
+	    "x-ratelimit-reset-requests: 120ms",
+	    "retry-after-msx: 5\r\n",
+	    "retry-after: 20\r\n",
+	    /* Found by fuzz_retry: a value past the buffer was cut, and read as its
+	     * prefix; one with a control byte was read up to it. Neither is kept. */
+	    "x-ratelimit-limit-requests: 500                                                      "
+	    "                          9\r\n",
+	    "x-request-id: 0123456789012345678901234567890123456789012345678901234567890123456789"
+	    "0123456789012345678901234567890123456789\r\n",
+	    "no colon here\r\n",
+	};
+	static const char nul[] = "x-ratelimit-remaining-requests: 7\0 junk\r\n";
+	struct up_headers h;
+	struct gate_feedback fb;
+	size_t i;
+
+	memset(&h, 0, sizeof(h));
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		upstream_header_line(&h, lines[i], strlen(lines[i]));
+	upstream_header_line(&h, nul, sizeof(nul) - 1);
+	retry_parse_feedback(h.limit_tokens, h.remaining_tokens, h.reset_tokens, h.limit_requests,
+	                     h.remaining_requests, h.reset_requests, &fb);
+	cr_assert_eq(fb.limit_tokens, -1);
+	cr_assert_eq(fb.remaining_tokens, 29000);
+	cr_assert_eq(fb.reset_tokens_ms, 360000);
+	cr_assert_eq(fb.reset_requests_ms, 120);
+	cr_assert_eq(
+	    retry_after_ms(h.retry_after_ms[0] ? h.retry_after_ms : NULL, h.retry_after, 0), 20000);
+	cr_assert_eq(fb.limit_requests, -1, "a value past the buffer is not read");
+	cr_assert_eq(fb.remaining_requests, -1, "a value with a NUL is not read");
+	cr_assert_str_eq(h.request_id, "", "nor relayed");
 }
 
 /* The policy after a batch job's try: one row per rule of the issue. */
