@@ -544,3 +544,54 @@ Test(fleet_e2e, a_call_on_one_host_goes_ahead_of_another_hosts_batch, .timeout =
 	h_mock_stop(&m);
 	h_redis_stop(&r);
 }
+
+static int log_says(const struct daemon_proc *d, const char *what)
+{
+	static char text[1 << 16];
+
+	return strstr(h_read_file(d->log, text, sizeof(text)), what) != NULL;
+}
+
+/* A lane's share names its keys in Redis: a reload does not move it (a restart does). */
+Test(fleet_e2e, a_reload_keeps_a_lanes_share, .timeout = 60)
+{
+	struct daemon_proc d;
+	struct mock_proc m;
+	char dir[256], conf[320], env[340], text[512];
+	json_object *o, *lanes, *f;
+	FILE *cf;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
+	cf = fopen(conf, "w");
+	cr_assert_not_null(cf);
+	fprintf(cf,
+	        "[fleet]\nredis_url = unix://%s/none.sock\n[lane a]\nbase_url = "
+	        "http://127.0.0.1:%d/v1\nshare = org-key\n",
+	        dir, m.port);
+	fclose(cf);
+	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", conf);
+	h_daemon_start(&d, dir, &m, env, NULL);
+	cf = fopen(conf, "w");
+	cr_assert_not_null(cf);
+	fprintf(cf,
+	        "[fleet]\nredis_url = unix://%s/none.sock\n[lane a]\nbase_url = "
+	        "http://127.0.0.1:%d/v1\nshare = other-key\n",
+	        dir, m.port);
+	fclose(cf);
+	h_daemon_signal_only(&d, SIGHUP);
+	for (i = 0; i < 100 && !log_says(&d, "needs a restart"); i++)
+		msleep(50);
+	cr_assert(log_says(&d, "lane a's share became other-key; moving a lane to another share "
+	                       "needs a restart"));
+	o = status(&d);
+	cr_assert(json_object_object_get_ex(o, "lanes", &lanes));
+	cr_assert(json_object_object_get_ex(json_object_array_get_idx(lanes, 0), "fleet", &f));
+	snprintf(text, sizeof(text), "%s", h_jstr(f, "share"));
+	cr_assert_str_eq(text, "org-key");
+	json_object_put(o);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
