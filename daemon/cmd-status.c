@@ -278,7 +278,9 @@ static json_object *lane_json(const struct lane_snapshot *l, int64_t jobs, int64
 	        (int64_t)l->stats.requests[GATE_INTERACTIVE][SO_SUCCEEDED] +
 	            (int64_t)l->stats.requests[GATE_INTERACTIVE][SO_FAILED]);
 	add_i64(o, "interactive_refused", (int64_t)l->stats.requests[GATE_INTERACTIVE][SO_REFUSED]);
-	json_object_object_add(o, "fleet", lane_fleet_json(l));
+	/* Without a fleet, status is as it ever was. */
+	if (l->fleet_mode)
+		json_object_object_add(o, "fleet", lane_fleet_json(l));
 	return o;
 }
 
@@ -329,7 +331,7 @@ static json_object *database_json(const struct llmqd *d)
 static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 {
 	struct store_batch_filter recent = {.limit = 20, .uid = ctx->scope};
-	json_object *lanes = NULL, *list = NULL;
+	json_object *lanes = NULL, *list = NULL, *fleet;
 	int64_t bytes;
 	int r;
 
@@ -355,7 +357,9 @@ static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 		cmd_add(ctx, "database_bytes", json_object_new_int64(bytes));
 	cmd_add(ctx, "retention_s", json_object_new_int64(ctx->d->cfg->retention_ms / 1000));
 	cmd_add(ctx, "database", database_json(ctx->d));
-	cmd_add(ctx, "fleet", fleet_json(ctx->d));
+	fleet = fleet_json(ctx->d);
+	if (fleet)
+		cmd_add(ctx, "fleet", fleet);
 	return CMD_REPLY;
 }
 

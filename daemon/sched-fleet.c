@@ -2,15 +2,17 @@
  * sched-fleet.c - the scheduler's lanes when their gate is the fleet's.
  *
  * With LLMQ_REDIS_URL, a lane's gate lives in Redis under its share's key
- * (daemon/fleet.lua), and every host that shares it asks there: one grant
- * at a time per lane, for a call or for up to ask_n of its batch's next
- * launches (growing while every one granted is used, so that a lane without
- * limits goes as fast as alone, and one that paces asks for one). The answer
- * is launches with their leases, or how long to wait: the lane's timer is
+ * (daemon/fleet.lua), and every host that shares it asks there: a grant for
+ * a call, or for up to ask_n of its batch's next launches (growing while
+ * every one granted is used, up to the host's share of the slots, so that a
+ * lane without limits goes nearly as fast as alone, and one that paces asks
+ * for one; a draining lane keeps a few asks under way). The answer is
+ * launches with their leases, or how long to wait: the lane's timer is
  * armed for then, and nothing is asked before (a launch of its own ending
- * frees a slot, which is worth asking again). Each answer's settle, with the
- * provider's figures and the decision's lane event, goes the same way; the
- * state each answer carries is mirrored into l->gate for status, metrics and
+ * frees a slot, which is worth asking again). The answers of one loop turn
+ * settle together, with the provider's figures and each decision's lane
+ * event; the state an answer carries (when the lane's copy is older than
+ * FLEET_MIRROR_MS) is mirrored into l->gate for status, metrics and
  * admission.
  *
  * Redis away: each lane gates alone with 1/N of its limits (N the hosts

@@ -7,7 +7,9 @@
  * taken) and flying under its owner, the HTTP face. Ownership: the scheduler
  * owns flights from launch until the upstream's done callback (or
  * sched_stop) frees them, and tickets from enqueue until sched_call_done,
- * sched_call_cancel or a refusal frees them.
+ * sched_call_cancel or a refusal frees them. A lane whose gate is the
+ * fleet's (LLMQ_REDIS_URL) asks it through sched-fleet.c; its structures
+ * are in scheduler-private.h.
  */
 #include "scheduler-private.h"
 #include "admission.h"
