@@ -24,6 +24,8 @@
 #define LLMQ_MAX_BATCH_LINES 50000          /* as the hosted Batch API */
 #define LLMQ_MAX_BATCH_BYTES (200ull << 20) /* as the hosted Batch API */
 #define LLMQ_MAX_CUSTOM_ID 512
+#define LLMQ_MAX_MODEL 256 /* a body's "model": stored with every job and call */
+#define LLMQ_MAX_NAME 255  /* a batch's name, an uploaded file's name (NAME_MAX) */
 #define LLMQ_MAX_CONNECTIONS 64
 #define LLMQ_MAX_INGESTS 4         /* submits being received at once */
 #define LLMQ_MAX_INGESTS_PER_UID 2 /* ... by one user: the others keep a share */

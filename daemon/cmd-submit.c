@@ -12,6 +12,7 @@
 #include "timeutil.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #define DEFAULT_WINDOW_MS (24LL * 3600 * 1000)
 
@@ -41,6 +42,12 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 	opts.idempotency_key = cmd_get_string(ctx->req, "idempotency_key");
 	if (json_object_object_get_ex(ctx->req, "dry_run", &v))
 		opts.dry_run = json_object_get_boolean(v);
+	if (opts.name && strlen(opts.name) > LLMQ_MAX_NAME) {
+		snprintf(msg, sizeof(msg),
+		         "\"name\" is %zu bytes long; a batch's name is at most %d",
+		         strlen(opts.name), LLMQ_MAX_NAME);
+		return refuse(ctx, ERR_BAD_REQUEST, msg);
+	}
 	if (opts.lines < 0)
 		return refuse(ctx, ERR_BAD_REQUEST,
 		              "submit needs \"lines\": the number of lines that follow");

@@ -131,6 +131,22 @@ static int upload_write(void *ud, const char *p, size_t len)
 	return 0;
 }
 
+/* The error code of an upload refused with status. */
+static const char *files_refusal_code(int status)
+{
+	switch (status) {
+	case 413:
+		return "file_too_large";
+	case 507:
+		return "insufficient_storage";
+	case 0:
+	case 400:
+		return "invalid_file";
+	default:
+		return status >= 500 ? NULL : "invalid_file";
+	}
+}
+
 static void upload_refuse(struct upload_ctx *u)
 {
 	struct hreq *req = u->req;
@@ -142,8 +158,7 @@ static void upload_refuse(struct upload_ctx *u)
 		u->d->refusals[REFUSAL_INVALID]++;
 	http_error(req, u->form.status ? u->form.status : 400,
 	           u->form.status >= 500 ? "server_error" : "invalid_request_error",
-	           u->form.status == 413 ? "file_too_large" : "invalid_file",
-	           "%s; nothing was kept", u->form.err);
+	           files_refusal_code(u->form.status), "%s; nothing was kept", u->form.err);
 	upload_free(u);
 }
 
@@ -183,7 +198,8 @@ static void upload_end(void *ud, struct hreq *req)
 	}
 	if (r < 0) {
 		log_err("HTTP upload: cannot keep the file: %s", strerror(-r));
-		http_error(req, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "server_error", NULL,
+		http_error(req, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "server_error",
+		           files_refusal_code(r == -ENOSPC || r == -EDQUOT ? 507 : 500),
 		           "llmqd cannot keep the file: %s; nothing was kept", strerror(-r));
 		upload_free(u);
 		return;

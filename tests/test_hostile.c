@@ -609,3 +609,86 @@ Test(hostile, an_outcome_the_database_refuses_for_good_holds_back_no_other, .tim
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/* The file's lines holding no byte the test looks for: 1 when none has it. */
+static int no_line_starts_with(const char *path, const char *prefix)
+{
+	char line[4096];
+	FILE *f = fopen(path, "r");
+	int ok = 1;
+
+	cr_assert_not_null(f, "%s", path);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, prefix, strlen(prefix)) == 0)
+			ok = 0;
+	fclose(f);
+	return ok;
+}
+
+/*
+ * A name is a caller's text shown to others - root's llmq status and list,
+ * the log: a file named "ev\e]0;PWNED\a\e[2J" retitled and cleared root's
+ * terminal, and a name with an LF forged a whole log line. Names are
+ * cleaned when stored, the log escapes every line, and the client escapes
+ * what it prints, even from rows stored before.
+ */
+Test(hostile, a_name_cannot_reach_a_terminal_or_forge_a_log_line, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], in[128], id[64], req[2048], body[1024];
+	static const char evil[] = "ev\x1b]0;PWNED\x07\x1b[2J\xc2\x9b"
+	                           "31m";
+	sqlite3 *db;
+	int n;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+	h_write_batch(in, 2, "gpt-4o-mini", 10);
+	/* Over the socket, as --name. */
+	cr_assert_eq(
+	    h_llmq(&d, id, sizeof(id), err, sizeof(err), "submit", "--name", evil, in, NULL), 0,
+	    "%s", err);
+	/* Over HTTP, as an uploaded file's name, with an LF that would start a log line. */
+	n = snprintf(body, sizeof(body),
+	             "--B0undary\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n"
+	             "batch\r\n--B0undary\r\nContent-Disposition: form-data; name=\"file\"; "
+	             "filename=\"x\nFORGED llmqd[info]: root logged in%s\"\r\n\r\n"
+	             "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	             "\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[]}}\n\r\n--B0undary--\r\n",
+	             evil);
+	snprintf(req, sizeof(req),
+	         "POST /v1/files HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=B0undary"
+	         "\r\nContent-Length: %d\r\n\r\n%s",
+	         n, body);
+	cr_assert_eq(http_raw(&d, req, strlen(req)), 200);
+	cr_assert(no_line_starts_with(d.log, "FORGED"), "a line of the log was forged: %s", d.log);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches WHERE instr(input_name, "
+	                           "char(27)) OR instr(input_name, char(10))"),
+	             0, "names are stored clean");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM files WHERE instr(filename, char(27)) "
+	                           "OR instr(filename, char(10))"),
+	             0, "file names are stored clean");
+	/* A row written before names were cleaned: the client escapes what it prints. */
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	cr_assert_eq(sqlite3_exec(db,
+	                          "UPDATE batches SET input_name = 'old' || char(27) || "
+	                          "']0;PWNED' || char(7)",
+	                          NULL, NULL, NULL),
+	             SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	id[strcspn(id, "\n")] = '\0';
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "list", NULL), 0, "%s", err);
+	cr_assert(strstr(out, "old\\x1b]0;PWNED\\x07"), "%s", out);
+	cr_assert(!strchr(out, '\x1b') && !strchr(out, '\x07'), "%s", out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", NULL), 0, "%s", err);
+	cr_assert(!strchr(out, '\x1b') && !strchr(out, '\x07'), "%s", out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", id, NULL), 0, "%s",
+	             err);
+	cr_assert(!strchr(out, '\x1b') && !strchr(out, '\x07'), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}

@@ -1126,3 +1126,49 @@ Test(http, tcp_callers_are_known_by_uid_and_strangers_refused, .timeout = 60)
 	}
 	h_mock_stop(&m);
 }
+
+/*
+ * A call's model is stored with its record, refused or not: one of 1 MB was
+ * stored whole (ten calls with 4 MB names added 54.5 MB to the database).
+ * At most 256 bytes, said in the 400, and a control byte is refused too.
+ */
+Test(http, a_model_name_is_bounded_before_anything_is_stored, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+	size_t n = 1 << 20, len;
+	char *body = malloc(n + 256);
+	struct reply *r;
+	int i;
+
+	cr_assert_not_null(body);
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	len = (size_t)sprintf(body, "{\"model\":\"");
+	memset(body + len, 'm', n);
+	len += n;
+	sprintf(body + len, "\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+	for (i = 0; i < 3; i++) {
+		r = call(&d, "POST", "/v1/chat/completions", body);
+		cr_assert_eq(r->status, 400, "%s", r->body);
+		cr_assert_str_eq(error_code_of(r), "invalid_body");
+		cr_assert(strstr(r->body, "256"), "says the limit: %s", r->body);
+		free(r);
+	}
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt\\u001b]0;PWNED\\u0007", ""));
+	cr_assert_eq(r->status, 400, "%s", r->body);
+	cr_assert(strstr(r->body, "control character"), "%s", r->body);
+	free(r);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "a model of a sane length still goes: %s", r->body);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+	cr_assert_leq(h_sql_int(&d, "SELECT coalesce(max(length(model)), 0) FROM calls"), 256);
+	cr_assert_lt(h_sql_int(&d, "SELECT page_count * page_size FROM pragma_page_count(), "
+	                           "pragma_page_size()"),
+	             1 << 20, "the database did not grow by the names");
+	free(body);
+	h_mock_stop(&m);
+}
