@@ -234,14 +234,16 @@ static const char *const stmt_sql[S__COUNT] = {
                      "ORDER BY b.created_at DESC, b.rowid DESC LIMIT ?1",
     [S_BATCH_PAGE] = "SELECT " BATCH_COLUMNS_BRIEF "FROM batches b WHERE b.submitter_uid IS ?1 "
                      "AND (?2 IS NULL OR (b.created_at, b.rowid) < (SELECT created_at, rowid "
-                     "FROM batches WHERE id = ?2)) ORDER BY b.created_at DESC, b.rowid DESC "
+                     "FROM batches WHERE id = ?2 AND submitter_uid IS ?1)) ORDER BY b.created_at "
+                     "DESC, b.rowid DESC "
                      "LIMIT ?3",
     [S_FILE_INSERT] = "INSERT INTO files (id, owner_uid, created_at, filename, purpose, bytes, "
                       "lines) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_FILE_GET] = "SELECT " FILE_COLUMNS "FROM files WHERE id = ?1",
     [S_FILE_LIST] = "SELECT " FILE_COLUMNS "FROM files WHERE owner_uid IS ?1 "
                     "AND (?2 IS NULL OR (created_at, rowid) < (SELECT created_at, rowid "
-                    "FROM files WHERE id = ?2)) ORDER BY created_at DESC, rowid DESC LIMIT ?3",
+                    "FROM files WHERE id = ?2 AND owner_uid IS ?1)) ORDER BY created_at DESC, "
+                    "rowid DESC LIMIT ?3",
     [S_FILE_DELETE] = "DELETE FROM files WHERE id = ?1",
     [S_BATCH_CANCEL_JOBS] = "UPDATE jobs SET state = 'cancelled', error_code = 'batch_cancelled', "
                             "error_message = 'the batch was cancelled before this request ran', "

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "harness.h"
@@ -69,17 +70,21 @@ static size_t read_all(int fd, char *buf, size_t len, int timeout_ms)
  * One request on its own connection (Connection: close); the status, the
  * answer in buf: its head too when keep_head, else its body alone.
  */
+/* An Authorization header's value http_ex() sends when set (a token of the tokens file). */
+static const char *auth;
+
 static int http_ex(int port, const char *method, const char *path, const char *ctype,
                    const char *body, size_t blen, char *buf, size_t len, int keep_head)
 {
-	char head[512];
+	char head[1024];
 	int fd = tcp_connect(port), status = 0;
 	char *b;
 
 	snprintf(head, sizeof(head),
 	         "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: %s\r\n"
-	         "Content-Length: %zu\r\n\r\n",
-	         method, path, ctype ? ctype : "application/json", blen);
+	         "Content-Length: %zu\r\n%s%s%s\r\n",
+	         method, path, ctype ? ctype : "application/json", blen,
+	         auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
 	send_all(fd, head, strlen(head));
 	if (blen)
 		send_all(fd, body, blen);
@@ -568,6 +573,156 @@ Test(batchapi, a_batch_refused_for_now_is_told_to_wait_at_least_a_second)
 	cr_assert_not_null(ra, "%s", buf);
 	cr_assert_eq(sscanf(ra + 15, "%d", &after), 1);
 	cr_assert_geq(after, 1, "Retry-After: 0 has an SDK retry at once, for ever: %s", buf);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* How many objects a list answer's data holds. */
+static int list_count(const char *body)
+{
+	json_object *o = json_tokener_parse(body), *data;
+	int n;
+
+	cr_assert_not_null(o, "%s", body);
+	cr_assert(json_object_object_get_ex(o, "data", &data), "%s", body);
+	n = (int)json_object_array_length(data);
+	json_object_put(o);
+	return n;
+}
+
+/*
+ * ?after= with another user's id answered the rows before it (an unknown id:
+ * none), which told that the id exists. Now both answer alike, for batches
+ * and for files. Two users by their tokens.
+ */
+Test(batchapi, another_users_id_as_a_cursor_tells_nothing, .timeout = 90)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 18];
+	char dir[256], env[320], tokens[300], file_b[64], file_a[64], batch_b[64], batch_a[64];
+	char path[256];
+	static const char tok_a[] = "Bearer token-of-user-daemon-0123456789";
+	static const char tok_b[] = "Bearer token-of-user-nobody-0123456789";
+	FILE *f;
+	int foreign, unknown;
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
+	f = fopen(tokens, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "daemon %s\nnobody %s\n", tok_a + 7, tok_b + 7);
+	fclose(f);
+	chmod(tokens, 0600);
+	snprintf(env, sizeof(env), "LLMQ_HTTP_TOKENS=%s", tokens);
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, env, NULL);
+	/* B's file and batch first, then A's: A's ids sort after B's. */
+	auth = tok_b;
+	upload(&d, 2, file_b, sizeof(file_b));
+	create(&d, file_b, batch_b, sizeof(batch_b));
+	usleep(20000);
+	auth = tok_a;
+	upload(&d, 2, file_a, sizeof(file_a));
+	create(&d, file_a, batch_a, sizeof(batch_a));
+	auth = tok_b;
+
+	snprintf(path, sizeof(path), "/v1/batches?after=%s", batch_a);
+	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 200, "%s", buf);
+	foreign = list_count(buf);
+	cr_assert_eq(http(d.http_port, "GET", "/v1/batches?after=b_00000000deadbeef", NULL, "", 0,
+	                  buf, sizeof(buf)),
+	             200, "%s", buf);
+	unknown = list_count(buf);
+	cr_assert_eq(foreign, unknown, "another user's batch id answers %d rows, an unknown one %d",
+	             foreign, unknown);
+
+	snprintf(path, sizeof(path), "/v1/files?after=%s", file_a);
+	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 200, "%s", buf);
+	foreign = list_count(buf);
+	cr_assert_eq(http(d.http_port, "GET", "/v1/files?after=file-000000000000000000000000", NULL,
+	                  "", 0, buf, sizeof(buf)),
+	             200, "%s", buf);
+	unknown = list_count(buf);
+	cr_assert_eq(foreign, unknown, "another user's file id answers %d rows, an unknown one %d",
+	             foreign, unknown);
+	/* Their own cursor still pages. */
+	cr_assert_eq(http(d.http_port, "GET", "/v1/files", NULL, "", 0, buf, sizeof(buf)), 200);
+	cr_assert_eq(list_count(buf), 1, "%s", buf);
+	auth = NULL;
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+static int try_create_with(const struct daemon_proc *d, const char *file, const char *metadata,
+                           char *buf, size_t len)
+{
+	char req[8192];
+
+	snprintf(req, sizeof(req),
+	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+	         "\"completion_window\":\"24h\",\"metadata\":%s}",
+	         file, metadata);
+	return http(d->http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf, len);
+}
+
+/*
+ * Metadata as the hosted API bounds it (16 pairs, keys of 64 characters,
+ * values of 512: characters, not bytes), and its description - a batch's
+ * name in llmq list and status, shown to root - without escape sequences.
+ */
+Test(batchapi, metadata_is_bounded_and_cleaned, .timeout = 60)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 18];
+	char dir[256], file[64], meta[4096], id[64], path[128];
+	size_t n;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	upload(&d, 2, file, sizeof(file));
+	/* 17 pairs */
+	n = (size_t)snprintf(meta, sizeof(meta), "{");
+	for (i = 0; i < 17; i++)
+		n += (size_t)snprintf(meta + n, sizeof(meta) - n, "%s\"k%d\":\"v\"", i ? "," : "",
+		                      i);
+	snprintf(meta + n, sizeof(meta) - n, "}");
+	cr_assert_eq(try_create_with(&d, file, meta, buf, sizeof(buf)), 400, "%s", buf);
+	cr_assert(strstr(buf, "16") && strstr(buf, "invalid_metadata"), "%s", buf);
+	/* a key of 65 characters */
+	n = (size_t)snprintf(meta, sizeof(meta), "{\"");
+	memset(meta + n, 'k', 65);
+	n += 65;
+	snprintf(meta + n, sizeof(meta) - n, "\":\"v\"}");
+	cr_assert_eq(try_create_with(&d, file, meta, buf, sizeof(buf)), 400, "%s", buf);
+	/* a value of 513 characters */
+	n = (size_t)snprintf(meta, sizeof(meta), "{\"k\":\"");
+	memset(meta + n, 'v', 513);
+	n += 513;
+	snprintf(meta + n, sizeof(meta) - n, "\"}");
+	cr_assert_eq(try_create_with(&d, file, meta, buf, sizeof(buf)), 400, "%s", buf);
+	/* 512 characters of two bytes each is within the bound */
+	n = (size_t)snprintf(meta, sizeof(meta), "{\"k\":\"");
+	for (i = 0; i < 512; i++)
+		n += (size_t)snprintf(meta + n, sizeof(meta) - n, "\xc3\xa9");
+	snprintf(meta + n, sizeof(meta) - n,
+	         "\",\"description\":\"ev\\u001b]0;PWNED\\u0007"
+	         "\\u001b[2J\\u009b31m\"}");
+	cr_assert_eq(try_create_with(&d, file, meta, buf, sizeof(buf)), 200, "%s", buf);
+	{
+		json_object *o = json_tokener_parse(buf);
+
+		snprintf(id, sizeof(id), "%s", h_jstr(o, "id"));
+		json_object_put(o);
+	}
+	snprintf(path, sizeof(path), "/v1/batches/%s", id);
+	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 200, "%s", buf);
+	cr_assert(strstr(buf, "\"description\":\"ev?]0;PWNED??[2J?31m\""), "%s", buf);
+	cr_assert_eq(h_llmq(&d, buf, sizeof(buf), NULL, 0, "list", NULL), 0);
+	cr_assert(strstr(buf, "ev?]0;PWNED??[2J?31m") && !strchr(buf, '\x1b'), "%s", buf);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
