@@ -291,11 +291,11 @@ int report_error(const struct opts *o, json_object *reply)
 	    !strcmp(code, ERR_BATCH_TOO_LARGE) || !strcmp(code, ERR_NOT_FOUND))
 		return EX_DATAERR_;
 	/* A batch that can never fit is the input's fault, not a "try later". */
-	if (!strcmp(code, ERR_RATE_LIMITED) && jget(err, "retryable") &&
-	    !json_object_get_boolean(jget(err, "retryable")))
+	if ((!strcmp(code, ERR_RATE_LIMITED) || !strcmp(code, ERR_QUOTA)) &&
+	    jget(err, "retryable") && !json_object_get_boolean(jget(err, "retryable")))
 		return EX_DATAERR_;
 	if (!strcmp(code, ERR_RATE_LIMITED) || !strcmp(code, ERR_BUSY) ||
-	    !strcmp(code, ERR_STORAGE) || !strcmp(code, ERR_TIMEOUT))
+	    !strcmp(code, ERR_STORAGE) || !strcmp(code, ERR_TIMEOUT) || !strcmp(code, ERR_QUOTA))
 		return EX_TEMPFAIL_;
 	return EX_SOFTWARE_;
 }

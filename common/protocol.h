@@ -53,7 +53,8 @@
 #define ERR_NOT_FOUND "NOT_FOUND"
 #define ERR_BUSY "BUSY"
 #define ERR_RATE_LIMITED "BATCH_RATE_LIMITED"
-#define ERR_STORAGE "STORAGE"
+#define ERR_STORAGE "STORAGE"      /* the database or its disk cannot take it now */
+#define ERR_QUOTA "QUOTA_EXCEEDED" /* the user holds what a per-user bound allows */
 #define ERR_INTERNAL "INTERNAL"
 #define ERR_TIMEOUT "TIMEOUT" /* a request or its lines came too slowly */
 

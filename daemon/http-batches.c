@@ -21,6 +21,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "protocol.h"
+#include "quota.h"
 #include "scheduler.h"
 #include "store.h"
 #include "text.h"
@@ -519,7 +520,7 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 	struct load *l = NULL;
 	char err[256], why[512];
 	int64_t uid;
-	int r, refuse_db;
+	int r, refuse_db, never;
 
 	http_caller(d->http, req, 1, &uid); /* the route checked it */
 	r = proto_parse_object((const char *)evbuffer_pullup(body, -1), evbuffer_get_length(body),
@@ -563,6 +564,10 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 		http_error(req, 503, "server_error", "storage", "%s", why);
 		goto out;
 	}
+	if (health_disk(d, why, sizeof(why))) {
+		http_error(req, 507, "server_error", "insufficient_storage", "%s", why);
+		goto out;
+	}
 	r = store_file_get(d->store, file_id, &f);
 	if (r == -ENOENT || (r == 0 && !http_owns(uid, f.uid))) {
 		http_error(req, 404, "invalid_request_error", "not_found",
@@ -571,6 +576,19 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 	}
 	if (r < 0) {
 		http_store_error(d, req, "read the file's record", r);
+		goto out;
+	}
+	r = quota_jobs(d, uid, f.lines, &never, why, sizeof(why));
+	if (r == -EDQUOT) {
+		d->refusals[REFUSAL_RATE_LIMITED]++;
+		if (!never)
+			hreq_add_header(req, "Retry-After", "60");
+		http_error(req, never ? 400 : 503, never ? "invalid_request_error" : "rate_limit",
+		           "quota_exceeded", "%s", why);
+		goto out;
+	}
+	if (r < 0) {
+		http_store_error(d, req, "count your queued requests", r);
 		goto out;
 	}
 	if (d->ingests >= LLMQ_MAX_INGESTS) {

@@ -319,6 +319,16 @@ void hreq_end(struct hreq *r)
 	finish(r);
 }
 
+void hreq_abort(struct hreq *r)
+{
+	struct linger lg = {1, 0};
+
+	r->c->closing = 1;
+	if (!r->chunked) /* the close alone would end the body as if whole: reset */
+		setsockopt(bufferevent_getfd(r->c->bev), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	finish(r);
+}
+
 void hreq_on_gone(struct hreq *r, void (*gone)(void *ud), void *ud)
 {
 	r->gone = gone;
@@ -381,6 +391,11 @@ const char *hreq_header(const struct hreq *r, const char *name)
 int64_t hreq_uid(const struct hreq *r)
 {
 	return r->uid;
+}
+
+int64_t hreq_content_length(const struct hreq *r)
+{
+	return r->head.length;
 }
 
 int hreq_on_unix(const struct hreq *r)

@@ -726,3 +726,84 @@ Test(batchapi, metadata_is_bounded_and_cleaned, .timeout = 60)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/*
+ * What one user may keep: uploaded bytes (files_max_bytes_per_user) and
+ * requests queued or running (queue_max_jobs_per_user). Each refusal says
+ * the figures and what to do: over HTTP in OpenAI's shape (507 for the
+ * files, 503 with Retry-After for the queue, 400 for a batch that alone
+ * passes it), over the socket as QUOTA_EXCEEDED, which llmq exits 75 on
+ * (65 when waiting cannot help).
+ */
+Test(batchapi, per_user_quotas_say_the_figures_and_what_to_do, .timeout = 90)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 16];
+	char dir[256], small[64], big[64], three[64], ten[64], batch[64], path[128], in[300];
+	char err[4096];
+	char *body;
+	size_t len;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "30000", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "LLMQ_FILES_MAX_BYTES_PER_USER=8K",
+	               "LLMQ_QUEUE_MAX_JOBS_PER_USER=5", NULL);
+	upload(&d, 10, small, sizeof(small)); /* about 1.8 KiB */
+	len = form(45, 10, &body);            /* about 7 KiB */
+	cr_assert_eq(http(d.http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)),
+	             507, "%s", buf);
+	cr_assert(strstr(buf, "quota_exceeded") && strstr(buf, "files_max_bytes_per_user") &&
+	              strstr(buf, "8.0 KiB") && strstr(buf, "DELETE /v1/files"),
+	          "%s", buf);
+	snprintf(path, sizeof(path), "/v1/files/%s", small);
+	cr_assert_eq(http(d.http_port, "DELETE", path, NULL, "", 0, buf, sizeof(buf)), 200);
+	cr_assert_eq(http(d.http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)),
+	             200, "room again once a file is deleted: %s", buf);
+	free(body);
+	{
+		json_object *o = json_tokener_parse(buf);
+
+		snprintf(big, sizeof(big), "%s", h_jstr(o, "id"));
+		json_object_put(o);
+	}
+	snprintf(path, sizeof(path), "/v1/files/%s", big);
+	cr_assert_eq(http(d.http_port, "DELETE", path, NULL, "", 0, buf, sizeof(buf)), 200);
+
+	upload(&d, 3, three, sizeof(three));
+	upload(&d, 10, ten, sizeof(ten));
+	create(&d, three, batch, sizeof(batch)); /* 3 of 5, held by the slow upstream */
+	{
+		char req[256];
+
+		snprintf(req, sizeof(req),
+		         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+		         "\"completion_window\":\"24h\"}",
+		         three);
+		cr_assert_eq(http_ex(d.http_port, "POST", "/v1/batches", NULL, req, strlen(req),
+		                     buf, sizeof(buf), 1),
+		             503, "%s", buf);
+		cr_assert(strcasestr(buf, "Retry-After:"), "%s", buf);
+		cr_assert(strstr(buf, "quota_exceeded") && strstr(buf, "queue_max_jobs_per_user") &&
+		              strstr(buf, "3 requests queued or running"),
+		          "%s", buf);
+		snprintf(req, sizeof(req),
+		         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+		         "\"completion_window\":\"24h\"}",
+		         ten);
+		cr_assert_eq(http(d.http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf,
+		                  sizeof(buf)),
+		             400, "a batch that alone passes the bound: %s", buf);
+		cr_assert(strstr(buf, "split it"), "%s", buf);
+	}
+	/* The socket: a temporary refusal, or the input's fault. */
+	snprintf(in, sizeof(in), "%s/three.jsonl", dir);
+	h_write_batch(in, 3, "gpt-4o-mini", 10);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "submit", in, NULL), 75, "%s", err);
+	cr_assert(strstr(err, "queue_max_jobs_per_user"), "%s", err);
+	snprintf(in, sizeof(in), "%s/six.jsonl", dir);
+	h_write_batch(in, 6, "gpt-4o-mini", 10);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "submit", in, NULL), 65, "%s", err);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
