@@ -807,3 +807,151 @@ Test(batchapi, per_user_quotas_say_the_figures_and_what_to_do, .timeout = 90)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/*
+ * GET path with a receive buffer so small that the answer waits on this
+ * reader, read pause_us apart; during() runs once after the first bytes.
+ * The body, de-chunked, into body (its length returned); *whole is 1 when
+ * the chunked body ended with its last chunk, 0 when it was cut.
+ */
+static size_t slow_get(int port, const char *path, int pause_us, void (*during)(void *), void *ud,
+                       char *body, size_t cap, int *whole)
+{
+	struct sockaddr_in sa = {0};
+	static char raw[16 << 20];
+	char req[256], *p, *end;
+	size_t have = 0, out = 0, n;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096, called = 0;
+	ssize_t k;
+
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	send_all(fd, req, strlen(req));
+	while (have < sizeof(raw) - 1 && (k = recv(fd, raw + have, 2048, 0)) > 0) {
+		have += (size_t)k;
+		if (!called && during) {
+			called = 1;
+			during(ud);
+		}
+		usleep((useconds_t)pause_us);
+	}
+	close(fd);
+	raw[have] = '\0';
+	cr_assert(strstr(raw, "HTTP/1.1 200") == raw, "%.300s", raw);
+	cr_assert(strcasestr(raw, "Transfer-Encoding: chunked"), "%.300s", raw);
+	p = strstr(raw, "\r\n\r\n") + 4;
+	end = raw + have;
+	*whole = 0;
+	while (p < end) {
+		n = strtoul(p, &p, 16);
+		p = strstr(p, "\r\n");
+		if (!p)
+			break;
+		p += 2;
+		if (n == 0) {
+			*whole = strncmp(p, "\r\n", 2) == 0;
+			break;
+		}
+		if (p + n > end)
+			break; /* cut inside a chunk */
+		cr_assert_lt(out + n, cap);
+		memcpy(body + out, p, n);
+		out += n;
+		p += n + 2;
+	}
+	body[out] = '\0';
+	return out;
+}
+
+static int count_lines(const char *s, size_t n)
+{
+	int lines = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		lines += s[i] == '\n';
+	return lines;
+}
+
+struct deleter {
+	int port;
+	char path[128];
+};
+
+static void delete_now(void *ud)
+{
+	struct deleter *x = ud;
+	char buf[1024];
+
+	cr_assert_eq(http(x->port, "DELETE", x->path, NULL, "", 0, buf, sizeof(buf)), 200, "%s",
+	             buf);
+}
+
+/*
+ * Retention deleted a batch while its output was read: a clean 200 with
+ * 18,688 of 50,000 lines. A batch being read is not deleted; and a download
+ * whose source goes (an uploaded file deleted under it) is cut - no last
+ * chunk - so that the caller sees an error, never a file that looks whole.
+ */
+Test(batchapi, a_download_is_whole_or_cut_never_short, .timeout = 120)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char body[16 << 20];
+	char dir[256], in[300], id[64], path[128], file[64];
+	struct deleter del;
+	json_object *b;
+	size_t n;
+	int whole, lines;
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+	{
+		/* Answers of about 900 bytes (the mock echoes 480 characters): some 11 MB,
+		 * more than the sockets hold, so the download waits on its reader. */
+		FILE *f = fopen(in, "w");
+		char text[471];
+		int i;
+
+		cr_assert_not_null(f);
+		memset(text, 'x', sizeof(text) - 1);
+		text[sizeof(text) - 1] = '\0';
+		for (i = 0; i < 12000; i++)
+			fprintf(
+			    f,
+			    "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
+			    "completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,"
+			    "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}}\n",
+			    i, text);
+		fclose(f);
+	}
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=64", "LLMQ_RETENTION=1s", NULL);
+	h_submit(&d, in, id, sizeof(id));
+	b = h_wait_for(&d, id, h_batch_completed, 60);
+	json_object_put(b);
+	/* Read slowly for seconds: the batch passes its retention meanwhile. */
+	snprintf(path, sizeof(path), "/v1/files/file-output-%s/content", id);
+	n = slow_get(d.http_port, path, 1000, NULL, NULL, body, sizeof(body), &whole);
+	lines = count_lines(body, n);
+	cr_assert(whole, "the output ended with its last chunk (%d lines)", lines);
+	cr_assert_eq(lines, 12000, "every line of the output, not those retention left");
+	usleep(1500000);
+	cr_assert_eq(h_llmq(&d, NULL, 0, NULL, 0, "status", id, NULL), 65,
+	             "retention deletes the batch once nobody reads it");
+
+	/* An uploaded file deleted while it is read: cut. */
+	upload(&d, 45000, file, sizeof(file)); /* past what the sockets buffer */
+	del.port = d.http_port;
+	snprintf(del.path, sizeof(del.path), "/v1/files/%s", file);
+	snprintf(path, sizeof(path), "/v1/files/%s/content", file);
+	n = slow_get(d.http_port, path, 200, delete_now, &del, body, sizeof(body), &whole);
+	cr_assert_not(whole, "a download whose file went is cut, not ended (%zu bytes)", n);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
