@@ -166,6 +166,12 @@ with open(sys.argv[1], "w") as f:
                      "messages": [{"role": "user", "content": f"question {i}"}]}}) + "\n")
 PY
 	for _ in $(seq 20); do ./build/llmq --socket "$t/s" submit "$t/in.jsonl" >/dev/null; done
+	# Large batches are let go a slice a loop turn after their submit returns: measure after.
+	while [ "$(sqlite3 "$t/db" "SELECT count(*) FROM batches WHERE state = 'validating'")" != 0 ] ||
+		[ "$(sqlite3 "$t/db" "SELECT count(*) FROM jobs WHERE lane LIKE '~%'")" != 0 ]; do
+		sleep 1
+	done
+	sleep 2
 	echo "== $(sqlite3 "$t/db" "SELECT count(*) FROM jobs WHERE state = 'queued'") jobs queued"
 	./build/bench/hostile depth --socket "$t/s" --http "$hp" --seconds 20
 	kill $daemon

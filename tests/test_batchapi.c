@@ -455,7 +455,7 @@ Test(batchapi, a_batch_from_llmq_submit_is_seen_over_http_by_its_owner_only)
 	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
 	h_write_batch(in, 5, "gpt-4o-mini", 10);
 	h_mock_start(&m, dir, NULL);
-	h_daemon_start(&d, dir, &m, env, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, env, NULL);
 	h_submit(&d, in, id, sizeof(id));
 	b = h_wait_for(&d, id, h_batch_completed, 30000);
 	json_object_put(b);
