@@ -22,7 +22,7 @@ static int64_t utf8_chars(const char *s)
 	return n;
 }
 
-static int in_list(const char *const *list, const char *key)
+static int estimate_in_list(const char *const *list, const char *key)
 {
 	for (; *list; list++)
 		if (strcmp(*list, key) == 0)
@@ -107,9 +107,9 @@ static void count_value(json_object *v, int64_t *chars, int64_t *toks, int *foun
 	case json_type_object: {
 		json_object_object_foreach(v, key, val)
 		{
-			if (in_list(not_read, key))
+			if (estimate_in_list(not_read, key))
 				continue;
-			if (!in_list(shape_keys, key)) {
+			if (!estimate_in_list(shape_keys, key)) {
 				*chars += utf8_chars(key);
 				*found = 1;
 			}
@@ -138,7 +138,7 @@ static int64_t prompt_units(json_object *body, int64_t *ret_toks, int *found)
 	*found = 0;
 	json_object_object_foreach(body, key, val)
 	{
-		if (in_list(not_text, key) || in_list(not_read, key))
+		if (estimate_in_list(not_text, key) || estimate_in_list(not_read, key))
 			continue;
 		count_value(val, &chars, ret_toks, found);
 	}

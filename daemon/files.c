@@ -167,7 +167,7 @@ int files_remove(struct files *f, const char *id)
 	return unlinkat(f->dfd, id, 0) < 0 ? -errno : 0;
 }
 
-static void tombstone_name(const char *id, char *buf, size_t len)
+static void files_tombstone_name(const char *id, char *buf, size_t len)
 {
 	snprintf(buf, len, DELETE_PREFIX "%s", id);
 }
@@ -175,31 +175,30 @@ static void tombstone_name(const char *id, char *buf, size_t len)
 int files_tombstone(struct files *f, const char *id)
 {
 	char name[64];
-	int fd, r = 0;
+	int fd, freed = 0;
 
 	if (!valid_id(id))
 		return -ENOENT;
-	tombstone_name(id, name, sizeof(name));
-	/* A rename takes no data block: it works on a full disk. */
+	files_tombstone_name(id, name, sizeof(name));
+	/* A rename takes no data block: it works on a full disk. From here the
+	 * deletion is decided; what follows only frees the bytes sooner. */
 	if (renameat(f->dfd, id, f->dfd, name) < 0)
 		return -errno;
 	f->deleting++;
-	if (fsync(f->dfd) < 0)
-		r = -errno;
+	fsync(f->dfd);
 	fd = openat(f->dfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return r < 0 ? r : -errno;
-	if (ftruncate(fd, 0) < 0 && r == 0)
-		r = -errno;
-	close(fd);
-	return r;
+	if (fd >= 0) {
+		freed = ftruncate(fd, 0) == 0;
+		close(fd);
+	}
+	return freed;
 }
 
 void files_forget(struct files *f, const char *id)
 {
 	char name[64];
 
-	tombstone_name(id, name, sizeof(name));
+	files_tombstone_name(id, name, sizeof(name));
 	if (unlinkat(f->dfd, name, 0) == 0 && f->deleting > 0)
 		f->deleting--;
 }
@@ -210,7 +209,7 @@ int files_deleting(const struct files *f, const char *id)
 
 	if (!f->deleting || !valid_id(id))
 		return 0;
-	tombstone_name(id, name, sizeof(name));
+	files_tombstone_name(id, name, sizeof(name));
 	return faccessat(f->dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 

@@ -41,6 +41,7 @@ int files_remove(struct files *f, const char *id);
  * database refused the row's deletion - has its row deleted, then itself,
  * by files_sweep(). Until then files_deleting() says the file is gone.
  */
+/* 1: the bytes are freed now; 0: they go with the tombstone; -errno: nothing changed. */
 int files_tombstone(struct files *f, const char *id);
 void files_forget(struct files *f, const char *id);
 int files_deleting(const struct files *f, const char *id);

@@ -1596,7 +1596,7 @@ int store_file_delete(struct store *s, const char *id)
 	return r < 0 ? r : n == 0 ? -ENOENT : 0;
 }
 
-static int sum_of(struct store *s, enum stmt_id id, int64_t uid, int64_t *ret)
+static int store_sum_of(struct store *s, enum stmt_id id, int64_t uid, int64_t *ret)
 {
 	sqlite3_stmt *st = NULL;
 	int r = prep(s, id, &st), rc;
@@ -1613,12 +1613,12 @@ static int sum_of(struct store *s, enum stmt_id id, int64_t uid, int64_t *ret)
 
 int store_files_bytes(struct store *s, int64_t uid, int64_t *ret)
 {
-	return sum_of(s, S_FILES_BYTES, uid, ret);
+	return store_sum_of(s, S_FILES_BYTES, uid, ret);
 }
 
 int store_unfinished_jobs(struct store *s, int64_t uid, int64_t *ret)
 {
-	return sum_of(s, S_UNFINISHED_JOBS, uid, ret);
+	return store_sum_of(s, S_UNFINISHED_JOBS, uid, ret);
 }
 
 int store_batch_list(struct store *s, const struct store_batch_filter *f, json_object **ret)
