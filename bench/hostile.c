@@ -16,9 +16,9 @@
  *       percentile round trip.
  *   hostile depth    --socket S --http HOST:PORT --seconds T
  *       with a deep queue (bench/run.sh depth stores a million jobs): the
- *       round trips of ping, status, list and a /metrics scrape, then
- *       /healthz every 10 ms for T seconds while four clients scrape in a
- *       loop.
+ *       round trips of ping, status, list, a /metrics scrape and the live
+ *       page's figures, then /healthz every 10 ms for T seconds while four
+ *       clients scrape in a loop.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -305,8 +305,7 @@ static double http_rtt(const char *path)
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-	         path);
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
 	if (write(fd, req, strlen(req)) == (ssize_t)strlen(req))
 		while ((n = read(fd, buf, sizeof(buf))) > 0) {
 			if (got == 0)
@@ -320,8 +319,8 @@ static double http_rtt(const char *path)
 static void report(const char *what, double *v, size_t n)
 {
 	qsort(v, n, sizeof(double), cmp_double);
-	printf("%-28s p50 %7.2f ms, p99 %7.2f ms, slowest %7.2f ms (%zu)\n", what,
-	       n ? v[n / 2] : 0, n ? v[n * 99 / 100] : 0, n ? v[n - 1] : 0, n);
+	printf("%-28s p50 %7.2f ms, p99 %7.2f ms, slowest %7.2f ms (%zu)\n", what, n ? v[n / 2] : 0,
+	       n ? v[n * 99 / 100] : 0, n ? v[n - 1] : 0, n);
 }
 
 static int run_depth(void)
@@ -348,6 +347,9 @@ static int run_depth(void)
 	for (i = 0; i < 20; i++)
 		v[i] = http_rtt("/metrics");
 	report("GET /metrics", v, 20);
+	for (i = 0; i < 20; i++)
+		v[i] = http_rtt("/v1/llmq/live");
+	report("GET /v1/llmq/live", v, 20);
 	for (k = 0; k < 4; k++) {
 		scrapers[k] = fork();
 		if (scrapers[k] == 0) {
@@ -415,7 +417,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc || !sock_path) {
-		fprintf(stderr, "usage: hostile conns|pipeline|lock|depth --socket PATH [options]\n");
+		fprintf(stderr,
+		        "usage: hostile conns|pipeline|lock|depth --socket PATH [options]\n");
 		return 64;
 	}
 	mode = argv[optind];

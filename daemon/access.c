@@ -1,5 +1,6 @@
 /*
- * access.c - the admin check, with a small cache in front of the name service.
+ * access.c - the admin and users' group checks, with a small cache in front of
+ * the name service.
  */
 #include "access.h"
 
@@ -12,11 +13,14 @@
 #define ACCESS_CACHE 64
 #define ACCESS_TTL_MS 60000
 
-static struct {
+/* Whether a uid is in a group, remembered for ACCESS_TTL_MS per uid. */
+struct access_memo {
 	uid_t uid;
-	int admin;
+	int yes;
 	int64_t at;
-} cache[ACCESS_CACHE];
+};
+
+static struct access_memo admins[ACCESS_CACHE], users[ACCESS_CACHE];
 
 static int in_group(uid_t uid, const char *group)
 {
@@ -37,46 +41,33 @@ static int in_group(uid_t uid, const char *group)
 	return 0;
 }
 
-static int is_admin(const struct config *cfg, uid_t uid, int64_t now)
+/* root and llmqd's own user always; others when in group (asked once a TTL). */
+static int access_member(struct access_memo *memo, const char *group, uid_t uid, int64_t now)
 {
-	unsigned slot = (unsigned)uid % ACCESS_CACHE;
+	struct access_memo *m = &memo[(unsigned)uid % ACCESS_CACHE];
 
 	if (uid == 0 || uid == geteuid())
 		return 1;
-	if (cache[slot].at && cache[slot].uid == uid && now - cache[slot].at < ACCESS_TTL_MS)
-		return cache[slot].admin;
-	cache[slot].uid = uid;
-	cache[slot].admin = in_group(uid, cfg->admin_group);
-	cache[slot].at = now ? now : 1;
-	return cache[slot].admin;
+	if (!group[0])
+		return 0;
+	if (m->at && m->uid == uid && now - m->at < ACCESS_TTL_MS)
+		return m->yes;
+	m->uid = uid;
+	m->yes = in_group(uid, group);
+	m->at = now ? now : 1;
+	return m->yes;
 }
 
 int access_may_connect(const struct config *cfg, uid_t uid, int64_t now_ms)
 {
-	static struct {
-		uid_t uid;
-		int ok;
-		int64_t at;
-	} seen[ACCESS_CACHE];
-	unsigned slot = (unsigned)uid % ACCESS_CACHE;
-
-	if (uid == 0 || uid == geteuid())
-		return 1;
-	if (!cfg->socket_group[0])
-		return 0;
-	if (seen[slot].at && seen[slot].uid == uid && now_ms - seen[slot].at < ACCESS_TTL_MS)
-		return seen[slot].ok;
-	seen[slot].uid = uid;
-	seen[slot].ok = in_group(uid, cfg->socket_group);
-	seen[slot].at = now_ms ? now_ms : 1;
-	return seen[slot].ok;
+	return access_member(users, cfg->socket_group, uid, now_ms);
 }
 
 int64_t access_scope(const struct config *cfg, uid_t uid, int64_t now_ms)
 {
 	if (uid == (uid_t)-1)
 		return ACCESS_NONE;
-	return is_admin(cfg, uid, now_ms) ? ACCESS_ALL : (int64_t)uid;
+	return access_member(admins, cfg->admin_group, uid, now_ms) ? ACCESS_ALL : (int64_t)uid;
 }
 
 int access_may_see(int64_t scope, int64_t owner)

@@ -88,8 +88,10 @@ static void status_lane_wait(const struct lane_snapshot *snap, const struct stor
  * The batch is done when its lanes have run everything queued up to its
  * last job, and not before its last retry may go; a paused lane's pause is
  * counted (admission_drain_ms). *ret_wait says what holds it longest.
+ * from_counts: the lanes from job_counts, without their retries' times.
  */
-static int status_batch_eta(struct cmd_ctx *ctx, int64_t *ret_ms, struct status_wait_info *ret_wait)
+static int status_batch_eta(struct llmqd *d, const char *batch_id, int from_counts, int64_t *ret_ms,
+                            struct status_wait_info *ret_wait)
 {
 	struct store_batch_lane bl[STATUS_MAX_LANES];
 	struct lane_snapshot snap;
@@ -99,14 +101,15 @@ static int status_batch_eta(struct cmd_ctx *ctx, int64_t *ret_ms, struct status_
 	int i, k, n, r;
 
 	memset(ret_wait, 0, sizeof(*ret_wait));
-	r = store_batch_lanes(ctx->d->store, ctx->batch_id, bl, STATUS_MAX_LANES, &n);
+	r = from_counts ? store_batch_lane_counts(d->store, batch_id, bl, STATUS_MAX_LANES, &n)
+	                : store_batch_lanes(d->store, batch_id, bl, STATUS_MAX_LANES, &n);
 	if (r < 0)
 		return r;
 	for (i = 0; i < n; i++) {
 		memset(&w, 0, sizeof(w));
 		name = bl[i].lane[0] == '~' ? bl[i].lane + 1 : bl[i].lane; /* held: let go soon */
-		k = sched_lane_index(ctx->d->sched, name);
-		if (k < 0 || sched_lane_snapshot(ctx->d->sched, k, now, &snap) < 0) {
+		k = sched_lane_index(d->sched, name);
+		if (k < 0 || sched_lane_snapshot(d->sched, k, now, &snap) < 0) {
 			w.kind = STATUS_WAIT_NO_LANE;
 			snprintf(w.lane, sizeof(w.lane), "%.71s", name);
 			snprintf(
@@ -115,8 +118,7 @@ static int status_batch_eta(struct cmd_ctx *ctx, int64_t *ret_ms, struct status_
 			status_wait_keep(ret_wait, &w);
 			continue;
 		}
-		r = store_backlog_upto(ctx->d->store, snap.cfg->name, ctx->batch_id, &jobs,
-		                       &tokens);
+		r = store_backlog_upto(d->store, snap.cfg->name, batch_id, &jobs, &tokens);
 		if (r < 0)
 			return r;
 		t = admission_drain_ms(&snap.gate, snap.avg_latency_ms, jobs, tokens, now);
@@ -146,6 +148,28 @@ static json_object *status_wait_json(const struct status_wait_info *w, int64_t w
 	    o, "in_ms",
 	    w->until ? json_object_new_int64(w->until > wall ? w->until - wall : 0) : NULL);
 	return o;
+}
+
+int cmd_status_batch_eta(struct llmqd *d, const char *batch_id, int from_counts, json_object *batch)
+{
+	struct status_wait_info wait = {0};
+	json_object *state;
+	const char *st;
+	int64_t eta = 0;
+	int r = 0;
+
+	if (json_object_object_get_ex(batch, "state", &state) &&
+	    (st = json_object_get_string(state)) &&
+	    (strcmp(st, "in_progress") == 0 || strcmp(st, "cancelling") == 0))
+		r = status_batch_eta(d, batch_id, from_counts, &eta, &wait);
+	if (r < 0)
+		return r;
+	json_object_object_add(batch, "eta_ms", json_object_new_int64(eta));
+	/* While a lane cannot serve it at all, eta_ms is only a lower bound. */
+	json_object_object_add(batch, "eta_known",
+	                       json_object_new_boolean(!status_wait_open_ended(&wait)));
+	json_object_object_add(batch, "waiting", status_wait_json(&wait, time_wall_ms()));
+	return 0;
 }
 
 static void add_i64(json_object *o, const char *k, int64_t v)
@@ -273,26 +297,14 @@ static json_object *database_json(const struct llmqd *d)
 static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 {
 	struct store_batch_filter recent = {.limit = 20, .uid = ctx->scope};
-	json_object *lanes = NULL, *list = NULL, *state;
-	struct status_wait_info wait = {0};
-	const char *st;
-	int64_t eta = 0, bytes;
+	json_object *lanes = NULL, *list = NULL;
+	int64_t bytes;
 	int r;
 
 	if (ctx->batch) {
-		r = 0;
-		if (json_object_object_get_ex(ctx->batch, "state", &state) &&
-		    (st = json_object_get_string(state)) &&
-		    (strcmp(st, "in_progress") == 0 || strcmp(st, "cancelling") == 0))
-			r = status_batch_eta(ctx, &eta, &wait);
+		r = cmd_status_batch_eta(ctx->d, ctx->batch_id, 0, ctx->batch);
 		if (r < 0)
 			return cmd_store_error(ctx, "status", r);
-		json_object_object_add(ctx->batch, "eta_ms", json_object_new_int64(eta));
-		/* While a lane cannot serve it at all, eta_ms is only a lower bound. */
-		json_object_object_add(ctx->batch, "eta_known",
-		                       json_object_new_boolean(!status_wait_open_ended(&wait)));
-		json_object_object_add(ctx->batch, "waiting",
-		                       status_wait_json(&wait, time_wall_ms()));
 		cmd_ok(ctx);
 		cmd_add(ctx, "batch", json_object_get(ctx->batch));
 		return CMD_REPLY;

@@ -58,6 +58,16 @@ extern const struct cmd_entry cmd_cancel_entry;
 extern const struct cmd_entry cmd_results_entry;
 extern const struct cmd_entry cmd_metrics_entry;
 
+/*
+ * A batch's ETA and what holds it, as "status BATCH" answers them, added to
+ * batch (as the store gives it): eta_ms, eta_known, waiting. from_counts:
+ * read from job_counts alone, never a row per job (for pages that ask about
+ * many batches often); its requests' own backoff after errors is then not
+ * seen.
+ */
+int cmd_status_batch_eta(struct llmqd *d, const char *batch_id, int from_counts,
+                         json_object *batch);
+
 /* The ipc_request_fn of the daemon; userdata is the struct llmqd. */
 void cmd_dispatch(struct ipc_client *c, json_object *req, void *userdata);
 

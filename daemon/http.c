@@ -449,7 +449,8 @@ static void route(void *ud, struct hreq *req)
 		hreq_read_body(req, LLMQ_MAX_LINE, on_proxy_body, h);
 		return;
 	}
-	if (http_files_route(h->d, req, path) || http_batches_route(h->d, req, path))
+	if (http_files_route(h->d, req, path) || http_batches_route(h->d, req, path) ||
+	    http_page_route(h->d, req, path))
 		return;
 	if (get && strcmp(path, "/v1/models") == 0) {
 		route_models(h->d, req);
@@ -478,7 +479,8 @@ static void route(void *ud, struct hreq *req)
 	http_error(req, 404, "invalid_request_error", "unknown_url",
 	           "unknown URL %.200s; llmqd serves /v1/chat/completions, /v1/completions, "
 	           "/v1/embeddings, /v1/responses, /v1/models, /v1/files, /v1/batches, "
-	           "/metrics, /healthz and /readyz",
+	           "/metrics, /healthz, /readyz, and the live page at / (its figures at "
+	           "/v1/llmq/live)",
 	           path);
 }
 

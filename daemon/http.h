@@ -4,7 +4,7 @@
  * listeners, the routing table, the limits and the OpenAI-shaped errors;
  * each route family lives in its own file (http-proxy.c: chat, completions,
  * embeddings, responses; http-files.c, http-batches.c: the Batch API;
- * models, health, readiness and metrics here).
+ * http-page.c: the live page; models, health, readiness and metrics here).
  */
 #ifndef LLMQ_HTTP_H
 #define LLMQ_HTTP_H
@@ -64,5 +64,7 @@ int http_owned_batch(struct llmqd *d, const char *id, int64_t uid, json_object *
  */
 int http_files_route(struct llmqd *d, struct hreq *req, const char *path);
 int http_batches_route(struct llmqd *d, struct hreq *req, const char *path);
+/* The live page, its files and its JSON (http-page.c): the same. */
+int http_page_route(struct llmqd *d, struct hreq *req, const char *path);
 
 #endif

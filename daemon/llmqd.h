@@ -17,6 +17,7 @@ struct scheduler;
 struct http;
 struct files;
 struct models;
+struct live;
 
 /* Why a submit or a call was refused, for the metrics. */
 enum llmqd_refusal {
@@ -47,6 +48,7 @@ struct llmqd {
 	struct http *http;
 	struct files *files;   /* uploaded files' bytes */
 	struct models *models; /* the upstreams' model lists */
+	struct live *live;     /* the lanes' last hour, for the live page */
 	gid_t socket_gid;      /* the group of the sockets, (gid_t)-1 for none (mode 0600) */
 	int64_t started_mono;
 	int ingests;             /* submits being received */

@@ -10,6 +10,7 @@
 #include "http.h"
 #include "ipc.h"
 #include "lane.h"
+#include "live.h"
 #include "llmqd.h"
 #include "log.h"
 #include "models.h"
@@ -303,6 +304,11 @@ int main(int argc, char **argv)
 		log_err("cannot start asking the upstreams for their models: %s", strerror(-r));
 		goto out;
 	}
+	r = live_new(&d, &d.live);
+	if (r < 0) {
+		log_err("cannot start sampling the lanes for the live page: %s", strerror(-r));
+		goto out;
+	}
 	r = sd_listen_sockets(&passed, err, sizeof(err));
 	if (r < 0) {
 		log_err("%s", err);
@@ -410,6 +416,7 @@ int main(int argc, char **argv)
 out:
 	retention_free(retention);
 	http_free(d.http);
+	live_free(d.live);
 	models_free(d.models);
 	ipc_free(d.ipc);
 	sched_free(d.sched);

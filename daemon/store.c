@@ -70,6 +70,9 @@ enum stmt_id {
 	S_BACKLOG_ALL,
 	S_BACKLOG_UPTO,
 	S_BATCH_LANES,
+	S_BATCH_LANE_COUNTS,
+	S_USAGE_DAY,
+	S_RECENT_ERRORS,
 	S_JOB_BATCH_STATE,
 	S_FILES_BYTES,
 	S_UNFINISHED_JOBS,
@@ -276,9 +279,35 @@ static const char *const stmt_sql[S__COUNT] = {
                       "max(CASE WHEN state = 'queued' THEN not_before END) FROM jobs "
                       "WHERE batch_id = ?1 AND state IN ('queued', 'running') GROUP BY lane "
                       "ORDER BY lane LIMIT ?2",
+    /* The same from the counts: no row per job is read. */
+    [S_BATCH_LANE_COUNTS] = "SELECT lane, sum(jobs) FROM job_counts WHERE batch_id = ?1 "
+                            "AND state IN ('queued', 'running') GROUP BY lane "
+                            "HAVING sum(jobs) > 0 ORDER BY lane LIMIT ?2",
+    /* A day's tries per user, batch and interactive, as the triggers keep them. */
+    [S_USAGE_DAY] = "SELECT uid, sum(requests), sum(tokens), sum(failed), sum(rate_limited) "
+                    "FROM usage_daily WHERE day = ?1 GROUP BY uid ORDER BY 3 DESC, 2 DESC "
+                    "LIMIT ?2",
+    /* The newest tries with an error, of the last ?3 such tries of each class
+     * (attempts_errors, calls_errors): a bound however long ago the last
+     * error of a user was. */
+    [S_RECENT_ERRORS] =
+        "SELECT class, lane, at, status_code, error_code, error_message, batch_id, custom_id, "
+        "uid, model FROM ("
+        "  SELECT 'batch' AS class, a.lane, coalesce(a.ended_at, a.started_at) AS at, "
+        "    a.status_code, a.error_code, a.error_message, j.batch_id, j.custom_id, "
+        "    b.submitter_uid AS uid, j.model "
+        "  FROM (SELECT * FROM attempts WHERE error_code IS NOT NULL ORDER BY id DESC LIMIT ?3) a "
+        "  JOIN jobs j ON j.id = a.job_id JOIN batches b ON b.id = j.batch_id "
+        "  WHERE (?1 = -1 OR b.submitter_uid IS ?1) AND a.started_at >= ?4 "
+        "  UNION ALL "
+        "  SELECT 'interactive', c.lane, c.ended_at, c.status_code, c.error_code, NULL, NULL, "
+        "    NULL, c.caller_uid, c.model "
+        "  FROM (SELECT * FROM calls WHERE error_code IS NOT NULL ORDER BY id DESC LIMIT ?3) c "
+        "  WHERE (?1 = -1 OR c.caller_uid IS ?1) AND c.started_at >= ?4) "
+        "ORDER BY at DESC LIMIT ?2",
     [S_JOB_BATCH_STATE] = "SELECT b.state FROM batches b JOIN jobs j ON j.batch_id = b.id "
                           "WHERE j.id = ?1",
-    /* Both read an index that holds the sum's terms (007_quotas.sql). */
+    /* Both read an index that holds the sum's terms (008_quotas.sql). */
     [S_FILES_BYTES] = "SELECT coalesce(sum(bytes), 0) FROM files WHERE owner_uid IS ?1",
     [S_UNFINISHED_JOBS] = "SELECT coalesce(sum(c.jobs), 0) FROM batches b JOIN job_counts c "
                           "ON c.batch_id = b.id WHERE b.submitter_uid IS ?1 AND b.state IN "
@@ -1787,6 +1816,104 @@ int store_batch_lanes(struct store *s, const char *batch_id, struct store_batch_
 		ret[n].first_not_before = sqlite3_column_int64(st, 2);
 		ret[n].last_not_before = sqlite3_column_int64(st, 3);
 		n++;
+	}
+	if (n == max)
+		rc = SQLITE_DONE;
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sql_errno(rc);
+	*ret_n = n;
+	return 0;
+}
+
+int store_batch_lane_counts(struct store *s, const char *batch_id, struct store_batch_lane *ret,
+                            int max, int *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	const char *lane;
+	int r = prep(s, S_BATCH_LANE_COUNTS, &st), rc, n = 0;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, batch_id);
+	sqlite3_bind_int(st, 2, max);
+	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		lane = (const char *)sqlite3_column_text(st, 0);
+		memset(&ret[n], 0, sizeof(ret[n]));
+		snprintf(ret[n].lane, sizeof(ret[n].lane), "%s", lane ? lane : "");
+		ret[n].jobs = sqlite3_column_int64(st, 1);
+		n++;
+	}
+	if (n == max)
+		rc = SQLITE_DONE;
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sql_errno(rc);
+	*ret_n = n;
+	return 0;
+}
+
+int store_usage_day(struct store *s, const char *day, struct store_usage *ret, int max, int *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_USAGE_DAY, &st), rc, n = 0;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, day);
+	sqlite3_bind_int(st, 2, max);
+	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ret[n] = (struct store_usage){
+		    .uid = sqlite3_column_int64(st, 0),
+		    .requests = sqlite3_column_int64(st, 1),
+		    .tokens = sqlite3_column_int64(st, 2),
+		    .failed = sqlite3_column_int64(st, 3),
+		    .rate_limited = sqlite3_column_int64(st, 4),
+		};
+		n++;
+	}
+	if (n == max)
+		rc = SQLITE_DONE;
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sql_errno(rc);
+	*ret_n = n;
+	return 0;
+}
+
+static void column_copy(sqlite3_stmt *st, int i, char *buf, size_t len)
+{
+	const char *v = (const char *)sqlite3_column_text(st, i);
+
+	snprintf(buf, len, "%s", v ? v : "");
+}
+
+int store_recent_errors(struct store *s, int64_t uid, int64_t since, int scan,
+                        struct store_error *ret, int max, int *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_RECENT_ERRORS, &st), rc, n = 0;
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_int(st, 2, max);
+	sqlite3_bind_int(st, 3, scan);
+	sqlite3_bind_int64(st, 4, since);
+	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_error *e = &ret[n++];
+
+		column_copy(st, 0, e->class_name, sizeof(e->class_name));
+		column_copy(st, 1, e->lane, sizeof(e->lane));
+		e->at = sqlite3_column_int64(st, 2);
+		e->status_code = sqlite3_column_int(st, 3);
+		column_copy(st, 4, e->code, sizeof(e->code));
+		column_copy(st, 5, e->message, sizeof(e->message));
+		column_copy(st, 6, e->batch_id, sizeof(e->batch_id));
+		column_copy(st, 7, e->custom_id, sizeof(e->custom_id));
+		e->uid =
+		    sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
+		column_copy(st, 9, e->model, sizeof(e->model));
 	}
 	if (n == max)
 		rc = SQLITE_DONE;

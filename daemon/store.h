@@ -291,6 +291,44 @@ struct store_batch_lane {
 int store_batch_lanes(struct store *s, const char *batch_id, struct store_batch_lane *ret, int max,
                       int *ret_n);
 
+/* The same from job_counts (no row per job is read): first_not_before and
+ * last_not_before are 0. */
+int store_batch_lane_counts(struct store *s, const char *batch_id, struct store_batch_lane *ret,
+                            int max, int *ret_n);
+
+/* One user's tries since a time, batch and interactive together. */
+struct store_usage {
+	int64_t uid;      /* -1: callers nobody knew (anonymous) */
+	int64_t requests; /* tries sent upstream */
+	int64_t tokens;   /* as the answers reported */
+	int64_t failed;
+	int64_t rate_limited; /* 429s */
+};
+/* Users' tries that started on day ("YYYY-MM-DD", llmqd's local time; the
+ * usage_daily table), most tokens first: up to max. */
+int store_usage_day(struct store *s, const char *day, struct store_usage *ret, int max, int *ret_n);
+
+/* A try that ended with an error (the attempts and calls tables). */
+struct store_error {
+	char class_name[16]; /* batch, interactive */
+	char lane[72];
+	int64_t at;      /* wall ms it ended */
+	int status_code; /* 0: no HTTP answer */
+	char code[64];
+	char message[256]; /* "" for interactive calls: not recorded */
+	char batch_id[32]; /* "" for interactive calls */
+	char custom_id[128];
+	char model[128];
+	int64_t uid; /* -1: unknown */
+};
+/*
+ * The newest tries with an error started at or after since, of uid (-1:
+ * everyone's), newest first, up to max; only the last scan tries with an
+ * error of each class are looked at, so the cost is bounded.
+ */
+int store_recent_errors(struct store *s, int64_t uid, int64_t since, int scan,
+                        struct store_error *ret, int max, int *ret_n);
+
 /*
  * Retention, one bounded step: delete up to limit jobs (their attempts go
  * with them) of batches that finished before before, up to limit calls

@@ -104,6 +104,7 @@ echo "  ${shown}results $id | head -n 3"
 echo "  sqlite3 $db 'select * from batch_summary'"
 echo "  sqlite3 $db 'select class, outcome, count(*) from traffic group by 1, 2'"
 if [ -n "$http" ]; then echo "  curl -s http://$http/metrics | grep llmq_requests_total"; fi
+if [ -n "$http" ]; then echo "  curl -s http://$http/ | grep -m1 '<title>'   # the live page: open http://$http/ in a browser"; fi
 echo "  tail $(printf '%q' "$work/llmqd.log")"
 again=
 [ -n "${LLMQ_DEMO_DIR:-}" ] && again="LLMQ_DEMO_DIR=$(printf '%q' "$work") "

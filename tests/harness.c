@@ -123,21 +123,39 @@ static size_t sink(char *p, size_t s, size_t n, void *ud)
 	return s * n;
 }
 
-/* GET (or POST, empty) path on the mock: its JSON answer. */
-static json_object *mock_call(const struct mock_proc *m, const char *path, int post)
+long h_http(int port, const char *method, const char *path, const char *body, char *ret)
 {
-	char url[96], buf[4096] = "";
+	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+	char url[256];
+	long status = 0;
 	CURL *c = curl_easy_init();
 
 	cr_assert_not_null(c);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", m->port, path);
+	ret[0] = '\0';
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
-	if (post)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	}
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, buf);
-	cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, ret);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(hdr);
+	return status;
+}
+
+/* GET (or POST, empty) path on the mock: its JSON answer. */
+static json_object *mock_call(const struct mock_proc *m, const char *path, int post)
+{
+	char buf[4096];
+
+	cr_assert_eq(h_http(m->port, post ? "POST" : "GET", path, post ? "" : NULL, buf), 200,
+	             "%s: %s", path, buf);
 	return json_tokener_parse(buf);
 }
 

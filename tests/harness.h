@@ -30,6 +30,10 @@ void h_tmpdir(char *buf, size_t len);
 /* Start the mock with extra options (NULL-terminated); logs arrivals to dir/mock.log. */
 void h_mock_start(struct mock_proc *m, const char *dir, ...);
 void h_mock_stop(struct mock_proc *m);
+/* method http://127.0.0.1:port/path with body (NULL: none; JSON): the status
+ * (0 when no answer came), the answer's first 4095 bytes into ret. */
+long h_http(int port, const char *method, const char *path, const char *body, char *ret);
+
 /* GET /stats from the mock, as a JSON object (caller puts it). */
 json_object *h_mock_stats(const struct mock_proc *m);
 /* Give the mock's key credit again (after --quota-after ran out). */

@@ -403,3 +403,140 @@ Test(access, tcp_callers_are_their_users, .timeout = 60)
 	             "nothing of mallory's went upstream");
 	h_mock_stop(&m);
 }
+
+/* Who the live page shows: the ids of batches and the uids of errors and usage in o. */
+static int live_has_batch(json_object *o, const char *id)
+{
+	json_object *a = NULL, *b;
+	size_t i;
+
+	cr_assert(json_object_object_get_ex(o, "batches", &a), "%s", json_object_to_json_string(o));
+	for (i = 0; i < json_object_array_length(a); i++) {
+		b = json_object_array_get_idx(a, i);
+		if (h_jstr(b, "id") && strcmp(h_jstr(b, "id"), id) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Every error and usage row of o is uid's (or o has none). */
+static void live_all_of(json_object *o, const char *what, int64_t uid)
+{
+	json_object *a = NULL, *u = NULL;
+	size_t i;
+
+	if (strcmp(what, "usage") == 0) {
+		cr_assert(json_object_object_get_ex(o, "usage", &u));
+		cr_assert(json_object_object_get_ex(u, "users", &a));
+	} else {
+		cr_assert(json_object_object_get_ex(o, what, &a));
+	}
+	for (i = 0; i < json_object_array_length(a); i++)
+		cr_assert_eq(h_jint(json_object_array_get_idx(a, i), "uid"), uid, "%s: %s", what,
+		             json_object_to_json_string(a));
+}
+
+static size_t live_count(json_object *o, const char *what)
+{
+	json_object *a = NULL, *u = NULL;
+
+	if (strcmp(what, "usage") == 0) {
+		cr_assert(json_object_object_get_ex(o, "usage", &u));
+		cr_assert(json_object_object_get_ex(u, "users", &a));
+	} else {
+		cr_assert(json_object_object_get_ex(o, what, &a));
+	}
+	return json_object_array_length(a);
+}
+
+/* GET /v1/llmq/live as user, over loopback TCP. */
+static json_object *live_as(const char *user, const struct daemon_proc *d)
+{
+	char url[128];
+	json_object *o;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/llmq/live", d->http_port);
+	cr_assert_eq(curl_as(user, out, sizeof(out), url, NULL), 0);
+	o = json_tokener_parse(out);
+	cr_assert_not_null(o, "%s", out);
+	return o;
+}
+
+/*
+ * The live page shows each user their own batches, errors and usage, an
+ * admin everyone's, and a user outside the users' group the lanes alone;
+ * the lanes' figures are everyone's.
+ */
+Test(access, the_live_page_shows_each_user_their_own, .timeout = 120)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], file[128], a[40], b[40], group_env[96], admin_env[96];
+	const char *who[] = {"alice", "bob"};
+	const char *ids[] = {a, b};
+	json_object *o, *lane, *h, *v;
+	int64_t uid[2];
+	int i;
+
+	need_root();
+	h_tmpdir(dir, sizeof(dir));
+	cr_assert_eq(chmod(dir, 0711), 0);
+	h_mock_start(&m, dir, "--fail-every", "3", NULL);
+	snprintf(group_env, sizeof(group_env), "LLMQ_SOCKET_GROUP=%s", user("users"));
+	snprintf(admin_env, sizeof(admin_env), "LLMQ_ADMIN_GROUP=%s", user("admin"));
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_RETRY_MAX_ATTEMPTS=1", group_env, admin_env,
+	               NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 3, "gpt-4o-mini", 5);
+	cr_assert_eq(chmod(file, 0644), 0);
+	for (i = 0; i < 2; i++) {
+		cr_assert_eq(h_llmq_as(user(who[i]), &d, out, sizeof(out), err, sizeof(err),
+		                       "submit", file, NULL),
+		             0, "%s", err);
+		snprintf((char *)ids[i], 40, "%.*s", (int)strcspn(out, "\n"), out);
+		json_object_put(h_wait_for(&d, ids[i], h_batch_finished, 30));
+		uid[i] = (int64_t)getpwnam(user(who[i]))->pw_uid;
+	}
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM attempts WHERE error_code IS NOT NULL"), 2,
+	             "a failure in each batch");
+
+	for (i = 0; i < 2; i++) {
+		o = live_as(user(who[i]), &d);
+		cr_assert(live_has_batch(o, ids[i]), "%s sees hers", who[i]);
+		cr_assert(!live_has_batch(o, ids[1 - i]), "%s does not see the other's", who[i]);
+		live_all_of(o, "errors", uid[i]);
+		live_all_of(o, "usage", uid[i]);
+		cr_assert_eq(live_count(o, "errors"), 1);
+		cr_assert_eq(live_count(o, "usage"), 1);
+		cr_assert_str_eq(h_jstr(json_object_object_get(o, "viewer"), "sees"), "own");
+		cr_assert_str_eq(h_jstr(json_object_object_get(o, "viewer"), "user"), user(who[i]));
+		/* The lane's figures are everyone's: both batches' requests. */
+		lane = json_object_array_get_idx(json_object_object_get(o, "lanes"), 0);
+		h = json_object_object_get(json_object_object_get(lane, "history"), "totals");
+		cr_assert_eq(h_jint(h, "requests"), 6, "%s", json_object_to_json_string(h));
+		json_object_put(o);
+	}
+
+	/* Carol, an admin: everyone's, with their names. */
+	o = live_as(user("carol"), &d);
+	cr_assert(live_has_batch(o, a) && live_has_batch(o, b));
+	cr_assert_eq(live_count(o, "errors"), 2);
+	cr_assert_eq(live_count(o, "usage"), 2);
+	cr_assert_str_eq(h_jstr(json_object_object_get(o, "viewer"), "sees"), "all");
+	v = json_object_array_get_idx(json_object_object_get(o, "batches"), 0);
+	cr_assert(strcmp(h_jstr(v, "user"), user("alice")) == 0 ||
+	              strcmp(h_jstr(v, "user"), user("bob")) == 0,
+	          "the owner by name: %s", json_object_to_json_string(v));
+	json_object_put(o);
+
+	/* Mallory, outside the users' group: the lanes, nothing of anyone's. */
+	o = live_as(user("mallory"), &d);
+	cr_assert_eq(live_count(o, "batches"), 0);
+	cr_assert_eq(live_count(o, "errors"), 0);
+	cr_assert_eq(live_count(o, "usage"), 0);
+	cr_assert_str_eq(h_jstr(json_object_object_get(o, "viewer"), "sees"), "lanes");
+	cr_assert_eq(json_object_array_length(json_object_object_get(o, "lanes")), 1);
+	json_object_put(o);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}

@@ -5,7 +5,6 @@
  * that passes sockets exactly as systemd does.
  */
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -35,51 +34,6 @@ static int free_port(void)
 	port = ntohs(sa.sin_port);
 	close(fd);
 	return port;
-}
-
-static size_t sink(char *p, size_t s, size_t n, void *ud)
-{
-	char *buf = ud;
-	size_t have = strlen(buf), add = s * n;
-
-	if (have + add >= 4096)
-		add = 4095 - have;
-	memcpy(buf + have, p, add);
-	buf[have + add] = '\0';
-	return s * n;
-}
-
-/* method http://127.0.0.1:port/path with body (NULL: none): the status, the
- * answer into ret (4096 bytes). */
-static long http_call(int port, const char *method, const char *path, const char *body, char *ret)
-{
-	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-	char url[128];
-	long status = 0;
-	CURL *c = curl_easy_init();
-
-	cr_assert_not_null(c);
-	ret[0] = '\0';
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	}
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, ret);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(hdr);
-	return status;
-}
-
-static long http_get(int port, const char *path, char *ret)
-{
-	return http_call(port, "GET", path, NULL, ret);
 }
 
 /*
@@ -138,9 +92,9 @@ Test(service, both_named_sockets_serve_and_the_queue_drains, .timeout = 90)
 	port = free_port();
 	start_activated(&d, dir, &m, port);
 	/* The first caller is on the HTTP face: it starts llmqd, and is answered. */
-	for (i = 0; i < 100 && http_get(port, "/healthz", body) != 200; i++)
+	for (i = 0; i < 100 && h_http(port, "GET", "/healthz", NULL, body) != 200; i++)
 		usleep(50 * 1000);
-	cr_assert_eq(http_get(port, "/healthz", body), 200, "%s", body);
+	cr_assert_eq(h_http(port, "GET", "/healthz", NULL, body), 200, "%s", body);
 	/* llmqd uses the passed sockets for both faces, not its defaults. */
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "ping", "--json", NULL), 0,
 	             "%s", err);
@@ -184,7 +138,7 @@ Test(service, a_socket_it_cannot_use_is_named, .timeout = 30)
 		_exit(127);
 	}
 	usleep(300 * 1000);
-	http_get(port, "/healthz", body); /* starts llmqd, which refuses the socket */
+	h_http(port, "GET", "/healthz", NULL, body); /* starts llmqd, which refuses the socket */
 	cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "status 0x%x", status);
 	h_read_file(d.log, log, sizeof(log));
@@ -291,10 +245,10 @@ Test(service, callers_do_not_wait_for_the_batch_stagger, .timeout = 60)
 	h_daemon_start(&d, dir, &m, NULL); /* the defaults: stagger 15 s */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < 5; i++)
-		cr_assert_eq(http_call(d.http_port, "POST", "/v1/chat/completions",
-		                       "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,"
-		                       "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
-		                       body),
+		cr_assert_eq(h_http(d.http_port, "POST", "/v1/chat/completions",
+		                    "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,"
+		                    "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+		                    body),
 		             200, "%s", body);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	cr_assert_lt(t1.tv_sec - t0.tv_sec, 5, "5 calls took %ld s", (long)(t1.tv_sec - t0.tv_sec));

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "migrations.h"
@@ -794,4 +795,250 @@ Test(store, counts_are_kept_through_retention_steps)
 	cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
 	cr_assert_eq(jobs, 0);
 	cr_assert_eq(tokens, 0);
+}
+
+/* The local day of wall ms, as usage_daily names it. */
+static const char *day_of(int64_t ms, char buf[static 11])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	cr_assert_not_null(localtime_r(&t, &tm));
+	cr_assert_eq(strftime(buf, 11, "%Y-%m-%d", &tm), 10);
+	return buf;
+}
+
+/* The day's figures of uid, or all zero. */
+static struct store_usage usage_of(const char *day, int64_t uid)
+{
+	struct store_usage u[8], none = {.uid = uid};
+	int i, n = 0;
+
+	cr_assert_eq(store_usage_day(st, day, u, 8, &n), 0);
+	for (i = 0; i < n; i++)
+		if (u[i].uid == uid)
+			return u[i];
+	return none;
+}
+
+/*
+ * A day's usage is kept as the tries end: one request per try (a retry and
+ * a 429 count, a refused call does not), the tokens answers reported, by the
+ * day the try started on.
+ */
+Test(store, usage_of_a_day_is_kept_as_tries_end)
+{
+	const int64_t t = 1700000000000LL; /* a wall time like llmqd's */
+	struct store_outcome ok = ok_outcome(), r429 = {.attempt_outcome = "rate_limited",
+	                                                .status_code = 429,
+	                                                .error_code = "rate_limit_exceeded",
+	                                                .retry_after_ms = 1000,
+	                                                .prompt_tokens = -1,
+	                                                .completion_tokens = -1,
+	                                                .total_tokens = -1,
+	                                                .latency_ms = 3,
+	                                                .remaining_tokens = -1,
+	                                                .remaining_requests = -1,
+	                                                .not_before = t + 1000};
+	struct store_call c = {.call_id = "c_1",
+	                       .try_no = 1,
+	                       .lane = "openai",
+	                       .endpoint = "/v1/chat/completions",
+	                       .model = "gpt-x",
+	                       .uid = 42,
+	                       .started_at = t,
+	                       .ended_at = t + 100,
+	                       .outcome = "failed",
+	                       .status_code = 500,
+	                       .error_code = "server_error",
+	                       .retry_after_ms = -1,
+	                       .tokens_charged = 30,
+	                       .tokens_used = -1,
+	                       .latency_ms = 90};
+	struct store_usage u;
+	struct store_job j;
+	int64_t attempt;
+	char day[11], next[11];
+
+	add_batch("b_0000000000000031", 1);
+	cr_assert_eq(store_next_ready(st, "openai", t, NULL, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", t, 100, 0, &attempt), 0);
+	u = usage_of(day_of(t, day), 42);
+	cr_assert_eq(u.requests, 0, "a try in flight is not counted yet");
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &r429, t + 10, NULL), 0);
+	store_job_clear(&j);
+	cr_assert_eq(store_next_ready(st, "openai", t + 1000, NULL, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", t + 1000, 100, 0, &attempt), 0);
+	ok.lost_sends = 1; /* libcurl sent it twice: the upstream got two */
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &ok, t + 1100, NULL), 0);
+	store_job_clear(&j);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	c.call_id = "c_2";
+	c.outcome = "refused";
+	c.status_code = 0;
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	c.call_id = "c_3";
+	c.outcome = "succeeded";
+	c.status_code = 200;
+	c.error_code = NULL;
+	c.tokens_used = 25;
+	c.uid = -1;
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	/* Tomorrow's try is tomorrow's. */
+	c.call_id = "c_4";
+	c.uid = 42;
+	c.started_at = c.ended_at = t + 86400000;
+	cr_assert_eq(store_call_insert(st, &c), 0);
+
+	u = usage_of(day, 42);
+	cr_assert_eq(u.requests, 4, "the 429, the lost send, the success and the failed call: %lld",
+	             (long long)u.requests);
+	cr_assert_eq(u.tokens, 7);
+	cr_assert_eq(u.failed, 1);
+	cr_assert_eq(u.rate_limited, 1);
+	u = usage_of(day, -1);
+	cr_assert_eq(u.requests, 1, "a caller nobody could tell");
+	cr_assert_eq(u.tokens, 25);
+	u = usage_of(day_of(t + 86400000, next), 42);
+	cr_assert_eq(u.requests, 1);
+	cr_assert_eq(u.tokens, 25);
+}
+
+/* Crash recovery closes open attempts: those tries were sent, and count. */
+Test(store, usage_counts_the_tries_a_crash_interrupted)
+{
+	const int64_t t = 1700000000000LL;
+	struct store_job j;
+	int64_t attempt, n;
+	char day[11];
+
+	add_batch("b_0000000000000032", 1);
+	cr_assert_eq(store_next_ready(st, "openai", t, NULL, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", t, 100, 0, &attempt), 0);
+	store_job_clear(&j);
+	cr_assert_eq(store_recover(st, t + 50, &n), 0);
+	cr_assert_eq(usage_of(day_of(t, day), 42).requests, 1);
+}
+
+/* A database of version 6 gets its past tries counted when it is upgraded. */
+Test(store, usage_of_the_days_before_the_upgrade_is_counted)
+{
+	char other[300], *err = NULL, day[11];
+	sqlite3 *db;
+	size_t i;
+
+	snprintf(other, sizeof(other), "%s/v6.db", dir);
+	cr_assert_eq(sqlite3_open(other, &db), SQLITE_OK);
+	for (i = 0; i < migrations_count && migrations[i].version <= 6; i++)
+		cr_assert_eq(sqlite3_exec(db, migrations[i].sql, NULL, NULL, &err), SQLITE_OK,
+		             "%s: %s", migrations[i].name, err ? err : "");
+	cr_assert_eq(sqlite3_exec(db,
+	                          "PRAGMA user_version = 6;"
+	                          "INSERT INTO batches (id, created_at, window_ms, total, "
+	                          "est_tokens, submitter_uid) VALUES "
+	                          "('b_0000000000000033', 1, 60000, 1, 10, 1000);"
+	                          "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, "
+	                          "body, est_tokens, updated_at) VALUES "
+	                          "('b_0000000000000033', 1, 'a', '/v1/chat/completions', 'm', "
+	                          "'default', '{}', 10, 1);"
+	                          "INSERT INTO attempts (job_id, n, lane, started_at, ended_at, "
+	                          "outcome, status_code, tokens_charged, tokens_used) VALUES "
+	                          "(1, 1, 'default', 1700000000000, 1700000000100, 'failed', 500, "
+	                          "10, NULL), (1, 2, 'default', 1700000001000, 1700000001100, "
+	                          "'succeeded', 200, 10, 9), (1, 3, 'default', 1700000002000, "
+	                          "NULL, NULL, NULL, 10, NULL);"
+	                          "INSERT INTO calls (call_id, n, lane, endpoint, started_at, "
+	                          "ended_at, outcome, tokens_charged, tokens_used) VALUES "
+	                          "('c', 1, 'default', '/v1/embeddings', 1700000000000, "
+	                          "1700000000100, 'succeeded', 5, 4), ('d', 1, 'default', "
+	                          "'/v1/embeddings', 1700000000000, 1700000000100, 'refused', 5, "
+	                          "NULL);",
+	                          NULL, NULL, &err),
+	             SQLITE_OK, "%s", err ? err : "");
+	sqlite3_close(db);
+	store_free(st);
+	cr_assert_eq(store_open(other, &st), 0);
+	day_of(1700000000000LL, day);
+	cr_assert_eq(usage_of(day, 1000).requests, 2, "the two tries that ended");
+	cr_assert_eq(usage_of(day, 1000).tokens, 9);
+	cr_assert_eq(usage_of(day, 1000).failed, 1);
+	cr_assert_eq(usage_of(day, -1).requests, 1, "the call, not the refusal");
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+}
+
+/* The last errors: newest first, of one user or all, within the look's bound. */
+Test(store, the_last_errors_newest_first_by_user)
+{
+	const int64_t t = 1700000000000LL;
+	struct store_outcome bad = {.job_state = "failed",
+	                            .attempt_outcome = "failed",
+	                            .status_code = 400,
+	                            .error_code = "invalid_request_error",
+	                            .error_message = "bad request",
+	                            .retry_after_ms = -1,
+	                            .prompt_tokens = -1,
+	                            .completion_tokens = -1,
+	                            .total_tokens = -1,
+	                            .latency_ms = 3,
+	                            .remaining_tokens = -1,
+	                            .remaining_requests = -1};
+	struct store_outcome ok = ok_outcome();
+	struct store_call c = {.call_id = "c_1",
+	                       .try_no = 1,
+	                       .lane = "openai",
+	                       .endpoint = "/v1/chat/completions",
+	                       .model = "gpt-y",
+	                       .uid = 7,
+	                       .started_at = t + 500,
+	                       .ended_at = t + 600,
+	                       .outcome = "failed",
+	                       .status_code = 502,
+	                       .error_code = "bad_gateway",
+	                       .retry_after_ms = -1,
+	                       .tokens_charged = 30,
+	                       .tokens_used = -1,
+	                       .latency_ms = 90};
+	struct store_error e[8];
+	struct store_job j;
+	int64_t attempt;
+	int i, n;
+
+	add_batch("b_0000000000000034", 3);
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(store_next_ready(st, "openai", t + i, NULL, &j), 1);
+		cr_assert_eq(store_job_start(st, &j, "openai", t + i, 100, 0, &attempt), 0);
+		cr_assert_eq(store_job_complete(st, j.id, attempt, i == 1 ? &ok : &bad,
+		                                t + 100 * (i + 1), NULL),
+		             0);
+		store_job_clear(&j);
+	}
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	cr_assert_eq(store_recent_errors(st, -1, 0, 100, e, 8, &n), 0);
+	cr_assert_eq(n, 3, "two failed jobs and a failed call");
+	cr_assert_str_eq(e[0].class_name, "interactive");
+	cr_assert_eq(e[0].at, t + 600);
+	cr_assert_str_eq(e[0].code, "bad_gateway");
+	cr_assert_eq(e[0].uid, 7);
+	cr_assert_str_eq(e[1].class_name, "batch");
+	cr_assert_eq(e[1].at, t + 300);
+	cr_assert_str_eq(e[1].custom_id, "c2");
+	cr_assert_str_eq(e[1].batch_id, "b_0000000000000034");
+	cr_assert_str_eq(e[1].message, "bad request");
+	cr_assert_str_eq(e[1].model, "gpt-x");
+	cr_assert_eq(e[1].status_code, 400);
+	cr_assert_eq(e[2].at, t + 100);
+	/* One user's: the batch's owner (42) sees the two of their batch. */
+	cr_assert_eq(store_recent_errors(st, 42, 0, 100, e, 8, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(store_recent_errors(st, 7, 0, 100, e, 8, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(store_recent_errors(st, 9, 0, 100, e, 8, &n), 0);
+	cr_assert_eq(n, 0);
+	/* Since a time; and only the last tries with an error are looked at. */
+	cr_assert_eq(store_recent_errors(st, -1, t + 2, 100, e, 8, &n), 0);
+	cr_assert_eq(n, 2, "the call and the third job started after t + 2");
+	cr_assert_eq(store_recent_errors(st, 42, 0, 1, e, 8, &n), 0);
+	cr_assert_eq(n, 1, "of the batch's, only the last try with an error is looked at");
+	cr_assert_str_eq(e[0].custom_id, "c2");
 }

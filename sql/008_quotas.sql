@@ -1,4 +1,4 @@
--- llmq schema, version 7: what a user holds, summed without reading a row
+-- llmq schema, version 8: what a user holds, summed without reading a row
 -- per job or per file. The bytes of a user's uploaded files
 -- (files_max_bytes_per_user) come from an index that holds them; the jobs
 -- a user has queued or running (queue_max_jobs_per_user) from job_counts,
