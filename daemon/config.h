@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "gate.h"
+#include "price.h"
 
 #define CONFIG_DEFAULT_FILE "/etc/llmq/llmqd.conf"
 #define CONFIG_MAX_LANES 16
@@ -71,6 +72,8 @@ struct config {
 	int log_level;
 	struct lane_config lanes[CONFIG_MAX_LANES];
 	int n_lanes;
+	char prices_file[PATH_MAX]; /* more [prices], in a file of their own; "" for none */
+	struct price_table prices;  /* [prices] of the file, then of prices_file */
 };
 
 /*
