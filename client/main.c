@@ -82,8 +82,8 @@ static const struct cli_command cli_help = {
 };
 
 static const struct cli_command *const main_commands[] = {
-    &cli_submit, &cli_status, &cli_list,    &cli_wait, &cli_results,
-    &cli_cancel, &cli_ping,   &cli_metrics, &cli_help, NULL,
+    &cli_submit, &cli_status,  &cli_list,  &cli_wait, &cli_results, &cli_cancel,
+    &cli_ping,   &cli_metrics, &cli_usage, &cli_help, NULL,
 };
 
 static const struct cli_command *main_find_command(const char *name)

@@ -40,6 +40,7 @@
 #define OP_CANCEL "cancel"
 #define OP_RESULTS "results"
 #define OP_METRICS "metrics"
+#define OP_USAGE "usage"
 
 /* Error codes. */
 #define ERR_BAD_REQUEST "BAD_REQUEST"

@@ -14,8 +14,9 @@
 #include <event2/buffer.h>
 
 static const struct cmd_entry *const cmd_table[] = {
-    &cmd_ping_entry,   &cmd_submit_entry,  &cmd_status_entry,  &cmd_list_entry,
-    &cmd_cancel_entry, &cmd_results_entry, &cmd_metrics_entry, NULL,
+    &cmd_ping_entry,    &cmd_submit_entry, &cmd_status_entry,
+    &cmd_list_entry,    &cmd_cancel_entry, &cmd_results_entry,
+    &cmd_metrics_entry, &cmd_usage_entry,  NULL,
 };
 
 enum cmd_retval cmd_error(struct cmd_ctx *ctx, const char *code, const char *msg)
@@ -115,7 +116,7 @@ enum cmd_retval cmd_execute(struct cmd_ctx *ctx)
 	enum cmd_retval rv = CMD_REPLY;
 	const char *op = NULL;
 	char msg[256];
-	int ok;
+	int ok, n;
 
 	ctx->reply = proto_check_request(ctx->req, &op);
 	if (ctx->reply)
@@ -124,10 +125,10 @@ enum cmd_retval cmd_execute(struct cmd_ctx *ctx)
 		if (strcmp((*e)->name, op) == 0)
 			break;
 	if (!*e) {
-		snprintf(msg, sizeof(msg),
-		         "unknown op \"%.64s\"; known: ping, submit, status, list, cancel, "
-		         "results, metrics",
-		         op);
+		n = snprintf(msg, sizeof(msg), "unknown op \"%.64s\"; known:", op);
+		for (e = cmd_table; *e && n > 0 && (size_t)n < sizeof(msg); e++)
+			n += snprintf(msg + n, sizeof(msg) - (size_t)n, "%s %s",
+			              e == cmd_table ? "" : ",", (*e)->name);
 		return cmd_error(ctx, ERR_UNKNOWN_OP, msg);
 	}
 	log_debug("uid %d: %s", (int)ctx->uid, op);

@@ -57,6 +57,7 @@ extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_cancel_entry;
 extern const struct cmd_entry cmd_results_entry;
 extern const struct cmd_entry cmd_metrics_entry;
+extern const struct cmd_entry cmd_usage_entry;
 
 /*
  * A batch's ETA and what holds it, as "status BATCH" answers them, added to

@@ -361,8 +361,8 @@ static void on_up_done(void *ud, const struct up_response *resp)
 	int64_t again = -1;
 
 	c->t = NULL;
-	sched_call_done(c->d->sched, c->ticket, resp, c->sse.used, !c->relaying, c->deadline,
-	                c->relaying ? NULL : resp->body, &again);
+	sched_call_done(c->d->sched, c->ticket, resp, c->sse.used >= 0 ? &c->sse.usage : NULL,
+	                !c->relaying, c->deadline, c->relaying ? NULL : resp->body, &again);
 	c->ticket = NULL;
 	c->tries++;
 	if (c->relaying) {

@@ -17,6 +17,7 @@
 
 #include "gate.h"
 #include "llmqd.h"
+#include "price.h"
 #include "retry.h"
 #include "stats.h"
 #include "upstream.h"
@@ -109,7 +110,7 @@ void sched_call_cancel(struct scheduler *s, struct sched_ticket *t);
 
 /*
  * A granted call ended. resp as the upstream answered (its body may be
- * empty for a relayed stream); used_tokens the usage a stream reported (-1:
+ * empty for a relayed stream); streamed the usage a stream reported (NULL:
  * take it from resp's body, or unknown). Updates the gate (feedback,
  * pauses), records the try and frees t. When may_retry (nothing reached the
  * caller yet) and the answer is worth another try that can start before
@@ -117,8 +118,9 @@ void sched_call_cancel(struct scheduler *s, struct sched_ticket *t);
  * it again; else -1 and this answer is final.
  */
 enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
-                                   const struct up_response *resp, int64_t used_tokens,
-                                   int may_retry, int64_t deadline, const char *response_body,
+                                   const struct up_response *resp,
+                                   const struct price_usage *streamed, int may_retry,
+                                   int64_t deadline, const char *response_body,
                                    int64_t *ret_retry_in_ms);
 
 /* The API key of lane i (NULL: none). */

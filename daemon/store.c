@@ -72,6 +72,9 @@ enum stmt_id {
 	S_BATCH_LANES,
 	S_BATCH_LANE_COUNTS,
 	S_USAGE_DAY,
+	S_USAGE_REPORT,
+	S_USAGE_UNPRICED,
+	S_USAGE_TOTALS,
 	S_RECENT_ERRORS,
 	S_JOB_BATCH_STATE,
 	S_BEGIN,
@@ -180,11 +183,10 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BATCH_DELETE] = "DELETE FROM batches WHERE id = ?1",
     [S_NEXT_PRIORITY] = "SELECT priority FROM jobs WHERE state = 'queued' AND lane = ?1 "
                         "AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
-    [S_NEXT_READY] =
-        "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
-        "updated_at, free_tries, lane_wait_ms FROM jobs WHERE state = 'queued' AND lane = ?1 "
-        "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
-        "ORDER BY batch_id, id LIMIT 1",
+    [S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
+                     "updated_at, free_tries, lane_wait_ms, model FROM jobs "
+                     "WHERE state = 'queued' AND lane = ?1 AND priority = ?3 "
+                     "AND batch_id > ?4 AND not_before <= ?2 ORDER BY batch_id, id LIMIT 1",
     [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
     [S_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (SELECT j.id FROM batches b "
                      "JOIN jobs j ON j.batch_id = b.id WHERE b.state IN ('completed', "
@@ -197,8 +199,10 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_CALL_INSERT] = "INSERT INTO calls (call_id, n, lane, endpoint, model, stream, caller_uid, "
                       "started_at, ended_at, outcome, status_code, error_code, retry_after_ms, "
                       "tokens_charged, tokens_used, gate_wait_ms, latency_ms, request_id, "
-                      "request_body, response_body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                      "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                      "request_body, response_body, prompt_tokens, cached_tokens, "
+                      "completion_tokens, cost_nusd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                      "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
+                      "?23, ?24)",
     [S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1",
     [S_JOB_START] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
                     "updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
@@ -208,7 +212,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_ATTEMPT_END] = "UPDATE attempts SET ended_at = ?2, outcome = ?3, status_code = ?4, "
                       "error_code = ?5, error_message = ?6, retry_after_ms = ?7, "
                       "tokens_used = ?8, latency_ms = ?9, request_id = ?10, "
-                      "remaining_tokens = ?11, remaining_requests = ?12 "
+                      "remaining_tokens = ?11, remaining_requests = ?12, prompt_tokens = ?13, "
+                      "cached_tokens = ?14, completion_tokens = ?15, cost_nusd = ?16 "
                       "WHERE id = ?1 AND ended_at IS NULL",
     [S_ATTEMPT_LOST] = "INSERT INTO attempts (job_id, n, lane, started_at, ended_at, outcome, "
                        "error_code, error_message, tokens_charged) SELECT job_id, n, lane, "
@@ -277,9 +282,30 @@ static const char *const stmt_sql[S__COUNT] = {
                             "AND state IN ('queued', 'running') GROUP BY lane "
                             "HAVING sum(jobs) > 0 ORDER BY lane LIMIT ?2",
     /* A day's tries per user, batch and interactive, as the triggers keep them. */
-    [S_USAGE_DAY] = "SELECT uid, sum(requests), sum(tokens), sum(failed), sum(rate_limited) "
+    [S_USAGE_DAY] = "SELECT uid, sum(requests), sum(tokens), sum(failed), sum(rate_limited), "
+                    "sum(cost_nusd), sum(unpriced_tokens) "
                     "FROM usage_daily WHERE day = ?1 GROUP BY uid ORDER BY 3 DESC, 2 DESC "
                     "LIMIT ?2",
+    /* The quarters of each period, found by the primary key's range (at
+     * first): a report reads the rows of the span asked about alone. */
+    [S_USAGE_REPORT] =
+        "SELECT CASE WHEN ?2 THEN p.key END, CASE WHEN ?3 THEN u.uid END, "
+        "CASE WHEN ?4 THEN u.model END, CASE WHEN ?5 THEN u.lane END, "
+        "CASE WHEN ?6 THEN u.class END, sum(u.requests), sum(u.prompt_tokens), "
+        "sum(u.cached_tokens), sum(u.completion_tokens), sum(u.tokens), sum(u.cost_nusd), "
+        "sum(u.unpriced_tokens), sum(u.failed), sum(u.rate_limited) "
+        "FROM json_each(?1) p JOIN usage_quarters u "
+        "ON u.at >= json_extract(p.value, '$[0]') AND u.at < json_extract(p.value, '$[1]') "
+        "WHERE (?7 OR u.uid = ?8) GROUP BY 1, 2, 3, 4, 5 "
+        "ORDER BY 1, sum(u.cost_nusd) DESC, sum(u.tokens) DESC, 2, 3, 4, 5",
+    [S_USAGE_UNPRICED] =
+        "SELECT u.model, sum(u.unpriced_tokens) FROM json_each(?1) p JOIN usage_quarters u "
+        "ON u.at >= json_extract(p.value, '$[0]') AND u.at < json_extract(p.value, '$[1]') "
+        "WHERE (?7 OR u.uid = ?8) AND u.unpriced_tokens > 0 GROUP BY u.model "
+        "ORDER BY 2 DESC, 1",
+    [S_USAGE_TOTALS] = "SELECT uid, class, lane, model, requests, prompt_tokens, cached_tokens, "
+                       "completion_tokens, tokens, cost_nusd, unpriced_tokens, failed, "
+                       "rate_limited FROM usage_totals ORDER BY rowid",
     /* The newest tries with an error, of the last ?3 such tries of each class
      * (attempts_errors, calls_errors): a bound however long ago the last
      * error of a user was. */
@@ -877,6 +903,10 @@ int store_call_insert(struct store *s, const struct store_call *c)
 	bind_text(st, 18, c->request_id);
 	bind_text(st, 19, c->request_body);
 	bind_text(st, 20, c->response_body);
+	bind_opt_int(st, 21, c->prompt_tokens);
+	bind_opt_int(st, 22, c->cached_tokens);
+	bind_opt_int(st, 23, c->completion_tokens);
+	bind_opt_int(st, 24, c->cost_nusd);
 	return run(s, st, NULL);
 }
 
@@ -906,6 +936,7 @@ void store_job_clear(struct store_job *j)
 	free(j->custom_id);
 	free(j->url);
 	free(j->body);
+	free(j->model);
 	memset(j, 0, sizeof(*j));
 }
 
@@ -935,8 +966,9 @@ static int job_row(sqlite3_stmt *st, struct store_job *ret)
 	j.queued_since = sqlite3_column_int64(st, 7);
 	j.free_tries = sqlite3_column_int(st, 8);
 	j.lane_wait_ms = sqlite3_column_int64(st, 9);
+	j.model = col_dup(st, 10, NULL);
 	sqlite3_reset(st);
-	if (!j.batch_id || !j.custom_id || !j.url || !j.body) {
+	if (!j.batch_id || !j.custom_id || !j.url || !j.body || !j.model) {
 		store_job_clear(&j);
 		return -ENOMEM;
 	}
@@ -1230,6 +1262,10 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
 		bind_text(st, 10, o->request_id);
 		bind_opt_int(st, 11, o->remaining_tokens);
 		bind_opt_int(st, 12, o->remaining_requests);
+		bind_opt_int(st, 13, o->prompt_tokens);
+		bind_opt_int(st, 14, o->cached_tokens);
+		bind_opt_int(st, 15, o->completion_tokens);
+		bind_opt_int(st, 16, o->cost_nusd);
 		r = run(s, st, NULL);
 	}
 	if (r == 0)
@@ -1700,6 +1736,8 @@ int store_usage_day(struct store *s, const char *day, struct store_usage *ret, i
 		    .tokens = sqlite3_column_int64(st, 2),
 		    .failed = sqlite3_column_int64(st, 3),
 		    .rate_limited = sqlite3_column_int64(st, 4),
+		    .cost_nusd = sqlite3_column_int64(st, 5),
+		    .unpriced_tokens = sqlite3_column_int64(st, 6),
 		};
 		n++;
 	}
@@ -1717,6 +1755,109 @@ static void column_copy(sqlite3_stmt *st, int i, char *buf, size_t len)
 	const char *v = (const char *)sqlite3_column_text(st, i);
 
 	snprintf(buf, len, "%s", v ? v : "");
+}
+
+static void usage_bind(sqlite3_stmt *st, const struct store_usage_query *q)
+{
+	bind_text(st, 1, q->periods_json);
+	sqlite3_bind_int(st, 2, q->by_period);
+	sqlite3_bind_int(st, 3, q->by_user);
+	sqlite3_bind_int(st, 4, q->by_model);
+	sqlite3_bind_int(st, 5, q->by_lane);
+	sqlite3_bind_int(st, 6, q->by_class);
+	sqlite3_bind_int(st, 7, q->all);
+	sqlite3_bind_int64(st, 8, q->uid);
+}
+
+/* Step st, each row into row by fill, to cb; 0, or the first error. */
+static int usage_rows(sqlite3_stmt *st, void (*fill)(sqlite3_stmt *, struct store_usage_row *),
+                      store_usage_cb cb, void *userdata)
+{
+	struct store_usage_row row;
+	int r = 0, rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&row, 0, sizeof(row));
+		fill(st, &row);
+		r = cb(userdata, &row);
+		if (r < 0)
+			break;
+	}
+	sqlite3_reset(st);
+	if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		r = sql_errno(rc);
+	return r;
+}
+
+/* Columns from first on: requests .. rate_limited. */
+static void usage_figures(sqlite3_stmt *st, int first, struct store_usage_row *r)
+{
+	int64_t *f[] = {&r->requests,          &r->prompt_tokens, &r->cached_tokens,
+	                &r->completion_tokens, &r->tokens,        &r->cost_nusd,
+	                &r->unpriced_tokens,   &r->failed,        &r->rate_limited};
+	size_t i;
+
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		*f[i] = sqlite3_column_int64(st, first + (int)i);
+}
+
+static void usage_report_row(sqlite3_stmt *st, struct store_usage_row *r)
+{
+	r->period = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 0);
+	r->uid = sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 1);
+	column_copy(st, 2, r->model, sizeof(r->model));
+	column_copy(st, 3, r->lane, sizeof(r->lane));
+	column_copy(st, 4, r->class_name, sizeof(r->class_name));
+	usage_figures(st, 5, r);
+}
+
+int store_usage_report(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
+                       void *userdata)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_USAGE_REPORT, &st);
+
+	if (r < 0)
+		return r;
+	usage_bind(st, q);
+	return usage_rows(st, usage_report_row, cb, userdata);
+}
+
+static void usage_unpriced_row(sqlite3_stmt *st, struct store_usage_row *r)
+{
+	r->period = r->uid = -1;
+	column_copy(st, 0, r->model, sizeof(r->model));
+	r->unpriced_tokens = sqlite3_column_int64(st, 1);
+}
+
+int store_usage_unpriced(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
+                         void *userdata)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_USAGE_UNPRICED, &st);
+
+	if (r < 0)
+		return r;
+	usage_bind(st, q);
+	return usage_rows(st, usage_unpriced_row, cb, userdata);
+}
+
+static void usage_total_row(sqlite3_stmt *st, struct store_usage_row *r)
+{
+	r->period = -1;
+	r->uid = sqlite3_column_int64(st, 0);
+	column_copy(st, 1, r->class_name, sizeof(r->class_name));
+	column_copy(st, 2, r->lane, sizeof(r->lane));
+	column_copy(st, 3, r->model, sizeof(r->model));
+	usage_figures(st, 4, r);
+}
+
+int store_usage_totals(struct store *s, store_usage_cb cb, void *userdata)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_USAGE_TOTALS, &st);
+
+	return r < 0 ? r : usage_rows(st, usage_total_row, cb, userdata);
 }
 
 int store_recent_errors(struct store *s, int64_t uid, int64_t since, int scan,

@@ -83,6 +83,10 @@ struct store_call {
 	const char *request_id;
 	const char *request_body; /* NULL unless the operator asked for bodies */
 	const char *response_body;
+	int64_t prompt_tokens; /* the usage the answer reported; -1: not said */
+	int64_t cached_tokens;
+	int64_t completion_tokens;
+	int64_t cost_nusd; /* nano-dollars (price.h); -1: no price known for its model */
 };
 
 /* A job as the scheduler launches it. Strings are owned; store_job_clear frees. */
@@ -98,6 +102,7 @@ struct store_job {
 	int free_tries;       /* of the attempts, those that did not count (the lane's state) */
 	int64_t lane_wait_ms; /* waited so far because of the lane's state */
 	int64_t queued_since; /* updated_at of the queued row: when it became ready */
+	char *model;          /* as the line named it: what its answer is priced by */
 };
 
 /* How an attempt ended, and what becomes of its job. */
@@ -115,6 +120,8 @@ struct store_outcome {
 	int64_t prompt_tokens;  /* -1: unknown */
 	int64_t completion_tokens;
 	int64_t total_tokens;
+	int64_t cached_tokens; /* of the prompt's, -1: unknown */
+	int64_t cost_nusd;     /* what the try cost, nano-dollars; -1: no price known */
 	int64_t latency_ms;
 	int64_t remaining_tokens; /* x-ratelimit-remaining-*, -1: absent */
 	int64_t remaining_requests;
@@ -284,10 +291,44 @@ struct store_usage {
 	int64_t tokens;   /* as the answers reported */
 	int64_t failed;
 	int64_t rate_limited; /* 429s */
+	int64_t cost_nusd;
+	int64_t unpriced_tokens; /* of tokens, those of models without a price */
 };
 /* Users' tries that started on day ("YYYY-MM-DD", llmqd's local time; the
  * usage_daily table), most tokens first: up to max. */
 int store_usage_day(struct store *s, const char *day, struct store_usage *ret, int max, int *ret_n);
+
+/*
+ * A usage report (usage_quarters): the quarter hours in each of the
+ * periods [from, until) of periods_json, a JSON array of [from, until]
+ * pairs of wall ms, summed by the keys asked for; a key not asked for is
+ * summed over. Each row goes to cb (a < 0 return stops with that error).
+ */
+struct store_usage_query {
+	const char *periods_json;
+	int by_period, by_user, by_model, by_lane, by_class;
+	int all;     /* every user's; else uid's alone */
+	int64_t uid; /* -1: callers nobody could tell */
+};
+struct store_usage_row {
+	int64_t period; /* index into periods; -1 when not by period */
+	int64_t uid;    /* when by user (-1: anonymous) */
+	char model[128];
+	char lane[72];
+	char class_name[16];
+	int64_t requests, prompt_tokens, cached_tokens, completion_tokens, tokens;
+	int64_t cost_nusd, unpriced_tokens, failed, rate_limited;
+};
+typedef int (*store_usage_cb)(void *userdata, const struct store_usage_row *row);
+int store_usage_report(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
+                       void *userdata);
+/* The models with unpriced tokens in the same periods (model and
+ * unpriced_tokens of each row set), most first. */
+int store_usage_unpriced(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
+                         void *userdata);
+/* Everything ever counted, by user, class, lane and model (usage_totals), in
+ * the order first seen: the metrics' counters. */
+int store_usage_totals(struct store *s, store_usage_cb cb, void *userdata);
 
 /* A try that ended with an error (the attempts and calls tables). */
 struct store_error {

@@ -1042,3 +1042,171 @@ Test(store, the_last_errors_newest_first_by_user)
 	cr_assert_eq(n, 1, "of the batch's, only the last try with an error is looked at");
 	cr_assert_str_eq(e[0].custom_id, "c2");
 }
+
+/* A quarter hour's start, as usage_quarters keys them. */
+#define Q0 1699999200000LL
+#define QUARTER 900000LL
+
+struct usage_rows {
+	struct store_usage_row r[16];
+	int n;
+};
+
+static int keep_row(void *userdata, const struct store_usage_row *row)
+{
+	struct usage_rows *u = userdata;
+
+	cr_assert_lt(u->n, 16);
+	u->r[u->n++] = *row;
+	return 0;
+}
+
+static struct usage_rows report(const char *periods, int by_period, int by_user, int all,
+                                int64_t uid)
+{
+	struct store_usage_query q = {.periods_json = periods,
+	                              .by_period = by_period,
+	                              .by_user = by_user,
+	                              .all = all,
+	                              .uid = uid};
+	struct usage_rows u = {.n = 0};
+
+	cr_assert_eq(store_usage_report(st, &q, keep_row, &u), 0);
+	return u;
+}
+
+/*
+ * Each try is summed into its quarter hour with its split and its cost as
+ * recorded (NULL: its model had no price: its tokens are unpriced); a
+ * report reads the quarters of the periods asked for, by user and period.
+ */
+Test(store, usage_is_kept_per_quarter_with_its_cost)
+{
+	struct store_outcome ok = ok_outcome();
+	struct store_call c = {.call_id = "c_1",
+	                       .try_no = 1,
+	                       .lane = "openai",
+	                       .endpoint = "/v1/embeddings",
+	                       .model = "m-unpriced",
+	                       .uid = 7,
+	                       .started_at = Q0 + QUARTER + 5,
+	                       .ended_at = Q0 + QUARTER + 50,
+	                       .outcome = "succeeded",
+	                       .status_code = 200,
+	                       .retry_after_ms = -1,
+	                       .tokens_charged = 30,
+	                       .tokens_used = 25,
+	                       .latency_ms = 40,
+	                       .prompt_tokens = 25,
+	                       .cached_tokens = -1,
+	                       .completion_tokens = -1,
+	                       .cost_nusd = -1};
+	struct usage_rows u;
+	struct store_job j;
+	int64_t attempt;
+	char periods[128];
+
+	add_batch("b_0000000000000041", 1);
+	cr_assert_eq(store_next_ready(st, "openai", Q0 + 1000, NULL, &j), 1);
+	cr_assert_str_eq(j.model, "gpt-x", "the job's model comes with it, to price its answer");
+	cr_assert_eq(store_job_start(st, &j, "openai", Q0 + 1000, 100, 0, &attempt), 0);
+	ok.cached_tokens = 1;
+	ok.cost_nusd = 123;
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &ok, Q0 + 1100, NULL), 0);
+	store_job_clear(&j);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	c.call_id = "c_2";
+	c.outcome = "refused"; /* never went upstream: not counted */
+	cr_assert_eq(store_call_insert(st, &c), 0);
+
+	snprintf(periods, sizeof(periods), "[[%lld,%lld]]", Q0, Q0 + 2 * QUARTER);
+	u = report(periods, 0, 1, 1, 0);
+	cr_assert_eq(u.n, 2, "one row per user");
+	cr_assert_eq(u.r[0].uid, 42, "the dearest first");
+	cr_assert_eq(u.r[0].requests, 1);
+	cr_assert_eq(u.r[0].prompt_tokens, 3);
+	cr_assert_eq(u.r[0].cached_tokens, 1);
+	cr_assert_eq(u.r[0].completion_tokens, 4);
+	cr_assert_eq(u.r[0].tokens, 7);
+	cr_assert_eq(u.r[0].cost_nusd, 123);
+	cr_assert_eq(u.r[0].unpriced_tokens, 0);
+	cr_assert_eq(u.r[1].uid, 7);
+	cr_assert_eq(u.r[1].tokens, 25);
+	cr_assert_eq(u.r[1].cost_nusd, 0, "no price: it costs nothing");
+	cr_assert_eq(u.r[1].unpriced_tokens, 25, "and says so");
+
+	/* By period: the try in the first quarter, the call in the second. */
+	snprintf(periods, sizeof(periods), "[[%lld,%lld],[%lld,%lld]]", Q0, Q0 + QUARTER,
+	         Q0 + QUARTER, Q0 + 2 * QUARTER);
+	u = report(periods, 1, 0, 1, 0);
+	cr_assert_eq(u.n, 2);
+	cr_assert(u.r[0].period == 0 && u.r[0].tokens == 7, "period %lld",
+	          (long long)u.r[0].period);
+	cr_assert(u.r[1].period == 1 && u.r[1].tokens == 25);
+	cr_assert_eq(u.r[0].uid, -1, "not by user: no uid");
+
+	/* One user's own; and a span with nothing in it. */
+	u = report(periods, 0, 1, 0, 7);
+	cr_assert(u.n == 1 && u.r[0].uid == 7 && u.r[0].requests == 1);
+	snprintf(periods, sizeof(periods), "[[%lld,%lld]]", Q0 + 2 * QUARTER, Q0 + 3 * QUARTER);
+	u = report(periods, 0, 1, 1, 0);
+	cr_assert_eq(u.n, 0);
+
+	/* The models without a price, and the totals in the order first seen. */
+	snprintf(periods, sizeof(periods), "[[%lld,%lld]]", Q0, Q0 + 2 * QUARTER);
+	{
+		struct store_usage_query q = {.periods_json = periods, .all = 1};
+
+		u.n = 0;
+		cr_assert_eq(store_usage_unpriced(st, &q, keep_row, &u), 0);
+		cr_assert(u.n == 1 && !strcmp(u.r[0].model, "m-unpriced") &&
+		          u.r[0].unpriced_tokens == 25);
+	}
+	u.n = 0;
+	cr_assert_eq(store_usage_totals(st, keep_row, &u), 0);
+	cr_assert_eq(u.n, 2);
+	cr_assert(u.r[0].uid == 42 && !strcmp(u.r[0].class_name, "batch") &&
+	          !strcmp(u.r[0].model, "gpt-x") && u.r[0].cost_nusd == 123);
+	cr_assert(u.r[1].uid == 7 && !strcmp(u.r[1].class_name, "interactive") &&
+	          u.r[1].unpriced_tokens == 25);
+}
+
+/* A database of version 7: its days' usage is kept, at each day's local
+ * midnight, unpriced (no price was recorded then). */
+Test(store, usage_of_the_days_before_version_8_is_kept)
+{
+	char other[300], *err = NULL;
+	struct usage_rows u = {.n = 0};
+	char periods[128];
+	struct tm tm = {.tm_year = 123, .tm_mon = 10, .tm_mday = 14, .tm_isdst = -1};
+	int64_t midnight = (int64_t)mktime(&tm) * 1000;
+	sqlite3 *db;
+	size_t i;
+
+	snprintf(other, sizeof(other), "%s/v7.db", dir);
+	cr_assert_eq(sqlite3_open(other, &db), SQLITE_OK);
+	for (i = 0; i < migrations_count && migrations[i].version <= 7; i++)
+		cr_assert_eq(sqlite3_exec(db, migrations[i].sql, NULL, NULL, &err), SQLITE_OK,
+		             "%s: %s", migrations[i].name, err ? err : "");
+	cr_assert_eq(sqlite3_exec(db,
+	                          "PRAGMA user_version = 7;"
+	                          "INSERT INTO usage_daily VALUES ('2023-11-14', 1000, 'batch', "
+	                          "'default', 'm', 2, 9, 1, 0);",
+	                          NULL, NULL, &err),
+	             SQLITE_OK, "%s", err ? err : "");
+	sqlite3_close(db);
+	store_free(st);
+	cr_assert_eq(store_open(other, &st), 0);
+	snprintf(periods, sizeof(periods), "[[%lld,%lld]]", (long long)midnight,
+	         (long long)(midnight + QUARTER));
+	u = report(periods, 0, 1, 1, 0);
+	cr_assert_eq(u.n, 1, "at the day's local midnight (%lld)", (long long)midnight);
+	cr_assert(u.r[0].uid == 1000 && u.r[0].requests == 2 && u.r[0].tokens == 9 &&
+	          u.r[0].failed == 1 && u.r[0].unpriced_tokens == 9 && u.r[0].cost_nusd == 0);
+	u.n = 0;
+	cr_assert_eq(store_usage_totals(st, keep_row, &u), 0);
+	cr_assert(u.n == 1 && u.r[0].tokens == 9);
+	cr_assert_eq(usage_of("2023-11-14", 1000).unpriced_tokens, 9);
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+}
