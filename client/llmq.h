@@ -45,6 +45,7 @@ struct opts {
 	const char *by;    /* usage --by: the keys, comma-separated */
 	int utc;           /* usage: times and days in UTC */
 	int csv;           /* usage: comma-separated values */
+	int failed;        /* retry --failed */
 	int help;
 	int argc; /* arguments after the subcommand's name */
 	char **argv;
@@ -83,6 +84,10 @@ extern const struct cli_command cli_cancel;
 extern const struct cli_command cli_ping;
 extern const struct cli_command cli_metrics;
 extern const struct cli_command cli_usage;
+extern const struct cli_command cli_pause;
+extern const struct cli_command cli_resume;
+extern const struct cli_command cli_retry;
+extern const struct cli_command cli_set;
 
 struct conn {
 	int fd;

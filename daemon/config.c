@@ -259,6 +259,17 @@ range:
 	return bad(err, errlen, where, shown, value, why);
 }
 
+int config_lane_setting(struct lane_config *l, const char *key, const char *value,
+                        const char *where, char *err, size_t errlen)
+{
+	const struct setting *s;
+
+	for (s = settings; s->key; s++)
+		if (strcmp(s->key, key) == 0)
+			return apply(l, s, value, where, key, err, errlen);
+	return bad(err, errlen, where, key, value, "unknown key");
+}
+
 /* How long a client may take over one request, or a submit over its lines. */
 static int parse_client_timeout(const char *v, int64_t *ret)
 {

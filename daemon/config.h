@@ -83,6 +83,14 @@ struct config {
  */
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
 
+/*
+ * Set one setting of lane l by its llmqd.conf key (max_concurrency,
+ * tpm_limit, ...) from text, with the file's checks and messages; where
+ * names the place for the message ("llmq set"). -EINVAL with err.
+ */
+int config_lane_setting(struct lane_config *l, const char *key, const char *value,
+                        const char *where, char *err, size_t errlen);
+
 /* The lane whose patterns match model, else the default lane. Never NULL. */
 const struct lane_config *config_lane_for_model(const struct config *cfg, const char *model);
 

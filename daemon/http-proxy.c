@@ -252,6 +252,15 @@ static int enqueue(struct call *c)
 		answer_never_fits(c);
 		return r;
 	}
+	if (r == -EBUSY) {
+		c->ticket = NULL;
+		detach(c);
+		http_error(c->req, 503, "server_error", "lane_paused",
+		           "llmq: lane %s is paused by an operator: nothing is sent upstream until "
+		           "they resume it (llmq resume %s); try again later",
+		           c->lane->name, c->lane->name);
+		return r;
+	}
 	if (r < 0) {
 		c->ticket = NULL;
 		detach(c);

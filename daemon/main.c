@@ -160,7 +160,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	sd_watchdog_ping();
 	store_backlog(d->store, NULL, &jobs, &tokens);
 	for (i = 0; sched_lane_snapshot(d->sched, i, now, &snap) == 0; i++)
-		if (snap.gate.paused_until > now && n < sizeof(paused) - 1)
+		if ((snap.gate.paused_until > now || snap.paused_at) && n < sizeof(paused) - 1)
 			n += (size_t)snprintf(paused + n, sizeof(paused) - n, "%s%s", n ? "," : "",
 			                      snap.cfg->name);
 	if (!health_db(d, db, sizeof(db), &refuse))

@@ -338,7 +338,8 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	struct lane_snapshot snap[CONFIG_MAX_LANES];
 	struct out o = {.buf = buf};
 	struct ipc_stats is;
-	int64_t now = time_mono_ms(), jobs[CONFIG_MAX_LANES], tokens, counts[METRICS_STATES];
+	int64_t now = time_mono_ms(), jobs[CONFIG_MAX_LANES], tokens, counts[METRICS_STATES],
+	        paused;
 	int n, i, c, so, r, n_states;
 
 	for (n_states = 0; proto_batch_states[n_states] && n_states < METRICS_STATES; n_states++)
@@ -351,6 +352,8 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 			return r;
 	}
 	r = store_batch_states(d->store, proto_batch_states, n_states, counts);
+	if (r == 0)
+		r = store_batches_paused(d->store, &paused);
 	if (r < 0)
 		return r;
 
@@ -415,10 +418,16 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	for (i = 0; i < n; i++)
 		put(&o, "llmq_effective_tokens_per_minute{lane=\"%s\"} %lld\n", snap[i].cfg->name,
 		    (long long)gate_effective_tpm(&snap[i].gate));
-	family(&o, "llmq_lane_paused", "gauge", "1 while the lane is paused (429, no credit).");
+	family(&o, "llmq_lane_paused", "gauge",
+	       "1 while the lane is paused (429, no credit, or by an operator).");
 	for (i = 0; i < n; i++)
 		put(&o, "llmq_lane_paused{lane=\"%s\"} %d\n", snap[i].cfg->name,
-		    snap[i].gate.paused_until > now);
+		    snap[i].gate.paused_until > now || snap[i].paused_at);
+	family(&o, "llmq_lane_paused_by_operator", "gauge",
+	       "1 while an operator holds the lane paused (llmq pause; llmq resume ends it).");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_lane_paused_by_operator{lane=\"%s\"} %d\n", snap[i].cfg->name,
+		    snap[i].paused_at != 0);
 
 	family(&o, "llmq_gate_wait_seconds", "histogram",
 	       "Time from ready (or arrival) to launch at the gate.");
@@ -437,6 +446,9 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	for (i = 0; i < n_states; i++)
 		put(&o, "llmq_batches{state=\"%s\"} %lld\n", proto_batch_states[i],
 		    (long long)counts[i]);
+	family(&o, "llmq_batches_paused", "gauge",
+	       "Batches in progress an operator paused (llmq pause BATCH).");
+	put(&o, "llmq_batches_paused %lld\n", (long long)paused);
 	r = metrics_usage(d, &o);
 	if (r < 0)
 		return r;

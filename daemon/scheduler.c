@@ -74,6 +74,8 @@ struct lane {
 	int64_t window_learned_at; /* wall ms */
 	int64_t window_429_at;     /* mono: the last 429 that confirmed the short window */
 	int64_t probation_since;   /* wall ms: the minute tried again; 0: not on probation */
+	int64_t paused_at;         /* wall ms an operator paused it (llmq pause); 0: not */
+	int64_t paused_by;         /* and who: a uid, -1 when unknown */
 };
 
 /* The circuit breaker: after BREAKER_TRIP tries in a row reached no upstream,
@@ -302,6 +304,8 @@ static void pump_lane(struct lane *l)
 {
 	enum launch_result r;
 
+	if (l->paused_at)
+		return; /* by an operator: what flies finishes, nothing new goes */
 	while (!l->s->stopping) {
 		if (l->n_waiting > 0 &&
 		    gate_first_class(&l->gate, time_mono_ms()) == GATE_INTERACTIVE) {
@@ -935,6 +939,8 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 
 	if (!l)
 		return -ENOENT;
+	if (l->paused_at)
+		return -EBUSY; /* an operator paused it: no telling when it goes again */
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -1060,6 +1066,22 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 		         (long long)n);
 }
 
+/* A lane an operator paused stays paused across restarts (lane_paused). */
+static void sched_restore_pause(struct lane *l)
+{
+	int r = store_lane_paused_get(l->s->d->store, l->cfg->name, &l->paused_at, &l->paused_by);
+
+	if (r < 0) {
+		l->paused_at = 0;
+		log_err("lane %s: cannot read whether an operator paused it: %s; it runs",
+		        l->cfg->name, store_errmsg(l->s->d->store));
+	} else if (r == 1) {
+		log_warn("lane %s: paused by an operator (uid %lld) before llmqd started; "
+		         "llmq resume %s lets it launch again",
+		         l->cfg->name, (long long)l->paused_by, l->cfg->name);
+	}
+}
+
 int sched_new(struct llmqd *d, struct scheduler **ret)
 {
 	static const struct timeval expiry_every = {1, 0};
@@ -1097,6 +1119,7 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		TAILQ_INIT(&l->waiting);
 		gate_init(&l->gate, &l->cfg->limits, now);
 		start_window(l, now);
+		sched_restore_pause(l);
 		r = lane_load_key(l->cfg, &l->key);
 		if (r < 0)
 			goto fail;
@@ -1259,5 +1282,23 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 	ret->unreachable = l->faults >= BREAKER_TRIP;
 	ret->unreachable_since = ret->unreachable ? l->fault_since : 0;
 	ret->no_credit_since = l->no_credit_since;
+	ret->paused_at = l->paused_at;
+	ret->paused_by = l->paused_by;
 	return 0;
+}
+
+void sched_lane_pause(struct scheduler *s, int i, int64_t at, int64_t by)
+{
+	struct lane *l = &s->lanes[i];
+
+	l->paused_at = at;
+	l->paused_by = at ? by : 0;
+	if (!at)
+		sched_kick(s);
+}
+
+void sched_lane_set_limits(struct scheduler *s, int i, const struct gate_limits *lim)
+{
+	gate_set_limits(&s->lanes[i].gate, lim, time_mono_ms());
+	sched_kick(s);
 }

@@ -75,6 +75,13 @@ enum stmt_id {
 	S_USAGE_REPORT,
 	S_USAGE_UNPRICED,
 	S_USAGE_TOTALS,
+	S_LANE_PAUSED_GET,
+	S_LANE_PAUSED_SET,
+	S_LANE_PAUSED_DEL,
+	S_BATCH_PAUSE,
+	S_BATCHES_PAUSED,
+	S_RETRY_JOBS,
+	S_RETRY_BATCH,
 	S_RECENT_ERRORS,
 	S_JOB_BATCH_STATE,
 	S_BEGIN,
@@ -96,7 +103,7 @@ enum stmt_id {
 	"b.est_tokens, b.finished_at, " BATCH_COUNT("queued") BATCH_COUNT("running")               \
 	    BATCH_COUNT("succeeded") BATCH_COUNT("failed") BATCH_COUNT("cancelled") tokens         \
 	    ", b.expired_at, b.endpoint, b.input_file_id, b.metadata, b.errors, "                  \
-	    "b.cancelling_at, " BATCH_NAME " "
+	    "b.cancelling_at, " BATCH_NAME ", b.paused_at, b.paused_by, b.retried_at "
 /* What a person calls the batch: llmq submit's --name (or its file's name);
  * for one made over HTTP, its metadata's description (or name), else the
  * uploaded file's name. */
@@ -155,7 +162,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BATCH_BY_KEY] = "SELECT id, total FROM batches WHERE submitter_uid IS ?1 "
                        "AND idempotency_key = ?2",
     [S_EXPIRE_MARK] = "UPDATE batches SET expired_at = ?1 WHERE state = 'in_progress' "
-                      "AND expired_at IS NULL AND created_at + window_ms <= ?1",
+                      "AND expired_at IS NULL "
+                      "AND coalesce(retried_at, created_at) + window_ms <= ?1",
     [S_EXPIRE_JOBS] = "UPDATE jobs SET state = 'failed', error_code = 'batch_expired', "
                       "error_message = 'the batch''s completion window ended before this "
                       "request was answered', finished_at = ?1, updated_at = ?1 "
@@ -182,11 +190,15 @@ static const char *const stmt_sql[S__COUNT] = {
                         "AND state = 'validating'",
     [S_BATCH_DELETE] = "DELETE FROM batches WHERE id = ?1",
     [S_NEXT_PRIORITY] = "SELECT priority FROM jobs WHERE state = 'queued' AND lane = ?1 "
-                        "AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
+                        "AND priority < ?3 AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
+    /* The batch's pause is looked at for the one row found: a paused batch
+     * is stepped over by its id, never row by row. */
     [S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
-                     "updated_at, free_tries, lane_wait_ms, model FROM jobs "
-                     "WHERE state = 'queued' AND lane = ?1 AND priority = ?3 "
-                     "AND batch_id > ?4 AND not_before <= ?2 ORDER BY batch_id, id LIMIT 1",
+                     "updated_at, free_tries, lane_wait_ms, model, "
+                     "(SELECT b.paused_at IS NOT NULL FROM batches b WHERE b.id = jobs.batch_id) "
+                     "FROM jobs WHERE state = 'queued' AND lane = ?1 "
+                     "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
+                     "ORDER BY batch_id, id LIMIT 1",
     [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
     [S_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (SELECT j.id FROM batches b "
                      "JOIN jobs j ON j.batch_id = b.id WHERE b.state IN ('completed', "
@@ -203,7 +215,8 @@ static const char *const stmt_sql[S__COUNT] = {
                       "completion_tokens, cost_nusd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                       "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
                       "?23, ?24)",
-    [S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1",
+    [S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1 "
+                      "AND batch_id NOT IN (SELECT id FROM batches WHERE paused_at IS NOT NULL)",
     [S_JOB_START] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
                     "updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, n, lane, started_at, tokens_charged, "
@@ -306,6 +319,24 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_USAGE_TOTALS] = "SELECT uid, class, lane, model, requests, prompt_tokens, cached_tokens, "
                        "completion_tokens, tokens, cost_nusd, unpriced_tokens, failed, "
                        "rate_limited FROM usage_totals ORDER BY rowid",
+    [S_LANE_PAUSED_GET] = "SELECT paused_at, paused_by FROM lane_paused WHERE lane = ?1",
+    [S_LANE_PAUSED_SET] = "INSERT INTO lane_paused (lane, paused_at, paused_by) "
+                          "VALUES (?1, ?2, ?3) ON CONFLICT (lane) DO NOTHING",
+    [S_LANE_PAUSED_DEL] = "DELETE FROM lane_paused WHERE lane = ?1",
+    [S_BATCH_PAUSE] = "UPDATE batches SET paused_at = ?2, paused_by = ?3 WHERE id = ?1 "
+                      "AND (paused_at IS NULL) = (?2 IS NOT NULL)",
+    [S_BATCHES_PAUSED] = "SELECT count(*) FROM batches WHERE paused_at IS NOT NULL "
+                         "AND state IN ('validating', 'in_progress', 'cancelling')",
+    /* A new attempt: the earlier ones stay in attempts, and no longer count
+     * against retry_max_attempts (attempts - free_tries is what counts). */
+    [S_RETRY_JOBS] = "UPDATE jobs SET state = 'queued', not_before = ?2, updated_at = ?2, "
+                     "free_tries = attempts, lane_wait_ms = 0, status_code = NULL, "
+                     "request_id = NULL, response = NULL, response_json = 0, "
+                     "error_code = NULL, error_message = NULL, prompt_tokens = NULL, "
+                     "completion_tokens = NULL, total_tokens = NULL, finished_at = NULL "
+                     "WHERE batch_id = ?1 AND state = 'failed'",
+    [S_RETRY_BATCH] = "UPDATE batches SET state = 'in_progress', finished_at = NULL, "
+                      "expired_at = NULL, retried_at = ?2 WHERE id = ?1 AND state = 'completed'",
     /* The newest tries with an error, of the last ?3 such tries of each class
      * (attempts_errors, calls_errors): a bound however long ago the last
      * error of a user was. */
@@ -940,8 +971,9 @@ void store_job_clear(struct store_job *j)
 	memset(j, 0, sizeof(*j));
 }
 
-/* Step st (bound by the caller) for one job row; 1 and *ret filled, 0 when none. */
-static int job_row(sqlite3_stmt *st, struct store_job *ret)
+/* Step st (bound by the caller) for one job row; 1 and *ret filled, 0 when
+ * none. *ret_paused: its batch is paused. */
+static int job_row(sqlite3_stmt *st, struct store_job *ret, int *ret_paused)
 {
 	struct store_job j = {0};
 	int r, rc;
@@ -967,6 +999,7 @@ static int job_row(sqlite3_stmt *st, struct store_job *ret)
 	j.free_tries = sqlite3_column_int(st, 8);
 	j.lane_wait_ms = sqlite3_column_int64(st, 9);
 	j.model = col_dup(st, 10, NULL);
+	*ret_paused = sqlite3_column_int(st, 11);
 	sqlite3_reset(st);
 	if (!j.batch_id || !j.custom_id || !j.url || !j.body || !j.model) {
 		store_job_clear(&j);
@@ -977,7 +1010,7 @@ static int job_row(sqlite3_stmt *st, struct store_job *ret)
 }
 
 static int ready_after(struct store *s, const char *lane, int64_t now, int64_t prio,
-                       const char *after, struct store_job *ret)
+                       const char *after, struct store_job *ret, int *ret_paused)
 {
 	sqlite3_stmt *st = NULL;
 	int r = prep(s, S_NEXT_READY, &st);
@@ -988,14 +1021,14 @@ static int ready_after(struct store *s, const char *lane, int64_t now, int64_t p
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, prio);
 	bind_text(st, 4, after);
-	return job_row(st, ret);
+	return job_row(st, ret, ret_paused);
 }
 
-int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
-                     struct store_job *ret)
+/* The highest priority below below of lane's ready jobs: 1, or 0 when none. */
+static int ready_priority(struct store *s, const char *lane, int64_t now, int64_t below,
+                          int64_t *ret)
 {
 	sqlite3_stmt *st = NULL;
-	int64_t prio;
 	int r, rc;
 
 	r = prep(s, S_NEXT_PRIORITY, &st);
@@ -1003,17 +1036,51 @@ int store_next_ready(struct store *s, const char *lane, int64_t now, const char 
 		return r;
 	bind_text(st, 1, lane);
 	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, below);
 	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return rc == SQLITE_DONE ? 0 : sql_errno(rc);
-	}
-	prio = sqlite3_column_int64(st, 0);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
-	/* The next batch after the last one served, then from the first again. */
-	r = ready_after(s, lane, now, prio, after_batch ? after_batch : "", ret);
-	if (r == 0 && after_batch && *after_batch)
-		r = ready_after(s, lane, now, prio, "", ret);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sql_errno(rc);
+}
+
+/* Past this many paused batches in one look, a lane waits for its next pump. */
+#define STORE_READY_MAX_SKIPS 10000
+
+int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
+                     struct store_job *ret)
+{
+	char after[STORE_ID_LEN + 8];
+	int64_t below = INT64_MAX, prio = 0;
+	int r, paused = 0, wrapped, skips = 0;
+
+	while ((r = ready_priority(s, lane, now, below, &prio)) == 1) {
+		/* The next batch after the last one served, then from the first again;
+		 * a paused batch is stepped over by its id. */
+		snprintf(after, sizeof(after), "%s",
+		         below == INT64_MAX && after_batch ? after_batch : "");
+		wrapped = !after[0];
+		while (skips < STORE_READY_MAX_SKIPS) {
+			r = ready_after(s, lane, now, prio, after, ret, &paused);
+			if (r < 0)
+				return r;
+			if (r == 0 && wrapped)
+				break;
+			if (r == 0) {
+				after[0] = '\0';
+				wrapped = 1;
+				continue;
+			}
+			if (!paused)
+				return 1;
+			snprintf(after, sizeof(after), "%s", ret->batch_id);
+			store_job_clear(ret);
+			skips++;
+		}
+		if (skips >= STORE_READY_MAX_SKIPS)
+			return 0;
+		below = prio; /* every batch of this priority is paused: the next one down */
+	}
 	return r;
 }
 
@@ -1335,6 +1402,9 @@ static json_object *batch_row(sqlite3_stmt *st)
 	put_json_or_null(o, "errors", st, 20);
 	put_int_or_null(o, "cancelling_at", st, 21);
 	put_text_or_null(o, "name", st, 22);
+	put_int_or_null(o, "paused_at", st, 23);
+	put_int_or_null(o, "paused_by", st, 24);
+	put_int_or_null(o, "retried_at", st, 25);
 	return o;
 }
 
@@ -1858,6 +1928,103 @@ int store_usage_totals(struct store *s, store_usage_cb cb, void *userdata)
 	int r = prep(s, S_USAGE_TOTALS, &st);
 
 	return r < 0 ? r : usage_rows(st, usage_total_row, cb, userdata);
+}
+
+int store_lane_paused_get(struct store *s, const char *lane, int64_t *ret_at, int64_t *ret_by)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_LANE_PAUSED_GET, &st), rc;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_at = sqlite3_column_int64(st, 0);
+		*ret_by =
+		    sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sql_errno(rc);
+}
+
+int store_lane_paused_set(struct store *s, const char *lane, int64_t at, int64_t by)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, at > 0 ? S_LANE_PAUSED_SET : S_LANE_PAUSED_DEL, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	if (at > 0) {
+		sqlite3_bind_int64(st, 2, at);
+		bind_opt_int(st, 3, by);
+	}
+	return run(s, st, NULL);
+}
+
+int store_batch_pause(struct store *s, const char *id, int64_t at, int64_t by, int64_t *ret_changed)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_BATCH_PAUSE, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	if (at > 0) {
+		sqlite3_bind_int64(st, 2, at);
+		bind_opt_int(st, 3, by);
+	}
+	return run(s, st, ret_changed);
+}
+
+int store_batches_paused(struct store *s, int64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_BATCHES_PAUSED, &st), rc;
+
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : sql_errno(rc) ? sql_errno(rc) : -EIO;
+}
+
+int store_batch_retry_failed(struct store *s, const char *id, int64_t now, int64_t *ret_jobs)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t jobs = 0, changed = 0;
+	int r, own;
+
+	TX_BEGIN(s, own);
+	r = prep(s, S_RETRY_BATCH, &st);
+	if (r == 0) {
+		bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, now);
+		r = run(s, st, &changed);
+	}
+	if (r == 0 && changed != 1)
+		r = -EBUSY; /* not completed: still running, cancelled, or failed as a whole */
+	if (r == 0)
+		r = prep(s, S_RETRY_JOBS, &st);
+	if (r == 0) {
+		bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, now);
+		r = run(s, st, &jobs);
+	}
+	/* Nothing failed: the batch stays as it was. */
+	if (r == 0 && jobs == 0)
+		r = -ENODATA;
+	r = tx_end(s, own, r);
+	if (r == -ENODATA) {
+		*ret_jobs = 0;
+		return 0;
+	}
+	if (r == 0)
+		*ret_jobs = jobs;
+	return r;
 }
 
 int store_recent_errors(struct store *s, int64_t uid, int64_t since, int scan,

@@ -197,13 +197,15 @@ int store_batch_states(struct store *s, const char *const *states, int n, int64_
 /*
  * The next ready job of lane: of the highest priority, from the first batch
  * after after_batch (round-robin by batch; NULL or "" from the first), in
- * line order within the batch. Returns 1 and fills ret, or 0 when none is
- * ready.
+ * line order within the batch; a paused batch's jobs are passed over (a
+ * paused batch costs one index step, whatever its jobs). Returns 1 and
+ * fills ret, or 0 when none is ready.
  */
 int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
                      struct store_job *ret);
 void store_job_clear(struct store_job *j);
-/* Earliest not_before among lane's queued jobs; INT64_MAX when none is queued. */
+/* Earliest not_before among lane's queued jobs of batches not paused; INT64_MAX
+ * when none is queued. */
 int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms);
 
 /* queued -> running, attempts + 1, and a new open attempt row. */
@@ -329,6 +331,26 @@ int store_usage_unpriced(struct store *s, const struct store_usage_query *q, sto
 /* Everything ever counted, by user, class, lane and model (usage_totals), in
  * the order first seen: the metrics' counters. */
 int store_usage_totals(struct store *s, store_usage_cb cb, void *userdata);
+
+/* Lane name paused by an operator (the lane_paused table): 1 with when and
+ * by whom (-1: unknown), 0 when it is not. */
+int store_lane_paused_get(struct store *s, const char *lane, int64_t *ret_at, int64_t *ret_by);
+/* Pause (at > 0) or resume (at 0) lane name; kept across restarts. */
+int store_lane_paused_set(struct store *s, const char *lane, int64_t at, int64_t by);
+/* Pause (at > 0) or resume (at 0) batch id: its queued jobs launch no more,
+ * or again. *ret_changed: 0 when it already was. */
+int store_batch_pause(struct store *s, const char *id, int64_t at, int64_t by,
+                      int64_t *ret_changed);
+/* In-progress batches paused. */
+int store_batches_paused(struct store *s, int64_t *ret);
+/*
+ * The failed jobs of a finished (completed) batch are queued again as a new
+ * attempt each, their earlier attempts kept (they count afresh against
+ * retry_max_attempts), and the batch is in_progress again, with its window
+ * running from now. -EBUSY when the batch is not completed; *ret_jobs: how
+ * many (0: it has none, and nothing changed).
+ */
+int store_batch_retry_failed(struct store *s, const char *id, int64_t now, int64_t *ret_jobs);
 
 /* A try that ended with an error (the attempts and calls tables). */
 struct store_error {

@@ -105,6 +105,27 @@ static int64_t count_jobs(const char *batch)
 	return n;
 }
 
+/* Attempts of a batch's jobs. */
+static int64_t count_attempts(const char *batch)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	int64_t n = -1;
+
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db,
+	                                "SELECT count(*) FROM attempts a JOIN jobs j ON "
+	                                "j.id = a.job_id WHERE j.batch_id = ?1",
+	                                -1, &q, NULL),
+	             SQLITE_OK);
+	sqlite3_bind_text(q, 1, batch, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
 static const char *batch_state(const char *batch, char *buf, size_t len)
 {
 	json_object *b, *v;
@@ -1209,4 +1230,133 @@ Test(store, usage_of_the_days_before_version_8_is_kept)
 	cr_assert_eq(usage_of("2023-11-14", 1000).unpriced_tokens, 9);
 	store_free(st);
 	cr_assert_eq(store_open(path, &st), 0);
+}
+
+/* The batch a ready job is found in, or "" when none is ready. */
+static const char *ready_batch(const char *after, char *ret, size_t len)
+{
+	struct store_job j;
+	int r = store_next_ready(st, "openai", 2000, after, &j);
+
+	cr_assert_geq(r, 0);
+	snprintf(ret, len, "%s", r == 1 ? j.batch_id : "");
+	if (r == 1)
+		store_job_clear(&j);
+	return ret;
+}
+
+/* A paused batch is passed over, at its own priority and above others'. */
+Test(store, a_paused_batch_launches_nothing)
+{
+	int64_t changed, next;
+	char got[32];
+
+	add_batch_prio("b_000000000000005a", 3, 0);
+	add_batch_prio("b_000000000000005b", 3, 0);
+	add_batch_prio("b_000000000000005c", 2000, 5);
+	cr_assert_str_eq(ready_batch(NULL, got, sizeof(got)), "b_000000000000005c");
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005c", 1500, 0, &changed), 0);
+	cr_assert_eq(changed, 1);
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005c", 1600, 0, &changed), 0);
+	cr_assert_eq(changed, 0, "paused already");
+	cr_assert_str_eq(ready_batch(NULL, got, sizeof(got)), "b_000000000000005a",
+	                 "the priority below, whatever the paused one holds");
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005a", 1500, 0, &changed), 0);
+	cr_assert_str_eq(ready_batch("b_000000000000005b", got, sizeof(got)), "b_000000000000005b",
+	                 "round the turn, past the paused one");
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005b", 1500, 0, &changed), 0);
+	cr_assert_str_eq(ready_batch(NULL, got, sizeof(got)), "", "all paused: nothing");
+	cr_assert_eq(store_next_wakeup(st, "openai", &next), 0);
+	cr_assert_eq(next, INT64_MAX, "no timer for paused work");
+	cr_assert_eq(store_batches_paused(st, &next), 0);
+	cr_assert_eq(next, 3);
+	/* Resumed: it goes again. */
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005a", 0, 0, &changed), 0);
+	cr_assert_eq(changed, 1);
+	cr_assert_str_eq(ready_batch("b_000000000000005a", got, sizeof(got)), "b_000000000000005a");
+	cr_assert_eq(store_next_wakeup(st, "openai", &next), 0);
+	cr_assert_eq(next, 0);
+	/* It outlives a reopen. */
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+	cr_assert_str_eq(ready_batch(NULL, got, sizeof(got)), "b_000000000000005a");
+}
+
+/* Run batch's jobs: those in fail (a bit per job, in order) fail, the others succeed. */
+static void run_jobs(const char *batch, int n, unsigned fail, int64_t now)
+{
+	struct store_outcome ok = ok_outcome(), bad = ok_outcome();
+	struct store_job j;
+	int64_t attempt;
+	int i;
+
+	bad.job_state = bad.attempt_outcome = "failed";
+	bad.status_code = 500;
+	bad.error_code = "server_error";
+	bad.error_message = "upstream answered HTTP 500";
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(store_next_ready(st, "openai", now, NULL, &j), 1, "job %d", i);
+		cr_assert_str_eq(j.batch_id, batch);
+		cr_assert_eq(store_job_start(st, &j, "openai", now, 100, 0, &attempt), 0);
+		cr_assert_eq(store_job_complete(st, j.id, attempt, (fail >> i) & 1 ? &bad : &ok,
+		                                now + 10, NULL),
+		             0);
+		store_job_clear(&j);
+	}
+}
+
+/*
+ * retry --failed: a completed batch's failed jobs are queued again as new
+ * attempts (the earlier kept, counting afresh), the batch is in progress
+ * again and its window runs from then; nothing else changes.
+ */
+Test(store, the_failed_jobs_of_a_completed_batch_run_again)
+{
+	const int64_t t = 200000000; /* well past the batch's window of a day from 1000 */
+	int64_t jobs = -1, n;
+	struct store_job j;
+	char state[32];
+
+	add_batch("b_0000000000000061", 3);
+	run_jobs("b_0000000000000061", 3, 0x6, t);
+	cr_assert_str_eq(batch_state("b_0000000000000061", state, sizeof(state)), "completed");
+	cr_assert_eq(store_batch_retry_failed(st, "b_0000000000000061", t + 100, &jobs), 0);
+	cr_assert_eq(jobs, 2);
+	cr_assert_str_eq(batch_state("b_0000000000000061", state, sizeof(state)), "in_progress");
+	cr_assert_eq(count("b_0000000000000061", "queued"), 2);
+	cr_assert_eq(count("b_0000000000000061", "succeeded"), 1);
+	cr_assert_eq(store_batch_retry_failed(st, "b_0000000000000061", t + 200, &jobs), -EBUSY,
+	             "not while it runs");
+	/* The window runs from the retry: not expired at once. */
+	cr_assert_eq(store_expire(st, t + 300, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(store_next_ready(st, "openai", t + 300, NULL, &j), 1);
+	cr_assert_eq(j.attempts, 1, "its earlier attempt is kept");
+	cr_assert_eq(j.free_tries, 1, "and counts no more against retry_max_attempts");
+	store_job_clear(&j);
+	run_jobs("b_0000000000000061", 2, 0, t + 400);
+	cr_assert_str_eq(batch_state("b_0000000000000061", state, sizeof(state)), "completed");
+	cr_assert_eq(count("b_0000000000000061", "succeeded"), 3);
+	cr_assert_eq(count_attempts("b_0000000000000061"), 5, "every try kept");
+	/* Nothing failed: nothing changes. */
+	cr_assert_eq(store_batch_retry_failed(st, "b_0000000000000061", t + 500, &jobs), 0);
+	cr_assert_eq(jobs, 0);
+	cr_assert_str_eq(batch_state("b_0000000000000061", state, sizeof(state)), "completed");
+}
+
+/* An operator's lane pause is kept by name until resumed. */
+Test(store, a_lanes_pause_is_kept)
+{
+	int64_t at = 0, by = 0;
+
+	cr_assert_eq(store_lane_paused_get(st, "openai", &at, &by), 0);
+	cr_assert_eq(store_lane_paused_set(st, "openai", 5000, 1000), 0);
+	cr_assert_eq(store_lane_paused_set(st, "openai", 6000, 1001), 0);
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+	cr_assert_eq(store_lane_paused_get(st, "openai", &at, &by), 1);
+	cr_assert(at == 5000 && by == 1000, "the first pause's time and who: %lld %lld",
+	          (long long)at, (long long)by);
+	cr_assert_eq(store_lane_paused_set(st, "openai", 0, 0), 0);
+	cr_assert_eq(store_lane_paused_get(st, "openai", &at, &by), 0);
 }
