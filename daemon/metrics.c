@@ -9,6 +9,7 @@
  * METRICS_MAX_USERS seen, later ones are "other".
  */
 #include "metrics.h"
+#include "health.h"
 #include "ipc.h"
 #include "protocol.h"
 #include "scheduler.h"
@@ -17,6 +18,7 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <math.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -340,7 +342,8 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	struct ipc_stats is;
 	int64_t now = time_mono_ms(), jobs[CONFIG_MAX_LANES], tokens, counts[METRICS_STATES],
 	        paused;
-	int n, i, c, so, r, n_states;
+	int n, i, c, so, r, n_states, refuse;
+	char why[512];
 
 	for (n_states = 0; proto_batch_states[n_states] && n_states < METRICS_STATES; n_states++)
 		;
@@ -418,6 +421,18 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	for (i = 0; i < n; i++)
 		put(&o, "llmq_effective_tokens_per_minute{lane=\"%s\"} %lld\n", snap[i].cfg->name,
 		    (long long)gate_effective_tpm(&snap[i].gate));
+	family(&o, "llmq_effective_requests_per_minute", "gauge",
+	       "The lane's request budget after headroom (0: unlimited).");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_effective_requests_per_minute{lane=\"%s\"} %lld\n", snap[i].cfg->name,
+		    snap[i].gate.lim.rpm > 0
+		        ? (long long)floor(gate_requests_per_ms(&snap[i].gate) * 60000.0 + 1e-6)
+		        : 0LL);
+	family(&o, "llmq_lane_max_concurrency", "gauge",
+	       "Transfers the lane may have in flight at once (its live max_concurrency).");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_lane_max_concurrency{lane=\"%s\"} %d\n", snap[i].cfg->name,
+		    snap[i].gate.lim.max_concurrency);
 	family(&o, "llmq_lane_paused", "gauge",
 	       "1 while the lane is paused (429, no credit, or by an operator).");
 	for (i = 0; i < n; i++)
@@ -477,6 +492,10 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	family(&o, "llmq_database_locked", "gauge",
 	       "1 while another program holds the database's lock (writes wait in memory).");
 	put(&o, "llmq_database_locked %d\n", d->db_locked_since != 0);
+	family(&o, "llmq_database_refusing_writes", "gauge",
+	       "1 while the database takes no writes (another program's lock, the file gone, "
+	       "the disk full): outcomes wait in memory, /healthz says degraded.");
+	put(&o, "llmq_database_refusing_writes %d\n", health_db(d, why, sizeof(why), &refuse));
 	family(&o, "llmq_database_gone", "gauge",
 	       "1 once the database file was deleted or replaced under llmqd (restart it).");
 	put(&o, "llmq_database_gone %d\n", d->db_gone != 0);
