@@ -2,8 +2,10 @@
  * cmd-usage.c - "usage": requests, tokens, cost, 429s and failures of both
  * classes (batch attempts, interactive calls) over a span, summed by user,
  * model, lane, class and day as asked, from the usage the store keeps per
- * quarter hour (usage_quarters): what a report costs is the quarters it
- * covers, whatever the queue holds. The span is widened to whole quarters.
+ * day of llmqd's time zone (usage_daily) for the whole days within the
+ * span, and per quarter hour (usage_quarters) for the rest: what a report
+ * costs is the days and quarters it covers, whatever the queue holds. The
+ * span is widened to whole quarters.
  * The caller's days come with the request ("days": the starts of their local
  * days), so that a day is the caller's, whatever llmqd's time zone; without
  * them, days are UTC's. Root and the admin group see everyone's; the others
@@ -20,6 +22,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define USAGE_QUARTER_MS (15 * 60 * 1000LL)
 #define USAGE_DAY_MS (24 * 3600 * 1000LL)
@@ -217,21 +220,82 @@ static int usage_unpriced(void *userdata, const struct store_usage_row *r)
 	return 0;
 }
 
-/* The periods as the store takes them: [[from, until], ...]. */
-static json_object *usage_periods_json(const struct usage_report *u)
+/*
+ * llmqd's local midnight at or after t (up: 1) or at or before it (up: 0),
+ * wall ms, and its day's name; -1 when the clock cannot say.
+ */
+static int64_t usage_midnight(int64_t t, int up, char day[static 11])
 {
-	json_object *a = json_object_new_array_ext(u->n), *p;
-	int i;
+	time_t s = (time_t)(t / 1000), m;
+	struct tm tm;
 
-	for (i = 0; a && i < u->n; i++) {
-		p = json_object_new_array_ext(2);
-		if (!p || json_object_array_add(a, p) < 0) {
-			json_object_put(p);
-			json_object_put(a);
-			return NULL;
+	if (!localtime_r(&s, &tm))
+		return -1;
+	if (up && (tm.tm_hour || tm.tm_min || tm.tm_sec || t % 1000))
+		tm.tm_mday++;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	tm.tm_isdst = -1;
+	m = mktime(&tm);
+	if (m == (time_t)-1 || !localtime_r(&m, &tm) || strftime(day, 11, "%Y-%m-%d", &tm) != 10)
+		return -1;
+	return (int64_t)m * 1000;
+}
+
+static int usage_piece(json_object *a, int period, const char *kind, json_object *from,
+                       json_object *until)
+{
+	json_object *p = json_object_new_array_ext(4);
+
+	if (!p || json_object_array_add(a, p) < 0) {
+		json_object_put(p);
+		json_object_put(from);
+		json_object_put(until);
+		return -ENOMEM;
+	}
+	json_object_array_add(p, json_object_new_int(period));
+	json_object_array_add(p, json_object_new_string(kind));
+	json_object_array_add(p, from);
+	json_object_array_add(p, until);
+	return 0;
+}
+
+/*
+ * The pieces the store sums (store_usage_query): the whole days of llmqd's
+ * time zone within a period from usage_daily (a row per day, not 96), the
+ * quarters before and after them from usage_quarters. A caller's day in
+ * llmqd's time zone is one row per user and model; in another, its 96
+ * quarters.
+ */
+static json_object *usage_pieces_json(const struct usage_report *u)
+{
+	json_object *a = json_object_new_array();
+	int64_t from, until, d0, d1;
+	char day0[11], day1[11];
+	int i, r = a ? 0 : -ENOMEM;
+
+	for (i = 0; r == 0 && i < u->n; i++) {
+		from = u->bounds[i];
+		until = u->bounds[i + 1];
+		d0 = usage_midnight(from, 1, day0);
+		d1 = usage_midnight(until, 0, day1);
+		if (d0 < 0 || d1 < 0 || d0 >= d1) {
+			r = usage_piece(a, i, "q", json_object_new_int64(from),
+			                json_object_new_int64(until));
+			continue;
 		}
-		json_object_array_add(p, json_object_new_int64(u->bounds[i]));
-		json_object_array_add(p, json_object_new_int64(u->bounds[i + 1]));
+		if (from < d0)
+			r = usage_piece(a, i, "q", json_object_new_int64(from),
+			                json_object_new_int64(d0));
+		if (r == 0)
+			r = usage_piece(a, i, "d", json_object_new_string(day0),
+			                json_object_new_string(day1));
+		if (r == 0 && d1 < until)
+			r = usage_piece(a, i, "q", json_object_new_int64(d1),
+			                json_object_new_int64(until));
+	}
+	if (r < 0) {
+		json_object_put(a);
+		return NULL;
 	}
 	return a;
 }
@@ -240,7 +304,7 @@ static enum cmd_retval cmd_usage_exec(struct cmd_ctx *ctx)
 {
 	static struct usage_report u; /* the loop is one thread; the bounds are large */
 	int64_t now = time_wall_ms(), since, until;
-	json_object *periods, *total;
+	json_object *pieces, *total;
 	char why[256];
 	int r;
 
@@ -260,16 +324,16 @@ static enum cmd_retval cmd_usage_exec(struct cmd_ctx *ctx)
 	if (ctx->scope == ACCESS_NONE)
 		return cmd_error(ctx, ERR_BAD_REQUEST,
 		                 "llmqd cannot tell who is asking, so has no usage to show");
-	periods = usage_periods_json(&u);
+	pieces = usage_pieces_json(&u);
 	u.rows = json_object_new_array();
 	u.unpriced = json_object_new_array();
-	r = periods && u.rows && u.unpriced ? 0 : -ENOMEM;
-	u.q.periods_json = periods ? json_object_to_json_string_ext(periods, 0) : NULL;
+	r = pieces && u.rows && u.unpriced ? 0 : -ENOMEM;
+	u.q.pieces_json = pieces ? json_object_to_json_string_ext(pieces, 0) : NULL;
 	if (r == 0)
 		r = store_usage_report(ctx->d->store, &u.q, usage_row, &u);
 	if (r == 0)
 		r = store_usage_unpriced(ctx->d->store, &u.q, usage_unpriced, &u);
-	json_object_put(periods);
+	json_object_put(pieces);
 	total = r == 0 ? json_object_new_object() : NULL;
 	if (r == 0 && !total)
 		r = -ENOMEM;

@@ -121,6 +121,24 @@ enum stmt_id {
 
 #define FILE_COLUMNS "id, owner_uid, created_at, filename, purpose, bytes, lines "
 
+/* The usage rows of a report's pieces (store_usage_query): quarters of
+ * usage_quarters, and whole days of usage_daily. */
+#define USAGE_FIGURES(t)                                                                           \
+	t ".uid, " t ".class, " t ".lane, " t ".model, " t ".requests, " t ".prompt_tokens, " t    \
+	  ".cached_tokens, " t ".completion_tokens, " t ".tokens, " t ".cost_nusd, " t             \
+	  ".unpriced_tokens, " t ".failed, " t ".rate_limited "
+#define USAGE_PIECES                                                                               \
+	"SELECT json_extract(p.value, '$[0]') AS period, " USAGE_FIGURES(                          \
+	    "u") "FROM json_each(?1) p JOIN usage_quarters u ON json_extract(p.value, '$[1]') = "  \
+	         "'q' "                                                                            \
+	         "AND u.at >= json_extract(p.value, '$[2]') AND u.at < json_extract(p.value, "     \
+	         "'$[3]') "                                                                        \
+	         "UNION ALL SELECT json_extract(p.value, '$[0]'), " USAGE_FIGURES(                 \
+	             "d") "FROM json_each(?1) p JOIN usage_daily d ON json_extract(p.value, "      \
+	                  "'$[1]') = 'd' "                                                         \
+	                  "AND d.day >= json_extract(p.value, '$[2]') AND d.day < "                \
+	                  "json_extract(p.value, '$[3]')"
+
 /* One Batch API output line, built by SQLite's JSON functions. */
 /*
  * A result line in three parts - what precedes the body, the body, what
@@ -299,23 +317,19 @@ static const char *const stmt_sql[S__COUNT] = {
                     "sum(cost_nusd), sum(unpriced_tokens) "
                     "FROM usage_daily WHERE day = ?1 GROUP BY uid ORDER BY 3 DESC, 2 DESC "
                     "LIMIT ?2",
-    /* The quarters of each period, found by the primary key's range (at
-     * first): a report reads the rows of the span asked about alone. */
-    [S_USAGE_REPORT] =
-        "SELECT CASE WHEN ?2 THEN p.key END, CASE WHEN ?3 THEN u.uid END, "
-        "CASE WHEN ?4 THEN u.model END, CASE WHEN ?5 THEN u.lane END, "
-        "CASE WHEN ?6 THEN u.class END, sum(u.requests), sum(u.prompt_tokens), "
-        "sum(u.cached_tokens), sum(u.completion_tokens), sum(u.tokens), sum(u.cost_nusd), "
-        "sum(u.unpriced_tokens), sum(u.failed), sum(u.rate_limited) "
-        "FROM json_each(?1) p JOIN usage_quarters u "
-        "ON u.at >= json_extract(p.value, '$[0]') AND u.at < json_extract(p.value, '$[1]') "
-        "WHERE (?7 OR u.uid = ?8) GROUP BY 1, 2, 3, 4, 5 "
-        "ORDER BY 1, sum(u.cost_nusd) DESC, sum(u.tokens) DESC, 2, 3, 4, 5",
-    [S_USAGE_UNPRICED] =
-        "SELECT u.model, sum(u.unpriced_tokens) FROM json_each(?1) p JOIN usage_quarters u "
-        "ON u.at >= json_extract(p.value, '$[0]') AND u.at < json_extract(p.value, '$[1]') "
-        "WHERE (?7 OR u.uid = ?8) AND u.unpriced_tokens > 0 GROUP BY u.model "
-        "ORDER BY 2 DESC, 1",
+    /* Each piece's rows, found by the primary keys' ranges (at, day first):
+     * a report reads the rows of the span asked about alone. */
+    [S_USAGE_REPORT] = "SELECT CASE WHEN ?2 THEN x.period END, CASE WHEN ?3 THEN x.uid END, "
+                       "CASE WHEN ?4 THEN x.model END, CASE WHEN ?5 THEN x.lane END, "
+                       "CASE WHEN ?6 THEN x.class END, sum(x.requests), sum(x.prompt_tokens), "
+                       "sum(x.cached_tokens), sum(x.completion_tokens), sum(x.tokens), "
+                       "sum(x.cost_nusd), sum(x.unpriced_tokens), sum(x.failed), "
+                       "sum(x.rate_limited) FROM (" USAGE_PIECES ") x "
+                       "WHERE (?7 OR x.uid = ?8) GROUP BY 1, 2, 3, 4, 5 "
+                       "ORDER BY 1, sum(x.cost_nusd) DESC, sum(x.tokens) DESC, 2, 3, 4, 5",
+    [S_USAGE_UNPRICED] = "SELECT x.model, sum(x.unpriced_tokens) FROM (" USAGE_PIECES ") x "
+                         "WHERE (?7 OR x.uid = ?8) AND x.unpriced_tokens > 0 GROUP BY x.model "
+                         "ORDER BY 2 DESC, 1",
     [S_USAGE_TOTALS] = "SELECT uid, class, lane, model, requests, prompt_tokens, cached_tokens, "
                        "completion_tokens, tokens, cost_nusd, unpriced_tokens, failed, "
                        "rate_limited FROM usage_totals ORDER BY rowid",
@@ -1829,7 +1843,7 @@ static void column_copy(sqlite3_stmt *st, int i, char *buf, size_t len)
 
 static void usage_bind(sqlite3_stmt *st, const struct store_usage_query *q)
 {
-	bind_text(st, 1, q->periods_json);
+	bind_text(st, 1, q->pieces_json);
 	sqlite3_bind_int(st, 2, q->by_period);
 	sqlite3_bind_int(st, 3, q->by_user);
 	sqlite3_bind_int(st, 4, q->by_model);

@@ -301,13 +301,16 @@ struct store_usage {
 int store_usage_day(struct store *s, const char *day, struct store_usage *ret, int max, int *ret_n);
 
 /*
- * A usage report (usage_quarters): the quarter hours in each of the
- * periods [from, until) of periods_json, a JSON array of [from, until]
- * pairs of wall ms, summed by the keys asked for; a key not asked for is
- * summed over. Each row goes to cb (a < 0 return stops with that error).
+ * A usage report: the rows of each piece of pieces_json, summed by the keys
+ * asked for (a key not asked for is summed over). A piece is [period,
+ * "q", from, until]: usage_quarters' quarters of [from, until) (wall ms);
+ * or [period, "d", "YYYY-MM-DD", "YYYY-MM-DD"]: usage_daily's days from the
+ * first up to the second (llmqd's local days). period: the index rows are
+ * summed under when by period. Each row goes to cb (a < 0 return stops with
+ * that error).
  */
 struct store_usage_query {
-	const char *periods_json;
+	const char *pieces_json;
 	int by_period, by_user, by_model, by_lane, by_class;
 	int all;     /* every user's; else uid's alone */
 	int64_t uid; /* -1: callers nobody could tell */
@@ -324,7 +327,7 @@ struct store_usage_row {
 typedef int (*store_usage_cb)(void *userdata, const struct store_usage_row *row);
 int store_usage_report(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
                        void *userdata);
-/* The models with unpriced tokens in the same periods (model and
+/* The models with unpriced tokens in the same pieces (model and
  * unpriced_tokens of each row set), most first. */
 int store_usage_unpriced(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
                          void *userdata);

@@ -1082,10 +1082,10 @@ static int keep_row(void *userdata, const struct store_usage_row *row)
 	return 0;
 }
 
-static struct usage_rows report(const char *periods, int by_period, int by_user, int all,
+static struct usage_rows report(const char *pieces, int by_period, int by_user, int all,
                                 int64_t uid)
 {
-	struct store_usage_query q = {.periods_json = periods,
+	struct store_usage_query q = {.pieces_json = pieces,
 	                              .by_period = by_period,
 	                              .by_user = by_user,
 	                              .all = all,
@@ -1099,7 +1099,7 @@ static struct usage_rows report(const char *periods, int by_period, int by_user,
 /*
  * Each try is summed into its quarter hour with its split and its cost as
  * recorded (NULL: its model had no price: its tokens are unpriced); a
- * report reads the quarters of the periods asked for, by user and period.
+ * report reads the quarters of the pieces asked for, by user and period.
  */
 Test(store, usage_is_kept_per_quarter_with_its_cost)
 {
@@ -1125,7 +1125,7 @@ Test(store, usage_is_kept_per_quarter_with_its_cost)
 	struct usage_rows u;
 	struct store_job j;
 	int64_t attempt;
-	char periods[128];
+	char periods[128], day[11];
 
 	add_batch("b_0000000000000041", 1);
 	cr_assert_eq(store_next_ready(st, "openai", Q0 + 1000, NULL, &j), 1);
@@ -1140,7 +1140,7 @@ Test(store, usage_is_kept_per_quarter_with_its_cost)
 	c.outcome = "refused"; /* never went upstream: not counted */
 	cr_assert_eq(store_call_insert(st, &c), 0);
 
-	snprintf(periods, sizeof(periods), "[[%lld,%lld]]", Q0, Q0 + 2 * QUARTER);
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld]]", Q0, Q0 + 2 * QUARTER);
 	u = report(periods, 0, 1, 1, 0);
 	cr_assert_eq(u.n, 2, "one row per user");
 	cr_assert_eq(u.r[0].uid, 42, "the dearest first");
@@ -1157,8 +1157,8 @@ Test(store, usage_is_kept_per_quarter_with_its_cost)
 	cr_assert_eq(u.r[1].unpriced_tokens, 25, "and says so");
 
 	/* By period: the try in the first quarter, the call in the second. */
-	snprintf(periods, sizeof(periods), "[[%lld,%lld],[%lld,%lld]]", Q0, Q0 + QUARTER,
-	         Q0 + QUARTER, Q0 + 2 * QUARTER);
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld],[1,\"q\",%lld,%lld]]", Q0,
+	         Q0 + QUARTER, Q0 + QUARTER, Q0 + 2 * QUARTER);
 	u = report(periods, 1, 0, 1, 0);
 	cr_assert_eq(u.n, 2);
 	cr_assert(u.r[0].period == 0 && u.r[0].tokens == 7, "period %lld",
@@ -1169,14 +1169,24 @@ Test(store, usage_is_kept_per_quarter_with_its_cost)
 	/* One user's own; and a span with nothing in it. */
 	u = report(periods, 0, 1, 0, 7);
 	cr_assert(u.n == 1 && u.r[0].uid == 7 && u.r[0].requests == 1);
-	snprintf(periods, sizeof(periods), "[[%lld,%lld]]", Q0 + 2 * QUARTER, Q0 + 3 * QUARTER);
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld]]", Q0 + 2 * QUARTER,
+	         Q0 + 3 * QUARTER);
 	u = report(periods, 0, 1, 1, 0);
 	cr_assert_eq(u.n, 0);
 
+	/* The same from the whole day that holds them (usage_daily): the same figures. */
+	snprintf(periods, sizeof(periods), "[[0,\"d\",\"%s\",\"9999-12-31\"]]",
+	         day_of(Q0 + 1000, day));
+	u = report(periods, 0, 1, 1, 0);
+	cr_assert_eq(u.n, 2);
+	cr_assert(u.r[0].uid == 42 && u.r[0].tokens == 7 && u.r[0].cost_nusd == 123 &&
+	          u.r[0].cached_tokens == 1);
+	cr_assert(u.r[1].uid == 7 && u.r[1].tokens == 25 && u.r[1].unpriced_tokens == 25);
+
 	/* The models without a price, and the totals in the order first seen. */
-	snprintf(periods, sizeof(periods), "[[%lld,%lld]]", Q0, Q0 + 2 * QUARTER);
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld]]", Q0, Q0 + 2 * QUARTER);
 	{
-		struct store_usage_query q = {.periods_json = periods, .all = 1};
+		struct store_usage_query q = {.pieces_json = periods, .all = 1};
 
 		u.n = 0;
 		cr_assert_eq(store_usage_unpriced(st, &q, keep_row, &u), 0);
@@ -1218,7 +1228,7 @@ Test(store, usage_of_the_days_before_version_8_is_kept)
 	sqlite3_close(db);
 	store_free(st);
 	cr_assert_eq(store_open(other, &st), 0);
-	snprintf(periods, sizeof(periods), "[[%lld,%lld]]", (long long)midnight,
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld]]", (long long)midnight,
 	         (long long)(midnight + QUARTER));
 	u = report(periods, 0, 1, 1, 0);
 	cr_assert_eq(u.n, 1, "at the day's local midnight (%lld)", (long long)midnight);
@@ -1228,6 +1238,8 @@ Test(store, usage_of_the_days_before_version_8_is_kept)
 	cr_assert_eq(store_usage_totals(st, keep_row, &u), 0);
 	cr_assert(u.n == 1 && u.r[0].tokens == 9);
 	cr_assert_eq(usage_of("2023-11-14", 1000).unpriced_tokens, 9);
+	u = report("[[0,\"d\",\"2023-11-14\",\"2023-11-15\"]]", 0, 1, 1, 0);
+	cr_assert(u.n == 1 && u.r[0].tokens == 9, "the day's row itself");
 	store_free(st);
 	cr_assert_eq(store_open(path, &st), 0);
 }

@@ -321,8 +321,8 @@ Test(usage, a_new_price_applies_from_the_reload_on, .timeout = 60)
 /*
  * Days are the caller's: in a time zone half an hour off UTC's hours
  * (India's), the quarter before its midnight and the one after are two
- * days; in UTC they are one. Usage rows put in the database as llmqd keeps
- * them, at those quarters.
+ * days; in UTC they are one. The tries are written into the database as
+ * the triggers count them (usage_try), at those quarters.
  */
 Test(usage, days_are_the_callers_local_days, .timeout = 60)
 {
@@ -333,11 +333,13 @@ Test(usage, days_are_the_callers_local_days, .timeout = 60)
 
 	h_tmpdir(dir, sizeof(dir));
 	h_daemon_start(&d, dir, NULL, H_FAST, NULL);
+	/* Tries as the triggers count them (usage_try): 3 of 10 tokens in the
+	 * quarter before, 5 in the quarter after. */
 	snprintf(sql, sizeof(sql),
-	         "INSERT INTO usage_quarters VALUES (%lld, %d, 'batch', 'openai', 'm', 3, 30, 0, "
-	         "0, 30, 0, 30, 0, 0), (%lld, %d, 'batch', 'openai', 'm', 5, 50, 0, 0, 50, 0, "
-	         "50, 0, 0)",
-	         midnight - 900000, (int)getuid(), midnight, (int)getuid());
+	         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8) "
+	         "INSERT INTO usage_try SELECT CASE WHEN i <= 3 THEN %lld ELSE %lld END, %d, "
+	         "'batch', 'openai', 'm', 10, 10, 0, 0, 0, 0, 0 FROM n",
+	         midnight - 900000 + 1000, midnight + 1000, (int)getuid());
 	sql_exec(&d, sql);
 	setenv("TZ", "Asia/Kolkata", 1);
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "usage", "--since",
@@ -433,10 +435,10 @@ Test(usage, the_metrics_labels_are_bounded, .timeout = 120)
 		call(&d, "/v1/chat/completions", model, "");
 	}
 	wait_sql(&d, "SELECT count(*) FROM calls", 55);
-	/* 205 more users, after this one, as if they had called. */
+	/* 205 more users, after this one, as the triggers count their tries. */
 	sql_exec(&d, "WITH RECURSIVE u(uid) AS (SELECT 70000 UNION ALL SELECT uid + 1 FROM u "
-	             "WHERE uid < 70204) INSERT INTO usage_totals SELECT uid, 'batch', 'openai', "
-	             "'m-00', 1, 1, 0, 1, 2, 0, 2, 0, 0 FROM u");
+	             "WHERE uid < 70204) INSERT INTO usage_try SELECT 1700000000000, uid, 'batch', "
+	             "'openai', 'm-00', 2, 1, 0, 1, NULL, 0, 0 FROM u");
 	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "metrics", NULL), 0, "%s", err);
 	n = series(out, "llmq_usage_requests_total", labels, values, 1024);
 	for (i = 0; i < n; i++)
