@@ -322,7 +322,11 @@ static int submit_opt_priority(struct opts *o, const char *arg, char *why, size_
 
 static int submit_opt_name(struct opts *o, const char *arg, char *why, size_t len)
 {
-	(void)why, (void)len;
+	if (strlen(arg) > LLMQ_MAX_NAME) {
+		snprintf(why, len, "--name: %zu bytes; a batch's name is at most %d", strlen(arg),
+		         LLMQ_MAX_NAME);
+		return -EINVAL;
+	}
 	o->name = arg;
 	return 0;
 }

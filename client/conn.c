@@ -5,6 +5,7 @@
 #include "llmq.h"
 #include "paths.h"
 #include "protocol.h"
+#include "text.h"
 
 #include <errno.h>
 #include <pwd.h>
@@ -97,6 +98,49 @@ static int try_connect(const char *path, int *ret_fd, char *why, size_t len)
 }
 
 static int quiet; /* a caller that handles llmqd's absence itself */
+
+static int plain;
+
+void conn_set_plain(int p)
+{
+	plain = p;
+}
+
+/* Every string of o (values and keys) with its control characters escaped. */
+static json_object *conn_escape_tree(json_object *o)
+{
+	char *buf;
+	size_t i, n;
+
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		if (!text_has_control(json_object_get_string(o)))
+			return o;
+		n = TEXT_ESCAPED_MAX((size_t)json_object_get_string_len(o));
+		buf = malloc(n);
+		if (buf) {
+			text_escape(json_object_get_string(o), buf, n);
+			json_object_set_string(o, buf);
+			free(buf);
+		}
+		return o;
+	case json_type_array:
+		n = json_object_array_length(o);
+		for (i = 0; i < n; i++)
+			conn_escape_tree(json_object_array_get_idx(o, i));
+		return o;
+	case json_type_object: {
+		json_object_object_foreach(o, k, v)
+		{
+			(void)k; /* keys are llmqd's own names */
+			conn_escape_tree(v);
+		}
+		return o;
+	}
+	default:
+		return o;
+	}
+}
 
 void conn_set_quiet(int q)
 {
@@ -208,6 +252,8 @@ int conn_read(struct conn *c, json_object **ret)
 	if (n < 0)
 		return -EPIPE;
 	*ret = json_tokener_parse(line);
+	if (*ret && plain)
+		conn_escape_tree(*ret);
 	return *ret ? 0 : -EBADMSG;
 }
 
@@ -245,15 +291,15 @@ int report_error(const struct opts *o, json_object *reply)
 	    !strcmp(code, ERR_BATCH_TOO_LARGE) || !strcmp(code, ERR_NOT_FOUND))
 		return EX_DATAERR_;
 	/* A batch that can never fit is the input's fault, not a "try later". */
-	if (!strcmp(code, ERR_RATE_LIMITED) && jget(err, "retryable") &&
-	    !json_object_get_boolean(jget(err, "retryable")))
+	if ((!strcmp(code, ERR_RATE_LIMITED) || !strcmp(code, ERR_QUOTA)) &&
+	    jget(err, "retryable") && !json_object_get_boolean(jget(err, "retryable")))
 		return EX_DATAERR_;
 	if (!strcmp(code, ERR_PERMISSION))
 		return EX_NOPERM_;
 	if (!strcmp(code, ERR_BAD_REQUEST))
 		return EX_USAGE_; /* a value llmqd refuses: a bad value on the command line */
 	if (!strcmp(code, ERR_RATE_LIMITED) || !strcmp(code, ERR_BUSY) ||
-	    !strcmp(code, ERR_STORAGE) || !strcmp(code, ERR_TIMEOUT))
+	    !strcmp(code, ERR_STORAGE) || !strcmp(code, ERR_TIMEOUT) || !strcmp(code, ERR_QUOTA))
 		return EX_TEMPFAIL_;
 	return EX_SOFTWARE_;
 }

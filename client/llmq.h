@@ -101,6 +101,9 @@ int conn_open(const struct opts *o, struct conn *c);
 void conn_close(struct conn *c);
 /* 1: conn_open and conn_call say nothing when llmqd is absent or goes away. */
 void conn_set_quiet(int q);
+/* 1: answers are for people: every string in them has its control characters
+ * escaped (a file named with an escape sequence is shown, not obeyed). */
+void conn_set_plain(int p);
 /* Write all of buf; returns 0 or -errno. */
 int conn_write(struct conn *c, const char *buf, size_t len);
 /* Send req (freed) and read one answer line into *ret (NULL on EOF). */

@@ -400,5 +400,6 @@ int main(int argc, char **argv)
 			         cmd->args, o.argv[cmd->max_args]);
 		return main_usage_error(cmd, why);
 	}
+	conn_set_plain(!o.json);
 	return cmd->run(&o);
 }

@@ -2,6 +2,7 @@
  * log.c - leveled logging to stderr or journald.
  */
 #include "log.h"
+#include "text.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,13 +56,16 @@ static void log_v(int prio, const struct log_fields *f, const char *fmt, va_list
 {
 	static const char *const names[] = {"emerg",   "alert",  "crit", "error",
 	                                    "warning", "notice", "info", "debug"};
-	char when[32], msg[2048];
+	char when[32], raw[2048], msg[2048];
 	struct tm tm;
 	time_t now;
 
 	if (prio > log_level)
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* The last line of defence: a caller's string with an LF or an escape
+	 * sequence in it never forges a line nor reaches a terminal raw. */
+	text_escape(raw, msg, sizeof(msg));
 	if (log_sink) {
 		log_sink(prio, f, msg);
 		return;

@@ -4,6 +4,7 @@
  * what jsontext.c finds to be JSON (RFC 8259) is taken.
  */
 #include "protocol.h"
+#include "text.h"
 #include "jsontext.h"
 
 #include <ctype.h>
@@ -170,6 +171,16 @@ int proto_check_body(json_object *body, int stream_ok, const char **ret_model, c
 
 	if (!model || !*model)
 		return fail(err, errlen, "\"model\" is missing (a non-empty string)");
+	if (strlen(model) > LLMQ_MAX_MODEL) {
+		snprintf(err, errlen,
+		         "\"model\" is %zu bytes long; no provider names a model in more than %d",
+		         strlen(model), LLMQ_MAX_MODEL);
+		return -EINVAL;
+	}
+	if (text_has_control(model) || (json_object_object_get_ex(body, "model", &v) &&
+	                                (size_t)json_object_get_string_len(v) != strlen(model)))
+		return fail(err, errlen,
+		            "\"model\" holds a control character or a byte that is not UTF-8");
 	for (i = 0; limits[i].key; i++) {
 		if (json_object_object_get_ex(body, limits[i].key, &v) &&
 		    json_object_is_type(v, json_type_int) &&

@@ -24,6 +24,8 @@
 #define LLMQ_MAX_BATCH_LINES 50000          /* as the hosted Batch API */
 #define LLMQ_MAX_BATCH_BYTES (200ull << 20) /* as the hosted Batch API */
 #define LLMQ_MAX_CUSTOM_ID 512
+#define LLMQ_MAX_MODEL 256 /* a body's "model": stored with every job and call */
+#define LLMQ_MAX_NAME 255  /* a batch's name, an uploaded file's name (NAME_MAX) */
 #define LLMQ_MAX_CONNECTIONS 64
 #define LLMQ_MAX_INGESTS 4         /* submits being received at once */
 #define LLMQ_MAX_INGESTS_PER_UID 2 /* ... by one user: the others keep a share */
@@ -56,7 +58,8 @@
 #define ERR_NOT_FOUND "NOT_FOUND"
 #define ERR_BUSY "BUSY"
 #define ERR_RATE_LIMITED "BATCH_RATE_LIMITED"
-#define ERR_STORAGE "STORAGE"
+#define ERR_STORAGE "STORAGE"      /* the database or its disk cannot take it now */
+#define ERR_QUOTA "QUOTA_EXCEEDED" /* the user holds what a per-user bound allows */
 #define ERR_INTERNAL "INTERNAL"
 #define ERR_TIMEOUT "TIMEOUT"              /* a request or its lines came too slowly */
 #define ERR_PERMISSION "PERMISSION_DENIED" /* an operator's op, asked by someone else */

@@ -319,7 +319,13 @@ static json_object *database_json(const struct llmqd *d)
 	if (bad) {
 		json_object_object_add(o, "problem", json_object_new_string(why));
 		json_object_object_add(o, "refusing_batches", json_object_new_boolean(refuse));
+	} else if (health_disk(d, why, sizeof(why))) {
+		json_object_object_add(o, "ok", json_object_new_boolean(0));
+		json_object_object_add(o, "problem", json_object_new_string(why));
+		json_object_object_add(o, "refusing_batches", json_object_new_boolean(1));
 	}
+	if (d->disk_free >= 0)
+		json_object_object_add(o, "disk_free_bytes", json_object_new_int64(d->disk_free));
 	return o;
 }
 

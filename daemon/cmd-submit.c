@@ -9,9 +9,12 @@
 #include "health.h"
 #include "ingest.h"
 #include "protocol.h"
+#include "quota.h"
 #include "timeutil.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #define DEFAULT_WINDOW_MS (24LL * 3600 * 1000)
 
@@ -27,11 +30,13 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 	const char *window = cmd_get_string(ctx->req, "window");
 	json_object *v;
 	char msg[160], why[512];
-	int refuse_db;
+	int refuse_db, never, r;
 
 	if (!ctx->client)
 		return cmd_error(ctx, ERR_BAD_REQUEST, "submit is only taken on the socket");
 	if (health_db(ctx->d, why, sizeof(why), &refuse_db) && refuse_db)
+		return refuse(ctx, ERR_STORAGE, why);
+	if (health_disk(ctx->d, why, sizeof(why)))
 		return refuse(ctx, ERR_STORAGE, why);
 	opts.source_fd = -1; /* the lines come over the socket */
 	opts.lines = cmd_get_int(ctx->req, "lines", -1);
@@ -41,6 +46,12 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 	opts.idempotency_key = cmd_get_string(ctx->req, "idempotency_key");
 	if (json_object_object_get_ex(ctx->req, "dry_run", &v))
 		opts.dry_run = json_object_get_boolean(v);
+	if (opts.name && strlen(opts.name) > LLMQ_MAX_NAME) {
+		snprintf(msg, sizeof(msg),
+		         "\"name\" is %zu bytes long; a batch's name is at most %d",
+		         strlen(opts.name), LLMQ_MAX_NAME);
+		return refuse(ctx, ERR_BAD_REQUEST, msg);
+	}
 	if (opts.lines < 0)
 		return refuse(ctx, ERR_BAD_REQUEST,
 		              "submit needs \"lines\": the number of lines that follow");
@@ -77,6 +88,20 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 		return refuse(ctx, ERR_BUSY,
 		              "llmqd is receiving too many batches at once; try again "
 		              "in a few seconds");
+	}
+	r = quota_jobs(ctx->d, ctx->uid, opts.lines, &never, why, sizeof(why));
+	if (r == -EDQUOT) {
+		json_object *e;
+
+		ctx->d->refusals[REFUSAL_RATE_LIMITED]++;
+		refuse(ctx, ERR_QUOTA, why);
+		if (json_object_object_get_ex(ctx->reply, "error", &e))
+			json_object_object_add(e, "retryable", json_object_new_boolean(!never));
+		return CMD_REPLY;
+	}
+	if (r < 0) {
+		ctx->close_after = 1;
+		return cmd_store_error(ctx, "count your queued requests", r);
 	}
 	ingest_start(ctx->d, ctx->client, &opts);
 	return CMD_WAIT;

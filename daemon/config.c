@@ -294,6 +294,43 @@ static int parse_mb(const char *v, int64_t *ret)
 	return 0;
 }
 
+/* Bytes: digits, with K, M or G (KiB, MiB, GiB) after them or not. */
+static int parse_bytes(const char *v, int64_t *ret)
+{
+	char *end;
+	long long n;
+	int shift = 0;
+
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno || end == v || n < 0 || !(*v >= '0' && *v <= '9'))
+		return -EINVAL;
+	if (*end == 'K' || *end == 'M' || *end == 'G') {
+		shift = *end == 'K' ? 10 : *end == 'M' ? 20 : 30;
+		end++;
+		if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
+			end += strlen(end);
+	}
+	if (*end || n > (INT64_MAX >> shift))
+		return -EINVAL;
+	*ret = (int64_t)n << shift;
+	return 0;
+}
+
+/* A count of at most 10^12, all digits. */
+static int parse_big_count(const char *v, int64_t *ret)
+{
+	char *end;
+	long long n;
+
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno || end == v || *end || n < 0 || n > 1000000000000LL || !(*v >= '0' && *v <= '9'))
+		return -EINVAL;
+	*ret = n;
+	return 0;
+}
+
 /* A count from lo to hi, all digits (atoi() would wrap 4294967360 to 64). */
 static int parse_count(const char *v, int lo, int hi, int *ret)
 {
@@ -364,6 +401,18 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 				snprintf(cfg->db_path, sizeof(cfg->db_path), "%s", value);
 		} else if (strcmp(name, "db_max_mb") == 0) {
 			if (parse_mb(value, &cfg->db_max_bytes) < 0)
+				goto fail_range;
+		} else if (strcmp(name, "files_max_bytes_per_user") == 0) {
+			if (!getenv("LLMQ_FILES_MAX_BYTES_PER_USER") &&
+			    parse_bytes(value, &cfg->files_max_bytes_per_user) < 0)
+				goto fail_range;
+		} else if (strcmp(name, "queue_max_jobs_per_user") == 0) {
+			if (!getenv("LLMQ_QUEUE_MAX_JOBS_PER_USER") &&
+			    parse_big_count(value, &cfg->queue_max_jobs_per_user) < 0)
+				goto fail_range;
+		} else if (strcmp(name, "disk_min_free_mb") == 0) {
+			if (!getenv("LLMQ_DISK_MIN_FREE_MB") &&
+			    parse_mb(value, &cfg->disk_min_free_bytes) < 0)
 				goto fail_range;
 		} else if (strcmp(name, "http") == 0) {
 			if (!st->http_from_env)
@@ -662,6 +711,9 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CONFIG_DEFAULT_HTTP);
 	snprintf(cfg->admin_group, sizeof(cfg->admin_group), "%s", CONFIG_DEFAULT_ADMIN_GROUP);
 	cfg->retention_ms = 30LL * 24 * 3600 * 1000;
+	cfg->files_max_bytes_per_user = CONFIG_DEFAULT_FILES_MAX_BYTES_PER_USER;
+	cfg->queue_max_jobs_per_user = CONFIG_DEFAULT_QUEUE_MAX_JOBS_PER_USER;
+	cfg->disk_min_free_bytes = CONFIG_DEFAULT_DISK_MIN_FREE_MB << 20;
 	memcpy(opts, base_options, sizeof(base_options));
 	n = N_BASE;
 	for (s = settings; s->key; s++)
@@ -765,6 +817,30 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		return r;
 	if ((v = getenv("LLMQ_DB_MAX_MB")) && *v && parse_mb(v, &cfg->db_max_bytes) < 0) {
 		snprintf(err, errlen, "environment: LLMQ_DB_MAX_MB = \"%s\": expected megabytes",
+		         v);
+		return -EINVAL;
+	}
+	if ((v = getenv("LLMQ_FILES_MAX_BYTES_PER_USER")) && *v &&
+	    parse_bytes(v, &cfg->files_max_bytes_per_user) < 0) {
+		snprintf(err, errlen,
+		         "environment: LLMQ_FILES_MAX_BYTES_PER_USER = \"%s\": expected bytes, "
+		         "such as 2G (GiB), 500M (MiB) or 0 for no cap",
+		         v);
+		return -EINVAL;
+	}
+	if ((v = getenv("LLMQ_QUEUE_MAX_JOBS_PER_USER")) && *v &&
+	    parse_big_count(v, &cfg->queue_max_jobs_per_user) < 0) {
+		snprintf(err, errlen,
+		         "environment: LLMQ_QUEUE_MAX_JOBS_PER_USER = \"%s\": expected a number "
+		         "of jobs, or 0 for no cap",
+		         v);
+		return -EINVAL;
+	}
+	if ((v = getenv("LLMQ_DISK_MIN_FREE_MB")) && *v &&
+	    parse_mb(v, &cfg->disk_min_free_bytes) < 0) {
+		snprintf(err, errlen,
+		         "environment: LLMQ_DISK_MIN_FREE_MB = \"%s\": expected megabytes (MiB), "
+		         "or 0 for no floor",
 		         v);
 		return -EINVAL;
 	}

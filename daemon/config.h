@@ -22,6 +22,9 @@
 #define CONFIG_MAX_MODELS 16
 #define CONFIG_DEFAULT_HTTP "127.0.0.1:8411"
 #define CONFIG_DEFAULT_ADMIN_GROUP "llmq-admin"
+#define CONFIG_DEFAULT_FILES_MAX_BYTES_PER_USER (2LL << 30) /* 2 GiB */
+#define CONFIG_DEFAULT_QUEUE_MAX_JOBS_PER_USER 1000000LL
+#define CONFIG_DEFAULT_DISK_MIN_FREE_MB 256LL
 
 struct lane_config {
 	char name[64];
@@ -67,8 +70,11 @@ struct config {
 	int max_connections_per_user; /* the rest stay for the other users */
 	int http_max_connections;     /* the HTTP face's, all users */
 	int http_max_connections_per_user;
-	int64_t client_timeout_ms; /* a whole request, a submit's lines, a stuck answer */
-	int64_t db_max_bytes;      /* 0: no cap; past it writes fail as on a full disk */
+	int64_t client_timeout_ms;        /* a whole request, a submit's lines, a stuck answer */
+	int64_t db_max_bytes;             /* 0: no cap; past it writes fail as on a full disk */
+	int64_t files_max_bytes_per_user; /* uploaded bytes one user may hold; 0: no cap */
+	int64_t queue_max_jobs_per_user;  /* jobs one user may have queued or running; 0: none */
+	int64_t disk_min_free_bytes;      /* below it new uploads and batches are refused; 0: off */
 	int log_level;
 	struct lane_config lanes[CONFIG_MAX_LANES];
 	int n_lanes;

@@ -16,10 +16,13 @@
 #include <unistd.h>
 
 #define TEMP_PREFIX ".upload-"
+/* A file whose deletion was decided: its bytes freed, its row still to go. */
+#define DELETE_PREFIX ".delete-"
 
 struct files {
 	char dir[PATH_MAX];
 	int dfd;
+	int deleting; /* tombstones whose row is still to be deleted */
 };
 
 static void hex(char *out, const unsigned char *in, size_t n)
@@ -164,7 +167,59 @@ int files_remove(struct files *f, const char *id)
 	return unlinkat(f->dfd, id, 0) < 0 ? -errno : 0;
 }
 
-int files_sweep(struct files *f, struct store *st, int *ret_removed)
+static void files_tombstone_name(const char *id, char *buf, size_t len)
+{
+	snprintf(buf, len, DELETE_PREFIX "%s", id);
+}
+
+int files_tombstone(struct files *f, const char *id)
+{
+	char name[64];
+	int fd, freed = 0;
+
+	if (!valid_id(id))
+		return -ENOENT;
+	files_tombstone_name(id, name, sizeof(name));
+	/* A rename takes no data block: it works on a full disk. From here the
+	 * deletion is decided; what follows only frees the bytes sooner. */
+	if (renameat(f->dfd, id, f->dfd, name) < 0)
+		return -errno;
+	f->deleting++;
+	fsync(f->dfd);
+	fd = openat(f->dfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0) {
+		freed = ftruncate(fd, 0) == 0;
+		close(fd);
+	}
+	return freed;
+}
+
+void files_forget(struct files *f, const char *id)
+{
+	char name[64];
+
+	files_tombstone_name(id, name, sizeof(name));
+	if (unlinkat(f->dfd, name, 0) == 0 && f->deleting > 0)
+		f->deleting--;
+}
+
+int files_deleting(const struct files *f, const char *id)
+{
+	char name[64];
+
+	if (!f->deleting || !valid_id(id))
+		return 0;
+	files_tombstone_name(id, name, sizeof(name));
+	return faccessat(f->dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+int files_pending(const struct files *f)
+{
+	return f->deleting;
+}
+
+/* all: at start, temporary files and files without a row too; else tombstones alone. */
+static int files_scan(struct files *f, struct store *st, int all, int *ret_removed)
 {
 	struct store_file row;
 	struct dirent *e;
@@ -172,6 +227,7 @@ int files_sweep(struct files *f, struct store *st, int *ret_removed)
 	int fd, r = 0, gone;
 
 	*ret_removed = 0;
+	f->deleting = 0;
 	fd = dup(f->dfd);
 	if (fd < 0)
 		return -errno;
@@ -181,7 +237,21 @@ int files_sweep(struct files *f, struct store *st, int *ret_removed)
 		return -errno;
 	}
 	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.' && strncmp(e->d_name, TEMP_PREFIX, strlen(TEMP_PREFIX)))
+		if (strncmp(e->d_name, DELETE_PREFIX, strlen(DELETE_PREFIX)) == 0) {
+			/* A deletion a crash or a full disk interrupted: its row goes, then it. */
+			const char *id = e->d_name + strlen(DELETE_PREFIX);
+			int k = valid_id(id) ? store_file_delete(st, id) : 0;
+
+			if (k < 0 && k != -ENOENT) {
+				f->deleting++; /* tried again later */
+				continue;
+			}
+			if (unlinkat(f->dfd, e->d_name, 0) == 0)
+				(*ret_removed)++;
+			continue;
+		}
+		if (!all ||
+		    (e->d_name[0] == '.' && strncmp(e->d_name, TEMP_PREFIX, strlen(TEMP_PREFIX))))
 			continue; /* . and .. */
 		gone = strncmp(e->d_name, TEMP_PREFIX, strlen(TEMP_PREFIX)) == 0;
 		if (!gone && valid_id(e->d_name)) {
@@ -196,4 +266,14 @@ int files_sweep(struct files *f, struct store *st, int *ret_removed)
 	}
 	closedir(d);
 	return r;
+}
+
+int files_sweep(struct files *f, struct store *st, int *ret_removed)
+{
+	return files_scan(f, st, 1, ret_removed);
+}
+
+int files_finish_deletes(struct files *f, struct store *st, int *ret_removed)
+{
+	return files_scan(f, st, 0, ret_removed);
 }

@@ -5,6 +5,7 @@
  * and on disk; its row in the files table comes after that. A temporary
  * file, or a file without a row, is what a crash left: files_sweep()
  * removes both at start-up, so an interrupted upload leaves nothing.
+ * Deleting frees the bytes first, through a tombstone (below).
  */
 #ifndef LLMQ_FILES_H
 #define LLMQ_FILES_H
@@ -30,7 +31,29 @@ void files_discard(struct files *f, int fd, const char *tmp);
 /* Open file id for reading: an fd, or -errno. */
 int files_open_read(struct files *f, const char *id);
 int files_remove(struct files *f, const char *id);
-/* Remove temporary files, and files the store has no row for. *ret_removed. */
+
+/*
+ * Deleting a file works on a full disk and survives a crash at any point:
+ * files_tombstone() renames it to a tombstone (no data block needed) and
+ * truncates it, which frees its bytes and decides the deletion; then the
+ * row is deleted (there is room now); then files_forget() removes the
+ * tombstone. A tombstone found later - after a crash, or while the
+ * database refused the row's deletion - has its row deleted, then itself,
+ * by files_sweep(). Until then files_deleting() says the file is gone.
+ */
+/* 1: the bytes are freed now; 0: they go with the tombstone; -errno: nothing changed. */
+int files_tombstone(struct files *f, const char *id);
+void files_forget(struct files *f, const char *id);
+int files_deleting(const struct files *f, const char *id);
+/* Tombstones whose row is still to be deleted. */
+int files_pending(const struct files *f);
+
+/*
+ * Remove temporary files and files the store has no row for, and finish
+ * the deletions tombstones stand for. *ret_removed.
+ */
 int files_sweep(struct files *f, struct store *st, int *ret_removed);
+/* The tombstones alone (while llmqd runs: uploads under way are left alone). */
+int files_finish_deletes(struct files *f, struct store *st, int *ret_removed);
 
 #endif

@@ -8,9 +8,48 @@
 #include "timeutil.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
+
+/* Bytes free to llmqd on the filesystem of the database; -errno when unknown. */
+static int64_t health_free_bytes(const char *db_path)
+{
+	char dir[PATH_MAX];
+	struct statvfs sv;
+
+	snprintf(dir, sizeof(dir), "%s", db_path);
+	if (statvfs(dirname(dir), &sv) < 0)
+		return -errno;
+	return (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+}
+
+static void health_check_disk(struct llmqd *d)
+{
+	int64_t floor = d->cfg->disk_min_free_bytes, free = health_free_bytes(d->cfg->db_path);
+	int low;
+
+	if (free < 0) {
+		d->disk_free = -1;
+		return; /* cannot tell: keep the verdict */
+	}
+	d->disk_free = free;
+	low = floor > 0 && free < floor;
+	if (low && !d->disk_low)
+		log_err("only %.1f MiB free on the filesystem of %s, below disk_min_free_mb "
+		        "(%lld MiB): new uploads and batches are refused until there is room; "
+		        "reads, cancels and deletes go on. Delete files no batch needs, or free "
+		        "space there",
+		        (double)free / 1048576.0, d->cfg->db_path, (long long)(floor >> 20));
+	else if (!low && d->disk_low)
+		log_info("%.1f MiB free on the filesystem of %s again: new uploads and batches "
+		         "are taken",
+		         (double)free / 1048576.0, d->cfg->db_path);
+	d->disk_low = low;
+}
 
 static void clock_text(int64_t wall_ms, char *buf, size_t len)
 {
@@ -44,6 +83,7 @@ void health_check(struct llmqd *d)
 		        "(systemctl restart llmqd) to start a new database",
 		        d->cfg->db_path, gone == -ENOENT ? "deleted" : "replaced");
 	d->db_gone = gone;
+	health_check_disk(d);
 }
 
 int health_db(const struct llmqd *d, char *msg, size_t len, int *ret_refuse)
@@ -74,4 +114,16 @@ int health_db(const struct llmqd *d, char *msg, size_t len, int *ret_refuse)
 		return 1;
 	}
 	return 0;
+}
+
+int health_disk(const struct llmqd *d, char *msg, size_t len)
+{
+	if (!d->disk_low)
+		return 0;
+	snprintf(msg, len,
+	         "only %.1f MiB free on the database's filesystem, below disk_min_free_mb (%lld "
+	         "MiB): new uploads and batches are refused until there is room; reads, "
+	         "cancels and deletes go on. Delete files no batch needs, or free space there",
+	         (double)d->disk_free / 1048576.0, (long long)(d->cfg->disk_min_free_bytes >> 20));
+	return 1;
 }

@@ -21,8 +21,10 @@
 #include "ingest.h"
 #include "log.h"
 #include "protocol.h"
+#include "quota.h"
 #include "scheduler.h"
 #include "store.h"
+#include "text.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -36,6 +38,8 @@
 #define LOAD_READ (256 * 1024)
 #define BATCHES_LIST_MAX 100
 #define METADATA_MAX_KEYS 16
+#define METADATA_MAX_KEY 64
+#define METADATA_MAX_VALUE 512
 
 struct load {
 	struct llmqd *d;
@@ -440,6 +444,16 @@ static void load_step(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(l->next, &zero);
 }
 
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
+/* The hosted API's bounds: at most 16 pairs, keys of 64 characters, values of 512. */
 static int valid_metadata(json_object *m, char *err, size_t len)
 {
 	int n = 0;
@@ -450,18 +464,50 @@ static int valid_metadata(json_object *m, char *err, size_t len)
 	}
 	json_object_object_foreach(m, k, v)
 	{
-		if (++n > METADATA_MAX_KEYS || strlen(k) > 64 ||
-		    !json_object_is_type(v, json_type_string) ||
-		    json_object_get_string_len(v) > 512) {
+		if (!json_object_is_type(v, json_type_string)) {
+			snprintf(err, len, "metadata[\"%.64s\"] is not a string", k);
+			return 0;
+		}
+		if (++n > METADATA_MAX_KEYS || utf8_chars(k) > METADATA_MAX_KEY ||
+		    utf8_chars(json_object_get_string(v)) > METADATA_MAX_VALUE) {
 			snprintf(
 			    err, len,
-			    "metadata holds at most %d keys of up to 64 characters, with string "
-			    "values of up to 512",
-			    METADATA_MAX_KEYS);
+			    "metadata holds at most %d keys of up to %d characters, with string "
+			    "values of up to %d",
+			    METADATA_MAX_KEYS, METADATA_MAX_KEY, METADATA_MAX_VALUE);
 			return 0;
 		}
 	}
 	return 1;
+}
+
+/*
+ * metadata as stored: its keys and values without control characters (its
+ * description is a batch's name in llmq list and status, shown to root too).
+ * NULL when out of memory.
+ */
+static char *clean_metadata(json_object *m)
+{
+	json_object *o = json_object_new_object();
+	char key[4 * METADATA_MAX_KEY + 1], *val, *text = NULL;
+
+	if (!o)
+		return NULL;
+	json_object_object_foreach(m, k, v)
+	{
+		snprintf(key, sizeof(key), "%s", k);
+		text_clean(key);
+		val = strdup(json_object_get_string(v));
+		if (!val)
+			goto out;
+		text_clean(val);
+		json_object_object_add(o, key, json_object_new_string(val));
+		free(val);
+	}
+	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+out:
+	json_object_put(o);
+	return text;
 }
 
 static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
@@ -474,7 +520,7 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 	struct load *l = NULL;
 	char err[256], why[512];
 	int64_t uid;
-	int r, refuse_db;
+	int r, refuse_db, never;
 
 	http_caller(d->http, req, 1, &uid); /* the route checked it */
 	r = proto_parse_object((const char *)evbuffer_pullup(body, -1), evbuffer_get_length(body),
@@ -518,6 +564,10 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 		http_error(req, 503, "server_error", "storage", "%s", why);
 		goto out;
 	}
+	if (health_disk(d, why, sizeof(why))) {
+		http_error(req, 507, "server_error", "insufficient_storage", "%s", why);
+		goto out;
+	}
 	r = store_file_get(d->store, file_id, &f);
 	if (r == -ENOENT || (r == 0 && !http_owns(uid, f.uid))) {
 		http_error(req, 404, "invalid_request_error", "not_found",
@@ -526,6 +576,19 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 	}
 	if (r < 0) {
 		http_store_error(d, req, "read the file's record", r);
+		goto out;
+	}
+	r = quota_jobs(d, uid, f.lines, &never, why, sizeof(why));
+	if (r == -EDQUOT) {
+		d->refusals[REFUSAL_RATE_LIMITED]++;
+		if (!never)
+			hreq_add_header(req, "Retry-After", "60");
+		http_error(req, never ? 400 : 503, never ? "invalid_request_error" : "rate_limit",
+		           "quota_exceeded", "%s", why);
+		goto out;
+	}
+	if (r < 0) {
+		http_store_error(d, req, "count your queued requests", r);
 		goto out;
 	}
 	if (d->ingests >= LLMQ_MAX_INGESTS) {
@@ -549,7 +612,7 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 	snprintf(l->file_id, sizeof(l->file_id), "%s", file_id);
 	snprintf(l->filename, sizeof(l->filename), "%s", f.filename);
 	if (m)
-		l->metadata = strdup(json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN));
+		l->metadata = clean_metadata(m);
 	l->pending = evbuffer_new();
 	l->next = evtimer_new(d->base, load_step, l);
 	if ((m && !l->metadata) || !l->pending || !l->next)

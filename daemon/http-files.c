@@ -14,9 +14,11 @@
  * caller left.
  */
 #include "files.h"
+#include "health.h"
 #include "http.h"
 #include "log.h"
 #include "protocol.h"
+#include "quota.h"
 #include "store.h"
 #include "timeutil.h"
 #include "upload.h"
@@ -41,6 +43,8 @@ struct upload_ctx {
 	int fd;
 	char tmp[64];
 	int64_t written, flushed; /* bytes written; of them, handed to writeback */
+	int64_t room;             /* bytes the user's quota leaves; -1: no quota */
+	char quota[512];          /* why the quota refused it; "" while it did not */
 	struct upload form;
 };
 
@@ -52,6 +56,8 @@ struct download {
 	int errors;            /* the error file */
 	int64_t after;         /* the last job id sent */
 	int more;              /* a next results page may hold more */
+	int held;              /* the batch is held from retention (store_batch_hold) */
+	int64_t left;          /* an uploaded file: its bytes still to send */
 	struct evbuffer *line; /* a results page's lines, before they go out */
 };
 
@@ -109,6 +115,13 @@ static int upload_write(void *ud, const char *p, size_t len)
 	struct upload_ctx *u = ud;
 	ssize_t n;
 
+	if (u->room >= 0 && u->written + (int64_t)len > u->room) {
+		quota_files(u->d, u->uid, u->written + (int64_t)len, u->quota, sizeof(u->quota));
+		if (!u->quota[0])
+			snprintf(u->quota, sizeof(u->quota),
+			         "the upload passes files_max_bytes_per_user");
+		return -EDQUOT;
+	}
 	while (len > 0) {
 		n = write(u->fd, p, len);
 		if (n < 0 && errno == EINTR)
@@ -131,19 +144,42 @@ static int upload_write(void *ud, const char *p, size_t len)
 	return 0;
 }
 
+/* The error code of an upload refused with status. */
+static const char *files_refusal_code(int status)
+{
+	switch (status) {
+	case 413:
+		return "file_too_large";
+	case 507:
+		return "insufficient_storage";
+	case 0:
+	case 400:
+		return "invalid_file";
+	default:
+		return status >= 500 ? NULL : "invalid_file";
+	}
+}
+
 static void upload_refuse(struct upload_ctx *u)
 {
 	struct hreq *req = u->req;
 
 	hreq_on_gone(req, NULL, NULL);
+	if (u->quota[0]) {
+		hreq_on_gone(req, NULL, NULL);
+		u->d->refusals[REFUSAL_TOO_LARGE]++;
+		http_error(req, 507, "invalid_request_error", "quota_exceeded",
+		           "%s; nothing was kept", u->quota);
+		upload_free(u);
+		return;
+	}
 	if (u->form.status == 413)
 		u->d->refusals[REFUSAL_TOO_LARGE]++;
 	else if (u->form.status < 500)
 		u->d->refusals[REFUSAL_INVALID]++;
 	http_error(req, u->form.status ? u->form.status : 400,
 	           u->form.status >= 500 ? "server_error" : "invalid_request_error",
-	           u->form.status == 413 ? "file_too_large" : "invalid_file",
-	           "%s; nothing was kept", u->form.err);
+	           files_refusal_code(u->form.status), "%s; nothing was kept", u->form.err);
 	upload_free(u);
 }
 
@@ -183,7 +219,8 @@ static void upload_end(void *ud, struct hreq *req)
 	}
 	if (r < 0) {
 		log_err("HTTP upload: cannot keep the file: %s", strerror(-r));
-		http_error(req, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "server_error", NULL,
+		http_error(req, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "server_error",
+		           files_refusal_code(r == -ENOSPC || r == -EDQUOT ? 507 : 500),
 		           "llmqd cannot keep the file: %s; nothing was kept", strerror(-r));
 		upload_free(u);
 		return;
@@ -215,6 +252,8 @@ static const struct hreq_sink upload_sink = {
 static void files_create(struct llmqd *d, struct hreq *req, int64_t uid)
 {
 	struct upload_ctx *u = calloc(1, sizeof(*u));
+	char why[512];
+	int64_t length;
 	int r;
 
 	if (!u) {
@@ -225,6 +264,35 @@ static void files_create(struct llmqd *d, struct hreq *req, int64_t uid)
 	u->req = req;
 	u->uid = uid;
 	u->fd = -1;
+	u->room = -1;
+	if (health_disk(d, why, sizeof(why))) {
+		d->refusals[REFUSAL_TOO_LARGE]++;
+		http_error(req, 507, "server_error", "insufficient_storage", "%s; nothing was kept",
+		           why);
+		free(u);
+		return;
+	}
+	/* What the head says comes (the form is a little more than its file). */
+	length = hreq_content_length(req);
+	r = quota_files(d, uid, length > 0 ? length : 0, why, sizeof(why));
+	if (r == -EDQUOT) {
+		d->refusals[REFUSAL_TOO_LARGE]++;
+		http_error(req, 507, "invalid_request_error", "quota_exceeded",
+		           "%s; nothing was kept", why);
+		free(u);
+		return;
+	}
+	if (r < 0) {
+		http_store_error(d, req, "count your uploaded files", r);
+		free(u);
+		return;
+	}
+	if (d->cfg->files_max_bytes_per_user > 0) {
+		int64_t held = 0;
+
+		if (store_files_bytes(d->store, uid, &held) == 0)
+			u->room = d->cfg->files_max_bytes_per_user - held;
+	}
 	if (upload_init(&u->form, hreq_header(req, "Content-Type"), (int64_t)LLMQ_MAX_BATCH_BYTES,
 	                LLMQ_MAX_BATCH_LINES, upload_write, u) < 0) {
 		upload_refuse(u);
@@ -320,6 +388,8 @@ static void made_file_get(struct llmqd *d, struct hreq *req, const char *id, int
 
 static void download_free(struct download *dl)
 {
+	if (dl->held)
+		store_batch_unhold(dl->d->store, dl->batch);
 	if (dl->fd >= 0)
 		close(dl->fd);
 	if (dl->line)
@@ -350,29 +420,50 @@ static void download_pump(void *ud)
 	struct download *dl = ud;
 	char buf[DOWNLOAD_CHUNK];
 	size_t unsent = 0;
+	json_object *b = NULL;
 	ssize_t n;
-	int count, r;
+	int count, r, cut = 0;
 
 	while (unsent < DOWNLOAD_HIGH) {
 		if (dl->fd >= 0) {
+			if (dl->left <= 0)
+				break;
 			n = read(dl->fd, buf, sizeof(buf));
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {
-				if (n < 0)
-					log_err("HTTP download: read: %s", strerror(errno));
-				break; /* a read error cuts the body short: the caller sees it */
+				/* Read failed, or the file was deleted (its bytes freed) under us.
+				 */
+				log_err("HTTP download of a file: %s with %lld bytes still to "
+				        "send; the "
+				        "download is cut",
+				        n < 0 ? strerror(errno) : "the file ended",
+				        (long long)dl->left);
+				cut = 1;
+				break;
 			}
+			dl->left -= n;
 			unsent = hreq_chunk(dl->req, buf, (size_t)n);
 			continue;
 		}
-		if (!dl->more)
+		if (!dl->more) {
+			/* The last page: the batch must still be there for it to be whole. */
+			if (store_batch_brief(dl->d->store, dl->batch, &b) < 0) {
+				log_err(
+				    "HTTP download of batch %s: the batch went while it was read; "
+				    "the download is cut",
+				    dl->batch);
+				cut = 1;
+			}
+			json_object_put(b);
 			break;
+		}
 		r = store_results(dl->d->store, dl->batch, dl->after, RESULTS_PAGE, dl->errors,
 		                  add_line, dl, &dl->after, &count, &dl->more);
 		if (r < 0) {
-			log_err("HTTP download of batch %s: %s", dl->batch,
+			log_err("HTTP download of batch %s: %s; the download is cut", dl->batch,
 			        store_errmsg(dl->d->store));
+			cut = 1;
 			break;
 		}
 		while (evbuffer_get_length(dl->line) > 0) {
@@ -387,7 +478,10 @@ static void download_pump(void *ud)
 		return;
 	hreq_on_gone(dl->req, NULL, NULL);
 	hreq_on_drain(dl->req, NULL, NULL);
-	hreq_end(dl->req);
+	if (cut)
+		hreq_abort(dl->req); /* the caller sees an error, not a short file */
+	else
+		hreq_end(dl->req);
 	download_free(dl);
 }
 
@@ -414,8 +508,18 @@ static void file_content(struct llmqd *d, struct hreq *req, const char *id, int6
 		}
 		json_object_put(b);
 		dl->more = 1;
+		/* Retention leaves a batch alone while its results are read. */
+		if (store_batch_hold(d->store, dl->batch) < 0) {
+			download_free(dl);
+			http_error(req, 503, "server_error", NULL,
+			           "llmqd ran out of memory; try again");
+			return;
+		}
+		dl->held = 1;
 	} else {
 		r = store_file_get(d->store, id, &f);
+		if (r == 0 && files_deleting(d->files, id))
+			r = -ENOENT;
 		if (r == -ENOENT || (r == 0 && !http_owns(uid, f.uid))) {
 			not_found(req, id);
 			download_free(dl);
@@ -423,6 +527,12 @@ static void file_content(struct llmqd *d, struct hreq *req, const char *id, int6
 		}
 		if (r == 0)
 			r = dl->fd = files_open_read(d->files, id);
+		if (r == -ENOENT) { /* its bytes went a moment ago */
+			not_found(req, id);
+			download_free(dl);
+			return;
+		}
+		dl->left = f.bytes;
 		if (r < 0) {
 			download_free(dl);
 			http_store_error(d, req, "read the file", r);
@@ -443,7 +553,7 @@ static void files_list(struct llmqd *d, struct hreq *req, int64_t uid)
 	char v[64], after[64] = "";
 	struct store_file *rows;
 	json_object *o, *data;
-	int limit = FILES_LIST_MAX, n = 0, i, r;
+	int limit = FILES_LIST_MAX, n = 0, i, r, first = -1, last = -1;
 
 	if (hreq_param(req, "limit", v, sizeof(v)) >= 0) {
 		limit = atoi(v);
@@ -474,16 +584,22 @@ static void files_list(struct llmqd *d, struct hreq *req, int64_t uid)
 	}
 	o = json_object_new_object();
 	data = json_object_new_array();
-	for (i = 0; o && data && i < n && i < limit; i++)
+	/* A file whose deletion is not finished (files.h) is gone already. */
+	for (i = 0; o && data && i < n && i < limit; i++) {
+		if (files_deleting(d->files, rows[i].id))
+			continue;
 		json_object_array_add(data, stored_file_object(&rows[i]));
+		if (first < 0)
+			first = i;
+		last = i;
+	}
 	if (o && data) {
 		json_object_object_add(o, "object", json_object_new_string("list"));
 		json_object_object_add(o, "data", data);
 		json_object_object_add(o, "first_id",
-		                       n ? json_object_new_string(rows[0].id) : NULL);
-		json_object_object_add(
-		    o, "last_id",
-		    n ? json_object_new_string(rows[(n > limit ? limit : n) - 1].id) : NULL);
+		                       first >= 0 ? json_object_new_string(rows[first].id) : NULL);
+		json_object_object_add(o, "last_id",
+		                       last >= 0 ? json_object_new_string(rows[last].id) : NULL);
 		json_object_object_add(o, "has_more", json_object_new_boolean(n > limit));
 		data = NULL;
 	}
@@ -497,6 +613,8 @@ static void file_get(struct llmqd *d, struct hreq *req, const char *id, int64_t 
 	struct store_file f;
 	int r = store_file_get(d->store, id, &f);
 
+	if (r == 0 && files_deleting(d->files, id))
+		r = -ENOENT;
 	if (r == -ENOENT || (r == 0 && !http_owns(uid, f.uid))) {
 		made_file_get(d, req, id, uid);
 		return;
@@ -515,6 +633,9 @@ static void file_delete(struct llmqd *d, struct hreq *req, const char *id, int64
 	char batch[24];
 	int errors, r = store_file_get(d->store, id, &f);
 
+	if (r == 0 && files_deleting(d->files, id))
+		r = -ENOENT;
+
 	if (r == -ENOENT && made_file(id, batch, sizeof(batch), &errors)) {
 		http_error(req, 400, "invalid_request_error", "not_deletable",
 		           "%.64s is made from batch %s's jobs when read; it goes when the batch "
@@ -526,16 +647,30 @@ static void file_delete(struct llmqd *d, struct hreq *req, const char *id, int64
 		not_found(req, id);
 		return;
 	}
-	if (r == 0)
-		r = store_file_delete(d->store, id);
 	if (r < 0) {
-		http_store_error(d, req, "delete the file", r);
+		http_store_error(d, req, "read the file's record", r);
 		return;
 	}
-	/* The row first: a crash between the two leaves a file the sweep removes. */
-	r = files_remove(d->files, id);
+	/*
+	 * The bytes first, through a tombstone (files.h): that works on a full
+	 * disk, where deleting the row first failed, and frees the room the
+	 * row's deletion needs. A crash after it is finished by the sweep.
+	 */
+	r = files_tombstone(d->files, id);
+	if (r < 0 && r != -ENOENT) {
+		log_err("file %s: cannot delete its bytes: %s", id, strerror(-r));
+		http_error(req, 500, "server_error", NULL,
+		           "llmqd cannot delete the file's bytes in %s: %s; the file is kept",
+		           files_dir(d->files), strerror(-r));
+		return;
+	}
+	r = store_file_delete(d->store, id);
 	if (r < 0 && r != -ENOENT)
-		log_warn("file %s: its record is deleted but its bytes stay: %s", id, strerror(-r));
+		log_warn("file %s: its bytes are deleted; its record goes once the database takes "
+		         "writes again (%s)",
+		         id, strerror(-r));
+	else
+		files_forget(d->files, id);
 	o = json_object_new_object();
 	if (o) {
 		json_object_object_add(o, "id", json_object_new_string(id));

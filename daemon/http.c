@@ -382,10 +382,11 @@ static int http_lane_ready(const struct lane_snapshot *l, int64_t now, int64_t w
 /* 200 while at least one lane can send; each lane's state either way. */
 static void route_readyz(struct llmqd *d, struct hreq *req)
 {
-	json_object *o = json_object_new_object(), *lanes = json_object_new_array(), *l;
+	json_object *o = json_object_new_object(), *lanes = json_object_new_array(), *l, *disk;
 	int64_t now = time_mono_ms(), wall = time_wall_ms();
 	struct lane_snapshot snap;
-	int i, ready = 0;
+	char why[512];
+	int i, ready = 0, low;
 
 	if (!o || !lanes)
 		goto fail;
@@ -397,6 +398,21 @@ static void route_readyz(struct llmqd *d, struct hreq *req)
 		}
 		ready |= http_lane_ready(&snap, now, wall, l);
 	}
+	/* Below the free-space floor new uploads and batches are refused. */
+	disk = json_object_new_object();
+	if (!disk)
+		goto fail;
+	low = health_disk(d, why, sizeof(why));
+	json_object_object_add(disk, "state", json_object_new_string(low ? "low" : "ok"));
+	if (d->disk_free >= 0)
+		json_object_object_add(disk, "free_bytes", json_object_new_int64(d->disk_free));
+	json_object_object_add(disk, "min_free_bytes",
+	                       json_object_new_int64(d->cfg->disk_min_free_bytes));
+	if (low) {
+		ready = 0;
+		json_object_object_add(disk, "reason", json_object_new_string(why));
+	}
+	json_object_object_add(o, "disk", disk);
 	json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
 	json_object_object_add(o, "lanes", lanes);
 	http_json(req, ready ? 200 : 503, o);

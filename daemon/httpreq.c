@@ -5,7 +5,8 @@
  * parsers would read differently is how requests are smuggled: a header
  * folded over lines, whitespace before a header's colon, Transfer-Encoding
  * together with Content-Length, two different Content-Lengths, a transfer
- * coding other than chunked, chunked in HTTP/1.0. Every line of the framing
+ * coding other than chunked (or chunked not last, in one line or over
+ * several), chunked in HTTP/1.0, no Host or two. Every line of the framing
  * (the head, chunk-size lines, trailers) ends in CRLF and holds no control
  * byte but HTAB: a NUL, a bare CR or a bare LF is refused at the byte,
  * before anything is parsed, since parsers that stop at a NUL or end lines
@@ -53,6 +54,7 @@ void httpreq_init(struct httpreq *r, const struct httpreq_cb *cb, void *ud)
 	r->hlen = 0;
 	r->left = 0;
 	r->llen = 0;
+	r->tlen = 0;
 	r->status = 0;
 	r->err[0] = '\0';
 	r->cb = cb;
@@ -118,13 +120,56 @@ static int parse_length(const char *v, int64_t *ret)
 	return 0;
 }
 
+/*
+ * The Transfer-Encoding lines of h, as one list (RFC 9110 5.3): chunked
+ * must be the last coding, else the body's length cannot be known and the
+ * request is refused (RFC 9112 6.3); chunked twice is refused; another
+ * coding before it is not supported here.
+ */
+static long transfer_codings(struct httpreq *r, const struct httpreq_head *h)
+{
+	const char *p, *other = NULL;
+	size_t n, last_n = 0;
+	const char *last = NULL;
+	int i, chunked = 0;
+
+	for (i = 0; i < h->n_headers; i++) {
+		if (strcasecmp(h->headers[i].name, "Transfer-Encoding") != 0)
+			continue;
+		for (p = h->headers[i].value; *p; p += n) {
+			p += strspn(p, " \t,");
+			n = strcspn(p, " \t,;");
+			if (n == 0)
+				break;
+			last = p;
+			last_n = n;
+			if (n == 7 && strncasecmp(p, "chunked", 7) == 0)
+				chunked++;
+			else if (!other)
+				other = p;
+			n += strcspn(p + n, ","); /* its parameters */
+		}
+	}
+	if (!last || last_n != 7 || strncasecmp(last, "chunked", 7) != 0)
+		return fail(r, 400,
+		            "Transfer-Encoding whose last coding is not chunked: the body's length "
+		            "cannot be known");
+	if (chunked > 1)
+		return fail(r, 400, "chunked applied more than once");
+	if (other)
+		return fail(r, 501, "transfer coding \"%.*s\" is not supported (chunked is)",
+		            (int)strcspn(other, " \t,;"), other);
+	return 0;
+}
+
 /* The head is in r->head, NUL-terminated, its lines ending in CRLF. */
 static long parse_head(struct httpreq *r, struct httpreq_head *h)
 {
 	char *line = r->head, *next, *sp, *v, *end;
 	const char *te, *conn;
 	int64_t len;
-	int i;
+	long e;
+	int i, hosts;
 
 	memset(h, 0, sizeof(*h));
 	h->length = -1;
@@ -151,6 +196,21 @@ static long parse_head(struct httpreq *r, struct httpreq_head *h)
 	h->minor = sp[8] - '0';
 	if (strchr(h->target, '\t'))
 		return fail(r, 400, "whitespace in the request target");
+	/* The absolute form (RFC 9112 3.2.2), as a proxy would send it: its path. */
+	if (strncasecmp(h->target, "http://", 7) == 0 ||
+	    strncasecmp(h->target, "https://", 8) == 0) {
+		v = strstr(h->target, "://") + 3;
+		end = v + strcspn(v, "/?");
+		if (end == v)
+			return fail(r, 400, "an absolute request target without a host");
+		if (*end == '/') {
+			h->target = end;
+		} else { /* "http://host" or "http://host?q": the path is "/" */
+			*--v = '/';
+			memmove(v + 1, end, strlen(end) + 1);
+			h->target = v;
+		}
+	}
 	for (line = next; *line; line = next) {
 		next = strstr(line, "\r\n");
 		if (!next)
@@ -193,11 +253,17 @@ static long parse_head(struct httpreq *r, struct httpreq_head *h)
 			return fail(r, 400, "both Transfer-Encoding and Content-Length");
 		if (h->minor == 0)
 			return fail(r, 400, "Transfer-Encoding in HTTP/1.0");
-		if (strcasecmp(te, "chunked") != 0)
-			return fail(r, 501,
-			            "transfer coding \"%.60s\" is not supported (chunked is)", te);
+		if ((e = transfer_codings(r, h)) < 0)
+			return e;
 		h->chunked = 1;
 	}
+	/* RFC 9112 3.2: one Host in every HTTP/1.1 request, never two. */
+	for (i = 0, hosts = 0; i < h->n_headers; i++)
+		hosts += strcasecmp(h->headers[i].name, "Host") == 0;
+	if (hosts > 1)
+		return fail(r, 400, "%d Host headers; a request has one", hosts);
+	if (hosts == 0 && h->minor >= 1)
+		return fail(r, 400, "no Host header; an HTTP/1.1 request has one");
 	v = (char *)httpreq_header(h, "Expect");
 	h->expect_continue = v && strcasecmp(v, "100-continue") == 0;
 	conn = httpreq_header(h, "Connection");
@@ -334,6 +400,10 @@ long httpreq_feed(struct httpreq *r, const char *data, size_t len)
 				return e;
 			break;
 		case R_TRAILER:
+			/* The trailer section is bounded as the head is. */
+			if (++r->tlen > HTTPREQ_MAX_HEAD)
+				return fail(r, 431, "trailer section larger than %d bytes",
+				            HTTPREQ_MAX_HEAD);
 			e = take_line(r, data[i++], "a trailer line");
 			if (e == -2)
 				return -EINVAL;

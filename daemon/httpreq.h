@@ -24,12 +24,12 @@ struct httpreq_header {
 };
 
 struct httpreq_head {
-	const char *method, *target;
-	int minor;           /* HTTP/1.<minor> */
-	int64_t length;      /* Content-Length, or -1 (chunked, or no body) */
-	int chunked;         /* Transfer-Encoding: chunked */
-	int expect_continue; /* Expect: 100-continue */
-	int close;           /* Connection: close, or HTTP/1.0 without keep-alive */
+	const char *method, *target; /* target: an absolute form's path alone */
+	int minor;                   /* HTTP/1.<minor> */
+	int64_t length;              /* Content-Length, or -1 (chunked, or no body) */
+	int chunked;                 /* Transfer-Encoding: chunked */
+	int expect_continue;         /* Expect: 100-continue */
+	int close;                   /* Connection: close, or HTTP/1.0 without keep-alive */
 	struct httpreq_header headers[HTTPREQ_MAX_HEADERS];
 	int n_headers;
 };
@@ -48,7 +48,8 @@ struct httpreq {
 	int64_t left;   /* body bytes left: of the Content-Length, or of the chunk */
 	char line[256]; /* a chunk-size line, or a trailer line */
 	size_t llen;
-	int status; /* the HTTP status an error deserves (400, 413, 431, 501) */
+	size_t tlen; /* bytes of the trailer section so far: bounded as the head is */
+	int status;  /* the HTTP status an error deserves (400, 413, 431, 501) */
 	char err[160];
 	const struct httpreq_cb *cb;
 	void *ud;

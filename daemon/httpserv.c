@@ -56,6 +56,7 @@ struct hreq {
 	struct evbuffer *hdrs;
 	int started, chunked;
 	int answered;
+	int head_only; /* HEAD: routed as GET, answered with its headers alone */
 };
 
 struct hconn {
@@ -279,7 +280,7 @@ void hreq_add_header(struct hreq *r, const char *name, const char *value)
 void hreq_reply(struct hreq *r, int status, const void *body, size_t len)
 {
 	write_head(r, status, (int64_t)len);
-	if (len && strcmp(r->head.method, "HEAD") != 0)
+	if (len && !r->head_only)
 		bufferevent_write(r->c->bev, body, len);
 	finish(r);
 }
@@ -287,7 +288,10 @@ void hreq_reply(struct hreq *r, int status, const void *body, size_t len)
 void hreq_reply_buf(struct hreq *r, int status, struct evbuffer *body)
 {
 	write_head(r, status, (int64_t)evbuffer_get_length(body));
-	bufferevent_write_buffer(r->c->bev, body);
+	if (r->head_only)
+		evbuffer_drain(body, evbuffer_get_length(body));
+	else
+		bufferevent_write_buffer(r->c->bev, body);
 	finish(r);
 }
 
@@ -302,7 +306,7 @@ size_t hreq_chunk(struct hreq *r, const void *data, size_t len)
 {
 	struct evbuffer *out = bufferevent_get_output(r->c->bev);
 
-	if (len) {
+	if (len && !r->head_only) {
 		if (r->chunked)
 			evbuffer_add_printf(out, "%zx\r\n", len);
 		evbuffer_add(out, data, len);
@@ -314,8 +318,18 @@ size_t hreq_chunk(struct hreq *r, const void *data, size_t len)
 
 void hreq_end(struct hreq *r)
 {
-	if (r->chunked)
+	if (r->chunked && !r->head_only)
 		bufferevent_write(r->c->bev, "0\r\n\r\n", 5);
+	finish(r);
+}
+
+void hreq_abort(struct hreq *r)
+{
+	struct linger lg = {1, 0};
+
+	r->c->closing = 1;
+	if (!r->chunked) /* the close alone would end the body as if whole: reset */
+		setsockopt(bufferevent_getfd(r->c->bev), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	finish(r);
 }
 
@@ -360,7 +374,7 @@ static void reply_error(struct hreq *r, int status, const char *code, const char
 
 const char *hreq_method(const struct hreq *r)
 {
-	return r->head.method;
+	return r->head_only ? "GET" : r->head.method;
 }
 
 const char *hreq_path(const struct hreq *r)
@@ -381,6 +395,11 @@ const char *hreq_header(const struct hreq *r, const char *name)
 int64_t hreq_uid(const struct hreq *r)
 {
 	return r->uid;
+}
+
+int64_t hreq_content_length(const struct hreq *r)
+{
+	return r->head.length;
 }
 
 int hreq_on_unix(const struct hreq *r)
@@ -478,6 +497,8 @@ static int on_head(void *ud, const struct httpreq_head *head)
 		return -ENOMEM;
 	r->c = c;
 	r->head = *head;
+	/* RFC 9110 9.3.2: HEAD is GET without the body, for every GET route. */
+	r->head_only = strcmp(head->method, "HEAD") == 0;
 	r->path = strdup(head->target);
 	if (!r->path) {
 		free(r);
@@ -716,9 +737,23 @@ static void write_cb(struct bufferevent *bev, void *arg)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct hconn *c = arg;
+	struct hreq *r = c->req;
 
 	if (what & BEV_EVENT_TIMEOUT)
 		log_debug("HTTP: an answer did not move for the timeout; dropping the client");
+	/*
+	 * The caller shut its side down after a whole request (shutdown(SHUT_WR),
+	 * as RFC 9112 9.6 allows): it still waits for the answer, which goes out
+	 * before the connection closes. A caller that closed outright is seen
+	 * when the answer is written. Once an answer streams, the end of the
+	 * caller's side is its leaving.
+	 */
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && r && r->body_done &&
+	    !r->answered && !r->started) {
+		c->closing = 1;
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
 	conn_free(c);
 }
 

@@ -79,6 +79,8 @@ const char *hreq_path(const struct hreq *r);  /* the target up to '?' */
 const char *hreq_query(const struct hreq *r); /* after '?', or "" */
 const char *hreq_header(const struct hreq *r, const char *name);
 int64_t hreq_uid(const struct hreq *r); /* the caller, -1 when anonymous */
+/* The body's Content-Length, or -1 (chunked, or none). */
+int64_t hreq_content_length(const struct hreq *r);
 /* The owner of a TCP connection's other end, known at accept; -1: not known. */
 int64_t hreq_peer_uid(const struct hreq *r);
 int hreq_on_unix(const struct hreq *r);
@@ -115,5 +117,12 @@ void hreq_reply_buf(struct hreq *r, int status, struct evbuffer *body);
 void hreq_start(struct hreq *r, int status);
 size_t hreq_chunk(struct hreq *r, const void *data, size_t len);
 void hreq_end(struct hreq *r);
+/*
+ * A chunked answer that cannot be finished (its source failed): the
+ * connection closes without the last chunk, so that the caller sees an
+ * error, never a body that looks whole (an HTTP/1.0 one, whose end is the
+ * connection's, is reset).
+ */
+void hreq_abort(struct hreq *r);
 
 #endif

@@ -6,6 +6,7 @@
  * ingest_abort() when it went away; the answer goes to its owner.
  */
 #include "ingest.h"
+#include "text.h"
 #include "admission.h"
 #include "cmd.h"
 #include "estimate.h"
@@ -838,6 +839,8 @@ struct ingest *ingest_new(struct llmqd *d, const struct ingest_opts *opts, int64
 		return NULL;
 	in->errors = calloc(INGEST_KEEP_ERRORS, sizeof(*in->errors));
 	in->name = dup_opt(opts->name, &failed);
+	if (in->name)
+		text_clean(in->name); /* shown by list and status, to root too */
 	in->key = dup_opt(opts->idempotency_key, &failed);
 	in->endpoint = dup_opt(opts->endpoint, &failed);
 	in->input_file_id = dup_opt(opts->input_file_id, &failed);

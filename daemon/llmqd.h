@@ -54,6 +54,8 @@ struct llmqd {
 	int ingests;             /* submits being received */
 	int64_t db_locked_since; /* health.c: another program's lock, wall ms; 0: none */
 	int db_gone;             /* health.c: -ENOENT or -ESTALE once the file went */
+	int64_t disk_free;       /* health.c: bytes free on the database's filesystem; -1 unknown */
+	int disk_low;            /* health.c: disk_free is below disk_min_free_mb */
 	uint64_t refusals[REFUSAL__COUNT];
 };
 

@@ -30,8 +30,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static struct config cfg;
+static int recover_pending; /* store_recover could not write at start: again each second */
 static int saved_argc;
 static char **saved_argv;
 
@@ -144,7 +146,21 @@ out:
 
 static void on_health(evutil_socket_t fd, short what, void *arg)
 {
-	health_check(arg);
+	struct llmqd *d = arg;
+	int64_t requeued = 0;
+	int removed = 0;
+
+	health_check(d);
+	if (recover_pending && store_recover(d->store, time_wall_ms(), &requeued) == 0) {
+		recover_pending = 0;
+		log_info("requeued %lld jobs that were running when llmqd last stopped",
+		         (long long)requeued);
+		sched_kick(d->sched);
+	}
+	/* Deletions whose row the database refused (a full disk, a lock): again. */
+	if (d->files && files_pending(d->files) &&
+	    files_finish_deletes(d->files, d->store, &removed) == 0 && !files_pending(d->files))
+		log_info("the records of deleted files are gone too");
 }
 
 /* WATCHDOG=1 and STATUS=, from a timer: sent only while the loop turns. */
@@ -215,6 +231,7 @@ int main(int argc, char **argv)
 	d.cfg = &cfg;
 	d.socket_gid = (gid_t)-1;
 	d.started_mono = time_mono_ms();
+	d.disk_free = -1;
 	d.base = event_base_new();
 	if (!d.base) {
 		log_err("cannot create the event loop");
@@ -224,6 +241,17 @@ int main(int argc, char **argv)
 	r = paths_mkparent(cfg.db_path);
 	if (r == 0)
 		r = store_open(cfg.db_path, &d.store);
+	for (i = 0; r == -ENOSPC; i++) {
+		/* The schema must be brought up to date first: wait for room. */
+		if (i % 12 == 0)
+			log_err("the database %s needs room on its disk to bring its schema up to "
+			        "date, and the disk is full: free some space there (the uploaded "
+			        "files are in %s-files); trying again every 5 s",
+			        cfg.db_path, cfg.db_path);
+		sd_status("waiting for room on the database's disk");
+		sleep(5);
+		r = store_open(cfg.db_path, &d.store);
+	}
 	if (r < 0) {
 		log_err("cannot open the database %s: %s%s", cfg.db_path, strerror(-r),
 		        r == -EPROTO ? " (written by a newer llmqd; upgrade llmqd)"
@@ -235,8 +263,19 @@ int main(int argc, char **argv)
 		log_err("cannot cap the database's size: %s", store_errmsg(d.store));
 		goto out;
 	}
+	if (store_exclusive(d.store))
+		log_warn("the disk of %s has no room for the database's shared-memory index: "
+		         "llmqd keeps it in memory and holds the database exclusively, so other "
+		         "programs (sqlite3) cannot read it until llmqd restarts with room",
+		         cfg.db_path);
 	r = store_recover(d.store, time_wall_ms(), &requeued);
-	if (r < 0) {
+	if (r == -ENOSPC || r == -EBUSY) {
+		/* Serve what is stored meanwhile; those jobs wait, nothing is lost. */
+		log_warn("cannot requeue the jobs that were running when llmqd last stopped: "
+		         "%s; they wait, and llmqd tries again every second",
+		         store_errmsg(d.store));
+		recover_pending = 1;
+	} else if (r < 0) {
 		log_err("cannot recover interrupted jobs: %s", store_errmsg(d.store));
 		goto out;
 	}
@@ -257,6 +296,8 @@ int main(int argc, char **argv)
 		log_info("removed %d uploaded files that an interrupted upload or delete left",
 		         swept);
 
+	/* The free-space floor and the database's health, before anyone is served. */
+	health_check(&d);
 	r = sched_new(&d, &d.sched);
 	if (r < 0) {
 		log_err("cannot start the scheduler: %s", strerror(-r));

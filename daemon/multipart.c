@@ -96,9 +96,10 @@ void multipart_init(struct multipart *mp, const char *boundary, const struct mul
 }
 
 /* One parameter of a header value: name="value" or name=value. */
-static void param(const char *v, const char *key, char *buf, size_t len)
+/* The parameter key of v into buf, cut to fit; returns its whole length. */
+static size_t param(const char *v, const char *key, char *buf, size_t len)
 {
-	size_t klen = strlen(key), n;
+	size_t klen = strlen(key), n, whole;
 	const char *p = v, *end;
 
 	buf[0] = '\0';
@@ -113,13 +114,14 @@ static void param(const char *v, const char *key, char *buf, size_t len)
 			end = strchr(++p, '"');
 		else
 			end = p + strcspn(p, "; \t");
-		n = end ? (size_t)(end - p) : strlen(p);
+		n = whole = end ? (size_t)(end - p) : strlen(p);
 		if (n >= len)
 			n = len - 1;
 		memcpy(buf, p, n);
 		buf[n] = '\0';
-		return;
+		return whole;
 	}
+	return 0;
 }
 
 /* The header block of a part (NUL-terminated, lines ending in CRLF). */
@@ -147,7 +149,8 @@ static int part_headers(struct multipart *mp)
 				return fail(mp, "part %d is not form-data", mp->parts + 1);
 			disposition = 1;
 			param(v, "name", part.name, sizeof(part.name));
-			param(v, "filename", part.filename, sizeof(part.filename));
+			part.filename_len =
+			    param(v, "filename", part.filename, sizeof(part.filename));
 		} else if (strcasecmp(line, "Content-Type") == 0) {
 			snprintf(part.content_type, sizeof(part.content_type), "%s", v);
 		}

@@ -18,7 +18,8 @@
 
 struct multipart_part {
 	char name[128];         /* Content-Disposition: form-data; name="..." */
-	char filename[256];     /* its filename="...", "" when none */
+	char filename[256];     /* its filename="...", "" when none (cut at 255 bytes) */
+	size_t filename_len;    /* the filename's whole length, however long */
 	char content_type[128]; /* "" when none */
 };
 

@@ -84,6 +84,8 @@ enum stmt_id {
 	S_RETRY_BATCH,
 	S_RECENT_ERRORS,
 	S_JOB_BATCH_STATE,
+	S_FILES_BYTES,
+	S_UNFINISHED_JOBS,
 	S_BEGIN,
 	S_COMMIT,
 	S_ROLLBACK,
@@ -218,12 +220,15 @@ static const char *const stmt_sql[S__COUNT] = {
                      "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
                      "ORDER BY batch_id, id LIMIT 1",
     [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
+    /* Never a batch whose results are being read (?3: their ids, a JSON array). */
     [S_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (SELECT j.id FROM batches b "
                      "JOIN jobs j ON j.batch_id = b.id WHERE b.state IN ('completed', "
-                     "'cancelled') AND b.finished_at < ?1 LIMIT ?2)",
+                     "'cancelled') AND b.finished_at < ?1 AND b.id NOT IN (SELECT value "
+                     "FROM json_each(?3)) LIMIT ?2)",
     [S_PRUNE_BATCHES] = "DELETE FROM batches WHERE state IN ('completed', 'cancelled') "
                         "AND finished_at < ?1 AND NOT EXISTS (SELECT 1 FROM jobs j "
-                        "WHERE j.batch_id = batches.id)",
+                        "WHERE j.batch_id = batches.id) AND id NOT IN (SELECT value "
+                        "FROM json_each(?3))",
     [S_PRUNE_CALLS] = "DELETE FROM calls WHERE id IN (SELECT id FROM calls "
                       "WHERE started_at < ?1 ORDER BY id LIMIT ?2)",
     [S_CALL_INSERT] = "INSERT INTO calls (call_id, n, lane, endpoint, model, stream, caller_uid, "
@@ -273,14 +278,16 @@ static const char *const stmt_sql[S__COUNT] = {
                      "ORDER BY b.created_at DESC, b.rowid DESC LIMIT ?1",
     [S_BATCH_PAGE] = "SELECT " BATCH_COLUMNS_BRIEF "FROM batches b WHERE b.submitter_uid IS ?1 "
                      "AND (?2 IS NULL OR (b.created_at, b.rowid) < (SELECT created_at, rowid "
-                     "FROM batches WHERE id = ?2)) ORDER BY b.created_at DESC, b.rowid DESC "
+                     "FROM batches WHERE id = ?2 AND submitter_uid IS ?1)) ORDER BY b.created_at "
+                     "DESC, b.rowid DESC "
                      "LIMIT ?3",
     [S_FILE_INSERT] = "INSERT INTO files (id, owner_uid, created_at, filename, purpose, bytes, "
                       "lines) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_FILE_GET] = "SELECT " FILE_COLUMNS "FROM files WHERE id = ?1",
     [S_FILE_LIST] = "SELECT " FILE_COLUMNS "FROM files WHERE owner_uid IS ?1 "
                     "AND (?2 IS NULL OR (created_at, rowid) < (SELECT created_at, rowid "
-                    "FROM files WHERE id = ?2)) ORDER BY created_at DESC, rowid DESC LIMIT ?3",
+                    "FROM files WHERE id = ?2 AND owner_uid IS ?1)) ORDER BY created_at DESC, "
+                    "rowid DESC LIMIT ?3",
     [S_FILE_DELETE] = "DELETE FROM files WHERE id = ?1",
     [S_BATCH_CANCEL_JOBS] = "UPDATE jobs SET state = 'cancelled', error_code = 'batch_cancelled', "
                             "error_message = 'the batch was cancelled before this request ran', "
@@ -371,6 +378,12 @@ static const char *const stmt_sql[S__COUNT] = {
         "ORDER BY at DESC LIMIT ?2",
     [S_JOB_BATCH_STATE] = "SELECT b.state FROM batches b JOIN jobs j ON j.batch_id = b.id "
                           "WHERE j.id = ?1",
+    /* Both read an index that holds the sum's terms (008_quotas.sql). */
+    [S_FILES_BYTES] = "SELECT coalesce(sum(bytes), 0) FROM files WHERE owner_uid IS ?1",
+    [S_UNFINISHED_JOBS] = "SELECT coalesce(sum(c.jobs), 0) FROM batches b JOIN job_counts c "
+                          "ON c.batch_id = b.id WHERE b.submitter_uid IS ?1 AND b.state IN "
+                          "('validating', 'in_progress', 'cancelling') AND c.state IN "
+                          "('queued', 'running')",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -382,10 +395,20 @@ static const char *const stmt_sql[S__COUNT] = {
 #define STORE_BUSY_WAIT_MS 10    /* on the loop: a lock someone holds for a moment */
 #define STORE_OPEN_WAIT_MS 10000 /* at start-up, before the loop serves anyone */
 
+/* A batch whose results are being read: retention leaves it alone. */
+struct store_held {
+	char id[24];
+	int n;
+};
+
 struct store {
 	sqlite3 *db;
+	struct store_held *held;
+	int n_held, cap_held;
+	char *reading; /* the held ids as a JSON array; NULL: none */
 	sqlite3_stmt *stmt[S__COUNT];
 	int in_tx;
+	int exclusive;           /* opened with locking_mode EXCLUSIVE: the disk had no room */
 	int patient;             /* start-up: wait STORE_OPEN_WAIT_MS for locks */
 	int64_t contended_since; /* wall ms of the first write refused by a lock; 0: none */
 	struct stat st;          /* the file opened, to notice it being replaced */
@@ -592,6 +615,58 @@ static int migrate(struct store *s)
 	return 0;
 }
 
+/*
+ * Whether rc says the disk had no room for what opening needs: the WAL's
+ * shared-memory index (SQLite writes a byte into each of its pages so that
+ * a full tmpfs fails the write rather than raising SIGBUS on the mapping),
+ * or a page.
+ */
+static int store_no_room(sqlite3 *db, int rc)
+{
+	int ext = sqlite3_extended_errcode(db);
+
+	return (rc & 0xff) == SQLITE_FULL || ext == SQLITE_IOERR_SHMSIZE ||
+	       ext == SQLITE_IOERR_SHMOPEN || ext == SQLITE_IOERR_SHMMAP ||
+	       ext == SQLITE_IOERR_WRITE || ext == SQLITE_IOERR_TRUNCATE;
+}
+
+static int store_connect(struct store *s, int exclusive)
+{
+	int persist = 1, rc;
+
+	if (s->db) {
+		sqlite3_close(s->db);
+		s->db = NULL;
+	}
+	rc =
+	    sqlite3_open_v2(s->path, &s->db,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK)
+		return sql_errno(rc);
+	sqlite3_busy_handler(s->db, on_busy, s);
+	sqlite3_extended_result_codes(s->db, 1);
+	/*
+	 * Keep the WAL and its shared-memory index when closing: a restart on a
+	 * full disk then finds them made, instead of needing room for them.
+	 */
+	sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	/* Before the first read: then SQLite keeps the WAL's index in memory. */
+	if (exclusive)
+		rc = sqlite3_exec(s->db, "PRAGMA locking_mode = EXCLUSIVE", NULL, NULL, NULL);
+	/*
+	 * Only takes on a new file, before its tables: then retention gives
+	 * space back. Setting it writes the header even when it is set already,
+	 * so on a file with tables it is not set again: opening writes nothing.
+	 */
+	if (rc == SQLITE_OK && store_schema_version(s) == 0)
+		rc = sqlite3_exec(s->db, "PRAGMA auto_vacuum = INCREMENTAL", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return 0;
+	return store_no_room(s->db, rc) ? -ENOSPC : sql_errno(rc);
+}
+
 int store_open(const char *path, struct store **ret)
 {
 	struct store *s;
@@ -606,16 +681,13 @@ int store_open(const char *path, struct store **ret)
 		r = -ENOMEM;
 		goto out;
 	}
-	r = sql_errno(sqlite3_open_v2(
-	    path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL));
-	if (r < 0)
-		goto out;
-	sqlite3_busy_handler(s->db, on_busy, s);
-	sqlite3_extended_result_codes(s->db, 1);
-	/* Only takes on a new file, before its tables: then retention gives space back. */
-	r = exec(s, "PRAGMA auto_vacuum = INCREMENTAL");
-	if (r == 0)
-		r = exec(s, "PRAGMA journal_mode = WAL");
+	r = store_connect(s, 0);
+	if (r == -ENOSPC) {
+		/* No room for the index's file: keep it in memory, others locked out. */
+		r = store_connect(s, 1);
+		if (r == 0)
+			s->exclusive = 1;
+	}
 	if (r == 0)
 		r = exec(s, "PRAGMA synchronous = NORMAL");
 	/* Off while migrating: a migration may rebuild a table others refer to. */
@@ -634,6 +706,11 @@ out:
 	return 0;
 }
 
+int store_exclusive(const struct store *s)
+{
+	return s->exclusive;
+}
+
 void store_free(struct store *s)
 {
 	int i;
@@ -643,6 +720,8 @@ void store_free(struct store *s)
 	for (i = 0; i < S__COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
+	free(s->held);
+	free(s->reading);
 	free(s->path);
 	free(s);
 }
@@ -871,7 +950,72 @@ static int prune_step(struct store *s, enum stmt_id id, int64_t before, int limi
 	sqlite3_bind_int64(st, 1, before);
 	if (id != S_PRUNE_BATCHES)
 		sqlite3_bind_int(st, 2, limit);
+	if (id != S_PRUNE_CALLS)
+		sqlite3_bind_text(st, 3, s->reading ? s->reading : "[]", -1, SQLITE_STATIC);
 	return run(s, st, ret_n);
+}
+
+/* The held batches as a JSON array, for the prune statements. */
+static int store_reading_text(struct store *s)
+{
+	json_object *a = json_object_new_array();
+	char *text = NULL;
+	int i;
+
+	if (!a)
+		return -ENOMEM;
+	for (i = 0; i < s->n_held; i++)
+		json_object_array_add(a, json_object_new_string(s->held[i].id));
+	text = strdup(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
+	json_object_put(a);
+	if (!text)
+		return -ENOMEM;
+	free(s->reading);
+	s->reading = text;
+	return 0;
+}
+
+int store_batch_hold(struct store *s, const char *id)
+{
+	struct store_held *h;
+	int i;
+
+	for (i = 0; i < s->n_held; i++)
+		if (strcmp(s->held[i].id, id) == 0) {
+			s->held[i].n++;
+			return 0;
+		}
+	if (s->n_held == s->cap_held) {
+		int cap = s->cap_held ? s->cap_held * 2 : 8;
+
+		h = realloc(s->held, (size_t)cap * sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		s->held = h;
+		s->cap_held = cap;
+	}
+	h = &s->held[s->n_held++];
+	snprintf(h->id, sizeof(h->id), "%s", id);
+	h->n = 1;
+	return store_reading_text(s);
+}
+
+void store_batch_unhold(struct store *s, const char *id)
+{
+	int i;
+
+	for (i = 0; i < s->n_held; i++) {
+		if (strcmp(s->held[i].id, id) != 0)
+			continue;
+		if (--s->held[i].n == 0) {
+			s->held[i] = s->held[--s->n_held];
+			if (store_reading_text(s) < 0) {
+				free(s->reading); /* "[]" then: the next hold builds it again */
+				s->reading = NULL;
+			}
+		}
+		return;
+	}
 }
 
 int store_prune(struct store *s, int64_t before, int limit, int64_t *ret_rows)
@@ -1599,6 +1743,31 @@ int store_file_delete(struct store *s, const char *id)
 	bind_text(st, 1, id);
 	r = run(s, st, &n);
 	return r < 0 ? r : n == 0 ? -ENOENT : 0;
+}
+
+static int store_sum_of(struct store *s, enum stmt_id id, int64_t uid, int64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, id, &st), rc;
+
+	if (r < 0)
+		return r;
+	bind_opt_int(st, 1, uid);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : sql_errno(rc == SQLITE_DONE ? SQLITE_ERROR : rc);
+}
+
+int store_files_bytes(struct store *s, int64_t uid, int64_t *ret)
+{
+	return store_sum_of(s, S_FILES_BYTES, uid, ret);
+}
+
+int store_unfinished_jobs(struct store *s, int64_t uid, int64_t *ret)
+{
+	return store_sum_of(s, S_UNFINISHED_JOBS, uid, ret);
 }
 
 int store_batch_list(struct store *s, const struct store_batch_filter *f, json_object **ret)

@@ -131,7 +131,16 @@ struct store_outcome {
 	int lost_sends;       /* sends before this one that the upstream got but never answered */
 };
 
+/*
+ * Open (or create) the database and bring its schema up to date. Opening
+ * writes nothing when there is nothing to migrate. When the disk has no
+ * room for the WAL's shared-memory index, the database is opened with
+ * locking_mode EXCLUSIVE, its index in memory (store_exclusive() says so):
+ * llmqd serves, and other programs cannot read the file meanwhile.
+ * -ENOSPC: a migration needs room the disk does not have.
+ */
 int store_open(const char *path, struct store **ret);
+int store_exclusive(const struct store *s);
 void store_free(struct store *s);
 const char *store_errmsg(struct store *s);
 
@@ -243,6 +252,16 @@ int store_file_list(struct store *s, int64_t uid, const char *after, int limit,
                     struct store_file *ret, int *ret_n);
 /* -ENOENT when there is none. */
 int store_file_delete(struct store *s, const char *id);
+/*
+ * A batch whose results are being read (a download of its output file):
+ * retention does not delete it until as many unholds came. -ENOMEM.
+ */
+int store_batch_hold(struct store *s, const char *id);
+void store_batch_unhold(struct store *s, const char *id);
+/* The bytes of uid's uploaded files (-1: anonymous callers'). */
+int store_files_bytes(struct store *s, int64_t uid, int64_t *ret);
+/* The jobs uid has queued or running (-1: anonymous callers'). */
+int store_unfinished_jobs(struct store *s, int64_t uid, int64_t *ret);
 
 /* Queued jobs cancelled; running ones left to finish. -ENOENT when unknown. */
 int store_batch_cancel(struct store *s, const char *id, int64_t now, int64_t *ret_cancelled);

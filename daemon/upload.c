@@ -2,6 +2,8 @@
  * upload.c - see upload.h.
  */
 #include "upload.h"
+#include "protocol.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -41,8 +43,16 @@ static int part_begin(void *ud, const struct multipart_part *p)
 			return fail(u, 400, "the form has two \"file\" parts; send one file");
 		u->has_file = 1;
 		u->part = UP_FILE;
+		if (p->filename_len > LLMQ_MAX_NAME)
+			return fail(
+			    u, 400,
+			    "the file's name is %zu bytes long; at most %d are kept: rename "
+			    "the file",
+			    p->filename_len, LLMQ_MAX_NAME);
 		snprintf(u->filename, sizeof(u->filename), "%s",
 		         p->filename[0] ? p->filename : "upload.jsonl");
+		/* Shown by llmq list and status, to root too: no escape sequences. */
+		text_clean(u->filename);
 	} else if (strcmp(p->name, "purpose") == 0) {
 		if (u->has_purpose)
 			return fail(u, 400, "the form has two \"purpose\" fields");
@@ -64,9 +74,9 @@ static int part_data(void *ud, const char *p, size_t len)
 	case UP_FILE:
 		if ((uint64_t)u->bytes + len > (uint64_t)u->max_bytes)
 			return fail(u, 413,
-			            "the file is larger than %lld MB, the most a batch input file "
+			            "the file is larger than %lld MiB, the most a batch input file "
 			            "may be; split it into several files",
-			            (long long)(u->max_bytes / 1000000));
+			            (long long)(u->max_bytes >> 20));
 		for (i = 0; i < len; i++)
 			if (p[i] == '\n')
 				u->lines++;
@@ -82,8 +92,7 @@ static int part_data(void *ud, const char *p, size_t len)
 		r = u->write(u->wud, p, len);
 		if (r < 0)
 			return fail(u, r == -ENOSPC || r == -EDQUOT ? 507 : 500,
-			            "llmqd cannot keep the file: %s; nothing was kept",
-			            strerror(-r));
+			            "llmqd cannot keep the file: %s", strerror(-r));
 		return 0;
 	case UP_PURPOSE:
 		if (u->field_len + len >= sizeof(u->purpose))

@@ -201,6 +201,10 @@ void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_pr
 	while (i < 28 && (env[i] = va_arg(ap, char *)))
 		i++;
 	va_end(ap);
+	/* A test that puts the database elsewhere (on a small filesystem of its own). */
+	for (k = 0; k < i; k++)
+		if (strncmp(env[k], "LLMQ_DB=", 8) == 0 && env[k][8])
+			snprintf(d->db, sizeof(d->db), "%s", env[k] + 8);
 	/* A test that brings a config file names its upstreams there: the
 	 * implicit lane's variable would be refused next to it. */
 	for (k = 0; k < i; k++)

@@ -39,8 +39,9 @@ json_object *h_mock_stats(const struct mock_proc *m);
 /* Give the mock's key credit again (after --quota-after ran out). */
 void h_mock_topup(const struct mock_proc *m);
 
-/* Start llmqd on dir/llmq.sock and dir/llmq.db against the mock, with extra
- * environment assignments "NAME=value" (NULL-terminated); waits for its socket. */
+/* Start llmqd on dir/llmq.sock and dir/llmq.db (or the test's LLMQ_DB=) against
+ * the mock, with extra environment assignments "NAME=value" (NULL-terminated);
+ * waits for its socket. */
 void h_daemon_start(struct daemon_proc *d, const char *dir, const struct mock_proc *m, ...);
 void h_daemon_signal(struct daemon_proc *d, int sig);
 /* Send sig and go on (the daemon keeps running). */

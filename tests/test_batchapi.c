@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "harness.h"
@@ -69,17 +70,21 @@ static size_t read_all(int fd, char *buf, size_t len, int timeout_ms)
  * One request on its own connection (Connection: close); the status, the
  * answer in buf: its head too when keep_head, else its body alone.
  */
+/* An Authorization header's value http_ex() sends when set (a token of the tokens file). */
+static const char *auth;
+
 static int http_ex(int port, const char *method, const char *path, const char *ctype,
                    const char *body, size_t blen, char *buf, size_t len, int keep_head)
 {
-	char head[512];
+	char head[1024];
 	int fd = tcp_connect(port), status = 0;
 	char *b;
 
 	snprintf(head, sizeof(head),
 	         "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: %s\r\n"
-	         "Content-Length: %zu\r\n\r\n",
-	         method, path, ctype ? ctype : "application/json", blen);
+	         "Content-Length: %zu\r\n%s%s%s\r\n",
+	         method, path, ctype ? ctype : "application/json", blen,
+	         auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
 	send_all(fd, head, strlen(head));
 	if (blen)
 		send_all(fd, body, blen);
@@ -568,6 +573,385 @@ Test(batchapi, a_batch_refused_for_now_is_told_to_wait_at_least_a_second)
 	cr_assert_not_null(ra, "%s", buf);
 	cr_assert_eq(sscanf(ra + 15, "%d", &after), 1);
 	cr_assert_geq(after, 1, "Retry-After: 0 has an SDK retry at once, for ever: %s", buf);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* How many objects a list answer's data holds. */
+static int list_count(const char *body)
+{
+	json_object *o = json_tokener_parse(body), *data;
+	int n;
+
+	cr_assert_not_null(o, "%s", body);
+	cr_assert(json_object_object_get_ex(o, "data", &data), "%s", body);
+	n = (int)json_object_array_length(data);
+	json_object_put(o);
+	return n;
+}
+
+/*
+ * ?after= with another user's id answered the rows before it (an unknown id:
+ * none), which told that the id exists. Now both answer alike, for batches
+ * and for files. Two users by their tokens.
+ */
+Test(batchapi, another_users_id_as_a_cursor_tells_nothing, .timeout = 90)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 18];
+	char dir[256], env[320], tokens[300], file_b[64], file_a[64], batch_b[64], batch_a[64];
+	char path[256];
+	static const char tok_a[] = "Bearer token-of-user-daemon-0123456789";
+	static const char tok_b[] = "Bearer token-of-user-nobody-0123456789";
+	FILE *f;
+	int foreign, unknown;
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
+	f = fopen(tokens, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "daemon %s\nnobody %s\n", tok_a + 7, tok_b + 7);
+	fclose(f);
+	chmod(tokens, 0600);
+	snprintf(env, sizeof(env), "LLMQ_HTTP_TOKENS=%s", tokens);
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, env, NULL);
+	/* B's file and batch first, then A's: A's ids sort after B's. */
+	auth = tok_b;
+	upload(&d, 2, file_b, sizeof(file_b));
+	create(&d, file_b, batch_b, sizeof(batch_b));
+	usleep(20000);
+	auth = tok_a;
+	upload(&d, 2, file_a, sizeof(file_a));
+	create(&d, file_a, batch_a, sizeof(batch_a));
+	auth = tok_b;
+
+	snprintf(path, sizeof(path), "/v1/batches?after=%s", batch_a);
+	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 200, "%s", buf);
+	foreign = list_count(buf);
+	cr_assert_eq(http(d.http_port, "GET", "/v1/batches?after=b_00000000deadbeef", NULL, "", 0,
+	                  buf, sizeof(buf)),
+	             200, "%s", buf);
+	unknown = list_count(buf);
+	cr_assert_eq(foreign, unknown, "another user's batch id answers %d rows, an unknown one %d",
+	             foreign, unknown);
+
+	snprintf(path, sizeof(path), "/v1/files?after=%s", file_a);
+	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 200, "%s", buf);
+	foreign = list_count(buf);
+	cr_assert_eq(http(d.http_port, "GET", "/v1/files?after=file-000000000000000000000000", NULL,
+	                  "", 0, buf, sizeof(buf)),
+	             200, "%s", buf);
+	unknown = list_count(buf);
+	cr_assert_eq(foreign, unknown, "another user's file id answers %d rows, an unknown one %d",
+	             foreign, unknown);
+	/* Their own cursor still pages. */
+	cr_assert_eq(http(d.http_port, "GET", "/v1/files", NULL, "", 0, buf, sizeof(buf)), 200);
+	cr_assert_eq(list_count(buf), 1, "%s", buf);
+	auth = NULL;
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+static int try_create_with(const struct daemon_proc *d, const char *file, const char *metadata,
+                           char *buf, size_t len)
+{
+	char req[8192];
+
+	snprintf(req, sizeof(req),
+	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+	         "\"completion_window\":\"24h\",\"metadata\":%s}",
+	         file, metadata);
+	return http(d->http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf, len);
+}
+
+/*
+ * Metadata as the hosted API bounds it (16 pairs, keys of 64 characters,
+ * values of 512: characters, not bytes), and its description - a batch's
+ * name in llmq list and status, shown to root - without escape sequences.
+ */
+Test(batchapi, metadata_is_bounded_and_cleaned, .timeout = 60)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 18];
+	char dir[256], file[64], meta[4096], id[64], path[128];
+	size_t n;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	upload(&d, 2, file, sizeof(file));
+	/* 17 pairs */
+	n = (size_t)snprintf(meta, sizeof(meta), "{");
+	for (i = 0; i < 17; i++)
+		n += (size_t)snprintf(meta + n, sizeof(meta) - n, "%s\"k%d\":\"v\"", i ? "," : "",
+		                      i);
+	snprintf(meta + n, sizeof(meta) - n, "}");
+	cr_assert_eq(try_create_with(&d, file, meta, buf, sizeof(buf)), 400, "%s", buf);
+	cr_assert(strstr(buf, "16") && strstr(buf, "invalid_metadata"), "%s", buf);
+	/* a key of 65 characters */
+	n = (size_t)snprintf(meta, sizeof(meta), "{\"");
+	memset(meta + n, 'k', 65);
+	n += 65;
+	snprintf(meta + n, sizeof(meta) - n, "\":\"v\"}");
+	cr_assert_eq(try_create_with(&d, file, meta, buf, sizeof(buf)), 400, "%s", buf);
+	/* a value of 513 characters */
+	n = (size_t)snprintf(meta, sizeof(meta), "{\"k\":\"");
+	memset(meta + n, 'v', 513);
+	n += 513;
+	snprintf(meta + n, sizeof(meta) - n, "\"}");
+	cr_assert_eq(try_create_with(&d, file, meta, buf, sizeof(buf)), 400, "%s", buf);
+	/* 512 characters of two bytes each is within the bound */
+	n = (size_t)snprintf(meta, sizeof(meta), "{\"k\":\"");
+	for (i = 0; i < 512; i++)
+		n += (size_t)snprintf(meta + n, sizeof(meta) - n, "\xc3\xa9");
+	snprintf(meta + n, sizeof(meta) - n,
+	         "\",\"description\":\"ev\\u001b]0;PWNED\\u0007"
+	         "\\u001b[2J\\u009b31m\"}");
+	cr_assert_eq(try_create_with(&d, file, meta, buf, sizeof(buf)), 200, "%s", buf);
+	{
+		json_object *o = json_tokener_parse(buf);
+
+		snprintf(id, sizeof(id), "%s", h_jstr(o, "id"));
+		json_object_put(o);
+	}
+	snprintf(path, sizeof(path), "/v1/batches/%s", id);
+	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 200, "%s", buf);
+	cr_assert(strstr(buf, "\"description\":\"ev?]0;PWNED??[2J?31m\""), "%s", buf);
+	cr_assert_eq(h_llmq(&d, buf, sizeof(buf), NULL, 0, "list", NULL), 0);
+	cr_assert(strstr(buf, "ev?]0;PWNED??[2J?31m") && !strchr(buf, '\x1b'), "%s", buf);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/*
+ * What one user may keep: uploaded bytes (files_max_bytes_per_user) and
+ * requests queued or running (queue_max_jobs_per_user). Each refusal says
+ * the figures and what to do: over HTTP in OpenAI's shape (507 for the
+ * files, 503 with Retry-After for the queue, 400 for a batch that alone
+ * passes it), over the socket as QUOTA_EXCEEDED, which llmq exits 75 on
+ * (65 when waiting cannot help).
+ */
+Test(batchapi, per_user_quotas_say_the_figures_and_what_to_do, .timeout = 90)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 16];
+	char dir[256], small[64], big[64], three[64], ten[64], batch[64], path[128], in[300];
+	char err[4096];
+	char *body;
+	size_t len;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "30000", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "LLMQ_FILES_MAX_BYTES_PER_USER=8K",
+	               "LLMQ_QUEUE_MAX_JOBS_PER_USER=5", NULL);
+	upload(&d, 10, small, sizeof(small)); /* about 1.8 KiB */
+	len = form(45, 10, &body);            /* about 7 KiB */
+	cr_assert_eq(http(d.http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)),
+	             507, "%s", buf);
+	cr_assert(strstr(buf, "quota_exceeded") && strstr(buf, "files_max_bytes_per_user") &&
+	              strstr(buf, "8.0 KiB") && strstr(buf, "DELETE /v1/files"),
+	          "%s", buf);
+	snprintf(path, sizeof(path), "/v1/files/%s", small);
+	cr_assert_eq(http(d.http_port, "DELETE", path, NULL, "", 0, buf, sizeof(buf)), 200);
+	cr_assert_eq(http(d.http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)),
+	             200, "room again once a file is deleted: %s", buf);
+	free(body);
+	{
+		json_object *o = json_tokener_parse(buf);
+
+		snprintf(big, sizeof(big), "%s", h_jstr(o, "id"));
+		json_object_put(o);
+	}
+	snprintf(path, sizeof(path), "/v1/files/%s", big);
+	cr_assert_eq(http(d.http_port, "DELETE", path, NULL, "", 0, buf, sizeof(buf)), 200);
+
+	upload(&d, 3, three, sizeof(three));
+	upload(&d, 10, ten, sizeof(ten));
+	create(&d, three, batch, sizeof(batch)); /* 3 of 5, held by the slow upstream */
+	{
+		char req[256];
+
+		snprintf(req, sizeof(req),
+		         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+		         "\"completion_window\":\"24h\"}",
+		         three);
+		cr_assert_eq(http_ex(d.http_port, "POST", "/v1/batches", NULL, req, strlen(req),
+		                     buf, sizeof(buf), 1),
+		             503, "%s", buf);
+		cr_assert(strcasestr(buf, "Retry-After:"), "%s", buf);
+		cr_assert(strstr(buf, "quota_exceeded") && strstr(buf, "queue_max_jobs_per_user") &&
+		              strstr(buf, "3 requests queued or running"),
+		          "%s", buf);
+		snprintf(req, sizeof(req),
+		         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+		         "\"completion_window\":\"24h\"}",
+		         ten);
+		cr_assert_eq(http(d.http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf,
+		                  sizeof(buf)),
+		             400, "a batch that alone passes the bound: %s", buf);
+		cr_assert(strstr(buf, "split it"), "%s", buf);
+	}
+	/* The socket: a temporary refusal, or the input's fault. */
+	snprintf(in, sizeof(in), "%s/three.jsonl", dir);
+	h_write_batch(in, 3, "gpt-4o-mini", 10);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "submit", in, NULL), 75, "%s", err);
+	cr_assert(strstr(err, "queue_max_jobs_per_user"), "%s", err);
+	snprintf(in, sizeof(in), "%s/six.jsonl", dir);
+	h_write_batch(in, 6, "gpt-4o-mini", 10);
+	cr_assert_eq(h_llmq(&d, NULL, 0, err, sizeof(err), "submit", in, NULL), 65, "%s", err);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/*
+ * GET path with a receive buffer so small that the answer waits on this
+ * reader, read pause_us apart; during() runs once after the first bytes.
+ * The body, de-chunked, into body (its length returned); *whole is 1 when
+ * the chunked body ended with its last chunk, 0 when it was cut.
+ */
+static size_t slow_get(int port, const char *path, int pause_us, void (*during)(void *), void *ud,
+                       char *body, size_t cap, int *whole)
+{
+	struct sockaddr_in sa = {0};
+	static char raw[16 << 20];
+	char req[256], *p, *end;
+	size_t have = 0, out = 0, n;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096, called = 0;
+	ssize_t k;
+
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	send_all(fd, req, strlen(req));
+	while (have < sizeof(raw) - 1 && (k = recv(fd, raw + have, 2048, 0)) > 0) {
+		have += (size_t)k;
+		if (!called && during) {
+			called = 1;
+			during(ud);
+		}
+		usleep((useconds_t)pause_us);
+	}
+	close(fd);
+	raw[have] = '\0';
+	cr_assert(strstr(raw, "HTTP/1.1 200") == raw, "%.300s", raw);
+	cr_assert(strcasestr(raw, "Transfer-Encoding: chunked"), "%.300s", raw);
+	p = strstr(raw, "\r\n\r\n") + 4;
+	end = raw + have;
+	*whole = 0;
+	while (p < end) {
+		n = strtoul(p, &p, 16);
+		p = strstr(p, "\r\n");
+		if (!p)
+			break;
+		p += 2;
+		if (n == 0) {
+			*whole = strncmp(p, "\r\n", 2) == 0;
+			break;
+		}
+		if (p + n > end)
+			break; /* cut inside a chunk */
+		cr_assert_lt(out + n, cap);
+		memcpy(body + out, p, n);
+		out += n;
+		p += n + 2;
+	}
+	body[out] = '\0';
+	return out;
+}
+
+static int count_lines(const char *s, size_t n)
+{
+	int lines = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		lines += s[i] == '\n';
+	return lines;
+}
+
+struct deleter {
+	int port;
+	char path[128];
+};
+
+static void delete_now(void *ud)
+{
+	struct deleter *x = ud;
+	char buf[1024];
+
+	cr_assert_eq(http(x->port, "DELETE", x->path, NULL, "", 0, buf, sizeof(buf)), 200, "%s",
+	             buf);
+}
+
+/*
+ * Retention deleted a batch while its output was read: a clean 200 with
+ * 18,688 of 50,000 lines. A batch being read is not deleted; and a download
+ * whose source goes (an uploaded file deleted under it) is cut - no last
+ * chunk - so that the caller sees an error, never a file that looks whole.
+ */
+Test(batchapi, a_download_is_whole_or_cut_never_short, .timeout = 120)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char body[16 << 20];
+	char dir[256], in[300], id[64], path[128], file[64];
+	struct deleter del;
+	json_object *b;
+	size_t n;
+	int whole, lines;
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+	{
+		/* Answers of about 900 bytes (the mock echoes 480 characters): some 11 MB,
+		 * more than the sockets hold, so the download waits on its reader. */
+		FILE *f = fopen(in, "w");
+		char text[471];
+		int i;
+
+		cr_assert_not_null(f);
+		memset(text, 'x', sizeof(text) - 1);
+		text[sizeof(text) - 1] = '\0';
+		for (i = 0; i < 12000; i++)
+			fprintf(
+			    f,
+			    "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
+			    "completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,"
+			    "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}}\n",
+			    i, text);
+		fclose(f);
+	}
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=64", "LLMQ_RETENTION=1s", NULL);
+	h_submit(&d, in, id, sizeof(id));
+	b = h_wait_for(&d, id, h_batch_completed, 60);
+	json_object_put(b);
+	/* Read slowly for seconds: the batch passes its retention meanwhile. */
+	snprintf(path, sizeof(path), "/v1/files/file-output-%s/content", id);
+	n = slow_get(d.http_port, path, 1000, NULL, NULL, body, sizeof(body), &whole);
+	lines = count_lines(body, n);
+	cr_assert(whole, "the output ended with its last chunk (%d lines)", lines);
+	cr_assert_eq(lines, 12000, "every line of the output, not those retention left");
+	usleep(1500000);
+	cr_assert_eq(h_llmq(&d, NULL, 0, NULL, 0, "status", id, NULL), 65,
+	             "retention deletes the batch once nobody reads it");
+
+	/* An uploaded file deleted while it is read: cut. */
+	upload(&d, 45000, file, sizeof(file)); /* past what the sockets buffer */
+	del.port = d.http_port;
+	snprintf(del.path, sizeof(del.path), "/v1/files/%s", file);
+	snprintf(path, sizeof(path), "/v1/files/%s/content", file);
+	n = slow_get(d.http_port, path, 200, delete_now, &del, body, sizeof(body), &whole);
+	cr_assert_not(whole, "a download whose file went is cut, not ended (%zu bytes)", n);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }

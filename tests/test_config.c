@@ -32,6 +32,9 @@ static void setup(void)
 	                                   "LLMQ_RETENTION",
 	                                   "LLMQ_HTTP_SOCKET",
 	                                   "LLMQ_PRICES_FILE",
+	                                   "LLMQ_FILES_MAX_BYTES_PER_USER",
+	                                   "LLMQ_QUEUE_MAX_JOBS_PER_USER",
+	                                   "LLMQ_DISK_MIN_FREE_MB",
 	                                   NULL};
 	int i;
 
@@ -468,4 +471,47 @@ Test(config, the_example_prices_load)
 	}
 	p = price_find(&cfg.prices, "gpt-4o-2024-05-13");
 	cr_assert_eq(p->cached, p->input, "no cached price: input's");
+}
+
+/* What a user may keep and the disk's floor: defaults, the file, the environment over it. */
+Test(config, quotas_and_the_free_space_floor)
+{
+	static const char *const bad[] = {
+	    "files_max_bytes_per_user = 2T", "files_max_bytes_per_user = -1",
+	    "queue_max_jobs_per_user = 1e6", "disk_min_free_mb = nan", NULL};
+	char err[512], text[256];
+	int i;
+
+	setenv("LLMQ_CONFIG", "", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+	cr_assert_eq(cfg.files_max_bytes_per_user, 2LL << 30);
+	cr_assert_eq(cfg.queue_max_jobs_per_user, 1000000);
+	cr_assert_eq(cfg.disk_min_free_bytes, 256LL << 20);
+	unsetenv("LLMQ_CONFIG");
+	write_file("[daemon]\nfiles_max_bytes_per_user = 500M\nqueue_max_jobs_per_user = 10\n"
+	           "disk_min_free_mb = 0\n[lane a]\nbase_url = http://x/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_eq(cfg.files_max_bytes_per_user, 500LL << 20);
+	cr_assert_eq(cfg.queue_max_jobs_per_user, 10);
+	cr_assert_eq(cfg.disk_min_free_bytes, 0);
+	setenv("LLMQ_FILES_MAX_BYTES_PER_USER", "1GiB", 1);
+	setenv("LLMQ_QUEUE_MAX_JOBS_PER_USER", "0", 1);
+	setenv("LLMQ_DISK_MIN_FREE_MB", "1.5", 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_eq(cfg.files_max_bytes_per_user, 1LL << 30, "the environment over the file");
+	cr_assert_eq(cfg.queue_max_jobs_per_user, 0);
+	cr_assert_eq(cfg.disk_min_free_bytes, 3LL << 19);
+	setenv("LLMQ_FILES_MAX_BYTES_PER_USER", "lots", 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "LLMQ_FILES_MAX_BYTES_PER_USER") && strstr(err, "GiB"), "%s", err);
+	unsetenv("LLMQ_FILES_MAX_BYTES_PER_USER");
+	unsetenv("LLMQ_QUEUE_MAX_JOBS_PER_USER");
+	unsetenv("LLMQ_DISK_MIN_FREE_MB");
+	for (i = 0; bad[i]; i++) {
+		snprintf(text, sizeof(text), "[daemon]\n%s\n[lane a]\nbase_url = http://x/v1\n",
+		         bad[i]);
+		write_file(text);
+		cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL, "%s", bad[i]);
+		cr_assert(strstr(err, "out of range"), "%s: %s", bad[i], err);
+	}
 }

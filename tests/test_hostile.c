@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -608,4 +609,345 @@ Test(hostile, an_outcome_the_database_refuses_for_good_holds_back_no_other, .tim
 	             1);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
+}
+
+/* The file's lines holding no byte the test looks for: 1 when none has it. */
+static int no_line_starts_with(const char *path, const char *prefix)
+{
+	char line[4096];
+	FILE *f = fopen(path, "r");
+	int ok = 1;
+
+	cr_assert_not_null(f, "%s", path);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, prefix, strlen(prefix)) == 0)
+			ok = 0;
+	fclose(f);
+	return ok;
+}
+
+/*
+ * A name is a caller's text shown to others - root's llmq status and list,
+ * the log: a file named "ev\e]0;PWNED\a\e[2J" retitled and cleared root's
+ * terminal, and a name with an LF forged a whole log line. Names are
+ * cleaned when stored, the log escapes every line, and the client escapes
+ * what it prints, even from rows stored before.
+ */
+Test(hostile, a_name_cannot_reach_a_terminal_or_forge_a_log_line, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], in[128], id[64], req[2048], body[1024];
+	static const char evil[] = "ev\x1b]0;PWNED\x07\x1b[2J\xc2\x9b"
+	                           "31m";
+	sqlite3 *db;
+	int n;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+	h_write_batch(in, 2, "gpt-4o-mini", 10);
+	/* Over the socket, as --name. */
+	cr_assert_eq(
+	    h_llmq(&d, id, sizeof(id), err, sizeof(err), "submit", "--name", evil, in, NULL), 0,
+	    "%s", err);
+	/* Over HTTP, as an uploaded file's name, with an LF that would start a log line. */
+	n = snprintf(body, sizeof(body),
+	             "--B0undary\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n"
+	             "batch\r\n--B0undary\r\nContent-Disposition: form-data; name=\"file\"; "
+	             "filename=\"x\nFORGED llmqd[info]: root logged in%s\"\r\n\r\n"
+	             "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	             "\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[]}}\n\r\n--B0undary--\r\n",
+	             evil);
+	snprintf(req, sizeof(req),
+	         "POST /v1/files HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=B0undary"
+	         "\r\nContent-Length: %d\r\n\r\n%s",
+	         n, body);
+	cr_assert_eq(http_raw(&d, req, strlen(req)), 200);
+	cr_assert(no_line_starts_with(d.log, "FORGED"), "a line of the log was forged: %s", d.log);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches WHERE instr(input_name, "
+	                           "char(27)) OR instr(input_name, char(10))"),
+	             0, "names are stored clean");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM files WHERE instr(filename, char(27)) "
+	                           "OR instr(filename, char(10))"),
+	             0, "file names are stored clean");
+	/* A row written before names were cleaned: the client escapes what it prints. */
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	cr_assert_eq(sqlite3_exec(db,
+	                          "UPDATE batches SET input_name = 'old' || char(27) || "
+	                          "']0;PWNED' || char(7)",
+	                          NULL, NULL, NULL),
+	             SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	id[strcspn(id, "\n")] = '\0';
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "list", NULL), 0, "%s", err);
+	cr_assert(strstr(out, "old\\x1b]0;PWNED\\x07"), "%s", out);
+	cr_assert(!strchr(out, '\x1b') && !strchr(out, '\x07'), "%s", out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", NULL), 0, "%s", err);
+	cr_assert(!strchr(out, '\x1b') && !strchr(out, '\x07'), "%s", out);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", id, NULL), 0, "%s",
+	             err);
+	cr_assert(!strchr(out, '\x1b') && !strchr(out, '\x07'), "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* ---- a full disk ---- */
+
+/* The small filesystem the database lives on, and the llmqd using it: undone by fini. */
+static char disk_dir[256];
+static pid_t disk_daemon;
+
+static void disk_fini(void)
+{
+	int status;
+
+	if (disk_daemon > 0) {
+		kill(disk_daemon, SIGKILL);
+		waitpid(disk_daemon, &status, 0);
+		disk_daemon = 0;
+	}
+	if (!disk_dir[0])
+		return;
+	if (umount(disk_dir) < 0 && errno != EINVAL)
+		umount2(disk_dir, MNT_DETACH);
+	rmdir(disk_dir);
+	disk_dir[0] = '\0';
+}
+
+/* Raw bytes to the HTTP face: the status; the answer's body into body. */
+static int http_send(const struct daemon_proc *d, const char *bytes, size_t len, char *body,
+                     size_t blen)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)d->http_port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	static char buf[1 << 17];
+	size_t have = 0, off = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
+	const char *b;
+
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	read_timeout(fd, 10000);
+	while (off < len) {
+		n = send(fd, bytes + off, len - off, MSG_NOSIGNAL);
+		if (n <= 0)
+			break; /* refused at the head: the answer is there to read */
+		off += (size_t)n;
+	}
+	while (have < sizeof(buf) - 1 && (n = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0)
+		have += (size_t)n;
+	buf[have] = '\0';
+	close(fd);
+	sscanf(buf, "HTTP/1.%*d %d", &status);
+	b = strstr(buf, "\r\n\r\n");
+	snprintf(body, blen, "%s", b ? b + 4 : "");
+	return status;
+}
+
+/* Upload lines copies of a chat request, padded to about pad bytes each: the status, the id. */
+static int disk_upload(const struct daemon_proc *d, int lines, int pad, char *id, size_t idlen)
+{
+	size_t cap = (size_t)lines * ((size_t)pad + 256) + 1024, n = 0, head;
+	char *form = malloc(cap), *req = malloc(cap + 512), body[4096];
+	json_object *o;
+	int i, status;
+
+	cr_assert(form && req);
+	n += (size_t)snprintf(
+	    form + n, cap - n,
+	    "--B0undary\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n"
+	    "batch\r\n--B0undary\r\nContent-Disposition: form-data; "
+	    "name=\"file\"; filename=\"in.jsonl\"\r\n\r\n");
+	for (i = 0; i < lines; i++) {
+		n += (size_t)snprintf(
+		    form + n, cap - n,
+		    "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
+		    "completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"max_tokens\":"
+		    "5,\"messages\":[{\"role\":\"user\",\"content\":\"",
+		    i);
+		memset(form + n, 'p', (size_t)pad);
+		n += (size_t)pad;
+		n += (size_t)snprintf(form + n, cap - n, "\"}]}}\n");
+	}
+	n += (size_t)snprintf(form + n, cap - n, "\r\n--B0undary--\r\n");
+	head = (size_t)snprintf(req, 512,
+	                        "POST /v1/files HTTP/1.0\r\nContent-Type: multipart/form-data; "
+	                        "boundary=B0undary\r\nContent-Length: %zu\r\n\r\n",
+	                        n);
+	memcpy(req + head, form, n);
+	status = http_send(d, req, head + n, body, sizeof(body));
+	if (id) {
+		id[0] = '\0';
+		o = json_tokener_parse(body);
+		if (o && h_jstr(o, "id"))
+			snprintf(id, idlen, "%s", h_jstr(o, "id"));
+		json_object_put(o);
+	}
+	if (status != 200 && id) { /* the answer, for the assertion's message */
+		size_t k = strlen(body) < idlen - 1 ? strlen(body) : idlen - 1;
+
+		memcpy(id, body, k);
+		id[k] = '\0';
+	}
+	free(form);
+	free(req);
+	return status;
+}
+
+/* Write to path until the filesystem is full; the bytes written. */
+static long fill(const char *path)
+{
+	static char block[65536];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	long total = 0;
+	ssize_t n;
+
+	cr_assert_geq(fd, 0);
+	memset(block, 'f', sizeof(block));
+	while ((n = write(fd, block, sizeof(block))) > 0)
+		total += n;
+	while ((n = write(fd, block, 512)) > 0) /* the last pages */
+		total += n;
+	cr_assert(n < 0 && errno == ENOSPC, "%s", strerror(errno));
+	close(fd);
+	return total;
+}
+
+/* Poll /readyz until its disk state is want (2 s of health checks at most). */
+static void wait_disk_state(const struct daemon_proc *d, const char *want, char *body, size_t len)
+{
+	char needle[64];
+	int i;
+
+	snprintf(needle, sizeof(needle), "\"disk\":{\"state\":\"%s\"", want);
+	for (i = 0; i < 40; i++) {
+		http_get(d, "/readyz", body, len);
+		if (strstr(body, needle) && strstr(body, "min_free_bytes"))
+			return;
+		usleep(100000);
+	}
+	cr_assert_fail("/readyz never said the disk is %s: %s", want, body);
+}
+
+/*
+ * On a 4 MiB filesystem filled to the last byte: new uploads and batches
+ * are refused (507, the socket's STORAGE, exit 75) and /readyz and status
+ * say why; reads go on; a file is deleted (its row went first and failed);
+ * llmqd starts again on the full disk (it refused to open the database) and
+ * serves reads and deletes, also when the WAL's index file is gone; and
+ * once there is room, uploads are taken again.
+ */
+Test(hostile, a_full_disk_refuses_new_work_and_keeps_reads_and_deletes, .timeout = 180,
+     .fini = disk_fini)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], db[320], env_db[340], in[128], filler[320], shm[340];
+	char keep[64], doomed[64], batch[64], body[8192], req[512], path[128];
+	static char big[1 << 17];
+	int status;
+
+	h_tmpdir(dir, sizeof(dir));
+	snprintf(disk_dir, sizeof(disk_dir), "%s/disk", dir);
+	cr_assert_eq(mkdir(disk_dir, 0700), 0);
+	if (mount("tmpfs", disk_dir, "tmpfs", 0, "size=4m,mode=0700") < 0) {
+		int e = errno;
+
+		rmdir(disk_dir);
+		disk_dir[0] = '\0';
+		cr_skip_test("cannot mount a 4 MiB tmpfs to fill (%s): this test needs root with "
+		             "CAP_SYS_ADMIN, as in CI",
+		             strerror(e));
+	}
+	snprintf(db, sizeof(db), "%s/llmq.db", disk_dir);
+	snprintf(env_db, sizeof(env_db), "LLMQ_DB=%s", db);
+	snprintf(filler, sizeof(filler), "%s/filler", disk_dir);
+	snprintf(shm, sizeof(shm), "%s-shm", db);
+	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+	h_write_batch(in, 2, "gpt-4o-mini", 5);
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, env_db, "LLMQ_DISK_MIN_FREE_MB=1", NULL);
+	disk_daemon = d.pid;
+	cr_assert_eq(disk_upload(&d, 4, 100, keep, sizeof(keep)), 200, "%s", keep);
+	cr_assert_eq(disk_upload(&d, 8, 60000, doomed, sizeof(doomed)), 200, "%s", doomed);
+	snprintf(req, sizeof(req),
+	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+	         "\"completion_window\":\"24h\"}",
+	         keep);
+	cr_assert_eq(http_req(&d, "/v1/batches", req, body, sizeof(body)), 200, "%s", body);
+	{
+		json_object *o = json_tokener_parse(body);
+
+		snprintf(batch, sizeof(batch), "%s", h_jstr(o, "id"));
+		json_object_put(o);
+	}
+	json_object_put(h_wait_for(&d, batch, h_batch_completed, 30));
+	wait_disk_state(&d, "ok", body, sizeof(body));
+
+	/* Full. */
+	fill(filler);
+	wait_disk_state(&d, "low", body, sizeof(body));
+	cr_assert(strstr(body, "\"status\":\"not_ready\"") && strstr(body, "disk_min_free_mb"),
+	          "/readyz says why: %s", body);
+	status = disk_upload(&d, 2, 10, big, sizeof(big));
+	cr_assert_eq(status, 507, "%s", big);
+	cr_assert(strstr(big, "insufficient_storage") && strstr(big, "disk_min_free_mb"), "%s",
+	          big);
+	cr_assert_eq(http_req(&d, "/v1/batches", req, body, sizeof(body)), 507, "%s", body);
+	cr_assert(strstr(body, "insufficient_storage"), "%s", body);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "submit", in, NULL), 75,
+	             "a temporary refusal: %s", err);
+	cr_assert(strstr(err, "disk_min_free_mb"), "%s", err);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", NULL), 0, "%s", err);
+	cr_assert(strstr(out, "disk_min_free_mb"), "llmq status says why: %s", out);
+	/* Reads go on. */
+	cr_assert_eq(http_get(&d, "/v1/files", big, sizeof(big)), 200, "%s", big);
+	cr_assert(strstr(big, keep) && strstr(big, doomed), "%s", big);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "results", batch, NULL), 0,
+	             "%s", err);
+	cr_assert(strstr(out, "\"custom_id\":\"r3\""), "%s", out);
+	/* A delete works, and frees the file's room. */
+	snprintf(req, sizeof(req), "DELETE /v1/files/%s HTTP/1.0\r\n\r\n", doomed);
+	cr_assert_eq(http_send(&d, req, strlen(req), body, sizeof(body)), 200, "%s", body);
+	cr_assert(strstr(body, "\"deleted\":true"), "%s", body);
+	snprintf(path, sizeof(path), "/v1/files/%s", doomed);
+	cr_assert_eq(http_get(&d, path, body, sizeof(body)), 404, "%s", body);
+	fill(filler); /* full again, to the last byte */
+
+	/* A restart on the full disk: reads and deletes are served. */
+	h_daemon_signal(&d, SIGTERM);
+	disk_daemon = 0;
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM files"), 1, "the deleted file's row went");
+	fill(filler);
+	h_daemon_start(&d, dir, &m, H_FAST, env_db, "LLMQ_DISK_MIN_FREE_MB=1", NULL);
+	disk_daemon = d.pid;
+	cr_assert_eq(http_get(&d, "/v1/files", big, sizeof(big)), 200, "%s", big);
+	cr_assert(strstr(big, keep), "%s", big);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "status", batch, NULL), 0, "%s",
+	             err);
+	h_daemon_signal(&d, SIGTERM);
+	disk_daemon = 0;
+	/* Again without the WAL's index file, which needs room to be made. */
+	unlink(shm);
+	fill(filler);
+	h_daemon_start(&d, dir, &m, H_FAST, env_db, "LLMQ_DISK_MIN_FREE_MB=1", NULL);
+	disk_daemon = d.pid;
+	cr_assert_eq(http_get(&d, "/v1/files", big, sizeof(big)), 200, "%s", big);
+	cr_assert(strstr(big, keep), "%s", big);
+	snprintf(req, sizeof(req), "DELETE /v1/files/%s HTTP/1.0\r\n\r\n", keep);
+	cr_assert_eq(http_send(&d, req, strlen(req), body, sizeof(body)), 200, "%s", body);
+	cr_assert_eq(http_get(&d, "/v1/files", big, sizeof(big)), 200, "%s", big);
+	cr_assert(!strstr(big, keep), "%s", big);
+	/* Room again: taken again. */
+	cr_assert_eq(unlink(filler), 0);
+	wait_disk_state(&d, "ok", body, sizeof(body));
+	cr_assert_eq(disk_upload(&d, 2, 10, keep, sizeof(keep)), 200, "%s", keep);
+	h_daemon_signal(&d, SIGTERM);
+	disk_daemon = 0;
+	h_mock_stop(&m);
+	disk_fini(); /* before the test's folder is removed; fini does it when a test fails */
 }

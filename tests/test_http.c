@@ -1126,3 +1126,179 @@ Test(http, tcp_callers_are_known_by_uid_and_strangers_refused, .timeout = 60)
 	}
 	h_mock_stop(&m);
 }
+
+/*
+ * A call's model is stored with its record, refused or not: one of 1 MB was
+ * stored whole (ten calls with 4 MB names added 54.5 MB to the database).
+ * At most 256 bytes, said in the 400, and a control byte is refused too.
+ */
+Test(http, a_model_name_is_bounded_before_anything_is_stored, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64];
+	size_t n = 1 << 20, len;
+	char *body = malloc(n + 256);
+	struct reply *r;
+	int i;
+
+	cr_assert_not_null(body);
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	len = (size_t)sprintf(body, "{\"model\":\"");
+	memset(body + len, 'm', n);
+	len += n;
+	sprintf(body + len, "\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+	for (i = 0; i < 3; i++) {
+		r = call(&d, "POST", "/v1/chat/completions", body);
+		cr_assert_eq(r->status, 400, "%s", r->body);
+		cr_assert_str_eq(error_code_of(r), "invalid_body");
+		cr_assert(strstr(r->body, "256"), "says the limit: %s", r->body);
+		free(r);
+	}
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt\\u001b]0;PWNED\\u0007", ""));
+	cr_assert_eq(r->status, 400, "%s", r->body);
+	cr_assert(strstr(r->body, "control character"), "%s", r->body);
+	free(r);
+	r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+	cr_assert_eq(r->status, 200, "a model of a sane length still goes: %s", r->body);
+	free(r);
+	h_daemon_signal(&d, SIGTERM);
+	cr_assert_leq(h_sql_int(&d, "SELECT coalesce(max(length(model)), 0) FROM calls"), 256);
+	cr_assert_lt(h_sql_int(&d, "SELECT page_count * page_size FROM pragma_page_count(), "
+	                           "pragma_page_size()"),
+	             1 << 20, "the database did not grow by the names");
+	free(body);
+	h_mock_stop(&m);
+}
+
+/*
+ * bytes to the HTTP face over loopback TCP, then (when half_close) this
+ * side shut down, as a client that has sent its whole request may do; the
+ * whole answer, head included, into buf. Returns the first answer's status.
+ */
+static int raw_http(const struct daemon_proc *d, const char *bytes, size_t len, int half_close,
+                    char *buf, size_t cap)
+{
+	struct sockaddr_in sa = {0};
+	struct timeval tv = {10, 0};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), status = 0;
+	size_t have = 0, off = 0;
+	ssize_t n;
+
+	cr_assert_geq(fd, 0);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)d->http_port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (off < len && (n = send(fd, bytes + off, len - off, MSG_NOSIGNAL)) > 0)
+		off += (size_t)n;
+	if (half_close)
+		shutdown(fd, SHUT_WR);
+	while (have + 1 < cap && (n = recv(fd, buf + have, cap - 1 - have, 0)) > 0)
+		have += (size_t)n;
+	buf[have] = '\0';
+	close(fd);
+	sscanf(buf, "HTTP/1.%*d %d", &status);
+	return status;
+}
+
+/* HEAD is answered for every GET route: GET's status and headers, no body. */
+Test(http, head_is_answered_for_every_get_route, .timeout = 60)
+{
+	static const char *const paths[] = {"/healthz",   "/readyz",   "/metrics",
+	                                    "/v1/models", "/v1/files", "/v1/batches"};
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	static char buf[1 << 16];
+	char dir[64], req[256];
+	const char *body;
+	size_t i;
+	int status;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		snprintf(req, sizeof(req),
+		         "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", paths[i]);
+		status = raw_http(&d, req, strlen(req), 0, buf, sizeof(buf));
+		snprintf(req, sizeof(req),
+		         "HEAD %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", paths[i]);
+		cr_assert_eq(raw_http(&d, req, strlen(req), 0, buf, sizeof(buf)), status, "%s: %s",
+		             paths[i], buf);
+		body = strstr(buf, "\r\n\r\n");
+		cr_assert_not_null(body, "%s", buf);
+		cr_assert_str_eq(body + 4, "", "HEAD %s has no body: %s", paths[i], buf);
+		cr_assert(strcasestr(buf, "Content-Length:") || strcasestr(buf, "chunked"), "%s",
+		          buf);
+	}
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/*
+ * RFC 9112 on a real llmqd: two Transfer-Encoding lines whose last is not
+ * chunked, no Host, two Hosts: 400; an absolute-form target is served; a
+ * trailer section past 64 KiB is refused (5.5 GB were read); a client that
+ * shuts its side down after its request still gets the answer.
+ */
+Test(http, requests_as_rfc_9112_has_them, .timeout = 60)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	static char buf[1 << 16], req[1 << 18];
+	static const char chat[] = CHAT("gpt-4o-mini", "");
+	char dir[64];
+	size_t n;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, "--latency-ms", "300", NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	n = (size_t)snprintf(req, sizeof(req),
+	                     "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\n"
+	                     "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n"
+	                     "Content-Type: application/json\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n",
+	                     strlen(chat), chat);
+	cr_assert_eq(raw_http(&d, req, n, 0, buf, sizeof(buf)), 400, "%s", buf);
+	cr_assert(strstr(buf, "last coding is not chunked"), "%s", buf);
+	n = (size_t)snprintf(req, sizeof(req), "GET /healthz HTTP/1.1\r\n\r\n");
+	cr_assert_eq(raw_http(&d, req, n, 0, buf, sizeof(buf)), 400, "%s", buf);
+	n = (size_t)snprintf(req, sizeof(req),
+	                     "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+	cr_assert_eq(raw_http(&d, req, n, 0, buf, sizeof(buf)), 400, "%s", buf);
+	/* The absolute form, as a proxy would send it. */
+	n = (size_t)snprintf(req, sizeof(req),
+	                     "POST http://127.0.0.1:%d/v1/chat/completions HTTP/1.1\r\nHost: "
+	                     "127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+	                     "Content-Length: %zu\r\n\r\n%s",
+	                     d.http_port, strlen(chat), chat);
+	cr_assert_eq(raw_http(&d, req, n, 0, buf, sizeof(buf)), 200, "%s", buf);
+	cr_assert(strstr(buf, "chat.completion"), "%s", buf);
+	/* Trailers past the head's bound. */
+	n = (size_t)snprintf(req, sizeof(req),
+	                     "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\n"
+	                     "Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+	                     "%zx\r\n%s\r\n0\r\n",
+	                     strlen(chat), chat);
+	for (i = 0; i < 2000; i++)
+		n += (size_t)snprintf(
+		    req + n, sizeof(req) - n,
+		    "X-T: 0123456789012345678901234567890123456789012345678901234567"
+		    "8901234567890123456789\r\n");
+	cr_assert_eq(raw_http(&d, req, n, 0, buf, sizeof(buf)), 431, "%s", buf);
+	cr_assert(strstr(buf, "trailer section"), "%s", buf);
+	/* A half-close after the request: the answer still comes, whole. */
+	n = (size_t)snprintf(req, sizeof(req),
+	                     "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\n"
+	                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+	                     strlen(chat), chat);
+	cr_assert_eq(raw_http(&d, req, n, 1, buf, sizeof(buf)), 200, "%s", buf);
+	cr_assert(strstr(buf, "chat.completion") && strcasestr(buf, "Connection: close"), "%s",
+	          buf);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}

@@ -73,7 +73,7 @@ Test(httpreq, a_body_by_length_whatever_the_pieces)
 {
 	static const char req[] = "POST /v1/files HTTP/1.1\r\nHost: localhost\r\n"
 	                          "Content-Length: 11\r\nExpect: 100-continue\r\n\r\nhello world"
-	                          "GET /next HTTP/1.1\r\n\r\n";
+	                          "GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
 	struct httpreq r;
 	struct got g;
 	size_t piece;
@@ -102,7 +102,8 @@ Test(httpreq, a_body_by_length_whatever_the_pieces)
 
 Test(httpreq, a_chunked_body_decoded_whatever_the_pieces)
 {
-	static const char req[] = "\r\nPOST /v1/files HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+	static const char req[] = "\r\nPOST /v1/files HTTP/1.1\r\nHost: a\r\n"
+	                          "Transfer-Encoding: chunked\r\n"
 	                          "Connection: close\r\n\r\n"
 	                          "5;ext=1\r\nhello\r\n"
 	                          "1\r\n \r\n"
@@ -139,9 +140,29 @@ Test(httpreq, what_could_be_smuggled_is_refused)
 	    {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501, "not supported"},
 	    {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "HTTP/1.0"},
 	    {"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "Content-Length"},
-	    {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "chunk size"},
-	    {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", 400,
+	    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
+	     "chunk size"},
+	    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", 400,
 	     "longer than its size"},
+	    /* Two Transfer-Encoding lines are one list: its last coding must be chunked. */
+	    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+	     "Transfer-Encoding: gzip\r\n\r\n",
+	     400, "last coding is not chunked"},
+	    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+	     "Transfer-Encoding: identity\r\n\r\n",
+	     400, "last coding is not chunked"},
+	    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400,
+	     "last coding is not chunked"},
+	    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400,
+	     "more than once"},
+	    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
+	     "Transfer-Encoding: chunked\r\n\r\n",
+	     501, "\"gzip\" is not supported"},
+	    /* RFC 9112 3.2: a Host, and one. */
+	    {"GET / HTTP/1.1\r\n\r\n", 400, "no Host"},
+	    {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "2 Host headers"},
+	    {"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", 400, "2 Host headers"},
+	    {"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "without a host"},
 	    {"GET / HTTP/2.0\r\n\r\n", 400, "HTTP/1.x"},
 	    {"GET /\r\n\r\n", 400, "request line"},
 	    {"GET /a\tb HTTP/1.1\r\n\r\n", 400, "whitespace in the request target"},
@@ -255,7 +276,8 @@ Test(httpreq, a_nul_or_a_bare_lf_in_a_chunk_line_is_a_400)
 	    RAW("5\r\nhello\r\n0\r\nX-T: a\nb\r\n\r\n"),
 	};
 #undef RAW
-	static const char head[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+	static const char head[] =
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
 	char text[256];
 	struct httpreq r;
 	struct got g;
@@ -270,4 +292,53 @@ Test(httpreq, a_nul_or_a_bare_lf_in_a_chunk_line_is_a_400)
 		cr_assert(strstr(r.err, "line"), "chunks %zu: %s", i, r.err);
 		cr_assert_eq(g.ends, 0);
 	}
+}
+
+/* An absolute-form target (RFC 9112 3.2.2) is read as its path; HTTP/1.0 needs no Host. */
+Test(httpreq, an_absolute_target_is_its_path)
+{
+	static const struct {
+		const char *text, *target;
+	} ok[] = {
+	    {"POST http://127.0.0.1:8411/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+	     "/v1/chat/completions"},
+	    {"GET HTTPS://llmq/v1/files?after=x HTTP/1.1\r\nHost: llmq\r\n\r\n",
+	     "/v1/files?after=x"},
+	    {"GET http://llmq HTTP/1.1\r\nHost: llmq\r\n\r\n", "/"},
+	    {"GET http://llmq?a=1 HTTP/1.1\r\nHost: llmq\r\n\r\n", "/?a=1"},
+	    {"GET /healthz HTTP/1.0\r\n\r\n", "/healthz"},
+	};
+	struct httpreq r;
+	struct got g;
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		cr_assert_gt(read_in_pieces(ok[i].text, strlen(ok[i].text), 3, &g, &r), 0, "%s: %s",
+		             ok[i].text, r.err);
+		cr_assert_str_eq(g.target, ok[i].target);
+	}
+}
+
+/* The trailer section is bounded as the head is: 5.5 GB of trailers were read in 15 s. */
+Test(httpreq, the_trailer_section_is_bounded)
+{
+	static const char head[] =
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "1\r\nx\r\n0\r\n";
+	static const char line[] = "X-Trailer: 0123456789012345678901234567890123456789\r\n";
+	struct httpreq r;
+	struct got g;
+	long n = 0;
+	size_t sent = 0;
+
+	memset(&g, 0, sizeof(g));
+	httpreq_init(&r, &cb, &g);
+	cr_assert_eq(httpreq_feed(&r, head, sizeof(head) - 1), (long)sizeof(head) - 1);
+	while (sent < 10 * HTTPREQ_MAX_HEAD && (n = httpreq_feed(&r, line, sizeof(line) - 1)) > 0)
+		sent += (size_t)n;
+	cr_assert_lt(n, 0, "refused");
+	cr_assert_eq(r.status, 431);
+	cr_assert(strstr(r.err, "trailer section larger than 65536 bytes"), "%s", r.err);
+	cr_assert_leq(sent, HTTPREQ_MAX_HEAD, "refused at the bound, not after: %zu", sent);
+	cr_assert_eq(g.ends, 0);
 }

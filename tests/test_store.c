@@ -1202,9 +1202,9 @@ Test(store, usage_is_kept_per_quarter_with_its_cost)
 	          u.r[1].unpriced_tokens == 25);
 }
 
-/* A database of version 7: its days' usage is kept, at each day's local
+/* A database of version 8: its days' usage is kept, at each day's local
  * midnight, unpriced (no price was recorded then). */
-Test(store, usage_of_the_days_before_version_8_is_kept)
+Test(store, usage_of_the_days_before_version_9_is_kept)
 {
 	char other[300], *err = NULL;
 	struct usage_rows u = {.n = 0};
@@ -1214,13 +1214,13 @@ Test(store, usage_of_the_days_before_version_8_is_kept)
 	sqlite3 *db;
 	size_t i;
 
-	snprintf(other, sizeof(other), "%s/v7.db", dir);
+	snprintf(other, sizeof(other), "%s/v8.db", dir);
 	cr_assert_eq(sqlite3_open(other, &db), SQLITE_OK);
-	for (i = 0; i < migrations_count && migrations[i].version <= 7; i++)
+	for (i = 0; i < migrations_count && migrations[i].version <= 8; i++)
 		cr_assert_eq(sqlite3_exec(db, migrations[i].sql, NULL, NULL, &err), SQLITE_OK,
 		             "%s: %s", migrations[i].name, err ? err : "");
 	cr_assert_eq(sqlite3_exec(db,
-	                          "PRAGMA user_version = 7;"
+	                          "PRAGMA user_version = 8;"
 	                          "INSERT INTO usage_daily VALUES ('2023-11-14', 1000, 'batch', "
 	                          "'default', 'm', 2, 9, 1, 0);",
 	                          NULL, NULL, &err),

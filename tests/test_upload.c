@@ -206,3 +206,67 @@ Test(upload, not_a_form)
 	cr_assert(strstr(u.err, "multipart/form-data"), "%s", u.err);
 	cr_assert_eq(upload_init(&u, NULL, 10, 10, sink_write, &s), -EINVAL);
 }
+
+static int count_write(void *ud, const char *p, size_t len)
+{
+	(void)p;
+	*(size_t *)ud += len;
+	return 0;
+}
+
+/* The limit is set in MiB and said in MiB (200 << 20 was told as "209 MB"). */
+Test(upload, the_size_limit_is_said_as_it_is_set)
+{
+	size_t n = (1 << 20) + 4096, written = 0, i;
+	char *body = malloc(n + 1024), p1[128];
+	struct upload u;
+	int len;
+
+	cr_assert_not_null(body);
+	len = snprintf(body, 1024,
+	               "%s--" B "\r\nContent-Disposition: form-data; name=\"file\"; "
+	               "filename=\"big.jsonl\"\r\n\r\n",
+	               part("purpose", NULL, "batch", p1, 128));
+	for (i = 0; i < n; i++)
+		body[len + i] = i % 64 == 63 ? '\n' : 'x';
+	cr_assert_eq(upload_init(&u, CT, 1 << 20, 100000, count_write, &written), 0);
+	cr_assert_eq(upload_feed(&u, body, (size_t)len + n), -EINVAL);
+	cr_assert_eq(u.status, 413);
+	cr_assert(strstr(u.err, "larger than 1 MiB"), "%s", u.err);
+	free(body);
+}
+
+/* The route adds "nothing was kept" once; the form's own words do not say it too. */
+Test(upload, a_full_disk_is_said_once)
+{
+	char body[2048];
+	struct upload u;
+	struct sink s = {.fail = -ENOSPC};
+
+	form(body, sizeof(body), "purpose first");
+	cr_assert_eq(run(&u, &s, body, 512, 1000, 10), -EINVAL);
+	cr_assert_eq(u.status, 507);
+	cr_assert_null(strstr(u.err, "nothing was kept"), "%s", u.err);
+}
+
+/* A file's name is shown by llmq list and status: bounded, and never an escape sequence. */
+Test(upload, a_file_name_is_bounded_and_cleaned)
+{
+	char body[4096], name[300], p1[128], p2[1024];
+	struct upload u;
+	struct sink s = {0};
+
+	memset(name, 'n', 256);
+	name[256] = '\0';
+	snprintf(body, sizeof(body), "%s%s--" B "--\r\n", part("purpose", NULL, "batch", p1, 128),
+	         part("file", name, file_text, p2, sizeof(p2)));
+	cr_assert_eq(run(&u, &s, body, 512, 1000, 10), -EINVAL);
+	cr_assert_eq(u.status, 400);
+	cr_assert(strstr(u.err, "256 bytes") && strstr(u.err, "255"), "%s", u.err);
+
+	snprintf(body, sizeof(body), "%s%s--" B "--\r\n", part("purpose", NULL, "batch", p1, 128),
+	         part("file", "ev\x1b]0;PWNED\x07\x1b[2J.jsonl", file_text, p2, sizeof(p2)));
+	s.len = 0;
+	cr_assert_eq(run(&u, &s, body, 512, 1000, 10), 0, "%s", u.err);
+	cr_assert_str_eq(u.filename, "ev?]0;PWNED??[2J.jsonl");
+}

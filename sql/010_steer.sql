@@ -1,4 +1,4 @@
--- llmq schema, version 9: what an operator paused or retried.
+-- llmq schema, version 10: what an operator paused or retried.
 
 -- Steering. A batch an operator paused (llmq pause BATCH) launches nothing
 -- until resumed; its requests in flight finish. Kept across restarts.

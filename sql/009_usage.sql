@@ -1,4 +1,4 @@
--- llmq schema, version 8: what each try cost, and usage kept per quarter
+-- llmq schema, version 9: what each try cost, and usage kept per quarter
 -- hour and in all.
 
 -- Money is whole nano-dollars (USD x 10^9), never a float: sums of them are
