@@ -273,7 +273,8 @@ static int metrics_usage(struct llmqd *d, struct out *o)
 		u->s[i].lane = u->rows[i].lane;
 		u->s[i].cls = u->rows[i].class_name;
 	}
-	qsort(u->s, u->n, sizeof(*u->s), usage_series_cmp);
+	if (u->n > 1) /* qsort() takes no NULL, which an empty database gives */
+		qsort(u->s, u->n, sizeof(*u->s), usage_series_cmp);
 	/* Rows that share their labels now are one series. */
 	for (i = 0; i < u->n; i++) {
 		s = &u->s[n];

@@ -347,7 +347,7 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BATCH_PAUSE] = "UPDATE batches SET paused_at = ?2, paused_by = ?3 WHERE id = ?1 "
                       "AND (paused_at IS NULL) = (?2 IS NOT NULL)",
     [S_BATCHES_PAUSED] = "SELECT count(*) FROM batches WHERE paused_at IS NOT NULL "
-                         "AND state IN ('validating', 'in_progress', 'cancelling')",
+                         "AND state IN ('validating', 'in_progress')",
     /* A new attempt: the earlier ones stay in attempts, and no longer count
      * against retry_max_attempts (attempts - free_tries is what counts). */
     [S_RETRY_JOBS] = "UPDATE jobs SET state = 'queued', not_before = ?2, updated_at = ?2, "
