@@ -294,6 +294,10 @@ int report_error(const struct opts *o, json_object *reply)
 	if ((!strcmp(code, ERR_RATE_LIMITED) || !strcmp(code, ERR_QUOTA)) &&
 	    jget(err, "retryable") && !json_object_get_boolean(jget(err, "retryable")))
 		return EX_DATAERR_;
+	if (!strcmp(code, ERR_PERMISSION))
+		return EX_NOPERM_;
+	if (!strcmp(code, ERR_BAD_REQUEST))
+		return EX_USAGE_; /* a value llmqd refuses: a bad value on the command line */
 	if (!strcmp(code, ERR_RATE_LIMITED) || !strcmp(code, ERR_BUSY) ||
 	    !strcmp(code, ERR_STORAGE) || !strcmp(code, ERR_TIMEOUT) || !strcmp(code, ERR_QUOTA))
 		return EX_TEMPFAIL_;

@@ -37,9 +37,15 @@ struct opts {
 	double interval;
 	int priority;
 	int priority_set;
-	unsigned states;  /* list --state: bit i for proto_batch_states[i]; 0: any */
-	int64_t since_ms; /* list --since: wall ms; 0: any time */
-	int quiet;        /* list -q: ids only */
+	unsigned states;   /* list --state: bit i for proto_batch_states[i]; 0: any */
+	int64_t since_ms;  /* list --since: wall ms; 0: any time */
+	int quiet;         /* list -q: ids only */
+	const char *since; /* usage --since, as given (read once --utc is known) */
+	const char *until; /* usage --until */
+	const char *by;    /* usage --by: the keys, comma-separated */
+	int utc;           /* usage: times and days in UTC */
+	int csv;           /* usage: comma-separated values */
+	int failed;        /* retry --failed */
 	int help;
 	int argc; /* arguments after the subcommand's name */
 	char **argv;
@@ -77,6 +83,11 @@ extern const struct cli_command cli_results;
 extern const struct cli_command cli_cancel;
 extern const struct cli_command cli_ping;
 extern const struct cli_command cli_metrics;
+extern const struct cli_command cli_usage;
+extern const struct cli_command cli_pause;
+extern const struct cli_command cli_resume;
+extern const struct cli_command cli_retry;
+extern const struct cli_command cli_set;
 
 struct conn {
 	int fd;

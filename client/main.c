@@ -82,8 +82,9 @@ static const struct cli_command cli_help = {
 };
 
 static const struct cli_command *const main_commands[] = {
-    &cli_submit, &cli_status, &cli_list,    &cli_wait, &cli_results,
-    &cli_cancel, &cli_ping,   &cli_metrics, &cli_help, NULL,
+    &cli_submit, &cli_status, &cli_list,    &cli_wait,  &cli_results,
+    &cli_cancel, &cli_ping,   &cli_metrics, &cli_usage, &cli_pause,
+    &cli_resume, &cli_retry,  &cli_set,     &cli_help,  NULL,
 };
 
 static const struct cli_command *main_find_command(const char *name)
@@ -216,7 +217,8 @@ static void main_usage(FILE *f)
 	           "The socket is $LLMQ_SOCKET, else the one llmqd uses by default.\n"
 	           "Exit codes: 0 ok, 64 usage, 65 bad input (or a batch that did not\n"
 	           "complete, for wait), 66 cannot read the input, 69 llmqd unavailable,\n"
-	           "70 internal error, 73/74 cannot write the output, 75 refused for now.\n");
+	           "70 internal error, 73/74 cannot write the output, 75 refused for now,\n"
+	           "77 not allowed (an operator's command, or a socket that is not llmqd's).\n");
 }
 
 static int main_help(const struct opts *o)

@@ -148,12 +148,23 @@ static void print_waiting(json_object *w)
 		fmt_until(w, "until", until, sizeof(until));
 		printf("waiting    lane %s paused%s: %s%s\n", lane, until, msg,
 		       !strcmp(why, "out_of_credit") ? " (the key has no credit)" : "");
+	} else if (!strcmp(why, "paused")) {
+		if (jstr(w, "lane") && *jstr(w, "lane"))
+			printf("waiting    lane %s %s\n", lane, msg);
+		else
+			printf("waiting    %s\n", msg);
 	} else if (!strcmp(why, "backoff")) {
 		fmt_until(w, "until", until, sizeof(until));
 		printf("waiting    its requests on lane %s back off after errors%s\n", lane, until);
 	} else {
 		printf("waiting    lane %s: %s\n", lane, msg);
 	}
+}
+
+static const char *age_of(int64_t ms, char *buf, size_t len)
+{
+	fmt_age(ms, buf, len);
+	return buf;
 }
 
 void print_batch_detail(json_object *b)
@@ -182,6 +193,10 @@ void print_batch_detail(json_object *b)
 	printf("tokens     %lld used, %lld estimated for the whole batch, %lld still pending\n",
 	       (long long)jint(b, "tokens_used"), (long long)jint(b, "est_tokens"),
 	       (long long)jint(b, "tokens_pending"));
+	if (jget(b, "paused_at"))
+		printf("paused     by uid %lld, %s ago (llmq resume %s)\n",
+		       (long long)jint(b, "paused_by"),
+		       age_of(now - jint(b, "paused_at"), win, sizeof(win)), jtext(b, "id"));
 	print_waiting(jget(b, "waiting"));
 	if (jget(b, "eta_known") && !json_object_get_boolean(jget(b, "eta_known")))
 		printf("eta        unknown while lane %s cannot serve it\n",
@@ -247,7 +262,10 @@ void print_lanes(json_object *lanes)
 		fmt_age(jint(l, "paused_for_ms"), paused, sizeof(paused));
 		printf("%-12s  %9s  %10s  %8s  %12s  %8s  ", jtext(l, "name"), inflight, tok, req,
 		       queued, jint(l, "queued_jobs") ? drain : "-");
-		if (jint(l, "paused_for_ms") > 0)
+		if (jget(l, "paused_by_operator"))
+			printf("by %s (llmq resume %s)\n",
+			       jtext(jget(l, "paused_by_operator"), "user"), jtext(l, "name"));
+		else if (jint(l, "paused_for_ms") > 0)
 			printf("%s (%s)\n", paused, jtext(l, "pause_reason"));
 		else
 			printf("no\n");

@@ -42,6 +42,11 @@
 #define OP_CANCEL "cancel"
 #define OP_RESULTS "results"
 #define OP_METRICS "metrics"
+#define OP_USAGE "usage"
+#define OP_PAUSE "pause"
+#define OP_RESUME "resume"
+#define OP_RETRY "retry"
+#define OP_SET "set"
 
 /* Error codes. */
 #define ERR_BAD_REQUEST "BAD_REQUEST"
@@ -56,7 +61,8 @@
 #define ERR_STORAGE "STORAGE"      /* the database or its disk cannot take it now */
 #define ERR_QUOTA "QUOTA_EXCEEDED" /* the user holds what a per-user bound allows */
 #define ERR_INTERNAL "INTERNAL"
-#define ERR_TIMEOUT "TIMEOUT" /* a request or its lines came too slowly */
+#define ERR_TIMEOUT "TIMEOUT"              /* a request or its lines came too slowly */
+#define ERR_PERMISSION "PERMISSION_DENIED" /* an operator's op, asked by someone else */
 
 /* A submit's idempotency key: 1..64 of [A-Za-z0-9._:-]. */
 #define LLMQ_MAX_IDEMPOTENCY_KEY 64

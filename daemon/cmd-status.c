@@ -15,6 +15,7 @@
 #include "timeutil.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ enum status_wait {
 	STATUS_WAIT_RATE_LIMITED,  /* the lane is paused: a 429, or the provider says none left */
 	STATUS_WAIT_OUT_OF_CREDIT, /* insufficient_quota: paused, one request now and then */
 	STATUS_WAIT_UNREACHABLE,   /* the circuit breaker is open: the end is unknown */
+	STATUS_WAIT_PAUSED,        /* an operator paused the batch or its lane */
 	STATUS_WAIT_NO_LANE,       /* no lane of that name is configured */
 };
 
@@ -36,6 +38,7 @@ static const char *const status_wait_names[] = {
     [STATUS_WAIT_RATE_LIMITED] = "rate_limited",
     [STATUS_WAIT_OUT_OF_CREDIT] = "out_of_credit",
     [STATUS_WAIT_UNREACHABLE] = "unreachable",
+    [STATUS_WAIT_PAUSED] = "paused",
     [STATUS_WAIT_NO_LANE] = "no_lane",
 };
 
@@ -69,7 +72,11 @@ static void status_lane_wait(const struct lane_snapshot *snap, const struct stor
 	const struct gate *g = &snap->gate;
 
 	snprintf(ret->lane, sizeof(ret->lane), "%s", snap->cfg->name);
-	if (snap->unreachable || (g->paused_until > now && g->probe)) {
+	if (snap->paused_at) {
+		ret->kind = STATUS_WAIT_PAUSED;
+		snprintf(ret->message, sizeof(ret->message),
+		         "paused by an operator (llmq resume %.63s)", snap->cfg->name);
+	} else if (snap->unreachable || (g->paused_until > now && g->probe)) {
 		ret->kind = snap->unreachable ? STATUS_WAIT_UNREACHABLE : STATUS_WAIT_OUT_OF_CREDIT;
 		ret->until = g->paused_until > now ? wall + (g->paused_until - now) : 0;
 		snprintf(ret->message, sizeof(ret->message), "%s", g->pause_reason);
@@ -155,7 +162,7 @@ int cmd_status_batch_eta(struct llmqd *d, const char *batch_id, int from_counts,
 {
 	struct status_wait_info wait = {0};
 	json_object *state;
-	const char *st;
+	const char *st = NULL;
 	int64_t eta = 0;
 	int r = 0;
 
@@ -165,6 +172,15 @@ int cmd_status_batch_eta(struct llmqd *d, const char *batch_id, int from_counts,
 		r = status_batch_eta(d, batch_id, from_counts, &eta, &wait);
 	if (r < 0)
 		return r;
+	/* Its own pause holds it whatever its lanes do. */
+	if (json_object_object_get_ex(batch, "paused_at", &state) && state &&
+	    strcmp(st ? st : "", "in_progress") == 0) {
+		wait.kind = STATUS_WAIT_PAUSED;
+		wait.lane[0] = '\0';
+		wait.until = 0;
+		snprintf(wait.message, sizeof(wait.message),
+		         "the batch is paused by an operator (llmq resume %.20s)", batch_id);
+	}
 	json_object_object_add(batch, "eta_ms", json_object_new_int64(eta));
 	/* While a lane cannot serve it at all, eta_ms is only a lower bound. */
 	json_object_object_add(batch, "eta_known",
@@ -219,6 +235,24 @@ static json_object *fleet_json(const struct llmqd *d)
 	return o;
 }
 
+/* {"at", "uid", "user"} while an operator holds the lane paused, else NULL. */
+static json_object *status_operator_pause(const struct lane_snapshot *l)
+{
+	struct passwd pw, *found = NULL;
+	json_object *o;
+	char buf[1024];
+
+	if (!l->paused_at || !(o = json_object_new_object()))
+		return NULL;
+	json_object_object_add(o, "at", json_object_new_int64(l->paused_at));
+	json_object_object_add(o, "uid",
+	                       l->paused_by >= 0 ? json_object_new_int64(l->paused_by) : NULL);
+	if (l->paused_by >= 0 &&
+	    getpwuid_r((uid_t)l->paused_by, &pw, buf, sizeof(buf), &found) == 0 && found)
+		json_object_object_add(o, "user", json_object_new_string(found->pw_name));
+	return o;
+}
+
 static json_object *lane_json(const struct lane_snapshot *l, int64_t jobs, int64_t tokens,
                               int64_t now)
 {
@@ -265,6 +299,7 @@ static json_object *lane_json(const struct lane_snapshot *l, int64_t jobs, int64
 	json_object_object_add(o, "pause_reason",
 	                       g->paused_until > now ? json_object_new_string(g->pause_reason)
 	                                             : NULL);
+	json_object_object_add(o, "paused_by_operator", status_operator_pause(l));
 	add_i64(o, "queued_jobs", jobs);
 	add_i64(o, "queued_tokens", tokens);
 	add_i64(o, "drain_ms", admission_drain_ms(g, l->avg_latency_ms, jobs, tokens, now));

@@ -9,13 +9,25 @@
 #include "timeutil.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <event2/buffer.h>
 
 static const struct cmd_entry *const cmd_table[] = {
-    &cmd_ping_entry,   &cmd_submit_entry,  &cmd_status_entry,  &cmd_list_entry,
-    &cmd_cancel_entry, &cmd_results_entry, &cmd_metrics_entry, NULL,
+    &cmd_ping_entry,
+    &cmd_submit_entry,
+    &cmd_status_entry,
+    &cmd_list_entry,
+    &cmd_cancel_entry,
+    &cmd_results_entry,
+    &cmd_metrics_entry,
+    &cmd_usage_entry,
+    &cmd_pause_entry,
+    &cmd_resume_entry,
+    &cmd_retry_entry,
+    &cmd_set_entry,
+    NULL,
 };
 
 enum cmd_retval cmd_error(struct cmd_ctx *ctx, const char *code, const char *msg)
@@ -115,7 +127,7 @@ enum cmd_retval cmd_execute(struct cmd_ctx *ctx)
 	enum cmd_retval rv = CMD_REPLY;
 	const char *op = NULL;
 	char msg[256];
-	int ok;
+	int ok, n;
 
 	ctx->reply = proto_check_request(ctx->req, &op);
 	if (ctx->reply)
@@ -124,14 +136,21 @@ enum cmd_retval cmd_execute(struct cmd_ctx *ctx)
 		if (strcmp((*e)->name, op) == 0)
 			break;
 	if (!*e) {
-		snprintf(msg, sizeof(msg),
-		         "unknown op \"%.64s\"; known: ping, submit, status, list, cancel, "
-		         "results, metrics",
-		         op);
+		n = snprintf(msg, sizeof(msg), "unknown op \"%.64s\"; known:", op);
+		for (e = cmd_table; *e && n > 0 && (size_t)n < sizeof(msg); e++)
+			n += snprintf(msg + n, sizeof(msg) - (size_t)n, "%s %s",
+			              e == cmd_table ? "" : ",", (*e)->name);
 		return cmd_error(ctx, ERR_UNKNOWN_OP, msg);
 	}
 	log_debug("uid %d: %s", (int)ctx->uid, op);
 	ctx->scope = access_scope(ctx->d->cfg, ctx->uid, time_mono_ms());
+	if (((*e)->flags & CMD_F_ADMIN) && ctx->scope != ACCESS_ALL) {
+		snprintf(msg, sizeof(msg),
+		         "%s is for root and the members of the group %s (admin_group in "
+		         "llmqd.conf); ask one of them",
+		         op, ctx->d->cfg->admin_group);
+		return cmd_error(ctx, ERR_PERMISSION, msg);
+	}
 	if ((*e)->flags & (CMD_F_BATCH | CMD_F_BATCH_OPTIONAL)) {
 		rv = resolve_batch(ctx, *e, &ok);
 		if (!ok)
@@ -171,6 +190,20 @@ void cmd_dispatch(struct ipc_client *c, json_object *req, void *userdata)
 			ipc_close_after_reply(c);
 	}
 	cmd_ctx_clear(&ctx);
+}
+
+const char *cmd_who(const struct cmd_ctx *ctx, char *buf, size_t len)
+{
+	struct passwd pw, *found = NULL;
+	char names[1024];
+
+	if (ctx->uid == (uid_t)-1)
+		snprintf(buf, len, "a caller nobody could tell");
+	else if (getpwuid_r(ctx->uid, &pw, names, sizeof(names), &found) == 0 && found)
+		snprintf(buf, len, "%s (uid %u)", found->pw_name, (unsigned)ctx->uid);
+	else
+		snprintf(buf, len, "uid %u", (unsigned)ctx->uid);
+	return buf;
 }
 
 const char *cmd_get_string(json_object *req, const char *key)

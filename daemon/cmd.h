@@ -42,6 +42,7 @@ enum cmd_retval {
 /* What the dispatcher resolves before the handler runs. */
 #define CMD_F_BATCH 0x1          /* "batch" is required and must exist */
 #define CMD_F_BATCH_OPTIONAL 0x2 /* "batch" may be absent; when given it must exist */
+#define CMD_F_ADMIN 0x4          /* root, llmqd's user and admin_group's members alone */
 
 struct cmd_entry {
 	const char *name;
@@ -57,6 +58,11 @@ extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_cancel_entry;
 extern const struct cmd_entry cmd_results_entry;
 extern const struct cmd_entry cmd_metrics_entry;
+extern const struct cmd_entry cmd_usage_entry;
+extern const struct cmd_entry cmd_pause_entry;
+extern const struct cmd_entry cmd_resume_entry;
+extern const struct cmd_entry cmd_retry_entry;
+extern const struct cmd_entry cmd_set_entry;
 
 /*
  * A batch's ETA and what holds it, as "status BATCH" answers them, added to
@@ -86,6 +92,9 @@ enum cmd_retval cmd_error(struct cmd_ctx *ctx, const char *code, const char *msg
 enum cmd_retval cmd_store_error(struct cmd_ctx *ctx, const char *what, int r);
 /* The same, as a ready reply object (for faces that answer later). */
 json_object *cmd_store_error_reply(struct llmqd *d, const char *what, int r);
+/* Who asked, for the log: "alice (uid 1000)", or "uid 1000" without a name. */
+const char *cmd_who(const struct cmd_ctx *ctx, char *buf, size_t len);
+
 /* Set the reply to {"ok": true} (members are added to it); CMD_REPLY. */
 enum cmd_retval cmd_ok(struct cmd_ctx *ctx);
 /* Add a member to ctx->reply (v is released when there is no reply). */

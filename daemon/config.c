@@ -271,6 +271,17 @@ range:
 	return bad(err, errlen, where, shown, value, why);
 }
 
+int config_lane_setting(struct lane_config *l, const char *key, const char *value,
+                        const char *where, char *err, size_t errlen)
+{
+	const struct setting *s;
+
+	for (s = settings; s->key; s++)
+		if (strcmp(s->key, key) == 0)
+			return apply(l, s, value, where, key, err, errlen);
+	return bad(err, errlen, where, key, value, "unknown key");
+}
+
 /* How long a client may take over one request, or a submit over its lines. */
 static int parse_client_timeout(const char *v, int64_t *ret)
 {
@@ -435,6 +446,19 @@ static int parse_bool(const char *v, int *ret)
 	return 0;
 }
 
+/* One "PATTERN = INPUT [CACHED] OUTPUT" line of a [prices] section. */
+static int config_price_line(struct ini_state *st, const char *where, const char *name,
+                             const char *value)
+{
+	char why[256];
+
+	if (price_table_add(&st->cfg->prices, name, value, why, sizeof(why)) == 0)
+		return 1;
+	bad(st->err, st->errlen, where, name, value, why);
+	st->failed = 1;
+	return 0;
+}
+
 static int on_ini_line(void *user, const char *section, const char *name, const char *value)
 {
 	struct ini_state *st = user;
@@ -523,15 +547,20 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		} else if (strcmp(name, "max_connections_per_user") == 0) {
 			if (parse_count(value, 1, 4096, &cfg->max_connections_per_user) < 0)
 				goto fail_range;
+		} else if (strcmp(name, "prices_file") == 0) {
+			if (!getenv("LLMQ_PRICES_FILE"))
+				snprintf(cfg->prices_file, sizeof(cfg->prices_file), "%s", value);
 		} else {
 			bad(st->err, st->errlen, where, name, value, "unknown key");
 			goto fail;
 		}
 		return 1;
 	}
+	if (strcmp(section, "prices") == 0)
+		return config_price_line(st, where, name, value);
 	if (strncmp(section, "lane ", 5) != 0 || !section[5]) {
 		snprintf(st->err, st->errlen,
-		         "%s: unknown section [%s]; use [daemon], [fleet] or [lane NAME]",
+		         "%s: unknown section [%s]; use [daemon], [fleet], [prices] or [lane NAME]",
 		         cfg->config_file, section);
 		goto fail;
 	}
@@ -632,6 +661,56 @@ static int load_file(struct config *cfg, int required, char *err, size_t errlen)
 			         cfg->lanes[i].key_env);
 			return -EINVAL;
 		}
+	}
+	return 0;
+}
+
+/* A prices file: an INI file of [prices] sections alone. */
+static int on_prices_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct ini_state *st = user;
+	char where[PATH_MAX + 64];
+
+	if (st->failed)
+		return 0;
+	snprintf(where, sizeof(where), "%s [%s]", st->cfg->prices_file, section);
+	if (strcmp(section, "prices") != 0) {
+		snprintf(st->err, st->errlen,
+		         "%s: [%s]: a prices file holds [prices] alone (\"gpt-4o-mini = 0.15 "
+		         "0.075 0.60\" lines)",
+		         st->cfg->prices_file, section);
+		st->failed = 1;
+		return 0;
+	}
+	return config_price_line(st, where, name, value);
+}
+
+static int load_prices(struct config *cfg, char *err, size_t errlen)
+{
+	struct ini_state st = {.cfg = cfg, .err = err, .errlen = errlen};
+	FILE *f;
+	int r;
+
+	if (!cfg->prices_file[0])
+		return 0;
+	f = fopen(cfg->prices_file, "re");
+	if (!f) {
+		snprintf(err, errlen,
+		         "cannot open the prices file %s: %s; fix prices_file (or "
+		         "LLMQ_PRICES_FILE)",
+		         cfg->prices_file, strerror(errno));
+		return -EINVAL;
+	}
+	r = ini_parse_file(f, on_prices_line, &st);
+	fclose(f);
+	if (st.failed)
+		return -EINVAL;
+	if (r != 0) {
+		snprintf(err, errlen,
+		         "%s: line %d: syntax error (expected [prices] or PATTERN = "
+		         "INPUT [CACHED] OUTPUT)",
+		         cfg->prices_file, r);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -823,6 +902,11 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		         "environment: LLMQ_HTTP_ANONYMOUS = \"%s\": expected yes or no", v);
 		return -EINVAL;
 	}
+	if ((v = getenv("LLMQ_PRICES_FILE")) && *v)
+		snprintf(cfg->prices_file, sizeof(cfg->prices_file), "%s", v);
+	r = load_prices(cfg, err, errlen);
+	if (r < 0)
+		return r;
 	if ((v = getenv("LLMQ_DB_MAX_MB")) && *v && parse_mb(v, &cfg->db_max_bytes) < 0) {
 		snprintf(err, errlen, "environment: LLMQ_DB_MAX_MB = \"%s\": expected megabytes",
 		         v);

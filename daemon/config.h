@@ -16,6 +16,7 @@
 
 #include "fleet.h"
 #include "gate.h"
+#include "price.h"
 
 #define CONFIG_DEFAULT_FILE "/etc/llmq/llmqd.conf"
 #define CONFIG_MAX_LANES 16
@@ -80,6 +81,8 @@ struct config {
 	struct fleet_config fleet;
 	struct lane_config lanes[CONFIG_MAX_LANES];
 	int n_lanes;
+	char prices_file[PATH_MAX]; /* more [prices], in a file of their own; "" for none */
+	struct price_table prices;  /* [prices] of the file, then of prices_file */
 };
 
 /*
@@ -88,6 +91,14 @@ struct config {
  * in err for a bad value.
  */
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * Set one setting of lane l by its llmqd.conf key (max_concurrency,
+ * tpm_limit, ...) from text, with the file's checks and messages; where
+ * names the place for the message ("llmq set"). -EINVAL with err.
+ */
+int config_lane_setting(struct lane_config *l, const char *key, const char *value,
+                        const char *where, char *err, size_t errlen);
 
 /* The lane whose patterns match model, else the default lane. Never NULL. */
 const struct lane_config *config_lane_for_model(const struct config *cfg, const char *model);

@@ -252,6 +252,15 @@ static int enqueue(struct call *c)
 		answer_never_fits(c);
 		return r;
 	}
+	if (r == -EBUSY) {
+		c->ticket = NULL;
+		detach(c);
+		http_error(c->req, 503, "server_error", "lane_paused",
+		           "llmq: lane %s is paused by an operator: nothing is sent upstream until "
+		           "they resume it (llmq resume %s); try again later",
+		           c->lane->name, c->lane->name);
+		return r;
+	}
 	if (r < 0) {
 		c->ticket = NULL;
 		detach(c);
@@ -361,8 +370,8 @@ static void on_up_done(void *ud, const struct up_response *resp)
 	int64_t again = -1;
 
 	c->t = NULL;
-	sched_call_done(c->d->sched, c->ticket, resp, c->sse.used, !c->relaying, c->deadline,
-	                c->relaying ? NULL : resp->body, &again);
+	sched_call_done(c->d->sched, c->ticket, resp, c->sse.used >= 0 ? &c->sse.usage : NULL,
+	                !c->relaying, c->deadline, c->relaying ? NULL : resp->body, &again);
 	c->ticket = NULL;
 	c->tries++;
 	if (c->relaying) {

@@ -348,13 +348,14 @@ static json_object *http_time(int64_t wall_ms)
  * What keeps a lane from sending now, into o: "ok" (returns 1), or
  * "unreachable" since when (its circuit breaker is open), "out_of_credit"
  * since when (insufficient_quota), "paused" until when (a 429), with the
- * gate's reason.
+ * gate's reason, or since when an operator paused it (llmq pause).
  */
 static int http_lane_ready(const struct lane_snapshot *l, int64_t now, int64_t wall, json_object *o)
 {
 	const struct gate *g = &l->gate;
 	int paused = g->paused_until > now;
-	const char *state = l->unreachable       ? "unreachable"
+	const char *state = l->paused_at         ? "paused"
+	                    : l->unreachable     ? "unreachable"
 	                    : l->no_credit_since ? "out_of_credit"
 	                    : paused             ? "paused"
 	                                         : "ok";
@@ -363,6 +364,13 @@ static int http_lane_ready(const struct lane_snapshot *l, int64_t now, int64_t w
 	json_object_object_add(o, "state", json_object_new_string(state));
 	if (l->fleet_mode)
 		json_object_object_add(o, "fleet", json_object_new_string(l->fleet_mode));
+	if (l->paused_at) {
+		/* By an operator: until they resume it, whatever the upstream does. */
+		json_object_object_add(o, "paused_since", http_time(l->paused_at));
+		json_object_object_add(o, "reason",
+		                       json_object_new_string("paused by an operator"));
+		return 0;
+	}
 	if (l->unreachable)
 		json_object_object_add(o, "unreachable_since", http_time(l->unreachable_since));
 	if (l->no_credit_since)

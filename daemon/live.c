@@ -452,6 +452,12 @@ static int live_usage(struct live *l, int64_t scope, int64_t now, int64_t now_wa
 		live_add_i64(u, "tokens", l->users[i].tokens);
 		live_add_i64(u, "failed", l->users[i].failed);
 		live_add_i64(u, "rate_limited", l->users[i].rate_limited);
+		/* A cost where some of the tokens had a price; null where none had. */
+		json_object_object_add(
+		    u, "cost_usd",
+		    l->users[i].tokens > l->users[i].unpriced_tokens || l->users[i].cost_nusd > 0
+		        ? json_object_new_double((double)l->users[i].cost_nusd / 1e9)
+		        : NULL);
 	}
 	json_object_object_add(o, "day", json_object_new_string(day));
 	live_add_i64(o, "since", since);

@@ -126,6 +126,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		cfg.lanes[i] = next.lanes[i];
 	snprintf(cfg.admin_group, sizeof(cfg.admin_group), "%s", next.admin_group);
 	cfg.http_log_bodies = next.http_log_bodies;
+	memcpy(cfg.prices_file, next.prices_file, sizeof(cfg.prices_file));
+	cfg.prices = next.prices;
 	cfg.log_level = next.log_level;
 	log_set_level(cfg.log_level);
 	if (log_to_journal())
@@ -136,6 +138,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		goto out;
 	}
 	models_refresh(d->models);
+	log_info("reload: %d prices%s%s", cfg.prices.n, cfg.prices_file[0] ? ", with " : "",
+	         cfg.prices_file);
 	for (i = 0; i < cfg.n_lanes; i++)
 		log_info("reload: lane %s: concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
 		         "headroom %.2f",
@@ -180,7 +184,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	sd_watchdog_ping();
 	store_backlog(d->store, NULL, &jobs, &tokens);
 	for (i = 0; sched_lane_snapshot(d->sched, i, now, &snap) == 0; i++)
-		if (snap.gate.paused_until > now && n < sizeof(paused) - 1)
+		if ((snap.gate.paused_until > now || snap.paused_at) && n < sizeof(paused) - 1)
 			n += (size_t)snprintf(paused + n, sizeof(paused) - n, "%s%s", n ? "," : "",
 			                      snap.cfg->name);
 	if (!health_db(d, db, sizeof(db), &refuse))

@@ -1,18 +1,36 @@
 /*
  * metrics.c - the exposition text, one family at a time.
+ *
+ * Usage by user and model comes from the store's totals (usage_totals: what
+ * `llmq usage` counts, since the first try, restarts included), with the
+ * label sets bounded: a model keeps its name among the first
+ * METRICS_MAX_MODELS seen, later ones are named by the lane's pattern that
+ * routes them, else "other"; a user keeps theirs among the first
+ * METRICS_MAX_USERS seen, later ones are "other".
  */
 #include "metrics.h"
 #include "fleet.h"
+#include "health.h"
 #include "ipc.h"
+#include "protocol.h"
 #include "scheduler.h"
 #include "store.h"
 #include "timeutil.h"
 
 #include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <event2/buffer.h>
+
+#define METRICS_MAX_MODELS 50
+#define METRICS_MAX_USERS 200
+#define METRICS_NAMES_TTL_MS 60000
+#define METRICS_STATES 16
 
 struct out {
 	struct evbuffer *buf;
@@ -109,14 +127,268 @@ static void fleet_metrics(struct out *o, struct llmqd *d, const struct lane_snap
 	put(o, "llmq_fleet_grant_seconds_count %llu\n", (unsigned long long)st.grants);
 }
 
+/* A label's value, escaped as the exposition format wants it. */
+static void put_label(struct out *o, const char *v)
+{
+	char buf[512];
+	size_t n = 0;
+
+	for (; *v && n < sizeof(buf) - 3; v++) {
+		if (*v == '\\' || *v == '"')
+			buf[n++] = '\\';
+		if (*v == '\n') {
+			buf[n++] = '\\';
+			buf[n++] = 'n';
+			continue;
+		}
+		buf[n++] = *v;
+	}
+	buf[n] = '\0';
+	put(o, "%s", buf);
+}
+
+/* One series of the usage families: its labels (as shown) and figures. */
+struct usage_series {
+	const char *lane, *cls; /* borrowed from the row copy it was made from */
+	char user[64];
+	char model[128];
+	int64_t requests, input, cached, output, cost_nusd, unpriced;
+};
+
+struct usage_labels {
+	struct llmqd *d;
+	char models[METRICS_MAX_MODELS][128]; /* the first names seen: kept as they are */
+	int n_models;
+	int64_t users[METRICS_MAX_USERS]; /* the first uids seen */
+	int n_users;
+	struct store_usage_row *rows; /* copies: the series point into them */
+	struct usage_series *s;
+	size_t n, cap;
+	int64_t now;
+};
+
+/* uid's name, remembered a minute: a scrape asks the name service little. */
+static void usage_user_name(int64_t uid, int64_t now, char *buf, size_t len)
+{
+	static struct {
+		int64_t uid, at;
+		char name[64];
+	} cache[256];
+	struct passwd pw, *found = NULL;
+	char tmp[1024];
+	unsigned slot = (unsigned)((uint64_t)uid % 256);
+
+	if (uid < 0) {
+		snprintf(buf, len, "anonymous");
+		return;
+	}
+	if (!cache[slot].at || cache[slot].uid != uid ||
+	    now - cache[slot].at >= METRICS_NAMES_TTL_MS) {
+		cache[slot].uid = uid;
+		cache[slot].at = now ? now : 1;
+		if (getpwuid_r((uid_t)uid, &pw, tmp, sizeof(tmp), &found) == 0 && found)
+			snprintf(cache[slot].name, sizeof(cache[slot].name), "%s", found->pw_name);
+		else
+			snprintf(cache[slot].name, sizeof(cache[slot].name), "%lld",
+			         (long long)uid);
+	}
+	snprintf(buf, len, "%s", cache[slot].name);
+}
+
+/* A model as its label: its name, its lane's pattern, or "other". */
+static void usage_model_label(struct usage_labels *u, const char *lane, const char *model,
+                              char *buf, size_t len)
+{
+	const struct config *cfg = u->d->cfg;
+	int i, k;
+
+	for (i = 0; i < u->n_models; i++)
+		if (strcmp(u->models[i], model) == 0)
+			break;
+	if (i == u->n_models && u->n_models < METRICS_MAX_MODELS)
+		snprintf(u->models[u->n_models++], sizeof(u->models[0]), "%s", model);
+	if (i < u->n_models) {
+		snprintf(buf, len, "%s", model);
+		return;
+	}
+	for (i = 0; i < cfg->n_lanes; i++) {
+		if (strcmp(cfg->lanes[i].name, lane) != 0)
+			continue;
+		for (k = 0; k < cfg->lanes[i].n_models; k++) {
+			if (fnmatch(cfg->lanes[i].models[k], model, 0) == 0) {
+				snprintf(buf, len, "%s", cfg->lanes[i].models[k]);
+				return;
+			}
+		}
+	}
+	snprintf(buf, len, "other");
+}
+
+static void usage_user_label(struct usage_labels *u, int64_t uid, char *buf, size_t len)
+{
+	int i;
+
+	for (i = 0; i < u->n_users && u->users[i] != uid; i++)
+		;
+	if (i == u->n_users && u->n_users < METRICS_MAX_USERS)
+		u->users[u->n_users++] = uid;
+	if (i < u->n_users)
+		usage_user_name(uid, u->now, buf, len);
+	else
+		snprintf(buf, len, "other");
+}
+
+static int usage_collect(void *userdata, const struct store_usage_row *r)
+{
+	struct usage_labels *u = userdata;
+	struct usage_series *s;
+	void *p;
+
+	if (u->n == u->cap) {
+		u->cap = u->cap ? u->cap * 2 : 64;
+		p = realloc(u->s, u->cap * sizeof(*u->s));
+		if (!p)
+			return -ENOMEM;
+		u->s = p;
+		p = realloc(u->rows, u->cap * sizeof(*u->rows));
+		if (!p)
+			return -ENOMEM;
+		u->rows = p;
+	}
+	u->rows[u->n] = *r;
+	s = &u->s[u->n];
+	memset(s, 0, sizeof(*s));
+	usage_user_label(u, r->uid, s->user, sizeof(s->user));
+	usage_model_label(u, r->lane, r->model, s->model, sizeof(s->model));
+	s->requests = r->requests;
+	s->cached = r->cached_tokens;
+	s->input = r->prompt_tokens - r->cached_tokens;
+	s->output = r->completion_tokens;
+	s->cost_nusd = r->cost_nusd;
+	s->unpriced = r->unpriced_tokens;
+	u->n++;
+	return 0;
+}
+
+static int usage_series_cmp(const void *a, const void *b)
+{
+	const struct usage_series *x = a, *y = b;
+	int c = strcmp(x->lane, y->lane);
+
+	if (!c)
+		c = strcmp(x->cls, y->cls);
+	if (!c)
+		c = strcmp(x->user, y->user);
+	return c ? c : strcmp(x->model, y->model);
+}
+
+static void usage_labels_put(struct out *o, const struct usage_series *s)
+{
+	put(o, "{lane=\"");
+	put_label(o, s->lane);
+	put(o, "\",class=\"");
+	put_label(o, s->cls);
+	put(o, "\",user=\"");
+	put_label(o, s->user);
+	put(o, "\",model=\"");
+	put_label(o, s->model);
+	put(o, "\"");
+}
+
+/* The usage families, from the store's totals. */
+static int metrics_usage(struct llmqd *d, struct out *o)
+{
+	struct usage_labels *u = calloc(1, sizeof(*u));
+	struct usage_series *s;
+	size_t i, n = 0;
+	int r;
+
+	if (!u)
+		return -ENOMEM;
+	u->d = d;
+	u->now = time_mono_ms();
+	r = store_usage_totals(d->store, usage_collect, u);
+	if (r < 0)
+		goto out;
+	for (i = 0; i < u->n; i++) {
+		u->s[i].lane = u->rows[i].lane;
+		u->s[i].cls = u->rows[i].class_name;
+	}
+	if (u->n > 1) /* qsort() takes no NULL, which an empty database gives */
+		qsort(u->s, u->n, sizeof(*u->s), usage_series_cmp);
+	/* Rows that share their labels now are one series. */
+	for (i = 0; i < u->n; i++) {
+		s = &u->s[n];
+		if (n > 0 && usage_series_cmp(&u->s[n - 1], &u->s[i]) == 0) {
+			s = &u->s[n - 1];
+			s->requests += u->s[i].requests;
+			s->input += u->s[i].input;
+			s->cached += u->s[i].cached;
+			s->output += u->s[i].output;
+			s->cost_nusd += u->s[i].cost_nusd;
+			s->unpriced += u->s[i].unpriced;
+			continue;
+		}
+		if (s != &u->s[i])
+			*s = u->s[i];
+		n++;
+	}
+	family(o, "llmq_usage_requests_total", "counter",
+	       "Upstream tries by lane, class, user and model, since the database began.");
+	for (i = 0; i < n; i++) {
+		put(o, "llmq_usage_requests_total");
+		usage_labels_put(o, &u->s[i]);
+		put(o, "} %lld\n", (long long)u->s[i].requests);
+	}
+	family(o, "llmq_usage_tokens_total", "counter",
+	       "Tokens the answers reported, by lane, class, user, model and kind: input (not "
+	       "cached), cached_input, output; the kinds add up to the total.");
+	for (i = 0; i < n; i++) {
+		static const char *const kinds[] = {"input", "cached_input", "output"};
+		int64_t v[] = {u->s[i].input, u->s[i].cached, u->s[i].output};
+		int k;
+
+		for (k = 0; k < 3; k++) {
+			put(o, "llmq_usage_tokens_total");
+			usage_labels_put(o, &u->s[i]);
+			put(o, ",kind=\"%s\"} %lld\n", kinds[k], (long long)v[k]);
+		}
+	}
+	family(o, "llmq_usage_cost_usd_total", "counter",
+	       "What the tries cost in US dollars at the prices of the day, by lane, class, user "
+	       "and model (models without a price cost nothing).");
+	for (i = 0; i < n; i++) {
+		put(o, "llmq_usage_cost_usd_total");
+		usage_labels_put(o, &u->s[i]);
+		put(o, "} %lld.%09lld\n", (long long)(u->s[i].cost_nusd / 1000000000),
+		    (long long)(u->s[i].cost_nusd % 1000000000));
+	}
+	family(o, "llmq_usage_unpriced_tokens_total", "counter",
+	       "Tokens of models the [prices] of llmqd.conf had no price for.");
+	for (i = 0; i < n; i++) {
+		put(o, "llmq_usage_unpriced_tokens_total");
+		usage_labels_put(o, &u->s[i]);
+		put(o, "} %lld\n", (long long)u->s[i].unpriced);
+	}
+out:
+	free(u->s);
+	free(u->rows);
+	free(u);
+	return r;
+}
+
 int metrics_render(struct llmqd *d, struct evbuffer *buf)
 {
 	struct lane_snapshot snap[CONFIG_MAX_LANES];
-	static const char *const states[] = {"in_progress", "cancelling", "completed", "cancelled"};
 	struct out o = {.buf = buf};
 	struct ipc_stats is;
-	int64_t now = time_mono_ms(), jobs[CONFIG_MAX_LANES], tokens, counts[4];
-	int n, i, c, so, r;
+	int64_t now = time_mono_ms(), jobs[CONFIG_MAX_LANES], tokens, counts[METRICS_STATES],
+	        paused;
+	int n, i, c, so, r, n_states, refuse;
+	char why[512];
+
+	for (n_states = 0; proto_batch_states[n_states] && n_states < METRICS_STATES; n_states++)
+		;
 
 	for (n = 0; n < CONFIG_MAX_LANES && sched_lane_snapshot(d->sched, n, now, &snap[n]) == 0;
 	     n++) {
@@ -124,7 +396,9 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 		if (r < 0)
 			return r;
 	}
-	r = store_batch_states(d->store, states, 4, counts);
+	r = store_batch_states(d->store, proto_batch_states, n_states, counts);
+	if (r == 0)
+		r = store_batches_paused(d->store, &paused);
 	if (r < 0)
 		return r;
 
@@ -189,10 +463,28 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	for (i = 0; i < n; i++)
 		put(&o, "llmq_effective_tokens_per_minute{lane=\"%s\"} %lld\n", snap[i].cfg->name,
 		    (long long)gate_effective_tpm(&snap[i].gate));
-	family(&o, "llmq_lane_paused", "gauge", "1 while the lane is paused (429, no credit).");
+	family(&o, "llmq_effective_requests_per_minute", "gauge",
+	       "The lane's request budget after headroom (0: unlimited).");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_effective_requests_per_minute{lane=\"%s\"} %lld\n", snap[i].cfg->name,
+		    snap[i].gate.lim.rpm > 0
+		        ? (long long)floor(gate_requests_per_ms(&snap[i].gate) * 60000.0 + 1e-6)
+		        : 0LL);
+	family(&o, "llmq_lane_max_concurrency", "gauge",
+	       "Transfers the lane may have in flight at once (its live max_concurrency).");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_lane_max_concurrency{lane=\"%s\"} %d\n", snap[i].cfg->name,
+		    snap[i].gate.lim.max_concurrency);
+	family(&o, "llmq_lane_paused", "gauge",
+	       "1 while the lane is paused (429, no credit, or by an operator).");
 	for (i = 0; i < n; i++)
 		put(&o, "llmq_lane_paused{lane=\"%s\"} %d\n", snap[i].cfg->name,
-		    snap[i].gate.paused_until > now);
+		    snap[i].gate.paused_until > now || snap[i].paused_at);
+	family(&o, "llmq_lane_paused_by_operator", "gauge",
+	       "1 while an operator holds the lane paused (llmq pause; llmq resume ends it).");
+	for (i = 0; i < n; i++)
+		put(&o, "llmq_lane_paused_by_operator{lane=\"%s\"} %d\n", snap[i].cfg->name,
+		    snap[i].paused_at != 0);
 
 	family(&o, "llmq_gate_wait_seconds", "histogram",
 	       "Time from ready (or arrival) to launch at the gate.");
@@ -208,8 +500,15 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 			          stats_class_name(c), &snap[i].stats.latency[c]);
 
 	family(&o, "llmq_batches", "gauge", "Batches in the database by state.");
-	for (i = 0; i < 4; i++)
-		put(&o, "llmq_batches{state=\"%s\"} %lld\n", states[i], (long long)counts[i]);
+	for (i = 0; i < n_states; i++)
+		put(&o, "llmq_batches{state=\"%s\"} %lld\n", proto_batch_states[i],
+		    (long long)counts[i]);
+	family(&o, "llmq_batches_paused", "gauge",
+	       "Batches in progress an operator paused (llmq pause BATCH).");
+	put(&o, "llmq_batches_paused %lld\n", (long long)paused);
+	r = metrics_usage(d, &o);
+	if (r < 0)
+		return r;
 	family(&o, "llmq_refusals_total", "counter", "Submits and calls refused, by reason.");
 	for (i = 0; i < REFUSAL__COUNT; i++)
 		put(&o, "llmq_refusals_total{reason=\"%s\"} %llu\n", llmqd_refusal_name(i),
@@ -236,6 +535,10 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	family(&o, "llmq_database_locked", "gauge",
 	       "1 while another program holds the database's lock (writes wait in memory).");
 	put(&o, "llmq_database_locked %d\n", d->db_locked_since != 0);
+	family(&o, "llmq_database_refusing_writes", "gauge",
+	       "1 while the database takes no writes (another program's lock, the file gone, "
+	       "the disk full): outcomes wait in memory, /healthz says degraded.");
+	put(&o, "llmq_database_refusing_writes %d\n", health_db(d, why, sizeof(why), &refuse));
 	family(&o, "llmq_database_gone", "gauge",
 	       "1 once the database file was deleted or replaced under llmqd (restart it).");
 	put(&o, "llmq_database_gone %d\n", d->db_gone != 0);

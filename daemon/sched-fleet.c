@@ -114,7 +114,7 @@ static void fleet_argv_init(struct fleet_argv *a, const struct lane *l, int with
 	fleet_arg(a, ""); /* Redis's own time */
 	fleet_arg(a, with_state || time_mono_ms() - l->heard >= FLEET_MIRROR_MS ? "1" : "");
 	/* The shared gate's limits are the whole key's, not a host's share. */
-	sched_lane_limits(l->cfg, &lim);
+	lim = l->lim;
 	fleet_arg_num(a, "%d", lim.max_concurrency);
 	fleet_arg_num(a, "%lld", (long long)lim.stagger_ms);
 	fleet_arg_num(a, "%.17g", lim.stagger_jitter);
@@ -149,7 +149,7 @@ void sched_fleet_limits(const struct lane *l, struct gate_limits *ret)
 	const struct scheduler *s = l->s;
 	int n;
 
-	sched_lane_limits(l->cfg, ret);
+	*ret = l->lim;
 	if (l->mode != LANE_FALLBACK || !s->fleet)
 		return;
 	n = fleet_hosts(s->fleet, config_lane_share(l->cfg));
@@ -664,7 +664,6 @@ void sched_fleet_release(struct lane *l, enum gate_class cls, int64_t cost,
 static void fleet_reconciled(void *ud, struct redisReply *r, const char *err)
 {
 	struct lane *l = ud;
-	struct gate_limits lim;
 	int64_t adopted, dropped;
 
 	if (l->mode != LANE_RECONCILING)
@@ -684,8 +683,7 @@ static void fleet_reconciled(void *ud, struct redisReply *r, const char *err)
 	l->epoch[0] = '\0';
 	fleet_mirror(l, r, 2);
 	/* The mirror's limits are the whole key's again. */
-	sched_lane_limits(l->cfg, &lim);
-	l->gate.lim = lim;
+	l->gate.lim = l->lim;
 	l->mode = LANE_SHARED;
 	l->ask_n = 1;
 	l->wait_until[GATE_BATCH] = l->wait_until[GATE_INTERACTIVE] = 0;

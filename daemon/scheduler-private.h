@@ -63,6 +63,7 @@ struct lane {
 	struct scheduler *s;
 	const struct lane_config *cfg;
 	struct gate gate;
+	struct gate_limits lim; /* the lane's: configured, or set live (llmq set) */
 	char *key;
 	struct event *timer;
 	int64_t avg_latency_ms;
@@ -73,6 +74,8 @@ struct lane {
 	int n_waiting;
 	int64_t waiting_tokens;
 	int64_t window_phase; /* where the provider's windows start, ms into a wall second */
+	int64_t paused_at;    /* wall ms an operator paused it (llmq pause); 0: not */
+	int64_t paused_by;    /* and who: a uid, -1 when unknown */
 	/* The fleet (sched-fleet.c). */
 	enum lane_mode mode;
 	int asks;                               /* grants asked, not answered yet */

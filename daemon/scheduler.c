@@ -18,6 +18,7 @@
 #include "jsontext.h"
 #include "lane.h"
 #include "log.h"
+#include "price.h"
 #include "store.h"
 #include "timeutil.h"
 #include "writeback.h"
@@ -291,6 +292,8 @@ static void pump_lane(struct lane *l)
 {
 	enum launch_result r;
 
+	if (l->paused_at)
+		return; /* by an operator: what flies finishes, nothing new goes */
 	/* The fleet's shared gate is asked, not consulted: sched-fleet.c. */
 	if (l->mode != LANE_ALONE && l->mode != LANE_FALLBACK) {
 		sched_fleet_pump(l);
@@ -410,20 +413,11 @@ static void on_written(void *userdata)
 /* What the answer's JSON body says: usage and error. */
 struct answer {
 	json_object *root;
-	int64_t prompt, completion, total;
+	int64_t prompt, completion, total, cached;
 	const char *code, *message;
 	int64_t retry_after_ms; /* -1: none asked for */
 	struct gate_feedback fb;
 };
-
-static int64_t get_i64(json_object *o, const char *k)
-{
-	json_object *v;
-
-	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_int)
-	           ? json_object_get_int64(v)
-	           : -1;
-}
 
 static const char *get_str(json_object *o, const char *k)
 {
@@ -454,12 +448,32 @@ static json_object *parse_usage_only(const struct up_response *resp)
 	return o;
 }
 
+static void sched_answer_usage(struct answer *a, json_object *usage)
+{
+	struct price_usage pu;
+
+	price_usage_read(usage, &pu);
+	a->prompt = pu.prompt;
+	a->cached = pu.cached;
+	a->completion = pu.completion;
+	a->total = pu.total;
+}
+
+/* What the answer cost at the prices of now: nano-dollars, -1 when model has none. */
+static int64_t sched_cost(const struct scheduler *s, const char *model, const struct answer *a)
+{
+	const struct price *p = price_find(&s->d->cfg->prices, model);
+	struct price_usage pu = {a->prompt, a->cached, a->completion, a->total};
+
+	return p ? price_cost(p, &pu) : -1;
+}
+
 static void parse_answer(const struct up_response *resp, struct answer *a)
 {
 	json_object *u = NULL, *e;
 
 	memset(a, 0, sizeof(*a));
-	a->prompt = a->completion = a->total = -1;
+	a->prompt = a->completion = a->total = a->cached = -1;
 	if (resp->body_len == 0)
 		return;
 	if (resp->body_len > ANSWER_PARSE_MAX && resp->status >= 200 && resp->status < 300) {
@@ -472,17 +486,7 @@ static void parse_answer(const struct up_response *resp, struct answer *a)
 	}
 	if (!a->root || !json_object_is_type(a->root, json_type_object))
 		return;
-	if (u && json_object_is_type(u, json_type_object)) {
-		a->prompt = get_i64(u, "prompt_tokens");
-		if (a->prompt < 0)
-			a->prompt = get_i64(u, "input_tokens");
-		a->completion = get_i64(u, "completion_tokens");
-		if (a->completion < 0)
-			a->completion = get_i64(u, "output_tokens");
-		a->total = get_i64(u, "total_tokens");
-		if (a->total < 0 && a->prompt >= 0)
-			a->total = a->prompt + (a->completion > 0 ? a->completion : 0);
-	}
+	sched_answer_usage(a, u);
 	if (json_object_object_get_ex(a->root, "error", &e) &&
 	    json_object_is_type(e, json_type_object)) {
 		a->code = get_str(e, "code");
@@ -509,20 +513,25 @@ static enum stat_outcome outcome_of(enum retry_verdict v)
 
 /*
  * An answer, parsed: usage, error, the provider's headers and the wait it
- * asks for, into a; for retry_decide(), the classified answer into in. used
- * >= 0: the usage a relayed stream reported. Counts it in the lane's stats;
- * the gate hears of it in apply_to_lane().
+ * asks for, into a; for retry_decide(), the classified answer into in.
+ * streamed: the usage a relayed stream reported (NULL: take it from the
+ * body). Counts it in the lane's stats; the gate hears of it in
+ * apply_to_lane().
  */
 static enum retry_verdict settle(struct lane *l, enum gate_class cls, int64_t charged,
-                                 const struct up_response *resp, int64_t used, struct answer *a,
-                                 struct retry_input *in)
+                                 const struct up_response *resp, const struct price_usage *streamed,
+                                 struct answer *a, struct retry_input *in)
 {
 	int64_t wall = time_wall_ms();
 	enum retry_verdict v;
 
 	parse_answer(resp, a);
-	if (used >= 0 && a->total < 0)
-		a->total = used;
+	if (streamed && streamed->total >= 0 && a->total < 0) {
+		a->prompt = streamed->prompt;
+		a->cached = streamed->cached;
+		a->completion = streamed->completion;
+		a->total = streamed->total;
+	}
 	*in = (struct retry_input){
 	    .status = resp->status,
 	    .too_big = resp->too_big,
@@ -782,7 +791,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 	size_t n;
 
 	/* Parse. */
-	settle(l, GATE_BATCH, f->charged, resp, -1, &a, &in);
+	settle(l, GATE_BATCH, f->charged, resp, NULL, &a, &in);
 	describe(resp, &a, retry_classify(&in), code, sizeof(code), msg, sizeof(msg));
 	/* Decide. */
 	lane_policy(c, &pol);
@@ -795,6 +804,8 @@ static void on_done(void *userdata, const struct up_response *resp)
 	o.prompt_tokens = a.prompt;
 	o.completion_tokens = a.completion;
 	o.total_tokens = a.total;
+	o.cached_tokens = a.cached;
+	o.cost_nusd = sched_cost(s, f->job.model, &a);
 	o.latency_ms = resp->latency_ms;
 	o.remaining_tokens = a.fb.remaining_tokens;
 	o.remaining_requests = a.fb.remaining_requests;
@@ -893,7 +904,14 @@ static void record_call(struct lane *l, const struct sched_ticket *t, const char
 	    .request_id = resp && resp->hdr.request_id[0] ? resp->hdr.request_id : NULL,
 	    .request_body = bodies ? t->info.request_body : NULL,
 	    .response_body = bodies ? response_body : NULL,
+	    .prompt_tokens = a ? a->prompt : -1,
+	    .cached_tokens = a ? a->cached : -1,
+	    .completion_tokens = a ? a->completion : -1,
+	    .cost_nusd = -1,
 	};
+
+	if (a && strcmp(outcome, "refused") != 0)
+		c.cost_nusd = sched_cost(l->s, t->info.model, a);
 
 	writeback_add_call(l->s->wb, &c);
 }
@@ -943,6 +961,8 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 
 	if (!l)
 		return -ENOENT;
+	if (l->paused_at)
+		return -EBUSY; /* an operator paused it: no telling when it goes again */
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -1011,8 +1031,9 @@ void sched_call_cancel(struct scheduler *s, struct sched_ticket *t)
 }
 
 enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
-                                   const struct up_response *resp, int64_t used_tokens,
-                                   int may_retry, int64_t deadline, const char *response_body,
+                                   const struct up_response *resp,
+                                   const struct price_usage *streamed, int may_retry,
+                                   int64_t deadline, const char *response_body,
                                    int64_t *ret_retry_in_ms)
 {
 	struct lane *l = t->lane;
@@ -1028,7 +1049,7 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	struct answer a;
 	int i;
 
-	v = settle(l, GATE_INTERACTIVE, t->info.cost, resp, used_tokens, &a, &in);
+	v = settle(l, GATE_INTERACTIVE, t->info.cost, resp, streamed, &a, &in);
 	/* The same policy decides what the answer does to the lane. */
 	job = (struct retry_job){t->info.try_no, 0, 0};
 	lane_policy(c, &pol);
@@ -1091,12 +1112,27 @@ void sched_lane_limits(const struct lane_config *c, struct gate_limits *ret)
 	ret->probation_ms = c->window_probation_ms;
 }
 
+/* A lane an operator paused stays paused across restarts (lane_paused). */
+static void sched_restore_pause(struct lane *l)
+{
+	int r = store_lane_paused_get(l->s->d->store, l->cfg->name, &l->paused_at, &l->paused_by);
+
+	if (r < 0) {
+		l->paused_at = 0;
+		log_err("lane %s: cannot read whether an operator paused it: %s; it runs",
+		        l->cfg->name, store_errmsg(l->s->d->store));
+	} else if (r == 1) {
+		log_warn("lane %s: paused by an operator (uid %lld) before llmqd started; "
+		         "llmq resume %s lets it launch again",
+		         l->cfg->name, (long long)l->paused_by, l->cfg->name);
+	}
+}
+
 int sched_new(struct llmqd *d, struct scheduler **ret)
 {
 	static const struct timeval expiry_every = {1, 0};
 
 	struct scheduler *s;
-	struct gate_limits lim;
 	int64_t now = time_mono_ms();
 	int i, r;
 
@@ -1129,9 +1165,10 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		TAILQ_INIT(&l->waiting);
 		LIST_INIT(&l->flying);
 		l->mode = d->cfg->fleet.redis_url[0] ? LANE_STARTING : LANE_ALONE;
-		sched_lane_limits(l->cfg, &lim);
-		gate_init(&l->gate, &lim, now);
+		sched_lane_limits(l->cfg, &l->lim);
+		gate_init(&l->gate, &l->lim, now);
 		start_window(l, now);
+		sched_restore_pause(l);
 		r = lane_load_key(l->cfg, &l->key);
 		if (r < 0)
 			goto fail;
@@ -1164,7 +1201,8 @@ void sched_stop(struct scheduler *s)
 	o.error_code = "interrupted";
 	o.error_message = "llmqd stopped while the request was in flight";
 	o.retry_after_ms = -1;
-	o.prompt_tokens = o.completion_tokens = o.total_tokens = -1;
+	o.prompt_tokens = o.completion_tokens = o.total_tokens = o.cached_tokens = -1;
+	o.cost_nusd = -1;
 	o.latency_ms = -1;
 	o.remaining_tokens = o.remaining_requests = -1;
 	for (i = 0; i < s->n_lanes; i++) {
@@ -1241,6 +1279,7 @@ int sched_reload(struct scheduler *s)
 			free(l->key);
 		}
 		l->key = key;
+		sched_lane_limits(l->cfg, &l->lim);
 		sched_fleet_limits(l, &lim);
 		gate_set_limits(&l->gate, &lim, now);
 	}
@@ -1302,6 +1341,7 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 	memset(ret, 0, sizeof(*ret));
 	ret->cfg = l->cfg;
 	ret->gate = l->gate;
+	ret->lim = l->lim;
 	gate_refill(&ret->gate, now);
 	ret->has_key = l->key != NULL;
 	ret->avg_latency_ms = l->avg_latency_ms;
@@ -1329,5 +1369,32 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 		ret->fleet_hosts = fleet_hosts(s->fleet, ret->share);
 		ret->in_flight_here = l->own[GATE_BATCH] + l->own[GATE_INTERACTIVE];
 	}
+	ret->paused_at = l->paused_at;
+	ret->paused_by = l->paused_by;
 	return 0;
+}
+
+void sched_lane_pause(struct scheduler *s, int i, int64_t at, int64_t by)
+{
+	struct lane *l = &s->lanes[i];
+
+	l->paused_at = at;
+	l->paused_by = at ? by : 0;
+	if (!at)
+		sched_kick(s);
+}
+
+void sched_lane_set_limits(struct scheduler *s, int i, const struct gate_limits *lim)
+{
+	struct lane *l = &s->lanes[i];
+	struct gate_limits now_lim;
+
+	/* The lane's (the key's, in a fleet: its shared gate takes them with the
+	 * next call); gating alone, this host's share of them. */
+	l->lim = *lim;
+	l->lim.provider_window = l->cfg->provider_window;
+	l->lim.probation_ms = l->cfg->window_probation_ms;
+	sched_fleet_limits(l, &now_lim);
+	gate_set_limits(&l->gate, &now_lim, time_mono_ms());
+	sched_kick(s);
 }

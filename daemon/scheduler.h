@@ -17,6 +17,7 @@
 
 #include "gate.h"
 #include "llmqd.h"
+#include "price.h"
 #include "retry.h"
 #include "stats.h"
 #include "upstream.h"
@@ -61,6 +62,10 @@ struct lane_snapshot {
 	int unreachable;           /* the circuit breaker is open: probing */
 	int64_t unreachable_since; /* wall ms: the first of the tries that reached no upstream */
 	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */
+	int64_t paused_at;         /* wall ms an operator paused it; 0: not paused so */
+	int64_t paused_by;         /* the uid that did (-1: unknown) */
+	struct gate_limits lim;    /* the lane's (gate.lim is this host's share while it gates
+	                            * alone, in a fleet) */
 	/* The fleet: NULL without one; "shared" (gate is the key's, in Redis; gate mirrors
 	 * it), "alone" (Redis away: 1/N of the limits), "starting", "reconciling". */
 	const char *fleet_mode;
@@ -74,6 +79,16 @@ int sched_n_lanes(const struct scheduler *s);
 int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct lane_snapshot *ret);
 /* The index of the lane called name, or -ENOENT. */
 int sched_lane_index(const struct scheduler *s, const char *name);
+
+/*
+ * Steering by an operator (llmq pause, resume, set). Pause lane i (at: wall
+ * ms; by: who) or resume it (at 0): paused, it launches nothing, its flights
+ * finish, calls waiting keep their place until their wait ends, new calls
+ * are refused. The caller keeps it in the store.
+ */
+void sched_lane_pause(struct scheduler *s, int i, int64_t at, int64_t by);
+/* Lane i's live limits, as a reload sets them, until the next reload. */
+void sched_lane_set_limits(struct scheduler *s, int i, const struct gate_limits *lim);
 
 /*
  * Interactive calls. A ticket is a call's place at its lane's gate. Once
@@ -105,7 +120,7 @@ struct sched_call_info {
  * later, never from inside this call); -EAGAIN with *ret_retry_after_ms
  * when the gate cannot grant within max_wait_ms; -E2BIG when the call costs
  * more than the lane's whole budget per minute and can never run (both
- * recorded as refused).
+ * recorded as refused); -EBUSY when an operator paused the lane.
  */
 int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
                        struct sched_ticket **ret, int64_t *ret_retry_after_ms);
@@ -115,7 +130,7 @@ void sched_call_cancel(struct scheduler *s, struct sched_ticket *t);
 
 /*
  * A granted call ended. resp as the upstream answered (its body may be
- * empty for a relayed stream); used_tokens the usage a stream reported (-1:
+ * empty for a relayed stream); streamed the usage a stream reported (NULL:
  * take it from resp's body, or unknown). Updates the gate (feedback,
  * pauses), records the try and frees t. When may_retry (nothing reached the
  * caller yet) and the answer is worth another try that can start before
@@ -123,8 +138,9 @@ void sched_call_cancel(struct scheduler *s, struct sched_ticket *t);
  * it again; else -1 and this answer is final.
  */
 enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
-                                   const struct up_response *resp, int64_t used_tokens,
-                                   int may_retry, int64_t deadline, const char *response_body,
+                                   const struct up_response *resp,
+                                   const struct price_usage *streamed, int may_retry,
+                                   int64_t deadline, const char *response_body,
                                    int64_t *ret_retry_in_ms);
 
 /* The fleet's connection and its figures; -ENOENT without LLMQ_REDIS_URL. */

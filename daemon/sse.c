@@ -20,6 +20,7 @@ void sse_scan_init(struct sse_scan *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->used = -1;
+	s->usage = PRICE_USAGE_NONE;
 }
 
 void sse_scan_clear(struct sse_scan *s)
@@ -32,12 +33,12 @@ void sse_scan_clear(struct sse_scan *s)
 	s->skip = 0;
 }
 
-int64_t sse_line_usage(const char *line, size_t len)
+int64_t sse_line_usage_parts(const char *line, size_t len, struct price_usage *ret)
 {
 	json_object *o = NULL, *u = NULL, *r, *v;
-	int64_t total = -1;
 	char err[64];
 
+	*ret = PRICE_USAGE_NONE;
 	if (len < 7 || strncmp(line, "data: {", 7) != 0 || !memmem(line, len, "\"usage\"", 7))
 		return -1;
 	if (proto_parse_object(line + 6, len - 6, &o, err, sizeof(err)) < 0)
@@ -48,11 +49,21 @@ int64_t sse_line_usage(const char *line, size_t len)
 		            json_object_is_type(v, json_type_object)
 		        ? v
 		        : NULL;
+	/* The total as the stream said it: only a line that says it counts. */
 	if (u && json_object_object_get_ex(u, "total_tokens", &v) &&
-	    json_object_is_type(v, json_type_int))
-		total = json_object_get_int64(v);
+	    json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0)
+		price_usage_read(u, ret);
 	json_object_put(o);
-	return total < 0 ? -1 : total;
+	if (ret->total < 0)
+		*ret = PRICE_USAGE_NONE;
+	return ret->total;
+}
+
+int64_t sse_line_usage(const char *line, size_t len)
+{
+	struct price_usage u;
+
+	return sse_line_usage_parts(line, len, &u);
 }
 
 /* n more bytes of the current line; past SSE_LINE_MAX the line is skipped. */
@@ -85,6 +96,7 @@ static void sse_scan_add(struct sse_scan *s, const char *p, size_t n)
 
 void sse_scan_feed(struct sse_scan *s, const char *data, size_t len)
 {
+	struct price_usage u;
 	const char *nl;
 	size_t n, ll;
 	int64_t total;
@@ -97,9 +109,11 @@ void sse_scan_feed(struct sse_scan *s, const char *data, size_t len)
 			return;
 		if (!s->skip) {
 			ll = s->len && s->line[s->len - 1] == '\r' ? s->len - 1 : s->len;
-			total = s->len ? sse_line_usage(s->line, ll) : -1;
-			if (total >= 0)
+			total = s->len ? sse_line_usage_parts(s->line, ll, &u) : -1;
+			if (total >= 0) {
 				s->used = total;
+				s->usage = u;
+			}
 		}
 		s->len = 0;
 		s->skip = 0;

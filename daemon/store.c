@@ -72,6 +72,16 @@ enum stmt_id {
 	S_BATCH_LANES,
 	S_BATCH_LANE_COUNTS,
 	S_USAGE_DAY,
+	S_USAGE_REPORT,
+	S_USAGE_UNPRICED,
+	S_USAGE_TOTALS,
+	S_LANE_PAUSED_GET,
+	S_LANE_PAUSED_SET,
+	S_LANE_PAUSED_DEL,
+	S_BATCH_PAUSE,
+	S_BATCHES_PAUSED,
+	S_RETRY_JOBS,
+	S_RETRY_BATCH,
 	S_RECENT_ERRORS,
 	S_JOB_BATCH_STATE,
 	S_FILES_BYTES,
@@ -95,7 +105,7 @@ enum stmt_id {
 	"b.est_tokens, b.finished_at, " BATCH_COUNT("queued") BATCH_COUNT("running")               \
 	    BATCH_COUNT("succeeded") BATCH_COUNT("failed") BATCH_COUNT("cancelled") tokens         \
 	    ", b.expired_at, b.endpoint, b.input_file_id, b.metadata, b.errors, "                  \
-	    "b.cancelling_at, " BATCH_NAME " "
+	    "b.cancelling_at, " BATCH_NAME ", b.paused_at, b.paused_by, b.retried_at "
 /* What a person calls the batch: llmq submit's --name (or its file's name);
  * for one made over HTTP, its metadata's description (or name), else the
  * uploaded file's name. */
@@ -112,6 +122,24 @@ enum stmt_id {
 #define BATCH_COLUMNS_BRIEF BATCH_COLUMNS_WITH("NULL, NULL")
 
 #define FILE_COLUMNS "id, owner_uid, created_at, filename, purpose, bytes, lines "
+
+/* The usage rows of a report's pieces (store_usage_query): quarters of
+ * usage_quarters, and whole days of usage_daily. */
+#define USAGE_FIGURES(t)                                                                           \
+	t ".uid, " t ".class, " t ".lane, " t ".model, " t ".requests, " t ".prompt_tokens, " t    \
+	  ".cached_tokens, " t ".completion_tokens, " t ".tokens, " t ".cost_nusd, " t             \
+	  ".unpriced_tokens, " t ".failed, " t ".rate_limited "
+#define USAGE_PIECES                                                                               \
+	"SELECT json_extract(p.value, '$[0]') AS period, " USAGE_FIGURES(                          \
+	    "u") "FROM json_each(?1) p JOIN usage_quarters u ON json_extract(p.value, '$[1]') = "  \
+	         "'q' "                                                                            \
+	         "AND u.at >= json_extract(p.value, '$[2]') AND u.at < json_extract(p.value, "     \
+	         "'$[3]') "                                                                        \
+	         "UNION ALL SELECT json_extract(p.value, '$[0]'), " USAGE_FIGURES(                 \
+	             "d") "FROM json_each(?1) p JOIN usage_daily d ON json_extract(p.value, "      \
+	                  "'$[1]') = 'd' "                                                         \
+	                  "AND d.day >= json_extract(p.value, '$[2]') AND d.day < "                \
+	                  "json_extract(p.value, '$[3]')"
 
 /* One Batch API output line, built by SQLite's JSON functions. */
 /*
@@ -154,7 +182,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BATCH_BY_KEY] = "SELECT id, total FROM batches WHERE submitter_uid IS ?1 "
                        "AND idempotency_key = ?2",
     [S_EXPIRE_MARK] = "UPDATE batches SET expired_at = ?1 WHERE state = 'in_progress' "
-                      "AND expired_at IS NULL AND created_at + window_ms <= ?1",
+                      "AND expired_at IS NULL "
+                      "AND coalesce(retried_at, created_at) + window_ms <= ?1",
     [S_EXPIRE_JOBS] = "UPDATE jobs SET state = 'failed', error_code = 'batch_expired', "
                       "error_message = 'the batch''s completion window ended before this "
                       "request was answered', finished_at = ?1, updated_at = ?1 "
@@ -181,12 +210,15 @@ static const char *const stmt_sql[S__COUNT] = {
                         "AND state = 'validating'",
     [S_BATCH_DELETE] = "DELETE FROM batches WHERE id = ?1",
     [S_NEXT_PRIORITY] = "SELECT priority FROM jobs WHERE state = 'queued' AND lane = ?1 "
-                        "AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
-    [S_NEXT_READY] =
-        "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
-        "updated_at, free_tries, lane_wait_ms FROM jobs WHERE state = 'queued' AND lane = ?1 "
-        "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
-        "ORDER BY batch_id, id LIMIT 1",
+                        "AND priority < ?3 AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
+    /* The batch's pause is looked at for the one row found: a paused batch
+     * is stepped over by its id, never row by row. */
+    [S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
+                     "updated_at, free_tries, lane_wait_ms, model, "
+                     "(SELECT b.paused_at IS NOT NULL FROM batches b WHERE b.id = jobs.batch_id) "
+                     "FROM jobs WHERE state = 'queued' AND lane = ?1 "
+                     "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
+                     "ORDER BY batch_id, id LIMIT 1",
     [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
     /* Never a batch whose results are being read (?3: their ids, a JSON array). */
     [S_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (SELECT j.id FROM batches b "
@@ -202,9 +234,12 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_CALL_INSERT] = "INSERT INTO calls (call_id, n, lane, endpoint, model, stream, caller_uid, "
                       "started_at, ended_at, outcome, status_code, error_code, retry_after_ms, "
                       "tokens_charged, tokens_used, gate_wait_ms, latency_ms, request_id, "
-                      "request_body, response_body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                      "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-    [S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1",
+                      "request_body, response_body, prompt_tokens, cached_tokens, "
+                      "completion_tokens, cost_nusd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                      "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
+                      "?23, ?24)",
+    [S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1 "
+                      "AND batch_id NOT IN (SELECT id FROM batches WHERE paused_at IS NOT NULL)",
     [S_JOB_START] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
                     "updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, n, lane, started_at, tokens_charged, "
@@ -213,7 +248,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_ATTEMPT_END] = "UPDATE attempts SET ended_at = ?2, outcome = ?3, status_code = ?4, "
                       "error_code = ?5, error_message = ?6, retry_after_ms = ?7, "
                       "tokens_used = ?8, latency_ms = ?9, request_id = ?10, "
-                      "remaining_tokens = ?11, remaining_requests = ?12 "
+                      "remaining_tokens = ?11, remaining_requests = ?12, prompt_tokens = ?13, "
+                      "cached_tokens = ?14, completion_tokens = ?15, cost_nusd = ?16 "
                       "WHERE id = ?1 AND ended_at IS NULL",
     [S_ATTEMPT_LOST] = "INSERT INTO attempts (job_id, n, lane, started_at, ended_at, outcome, "
                        "error_code, error_message, tokens_charged) SELECT job_id, n, lane, "
@@ -284,9 +320,44 @@ static const char *const stmt_sql[S__COUNT] = {
                             "AND state IN ('queued', 'running') GROUP BY lane "
                             "HAVING sum(jobs) > 0 ORDER BY lane LIMIT ?2",
     /* A day's tries per user, batch and interactive, as the triggers keep them. */
-    [S_USAGE_DAY] = "SELECT uid, sum(requests), sum(tokens), sum(failed), sum(rate_limited) "
+    [S_USAGE_DAY] = "SELECT uid, sum(requests), sum(tokens), sum(failed), sum(rate_limited), "
+                    "sum(cost_nusd), sum(unpriced_tokens) "
                     "FROM usage_daily WHERE day = ?1 GROUP BY uid ORDER BY 3 DESC, 2 DESC "
                     "LIMIT ?2",
+    /* Each piece's rows, found by the primary keys' ranges (at, day first):
+     * a report reads the rows of the span asked about alone. */
+    [S_USAGE_REPORT] = "SELECT CASE WHEN ?2 THEN x.period END, CASE WHEN ?3 THEN x.uid END, "
+                       "CASE WHEN ?4 THEN x.model END, CASE WHEN ?5 THEN x.lane END, "
+                       "CASE WHEN ?6 THEN x.class END, sum(x.requests), sum(x.prompt_tokens), "
+                       "sum(x.cached_tokens), sum(x.completion_tokens), sum(x.tokens), "
+                       "sum(x.cost_nusd), sum(x.unpriced_tokens), sum(x.failed), "
+                       "sum(x.rate_limited) FROM (" USAGE_PIECES ") x "
+                       "WHERE (?7 OR x.uid = ?8) GROUP BY 1, 2, 3, 4, 5 "
+                       "ORDER BY 1, sum(x.cost_nusd) DESC, sum(x.tokens) DESC, 2, 3, 4, 5",
+    [S_USAGE_UNPRICED] = "SELECT x.model, sum(x.unpriced_tokens) FROM (" USAGE_PIECES ") x "
+                         "WHERE (?7 OR x.uid = ?8) AND x.unpriced_tokens > 0 GROUP BY x.model "
+                         "ORDER BY 2 DESC, 1",
+    [S_USAGE_TOTALS] = "SELECT uid, class, lane, model, requests, prompt_tokens, cached_tokens, "
+                       "completion_tokens, tokens, cost_nusd, unpriced_tokens, failed, "
+                       "rate_limited FROM usage_totals ORDER BY rowid",
+    [S_LANE_PAUSED_GET] = "SELECT paused_at, paused_by FROM lane_paused WHERE lane = ?1",
+    [S_LANE_PAUSED_SET] = "INSERT INTO lane_paused (lane, paused_at, paused_by) "
+                          "VALUES (?1, ?2, ?3) ON CONFLICT (lane) DO NOTHING",
+    [S_LANE_PAUSED_DEL] = "DELETE FROM lane_paused WHERE lane = ?1",
+    [S_BATCH_PAUSE] = "UPDATE batches SET paused_at = ?2, paused_by = ?3 WHERE id = ?1 "
+                      "AND (paused_at IS NULL) = (?2 IS NOT NULL)",
+    [S_BATCHES_PAUSED] = "SELECT count(*) FROM batches WHERE paused_at IS NOT NULL "
+                         "AND state IN ('validating', 'in_progress')",
+    /* A new attempt: the earlier ones stay in attempts, and no longer count
+     * against retry_max_attempts (attempts - free_tries is what counts). */
+    [S_RETRY_JOBS] = "UPDATE jobs SET state = 'queued', not_before = ?2, updated_at = ?2, "
+                     "free_tries = attempts, lane_wait_ms = 0, status_code = NULL, "
+                     "request_id = NULL, response = NULL, response_json = 0, "
+                     "error_code = NULL, error_message = NULL, prompt_tokens = NULL, "
+                     "completion_tokens = NULL, total_tokens = NULL, finished_at = NULL "
+                     "WHERE batch_id = ?1 AND state = 'failed'",
+    [S_RETRY_BATCH] = "UPDATE batches SET state = 'in_progress', finished_at = NULL, "
+                      "expired_at = NULL, retried_at = ?2 WHERE id = ?1 AND state = 'completed'",
     /* The newest tries with an error, of the last ?3 such tries of each class
      * (attempts_errors, calls_errors): a bound however long ago the last
      * error of a user was. */
@@ -1021,6 +1092,10 @@ int store_call_insert(struct store *s, const struct store_call *c)
 	bind_text(st, 18, c->request_id);
 	bind_text(st, 19, c->request_body);
 	bind_text(st, 20, c->response_body);
+	bind_opt_int(st, 21, c->prompt_tokens);
+	bind_opt_int(st, 22, c->cached_tokens);
+	bind_opt_int(st, 23, c->completion_tokens);
+	bind_opt_int(st, 24, c->cost_nusd);
 	return run(s, st, NULL);
 }
 
@@ -1050,11 +1125,13 @@ void store_job_clear(struct store_job *j)
 	free(j->custom_id);
 	free(j->url);
 	free(j->body);
+	free(j->model);
 	memset(j, 0, sizeof(*j));
 }
 
-/* Step st (bound by the caller) for one job row; 1 and *ret filled, 0 when none. */
-static int job_row(sqlite3_stmt *st, struct store_job *ret)
+/* Step st (bound by the caller) for one job row; 1 and *ret filled, 0 when
+ * none. *ret_paused: its batch is paused. */
+static int job_row(sqlite3_stmt *st, struct store_job *ret, int *ret_paused)
 {
 	struct store_job j = {0};
 	int r, rc;
@@ -1079,8 +1156,10 @@ static int job_row(sqlite3_stmt *st, struct store_job *ret)
 	j.queued_since = sqlite3_column_int64(st, 7);
 	j.free_tries = sqlite3_column_int(st, 8);
 	j.lane_wait_ms = sqlite3_column_int64(st, 9);
+	j.model = col_dup(st, 10, NULL);
+	*ret_paused = sqlite3_column_int(st, 11);
 	sqlite3_reset(st);
-	if (!j.batch_id || !j.custom_id || !j.url || !j.body) {
+	if (!j.batch_id || !j.custom_id || !j.url || !j.body || !j.model) {
 		store_job_clear(&j);
 		return -ENOMEM;
 	}
@@ -1089,7 +1168,7 @@ static int job_row(sqlite3_stmt *st, struct store_job *ret)
 }
 
 static int ready_after(struct store *s, const char *lane, int64_t now, int64_t prio,
-                       const char *after, struct store_job *ret)
+                       const char *after, struct store_job *ret, int *ret_paused)
 {
 	sqlite3_stmt *st = NULL;
 	int r = prep(s, S_NEXT_READY, &st);
@@ -1100,14 +1179,14 @@ static int ready_after(struct store *s, const char *lane, int64_t now, int64_t p
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, prio);
 	bind_text(st, 4, after);
-	return job_row(st, ret);
+	return job_row(st, ret, ret_paused);
 }
 
-int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
-                     struct store_job *ret)
+/* The highest priority below below of lane's ready jobs: 1, or 0 when none. */
+static int ready_priority(struct store *s, const char *lane, int64_t now, int64_t below,
+                          int64_t *ret)
 {
 	sqlite3_stmt *st = NULL;
-	int64_t prio;
 	int r, rc;
 
 	r = prep(s, S_NEXT_PRIORITY, &st);
@@ -1115,17 +1194,51 @@ int store_next_ready(struct store *s, const char *lane, int64_t now, const char 
 		return r;
 	bind_text(st, 1, lane);
 	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, below);
 	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return rc == SQLITE_DONE ? 0 : sql_errno(rc);
-	}
-	prio = sqlite3_column_int64(st, 0);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
-	/* The next batch after the last one served, then from the first again. */
-	r = ready_after(s, lane, now, prio, after_batch ? after_batch : "", ret);
-	if (r == 0 && after_batch && *after_batch)
-		r = ready_after(s, lane, now, prio, "", ret);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sql_errno(rc);
+}
+
+/* Past this many paused batches in one look, a lane waits for its next pump. */
+#define STORE_READY_MAX_SKIPS 10000
+
+int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
+                     struct store_job *ret)
+{
+	char after[STORE_ID_LEN + 8];
+	int64_t below = INT64_MAX, prio = 0;
+	int r, paused = 0, wrapped, skips = 0;
+
+	while ((r = ready_priority(s, lane, now, below, &prio)) == 1) {
+		/* The next batch after the last one served, then from the first again;
+		 * a paused batch is stepped over by its id. */
+		snprintf(after, sizeof(after), "%s",
+		         below == INT64_MAX && after_batch ? after_batch : "");
+		wrapped = !after[0];
+		while (skips < STORE_READY_MAX_SKIPS) {
+			r = ready_after(s, lane, now, prio, after, ret, &paused);
+			if (r < 0)
+				return r;
+			if (r == 0 && wrapped)
+				break;
+			if (r == 0) {
+				after[0] = '\0';
+				wrapped = 1;
+				continue;
+			}
+			if (!paused)
+				return 1;
+			snprintf(after, sizeof(after), "%s", ret->batch_id);
+			store_job_clear(ret);
+			skips++;
+		}
+		if (skips >= STORE_READY_MAX_SKIPS)
+			return 0;
+		below = prio; /* every batch of this priority is paused: the next one down */
+	}
 	return r;
 }
 
@@ -1374,6 +1487,10 @@ int store_job_complete(struct store *s, int64_t job_id, int64_t attempt_id,
 		bind_text(st, 10, o->request_id);
 		bind_opt_int(st, 11, o->remaining_tokens);
 		bind_opt_int(st, 12, o->remaining_requests);
+		bind_opt_int(st, 13, o->prompt_tokens);
+		bind_opt_int(st, 14, o->cached_tokens);
+		bind_opt_int(st, 15, o->completion_tokens);
+		bind_opt_int(st, 16, o->cost_nusd);
 		r = run(s, st, NULL);
 	}
 	if (r == 0)
@@ -1443,6 +1560,9 @@ static json_object *batch_row(sqlite3_stmt *st)
 	put_json_or_null(o, "errors", st, 20);
 	put_int_or_null(o, "cancelling_at", st, 21);
 	put_text_or_null(o, "name", st, 22);
+	put_int_or_null(o, "paused_at", st, 23);
+	put_int_or_null(o, "paused_by", st, 24);
+	put_int_or_null(o, "retried_at", st, 25);
 	return o;
 }
 
@@ -1869,6 +1989,8 @@ int store_usage_day(struct store *s, const char *day, struct store_usage *ret, i
 		    .tokens = sqlite3_column_int64(st, 2),
 		    .failed = sqlite3_column_int64(st, 3),
 		    .rate_limited = sqlite3_column_int64(st, 4),
+		    .cost_nusd = sqlite3_column_int64(st, 5),
+		    .unpriced_tokens = sqlite3_column_int64(st, 6),
 		};
 		n++;
 	}
@@ -1886,6 +2008,206 @@ static void column_copy(sqlite3_stmt *st, int i, char *buf, size_t len)
 	const char *v = (const char *)sqlite3_column_text(st, i);
 
 	snprintf(buf, len, "%s", v ? v : "");
+}
+
+static void usage_bind(sqlite3_stmt *st, const struct store_usage_query *q)
+{
+	bind_text(st, 1, q->pieces_json);
+	sqlite3_bind_int(st, 2, q->by_period);
+	sqlite3_bind_int(st, 3, q->by_user);
+	sqlite3_bind_int(st, 4, q->by_model);
+	sqlite3_bind_int(st, 5, q->by_lane);
+	sqlite3_bind_int(st, 6, q->by_class);
+	sqlite3_bind_int(st, 7, q->all);
+	sqlite3_bind_int64(st, 8, q->uid);
+}
+
+/* Step st, each row into row by fill, to cb; 0, or the first error. */
+static int usage_rows(sqlite3_stmt *st, void (*fill)(sqlite3_stmt *, struct store_usage_row *),
+                      store_usage_cb cb, void *userdata)
+{
+	struct store_usage_row row;
+	int r = 0, rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&row, 0, sizeof(row));
+		fill(st, &row);
+		r = cb(userdata, &row);
+		if (r < 0)
+			break;
+	}
+	sqlite3_reset(st);
+	if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		r = sql_errno(rc);
+	return r;
+}
+
+/* Columns from first on: requests .. rate_limited. */
+static void usage_figures(sqlite3_stmt *st, int first, struct store_usage_row *r)
+{
+	int64_t *f[] = {&r->requests,          &r->prompt_tokens, &r->cached_tokens,
+	                &r->completion_tokens, &r->tokens,        &r->cost_nusd,
+	                &r->unpriced_tokens,   &r->failed,        &r->rate_limited};
+	size_t i;
+
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		*f[i] = sqlite3_column_int64(st, first + (int)i);
+}
+
+static void usage_report_row(sqlite3_stmt *st, struct store_usage_row *r)
+{
+	r->period = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 0);
+	r->uid = sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 1);
+	column_copy(st, 2, r->model, sizeof(r->model));
+	column_copy(st, 3, r->lane, sizeof(r->lane));
+	column_copy(st, 4, r->class_name, sizeof(r->class_name));
+	usage_figures(st, 5, r);
+}
+
+int store_usage_report(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
+                       void *userdata)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_USAGE_REPORT, &st);
+
+	if (r < 0)
+		return r;
+	usage_bind(st, q);
+	return usage_rows(st, usage_report_row, cb, userdata);
+}
+
+static void usage_unpriced_row(sqlite3_stmt *st, struct store_usage_row *r)
+{
+	r->period = r->uid = -1;
+	column_copy(st, 0, r->model, sizeof(r->model));
+	r->unpriced_tokens = sqlite3_column_int64(st, 1);
+}
+
+int store_usage_unpriced(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
+                         void *userdata)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_USAGE_UNPRICED, &st);
+
+	if (r < 0)
+		return r;
+	usage_bind(st, q);
+	return usage_rows(st, usage_unpriced_row, cb, userdata);
+}
+
+static void usage_total_row(sqlite3_stmt *st, struct store_usage_row *r)
+{
+	r->period = -1;
+	r->uid = sqlite3_column_int64(st, 0);
+	column_copy(st, 1, r->class_name, sizeof(r->class_name));
+	column_copy(st, 2, r->lane, sizeof(r->lane));
+	column_copy(st, 3, r->model, sizeof(r->model));
+	usage_figures(st, 4, r);
+}
+
+int store_usage_totals(struct store *s, store_usage_cb cb, void *userdata)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_USAGE_TOTALS, &st);
+
+	return r < 0 ? r : usage_rows(st, usage_total_row, cb, userdata);
+}
+
+int store_lane_paused_get(struct store *s, const char *lane, int64_t *ret_at, int64_t *ret_by)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_LANE_PAUSED_GET, &st), rc;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_at = sqlite3_column_int64(st, 0);
+		*ret_by =
+		    sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sql_errno(rc);
+}
+
+int store_lane_paused_set(struct store *s, const char *lane, int64_t at, int64_t by)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, at > 0 ? S_LANE_PAUSED_SET : S_LANE_PAUSED_DEL, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	if (at > 0) {
+		sqlite3_bind_int64(st, 2, at);
+		bind_opt_int(st, 3, by);
+	}
+	return run(s, st, NULL);
+}
+
+int store_batch_pause(struct store *s, const char *id, int64_t at, int64_t by, int64_t *ret_changed)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_BATCH_PAUSE, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	if (at > 0) {
+		sqlite3_bind_int64(st, 2, at);
+		bind_opt_int(st, 3, by);
+	}
+	return run(s, st, ret_changed);
+}
+
+int store_batches_paused(struct store *s, int64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_BATCHES_PAUSED, &st), rc;
+
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : sql_errno(rc) ? sql_errno(rc) : -EIO;
+}
+
+int store_batch_retry_failed(struct store *s, const char *id, int64_t now, int64_t *ret_jobs)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t jobs = 0, changed = 0;
+	int r, own;
+
+	TX_BEGIN(s, own);
+	r = prep(s, S_RETRY_BATCH, &st);
+	if (r == 0) {
+		bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, now);
+		r = run(s, st, &changed);
+	}
+	if (r == 0 && changed != 1)
+		r = -EBUSY; /* not completed: still running, cancelled, or failed as a whole */
+	if (r == 0)
+		r = prep(s, S_RETRY_JOBS, &st);
+	if (r == 0) {
+		bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, now);
+		r = run(s, st, &jobs);
+	}
+	/* Nothing failed: the batch stays as it was. */
+	if (r == 0 && jobs == 0)
+		r = -ENODATA;
+	r = tx_end(s, own, r);
+	if (r == -ENODATA) {
+		*ret_jobs = 0;
+		return 0;
+	}
+	if (r == 0)
+		*ret_jobs = jobs;
+	return r;
 }
 
 int store_recent_errors(struct store *s, int64_t uid, int64_t since, int scan,

@@ -83,6 +83,10 @@ struct store_call {
 	const char *request_id;
 	const char *request_body; /* NULL unless the operator asked for bodies */
 	const char *response_body;
+	int64_t prompt_tokens; /* the usage the answer reported; -1: not said */
+	int64_t cached_tokens;
+	int64_t completion_tokens;
+	int64_t cost_nusd; /* nano-dollars (price.h); -1: no price known for its model */
 };
 
 /* A job as the scheduler launches it. Strings are owned; store_job_clear frees. */
@@ -98,6 +102,7 @@ struct store_job {
 	int free_tries;       /* of the attempts, those that did not count (the lane's state) */
 	int64_t lane_wait_ms; /* waited so far because of the lane's state */
 	int64_t queued_since; /* updated_at of the queued row: when it became ready */
+	char *model;          /* as the line named it: what its answer is priced by */
 };
 
 /* How an attempt ended, and what becomes of its job. */
@@ -115,6 +120,8 @@ struct store_outcome {
 	int64_t prompt_tokens;  /* -1: unknown */
 	int64_t completion_tokens;
 	int64_t total_tokens;
+	int64_t cached_tokens; /* of the prompt's, -1: unknown */
+	int64_t cost_nusd;     /* what the try cost, nano-dollars; -1: no price known */
 	int64_t latency_ms;
 	int64_t remaining_tokens; /* x-ratelimit-remaining-*, -1: absent */
 	int64_t remaining_requests;
@@ -199,13 +206,15 @@ int store_batch_states(struct store *s, const char *const *states, int n, int64_
 /*
  * The next ready job of lane: of the highest priority, from the first batch
  * after after_batch (round-robin by batch; NULL or "" from the first), in
- * line order within the batch. Returns 1 and fills ret, or 0 when none is
- * ready.
+ * line order within the batch; a paused batch's jobs are passed over (a
+ * paused batch costs one index step, whatever its jobs). Returns 1 and
+ * fills ret, or 0 when none is ready.
  */
 int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
                      struct store_job *ret);
 void store_job_clear(struct store_job *j);
-/* Earliest not_before among lane's queued jobs; INT64_MAX when none is queued. */
+/* Earliest not_before among lane's queued jobs of batches not paused; INT64_MAX
+ * when none is queued. */
 int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms);
 
 /* queued -> running, attempts + 1, and a new open attempt row. */
@@ -303,10 +312,67 @@ struct store_usage {
 	int64_t tokens;   /* as the answers reported */
 	int64_t failed;
 	int64_t rate_limited; /* 429s */
+	int64_t cost_nusd;
+	int64_t unpriced_tokens; /* of tokens, those of models without a price */
 };
 /* Users' tries that started on day ("YYYY-MM-DD", llmqd's local time; the
  * usage_daily table), most tokens first: up to max. */
 int store_usage_day(struct store *s, const char *day, struct store_usage *ret, int max, int *ret_n);
+
+/*
+ * A usage report: the rows of each piece of pieces_json, summed by the keys
+ * asked for (a key not asked for is summed over). A piece is [period,
+ * "q", from, until]: usage_quarters' quarters of [from, until) (wall ms);
+ * or [period, "d", "YYYY-MM-DD", "YYYY-MM-DD"]: usage_daily's days from the
+ * first up to the second (llmqd's local days). period: the index rows are
+ * summed under when by period. Each row goes to cb (a < 0 return stops with
+ * that error).
+ */
+struct store_usage_query {
+	const char *pieces_json;
+	int by_period, by_user, by_model, by_lane, by_class;
+	int all;     /* every user's; else uid's alone */
+	int64_t uid; /* -1: callers nobody could tell */
+};
+struct store_usage_row {
+	int64_t period; /* index into periods; -1 when not by period */
+	int64_t uid;    /* when by user (-1: anonymous) */
+	char model[128];
+	char lane[72];
+	char class_name[16];
+	int64_t requests, prompt_tokens, cached_tokens, completion_tokens, tokens;
+	int64_t cost_nusd, unpriced_tokens, failed, rate_limited;
+};
+typedef int (*store_usage_cb)(void *userdata, const struct store_usage_row *row);
+int store_usage_report(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
+                       void *userdata);
+/* The models with unpriced tokens in the same pieces (model and
+ * unpriced_tokens of each row set), most first. */
+int store_usage_unpriced(struct store *s, const struct store_usage_query *q, store_usage_cb cb,
+                         void *userdata);
+/* Everything ever counted, by user, class, lane and model (usage_totals), in
+ * the order first seen: the metrics' counters. */
+int store_usage_totals(struct store *s, store_usage_cb cb, void *userdata);
+
+/* Lane name paused by an operator (the lane_paused table): 1 with when and
+ * by whom (-1: unknown), 0 when it is not. */
+int store_lane_paused_get(struct store *s, const char *lane, int64_t *ret_at, int64_t *ret_by);
+/* Pause (at > 0) or resume (at 0) lane name; kept across restarts. */
+int store_lane_paused_set(struct store *s, const char *lane, int64_t at, int64_t by);
+/* Pause (at > 0) or resume (at 0) batch id: its queued jobs launch no more,
+ * or again. *ret_changed: 0 when it already was. */
+int store_batch_pause(struct store *s, const char *id, int64_t at, int64_t by,
+                      int64_t *ret_changed);
+/* In-progress batches paused. */
+int store_batches_paused(struct store *s, int64_t *ret);
+/*
+ * The failed jobs of a finished (completed) batch are queued again as a new
+ * attempt each, their earlier attempts kept (they count afresh against
+ * retry_max_attempts), and the batch is in_progress again, with its window
+ * running from now. -EBUSY when the batch is not completed; *ret_jobs: how
+ * many (0: it has none, and nothing changed).
+ */
+int store_batch_retry_failed(struct store *s, const char *id, int64_t now, int64_t *ret_jobs);
 
 /* A try that ended with an error (the attempts and calls tables). */
 struct store_error {

@@ -21,7 +21,10 @@
  * server-sent events, one every --drip-ms (usage last when
  * stream_options.include_usage asks for it). GET /v1/models answers a
  * fixed list of four models (late with --models-latency-ms, 500 with
- * --models-fail, 401 without the key --models-key names). Each arrival and
+ * --models-fail, 401 without the key --models-key names). With
+ * --cached-tokens N, that many of each prompt's tokens (at most all) are
+ * reported as served from the cache (prompt_tokens_details.cached_tokens,
+ * or input_tokens_details for responses), streamed or not. Each arrival and
  * answer is logged, and GET /stats returns the counters.
  */
 #include "estimate.h"
@@ -53,6 +56,7 @@ struct mock {
 	int64_t window_ms;       /* the limits apply per this window, pro rata */
 	int64_t external_tpm;    /* another client spending the same budget */
 	double completion_ratio; /* completion tokens = max_tokens x ratio */
+	int64_t cached_tokens;   /* of each prompt, reported as cached */
 	FILE *log;
 	int64_t t0;
 	/* buckets */
@@ -92,7 +96,7 @@ struct pending {
 	char hdr_extra[128];
 	int gone;                         /* the client left */
 	int stream, include_usage, chunk; /* a streamed answer, and how far it got */
-	int64_t prompt, completion;
+	int64_t prompt, completion, cached;
 	char text[512];
 };
 
@@ -244,8 +248,17 @@ static const char *last_text(json_object *body)
 	return "";
 }
 
+/* {"cached_tokens": N}: the prompt's tokens the cache served. */
+static json_object *cached_details(int64_t cached)
+{
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "cached_tokens", json_object_new_int64(cached));
+	return d;
+}
+
 static char *ok_body(const char *path, json_object *body, int64_t n, int64_t prompt,
-                     int64_t completion)
+                     int64_t completion, int64_t cached)
 {
 	json_object *o = json_object_new_object(), *u = json_object_new_object(), *arr, *c, *msg;
 	json_object *model;
@@ -275,6 +288,7 @@ static char *ok_body(const char *path, json_object *body, int64_t n, int64_t pro
 		json_object_object_add(o, "output", arr);
 		json_object_object_add(o, "model", model ? json_object_get(model) : NULL);
 		json_object_object_add(u, "input_tokens", json_object_new_int64(prompt));
+		json_object_object_add(u, "input_tokens_details", cached_details(cached));
 		json_object_object_add(u, "output_tokens", json_object_new_int64(completion));
 		json_object_object_add(u, "total_tokens",
 		                       json_object_new_int64(prompt + completion));
@@ -313,6 +327,8 @@ static char *ok_body(const char *path, json_object *body, int64_t n, int64_t pro
 	json_object_object_add(u, "prompt_tokens", json_object_new_int64(prompt));
 	json_object_object_add(u, "completion_tokens", json_object_new_int64(completion));
 	json_object_object_add(u, "total_tokens", json_object_new_int64(prompt + completion));
+	if (cached > 0)
+		json_object_object_add(u, "prompt_tokens_details", cached_details(cached));
 	json_object_object_add(o, "usage", u);
 	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
@@ -371,9 +387,10 @@ static void drip_cb(evutil_socket_t fd, short what, void *arg)
 		    buf,
 		    "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
 		    "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,"
-		    "\"completion_tokens\":%lld,\"total_tokens\":%lld}}\n\n",
+		    "\"completion_tokens\":%lld,\"total_tokens\":%lld,"
+		    "\"prompt_tokens_details\":{\"cached_tokens\":%lld}}}\n\n",
 		    (long long)p->prompt, (long long)p->completion,
-		    (long long)(p->prompt + p->completion));
+		    (long long)(p->prompt + p->completion), (long long)p->cached);
 	} else {
 		evbuffer_add_printf(buf, "data: [DONE]\n\n");
 		evhttp_send_reply_chunk(p->req, buf);
@@ -717,13 +734,16 @@ static void handle(struct evhttp_request *req, void *arg)
 		p->status = 200;
 		p->charged = est;
 		p->used = prompt + (strstr(path, "/embeddings") ? 0 : completion);
-		p->body = ok_body(path, body, n, prompt, completion);
+		int64_t cached = m->cached_tokens < prompt ? m->cached_tokens : prompt;
+
+		p->body = ok_body(path, body, n, prompt, completion, cached);
 		if (json_object_object_get_ex(body, "stream", &v) && json_object_get_boolean(v)) {
 			json_object *so, *iu;
 
 			p->stream = 1;
 			p->prompt = prompt;
 			p->completion = completion;
+			p->cached = cached;
 			snprintf(p->text, sizeof(p->text), "echo: %.400s", last_text(body));
 			p->include_usage = json_object_object_get_ex(body, "stream_options", &so) &&
 			                   json_object_object_get_ex(so, "include_usage", &iu) &&
@@ -775,6 +795,7 @@ int main(int argc, char **argv)
 	    {"models-fail", no_argument, NULL, 'F'},
 	    {"models-latency-ms", required_argument, NULL, 'M'},
 	    {"models-key", required_argument, NULL, 'K'},
+	    {"cached-tokens", required_argument, NULL, 'C'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct mock m = {0};
@@ -842,6 +863,9 @@ int main(int argc, char **argv)
 			break;
 		case 'K':
 			m.models_key = optarg;
+			break;
+		case 'C':
+			m.cached_tokens = atoll(optarg);
 			break;
 		case 'L':
 			m.log = fopen(optarg, "we");

@@ -540,3 +540,140 @@ Test(access, the_live_page_shows_each_user_their_own, .timeout = 120)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/*
+ * Steering is for root and the admin group: Alice, a user, gets the
+ * permission error (exit 77) for each, and nothing changes; Carol, an
+ * admin, pauses, resumes, retries and sets, and the log names her.
+ */
+Test(access, steering_is_for_the_admins, .timeout = 120)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], file[128], id[40], group_env[96], admin_env[96], want[160];
+	static const char *const verbs[][4] = {
+	    {"pause", "openai", NULL, NULL},
+	    {"resume", "openai", NULL, NULL},
+	    {"set", "openai", "tpm_limit=1000", NULL},
+	};
+	static char log[1 << 20];
+	int i, rc;
+
+	need_root();
+	h_tmpdir(dir, sizeof(dir));
+	cr_assert_eq(chmod(dir, 0711), 0);
+	h_mock_start(&m, dir, "--fail-every", "2", NULL);
+	snprintf(group_env, sizeof(group_env), "LLMQ_SOCKET_GROUP=%s", user("users"));
+	snprintf(admin_env, sizeof(admin_env), "LLMQ_ADMIN_GROUP=%s", user("admin"));
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_RETRY_MAX_ATTEMPTS=1", group_env, admin_env,
+	               NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	h_write_batch(file, 2, "gpt-4o-mini", 5);
+	cr_assert_eq(chmod(file, 0644), 0);
+	cr_assert_eq(
+	    h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), "submit", file, NULL),
+	    0, "%s", err);
+	snprintf(id, sizeof(id), "%.*s", (int)strcspn(out, "\n"), out);
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 30));
+
+	/* Alice, even of her own batch: refused, told who may. */
+	for (i = 0; i < 3; i++) {
+		rc = h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), verbs[i][0],
+		               verbs[i][1], verbs[i][2], NULL);
+		cr_assert_eq(rc, 77, "%s: %s", verbs[i][0], err);
+		snprintf(want, sizeof(want), "%s is for root and the members of the group %s",
+		         verbs[i][0], user("admin"));
+		cr_assert(strstr(err, want), "%s", err);
+	}
+	cr_assert_eq(
+	    h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), "pause", id, NULL), 77,
+	    "%s", err);
+	cr_assert_eq(h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), "retry", id,
+	                       "--failed", NULL),
+	             77, "%s", err);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM attempts"), 2, "nothing was retried");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM lane_paused"), 0, "nor paused");
+
+	/* Carol, an admin. */
+	cr_assert_eq(h_llmq_as(user("carol"), &d, out, sizeof(out), err, sizeof(err), "pause",
+	                       "openai", NULL),
+	             0, "%s", err);
+	cr_assert_eq(h_llmq_as(user("carol"), &d, out, sizeof(out), err, sizeof(err), "resume",
+	                       "openai", NULL),
+	             0, "%s", err);
+	cr_assert_eq(h_llmq_as(user("carol"), &d, out, sizeof(out), err, sizeof(err), "set",
+	                       "openai", "tpm_limit=1000000", NULL),
+	             0, "%s", err);
+	cr_assert_eq(h_llmq_as(user("carol"), &d, out, sizeof(out), err, sizeof(err), "retry", id,
+	                       "--failed", NULL),
+	             0, "%s", err);
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 30));
+	h_daemon_signal(&d, SIGTERM);
+	h_read_file(d.log, log, sizeof(log));
+	snprintf(want, sizeof(want), "lane openai: paused by %s (uid %u)", user("carol"),
+	         (unsigned)getpwnam(user("carol"))->pw_uid);
+	cr_assert(strstr(log, want), "%s", log);
+	snprintf(want, sizeof(want), "queued again by %s", user("carol"));
+	cr_assert(strstr(log, want), "%s", log);
+	snprintf(want, sizeof(want), "limits set by %s", user("carol"));
+	cr_assert(strstr(log, want), "%s", log);
+	h_mock_stop(&m);
+}
+
+/* llmq usage: a user sees their own, by name; an admin everyone's. */
+Test(access, usage_shows_each_user_their_own, .timeout = 120)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], file[128], group_env[96], admin_env[96];
+	const char *who[] = {"alice", "bob"};
+	json_object *o, *rows;
+	int i;
+
+	need_root();
+	h_tmpdir(dir, sizeof(dir));
+	cr_assert_eq(chmod(dir, 0711), 0);
+	h_mock_start(&m, dir, NULL);
+	snprintf(group_env, sizeof(group_env), "LLMQ_SOCKET_GROUP=%s", user("users"));
+	snprintf(admin_env, sizeof(admin_env), "LLMQ_ADMIN_GROUP=%s", user("admin"));
+	h_daemon_start(&d, dir, &m, H_FAST, group_env, admin_env, NULL);
+	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
+	for (i = 0; i < 2; i++) {
+		h_write_batch(file, i + 1, "gpt-4o-mini", 5);
+		cr_assert_eq(chmod(file, 0644), 0);
+		cr_assert_eq(h_llmq_as(user(who[i]), &d, out, sizeof(out), err, sizeof(err),
+		                       "submit", file, NULL),
+		             0, "%s", err);
+		snprintf(big, sizeof(big), "%.*s", (int)strcspn(out, "\n"), out);
+		json_object_put(h_wait_for(&d, big, h_batch_completed, 30));
+	}
+	for (i = 0; i < 2; i++) {
+		cr_assert_eq(h_llmq_as(user(who[i]), &d, out, sizeof(out), err, sizeof(err),
+		                       "usage", "--json", NULL),
+		             0, "%s", err);
+		o = json_tokener_parse(out);
+		cr_assert_not_null(o, "%s", out);
+		rows = json_object_object_get(o, "rows");
+		cr_assert_eq(json_object_array_length(rows), 1, "%s: %s", who[i], out);
+		cr_assert_str_eq(h_jstr(json_object_array_get_idx(rows, 0), "user"), user(who[i]));
+		cr_assert_eq(h_jint(json_object_array_get_idx(rows, 0), "requests"), i + 1);
+		cr_assert_str_eq(h_jstr(o, "sees"), "own");
+		json_object_put(o);
+	}
+	cr_assert_eq(h_llmq_as(user("carol"), &d, out, sizeof(out), err, sizeof(err), "usage",
+	                       "--json", NULL),
+	             0, "%s", err);
+	o = json_tokener_parse(out);
+	cr_assert_not_null(o, "%s", out);
+	cr_assert_eq(json_object_array_length(json_object_object_get(o, "rows")), 2, "%s", out);
+	cr_assert_eq(h_jint(json_object_object_get(o, "total"), "requests"), 3);
+	cr_assert_str_eq(h_jstr(o, "sees"), "all");
+	json_object_put(o);
+	cr_assert_eq(
+	    h_llmq_as(user("alice"), &d, out, sizeof(out), err, sizeof(err), "usage", NULL), 0,
+	    "%s", err);
+	cr_assert(strstr(out, ", yours") && strstr(out, user("alice")) && !strstr(out, user("bob")),
+	          "%s", out);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}

@@ -31,6 +31,7 @@ static void setup(void)
 	                                   "OPENAI_API_KEY",
 	                                   "LLMQ_RETENTION",
 	                                   "LLMQ_HTTP_SOCKET",
+	                                   "LLMQ_PRICES_FILE",
 	                                   "LLMQ_FILES_MAX_BYTES_PER_USER",
 	                                   "LLMQ_QUEUE_MAX_JOBS_PER_USER",
 	                                   "LLMQ_DISK_MIN_FREE_MB",
@@ -436,6 +437,105 @@ Test(config, a_bad_redis_url_is_named_and_its_password_never_shown)
 	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\nshare = {tag}\n");
 	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
 	cr_assert(strstr(err, "[lane a]: share = \"{tag}\""), "%s", err);
+}
+
+/* Prices: [prices] lines, a prices file (prices_file, or LLMQ_PRICES_FILE). */
+Test(config, prices_from_the_file_and_a_prices_file)
+{
+	char err[1024], prices[300];
+	const struct price *p;
+	FILE *f;
+
+	snprintf(prices, sizeof(prices), "%s/prices.conf", dir);
+	f = fopen(prices, "w");
+	cr_assert_not_null(f);
+	fputs("[prices]\no3* = 2 0.5 8\n", f);
+	fclose(f);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "[daemon]\nprices_file = %s\n\n[prices]\ngpt-4o-mini = 0.15 0.075 0.60 ; the mini\n"
+	        "text-embedding-3-small = 0.02 0\n\n[lane a]\nbase_url = http://127.0.0.1:1/v1\n",
+	        prices);
+	fclose(f);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_eq(cfg.prices.n, 3, "the file's two, then the prices file's one");
+	p = price_find(&cfg.prices, "gpt-4o-mini");
+	cr_assert(p && p->input == 150000 && p->cached == 75000 && p->output == 600000);
+	p = price_find(&cfg.prices, "o3-2025-04-16");
+	cr_assert(p && p->output == 8000000, "from the prices file");
+	cr_assert_null(price_find(&cfg.prices, "gpt-5"));
+	/* The variable names another file. */
+	f = fopen(prices, "w");
+	fputs("[prices]\ngpt-5* = 1.25 0.125 10\n", f);
+	fclose(f);
+	setenv("LLMQ_PRICES_FILE", prices, 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_not_null(price_find(&cfg.prices, "gpt-5"));
+	/* A pattern in both is one too many. */
+	f = fopen(prices, "w");
+	fputs("[prices]\ngpt-4o-mini = 1 2\n", f);
+	fclose(f);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "prices.conf [prices]") && strstr(err, "once"), "%s", err);
+	/* A file of something else. */
+	f = fopen(prices, "w");
+	fputs("[lane x]\nbase_url = http://127.0.0.1:1/v1\n", f);
+	fclose(f);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "holds [prices] alone"), "%s", err);
+	unlink(prices);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "cannot open the prices file") && strstr(err, "LLMQ_PRICES_FILE"),
+	          "%s", err);
+	unsetenv("LLMQ_PRICES_FILE");
+}
+
+Test(config, a_bad_price_names_the_place_and_the_fix)
+{
+	char err[1024];
+
+	write_file("[prices]\ngpt-4o = 2.50 ten\n\n[lane a]\nbase_url = http://127.0.0.1:1/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "[prices]: gpt-4o = \"2.50 ten\"") && strstr(err, "USD per 1M"), "%s",
+	          err);
+	write_file("[prices]\ngpt-4o = 2.50\n\n[lane a]\nbase_url = http://127.0.0.1:1/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "INPUT [CACHED_INPUT] OUTPUT"), "%s", err);
+	write_file("[price]\ngpt-4o = 2.50 10\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "unknown section [price]") && strstr(err, "[prices]"), "%s", err);
+}
+
+/* The example prices file loads, and prices each family by its own pattern. */
+Test(config, the_example_prices_load)
+{
+	static const struct {
+		const char *model, *pattern;
+	} cases[] = {
+	    {"gpt-4o-mini-2024-07-18", "gpt-4o-mini*"},
+	    {"gpt-4o-2024-08-06", "gpt-4o*"},
+	    {"gpt-4o-2024-05-13", "gpt-4o-2024-05-13"},
+	    {"gpt-5-mini", "gpt-5-mini*"},
+	    {"o3-mini", "o3-mini*"},
+	    {"o3", "o3*"},
+	    {"text-embedding-3-small", "text-embedding-3-small"},
+	};
+	const struct price *p;
+	char err[1024];
+	size_t i;
+
+	setenv("LLMQ_PRICES_FILE", SOURCE_DIR "/examples/prices-openai.conf", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+	unsetenv("LLMQ_PRICES_FILE");
+	cr_assert_gt(cfg.prices.n, 10);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p = price_find(&cfg.prices, cases[i].model);
+		cr_assert(p && !strcmp(p->pattern, cases[i].pattern), "%s: %s", cases[i].model,
+		          p ? p->pattern : "no price");
+	}
+	p = price_find(&cfg.prices, "gpt-4o-2024-05-13");
+	cr_assert_eq(p->cached, p->input, "no cached price: input's");
 }
 
 /* What a user may keep and the disk's floor: defaults, the file, the environment over it. */

@@ -71,3 +71,37 @@ Test(sse, a_line_past_the_bound_is_skipped_and_the_next_read)
 	cr_assert_eq(scan_in_pieces(text, SSE_LINE_MAX + 101, 4096), -1);
 	free(text);
 }
+
+/* All of the usage, for its cost: prompt, cached, completion, whatever the pieces. */
+Test(sse, the_whole_usage_for_its_cost)
+{
+	static const char text[] =
+	    "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"
+	    "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":5,"
+	    "\"total_tokens\":17,\"prompt_tokens_details\":{\"cached_tokens\":8}}}\n\n"
+	    "data: [DONE]\n\n";
+	static const char responses[] =
+	    "event: response.completed\ndata: {\"response\":{\"usage\":{\"input_tokens\":4,"
+	    "\"input_tokens_details\":{\"cached_tokens\":2},\"output_tokens\":3,"
+	    "\"total_tokens\":7}}}\n\n";
+	struct sse_scan s;
+	size_t piece, i, len = strlen(text);
+
+	for (piece = 1; piece <= len; piece++) {
+		sse_scan_init(&s);
+		for (i = 0; i < len; i += piece)
+			sse_scan_feed(&s, text + i, len - i < piece ? len - i : piece);
+		cr_assert(s.usage.prompt == 12 && s.usage.cached == 8 && s.usage.completion == 5 &&
+		              s.usage.total == 17 && s.used == 17,
+		          "in pieces of %zu", piece);
+		sse_scan_clear(&s);
+	}
+	sse_scan_init(&s);
+	sse_scan_feed(&s, responses, strlen(responses));
+	cr_assert(s.usage.prompt == 4 && s.usage.cached == 2 && s.usage.completion == 3 &&
+	          s.usage.total == 7);
+	sse_scan_clear(&s);
+	sse_scan_init(&s);
+	cr_assert_eq(s.usage.total, -1, "none reported yet");
+	sse_scan_clear(&s);
+}

@@ -105,6 +105,27 @@ static int64_t count_jobs(const char *batch)
 	return n;
 }
 
+/* Attempts of a batch's jobs. */
+static int64_t count_attempts(const char *batch)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	int64_t n = -1;
+
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db,
+	                                "SELECT count(*) FROM attempts a JOIN jobs j ON "
+	                                "j.id = a.job_id WHERE j.batch_id = ?1",
+	                                -1, &q, NULL),
+	             SQLITE_OK);
+	sqlite3_bind_text(q, 1, batch, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
 static const char *batch_state(const char *batch, char *buf, size_t len)
 {
 	json_object *b, *v;
@@ -1041,4 +1062,313 @@ Test(store, the_last_errors_newest_first_by_user)
 	cr_assert_eq(store_recent_errors(st, 42, 0, 1, e, 8, &n), 0);
 	cr_assert_eq(n, 1, "of the batch's, only the last try with an error is looked at");
 	cr_assert_str_eq(e[0].custom_id, "c2");
+}
+
+/* A quarter hour's start, as usage_quarters keys them. */
+#define Q0 1699999200000LL
+#define QUARTER 900000LL
+
+struct usage_rows {
+	struct store_usage_row r[16];
+	int n;
+};
+
+static int keep_row(void *userdata, const struct store_usage_row *row)
+{
+	struct usage_rows *u = userdata;
+
+	cr_assert_lt(u->n, 16);
+	u->r[u->n++] = *row;
+	return 0;
+}
+
+static struct usage_rows report(const char *pieces, int by_period, int by_user, int all,
+                                int64_t uid)
+{
+	struct store_usage_query q = {.pieces_json = pieces,
+	                              .by_period = by_period,
+	                              .by_user = by_user,
+	                              .all = all,
+	                              .uid = uid};
+	struct usage_rows u = {.n = 0};
+
+	cr_assert_eq(store_usage_report(st, &q, keep_row, &u), 0);
+	return u;
+}
+
+/*
+ * Each try is summed into its quarter hour with its split and its cost as
+ * recorded (NULL: its model had no price: its tokens are unpriced); a
+ * report reads the quarters of the pieces asked for, by user and period.
+ */
+Test(store, usage_is_kept_per_quarter_with_its_cost)
+{
+	struct store_outcome ok = ok_outcome();
+	struct store_call c = {.call_id = "c_1",
+	                       .try_no = 1,
+	                       .lane = "openai",
+	                       .endpoint = "/v1/embeddings",
+	                       .model = "m-unpriced",
+	                       .uid = 7,
+	                       .started_at = Q0 + QUARTER + 5,
+	                       .ended_at = Q0 + QUARTER + 50,
+	                       .outcome = "succeeded",
+	                       .status_code = 200,
+	                       .retry_after_ms = -1,
+	                       .tokens_charged = 30,
+	                       .tokens_used = 25,
+	                       .latency_ms = 40,
+	                       .prompt_tokens = 25,
+	                       .cached_tokens = -1,
+	                       .completion_tokens = -1,
+	                       .cost_nusd = -1};
+	struct usage_rows u;
+	struct store_job j;
+	int64_t attempt;
+	char periods[128], day[11];
+
+	add_batch("b_0000000000000041", 1);
+	cr_assert_eq(store_next_ready(st, "openai", Q0 + 1000, NULL, &j), 1);
+	cr_assert_str_eq(j.model, "gpt-x", "the job's model comes with it, to price its answer");
+	cr_assert_eq(store_job_start(st, &j, "openai", Q0 + 1000, 100, 0, &attempt), 0);
+	ok.cached_tokens = 1;
+	ok.cost_nusd = 123;
+	cr_assert_eq(store_job_complete(st, j.id, attempt, &ok, Q0 + 1100, NULL), 0);
+	store_job_clear(&j);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	c.call_id = "c_2";
+	c.outcome = "refused"; /* never went upstream: not counted */
+	cr_assert_eq(store_call_insert(st, &c), 0);
+
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld]]", Q0, Q0 + 2 * QUARTER);
+	u = report(periods, 0, 1, 1, 0);
+	cr_assert_eq(u.n, 2, "one row per user");
+	cr_assert_eq(u.r[0].uid, 42, "the dearest first");
+	cr_assert_eq(u.r[0].requests, 1);
+	cr_assert_eq(u.r[0].prompt_tokens, 3);
+	cr_assert_eq(u.r[0].cached_tokens, 1);
+	cr_assert_eq(u.r[0].completion_tokens, 4);
+	cr_assert_eq(u.r[0].tokens, 7);
+	cr_assert_eq(u.r[0].cost_nusd, 123);
+	cr_assert_eq(u.r[0].unpriced_tokens, 0);
+	cr_assert_eq(u.r[1].uid, 7);
+	cr_assert_eq(u.r[1].tokens, 25);
+	cr_assert_eq(u.r[1].cost_nusd, 0, "no price: it costs nothing");
+	cr_assert_eq(u.r[1].unpriced_tokens, 25, "and says so");
+
+	/* By period: the try in the first quarter, the call in the second. */
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld],[1,\"q\",%lld,%lld]]", Q0,
+	         Q0 + QUARTER, Q0 + QUARTER, Q0 + 2 * QUARTER);
+	u = report(periods, 1, 0, 1, 0);
+	cr_assert_eq(u.n, 2);
+	cr_assert(u.r[0].period == 0 && u.r[0].tokens == 7, "period %lld",
+	          (long long)u.r[0].period);
+	cr_assert(u.r[1].period == 1 && u.r[1].tokens == 25);
+	cr_assert_eq(u.r[0].uid, -1, "not by user: no uid");
+
+	/* One user's own; and a span with nothing in it. */
+	u = report(periods, 0, 1, 0, 7);
+	cr_assert(u.n == 1 && u.r[0].uid == 7 && u.r[0].requests == 1);
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld]]", Q0 + 2 * QUARTER,
+	         Q0 + 3 * QUARTER);
+	u = report(periods, 0, 1, 1, 0);
+	cr_assert_eq(u.n, 0);
+
+	/* The same from the whole day that holds them (usage_daily): the same figures. */
+	snprintf(periods, sizeof(periods), "[[0,\"d\",\"%s\",\"9999-12-31\"]]",
+	         day_of(Q0 + 1000, day));
+	u = report(periods, 0, 1, 1, 0);
+	cr_assert_eq(u.n, 2);
+	cr_assert(u.r[0].uid == 42 && u.r[0].tokens == 7 && u.r[0].cost_nusd == 123 &&
+	          u.r[0].cached_tokens == 1);
+	cr_assert(u.r[1].uid == 7 && u.r[1].tokens == 25 && u.r[1].unpriced_tokens == 25);
+
+	/* The models without a price, and the totals in the order first seen. */
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld]]", Q0, Q0 + 2 * QUARTER);
+	{
+		struct store_usage_query q = {.pieces_json = periods, .all = 1};
+
+		u.n = 0;
+		cr_assert_eq(store_usage_unpriced(st, &q, keep_row, &u), 0);
+		cr_assert(u.n == 1 && !strcmp(u.r[0].model, "m-unpriced") &&
+		          u.r[0].unpriced_tokens == 25);
+	}
+	u.n = 0;
+	cr_assert_eq(store_usage_totals(st, keep_row, &u), 0);
+	cr_assert_eq(u.n, 2);
+	cr_assert(u.r[0].uid == 42 && !strcmp(u.r[0].class_name, "batch") &&
+	          !strcmp(u.r[0].model, "gpt-x") && u.r[0].cost_nusd == 123);
+	cr_assert(u.r[1].uid == 7 && !strcmp(u.r[1].class_name, "interactive") &&
+	          u.r[1].unpriced_tokens == 25);
+}
+
+/* A database of version 8: its days' usage is kept, at each day's local
+ * midnight, unpriced (no price was recorded then). */
+Test(store, usage_of_the_days_before_version_9_is_kept)
+{
+	char other[300], *err = NULL;
+	struct usage_rows u = {.n = 0};
+	char periods[128];
+	struct tm tm = {.tm_year = 123, .tm_mon = 10, .tm_mday = 14, .tm_isdst = -1};
+	int64_t midnight = (int64_t)mktime(&tm) * 1000;
+	sqlite3 *db;
+	size_t i;
+
+	snprintf(other, sizeof(other), "%s/v8.db", dir);
+	cr_assert_eq(sqlite3_open(other, &db), SQLITE_OK);
+	for (i = 0; i < migrations_count && migrations[i].version <= 8; i++)
+		cr_assert_eq(sqlite3_exec(db, migrations[i].sql, NULL, NULL, &err), SQLITE_OK,
+		             "%s: %s", migrations[i].name, err ? err : "");
+	cr_assert_eq(sqlite3_exec(db,
+	                          "PRAGMA user_version = 8;"
+	                          "INSERT INTO usage_daily VALUES ('2023-11-14', 1000, 'batch', "
+	                          "'default', 'm', 2, 9, 1, 0);",
+	                          NULL, NULL, &err),
+	             SQLITE_OK, "%s", err ? err : "");
+	sqlite3_close(db);
+	store_free(st);
+	cr_assert_eq(store_open(other, &st), 0);
+	snprintf(periods, sizeof(periods), "[[0,\"q\",%lld,%lld]]", (long long)midnight,
+	         (long long)(midnight + QUARTER));
+	u = report(periods, 0, 1, 1, 0);
+	cr_assert_eq(u.n, 1, "at the day's local midnight (%lld)", (long long)midnight);
+	cr_assert(u.r[0].uid == 1000 && u.r[0].requests == 2 && u.r[0].tokens == 9 &&
+	          u.r[0].failed == 1 && u.r[0].unpriced_tokens == 9 && u.r[0].cost_nusd == 0);
+	u.n = 0;
+	cr_assert_eq(store_usage_totals(st, keep_row, &u), 0);
+	cr_assert(u.n == 1 && u.r[0].tokens == 9);
+	cr_assert_eq(usage_of("2023-11-14", 1000).unpriced_tokens, 9);
+	u = report("[[0,\"d\",\"2023-11-14\",\"2023-11-15\"]]", 0, 1, 1, 0);
+	cr_assert(u.n == 1 && u.r[0].tokens == 9, "the day's row itself");
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+}
+
+/* The batch a ready job is found in, or "" when none is ready. */
+static const char *ready_batch(const char *after, char *ret, size_t len)
+{
+	struct store_job j;
+	int r = store_next_ready(st, "openai", 2000, after, &j);
+
+	cr_assert_geq(r, 0);
+	snprintf(ret, len, "%s", r == 1 ? j.batch_id : "");
+	if (r == 1)
+		store_job_clear(&j);
+	return ret;
+}
+
+/* A paused batch is passed over, at its own priority and above others'. */
+Test(store, a_paused_batch_launches_nothing)
+{
+	int64_t changed, next;
+	char got[32];
+
+	add_batch_prio("b_000000000000005a", 3, 0);
+	add_batch_prio("b_000000000000005b", 3, 0);
+	add_batch_prio("b_000000000000005c", 2000, 5);
+	cr_assert_str_eq(ready_batch(NULL, got, sizeof(got)), "b_000000000000005c");
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005c", 1500, 0, &changed), 0);
+	cr_assert_eq(changed, 1);
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005c", 1600, 0, &changed), 0);
+	cr_assert_eq(changed, 0, "paused already");
+	cr_assert_str_eq(ready_batch(NULL, got, sizeof(got)), "b_000000000000005a",
+	                 "the priority below, whatever the paused one holds");
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005a", 1500, 0, &changed), 0);
+	cr_assert_str_eq(ready_batch("b_000000000000005b", got, sizeof(got)), "b_000000000000005b",
+	                 "round the turn, past the paused one");
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005b", 1500, 0, &changed), 0);
+	cr_assert_str_eq(ready_batch(NULL, got, sizeof(got)), "", "all paused: nothing");
+	cr_assert_eq(store_next_wakeup(st, "openai", &next), 0);
+	cr_assert_eq(next, INT64_MAX, "no timer for paused work");
+	cr_assert_eq(store_batches_paused(st, &next), 0);
+	cr_assert_eq(next, 3);
+	/* Resumed: it goes again. */
+	cr_assert_eq(store_batch_pause(st, "b_000000000000005a", 0, 0, &changed), 0);
+	cr_assert_eq(changed, 1);
+	cr_assert_str_eq(ready_batch("b_000000000000005a", got, sizeof(got)), "b_000000000000005a");
+	cr_assert_eq(store_next_wakeup(st, "openai", &next), 0);
+	cr_assert_eq(next, 0);
+	/* It outlives a reopen. */
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+	cr_assert_str_eq(ready_batch(NULL, got, sizeof(got)), "b_000000000000005a");
+}
+
+/* Run batch's jobs: those in fail (a bit per job, in order) fail, the others succeed. */
+static void run_jobs(const char *batch, int n, unsigned fail, int64_t now)
+{
+	struct store_outcome ok = ok_outcome(), bad = ok_outcome();
+	struct store_job j;
+	int64_t attempt;
+	int i;
+
+	bad.job_state = bad.attempt_outcome = "failed";
+	bad.status_code = 500;
+	bad.error_code = "server_error";
+	bad.error_message = "upstream answered HTTP 500";
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(store_next_ready(st, "openai", now, NULL, &j), 1, "job %d", i);
+		cr_assert_str_eq(j.batch_id, batch);
+		cr_assert_eq(store_job_start(st, &j, "openai", now, 100, 0, &attempt), 0);
+		cr_assert_eq(store_job_complete(st, j.id, attempt, (fail >> i) & 1 ? &bad : &ok,
+		                                now + 10, NULL),
+		             0);
+		store_job_clear(&j);
+	}
+}
+
+/*
+ * retry --failed: a completed batch's failed jobs are queued again as new
+ * attempts (the earlier kept, counting afresh), the batch is in progress
+ * again and its window runs from then; nothing else changes.
+ */
+Test(store, the_failed_jobs_of_a_completed_batch_run_again)
+{
+	const int64_t t = 200000000; /* well past the batch's window of a day from 1000 */
+	int64_t jobs = -1, n;
+	struct store_job j;
+	char state[32];
+
+	add_batch("b_0000000000000061", 3);
+	run_jobs("b_0000000000000061", 3, 0x6, t);
+	cr_assert_str_eq(batch_state("b_0000000000000061", state, sizeof(state)), "completed");
+	cr_assert_eq(store_batch_retry_failed(st, "b_0000000000000061", t + 100, &jobs), 0);
+	cr_assert_eq(jobs, 2);
+	cr_assert_str_eq(batch_state("b_0000000000000061", state, sizeof(state)), "in_progress");
+	cr_assert_eq(count("b_0000000000000061", "queued"), 2);
+	cr_assert_eq(count("b_0000000000000061", "succeeded"), 1);
+	cr_assert_eq(store_batch_retry_failed(st, "b_0000000000000061", t + 200, &jobs), -EBUSY,
+	             "not while it runs");
+	/* The window runs from the retry: not expired at once. */
+	cr_assert_eq(store_expire(st, t + 300, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(store_next_ready(st, "openai", t + 300, NULL, &j), 1);
+	cr_assert_eq(j.attempts, 1, "its earlier attempt is kept");
+	cr_assert_eq(j.free_tries, 1, "and counts no more against retry_max_attempts");
+	store_job_clear(&j);
+	run_jobs("b_0000000000000061", 2, 0, t + 400);
+	cr_assert_str_eq(batch_state("b_0000000000000061", state, sizeof(state)), "completed");
+	cr_assert_eq(count("b_0000000000000061", "succeeded"), 3);
+	cr_assert_eq(count_attempts("b_0000000000000061"), 5, "every try kept");
+	/* Nothing failed: nothing changes. */
+	cr_assert_eq(store_batch_retry_failed(st, "b_0000000000000061", t + 500, &jobs), 0);
+	cr_assert_eq(jobs, 0);
+	cr_assert_str_eq(batch_state("b_0000000000000061", state, sizeof(state)), "completed");
+}
+
+/* An operator's lane pause is kept by name until resumed. */
+Test(store, a_lanes_pause_is_kept)
+{
+	int64_t at = 0, by = 0;
+
+	cr_assert_eq(store_lane_paused_get(st, "openai", &at, &by), 0);
+	cr_assert_eq(store_lane_paused_set(st, "openai", 5000, 1000), 0);
+	cr_assert_eq(store_lane_paused_set(st, "openai", 6000, 1001), 0);
+	store_free(st);
+	cr_assert_eq(store_open(path, &st), 0);
+	cr_assert_eq(store_lane_paused_get(st, "openai", &at, &by), 1);
+	cr_assert(at == 5000 && by == 1000, "the first pause's time and who: %lld %lld",
+	          (long long)at, (long long)by);
+	cr_assert_eq(store_lane_paused_set(st, "openai", 0, 0), 0);
+	cr_assert_eq(store_lane_paused_get(st, "openai", &at, &by), 0);
 }

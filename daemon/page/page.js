@@ -158,6 +158,7 @@ function chartFigure(spec, charts) {
 // ---- lanes -----------------------------------------------------------------
 
 function laneState(l) {
+  if (l.paused_by_operator) return ['paused', 'paused by an operator'];
   if (l.unreachable) return ['unreachable', 'unreachable'];
   if (l.out_of_credit_since) return ['out_of_credit', 'out of credit'];
   if (l.paused_for_ms > 0) return ['paused', 'paused'];
@@ -200,6 +201,9 @@ function laneCard(l, i, data, charts) {
     ? `open since ${time(l.unreachable_since)}${l.probing ? ', probing' : ''}` : 'closed', l.unreachable ? 'bad' : null));
   if (l.avg_latency_ms) facts.append(fact('Latency', `${num(l.avg_latency_ms)} ms on average`));
   if (l.drain_ms > 0 && l.queued > 0) facts.append(fact('Queue drains in', `~${dur(l.drain_ms)}`));
+  const op = l.paused_by_operator;
+  if (op)
+    facts.append(fact('Paused', `by ${op.user || `uid ${op.uid}`} since ${time(op.at)}: nothing new is sent until llmq resume ${l.name}`, 'wide warn'));
   if (l.paused_for_ms > 0)
     facts.append(fact('Paused', `until ${time(l.paused_until)} (${dur(l.paused_for_ms)} more)` +
       (l.pause_reason ? `: ${l.pause_reason}` : ''), 'wide warn'));

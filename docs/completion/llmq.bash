@@ -6,7 +6,7 @@ _llmq()
 	prev=${COMP_WORDS[COMP_CWORD-1]}
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		--socket | --window | --priority | --name | --idempotency-key | --limit | --state | --since | --interval | -o | --output) ((i++)) ;;
+		--socket | --window | --priority | --name | --idempotency-key | --limit | --state | --since | --until | --by | --interval | -o | --output) ((i++)) ;;
 		-*) ;;
 		*) cmd=${COMP_WORDS[i]}; break ;;
 		esac
@@ -18,11 +18,15 @@ _llmq()
 		local done=${cur%"${cur##*,}"}
 		COMPREPLY=($(compgen -P "$done" -W "validating in_progress cancelling completed cancelled failed" -- "${cur##*,}"))
 		return ;;
-	--since) COMPREPLY=($(compgen -W "30m 1h 24h 7d $(date +%F)" -- "$cur")); return ;;
+	--since | --until) COMPREPLY=($(compgen -W "30m 1h 24h 7d now today yesterday $(date +%F)" -- "$cur")); return ;;
+	--by)
+		local keys=${cur%"${cur##*,}"}
+		COMPREPLY=($(compgen -P "$keys" -W "user model lane class day none" -- "${cur##*,}"))
+		return ;;
 	--window | --priority | --name | --limit | --interval | --idempotency-key) return ;;
 	esac
 	if [[ -z $cmd ]]; then
-		COMPREPLY=($(compgen -W "submit status list wait results cancel ping metrics help --json --socket --help --version" -- "$cur"))
+		COMPREPLY=($(compgen -W "submit status list wait results cancel ping metrics usage pause resume retry set help --json --socket --help --version" -- "$cur"))
 		return
 	fi
 	case $cmd in
@@ -31,10 +35,13 @@ _llmq()
 	results) COMPREPLY=($(compgen -W "-o --output --errors --json --socket --help" -- "$cur")) ;;
 	wait) COMPREPLY=($(compgen -W "--interval --json --socket --help" -- "$cur")) ;;
 	list) COMPREPLY=($(compgen -W "--limit --state --since -q --quiet --json --socket --help" -- "$cur")) ;;
-	help) COMPREPLY=($(compgen -W "submit status list wait results cancel ping metrics" -- "$cur")) ;;
+	usage) COMPREPLY=($(compgen -W "--since --until --by --utc --csv --json --socket --help" -- "$cur")) ;;
+	retry) COMPREPLY=($(compgen -W "--failed --json --socket --help" -- "$cur")) ;;
+	set) [[ $cur == *=* ]] || COMPREPLY=($(compgen -S = -W "max_concurrency tpm_limit rpm_limit headroom stagger_seconds" -- "$cur")) ;;
+	help) COMPREPLY=($(compgen -W "submit status list wait results cancel ping metrics usage pause resume retry set" -- "$cur")) ;;
 	*) COMPREPLY=($(compgen -W "--json --socket --help" -- "$cur")) ;;
 	esac
-	if [[ $cur != -* && $cmd =~ ^(status|wait|results|cancel)$ ]]; then
+	if [[ $cur != -* && $cmd =~ ^(status|wait|results|cancel|pause|resume|retry)$ ]]; then
 		COMPREPLY+=($(compgen -W "$(llmq list -q 2>/dev/null)" -- "$cur"))
 	fi
 }
