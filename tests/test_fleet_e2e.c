@@ -595,3 +595,43 @@ Test(fleet_e2e, a_reload_keeps_a_lanes_share, .timeout = 60)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/* Limits set live (llmq set) are what a host sends the shared gate. */
+Test(fleet_e2e, limits_set_live_reach_the_shared_gate, .timeout = 120)
+{
+	struct daemon_proc d[2];
+	struct redis_proc r;
+	struct mock_proc m;
+	char dir[256], sub[300], batch[320], url[400], id[2][64], name[4], out[4096];
+	json_object *b;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_redis_start(&r, dir, NULL);
+	h_mock_start(&m, dir, "--latency-ms", "300", NULL);
+	snprintf(url, sizeof(url), "LLMQ_REDIS_URL=%s", r.url);
+	snprintf(batch, sizeof(batch), "%s/batch.jsonl", dir);
+	h_write_batch(batch, 20, "gpt-4o-mini", 10);
+	for (i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "%c", 'a' + i);
+		subdir(sub, sizeof(sub), dir, name);
+		h_daemon_start(&d[i], sub, &m, url, H_FAST, "OPENAI_MAX_CONCURRENCY=8", NULL);
+		cr_assert(wait_mode(&d[i], "shared", 5000));
+		cr_assert_eq(h_llmq(&d[i], out, sizeof(out), NULL, 0, "set", "openai",
+		                    "max_concurrency=2", NULL),
+		             0, "%s", out);
+	}
+	for (i = 0; i < 2; i++)
+		h_submit(&d[i], batch, id[i], sizeof(id[i]));
+	for (i = 0; i < 2; i++) {
+		b = h_wait_for(&d[i], id[i], h_batch_completed, 60);
+		cr_assert_eq(h_jint(b, "counts.succeeded"), 20);
+		json_object_put(b);
+	}
+	cr_assert_eq(mock_stat(&m, "max_in_flight"), 2, "the key's 2 slots, set live: %lld",
+	             (long long)mock_stat(&m, "max_in_flight"));
+	for (i = 0; i < 2; i++)
+		h_daemon_signal(&d[i], SIGTERM);
+	h_mock_stop(&m);
+	h_redis_stop(&r);
+}
