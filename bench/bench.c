@@ -11,6 +11,14 @@
  *                  share of the effective limit (and of what a second client
  *                  leaves), and the 429s.
  *
+ *   --hosts N      (fleet) N llmqd sharing one key through a redis-server,
+ *                  each draining its own copy of the batch: the 429s, the
+ *                  time against the fastest the provider's buckets allow,
+ *                  each host's share of the tokens while all are busy, the
+ *                  grant round trips and Redis's CPU per 1,000 grants;
+ *   --redis        one llmqd with its gate in a redis-server (drain mode):
+ *                  the cost of sharing, against the same run without.
+ *
  * Nothing here asserts: the figures go to stdout for people to read.
  */
 #include <errno.h>
@@ -38,9 +46,13 @@ struct cfg {
 	int warmup_s, measure_s;
 	int interactive_every_ms; /* gate mode: one interactive call this often; 0 none */
 	double reserve;           /* the lane's interactive_reserve; < 0: llmqd's default */
+	int hosts;                /* > 1: that many llmqd sharing one key through Redis */
+	int redis;                /* the one llmqd's gate in Redis */
 };
 
 static char dir[64], sock[96], db[96];
+
+#define BENCH_MAX_HOSTS 32
 
 static double now_s(void)
 {
@@ -145,12 +157,12 @@ static void write_batch(const char *path, const struct cfg *c)
 	free(pad);
 }
 
-static int wait_socket(void)
+static int wait_socket_at(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int i, fd, ok = 0;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	for (i = 0; i < 200 && !ok; i++) {
 		fd = socket(AF_UNIX, SOCK_STREAM, 0);
 		ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
@@ -159,6 +171,11 @@ static int wait_socket(void)
 			usleep(25000);
 	}
 	return ok ? 0 : -1;
+}
+
+static int wait_socket(void)
+{
+	return wait_socket_at(sock);
 }
 
 /* Tokens served per minute between t0 and t1 (ms since the mock started), from its log. */
@@ -234,6 +251,188 @@ static void report_calls(pid_t calls, const char *out)
 		       w[(n - 1) / 2], w[(int)ceil(0.99 * n) - 1], w[n - 1], n);
 }
 
+/* A redis-server on a Unix socket in the bench's folder, persistence off. */
+static pid_t start_redis(char *url, size_t len)
+{
+	char path[128], *argv[] = {"/usr/bin/redis-server",
+	                           "--save",
+	                           "",
+	                           "--appendonly",
+	                           "no",
+	                           "--port",
+	                           "0",
+	                           "--unixsocket",
+	                           path,
+	                           "--dir",
+	                           dir,
+	                           NULL};
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/redis.sock", dir);
+	snprintf(url, len, "LLMQ_REDIS_URL=unix://%s", path);
+	pid = spawn(argv, NULL, "/dev/null", NULL);
+	if (wait_socket_at(path) < 0) {
+		fprintf(stderr, "bench: redis-server did not start\n");
+		return -1;
+	}
+	return pid;
+}
+
+static double proc_cpu_s(pid_t pid)
+{
+	double cpu;
+	long rss;
+
+	proc_usage(pid, &cpu, &rss);
+	return cpu;
+}
+
+static long long sql_ll(const char *dbpath, const char *q)
+{
+	char cmd[512], out[64] = "";
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 %s \"%s\"", dbpath, q);
+	p = popen(cmd, "r");
+	if (p && !fgets(out, sizeof(out), p))
+		out[0] = '\0';
+	if (p)
+		pclose(p);
+	return atoll(out);
+}
+
+/*
+ * --hosts N: N llmqd on one key, each draining its own batch from the same
+ * moment, against the mock enforcing the key's limits. env holds the lanes'
+ * settings (NULL-terminated, room for two more).
+ */
+static int run_fleet(const struct cfg *c, char **env, const char *batch, const char *mlog,
+                     pid_t redis)
+{
+	char hsock[BENCH_MAX_HOSTS][80], hdb[BENCH_MAX_HOSTS][80], hlog[128];
+	char ids[BENCH_MAX_HOSTS][64], buf[1 << 16];
+	double t_done[BENCH_MAX_HOSTS], t0, first = 0, last = 0, wall, fastest, fr = 0;
+	long long tokens, ok, r429, tok_host[BENCH_MAX_HOSTS], tok_sum = 0, grants = 0;
+	long long busy_until;
+	pid_t pids[BENCH_MAX_HOSTS];
+	int i, n = c->hosts, left, done[BENCH_MAX_HOSTS] = {0};
+	double lo = 1e9, hi = 0, cpu_redis, cpu_hosts = 0;
+
+	if (n > BENCH_MAX_HOSTS)
+		n = BENCH_MAX_HOSTS;
+	for (i = 0; i < n; i++) {
+		char hdir[72], *dargv[] = {LLMQD_BIN, "--socket", hsock[i], "--db", hdb[i], NULL};
+
+		snprintf(hdir, sizeof(hdir), "%s/h%d", dir, i);
+		mkdir(hdir, 0700);
+		snprintf(hsock[i], sizeof(hsock[i]), "%s/s", hdir);
+		snprintf(hdb[i], sizeof(hdb[i]), "%s/db", hdir);
+		snprintf(hlog, sizeof(hlog), "%s/log", hdir);
+		pids[i] = spawn(dargv, env, NULL, hlog);
+		if (wait_socket_at(hsock[i]) < 0) {
+			fprintf(stderr, "bench: llmqd %d did not start, see %s\n", i, hlog);
+			return 1;
+		}
+	}
+	/* Each shares its gate before anything is submitted. */
+	for (i = 0; i < n; i++) {
+		snprintf(sock, sizeof(sock), "%.80s", hsock[i]);
+		for (left = 0; left < 100; left++) {
+			llmq(buf, sizeof(buf), "--json status", NULL, NULL);
+			if (strstr(buf, "\"mode\": \"shared\""))
+				break;
+			usleep(50000);
+		}
+	}
+	t0 = now_s();
+	for (i = 0; i < n; i++) {
+		snprintf(sock, sizeof(sock), "%.80s", hsock[i]);
+		if (llmq(buf, sizeof(buf), "submit", batch, NULL) != 0) {
+			fprintf(stderr, "bench: submit to host %d failed\n", i);
+			return 1;
+		}
+		buf[strcspn(buf, "\n")] = '\0';
+		snprintf(ids[i], sizeof(ids[i]), "%.63s", buf);
+	}
+	for (left = n; left > 0;) {
+		usleep(200000);
+		for (i = 0; i < n; i++) {
+			if (done[i])
+				continue;
+			snprintf(sock, sizeof(sock), "%.80s", hsock[i]);
+			llmq(buf, sizeof(buf), "--json status", ids[i], NULL);
+			if (!strstr(buf, "\"state\": \"completed\""))
+				continue;
+			done[i] = 1;
+			t_done[i] = now_s();
+			left--;
+		}
+	}
+	first = last = t_done[0];
+	for (i = 1; i < n; i++) {
+		first = t_done[i] < first ? t_done[i] : first;
+		last = t_done[i] > last ? t_done[i] : last;
+	}
+	wall = last - t0;
+	served(mlog, 0, 1e18, &tokens, &ok, &r429);
+	fastest =
+	    tokens > c->mock_tpm ? (double)(tokens - c->mock_tpm) * 60.0 / (double)c->mock_tpm : 0;
+	if (c->mock_rpm > 0 && ok > c->mock_rpm)
+		fr = (double)(ok - c->mock_rpm) * 60.0 / (double)c->mock_rpm;
+	fastest = fr > fastest ? fr : fastest;
+	/* While all were busy: until the first host's batch was done. */
+	busy_until = (long long)((double)time(NULL) * 1000.0 - (now_s() - first) * 1000.0);
+	for (i = 0; i < n; i++) {
+		char q[200];
+
+		snprintf(
+		    q, sizeof(q),
+		    "SELECT coalesce(sum(tokens_used), 0) FROM attempts WHERE ended_at <= %lld",
+		    busy_until);
+		tok_host[i] = sql_ll(hdb[i], q);
+		tok_sum += tok_host[i];
+	}
+	printf("hosts %d, each %d jobs; lane: tpm %lld rpm %lld headroom %.2f concurrency %d; "
+	       "mock: tpm %lld rpm %lld, latency %d ms, completion ratio %.2f\n",
+	       n, c->jobs, c->tpm, c->rpm, c->headroom, c->concurrency, c->mock_tpm, c->mock_rpm,
+	       c->latency_ms, c->completion_ratio);
+	printf("429s: %lld of %lld requests answered (%.2f%%)\n", r429, ok + r429,
+	       100.0 * (double)r429 / (double)(ok + r429 ? ok + r429 : 1));
+	printf("against the limits: %lld tokens used in %lld requests; %.1f s, the buckets allow "
+	       "%.1f s: efficiency %.1f%%\n",
+	       tokens, ok, wall, fastest, 100.0 * fastest / wall);
+	for (i = 0; i < n; i++) {
+		double share = tok_sum ? (double)tok_host[i] * n / (double)tok_sum : 0;
+
+		lo = share < lo ? share : lo;
+		hi = share > hi ? share : hi;
+	}
+	printf("while all were busy (%.1f s): each host's tokens against 1/%d: from %+.1f%% to "
+	       "%+.1f%%\n",
+	       first - t0, n, 100.0 * (lo - 1), 100.0 * (hi - 1));
+	for (i = 0; i < n; i++) {
+		snprintf(sock, sizeof(sock), "%.80s", hsock[i]);
+		llmq(buf, sizeof(buf), "--json status", NULL, NULL);
+		grants += field(buf, "grants");
+		printf(
+		    "host %d: done after %.1f s, %lld tokens while all were busy, grant round trip "
+		    "p50 %.3f ms, p99 %.3f ms (%lld grants)\n",
+		    i, t_done[i] - t0, tok_host[i], field(buf, "grant_rtt_p50_us") / 1000.0,
+		    field(buf, "grant_rtt_p99_us") / 1000.0, field(buf, "grants"));
+		cpu_hosts += proc_cpu_s(pids[i]);
+	}
+	cpu_redis = proc_cpu_s(redis);
+	printf("Redis CPU: %.3f s in all, %.3f s per 1,000 grants (with their settles and the "
+	       "heartbeats); llmqd CPU: %.3f s per 1,000 jobs\n",
+	       cpu_redis, grants ? cpu_redis * 1000.0 / (double)grants : 0,
+	       cpu_hosts * 1000.0 / ((double)c->jobs * n));
+	for (i = 0; i < n; i++) {
+		kill(pids[i], SIGTERM);
+		waitpid(pids[i], NULL, 0);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -258,6 +457,8 @@ int main(int argc, char **argv)
 	    {"measure-s", 1, 0, 'M'},
 	    {"interactive-every-ms", 1, 0, 'I'},
 	    {"reserve", 1, 0, 'Z'},
+	    {"hosts", 1, 0, 'H'},
+	    {"redis", 0, 0, 'S'},
 	    {0, 0, 0, 0},
 	};
 	struct cfg c = {.mode = "drain",
@@ -275,12 +476,14 @@ int main(int argc, char **argv)
 	                .warmup_s = 60,
 	                .measure_s = 120};
 	char batch[128], mlog[128], dlog[128], mport[128], url[160], buf[1 << 16], a[64];
-	char e_conc[64], e_stag[64], e_tpm[64], e_rpm[64], e_head[64], e_burst[64], e_reserve[64], e_url[200];
+	char e_conc[64], e_stag[64], e_tpm[64], e_rpm[64], e_head[64], e_burst[64], e_reserve[64],
+	    e_url[200];
 	char m_lat[32], m_tpm[32], m_rpm[32], m_win[32], m_ext[32], m_ratio[32];
 	double t_submit, t_accepted, t_done, cpu, eff, avail;
 	long long tokens, ok, r429, tok_all, ok_all;
 	long rss;
-	pid_t mock, daemon, calls = 0;
+	pid_t mock, daemon, calls = 0, redis = 0;
+	char e_redis[160];
 	char iout[128];
 	int o;
 	FILE *f;
@@ -349,6 +552,12 @@ int main(int argc, char **argv)
 			break;
 		case 'Z':
 			c.reserve = atof(optarg);
+			break;
+		case 'H':
+			c.hosts = atoi(optarg);
+			break;
+		case 'S':
+			c.redis = 1;
 			break;
 		default:
 			return 64;
@@ -420,9 +629,31 @@ int main(int argc, char **argv)
 		                "OPENAI_BACKOFF_BASE_SECONDS=0.5",
 		                "LLMQ_CONFIG=",
 		                "LLMQ_HTTP_ADDR=127.0.0.1:0",
-		                c.reserve >= 0 ? e_reserve : NULL,
+		                NULL,
+		                NULL,
 		                NULL};
 		char *dargv[] = {LLMQD_BIN, "--socket", sock, "--db", db, NULL};
+		int k = 12;
+
+		if (c.reserve >= 0)
+			denv[k++] = e_reserve;
+		if (c.hosts > 1 || c.redis) {
+			redis = start_redis(e_redis, sizeof(e_redis));
+			if (redis < 0)
+				return 1;
+			denv[k++] = e_redis;
+		}
+		if (c.hosts > 1) {
+			o = run_fleet(&c, denv, batch, mlog, redis);
+			kill(redis, SIGTERM);
+			waitpid(redis, NULL, 0);
+			kill(mock, SIGTERM);
+			waitpid(mock, NULL, 0);
+			snprintf(buf, sizeof(buf), "rm -rf %s", dir);
+			if (!getenv("BENCH_KEEP") && system(buf) != 0)
+				return 1;
+			return o;
+		}
 		daemon = spawn(dargv, denv, NULL, dlog);
 	}
 	if (wait_socket() < 0) {
@@ -461,6 +692,16 @@ int main(int argc, char **argv)
 		printf("daemon CPU: %.3f s per 1,000 jobs (%.2f s in all)\n", cpu * 1000 / c.jobs,
 		       cpu);
 		printf("daemon peak RSS: %.1f MiB\n", rss / 1024.0);
+		if (redis > 0) {
+			llmq(buf, sizeof(buf), "--json status", NULL, NULL);
+			printf("fleet: %lld grants, round trip p50 %.3f ms, p99 %.3f ms; Redis CPU "
+			       "%.3f s per 1,000 grants (with their settles)\n",
+			       field(buf, "grants"), field(buf, "grant_rtt_p50_us") / 1000.0,
+			       field(buf, "grant_rtt_p99_us") / 1000.0,
+			       field(buf, "grants") > 0
+			           ? proc_cpu_s(redis) * 1000.0 / (double)field(buf, "grants")
+			           : 0);
+		}
 		if (c.mock_tpm > 0) {
 			/* Against a rate limit: how near the fastest the provider's buckets
 			 * allow (a full minute's bucket at the start, then its refill). */
@@ -519,6 +760,11 @@ int main(int argc, char **argv)
 	waitpid(daemon, NULL, 0);
 	kill(mock, SIGTERM);
 	waitpid(mock, NULL, 0);
+	if (redis > 0) {
+		snprintf(buf, sizeof(buf), "--json status");
+		kill(redis, SIGTERM);
+		waitpid(redis, NULL, 0);
+	}
 	snprintf(buf, sizeof(buf), "rm -rf %s", dir);
 	if (!getenv("BENCH_KEEP") && system(buf) != 0)
 		return 1;

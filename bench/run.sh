@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs llmq's benchmarks and prints their figures. Takes about 20 minutes:
 # the gate runs measure the steady state after a first minute.
-#   bash bench/run.sh [drain|gate|http|mixed|hostile|upload|depth|all]
+#   bash bench/run.sh [drain|gate|http|mixed|hostile|upload|depth|fleet|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
@@ -96,6 +96,27 @@ if [ "$what" = upload ] || [ "$what" = all ]; then
 		wait $daemon 2>/dev/null || true
 	done
 	kill $mock
+fi
+if [ "$what" = fleet ] || [ "$what" = all ]; then
+	# Several llmqd on one key through a redis-server, each with the cookbook's
+	# work (300 chat requests), limits at 100%: about 12 minutes.
+	common="--concurrency 32 --latency-ms 300 --prompt-chars 400 --max-tokens 387 --completion-ratio 0.77 --tpm 60000 --rpm 600 --mock-tpm 60000 --mock-rpm 600 --headroom 0"
+	echo "== three hosts on one key, each draining 300 chat requests (TPM 60k / RPM 600, 300 ms)"
+	$b $common --hosts 3 --jobs 300 2>/dev/null | grep -v '^mock_upstream'
+	echo "== ten hosts on one key, each draining 90"
+	$b $common --hosts 10 --jobs 90 2>/dev/null | grep -v '^mock_upstream'
+	echo "== a grant's round trip on a local Unix socket, nothing else running"
+	t=$(mktemp -d /tmp/llmq-bench-rtt-XXXXXX)
+	redis-server --save '' --appendonly no --port 0 --unixsocket "$t/redis.sock" --dir "$t" >/dev/null 2>&1 &
+	redis=$!
+	for _ in $(seq 50); do [ -S "$t/redis.sock" ] && break; sleep 0.1; done
+	./build/bench/fleet-rtt --socket "$t/redis.sock" --grants 20000
+	kill $redis
+	wait $redis 2>/dev/null || true
+	rm -rf "$t"
+	echo "== the cost of sharing: 20,000 jobs, zero latency, concurrency 256, one llmqd without and with Redis"
+	$b --mode drain --jobs 20000 --concurrency 256 2>/dev/null | grep throughput
+	$b --mode drain --jobs 20000 --concurrency 256 --redis 2>/dev/null | grep -E "throughput|fleet"
 fi
 if [ "$what" = hostile ] || [ "$what" = all ]; then
 	# Misbehaving clients and outside programs against one running llmqd.

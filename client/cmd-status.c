@@ -40,6 +40,7 @@ static int status_run(const struct opts *o)
 			       (long long)(jint(reply, "retention_s") / 86400));
 		if (jstr(jget(reply, "database"), "problem"))
 			printf("database: %s\n", jtext(jget(reply, "database"), "problem"));
+		print_fleet(jget(reply, "fleet"));
 	}
 	json_object_put(reply);
 	return EX_OK_;

@@ -130,6 +130,8 @@ void fmt_count(int64_t n, char *buf, size_t len);
 void print_progress(FILE *f, json_object *batch, int tty);
 void print_batch_detail(json_object *batch);
 void print_lanes(json_object *lanes);
+/* The fleet's Redis, when llmqd has one: up, or down and why. */
+void print_fleet(json_object *fleet);
 /* The batches as a table (empty: the line printed when there are none). */
 void print_batch_table(json_object *batches, const char *empty);
 

@@ -233,6 +233,8 @@ static void print_window(json_object *l)
 	           : ": the short window learned before had no 429 for 10 min)");
 }
 
+static void print_lane_fleet(json_object *f);
+
 void print_lanes(json_object *lanes)
 {
 	size_t i, n = lanes ? json_object_array_length(lanes) : 0;
@@ -270,5 +272,43 @@ void print_lanes(json_object *lanes)
 		if (!json_object_get_boolean(jget(l, "has_key")))
 			printf("%-12s  (no API key: requests go out without Authorization)\n", "");
 		print_window(l);
+		print_lane_fleet(jget(l, "fleet"));
 	}
+}
+
+/* "fleet: shared (key openai) with 3 hosts; 2 in flight here", or alone. */
+static void print_lane_fleet(json_object *f)
+{
+	const char *mode = jstr(f, "mode");
+	long long hosts = (long long)jint(f, "hosts");
+
+	if (!mode)
+		return;
+	if (!strcmp(mode, "shared"))
+		printf("%-12s  fleet: shared (key %s) with %lld host%s; %lld in flight here\n", "",
+		       jtext(f, "share"), hosts, hosts == 1 ? "" : "s",
+		       (long long)jint(f, "in_flight_here"));
+	else if (!strcmp(mode, "alone"))
+		printf("%-12s  fleet: Redis away: gating alone with 1/%lld of the limits\n", "",
+		       hosts);
+	else
+		printf("%-12s  fleet: %s\n", "", mode);
+}
+
+void print_fleet(json_object *f)
+{
+	char since[32] = "";
+	time_t t = (time_t)(jint(f, "since") / 1000);
+	struct tm tm;
+
+	if (!f)
+		return;
+	if (t > 0 && localtime_r(&t, &tm))
+		strftime(since, sizeof(since), "%Y-%m-%d %H:%M:%S", &tm);
+	if (!strcmp(jtext(f, "redis"), "up"))
+		printf("fleet: Redis %s up since %s, this host is %s\n", jtext(f, "url"), since,
+		       jtext(f, "host_id"));
+	else
+		printf("fleet: Redis %s down since %s: %s\n", jtext(f, "url"), since,
+		       jtext(f, "error"));
 }

@@ -64,7 +64,7 @@ static enum cmd_retval cmd_set_exec(struct cmd_ctx *ctx)
 		                 "tpm_limit, rpm_limit, headroom, stagger_seconds");
 	/* On a copy, all checked before any is applied: the live limits as they are. */
 	lane = *snap.cfg;
-	lane.limits = snap.gate.lim;
+	lane.limits = snap.lim; /* the lane's, not this host's share while it gates alone */
 	json_object_object_foreach(settings, key, v)
 	{
 		if (!set_key_known(key)) {
@@ -80,10 +80,10 @@ static enum cmd_retval cmd_set_exec(struct cmd_ctx *ctx)
 		                        sizeof(err)) < 0)
 			return cmd_error(ctx, ERR_BAD_REQUEST, err);
 	}
-	set_describe(&snap.gate.lim, was, sizeof(was));
+	set_describe(&snap.lim, was, sizeof(was));
 	sched_lane_set_limits(ctx->d->sched, i, &lane.limits);
 	sched_lane_snapshot(ctx->d->sched, i, time_mono_ms(), &snap);
-	set_describe(&snap.gate.lim, now, sizeof(now));
+	set_describe(&snap.lim, now, sizeof(now));
 	log_info("lane %s: limits set by %s: %s (were %s) until the next reload", name,
 	         cmd_who(ctx, who, sizeof(who)), now, was);
 	cmd_ok(ctx);

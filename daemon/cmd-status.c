@@ -6,6 +6,7 @@
  */
 #include "admission.h"
 #include "cmd.h"
+#include "fleet.h"
 #include "health.h"
 #include "lane.h"
 #include "protocol.h"
@@ -198,6 +199,42 @@ static uint64_t sum_outcome(const struct lane_stats *st, enum stat_outcome so)
 	return st->requests[GATE_BATCH][so] + st->requests[GATE_INTERACTIVE][so];
 }
 
+/* The lane in the fleet: how its gate is kept, with whom; NULL without a fleet. */
+static json_object *lane_fleet_json(const struct lane_snapshot *l)
+{
+	json_object *o;
+
+	if (!l->fleet_mode || !(o = json_object_new_object()))
+		return NULL;
+	json_object_object_add(o, "mode", json_object_new_string(l->fleet_mode));
+	json_object_object_add(o, "share", json_object_new_string(l->share));
+	add_i64(o, "hosts", l->fleet_hosts);
+	add_i64(o, "in_flight_here", l->in_flight_here);
+	return o;
+}
+
+/* The fleet's Redis: where (never its password), up or down since, why. */
+static json_object *fleet_json(const struct llmqd *d)
+{
+	struct fleet_stats st;
+	json_object *o;
+
+	if (sched_fleet_stats(d->sched, &st) < 0 || !(o = json_object_new_object()))
+		return NULL;
+	json_object_object_add(o, "redis", json_object_new_string(st.up ? "up" : "down"));
+	json_object_object_add(o, "url", json_object_new_string(st.url));
+	json_object_object_add(o, "host_id", json_object_new_string(st.host_id));
+	add_i64(o, "since", st.since_wall * 1000);
+	json_object_object_add(o, "error", st.up ? NULL : json_object_new_string(st.error));
+	add_i64(o, "fallbacks", (int64_t)st.fallbacks);
+	add_i64(o, "grants", (int64_t)st.grants);
+	json_object_object_add(o, "grant_rtt_p50_us",
+	                       st.rtt_p50_us >= 0 ? json_object_new_int64(st.rtt_p50_us) : NULL);
+	json_object_object_add(o, "grant_rtt_p99_us",
+	                       st.rtt_p99_us >= 0 ? json_object_new_int64(st.rtt_p99_us) : NULL);
+	return o;
+}
+
 /* {"at", "uid", "user"} while an operator holds the lane paused, else NULL. */
 static json_object *status_operator_pause(const struct lane_snapshot *l)
 {
@@ -276,6 +313,9 @@ static json_object *lane_json(const struct lane_snapshot *l, int64_t jobs, int64
 	        (int64_t)l->stats.requests[GATE_INTERACTIVE][SO_SUCCEEDED] +
 	            (int64_t)l->stats.requests[GATE_INTERACTIVE][SO_FAILED]);
 	add_i64(o, "interactive_refused", (int64_t)l->stats.requests[GATE_INTERACTIVE][SO_REFUSED]);
+	/* Without a fleet, status is as it ever was. */
+	if (l->fleet_mode)
+		json_object_object_add(o, "fleet", lane_fleet_json(l));
 	return o;
 }
 
@@ -332,7 +372,7 @@ static json_object *database_json(const struct llmqd *d)
 static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 {
 	struct store_batch_filter recent = {.limit = 20, .uid = ctx->scope};
-	json_object *lanes = NULL, *list = NULL;
+	json_object *lanes = NULL, *list = NULL, *fleet;
 	int64_t bytes;
 	int r;
 
@@ -358,6 +398,9 @@ static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 		cmd_add(ctx, "database_bytes", json_object_new_int64(bytes));
 	cmd_add(ctx, "retention_s", json_object_new_int64(ctx->d->cfg->retention_ms / 1000));
 	cmd_add(ctx, "database", database_json(ctx->d));
+	fleet = fleet_json(ctx->d);
+	if (fleet)
+		cmd_add(ctx, "fleet", fleet);
 	return CMD_REPLY;
 }
 

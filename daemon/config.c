@@ -19,7 +19,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-enum kind { K_STR, K_URL, K_INT, K_FRAC, K_MS, K_BOOL, K_MODELS, K_WINDOW };
+enum kind { K_STR, K_URL, K_INT, K_FRAC, K_MS, K_BOOL, K_MODELS, K_WINDOW, K_SHARE };
 
 struct setting {
 	const char *key;  /* INI key in a [lane NAME] section */
@@ -77,6 +77,7 @@ static const struct setting settings[] = {
      0},
     {"window_probation_seconds", "LLMQ_WINDOW_PROBATION_SECONDS", NULL, K_MS,
      LC(window_probation_ms), 1000, 30 * 86400e3},
+    {"share", NULL, NULL, K_SHARE, LC(share), 0, 0},
     {NULL, NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -206,6 +207,17 @@ static int apply(struct lane_config *l, const struct setting *s, const char *val
 		return 0;
 	case K_MODELS:
 		return parse_models(l, value, err, errlen, where, shown);
+	case K_SHARE:
+		/* It names keys in the fleet's Redis: llmq:{SHARE}:gate. */
+		if (!*value || strlen(value) >= s->size ||
+		    strspn(value,
+		           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+		        strlen(value))
+			return bad(
+			    err, errlen, where, shown, value,
+			    "expected a name of letters, digits, '.', '_' and '-', at most 63");
+		memcpy(p, value, strlen(value) + 1);
+		return 0;
 	case K_WINDOW:
 		if (!strcasecmp(value, "auto"))
 			*(int *)p = GATE_WINDOW_AUTO;
@@ -292,6 +304,72 @@ static int parse_mb(const char *v, int64_t *ret)
 		return -EINVAL;
 	*ret = (int64_t)(d * 1024 * 1024);
 	return 0;
+}
+
+/*
+ * One [fleet] setting (LLMQ_REDIS_URL and its kin, --redis). The URL is
+ * checked here and never echoed in an error when it may hold a password.
+ */
+static int fleet_set(struct fleet_config *f, const char *key, const char *value, const char *where,
+                     const char *shown, char *err, size_t errlen)
+{
+	struct fleet_addr a;
+	char why[320];
+	int64_t ms;
+
+	if (strcmp(key, "redis_url") == 0) {
+		if (*value && fleet_url_parse(value, &a, why, sizeof(why)) < 0) {
+			explicit_bzero(&a, sizeof(a));
+			return bad(err, errlen, where, shown,
+			           strchr(value, '@') ? "(not shown: it may hold a password)"
+			                              : value,
+			           why);
+		}
+		explicit_bzero(&a, sizeof(a));
+		if (strlen(value) >= sizeof(f->redis_url))
+			return bad(err, errlen, where, shown, "(not shown)", "too long");
+		snprintf(f->redis_url, sizeof(f->redis_url), "%s", value);
+	} else if (strcmp(key, "redis_password_file") == 0) {
+		if (strlen(value) >= sizeof(f->redis_password_file))
+			return bad(err, errlen, where, shown, value, "too long");
+		snprintf(f->redis_password_file, sizeof(f->redis_password_file), "%s", value);
+	} else if (strcmp(key, "redis_timeout") == 0) {
+		if (time_parse_duration(value, &ms) < 0 || ms < 1 || ms > 60000)
+			return bad(err, errlen, where, shown, value,
+			           "expected a duration from 1ms to 60s, such as 100ms");
+		f->redis_timeout_ms = ms;
+	} else if (strcmp(key, "host_id") == 0) {
+		if (!*value || strlen(value) >= sizeof(f->host_id) ||
+		    strspn(value,
+		           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") !=
+		        strlen(value))
+			return bad(err, errlen, where, shown, value,
+			           "expected letters, digits, '.', '_', ':' and '-', at most 64");
+		snprintf(f->host_id, sizeof(f->host_id), "%s", value);
+	} else {
+		return bad(err, errlen, where, shown, value,
+		           "unknown key (the [fleet] section takes redis_url, redis_password_file, "
+		           "redis_timeout and host_id)");
+	}
+	return 0;
+}
+
+/* The [fleet] keys and the variables that override them. */
+static const char *const fleet_keys[][2] = {
+    {"redis_url", "LLMQ_REDIS_URL"},
+    {"redis_password_file", "LLMQ_REDIS_PASSWORD_FILE"},
+    {"redis_timeout", "LLMQ_REDIS_TIMEOUT"},
+    {"host_id", "LLMQ_HOST_ID"},
+};
+
+static const char *fleet_env(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(fleet_keys) / sizeof(fleet_keys[0]); i++)
+		if (strcmp(fleet_keys[i][0], key) == 0)
+			return fleet_keys[i][1];
+	return NULL;
 }
 
 /* Bytes: digits, with K, M or G (KiB, MiB, GiB) after them or not. */
@@ -392,6 +470,16 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	if (st->failed)
 		return 0;
 	snprintf(where, sizeof(where), "%s [%s]", cfg->config_file, section);
+	if (strcmp(section, "fleet") == 0) {
+		const char *env = fleet_env(name);
+
+		/* The environment wins: a value it replaces is not checked. */
+		if (env && getenv(env) && *getenv(env))
+			return 1;
+		if (fleet_set(&cfg->fleet, name, value, where, name, st->err, st->errlen) < 0)
+			goto fail;
+		return 1;
+	}
 	if (strcmp(section, "daemon") == 0) {
 		if (strcmp(name, "socket") == 0) {
 			if (!st->socket_from_env)
@@ -472,7 +560,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		return config_price_line(st, where, name, value);
 	if (strncmp(section, "lane ", 5) != 0 || !section[5]) {
 		snprintf(st->err, st->errlen,
-		         "%s: unknown section [%s]; use [daemon], [prices] or [lane NAME]",
+		         "%s: unknown section [%s]; use [daemon], [fleet], [prices] or [lane NAME]",
 		         cfg->config_file, section);
 		goto fail;
 	}
@@ -632,7 +720,7 @@ static const struct option base_options[] = {
     {"db-max-mb", required_argument, NULL, 'M'},   {"config", required_argument, NULL, 'c'},
     {"verbose", no_argument, NULL, 'v'},           {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},           {"http", required_argument, NULL, 'H'},
-    {"http-socket", required_argument, NULL, 'U'},
+    {"http-socket", required_argument, NULL, 'U'}, {"redis", required_argument, NULL, 'R'},
 };
 #define N_BASE (sizeof(base_options) / sizeof(base_options[0]))
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -650,6 +738,9 @@ void config_usage(FILE *f)
 	           "  --http ADDR      OpenAI-compatible HTTP listener, HOST:PORT or off\n"
 	           "                   (LLMQ_HTTP_ADDR, default " CONFIG_DEFAULT_HTTP ")\n"
 	           "  --http-socket P  the same on a Unix socket (LLMQ_HTTP_SOCKET)\n"
+	           "  --redis URL      share the lanes' budgets with other llmqd through this\n"
+	           "                   Redis (LLMQ_REDIS_URL; redis://HOST:PORT/DB or\n"
+	           "                   unix:///PATH)\n"
 	           "  -v, --verbose    log each request\n"
 	           "  --help, --version\n\n"
 	           "Limits of the implicit 'openai' lane (used when there is no config file):\n");
@@ -711,6 +802,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 	snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CONFIG_DEFAULT_HTTP);
 	snprintf(cfg->admin_group, sizeof(cfg->admin_group), "%s", CONFIG_DEFAULT_ADMIN_GROUP);
 	cfg->retention_ms = 30LL * 24 * 3600 * 1000;
+	cfg->fleet.redis_timeout_ms = FLEET_DEFAULT_TIMEOUT_MS;
 	cfg->files_max_bytes_per_user = CONFIG_DEFAULT_FILES_MAX_BYTES_PER_USER;
 	cfg->queue_max_jobs_per_user = CONFIG_DEFAULT_QUEUE_MAX_JOBS_PER_USER;
 	cfg->disk_min_free_bytes = CONFIG_DEFAULT_DISK_MIN_FREE_MB << 20;
@@ -845,7 +937,15 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		return -EINVAL;
 	}
 
-	/* The prototype's variables shape the implicit lane. */
+	for (i = 0; i < sizeof(fleet_keys) / sizeof(fleet_keys[0]); i++) {
+		if (!(v = getenv(fleet_keys[i][1])) || !*v)
+			continue;
+		r = fleet_set(&cfg->fleet, fleet_keys[i][0], v, "environment", fleet_keys[i][1],
+		              err, errlen);
+		if (r < 0)
+			return r;
+	}
+
 	/*
 	 * The prototype's variables shape the implicit lane. With a file, the
 	 * lanes are the file's: a variable that would be silently ignored is
@@ -879,6 +979,9 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 			snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", optarg);
 		else if (c == 'U')
 			snprintf(cfg->http_socket, sizeof(cfg->http_socket), "%s", optarg);
+		else if (c == 'R' && (r = fleet_set(&cfg->fleet, "redis_url", optarg,
+		                                    "command line", "--redis", err, errlen)) < 0)
+			return r;
 		else if (c >= 1000) {
 			if (cfg->config_file[0]) {
 				snprintf(err, errlen,
@@ -954,6 +1057,11 @@ int config_parse_http_addr(const char *addr, char *host, size_t hostlen, int *re
 	if (ret_port)
 		*ret_port = (int)port;
 	return 0;
+}
+
+const char *config_lane_share(const struct lane_config *l)
+{
+	return l->share[0] ? l->share : l->name;
 }
 
 const struct lane_config *config_lane_for_model(const struct config *cfg, const char *model)

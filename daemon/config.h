@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fleet.h"
 #include "gate.h"
 #include "price.h"
 
@@ -51,6 +52,7 @@ struct lane_config {
 	int provider_window;             /* enum gate_window: how the provider enforces */
 	int64_t window_probation_ms;     /* a learned window is tried as a minute again after
 	                                  * this long without a 429 that confirms it */
+	char share[64];                  /* the fleet's key for this lane's shared gate; "": name */
 };
 
 struct config {
@@ -76,6 +78,7 @@ struct config {
 	int64_t queue_max_jobs_per_user;  /* jobs one user may have queued or running; 0: none */
 	int64_t disk_min_free_bytes;      /* below it new uploads and batches are refused; 0: off */
 	int log_level;
+	struct fleet_config fleet;
 	struct lane_config lanes[CONFIG_MAX_LANES];
 	int n_lanes;
 	char prices_file[PATH_MAX]; /* more [prices], in a file of their own; "" for none */
@@ -101,6 +104,9 @@ int config_lane_setting(struct lane_config *l, const char *key, const char *valu
 const struct lane_config *config_lane_for_model(const struct config *cfg, const char *model);
 
 void config_usage(FILE *f);
+
+/* The name of lane l's shared state in the fleet: its share, else its name. */
+const char *config_lane_share(const struct lane_config *l);
 
 /* Split HOST:PORT ([v6]:PORT); host and ret_port may be NULL. */
 int config_parse_http_addr(const char *addr, char *host, size_t hostlen, int *ret_port);

@@ -317,6 +317,11 @@ int64_t gate_when(struct gate *g, enum gate_class cls, int64_t cost, int64_t now
 		t = g->paused_until;
 		why = GATE_PAUSED;
 	}
+	/* The fleet: a call waiting on another host goes first (while calls do). */
+	if (batch && g->claim_until > t && gate_first_class(g, now) == GATE_INTERACTIVE) {
+		t = g->claim_until;
+		why = GATE_CLAIMED;
+	}
 	if (g->next_launch > t && (cls == GATE_BATCH || g->lim.stagger_interactive)) {
 		t = g->next_launch;
 		why = GATE_STAGGER;
@@ -566,4 +571,358 @@ void gate_drain(struct gate *g, int64_t now)
 		g->tok = 0;
 	if (g->req > 0)
 		g->req = 0;
+}
+
+/* A 429 teaches (or confirms) that the provider enforces a short window. */
+static void gate_learn(struct gate *g, int64_t now, struct gate_news *ret)
+{
+	if (g->lim.provider_window != GATE_WINDOW_AUTO)
+		return;
+	if (g->window == GATE_WINDOW_SECOND) {
+		g->confirmed_at = now;
+		return;
+	}
+	gate_set_window(g, GATE_WINDOW_SECOND, now);
+	g->learned = 1;
+	g->learned_at = now;
+	g->confirmed_at = now;
+	ret->learned = 1;
+	ret->probation_ended = g->probation_since != 0;
+	g->probation_since = 0;
+}
+
+/* The lane after the answer: the breaker, the credit, a 429's pause and window. */
+static void gate_lane_event(struct gate *g, const struct gate_answer *a, int64_t now,
+                            struct gate_news *ret)
+{
+	char why[96];
+
+	switch (a->event) {
+	case GATE_EV_NONE:
+		return;
+	case GATE_EV_UNREACHABLE:
+		if (g->faults == 0)
+			g->fault_since = now;
+		if (++g->faults < GATE_BREAKER_TRIP)
+			return;
+		g->breaker_ms = g->breaker_ms ? g->breaker_ms * 2 : GATE_BREAKER_FIRST_MS;
+		if (g->breaker_ms > GATE_BREAKER_MAX_MS)
+			g->breaker_ms = GATE_BREAKER_MAX_MS;
+		snprintf(why, sizeof(why), "upstream unreachable; probing every %llds",
+		         (long long)(g->breaker_ms / 1000));
+		gate_pause(g, now + g->breaker_ms, why);
+		g->probe = 1;
+		ret->breaker_open = g->faults == GATE_BREAKER_TRIP;
+		return;
+	case GATE_EV_QUOTA:
+		if (!g->no_credit_since)
+			g->no_credit_since = now;
+		snprintf(why, sizeof(why), "insufficient_quota: probing every %llds",
+		         (long long)(a->pause_ms / 1000));
+		gate_pause(g, now + a->pause_ms, why);
+		ret->no_credit = !g->probe;
+		g->probe = 1;
+		break;
+	case GATE_EV_RATE_LIMITED:
+		gate_pause(g, now + a->pause_ms, "429 from upstream");
+		gate_drain(g, now);
+		ret->rate_limited = 1;
+		if (a->learn || g->window == GATE_WINDOW_SECOND)
+			gate_learn(g, now, ret);
+		/* The provider's window ends when its 429 says to come back. */
+		if (g->window == GATE_WINDOW_SECOND && a->retry_after_ms >= 0 &&
+		    a->retry_after_ms <= GATE_WINDOW_MS) {
+			gate_align_window(g, now + a->retry_after_ms, now);
+			ret->aligned = 1;
+		}
+		g->probe = 0;
+		g->no_credit_since = 0; /* a rate limit is not a lack of credit */
+		break;
+	case GATE_EV_ANSWERED:
+		ret->resumed = g->probe || g->faults >= GATE_BREAKER_TRIP;
+		g->probe = 0;
+		g->no_credit_since = 0;
+		break;
+	}
+	g->faults = 0;
+	g->breaker_ms = 0;
+}
+
+void gate_settle(struct gate *g, const struct gate_answer *a, int64_t now, struct gate_news *ret)
+{
+	int64_t took;
+
+	memset(ret, 0, sizeof(*ret));
+	if (a->observe) {
+		gate_observe(g, &a->fb, &a->mark, now);
+		if (a->succeeded)
+			gate_confirm(g, &a->mark);
+	}
+	if (a->done) {
+		gate_done(g, a->cls, a->charged, a->used, now);
+		if (a->observe && a->mark.at > 0 && now >= a->mark.at) {
+			took = now - a->mark.at;
+			g->lat_ms = g->lat_ms ? (g->lat_ms * 7 + took) / 8 : took;
+		}
+	}
+	if (a->resends > 0)
+		gate_charge(g, a->charged * a->resends, a->resends, now);
+	gate_lane_event(g, a, now, ret);
+}
+
+int gate_probation(struct gate *g, int64_t now)
+{
+	if (!g->learned || g->window != GATE_WINDOW_SECOND ||
+	    g->lim.provider_window != GATE_WINDOW_AUTO || g->lim.probation_ms <= 0 ||
+	    now - g->confirmed_at < g->lim.probation_ms)
+		return 0;
+	gate_set_window(g, GATE_WINDOW_MINUTE, now);
+	g->learned = 0;
+	g->probation_since = now;
+	return 1;
+}
+
+/* When a slot may be free: the oldest launch's expected end. */
+static int64_t gate_slot_wait(const struct gate *g, int64_t oldest_at, int64_t now)
+{
+	int64_t w = GATE_SLOT_WAIT_UNKNOWN_MS;
+
+	if (oldest_at != GATE_NEVER && g->lat_ms > 0)
+		w = oldest_at + g->lat_ms - now;
+	if (w < GATE_SLOT_WAIT_MIN_MS)
+		w = GATE_SLOT_WAIT_MIN_MS;
+	if (w > GATE_SLOT_WAIT_MAX_MS)
+		w = GATE_SLOT_WAIT_MAX_MS;
+	return w;
+}
+
+/* Turns past their time are given up. */
+static void gate_turns_expire(struct gate *g, int64_t now)
+{
+	int i, k = 0;
+
+	for (i = 0; i < g->n_turns; i++)
+		if (g->turns[i].until > now)
+			g->turns[k++] = g->turns[i];
+	g->n_turns = k;
+}
+
+static int gate_turn_of(const struct gate *g, const char *host)
+{
+	int i;
+
+	for (i = 0; i < g->n_turns; i++)
+		if (strcmp(g->turns[i].host, host) == 0)
+			return i;
+	return -1;
+}
+
+/* The host waits until until: it keeps its place, or takes the last. */
+static void gate_turn_wait(struct gate *g, const char *host, int64_t until)
+{
+	int i = gate_turn_of(g, host);
+
+	if (i < 0) {
+		if (g->n_turns == GATE_TURNS || strlen(host) > GATE_HOST_MAX)
+			return;
+		i = g->n_turns++;
+		snprintf(g->turns[i].host, sizeof(g->turns[i].host), "%s", host);
+	}
+	g->turns[i].until = until;
+}
+
+void gate_grant(struct gate *g, const struct gate_ask *ask, int64_t now, struct gate_grant *ret)
+{
+	enum gate_block why = GATE_OK;
+	int64_t t = now, until;
+	int n = ask->n < 1 ? 1 : ask->n > GATE_GRANT_MAX ? GATE_GRANT_MAX : ask->n;
+	int turns = ask->cls == GATE_BATCH && ask->host && ask->host[0], mine = -1;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->probation = gate_probation(g, now);
+	if (turns) {
+		gate_turns_expire(g, now);
+		mine = gate_turn_of(g, ask->host);
+		if (g->n_turns > 0 && mine != 0) {
+			/* Another host's batch was told to wait first: it goes first. */
+			ret->why = GATE_TURN;
+			ret->wait_ms = g->turns[0].until - now;
+			gate_turn_wait(g, ask->host, now + ret->wait_ms + GATE_TURN_GRACE_MS);
+			return;
+		}
+	}
+	while (ret->granted < n) {
+		t = gate_when(g, ask->cls, ask->cost, now, &why);
+		if (t > now)
+			break;
+		gate_launch(g, ask->cls, ask->cost, now, ask->jitter01, &ret->marks[ret->granted]);
+		ret->granted++;
+	}
+	if (ask->cls == GATE_INTERACTIVE && ask->claim && ret->granted > 0 &&
+	    g->claim == ask->claim) {
+		g->claim = 0;
+		g->claim_until = 0;
+	}
+	/* Its turn taken: the next host's comes. */
+	if (turns && mine == 0 && ret->granted > 0) {
+		memmove(&g->turns[0], &g->turns[1], sizeof(g->turns[0]) * (size_t)(g->n_turns - 1));
+		g->n_turns--;
+	}
+	if (ret->granted == n)
+		return;
+	ret->why = why;
+	ret->wait_ms = t == GATE_NEVER ? gate_slot_wait(g, ask->oldest_at, now) : t - now;
+	if (turns && ret->granted == 0)
+		gate_turn_wait(g, ask->host, now + ret->wait_ms + GATE_TURN_GRACE_MS);
+	if (ask->cls == GATE_INTERACTIVE && ask->claim && ret->granted == 0) {
+		until = now + ret->wait_ms + GATE_CLAIM_GRACE_MS;
+		if (g->claim_until <= now || g->claim == ask->claim || until > g->claim_until) {
+			g->claim_until = until;
+			g->claim = ask->claim;
+		}
+	}
+}
+
+void gate_adopt(struct gate *g, enum gate_class cls, int64_t cost, int64_t now)
+{
+	g->in_flight++;
+	g->class_in_flight[cls]++;
+	gate_charge(g, cost, 1, now);
+}
+
+const char *const gate_field_names[GATE_FIELDS] = {
+    "in_flight",
+    "in_flight_batch",
+    "in_flight_interactive",
+    "share_batch",
+    "share_interactive",
+    "share_at",
+    "caller_seen_at",
+    "callers_seen",
+    "next_launch",
+    "tok",
+    "req",
+    "refilled_at",
+    "paused_until",
+    "seq_tokens",
+    "seq_requests",
+    "seq_refunds",
+    "provider_tpm",
+    "provider_rpm",
+    "window",
+    "probe",
+    "prov_tok_bucket",
+    "prov_req_bucket",
+    "prov_tok_cap",
+    "prov_req_cap",
+    "prov_seen_at",
+    "prov_mark_tokens",
+    "win_end",
+    "allow_ms",
+    "allow_mark",
+    "faults",
+    "fault_since",
+    "breaker_ms",
+    "no_credit_since",
+    "learned",
+    "learned_at",
+    "confirmed_at",
+    "probation_since",
+    "lat_ms",
+    "claim_until",
+};
+
+const unsigned char gate_field_is_time[GATE_FIELDS] = {
+    [5] = 1,  [6] = 1,  [8] = 1,  [11] = 1, [12] = 1, [24] = 1, [26] = 1,
+    [30] = 1, [32] = 1, [34] = 1, [35] = 1, [36] = 1, [38] = 1,
+};
+
+void gate_pack(const struct gate *g, double out[GATE_FIELDS])
+{
+	const double v[GATE_FIELDS] = {
+	    g->in_flight,
+	    g->class_in_flight[GATE_BATCH],
+	    g->class_in_flight[GATE_INTERACTIVE],
+	    g->share[GATE_BATCH],
+	    g->share[GATE_INTERACTIVE],
+	    (double)g->share_at,
+	    (double)g->caller_seen_at,
+	    g->callers_seen,
+	    (double)g->next_launch,
+	    g->tok,
+	    g->req,
+	    (double)g->refilled_at,
+	    (double)g->paused_until,
+	    (double)g->seq_tokens,
+	    (double)g->seq_requests,
+	    (double)g->seq_refunds,
+	    (double)g->provider_tpm,
+	    (double)g->provider_rpm,
+	    g->window,
+	    g->probe,
+	    g->prov_tok_bucket,
+	    g->prov_req_bucket,
+	    g->prov_tok_cap,
+	    g->prov_req_cap,
+	    (double)g->prov_seen_at,
+	    (double)g->prov_mark_tokens,
+	    (double)g->win_end,
+	    (double)g->allow_ms,
+	    (double)g->allow_mark,
+	    g->faults,
+	    (double)g->fault_since,
+	    (double)g->breaker_ms,
+	    (double)g->no_credit_since,
+	    g->learned,
+	    (double)g->learned_at,
+	    (double)g->confirmed_at,
+	    (double)g->probation_since,
+	    (double)g->lat_ms,
+	    (double)g->claim_until,
+	};
+
+	memcpy(out, v, sizeof(v));
+}
+
+void gate_unpack(struct gate *g, const double in[GATE_FIELDS])
+{
+	g->in_flight = (int)in[0];
+	g->class_in_flight[GATE_BATCH] = (int)in[1];
+	g->class_in_flight[GATE_INTERACTIVE] = (int)in[2];
+	g->share[GATE_BATCH] = in[3];
+	g->share[GATE_INTERACTIVE] = in[4];
+	g->share_at = (int64_t)in[5];
+	g->caller_seen_at = (int64_t)in[6];
+	g->callers_seen = (int)in[7];
+	g->next_launch = (int64_t)in[8];
+	g->tok = in[9];
+	g->req = in[10];
+	g->refilled_at = (int64_t)in[11];
+	g->paused_until = (int64_t)in[12];
+	g->seq_tokens = (int64_t)in[13];
+	g->seq_requests = (int64_t)in[14];
+	g->seq_refunds = (int64_t)in[15];
+	g->provider_tpm = (int64_t)in[16];
+	g->provider_rpm = (int64_t)in[17];
+	g->window = (int)in[18];
+	g->probe = (int)in[19];
+	g->prov_tok_bucket = in[20];
+	g->prov_req_bucket = in[21];
+	g->prov_tok_cap = in[22];
+	g->prov_req_cap = in[23];
+	g->prov_seen_at = (int64_t)in[24];
+	g->prov_mark_tokens = (int64_t)in[25];
+	g->win_end = (int64_t)in[26];
+	g->allow_ms = (int64_t)in[27];
+	g->allow_mark = (int64_t)in[28];
+	g->faults = (int)in[29];
+	g->fault_since = (int64_t)in[30];
+	g->breaker_ms = (int64_t)in[31];
+	g->no_credit_since = (int64_t)in[32];
+	g->learned = (int)in[33];
+	g->learned_at = (int64_t)in[34];
+	g->confirmed_at = (int64_t)in[35];
+	g->probation_since = (int64_t)in[36];
+	g->lat_ms = (int64_t)in[37];
+	g->claim_until = (int64_t)in[38];
 }

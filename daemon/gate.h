@@ -72,6 +72,35 @@ enum gate_window {
 /* How long the class share meter remembers. */
 #define GATE_SHARE_TAU_MS 60000
 
+/* The circuit breaker: after GATE_BREAKER_TRIP tries in a row reached no
+ * upstream, the lane pauses, then probes with one request, doubling the pause. */
+#define GATE_BREAKER_TRIP 3
+#define GATE_BREAKER_FIRST_MS 1000
+#define GATE_BREAKER_MAX_MS 60000
+
+/*
+ * The fleet (gate_grant). A launch that finds every slot taken is told to
+ * come back when the oldest launch in flight is due to end, at the lanes'
+ * average latency, within these bounds. An interactive call that must wait
+ * claims the next launch for itself until it is due, and this much after.
+ */
+#define GATE_SLOT_WAIT_MIN_MS 5
+#define GATE_SLOT_WAIT_MAX_MS 1000
+#define GATE_SLOT_WAIT_UNKNOWN_MS 100
+#define GATE_CLAIM_GRACE_MS 50
+#define GATE_GRANT_MAX 32
+/* Hosts' batches take turns: one told to wait keeps its place until its
+ * wait is over and this much more. */
+#define GATE_TURNS 32
+#define GATE_TURN_GRACE_MS 100
+#define GATE_HOST_MAX 64
+
+/* A host's place among those whose batches wait (the fleet). */
+struct gate_turn {
+	char host[GATE_HOST_MAX + 1];
+	int64_t until; /* past it, the host is taken not to be waiting any more */
+};
+
 struct gate_limits {
 	int max_concurrency;        /* >= 1 */
 	int64_t stagger_ms;         /* minimum time between launches; 0 = off */
@@ -83,6 +112,9 @@ struct gate_limits {
 	double interactive_reserve; /* 0..0.9, see enum gate_class */
 	int stagger_interactive;    /* interactive launches wait for (and set) the stagger
 	                             * too; by default the stagger spaces batch launches only */
+	int provider_window;        /* enum gate_window: AUTO learns from 429s, others pin */
+	int64_t probation_ms;       /* a learned window is tried as a minute again after this
+	                             * long without a 429 that confirms it; 0: never */
 };
 
 /* What the provider said about the key's budget; -1 where a header was absent. */
@@ -122,6 +154,24 @@ struct gate {
 	 * that confirm it, up to the whole bucket (a slow start). */
 	int64_t allow_ms;
 	int64_t allow_mark; /* launches after this one confirm the allowance */
+	/* What answers taught (gate_settle): the breaker, the credit, the window. */
+	int faults;              /* tries in a row that reached no upstream */
+	int64_t fault_since;     /* the first of them */
+	int64_t breaker_ms;      /* the breaker's current pause; 0 while closed */
+	int64_t no_credit_since; /* insufficient_quota since; 0: the key has credit */
+	int learned;             /* the short window came from a 429 */
+	int64_t learned_at;
+	int64_t confirmed_at;    /* the last 429 that confirmed the short window */
+	int64_t probation_since; /* the minute tried again after a learned window; 0: not */
+	int64_t lat_ms;          /* answers' time from launch, averaged (the fleet's slot wait) */
+	/* The fleet: an interactive call waiting on some host claims the next
+	 * launch until claim_until (batch launches wait while calls go first). */
+	int64_t claim_until;
+	uint64_t claim;
+	/* The fleet: the hosts whose batches were told to wait, first told first;
+	 * the first goes before any other host's batch. */
+	struct gate_turn turns[GATE_TURNS];
+	int n_turns;
 };
 
 /* Why gate_when() said no. */
@@ -132,6 +182,8 @@ enum gate_block {
 	GATE_PAUSED,
 	GATE_REQUESTS,
 	GATE_TOKENS,
+	GATE_CLAIMED, /* the fleet: a waiting interactive call goes first */
+	GATE_TURN,    /* the fleet: another host's batch waited first */
 };
 
 void gate_init(struct gate *g, const struct gate_limits *lim, int64_t now);
@@ -201,5 +253,102 @@ void gate_pause(struct gate *g, int64_t until, const char *reason);
 
 /* The provider said the budget is exhausted (429): empty the buckets. */
 void gate_drain(struct gate *g, int64_t now);
+
+/* What an answer says of its lane (retry.h's decision, for gate_settle). */
+enum gate_event {
+	GATE_EV_ANSWERED,    /* the upstream answered */
+	GATE_EV_UNREACHABLE, /* no answer: refused, DNS, TLS, timeout, a broken connection */
+	GATE_EV_RATE_LIMITED,
+	GATE_EV_QUOTA,
+	GATE_EV_NONE, /* no answer came to say: a launch taken back, a caller who left */
+};
+
+/* One launch's answer, all that the gate takes from it. */
+struct gate_answer {
+	enum gate_class cls;
+	int64_t charged; /* the launch's estimate */
+	int64_t used;    /* what it spent (retry_spent()): the usage, 0 for a request not
+	                  * processed, -1 unknown (the estimate stays charged) */
+	int succeeded;   /* 2xx: it confirms the allowance the launch was made under */
+	int64_t resends; /* sends beyond the first that the upstream saw */
+	int done;        /* its slot is given back here (0: given back already) */
+	int observe;     /* mark is of this gate's clock: take fb (and confirm) */
+	struct gate_mark mark;
+	struct gate_feedback fb;
+	enum gate_event event;
+	int64_t pause_ms;       /* the lane's pause the decision asks for */
+	int learn;              /* a 429 although the provider's headers said there was room */
+	int64_t retry_after_ms; /* -1: none */
+};
+
+/* What gate_settle() changed that is worth telling (the log, lane_state). */
+struct gate_news {
+	int breaker_open;    /* GATE_BREAKER_TRIP tries in a row reached no upstream */
+	int resumed;         /* probing or unreachable, and an answer came */
+	int no_credit;       /* insufficient_quota, and the lane was not probing yet */
+	int rate_limited;    /* paused for a 429 */
+	int learned;         /* the short window was learned now */
+	int probation_ended; /* ...after the minute had been tried again */
+	int aligned;         /* the windows were aligned to the provider's */
+};
+
+/*
+ * An answer, as one step: the provider's figures (gate_observe), the
+ * allowance it confirms, the slot and the refund (gate_done), resends
+ * charged, and what it says of the lane: the breaker after unreachable
+ * tries, no credit, a 429's pause and what it teaches of the window.
+ */
+void gate_settle(struct gate *g, const struct gate_answer *a, int64_t now, struct gate_news *ret);
+
+/* A learned window unconfirmed for lim.probation_ms: the minute is tried
+ * again (on probation). 1 when that happened now. */
+int gate_probation(struct gate *g, int64_t now);
+
+/* The fleet's grant: n launches of one cost, or how long to wait. */
+struct gate_ask {
+	enum gate_class cls;
+	int64_t cost; /* of each */
+	int n;        /* 1..GATE_GRANT_MAX */
+	double jitter01;
+	uint64_t claim;    /* an interactive call's id, claiming the next launch while it waits */
+	int64_t oldest_at; /* when the oldest launch in flight went; GATE_NEVER: none known */
+	const char *host;  /* a batch's host, for its turn; NULL: no turns */
+};
+
+struct gate_grant {
+	int granted; /* 0..n, in order */
+	struct gate_mark marks[GATE_GRANT_MAX];
+	int64_t wait_ms; /* granted < n: the wait before the next may go */
+	enum gate_block why;
+	int probation; /* gate_probation() happened in it */
+};
+
+/*
+ * What one atomic step of the fleet's shared gate decides (daemon/fleet.lua
+ * is its form in Redis, table-tested against this): probation, then launch
+ * after launch while gate_when() allows, all-or-nothing for each over the
+ * tokens, the requests and a slot. A wait for a slot is the oldest launch's
+ * expected end (lat_ms); an interactive call told to wait claims the next
+ * launch, and drops its claim when granted. Hosts' batches take turns: one
+ * told to wait keeps its place (GATE_TURN_GRACE_MS past its wait), and while
+ * another host holds the first place, a batch waits for it (GATE_TURN): the
+ * key's launches go round the hosts that want them.
+ */
+void gate_grant(struct gate *g, const struct gate_ask *ask, int64_t now, struct gate_grant *ret);
+
+/* A launch made elsewhere joins the gate (a host back from gating alone):
+ * its slot taken, its cost charged. */
+void gate_adopt(struct gate *g, enum gate_class cls, int64_t cost, int64_t now);
+
+/*
+ * The state as numbers, in one order that daemon/fleet.lua keeps too:
+ * GATE_FIELDS of them, named by gate_field_names[]; gate_field_is_time[i]
+ * says which are times (0 stands for never in them).
+ */
+#define GATE_FIELDS 39
+extern const char *const gate_field_names[GATE_FIELDS];
+extern const unsigned char gate_field_is_time[GATE_FIELDS];
+void gate_pack(const struct gate *g, double out[GATE_FIELDS]);
+void gate_unpack(struct gate *g, const double in[GATE_FIELDS]);
 
 #endif

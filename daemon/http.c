@@ -3,6 +3,7 @@
  * /v1/models, /healthz (liveness), /readyz (can a lane send) and /metrics.
  */
 #include "http.h"
+#include "fleet.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
@@ -361,6 +362,8 @@ static int http_lane_ready(const struct lane_snapshot *l, int64_t now, int64_t w
 
 	json_object_object_add(o, "name", json_object_new_string(l->cfg->name));
 	json_object_object_add(o, "state", json_object_new_string(state));
+	if (l->fleet_mode)
+		json_object_object_add(o, "fleet", json_object_new_string(l->fleet_mode));
 	if (l->paused_at) {
 		/* By an operator: until they resume it, whatever the upstream does. */
 		json_object_object_add(o, "paused_since", http_time(l->paused_at));
@@ -382,9 +385,10 @@ static int http_lane_ready(const struct lane_snapshot *l, int64_t now, int64_t w
 /* 200 while at least one lane can send; each lane's state either way. */
 static void route_readyz(struct llmqd *d, struct hreq *req)
 {
-	json_object *o = json_object_new_object(), *lanes = json_object_new_array(), *l, *disk;
+	json_object *o = json_object_new_object(), *lanes = json_object_new_array(), *l, *disk, *f;
 	int64_t now = time_mono_ms(), wall = time_wall_ms();
 	struct lane_snapshot snap;
+	struct fleet_stats fs;
 	char why[512];
 	int i, ready = 0, low;
 
@@ -415,6 +419,13 @@ static void route_readyz(struct llmqd *d, struct hreq *req)
 	json_object_object_add(o, "disk", disk);
 	json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
 	json_object_object_add(o, "lanes", lanes);
+	/* Without its Redis a lane still sends (alone, with its share): it is said, not failed. */
+	if (sched_fleet_stats(d->sched, &fs) == 0 && (f = json_object_new_object())) {
+		json_object_object_add(f, "redis", json_object_new_string(fs.up ? "up" : "down"));
+		if (!fs.up)
+			json_object_object_add(f, "error", json_object_new_string(fs.error));
+		json_object_object_add(o, "fleet", f);
+	}
 	http_json(req, ready ? 200 : 503, o);
 	return;
 fail:

@@ -105,11 +105,19 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 			    cfg.lanes[i].name, next.lanes[i].name);
 			goto out;
 		}
+		/* Its leases and its place in the fleet are under its share's key. */
+		if (strcmp(config_lane_share(&cfg.lanes[i]), config_lane_share(&next.lanes[i]))) {
+			log_err("reload: lane %s's share became %s; moving a lane to another share "
+			        "needs a restart; keeping the running configuration",
+			        cfg.lanes[i].name, config_lane_share(&next.lanes[i]));
+			goto out;
+		}
 	}
 	if (strcmp(cfg.socket_path, next.socket_path) || strcmp(cfg.db_path, next.db_path) ||
-	    strcmp(cfg.http_addr, next.http_addr) || strcmp(cfg.http_socket, next.http_socket))
-		log_warn("reload: socket, database and HTTP listener changes take effect at the "
-		         "next restart");
+	    strcmp(cfg.http_addr, next.http_addr) || strcmp(cfg.http_socket, next.http_socket) ||
+	    memcmp(&cfg.fleet, &next.fleet, sizeof(cfg.fleet)) != 0)
+		log_warn("reload: socket, database, HTTP listener and [fleet] changes take effect "
+		         "at the next restart");
 	if (lanes_loop_back(&next, d->http, err, sizeof(err)) < 0) {
 		log_err("reload: %s; keeping the running configuration", err);
 		goto out;

@@ -9,6 +9,7 @@
  * METRICS_MAX_USERS seen, later ones are "other".
  */
 #include "metrics.h"
+#include "fleet.h"
 #include "health.h"
 #include "ipc.h"
 #include "protocol.h"
@@ -84,6 +85,46 @@ static void lane_counter(struct out *o, const struct lane_snapshot *snap, int n,
 			    stats_class_name(c),
 			    (unsigned long long)((const uint64_t *)((const char *)&snap[i].stats +
 			                                            off))[c]);
+}
+
+/* The fleet's families, when llmqd has one (LLMQ_REDIS_URL). */
+static void fleet_metrics(struct out *o, struct llmqd *d, const struct lane_snapshot *snap, int n)
+{
+	struct fleet_stats st;
+	uint64_t cum = 0;
+	int i;
+
+	if (sched_fleet_stats(d->sched, &st) < 0)
+		return;
+	family(o, "llmq_fleet_redis_up", "gauge",
+	       "1 while the fleet's Redis answers (the lanes' gates are shared).");
+	put(o, "llmq_fleet_redis_up %d\n", st.up);
+	family(o, "llmq_fleet_fallbacks_total", "counter",
+	       "Times the lanes fell back to gating alone (Redis unreachable, slow or refusing).");
+	put(o, "llmq_fleet_fallbacks_total %llu\n", (unsigned long long)st.fallbacks);
+	family(o, "llmq_fleet_hosts", "gauge",
+	       "Hosts sharing the lane's key at the last heartbeat (this one included).");
+	for (i = 0; i < n; i++)
+		if (snap[i].fleet_mode)
+			put(o, "llmq_fleet_hosts{lane=\"%s\",share=\"%s\"} %d\n", snap[i].cfg->name,
+			    snap[i].share, snap[i].fleet_hosts);
+	family(o, "llmq_fleet_lane_shared", "gauge",
+	       "1 while the lane's gate is the fleet's; 0 while it gates alone.");
+	for (i = 0; i < n; i++)
+		if (snap[i].fleet_mode)
+			put(o, "llmq_fleet_lane_shared{lane=\"%s\"} %d\n", snap[i].cfg->name,
+			    strcmp(snap[i].fleet_mode, "shared") == 0);
+	family(o, "llmq_fleet_grant_seconds", "histogram",
+	       "Round trips of the grants asked of the fleet's Redis.");
+	for (i = 0; i < FLEET_RTT_BUCKETS; i++) {
+		cum += st.rtt_le[i];
+		put(o, "llmq_fleet_grant_seconds_bucket{le=\"%g\"} %llu\n", fleet_rtt_le[i],
+		    (unsigned long long)cum);
+	}
+	put(o, "llmq_fleet_grant_seconds_bucket{le=\"+Inf\"} %llu\n",
+	    (unsigned long long)st.grants);
+	put(o, "llmq_fleet_grant_seconds_sum %.6f\n", st.rtt_sum);
+	put(o, "llmq_fleet_grant_seconds_count %llu\n", (unsigned long long)st.grants);
 }
 
 /* A label's value, escaped as the exposition format wants it. */
@@ -490,6 +531,7 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 		put(&o, "llmq_socket_deadline_closed_total{what=\"submit_lines\"} %llu\n",
 		    (unsigned long long)is.lines_expired);
 	}
+	fleet_metrics(&o, d, snap, n);
 	family(&o, "llmq_database_locked", "gauge",
 	       "1 while another program holds the database's lock (writes wait in memory).");
 	put(&o, "llmq_database_locked %d\n", d->db_locked_since != 0);

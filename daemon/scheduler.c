@@ -7,9 +7,11 @@
  * taken) and flying under its owner, the HTTP face. Ownership: the scheduler
  * owns flights from launch until the upstream's done callback (or
  * sched_stop) frees them, and tickets from enqueue until sched_call_done,
- * sched_call_cancel or a refusal frees them.
+ * sched_call_cancel or a refusal frees them. A lane whose gate is the
+ * fleet's (LLMQ_REDIS_URL) asks it through sched-fleet.c; its structures
+ * are in scheduler-private.h.
  */
-#include "scheduler.h"
+#include "scheduler-private.h"
 #include "admission.h"
 #include "config.h"
 #include "hop.h"
@@ -28,76 +30,6 @@
 #include <sys/queue.h>
 #include <sys/random.h>
 
-struct lane;
-
-struct flight {
-	struct lane *lane;
-	struct store_job job;
-	int64_t attempt_id;
-	int64_t charged;
-	struct gate_mark mark;
-	struct up_transfer *t;
-	uint64_t pump; /* the pump that launched it */
-	LIST_ENTRY(flight) link;
-};
-
-struct sched_ticket {
-	struct lane *lane;
-	struct sched_call_info info; /* its strings belong to the owner */
-	int64_t enqueued;            /* monotonic */
-	int64_t enqueued_wall;
-	int64_t granted; /* monotonic; 0 while waiting */
-	struct gate_mark mark;
-	struct event *deadline;
-	TAILQ_ENTRY(sched_ticket) link;
-};
-
-struct lane {
-	struct scheduler *s;
-	const struct lane_config *cfg;
-	struct gate gate;
-	char *key;
-	struct event *timer;
-	int64_t avg_latency_ms;
-	char last_batch[32]; /* round-robin: the batch launched last */
-	struct lane_stats stats;
-	LIST_HEAD(, flight) flights;
-	TAILQ_HEAD(, sched_ticket) waiting;
-	int n_waiting;
-	int64_t waiting_tokens;
-	int faults;                /* tries in a row that reached no upstream */
-	int64_t fault_since;       /* wall ms: the first of them */
-	int64_t breaker_ms;        /* the breaker's current pause; 0 while closed */
-	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */
-	int window_learned;        /* the window came from a 429 (now or before a restart) */
-	int64_t window_phase;      /* where the provider's windows start, ms into a wall second */
-	int64_t window_learned_at; /* wall ms */
-	int64_t window_429_at;     /* mono: the last 429 that confirmed the short window */
-	int64_t probation_since;   /* wall ms: the minute tried again; 0: not on probation */
-	int64_t paused_at;         /* wall ms an operator paused it (llmq pause); 0: not */
-	int64_t paused_by;         /* and who: a uid, -1 when unknown */
-};
-
-/* The circuit breaker: after BREAKER_TRIP tries in a row reached no upstream,
- * the lane pauses, then probes with one request, doubling the pause. */
-#define BREAKER_TRIP 3
-#define BREAKER_FIRST_MS 1000
-#define BREAKER_MAX_MS 60000
-
-struct scheduler {
-	struct llmqd *d;
-	struct upstream *up;
-	struct event *pump;
-	struct event *expiry; /* batches whose completion window ended */
-	struct writeback *wb;
-	uint64_t pumps;
-	struct lane lanes[CONFIG_MAX_LANES];
-	int n_lanes;
-	uint64_t rng;
-	int stopping;
-	char id[HOP_ID_LEN + 1]; /* this llmqd, in the hop header of what it sends */
-};
-
 enum launch_result {
 	LAUNCHED,
 	MUST_WAIT,  /* the gate holds the lane back */
@@ -105,7 +37,7 @@ enum launch_result {
 	NOTHING,    /* no work of that class is ready */
 };
 
-static double rand01(struct scheduler *s)
+double sched_rand01(struct scheduler *s)
 {
 	/* xorshift64*: jitter only, not security. */
 	s->rng ^= s->rng >> 12;
@@ -114,7 +46,7 @@ static double rand01(struct scheduler *s)
 	return (double)((s->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
-static void arm(struct lane *l, int64_t at, int64_t now)
+void sched_arm(struct lane *l, int64_t at, int64_t now)
 {
 	int64_t d = at > now ? at - now : 0;
 	struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
@@ -122,7 +54,7 @@ static void arm(struct lane *l, int64_t at, int64_t now)
 	evtimer_add(l->timer, &tv);
 }
 
-static void flight_free(struct flight *f)
+void sched_flight_free(struct flight *f)
 {
 	if (!f)
 		return;
@@ -132,70 +64,28 @@ static void flight_free(struct flight *f)
 
 static void on_done(void *userdata, const struct up_response *resp);
 
-static enum launch_result launch_job(struct lane *l)
+/* Count a launch of this host's (the fleet's leases are reconciled from them). */
+static void sched_own(struct lane *l, enum gate_class cls, int delta)
+{
+	if (l->mode != LANE_ALONE)
+		l->own[cls] += delta;
+}
+
+/* A launch recorded and granted: off it goes. */
+static void sched_send_job(struct lane *l, struct flight *f, int64_t wall)
 {
 	struct scheduler *s = l->s;
 	struct up_request req;
 	struct up_response fake;
-	struct flight *f;
-	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next, waited;
 	char url[1024];
 	int r;
 
-	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
-	if (when == GATE_NEVER)
-		return SLOTS_FULL;
-	if (when > now) {
-		arm(l, when, now);
-		return MUST_WAIT;
-	}
-	f = calloc(1, sizeof(*f));
-	if (!f) {
-		arm(l, now + 1000, now);
-		return MUST_WAIT;
-	}
-	r = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &f->job);
-	if (r <= 0) {
-		flight_free(f);
-		if (r < 0) {
-			log_err("lane %s: cannot read the queue: %s; retrying in 1s", l->cfg->name,
-			        store_errmsg(s->d->store));
-			arm(l, now + 1000, now);
-			return MUST_WAIT;
-		}
-		if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 && next != INT64_MAX)
-			arm(l, now + (next > wall ? next - wall : 0), now);
-		return NOTHING;
-	}
-	f->lane = l;
-	f->charged = f->job.est_tokens;
-	when = gate_when(&l->gate, GATE_BATCH, f->charged, now, NULL);
-	if (when > now) {
-		arm(l, when, now);
-		flight_free(f);
-		return MUST_WAIT;
-	}
-	waited = wall > f->job.queued_since ? wall - f->job.queued_since : 0;
-	r = store_job_start(s->d->store, &f->job, l->cfg->name, wall, f->charged, waited,
-	                    &f->attempt_id);
-	if (r == -ESTALE) {
-		flight_free(f);
-		return LAUNCHED;
-	}
-	if (r < 0) {
-		/* A lock another program holds is reported once, by health.c. */
-		if (r != -EBUSY)
-			log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
-			        (long long)f->job.id, store_errmsg(s->d->store));
-		flight_free(f);
-		arm(l, now + 1000, now);
-		return MUST_WAIT;
-	}
-	gate_launch(&l->gate, GATE_BATCH, f->charged, now, rand01(s), &f->mark);
 	snprintf(l->last_batch, sizeof(l->last_batch), "%s", f->job.batch_id);
 	f->pump = s->pumps;
+	sched_own(l, GATE_BATCH, 1);
 	l->stats.tokens_charged[GATE_BATCH] += (uint64_t)f->charged;
-	stats_observe(&l->stats.gate_wait[GATE_BATCH], waited);
+	stats_observe(&l->stats.gate_wait[GATE_BATCH],
+	              wall > f->job.queued_since ? wall - f->job.queued_since : 0);
 	LIST_INSERT_HEAD(&l->flights, f, link);
 	r = lane_url(l->cfg, f->job.url, url, sizeof(url));
 	if (r == 0) {
@@ -218,6 +108,89 @@ static enum launch_result launch_job(struct lane *l)
 		fake.body = "";
 		on_done(f, &fake);
 	}
+}
+
+/* Record f's job as started; -ESTALE when it is no longer queued (cancelled). */
+static int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
+{
+	struct store *st = l->s->d->store;
+	int r;
+
+	f->lane = l;
+	r = store_job_start(st, &f->job, l->cfg->name, wall, f->charged,
+	                    wall > f->job.queued_since ? wall - f->job.queued_since : 0,
+	                    &f->attempt_id);
+	/* A lock another program holds is reported once, by health.c. */
+	if (r < 0 && r != -ESTALE && r != -EBUSY)
+		log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
+		        (long long)f->job.id, store_errmsg(st));
+	return r;
+}
+
+int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall)
+{
+	int r = sched_record_job(l, f, wall);
+
+	if (r < 0) {
+		sched_flight_free(f);
+		return r;
+	}
+	sched_send_job(l, f, wall);
+	return 0;
+}
+
+static enum launch_result launch_job(struct lane *l)
+{
+	struct scheduler *s = l->s;
+	struct flight *f;
+	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next;
+	int r;
+
+	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
+	if (when == GATE_NEVER)
+		return SLOTS_FULL;
+	if (when > now) {
+		sched_arm(l, when, now);
+		return MUST_WAIT;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		sched_arm(l, now + 1000, now);
+		return MUST_WAIT;
+	}
+	r = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &f->job);
+	if (r <= 0) {
+		sched_flight_free(f);
+		if (r < 0) {
+			log_err("lane %s: cannot read the queue: %s; retrying in 1s", l->cfg->name,
+			        store_errmsg(s->d->store));
+			sched_arm(l, now + 1000, now);
+			return MUST_WAIT;
+		}
+		if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 && next != INT64_MAX)
+			sched_arm(l, now + (next > wall ? next - wall : 0), now);
+		return NOTHING;
+	}
+	f->charged = f->job.est_tokens;
+	when = gate_when(&l->gate, GATE_BATCH, f->charged, now, NULL);
+	if (when > now) {
+		sched_arm(l, when, now);
+		sched_flight_free(f);
+		return MUST_WAIT;
+	}
+	/* The database first: a launch it refuses never touched the gate. */
+	r = sched_record_job(l, f, wall);
+	if (r < 0) {
+		sched_flight_free(f);
+		if (r == -ESTALE)
+			return LAUNCHED;
+		sched_arm(l, now + 1000, now);
+		return MUST_WAIT;
+	}
+	gate_launch(&l->gate, GATE_BATCH, f->charged, now, sched_rand01(s), &f->mark);
+	if (l->mode != LANE_ALONE)
+		sched_fleet_lease_alone(l, &f->lease);
+	sched_send_job(l, f, wall);
 	return LAUNCHED;
 }
 
@@ -243,6 +216,8 @@ static void unqueue(struct sched_ticket *t)
 static enum launch_result launch_call(struct lane *l)
 {
 	struct sched_ticket *t = TAILQ_FIRST(&l->waiting);
+	struct sched_lease lease = {"", 0};
+	struct gate_mark mark;
 	int64_t now = time_mono_ms(), when;
 
 	if (!t)
@@ -251,16 +226,29 @@ static enum launch_result launch_call(struct lane *l)
 	if (when == GATE_NEVER)
 		return MUST_WAIT;
 	if (when > now) {
-		arm(l, when, now);
+		sched_arm(l, when, now);
 		return MUST_WAIT;
 	}
+	gate_launch(&l->gate, GATE_INTERACTIVE, t->info.cost, now, sched_rand01(l->s), &mark);
+	if (l->mode != LANE_ALONE)
+		sched_fleet_lease_alone(l, &lease);
+	sched_start_call(l, t, &mark, &lease, now);
+	return LAUNCHED;
+}
+
+void sched_start_call(struct lane *l, struct sched_ticket *t, const struct gate_mark *mark,
+                      const struct sched_lease *lease, int64_t now)
+{
 	unqueue(t);
-	gate_launch(&l->gate, GATE_INTERACTIVE, t->info.cost, now, rand01(l->s), &t->mark);
+	t->mark = *mark;
+	t->lease = *lease;
 	t->granted = now;
+	sched_own(l, GATE_INTERACTIVE, 1);
+	if (l->mode != LANE_ALONE)
+		LIST_INSERT_HEAD(&l->flying, t, flying);
 	l->stats.tokens_charged[GATE_INTERACTIVE] += (uint64_t)t->info.cost;
 	stats_observe(&l->stats.gate_wait[GATE_INTERACTIVE], now - t->enqueued);
 	t->info.grant(t->info.ud);
-	return LAUNCHED;
 }
 
 /*
@@ -272,17 +260,17 @@ static enum launch_result launch_call(struct lane *l)
  */
 static void sched_probation(struct lane *l, int64_t now)
 {
+	if (gate_probation(&l->gate, now))
+		sched_on_probation(l);
+}
+
+/* The lane went on probation (here, or in the fleet's shared gate): say so, keep it. */
+void sched_on_probation(struct lane *l)
+{
 	const struct lane_config *c = l->cfg;
 	char url[sizeof(c->base_url)], quiet[32];
 	int64_t wall = time_wall_ms();
 
-	if (!l->window_learned || l->gate.window != GATE_WINDOW_SECOND ||
-	    c->provider_window != GATE_WINDOW_AUTO ||
-	    now - l->window_429_at < c->window_probation_ms)
-		return;
-	gate_set_window(&l->gate, GATE_WINDOW_MINUTE, now);
-	l->window_learned = 0;
-	l->probation_since = wall;
 	if (store_lane_window_set(l->s->d->store, c->name,
 	                          lane_redact_url(c->base_url, url, sizeof(url)), "minute", wall,
 	                          -1) < 0)
@@ -306,6 +294,11 @@ static void pump_lane(struct lane *l)
 
 	if (l->paused_at)
 		return; /* by an operator: what flies finishes, nothing new goes */
+	/* The fleet's shared gate is asked, not consulted: sched-fleet.c. */
+	if (l->mode != LANE_ALONE && l->mode != LANE_FALLBACK) {
+		sched_fleet_pump(l);
+		return;
+	}
 	while (!l->s->stopping) {
 		if (l->n_waiting > 0 &&
 		    gate_first_class(&l->gate, time_mono_ms()) == GATE_INTERACTIVE) {
@@ -339,11 +332,16 @@ static void undo_pump(struct scheduler *s)
 				continue;
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
-			gate_done(&l->gate, GATE_BATCH, f->charged, 0, now); /* nothing was spent */
+			sched_own(l, GATE_BATCH, -1);
+			/* Nothing was spent. */
+			if (f->lease.shared)
+				sched_fleet_release(l, GATE_BATCH, f->charged, &f->lease, 1);
+			else
+				gate_done(&l->gate, GATE_BATCH, f->charged, 0, now);
 			l->stats.tokens_charged[GATE_BATCH] -= (uint64_t)f->charged;
-			flight_free(f);
+			sched_flight_free(f);
 		}
-		arm(l, now + 1000, now);
+		sched_arm(l, now + 1000, now);
 	}
 }
 
@@ -352,16 +350,17 @@ static void undo_pump(struct scheduler *s)
  * savepoint in it). Transfers only go out on a later loop turn, so if the
  * commit fails they are taken back before a byte was sent.
  */
-static void pump(struct scheduler *s, struct lane *only)
+int sched_launches_begin(struct scheduler *s)
+{
+	s->pumps++;
+	return store_tx_begin(s->d->store) == 0;
+}
+
+void sched_launches_end(struct scheduler *s, int grouped)
 {
 	struct store *st = s->d->store;
-	int i, grouped, r;
+	int r;
 
-	s->pumps++;
-	grouped = store_tx_begin(st) == 0;
-	for (i = 0; i < s->n_lanes; i++)
-		if (!only || only == &s->lanes[i])
-			pump_lane(&s->lanes[i]);
 	if (grouped && (r = store_tx_commit(st)) < 0) {
 		if (r != -EBUSY)
 			log_err("cannot record the launches of jobs: %s; trying again in 1s",
@@ -371,16 +370,26 @@ static void pump(struct scheduler *s, struct lane *only)
 	}
 }
 
+void sched_pump(struct scheduler *s, struct lane *only)
+{
+	int i, grouped = sched_launches_begin(s);
+
+	for (i = 0; i < s->n_lanes; i++)
+		if (!only || only == &s->lanes[i])
+			pump_lane(&s->lanes[i]);
+	sched_launches_end(s, grouped);
+}
+
 static void pump_cb(evutil_socket_t fd, short what, void *arg)
 {
-	pump(arg, NULL);
+	sched_pump(arg, NULL);
 }
 
 static void lane_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct lane *l = arg;
 
-	pump(l->s, l);
+	sched_pump(l->s, l);
 }
 
 void sched_kick(struct scheduler *s)
@@ -391,6 +400,7 @@ void sched_kick(struct scheduler *s)
 
 void sched_after_turn(struct scheduler *s)
 {
+	sched_fleet_after_turn(s);
 	writeback_after_turn(s->wb);
 }
 
@@ -502,17 +512,17 @@ static enum stat_outcome outcome_of(enum retry_verdict v)
 }
 
 /*
- * What an answer does to its lane's gate, whichever class sent it: the
- * provider's headers and the usage reconcile the buckets. streamed: the
- * usage a relayed stream reported (NULL: take it from the body). Fills in,
- * for retry_decide(), the classified answer.
+ * An answer, parsed: usage, error, the provider's headers and the wait it
+ * asks for, into a; for retry_decide(), the classified answer into in.
+ * streamed: the usage a relayed stream reported (NULL: take it from the
+ * body). Counts it in the lane's stats; the gate hears of it in
+ * apply_to_lane().
  */
-static enum retry_verdict settle(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
-                                 int64_t charged, const struct up_response *resp,
-                                 const struct price_usage *streamed, struct answer *a,
-                                 struct retry_input *in)
+static enum retry_verdict settle(struct lane *l, enum gate_class cls, int64_t charged,
+                                 const struct up_response *resp, const struct price_usage *streamed,
+                                 struct answer *a, struct retry_input *in)
 {
-	int64_t now = time_mono_ms(), wall = time_wall_ms();
+	int64_t wall = time_wall_ms();
 	enum retry_verdict v;
 
 	parse_answer(resp, a);
@@ -535,16 +545,10 @@ static enum retry_verdict settle(struct lane *l, enum gate_class cls, const stru
 	retry_parse_feedback(resp->hdr.limit_tokens, resp->hdr.remaining_tokens,
 	                     resp->hdr.reset_tokens, resp->hdr.limit_requests,
 	                     resp->hdr.remaining_requests, resp->hdr.reset_requests, &a->fb);
-	gate_observe(&l->gate, &a->fb, mark, now);
-	if (v == RV_SUCCEEDED)
-		gate_confirm(&l->gate, mark);
-	gate_done(&l->gate, cls, charged, retry_spent(in, v, a->total), now);
-	if (resp->sends > 1) {
-		/* libcurl sent it again after a reused connection died: the upstream saw
-		 * (and may bill) each send. */
-		gate_charge(&l->gate, charged * (resp->sends - 1), resp->sends - 1, now);
+	/* libcurl sent it again after a reused connection died: the upstream saw
+	 * (and may bill) each send. */
+	if (resp->sends > 1)
 		l->stats.tokens_charged[cls] += (uint64_t)(charged * (resp->sends - 1));
-	}
 	a->retry_after_ms =
 	    retry_after_ms(resp->hdr.retry_after_ms[0] ? resp->hdr.retry_after_ms : NULL,
 	                   resp->hdr.retry_after[0] ? resp->hdr.retry_after : NULL, wall);
@@ -575,55 +579,43 @@ static void lane_policy(const struct lane_config *c, struct retry_policy *p)
 
 /*
  * A 429 came although the provider's own figures said there was room: it
- * enforces its limits over windows shorter than a minute. The lane paces
- * from now on, and remembers it for this upstream across restarts.
+ * enforces its limits over windows shorter than a minute. The gate paces
+ * from now on (gate_settle); the lane remembers it for this upstream across
+ * restarts, and says so.
  */
-static void learn_window(struct lane *l, int64_t now)
+static void sched_on_learned(struct lane *l, const struct gate_news *n)
 {
 	const struct lane_config *c = l->cfg;
 	char url[sizeof(c->base_url)];
-	int64_t wall = time_wall_ms();
 	int r;
 
-	if (c->provider_window != GATE_WINDOW_AUTO)
-		return;
-	if (l->gate.window == GATE_WINDOW_SECOND) {
-		l->window_429_at = now; /* confirmed */
-		return;
-	}
-	gate_set_window(&l->gate, GATE_WINDOW_SECOND, now);
-	l->window_learned = 1;
-	l->window_learned_at = wall;
-	l->window_429_at = now;
-	if (l->probation_since)
+	if (n->probation_ended)
 		log_info("lane %s: the minute was tried again and a 429 came: the short window "
 		         "stays (probation ended)",
 		         c->name);
-	l->probation_since = 0;
 	r = store_lane_window_set(l->s->d->store, c->name,
-	                          lane_redact_url(c->base_url, url, sizeof(url)), "second", wall,
-	                          -1);
+	                          lane_redact_url(c->base_url, url, sizeof(url)), "second",
+	                          time_wall_ms(), -1);
 	log_warn("lane %s: a 429 came although the provider's headers said there was room: it "
 	         "enforces its limits over windows shorter than a minute. The lane paces from "
 	         "now on (bursts of at most 1s)%s; set provider_window to pin it",
 	         c->name, r < 0 ? " (not remembered: the database refused)" : ", remembered");
 }
 
-/* The provider's windows end at now + retry_after: align the lane's, and keep
- * their phase (of the wall clock's seconds) for the next start. */
-static void align_window(struct lane *l, int64_t now, int64_t retry_after)
+/* The provider's windows end at now + retry_after (the gate aligned its
+ * own): keep their phase (of the wall clock's seconds) for the next start. */
+static void sched_on_aligned(struct lane *l, int64_t now, int64_t retry_after)
 {
 	const struct lane_config *c = l->cfg;
 	char url[sizeof(c->base_url)];
-	int64_t phase = (time_wall_ms() + retry_after) % GATE_WINDOW_MS;
+	int64_t wall = time_wall_ms(), phase = (wall + retry_after) % GATE_WINDOW_MS;
 
-	gate_align_window(&l->gate, now + retry_after, now);
 	if (l->window_phase == phase || c->provider_window != GATE_WINDOW_AUTO)
 		return;
 	l->window_phase = phase;
 	if (store_lane_window_set(l->s->d->store, c->name,
 	                          lane_redact_url(c->base_url, url, sizeof(url)), "second",
-	                          l->window_learned_at, phase) < 0)
+	                          wall - (now - l->gate.learned_at), phase) < 0)
 		log_debug("lane %s: the window's phase is not remembered: %s", c->name,
 		          store_errmsg(l->s->d->store));
 }
@@ -645,9 +637,9 @@ static void start_window(struct lane *l, int64_t now)
 	                          &phase) == 1 &&
 	    strcmp(w, "second") == 0) {
 		gate_set_window(&l->gate, GATE_WINDOW_SECOND, now);
-		l->window_learned = 1;
-		l->window_learned_at = at;
-		l->window_429_at = now;
+		l->gate.learned = 1;
+		l->gate.learned_at = now - (wall - at);
+		l->gate.confirmed_at = now;
 		/* Windows kept their phase of the wall clock's seconds: align at once. */
 		if (phase >= 0) {
 			l->window_phase = phase;
@@ -659,77 +651,106 @@ static void start_window(struct lane *l, int64_t now)
 	}
 }
 
-/*
- * What a decision does to the lane: pauses, the circuit breaker (several
- * tries in a row that reached no upstream pause the lane, then one request
- * probes it, backing off), running out of credit (paused, probed once per
- * pause). error says what the last failure was, for the log.
- */
-static void apply_to_lane(struct lane *l, const struct retry_decision *d, const char *error,
-                          int64_t retry_after)
+static enum gate_event sched_gate_event(enum retry_lane_event e)
 {
-	const struct lane_config *c = l->cfg;
-	int64_t now = time_mono_ms();
-	char why[96];
-
-	switch (d->lane) {
+	switch (e) {
 	case RL_UNREACHABLE:
-		if (l->faults == 0)
-			l->fault_since = time_wall_ms();
-		if (++l->faults < BREAKER_TRIP)
-			return;
-		l->breaker_ms = l->breaker_ms ? l->breaker_ms * 2 : BREAKER_FIRST_MS;
-		if (l->breaker_ms > BREAKER_MAX_MS)
-			l->breaker_ms = BREAKER_MAX_MS;
-		snprintf(why, sizeof(why), "upstream unreachable; probing every %llds",
-		         (long long)(l->breaker_ms / 1000));
-		gate_pause(&l->gate, now + l->breaker_ms, why);
-		l->gate.probe = 1;
-		if (l->faults == BREAKER_TRIP)
-			log_warn(
-			    "lane %s: the upstream could not be reached %d times in a row (%s); "
-			    "the lane pauses and probes it with one request, backing off up "
-			    "to %llds. Queued jobs keep their attempts",
-			    c->name, BREAKER_TRIP, error ? error : "no answer",
-			    (long long)(BREAKER_MAX_MS / 1000));
-		return;
-	case RL_QUOTA:
-		if (!l->no_credit_since)
-			l->no_credit_since = time_wall_ms();
-		snprintf(why, sizeof(why), "insufficient_quota: probing every %llds",
-		         (long long)(c->quota_pause_ms / 1000));
-		gate_pause(&l->gate, now + d->lane_pause_ms, why);
-		if (!l->gate.probe)
-			log_warn(
-			    "lane %s: upstream says insufficient_quota: the key has no credit. "
-			    "The lane pauses and tries one request every %llds; its jobs stay "
-			    "queued until their batch's window ends: add credit or check the "
-			    "key's billing",
-			    c->name, (long long)(c->quota_pause_ms / 1000));
-		l->gate.probe = 1;
-		break;
+		return GATE_EV_UNREACHABLE;
 	case RL_RATE_LIMITED:
-		gate_pause(&l->gate, now + d->lane_pause_ms, "429 from upstream");
-		gate_drain(&l->gate, now);
-		log_info("lane %s: 429, pausing %lldms", c->name, (long long)d->lane_pause_ms);
-		if (d->learn_short_window || l->gate.window == GATE_WINDOW_SECOND)
-			learn_window(l, now);
-		/* The provider's window ends when its 429 says to come back. */
-		if (l->gate.window == GATE_WINDOW_SECOND && retry_after >= 0 &&
-		    retry_after <= GATE_WINDOW_MS)
-			align_window(l, now, retry_after);
-		l->gate.probe = 0;
-		l->no_credit_since = 0; /* a rate limit is not a lack of credit */
-		break;
+		return GATE_EV_RATE_LIMITED;
+	case RL_QUOTA:
+		return GATE_EV_QUOTA;
 	case RL_ANSWERED:
-		if (l->gate.probe || l->faults >= BREAKER_TRIP)
-			log_info("lane %s: the upstream answers again; the lane resumes", c->name);
-		l->gate.probe = 0;
-		l->no_credit_since = 0;
 		break;
 	}
-	l->faults = 0;
-	l->breaker_ms = 0;
+	return GATE_EV_ANSWERED;
+}
+
+/* All the gate takes from one launch's answer and its decision. */
+static void sched_gate_answer(enum gate_class cls, const struct gate_mark *mark, int64_t charged,
+                              const struct answer *a, const struct retry_input *in,
+                              const struct up_response *resp, const struct retry_decision *d,
+                              struct gate_answer *ret)
+{
+	*ret = (struct gate_answer){
+	    .cls = cls,
+	    .charged = charged,
+	    .used = retry_spent(in, d->verdict, a->total),
+	    .succeeded = d->verdict == RV_SUCCEEDED,
+	    .resends = resp->sends > 1 ? resp->sends - 1 : 0,
+	    .done = 1,
+	    .observe = 1,
+	    .mark = *mark,
+	    .fb = a->fb,
+	    .event = sched_gate_event(d->lane),
+	    .pause_ms = d->lane_pause_ms,
+	    .learn = d->learn_short_window,
+	    .retry_after_ms = a->retry_after_ms,
+	};
+}
+
+/* What gate_settle() did to the lane that people should hear of, or that
+ * lane_state keeps. error says what the last failure was. */
+void sched_tell(struct lane *l, const struct gate_answer *ga, const struct gate_news *n,
+                const char *error, int64_t now)
+{
+	const struct lane_config *c = l->cfg;
+
+	if (n->breaker_open)
+		log_warn("lane %s: the upstream could not be reached %d times in a row (%s); "
+		         "the lane pauses and probes it with one request, backing off up "
+		         "to %llds. Queued jobs keep their attempts",
+		         c->name, GATE_BREAKER_TRIP, error ? error : "no answer",
+		         (long long)(GATE_BREAKER_MAX_MS / 1000));
+	if (n->no_credit)
+		log_warn("lane %s: upstream says insufficient_quota: the key has no credit. "
+		         "The lane pauses and tries one request every %llds; its jobs stay "
+		         "queued until their batch's window ends: add credit or check the "
+		         "key's billing",
+		         c->name, (long long)(c->quota_pause_ms / 1000));
+	if (n->rate_limited)
+		log_info("lane %s: 429, pausing %lldms", c->name, (long long)ga->pause_ms);
+	if (n->learned)
+		sched_on_learned(l, n);
+	if (n->aligned)
+		sched_on_aligned(l, now, ga->retry_after_ms);
+	if (n->resumed)
+		log_info("lane %s: the upstream answers again; the lane resumes", c->name);
+}
+
+/*
+ * What an answer and its decision do to the lane's gate, as one step
+ * (gate_settle): the provider's figures, the refund and the slot, pauses,
+ * the circuit breaker (several tries in a row that reached no upstream
+ * pause the lane, then one request probes it, backing off), running out of
+ * credit (paused, probed once per pause), a 429's pause and what it teaches
+ * of the provider's window. error says what the last failure was, for the
+ * log.
+ */
+static void settle_lane(struct lane *l, struct gate_answer *ga, const struct sched_lease *lease,
+                        const char *error)
+{
+	int64_t now = time_mono_ms();
+	struct gate_news n;
+
+	sched_own(l, ga->cls, -1);
+	if (l->mode != LANE_ALONE && sched_fleet_settle(l, ga, lease, error) == 0)
+		return;
+	/* The lane's own gate: a mark of the shared gate's is of another clock. */
+	ga->observe = !lease->shared;
+	gate_settle(&l->gate, ga, now, &n);
+	sched_tell(l, ga, &n, error, now);
+}
+
+static void apply_to_lane(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
+                          const struct sched_lease *lease, int64_t charged, const struct answer *a,
+                          const struct retry_input *in, const struct up_response *resp,
+                          const struct retry_decision *d, const char *error)
+{
+	struct gate_answer ga;
+
+	sched_gate_answer(cls, mark, charged, a, in, resp, d, &ga);
+	settle_lane(l, &ga, lease, error);
 }
 
 /* What the answer was, for the job's row and the log. */
@@ -770,13 +791,13 @@ static void on_done(void *userdata, const struct up_response *resp)
 	size_t n;
 
 	/* Parse. */
-	settle(l, GATE_BATCH, &f->mark, f->charged, resp, NULL, &a, &in);
+	settle(l, GATE_BATCH, f->charged, resp, NULL, &a, &in);
 	describe(resp, &a, retry_classify(&in), code, sizeof(code), msg, sizeof(msg));
 	/* Decide. */
 	lane_policy(c, &pol);
-	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, rand01(s), &d);
+	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, sched_rand01(s), &d);
 	/* Apply: to the lane, then to the job. */
-	apply_to_lane(l, &d, msg, a.retry_after_ms);
+	apply_to_lane(l, GATE_BATCH, &f->mark, &f->lease, f->charged, &a, &in, resp, &d, msg);
 	o.status_code = resp->status;
 	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
 	o.retry_after_ms = a.retry_after_ms;
@@ -845,7 +866,7 @@ static void on_done(void *userdata, const struct up_response *resp)
 	}
 	json_object_put(a.root);
 	LIST_REMOVE(f, link);
-	flight_free(f);
+	sched_flight_free(f);
 	sched_kick(s);
 }
 
@@ -920,6 +941,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t now = time_mono_ms(), ra;
 
 	unqueue(t);
+	sched_fleet_forget(t);
 	ra = predicted_wait(l, t->info.cost, now);
 	if (ra < 1000)
 		ra = 1000;
@@ -948,6 +970,7 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 	t->info = *info;
 	t->enqueued = now;
 	t->enqueued_wall = time_wall_ms();
+	t->id = ++s->tickets;
 	g = l->gate;
 	gate_refill(&g, now);
 	if (admission_never_fits(&g, info->cost)) {
@@ -987,9 +1010,19 @@ void sched_call_cancel(struct scheduler *s, struct sched_ticket *t)
 	l = t->lane;
 	if (!t->granted) {
 		unqueue(t);
+		sched_fleet_forget(t);
 	} else {
 		/* In flight: the slot comes back; what was spent stays charged. */
-		gate_done(&l->gate, GATE_INTERACTIVE, t->info.cost, -1, time_mono_ms());
+		struct gate_answer ga = {.cls = GATE_INTERACTIVE,
+		                         .charged = t->info.cost,
+		                         .used = -1,
+		                         .done = 1,
+		                         .event = GATE_EV_NONE,
+		                         .retry_after_ms = -1};
+
+		if (l->mode != LANE_ALONE)
+			LIST_REMOVE(t, flying);
+		settle_lane(l, &ga, &t->lease, NULL);
 		sched_kick(s);
 	}
 	l->stats.requests[GATE_INTERACTIVE][SO_ABORTED]++;
@@ -1016,12 +1049,15 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	struct answer a;
 	int i;
 
-	v = settle(l, GATE_INTERACTIVE, &t->mark, t->info.cost, resp, streamed, &a, &in);
+	v = settle(l, GATE_INTERACTIVE, t->info.cost, resp, streamed, &a, &in);
 	/* The same policy decides what the answer does to the lane. */
 	job = (struct retry_job){t->info.try_no, 0, 0};
 	lane_policy(c, &pol);
-	retry_decide(&in, a.retry_after_ms, t->mark.room, &pol, &job, rand01(s), &d);
-	apply_to_lane(l, &d, resp->error, a.retry_after_ms);
+	retry_decide(&in, a.retry_after_ms, t->mark.room, &pol, &job, sched_rand01(s), &d);
+	if (l->mode != LANE_ALONE && t->granted)
+		LIST_REMOVE(t, flying);
+	apply_to_lane(l, GATE_INTERACTIVE, &t->mark, &t->lease, t->info.cost, &a, &in, resp, &d,
+	              resp->error);
 	so = outcome_of(v);
 	for (i = 1; i < resp->sends; i++) /* sends that died with a reused connection */
 		record_call(l, t, "retry", NULL, NULL, "connection_lost", -1, NULL);
@@ -1030,7 +1066,7 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 		/* A 429 already paused the lane: the gate is the wait. */
 		wait = v == RV_RATE_LIMITED ? 0
 		                            : retry_backoff_ms(t->info.try_no, c->backoff_base_ms,
-		                                               c->backoff_cap_ms, rand01(s));
+		                                               c->backoff_cap_ms, sched_rand01(s));
 		if (a.retry_after_ms > wait)
 			wait = a.retry_after_ms;
 		if (now + wait >= deadline)
@@ -1059,11 +1095,21 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 	int i;
 
 	for (i = 0; i < s->n_lanes; i++)
-		sched_probation(&s->lanes[i], now);
+		if (s->lanes[i].mode == LANE_ALONE || s->lanes[i].mode == LANE_FALLBACK)
+			sched_probation(&s->lanes[i], now);
+	sched_fleet_tick(s);
 	if (store_expire(s->d->store, time_wall_ms(), &n) == 0 && n > 0)
 		log_warn("%lld queued requests expired: their batch's completion window ended "
 		         "(they are in the batch's errors as batch_expired)",
 		         (long long)n);
+}
+
+/* A lane's gate limits: the configured ones, and how its window is learned. */
+void sched_lane_limits(const struct lane_config *c, struct gate_limits *ret)
+{
+	*ret = c->limits;
+	ret->provider_window = c->provider_window;
+	ret->probation_ms = c->window_probation_ms;
 }
 
 /* A lane an operator paused stays paused across restarts (lane_paused). */
@@ -1117,7 +1163,10 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		l->cfg = &d->cfg->lanes[i];
 		LIST_INIT(&l->flights);
 		TAILQ_INIT(&l->waiting);
-		gate_init(&l->gate, &l->cfg->limits, now);
+		LIST_INIT(&l->flying);
+		l->mode = d->cfg->fleet.redis_url[0] ? LANE_STARTING : LANE_ALONE;
+		sched_lane_limits(l->cfg, &l->lim);
+		gate_init(&l->gate, &l->lim, now);
 		start_window(l, now);
 		sched_restore_pause(l);
 		r = lane_load_key(l->cfg, &l->key);
@@ -1130,6 +1179,9 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		}
 		s->n_lanes++;
 	}
+	r = sched_fleet_new(s);
+	if (r < 0)
+		goto fail;
 	*ret = s;
 	return 0;
 fail:
@@ -1157,17 +1209,23 @@ void sched_stop(struct scheduler *s)
 		while ((f = LIST_FIRST(&s->lanes[i].flights))) {
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
+			/* Its slot back now, not at its lease's deadline; it may have cost. */
+			if (f->lease.shared)
+				sched_fleet_release(&s->lanes[i], GATE_BATCH, f->charged, &f->lease,
+				                    0);
 			writeback_add(s->wb, f->job.id, f->attempt_id, &o, time_wall_ms(), NULL);
-			flight_free(f);
+			sched_flight_free(f);
 		}
 		/* Waiting callers are told to come back. */
 		while ((t = TAILQ_FIRST(&s->lanes[i].waiting))) {
 			unqueue(t);
+			sched_fleet_forget(t);
 			refuse_ticket(t, "gate_wait_exceeded", 5000);
 			t->info.refuse(t->info.ud, 5000);
 			ticket_free(t);
 		}
 	}
+	sched_fleet_flush(s);
 	if (s->wb && writeback_flush(s->wb) < 0)
 		log_err("stopping with outcomes the database would not take; their jobs are "
 		        "requeued at the next start");
@@ -1188,6 +1246,7 @@ void sched_free(struct scheduler *s)
 			free(s->lanes[i].key);
 		}
 	}
+	sched_fleet_free(s);
 	writeback_free(s->wb);
 	if (s->pump)
 		event_free(s->pump);
@@ -1204,6 +1263,7 @@ int sched_in_flight(const struct scheduler *s)
 
 int sched_reload(struct scheduler *s)
 {
+	struct gate_limits lim;
 	int64_t now = time_mono_ms();
 	char *key;
 	int i, r;
@@ -1219,7 +1279,9 @@ int sched_reload(struct scheduler *s)
 			free(l->key);
 		}
 		l->key = key;
-		gate_set_limits(&l->gate, &l->cfg->limits, now);
+		sched_lane_limits(l->cfg, &l->lim);
+		sched_fleet_limits(l, &lim);
+		gate_set_limits(&l->gate, &lim, now);
 	}
 	sched_kick(s);
 	return 0;
@@ -1245,6 +1307,14 @@ const char *sched_lane_key(const struct scheduler *s, int i)
 	return i >= 0 && i < s->n_lanes ? s->lanes[i].key : NULL;
 }
 
+int sched_fleet_stats(const struct scheduler *s, struct fleet_stats *ret)
+{
+	if (!s->fleet)
+		return -ENOENT;
+	fleet_stats(s->fleet, ret);
+	return 0;
+}
+
 int sched_n_lanes(const struct scheduler *s)
 {
 	return s->n_lanes;
@@ -1263,6 +1333,7 @@ int sched_lane_index(const struct scheduler *s, const char *name)
 int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct lane_snapshot *ret)
 {
 	const struct lane *l;
+	int64_t wall;
 
 	if (i < 0 || i >= s->n_lanes)
 		return -ENOENT;
@@ -1270,18 +1341,34 @@ int sched_lane_snapshot(const struct scheduler *s, int i, int64_t now, struct la
 	memset(ret, 0, sizeof(*ret));
 	ret->cfg = l->cfg;
 	ret->gate = l->gate;
+	ret->lim = l->lim;
 	gate_refill(&ret->gate, now);
 	ret->has_key = l->key != NULL;
 	ret->avg_latency_ms = l->avg_latency_ms;
 	ret->calls_waiting = l->n_waiting;
 	ret->calls_waiting_tokens = l->waiting_tokens;
 	ret->stats = l->stats;
-	ret->window_learned = l->window_learned;
-	ret->window_learned_at = l->window_learned_at;
-	ret->probation_since = l->probation_since;
-	ret->unreachable = l->faults >= BREAKER_TRIP;
-	ret->unreachable_since = ret->unreachable ? l->fault_since : 0;
-	ret->no_credit_since = l->no_credit_since;
+	/* The gate's times are the monotonic clock's; the snapshot's, the wall's. */
+	wall = time_wall_ms() - (time_mono_ms() - now);
+	ret->window_learned = l->gate.learned;
+	ret->window_learned_at = wall - (now - l->gate.learned_at);
+	ret->probation_since = l->gate.probation_since ? wall - (now - l->gate.probation_since) : 0;
+	ret->unreachable = l->gate.faults >= GATE_BREAKER_TRIP;
+	ret->unreachable_since = ret->unreachable ? wall - (now - l->gate.fault_since) : 0;
+	ret->no_credit_since = l->gate.no_credit_since ? wall - (now - l->gate.no_credit_since) : 0;
+	if (l->mode != LANE_ALONE) {
+		static const char *const modes[] = {
+		    [LANE_STARTING] = "starting",
+		    [LANE_SHARED] = "shared",
+		    [LANE_FALLBACK] = "alone",
+		    [LANE_RECONCILING] = "reconciling",
+		};
+
+		ret->fleet_mode = modes[l->mode];
+		ret->share = config_lane_share(l->cfg);
+		ret->fleet_hosts = fleet_hosts(s->fleet, ret->share);
+		ret->in_flight_here = l->own[GATE_BATCH] + l->own[GATE_INTERACTIVE];
+	}
 	ret->paused_at = l->paused_at;
 	ret->paused_by = l->paused_by;
 	return 0;
@@ -1299,6 +1386,15 @@ void sched_lane_pause(struct scheduler *s, int i, int64_t at, int64_t by)
 
 void sched_lane_set_limits(struct scheduler *s, int i, const struct gate_limits *lim)
 {
-	gate_set_limits(&s->lanes[i].gate, lim, time_mono_ms());
+	struct lane *l = &s->lanes[i];
+	struct gate_limits now_lim;
+
+	/* The lane's (the key's, in a fleet: its shared gate takes them with the
+	 * next call); gating alone, this host's share of them. */
+	l->lim = *lim;
+	l->lim.provider_window = l->cfg->provider_window;
+	l->lim.probation_ms = l->cfg->window_probation_ms;
+	sched_fleet_limits(l, &now_lim);
+	gate_set_limits(&l->gate, &now_lim, time_mono_ms());
 	sched_kick(s);
 }

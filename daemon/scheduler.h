@@ -64,6 +64,14 @@ struct lane_snapshot {
 	int64_t no_credit_since;   /* wall ms: insufficient_quota since; 0: the key has credit */
 	int64_t paused_at;         /* wall ms an operator paused it; 0: not paused so */
 	int64_t paused_by;         /* the uid that did (-1: unknown) */
+	struct gate_limits lim;    /* the lane's (gate.lim is this host's share while it gates
+	                            * alone, in a fleet) */
+	/* The fleet: NULL without one; "shared" (gate is the key's, in Redis; gate mirrors
+	 * it), "alone" (Redis away: 1/N of the limits), "starting", "reconciling". */
+	const char *fleet_mode;
+	const char *share;  /* the key's name in the fleet */
+	int fleet_hosts;    /* hosts sharing it at the last heartbeat */
+	int in_flight_here; /* of the gate's in flight, this host's */
 };
 
 int sched_n_lanes(const struct scheduler *s);
@@ -134,6 +142,10 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
                                    const struct price_usage *streamed, int may_retry,
                                    int64_t deadline, const char *response_body,
                                    int64_t *ret_retry_in_ms);
+
+/* The fleet's connection and its figures; -ENOENT without LLMQ_REDIS_URL. */
+struct fleet_stats;
+int sched_fleet_stats(const struct scheduler *s, struct fleet_stats *ret);
 
 /* The API key of lane i (NULL: none). */
 const char *sched_lane_key(const struct scheduler *s, int i);

@@ -111,6 +111,59 @@ void h_mock_stop(struct mock_proc *m)
 	}
 }
 
+static int can_connect(const char *path);
+
+void h_redis_start(struct redis_proc *r, const char *dir, const char *password)
+{
+	char log[300], *argv[24] = {"redis-server",
+	                            "--save",
+	                            "",
+	                            "--appendonly",
+	                            "no",
+	                            "--port",
+	                            "0",
+	                            "--unixsocket",
+	                            r->sock,
+	                            "--unixsocketperm",
+	                            "700",
+	                            "--dir",
+	                            (char *)dir,
+	                            "--logfile",
+	                            log,
+	                            "--daemonize",
+	                            "no"};
+	int i = 17, tries;
+
+	snprintf(r->sock, sizeof(r->sock), "%s/redis.sock", dir);
+	snprintf(r->url, sizeof(r->url), "unix://%s", r->sock);
+	snprintf(log, sizeof(log), "%s/redis.log", dir);
+	if (password) {
+		argv[i++] = "--requirepass";
+		argv[i++] = (char *)password;
+	}
+	argv[i] = NULL;
+	r->pid = fork();
+	cr_assert_geq(r->pid, 0);
+	if (r->pid == 0) {
+		/* A test that fails mid-way must not leave its servers behind. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execvp("redis-server", argv);
+		_exit(127);
+	}
+	for (tries = 0; tries < 200 && !can_connect(r->sock); tries++)
+		msleep(25);
+	cr_assert(can_connect(r->sock), "redis-server did not start; see %s", log);
+}
+
+void h_redis_stop(struct redis_proc *r)
+{
+	if (r->pid > 0) {
+		kill(r->pid, SIGTERM);
+		waitpid(r->pid, NULL, 0);
+		r->pid = 0;
+	}
+}
+
 static size_t sink(char *p, size_t s, size_t n, void *ud)
 {
 	char *buf = ud;

@@ -24,6 +24,20 @@ struct daemon_proc {
 	char log[300];
 };
 
+struct redis_proc {
+	pid_t pid;
+	char sock[300]; /* its Unix socket, in the test's directory */
+	char url[320];  /* unix://... for LLMQ_REDIS_URL */
+};
+
+/*
+ * Start a real redis-server on dir/redis.sock, persistence off (no TCP
+ * port), with requirepass when password is not NULL; waits until it
+ * answers. Stopped by pid; it dies with the test.
+ */
+void h_redis_start(struct redis_proc *r, const char *dir, const char *password);
+void h_redis_stop(struct redis_proc *r);
+
 /* A fresh temporary directory for one test. */
 void h_tmpdir(char *buf, size_t len);
 

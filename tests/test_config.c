@@ -374,6 +374,71 @@ Test(config, the_provider_window_and_the_lane_wait)
 	unsetenv("LLMQ_LANE_WAIT_MAX_SECONDS");
 }
 
+/* [fleet] < LLMQ_REDIS_URL and its kin < --redis; a lane shares by its name. */
+Test(config, the_fleet_settings_and_their_precedence)
+{
+	char err[512];
+
+	setenv("LLMQ_CONFIG", "", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+	cr_assert_str_eq(cfg.fleet.redis_url, "", "no Redis unless told");
+	cr_assert_eq(cfg.fleet.redis_timeout_ms, 100);
+	cr_assert_str_eq(config_lane_share(&cfg.lanes[0]), "openai", "shared by the lane's name");
+	unsetenv("LLMQ_CONFIG");
+	write_file("[fleet]\nredis_url = unix:///run/redis/redis.sock?db=2\nredis_timeout = 250ms\n"
+	           "host_id = web-1\nredis_password_file = redis-password\n"
+	           "[lane a]\nbase_url = http://127.0.0.1:1/v1\nshare = org-key.1\n"
+	           "[lane b]\nbase_url = http://127.0.0.1:2/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_str_eq(cfg.fleet.redis_url, "unix:///run/redis/redis.sock?db=2");
+	cr_assert_eq(cfg.fleet.redis_timeout_ms, 250);
+	cr_assert_str_eq(cfg.fleet.host_id, "web-1");
+	cr_assert_str_eq(cfg.fleet.redis_password_file, "redis-password");
+	cr_assert_str_eq(config_lane_share(&cfg.lanes[0]), "org-key.1");
+	cr_assert_str_eq(config_lane_share(&cfg.lanes[1]), "b");
+	setenv("LLMQ_REDIS_URL", "redis://10.0.0.5:6380/1", 1);
+	setenv("LLMQ_REDIS_TIMEOUT", "0.5", 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_str_eq(cfg.fleet.redis_url, "redis://10.0.0.5:6380/1", "the environment wins");
+	cr_assert_eq(cfg.fleet.redis_timeout_ms, 500);
+	cr_assert_eq(load(err, sizeof(err), 4, "--config", file, "--redis", "unix:///x.sock"), 0,
+	             "%s", err);
+	cr_assert_str_eq(cfg.fleet.redis_url, "unix:///x.sock", "the flag wins");
+	unsetenv("LLMQ_REDIS_URL");
+	unsetenv("LLMQ_REDIS_TIMEOUT");
+}
+
+/* A bad Redis URL is refused by the name it was set under, its password never echoed. */
+Test(config, a_bad_redis_url_is_named_and_its_password_never_shown)
+{
+	char err[1024];
+
+	setenv("LLMQ_CONFIG", "", 1);
+	setenv("LLMQ_REDIS_URL", "redis://admin:s3cret@/0", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), -EINVAL);
+	cr_assert(strstr(err, "environment: LLMQ_REDIS_URL = "), "%s", err);
+	cr_assert_null(strstr(err, "s3cret"), "%s", err);
+	cr_assert(strstr(err, "not shown"), "%s", err);
+	unsetenv("LLMQ_REDIS_URL");
+	cr_assert_eq(load(err, sizeof(err), 2, "--redis", "http://127.0.0.1:6379"), -EINVAL);
+	cr_assert(strstr(err, "command line: --redis = \"http://127.0.0.1:6379\"") &&
+	              strstr(err, "redis:// or unix://"),
+	          "%s", err);
+	cr_assert_eq(load(err, sizeof(err), 2, "--redis", "rediss://cache:6380"), -EINVAL);
+	cr_assert(strstr(err, "stunnel"), "TLS is pointed to a tunnel: %s", err);
+	unsetenv("LLMQ_CONFIG");
+	write_file(
+	    "[fleet]\nredis_timeout = forever\n[lane a]\nbase_url = http://127.0.0.1:1/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "[fleet]: redis_timeout = \"forever\""), "%s", err);
+	write_file("[fleet]\nredis = x\n[lane a]\nbase_url = http://127.0.0.1:1/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "unknown key") && strstr(err, "redis_url"), "%s", err);
+	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\nshare = {tag}\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "[lane a]: share = \"{tag}\""), "%s", err);
+}
+
 /* Prices: [prices] lines, a prices file (prices_file, or LLMQ_PRICES_FILE). */
 Test(config, prices_from_the_file_and_a_prices_file)
 {
