@@ -120,11 +120,23 @@ local function requests_per_ms(g)
   return per_ms(rpm_limit(g), g.lim.headroom)
 end
 
+local function reserve_held(g, now)
+  return g.lim.interactive_reserve > 0 and g.callers_seen ~= 0 and
+         now - g.caller_seen_at < RESERVE_IDLE_MS
+end
+
+-- The pocket exists while callers are about, as of the last refill.
 local function token_pocket(g)
+  if not reserve_held(g, g.refilled_at) then
+    return 0
+  end
   return g.lim.interactive_reserve * tokens_per_ms(g) * POCKET_MS
 end
 
 local function req_pocket(g)
+  if not reserve_held(g, g.refilled_at) then
+    return 0
+  end
   return g.lim.interactive_reserve * requests_per_ms(g) * POCKET_MS
 end
 
@@ -206,11 +218,6 @@ local function batch_slots(g)
     return 1
   end
   return n
-end
-
-local function reserve_held(g, now)
-  return g.lim.interactive_reserve > 0 and g.callers_seen ~= 0 and
-         now - g.caller_seen_at < RESERVE_IDLE_MS
 end
 
 local function decay_share(g, now)

@@ -54,13 +54,29 @@ int64_t gate_effective_tpm(const struct gate *g)
  * GATE_SLACK_MS of refill more (at 10,000 requests/min, a launch every 6 ms,
  * losing 1 ms of lateness per launch would waste a sixth of the budget).
  */
+int gate_reserve_held(const struct gate *g, int64_t now)
+{
+	return g->lim.interactive_reserve > 0 && g->callers_seen &&
+	       now - g->caller_seen_at < GATE_RESERVE_IDLE_MS;
+}
+
+/*
+ * The reserve's pocket exists while callers are about (as of the gate's last
+ * refill): a lane nobody calls has the capacity of a lane without a reserve,
+ * so a batch alone spends exactly what it would with interactive_reserve = 0
+ * - not the pocket on top, which the provider's bucket does not hold.
+ */
 static double token_pocket(const struct gate *g)
 {
+	if (!gate_reserve_held(g, g->refilled_at))
+		return 0;
 	return g->lim.interactive_reserve * gate_tokens_per_ms(g) * GATE_POCKET_MS;
 }
 
 static double req_pocket(const struct gate *g)
 {
+	if (!gate_reserve_held(g, g->refilled_at))
+		return 0;
 	return g->lim.interactive_reserve * gate_requests_per_ms(g) * GATE_POCKET_MS;
 }
 
@@ -70,8 +86,8 @@ static int64_t burst_ms(const struct gate *g)
 	return g->window == GATE_WINDOW_SECOND && g->lim.burst_ms > 1000 ? 1000 : g->lim.burst_ms;
 }
 
-/* The reserve's pocket sits on top of the burst, so a batch alone still
- * spends the whole rate: it only never dips into the pocket. */
+/* The reserve's pocket sits on top of the burst, so a batch still spends the
+ * whole rate while callers are about: it only never dips into the pocket. */
 double gate_token_capacity(const struct gate *g)
 {
 	return gate_tokens_per_ms(g) * (double)(burst_ms(g) + GATE_SLACK_MS) + token_pocket(g);
@@ -152,12 +168,6 @@ int gate_batch_slots(const struct gate *g)
 	int n = g->lim.max_concurrency - keep;
 
 	return n < 1 ? 1 : n;
-}
-
-int gate_reserve_held(const struct gate *g, int64_t now)
-{
-	return g->lim.interactive_reserve > 0 && g->callers_seen &&
-	       now - g->caller_seen_at < GATE_RESERVE_IDLE_MS;
 }
 
 static void decay_share(struct gate *g, int64_t now)

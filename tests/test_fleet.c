@@ -597,7 +597,7 @@ static const struct table_case table[] = {
       G(1200, GATE_BATCH, 10, 1),
       {.op = END}}},
     {"the reserve holds while callers are about, and is the batches' once they are not",
-     LIM(10, 0, 60000, 0, 0, 1000, 0.2, GATE_WINDOW_MINUTE, 0),
+     LIM(10, 0, 60000, 0, 0, 2000, 0.2, GATE_WINDOW_MINUTE, 0),
      120000,
      {G(0, GATE_INTERACTIVE, 100, 1),
       GW(0, GATE_BATCH, 100, 10, 8, GATE_CONCURRENCY),

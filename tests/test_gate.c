@@ -412,13 +412,15 @@ Test(gate, the_pocket_is_kept_for_callers_and_batch_alone_still_gets_the_rate)
 	int64_t t = 0, n = 0;
 
 	gate_init(&g, &l, 0);
-	cr_assert_float_eq(gate_token_capacity(&g), 200 + GATE_SLACK_MS, 1e-9);
+	cr_assert_float_eq(gate_token_capacity(&g), GATE_SLACK_MS, 1e-9, "no caller: no pocket");
 	gate_when(&g, GATE_INTERACTIVE, 1, 0, NULL); /* a caller is about */
-	/* Fresh: the bucket is full, pocket included; a batch job may not dip into it. */
-	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 0);
-	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m); /* level 220 - 100 = 120 < pocket */
-	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 80, "back up to the pocket");
-	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 100, 0, NULL), 0, "a caller spends it now");
+	cr_assert_float_eq(gate_token_capacity(&g), 200 + GATE_SLACK_MS, 1e-9);
+	/* The pocket fills at the rate; full at 200 ms, a batch job may not dip into it. */
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 200, NULL), 200);
+	gate_launch(&g, GATE_BATCH, 100, 200, 0, &m); /* level 220 - 100 = 120 < pocket */
+	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 200, NULL), 280, "back up to the pocket");
+	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 100, 200, NULL), 200,
+	             "a caller spends it now");
 	/* A batch alone, paced: 100-token jobs at 1 token/ms, one every 100 ms. */
 	gate_init(&g, &l, 0);
 	while (t < 60000) {
@@ -428,32 +430,49 @@ Test(gate, the_pocket_is_kept_for_callers_and_batch_alone_still_gets_the_rate)
 		n++;
 	}
 	cr_assert_geq(n, 600, "a minute holds the whole budget: %lld launches", (long long)n);
-	cr_assert_leq(n, 604, "and the bucket it started with (no caller: the pocket too)");
+	cr_assert_leq(n, 602, "and no more: %lld", (long long)n);
+}
+
+/* The launch times of n batch jobs of cost on a fresh gate of limits l. */
+static void batch_alone(const struct gate_limits *l, int n, int64_t cost, int64_t dur, int64_t *at)
+{
+	struct gate g;
+
+	gate_init(&g, l, 0);
+	simulate(&g, n, cost, dur, at);
 }
 
 /*
- * Work-conserving: a lane no caller has used for GATE_RESERVE_IDLE_MS gives
- * its batches the reserved slots and the pocket too; a caller arriving then
- * takes the next slot that frees and the next launch its cost allows.
+ * Work-conserving: a lane no caller has used for GATE_RESERVE_IDLE_MS is
+ * exactly a lane without a reserve - its slots, its budget, no pocket on top
+ * (the provider's bucket does not hold one); a caller arriving then takes the
+ * next slot that frees and the next launch its cost allows, and the reserve
+ * holds from then on.
  */
 Test(gate, a_reserve_nobody_uses_costs_a_batch_nothing)
 {
-	/* 60,000 tokens/min = 1 token/ms; reserve 0.2: a pocket of 200 tokens, 1 slot of 3. */
-	struct gate_limits l = {.max_concurrency = 3, .tpm = 60000, .interactive_reserve = 0.2};
+	/* 60,000 tokens/min = 1 token/ms, a burst of 1 s; reserve 0.2: 1 slot of 3. */
+	struct gate_limits l = {
+	    .max_concurrency = 3, .tpm = 60000, .burst_ms = 1000, .interactive_reserve = 0.2};
+	struct gate_limits none = l;
+	int64_t with[40], without[40];
 	struct gate_mark m;
 	struct gate g;
+	int i;
 
+	none.interactive_reserve = 0;
+	batch_alone(&l, 40, 300, 500, with);
+	batch_alone(&none, 40, 300, 500, without);
+	for (i = 0; i < 40; i++)
+		cr_assert_eq(with[i], without[i], "launch %d at %lld, without a reserve %lld", i,
+		             (long long)with[i], (long long)without[i]);
+
+	/* All three slots the batch's; a caller arrives: the first slot freed is its. */
 	gate_init(&g, &l, 0);
-	cr_assert(!gate_reserve_held(&g, 0), "no caller was ever seen");
-	/* The bucket holds 220: 100, then the pocket is the batch's too (it would
-	 * wait for 80 ms with a caller about), then the reserved slot. */
-	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m);
-	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 0, "the pocket is the batch's");
-	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m);
-	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 0, "so is the reserved slot");
-	gate_launch(&g, GATE_BATCH, 100, 0, 0, &m);
-	cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), GATE_NEVER, "the lane is full");
-	/* A caller arrives with every slot the batch's: the first slot freed is its. */
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(gate_when(&g, GATE_BATCH, 100, 0, NULL), 0, "slot %d", i);
+		gate_launch(&g, GATE_BATCH, 100, 0, 0, &m);
+	}
 	cr_assert_eq(gate_when(&g, GATE_INTERACTIVE, 50, 150, NULL), GATE_NEVER);
 	cr_assert(gate_reserve_held(&g, 150));
 	gate_done(&g, GATE_BATCH, 100, 100, 300);
