@@ -1,18 +1,23 @@
 /*
  * Budgets: the pure arithmetic of budget.c table by table (periods with
  * an injected clock and time zone, fits, precedence of sections, figures
- * read exactly, the share meter).
+ * read exactly, the share meter), and ledger.c over a real database: holds
+ * given back on every path, spent counted as usage_daily counts it, periods
+ * rolling over, and a restart that holds nothing.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "budget.h"
+#include "ledger.h"
+#include "store.h"
 
 /* ---- periods --------------------------------------------------------------- */
 
@@ -390,4 +395,174 @@ Test(budget, a_launch_may_cost_its_tokens_at_the_dearest_rate)
 	cr_expect_eq(budget_cost_bound(price_find(&t, "gpt-4o-mini"), 1000), 600000);
 	cr_expect_eq(budget_cost_bound(price_find(&t, "embed"), 1000), 20000, "input is dearest");
 	cr_expect_eq(budget_cost_bound(NULL, 1000), 0, "no price, no cost");
+}
+
+/* ---- the ledger, over a real database -------------------------------------- */
+
+static char dir[] = "/tmp/llmq-test-budget-XXXXXX";
+static char path[256];
+static struct store *st;
+static struct config cfg;
+
+/* Noon on 2026-11-30, UTC; the day ends 12 hours later. */
+#define NOON 1796040000000LL
+#define MIDNIGHT 1796083200000LL
+
+static void setup(void)
+{
+	char why[256];
+
+	cr_assert_eq(setenv("TZ", "UTC", 1), 0);
+	tzset();
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/llmq.db", dir);
+	cr_assert_eq(store_open(path, &st), 0);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.n_lanes = 2;
+	cr_assert_eq(
+	    price_table_add(&cfg.prices, "gpt-4o-mini", "0.15 0.075 0.60", why, sizeof(why)), 0);
+	cr_assert_eq(
+	    budget_table_set(&cfg.budgets, 0, "root", "daily_tokens", "1000", why, sizeof(why)), 0);
+	cr_assert_eq(
+	    budget_table_set(&cfg.budgets, 0, "root", "monthly_usd", "0.001", why, sizeof(why)), 0);
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+
+	store_free(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* A try as the triggers count it: through usage_try, as an attempt's end does. */
+static void usage_row(int64_t started, int64_t uid, int64_t tokens, int64_t nusd)
+{
+	char sql[512];
+	sqlite3 *db;
+
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO usage_try VALUES (%lld, %lld, 'batch', 'openai', 'gpt-4o-mini', "
+	         "%lld, %lld, 0, 0, %lld, 0, 0)",
+	         (long long)started, (long long)uid, (long long)tokens, (long long)tokens,
+	         (long long)nusd);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+static struct ledger_user user0(struct ledger *lg, int64_t wall)
+{
+	struct ledger_user u;
+
+	cr_assert_eq(ledger_user(lg, 0, wall, 1, &u), 1, "root has a budget");
+	return u;
+}
+
+TestSuite(ledger, .init = setup, .fini = teardown);
+
+Test(ledger, a_hold_is_given_back_once_and_what_was_spent_counts)
+{
+	struct ledger *lg;
+	struct ledger_hold h, h2;
+	struct budget_verdict v;
+
+	cr_assert_eq(ledger_new(st, &cfg, 2, NOON, &lg), 0);
+	cr_expect_eq(ledger_judge(lg, 0, 0, "gpt-4o-mini", 600, NOON, 1, &v), LEDGER_GO);
+	ledger_hold(lg, 0, 0, "gpt-4o-mini", 600, NOON, NOON, 1, &h);
+	cr_expect_eq(user0(lg, NOON).use.held[BUDGET_DAILY_TOKENS], 600);
+	cr_expect_eq(user0(lg, NOON).use.held[BUDGET_MONTHLY_USD], 360000,
+	             "600 tokens at $0.60/1M: $0.00036");
+	/* Another 600 would fit once the first gave back what it did not use. */
+	cr_expect_eq(ledger_judge(lg, 0, 0, "gpt-4o-mini", 600, NOON, 1, &v), LEDGER_NO);
+	cr_expect_eq(v.fit, BUDGET_HELD);
+	cr_expect_eq(user0(lg, NOON).blocked.fit, BUDGET_HELD, "status says what holds them");
+	ledger_settle(lg, &h, 300, 180, NOON + 1);
+	ledger_settle(lg, &h, 300, 180, NOON + 2); /* again: nothing more */
+	cr_expect_eq(user0(lg, NOON).use.held[BUDGET_DAILY_TOKENS], 0);
+	cr_expect_eq(user0(lg, NOON).use.spent[BUDGET_DAILY_TOKENS], 300);
+	cr_expect_eq(user0(lg, NOON).use.spent[BUDGET_MONTHLY_USD], 180);
+	cr_expect_eq(user0(lg, NOON).blocked.fit, BUDGET_FITS, "nothing holds them now");
+	/* Exactly what is left fits; one more token waits for midnight. */
+	cr_expect_eq(ledger_judge(lg, 0, 0, "gpt-4o-mini", 700, NOON, 1, &v), LEDGER_GO);
+	cr_expect_eq(ledger_judge(lg, 0, 0, "gpt-4o-mini", 701, NOON, 1, &v), LEDGER_NO);
+	cr_expect_eq(v.fit, BUDGET_SPENT);
+	cr_expect_eq(v.resets_at, MIDNIGHT);
+	/* A launch taken back (nothing sent) and a caller gone (nothing known)
+	 * give back all they held, and spend nothing. */
+	ledger_hold(lg, 0, 0, "gpt-4o-mini", 500, NOON, NOON, 1, &h);
+	ledger_hold(lg, 0, 1, "gpt-4o-mini", 200, NOON, NOON, 1, &h2);
+	ledger_settle(lg, &h, 0, 0, NOON);
+	ledger_settle(lg, &h2, -1, -1, NOON);
+	cr_expect_eq(user0(lg, NOON).use.held[BUDGET_DAILY_TOKENS], 0);
+	cr_expect_eq(user0(lg, NOON).use.spent[BUDGET_DAILY_TOKENS], 300);
+	/* Midnight: a new day, nothing spent in it; the month goes on. */
+	cr_expect_eq(ledger_judge(lg, 0, 0, "gpt-4o-mini", 1000, MIDNIGHT, 1, &v), LEDGER_GO);
+	cr_expect_eq(user0(lg, MIDNIGHT).use.spent[BUDGET_DAILY_TOKENS], 0);
+	cr_expect_eq(user0(lg, MIDNIGHT).use.spent[BUDGET_MONTHLY_USD], 0,
+	             "December is a new month too");
+	ledger_free(lg);
+}
+
+Test(ledger, a_try_counts_in_the_day_it_started_as_usage_daily_does)
+{
+	struct ledger *lg;
+	struct ledger_hold h;
+
+	cr_assert_eq(ledger_new(st, &cfg, 2, NOON, &lg), 0);
+	/* A call that came at 23:59:59 and was answered after midnight. */
+	ledger_hold(lg, 0, 0, "gpt-4o-mini", 400, MIDNIGHT - 1000, MIDNIGHT + 500, 1, &h);
+	ledger_settle(lg, &h, 400, 240, MIDNIGHT + 2000);
+	cr_expect_eq(user0(lg, MIDNIGHT + 2000).use.spent[BUDGET_DAILY_TOKENS], 0,
+	             "yesterday's, not today's");
+	cr_expect_eq(user0(lg, MIDNIGHT + 2000).use.held[BUDGET_DAILY_TOKENS], 0);
+	ledger_free(lg);
+}
+
+Test(ledger, a_restart_reads_what_was_spent_and_holds_nothing)
+{
+	struct ledger *lg;
+	struct ledger_hold h;
+	struct budget_verdict v;
+
+	usage_row(NOON - 3600000, 0, 600, 360);
+	usage_row(NOON - 86400000, 0, 999, 1);  /* yesterday: the month's, not the day's */
+	usage_row(NOON - 3600000, 4242, 50, 0); /* another user */
+	cr_assert_eq(ledger_new(st, &cfg, 2, NOON, &lg), 0);
+	cr_expect_eq(user0(lg, NOON).use.spent[BUDGET_DAILY_TOKENS], 600);
+	cr_expect_eq(user0(lg, NOON).use.spent[BUDGET_MONTHLY_USD], 361);
+	/* A launch in flight when llmqd was killed. */
+	ledger_hold(lg, 0, 0, "gpt-4o-mini", 300, NOON, NOON, 1, &h);
+	ledger_free(lg);
+	/* Started again: nothing is held, and exactly what is left fits. */
+	cr_assert_eq(ledger_new(st, &cfg, 2, NOON, &lg), 0);
+	cr_expect_eq(user0(lg, NOON).use.held[BUDGET_DAILY_TOKENS], 0);
+	cr_expect_eq(ledger_judge(lg, 0, 0, "gpt-4o-mini", 400, NOON, 1, &v), LEDGER_GO);
+	cr_expect_eq(ledger_judge(lg, 0, 0, "gpt-4o-mini", 401, NOON, 1, &v), LEDGER_NO);
+	ledger_free(lg);
+}
+
+Test(ledger, a_user_over_their_share_goes_when_nobody_else_may)
+{
+	struct ledger *lg;
+	struct ledger_hold h;
+	char why[256];
+
+	cr_assert_eq(
+	    budget_table_set(&cfg.budgets, 0, "root", "tpm_share", "0.5", why, sizeof(why)), 0);
+	cr_assert_eq(ledger_new(st, &cfg, 2, NOON, &lg), 0);
+	ledger_hold(lg, 0, 0, "gpt-4o-mini", 100, NOON, NOON, 1000, &h);
+	ledger_settle(lg, &h, 100, 60, NOON);
+	ledger_hold(lg, 4242, 0, "gpt-4o-mini", 80, NOON, NOON, 1000, &h);
+	/* Root launched 100 of the lane's 180: more than half. */
+	cr_expect_eq(ledger_judge(lg, 0, 0, "gpt-4o-mini", 10, NOON, 1000, NULL), LEDGER_LATER);
+	cr_expect_eq(ledger_judge(lg, 0, 1, "gpt-4o-mini", 10, NOON, 1000, NULL), LEDGER_GO,
+	             "the other lane is another share");
+	cr_expect_eq(ledger_judge(lg, 4242, 0, "gpt-4o-mini", 10, NOON, 1000, NULL), LEDGER_GO,
+	             "no share set: the whole lane");
+	/* More of the other user's: root is within half again. */
+	ledger_hold(lg, 4242, 0, "gpt-4o-mini", 40, NOON, NOON, 1000, &h);
+	cr_expect_eq(ledger_judge(lg, 0, 0, "gpt-4o-mini", 10, NOON, 1000, NULL), LEDGER_GO);
+	ledger_free(lg);
 }
