@@ -486,8 +486,7 @@ Test(budget_e2e, a_call_over_budget_gets_429_budget_exceeded, .timeout = 120)
 		             200, "%s", ans);
 	cr_assert_eq(call_as(user("carol"), &d, "gpt-4o-mini", 9, "20", ans, sizeof(ans)), 429,
 	             "%s", ans);
-	cr_assert(strstr(ans, "monthly_usd budget: $0.002 of $0.0025 used this month"), "%s",
-	          ans);
+	cr_assert(strstr(ans, "monthly_usd budget: $0.002 of $0.0025 used this month"), "%s", ans);
 	/* It resets on the first of the next month, llmqd's local time. */
 	cr_assert_eq(setenv("TZ", tz + 3, 1), 0);
 	tzset();
@@ -501,8 +500,8 @@ Test(budget_e2e, a_call_over_budget_gets_429_budget_exceeded, .timeout = 120)
 	in_s = month_end - (int64_t)time(NULL);
 	cr_assert(header_int(ans, "retry-after") >= in_s - 2 &&
 	              header_int(ans, "retry-after") <= in_s + 2,
-	          "retry-after %lld, the month ends in %lld s", (long long)header_int(ans, "retry-after"),
-	          (long long)in_s);
+	          "retry-after %lld, the month ends in %lld s",
+	          (long long)header_int(ans, "retry-after"), (long long)in_s);
 
 	/* Alice's own section wins over her group's: she goes on. */
 	for (i = 0; i < 3; i++)
@@ -567,9 +566,9 @@ Test(budget_e2e, a_batch_waits_for_the_budget_and_resumes_at_midnight, .timeout 
 	cr_assert(h_jint(b, "eta_ms") >= midnight - time(NULL) * 1000 - 1000, "the ETA counts it");
 	json_object_put(b);
 	/* llmq status says so for people too. */
-	cr_assert_eq(h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "status", id,
-	                       NULL),
-	             0, "%s", err);
+	cr_assert_eq(
+	    h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "status", id, NULL), 0,
+	    "%s", err);
 	cr_assert(strstr(out, "waiting    ") && strstr(out, "daily_tokens budget"), "%s", out);
 	/* And the live page's figures, as bob sees them. */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/llmq/live", d.http_port);
@@ -579,8 +578,9 @@ Test(budget_e2e, a_batch_waits_for_the_budget_and_resumes_at_midnight, .timeout 
 	cr_assert(json_object_object_get_ex(live, "batches", &arr));
 	for (i = 0; i < json_object_array_length(arr); i++) {
 		b = json_object_array_get_idx(arr, i);
-		if (strcmp(h_jstr(b, "id"), id) == 0 && json_object_object_get_ex(b, "waiting", &w) &&
-		    w && strcmp(h_jstr(w, "reason"), "budget") == 0)
+		if (strcmp(h_jstr(b, "id"), id) == 0 &&
+		    json_object_object_get_ex(b, "waiting", &w) && w &&
+		    strcmp(h_jstr(w, "reason"), "budget") == 0)
 			seen = 1;
 	}
 	cr_assert(seen, "the live page's batch waits for the budget: %s", out);
@@ -653,9 +653,9 @@ Test(budget_e2e, no_path_leaves_a_hold, .timeout = 180)
 	submit_as("bob", &d, file, id, sizeof(id), NULL);
 	while (h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'running'") < 1)
 		msleep(20);
-	cr_assert_eq(h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "cancel", id,
-	                       NULL),
-	             0, "%s", err);
+	cr_assert_eq(
+	    h_llmq_as(user("bob"), &d, out, sizeof(out), err, sizeof(err), "cancel", id, NULL), 0,
+	    "%s", err);
 	json_object_put(h_wait_for(&d, id, batch_done, 30));
 	settled(&d, bob, "a cancel");
 	/* A caller gone while its answer streams (it leaves after 1.5 s of 5). */
@@ -666,8 +666,8 @@ Test(budget_e2e, no_path_leaves_a_hold, .timeout = 180)
 	         "'caller_gone' AND tokens_charged = 10",
 	         1, "the caller left in flight");
 	/* A streamed answer that reports its usage at the end. */
-	cr_assert_eq(call_as(user("bob"), &d, "gpt-4o-mini+stream", 9, "20", ans, sizeof(ans)),
-	             200, "%s", ans);
+	cr_assert_eq(call_as(user("bob"), &d, "gpt-4o-mini+stream", 9, "20", ans, sizeof(ans)), 200,
+	             "%s", ans);
 	settled(&d, bob, "a streamed answer");
 	/* Calls never launched: the slow lane's slot is taken, they wait 1 s at
 	 * most, one of them leaving first. */
@@ -716,5 +716,92 @@ Test(budget_e2e, no_path_leaves_a_hold, .timeout = 180)
 	settled(&d, bob, "the last call");
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&slow);
+	h_mock_stop(&m);
+}
+
+/* name's budget holds held tokens within 4 s (its streamed call is in flight). */
+static void wait_held(const struct daemon_proc *d, const char *role, int64_t held)
+{
+	int64_t got = -1;
+	json_object *b;
+	int i;
+
+	for (i = 0; i < 200 && got != held; i++) {
+		b = budget_of(d, uid_of(role));
+		got = b ? h_jint(b, "daily_tokens.held") : -1;
+		json_object_put(b);
+		if (got != held)
+			msleep(20);
+	}
+	cr_assert_eq(got, held, "%s holds %lld", user(role), (long long)got);
+}
+
+/* A streamed call of role's in the background, until it ends; its pid. */
+static pid_t stream_in_background(const struct daemon_proc *d, const char *role)
+{
+	static char ans[8192];
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(call_as(user(role), d, "gpt-4o-mini+stream", 9, "20", ans, sizeof(ans)) == 200
+		          ? 0
+		          : 1);
+	return pid;
+}
+
+/*
+ * A call that would fit once the user's own calls in flight give back what
+ * they did not use waits for them, then goes; one that still does not fit
+ * then is answered 429 budget_exceeded from its wait.
+ */
+Test(budget_e2e, a_call_waits_for_its_users_calls_in_flight, .timeout = 120)
+{
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	char dir[64], conf[128], env[160], extra[256], ans[8192];
+	struct timespec t0, t1;
+	int64_t waited;
+	pid_t pid;
+	int status_;
+
+	need_root();
+	h_tmpdir(dir, sizeof(dir));
+	cr_assert_eq(chmod(dir, 0711), 0);
+	/* Calls estimated at 10 tokens use 6 (1 + 9 x 0.5); streams take 1.5 s. */
+	h_mock_start(&m, dir, "--completion-ratio", "0.5", "--drip-ms", "300", NULL);
+	snprintf(extra, sizeof(extra),
+	         "[user %s]\ndaily_tokens = 16\n\n[user %s]\ndaily_tokens = 15\n", user("bob"),
+	         user("carol"));
+	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
+	write_conf(conf, &m, NULL, 4, extra);
+	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", conf);
+	h_daemon_start(&d, dir, NULL, env, NULL);
+
+	/* Bob: 10 held, 10 more would pass 16; once the first used 6, 6 + 10 fit. */
+	pid = stream_in_background(&d, "bob");
+	wait_held(&d, "bob", 10);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(call_as(user("bob"), &d, "gpt-4o-mini", 9, "20", ans, sizeof(ans)), 200, "%s",
+	             ans);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	waited = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	cr_assert_eq(waitpid(pid, &status_, 0), pid);
+	cr_assert(WIFEXITED(status_) && WEXITSTATUS(status_) == 0, "bob's stream");
+	cr_assert_geq(waited, 700, "it waited for the stream (%lld ms)", (long long)waited);
+	settled(&d, uid_of("bob"), "a call that waited for another");
+	cr_assert_eq(call_as(user("bob"), &d, "gpt-4o-mini", 9, "20", ans, sizeof(ans)), 429,
+	             "12 spent, 10 more pass 16: %s", ans);
+
+	/* Carol: 6 + 10 pass her 15: the waiting call is refused when hers ends. */
+	pid = stream_in_background(&d, "carol");
+	wait_held(&d, "carol", 10);
+	cr_assert_eq(call_as(user("carol"), &d, "gpt-4o-mini", 9, "20", ans, sizeof(ans)), 429,
+	             "%s", ans);
+	cr_assert(strstr(ans, "budget_exceeded") && strstr(ans, "6 of 15 tokens used today"), "%s",
+	          ans);
+	cr_assert_eq(waitpid(pid, &status_, 0), pid);
+	settled(&d, uid_of("carol"), "a waiting call refused");
+	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }

@@ -685,8 +685,8 @@ Test(fleet_e2e, the_shared_gates_launches_keep_a_users_budget, .timeout = 120)
 	cr_assert_eq(h_jint(b, "daily_tokens.held"), 0, "%s", json_object_to_json_string(o));
 	json_object_put(o);
 	cr_assert_eq(mock_stat(&m, "ok"), 5, "no job past the budget went upstream");
-	for (i = 0; i < 100 && h_sql_int(&d, "SELECT coalesce(sum(tokens), 0) FROM usage_daily") !=
-	                           65;
+	for (i = 0;
+	     i < 100 && h_sql_int(&d, "SELECT coalesce(sum(tokens), 0) FROM usage_daily") != 65;
 	     i++)
 		msleep(50);
 	cr_assert_eq(h_sql_int(&d, "SELECT coalesce(sum(tokens), 0) FROM usage_daily"), 65);
@@ -704,9 +704,10 @@ Test(fleet_e2e, the_shared_gates_launches_keep_a_users_budget, .timeout = 120)
 		snprintf(u, sizeof(u), "http://127.0.0.1:%d/v1/chat/completions", d.http_port);
 		curl_easy_setopt(c, CURLOPT_URL, u);
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS,
-		                 "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[{\"role\":"
-		                 "\"user\",\"content\":\"hi\"}]}");
+		curl_easy_setopt(
+		    c, CURLOPT_POSTFIELDS,
+		    "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[{\"role\":"
+		    "\"user\",\"content\":\"hi\"}]}");
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
 		cr_assert_eq(curl_easy_perform(c), CURLE_OK);
