@@ -33,6 +33,7 @@ local WINDOW_MS, WINDOW_LEAD_MS, WINDOW_TAIL_MS = 1000, 10, 25
 local PROVIDER_FRESH_MS = 10000
 local POCKET_MS = 1000
 local RESERVE_IDLE_MS = 60000
+local TRANSIT_MS = 10
 local SHARE_TAU_MS = 60000
 local BREAKER_TRIP, BREAKER_FIRST_MS, BREAKER_MAX_MS = 3, 1000, 60000
 local SLOT_WAIT_MIN_MS, SLOT_WAIT_MAX_MS, SLOT_WAIT_UNKNOWN_MS = 5, 1000, 100
@@ -466,6 +467,8 @@ local function follow(g, which, bucket, remaining, reset_ms, per_min, since, ref
     return -1
   end
   local cap = provider_capacity(remaining, reset_ms, per_min)
+  -- The first TRANSIT_MS of refill after the launch is not counted.
+  elapsed = elapsed - TRANSIT_MS
   if elapsed < 0 then
     elapsed = 0
   end

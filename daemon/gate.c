@@ -460,6 +460,10 @@ static double follow(struct gate *g, double *level, double *bucket, int64_t rema
 	if (remaining < 0 || per_min <= 0)
 		return -1;
 	cap = provider_capacity(remaining, reset_ms, per_min);
+	/* The figure is of when the launch arrived, a transit after llmq sent it,
+	 * on the provider's clock: its first GATE_TRANSIT_MS of refill is not
+	 * counted, or a lane spending its last token would spend one it has not. */
+	elapsed -= GATE_TRANSIT_MS;
 	view = fmin(cap, (double)remaining + (double)refunded +
 	                     (double)per_min / 60000.0 * (double)(elapsed > 0 ? elapsed : 0)) -
 	       g->lim.headroom * cap - (double)since;

@@ -61,6 +61,10 @@ enum gate_window {
 #define GATE_WINDOW_LEAD_MS 10 /* launches start this long after a window's boundary */
 #define GATE_WINDOW_TAIL_MS 25 /* and stop this long before the next */
 
+/* The refill not counted between a launch and the provider's figure for it:
+ * the transit, and the two clocks' milliseconds. */
+#define GATE_TRANSIT_MS 10
+
 /* How long the provider's latest figure is believed without a new answer. */
 #define GATE_PROVIDER_FRESH_MS 10000
 
