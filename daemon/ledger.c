@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <stdio.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,49 +121,59 @@ static struct ledger_entry *ledger_get(struct ledger *lg, int64_t uid)
 	memset(e, 0, sizeof(*e));
 	e->used = 1;
 	e->uid = uid;
+	budget_resolve(&lg->cfg->budgets, NULL, NULL, 0, &e->b); /* none until resolved */
 	for (k = 0; k < BUDGET_KINDS; k++)
 		e->counted[k] = lg->period.starts[k];
 	lg->n++;
 	return e;
 }
 
-/* The user's name and groups from the name service, and their limits. */
+/* The user's name and groups from the name service, and their limits. A
+ * user whose groups cannot be read keeps the limits resolved before. */
 static void ledger_resolve(struct ledger *lg, struct ledger_entry *e, int64_t mono)
 {
-	const char *names[LEDGER_GROUPS_MAX];
-	char pwbuf[4096], grbuf[4096], *store = NULL;
+	static char names[LEDGER_GROUPS_MAX][BUDGET_NAME_LEN];
+	const char *list[LEDGER_GROUPS_MAX];
+	char pwbuf[4096], grbuf[4096];
 	struct passwd pw, *found = NULL;
 	struct group gr, *g = NULL;
-	gid_t gids[LEDGER_GROUPS_MAX];
-	int n = LEDGER_GROUPS_MAX, i, k = 0;
-	size_t used = 0, len;
+	gid_t *gids = NULL, *more;
+	int n = 64, i, k = 0;
 
 	if (e->resolved_at && e->gen == lg->gen && mono - e->resolved_at < LEDGER_RESOLVE_TTL_MS)
 		return;
-	e->resolved_at = mono ? mono : 1;
-	e->gen = lg->gen;
-	e->name[0] = '\0';
 	if (getpwuid_r((uid_t)e->uid, &pw, pwbuf, sizeof(pwbuf), &found) != 0 || !found) {
+		e->name[0] = '\0';
 		budget_resolve(&lg->cfg->budgets, NULL, NULL, 0, &e->b);
-		return;
+		goto out;
+	}
+	/* As many groups as the user has (getgrouplist says how many when short). */
+	for (;;) {
+		more = realloc(gids, (size_t)n * sizeof(*gids));
+		if (!more)
+			goto fail;
+		gids = more;
+		if (getgrouplist(found->pw_name, found->pw_gid, gids, &n) >= 0)
+			break;
+		if (n <= 0)
+			goto fail;
+	}
+	for (i = 0; i < n && k < LEDGER_GROUPS_MAX; i++) {
+		/* A name no section can have (too long) is passed over, not cut. */
+		if (getgrgid_r(gids[i], &gr, grbuf, sizeof(grbuf), &g) != 0 || !g ||
+		    strlen(g->gr_name) >= BUDGET_NAME_LEN)
+			continue;
+		snprintf(names[k], sizeof(names[k]), "%s", g->gr_name);
+		list[k] = names[k];
+		k++;
 	}
 	snprintf(e->name, sizeof(e->name), "%s", found->pw_name);
-	if (getgrouplist(found->pw_name, found->pw_gid, gids, &n) < 0)
-		n = 0;
-	/* The groups' names, copied one after the other into a buffer of their own. */
-	store = malloc(LEDGER_GROUPS_MAX * 64);
-	for (i = 0; store && i < n; i++) {
-		if (getgrgid_r(gids[i], &gr, grbuf, sizeof(grbuf), &g) != 0 || !g)
-			continue;
-		len = strlen(g->gr_name) + 1;
-		if (used + len > LEDGER_GROUPS_MAX * 64)
-			break;
-		memcpy(store + used, g->gr_name, len);
-		names[k++] = store + used;
-		used += len;
-	}
-	budget_resolve(&lg->cfg->budgets, e->name, names, k, &e->b);
-	free(store);
+	budget_resolve(&lg->cfg->budgets, e->name, list, k, &e->b);
+out:
+	e->resolved_at = mono ? mono : 1;
+	e->gen = lg->gen;
+fail:
+	free(gids);
 }
 
 static int ledger_load_one(void *userdata, int64_t uid, int64_t tokens_day, int64_t nusd_month)
