@@ -34,6 +34,7 @@ static int status_run(const struct opts *o)
 		printf("\n");
 		print_batch_table(jget(reply, "batches"),
 		                  "(no batches yet: llmq submit FILE.jsonl)");
+		print_budgets(jget(reply, "budgets"));
 		if (jget(reply, "database_bytes"))
 			printf("\ndatabase: %.1f MiB; finished batches kept %lld days\n",
 			       (double)jint(reply, "database_bytes") / 1048576.0,

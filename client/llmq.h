@@ -132,6 +132,8 @@ void print_batch_detail(json_object *batch);
 void print_lanes(json_object *lanes);
 /* The fleet's Redis, when llmqd has one: up, or down and why. */
 void print_fleet(json_object *fleet);
+/* Users' budgets (status's "budgets"): used, held, allowed, when each resets. */
+void print_budgets(json_object *budgets);
 /* The batches as a table (empty: the line printed when there are none). */
 void print_batch_table(json_object *batches, const char *empty);
 

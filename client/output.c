@@ -153,6 +153,8 @@ static void print_waiting(json_object *w)
 			printf("waiting    lane %s %s\n", lane, msg);
 		else
 			printf("waiting    %s\n", msg);
+	} else if (!strcmp(why, "budget")) {
+		printf("waiting    %s\n", msg); /* it says until when */
 	} else if (!strcmp(why, "backoff")) {
 		fmt_until(w, "until", until, sizeof(until));
 		printf("waiting    its requests on lane %s back off after errors%s\n", lane, until);
@@ -311,4 +313,62 @@ void print_fleet(json_object *f)
 	else
 		printf("fleet: Redis %s down since %s: %s\n", jtext(f, "url"), since,
 		       jtext(f, "error"));
+}
+
+/* One budget's figure: tokens, or dollars (nano-dollars given). */
+static void fmt_budget(json_object *k, const char *key, int usd, char *buf, size_t len)
+{
+	char nkey[32];
+
+	if (!usd) {
+		fmt_count(jint(k, key), buf, len);
+		return;
+	}
+	snprintf(nkey, sizeof(nkey), "%s_nusd", key);
+	snprintf(buf, len, "$%.2f", (double)jint(k, nkey) / 1e9);
+}
+
+void print_budgets(json_object *budgets)
+{
+	static const char *const kinds[] = {"daily_tokens", "monthly_usd"};
+	size_t i, n = budgets ? json_object_array_length(budgets) : 0;
+	char used[32], held[32], allowed[32], at[32], share[16];
+	json_object *u, *k, *w;
+	time_t t;
+	struct tm tm;
+	int j;
+
+	if (n == 0)
+		return;
+	printf("\n%-16s  %-12s  %10s  %9s  %10s  %-16s  %s\n", "USER", "BUDGET", "USED", "HELD",
+	       "ALLOWED", "RESETS", "SHARE");
+	for (i = 0; i < n; i++) {
+		u = json_object_array_get_idx(budgets, i);
+		w = jget(u, "waiting");
+		if (jget(u, "tpm_share"))
+			snprintf(share, sizeof(share), "%.0f%%",
+			         json_object_get_double(jget(u, "tpm_share")) * 100);
+		else
+			snprintf(share, sizeof(share), "-");
+		for (j = 0; j < 2; j++) {
+			if (!(k = jget(u, kinds[j])))
+				continue;
+			fmt_budget(k, "used", j, used, sizeof(used));
+			fmt_budget(k, "held", j, held, sizeof(held));
+			fmt_budget(k, "allowed", j, allowed, sizeof(allowed));
+			t = (time_t)(jint(k, "resets_at") / 1000);
+			if (!localtime_r(&t, &tm) ||
+			    !strftime(at, sizeof(at), "%Y-%m-%d %H:%M", &tm))
+				snprintf(at, sizeof(at), "?");
+			printf("%-16s  %-12s  %10s  %9s  %10s  %-16s  %s\n",
+			       jstr(u, "user") ? jtext(u, "user") : "?", kinds[j], used, held,
+			       allowed, at, share);
+		}
+		if (!jget(u, kinds[0]) && !jget(u, kinds[1]))
+			printf("%-16s  %-12s  %10s  %9s  %10s  %-16s  %s\n",
+			       jstr(u, "user") ? jtext(u, "user") : "?", "-", "-", "-", "-", "-",
+			       share);
+		if (w)
+			printf("  waiting: %s\n", jtext(w, "message"));
+	}
 }

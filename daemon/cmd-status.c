@@ -7,8 +7,10 @@
 #include "admission.h"
 #include "cmd.h"
 #include "fleet.h"
+#include "access.h"
 #include "health.h"
 #include "lane.h"
+#include "ledger.h"
 #include "protocol.h"
 #include "scheduler.h"
 #include "store.h"
@@ -27,7 +29,9 @@ enum status_wait {
 	STATUS_WAIT_BACKOFF,       /* its queued requests are tried again after errors, later */
 	STATUS_WAIT_RATE_LIMITED,  /* the lane is paused: a 429, or the provider says none left */
 	STATUS_WAIT_OUT_OF_CREDIT, /* insufficient_quota: paused, one request now and then */
+	STATUS_WAIT_BUDGET,        /* its owner's budget is spent until it resets */
 	STATUS_WAIT_UNREACHABLE,   /* the circuit breaker is open: the end is unknown */
+	STATUS_WAIT_BUDGET_NEVER,  /* its next request is more than its owner's whole budget */
 	STATUS_WAIT_PAUSED,        /* an operator paused the batch or its lane */
 	STATUS_WAIT_NO_LANE,       /* no lane of that name is configured */
 };
@@ -37,7 +41,9 @@ static const char *const status_wait_names[] = {
     [STATUS_WAIT_BACKOFF] = "backoff",
     [STATUS_WAIT_RATE_LIMITED] = "rate_limited",
     [STATUS_WAIT_OUT_OF_CREDIT] = "out_of_credit",
+    [STATUS_WAIT_BUDGET] = "budget",
     [STATUS_WAIT_UNREACHABLE] = "unreachable",
+    [STATUS_WAIT_BUDGET_NEVER] = "budget",
     [STATUS_WAIT_PAUSED] = "paused",
     [STATUS_WAIT_NO_LANE] = "no_lane",
 };
@@ -45,7 +51,7 @@ static const char *const status_wait_names[] = {
 struct status_wait_info {
 	enum status_wait kind;
 	char lane[72];
-	char message[128];
+	char message[512];
 	int64_t until; /* wall ms it is expected to end (next probe when unreachable); 0: unknown */
 };
 
@@ -158,6 +164,34 @@ static json_object *status_wait_json(const struct status_wait_info *w, int64_t w
 	return o;
 }
 
+/*
+ * Its owner's budgets hold the batch's queued requests back (ledger.c said
+ * so at the ready query's last look): until the budget resets, or until
+ * their requests in flight end.
+ */
+static void status_budget_wait(struct llmqd *d, json_object *batch, int64_t *eta,
+                               struct status_wait_info *wait)
+{
+	int64_t wall = time_wall_ms(), uid;
+	struct status_wait_info w = {0};
+	struct ledger_user u;
+	json_object *v;
+
+	if (!json_object_object_get_ex(batch, "uid", &v) || !v ||
+	    (uid = json_object_get_int64(v)) < 0 ||
+	    !json_object_object_get_ex(batch, "counts", &v) ||
+	    !json_object_object_get_ex(v, "queued", &v) || json_object_get_int64(v) <= 0 ||
+	    !ledger_user(sched_ledger(d->sched), uid, wall, time_mono_ms(), &u) ||
+	    u.blocked.fit == BUDGET_FITS)
+		return;
+	w.kind = u.blocked.fit == BUDGET_NEVER ? STATUS_WAIT_BUDGET_NEVER : STATUS_WAIT_BUDGET;
+	w.until = u.blocked.fit == BUDGET_SPENT ? u.blocked.resets_at : 0;
+	budget_describe(&u.blocked, u.name[0] ? u.name : "its owner", w.message, sizeof(w.message));
+	status_wait_keep(wait, &w);
+	if (w.until && w.until - wall > *eta)
+		*eta = w.until - wall;
+}
+
 int cmd_status_batch_eta(struct llmqd *d, const char *batch_id, int from_counts, json_object *batch)
 {
 	struct status_wait_info wait = {0};
@@ -172,6 +206,8 @@ int cmd_status_batch_eta(struct llmqd *d, const char *batch_id, int from_counts,
 		r = status_batch_eta(d, batch_id, from_counts, &eta, &wait);
 	if (r < 0)
 		return r;
+	if (st && strcmp(st, "in_progress") == 0)
+		status_budget_wait(d, batch, &eta, &wait);
 	/* Its own pause holds it whatever its lanes do. */
 	if (json_object_object_get_ex(batch, "paused_at", &state) && state &&
 	    strcmp(st ? st : "", "in_progress") == 0) {
@@ -346,6 +382,111 @@ static int lanes_json(struct cmd_ctx *ctx, json_object **ret)
 	return 0;
 }
 
+/* One budget of a user: what is used, held, allowed, and when it resets. */
+static json_object *status_budget_kind(const struct ledger_user *u, enum budget_kind k)
+{
+	json_object *o;
+	double usd = 1e-9;
+
+	if (u->b.lim.allowed[k] == BUDGET_UNSET || !(o = json_object_new_object()))
+		return NULL;
+	if (k == BUDGET_DAILY_TOKENS) {
+		add_i64(o, "used", u->use.spent[k]);
+		add_i64(o, "held", u->use.held[k]);
+		add_i64(o, "allowed", u->b.lim.allowed[k]);
+	} else {
+		/* Dollars to read, nano-dollars to add up. */
+		json_object_object_add(o, "used", json_object_new_double(u->use.spent[k] * usd));
+		json_object_object_add(o, "held", json_object_new_double(u->use.held[k] * usd));
+		json_object_object_add(o, "allowed",
+		                       json_object_new_double(u->b.lim.allowed[k] * usd));
+		add_i64(o, "used_nusd", u->use.spent[k]);
+		add_i64(o, "held_nusd", u->use.held[k]);
+		add_i64(o, "allowed_nusd", u->b.lim.allowed[k]);
+	}
+	add_i64(o, "period_start", u->period.starts[k]);
+	add_i64(o, "resets_at", u->period.ends[k]);
+	json_object_object_add(o, "from", json_object_new_string(u->b.from[k]));
+	return o;
+}
+
+/* A user's budgets, and what they hold back now (null: nothing). */
+static json_object *status_budget_json(const struct ledger_user *u)
+{
+	static const char *const fits[] = {"fits", "held", "spent", "never"};
+	json_object *o = json_object_new_object(), *w = NULL;
+	char msg[512];
+	int k;
+
+	if (!o)
+		return NULL;
+	add_i64(o, "uid", u->uid);
+	json_object_object_add(o, "user", u->name[0] ? json_object_new_string(u->name) : NULL);
+	json_object_object_add(o, "tpm_share",
+	                       u->b.lim.tpm_share < 1 ? json_object_new_double(u->b.lim.tpm_share)
+	                                              : NULL);
+	for (k = 0; k < BUDGET_KINDS; k++)
+		json_object_object_add(o, budget_kind_name((enum budget_kind)k),
+		                       status_budget_kind(u, (enum budget_kind)k));
+	if (u->blocked.fit != BUDGET_FITS && (w = json_object_new_object())) {
+		json_object_object_add(w, "budget",
+		                       json_object_new_string(budget_kind_name(u->blocked.kind)));
+		json_object_object_add(w, "reason", json_object_new_string(fits[u->blocked.fit]));
+		json_object_object_add(w, "until",
+		                       u->blocked.fit == BUDGET_SPENT
+		                           ? json_object_new_int64(u->blocked.resets_at)
+		                           : NULL);
+		budget_describe(&u->blocked, u->name[0] ? u->name : "this user", msg, sizeof(msg));
+		json_object_object_add(w, "message", json_object_new_string(msg));
+	}
+	json_object_object_add(o, "waiting", w);
+	return o;
+}
+
+struct status_budgets {
+	json_object *arr;
+	int64_t scope;
+};
+
+static int status_budget_add(void *userdata, const struct ledger_user *u)
+{
+	struct status_budgets *b = userdata;
+	json_object *o;
+
+	if (!access_may_see(b->scope, u->uid))
+		return 0;
+	o = status_budget_json(u);
+	if (!o || json_object_array_add(b->arr, o) < 0) {
+		json_object_put(o);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The budgets of the users the caller may see: an admin everyone's seen,
+ * a user their own. */
+static int status_budgets(struct cmd_ctx *ctx, json_object **ret)
+{
+	struct ledger *lg = sched_ledger(ctx->d->sched);
+	struct status_budgets b = {json_object_new_array(), ctx->scope};
+	int64_t wall = time_wall_ms(), mono = time_mono_ms();
+	struct ledger_user u;
+	int r = 0;
+
+	if (!b.arr)
+		return -ENOMEM;
+	if (ctx->scope == ACCESS_ALL)
+		r = ledger_each(lg, wall, mono, status_budget_add, &b);
+	else if (ctx->scope >= 0 && ledger_user(lg, ctx->scope, wall, mono, &u))
+		r = status_budget_add(&b, &u);
+	if (r < 0) {
+		json_object_put(b.arr);
+		return r;
+	}
+	*ret = b.arr;
+	return 0;
+}
+
 /* {"ok": true} or {"ok": false, "problem": what is wrong and what to do}. */
 static json_object *database_json(const struct llmqd *d)
 {
@@ -372,7 +513,7 @@ static json_object *database_json(const struct llmqd *d)
 static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 {
 	struct store_batch_filter recent = {.limit = 20, .uid = ctx->scope};
-	json_object *lanes = NULL, *list = NULL, *fleet;
+	json_object *lanes = NULL, *list = NULL, *fleet, *budgets = NULL;
 	int64_t bytes;
 	int r;
 
@@ -387,13 +528,17 @@ static enum cmd_retval cmd_status_exec(struct cmd_ctx *ctx)
 	r = lanes_json(ctx, &lanes);
 	if (r == 0)
 		r = store_batch_list(ctx->d->store, &recent, &list);
+	if (r == 0)
+		r = status_budgets(ctx, &budgets);
 	if (r < 0) {
 		json_object_put(lanes);
+		json_object_put(list);
 		return cmd_store_error(ctx, "status", r);
 	}
 	cmd_ok(ctx);
 	cmd_add(ctx, "lanes", lanes);
 	cmd_add(ctx, "batches", list);
+	cmd_add(ctx, "budgets", budgets);
 	if (store_db_bytes(ctx->d->store, &bytes) == 0)
 		cmd_add(ctx, "database_bytes", json_object_new_int64(bytes));
 	cmd_add(ctx, "retention_s", json_object_new_int64(ctx->d->cfg->retention_ms / 1000));

@@ -459,6 +459,21 @@ static int config_price_line(struct ini_state *st, const char *where, const char
 	return 0;
 }
 
+/* One key of a [user NAME] or [group NAME] section: a user's budgets. */
+static int config_budget_line(struct ini_state *st, const char *where, const char *section,
+                              const char *name, const char *value)
+{
+	int group = section[0] == 'g';
+	char why[256];
+
+	if (budget_table_set(&st->cfg->budgets, group, section + (group ? 6 : 5), name, value, why,
+	                     sizeof(why)) == 0)
+		return 1;
+	bad(st->err, st->errlen, where, name, value, why);
+	st->failed = 1;
+	return 0;
+}
+
 static int on_ini_line(void *user, const char *section, const char *name, const char *value)
 {
 	struct ini_state *st = user;
@@ -558,9 +573,13 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	}
 	if (strcmp(section, "prices") == 0)
 		return config_price_line(st, where, name, value);
+	if ((strncmp(section, "user ", 5) == 0 && section[5]) ||
+	    (strncmp(section, "group ", 6) == 0 && section[6]))
+		return config_budget_line(st, where, section, name, value);
 	if (strncmp(section, "lane ", 5) != 0 || !section[5]) {
 		snprintf(st->err, st->errlen,
-		         "%s: unknown section [%s]; use [daemon], [fleet], [prices] or [lane NAME]",
+		         "%s: unknown section [%s]; use [daemon], [fleet], [prices], [lane NAME], "
+		         "[user NAME] or [group NAME]",
 		         cfg->config_file, section);
 		goto fail;
 	}

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "budget.h"
 #include "fleet.h"
 #include "gate.h"
 #include "price.h"
@@ -83,6 +84,8 @@ struct config {
 	int n_lanes;
 	char prices_file[PATH_MAX]; /* more [prices], in a file of their own; "" for none */
 	struct price_table prices;  /* [prices] of the file, then of prices_file */
+	struct budget_table
+	    budgets; /* [user NAME] and [group NAME] sections, in the file's order */
 };
 
 /*

@@ -208,6 +208,37 @@ static void answer_never_fits(struct call *c)
 	           (long long)c->cost, c->lane->name, (long long)eff);
 }
 
+/*
+ * The caller's budget (llmqd.conf's [user] or [group]) is spent: 429 with
+ * when it resets, or 400 when the call is more than the whole budget.
+ */
+static void answer_over_budget(struct call *c, const struct sched_budget_refusal *why)
+{
+	struct hreq *h = c->req;
+	int64_t in = why->v.resets_at - time_wall_ms();
+	char v[32];
+
+	c->d->refusals[REFUSAL_BUDGET]++;
+	if (why->v.fit == BUDGET_NEVER) {
+		http_error(h, 400, "invalid_request_error", "budget_exceeded", "llmq: %s",
+		           why->message);
+		return;
+	}
+	snprintf(v, sizeof(v), "%lld", (long long)(in > 1000 ? (in + 999) / 1000 : 1));
+	hreq_add_header(h, "retry-after", v);
+	http_error(h, 429, "rate_limit_error", "budget_exceeded", "llmq: %s", why->message);
+}
+
+static void on_over_budget(void *ud, const struct sched_budget_refusal *why)
+{
+	struct call *c = ud;
+
+	c->ticket = NULL;
+	detach(c);
+	answer_over_budget(c, why);
+	call_free(c);
+}
+
 static void on_refused(void *ud, int64_t retry_after_ms)
 {
 	struct call *c = ud;
@@ -235,10 +266,12 @@ static int enqueue(struct call *c)
 	    .max_wait_ms = c->deadline > now ? c->deadline - now : 0,
 	    .grant = on_granted,
 	    .refuse = on_refused,
+	    .over_budget = on_over_budget,
 	    .ud = c,
 	    .request_body = c->body,
 	};
-	int r = sched_call_enqueue(c->d->sched, &info, &c->ticket, &ra);
+	struct sched_budget_refusal why;
+	int r = sched_call_enqueue(c->d->sched, &info, &c->ticket, &ra, &why);
 
 	if (r == -EAGAIN) {
 		c->ticket = NULL;
@@ -250,6 +283,12 @@ static int enqueue(struct call *c)
 		c->ticket = NULL;
 		detach(c);
 		answer_never_fits(c);
+		return r;
+	}
+	if (r == -EDQUOT) {
+		c->ticket = NULL;
+		detach(c);
+		answer_over_budget(c, &why);
 		return r;
 	}
 	if (r == -EBUSY) {

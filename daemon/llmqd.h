@@ -27,13 +27,14 @@ enum llmqd_refusal {
 	REFUSAL_BUSY,         /* too many connections or submits at once */
 	REFUSAL_GATE_WAIT,    /* an interactive call the gate could not serve in time */
 	REFUSAL_LOOP,         /* a call that came back to this llmqd (hop.h) */
+	REFUSAL_BUDGET,       /* an interactive call over its user's budget */
 	REFUSAL__COUNT,
 };
 
 static inline const char *llmqd_refusal_name(int r)
 {
 	static const char *const names[REFUSAL__COUNT] = {
-	    "rate_limited", "invalid", "too_large", "busy", "gate_wait", "loop",
+	    "rate_limited", "invalid", "too_large", "busy", "gate_wait", "loop", "budget",
 	};
 
 	return r >= 0 && r < REFUSAL__COUNT ? names[r] : "unknown";

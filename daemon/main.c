@@ -128,6 +128,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	cfg.http_log_bodies = next.http_log_bodies;
 	memcpy(cfg.prices_file, next.prices_file, sizeof(cfg.prices_file));
 	cfg.prices = next.prices;
+	cfg.budgets = next.budgets;
 	cfg.log_level = next.log_level;
 	log_set_level(cfg.log_level);
 	if (log_to_journal())
@@ -138,8 +139,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		goto out;
 	}
 	models_refresh(d->models);
-	log_info("reload: %d prices%s%s", cfg.prices.n, cfg.prices_file[0] ? ", with " : "",
-	         cfg.prices_file);
+	log_info("reload: %d prices%s%s; %d [user] and [group] budget sections", cfg.prices.n,
+	         cfg.prices_file[0] ? ", with " : "", cfg.prices_file, cfg.budgets.n);
 	for (i = 0; i < cfg.n_lanes; i++)
 		log_info("reload: lane %s: concurrency %d, stagger %lldms, tpm %lld, rpm %lld, "
 		         "headroom %.2f",

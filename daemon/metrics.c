@@ -12,6 +12,7 @@
 #include "fleet.h"
 #include "health.h"
 #include "ipc.h"
+#include "ledger.h"
 #include "protocol.h"
 #include "scheduler.h"
 #include "store.h"
@@ -377,6 +378,118 @@ out:
 	return r;
 }
 
+/* The users of the budget families: those most spent first, METRICS_MAX_USERS of them. */
+struct budget_rows {
+	struct ledger_user *u;
+	size_t n, cap;
+};
+
+static double budget_ratio(const struct ledger_user *u, int k)
+{
+	int64_t allowed = u->b.lim.allowed[k];
+
+	if (allowed == BUDGET_UNSET)
+		return -1;
+	return allowed > 0 ? (double)u->use.spent[k] / (double)allowed : 1;
+}
+
+static double budget_worst(const struct ledger_user *u)
+{
+	double a = budget_ratio(u, BUDGET_DAILY_TOKENS), b = budget_ratio(u, BUDGET_MONTHLY_USD);
+
+	return a > b ? a : b;
+}
+
+static int budget_collect(void *userdata, const struct ledger_user *u)
+{
+	struct budget_rows *b = userdata;
+	struct ledger_user *p;
+
+	if (budget_worst(u) < 0)
+		return 0; /* a share alone: nothing spent to show */
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		p = realloc(b->u, b->cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		b->u = p;
+	}
+	b->u[b->n++] = *u;
+	return 0;
+}
+
+static int budget_cmp(const void *a, const void *b)
+{
+	double x = budget_worst(a), y = budget_worst(b);
+	const struct ledger_user *p = a, *q = b;
+
+	return x > y ? -1 : x < y ? 1 : p->uid < q->uid ? -1 : p->uid > q->uid;
+}
+
+/* One budget's figure in its unit: tokens, or dollars. */
+static void budget_put_value(struct out *o, int k, int64_t v)
+{
+	if (k == BUDGET_DAILY_TOKENS)
+		put(o, "%lld\n", (long long)v);
+	else
+		put(o, "%lld.%09lld\n", (long long)(v / 1000000000), (long long)(v % 1000000000));
+}
+
+/* Each user's budgets (ledger.c): what is spent, held and allowed in the
+ * period, and the share spent, which alerts watch. */
+static int metrics_budgets(struct llmqd *d, struct out *o)
+{
+	static const char *const names[] = {"llmq_budget_used", "llmq_budget_held",
+	                                    "llmq_budget_allowed", "llmq_budget_used_ratio"};
+	static const char *const helps[] = {
+	    "What each user spent of each budget in its period: daily_tokens in tokens since "
+	    "llmqd's local midnight, monthly_usd in US dollars since the month's first.",
+	    "What each user's requests in flight hold of each budget (their estimates).",
+	    "Each user's budgets, as [user] and [group] sections of llmqd.conf set them.",
+	    "What each user spent of each budget, as a share of it (1: all of it)."};
+	struct budget_rows b = {0};
+	char user[64];
+	size_t i;
+	int r, f, k;
+
+	r = ledger_each(sched_ledger(d->sched), time_wall_ms(), time_mono_ms(), budget_collect, &b);
+	if (r < 0)
+		goto out;
+	if (b.n > 1)
+		qsort(b.u, b.n, sizeof(*b.u), budget_cmp);
+	if (b.n > METRICS_MAX_USERS)
+		b.n = METRICS_MAX_USERS;
+	for (f = 0; f < 4; f++) {
+		family(o, names[f], "gauge", helps[f]);
+		for (i = 0; i < b.n; i++) {
+			const struct ledger_user *u = &b.u[i];
+
+			if (u->name[0])
+				snprintf(user, sizeof(user), "%s", u->name);
+			else
+				snprintf(user, sizeof(user), "%lld", (long long)u->uid);
+			for (k = 0; k < BUDGET_KINDS; k++) {
+				if (u->b.lim.allowed[k] == BUDGET_UNSET)
+					continue;
+				put(o, "%s{user=\"", names[f]);
+				put_label(o, user);
+				put(o, "\",budget=\"%s\"} ", budget_kind_name((enum budget_kind)k));
+				if (f == 0)
+					budget_put_value(o, k, u->use.spent[k]);
+				else if (f == 1)
+					budget_put_value(o, k, u->use.held[k]);
+				else if (f == 2)
+					budget_put_value(o, k, u->b.lim.allowed[k]);
+				else
+					put(o, "%.6f\n", budget_ratio(u, k));
+			}
+		}
+	}
+out:
+	free(b.u);
+	return r;
+}
+
 int metrics_render(struct llmqd *d, struct evbuffer *buf)
 {
 	struct lane_snapshot snap[CONFIG_MAX_LANES];
@@ -507,6 +620,8 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	       "Batches in progress an operator paused (llmq pause BATCH).");
 	put(&o, "llmq_batches_paused %lld\n", (long long)paused);
 	r = metrics_usage(d, &o);
+	if (r == 0)
+		r = metrics_budgets(d, &o);
 	if (r < 0)
 		return r;
 	family(&o, "llmq_refusals_total", "counter", "Submits and calls refused, by reason.");

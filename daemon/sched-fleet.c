@@ -314,7 +314,7 @@ static void fleet_launch_jobs(struct lane *l, struct fleet_ask *ask, const redis
 		f = calloc(1, sizeof(*f));
 		if (!f)
 			break;
-		rr = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &f->job);
+		rr = sched_next_job(l, wall, &f->job);
 		/* None left, or dearer than what was granted: ask again for it. */
 		if (rr <= 0 || f->job.est_tokens > ask->cost) {
 			sched_flight_free(f);
@@ -393,7 +393,9 @@ static void fleet_granted(void *ud, struct redisReply *r, const char *err)
 		fleet_mark(r, 4, &mark);
 		snprintf(lease.id, sizeof(lease.id), "%s", ask->ids[0]);
 		lease.shared = 1;
-		if (t && !l->s->stopping)
+		/* Its user's budget may have been spent meanwhile (their other calls):
+		 * it waits again, or is refused; the launch goes back either way. */
+		if (t && !l->s->stopping && sched_call_budget_ok(l, t, now) == 1)
 			sched_start_call(l, t, &mark, &lease, now);
 		else /* the caller left meanwhile */
 			sched_fleet_release(l, GATE_INTERACTIVE, ask->cost, &lease, 1);
@@ -458,12 +460,14 @@ void sched_fleet_pump(struct lane *l)
 {
 	struct scheduler *s = l->s;
 	int64_t now = time_mono_ms(), wall = time_wall_ms(), next, until;
-	struct sched_ticket *t = TAILQ_FIRST(&l->waiting);
+	struct sched_ticket *t;
 	struct store_job job;
 	int calls_first, r;
 
 	if (s->stopping || l->mode != LANE_SHARED || l->asks >= fleet_asks_max(l))
 		return;
+	/* Users in turn, their budgets judged, as alone. */
+	t = l->n_waiting ? sched_next_call(l, now) : NULL;
 	if (t && t->asked)
 		t = NULL; /* its ask is under way */
 	/* A call that goes first and must wait holds the batch back (its claim
@@ -482,7 +486,7 @@ void sched_fleet_pump(struct lane *l)
 		return;
 	}
 	/* The batch's next job sets what to ask for; it is picked again when granted. */
-	r = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &job);
+	r = sched_next_job(l, wall, &job);
 	if (r < 0) {
 		log_err("lane %s: cannot read the queue: %s; retrying in 1s", l->cfg->name,
 		        store_errmsg(s->d->store));
@@ -496,8 +500,7 @@ void sched_fleet_pump(struct lane *l)
 		}
 		if (t)
 			sched_arm(l, l->wait_until[GATE_INTERACTIVE], now);
-		else if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 &&
-		         next != INT64_MAX)
+		else if ((next = sched_next_wake(l, wall)) != INT64_MAX)
 			sched_arm(l, now + (next > wall ? next - wall : 0), now);
 		return;
 	}

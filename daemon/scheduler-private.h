@@ -8,6 +8,7 @@
 
 #include "fleet.h"
 #include "hop.h"
+#include "ledger.h"
 #include "scheduler.h"
 #include "store.h"
 
@@ -31,7 +32,8 @@ struct flight {
 	struct gate_mark mark;
 	struct sched_lease lease;
 	struct up_transfer *t;
-	uint64_t pump; /* the pump that launched it */
+	uint64_t pump;           /* the pump that launched it */
+	struct ledger_hold hold; /* its user's budgets hold its estimate */
 	LIST_ENTRY(flight) link;
 };
 
@@ -45,6 +47,7 @@ struct sched_ticket {
 	struct sched_lease lease;
 	uint64_t id;             /* the fleet: its claim while it waits */
 	struct fleet_ask *asked; /* the fleet's grant being asked for it */
+	struct ledger_hold hold; /* granted: its user's budgets hold its cost */
 	struct event *deadline;
 	TAILQ_ENTRY(sched_ticket) link;
 	LIST_ENTRY(sched_ticket) flying; /* granted, while the fleet counts it */
@@ -59,6 +62,13 @@ enum lane_mode {
 	LANE_RECONCILING, /* Redis back: the launches in flight are being handed over */
 };
 
+/* Users take turns at a lane: the batch of each that was served last. */
+#define SCHED_TURNS 256
+struct sched_turn {
+	int64_t uid; /* -2: none */
+	char batch[STORE_ID_LEN];
+};
+
 struct lane {
 	struct scheduler *s;
 	const struct lane_config *cfg;
@@ -67,7 +77,10 @@ struct lane {
 	char *key;
 	struct event *timer;
 	int64_t avg_latency_ms;
-	char last_batch[32]; /* round-robin: the batch launched last */
+	int64_t last_uid;                     /* round-robin: the user a batch job went for last */
+	struct sched_turn turns[SCHED_TURNS]; /* and each user's batch, by uid */
+	int64_t last_call_uid;                /* the user a call went for last */
+	int64_t budget_wake;                  /* wall ms a budget that held jobs back resets */
 	struct lane_stats stats;
 	LIST_HEAD(, flight) flights;
 	TAILQ_HEAD(, sched_ticket) waiting;
@@ -106,10 +119,24 @@ struct scheduler {
 	char id[HOP_ID_LEN + 1]; /* this llmqd, in the hop header of what it sends */
 	struct fleet *fleet;     /* NULL without LLMQ_REDIS_URL */
 	uint64_t tickets;        /* made, for their ids */
+	struct ledger *ledger;   /* users' budgets and shares */
 };
 
 /* scheduler.c, for sched-fleet.c. */
 double sched_rand01(struct scheduler *s);
+/* The lane's next ready job, users in turn, their budgets and shares
+ * judged (store_next_ready_pick); its budget's reset arms the lane when
+ * budgets hold every user back. */
+int sched_next_job(struct lane *l, int64_t wall, struct store_job *ret);
+/* The lane's earliest wake (wall ms) after nothing was ready: the next retry
+ * due, or a budget that held jobs back resetting; INT64_MAX: none. */
+int64_t sched_next_wake(struct lane *l, int64_t wall);
+/* The waiting call that goes next: users in turn, their budgets and shares
+ * judged; calls a budget refuses are answered on the way. NULL: none may. */
+struct sched_ticket *sched_next_call(struct lane *l, int64_t now);
+/* Whether a granted call may still launch (the fleet's grant came later): 1;
+ * 0 when its budget holds it (it waits again); -1 when refused (answered). */
+int sched_call_budget_ok(struct lane *l, struct sched_ticket *t, int64_t now);
 /* Look for work on lane l at at (monotonic ms). */
 void sched_arm(struct lane *l, int64_t at, int64_t now);
 void sched_flight_free(struct flight *f);

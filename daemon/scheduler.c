@@ -58,8 +58,74 @@ void sched_flight_free(struct flight *f)
 {
 	if (!f)
 		return;
+	/* Whatever path ends it, what its user's budgets hold for it goes back. */
+	if (f->hold.held && f->lane)
+		ledger_settle(f->lane->s->ledger, &f->hold, -1, -1, time_wall_ms());
 	store_job_clear(&f->job);
 	free(f);
+}
+
+static int sched_lane_idx(const struct lane *l)
+{
+	return (int)(l - l->s->lanes);
+}
+
+/* The slot of uid's last batch on lane l (direct-mapped: a user whose slot
+ * another took starts again from their first batch). */
+static struct sched_turn *sched_turn(struct lane *l, int64_t uid)
+{
+	return &l->turns[(uint64_t)uid % SCHED_TURNS];
+}
+
+static const char *sched_last_batch(void *ud, int64_t uid)
+{
+	struct sched_turn *t = sched_turn(ud, uid);
+
+	return t->uid == uid ? t->batch : NULL;
+}
+
+/* The ready query's judge: the job's user's budgets and share of the lane. */
+static enum store_pick_verdict sched_judge_job(void *ud, const struct store_job *job)
+{
+	struct lane *l = ud;
+	struct budget_verdict v;
+
+	switch (ledger_judge(l->s->ledger, job->uid, sched_lane_idx(l), job->model, job->est_tokens,
+	                     time_wall_ms(), time_mono_ms(), &v)) {
+	case LEDGER_GO:
+		return STORE_PICK_GO;
+	case LEDGER_LATER:
+		return STORE_PICK_LATER;
+	case LEDGER_NO:
+		break;
+	}
+	/* A budget spent: the lane looks again when it resets (a hold given
+	 * back kicks the lanes anyway). */
+	if (v.fit == BUDGET_SPENT && v.resets_at < l->budget_wake)
+		l->budget_wake = v.resets_at;
+	return STORE_PICK_SKIP;
+}
+
+int sched_next_job(struct lane *l, int64_t wall, struct store_job *ret)
+{
+	struct store_pick p = {
+	    .after_uid = l->last_uid,
+	    .last_batch = sched_last_batch,
+	    .judge = sched_judge_job,
+	    .ud = l,
+	};
+
+	l->budget_wake = INT64_MAX;
+	return store_next_ready_pick(l->s->d->store, l->cfg->name, wall, &p, ret);
+}
+
+int64_t sched_next_wake(struct lane *l, int64_t wall)
+{
+	int64_t next = INT64_MAX;
+
+	if (store_next_wakeup(l->s->d->store, l->cfg->name, wall, &next) < 0)
+		next = wall + 1000;
+	return next < l->budget_wake ? next : l->budget_wake;
 }
 
 static void on_done(void *userdata, const struct up_response *resp);
@@ -80,7 +146,11 @@ static void sched_send_job(struct lane *l, struct flight *f, int64_t wall)
 	char url[1024];
 	int r;
 
-	snprintf(l->last_batch, sizeof(l->last_batch), "%s", f->job.batch_id);
+	struct sched_turn *turn = sched_turn(l, f->job.uid);
+
+	l->last_uid = f->job.uid;
+	turn->uid = f->job.uid;
+	snprintf(turn->batch, sizeof(turn->batch), "%s", f->job.batch_id);
 	f->pump = s->pumps;
 	sched_own(l, GATE_BATCH, 1);
 	l->stats.tokens_charged[GATE_BATCH] += (uint64_t)f->charged;
@@ -124,6 +194,11 @@ static int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
 	if (r < 0 && r != -ESTALE && r != -EBUSY)
 		log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
 		        (long long)f->job.id, store_errmsg(st));
+	/* Recorded: its user's budgets hold its estimate, counted in the day its
+	 * attempt started (store_job_start's wall). */
+	if (r == 0)
+		ledger_hold(l->s->ledger, f->job.uid, sched_lane_idx(l), f->job.model,
+		            f->job.est_tokens, wall, wall, time_mono_ms(), &f->hold);
 	return r;
 }
 
@@ -158,7 +233,7 @@ static enum launch_result launch_job(struct lane *l)
 		sched_arm(l, now + 1000, now);
 		return MUST_WAIT;
 	}
-	r = store_next_ready(s->d->store, l->cfg->name, wall, l->last_batch, &f->job);
+	r = sched_next_job(l, wall, &f->job);
 	if (r <= 0) {
 		sched_flight_free(f);
 		if (r < 0) {
@@ -167,7 +242,8 @@ static enum launch_result launch_job(struct lane *l)
 			sched_arm(l, now + 1000, now);
 			return MUST_WAIT;
 		}
-		if (store_next_wakeup(s->d->store, l->cfg->name, &next) == 0 && next != INT64_MAX)
+		next = sched_next_wake(l, wall);
+		if (next != INT64_MAX)
 			sched_arm(l, now + (next > wall ? next - wall : 0), now);
 		return NOTHING;
 	}
@@ -198,6 +274,9 @@ static void ticket_free(struct sched_ticket *t)
 {
 	if (!t)
 		return;
+	/* Whatever path ends it, what its user's budgets hold for it goes back. */
+	if (t->hold.held)
+		ledger_settle(t->lane->s->ledger, &t->hold, -1, -1, time_wall_ms());
 	if (t->deadline)
 		event_free(t->deadline);
 	free(t);
@@ -215,13 +294,16 @@ static void unqueue(struct sched_ticket *t)
 
 static enum launch_result launch_call(struct lane *l)
 {
-	struct sched_ticket *t = TAILQ_FIRST(&l->waiting);
 	struct sched_lease lease = {"", 0};
+	struct sched_ticket *t;
 	struct gate_mark mark;
 	int64_t now = time_mono_ms(), when;
 
-	if (!t)
+	if (!l->n_waiting)
 		return NOTHING;
+	t = sched_next_call(l, now);
+	if (!t)
+		return NOTHING; /* their budgets hold the callers back: a hold given back kicks */
 	when = gate_when(&l->gate, GATE_INTERACTIVE, t->info.cost, now, NULL);
 	if (when == GATE_NEVER)
 		return MUST_WAIT;
@@ -243,6 +325,9 @@ void sched_start_call(struct lane *l, struct sched_ticket *t, const struct gate_
 	t->mark = *mark;
 	t->lease = *lease;
 	t->granted = now;
+	l->last_call_uid = t->info.uid;
+	ledger_hold(l->s->ledger, t->info.uid, sched_lane_idx(l), t->info.model, t->info.cost,
+	            t->enqueued_wall, time_wall_ms(), now, &t->hold);
 	sched_own(l, GATE_INTERACTIVE, 1);
 	if (l->mode != LANE_ALONE)
 		LIST_INSERT_HEAD(&l->flying, t, flying);
@@ -302,9 +387,12 @@ static void pump_lane(struct lane *l)
 	while (!l->s->stopping) {
 		if (l->n_waiting > 0 &&
 		    gate_first_class(&l->gate, time_mono_ms()) == GATE_INTERACTIVE) {
-			if (launch_call(l) == LAUNCHED)
+			r = launch_call(l);
+			if (r == LAUNCHED)
 				continue;
-			return;
+			if (r != NOTHING)
+				return;
+			/* No caller may go now (their budgets hold them): the batch's turn. */
 		}
 		r = launch_job(l);
 		if (r == LAUNCHED)
@@ -333,7 +421,8 @@ static void undo_pump(struct scheduler *s)
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
 			sched_own(l, GATE_BATCH, -1);
-			/* Nothing was spent. */
+			/* Nothing was spent: neither of the lane's budget nor of its user's. */
+			ledger_settle(s->ledger, &f->hold, 0, 0, time_wall_ms());
 			if (f->lease.shared)
 				sched_fleet_release(l, GATE_BATCH, f->charged, &f->lease, 1);
 			else
@@ -796,8 +885,11 @@ static void on_done(void *userdata, const struct up_response *resp)
 	/* Decide. */
 	lane_policy(c, &pol);
 	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, sched_rand01(s), &d);
-	/* Apply: to the lane, then to the job. */
+	/* Apply: to the lane, to its user's budgets (what the attempt's record
+	 * says it spent), then to the job. */
 	apply_to_lane(l, GATE_BATCH, &f->mark, &f->lease, f->charged, &a, &in, resp, &d, msg);
+	o.cost_nusd = sched_cost(s, f->job.model, &a);
+	ledger_settle(s->ledger, &f->hold, a.total, o.cost_nusd, wall);
 	o.status_code = resp->status;
 	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
 	o.retry_after_ms = a.retry_after_ms;
@@ -805,7 +897,6 @@ static void on_done(void *userdata, const struct up_response *resp)
 	o.completion_tokens = a.completion;
 	o.total_tokens = a.total;
 	o.cached_tokens = a.cached;
-	o.cost_nusd = sched_cost(s, f->job.model, &a);
 	o.latency_ms = resp->latency_ms;
 	o.remaining_tokens = a.fb.remaining_tokens;
 	o.remaining_requests = a.fb.remaining_requests;
@@ -934,6 +1025,119 @@ static void refuse_ticket(struct sched_ticket *t, const char *code, int64_t retr
 	record_call(l, t, "refused", NULL, NULL, code, retry_after_ms, NULL);
 }
 
+/* How long until a budget's verdict may change: its reset (at least 1 s);
+ * -1 when no wait helps (it is smaller than the call). */
+static int64_t sched_budget_retry_ms(const struct budget_verdict *v)
+{
+	int64_t in = v->resets_at - time_wall_ms();
+
+	if (v->fit == BUDGET_NEVER)
+		return -1;
+	return in > 1000 ? in : 1000;
+}
+
+/* The call's user's budgets and share now; why: what a refusal says. */
+static enum ledger_go sched_call_judge(struct lane *l, const struct sched_ticket *t, int64_t now,
+                                       struct sched_budget_refusal *why)
+{
+	struct ledger_user u;
+	enum ledger_go g;
+
+	memset(why, 0, sizeof(*why));
+	g = ledger_judge(l->s->ledger, t->info.uid, sched_lane_idx(l), t->info.model, t->info.cost,
+	                 time_wall_ms(), now, &why->v);
+	if (g == LEDGER_NO) {
+		ledger_user(l->s->ledger, t->info.uid, time_wall_ms(), now, &u);
+		budget_describe(&why->v, u.name[0] ? u.name : "this user", why->message,
+		                sizeof(why->message));
+	}
+	return g;
+}
+
+/* A waiting call its budget refuses: answered, and gone. */
+static void sched_refuse_budget(struct sched_ticket *t, const struct sched_budget_refusal *why)
+{
+	unqueue(t);
+	sched_fleet_forget(t);
+	refuse_ticket(t, "budget_exceeded", sched_budget_retry_ms(&why->v));
+	t->info.over_budget(t->info.ud, why);
+	ticket_free(t);
+}
+
+static int sched_cmp_uid(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Users take turns: the waiting users in uid order from the one after the
+ * user a call went for last, each their oldest call first; a user over
+ * their share goes only when nobody else may, one whose calls in flight hold
+ * their budget waits, and a call a spent budget refuses is answered.
+ */
+struct sched_ticket *sched_next_call(struct lane *l, int64_t now)
+{
+	struct sched_ticket *t, *next, *later = NULL, *pick = NULL;
+	struct sched_budget_refusal why;
+	int64_t *uids;
+	int n = 0, i, k, start = 0;
+
+	uids = malloc((size_t)l->n_waiting * sizeof(*uids));
+	if (!uids)
+		return TAILQ_FIRST(&l->waiting);
+	TAILQ_FOREACH(t, &l->waiting, link)
+	if (n < l->n_waiting)
+		uids[n++] = t->info.uid;
+	qsort(uids, (size_t)n, sizeof(*uids), sched_cmp_uid);
+	for (i = k = 0; i < n; i++)
+		if (k == 0 || uids[k - 1] != uids[i])
+			uids[k++] = uids[i];
+	n = k;
+	while (start < n && uids[start] <= l->last_call_uid)
+		start++;
+	for (i = 0; i < n && !pick; i++) {
+		int64_t uid = uids[(start + i) % n];
+
+		for (t = TAILQ_FIRST(&l->waiting); t; t = next) {
+			next = TAILQ_NEXT(t, link);
+			if (t->info.uid != uid)
+				continue;
+			switch (sched_call_judge(l, t, now, &why)) {
+			case LEDGER_GO:
+				pick = t;
+				break;
+			case LEDGER_LATER:
+				if (!later)
+					later = t;
+				break;
+			case LEDGER_NO:
+				if (why.v.fit != BUDGET_HELD) {
+					sched_refuse_budget(t, &why);
+					continue; /* the user's next call */
+				}
+				break;
+			}
+			break;
+		}
+	}
+	free(uids);
+	return pick ? pick : later;
+}
+
+int sched_call_budget_ok(struct lane *l, struct sched_ticket *t, int64_t now)
+{
+	struct sched_budget_refusal why;
+
+	if (sched_call_judge(l, t, now, &why) != LEDGER_NO)
+		return 1;
+	if (why.v.fit == BUDGET_HELD)
+		return 0;
+	sched_refuse_budget(t, &why);
+	return -1;
+}
+
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched_ticket *t = arg;
@@ -951,7 +1155,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
-                       struct sched_ticket **ret, int64_t *ret_retry_after_ms)
+                       struct sched_ticket **ret, int64_t *ret_retry_after_ms,
+                       struct sched_budget_refusal *ret_budget)
 {
 	struct lane *l = lane_by_name(s, info->lane);
 	struct sched_ticket *t;
@@ -978,6 +1183,14 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 		refuse_ticket(t, "request_too_large", -1);
 		ticket_free(t);
 		return -E2BIG;
+	}
+	/* A budget spent is refused at once; one that in-flight calls hold waits. */
+	if (sched_call_judge(l, t, now, ret_budget) == LEDGER_NO &&
+	    ret_budget->v.fit != BUDGET_HELD) {
+		*ret_retry_after_ms = sched_budget_retry_ms(&ret_budget->v);
+		refuse_ticket(t, "budget_exceeded", *ret_retry_after_ms);
+		ticket_free(t);
+		return -EDQUOT;
 	}
 	wait = s->stopping ? INT64_MAX : predicted_wait(l, info->cost, now);
 	if (wait > info->max_wait_ms) {
@@ -1023,6 +1236,8 @@ void sched_call_cancel(struct scheduler *s, struct sched_ticket *t)
 		if (l->mode != LANE_ALONE)
 			LIST_REMOVE(t, flying);
 		settle_lane(l, &ga, &t->lease, NULL);
+		/* Its record says aborted, nothing spent: so do its user's budgets. */
+		ledger_settle(s->ledger, &t->hold, -1, -1, time_wall_ms());
 		sched_kick(s);
 	}
 	l->stats.requests[GATE_INTERACTIVE][SO_ABORTED]++;
@@ -1058,6 +1273,9 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 		LIST_REMOVE(t, flying);
 	apply_to_lane(l, GATE_INTERACTIVE, &t->mark, &t->lease, t->info.cost, &a, &in, resp, &d,
 	              resp->error);
+	/* What the call's record says it spent (record_call, below). */
+	ledger_settle(s->ledger, &t->hold, a.total, sched_cost(s, t->info.model, &a),
+	              time_wall_ms());
 	so = outcome_of(v);
 	for (i = 1; i < resp->sends; i++) /* sends that died with a reused connection */
 		record_call(l, t, "retry", NULL, NULL, "connection_lost", -1, NULL);
@@ -1098,6 +1316,9 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 		if (s->lanes[i].mode == LANE_ALONE || s->lanes[i].mode == LANE_FALLBACK)
 			sched_probation(&s->lanes[i], now);
 	sched_fleet_tick(s);
+	/* Budgets that were waiting for the store to say what was spent. */
+	if (ledger_tick(s->ledger, time_wall_ms()) == 1)
+		sched_kick(s);
 	if (store_expire(s->d->store, time_wall_ms(), &n) == 0 && n > 0)
 		log_warn("%lld queued requests expired: their batch's completion window ended "
 		         "(they are in the batch's errors as batch_expired)",
@@ -1134,7 +1355,7 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 
 	struct scheduler *s;
 	int64_t now = time_mono_ms();
-	int i, r;
+	int i, k, r;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -1154,6 +1375,8 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		goto fail;
 	}
 	r = writeback_new(d->base, d->store, on_written, s, &s->wb);
+	if (r == 0)
+		r = ledger_new(d->store, d->cfg, d->cfg->n_lanes, time_wall_ms(), &s->ledger);
 	if (r < 0)
 		goto fail;
 	for (i = 0; i < d->cfg->n_lanes; i++) {
@@ -1161,6 +1384,10 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 
 		l->s = s;
 		l->cfg = &d->cfg->lanes[i];
+		l->last_uid = STORE_UID_FIRST;
+		l->last_call_uid = INT64_MIN;
+		for (k = 0; k < SCHED_TURNS; k++)
+			l->turns[k].uid = -2;
 		LIST_INIT(&l->flights);
 		TAILQ_INIT(&l->waiting);
 		LIST_INIT(&l->flying);
@@ -1209,10 +1436,13 @@ void sched_stop(struct scheduler *s)
 		while ((f = LIST_FIRST(&s->lanes[i].flights))) {
 			LIST_REMOVE(f, link);
 			upstream_abort(s->up, f->t);
-			/* Its slot back now, not at its lease's deadline; it may have cost. */
+			/* Its slot back now, not at its lease's deadline; it may have cost
+			 * (its record says interrupted, nothing spent: so do its user's
+			 * budgets). */
 			if (f->lease.shared)
 				sched_fleet_release(&s->lanes[i], GATE_BATCH, f->charged, &f->lease,
 				                    0);
+			ledger_settle(s->ledger, &f->hold, -1, -1, time_wall_ms());
 			writeback_add(s->wb, f->job.id, f->attempt_id, &o, time_wall_ms(), NULL);
 			sched_flight_free(f);
 		}
@@ -1248,6 +1478,7 @@ void sched_free(struct scheduler *s)
 	}
 	sched_fleet_free(s);
 	writeback_free(s->wb);
+	ledger_free(s->ledger);
 	if (s->pump)
 		event_free(s->pump);
 	if (s->expiry)
@@ -1283,8 +1514,14 @@ int sched_reload(struct scheduler *s)
 		sched_fleet_limits(l, &lim);
 		gate_set_limits(&l->gate, &lim, now);
 	}
+	ledger_reload(s->ledger);
 	sched_kick(s);
 	return 0;
+}
+
+struct ledger *sched_ledger(struct scheduler *s)
+{
+	return s->ledger;
 }
 
 int sched_store_writable(const struct scheduler *s)

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 #include <json-c/json.h>
 
+#include "budget.h"
 #include "gate.h"
 #include "llmqd.h"
 #include "price.h"
@@ -99,6 +100,12 @@ void sched_lane_set_limits(struct scheduler *s, int i, const struct gate_limits 
  */
 struct sched_ticket;
 
+/* A call its user's budget refuses: the verdict, and what it means for a person. */
+struct sched_budget_refusal {
+	struct budget_verdict v;
+	char message[512];
+};
+
 struct sched_call_info {
 	const char *lane;     /* lane name */
 	const char *endpoint; /* e.g. /v1/chat/completions */
@@ -111,6 +118,9 @@ struct sched_call_info {
 	int64_t max_wait_ms;     /* refuse when the gate cannot grant within it */
 	void (*grant)(void *ud); /* launch now */
 	void (*refuse)(void *ud, int64_t retry_after_ms); /* the wait budget ran out */
+	/* The user's budget turned out spent while it waited (their calls in
+	 * flight spent it). */
+	void (*over_budget)(void *ud, const struct sched_budget_refusal *why);
 	void *ud;
 	const char *request_body; /* recorded when the operator asks; may be NULL */
 };
@@ -119,11 +129,13 @@ struct sched_call_info {
  * Queue a call at its lane's gate. Returns 0 (grant or refuse is called
  * later, never from inside this call); -EAGAIN with *ret_retry_after_ms
  * when the gate cannot grant within max_wait_ms; -E2BIG when the call costs
- * more than the lane's whole budget per minute and can never run (both
- * recorded as refused); -EBUSY when an operator paused the lane.
+ * more than the lane's whole budget per minute and can never run; -EDQUOT
+ * with *ret_budget when the user's budget is spent (or smaller than the
+ * call) - each recorded as refused; -EBUSY when an operator paused the lane.
  */
 int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
-                       struct sched_ticket **ret, int64_t *ret_retry_after_ms);
+                       struct sched_ticket **ret, int64_t *ret_retry_after_ms,
+                       struct sched_budget_refusal *ret_budget);
 
 /* The caller left before the grant: drop the ticket, record it aborted. */
 void sched_call_cancel(struct scheduler *s, struct sched_ticket *t);
@@ -146,6 +158,9 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 /* The fleet's connection and its figures; -ENOENT without LLMQ_REDIS_URL. */
 struct fleet_stats;
 int sched_fleet_stats(const struct scheduler *s, struct fleet_stats *ret);
+
+/* Users' budgets and shares (ledger.h). */
+struct ledger *sched_ledger(struct scheduler *s);
 
 /* The API key of lane i (NULL: none). */
 const char *sched_lane_key(const struct scheduler *s, int i);

@@ -34,6 +34,7 @@ enum stmt_id {
 	S_EXPIRE_FINISH,
 	S_LANE_WINDOW_SET,
 	S_JOB_INSERT,
+	S_NEXT_USER,
 	S_NEXT_PRIORITY,
 	S_NEXT_READY,
 	S_CALL_INSERT,
@@ -86,6 +87,7 @@ enum stmt_id {
 	S_JOB_BATCH_STATE,
 	S_FILES_BYTES,
 	S_UNFINISHED_JOBS,
+	S_BUDGET_SPENT,
 	S_BEGIN,
 	S_COMMIT,
 	S_ROLLBACK,
@@ -199,9 +201,11 @@ static const char *const stmt_sql[S__COUNT] = {
                           "phase_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (lane, base_url) "
                           "DO UPDATE SET window = excluded.window, learned_at = "
                           "excluded.learned_at, phase_ms = excluded.phase_ms",
+    /* The job's uid is its batch's submitter's: the ready query orders by it. */
     [S_JOB_INSERT] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, body, "
-                     "est_tokens, updated_at, priority) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     "est_tokens, updated_at, priority, uid) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce((SELECT "
+                     "submitter_uid FROM batches WHERE id = ?1), -1))",
     [S_RECOVER_LOADING] = "DELETE FROM batches WHERE state = 'validating'",
     [S_RECOVER_HELD] = "UPDATE jobs SET lane = substr(lane, 2) WHERE lane GLOB '~*'",
     [S_BATCH_RELEASE_JOBS] = "UPDATE jobs SET lane = substr(lane, 2) WHERE id BETWEEN ?2 AND ?3 "
@@ -209,14 +213,20 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BATCH_RELEASE] = "UPDATE batches SET state = 'in_progress' WHERE id = ?1 "
                         "AND state = 'validating'",
     [S_BATCH_DELETE] = "DELETE FROM batches WHERE id = ?1",
+    /* The ready query, by jobs_ready (lane, uid, priority, batch_id, id): the
+     * next user with a ready job after ?3, their highest priority below ?3,
+     * then their next batch after ?4 at it. */
+    [S_NEXT_USER] = "SELECT uid FROM jobs WHERE state = 'queued' AND lane = ?1 AND uid > ?3 "
+                    "AND not_before <= ?2 ORDER BY uid LIMIT 1",
     [S_NEXT_PRIORITY] = "SELECT priority FROM jobs WHERE state = 'queued' AND lane = ?1 "
-                        "AND priority < ?3 AND not_before <= ?2 ORDER BY priority DESC LIMIT 1",
+                        "AND uid = ?4 AND priority < ?3 AND not_before <= ?2 "
+                        "ORDER BY priority DESC LIMIT 1",
     /* The batch's pause is looked at for the one row found: a paused batch
      * is stepped over by its id, never row by row. */
     [S_NEXT_READY] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
                      "updated_at, free_tries, lane_wait_ms, model, "
-                     "(SELECT b.paused_at IS NOT NULL FROM batches b WHERE b.id = jobs.batch_id) "
-                     "FROM jobs WHERE state = 'queued' AND lane = ?1 "
+                     "(SELECT b.paused_at IS NOT NULL FROM batches b WHERE b.id = jobs.batch_id), "
+                     "uid FROM jobs WHERE state = 'queued' AND lane = ?1 AND uid = ?5 "
                      "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
                      "ORDER BY batch_id, id LIMIT 1",
     [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
@@ -238,8 +248,10 @@ static const char *const stmt_sql[S__COUNT] = {
                       "completion_tokens, cost_nusd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                       "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
                       "?23, ?24)",
-    [S_NEXT_WAKEUP] = "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND lane = ?1 "
-                      "AND batch_id NOT IN (SELECT id FROM batches WHERE paused_at IS NOT NULL)",
+    /* By jobs_wakeup: the first retry due after now of a batch not paused. */
+    [S_NEXT_WAKEUP] = "SELECT not_before FROM jobs WHERE state = 'queued' AND lane = ?1 "
+                      "AND not_before > ?2 AND (SELECT b.paused_at FROM batches b "
+                      "WHERE b.id = jobs.batch_id) IS NULL ORDER BY not_before LIMIT 1",
     [S_JOB_START] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
                     "updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, n, lane, started_at, tokens_charged, "
@@ -384,6 +396,12 @@ static const char *const stmt_sql[S__COUNT] = {
                           "ON c.batch_id = b.id WHERE b.submitter_uid IS ?1 AND b.state IN "
                           "('validating', 'in_progress', 'cancelling') AND c.state IN "
                           "('queued', 'running')",
+    /* What each user spent of their budgets: tokens on day ?1, nano-dollars
+     * in the month of days [?2, ?3) (usage_daily's primary key: the month's
+     * rows alone). */
+    [S_BUDGET_SPENT] = "SELECT uid, coalesce(sum(CASE WHEN day = ?1 THEN tokens END), 0), "
+                       "sum(cost_nusd) FROM usage_daily WHERE day >= ?2 AND day < ?3 "
+                       "GROUP BY uid",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -1158,6 +1176,7 @@ static int job_row(sqlite3_stmt *st, struct store_job *ret, int *ret_paused)
 	j.lane_wait_ms = sqlite3_column_int64(st, 9);
 	j.model = col_dup(st, 10, NULL);
 	*ret_paused = sqlite3_column_int(st, 11);
+	j.uid = sqlite3_column_int64(st, 12);
 	sqlite3_reset(st);
 	if (!j.batch_id || !j.custom_id || !j.url || !j.body || !j.model) {
 		store_job_clear(&j);
@@ -1167,7 +1186,7 @@ static int job_row(sqlite3_stmt *st, struct store_job *ret, int *ret_paused)
 	return 1;
 }
 
-static int ready_after(struct store *s, const char *lane, int64_t now, int64_t prio,
+static int ready_after(struct store *s, const char *lane, int64_t now, int64_t uid, int64_t prio,
                        const char *after, struct store_job *ret, int *ret_paused)
 {
 	sqlite3_stmt *st = NULL;
@@ -1179,47 +1198,73 @@ static int ready_after(struct store *s, const char *lane, int64_t now, int64_t p
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, prio);
 	bind_text(st, 4, after);
+	sqlite3_bind_int64(st, 5, uid);
 	return job_row(st, ret, ret_paused);
 }
 
-/* The highest priority below below of lane's ready jobs: 1, or 0 when none. */
-static int ready_priority(struct store *s, const char *lane, int64_t now, int64_t below,
-                          int64_t *ret)
+/* One number from a statement bound by the caller: 1 and *ret, 0 when no row. */
+static int step_int(sqlite3_stmt *st, int64_t *ret)
 {
-	sqlite3_stmt *st = NULL;
-	int r, rc;
+	int rc = sqlite3_step(st);
 
-	r = prep(s, S_NEXT_PRIORITY, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, lane);
-	sqlite3_bind_int64(st, 2, now);
-	sqlite3_bind_int64(st, 3, below);
-	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*ret = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sql_errno(rc);
 }
 
-/* Past this many paused batches in one look, a lane waits for its next pump. */
+/* The highest priority below below of uid's ready jobs on lane: 1, or 0 when none. */
+static int ready_priority(struct store *s, const char *lane, int64_t now, int64_t uid,
+                          int64_t below, int64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_NEXT_PRIORITY, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, below);
+	sqlite3_bind_int64(st, 4, uid);
+	return step_int(st, ret);
+}
+
+/* The first user after after with a ready job on lane: 1, or 0 when none. */
+static int ready_user(struct store *s, const char *lane, int64_t now, int64_t after, int64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_NEXT_USER, &st);
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, lane);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, after);
+	return step_int(st, ret);
+}
+
+/* Past this many paused batches and users passed over in one look, a lane
+ * waits for its next pump. */
 #define STORE_READY_MAX_SKIPS 10000
 
-int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
-                     struct store_job *ret)
+/*
+ * uid's next ready job on lane: of their highest priority, from their first
+ * batch after after_batch, then from their first again; a paused batch is
+ * stepped over by its id (*skips counts them). 1, or 0 when none.
+ */
+static int ready_of_user(struct store *s, const char *lane, int64_t now, int64_t uid,
+                         const char *after_batch, struct store_job *ret, int *skips)
 {
 	char after[STORE_ID_LEN + 8];
 	int64_t below = INT64_MAX, prio = 0;
-	int r, paused = 0, wrapped, skips = 0;
+	int r, paused = 0, wrapped;
 
-	while ((r = ready_priority(s, lane, now, below, &prio)) == 1) {
-		/* The next batch after the last one served, then from the first again;
-		 * a paused batch is stepped over by its id. */
+	while ((r = ready_priority(s, lane, now, uid, below, &prio)) == 1) {
 		snprintf(after, sizeof(after), "%s",
 		         below == INT64_MAX && after_batch ? after_batch : "");
 		wrapped = !after[0];
-		while (skips < STORE_READY_MAX_SKIPS) {
-			r = ready_after(s, lane, now, prio, after, ret, &paused);
+		while (*skips < STORE_READY_MAX_SKIPS) {
+			r = ready_after(s, lane, now, uid, prio, after, ret, &paused);
 			if (r < 0)
 				return r;
 			if (r == 0 && wrapped)
@@ -1233,33 +1278,99 @@ int store_next_ready(struct store *s, const char *lane, int64_t now, const char 
 				return 1;
 			snprintf(after, sizeof(after), "%s", ret->batch_id);
 			store_job_clear(ret);
-			skips++;
+			(*skips)++;
 		}
-		if (skips >= STORE_READY_MAX_SKIPS)
+		if (*skips >= STORE_READY_MAX_SKIPS)
 			return 0;
 		below = prio; /* every batch of this priority is paused: the next one down */
 	}
 	return r;
 }
 
-int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms)
+int store_next_ready_pick(struct store *s, const char *lane, int64_t now,
+                          const struct store_pick *p, struct store_job *ret)
+{
+	struct store_job job, later = {0};
+	int64_t from = p->after_uid, uid = 0;
+	int r, have_later = 0, wrapped = p->after_uid == STORE_UID_FIRST, skips = 0;
+	enum store_pick_verdict v;
+
+	/* The users after the one served last, then from the first up to it. */
+	while (skips < STORE_READY_MAX_SKIPS) {
+		r = ready_user(s, lane, now, from, &uid);
+		if (r < 0)
+			goto out;
+		if (r == 0 || (wrapped && p->after_uid != STORE_UID_FIRST && uid > p->after_uid)) {
+			if (wrapped)
+				break;
+			wrapped = 1;
+			from = STORE_UID_FIRST;
+			continue;
+		}
+		from = uid;
+		r = ready_of_user(s, lane, now, uid,
+		                  p->last_batch ? p->last_batch(p->ud, uid) : NULL, &job, &skips);
+		if (r < 0)
+			goto out;
+		if (r == 0)
+			continue;
+		v = p->judge ? p->judge(p->ud, &job) : STORE_PICK_GO;
+		if (v == STORE_PICK_GO) {
+			store_job_clear(&later);
+			*ret = job;
+			return 1;
+		}
+		if (v == STORE_PICK_LATER && !have_later) {
+			later = job;
+			have_later = 1;
+		} else {
+			store_job_clear(&job);
+		}
+		skips++;
+	}
+	/* Nobody else may go: a user over their share goes (work-conserving). */
+	if (have_later) {
+		*ret = later;
+		return 1;
+	}
+	return 0;
+out:
+	store_job_clear(&later);
+	return r;
+}
+
+/* The single-user form: batches in turn after after_batch, for every user alike. */
+static const char *store_same_batch(void *ud, int64_t uid)
+{
+	(void)uid;
+	return ud;
+}
+
+int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
+                     struct store_job *ret)
+{
+	struct store_pick p = {
+	    .after_uid = STORE_UID_FIRST,
+	    .last_batch = store_same_batch,
+	    .ud = (void *)after_batch,
+	};
+
+	return store_next_ready_pick(s, lane, now, &p, ret);
+}
+
+int store_next_wakeup(struct store *s, const char *lane, int64_t now, int64_t *ret_ms)
 {
 	sqlite3_stmt *st = NULL;
-	int r, rc;
+	int r = prep(s, S_NEXT_WAKEUP, &st);
 
-	r = prep(s, S_NEXT_WAKEUP, &st);
 	if (r < 0)
 		return r;
 	bind_text(st, 1, lane);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return sql_errno(rc);
-	}
-	*ret_ms =
-	    sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return 0;
+	sqlite3_bind_int64(st, 2, now);
+	r = step_int(st, ret_ms);
+	if (r == 0)
+		*ret_ms = INT64_MAX;
+	return r < 0 ? r : 0;
 }
 
 /*
@@ -2111,6 +2222,40 @@ int store_usage_totals(struct store *s, store_usage_cb cb, void *userdata)
 	int r = prep(s, S_USAGE_TOTALS, &st);
 
 	return r < 0 ? r : usage_rows(st, usage_total_row, cb, userdata);
+}
+
+int store_budget_spent(struct store *s, const char *day, const char *month_first,
+                       const char *month_next, store_spent_cb cb, void *userdata)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(s, S_BUDGET_SPENT, &st), rc;
+
+	if (r < 0)
+		return r;
+	bind_text(st, 1, day);
+	bind_text(st, 2, month_first);
+	bind_text(st, 3, month_next);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = cb(userdata, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+		       sqlite3_column_int64(st, 2));
+		if (r < 0) {
+			sqlite3_reset(st);
+			return r;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : sql_errno(rc);
+}
+
+int64_t store_vm_steps(struct store *s)
+{
+	int64_t n = 0;
+	int i;
+
+	for (i = 0; i < S__COUNT; i++)
+		if (s->stmt[i])
+			n += sqlite3_stmt_status(s->stmt[i], SQLITE_STMTSTATUS_VM_STEP, 0);
+	return n;
 }
 
 int store_lane_paused_get(struct store *s, const char *lane, int64_t *ret_at, int64_t *ret_by)

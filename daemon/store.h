@@ -103,6 +103,7 @@ struct store_job {
 	int64_t lane_wait_ms; /* waited so far because of the lane's state */
 	int64_t queued_since; /* updated_at of the queued row: when it became ready */
 	char *model;          /* as the line named it: what its answer is priced by */
+	int64_t uid;          /* its batch's submitter (-1: unknown) */
 };
 
 /* How an attempt ended, and what becomes of its job. */
@@ -204,18 +205,41 @@ int store_call_insert(struct store *s, const struct store_call *c);
 int store_batch_states(struct store *s, const char *const *states, int n, int64_t *ret);
 
 /*
- * The next ready job of lane: of the highest priority, from the first batch
- * after after_batch (round-robin by batch; NULL or "" from the first), in
- * line order within the batch; a paused batch's jobs are passed over (a
- * paused batch costs one index step, whatever its jobs). Returns 1 and
- * fills ret, or 0 when none is ready.
+ * The next ready job of lane, users in turn: the first user after the one
+ * served last (by uid, from the first again after the last) whose next job
+ * the judge lets go; a user's next job is of their highest priority, from
+ * their first batch after the one of theirs served last (round-robin by
+ * batch), in line order within the batch. A paused batch's jobs are passed
+ * over (a paused batch costs one index step, whatever its jobs), and so is a
+ * user the judge says to skip; one it says LATER goes only when no other
+ * user's job may (work-conserving). Each user looked at costs a few index
+ * steps, whatever the queue holds. Returns 1 and fills ret, or 0 when none
+ * may go.
  */
+enum store_pick_verdict {
+	STORE_PICK_GO,    /* this job goes */
+	STORE_PICK_LATER, /* only when no other user's job may go */
+	STORE_PICK_SKIP,  /* none of this user's jobs now */
+};
+#define STORE_UID_FIRST INT64_MIN
+struct store_pick {
+	int64_t after_uid; /* the user served last; STORE_UID_FIRST: from the first */
+	/* The batch of uid's served last (NULL or "": from their first); may be NULL. */
+	const char *(*last_batch)(void *ud, int64_t uid);
+	/* Whether the job found for its user goes; NULL: every job goes. */
+	enum store_pick_verdict (*judge)(void *ud, const struct store_job *job);
+	void *ud;
+};
+int store_next_ready_pick(struct store *s, const char *lane, int64_t now,
+                          const struct store_pick *p, struct store_job *ret);
+/* The same with every user's turn after after_batch (NULL or "": from the
+ * first batch), and every job going: one user's batches in turn. */
 int store_next_ready(struct store *s, const char *lane, int64_t now, const char *after_batch,
                      struct store_job *ret);
 void store_job_clear(struct store_job *j);
-/* Earliest not_before among lane's queued jobs of batches not paused; INT64_MAX
- * when none is queued. */
-int store_next_wakeup(struct store *s, const char *lane, int64_t *ret_ms);
+/* The first not_before after now among lane's queued jobs of batches not
+ * paused (the next retry due); INT64_MAX when there is none. */
+int store_next_wakeup(struct store *s, const char *lane, int64_t now, int64_t *ret_ms);
 
 /* queued -> running, attempts + 1, and a new open attempt row. */
 int store_job_start(struct store *s, const struct store_job *j, const char *lane, int64_t now,
@@ -353,6 +377,19 @@ int store_usage_unpriced(struct store *s, const struct store_usage_query *q, sto
 /* Everything ever counted, by user, class, lane and model (usage_totals), in
  * the order first seen: the metrics' counters. */
 int store_usage_totals(struct store *s, store_usage_cb cb, void *userdata);
+
+/*
+ * What each user spent of their budgets (usage_daily, llmqd's local days):
+ * tokens on day ("YYYY-MM-DD"), nano-dollars on the days from month_first
+ * up to month_next; one call of cb per user with any.
+ */
+typedef int (*store_spent_cb)(void *userdata, int64_t uid, int64_t tokens_day, int64_t nusd_month);
+int store_budget_spent(struct store *s, const char *day, const char *month_first,
+                       const char *month_next, store_spent_cb cb, void *userdata);
+
+/* The SQLite virtual machine's steps so far, all statements together: the
+ * work the queries did (tests and benchmarks compare it across queue depths). */
+int64_t store_vm_steps(struct store *s);
 
 /* Lane name paused by an operator (the lane_paused table): 1 with when and
  * by whom (-1: unknown), 0 when it is not. */

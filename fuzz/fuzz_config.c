@@ -7,7 +7,7 @@
  * (nothing read uninitialised); a loaded configuration holds what the
  * daemon relies on: 1..16 lanes, exactly one default, each with a base URL
  * and limits within their documented ranges (no NaN), and every model
- * finds a lane; a refused one says why.
+ * finds a lane; users' budgets within theirs; a refused one says why.
  */
 #include "fuzz.h"
 
@@ -113,6 +113,19 @@ static void check(const struct config *cfg, const uint8_t *data, size_t size)
 	FUZZ_ASSERT(IN(cfg->http_max_connections, 1, 65536) &&
 	                IN(cfg->http_max_connections_per_user, 1, 65536),
 	            "http connections");
+	FUZZ_ASSERT(IN(cfg->budgets.n, 0, BUDGET_SECTIONS_MAX), "%d budget sections",
+	            cfg->budgets.n);
+	for (i = 0; i < cfg->budgets.n; i++) {
+		const struct budget_limits *b = &cfg->budgets.s[i].lim;
+
+		FUZZ_ASSERT(cfg->budgets.s[i].name[0], "a budget section without a name");
+		FUZZ_ASSERT(b->tpm_share == BUDGET_UNSET || IN(b->tpm_share, 0, 1), "tpm_share %g",
+		            b->tpm_share);
+		FUZZ_ASSERT(IN(b->allowed[BUDGET_DAILY_TOKENS], BUDGET_UNSET, BUDGET_TOKENS_MAX) &&
+		                IN(b->allowed[BUDGET_MONTHLY_USD], BUDGET_UNSET, BUDGET_NUSD_MAX),
+		            "budgets %lld %lld", (long long)b->allowed[BUDGET_DAILY_TOKENS],
+		            (long long)b->allowed[BUDGET_MONTHLY_USD]);
+	}
 	snprintf(model, sizeof(model), "%.*s", (int)(size < 40 ? size : 40), (const char *)data);
 	FUZZ_ASSERT(config_lane_for_model(cfg, model), "no lane for a model");
 }

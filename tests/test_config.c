@@ -580,3 +580,46 @@ Test(config, quotas_and_the_free_space_floor)
 		cr_assert(strstr(err, "out of range"), "%s: %s", bad[i], err);
 	}
 }
+
+/* Budgets: [user NAME] and [group NAME] sections, in the file's order. */
+Test(config, user_and_group_budgets)
+{
+	char err[1024];
+	struct budget_user u;
+	const char *groups[] = {"staff"};
+
+	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\n\n"
+	           "[group staff]\ndaily_tokens = 200000\nmonthly_usd = 25.50 ; dollars\n\n"
+	           "[user alice]\ntpm_share = 0.25\ndaily_tokens = 1000\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_eq(cfg.budgets.n, 2);
+	budget_resolve(&cfg.budgets, "alice", groups, 1, &u);
+	cr_expect_eq(u.lim.allowed[BUDGET_DAILY_TOKENS], 1000, "her own wins");
+	cr_expect_eq(u.lim.allowed[BUDGET_MONTHLY_USD], 25500000000, "the group's for the rest");
+	cr_expect(u.lim.tpm_share == 0.25);
+	budget_resolve(&cfg.budgets, "bob", groups, 1, &u);
+	cr_expect_eq(u.lim.allowed[BUDGET_DAILY_TOKENS], 200000);
+	cr_expect(u.lim.tpm_share == 1, "no share set: the whole lane");
+}
+
+Test(config, a_bad_budget_names_the_place_and_the_fix)
+{
+	char err[1024];
+
+	write_file(
+	    "[lane a]\nbase_url = http://127.0.0.1:1/v1\n\n[user alice]\ndaily_tokens = lots\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "[user alice]: daily_tokens = \"lots\"") &&
+	              strstr(err, "number of tokens"),
+	          "%s", err);
+	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\n\n[group staff]\ntpm_share = 2\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "[group staff]: tpm_share = \"2\"") && strstr(err, "from 0 to 1"),
+	          "%s", err);
+	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\n\n[group staff]\nweekly_usd = 2\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "unknown key") && strstr(err, "monthly_usd"), "%s", err);
+	write_file("[lane a]\nbase_url = http://127.0.0.1:1/v1\n\n[users]\ndaily_tokens = 2\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "unknown section [users]") && strstr(err, "[user NAME]"), "%s", err);
+}

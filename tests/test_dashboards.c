@@ -2,7 +2,7 @@
  * The Grafana dashboard (contrib/grafana/llmq.json) and the alerting rules
  * (contrib/prometheus/llmq-rules.yml) ask only for metrics that a real
  * llmqd serves: every llmq_ name in their queries is in a /metrics scrape
- * of one that has had traffic (a batch, calls, 429s, prices), so that its
+ * of one that has had traffic (a batch, calls, 429s, prices, budgets), so that its
  * labelled series are there. promtool checks the rules and runs their
  * tests (llmq-rules.test.yml).
  */
@@ -93,24 +93,30 @@ static void missing(const struct names *n, char *buf, size_t len)
 	}
 }
 
-/* A llmqd that has seen a batch, calls (one of them streamed), 429s and priced models. */
+/* A llmqd that has seen a batch, calls (one of them streamed), 429s, priced
+ * models and a user with budgets. */
 static void traffic(void)
 {
 	struct mock_proc m = {0};
 	struct daemon_proc d = {0};
-	char dir[64], file[128], prices[128], env[200], id[40], ret[4096];
+	char dir[64], file[128], conf[128], env[200], id[40], ret[4096];
 	FILE *f;
 	int i;
 
 	h_tmpdir(dir, sizeof(dir));
-	snprintf(prices, sizeof(prices), "%s/prices.conf", dir);
-	f = fopen(prices, "w");
-	cr_assert_not_null(f);
-	fputs("[prices]\ngpt-4o-mini = 0.15 0.075 0.60\n", f);
-	fclose(f);
-	snprintf(env, sizeof(env), "LLMQ_PRICES_FILE=%s", prices);
 	h_mock_start(&m, dir, "--429-every", "4", "--cached-tokens", "1", NULL);
-	h_daemon_start(&d, dir, &m, H_FAST, env, NULL);
+	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
+	f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "[lane openai]\nbase_url = http://127.0.0.1:%d/v1\nstagger_seconds = 0\n"
+	        "tpm_limit = 100000000\nbackoff_base_seconds = 0.05\nbackoff_cap_seconds = 0.5\n\n"
+	        "[prices]\ngpt-4o-mini = 0.15 0.075 0.60\n\n"
+	        "[user root]\ndaily_tokens = 1000000\nmonthly_usd = 100\n",
+	        m.port);
+	fclose(f);
+	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", conf);
+	h_daemon_start(&d, dir, &m, env, NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 	h_write_batch(file, 6, "gpt-4o-mini", 5);
 	h_submit(&d, file, id, sizeof(id));
@@ -128,6 +134,8 @@ static void traffic(void)
 	             0, "%s", err);
 	scrape[0] = '\n'; /* every name then follows a line end */
 	cr_assert(strstr(scrape, "\nllmq_usage_cost_usd_total{"), "the usage series are there");
+	cr_assert(strstr(scrape, "\nllmq_budget_used_ratio{user=\"root\",budget=\"daily_tokens\"}"),
+	          "the budget series are there");
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }

@@ -635,3 +635,89 @@ Test(fleet_e2e, limits_set_live_reach_the_shared_gate, .timeout = 120)
 	h_mock_stop(&m);
 	h_redis_stop(&r);
 }
+
+static int five_done(json_object *b)
+{
+	return h_jint(b, "counts.succeeded") == 5;
+}
+
+/*
+ * Budgets are a host's (its users'), and its lanes' launches through the
+ * shared gate hold and settle them as alone: grants of four launches at a
+ * time run no job past the budget, nothing stays held, and a call over it
+ * is refused.
+ */
+Test(fleet_e2e, the_shared_gates_launches_keep_a_users_budget, .timeout = 120)
+{
+	struct daemon_proc d;
+	struct redis_proc r;
+	struct mock_proc m;
+	char dir[256], conf[320], env[340], url[400], batch[320], id[64], body[65536];
+	json_object *o, *b, *arr;
+	FILE *cf;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_redis_start(&r, dir, NULL);
+	h_mock_start(&m, dir, "--latency-ms", "50", NULL);
+	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
+	cf = fopen(conf, "w");
+	cr_assert_not_null(cf);
+	/* Each line costs 13 tokens (h_write_batch, max_tokens 10): five fit 65. */
+	fprintf(cf,
+	        "[lane a]\nbase_url = http://127.0.0.1:%d/v1\nstagger_seconds = 0\n"
+	        "tpm_limit = 0\nmax_concurrency = 4\n\n[user root]\ndaily_tokens = 65\n",
+	        m.port);
+	fclose(cf);
+	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", conf);
+	snprintf(url, sizeof(url), "LLMQ_REDIS_URL=%s", r.url);
+	h_daemon_start(&d, dir, &m, env, url, NULL);
+	cr_assert(wait_mode(&d, "shared", 5000), "the lane does not share its gate");
+	snprintf(batch, sizeof(batch), "%s/batch.jsonl", dir);
+	h_write_batch(batch, 8, "gpt-4o-mini", 10);
+	h_submit(&d, batch, id, sizeof(id));
+	json_object_put(h_wait_for(&d, id, five_done, 30));
+	msleep(500); /* what a grant of more would have launched by now */
+	o = status(&d);
+	cr_assert(json_object_object_get_ex(o, "budgets", &arr));
+	b = json_object_array_get_idx(arr, 0);
+	cr_assert_eq(h_jint(b, "daily_tokens.used"), 65, "%s", json_object_to_json_string(o));
+	cr_assert_eq(h_jint(b, "daily_tokens.held"), 0, "%s", json_object_to_json_string(o));
+	json_object_put(o);
+	cr_assert_eq(mock_stat(&m, "ok"), 5, "no job past the budget went upstream");
+	for (i = 0;
+	     i < 100 && h_sql_int(&d, "SELECT coalesce(sum(tokens), 0) FROM usage_daily") != 65;
+	     i++)
+		msleep(50);
+	cr_assert_eq(h_sql_int(&d, "SELECT coalesce(sum(tokens), 0) FROM usage_daily"), 65);
+	b = h_wait_for(&d, id, five_done, 1);
+	cr_assert_eq(h_jint(b, "counts.queued"), 3, "the rest wait, queued");
+	cr_assert_str_eq(h_jstr(json_object_object_get(b, "waiting"), "reason"), "budget");
+	json_object_put(b);
+	body[0] = '\0';
+	{
+		CURL *c = curl_easy_init();
+		struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+		char u[128];
+		long code = 0;
+
+		snprintf(u, sizeof(u), "http://127.0.0.1:%d/v1/chat/completions", d.http_port);
+		curl_easy_setopt(c, CURLOPT_URL, u);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(
+		    c, CURLOPT_POSTFIELDS,
+		    "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[{\"role\":"
+		    "\"user\",\"content\":\"hi\"}]}");
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+		cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+		curl_slist_free_all(h);
+		curl_easy_cleanup(c);
+		cr_assert_eq(code, 429, "%s", body);
+		cr_assert(strstr(body, "budget_exceeded"), "%s", body);
+	}
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+	h_redis_stop(&r);
+}

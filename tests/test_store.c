@@ -279,12 +279,12 @@ Test(store, requeue_respects_not_before)
 	cr_assert_eq(store_job_complete(st, j.id, attempt, &o, 2100, NULL), 0);
 	store_job_clear(&j);
 	cr_assert_eq(store_next_ready(st, "openai", 4999, NULL, &j), 0, "not before 5000");
-	cr_assert_eq(store_next_wakeup(st, "openai", &wake), 0);
+	cr_assert_eq(store_next_wakeup(st, "openai", 4999, &wake), 0);
 	cr_assert_eq(wake, 5000);
 	cr_assert_eq(store_next_ready(st, "openai", 5000, NULL, &j), 1);
 	cr_assert_eq(j.attempts, 1);
 	store_job_clear(&j);
-	cr_assert_eq(store_next_wakeup(st, "other-lane", &wake), 0);
+	cr_assert_eq(store_next_wakeup(st, "other-lane", 4999, &wake), 0);
 	cr_assert_eq(wake, INT64_MAX);
 }
 
@@ -747,7 +747,7 @@ Test(store, held_jobs_never_run_until_released_in_ranges)
 
 	add_held("b_00000000000000h1", 4, "validating", &first, &last);
 	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 0, "held jobs are not ready");
-	cr_assert_eq(store_next_wakeup(st, "openai", &wake), 0);
+	cr_assert_eq(store_next_wakeup(st, "openai", 0, &wake), 0);
 	cr_assert_eq(wake, INT64_MAX, "nor do they wake the lane");
 	cr_assert_eq(store_backlog(st, "openai", &jobs, &wake), 0);
 	cr_assert_eq(jobs, 0);
@@ -1278,7 +1278,7 @@ Test(store, a_paused_batch_launches_nothing)
 	                 "round the turn, past the paused one");
 	cr_assert_eq(store_batch_pause(st, "b_000000000000005b", 1500, 0, &changed), 0);
 	cr_assert_str_eq(ready_batch(NULL, got, sizeof(got)), "", "all paused: nothing");
-	cr_assert_eq(store_next_wakeup(st, "openai", &next), 0);
+	cr_assert_eq(store_next_wakeup(st, "openai", 0, &next), 0);
 	cr_assert_eq(next, INT64_MAX, "no timer for paused work");
 	cr_assert_eq(store_batches_paused(st, &next), 0);
 	cr_assert_eq(next, 3);
@@ -1286,8 +1286,8 @@ Test(store, a_paused_batch_launches_nothing)
 	cr_assert_eq(store_batch_pause(st, "b_000000000000005a", 0, 0, &changed), 0);
 	cr_assert_eq(changed, 1);
 	cr_assert_str_eq(ready_batch("b_000000000000005a", got, sizeof(got)), "b_000000000000005a");
-	cr_assert_eq(store_next_wakeup(st, "openai", &next), 0);
-	cr_assert_eq(next, 0);
+	cr_assert_eq(store_next_wakeup(st, "openai", -1, &next), 0);
+	cr_assert_eq(next, 0, "its jobs wake the lane again");
 	/* It outlives a reopen. */
 	store_free(st);
 	cr_assert_eq(store_open(path, &st), 0);
@@ -1371,4 +1371,177 @@ Test(store, a_lanes_pause_is_kept)
 	          (long long)at, (long long)by);
 	cr_assert_eq(store_lane_paused_set(st, "openai", 0, 0), 0);
 	cr_assert_eq(store_lane_paused_get(st, "openai", &at, &by), 0);
+}
+
+/* A batch of uid's, of jobs at priority prio, in one transaction. */
+static void add_user_batch(const char *id, int64_t uid, int jobs, int64_t prio)
+{
+	struct store_batch b = {.id = id,
+	                        .created_at = 1000,
+	                        .uid = uid,
+	                        .input_name = "in.jsonl",
+	                        .window_ms = 86400000,
+	                        .total = jobs,
+	                        .est_tokens = 100 * jobs,
+	                        .priority = prio};
+	char cid[32];
+	int i;
+
+	cr_assert_eq(store_tx_begin(st), 0);
+	cr_assert_eq(store_batch_insert(st, &b), 0);
+	for (i = 0; i < jobs; i++) {
+		snprintf(cid, sizeof(cid), "c%d", i);
+		struct store_job_new j = {.batch_id = id,
+		                          .line = i + 1,
+		                          .custom_id = cid,
+		                          .url = "/v1/chat/completions",
+		                          .model = "gpt-x",
+		                          .lane = "openai",
+		                          .body = "{\"model\":\"gpt-x\"}",
+		                          .body_len = 17,
+		                          .est_tokens = 100,
+		                          .priority = prio};
+		cr_assert_eq(store_job_insert(st, &j, 1000), 0);
+	}
+	cr_assert_eq(store_tx_commit(st), 0);
+}
+
+/* The scheduler's side of the turns: the user served last and each one's last batch. */
+struct turns {
+	int64_t last_uid;
+	int64_t uids[4];
+	char batches[4][32];
+	int n;
+	int64_t skip, later; /* the judge: a user to skip, one to defer (-2: none) */
+};
+
+static const char *turns_last_batch(void *ud, int64_t uid)
+{
+	struct turns *t = ud;
+	int i;
+
+	for (i = 0; i < t->n; i++)
+		if (t->uids[i] == uid)
+			return t->batches[i];
+	return NULL;
+}
+
+static enum store_pick_verdict turns_judge(void *ud, const struct store_job *job)
+{
+	struct turns *t = ud;
+
+	return job->uid == t->skip    ? STORE_PICK_SKIP
+	       : job->uid == t->later ? STORE_PICK_LATER
+	                              : STORE_PICK_GO;
+}
+
+/* The next job as the scheduler takes it: started (no longer ready), the turn moved on.
+ * Its batch's id into ret ("" when none). */
+static const char *turns_next(struct turns *t, char *ret, size_t len)
+{
+	struct store_pick p = {t->last_uid, turns_last_batch, turns_judge, t};
+	struct store_job j;
+	int64_t attempt;
+	int i, r = store_next_ready_pick(st, "openai", 2000, &p, &j);
+
+	cr_assert_geq(r, 0);
+	ret[0] = '\0';
+	if (r == 0)
+		return ret;
+	snprintf(ret, len, "%s", j.batch_id);
+	t->last_uid = j.uid;
+	for (i = 0; i < t->n && t->uids[i] != j.uid; i++)
+		;
+	if (i == t->n)
+		t->uids[t->n++] = j.uid;
+	snprintf(t->batches[i], sizeof(t->batches[i]), "%s", j.batch_id);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	store_job_clear(&j);
+	return ret;
+}
+
+/*
+ * Users take turns, whatever their batches: alice's three batches get one
+ * launch in two, as bob's one does; within a user, her highest priority
+ * first, then her batches in turn. Priority orders a user's own work: it
+ * never puts one user ahead of another.
+ */
+Test(store, users_take_turns_then_batches_then_priority)
+{
+	static const char *const want[] = {
+	    "b_00000000000000a3", "b_00000000000000b1", "b_00000000000000a3", "b_00000000000000b1",
+	    "b_00000000000000a1", "b_00000000000000b1", "b_00000000000000a2", "b_00000000000000b1",
+	    "b_00000000000000a1", "b_00000000000000b1", "b_00000000000000a2", "b_00000000000000b1",
+	};
+	struct turns t = {.last_uid = STORE_UID_FIRST, .skip = -2, .later = -2};
+	char got[32];
+	size_t i;
+
+	add_user_batch("b_00000000000000a1", 1001, 10, 0);
+	add_user_batch("b_00000000000000a2", 1001, 10, 0);
+	add_user_batch("b_00000000000000a3", 1001, 2, 5);
+	add_user_batch("b_00000000000000b1", 1002, 10, 0);
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_assert_str_eq(turns_next(&t, got, sizeof(got)), want[i], "launch %zu", i);
+}
+
+/* A user the judge skips (a budget spent) is passed over; one it defers
+ * (over their share) goes when nobody else may. */
+Test(store, the_judge_skips_or_defers_a_user)
+{
+	struct turns t = {.last_uid = STORE_UID_FIRST, .skip = 1001, .later = -2};
+	char got[32];
+	int i;
+
+	add_user_batch("b_00000000000000a1", 1001, 3, 0);
+	add_user_batch("b_00000000000000b1", 1002, 2, 0);
+	cr_assert_str_eq(turns_next(&t, got, sizeof(got)), "b_00000000000000b1");
+	cr_assert_str_eq(turns_next(&t, got, sizeof(got)), "b_00000000000000b1");
+	cr_assert_str_eq(turns_next(&t, got, sizeof(got)), "", "alice's wait; bob has none left");
+	add_user_batch("b_00000000000000b2", 1002, 2, 0);
+	t.skip = -2;
+	t.later = 1001;
+	for (i = 0; i < 2; i++)
+		cr_assert_str_eq(turns_next(&t, got, sizeof(got)), "b_00000000000000b2",
+		                 "bob first while alice is over her share");
+	for (i = 0; i < 3; i++)
+		cr_assert_str_eq(turns_next(&t, got, sizeof(got)), "b_00000000000000a1",
+		                 "then alice, alone: the lane is hers");
+}
+
+/* The work of one look at the queue, in SQLite's steps. */
+static int64_t one_pick_steps(struct turns *t)
+{
+	struct store_pick p = {t->last_uid, turns_last_batch, turns_judge, t};
+	struct store_job j;
+	int64_t before = store_vm_steps(st);
+
+	cr_assert_eq(store_next_ready_pick(st, "openai", 2000, &p, &j), 1);
+	store_job_clear(&j);
+	return store_vm_steps(st) - before;
+}
+
+/*
+ * The ready query costs what it costs whatever the queue holds: a look
+ * that passes one user over (their budget) and finds the next, with 10 or
+ * with 20,000 jobs queued for each, runs the same steps.
+ */
+Test(store, the_ready_query_costs_the_same_at_any_depth, .timeout = 120)
+{
+	/* The turn is past the last user: round to the first, passed over, then the next. */
+	struct turns t = {.last_uid = 1003, .skip = 1001, .later = -2};
+	int64_t shallow, deep;
+
+	add_user_batch("b_00000000000000a1", 1001, 10, 0);
+	add_user_batch("b_00000000000000b1", 1002, 10, 0);
+	add_user_batch("b_00000000000000c1", 1003, 10, 0);
+	shallow = one_pick_steps(&t);
+	add_user_batch("b_00000000000000a2", 1001, 20000, 0);
+	add_user_batch("b_00000000000000b2", 1002, 20000, 0);
+	add_user_batch("b_00000000000000c2", 1003, 20000, 0);
+	t.last_uid = 1003;
+	deep = one_pick_steps(&t);
+	cr_assert_gt(shallow, 0);
+	cr_assert_eq(deep, shallow, "%lld steps at 10 jobs a user, %lld at 20,000",
+	             (long long)shallow, (long long)deep);
 }

@@ -292,14 +292,26 @@ function errorRow(e) {
     el('td', { text: e.code }), el('td', { class: 'msg', text: e.message || '' }));
 }
 
-function usageRow(u, cost) {
+// A user's budgets (llmqd.conf's [user] and [group]): spent of allowed, and what holds them.
+function budgetText(b) {
+  if (!b) return '–';
+  const parts = [];
+  if (b.daily_tokens) parts.push(`${num(b.daily_tokens.used)} of ${num(b.daily_tokens.allowed)} tokens today`);
+  if (b.monthly_usd) parts.push(`$${b.monthly_usd.used.toFixed(2)} of $${b.monthly_usd.allowed.toFixed(2)} this month`);
+  if (b.tpm_share != null) parts.push(`${Math.round(b.tpm_share * 100)} % of a lane`);
+  return parts.join(', ') + (b.waiting ? ` · held back${b.waiting.until ? ` until ${time(b.waiting.until)}` : ''}` : '');
+}
+
+function usageRow(u, cost, budgets) {
+  const b = budgets && budgets.find((x) => x.uid === u.uid);
   return el('tr', {},
     el('td', { text: u.user || (u.uid != null ? `uid ${u.uid}` : 'callers nobody could tell') }),
     el('td', { class: 'num', text: num(u.requests) }),
     el('td', { class: 'num', text: num(u.tokens) }),
     el('td', { class: 'num', text: num(u.failed) }),
     el('td', { class: 'num', text: num(u.rate_limited) }),
-    cost ? el('td', { class: 'num', text: u.cost_usd != null ? `$${u.cost_usd.toFixed(2)}` : '–' }) : null);
+    cost ? el('td', { class: 'num', text: u.cost_usd != null ? `$${u.cost_usd.toFixed(2)}` : '–' }) : null,
+    budgets && budgets.length ? el('td', { class: 'budget', text: budgetText(b) }) : null);
 }
 
 function fillTable(id, rows) {
@@ -334,7 +346,9 @@ function render(data) {
   const users = (data.usage && data.usage.users) || [];
   const cost = users.some((u) => u.cost_usd != null);
   for (const th of document.querySelectorAll('#usage th.cost')) th.hidden = !cost;
-  fillTable('usage', users.map((u) => usageRow(u, cost)));
+  const budgets = data.budgets || [];
+  for (const th of document.querySelectorAll('#usage th.budget')) th.hidden = !budgets.length;
+  fillTable('usage', users.map((u) => usageRow(u, cost, budgets)));
   $('usage-since').textContent = data.usage ? `(since ${hm.format(new Date(data.usage.since))})` : '';
   $('viewer').textContent = viewerText(data.viewer);
   $('updated').textContent = `Updated ${tf.format(new Date(data.now))}, every ${POLL_MS / 1000} s`;
