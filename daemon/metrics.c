@@ -442,8 +442,8 @@ static int metrics_budgets(struct llmqd *d, struct out *o)
 	static const char *const names[] = {"llmq_budget_used", "llmq_budget_held",
 	                                    "llmq_budget_allowed", "llmq_budget_used_ratio"};
 	static const char *const helps[] = {
-	    "What each user spent of each budget in its period: daily_tokens in tokens since "
-	    "llmqd's local midnight, monthly_usd in US dollars since the month's first.",
+	    ("What each user spent of each budget in its period: daily_tokens in tokens since "
+	     "llmqd's local midnight, monthly_usd in US dollars since the month's first."),
 	    "What each user's requests in flight hold of each budget (their estimates).",
 	    "Each user's budgets, as [user] and [group] sections of llmqd.conf set them.",
 	    "What each user spent of each budget, as a share of it (1: all of it)."};
