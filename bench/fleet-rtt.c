@@ -17,7 +17,7 @@
 #include <time.h>
 #include <hiredis/hiredis.h>
 
-#include "fleet.h"
+#include "fleet/fleet.h"
 
 static double now_us(void)
 {

@@ -9,7 +9,7 @@
 #include <sys/types.h>
 #include <event2/event.h>
 
-#include "config.h"
+#include "service/config.h"
 
 struct store;
 struct ipc;

@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c - the configuration file (daemon/config.c, through libinih),
+ * fuzz_config.c - the configuration file (daemon/service/config.c, through libinih),
  * fed as an INI file's text through the real config_load() path: written to
  * a memfd (no file on disk) and passed as --config /proc/self/fd/N.
  *
@@ -11,7 +11,7 @@
  */
 #include "fuzz.h"
 
-#include "config.h"
+#include "service/config.h"
 
 #include <errno.h>
 #include <math.h>

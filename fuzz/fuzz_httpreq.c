@@ -1,5 +1,5 @@
 /*
- * fuzz_httpreq.c - the HTTP/1.1 request reader (daemon/httpreq.c), fed a
+ * fuzz_httpreq.c - the HTTP/1.1 request reader (daemon/http/httpreq.c), fed a
  * connection's bytes: pipelined requests, read one after the other as
  * httpserv.c reads them (the reader initialised again where a request
  * ended).
@@ -13,7 +13,7 @@
  */
 #include "fuzz.h"
 
-#include "httpreq.h"
+#include "http/httpreq.h"
 
 #include <strings.h>
 

@@ -1,6 +1,6 @@
 /*
- * fuzz_multipart.c - the multipart/form-data parser (daemon/multipart.c)
- * and the upload form on it (daemon/upload.c), as POST /v1/files feeds them.
+ * fuzz_multipart.c - the multipart/form-data parser (daemon/http/multipart.c)
+ * and the upload form on it (daemon/http/upload.c), as POST /v1/files feeds them.
  *
  * The first byte picks the shape of the rest:
  *   even: a Content-Type line, then the body, both as a caller sends them;
@@ -15,8 +15,8 @@
  */
 #include "fuzz.h"
 
-#include "multipart.h"
-#include "upload.h"
+#include "http/multipart.h"
+#include "http/upload.h"
 
 #include <errno.h>
 

@@ -1,7 +1,7 @@
 /*
  * fuzz_retry.c - the headers of an upstream's answer, as llmq reads them:
- * each line through upstream_header_line() (daemon/upstream.c), then the
- * values through the retry policy's parsers (daemon/retry.c: retry-after,
+ * each line through upstream_header_line() (daemon/engine/upstream.c), then the
+ * values through the retry policy's parsers (daemon/gate/retry.c: retry-after,
  * retry-after-ms, x-should-retry, x-ratelimit-*), and the figures into a
  * lane's gate (gate_observe, then the next launch's time) and into
  * retry_decide(), as the scheduler takes them.
@@ -13,10 +13,10 @@
  */
 #include "fuzz.h"
 
-#include "gate.h"
-#include "retry.h"
+#include "gate/gate.h"
+#include "gate/retry.h"
 #include "timeutil.h"
-#include "upstream.h"
+#include "engine/upstream.h"
 
 #include <ctype.h>
 #include <math.h>

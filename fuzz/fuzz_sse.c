@@ -1,5 +1,5 @@
 /*
- * fuzz_sse.c - the usage scanner of a relayed stream (daemon/sse.c), fed
+ * fuzz_sse.c - the usage scanner of a relayed stream (daemon/http/sse.c), fed
  * the bytes of an upstream's server-sent events.
  *
  * Beyond not crashing: the stream fed in one piece and in random pieces
@@ -10,7 +10,7 @@
  */
 #include "fuzz.h"
 
-#include "sse.h"
+#include "http/sse.h"
 
 static int64_t scan(const uint8_t *data, size_t size, struct fuzz_rng *rng)
 {

@@ -1,5 +1,5 @@
 # Writes OUT, a C file holding each migration in FILES as a string, in order.
-set(body "/* Generated from the files of sql/ at build time. Do not edit. */\n#include <stddef.h>\n#include \"migrations.h\"\n\nconst struct migration migrations[] = {\n")
+set(body "/* Generated from the files of sql/ at build time. Do not edit. */\n#include <stddef.h>\n#include \"store/migrations.h\"\n\nconst struct migration migrations[] = {\n")
 set(n 0)
 string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f ${FILES})

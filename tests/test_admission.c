@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "admission.h"
+#include "gate/admission.h"
 
 static struct lane_config lane;
 static struct gate gate;

@@ -15,9 +15,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "budget.h"
-#include "ledger.h"
-#include "store.h"
+#include "gate/budget.h"
+#include "gate/ledger.h"
+#include "store/store.h"
 
 /* ---- periods --------------------------------------------------------------- */
 

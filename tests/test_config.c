@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "service/config.h"
 
 static char dir[] = "/tmp/llmq-test-config-XXXXXX";
 static char file[256];

@@ -20,8 +20,8 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
-#include "fleet.h"
-#include "gate.h"
+#include "fleet/fleet.h"
+#include "gate/gate.h"
 #include "harness.h"
 #include "timeutil.h"
 

@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 
-#include "gate.h"
+#include "gate/gate.h"
 
 /* The prototype's defaults: 3 in flight, 15 s stagger, 30000 TPM, 15% headroom. */
 static const struct gate_limits proto = {

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "httpreq.h"
+#include "http/httpreq.h"
 
 struct got {
 	char method[16], target[64], host[64];

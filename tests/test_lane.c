@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "lane.h"
+#include "gate/lane.h"
 
 static char out[1 << 20], err[1 << 16];
 

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "multipart.h"
+#include "http/multipart.h"
 
 struct seen {
 	char names[8][128], files[8][256];

@@ -144,7 +144,7 @@ static char *read_source(const char *name, size_t *ret_len)
 	char *buf;
 	long n;
 
-	snprintf(path, sizeof(path), "%s/daemon/page/%s", SOURCE_DIR, name);
+	snprintf(path, sizeof(path), "%s/daemon/http/page/%s", SOURCE_DIR, name);
 	f = fopen(path, "rb");
 	cr_assert_not_null(f, "%s", path);
 	fseek(f, 0, SEEK_END);

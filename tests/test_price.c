@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "price.h"
+#include "gate/price.h"
 
 Test(price, a_line_is_read_exactly_or_refused)
 {

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "params.h"
-#include "retry.h"
-#include "upstream.h"
+#include "gate/retry.h"
+#include "engine/upstream.h"
 
 struct cls_case {
 	int status;

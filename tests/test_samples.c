@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "params.h"
-#include "samples.h"
+#include "view/samples.h"
 
 #define P SAMPLES_PERIOD_MS
 #define MAX_READS 16

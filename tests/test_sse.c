@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sse.h"
+#include "http/sse.h"
 
 /* text fed in pieces of piece bytes: the usage the scanner ends with. */
 static int64_t scan_in_pieces(const char *text, size_t len, size_t piece)

@@ -8,8 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "migrations.h"
-#include "store.h"
+#include "store/migrations.h"
+#include "store/store.h"
 
 static char dir[] = "/tmp/llmq-test-store-XXXXXX";
 static char path[256];

@@ -1,5 +1,5 @@
 /*
- * The form of POST /v1/files (daemon/upload.c): the file part's bytes reach
+ * The form of POST /v1/files (daemon/http/upload.c): the file part's bytes reach
  * the writer whatever the pieces the body arrives in, and a form without a
  * purpose, with another purpose, without a file, or past the limits is
  * refused with the status and the words a caller needs.
@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "upload.h"
+#include "http/upload.h"
 
 #define B "llmqFormBoundaryQ1w2E3"
 #define CT "multipart/form-data; boundary=" B

@@ -1,0 +1,190 @@
+/*
+ * scheduler-private.h - the scheduler's state, shared by scheduler.c (lanes,
+ * flights, tickets, answers) and sched-fleet.c (the same lanes when their
+ * gate is the fleet's, in Redis). Nothing else includes it.
+ */
+#ifndef LLMQ_SCHEDULER_PRIVATE_H
+#define LLMQ_SCHEDULER_PRIVATE_H
+
+#include "fleet/fleet.h"
+#include "http/hop.h"
+#include "gate/ledger.h"
+#include "engine/scheduler.h"
+#include "store/store.h"
+
+#include <sys/queue.h>
+
+struct lane;
+struct fleet_ask;
+struct fleet_settles;
+
+/* The fleet's lease of a launch: its id, and whose clock its mark is on. */
+struct sched_lease {
+	char id[96]; /* "": no fleet */
+	int shared;  /* granted by the shared gate: the mark is Redis's */
+};
+
+struct flight {
+	struct lane *lane;
+	struct store_job job;
+	int64_t attempt_id;
+	int64_t charged;
+	struct gate_mark mark;
+	struct sched_lease lease;
+	struct up_transfer *t;
+	uint64_t pump;           /* the pump that launched it */
+	struct ledger_hold hold; /* its user's budgets hold its estimate */
+	LIST_ENTRY(flight) link;
+};
+
+struct sched_ticket {
+	struct lane *lane;
+	struct sched_call_info info; /* its strings belong to the owner */
+	int64_t enqueued;            /* monotonic */
+	int64_t enqueued_wall;
+	int64_t granted; /* monotonic; 0 while waiting */
+	struct gate_mark mark;
+	struct sched_lease lease;
+	uint64_t id;             /* the fleet: its claim while it waits */
+	struct fleet_ask *asked; /* the fleet's grant being asked for it */
+	struct ledger_hold hold; /* granted: its user's budgets hold its cost */
+	struct event *deadline;
+	TAILQ_ENTRY(sched_ticket) link;
+	LIST_ENTRY(sched_ticket) flying; /* granted, while the fleet counts it */
+};
+
+/* How a lane's gate is kept. */
+enum lane_mode {
+	LANE_ALONE,       /* no fleet: the lane's own gate, as ever */
+	LANE_STARTING,    /* the fleet's first connect is under way: nothing launches */
+	LANE_SHARED,      /* the gate is the fleet's, in Redis; l->gate mirrors it */
+	LANE_FALLBACK,    /* Redis away: the own gate with 1/N of the limits */
+	LANE_RECONCILING, /* Redis back: the launches in flight are being handed over */
+};
+
+/* Users take turns at a lane: the batch of each that was served last. */
+#define SCHED_TURNS 256
+struct sched_turn {
+	int64_t uid; /* -2: none */
+	char batch[STORE_ID_LEN];
+};
+
+struct lane {
+	struct scheduler *s;
+	const struct lane_config *cfg;
+	struct gate gate;
+	struct gate_limits lim; /* the lane's: configured, or set live (llmq set) */
+	char *key;
+	struct event *timer;
+	int64_t avg_latency_ms;
+	int64_t last_uid;                     /* round-robin: the user a batch job went for last */
+	struct sched_turn turns[SCHED_TURNS]; /* and each user's batch, by uid */
+	int64_t last_call_uid;                /* the user a call went for last */
+	int64_t budget_wake;                  /* wall ms a budget that held jobs back resets */
+	struct lane_stats stats;
+	LIST_HEAD(, flight) flights;
+	TAILQ_HEAD(, sched_ticket) waiting;
+	int n_waiting;
+	int64_t waiting_tokens;
+	int64_t window_phase; /* where the provider's windows start, ms into a wall second */
+	int64_t paused_at;    /* wall ms an operator paused it (llmq pause); 0: not */
+	int64_t paused_by;    /* and who: a uid, -1 when unknown */
+	/* The fleet (sched-fleet.c). */
+	enum lane_mode mode;
+	int asks;                               /* grants asked, not answered yet */
+	uint64_t ask_gen;                       /* asks of an earlier spell do not count */
+	int64_t wait_until[GATE_CLASSES];       /* the shared gate said to wait (mono) */
+	enum gate_block wait_why[GATE_CLASSES]; /* and why */
+	int ask_n;                              /* launches a batch's next ask wants */
+	int own[GATE_CLASSES];                  /* this host's launches in flight */
+	uint64_t leases;                        /* made, for their ids */
+	char epoch[32];                         /* of the shared state last seen */
+	int64_t heard;                          /* when it was last seen (mono) */
+	int peeking;                            /* a look at it is in flight */
+	struct fleet_settles *settles;          /* answers to send, at the turn's end */
+	LIST_HEAD(, sched_ticket) flying;       /* granted calls, for reconciling */
+};
+
+struct scheduler {
+	struct llmqd *d;
+	struct upstream *up;
+	struct event *pump;
+	struct event *expiry; /* batches whose completion window ended */
+	struct writeback *wb;
+	uint64_t pumps;
+	struct lane lanes[CONFIG_MAX_LANES];
+	int n_lanes;
+	uint64_t rng;
+	int stopping;
+	char id[HOP_ID_LEN + 1]; /* this llmqd, in the hop header of what it sends */
+	struct fleet *fleet;     /* NULL without LLMQ_REDIS_URL */
+	uint64_t tickets;        /* made, for their ids */
+	struct ledger *ledger;   /* users' budgets and shares */
+};
+
+/* scheduler.c, for sched-fleet.c. */
+double sched_rand01(struct scheduler *s);
+/* The lane's next ready job, users in turn, their budgets and shares
+ * judged (store_next_ready_pick); its budget's reset arms the lane when
+ * budgets hold every user back. */
+int sched_next_job(struct lane *l, int64_t wall, struct store_job *ret);
+/* The lane's earliest wake (wall ms) after nothing was ready: the next retry
+ * due, or a budget that held jobs back resetting; INT64_MAX: none. */
+int64_t sched_next_wake(struct lane *l, int64_t wall);
+/* The waiting call that goes next: users in turn, their budgets and shares
+ * judged; calls a budget refuses are answered on the way. NULL: none may. */
+struct sched_ticket *sched_next_call(struct lane *l, int64_t now);
+/* Whether a granted call may still launch (the fleet's grant came later): 1;
+ * 0 when its budget holds it (it waits again); -1 when refused (answered). */
+int sched_call_budget_ok(struct lane *l, struct sched_ticket *t, int64_t now);
+/* Look for work on lane l at at (monotonic ms). */
+void sched_arm(struct lane *l, int64_t at, int64_t now);
+void sched_flight_free(struct flight *f);
+/* Start f's job, its launch granted with f->mark and f->lease: record it,
+ * send it. Returns 0, -ESTALE when the job was taken meanwhile (cancelled),
+ * or another -errno when the database would not record it. f is the
+ * scheduler's (or freed) either way. */
+int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall);
+/* Grant the waiting call t with mark and lease: its owner starts it. */
+void sched_start_call(struct lane *l, struct sched_ticket *t, const struct gate_mark *mark,
+                      const struct sched_lease *lease, int64_t now);
+/* The launches of one pump share one transaction; lane only (NULL: all). */
+void sched_pump(struct scheduler *s, struct lane *only);
+/* The same around launches made elsewhere (a grant's answer): begin returns
+ * whether they are grouped; end commits, or takes them back. */
+int sched_launches_begin(struct scheduler *s);
+void sched_launches_end(struct scheduler *s, int grouped);
+/* What gate_settle() changed, told and kept. */
+void sched_tell(struct lane *l, const struct gate_answer *ga, const struct gate_news *n,
+                const char *error, int64_t now);
+void sched_on_probation(struct lane *l);
+/* The lane's limits: the configured ones (and how its window is learned). */
+void sched_lane_limits(const struct lane_config *c, struct gate_limits *ret);
+
+/* sched-fleet.c. */
+int sched_fleet_new(struct scheduler *s);
+void sched_fleet_free(struct scheduler *s);
+/* The lane's turn at the pump while its gate is the fleet's (not alone, not
+ * falling back): ask the shared gate, once at a time. */
+void sched_fleet_pump(struct lane *l);
+/* A lease for a launch made by the lane's own gate (falling back). */
+void sched_fleet_lease_alone(struct lane *l, struct sched_lease *ret);
+/* An answer for the shared gate (sent with the loop turn's others); 0 when
+ * it goes there, -errno when the lane's own gate must take it. */
+int sched_fleet_settle(struct lane *l, const struct gate_answer *ga,
+                       const struct sched_lease *lease, const char *error);
+/* The launch's slot (and with refund, its cost) back: a launch taken back. */
+void sched_fleet_release(struct lane *l, enum gate_class cls, int64_t cost,
+                         const struct sched_lease *lease, int refund);
+/* A waiting call left (refused, gone, stopping): forget its ask. */
+void sched_fleet_forget(struct sched_ticket *t);
+/* Once a second: a look at the shared gate of each lane that asked nothing lately. */
+void sched_fleet_tick(struct scheduler *s);
+/* The loop turn's answers go to the shared gate, one call per lane. */
+void sched_fleet_after_turn(struct scheduler *s);
+/* Stopping: what was sent goes out now. */
+void sched_fleet_flush(struct scheduler *s);
+/* The lane's limits now: 1/N of them while falling back. */
+void sched_fleet_limits(const struct lane *l, struct gate_limits *ret);
+
+#endif
