@@ -3,8 +3,9 @@
  * parts: scheduler.c (the object, the pump, its timers, snapshots),
  * sched-lanes.c (a lane's queue, gate, setup and pause), sched-flights.c
  * (batch jobs in flight), sched-tickets.c (interactive calls at the gate),
- * sched-answers.c (what an answer says) and sched-fleet.c (the same lanes
- * when their gate is the fleet's, in Redis). Nothing else includes it.
+ * sched-answers.c (what an answer says), sched-fleet.c and
+ * sched-fleet-mirror.c (the same lanes when their gate is the fleet's, in
+ * Redis). Nothing else includes it.
  */
 #ifndef LLMQ_SCHEDULER_PRIVATE_H
 #define LLMQ_SCHEDULER_PRIVATE_H
@@ -20,6 +21,7 @@
 struct lane;
 struct fleet_ask;
 struct fleet_settles;
+struct redisReply;
 
 /* The fleet's lease of a launch: its id, and whose clock its mark is on. */
 struct sched_lease {
@@ -92,7 +94,7 @@ struct lane {
 	int64_t window_phase; /* where the provider's windows start, ms into a wall second */
 	int64_t paused_at;    /* wall ms an operator paused it (llmq pause); 0: not */
 	int64_t paused_by;    /* and who: a uid, -1 when unknown */
-	/* The fleet (sched-fleet.c). */
+	/* The fleet (sched-fleet.c, sched-fleet-mirror.c). */
 	enum lane_mode mode;
 	int asks;                               /* grants asked, not answered yet */
 	uint64_t ask_gen;                       /* asks of an earlier spell do not count */
@@ -227,9 +229,34 @@ void sched_answer_apply(struct lane *l, enum gate_class cls, const struct gate_m
 /* What the answer cost at the prices of now: nano-dollars, -1 when model has none. */
 int64_t sched_cost(const struct scheduler *s, const char *model, const struct answer *a);
 
-/* sched-fleet.c. */
-int sched_fleet_new(struct scheduler *s);
-void sched_fleet_free(struct scheduler *s);
+/* Arguments of a call: keys, the time, the limits, then what it is about. */
+#define FLEET_ARGS_FIXED 32
+/* The most answers one settle carries. */
+#define FLEET_SETTLE_MAX 32
+
+/* The call's fixed part: the share's keys, the time (Redis's own), the limits. */
+struct fleet_argv {
+	const char *v[FLEET_ARGS_FIXED + 21 * FLEET_SETTLE_MAX];
+	char keys[3][96];
+	char num[FLEET_ARGS_FIXED + 20 * FLEET_SETTLE_MAX][32];
+	int n, nums;
+};
+
+/* sched-fleet.c: grants, leases and settles. */
+/* A call's next argument: a number, formatted; a string, as it is. */
+const char *sched_fleet_arg_num(struct fleet_argv *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void sched_fleet_arg(struct fleet_argv *a, const char *s);
+/* with_state: the answer carries the shared state (else only when the mirror is old). */
+void sched_fleet_argv_init(struct fleet_argv *a, const struct lane *l, int with_state);
+/* How long a lease of the lane's outlives its launch's timeouts. */
+int64_t sched_fleet_deadline_ms(const struct lane *l);
+/* Element i of an answer, as a number (0 when it is not one). */
+double sched_fleet_num(const struct redisReply *r, size_t i);
+/* Whether an answer is a list of at least min elements. */
+int sched_fleet_reply_ok(const struct redisReply *r, size_t min);
+/* The answers gathered for the lane go to the shared gate, as one call. */
+void sched_fleet_settles_send(struct lane *l);
 /* The lane's turn at the pump while its gate is the fleet's (not alone, not
  * falling back): ask the shared gate, once at a time. */
 void sched_fleet_pump(struct lane *l);
@@ -244,13 +271,24 @@ void sched_fleet_release(struct lane *l, enum gate_class cls, int64_t cost,
                          const struct sched_lease *lease, int refund);
 /* A waiting call left (refused, gone, stopping): forget its ask. */
 void sched_fleet_forget(struct sched_ticket *t);
-/* Once a second: a look at the shared gate of each lane that asked nothing lately. */
-void sched_fleet_tick(struct scheduler *s);
 /* The loop turn's answers go to the shared gate, one call per lane. */
 void sched_fleet_after_turn(struct scheduler *s);
+
+/* sched-fleet-mirror.c: the fleet started and stopped, Redis coming and going. */
+int sched_fleet_new(struct scheduler *s);
+void sched_fleet_free(struct scheduler *s);
 /* Stopping: what was sent goes out now. */
 void sched_fleet_flush(struct scheduler *s);
 /* The lane's limits now: 1/N of them while falling back. */
 void sched_fleet_limits(const struct lane *l, struct gate_limits *ret);
+/* An answer's tail, from element from: the shared state into the lane's
+ * gate. 1 when Redis lost the state (its epoch changed). */
+int sched_fleet_mirror(struct lane *l, const struct redisReply *r, size_t from);
+/* An error answer from the library: this lane gates alone until the next connect. */
+void sched_fleet_broken(struct lane *l, const char *what, const struct redisReply *r);
+/* Hand the lane's launches in flight over as leases; nothing is asked until done. */
+void sched_fleet_reconcile(struct lane *l);
+/* Once a second: a look at the shared gate of each lane that asked nothing lately. */
+void sched_fleet_tick(struct scheduler *s);
 
 #endif
