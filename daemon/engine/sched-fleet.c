@@ -1,5 +1,6 @@
 /*
- * sched-fleet.c - the scheduler's lanes when their gate is the fleet's.
+ * sched-fleet.c - the scheduler's lanes when their gate is the fleet's:
+ * grants asked of it and their leases, and the answers settled there.
  *
  * With LLMQ_REDIS_URL, a lane's gate lives in Redis under its share's key
  * (daemon/fleet/fleet.lua), and every host that shares it asks there: a grant for
@@ -13,13 +14,11 @@
  * settle together, with the provider's figures and each decision's lane
  * event; the state an answer carries (when the lane's copy is older than
  * FLEET_MIRROR_MS) is mirrored into l->gate for status, metrics and
- * admission.
+ * admission (sched-fleet-mirror.c). A call's fixed arguments are built
+ * here for both files.
  *
- * Redis away: each lane gates alone with 1/N of its limits (N the hosts
- * that shared its key at the last heartbeat), counting its own launches in
- * flight. Back: the lane hands its launches in flight over as leases
- * (reconcile) before it asks again, so that nothing bursts; and a Redis that
- * comes back empty (its epoch changed) is handed them the same way.
+ * Redis coming and going (gating alone with 1/N of the limits, handing the
+ * launches in flight over when it is back) is sched-fleet-mirror.c's.
  */
 #include "service/config.h"
 #include "log.h"
@@ -37,12 +36,8 @@
 #define FLEET_MIRROR_MS 250
 /* A lease outlives its request's timeouts by this much. */
 #define FLEET_LEASE_MARGIN_MS 2000
-/* Arguments of a call: keys, the time, the limits, then what it is about. */
-#define FLEET_ARGS_FIXED 32
 /* Grants a draining lane may ask at once. */
 #define FLEET_ASKS_MAX 4
-/* The most answers one settle carries. */
-#define FLEET_SETTLE_MAX 32
 
 struct fleet_ask {
 	struct lane *l;
@@ -70,18 +65,7 @@ struct fleet_settles {
 	struct fleet_settle one[FLEET_SETTLE_MAX];
 };
 
-/* The call's fixed part: the share's keys, the time (Redis's own), the limits. */
-struct fleet_argv {
-	const char *v[FLEET_ARGS_FIXED + 21 * FLEET_SETTLE_MAX];
-	char keys[3][96];
-	char num[FLEET_ARGS_FIXED + 20 * FLEET_SETTLE_MAX][32];
-	int n, nums;
-};
-
-static const char *fleet_arg_num(struct fleet_argv *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static const char *fleet_arg_num(struct fleet_argv *a, const char *fmt, ...)
+const char *sched_fleet_arg_num(struct fleet_argv *a, const char *fmt, ...)
 {
 	char *p = a->num[a->nums++];
 	va_list ap;
@@ -92,13 +76,13 @@ static const char *fleet_arg_num(struct fleet_argv *a, const char *fmt, ...)
 	return a->v[a->n++] = p;
 }
 
-static void fleet_arg(struct fleet_argv *a, const char *s)
+void sched_fleet_arg(struct fleet_argv *a, const char *s)
 {
 	a->v[a->n++] = s;
 }
 
 /* with_state: the answer carries the shared state (else only when the mirror is old). */
-static void fleet_argv_init(struct fleet_argv *a, const struct lane *l, int with_state)
+void sched_fleet_argv_init(struct fleet_argv *a, const struct lane *l, int with_state)
 {
 	const char *share = config_lane_share(l->cfg);
 	struct gate_limits lim;
@@ -107,33 +91,33 @@ static void fleet_argv_init(struct fleet_argv *a, const struct lane *l, int with
 	snprintf(a->keys[0], sizeof(a->keys[0]), "llmq:{%s}:gate", share);
 	snprintf(a->keys[1], sizeof(a->keys[1]), "llmq:{%s}:leases", share);
 	snprintf(a->keys[2], sizeof(a->keys[2]), "llmq:{%s}:lease", share);
-	fleet_arg(a, "3");
-	fleet_arg(a, a->keys[0]);
-	fleet_arg(a, a->keys[1]);
-	fleet_arg(a, a->keys[2]);
-	fleet_arg(a, ""); /* Redis's own time */
-	fleet_arg(a, with_state || time_mono_ms() - l->heard >= FLEET_MIRROR_MS ? "1" : "");
+	sched_fleet_arg(a, "3");
+	sched_fleet_arg(a, a->keys[0]);
+	sched_fleet_arg(a, a->keys[1]);
+	sched_fleet_arg(a, a->keys[2]);
+	sched_fleet_arg(a, ""); /* Redis's own time */
+	sched_fleet_arg(a, with_state || time_mono_ms() - l->heard >= FLEET_MIRROR_MS ? "1" : "");
 	/* The shared gate's limits are the whole key's, not a host's share. */
 	lim = l->lim;
-	fleet_arg_num(a, "%d", lim.max_concurrency);
-	fleet_arg_num(a, "%lld", (long long)lim.stagger_ms);
-	fleet_arg_num(a, "%.17g", lim.stagger_jitter);
-	fleet_arg_num(a, "%lld", (long long)lim.tpm);
-	fleet_arg_num(a, "%lld", (long long)lim.rpm);
-	fleet_arg_num(a, "%.17g", lim.headroom);
-	fleet_arg_num(a, "%lld", (long long)lim.burst_ms);
-	fleet_arg_num(a, "%.17g", lim.interactive_reserve);
-	fleet_arg_num(a, "%d", lim.stagger_interactive);
-	fleet_arg_num(a, "%d", lim.provider_window);
-	fleet_arg_num(a, "%lld", (long long)lim.probation_ms);
+	sched_fleet_arg_num(a, "%d", lim.max_concurrency);
+	sched_fleet_arg_num(a, "%lld", (long long)lim.stagger_ms);
+	sched_fleet_arg_num(a, "%.17g", lim.stagger_jitter);
+	sched_fleet_arg_num(a, "%lld", (long long)lim.tpm);
+	sched_fleet_arg_num(a, "%lld", (long long)lim.rpm);
+	sched_fleet_arg_num(a, "%.17g", lim.headroom);
+	sched_fleet_arg_num(a, "%lld", (long long)lim.burst_ms);
+	sched_fleet_arg_num(a, "%.17g", lim.interactive_reserve);
+	sched_fleet_arg_num(a, "%d", lim.stagger_interactive);
+	sched_fleet_arg_num(a, "%d", lim.provider_window);
+	sched_fleet_arg_num(a, "%lld", (long long)lim.probation_ms);
 }
 
-static int64_t fleet_deadline_ms(const struct lane *l)
+int64_t sched_fleet_deadline_ms(const struct lane *l)
 {
 	return l->cfg->request_timeout_ms + l->cfg->connect_timeout_ms + FLEET_LEASE_MARGIN_MS;
 }
 
-static double fleet_num(const redisReply *r, size_t i)
+double sched_fleet_num(const redisReply *r, size_t i)
 {
 	if (i >= r->elements)
 		return 0;
@@ -144,26 +128,6 @@ static double fleet_num(const redisReply *r, size_t i)
 	return 0;
 }
 
-void sched_fleet_limits(const struct lane *l, struct gate_limits *ret)
-{
-	const struct scheduler *s = l->s;
-	int n;
-
-	*ret = l->lim;
-	if (l->mode != LANE_FALLBACK || !s->fleet)
-		return;
-	n = fleet_hosts(s->fleet, config_lane_share(l->cfg));
-	if (n <= 1)
-		return;
-	/* 1/N of the key: of its budgets, its slots, and N times its spacing. */
-	if (ret->tpm > 0)
-		ret->tpm = ret->tpm / n > 0 ? ret->tpm / n : 1;
-	if (ret->rpm > 0)
-		ret->rpm = ret->rpm / n > 0 ? ret->rpm / n : 1;
-	ret->max_concurrency = ret->max_concurrency / n > 0 ? ret->max_concurrency / n : 1;
-	ret->stagger_ms *= n;
-}
-
 void sched_fleet_lease_alone(struct lane *l, struct sched_lease *ret)
 {
 	snprintf(ret->id, sizeof(ret->id), "%s/%d/%llu", fleet_host_id(l->s->fleet),
@@ -171,112 +135,18 @@ void sched_fleet_lease_alone(struct lane *l, struct sched_lease *ret)
 	ret->shared = 0;
 }
 
-/*
- * An answer's tail (from reply element from: Redis's time, the state's
- * epoch, and when asked the state as text, a field a line then the pause's
- * reason): the state into the lane's gate, its times moved to this host's
- * clock. 1 when the epoch is not the one seen before: Redis lost the state,
- * and this host's launches in flight with it.
- */
-static int fleet_mirror(struct lane *l, const redisReply *r, size_t from)
-{
-	double v[GATE_FIELDS], redis_now;
-	int64_t now = time_mono_ms();
-	const char *epoch, *p;
-	char *end;
-	int i, changed;
-
-	if (r->elements < from + 3 || r->element[from + 1]->type != REDIS_REPLY_STRING ||
-	    r->element[from + 2]->type != REDIS_REPLY_STRING)
-		return 0;
-	redis_now = fleet_num(r, from);
-	epoch = r->element[from + 1]->str;
-	p = r->element[from + 2]->str;
-	for (i = 0; *p && i < GATE_FIELDS; i++) {
-		v[i] = strtod(p, &end);
-		if (end == p || *end != '\n')
-			break;
-		if (gate_field_is_time[i] && v[i] != 0)
-			v[i] = v[i] - redis_now + (double)now;
-		p = end + 1;
-	}
-	if (i == GATE_FIELDS) {
-		gate_unpack(&l->gate, v);
-		snprintf(l->gate.pause_reason, sizeof(l->gate.pause_reason), "%s", p);
-		l->heard = now;
-	}
-	changed = l->epoch[0] && strcmp(l->epoch, epoch) != 0;
-	snprintf(l->epoch, sizeof(l->epoch), "%s", epoch);
-	return changed;
-}
-
-static void fleet_reconcile(struct lane *l);
-static void fleet_settles_send(struct lane *l);
-
-/* Gating alone from now on, with 1/N of the limits, counting its own launches. */
-static void fleet_fall_back(struct lane *l)
-{
-	struct gate_limits lim;
-	int64_t now = time_mono_ms();
-	int n;
-
-	if (l->mode == LANE_FALLBACK)
-		return;
-	l->mode = LANE_FALLBACK;
-	/* Answers not sent yet: the own gate takes them (fleet_call fails now). */
-	fleet_settles_send(l);
-	/* Asks in flight are answered as failures, and find the lane alone. */
-	l->asks = 0;
-	l->ask_gen++;
-	l->wait_until[GATE_BATCH] = l->wait_until[GATE_INTERACTIVE] = 0;
-	l->gate.in_flight = l->own[GATE_BATCH] + l->own[GATE_INTERACTIVE];
-	l->gate.class_in_flight[GATE_BATCH] = l->own[GATE_BATCH];
-	l->gate.class_in_flight[GATE_INTERACTIVE] = l->own[GATE_INTERACTIVE];
-	l->gate.claim_until = 0;
-	l->gate.claim = 0;
-	/* What the mirror holds is the key's: this host's share of it. */
-	n = fleet_hosts(l->s->fleet, config_lane_share(l->cfg));
-	if (n > 1) {
-		l->gate.prov_tok_bucket /= n;
-		l->gate.prov_req_bucket /= n;
-		l->gate.prov_tok_cap /= n;
-		l->gate.prov_req_cap /= n;
-		if (l->gate.tok > 0)
-			l->gate.tok /= n;
-		if (l->gate.req > 0)
-			l->gate.req /= n;
-	}
-	sched_fleet_limits(l, &lim);
-	gate_set_limits(&l->gate, &lim, now);
-	log_info("lane %s: gates alone: concurrency %d, tpm %lld, rpm %lld (1/%d of the key's, "
-	         "hosts at the last heartbeat), %d of its launches in flight",
-	         l->cfg->name, lim.max_concurrency, (long long)lim.tpm, (long long)lim.rpm,
-	         fleet_hosts(l->s->fleet, config_lane_share(l->cfg)),
-	         l->own[GATE_BATCH] + l->own[GATE_INTERACTIVE]);
-}
-
-/* An error answer from the library: this lane gates alone until the next connect. */
-static void fleet_broken(struct lane *l, const char *what, const redisReply *r)
-{
-	log_err("lane %s: the fleet's %s answered %s; the lane gates alone until llmqd connects "
-	        "to Redis again",
-	        l->cfg->name, what,
-	        r->type == REDIS_REPLY_ERROR ? r->str : "something that is not a list");
-	fleet_fall_back(l);
-}
-
-static int fleet_reply_ok(const redisReply *r, size_t min)
+int sched_fleet_reply_ok(const redisReply *r, size_t min)
 {
 	return r->type == REDIS_REPLY_ARRAY && r->elements >= min;
 }
 
 static void fleet_mark(const redisReply *r, size_t at, struct gate_mark *ret)
 {
-	ret->tokens = (int64_t)fleet_num(r, at);
-	ret->requests = (int64_t)fleet_num(r, at + 1);
-	ret->refunds = (int64_t)fleet_num(r, at + 2);
-	ret->at = (int64_t)fleet_num(r, at + 3);
-	ret->room = (int)fleet_num(r, at + 4);
+	ret->tokens = (int64_t)sched_fleet_num(r, at);
+	ret->requests = (int64_t)sched_fleet_num(r, at + 1);
+	ret->refunds = (int64_t)sched_fleet_num(r, at + 2);
+	ret->at = (int64_t)sched_fleet_num(r, at + 3);
+	ret->room = (int)sched_fleet_num(r, at + 4);
 }
 
 /* The most launches one ask may want: this host's share of the slots. */
@@ -372,20 +242,20 @@ static void fleet_granted(void *ud, struct redisReply *r, const char *err)
 		sched_kick(l->s);
 		return;
 	}
-	if (!fleet_reply_ok(r, 7)) {
-		fleet_broken(l, "grant", r);
+	if (!sched_fleet_reply_ok(r, 7)) {
+		sched_fleet_broken(l, "grant", r);
 		free(ask);
 		sched_kick(l->s);
 		return;
 	}
-	granted = (int)fleet_num(r, 0);
-	wait = (int64_t)fleet_num(r, 1);
-	changed = fleet_mirror(l, r, 4 + 5 * (size_t)granted);
-	if (fleet_num(r, 3))
+	granted = (int)sched_fleet_num(r, 0);
+	wait = (int64_t)sched_fleet_num(r, 1);
+	changed = sched_fleet_mirror(l, r, 4 + 5 * (size_t)granted);
+	if (sched_fleet_num(r, 3))
 		sched_on_probation(l);
 	if (granted < ask->n) {
 		l->wait_until[ask->cls] = now + wait;
-		l->wait_why[ask->cls] = (enum gate_block)fleet_num(r, 2);
+		l->wait_why[ask->cls] = (enum gate_block)sched_fleet_num(r, 2);
 	} else {
 		l->wait_until[ask->cls] = 0;
 	}
@@ -407,7 +277,7 @@ static void fleet_granted(void *ud, struct redisReply *r, const char *err)
 		log_warn("lane %s: the fleet's Redis lost the shared state (restarted empty?); "
 		         "handing it this host's launches in flight",
 		         l->cfg->name);
-		fleet_reconcile(l);
+		sched_fleet_reconcile(l);
 	}
 	sched_kick(l->s);
 }
@@ -422,7 +292,7 @@ static int fleet_ask(struct lane *l, enum gate_class cls, int64_t cost, int n,
 	int i, r;
 
 	/* The answers first: the slots they free are the grant's to give. */
-	fleet_settles_send(l);
+	sched_fleet_settles_send(l);
 	ask = calloc(1, sizeof(*ask));
 	if (!ask)
 		return -ENOMEM;
@@ -431,18 +301,18 @@ static int fleet_ask(struct lane *l, enum gate_class cls, int64_t cost, int n,
 	ask->cost = cost;
 	ask->n = n < 1 ? 1 : n > GATE_GRANT_MAX ? GATE_GRANT_MAX : n;
 	ask->t = t;
-	fleet_argv_init(&a, l, 0);
-	fleet_arg_num(&a, "%d", cls);
-	fleet_arg_num(&a, "%lld", (long long)cost);
-	fleet_arg_num(&a, "%d", ask->n);
-	fleet_arg_num(&a, "%.17g", sched_rand01(s));
-	fleet_arg_num(&a, "%llu", (unsigned long long)(t ? t->id : 0));
-	fleet_arg_num(&a, "%lld", (long long)fleet_deadline_ms(l));
-	fleet_arg(&a, fleet_host_id(s->fleet));
+	sched_fleet_argv_init(&a, l, 0);
+	sched_fleet_arg_num(&a, "%d", cls);
+	sched_fleet_arg_num(&a, "%lld", (long long)cost);
+	sched_fleet_arg_num(&a, "%d", ask->n);
+	sched_fleet_arg_num(&a, "%.17g", sched_rand01(s));
+	sched_fleet_arg_num(&a, "%llu", (unsigned long long)(t ? t->id : 0));
+	sched_fleet_arg_num(&a, "%lld", (long long)sched_fleet_deadline_ms(l));
+	sched_fleet_arg(&a, fleet_host_id(s->fleet));
 	for (i = 0; i < ask->n; i++) {
 		snprintf(ask->ids[i], sizeof(ask->ids[i]), "%s/%d/%llu", fleet_host_id(s->fleet),
 		         (int)(l - s->lanes), (unsigned long long)++l->leases);
-		fleet_arg(&a, ask->ids[i]);
+		sched_fleet_arg(&a, ask->ids[i]);
 	}
 	r = fleet_call(s->fleet, FLEET_FN_GRANT, a.n, a.v, NULL, fleet_granted, ask);
 	if (r < 0) {
@@ -532,9 +402,9 @@ static void fleet_settled(void *ud, struct redisReply *r, const char *err)
 	size_t at;
 	int i, changed;
 
-	if (!r || !fleet_reply_ok(r, 8 * (size_t)b->n + 3)) {
+	if (!r || !sched_fleet_reply_ok(r, 8 * (size_t)b->n + 3)) {
 		if (r)
-			fleet_broken(l, "settle", r);
+			sched_fleet_broken(l, "settle", r);
 		for (i = 0; i < b->n; i++)
 			fleet_settle_alone(l, &b->one[i], now);
 		free(b);
@@ -543,24 +413,24 @@ static void fleet_settled(void *ud, struct redisReply *r, const char *err)
 	}
 	for (i = 0; i < b->n; i++) {
 		at = 8 * (size_t)i;
-		n.breaker_open = (int)fleet_num(r, at + 1);
-		n.resumed = (int)fleet_num(r, at + 2);
-		n.no_credit = (int)fleet_num(r, at + 3);
-		n.rate_limited = (int)fleet_num(r, at + 4);
-		n.learned = (int)fleet_num(r, at + 5);
-		n.probation_ended = (int)fleet_num(r, at + 6);
-		n.aligned = (int)fleet_num(r, at + 7);
+		n.breaker_open = (int)sched_fleet_num(r, at + 1);
+		n.resumed = (int)sched_fleet_num(r, at + 2);
+		n.no_credit = (int)sched_fleet_num(r, at + 3);
+		n.rate_limited = (int)sched_fleet_num(r, at + 4);
+		n.learned = (int)sched_fleet_num(r, at + 5);
+		n.probation_ended = (int)sched_fleet_num(r, at + 6);
+		n.aligned = (int)sched_fleet_num(r, at + 7);
 		sched_tell(l, &b->one[i].ga, &n, b->one[i].has_error ? b->one[i].error : NULL, now);
 	}
-	changed = l->mode == LANE_SHARED && fleet_mirror(l, r, 8 * (size_t)b->n);
+	changed = l->mode == LANE_SHARED && sched_fleet_mirror(l, r, 8 * (size_t)b->n);
 	free(b);
 	if (changed)
-		fleet_reconcile(l);
+		sched_fleet_reconcile(l);
 	sched_kick(l->s);
 }
 
 /* The answers gathered for the lane go to the shared gate, as one call. */
-static void fleet_settles_send(struct lane *l)
+void sched_fleet_settles_send(struct lane *l)
 {
 	struct fleet_settles *b = l->settles;
 	int64_t now = time_mono_ms();
@@ -572,32 +442,32 @@ static void fleet_settles_send(struct lane *l)
 	l->settles = NULL;
 	a = calloc(1, sizeof(*a));
 	if (a) {
-		fleet_argv_init(a, l, 0);
+		sched_fleet_argv_init(a, l, 0);
 		for (i = 0; i < b->n; i++) {
 			const struct gate_answer *ga = &b->one[i].ga;
 
-			fleet_arg(a, b->one[i].id);
-			fleet_arg_num(a, "%d", ga->cls);
-			fleet_arg_num(a, "%lld", (long long)ga->charged);
-			fleet_arg_num(a, "%lld", (long long)ga->used);
-			fleet_arg_num(a, "%d", ga->succeeded);
-			fleet_arg_num(a, "%lld", (long long)ga->resends);
+			sched_fleet_arg(a, b->one[i].id);
+			sched_fleet_arg_num(a, "%d", ga->cls);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->charged);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->used);
+			sched_fleet_arg_num(a, "%d", ga->succeeded);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->resends);
 			/* A launch made alone has a mark of this host's clock: no figures. */
-			fleet_arg_num(a, "%d", ga->observe && b->one[i].shared);
-			fleet_arg_num(a, "%lld", (long long)ga->fb.limit_tokens);
-			fleet_arg_num(a, "%lld", (long long)ga->fb.remaining_tokens);
-			fleet_arg_num(a, "%lld", (long long)ga->fb.reset_tokens_ms);
-			fleet_arg_num(a, "%lld", (long long)ga->fb.limit_requests);
-			fleet_arg_num(a, "%lld", (long long)ga->fb.remaining_requests);
-			fleet_arg_num(a, "%lld", (long long)ga->fb.reset_requests_ms);
-			fleet_arg_num(a, "%lld", (long long)ga->mark.tokens);
-			fleet_arg_num(a, "%lld", (long long)ga->mark.requests);
-			fleet_arg_num(a, "%lld", (long long)ga->mark.refunds);
-			fleet_arg_num(a, "%lld", (long long)ga->mark.at);
-			fleet_arg_num(a, "%d", ga->event);
-			fleet_arg_num(a, "%lld", (long long)ga->pause_ms);
-			fleet_arg_num(a, "%d", ga->learn);
-			fleet_arg_num(a, "%lld", (long long)ga->retry_after_ms);
+			sched_fleet_arg_num(a, "%d", ga->observe && b->one[i].shared);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->fb.limit_tokens);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->fb.remaining_tokens);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->fb.reset_tokens_ms);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->fb.limit_requests);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->fb.remaining_requests);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->fb.reset_requests_ms);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->mark.tokens);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->mark.requests);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->mark.refunds);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->mark.at);
+			sched_fleet_arg_num(a, "%d", ga->event);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->pause_ms);
+			sched_fleet_arg_num(a, "%d", ga->learn);
+			sched_fleet_arg_num(a, "%lld", (long long)ga->retry_after_ms);
 		}
 		r = fleet_call(l->s->fleet, FLEET_FN_SETTLE, a->n, a->v, NULL, fleet_settled, b);
 		free(a);
@@ -630,7 +500,7 @@ int sched_fleet_settle(struct lane *l, const struct gate_answer *ga,
 		st->has_error = 1;
 	}
 	if (l->settles->n == FLEET_SETTLE_MAX)
-		fleet_settles_send(l);
+		sched_fleet_settles_send(l);
 	/* A slot of this host's is free: worth asking again before the wait told. */
 	if (l->wait_why[GATE_BATCH] == GATE_CONCURRENCY)
 		l->wait_until[GATE_BATCH] = 0;
@@ -644,7 +514,7 @@ void sched_fleet_after_turn(struct scheduler *s)
 	int i;
 
 	for (i = 0; s->fleet && i < s->n_lanes; i++)
-		fleet_settles_send(&s->lanes[i]);
+		sched_fleet_settles_send(&s->lanes[i]);
 }
 
 void sched_fleet_release(struct lane *l, enum gate_class cls, int64_t cost,
@@ -664,199 +534,10 @@ void sched_fleet_release(struct lane *l, enum gate_class cls, int64_t cost,
 	sched_fleet_settle(l, &ga, lease, NULL);
 }
 
-static void fleet_reconciled(void *ud, struct redisReply *r, const char *err)
-{
-	struct lane *l = ud;
-	int64_t adopted, dropped;
-
-	if (l->mode != LANE_RECONCILING)
-		return;
-	if (!r) {
-		fleet_fall_back(l);
-		sched_kick(l->s);
-		return;
-	}
-	if (!fleet_reply_ok(r, 5)) {
-		fleet_broken(l, "reconcile", r);
-		sched_kick(l->s);
-		return;
-	}
-	adopted = (int64_t)fleet_num(r, 0);
-	dropped = (int64_t)fleet_num(r, 1);
-	l->epoch[0] = '\0';
-	fleet_mirror(l, r, 2);
-	/* The mirror's limits are the whole key's again. */
-	l->gate.lim = l->lim;
-	l->mode = LANE_SHARED;
-	l->ask_n = 1;
-	l->wait_until[GATE_BATCH] = l->wait_until[GATE_INTERACTIVE] = 0;
-	log_info("lane %s: shares its gate (key %s) with %d host%s: %lld launch%s in flight "
-	         "handed over, %lld lease%s of this host's dropped",
-	         l->cfg->name, config_lane_share(l->cfg),
-	         fleet_hosts(l->s->fleet, config_lane_share(l->cfg)),
-	         fleet_hosts(l->s->fleet, config_lane_share(l->cfg)) == 1 ? "" : "s",
-	         (long long)adopted, adopted == 1 ? "" : "es", (long long)dropped,
-	         dropped == 1 ? "" : "s");
-	sched_kick(l->s);
-}
-
-/* Hand the lane's launches in flight over as leases; nothing is asked until done. */
-static void fleet_reconcile(struct lane *l)
-{
-	struct scheduler *s = l->s;
-	struct sched_ticket *t;
-	struct flight *f;
-	const char **v;
-	char(*nums)[32];
-	struct fleet_argv a;
-	int n = 0, k = 0, i, r;
-
-	fleet_settles_send(l);
-	l->mode = LANE_RECONCILING;
-	l->asks = 0;
-	l->ask_gen++;
-	LIST_FOREACH(f, &l->flights, link)
-	n++;
-	LIST_FOREACH(t, &l->flying, flying)
-	n++;
-	v = calloc((size_t)(FLEET_ARGS_FIXED + 3 * n), sizeof(*v));
-	nums = calloc((size_t)(2 * n + 1), sizeof(*nums));
-	if (!v || !nums) {
-		free(v);
-		free(nums);
-		fleet_fall_back(l);
-		return;
-	}
-	fleet_argv_init(&a, l, 1);
-	fleet_arg(&a, fleet_host_id(s->fleet));
-	fleet_arg_num(&a, "%lld", (long long)fleet_deadline_ms(l));
-	memcpy(v, a.v, (size_t)a.n * sizeof(*v));
-	k = a.n;
-	i = 0;
-	LIST_FOREACH(f, &l->flights, link)
-	{
-		if (!f->lease.id[0])
-			continue;
-		v[k++] = f->lease.id;
-		v[k++] = "0";
-		snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)f->charged);
-		v[k++] = nums[i++];
-	}
-	LIST_FOREACH(t, &l->flying, flying)
-	{
-		if (!t->lease.id[0])
-			continue;
-		v[k++] = t->lease.id;
-		v[k++] = "1";
-		snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)t->info.cost);
-		v[k++] = nums[i++];
-	}
-	r = fleet_call(s->fleet, FLEET_FN_RECONCILE, k, v, NULL, fleet_reconciled, l);
-	free(v);
-	free(nums);
-	if (r < 0)
-		fleet_fall_back(l);
-}
-
-static void fleet_peeked(void *ud, struct redisReply *r, const char *err)
-{
-	struct lane *l = ud;
-
-	l->peeking = 0;
-	if (!r || l->mode != LANE_SHARED)
-		return;
-	if (!fleet_reply_ok(r, 3)) {
-		fleet_broken(l, "state", r);
-		return;
-	}
-	if (fleet_mirror(l, r, 0)) {
-		log_warn("lane %s: the fleet's Redis lost the shared state (restarted empty?); "
-		         "handing it this host's launches in flight",
-		         l->cfg->name);
-		fleet_reconcile(l);
-	}
-	sched_kick(l->s);
-}
-
-void sched_fleet_tick(struct scheduler *s)
-{
-	int64_t now = time_mono_ms();
-	struct fleet_argv a;
-	int i;
-
-	for (i = 0; s->fleet && i < s->n_lanes; i++) {
-		struct lane *l = &s->lanes[i];
-
-		if (l->mode != LANE_SHARED || l->peeking || l->asks ||
-		    now - l->heard < FLEET_HEARTBEAT_MS)
-			continue;
-		fleet_argv_init(&a, l, 1);
-		if (fleet_call(s->fleet, FLEET_FN_STATE, a.n, a.v, NULL, fleet_peeked, l) == 0)
-			l->peeking = 1;
-	}
-}
-
-static void fleet_on_state(void *ud, int up)
-{
-	struct scheduler *s = ud;
-	int i;
-
-	for (i = 0; i < s->n_lanes; i++) {
-		if (s->lanes[i].mode == LANE_ALONE)
-			continue;
-		if (up)
-			fleet_reconcile(&s->lanes[i]);
-		else
-			fleet_fall_back(&s->lanes[i]);
-	}
-	sched_kick(s);
-}
-
 void sched_fleet_forget(struct sched_ticket *t)
 {
 	if (t->asked) {
 		t->asked->t = NULL;
 		t->asked = NULL;
-	}
-}
-
-int sched_fleet_new(struct scheduler *s)
-{
-	const struct config *cfg = s->d->cfg;
-	const char *shares[CONFIG_MAX_LANES];
-	char err[512];
-	int i, r;
-
-	if (!cfg->fleet.redis_url[0])
-		return 0;
-	for (i = 0; i < s->n_lanes; i++)
-		shares[i] = config_lane_share(s->lanes[i].cfg);
-	r = fleet_new(s->d->base, &cfg->fleet, shares, s->n_lanes, &s->fleet, err, sizeof(err));
-	if (r < 0) {
-		log_err("fleet: %s", err);
-		return r;
-	}
-	for (i = 0; i < s->n_lanes; i++)
-		s->lanes[i].ask_n = 1;
-	fleet_start(s->fleet, fleet_on_state, s);
-	return 0;
-}
-
-void sched_fleet_flush(struct scheduler *s)
-{
-	sched_fleet_after_turn(s);
-	if (s->fleet)
-		fleet_flush(s->fleet);
-}
-
-void sched_fleet_free(struct scheduler *s)
-{
-	int i;
-
-	fleet_free(s->fleet);
-	s->fleet = NULL;
-	for (i = 0; i < s->n_lanes; i++) {
-		free(s->lanes[i].settles);
-		s->lanes[i].settles = NULL;
 	}
 }

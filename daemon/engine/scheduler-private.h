@@ -1,7 +1,11 @@
 /*
- * scheduler-private.h - the scheduler's state, shared by scheduler.c (lanes,
- * flights, tickets, answers) and sched-fleet.c (the same lanes when their
- * gate is the fleet's, in Redis). Nothing else includes it.
+ * scheduler-private.h - the scheduler's state, shared by the files of its
+ * parts: scheduler.c (the object, the pump, its timers, snapshots),
+ * sched-lanes.c (a lane's queue, gate, setup and pause), sched-flights.c
+ * (batch jobs in flight), sched-tickets.c (interactive calls at the gate),
+ * sched-answers.c (what an answer says), sched-fleet.c and
+ * sched-fleet-mirror.c (the same lanes when their gate is the fleet's, in
+ * Redis). Nothing else includes it.
  */
 #ifndef LLMQ_SCHEDULER_PRIVATE_H
 #define LLMQ_SCHEDULER_PRIVATE_H
@@ -17,6 +21,7 @@
 struct lane;
 struct fleet_ask;
 struct fleet_settles;
+struct redisReply;
 
 /* The fleet's lease of a launch: its id, and whose clock its mark is on. */
 struct sched_lease {
@@ -89,7 +94,7 @@ struct lane {
 	int64_t window_phase; /* where the provider's windows start, ms into a wall second */
 	int64_t paused_at;    /* wall ms an operator paused it (llmq pause); 0: not */
 	int64_t paused_by;    /* and who: a uid, -1 when unknown */
-	/* The fleet (sched-fleet.c). */
+	/* The fleet (sched-fleet.c, sched-fleet-mirror.c). */
 	enum lane_mode mode;
 	int asks;                               /* grants asked, not answered yet */
 	uint64_t ask_gen;                       /* asks of an earlier spell do not count */
@@ -122,8 +127,33 @@ struct scheduler {
 	struct ledger *ledger;   /* users' budgets and shares */
 };
 
-/* scheduler.c, for sched-fleet.c. */
+enum launch_result {
+	LAUNCHED,
+	MUST_WAIT,  /* the gate holds the lane back */
+	SLOTS_FULL, /* the class holds all the slots it may */
+	NOTHING,    /* no work of that class is ready */
+};
+
+/* What the answer's JSON body says: usage and error. */
+struct answer {
+	json_object *root;
+	int64_t prompt, completion, total, cached;
+	const char *code, *message;
+	int64_t retry_after_ms; /* -1: none asked for */
+	struct gate_feedback fb;
+};
+
+/* scheduler.c: the scheduler's object, its pump and timers. */
 double sched_rand01(struct scheduler *s);
+/* Look for work on lane l at at (monotonic ms). */
+void sched_arm(struct lane *l, int64_t at, int64_t now);
+/* The launches of one pump share one transaction; lane only (NULL: all). */
+void sched_pump(struct scheduler *s, struct lane *only);
+
+/* sched-lanes.c: a lane's queue, gate, setup and pause. */
+int sched_lane_idx(const struct lane *l);
+/* The slot of uid's last batch on lane l. */
+struct sched_turn *sched_turn(struct lane *l, int64_t uid);
 /* The lane's next ready job, users in turn, their budgets and shares
  * judged (store_next_ready_pick); its budget's reset arms the lane when
  * budgets hold every user back. */
@@ -131,39 +161,102 @@ int sched_next_job(struct lane *l, int64_t wall, struct store_job *ret);
 /* The lane's earliest wake (wall ms) after nothing was ready: the next retry
  * due, or a budget that held jobs back resetting; INT64_MAX: none. */
 int64_t sched_next_wake(struct lane *l, int64_t wall);
-/* The waiting call that goes next: users in turn, their budgets and shares
- * judged; calls a budget refuses are answered on the way. NULL: none may. */
-struct sched_ticket *sched_next_call(struct lane *l, int64_t now);
-/* Whether a granted call may still launch (the fleet's grant came later): 1;
- * 0 when its budget holds it (it waits again); -1 when refused (answered). */
-int sched_call_budget_ok(struct lane *l, struct sched_ticket *t, int64_t now);
-/* Look for work on lane l at at (monotonic ms). */
-void sched_arm(struct lane *l, int64_t at, int64_t now);
+/* Count a launch of this host's (the fleet's leases are reconciled from them). */
+void sched_own(struct lane *l, enum gate_class cls, int delta);
+/* The retry policy of the lane's config. */
+void sched_lane_policy(const struct lane_config *c, struct retry_policy *p);
+/* A learned short window due for probation goes on it. */
+void sched_probation(struct lane *l, int64_t now);
+void sched_on_probation(struct lane *l);
+/* The window a lane starts with: pinned by the config, else learned before. */
+void sched_lane_start_window(struct lane *l, int64_t now);
+/* What gate_settle() changed, told and kept. */
+void sched_tell(struct lane *l, const struct gate_answer *ga, const struct gate_news *n,
+                const char *error, int64_t now);
+/* An answer and its decision into the lane's gate (or the fleet's), as one step. */
+void sched_lane_settle(struct lane *l, struct gate_answer *ga, const struct sched_lease *lease,
+                       const char *error);
+/* The lane's limits: the configured ones (and how its window is learned). */
+void sched_lane_limits(const struct lane_config *c, struct gate_limits *ret);
+/* A lane an operator paused stays paused across restarts. */
+void sched_restore_pause(struct lane *l);
+
+/* sched-flights.c: batch jobs in flight. */
 void sched_flight_free(struct flight *f);
 /* Start f's job, its launch granted with f->mark and f->lease: record it,
  * send it. Returns 0, -ESTALE when the job was taken meanwhile (cancelled),
  * or another -errno when the database would not record it. f is the
  * scheduler's (or freed) either way. */
 int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall);
-/* Grant the waiting call t with mark and lease: its owner starts it. */
-void sched_start_call(struct lane *l, struct sched_ticket *t, const struct gate_mark *mark,
-                      const struct sched_lease *lease, int64_t now);
-/* The launches of one pump share one transaction; lane only (NULL: all). */
-void sched_pump(struct scheduler *s, struct lane *only);
+/* The lane's next batch job, if its own gate grants it. */
+enum launch_result sched_flight_launch(struct lane *l);
 /* The same around launches made elsewhere (a grant's answer): begin returns
  * whether they are grouped; end commits, or takes them back. */
 int sched_launches_begin(struct scheduler *s);
 void sched_launches_end(struct scheduler *s, int grouped);
-/* What gate_settle() changed, told and kept. */
-void sched_tell(struct lane *l, const struct gate_answer *ga, const struct gate_news *n,
-                const char *error, int64_t now);
-void sched_on_probation(struct lane *l);
-/* The lane's limits: the configured ones (and how its window is learned). */
-void sched_lane_limits(const struct lane_config *c, struct gate_limits *ret);
 
-/* sched-fleet.c. */
-int sched_fleet_new(struct scheduler *s);
-void sched_fleet_free(struct scheduler *s);
+/* sched-tickets.c: interactive calls at the gate. */
+void sched_ticket_free(struct sched_ticket *t);
+/* Out of the lane's queue (granted, refused or gone). */
+void sched_ticket_unqueue(struct sched_ticket *t);
+/* The lane's next waiting call, if its own gate grants it. */
+enum launch_result sched_ticket_launch(struct lane *l);
+/* Grant the waiting call t with mark and lease: its owner starts it. */
+void sched_start_call(struct lane *l, struct sched_ticket *t, const struct gate_mark *mark,
+                      const struct sched_lease *lease, int64_t now);
+/* Counted and recorded as refused with code (the caller is told by its owner). */
+void sched_ticket_refuse(struct sched_ticket *t, const char *code, int64_t retry_after_ms);
+/* The waiting call that goes next: users in turn, their budgets and shares
+ * judged; calls a budget refuses are answered on the way. NULL: none may. */
+struct sched_ticket *sched_next_call(struct lane *l, int64_t now);
+/* Whether a granted call may still launch (the fleet's grant came later): 1;
+ * 0 when its budget holds it (it waits again); -1 when refused (answered). */
+int sched_call_budget_ok(struct lane *l, struct sched_ticket *t, int64_t now);
+
+/* sched-answers.c: what an answer says. */
+/* Parse and classify an answer into a and in, counted in the lane's stats. */
+enum retry_verdict sched_answer_settle(struct lane *l, enum gate_class cls, int64_t charged,
+                                       const struct up_response *resp,
+                                       const struct price_usage *streamed, struct answer *a,
+                                       struct retry_input *in);
+/* A verdict as the stats count it. */
+enum stat_outcome sched_answer_outcome(enum retry_verdict v);
+/* The answer and its decision d, to the lane's gate. */
+void sched_answer_apply(struct lane *l, enum gate_class cls, const struct gate_mark *mark,
+                        const struct sched_lease *lease, int64_t charged, const struct answer *a,
+                        const struct retry_input *in, const struct up_response *resp,
+                        const struct retry_decision *d, const char *error);
+/* What the answer cost at the prices of now: nano-dollars, -1 when model has none. */
+int64_t sched_cost(const struct scheduler *s, const char *model, const struct answer *a);
+
+/* Arguments of a call: keys, the time, the limits, then what it is about. */
+#define FLEET_ARGS_FIXED 32
+/* The most answers one settle carries. */
+#define FLEET_SETTLE_MAX 32
+
+/* The call's fixed part: the share's keys, the time (Redis's own), the limits. */
+struct fleet_argv {
+	const char *v[FLEET_ARGS_FIXED + 21 * FLEET_SETTLE_MAX];
+	char keys[3][96];
+	char num[FLEET_ARGS_FIXED + 20 * FLEET_SETTLE_MAX][32];
+	int n, nums;
+};
+
+/* sched-fleet.c: grants, leases and settles. */
+/* A call's next argument: a number, formatted; a string, as it is. */
+const char *sched_fleet_arg_num(struct fleet_argv *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void sched_fleet_arg(struct fleet_argv *a, const char *s);
+/* with_state: the answer carries the shared state (else only when the mirror is old). */
+void sched_fleet_argv_init(struct fleet_argv *a, const struct lane *l, int with_state);
+/* How long a lease of the lane's outlives its launch's timeouts. */
+int64_t sched_fleet_deadline_ms(const struct lane *l);
+/* Element i of an answer, as a number (0 when it is not one). */
+double sched_fleet_num(const struct redisReply *r, size_t i);
+/* Whether an answer is a list of at least min elements. */
+int sched_fleet_reply_ok(const struct redisReply *r, size_t min);
+/* The answers gathered for the lane go to the shared gate, as one call. */
+void sched_fleet_settles_send(struct lane *l);
 /* The lane's turn at the pump while its gate is the fleet's (not alone, not
  * falling back): ask the shared gate, once at a time. */
 void sched_fleet_pump(struct lane *l);
@@ -178,13 +271,24 @@ void sched_fleet_release(struct lane *l, enum gate_class cls, int64_t cost,
                          const struct sched_lease *lease, int refund);
 /* A waiting call left (refused, gone, stopping): forget its ask. */
 void sched_fleet_forget(struct sched_ticket *t);
-/* Once a second: a look at the shared gate of each lane that asked nothing lately. */
-void sched_fleet_tick(struct scheduler *s);
 /* The loop turn's answers go to the shared gate, one call per lane. */
 void sched_fleet_after_turn(struct scheduler *s);
+
+/* sched-fleet-mirror.c: the fleet started and stopped, Redis coming and going. */
+int sched_fleet_new(struct scheduler *s);
+void sched_fleet_free(struct scheduler *s);
 /* Stopping: what was sent goes out now. */
 void sched_fleet_flush(struct scheduler *s);
 /* The lane's limits now: 1/N of them while falling back. */
 void sched_fleet_limits(const struct lane *l, struct gate_limits *ret);
+/* An answer's tail, from element from: the shared state into the lane's
+ * gate. 1 when Redis lost the state (its epoch changed). */
+int sched_fleet_mirror(struct lane *l, const struct redisReply *r, size_t from);
+/* An error answer from the library: this lane gates alone until the next connect. */
+void sched_fleet_broken(struct lane *l, const char *what, const struct redisReply *r);
+/* Hand the lane's launches in flight over as leases; nothing is asked until done. */
+void sched_fleet_reconcile(struct lane *l);
+/* Once a second: a look at the shared gate of each lane that asked nothing lately. */
+void sched_fleet_tick(struct scheduler *s);
 
 #endif

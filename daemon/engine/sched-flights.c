@@ -1,0 +1,342 @@
+/*
+ * sched-flights.c - batch jobs in the air. A flight is one batch job
+ * launched: the job row, its open attempt and the reservation its lane's
+ * gate made. Here: a job's launch (recorded before it is sent, the launches
+ * of one pump in one transaction, taken back if that commit fails), its
+ * transfer, and its outcome (the answer decided by retry.c, applied to the
+ * lane, the user's budgets and the job's row through the writeback). The
+ * scheduler owns a flight from its launch until the upstream's done
+ * callback (or sched_stop) frees it.
+ */
+#include "engine/scheduler-private.h"
+#include "jsontext.h"
+#include "gate/lane.h"
+#include "log.h"
+#include "store/store.h"
+#include "timeutil.h"
+#include "store/writeback.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void sched_flight_free(struct flight *f)
+{
+	if (!f)
+		return;
+	/* Whatever path ends it, what its user's budgets hold for it goes back. */
+	if (f->hold.held && f->lane)
+		ledger_settle(f->lane->s->ledger, &f->hold, -1, -1, time_wall_ms());
+	store_job_clear(&f->job);
+	free(f);
+}
+
+static void on_done(void *userdata, const struct up_response *resp);
+
+/* A launch recorded and granted: off it goes. */
+static void sched_send_job(struct lane *l, struct flight *f, int64_t wall)
+{
+	struct scheduler *s = l->s;
+	struct up_request req;
+	struct up_response fake;
+	char url[1024];
+	int r;
+
+	struct sched_turn *turn = sched_turn(l, f->job.uid);
+
+	l->last_uid = f->job.uid;
+	turn->uid = f->job.uid;
+	snprintf(turn->batch, sizeof(turn->batch), "%s", f->job.batch_id);
+	f->pump = s->pumps;
+	sched_own(l, GATE_BATCH, 1);
+	l->stats.tokens_charged[GATE_BATCH] += (uint64_t)f->charged;
+	stats_observe(&l->stats.gate_wait[GATE_BATCH],
+	              wall > f->job.queued_since ? wall - f->job.queued_since : 0);
+	LIST_INSERT_HEAD(&l->flights, f, link);
+	r = lane_url(l->cfg, f->job.url, url, sizeof(url));
+	if (r == 0) {
+		req = (struct up_request){
+		    .url = url,
+		    .api_key = l->key,
+		    .body = f->job.body,
+		    .body_len = f->job.body_len,
+		    .connect_timeout_ms = (long)l->cfg->connect_timeout_ms,
+		    .timeout_ms = (long)l->cfg->request_timeout_ms,
+		    .done = on_done,
+		    .userdata = f,
+		};
+		r = upstream_start(s->up, &req, &f->t);
+	}
+	if (r < 0) {
+		memset(&fake, 0, sizeof(fake));
+		fake.transport_error = -r;
+		fake.error = "could not start the transfer";
+		fake.body = "";
+		on_done(f, &fake);
+	}
+}
+
+/* Record f's job as started; -ESTALE when it is no longer queued (cancelled). */
+static int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
+{
+	struct store *st = l->s->d->store;
+	int r;
+
+	f->lane = l;
+	r = store_job_start(st, &f->job, l->cfg->name, wall, f->charged,
+	                    wall > f->job.queued_since ? wall - f->job.queued_since : 0,
+	                    &f->attempt_id);
+	/* A lock another program holds is reported once, by health.c. */
+	if (r < 0 && r != -ESTALE && r != -EBUSY)
+		log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
+		        (long long)f->job.id, store_errmsg(st));
+	/* Recorded: its user's budgets hold its estimate, counted in the day its
+	 * attempt started (store_job_start's wall). */
+	if (r == 0)
+		ledger_hold(l->s->ledger, f->job.uid, sched_lane_idx(l), f->job.model,
+		            f->job.est_tokens, wall, wall, time_mono_ms(), &f->hold);
+	return r;
+}
+
+int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall)
+{
+	int r = sched_record_job(l, f, wall);
+
+	if (r < 0) {
+		sched_flight_free(f);
+		return r;
+	}
+	sched_send_job(l, f, wall);
+	return 0;
+}
+
+enum launch_result sched_flight_launch(struct lane *l)
+{
+	struct scheduler *s = l->s;
+	struct flight *f;
+	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next;
+	int r;
+
+	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
+	if (when == GATE_NEVER)
+		return SLOTS_FULL;
+	if (when > now) {
+		sched_arm(l, when, now);
+		return MUST_WAIT;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		sched_arm(l, now + 1000, now);
+		return MUST_WAIT;
+	}
+	r = sched_next_job(l, wall, &f->job);
+	if (r <= 0) {
+		sched_flight_free(f);
+		if (r < 0) {
+			log_err("lane %s: cannot read the queue: %s; retrying in 1s", l->cfg->name,
+			        store_errmsg(s->d->store));
+			sched_arm(l, now + 1000, now);
+			return MUST_WAIT;
+		}
+		next = sched_next_wake(l, wall);
+		if (next != INT64_MAX)
+			sched_arm(l, now + (next > wall ? next - wall : 0), now);
+		return NOTHING;
+	}
+	f->charged = f->job.est_tokens;
+	when = gate_when(&l->gate, GATE_BATCH, f->charged, now, NULL);
+	if (when > now) {
+		sched_arm(l, when, now);
+		sched_flight_free(f);
+		return MUST_WAIT;
+	}
+	/* The database first: a launch it refuses never touched the gate. */
+	r = sched_record_job(l, f, wall);
+	if (r < 0) {
+		sched_flight_free(f);
+		if (r == -ESTALE)
+			return LAUNCHED;
+		sched_arm(l, now + 1000, now);
+		return MUST_WAIT;
+	}
+	gate_launch(&l->gate, GATE_BATCH, f->charged, now, sched_rand01(s), &f->mark);
+	if (l->mode != LANE_ALONE)
+		sched_fleet_lease_alone(l, &f->lease);
+	sched_send_job(l, f, wall);
+	return LAUNCHED;
+}
+
+/* The database never saw this pump's launches: take them back. */
+static void undo_pump(struct scheduler *s)
+{
+	int64_t now = time_mono_ms();
+	struct flight *f, *next;
+	int i;
+
+	for (i = 0; i < s->n_lanes; i++) {
+		struct lane *l = &s->lanes[i];
+
+		for (f = LIST_FIRST(&l->flights); f; f = next) {
+			next = LIST_NEXT(f, link);
+			if (f->pump != s->pumps)
+				continue;
+			LIST_REMOVE(f, link);
+			upstream_abort(s->up, f->t);
+			sched_own(l, GATE_BATCH, -1);
+			/* Nothing was spent: neither of the lane's budget nor of its user's. */
+			ledger_settle(s->ledger, &f->hold, 0, 0, time_wall_ms());
+			if (f->lease.shared)
+				sched_fleet_release(l, GATE_BATCH, f->charged, &f->lease, 1);
+			else
+				gate_done(&l->gate, GATE_BATCH, f->charged, 0, now);
+			l->stats.tokens_charged[GATE_BATCH] -= (uint64_t)f->charged;
+			sched_flight_free(f);
+		}
+		sched_arm(l, now + 1000, now);
+	}
+}
+
+/*
+ * The launches of one pump share one transaction (each job's start is a
+ * savepoint in it). Transfers only go out on a later loop turn, so if the
+ * commit fails they are taken back before a byte was sent.
+ */
+int sched_launches_begin(struct scheduler *s)
+{
+	s->pumps++;
+	return store_tx_begin(s->d->store) == 0;
+}
+
+void sched_launches_end(struct scheduler *s, int grouped)
+{
+	struct store *st = s->d->store;
+	int r;
+
+	if (grouped && (r = store_tx_commit(st)) < 0) {
+		if (r != -EBUSY)
+			log_err("cannot record the launches of jobs: %s; trying again in 1s",
+			        store_errmsg(st));
+		store_tx_rollback(st);
+		undo_pump(s);
+	}
+}
+
+/* What the answer was, for the job's row and the log. */
+static void describe(const struct up_response *resp, const struct answer *a, enum retry_verdict v,
+                     char *code, size_t clen, char *msg, size_t mlen)
+{
+	if (resp->status == 0) {
+		snprintf(code, clen, "%s",
+		         resp->too_big         ? "response_too_large"
+		         : v == RV_UNREACHABLE ? "upstream_unreachable"
+		                               : "transport_error");
+		snprintf(msg, mlen, "%s", resp->error ? resp->error : "transfer failed");
+		return;
+	}
+	snprintf(code, clen, "%s", a->code ? a->code : v == RV_SUCCEEDED ? "" : "http_error");
+	if (a->message)
+		snprintf(msg, mlen, "%s", a->message);
+	else
+		snprintf(msg, mlen, "upstream answered HTTP %d", resp->status);
+}
+
+/* A batch job's try ended: parse the answer, decide (retry.c), apply. */
+static void on_done(void *userdata, const struct up_response *resp)
+{
+	struct flight *f = userdata;
+	struct lane *l = f->lane;
+	struct scheduler *s = l->s;
+	const struct lane_config *c = l->cfg;
+	int64_t wall = time_wall_ms();
+	struct store_outcome o = {0};
+	struct retry_input in;
+	struct retry_policy pol;
+	struct retry_decision d;
+	struct retry_job job = {f->job.attempts + 1, f->job.free_tries, f->job.lane_wait_ms};
+	enum stat_outcome so;
+	struct answer a;
+	char code[64], msg[512], *kept = NULL;
+	size_t n;
+
+	/* Parse. */
+	sched_answer_settle(l, GATE_BATCH, f->charged, resp, NULL, &a, &in);
+	describe(resp, &a, retry_classify(&in), code, sizeof(code), msg, sizeof(msg));
+	/* Decide. */
+	sched_lane_policy(c, &pol);
+	retry_decide(&in, a.retry_after_ms, f->mark.room, &pol, &job, sched_rand01(s), &d);
+	/* Apply: to the lane, to its user's budgets (what the attempt's record
+	 * says it spent), then to the job. */
+	sched_answer_apply(l, GATE_BATCH, &f->mark, &f->lease, f->charged, &a, &in, resp, &d, msg);
+	o.cost_nusd = sched_cost(s, f->job.model, &a);
+	ledger_settle(s->ledger, &f->hold, a.total, o.cost_nusd, wall);
+	o.status_code = resp->status;
+	o.request_id = resp->hdr.request_id[0] ? resp->hdr.request_id : NULL;
+	o.retry_after_ms = a.retry_after_ms;
+	o.prompt_tokens = a.prompt;
+	o.completion_tokens = a.completion;
+	o.total_tokens = a.total;
+	o.cached_tokens = a.cached;
+	o.latency_ms = resp->latency_ms;
+	o.remaining_tokens = a.fb.remaining_tokens;
+	o.remaining_requests = a.fb.remaining_requests;
+	o.lost_sends = resp->sends > 1 ? resp->sends - 1 : 0;
+	if (resp->status > 0 && resp->body_owner) {
+		/* The answer is kept as it came, on one line, without a copy. */
+		kept = *resp->body_owner;
+		*resp->body_owner = NULL;
+		o.response_len = resp->body_len;
+		o.response_json = jsontext_compact(kept, &o.response_len) == 0;
+		kept[o.response_len] = '\0';
+		o.response = kept;
+	}
+	if (d.verdict != RV_SUCCEEDED) {
+		o.error_code = code;
+		o.error_message = msg;
+	}
+	so = sched_answer_outcome(d.verdict);
+	switch (d.job) {
+	case RJ_SUCCEED:
+		o.job_state = o.attempt_outcome = "succeeded";
+		break;
+	case RJ_FAIL:
+		/* The last try: the attempt says what really became of the job. */
+		o.job_state = o.attempt_outcome = "failed";
+		so = SO_FAILED;
+		n = strlen(msg);
+		if (d.give_up == RG_ATTEMPTS)
+			snprintf(msg + n, sizeof(msg) - n, " (gave up after %d attempts)",
+			         job.tries - job.free_tries);
+		else if (d.give_up == RG_LANE_WAIT)
+			snprintf(msg + n, sizeof(msg) - n,
+			         " (gave up after waiting %llds for the lane: rate limited or "
+			         "unreachable)",
+			         (long long)((job.lane_wait_ms + d.lane_wait_ms) / 1000));
+		break;
+	case RJ_REQUEUE:
+		/* The schema's outcomes: a 429 is rate_limited; the error_code tells the
+		 * rest (insufficient_quota, upstream_unreachable). */
+		o.attempt_outcome = d.verdict == RV_RATE_LIMITED ? "rate_limited" : "retry";
+		o.not_before = wall + d.wait_ms;
+		o.free_try = !d.counts;
+		o.lane_wait_ms = d.lane_wait_ms;
+		break;
+	}
+	l->stats.requests[GATE_BATCH][so]++;
+	writeback_add(s->wb, f->job.id, f->attempt_id, &o, wall, kept);
+	if (d.verdict != RV_SUCCEEDED) {
+		struct log_fields lf = {f->job.batch_id, c->name, f->job.custom_id};
+
+		/* A job given up is worth a warning; a try that is retried, a note. */
+		log_ctx(o.job_state         ? LOG_WARNING
+		        : resp->status == 0 ? LOG_INFO
+		                            : LOG_DEBUG,
+		        &lf, "batch %s job %s: %s%s (HTTP %d: %s)", f->job.batch_id,
+		        f->job.custom_id, o.job_state ? "failed" : "will retry: ",
+		        o.job_state ? "" : retry_verdict_name(d.verdict), resp->status, msg);
+	}
+	json_object_put(a.root);
+	LIST_REMOVE(f, link);
+	sched_flight_free(f);
+	sched_kick(s);
+}
