@@ -2,7 +2,9 @@
  * http.c - listeners, routing, limits and errors of the HTTP face; the routes
  * /v1/models, /healthz (liveness), /readyz (can a lane send) and /metrics.
  */
+#include "http/caller.h"
 #include "http/http.h"
+#include "http/reply.h"
 #include "fleet/fleet.h"
 #include "view/health.h"
 #include "log.h"
@@ -118,40 +120,6 @@ static int64_t identify(void *ud, struct hreq *req)
 	return h->n_tokens > 0 ? -EACCES : -1;
 }
 
-int http_caller(struct http *h, struct hreq *req, int owner, int64_t *ret_uid)
-{
-	int64_t uid = hreq_uid(req);
-
-	*ret_uid = -1;
-	if (uid == -EACCES)
-		return -EACCES;
-	if (uid == HSERV_FORBIDDEN)
-		return -EPERM;
-	/* Anonymous: only where the operator opted in, and never as an owner. */
-	if (uid < 0 && (owner || !h->d->cfg->http_anonymous))
-		return -EACCES;
-	*ret_uid = uid < 0 ? -1 : uid;
-	return 0;
-}
-
-void http_refuse_caller(struct hreq *req, int r)
-{
-	if (r == -EPERM) {
-		http_error(req, 403, "invalid_request_error", "permission_denied",
-		           "llmq: your user may not use this llmqd: ask its operator to add you to "
-		           "its users' group (socket_group), or use a token of its tokens file");
-		return;
-	}
-	http_error(req, 401, "invalid_request_error", "invalid_api_key",
-	           "llmq: llmqd cannot tell who you are: connect over loopback or the Unix "
-	           "socket from this host, or send \"Authorization: Bearer TOKEN\" with a "
-	           "token llmq's operator gave you%s",
-	           hreq_on_unix(req) ? ""
-	                             : " (anonymous callers are refused unless the operator "
-	                               "sets http_anonymous = yes, and never see Files or "
-	                               "Batches)");
-}
-
 /*
  * The tokens file: one "USER TOKEN" a line, # comments. It must not be
  * readable by others. A user name that does not exist is an error.
@@ -211,80 +179,6 @@ static int load_tokens(struct http *h, const char *path)
 		r = -EINVAL;
 	}
 	return r;
-}
-
-void http_json(struct hreq *req, int status, json_object *o)
-{
-	const char *s;
-	size_t len;
-
-	if (!o) {
-		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
-		return;
-	}
-	s = json_object_to_json_string_length(
-	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	hreq_add_header(req, "Content-Type", "application/json");
-	hreq_reply(req, status, s, len);
-	json_object_put(o);
-}
-
-void http_error(struct hreq *req, int status, const char *type, const char *code, const char *fmt,
-                ...)
-{
-	json_object *o = json_object_new_object(), *e = json_object_new_object();
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (!o || !e) {
-		json_object_put(o);
-		json_object_put(e);
-		hreq_reply(req, status, NULL, 0);
-		return;
-	}
-	json_object_object_add(e, "message", json_object_new_string(msg));
-	json_object_object_add(e, "type", json_object_new_string(type));
-	json_object_object_add(e, "param", NULL);
-	json_object_object_add(e, "code", code ? json_object_new_string(code) : NULL);
-	json_object_object_add(o, "error", e);
-	http_json(req, status, o);
-}
-
-int http_owns(int64_t caller, int64_t owner)
-{
-	return caller == owner;
-}
-
-void http_store_error(struct llmqd *d, struct hreq *req, const char *what, int r)
-{
-	if (r == -EBUSY) {
-		hreq_add_header(req, "Retry-After", "1");
-		http_error(req, 503, "server_error", "database_locked",
-		           "llmq's database is locked by another program; %s: try again", what);
-		return;
-	}
-	log_err("HTTP: %s: %s", what, store_errmsg(d->store));
-	http_error(req, 500, "server_error", NULL, "llmqd cannot %s: %s", what, strerror(-r));
-}
-
-int http_owned_batch(struct llmqd *d, const char *id, int64_t uid, json_object **ret)
-{
-	json_object *b = NULL, *v;
-	int64_t owner;
-	int r = store_batch_brief(d->store, id, &b);
-
-	if (r < 0)
-		return r;
-	owner = json_object_object_get_ex(b, "uid", &v) && v ? json_object_get_int64(v) : -1;
-	if (!http_owns(uid, owner)) {
-		json_object_put(b);
-		return -ENOENT;
-	}
-	*ret = b;
-	return 0;
 }
 
 static void on_models(void *ud, json_object *list)

@@ -17,7 +17,9 @@
  */
 #include "store/files.h"
 #include "view/health.h"
+#include "http/caller.h"
 #include "http/http.h"
+#include "http/reply.h"
 #include "store/ingest.h"
 #include "log.h"
 #include "protocol.h"
@@ -522,7 +524,7 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 	int64_t uid;
 	int r, refuse_db, never;
 
-	http_caller(d->http, req, 1, &uid); /* the route checked it */
+	http_caller(d, req, 1, &uid); /* the route checked it */
 	r = proto_parse_object((const char *)evbuffer_pullup(body, -1), evbuffer_get_length(body),
 	                       &o, err, sizeof(err));
 	if (r < 0) {
@@ -731,7 +733,7 @@ int http_batches_route(struct llmqd *d, struct hreq *req, const char *path)
 
 	if (strcmp(path, "/v1/batches") != 0 && strncmp(path, "/v1/batches/", 12) != 0)
 		return 0;
-	r = http_caller(d->http, req, 1, &uid);
+	r = http_caller(d, req, 1, &uid);
 	if (r < 0) {
 		http_refuse_caller(req, r);
 		return 1;

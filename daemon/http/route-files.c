@@ -15,7 +15,9 @@
  */
 #include "store/files.h"
 #include "view/health.h"
+#include "http/caller.h"
 #include "http/http.h"
+#include "http/reply.h"
 #include "log.h"
 #include "protocol.h"
 #include "service/quota.h"
@@ -690,7 +692,7 @@ int http_files_route(struct llmqd *d, struct hreq *req, const char *path)
 
 	if (strcmp(path, "/v1/files") != 0 && strncmp(path, "/v1/files/", 10) != 0)
 		return 0;
-	r = http_caller(d->http, req, 1, &uid);
+	r = http_caller(d, req, 1, &uid);
 	if (r < 0) {
 		http_refuse_caller(req, r);
 		return 1;

@@ -7,7 +7,9 @@
  * usage are the caller's own (all of them for root and the admin group),
  * and none for a caller llmqd cannot tell.
  */
+#include "http/caller.h"
 #include "http/http.h"
+#include "http/reply.h"
 #include "view/live.h"
 #include "http/page.h"
 
@@ -48,7 +50,7 @@ static void http_page_live(struct llmqd *d, struct hreq *req)
 	int r;
 
 	/* A caller llmqd cannot tell (or an anonymous one) sees the lanes alone. */
-	if (http_caller(d->http, req, 1, &uid) < 0)
+	if (http_caller(d, req, 1, &uid) < 0)
 		uid = -1;
 	r = live_json(d->live, uid, &o, &what);
 	if (r < 0) {

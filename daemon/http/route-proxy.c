@@ -19,7 +19,9 @@
  */
 #include "estimate.h"
 #include "http/hop.h"
+#include "http/caller.h"
 #include "http/http.h"
+#include "http/reply.h"
 #include "gate/lane.h"
 #include "log.h"
 #include "protocol.h"
@@ -489,7 +491,7 @@ void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, stru
 	c->d = d;
 	c->req = req;
 	sse_scan_init(&c->sse);
-	r = http_caller(d->http, req, 0, &c->uid);
+	r = http_caller(d, req, 0, &c->uid);
 	if (r < 0) {
 		http_refuse_caller(req, r);
 		goto fail;
