@@ -1,20 +1,18 @@
 /*
  * http.h - the HTTP face: an OpenAI-compatible HTTP/1.1 listener on
  * the daemon's loop (httpserv.c), on loopback TCP and/or a Unix socket. Owns the
- * listeners, the routing table and the limits (the answers: reply.c, the
- * caller: caller.c);
- * each route family lives in its own file (http-proxy.c: chat, completions,
- * embeddings, responses; http-files.c, http-batches.c: the Batch API;
- * http-page.c: the live page; models, health, readiness and metrics here).
+ * listeners, the limits and the router (http.c). Each route family lives in
+ * its own file and registers through its table (route.h): route-proxy.c
+ * (chat, completions, embeddings, responses), route-files.c and
+ * route-batches.c (the Batch API), route-page.c (the live page),
+ * route-status.c (models, health, readiness and metrics); what they answer
+ * with is reply.c's, who calls is caller.c's.
  */
 #ifndef LLMQ_HTTP_H
 #define LLMQ_HTTP_H
 
 #include <stdint.h>
-#include <event2/buffer.h>
-#include <json-c/json.h>
 
-#include "http/httpserv.h"
 #include "llmqd.h"
 #include "service/sd.h"
 
@@ -34,16 +32,5 @@ const struct sockaddr_storage *http_tcp_listener(const struct http *h);
 
 /* Connections open on the HTTP face. */
 int http_connections(const struct http *h);
-
-/* The proxied routes (http-proxy.c): body is the request's, whole. */
-void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, struct evbuffer *body);
-/*
- * The Files and Batches routes (http-files.c, http-batches.c): 1 when path
- * is theirs (and req is being answered), 0 when not.
- */
-int http_files_route(struct llmqd *d, struct hreq *req, const char *path);
-int http_batches_route(struct llmqd *d, struct hreq *req, const char *path);
-/* The live page, its files and its JSON (http-page.c): the same. */
-int http_page_route(struct llmqd *d, struct hreq *req, const char *path);
 
 #endif

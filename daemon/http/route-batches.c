@@ -1,5 +1,5 @@
 /*
- * http-batches.c - the Batches API: POST /v1/batches, GET /v1/batches,
+ * route-batches.c - the Batches API: POST /v1/batches, GET /v1/batches,
  * GET /v1/batches/{id}, POST /v1/batches/{id}/cancel.
  *
  * A batch made here is the batch `llmq submit` makes: its input file is
@@ -18,7 +18,8 @@
 #include "store/files.h"
 #include "view/health.h"
 #include "http/caller.h"
-#include "http/http.h"
+#include "http/route.h"
+#include "llmqd.h"
 #include "http/reply.h"
 #include "store/ingest.h"
 #include "log.h"
@@ -34,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <event2/buffer.h>
 
 #define BATCH_REQUEST_MAX (64 * 1024) /* the body of POST /v1/batches */
 #define LOAD_SLICE_MS 5               /* reading the input file, per turn of the loop */
@@ -722,7 +724,7 @@ static void batch_cancel(struct llmqd *d, struct hreq *req, const char *id, json
 	reply_batch(d, req, id);
 }
 
-int http_batches_route(struct llmqd *d, struct hreq *req, const char *path)
+static void batches_route(struct llmqd *d, struct hreq *req, const char *path)
 {
 	const char *m = hreq_method(req), *rest;
 	json_object *b = NULL;
@@ -731,12 +733,10 @@ int http_batches_route(struct llmqd *d, struct hreq *req, const char *path)
 	size_t n;
 	int r;
 
-	if (strcmp(path, "/v1/batches") != 0 && strncmp(path, "/v1/batches/", 12) != 0)
-		return 0;
 	r = http_caller(d, req, 1, &uid);
 	if (r < 0) {
 		http_refuse_caller(req, r);
-		return 1;
+		return;
 	}
 	if (strcmp(path, "/v1/batches") == 0) {
 		if (strcmp(m, "POST") == 0)
@@ -746,13 +746,13 @@ int http_batches_route(struct llmqd *d, struct hreq *req, const char *path)
 		else
 			http_error(req, 405, "invalid_request_error", NULL,
 			           "/v1/batches takes POST (create) and GET (list)");
-		return 1;
+		return;
 	}
 	rest = path + 12;
 	n = strcspn(rest, "/");
 	if (n == 0 || n >= sizeof(id)) {
 		http_error(req, 404, "invalid_request_error", "not_found", "no such batch");
-		return 1;
+		return;
 	}
 	memcpy(id, rest, n);
 	id[n] = '\0';
@@ -761,11 +761,11 @@ int http_batches_route(struct llmqd *d, struct hreq *req, const char *path)
 	if (r == -ENOENT) {
 		http_error(req, 404, "invalid_request_error", "not_found",
 		           "no batch %s among yours; GET /v1/batches lists them", id);
-		return 1;
+		return;
 	}
 	if (r < 0) {
 		http_store_error(d, req, "read the batch", r);
-		return 1;
+		return;
 	}
 	if (*rest == '\0' && strcmp(m, "GET") == 0)
 		http_json(req, 200, batch_object(b));
@@ -775,5 +775,9 @@ int http_batches_route(struct llmqd *d, struct hreq *req, const char *path)
 		http_error(req, 405, "invalid_request_error", NULL,
 		           "/v1/batches/{id} takes GET; /v1/batches/{id}/cancel takes POST");
 	json_object_put(b);
-	return 1;
 }
+
+const struct http_route route_batches[] = {
+    {.path = "/v1/batches", .tree = 1, .handle = batches_route},
+    {0},
+};

@@ -1,5 +1,5 @@
 /*
- * http-files.c - the Files API: POST /v1/files (multipart, streamed to
+ * route-files.c - the Files API: POST /v1/files (multipart, streamed to
  * disk), GET /v1/files, GET /v1/files/{id}, GET /v1/files/{id}/content,
  * DELETE /v1/files/{id}.
  *
@@ -16,7 +16,8 @@
 #include "store/files.h"
 #include "view/health.h"
 #include "http/caller.h"
-#include "http/http.h"
+#include "http/route.h"
+#include "llmqd.h"
 #include "http/reply.h"
 #include "log.h"
 #include "protocol.h"
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <event2/buffer.h>
 
 #define DOWNLOAD_CHUNK (64 * 1024)
 #define DOWNLOAD_HIGH (256 * 1024) /* unsent bytes past which the download waits */
@@ -682,7 +684,7 @@ static void file_delete(struct llmqd *d, struct hreq *req, const char *id, int64
 	http_json(req, 200, o);
 }
 
-int http_files_route(struct llmqd *d, struct hreq *req, const char *path)
+static void files_route(struct llmqd *d, struct hreq *req, const char *path)
 {
 	const char *m = hreq_method(req), *rest;
 	char id[128];
@@ -690,12 +692,10 @@ int http_files_route(struct llmqd *d, struct hreq *req, const char *path)
 	size_t n;
 	int r;
 
-	if (strcmp(path, "/v1/files") != 0 && strncmp(path, "/v1/files/", 10) != 0)
-		return 0;
 	r = http_caller(d, req, 1, &uid);
 	if (r < 0) {
 		http_refuse_caller(req, r);
-		return 1;
+		return;
 	}
 	if (strcmp(path, "/v1/files") == 0) {
 		if (strcmp(m, "POST") == 0)
@@ -705,13 +705,13 @@ int http_files_route(struct llmqd *d, struct hreq *req, const char *path)
 		else
 			http_error(req, 405, "invalid_request_error", NULL,
 			           "/v1/files takes POST (upload) and GET (list)");
-		return 1;
+		return;
 	}
 	rest = path + 10;
 	n = strcspn(rest, "/");
 	if (n == 0 || n >= sizeof(id)) {
 		not_found(req, rest);
-		return 1;
+		return;
 	}
 	memcpy(id, rest, n);
 	id[n] = '\0';
@@ -725,5 +725,9 @@ int http_files_route(struct llmqd *d, struct hreq *req, const char *path)
 	else
 		http_error(req, 405, "invalid_request_error", NULL,
 		           "/v1/files/{id} takes GET and DELETE; /v1/files/{id}/content takes GET");
-	return 1;
 }
+
+const struct http_route route_files[] = {
+    {.path = "/v1/files", .tree = 1, .handle = files_route},
+    {0},
+};
