@@ -1,39 +1,31 @@
 /*
- * http.c - listeners, routing, limits and errors of the HTTP face; the routes
- * /v1/models, /healthz (liveness), /readyz (can a lane send) and /metrics.
+ * http.c - the HTTP face's listeners (loopback TCP, a Unix socket, or the
+ * ones systemd passed), its limits, who a TCP caller is (the kernel's word,
+ * or a token of the tokens file), and the router: it walks the route
+ * files' tables (route.h) and answers 405 and 404 for what none serves.
  */
 #include "http/http.h"
-#include "fleet/fleet.h"
-#include "view/health.h"
+#include "http/reply.h"
+#include "http/route.h"
 #include "log.h"
-#include "view/metrics.h"
-#include "service/peer.h"
 #include "service/access.h"
-#include "timeutil.h"
-#include "engine/models.h"
-#include "protocol.h"
-#include "engine/scheduler.h"
-#include "store/store.h"
-#include "timeutil.h"
+#include "service/peer.h"
 #include "sock/unixsock.h"
+#include "timeutil.h"
 
 #include <errno.h>
-#include <pwd.h>
-#include <strings.h>
 #include <limits.h>
-#include <stdarg.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <unistd.h>
 #include <netdb.h>
-#include <event2/buffer.h>
+#include <unistd.h>
 
 #define HTTP_MAX_TOKENS 1024
 /* Connections whose caller is not known at accept: at most this many, and
@@ -118,40 +110,6 @@ static int64_t identify(void *ud, struct hreq *req)
 	return h->n_tokens > 0 ? -EACCES : -1;
 }
 
-int http_caller(struct http *h, struct hreq *req, int owner, int64_t *ret_uid)
-{
-	int64_t uid = hreq_uid(req);
-
-	*ret_uid = -1;
-	if (uid == -EACCES)
-		return -EACCES;
-	if (uid == HSERV_FORBIDDEN)
-		return -EPERM;
-	/* Anonymous: only where the operator opted in, and never as an owner. */
-	if (uid < 0 && (owner || !h->d->cfg->http_anonymous))
-		return -EACCES;
-	*ret_uid = uid < 0 ? -1 : uid;
-	return 0;
-}
-
-void http_refuse_caller(struct hreq *req, int r)
-{
-	if (r == -EPERM) {
-		http_error(req, 403, "invalid_request_error", "permission_denied",
-		           "llmq: your user may not use this llmqd: ask its operator to add you to "
-		           "its users' group (socket_group), or use a token of its tokens file");
-		return;
-	}
-	http_error(req, 401, "invalid_request_error", "invalid_api_key",
-	           "llmq: llmqd cannot tell who you are: connect over loopback or the Unix "
-	           "socket from this host, or send \"Authorization: Bearer TOKEN\" with a "
-	           "token llmq's operator gave you%s",
-	           hreq_on_unix(req) ? ""
-	                             : " (anonymous callers are refused unless the operator "
-	                               "sets http_anonymous = yes, and never see Files or "
-	                               "Batches)");
-}
-
 /*
  * The tokens file: one "USER TOKEN" a line, # comments. It must not be
  * readable by others. A user name that does not exist is an error.
@@ -213,282 +171,40 @@ static int load_tokens(struct http *h, const char *path)
 	return r;
 }
 
-void http_json(struct hreq *req, int status, json_object *o)
+/* The route files' tables, in the order they are matched. */
+static const struct http_route *const http_tables[] = {
+    route_proxy, route_files, route_batches, route_page, route_status,
+};
+
+static int http_route_matches(const struct http_route *rt, const char *path)
 {
-	const char *s;
-	size_t len;
+	size_t n;
 
-	if (!o) {
-		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
-		return;
-	}
-	s = json_object_to_json_string_length(
-	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	hreq_add_header(req, "Content-Type", "application/json");
-	hreq_reply(req, status, s, len);
-	json_object_put(o);
-}
-
-void http_error(struct hreq *req, int status, const char *type, const char *code, const char *fmt,
-                ...)
-{
-	json_object *o = json_object_new_object(), *e = json_object_new_object();
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (!o || !e) {
-		json_object_put(o);
-		json_object_put(e);
-		hreq_reply(req, status, NULL, 0);
-		return;
-	}
-	json_object_object_add(e, "message", json_object_new_string(msg));
-	json_object_object_add(e, "type", json_object_new_string(type));
-	json_object_object_add(e, "param", NULL);
-	json_object_object_add(e, "code", code ? json_object_new_string(code) : NULL);
-	json_object_object_add(o, "error", e);
-	http_json(req, status, o);
-}
-
-int http_owns(int64_t caller, int64_t owner)
-{
-	return caller == owner;
-}
-
-void http_store_error(struct llmqd *d, struct hreq *req, const char *what, int r)
-{
-	if (r == -EBUSY) {
-		hreq_add_header(req, "Retry-After", "1");
-		http_error(req, 503, "server_error", "database_locked",
-		           "llmq's database is locked by another program; %s: try again", what);
-		return;
-	}
-	log_err("HTTP: %s: %s", what, store_errmsg(d->store));
-	http_error(req, 500, "server_error", NULL, "llmqd cannot %s: %s", what, strerror(-r));
-}
-
-int http_owned_batch(struct llmqd *d, const char *id, int64_t uid, json_object **ret)
-{
-	json_object *b = NULL, *v;
-	int64_t owner;
-	int r = store_batch_brief(d->store, id, &b);
-
-	if (r < 0)
-		return r;
-	owner = json_object_object_get_ex(b, "uid", &v) && v ? json_object_get_int64(v) : -1;
-	if (!http_owns(uid, owner)) {
-		json_object_put(b);
-		return -ENOENT;
-	}
-	*ret = b;
-	return 0;
-}
-
-static void on_models(void *ud, json_object *list)
-{
-	struct hreq *req = ud;
-
-	hreq_on_gone(req, NULL, NULL);
-	if (!list) {
-		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
-		return;
-	}
-	http_json(req, 200, list);
-}
-
-static void on_models_gone(void *ud)
-{
-	models_cancel(ud);
-}
-
-/* What the lanes route (models.c); it may wait for an upstream's first answer. */
-static void route_models(struct llmqd *d, struct hreq *req)
-{
-	struct models_wait *w = models_get(d->models, on_models, req);
-
-	if (w)
-		hreq_on_gone(req, on_models_gone, w);
-}
-
-/*
- * Liveness: 200 while the store takes writes and the loop turns (it does: it
- * answers), whatever the upstreams do (that is /readyz).
- */
-static void route_healthz(struct llmqd *d, struct hreq *req)
-{
-	json_object *o = json_object_new_object();
-	char why[512];
-	int refuse, ok = !health_db(d, why, sizeof(why), &refuse);
-
-	if (o) {
-		json_object_object_add(o, "status", json_object_new_string(ok ? "ok" : "degraded"));
-		json_object_object_add(o, "store", json_object_new_string(ok ? "writable" : why));
-		json_object_object_add(o, "in_flight",
-		                       json_object_new_int(sched_in_flight(d->sched)));
-	}
-	http_json(req, ok ? 200 : 503, o);
-}
-
-/* Wall ms as "2025-01-31T12:00:00Z". */
-static json_object *http_time(int64_t wall_ms)
-{
-	time_t t = (time_t)(wall_ms / 1000);
-	struct tm tm;
-	char buf[32];
-
-	if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		return NULL;
-	return json_object_new_string(buf);
-}
-
-/*
- * What keeps a lane from sending now, into o: "ok" (returns 1), or
- * "unreachable" since when (its circuit breaker is open), "out_of_credit"
- * since when (insufficient_quota), "paused" until when (a 429), with the
- * gate's reason, or since when an operator paused it (llmq pause).
- */
-static int http_lane_ready(const struct lane_snapshot *l, int64_t now, int64_t wall, json_object *o)
-{
-	const struct gate *g = &l->gate;
-	int paused = g->paused_until > now;
-	const char *state = l->paused_at         ? "paused"
-	                    : l->unreachable     ? "unreachable"
-	                    : l->no_credit_since ? "out_of_credit"
-	                    : paused             ? "paused"
-	                                         : "ok";
-
-	json_object_object_add(o, "name", json_object_new_string(l->cfg->name));
-	json_object_object_add(o, "state", json_object_new_string(state));
-	if (l->fleet_mode)
-		json_object_object_add(o, "fleet", json_object_new_string(l->fleet_mode));
-	if (l->paused_at) {
-		/* By an operator: until they resume it, whatever the upstream does. */
-		json_object_object_add(o, "paused_since", http_time(l->paused_at));
-		json_object_object_add(o, "reason",
-		                       json_object_new_string("paused by an operator"));
-		return 0;
-	}
-	if (l->unreachable)
-		json_object_object_add(o, "unreachable_since", http_time(l->unreachable_since));
-	if (l->no_credit_since)
-		json_object_object_add(o, "out_of_credit_since", http_time(l->no_credit_since));
-	if (paused) {
-		json_object_object_add(o, "paused_until", http_time(wall + g->paused_until - now));
-		json_object_object_add(o, "reason", json_object_new_string(g->pause_reason));
-	}
-	return strcmp(state, "ok") == 0;
-}
-
-/* 200 while at least one lane can send; each lane's state either way. */
-static void route_readyz(struct llmqd *d, struct hreq *req)
-{
-	json_object *o = json_object_new_object(), *lanes = json_object_new_array(), *l, *disk, *f;
-	int64_t now = time_mono_ms(), wall = time_wall_ms();
-	struct lane_snapshot snap;
-	struct fleet_stats fs;
-	char why[512];
-	int i, ready = 0, low;
-
-	if (!o || !lanes)
-		goto fail;
-	for (i = 0; sched_lane_snapshot(d->sched, i, now, &snap) == 0; i++) {
-		l = json_object_new_object();
-		if (!l || json_object_array_add(lanes, l) < 0) {
-			json_object_put(l);
-			goto fail;
-		}
-		ready |= http_lane_ready(&snap, now, wall, l);
-	}
-	/* Below the free-space floor new uploads and batches are refused. */
-	disk = json_object_new_object();
-	if (!disk)
-		goto fail;
-	low = health_disk(d, why, sizeof(why));
-	json_object_object_add(disk, "state", json_object_new_string(low ? "low" : "ok"));
-	if (d->disk_free >= 0)
-		json_object_object_add(disk, "free_bytes", json_object_new_int64(d->disk_free));
-	json_object_object_add(disk, "min_free_bytes",
-	                       json_object_new_int64(d->cfg->disk_min_free_bytes));
-	if (low) {
-		ready = 0;
-		json_object_object_add(disk, "reason", json_object_new_string(why));
-	}
-	json_object_object_add(o, "disk", disk);
-	json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
-	json_object_object_add(o, "lanes", lanes);
-	/* Without its Redis a lane still sends (alone, with its share): it is said, not failed. */
-	if (sched_fleet_stats(d->sched, &fs) == 0 && (f = json_object_new_object())) {
-		json_object_object_add(f, "redis", json_object_new_string(fs.up ? "up" : "down"));
-		if (!fs.up)
-			json_object_object_add(f, "error", json_object_new_string(fs.error));
-		json_object_object_add(o, "fleet", f);
-	}
-	http_json(req, ready ? 200 : 503, o);
-	return;
-fail:
-	json_object_put(o);
-	json_object_put(lanes);
-	http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
-}
-
-static void route_metrics(struct llmqd *d, struct hreq *req)
-{
-	struct evbuffer *buf = evbuffer_new();
-	int r = buf ? metrics_render(d, buf) : -ENOMEM;
-
-	if (r < 0) {
-		if (buf)
-			evbuffer_free(buf);
-		http_error(req, 500, "server_error", NULL, "cannot render the metrics: %s",
-		           strerror(-r));
-		return;
-	}
-	hreq_add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-	hreq_reply_buf(req, 200, buf);
-	evbuffer_free(buf);
-}
-
-static void on_proxy_body(void *ud, struct hreq *req, struct evbuffer *body)
-{
-	struct http *h = ud;
-
-	http_proxy_handle(h->d, req, hreq_path(req), body);
+	if (rt->match)
+		return rt->match(path);
+	n = strlen(rt->path);
+	return strncmp(path, rt->path, n) == 0 && (path[n] == '\0' || (rt->tree && path[n] == '/'));
 }
 
 static void route(void *ud, struct hreq *req)
 {
 	struct http *h = ud;
 	const char *path = hreq_path(req), *m = hreq_method(req);
-	int get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
+	const struct http_route *rt;
+	int known = 0;
+	size_t i;
 
-	if (post && proto_known_url(path)) {
-		hreq_read_body(req, LLMQ_MAX_LINE, on_proxy_body, h);
-		return;
-	}
-	if (http_files_route(h->d, req, path) || http_batches_route(h->d, req, path) ||
-	    http_page_route(h->d, req, path))
-		return;
-	if (get && strcmp(path, "/v1/models") == 0) {
-		route_models(h->d, req);
-		return;
-	}
-	if (get && strcmp(path, "/metrics") == 0) {
-		route_metrics(h->d, req);
-		return;
-	}
-	if (get && strcmp(path, "/healthz") == 0) {
-		route_healthz(h->d, req);
-		return;
-	}
-	if (get && strcmp(path, "/readyz") == 0) {
-		route_readyz(h->d, req);
-		return;
-	}
-	if (proto_known_url(path) || !strcmp(path, "/v1/models") || !strcmp(path, "/metrics") ||
-	    !strcmp(path, "/healthz") || !strcmp(path, "/readyz")) {
+	for (i = 0; i < sizeof(http_tables) / sizeof(http_tables[0]); i++)
+		for (rt = http_tables[i]; rt->handle; rt++) {
+			if (!http_route_matches(rt, path))
+				continue;
+			if (!rt->method || strcmp(rt->method, m) == 0) {
+				rt->handle(h->d, req, path);
+				return;
+			}
+			known = 1;
+		}
+	if (known) {
 		http_error(req, 405, "invalid_request_error", NULL,
 		           "method not allowed on %.200s (POST for the model endpoints, GET for "
 		           "/v1/models, /metrics, /healthz and /readyz)",

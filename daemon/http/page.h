@@ -2,7 +2,7 @@
  * page.h - the live page's files (daemon/http/page/: index.html, page.css,
  * page.js, icon.svg), compiled into llmqd at build time by
  * daemon/http/page/embed.cmake: the page needs nothing from the disk, and
- * nothing from elsewhere. http-page.c serves them.
+ * nothing from elsewhere. route-page.c serves them.
  */
 #ifndef LLMQ_PAGE_H
 #define LLMQ_PAGE_H

@@ -1,52 +1,36 @@
 /*
- * http-files.c - the Files API: POST /v1/files (multipart, streamed to
- * disk), GET /v1/files, GET /v1/files/{id}, GET /v1/files/{id}/content,
- * DELETE /v1/files/{id}.
+ * route-files.c - the Files API's routes: GET /v1/files, GET
+ * /v1/files/{id}, GET /v1/files/{id}/content, DELETE /v1/files/{id}, and
+ * POST /v1/files handed to route-files-upload.c.
  *
  * Uploaded files are kept by files.c and the files table. A batch's output
  * and error files are not kept: file-output-<batch> and file-errors-<batch>
  * are the lines `llmq results` (and `--errors`) writes, made from the jobs
  * table as they are read.
  *
- * Ownership: a struct upload_ctx lives from the request's head until it is
- * answered or its caller left; its temporary file is removed unless it was
- * committed. A struct download lives until the content is sent or the
+ * Ownership: a struct download lives until the content is sent or the
  * caller left.
  */
-#include "store/files.h"
-#include "view/health.h"
-#include "http/http.h"
+#include "http/caller.h"
+#include "http/reply.h"
+#include "http/route-files.h"
+#include "http/route.h"
+#include "llmqd.h"
 #include "log.h"
-#include "protocol.h"
-#include "service/quota.h"
+#include "store/files.h"
 #include "store/store.h"
-#include "timeutil.h"
-#include "http/upload.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <event2/buffer.h>
 
 #define DOWNLOAD_CHUNK (64 * 1024)
 #define DOWNLOAD_HIGH (256 * 1024) /* unsent bytes past which the download waits */
 #define RESULTS_PAGE 256
 #define FILES_LIST_MAX 10000
-#define UPLOAD_FLUSH (8 << 20)
-
-struct upload_ctx {
-	struct llmqd *d;
-	struct hreq *req;
-	int64_t uid;
-	int fd;
-	char tmp[64];
-	int64_t written, flushed; /* bytes written; of them, handed to writeback */
-	int64_t room;             /* bytes the user's quota leaves; -1: no quota */
-	char quota[512];          /* why the quota refused it; "" while it did not */
-	struct upload form;
-};
 
 struct download {
 	struct llmqd *d;
@@ -81,7 +65,7 @@ static json_object *file_object(const char *id, int64_t bytes, int64_t created_m
 	return o;
 }
 
-static json_object *stored_file_object(const struct store_file *f)
+json_object *route_files_object(const struct store_file *f)
 {
 	return file_object(f->id, f->bytes, f->created_at, f->filename, f->purpose);
 }
@@ -90,223 +74,6 @@ static void not_found(struct hreq *req, const char *id)
 {
 	http_error(req, 404, "invalid_request_error", "not_found",
 	           "no file %.64s among yours; GET /v1/files lists them", id);
-}
-
-/* ---- POST /v1/files ---- */
-
-static void upload_free(struct upload_ctx *u)
-{
-	if (u->fd >= 0)
-		files_discard(u->d->files, u->fd, u->tmp);
-	free(u);
-}
-
-static void upload_gone(void *ud)
-{
-	struct upload_ctx *u = ud;
-
-	log_info("HTTP upload from uid %lld: the caller left after %lld bytes; nothing kept",
-	         (long long)u->uid, (long long)u->form.bytes);
-	upload_free(u);
-}
-
-static int upload_write(void *ud, const char *p, size_t len)
-{
-	struct upload_ctx *u = ud;
-	ssize_t n;
-
-	if (u->room >= 0 && u->written + (int64_t)len > u->room) {
-		quota_files(u->d, u->uid, u->written + (int64_t)len, u->quota, sizeof(u->quota));
-		if (!u->quota[0])
-			snprintf(u->quota, sizeof(u->quota),
-			         "the upload passes files_max_bytes_per_user");
-		return -EDQUOT;
-	}
-	while (len > 0) {
-		n = write(u->fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-		u->written += n;
-	}
-	/*
-	 * Start writing back what has come so far, without waiting for it, so
-	 * that the fsync once the file is whole waits for its tail only, not
-	 * for 200 MB (the loop does not wait for the disk meanwhile).
-	 */
-	if (u->written - u->flushed >= UPLOAD_FLUSH) {
-		sync_file_range(u->fd, u->flushed, u->written - u->flushed, SYNC_FILE_RANGE_WRITE);
-		u->flushed = u->written;
-	}
-	return 0;
-}
-
-/* The error code of an upload refused with status. */
-static const char *files_refusal_code(int status)
-{
-	switch (status) {
-	case 413:
-		return "file_too_large";
-	case 507:
-		return "insufficient_storage";
-	case 0:
-	case 400:
-		return "invalid_file";
-	default:
-		return status >= 500 ? NULL : "invalid_file";
-	}
-}
-
-static void upload_refuse(struct upload_ctx *u)
-{
-	struct hreq *req = u->req;
-
-	hreq_on_gone(req, NULL, NULL);
-	if (u->quota[0]) {
-		hreq_on_gone(req, NULL, NULL);
-		u->d->refusals[REFUSAL_TOO_LARGE]++;
-		http_error(req, 507, "invalid_request_error", "quota_exceeded",
-		           "%s; nothing was kept", u->quota);
-		upload_free(u);
-		return;
-	}
-	if (u->form.status == 413)
-		u->d->refusals[REFUSAL_TOO_LARGE]++;
-	else if (u->form.status < 500)
-		u->d->refusals[REFUSAL_INVALID]++;
-	http_error(req, u->form.status ? u->form.status : 400,
-	           u->form.status >= 500 ? "server_error" : "invalid_request_error",
-	           files_refusal_code(u->form.status), "%s; nothing was kept", u->form.err);
-	upload_free(u);
-}
-
-static int upload_data(void *ud, struct hreq *req, const char *p, size_t len)
-{
-	struct upload_ctx *u = ud;
-
-	if (!p) { /* the body stopped coming: the server answers */
-		log_info("HTTP upload from uid %lld cut at its deadline after %lld bytes; nothing "
-		         "kept",
-		         (long long)u->uid, (long long)u->form.bytes);
-		upload_free(u);
-		return -1;
-	}
-	if (upload_feed(&u->form, p, len) < 0) {
-		upload_refuse(u);
-		return -1;
-	}
-	return 0;
-}
-
-static void upload_end(void *ud, struct hreq *req)
-{
-	struct upload_ctx *u = ud;
-	struct store_file f = {0};
-	int r;
-
-	if (upload_finish(&u->form) < 0) {
-		upload_refuse(u);
-		return;
-	}
-	hreq_on_gone(req, NULL, NULL);
-	r = files_new_id(f.id);
-	if (r == 0) {
-		r = files_commit(u->d->files, u->fd, u->tmp, f.id);
-		u->fd = -1; /* closed by commit, its temporary file renamed or removed */
-	}
-	if (r < 0) {
-		log_err("HTTP upload: cannot keep the file: %s", strerror(-r));
-		http_error(req, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "server_error",
-		           files_refusal_code(r == -ENOSPC || r == -EDQUOT ? 507 : 500),
-		           "llmqd cannot keep the file: %s; nothing was kept", strerror(-r));
-		upload_free(u);
-		return;
-	}
-	f.uid = u->uid;
-	f.created_at = time_wall_ms();
-	snprintf(f.filename, sizeof(f.filename), "%s", u->form.filename);
-	snprintf(f.purpose, sizeof(f.purpose), "%s", u->form.purpose);
-	f.bytes = u->form.bytes;
-	f.lines = u->form.lines;
-	r = store_file_insert(u->d->store, &f);
-	if (r < 0) {
-		files_remove(u->d->files, f.id);
-		http_store_error(u->d, req, "record the file (nothing was kept)", r);
-		upload_free(u);
-		return;
-	}
-	log_info("file %s: %lld bytes, %lld lines, \"%s\", from uid %lld", f.id, (long long)f.bytes,
-	         (long long)f.lines, f.filename, (long long)u->uid);
-	http_json(req, 200, stored_file_object(&f));
-	upload_free(u);
-}
-
-static const struct hreq_sink upload_sink = {
-    .data = upload_data,
-    .end = upload_end,
-};
-
-static void files_create(struct llmqd *d, struct hreq *req, int64_t uid)
-{
-	struct upload_ctx *u = calloc(1, sizeof(*u));
-	char why[512];
-	int64_t length;
-	int r;
-
-	if (!u) {
-		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
-		return;
-	}
-	u->d = d;
-	u->req = req;
-	u->uid = uid;
-	u->fd = -1;
-	u->room = -1;
-	if (health_disk(d, why, sizeof(why))) {
-		d->refusals[REFUSAL_TOO_LARGE]++;
-		http_error(req, 507, "server_error", "insufficient_storage", "%s; nothing was kept",
-		           why);
-		free(u);
-		return;
-	}
-	/* What the head says comes (the form is a little more than its file). */
-	length = hreq_content_length(req);
-	r = quota_files(d, uid, length > 0 ? length : 0, why, sizeof(why));
-	if (r == -EDQUOT) {
-		d->refusals[REFUSAL_TOO_LARGE]++;
-		http_error(req, 507, "invalid_request_error", "quota_exceeded",
-		           "%s; nothing was kept", why);
-		free(u);
-		return;
-	}
-	if (r < 0) {
-		http_store_error(d, req, "count your uploaded files", r);
-		free(u);
-		return;
-	}
-	if (d->cfg->files_max_bytes_per_user > 0) {
-		int64_t held = 0;
-
-		if (store_files_bytes(d->store, uid, &held) == 0)
-			u->room = d->cfg->files_max_bytes_per_user - held;
-	}
-	if (upload_init(&u->form, hreq_header(req, "Content-Type"), (int64_t)LLMQ_MAX_BATCH_BYTES,
-	                LLMQ_MAX_BATCH_LINES, upload_write, u) < 0) {
-		upload_refuse(u);
-		return;
-	}
-	r = files_create_temp(d->files, u->tmp, sizeof(u->tmp), &u->fd);
-	if (r < 0) {
-		http_error(req, 500, "server_error", NULL, "llmqd cannot create a file in %s: %s",
-		           files_dir(d->files), strerror(-r));
-		free(u);
-		return;
-	}
-	hreq_on_gone(req, upload_gone, u);
-	hreq_stream_body(req, &upload_sink, u);
 }
 
 /* ---- output and error files: file-output-<batch>, file-errors-<batch> ---- */
@@ -588,7 +355,7 @@ static void files_list(struct llmqd *d, struct hreq *req, int64_t uid)
 	for (i = 0; o && data && i < n && i < limit; i++) {
 		if (files_deleting(d->files, rows[i].id))
 			continue;
-		json_object_array_add(data, stored_file_object(&rows[i]));
+		json_object_array_add(data, route_files_object(&rows[i]));
 		if (first < 0)
 			first = i;
 		last = i;
@@ -623,7 +390,7 @@ static void file_get(struct llmqd *d, struct hreq *req, const char *id, int64_t 
 		http_store_error(d, req, "read the file's record", r);
 		return;
 	}
-	http_json(req, 200, stored_file_object(&f));
+	http_json(req, 200, route_files_object(&f));
 }
 
 static void file_delete(struct llmqd *d, struct hreq *req, const char *id, int64_t uid)
@@ -680,7 +447,7 @@ static void file_delete(struct llmqd *d, struct hreq *req, const char *id, int64
 	http_json(req, 200, o);
 }
 
-int http_files_route(struct llmqd *d, struct hreq *req, const char *path)
+static void files_route(struct llmqd *d, struct hreq *req, const char *path)
 {
 	const char *m = hreq_method(req), *rest;
 	char id[128];
@@ -688,28 +455,26 @@ int http_files_route(struct llmqd *d, struct hreq *req, const char *path)
 	size_t n;
 	int r;
 
-	if (strcmp(path, "/v1/files") != 0 && strncmp(path, "/v1/files/", 10) != 0)
-		return 0;
-	r = http_caller(d->http, req, 1, &uid);
+	r = http_caller(d, req, 1, &uid);
 	if (r < 0) {
 		http_refuse_caller(req, r);
-		return 1;
+		return;
 	}
 	if (strcmp(path, "/v1/files") == 0) {
 		if (strcmp(m, "POST") == 0)
-			files_create(d, req, uid);
+			route_files_upload(d, req, uid);
 		else if (strcmp(m, "GET") == 0)
 			files_list(d, req, uid);
 		else
 			http_error(req, 405, "invalid_request_error", NULL,
 			           "/v1/files takes POST (upload) and GET (list)");
-		return 1;
+		return;
 	}
 	rest = path + 10;
 	n = strcspn(rest, "/");
 	if (n == 0 || n >= sizeof(id)) {
 		not_found(req, rest);
-		return 1;
+		return;
 	}
 	memcpy(id, rest, n);
 	id[n] = '\0';
@@ -723,5 +488,9 @@ int http_files_route(struct llmqd *d, struct hreq *req, const char *path)
 	else
 		http_error(req, 405, "invalid_request_error", NULL,
 		           "/v1/files/{id} takes GET and DELETE; /v1/files/{id}/content takes GET");
-	return 1;
 }
+
+const struct http_route route_files[] = {
+    {.path = "/v1/files", .tree = 1, .handle = files_route},
+    {0},
+};

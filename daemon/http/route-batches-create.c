@@ -1,42 +1,42 @@
 /*
- * http-batches.c - the Batches API: POST /v1/batches, GET /v1/batches,
- * GET /v1/batches/{id}, POST /v1/batches/{id}/cancel.
- *
- * A batch made here is the batch `llmq submit` makes: its input file is
- * read line by line into the same ingest (the same validation, the same
- * admission, stored in one transaction), in slices of a few milliseconds so
- * that a 50,000-line file does not hold the loop. What ingest refuses is
- * told as the hosted API tells it: an input that does not validate makes a
- * batch whose status is failed, with errors.data[] naming the lines, and
- * nothing runs; admission's refusal is a 503 BATCH_RATE_LIMITED with a
- * Retry-After of at least a second when waiting may cure it, a 400 naming
- * the line (or the limit) when it cannot; nothing is stored.
+ * route-batches-create.c - POST /v1/batches: a batch made as `llmq submit`
+ * makes it. Its input file is read line by line into the same ingest (the
+ * same validation, the same admission, stored in one transaction), in
+ * slices of a few milliseconds so that a 50,000-line file does not hold
+ * the loop. What ingest refuses is told as the hosted API tells it: an
+ * input that does not validate makes a batch whose status is failed, with
+ * errors.data[] naming the lines, and nothing runs; admission's refusal is
+ * a 503 BATCH_RATE_LIMITED with a Retry-After of at least a second when
+ * waiting may cure it, a 400 naming the line (or the limit) when it cannot;
+ * nothing is stored.
  *
  * Ownership: a struct load lives from the request until it is answered or
  * its caller left; it owns the ingest until ingest_end() takes it.
  */
-#include "store/files.h"
-#include "view/health.h"
-#include "http/http.h"
-#include "store/ingest.h"
+#include "http/caller.h"
+#include "http/reply.h"
+#include "http/route-batches.h"
+#include "llmqd.h"
 #include "log.h"
 #include "protocol.h"
 #include "service/quota.h"
 #include "engine/scheduler.h"
+#include "store/files.h"
+#include "store/ingest.h"
 #include "store/store.h"
 #include "text.h"
 #include "timeutil.h"
+#include "view/health.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define BATCH_REQUEST_MAX (64 * 1024) /* the body of POST /v1/batches */
-#define LOAD_SLICE_MS 5               /* reading the input file, per turn of the loop */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#define LOAD_SLICE_MS 5 /* reading the input file, per turn of the loop */
 #define LOAD_READ (256 * 1024)
-#define BATCHES_LIST_MAX 100
 #define METADATA_MAX_KEYS 16
 #define METADATA_MAX_KEY 64
 #define METADATA_MAX_VALUE 512
@@ -76,123 +76,6 @@ static void load_free(struct load *l)
 	free(l);
 }
 
-static int64_t jint(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_int64(v) : 0;
-}
-
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
-
-static void put_secs(json_object *o, const char *key, int64_t ms)
-{
-	json_object_object_add(o, key, ms > 0 ? json_object_new_int64(ms / 1000) : NULL);
-}
-
-static void put_id(json_object *o, const char *key, const char *prefix, const char *id, int on)
-{
-	char buf[64];
-
-	snprintf(buf, sizeof(buf), "%s%s", prefix, id);
-	json_object_object_add(o, key, on ? json_object_new_string(buf) : NULL);
-}
-
-static void window_text(int64_t ms, char *buf, size_t len)
-{
-	if (ms % 3600000 == 0)
-		snprintf(buf, len, "%lldh", (long long)(ms / 3600000));
-	else if (ms % 60000 == 0)
-		snprintf(buf, len, "%lldm", (long long)(ms / 60000));
-	else if (ms % 1000 == 0)
-		snprintf(buf, len, "%llds", (long long)(ms / 1000));
-	else
-		snprintf(buf, len, "%lldms", (long long)ms);
-}
-
-/* The hosted API's batch object, from the store's view of batch b. */
-static json_object *batch_object(json_object *b)
-{
-	json_object *o = json_object_new_object(), *rc = json_object_new_object(), *counts = NULL,
-	            *v, *errs;
-	const char *state = jstr(b, "state"), *id = jstr(b, "id"), *status;
-	int64_t created = jint(b, "created_at"), finished = jint(b, "finished_at"),
-	        expired = jint(b, "expired_at"), ok, failed, cancelled;
-	int done;
-	char w[32];
-
-	if (!o || !rc || !state || !id) {
-		json_object_put(o);
-		json_object_put(rc);
-		return NULL;
-	}
-	json_object_object_get_ex(b, "counts", &counts);
-	ok = jint(counts, "succeeded");
-	failed = jint(counts, "failed");
-	cancelled = jint(counts, "cancelled");
-	if (strcmp(state, "completed") == 0)
-		status = expired ? "expired" : "completed";
-	else
-		status = state; /* in_progress, cancelling, cancelled, failed: the same words */
-	done = strcmp(state, "completed") == 0 || strcmp(state, "cancelled") == 0;
-	json_object_object_add(o, "id", json_object_new_string(id));
-	json_object_object_add(o, "object", json_object_new_string("batch"));
-	v = json_object_object_get_ex(b, "endpoint", &v) && v ? json_object_get(v) : NULL;
-	json_object_object_add(o, "endpoint",
-	                       v ? v : json_object_new_string("/v1/chat/completions"));
-	errs = NULL;
-	if (json_object_object_get_ex(b, "errors", &v) && v) {
-		errs = json_object_new_object();
-		if (errs) {
-			json_object_object_add(errs, "object", json_object_new_string("list"));
-			json_object_object_add(errs, "data", json_object_get(v));
-		}
-	}
-	json_object_object_add(o, "errors", errs);
-	v = json_object_object_get_ex(b, "input_file_id", &v) && v ? json_object_get(v) : NULL;
-	json_object_object_add(o, "input_file_id", v ? v : json_object_new_string(""));
-	window_text(jint(b, "window_ms"), w, sizeof(w));
-	json_object_object_add(o, "completion_window", json_object_new_string(w));
-	json_object_object_add(o, "status", json_object_new_string(status));
-	put_id(o, "output_file_id", "file-output-", id, done && ok > 0);
-	put_id(o, "error_file_id", "file-errors-", id, done && failed + cancelled > 0);
-	put_secs(o, "created_at", created);
-	put_secs(o, "in_progress_at", strcmp(state, "failed") ? created : 0);
-	put_secs(o, "expires_at", created + jint(b, "window_ms"));
-	put_secs(o, "finalizing_at", done ? finished : 0);
-	put_secs(o, "completed_at", strcmp(status, "completed") == 0 ? finished : 0);
-	put_secs(o, "failed_at", strcmp(state, "failed") == 0 ? finished : 0);
-	put_secs(o, "expired_at", expired);
-	put_secs(o, "cancelling_at", jint(b, "cancelling_at"));
-	put_secs(o, "cancelled_at", strcmp(state, "cancelled") == 0 ? finished : 0);
-	json_object_object_add(rc, "total", json_object_new_int64(jint(b, "total")));
-	json_object_object_add(rc, "completed", json_object_new_int64(ok));
-	json_object_object_add(rc, "failed", json_object_new_int64(failed));
-	json_object_object_add(o, "request_counts", rc);
-	v = json_object_object_get_ex(b, "metadata", &v) && v ? json_object_get(v) : NULL;
-	json_object_object_add(o, "metadata", v);
-	return o;
-}
-
-/* Answer with batch id as it is now. */
-static void reply_batch(struct llmqd *d, struct hreq *req, const char *id)
-{
-	json_object *b = NULL;
-	int r = store_batch_brief(d->store, id, &b);
-
-	if (r < 0) {
-		http_store_error(d, req, "read the batch", r);
-		return;
-	}
-	http_json(req, 200, batch_object(b));
-	json_object_put(b);
-}
-
 /* ---- POST /v1/batches: the ingest's answer, as the hosted API gives it ---- */
 
 /*
@@ -203,7 +86,8 @@ static void reply_failed(struct load *l, json_object *err)
 {
 	json_object *data = json_object_new_array(), *lines, *e, *x;
 	struct store_batch b = {0};
-	const char *msg = jstr(err, "message"), *code = jstr(err, "code"), *s;
+	const char *msg = route_batches_str(err, "message"), *code = route_batches_str(err, "code"),
+	           *s;
 	char id[19];
 	size_t i, n;
 	int r;
@@ -223,9 +107,12 @@ static void reply_failed(struct load *l, json_object *err)
 			                       json_object_new_string("invalid_request"));
 			json_object_object_add(
 			    e, "message",
-			    json_object_new_string(jstr(x, "error") ? jstr(x, "error") : ""));
+			    json_object_new_string(route_batches_str(x, "error")
+			                               ? route_batches_str(x, "error")
+			                               : ""));
 			json_object_object_add(e, "param", NULL);
-			json_object_object_add(e, "line", json_object_new_int64(jint(x, "line")));
+			json_object_object_add(e, "line",
+			                       json_object_new_int64(route_batches_int(x, "line")));
 			json_object_array_add(data, e);
 		}
 	}
@@ -269,11 +156,14 @@ static void reply_failed(struct load *l, json_object *err)
 	log_info("batch %s from file %s failed validation (%lld bad line%s; first: line %lld: "
 	         "%s); stored as failed, nothing runs",
 	         id, l->file_id,
-	         (long long)(jint(err, "bad_lines") > 0 ? jint(err, "bad_lines") : 1),
-	         jint(err, "bad_lines") > 1 ? "s" : "", (long long)jint(x, "line"),
-	         jstr(x, "message") ? jstr(x, "message") : "");
+	         (long long)(route_batches_int(err, "bad_lines") > 0
+	                         ? route_batches_int(err, "bad_lines")
+	                         : 1),
+	         route_batches_int(err, "bad_lines") > 1 ? "s" : "",
+	         (long long)route_batches_int(x, "line"),
+	         route_batches_str(x, "message") ? route_batches_str(x, "message") : "");
 	json_object_put(data);
-	reply_batch(l->d, l->req, id);
+	route_batches_reply(l->d, l->req, id);
 }
 
 static void owner_reply(void *ud, json_object *o)
@@ -293,11 +183,11 @@ static void owner_reply(void *ud, json_object *o)
 	}
 	if (!json_object_object_get_ex(o, "error", &err)) {
 		sched_kick(l->d->sched);
-		reply_batch(l->d, req, jstr(o, "id"));
+		route_batches_reply(l->d, req, route_batches_str(o, "id"));
 		goto out;
 	}
-	code = jstr(err, "code");
-	msg = jstr(err, "message");
+	code = route_batches_str(err, "code");
+	msg = route_batches_str(err, "message");
 	if (code && strcmp(code, ERR_RATE_LIMITED) == 0 &&
 	    json_object_object_get_ex(err, "retryable", &v) && !json_object_get_boolean(v)) {
 		/* A Retry-After would have an SDK try again for ever. */
@@ -305,7 +195,7 @@ static void owner_reply(void *ud, json_object *o)
 		           "%s; nothing was stored", msg ? msg : "refused by admission");
 	} else if (code && strcmp(code, ERR_RATE_LIMITED) == 0) {
 		/* Never 0: an SDK would come back at once, again and again. */
-		after = jint(err, "retry_after");
+		after = route_batches_int(err, "retry_after");
 		snprintf(ra, sizeof(ra), "%lld", (long long)(after < 1 ? 1 : after));
 		hreq_add_header(req, "Retry-After", ra);
 		http_error(req, 503, "rate_limit", "BATCH_RATE_LIMITED", "%s",
@@ -510,7 +400,7 @@ out:
 	return text;
 }
 
-static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
+void route_batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 {
 	struct llmqd *d = ud;
 	struct ingest_opts opts = {0};
@@ -522,16 +412,16 @@ static void batches_create(void *ud, struct hreq *req, struct evbuffer *body)
 	int64_t uid;
 	int r, refuse_db, never;
 
-	http_caller(d->http, req, 1, &uid); /* the route checked it */
+	http_caller(d, req, 1, &uid); /* the route checked it */
 	r = proto_parse_object((const char *)evbuffer_pullup(body, -1), evbuffer_get_length(body),
 	                       &o, err, sizeof(err));
 	if (r < 0) {
 		http_error(req, 400, "invalid_request_error", "invalid_body", "%s", err);
 		return;
 	}
-	file_id = jstr(o, "input_file_id");
-	endpoint = jstr(o, "endpoint");
-	window = jstr(o, "completion_window");
+	file_id = route_batches_str(o, "input_file_id");
+	endpoint = route_batches_str(o, "endpoint");
+	window = route_batches_str(o, "completion_window");
 	if (!file_id || !endpoint || !window) {
 		http_error(req, 400, "invalid_request_error", "missing_required_parameter",
 		           "POST /v1/batches takes input_file_id, endpoint and completion_window");
@@ -645,133 +535,4 @@ oom:
 	http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
 out:
 	json_object_put(o);
-}
-
-/* ---- GET /v1/batches, GET /v1/batches/{id}, POST .../cancel ---- */
-
-static void batches_list(struct llmqd *d, struct hreq *req, int64_t uid)
-{
-	json_object *arr = NULL, *o, *data, *b;
-	char v[64], after[64] = "";
-	int limit = 20, n, i, r;
-
-	if (hreq_param(req, "limit", v, sizeof(v)) >= 0) {
-		limit = atoi(v);
-		if (limit < 1 || limit > BATCHES_LIST_MAX) {
-			http_error(req, 400, "invalid_request_error", "invalid_limit",
-			           "limit must be 1..%d", BATCHES_LIST_MAX);
-			return;
-		}
-	}
-	hreq_param(req, "after", after, sizeof(after));
-	r = store_batch_page(d->store, uid, after[0] ? after : NULL, limit + 1, &arr);
-	if (r < 0) {
-		http_store_error(d, req, "list the batches", r);
-		return;
-	}
-	n = (int)json_object_array_length(arr);
-	o = json_object_new_object();
-	data = json_object_new_array();
-	if (!o || !data) {
-		json_object_put(o);
-		json_object_put(data);
-		json_object_put(arr);
-		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
-		return;
-	}
-	for (i = 0; i < n && i < limit; i++) {
-		b = batch_object(json_object_array_get_idx(arr, (size_t)i));
-		if (b)
-			json_object_array_add(data, b);
-	}
-	json_object_object_add(o, "object", json_object_new_string("list"));
-	json_object_object_add(o, "data", data);
-	b = n ? json_object_array_get_idx(arr, 0) : NULL;
-	json_object_object_add(o, "first_id", b ? json_object_new_string(jstr(b, "id")) : NULL);
-	b = n ? json_object_array_get_idx(arr, (size_t)(n > limit ? limit : n) - 1) : NULL;
-	json_object_object_add(o, "last_id", b ? json_object_new_string(jstr(b, "id")) : NULL);
-	json_object_object_add(o, "has_more", json_object_new_boolean(n > limit));
-	json_object_put(arr);
-	http_json(req, 200, o);
-}
-
-static void batch_cancel(struct llmqd *d, struct hreq *req, const char *id, json_object *b)
-{
-	const char *state = jstr(b, "state");
-	int64_t n = 0;
-	int r;
-
-	if (strcmp(state, "cancelling") == 0 || strcmp(state, "cancelled") == 0) {
-		http_json(req, 200, batch_object(b));
-		return;
-	}
-	if (strcmp(state, "in_progress") != 0) {
-		http_error(req, 409, "invalid_request_error", "batch_not_cancellable",
-		           "batch %s is %s; only a batch in progress can be cancelled", id,
-		           jstr(b, "expired_at") ? "expired" : state);
-		return;
-	}
-	r = store_batch_cancel(d->store, id, time_wall_ms(), &n);
-	if (r < 0) {
-		http_store_error(d, req, "cancel the batch", r);
-		return;
-	}
-	log_info("batch %s: cancelled over HTTP, %lld queued jobs dropped", id, (long long)n);
-	reply_batch(d, req, id);
-}
-
-int http_batches_route(struct llmqd *d, struct hreq *req, const char *path)
-{
-	const char *m = hreq_method(req), *rest;
-	json_object *b = NULL;
-	char id[64];
-	int64_t uid;
-	size_t n;
-	int r;
-
-	if (strcmp(path, "/v1/batches") != 0 && strncmp(path, "/v1/batches/", 12) != 0)
-		return 0;
-	r = http_caller(d->http, req, 1, &uid);
-	if (r < 0) {
-		http_refuse_caller(req, r);
-		return 1;
-	}
-	if (strcmp(path, "/v1/batches") == 0) {
-		if (strcmp(m, "POST") == 0)
-			hreq_read_body(req, BATCH_REQUEST_MAX, batches_create, d);
-		else if (strcmp(m, "GET") == 0)
-			batches_list(d, req, uid);
-		else
-			http_error(req, 405, "invalid_request_error", NULL,
-			           "/v1/batches takes POST (create) and GET (list)");
-		return 1;
-	}
-	rest = path + 12;
-	n = strcspn(rest, "/");
-	if (n == 0 || n >= sizeof(id)) {
-		http_error(req, 404, "invalid_request_error", "not_found", "no such batch");
-		return 1;
-	}
-	memcpy(id, rest, n);
-	id[n] = '\0';
-	rest += n;
-	r = http_owned_batch(d, id, uid, &b);
-	if (r == -ENOENT) {
-		http_error(req, 404, "invalid_request_error", "not_found",
-		           "no batch %s among yours; GET /v1/batches lists them", id);
-		return 1;
-	}
-	if (r < 0) {
-		http_store_error(d, req, "read the batch", r);
-		return 1;
-	}
-	if (*rest == '\0' && strcmp(m, "GET") == 0)
-		http_json(req, 200, batch_object(b));
-	else if (strcmp(rest, "/cancel") == 0 && strcmp(m, "POST") == 0)
-		batch_cancel(d, req, id, b);
-	else
-		http_error(req, 405, "invalid_request_error", NULL,
-		           "/v1/batches/{id} takes GET; /v1/batches/{id}/cancel takes POST");
-	json_object_put(b);
-	return 1;
 }

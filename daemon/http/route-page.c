@@ -1,5 +1,5 @@
 /*
- * http-page.c - the live page: GET / and its files (page.h: compiled into
+ * route-page.c - the live page: GET / and its files (page.h: compiled into
  * llmqd, served under a Content-Security-Policy that lets the page load
  * nothing but them and talk to nothing but llmqd), and GET /v1/llmq/live,
  * the JSON it polls (live.c). Anyone who may reach the HTTP face gets the
@@ -7,7 +7,10 @@
  * usage are the caller's own (all of them for root and the admin group),
  * and none for a caller llmqd cannot tell.
  */
-#include "http/http.h"
+#include "http/caller.h"
+#include "http/route.h"
+#include "llmqd.h"
+#include "http/reply.h"
 #include "view/live.h"
 #include "http/page.h"
 
@@ -48,7 +51,7 @@ static void http_page_live(struct llmqd *d, struct hreq *req)
 	int r;
 
 	/* A caller llmqd cannot tell (or an anonymous one) sees the lanes alone. */
-	if (http_caller(d->http, req, 1, &uid) < 0)
+	if (http_caller(d, req, 1, &uid) < 0)
 		uid = -1;
 	r = live_json(d->live, uid, &o, &what);
 	if (r < 0) {
@@ -60,13 +63,17 @@ static void http_page_live(struct llmqd *d, struct hreq *req)
 	http_json(req, 200, o);
 }
 
-int http_page_route(struct llmqd *d, struct hreq *req, const char *path)
+/* The page's files and its JSON: any method, the route refusing all but GET. */
+static int http_page_match(const char *path)
+{
+	return http_page_find(path) || strcmp(path, PAGE_LIVE_PATH) == 0;
+}
+
+static void http_page_route(struct llmqd *d, struct hreq *req, const char *path)
 {
 	const struct page_asset *a = http_page_find(path);
 	int get = strcmp(hreq_method(req), "GET") == 0;
 
-	if (!a && strcmp(path, PAGE_LIVE_PATH) != 0)
-		return 0;
 	if (!get)
 		http_error(req, 405, "invalid_request_error", NULL,
 		           "%.200s takes GET only (the live page and its figures)", path);
@@ -74,5 +81,9 @@ int http_page_route(struct llmqd *d, struct hreq *req, const char *path)
 		http_page_serve(req, a);
 	else
 		http_page_live(d, req);
-	return 1;
 }
+
+const struct http_route route_page[] = {
+    {.match = http_page_match, .handle = http_page_route},
+    {0},
+};

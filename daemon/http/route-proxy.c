@@ -1,5 +1,5 @@
 /*
- * http-proxy.c - the OpenAI-compatible model endpoints: POST
+ * route-proxy.c - the OpenAI-compatible model endpoints: POST
  * /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/responses.
  *
  * A call is validated and estimated as a batch line is (common/), routed to
@@ -19,7 +19,10 @@
  */
 #include "estimate.h"
 #include "http/hop.h"
-#include "http/http.h"
+#include "http/caller.h"
+#include "http/route.h"
+#include "llmqd.h"
+#include "http/reply.h"
 #include "gate/lane.h"
 #include "log.h"
 #include "protocol.h"
@@ -472,7 +475,8 @@ static int body_is_stream(json_object *body)
 	return json_object_object_get_ex(body, "stream", &v) && json_object_get_boolean(v);
 }
 
-void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, struct evbuffer *in)
+static void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path,
+                              struct evbuffer *in)
 {
 	json_object *body = NULL;
 	const char *model, *via;
@@ -489,7 +493,7 @@ void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *path, stru
 	c->d = d;
 	c->req = req;
 	sse_scan_init(&c->sse);
-	r = http_caller(d->http, req, 0, &c->uid);
+	r = http_caller(d, req, 0, &c->uid);
 	if (r < 0) {
 		http_refuse_caller(req, r);
 		goto fail;
@@ -542,3 +546,19 @@ fail:
 	json_object_put(body);
 	call_free(c);
 }
+
+static void http_proxy_on_body(void *ud, struct hreq *req, struct evbuffer *body)
+{
+	http_proxy_handle(ud, req, hreq_path(req), body);
+}
+
+/* The body first, whole: a call is validated, estimated and routed by it. */
+static void http_proxy_route(struct llmqd *d, struct hreq *req, const char *path)
+{
+	hreq_read_body(req, LLMQ_MAX_LINE, http_proxy_on_body, d);
+}
+
+const struct http_route route_proxy[] = {
+    {.method = "POST", .match = proto_known_url, .handle = http_proxy_route},
+    {0},
+};

@@ -1,0 +1,230 @@
+/*
+ * httpserv-answer.c - the answer's writer: the status line and headers
+ * (keep-alive or close, Content-Length or chunked), a whole body or chunks
+ * with the caller's back-pressure, an aborted answer, the server's own
+ * errors; and the end of an answer, which starts the connection's next
+ * request. Reading requests is httpserv-request.c's; connections are
+ * httpserv.c's.
+ */
+#include "http/httpserv-private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <json-c/json.h>
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Content Too Large";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 508:
+		return "Loop Detected";
+	default:
+		return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+	}
+}
+
+void hreq_free(struct hreq *r)
+{
+	if (!r)
+		return;
+	if (r->body)
+		evbuffer_free(r->body);
+	if (r->hdrs)
+		evbuffer_free(r->hdrs);
+	free(r->path);
+	free(r);
+}
+
+/* The answer is complete: the connection goes on to its next request. */
+void hreq_finish(struct hreq *r)
+{
+	struct hconn *c = r->c;
+
+	r->answered = 1;
+	if (c->in_feed)
+		return; /* conn_process finishes it when the reader returns */
+	if (!r->body_done)
+		c->closing = 1; /* the rest of its body would be read as a request */
+	c->req = NULL;
+	c->next_request = 1;
+	hreq_free(r);
+	if (c->closing) {
+		bufferevent_disable(c->bev, EV_READ);
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			hserv_conn_free(c);
+		return;
+	}
+	hserv_arm(c, c->s->lim.timeout_ms);
+	event_active(c->kick, EV_TIMEOUT, 0);
+}
+
+static int keep_alive(const struct hreq *r)
+{
+	return !r->c->closing && !r->head.close;
+}
+
+static void write_head(struct hreq *r, int status, int64_t length)
+{
+	struct evbuffer *out = bufferevent_get_output(r->c->bev);
+
+	if (!keep_alive(r))
+		r->c->closing = 1;
+	evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", r->head.minor ? 1 : 0, status,
+	                    reason(status));
+	if (r->hdrs)
+		evbuffer_add_buffer(out, r->hdrs);
+	if (length >= 0)
+		evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)length);
+	else if (r->head.minor >= 1)
+		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+	else
+		r->c->closing = 1; /* HTTP/1.0: the end of the connection ends the body */
+	if (r->c->closing)
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	else if (r->head.minor == 0)
+		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void hreq_add_header(struct hreq *r, const char *name, const char *value)
+{
+	if (!r->hdrs)
+		r->hdrs = evbuffer_new();
+	if (r->hdrs && !strpbrk(value, "\r\n") && !strpbrk(name, "\r\n:"))
+		evbuffer_add_printf(r->hdrs, "%s: %s\r\n", name, value);
+}
+
+void hreq_reply(struct hreq *r, int status, const void *body, size_t len)
+{
+	write_head(r, status, (int64_t)len);
+	if (len && !r->head_only)
+		bufferevent_write(r->c->bev, body, len);
+	hreq_finish(r);
+}
+
+void hreq_reply_buf(struct hreq *r, int status, struct evbuffer *body)
+{
+	write_head(r, status, (int64_t)evbuffer_get_length(body));
+	if (r->head_only)
+		evbuffer_drain(body, evbuffer_get_length(body));
+	else
+		bufferevent_write_buffer(r->c->bev, body);
+	hreq_finish(r);
+}
+
+void hreq_start(struct hreq *r, int status)
+{
+	r->started = 1;
+	r->chunked = r->head.minor >= 1;
+	write_head(r, status, -1);
+}
+
+size_t hreq_chunk(struct hreq *r, const void *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(r->c->bev);
+
+	if (len && !r->head_only) {
+		if (r->chunked)
+			evbuffer_add_printf(out, "%zx\r\n", len);
+		evbuffer_add(out, data, len);
+		if (r->chunked)
+			evbuffer_add(out, "\r\n", 2);
+	}
+	return evbuffer_get_length(out);
+}
+
+void hreq_end(struct hreq *r)
+{
+	if (r->chunked && !r->head_only)
+		bufferevent_write(r->c->bev, "0\r\n\r\n", 5);
+	hreq_finish(r);
+}
+
+void hreq_abort(struct hreq *r)
+{
+	struct linger lg = {1, 0};
+
+	r->c->closing = 1;
+	if (!r->chunked) /* the close alone would end the body as if whole: reset */
+		setsockopt(bufferevent_getfd(r->c->bev), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	hreq_finish(r);
+}
+
+void hreq_on_gone(struct hreq *r, void (*gone)(void *ud), void *ud)
+{
+	r->gone = gone;
+	r->gone_ud = ud;
+}
+
+void hreq_on_drain(struct hreq *r, void (*drain)(void *ud), void *ud)
+{
+	r->drain = drain;
+	r->drain_ud = ud;
+}
+
+/* An answer of the server's own, in OpenAI's error shape. */
+void hreq_reply_error(struct hreq *r, int status, const char *code, const char *msg)
+{
+	json_object *o = json_object_new_object(), *e = json_object_new_object();
+	const char *s = NULL;
+	size_t len = 0;
+
+	if (o && e) {
+		json_object_object_add(e, "message", json_object_new_string(msg));
+		json_object_object_add(e, "type",
+		                       json_object_new_string(status >= 500
+		                                                  ? "server_error"
+		                                                  : "invalid_request_error"));
+		json_object_object_add(e, "param", NULL);
+		json_object_object_add(e, "code", code ? json_object_new_string(code) : NULL);
+		json_object_object_add(o, "error", e);
+		e = NULL;
+		s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+	}
+	hreq_add_header(r, "Content-Type", "application/json");
+	hreq_reply(r, status, s ? s : "", s ? len : 0);
+	json_object_put(o);
+	json_object_put(e);
+}
