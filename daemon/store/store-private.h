@@ -117,10 +117,11 @@ int store_errno(int rc);
 int store_prep(struct store *s, enum stmt_id id, sqlite3_stmt **ret);
 /* Run a statement that returns no rows; *ret_changes may be NULL. */
 int store_run(struct store *s, sqlite3_stmt *st, int64_t *ret_changes);
-/* v, or NULL when v is NULL. */
+/* Binds v (not copied), or NULL when v is NULL. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *v);
-/* v, or NULL when v < 0. */
+/* Binds v, or NULL when v < 0 (none). */
 void store_bind_opt_int(sqlite3_stmt *st, int i, int64_t v);
+/* Runs llmqd's own SQL text (a pragma, a migration): nothing is bound. */
 int store_exec(struct store *s, const char *sql);
 /* Run statement id, which takes no values. */
 int store_simple(struct store *s, enum stmt_id id);
@@ -139,6 +140,7 @@ int store_sum_of(struct store *s, enum stmt_id id, int64_t uid, int64_t *ret);
 		if (r < 0)                                                                         \
 			return r;                                                                  \
 	} while (0)
+
 /* Ends what TX_BEGIN began: r < 0 rolls it back, else it is kept; returns r,
  * or the commit's error. */
 int store_tx_end(struct store *s, int own, int r);
