@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c - the configuration file (daemon/service/config.c, through libinih),
+ * fuzz_config.c - the configuration file (daemon/service/config-file.c, through libinih),
  * fed as an INI file's text through the real config_load() path: written to
  * a memfd (no file on disk) and passed as --config /proc/self/fd/N.
  *

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "http/hop.h"
+#include "engine/hop.h"
 #include "params.h"
 
 struct hop_case {

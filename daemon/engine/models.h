@@ -6,7 +6,7 @@
  * whose upstream has not given one (an error, a timeout, not a list) shows
  * its model patterns instead. Owns its own transfers, apart from the
  * scheduler's, so that they are never counted as calls in flight. The HTTP
- * route that answers with the list lives in http.c.
+ * route that answers with the list lives in http/route-status.c.
  */
 #ifndef LLMQ_MODELS_H
 #define LLMQ_MODELS_H

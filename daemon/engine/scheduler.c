@@ -16,7 +16,7 @@
  */
 #include "engine/scheduler-private.h"
 #include "service/config.h"
-#include "http/hop.h"
+#include "engine/hop.h"
 #include "gate/lane.h"
 #include "log.h"
 #include "store/store.h"

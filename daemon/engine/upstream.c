@@ -6,7 +6,7 @@
  * CURLINFO_PRIVATE. A curl failure fails the transfer, never the daemon.
  */
 #include "engine/upstream.h"
-#include "http/hop.h"
+#include "engine/hop.h"
 #include "timeutil.h"
 
 #include <ctype.h>

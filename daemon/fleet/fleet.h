@@ -5,7 +5,8 @@
  * command timeouts (hiredis 0.14 has neither), reconnecting with backoff, the
  * heartbeat that tells how many hosts share each key, and loading the Lua
  * library (daemon/fleet/fleet.lua, compiled in) whose functions are the shared gate.
- * What the gate decides stays in gate.c; the scheduler asks through here.
+ * What the gate decides stays in gate/ (gate.c, gate-provider.c, gate-grant.c); the scheduler asks
+ * through here.
  */
 #ifndef LLMQ_FLEET_H
 #define LLMQ_FLEET_H

@@ -13,7 +13,7 @@ tests/test_fleet.c runs one table of cases through both and compares the
 decisions and the state. Change one, change the other.
 
 The keys of a share S: llmq:{S}:gate, the gate's fields (named as
-gate_field_names[] in gate.c), its limits, epoch, claim and the pause's
+gate_field_names[] in gate/gate-grant.c), its limits, epoch, claim and the pause's
 reason, packed with cmsgpack; llmq:{S}:leases, a sorted set of the
 launches in flight scored by their deadline; llmq:{S}:lease, a hash of each
 lease's "class cost at host". llmq:{S}:hosts and llmq:host:ID are the

@@ -22,7 +22,7 @@
 #include "service/quota.h"
 #include "engine/scheduler.h"
 #include "store/files.h"
-#include "store/ingest.h"
+#include "engine/ingest.h"
 #include "store/store.h"
 #include "text.h"
 #include "timeutil.h"

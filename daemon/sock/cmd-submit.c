@@ -1,13 +1,13 @@
 /*
  * cmd-submit.c - "submit": the header {"lines": N, "window": "24h", "name",
  * "dry_run", "priority"} is checked here; the N input lines that follow are
- * received by ingest.c, which answers once they are in. A header that cannot
- * be honoured closes the connection after the reply, since the lines that
- * follow it cannot be told from requests.
+ * received by ingest.c and stored by ingest-store.c, which answers once they are in. A header that
+ * cannot be honoured closes the connection after the reply, since the lines that follow it cannot
+ * be told from requests.
  */
 #include "sock/cmd.h"
 #include "view/health.h"
-#include "store/ingest.h"
+#include "engine/ingest.h"
 #include "protocol.h"
 #include "service/quota.h"
 #include "timeutil.h"

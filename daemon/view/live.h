@@ -7,7 +7,7 @@
  * everyone; batches, errors and usage follow the ownership rules (access.h):
  * a user's own, everything for root and the admin group, nothing for a
  * caller nobody can tell. Nothing it reads costs more with a deep queue:
- * the store's job counts, never a row per job. http-page.c serves it.
+ * the store's job counts, never a row per job. http/route-page.c serves it.
  */
 #ifndef LLMQ_LIVE_H
 #define LLMQ_LIVE_H

@@ -1,14 +1,14 @@
 /*
  * ingest.c - the batch state machine's first half: receiving. Owns the lines
  * of one batch from the first to the decision: its sender (a socket client
- * through ipc, or http-batches.c reading a stored file) calls ingest_line()
+ * through ipc, or route-batches-create.c reading a stored file) calls ingest_line()
  * per input line, ingest_end() when all arrived, ingest_abort() when it went
  * away. Each line is validated and kept as it comes; at the end the whole is
  * checked (duplicate custom_ids, a repeated idempotency key, admission) and
  * refused with its first bad lines, or handed to ingest-store.c, which
  * stores it and answers the owner.
  */
-#include "store/ingest-private.h"
+#include "engine/ingest-private.h"
 #include "text.h"
 #include "gate/admission.h"
 #include "sock/cmd.h"

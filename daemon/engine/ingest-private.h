@@ -13,7 +13,7 @@
 
 #include "gate/admission.h"
 #include "protocol.h"
-#include "store/ingest.h"
+#include "engine/ingest.h"
 
 /* Stored per transaction, per turn of the loop: so many jobs, or so many bytes of bodies. */
 #define INGEST_SLICE 1000

@@ -7,7 +7,7 @@
  * answered with the batch stored under it, a dry run with where its lines
  * would go. Receiving the lines is ingest.c's.
  */
-#include "store/ingest-private.h"
+#include "engine/ingest-private.h"
 #include "sock/cmd.h"
 #include "log.h"
 #include "protocol.h"
