@@ -209,3 +209,43 @@ Test(writer, a_stop_writes_what_the_writer_was_handed, .timeout = 90)
 	             h_sql_int(&d, "SELECT count(*) FROM attempts WHERE outcome = 'succeeded'"));
 	h_mock_stop(&m);
 }
+
+Test(writer, the_loop_does_not_take_the_writer_for_another_program, .timeout = 120)
+{
+	static char log[8 << 20];
+	char dir[64], file[128], id[40];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	const char *first;
+	sqlite3 *db;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=256", NULL);
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 20000, "gpt-4o-mini", 5);
+	h_submit(&d, file, id, sizeof(id));
+	/* A backlog the writer then writes group after group, while the loop
+	 * records launches between them: their locks meet, nobody else's. */
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	cr_assert_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK, "%s",
+	             sqlite3_errmsg(db));
+	usleep(3000 * 1000);
+	cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	usleep(2500 * 1000);
+	h_read_file(d.log, log, sizeof(log));
+	cr_assert(strstr(log, "takes writes again"), "the outside lock was seen and let go: %s",
+	          log);
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 90));
+	h_read_file(d.log, log, sizeof(log));
+	/* Once: for the outside lock alone. */
+	first = strstr(log, "locked by another program");
+	cr_assert(first, "%s", log);
+	cr_assert_null(strstr(first + 1, "locked by another program"),
+	               "the writer taken for another program: %s", log);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'"), 20000);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}

@@ -426,8 +426,10 @@ struct store {
 	char *reading; /* the held ids as a JSON array; NULL: none */
 	sqlite3_stmt *stmt[S__COUNT];
 	int in_tx;
-	int exclusive;           /* opened with locking_mode EXCLUSIVE: the disk had no room */
-	int patient;             /* start-up: wait STORE_OPEN_WAIT_MS for locks */
+	int exclusive;          /* opened with locking_mode EXCLUSIVE: the disk had no room */
+	int patient;            /* start-up: wait STORE_OPEN_WAIT_MS for locks */
+	int (*sibling)(void *); /* store_on_sibling()'s */
+	void *sibling_ud;
 	int64_t contended_since; /* wall ms of the first write refused by a lock; 0: none */
 	struct stat st;          /* the file opened, to notice it being replaced */
 	char *path;
@@ -448,6 +450,8 @@ static int on_busy(void *userdata, int count)
 	struct timespec ms = {0, 1000000};
 	int limit = s->patient ? STORE_OPEN_WAIT_MS : STORE_BUSY_WAIT_MS;
 
+	if (s->sibling && s->sibling(s->sibling_ud))
+		return 1; /* our own writer held it, and has let go: no other program's */
 	if (!s->contended_since && count < limit) {
 		nanosleep(&ms, NULL);
 		return 1;
@@ -2462,4 +2466,10 @@ void store_note_contended(struct store *s, int64_t since)
 		s->contended_since = 0;
 	else if (!s->contended_since)
 		s->contended_since = since;
+}
+
+void store_on_sibling(struct store *s, int (*wait)(void *), void *userdata)
+{
+	s->sibling = wait;
+	s->sibling_ud = userdata;
 }

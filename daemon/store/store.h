@@ -460,6 +460,13 @@ int store_checkpoint(struct store *s);
 /* Let this connection's commits checkpoint past pages of WAL (0: never). */
 #define STORE_AUTOCHECKPOINT 1000
 int store_autocheckpoint(struct store *s, int pages);
+/*
+ * When a write finds the database locked, ask wait(userdata) first: it
+ * returns 1 when this process's other connection (the writer's) held the
+ * lock and has let go (try again, and no other program is to blame), 0 to
+ * wait and count as usual. NULL: none.
+ */
+void store_on_sibling(struct store *s, int (*wait)(void *), void *userdata);
 /* Another connection (the writer's) was refused by a lock since wall ms
  * since (0: it is not any more): store_contended_since() says so. */
 void store_note_contended(struct store *s, int64_t since);

@@ -57,11 +57,11 @@ struct wb_lot {
 #define CALLS_MAX 512
 
 /*
- * At most this many outcomes a transaction: the loop's own writes (a launch
- * record) wait for the writer's transaction, at most 10 ms, so it stays
- * short; the rest follow in the next one at once.
+ * At most this many outcomes a transaction: a write of the loop's (a
+ * launch's record) that meets the writer's transaction waits for its end
+ * (writer_holds_lock), so it stays short; the rest follow at once.
  */
-#define GROUP_MAX 256
+#define GROUP_MAX 64
 
 /* What the writer holds: a lot taken from the queue's head. */
 struct wb_group {
@@ -284,7 +284,7 @@ static void writeback_log_end(struct writeback *wb, const char *id)
  * Write a lot, all in one transaction or none; 0 or -errno. On whichever
  * thread holds st: it touches st and the lot alone.
  */
-static int writeback_write(struct store *st, struct wb_lot *lot)
+static int writeback_write(struct store *st, struct wb_lot *lot, struct writer_item *it)
 {
 	struct pending *p;
 	struct pending_call *pc;
@@ -295,6 +295,8 @@ static int writeback_write(struct store *st, struct wb_lot *lot)
 	r = store_tx_begin(st);
 	if (r < 0)
 		return r;
+	if (it)
+		writer_holds_lock(it, 1);
 	TAILQ_FOREACH(p, &lot->queue, link)
 	{
 		/* Each outcome is a savepoint: one refused for good is undone alone. */
@@ -336,6 +338,8 @@ static int writeback_write(struct store *st, struct wb_lot *lot)
 		r = store_tx_commit(st);
 	if (r < 0)
 		store_tx_rollback(st);
+	if (it)
+		writer_holds_lock(it, 0);
 	return r;
 }
 
@@ -431,7 +435,7 @@ static void write_ended(struct writeback *wb, int r, int had, const char *why)
 static int group_run(struct store *st, struct writer_item *it)
 {
 	struct wb_group *g = (struct wb_group *)it;
-	int r = writeback_write(st, &g->lot);
+	int r = writeback_write(st, &g->lot, it);
 
 	if (r < 0)
 		g->why = strdup(store_errmsg(st));
@@ -497,7 +501,7 @@ static int hand_over(struct writeback *wb)
 static int write_here(struct writeback *wb)
 {
 	int had = !TAILQ_EMPTY(&wb->lot.queue);
-	int r = writeback_write(wb->store, &wb->lot);
+	int r = writeback_write(wb->store, &wb->lot, NULL);
 
 	if (r == 0) {
 		writeback_written(wb, &wb->lot);

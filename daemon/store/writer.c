@@ -18,16 +18,23 @@
 
 /* Idle this long, the writer checkpoints what the loop's connection wrote. */
 #define WRITER_IDLE_MS 1000
+/* A write of the loop's waits at most this for the writer's transaction. */
+#define WRITER_LOCK_WAIT_MS 100
+/* Having made the loop wait, the writer lets it have the lock first. */
+#define WRITER_YIELD_NS 1000000
 
 struct writer {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t work;     /* to the writer: an item, or stop */
 	pthread_cond_t answered; /* to a draining loop: an item is done */
+	pthread_cond_t released; /* to a loop's write: the writer let go of the database */
 	/* Under lock: all that the two threads share. */
 	struct writer_item *in, **in_tail;
 	struct writer_item *out, **out_tail;
 	int stop;
+	int locked;       /* the writer's connection holds the write lock */
+	int loop_waiting; /* a write of the loop's waited for it */
 	/* The writer thread's alone while it runs. */
 	struct store *st;
 	/* The loop's alone. */
@@ -56,7 +63,9 @@ static void *writer_main(void *arg)
 	struct writer *w = arg;
 	struct writer_item *it;
 	struct timespec until;
+	struct timespec pause = {0, WRITER_YIELD_NS};
 	uint64_t one = 1;
+	int yield;
 	ssize_t n;
 
 	pthread_mutex_lock(&w->lock);
@@ -77,7 +86,11 @@ static void *writer_main(void *arg)
 		w->in = it->next;
 		if (!w->in)
 			w->in_tail = &w->in;
+		yield = w->loop_waiting;
+		w->loop_waiting = 0;
 		pthread_mutex_unlock(&w->lock);
+		if (yield)
+			nanosleep(&pause, NULL);
 
 		it->r = it->run(w->st, it);
 
@@ -91,6 +104,43 @@ static void *writer_main(void *arg)
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
+}
+
+void writer_holds_lock(struct writer_item *it, int held)
+{
+	struct writer *w = it->w;
+
+	pthread_mutex_lock(&w->lock);
+	w->locked = held;
+	if (!held)
+		pthread_cond_broadcast(&w->released);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* The loop's connection met the lock (store_on_sibling): was it ours? */
+static int writer_sibling(void *userdata)
+{
+	struct writer *w = userdata;
+	struct timespec until;
+	int ours;
+
+	pthread_mutex_lock(&w->lock);
+	ours = w->locked;
+	if (ours) {
+		w->loop_waiting = 1;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += WRITER_LOCK_WAIT_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (w->locked &&
+		       pthread_cond_timedwait(&w->released, &w->lock, &until) != ETIMEDOUT)
+			;
+		ours = !w->locked;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return ours;
 }
 
 /* On the loop: run done() for every item the writer finished. */
@@ -146,6 +196,11 @@ int writer_new(struct event_base *base, struct store *store, struct writer **ret
 			r = -pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		if (r == 0)
 			r = -pthread_cond_init(&w->work, &ca);
+		if (r == 0) {
+			r = -pthread_cond_init(&w->released, &ca);
+			if (r < 0)
+				pthread_cond_destroy(&w->work);
+		}
 		pthread_condattr_destroy(&ca);
 		if (r < 0)
 			pthread_cond_destroy(&w->answered);
@@ -187,12 +242,14 @@ out:
 	/* The writer commits the outcomes: its connection checkpoints, not the loop's. */
 	w->loop_st = store;
 	store_autocheckpoint(store, 0);
+	store_on_sibling(store, writer_sibling, w);
 	*ret = w;
 	return 0;
 }
 
 void writer_submit(struct writer *w, struct writer_item *it)
 {
+	it->w = w;
 	w->pending++;
 	pthread_mutex_lock(&w->lock);
 	writer_push(&w->in_tail, it);
@@ -228,14 +285,17 @@ void writer_free(struct writer *w)
 		pthread_mutex_unlock(&w->lock);
 		pthread_join(w->thread, NULL);
 	}
-	if (w->loop_st)
+	if (w->loop_st) {
 		store_autocheckpoint(w->loop_st, STORE_AUTOCHECKPOINT);
+		store_on_sibling(w->loop_st, NULL, NULL);
+	}
 	if (w->ev)
 		event_free(w->ev);
 	if (w->efd >= 0)
 		close(w->efd);
 	store_free(w->st);
 	pthread_cond_destroy(&w->work);
+	pthread_cond_destroy(&w->released);
 	pthread_cond_destroy(&w->answered);
 	pthread_mutex_destroy(&w->lock);
 	free(w);

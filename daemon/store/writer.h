@@ -24,8 +24,18 @@ struct writer_item {
 	/* On the loop, with what run() returned. */
 	void (*done)(struct writer_item *it, int r);
 	int r;
+	struct writer *w;         /* the writer it was handed to */
 	struct writer_item *next; /* the queue's */
 };
+
+/*
+ * From run(), on the writer thread: the writer's connection holds the
+ * database's write lock (after BEGIN), or no longer (after COMMIT or
+ * ROLLBACK). A write of the loop's that meets the lock meanwhile waits for
+ * it to be let go (a transaction's time, not the 1 ms steps of SQLite's
+ * busy handler), and is not taken for another program's lock.
+ */
+void writer_holds_lock(struct writer_item *it, int held);
 
 /*
  * Start the writer on a connection of its own to store's database; -ENOTSUP
