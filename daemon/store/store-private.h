@@ -104,8 +104,10 @@ struct store {
 	char *reading; /* the held ids as a JSON array; NULL: none */
 	sqlite3_stmt *stmt[S__COUNT];
 	int in_tx;
-	int exclusive;           /* opened with locking_mode EXCLUSIVE: the disk had no room */
-	int patient;             /* start-up: wait STORE_OPEN_WAIT_MS for locks */
+	int exclusive;          /* opened with locking_mode EXCLUSIVE: the disk had no room */
+	int patient;            /* start-up: wait STORE_OPEN_WAIT_MS for locks */
+	int (*sibling)(void *); /* store_on_sibling()'s */
+	void *sibling_ud;
 	int64_t contended_since; /* wall ms of the first write refused by a lock; 0: none */
 	struct stat st;          /* the file opened, to notice it being replaced */
 	char *path;

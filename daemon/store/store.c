@@ -43,6 +43,8 @@ static int on_busy(void *userdata, int count)
 	struct timespec ms = {0, 1000000};
 	int limit = s->patient ? STORE_OPEN_WAIT_MS : STORE_BUSY_WAIT_MS;
 
+	if (s->sibling && s->sibling(s->sibling_ud))
+		return 1; /* our own writer held it, and has let go: no other program's */
 	if (!s->contended_since && count < limit) {
 		nanosleep(&ms, NULL);
 		return 1;
@@ -440,4 +442,65 @@ int64_t store_vm_steps(struct store *s)
 		if (s->stmt[i])
 			n += sqlite3_stmt_status(s->stmt[i], SQLITE_STMTSTATUS_VM_STEP, 0);
 	return n;
+}
+
+int store_open_writer(struct store *s, struct store **ret)
+{
+	struct store *w = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t pages = 0;
+	char sql[64];
+	int r;
+
+	if (s->exclusive || !sqlite3_threadsafe())
+		return -ENOTSUP;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA max_page_count", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		pages = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	r = store_open(s->path, &w);
+	if (r < 0)
+		return r;
+	if (w->exclusive) {
+		r = -ENOTSUP;
+		goto out;
+	}
+	w->patient = 0;
+	r = store_errno(sqlite3_busy_timeout(w->db, STORE_WRITER_WAIT_MS));
+	if (r == 0 && pages > 0) {
+		snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", (long long)pages);
+		r = store_exec(w, sql);
+	}
+out:
+	if (r < 0) {
+		store_free(w);
+		return r;
+	}
+	*ret = w;
+	return 0;
+}
+
+int store_checkpoint(struct store *s)
+{
+	return store_errno(
+	    sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL));
+}
+
+int store_autocheckpoint(struct store *s, int pages)
+{
+	return store_errno(sqlite3_wal_autocheckpoint(s->db, pages));
+}
+
+void store_note_contended(struct store *s, int64_t since)
+{
+	if (!since)
+		s->contended_since = 0;
+	else if (!s->contended_since)
+		s->contended_since = since;
+}
+
+void store_on_sibling(struct store *s, int (*wait)(void *), void *userdata)
+{
+	s->sibling = wait;
+	s->sibling_ud = userdata;
 }

@@ -446,4 +446,29 @@ int store_db_bytes(struct store *s, int64_t *ret);
 /* A new random batch id, b_<16 hex>. */
 int store_new_batch_id(char buf[static 19]);
 
+/*
+ * The writer thread's connection (store/writer.c): a second connection to
+ * s's database, with s's size cap, that waits up to STORE_WRITER_WAIT_MS for
+ * a lock (it is not the loop's). -ENOTSUP when there can be none: s holds
+ * the file with locking_mode EXCLUSIVE, or SQLite was built without threads.
+ * Each connection is used by one thread only.
+ */
+#define STORE_WRITER_WAIT_MS 1000
+int store_open_writer(struct store *s, struct store **ret);
+/* Checkpoint the WAL as far as readers allow, waiting for nobody. */
+int store_checkpoint(struct store *s);
+/* Let this connection's commits checkpoint past pages of WAL (0: never). */
+#define STORE_AUTOCHECKPOINT 1000
+int store_autocheckpoint(struct store *s, int pages);
+/*
+ * When a write finds the database locked, ask wait(userdata) first: it
+ * returns 1 when this process's other connection (the writer's) held the
+ * lock and has let go (try again, and no other program is to blame), 0 to
+ * wait and count as usual. NULL: none.
+ */
+void store_on_sibling(struct store *s, int (*wait)(void *), void *userdata);
+/* Another connection (the writer's) was refused by a lock since wall ms
+ * since (0: it is not any more): store_contended_since() says so. */
+void store_note_contended(struct store *s, int64_t since);
+
 #endif

@@ -1,12 +1,18 @@
 /*
  * writeback.c - the queue of outcomes between the scheduler and the store:
- * batch jobs' outcomes and interactive calls' records, written together.
+ * batch jobs' outcomes and interactive calls' records, written together, by
+ * the writer thread (store/writer.c) when there is one. The loop keeps what
+ * waits; a group, once handed to the writer, is the writer's until it comes
+ * back written or refused (then its outcomes go back to the head of the
+ * queue, and the retry timer hands them over again).
  */
 #include "store/writeback.h"
+#include "store/writer.h"
 #include "log.h"
 #include "timeutil.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +25,7 @@ struct pending {
 	struct store_outcome o; /* its strings point at the copies below */
 	char *request_id, *response, *error_code, *error_message;
 	char ended[STORE_ID_LEN]; /* the batch this outcome ended, once written */
+	char *note;               /* what to log once written (set by the write) */
 	TAILQ_ENTRY(pending) link;
 };
 
@@ -28,7 +35,15 @@ struct pending {
 struct pending_call {
 	struct store_call c;
 	char *str[CALL_STRINGS];
+	char *note; /* what to log once written (set by the write) */
 	TAILQ_ENTRY(pending_call) link;
+};
+
+/* Outcomes and call records, in the order they came. */
+struct wb_lot {
+	TAILQ_HEAD(, pending) queue;
+	TAILQ_HEAD(, pending_call) calls;
+	int n_calls;
 };
 
 /*
@@ -41,16 +56,34 @@ struct pending_call {
 #define CALLS_DELAY_MS 100
 #define CALLS_MAX 512
 
+/*
+ * At most this many outcomes a transaction: a write of the loop's (a
+ * launch's record) that meets the writer's transaction waits for its end
+ * (writer_holds_lock), so it stays short; the rest follow at once.
+ */
+#define GROUP_MAX 64
+
+/* What the writer holds: a lot taken from the queue's head. */
+struct wb_group {
+	struct writer_item item; /* first: the item is the group */
+	struct writeback *wb;    /* read on the loop only */
+	struct wb_lot lot;
+	int had;   /* it holds outcomes, not only call records */
+	char *why; /* what the writer's connection said of a refusal */
+};
+
 struct writeback {
 	struct store *store;
-	struct event *retry; /* a failing write is tried again every second */
-	struct event *later; /* call records waiting for company */
-	int n_calls;
+	struct writer *writer; /* NULL: written on the loop's connection */
+	struct event *retry;   /* a failing write is tried again every second */
+	struct event *later;   /* call records waiting for company */
+	int flying;            /* a group is the writer's */
+	int again;             /* a write was asked for while it flew */
+	int last;              /* how the last write ended: 0 or -errno */
 	int failing;
 	void (*on_written)(void *);
 	void *userdata;
-	TAILQ_HEAD(, pending) queue;
-	TAILQ_HEAD(, pending_call) calls;
+	struct wb_lot lot; /* waiting: not yet handed over */
 };
 
 static void pending_free(struct pending *p)
@@ -61,6 +94,7 @@ static void pending_free(struct pending *p)
 	free(p->response);
 	free(p->error_code);
 	free(p->error_message);
+	free(p->note);
 	free(p);
 }
 
@@ -72,6 +106,7 @@ static void pending_call_free(struct pending_call *p)
 		return;
 	for (i = 0; i < CALL_STRINGS; i++)
 		free(p->str[i]);
+	free(p->note);
 	free(p);
 }
 
@@ -128,7 +163,7 @@ void writeback_add(struct writeback *wb, int64_t job_id, int64_t attempt_id,
 		free(response_owned);
 		return;
 	}
-	TAILQ_INSERT_TAIL(&wb->queue, p, link);
+	TAILQ_INSERT_TAIL(&wb->lot.queue, p, link);
 }
 
 void writeback_add_call(struct writeback *wb, const struct store_call *c)
@@ -158,8 +193,8 @@ void writeback_add_call(struct writeback *wb, const struct store_call *c)
 		pending_call_free(p);
 		return;
 	}
-	TAILQ_INSERT_TAIL(&wb->calls, p, link);
-	wb->n_calls++;
+	TAILQ_INSERT_TAIL(&wb->lot.calls, p, link);
+	wb->lot.n_calls++;
 }
 
 /*
@@ -172,8 +207,24 @@ static int refused_for_good(int r)
 	return r == -EEXIST || r == -E2BIG;
 }
 
+/* What the loop logs once the write is done (no thread but the loop logs). */
+static void note(char **slot, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note(char **slot, const char *fmt, ...)
+{
+	va_list ap;
+	char *m = NULL;
+
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	free(*slot);
+	*slot = m;
+}
+
 /* The job's answer could not be kept: record the job as failed instead. */
-static int complete_as_failed(struct writeback *wb, struct pending *p, int why)
+static int complete_as_failed(struct store *st, struct pending *p, int why)
 {
 	struct store_outcome o = p->o;
 	char msg[512];
@@ -181,15 +232,15 @@ static int complete_as_failed(struct writeback *wb, struct pending *p, int why)
 	snprintf(msg, sizeof(msg),
 	         "llmqd could not store this request's outcome (%s: %s); it is failed instead "
 	         "of being retried for ever",
-	         strerror(-why), store_errmsg(wb->store));
+	         strerror(-why), store_errmsg(st));
 	o.job_state = o.attempt_outcome = "failed";
 	o.error_code = "internal_error";
 	o.error_message = msg;
 	o.response = NULL;
 	o.response_len = 0;
 	o.response_json = 0;
-	log_err("job %lld: %s", (long long)p->job_id, msg);
-	return store_job_complete(wb->store, p->job_id, p->attempt_id, &o, p->at, p->ended);
+	note(&p->note, "job %lld: %s", (long long)p->job_id, msg);
+	return store_job_complete(st, p->job_id, p->attempt_id, &o, p->at, p->ended);
 }
 
 /* A batch's last outcome is written: say how it ended, once. */
@@ -229,29 +280,37 @@ static void writeback_log_end(struct writeback *wb, const char *id)
 	json_object_put(b);
 }
 
-int writeback_flush(struct writeback *wb)
+/*
+ * Write a lot, all in one transaction or none; 0 or -errno. On whichever
+ * thread holds st: it touches st and the lot alone.
+ */
+static int writeback_write(struct store *st, struct wb_lot *lot, struct writer_item *it)
 {
 	struct pending *p;
 	struct pending_call *pc;
 	int r = 0;
 
-	if (TAILQ_EMPTY(&wb->queue) && TAILQ_EMPTY(&wb->calls))
+	if (TAILQ_EMPTY(&lot->queue) && TAILQ_EMPTY(&lot->calls))
 		return 0;
-	r = store_tx_begin(wb->store);
+	r = store_tx_begin(st);
 	if (r < 0)
 		return r;
-	TAILQ_FOREACH(p, &wb->queue, link)
+	if (it)
+		writer_holds_lock(it, 1);
+	TAILQ_FOREACH(p, &lot->queue, link)
 	{
 		/* Each outcome is a savepoint: one refused for good is undone alone. */
 		p->ended[0] = '\0';
-		r = store_job_complete(wb->store, p->job_id, p->attempt_id, &p->o, p->at, p->ended);
+		free(p->note);
+		p->note = NULL;
+		r = store_job_complete(st, p->job_id, p->attempt_id, &p->o, p->at, p->ended);
 		if (refused_for_good(r))
-			r = complete_as_failed(wb, p, r);
+			r = complete_as_failed(st, p, r);
 		if (refused_for_good(r)) {
-			log_err(
-			    "job %lld: its outcome cannot be stored at all (%s); it is requeued "
-			    "when llmqd restarts",
-			    (long long)p->job_id, store_errmsg(wb->store));
+			note(&p->note,
+			     "job %lld: its outcome cannot be stored at all (%s); it is requeued "
+			     "when llmqd restarts",
+			     (long long)p->job_id, store_errmsg(st));
 			r = 0;
 		}
 		if (r == -ESTALE)
@@ -260,13 +319,15 @@ int writeback_flush(struct writeback *wb)
 			break;
 	}
 	if (r == 0) {
-		TAILQ_FOREACH(pc, &wb->calls, link)
+		TAILQ_FOREACH(pc, &lot->calls, link)
 		{
-			r = store_call_insert(wb->store, &pc->c);
+			free(pc->note);
+			pc->note = NULL;
+			r = store_call_insert(st, &pc->c);
 			if (refused_for_good(r)) {
-				log_err(
-				    "the record of call %s cannot be stored (%s); it is dropped",
-				    pc->c.call_id, store_errmsg(wb->store));
+				note(&pc->note,
+				     "the record of call %s cannot be stored (%s); it is dropped",
+				     pc->c.call_id, store_errmsg(st));
 				r = 0;
 			}
 			if (r < 0)
@@ -274,48 +335,214 @@ int writeback_flush(struct writeback *wb)
 		}
 	}
 	if (r == 0)
-		r = store_tx_commit(wb->store);
-	if (r < 0) {
-		store_tx_rollback(wb->store);
-		return r;
-	}
-	while ((p = TAILQ_FIRST(&wb->queue))) {
-		TAILQ_REMOVE(&wb->queue, p, link);
+		r = store_tx_commit(st);
+	if (r < 0)
+		store_tx_rollback(st);
+	if (it)
+		writer_holds_lock(it, 0);
+	return r;
+}
+
+/* A lot is written: log what its write noted and the batches it ended, free it. */
+static void writeback_written(struct writeback *wb, struct wb_lot *lot)
+{
+	struct pending *p;
+	struct pending_call *pc;
+
+	while ((p = TAILQ_FIRST(&lot->queue))) {
+		TAILQ_REMOVE(&lot->queue, p, link);
+		if (p->note)
+			log_err("%s", p->note);
 		if (p->ended[0])
 			writeback_log_end(wb, p->ended);
 		pending_free(p);
 	}
-	while ((pc = TAILQ_FIRST(&wb->calls))) {
-		TAILQ_REMOVE(&wb->calls, pc, link);
+	while ((pc = TAILQ_FIRST(&lot->calls))) {
+		TAILQ_REMOVE(&lot->calls, pc, link);
+		if (pc->note)
+			log_err("%s", pc->note);
 		pending_call_free(pc);
 	}
-	wb->n_calls = 0;
-	evtimer_del(wb->later);
-	return 0;
+	lot->n_calls = 0;
 }
 
-static void write_now(struct writeback *wb)
+/* What was never written: its jobs are requeued at the next start. */
+static void lot_free(struct wb_lot *lot)
+{
+	struct pending *p;
+	struct pending_call *pc;
+
+	while ((p = TAILQ_FIRST(&lot->queue))) {
+		TAILQ_REMOVE(&lot->queue, p, link);
+		pending_free(p);
+	}
+	while ((pc = TAILQ_FIRST(&lot->calls))) {
+		TAILQ_REMOVE(&lot->calls, pc, link);
+		pending_call_free(pc);
+	}
+	lot->n_calls = 0;
+}
+
+static void lot_init(struct wb_lot *lot)
+{
+	TAILQ_INIT(&lot->queue);
+	TAILQ_INIT(&lot->calls);
+	lot->n_calls = 0;
+}
+
+/* Put back at the head of dst what src holds (a refused group's lot). */
+static void lot_put_back(struct wb_lot *dst, struct wb_lot *src)
+{
+	TAILQ_CONCAT(&src->queue, &dst->queue, link);
+	TAILQ_CONCAT(&dst->queue, &src->queue, link);
+	TAILQ_CONCAT(&src->calls, &dst->calls, link);
+	TAILQ_CONCAT(&dst->calls, &src->calls, link);
+	dst->n_calls += src->n_calls;
+	src->n_calls = 0;
+}
+
+static void write_now(struct writeback *wb);
+
+/* How a write ended, on the loop: the same whichever thread wrote. */
+static void write_ended(struct writeback *wb, int r, int had, const char *why)
 {
 	struct timeval tv = {1, 0};
-	int had = !TAILQ_EMPTY(&wb->queue);
-	int r = writeback_flush(wb);
 
+	wb->last = r;
 	if (r < 0) {
 		/* A lock another program holds is reported once, by health.c. */
 		if (!wb->failing && r != -EBUSY)
 			log_err("cannot record outcomes in the database: %s (%s); keeping them in "
 			        "memory and retrying every second. Free space under the database's "
 			        "directory",
-			        r == -ENOSPC ? "disk full" : strerror(-r), store_errmsg(wb->store));
+			        r == -ENOSPC ? "disk full" : strerror(-r), why);
+		/* The writer's connection was refused by a lock: health.c asks the loop's. */
+		if (r == -EBUSY && wb->writer)
+			store_note_contended(wb->store, time_wall_ms());
 		wb->failing = 1;
 		evtimer_add(wb->retry, &tv);
 		return;
 	}
+	if (wb->writer)
+		store_note_contended(wb->store, 0);
 	if (wb->failing)
 		log_info("the database takes outcomes again; all kept outcomes are written");
 	wb->failing = 0;
 	if (had)
 		wb->on_written(wb->userdata);
+}
+
+static int group_run(struct store *st, struct writer_item *it)
+{
+	struct wb_group *g = (struct wb_group *)it;
+	int r = writeback_write(st, &g->lot, it);
+
+	if (r < 0)
+		g->why = strdup(store_errmsg(st));
+	return r;
+}
+
+static void group_done(struct writer_item *it, int r)
+{
+	struct wb_group *g = (struct wb_group *)it;
+	struct writeback *wb = g->wb;
+	int had = g->had, again;
+
+	wb->flying = 0;
+	again = wb->again;
+	wb->again = 0;
+	if (r < 0)
+		lot_put_back(&wb->lot, &g->lot);
+	else
+		writeback_written(wb, &g->lot);
+	write_ended(wb, r, had, g->why ? g->why : strerror(-r));
+	free(g->why);
+	free(g);
+	/* What came meanwhile: outcomes go now, call records when they would have. */
+	if (r == 0 && (again || !TAILQ_EMPTY(&wb->lot.queue) || wb->lot.n_calls >= CALLS_MAX))
+		write_now(wb);
+}
+
+/* Hand the queue's head to the writer; 0, or -ENOMEM (then nothing moved). */
+static int hand_over(struct writeback *wb)
+{
+	struct wb_group *g;
+	struct pending *p;
+	struct pending_call *pc;
+	int n = 0;
+
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->item.run = group_run;
+	g->item.done = group_done;
+	g->wb = wb;
+	lot_init(&g->lot);
+	while (n < GROUP_MAX && (p = TAILQ_FIRST(&wb->lot.queue))) {
+		TAILQ_REMOVE(&wb->lot.queue, p, link);
+		TAILQ_INSERT_TAIL(&g->lot.queue, p, link);
+		n++;
+	}
+	g->had = n > 0;
+	while (g->lot.n_calls < CALLS_MAX && (pc = TAILQ_FIRST(&wb->lot.calls))) {
+		TAILQ_REMOVE(&wb->lot.calls, pc, link);
+		TAILQ_INSERT_TAIL(&g->lot.calls, pc, link);
+		g->lot.n_calls++;
+		wb->lot.n_calls--;
+	}
+	if (wb->lot.n_calls == 0)
+		evtimer_del(wb->later);
+	wb->flying = 1;
+	writer_submit(wb->writer, &g->item);
+	return 0;
+}
+
+/* Write the queue on the loop's own connection (no writer, or no memory). */
+static int write_here(struct writeback *wb)
+{
+	int had = !TAILQ_EMPTY(&wb->lot.queue);
+	int r = writeback_write(wb->store, &wb->lot, NULL);
+
+	if (r == 0) {
+		writeback_written(wb, &wb->lot);
+		evtimer_del(wb->later);
+	}
+	write_ended(wb, r, had, store_errmsg(wb->store));
+	return r;
+}
+
+static void write_now(struct writeback *wb)
+{
+	if (TAILQ_EMPTY(&wb->lot.queue) && TAILQ_EMPTY(&wb->lot.calls))
+		return;
+	if (!wb->writer) {
+		write_here(wb);
+		return;
+	}
+	if (wb->flying) {
+		wb->again = 1;
+		return;
+	}
+	if (hand_over(wb) < 0 && !wb->flying)
+		write_here(wb);
+}
+
+int writeback_flush(struct writeback *wb)
+{
+	if (!wb->writer)
+		return TAILQ_EMPTY(&wb->lot.queue) && TAILQ_EMPTY(&wb->lot.calls) ? 0
+		                                                                  : write_here(wb);
+	for (;;) {
+		/* What flies lands (and what it hands over after it), then the rest. */
+		writer_drain(wb->writer);
+		if (TAILQ_EMPTY(&wb->lot.queue) && TAILQ_EMPTY(&wb->lot.calls))
+			return 0;
+		if (hand_over(wb) < 0)
+			return write_here(wb);
+		writer_drain(wb->writer);
+		if (wb->last < 0)
+			return wb->last;
+	}
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -338,9 +565,9 @@ void writeback_after_turn(struct writeback *wb)
 	/* While the database refuses, only the retry timer writes. */
 	if (wb->failing)
 		return;
-	if (!TAILQ_EMPTY(&wb->queue) || wb->n_calls >= CALLS_MAX)
+	if (!TAILQ_EMPTY(&wb->lot.queue) || wb->lot.n_calls >= CALLS_MAX)
 		write_now(wb);
-	else if (wb->n_calls > 0 && !evtimer_pending(wb->later, NULL))
+	else if (wb->lot.n_calls > 0 && !evtimer_pending(wb->later, NULL))
 		evtimer_add(wb->later, &tv);
 }
 
@@ -353,12 +580,12 @@ int writeback_new(struct event_base *base, struct store *store, void (*on_writte
                   void *userdata, struct writeback **ret)
 {
 	struct writeback *wb;
+	int r;
 
 	wb = calloc(1, sizeof(*wb));
 	if (!wb)
 		return -ENOMEM;
-	TAILQ_INIT(&wb->queue);
-	TAILQ_INIT(&wb->calls);
+	lot_init(&wb->lot);
 	wb->store = store;
 	wb->on_written = on_written;
 	wb->userdata = userdata;
@@ -370,27 +597,26 @@ int writeback_new(struct event_base *base, struct store *store, void (*on_writte
 		free(wb);
 		return -ENOMEM;
 	}
+	r = writer_new(base, store, &wb->writer);
+	if (r == -ENOTSUP)
+		log_info("outcomes are written on the event loop: the database is held "
+		         "exclusively, so a second connection cannot share it");
+	else if (r < 0)
+		log_warn("cannot start the database's writer thread: %s; outcomes are written on "
+		         "the event loop",
+		         strerror(-r));
 	*ret = wb;
 	return 0;
 }
 
 void writeback_free(struct writeback *wb)
 {
-	struct pending *p;
-	struct pending_call *pc;
-
 	if (!wb)
 		return;
-	while ((p = TAILQ_FIRST(&wb->queue))) {
-		TAILQ_REMOVE(&wb->queue, p, link);
-		if (p->ended[0])
-			writeback_log_end(wb, p->ended);
-		pending_free(p);
-	}
-	while ((pc = TAILQ_FIRST(&wb->calls))) {
-		TAILQ_REMOVE(&wb->calls, pc, link);
-		pending_call_free(pc);
-	}
+	/* What the writer holds comes back first (written or put back). */
+	writer_free(wb->writer);
+	wb->writer = NULL;
+	lot_free(&wb->lot);
 	event_free(wb->retry);
 	event_free(wb->later);
 	free(wb);
