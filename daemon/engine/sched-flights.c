@@ -77,6 +77,13 @@ static void sched_send_job(struct lane *l, struct flight *f, int64_t wall)
 	}
 }
 
+/* Before a launch's record: the pump's transaction, at its first. */
+static void launches_open(struct scheduler *s)
+{
+	if (s->launching == LAUNCH_WANTED)
+		s->launching = store_tx_begin(s->d->store) == 0 ? LAUNCH_GROUPED : LAUNCH_ALONE;
+}
+
 /* Record f's job as started; -ESTALE when it is no longer queued (cancelled). */
 static int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
 {
@@ -84,6 +91,7 @@ static int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
 	int r;
 
 	f->lane = l;
+	launches_open(l->s);
 	r = store_job_start(st, &f->job, l->cfg->name, wall, f->charged,
 	                    wall > f->job.queued_since ? wall - f->job.queued_since : 0,
 	                    &f->attempt_id);
@@ -199,20 +207,29 @@ static void undo_pump(struct scheduler *s)
 
 /*
  * The launches of one pump share one transaction (each job's start is a
- * savepoint in it). Transfers only go out on a later loop turn, so if the
- * commit fails they are taken back before a byte was sent.
+ * savepoint in it), begun at its first launch: a pump that launches no job
+ * (a caller's call granted, nothing queued) never takes the database's
+ * write lock, so it never waits for the writer's transaction. Transfers
+ * only go out on a later loop turn, so if the commit fails they are taken
+ * back before a byte was sent.
  */
 int sched_launches_begin(struct scheduler *s)
 {
+	if (s->launching != LAUNCH_NONE)
+		return 0; /* within another's: its launches join that group */
 	s->pumps++;
-	return store_tx_begin(s->d->store) == 0;
+	s->launching = LAUNCH_WANTED;
+	return 1;
 }
 
-void sched_launches_end(struct scheduler *s, int grouped)
+void sched_launches_end(struct scheduler *s, int owner)
 {
 	struct store *st = s->d->store;
-	int r;
+	int grouped = s->launching == LAUNCH_GROUPED, r;
 
+	if (!owner)
+		return;
+	s->launching = LAUNCH_NONE;
 	if (grouped && (r = store_tx_commit(st)) < 0) {
 		if (r != -EBUSY)
 			log_err("cannot record the launches of jobs: %s; trying again in 1s",
