@@ -124,7 +124,7 @@ enum launch_result sched_flight_launch(struct lane *l)
 	struct scheduler *s = l->s;
 	struct flight *f;
 	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next;
-	int r;
+	int r, reading;
 
 	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
 	if (when == GATE_NEVER)
@@ -138,7 +138,11 @@ enum launch_result sched_flight_launch(struct lane *l)
 		sched_arm(l, now + 1000, now);
 		return MUST_WAIT;
 	}
+	/* Outside the pump's transaction (none before its first launch): one read. */
+	reading = store_read_begin(s->d->store);
 	r = sched_next_job(l, wall, &f->job);
+	next = r == 0 ? sched_next_wake(l, wall) : INT64_MAX;
+	store_read_end(s->d->store, reading);
 	if (r <= 0) {
 		sched_flight_free(f);
 		if (r < 0) {
@@ -147,7 +151,6 @@ enum launch_result sched_flight_launch(struct lane *l)
 			sched_arm(l, now + 1000, now);
 			return MUST_WAIT;
 		}
-		next = sched_next_wake(l, wall);
 		if (next != INT64_MAX)
 			sched_arm(l, now + (next > wall ? next - wall : 0), now);
 		return NOTHING;
