@@ -175,11 +175,11 @@ static void fleet_launch_jobs(struct lane *l, struct fleet_ask *ask, const redis
 {
 	struct scheduler *s = l->s;
 	int64_t now = time_mono_ms(), wall = time_wall_ms();
-	int i = 0, used = 0, grouped, rr;
+	int i = 0, used = 0, owner, rr;
 	struct sched_lease lease;
 	struct flight *f;
 
-	grouped = sched_launches_begin(s);
+	owner = sched_launches_begin(s);
 	while (i < granted && !s->stopping && l->mode == LANE_SHARED) {
 		f = calloc(1, sizeof(*f));
 		if (!f)
@@ -211,7 +211,7 @@ static void fleet_launch_jobs(struct lane *l, struct fleet_ask *ask, const redis
 		lease.shared = 1;
 		sched_fleet_release(l, GATE_BATCH, ask->cost, &lease, 1);
 	}
-	sched_launches_end(s, grouped);
+	sched_launches_end(s, owner);
 	/* Ask for more at once while every launch granted finds a job, up to this
 	 * host's share of the key's slots: one host's ask does not take what all
 	 * of them wait for. */

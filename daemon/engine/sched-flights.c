@@ -77,6 +77,13 @@ static void sched_send_job(struct lane *l, struct flight *f, int64_t wall)
 	}
 }
 
+/* Before a launch's record: the pump's transaction, at its first. */
+static void launches_open(struct scheduler *s)
+{
+	if (s->launching == LAUNCH_WANTED)
+		s->launching = store_tx_begin(s->d->store) == 0 ? LAUNCH_GROUPED : LAUNCH_ALONE;
+}
+
 /* Record f's job as started; -ESTALE when it is no longer queued (cancelled). */
 static int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
 {
@@ -84,6 +91,7 @@ static int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
 	int r;
 
 	f->lane = l;
+	launches_open(l->s);
 	r = store_job_start(st, &f->job, l->cfg->name, wall, f->charged,
 	                    wall > f->job.queued_since ? wall - f->job.queued_since : 0,
 	                    &f->attempt_id);
@@ -116,7 +124,7 @@ enum launch_result sched_flight_launch(struct lane *l)
 	struct scheduler *s = l->s;
 	struct flight *f;
 	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next;
-	int r;
+	int r, reading;
 
 	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
 	if (when == GATE_NEVER)
@@ -130,7 +138,11 @@ enum launch_result sched_flight_launch(struct lane *l)
 		sched_arm(l, now + 1000, now);
 		return MUST_WAIT;
 	}
+	/* Outside the pump's transaction (none before its first launch): one read. */
+	reading = store_read_begin(s->d->store);
 	r = sched_next_job(l, wall, &f->job);
+	next = r == 0 ? sched_next_wake(l, wall) : INT64_MAX;
+	store_read_end(s->d->store, reading);
 	if (r <= 0) {
 		sched_flight_free(f);
 		if (r < 0) {
@@ -139,7 +151,6 @@ enum launch_result sched_flight_launch(struct lane *l)
 			sched_arm(l, now + 1000, now);
 			return MUST_WAIT;
 		}
-		next = sched_next_wake(l, wall);
 		if (next != INT64_MAX)
 			sched_arm(l, now + (next > wall ? next - wall : 0), now);
 		return NOTHING;
@@ -199,20 +210,29 @@ static void undo_pump(struct scheduler *s)
 
 /*
  * The launches of one pump share one transaction (each job's start is a
- * savepoint in it). Transfers only go out on a later loop turn, so if the
- * commit fails they are taken back before a byte was sent.
+ * savepoint in it), begun at its first launch: a pump that launches no job
+ * (a caller's call granted, nothing queued) never takes the database's
+ * write lock, so it never waits for the writer's transaction. Transfers
+ * only go out on a later loop turn, so if the commit fails they are taken
+ * back before a byte was sent.
  */
 int sched_launches_begin(struct scheduler *s)
 {
+	if (s->launching != LAUNCH_NONE)
+		return 0; /* within another's: its launches join that group */
 	s->pumps++;
-	return store_tx_begin(s->d->store) == 0;
+	s->launching = LAUNCH_WANTED;
+	return 1;
 }
 
-void sched_launches_end(struct scheduler *s, int grouped)
+void sched_launches_end(struct scheduler *s, int owner)
 {
 	struct store *st = s->d->store;
-	int r;
+	int grouped = s->launching == LAUNCH_GROUPED, r;
 
+	if (!owner)
+		return;
+	s->launching = LAUNCH_NONE;
 	if (grouped && (r = store_tx_commit(st)) < 0) {
 		if (r != -EBUSY)
 			log_err("cannot record the launches of jobs: %s; trying again in 1s",

@@ -110,6 +110,14 @@ struct lane {
 	LIST_HEAD(, sched_ticket) flying;       /* granted calls, for reconciling */
 };
 
+/* A pump's launches and their transaction (sched_launches_begin). */
+enum launch_group {
+	LAUNCH_NONE,    /* no pump running */
+	LAUNCH_WANTED,  /* to share one transaction, begun at the first launch */
+	LAUNCH_GROUPED, /* that transaction is open */
+	LAUNCH_ALONE,   /* it could not begin: each launch is its own */
+};
+
 struct scheduler {
 	struct llmqd *d;
 	struct upstream *up;
@@ -117,6 +125,7 @@ struct scheduler {
 	struct event *expiry; /* batches whose completion window ended */
 	struct writeback *wb;
 	uint64_t pumps;
+	enum launch_group launching;
 	struct lane lanes[CONFIG_MAX_LANES];
 	int n_lanes;
 	uint64_t rng;
@@ -191,9 +200,10 @@ int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall)
 /* The lane's next batch job, if its own gate grants it. */
 enum launch_result sched_flight_launch(struct lane *l);
 /* The same around launches made elsewhere (a grant's answer): begin returns
- * whether they are grouped; end commits, or takes them back. */
+ * whether the caller owns the group (0 within another's); the owner's end
+ * commits, or takes them back. */
 int sched_launches_begin(struct scheduler *s);
-void sched_launches_end(struct scheduler *s, int grouped);
+void sched_launches_end(struct scheduler *s, int owner);
 
 /* sched-tickets.c: interactive calls at the gate. */
 void sched_ticket_free(struct sched_ticket *t);

@@ -84,12 +84,12 @@ static void pump_lane(struct lane *l)
 
 void sched_pump(struct scheduler *s, struct lane *only)
 {
-	int i, grouped = sched_launches_begin(s);
+	int i, owner = sched_launches_begin(s);
 
 	for (i = 0; i < s->n_lanes; i++)
 		if (!only || only == &s->lanes[i])
 			pump_lane(&s->lanes[i]);
-	sched_launches_end(s, grouped);
+	sched_launches_end(s, owner);
 }
 
 static void pump_cb(evutil_socket_t fd, short what, void *arg)

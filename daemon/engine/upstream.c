@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #define UP_MAX_BODY (64u << 20) /* an answer larger than this fails the transfer */
+#define UP_SPARE 64             /* easy handles kept for the next transfers */
 
 struct upstream {
 	struct event_base *base;
@@ -25,6 +26,8 @@ struct upstream {
 	struct event *timer;
 	int in_flight;
 	char id[HOP_ID_LEN + 1];
+	CURL *spare[UP_SPARE]; /* finished transfers' handles, reset, for reuse */
+	int n_spare;
 };
 
 struct up_transfer {
@@ -239,12 +242,24 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
 	return size * nitems;
 }
 
+/*
+ * A finished transfer's handle is reset (every option back to its default,
+ * the request's headers and key no longer referred to) and kept: a new one
+ * per transfer cost its allocations and their freeing each time.
+ */
 static void transfer_free(struct up_transfer *t)
 {
+	struct upstream *up;
+
 	if (!t)
 		return;
-	if (t->easy)
+	up = t->up;
+	if (t->easy && up->n_spare < UP_SPARE) {
+		curl_easy_reset(t->easy);
+		up->spare[up->n_spare++] = t->easy;
+	} else if (t->easy) {
 		curl_easy_cleanup(t->easy);
+	}
 	curl_slist_free_all(t->headers);
 	free(t->body);
 	free(t);
@@ -319,6 +334,8 @@ void upstream_free(struct upstream *up)
 {
 	if (!up)
 		return;
+	while (up->n_spare > 0)
+		curl_easy_cleanup(up->spare[--up->n_spare]);
 	if (up->multi)
 		curl_multi_cleanup(up->multi);
 	if (up->timer)
@@ -342,7 +359,7 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 	t->done = req->done;
 	t->stream = req->stream;
 	t->relaying = -1;
-	t->easy = curl_easy_init();
+	t->easy = up->n_spare > 0 ? up->spare[--up->n_spare] : curl_easy_init();
 	if (!t->easy)
 		goto fail;
 	h = curl_slist_append(NULL, "Content-Type: application/json");

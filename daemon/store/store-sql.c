@@ -312,6 +312,7 @@ const char *const store_sql[S__COUNT] = {
                        "sum(cost_nusd) FROM usage_daily WHERE day >= ?2 AND day < ?3 "
                        "GROUP BY uid",
     [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_BEGIN_READ] = "BEGIN",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_SAVEPOINT] = "SAVEPOINT op",

@@ -369,6 +369,19 @@ int store_tx_commit(struct store *s)
 	return r;
 }
 
+int store_read_begin(struct store *s)
+{
+	if (s->in_tx || !sqlite3_get_autocommit(s->db))
+		return 0;
+	return store_simple(s, S_BEGIN_READ) == 0;
+}
+
+void store_read_end(struct store *s, int begun)
+{
+	if (begun && !sqlite3_get_autocommit(s->db) && store_simple(s, S_COMMIT) < 0)
+		store_simple(s, S_ROLLBACK);
+}
+
 int store_tx_rollback(struct store *s)
 {
 	int r = 0;

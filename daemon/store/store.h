@@ -163,6 +163,11 @@ int store_recover(struct store *s, int64_t now, int64_t *ret_requeued);
 int store_tx_begin(struct store *s);
 int store_tx_commit(struct store *s);
 int store_tx_rollback(struct store *s);
+/* Reads that share one snapshot, its shared lock taken once: 1 when begun,
+ * 0 within a transaction already (or when it could not begin: the reads
+ * then run on their own). Nothing is written before store_read_end. */
+int store_read_begin(struct store *s);
+void store_read_end(struct store *s, int begun);
 
 /*
  * Batches whose completion window ended by now: their queued jobs fail with
