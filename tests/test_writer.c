@@ -290,7 +290,9 @@ Test(writer, a_call_does_not_wait_for_the_write_lock, .timeout = 120)
 	fprintf(stderr, "calls under an outside lock: %lld %lld %lld %lld %lld %lld %lld %lld ms\n",
 	        (long long)took[0], (long long)took[1], (long long)took[2], (long long)took[3],
 	        (long long)took[4], (long long)took[5], (long long)took[6], (long long)took[7]);
-	cr_assert_gt(quick, 4, "%d of 8 calls answered in under 10 ms", quick);
+	/* Held back, none could be: each waited ten 1 ms steps. A loaded machine
+	 * may slow a few of them for its own reasons: three of eight suffice. */
+	cr_assert_gt(quick, 2, "%d of 8 calls answered in under 10 ms", quick);
 	/* Their records wait for the lock, then all come in. */
 	t0 = now_ms();
 	while (h_sql_int(&d, "SELECT count(*) FROM calls") < 9 && now_ms() - t0 < 10000)
