@@ -604,8 +604,7 @@ Test(e2e, full_disk_refuses_cleanly_and_loses_nothing, .timeout = 90)
 	h_tmpdir(dir, sizeof(dir));
 	h_mock_start(&m, dir, "--latency-ms", "5", NULL);
 	/* LLMQ_DB_MAX_MB caps the database: past it, writes fail as on a full disk. */
-	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=4", "LLMQ_DB_MAX_MB=0.3",
-	               NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=4", "LLMQ_DB_MAX_MB=0.3", NULL);
 	snprintf(file, sizeof(file), "%s/batch.jsonl", dir);
 
 	/* A batch that does not fit is refused whole: nothing stored, exit 75. */
