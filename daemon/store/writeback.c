@@ -7,6 +7,7 @@
  * queue, and the retry timer hands them over again).
  */
 #include "store/writeback.h"
+#include "store/writeback-private.h"
 #include "store/writer.h"
 #include "log.h"
 #include "timeutil.h"
@@ -17,34 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-
-struct pending {
-	int64_t job_id;
-	int64_t attempt_id;
-	int64_t at;
-	struct store_outcome o; /* its strings point at the copies below */
-	char *request_id, *response, *error_code, *error_message;
-	char ended[STORE_ID_LEN]; /* the batch this outcome ended, once written */
-	char *note;               /* what to log once written (set by the write) */
-	TAILQ_ENTRY(pending) link;
-};
-
-#define CALL_STRINGS 9
-
-/* An interactive call's try; c's strings point at the copies in str. */
-struct pending_call {
-	struct store_call c;
-	char *str[CALL_STRINGS];
-	char *note; /* what to log once written (set by the write) */
-	TAILQ_ENTRY(pending_call) link;
-};
-
-/* Outcomes and call records, in the order they came. */
-struct wb_lot {
-	TAILQ_HEAD(, pending) queue;
-	TAILQ_HEAD(, pending_call) calls;
-	int n_calls;
-};
 
 /*
  * Call records are accounting, not outcomes anything waits on: they are
@@ -85,30 +58,6 @@ struct writeback {
 	void *userdata;
 	struct wb_lot lot; /* waiting: not yet handed over */
 };
-
-static void pending_free(struct pending *p)
-{
-	if (!p)
-		return;
-	free(p->request_id);
-	free(p->response);
-	free(p->error_code);
-	free(p->error_message);
-	free(p->note);
-	free(p);
-}
-
-static void pending_call_free(struct pending_call *p)
-{
-	int i;
-
-	if (!p)
-		return;
-	for (i = 0; i < CALL_STRINGS; i++)
-		free(p->str[i]);
-	free(p->note);
-	free(p);
-}
 
 static char *copy(const char *s, size_t len, int *failed)
 {
@@ -154,7 +103,7 @@ void writeback_add(struct writeback *wb, int64_t job_id, int64_t attempt_id,
 		p->o.error_message = p->error_message = copy_str(o->error_message, &failed);
 	}
 	if (!p || failed) {
-		pending_free(p);
+		wb_pending_free(p);
 		/* Out of memory: write it at once, or let the next start requeue it. */
 		if (store_job_complete(wb->store, job_id, attempt_id, o, now, NULL) < 0)
 			log_err("job %lld: out of memory and the database refused its outcome; it "
@@ -190,57 +139,11 @@ void writeback_add_call(struct writeback *wb, const struct store_call *c)
 	if (!p || failed) {
 		/* Accounting only: the caller has its answer either way. */
 		log_err("out of memory: the record of a call on lane %s is lost", c->lane);
-		pending_call_free(p);
+		wb_pending_call_free(p);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&wb->lot.calls, p, link);
 	wb->lot.n_calls++;
-}
-
-/*
- * A record the database refuses for what it is (a constraint, a trigger, a
- * value too big), not for the state it is in (locked, full): retrying it
- * would hold every other outcome back for good.
- */
-static int refused_for_good(int r)
-{
-	return r == -EEXIST || r == -E2BIG;
-}
-
-/* What the loop logs once the write is done (no thread but the loop logs). */
-static void note(char **slot, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void note(char **slot, const char *fmt, ...)
-{
-	va_list ap;
-	char *m = NULL;
-
-	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
-	va_end(ap);
-	free(*slot);
-	*slot = m;
-}
-
-/* The job's answer could not be kept: record the job as failed instead. */
-static int complete_as_failed(struct store *st, struct pending *p, int why)
-{
-	struct store_outcome o = p->o;
-	char msg[512];
-
-	snprintf(msg, sizeof(msg),
-	         "llmqd could not store this request's outcome (%s: %s); it is failed instead "
-	         "of being retried for ever",
-	         strerror(-why), store_errmsg(st));
-	o.job_state = o.attempt_outcome = "failed";
-	o.error_code = "internal_error";
-	o.error_message = msg;
-	o.response = NULL;
-	o.response_len = 0;
-	o.response_json = 0;
-	note(&p->note, "job %lld: %s", (long long)p->job_id, msg);
-	return store_job_complete(st, p->job_id, p->attempt_id, &o, p->at, p->ended);
 }
 
 /* A batch's last outcome is written: say how it ended, once. */
@@ -280,69 +183,6 @@ static void writeback_log_end(struct writeback *wb, const char *id)
 	json_object_put(b);
 }
 
-/*
- * Write a lot, all in one transaction or none; 0 or -errno. On whichever
- * thread holds st: it touches st and the lot alone.
- */
-static int writeback_write(struct store *st, struct wb_lot *lot, struct writer_item *it)
-{
-	struct pending *p;
-	struct pending_call *pc;
-	int r = 0;
-
-	if (TAILQ_EMPTY(&lot->queue) && TAILQ_EMPTY(&lot->calls))
-		return 0;
-	r = store_tx_begin(st);
-	if (r < 0)
-		return r;
-	if (it)
-		writer_holds_lock(it, 1);
-	TAILQ_FOREACH(p, &lot->queue, link)
-	{
-		/* Each outcome is a savepoint: one refused for good is undone alone. */
-		p->ended[0] = '\0';
-		free(p->note);
-		p->note = NULL;
-		r = store_job_complete(st, p->job_id, p->attempt_id, &p->o, p->at, p->ended);
-		if (refused_for_good(r))
-			r = complete_as_failed(st, p, r);
-		if (refused_for_good(r)) {
-			note(&p->note,
-			     "job %lld: its outcome cannot be stored at all (%s); it is requeued "
-			     "when llmqd restarts",
-			     (long long)p->job_id, store_errmsg(st));
-			r = 0;
-		}
-		if (r == -ESTALE)
-			r = 0; /* no longer running: nothing to record */
-		if (r < 0)
-			break;
-	}
-	if (r == 0) {
-		TAILQ_FOREACH(pc, &lot->calls, link)
-		{
-			free(pc->note);
-			pc->note = NULL;
-			r = store_call_insert(st, &pc->c);
-			if (refused_for_good(r)) {
-				note(&pc->note,
-				     "the record of call %s cannot be stored (%s); it is dropped",
-				     pc->c.call_id, store_errmsg(st));
-				r = 0;
-			}
-			if (r < 0)
-				break;
-		}
-	}
-	if (r == 0)
-		r = store_tx_commit(st);
-	if (r < 0)
-		store_tx_rollback(st);
-	if (it)
-		writer_holds_lock(it, 0);
-	return r;
-}
-
 /* A lot is written: log what its write noted and the batches it ended, free it. */
 static void writeback_written(struct writeback *wb, struct wb_lot *lot)
 {
@@ -355,50 +195,15 @@ static void writeback_written(struct writeback *wb, struct wb_lot *lot)
 			log_err("%s", p->note);
 		if (p->ended[0])
 			writeback_log_end(wb, p->ended);
-		pending_free(p);
+		wb_pending_free(p);
 	}
 	while ((pc = TAILQ_FIRST(&lot->calls))) {
 		TAILQ_REMOVE(&lot->calls, pc, link);
 		if (pc->note)
 			log_err("%s", pc->note);
-		pending_call_free(pc);
+		wb_pending_call_free(pc);
 	}
 	lot->n_calls = 0;
-}
-
-/* What was never written: its jobs are requeued at the next start. */
-static void lot_free(struct wb_lot *lot)
-{
-	struct pending *p;
-	struct pending_call *pc;
-
-	while ((p = TAILQ_FIRST(&lot->queue))) {
-		TAILQ_REMOVE(&lot->queue, p, link);
-		pending_free(p);
-	}
-	while ((pc = TAILQ_FIRST(&lot->calls))) {
-		TAILQ_REMOVE(&lot->calls, pc, link);
-		pending_call_free(pc);
-	}
-	lot->n_calls = 0;
-}
-
-static void lot_init(struct wb_lot *lot)
-{
-	TAILQ_INIT(&lot->queue);
-	TAILQ_INIT(&lot->calls);
-	lot->n_calls = 0;
-}
-
-/* Put back at the head of dst what src holds (a refused group's lot). */
-static void lot_put_back(struct wb_lot *dst, struct wb_lot *src)
-{
-	TAILQ_CONCAT(&src->queue, &dst->queue, link);
-	TAILQ_CONCAT(&dst->queue, &src->queue, link);
-	TAILQ_CONCAT(&src->calls, &dst->calls, link);
-	TAILQ_CONCAT(&dst->calls, &src->calls, link);
-	dst->n_calls += src->n_calls;
-	src->n_calls = 0;
 }
 
 static void write_now(struct writeback *wb);
@@ -435,7 +240,7 @@ static void write_ended(struct writeback *wb, int r, int had, const char *why)
 static int group_run(struct store *st, struct writer_item *it)
 {
 	struct wb_group *g = (struct wb_group *)it;
-	int r = writeback_write(st, &g->lot, it);
+	int r = wb_lot_write(st, &g->lot, it);
 
 	if (r < 0)
 		g->why = strdup(store_errmsg(st));
@@ -452,7 +257,7 @@ static void group_done(struct writer_item *it, int r)
 	again = wb->again;
 	wb->again = 0;
 	if (r < 0)
-		lot_put_back(&wb->lot, &g->lot);
+		wb_lot_put_back(&wb->lot, &g->lot);
 	else
 		writeback_written(wb, &g->lot);
 	write_ended(wb, r, had, g->why ? g->why : strerror(-r));
@@ -477,7 +282,7 @@ static int hand_over(struct writeback *wb)
 	g->item.run = group_run;
 	g->item.done = group_done;
 	g->wb = wb;
-	lot_init(&g->lot);
+	wb_lot_init(&g->lot);
 	while (n < GROUP_MAX && (p = TAILQ_FIRST(&wb->lot.queue))) {
 		TAILQ_REMOVE(&wb->lot.queue, p, link);
 		TAILQ_INSERT_TAIL(&g->lot.queue, p, link);
@@ -501,7 +306,7 @@ static int hand_over(struct writeback *wb)
 static int write_here(struct writeback *wb)
 {
 	int had = !TAILQ_EMPTY(&wb->lot.queue);
-	int r = writeback_write(wb->store, &wb->lot, NULL);
+	int r = wb_lot_write(wb->store, &wb->lot, NULL);
 
 	if (r == 0) {
 		writeback_written(wb, &wb->lot);
@@ -585,7 +390,7 @@ int writeback_new(struct event_base *base, struct store *store, void (*on_writte
 	wb = calloc(1, sizeof(*wb));
 	if (!wb)
 		return -ENOMEM;
-	lot_init(&wb->lot);
+	wb_lot_init(&wb->lot);
 	wb->store = store;
 	wb->on_written = on_written;
 	wb->userdata = userdata;
@@ -616,7 +421,7 @@ void writeback_free(struct writeback *wb)
 	/* What the writer holds comes back first (written or put back). */
 	writer_free(wb->writer);
 	wb->writer = NULL;
-	lot_free(&wb->lot);
+	wb_lot_free(&wb->lot);
 	event_free(wb->retry);
 	event_free(wb->later);
 	free(wb);
