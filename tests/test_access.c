@@ -19,64 +19,25 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "users.h"
 
 static char out[1 << 16], err[1 << 16], out2[1 << 16], err2[1 << 16], big[1 << 12];
-
-static void sh(const char *cmd)
-{
-	cr_assert_eq(system(cmd), 0, "%s", cmd);
-}
-
-/*
- * The test's users and groups are made once per runner by tests/users.sh,
- * named after the runner's pid (each test runs in a child of the runner), so
- * that runs side by side never share one, and removed when the run ends; a
- * run killed before that is swept by the next one and by ctest's cleanup.
- */
-static const char *user(const char *role)
-{
-	static char names[8][48];
-	static pid_t runner;
-	static int next;
-	char *n = names[next++ % 8];
-
-	if (!runner) /* first asked in the test's own process, before any fork */
-		runner = getppid();
-	snprintf(n, sizeof(names[0]), "llmqt-%d-%s", (int)runner, role);
-	return n;
-}
-
-static void need_root(void)
-{
-	if (geteuid() != 0)
-		cr_skip_test("needs root to create the test's users (CI runs as root)");
-	cr_assert_not_null(getpwnam(user("mallory")), "the runner did not make the test's users");
-}
-
-static int users_sh(const char *what)
-{
-	char cmd[512];
-
-	snprintf(cmd, sizeof(cmd), "sh %s %s %d", USERS_SH, what, (int)getpid());
-	return system(cmd);
-}
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
 	(void)set;
-	if (geteuid() != 0)
-		return;
-	if (users_sh("sweep") != 0)
-		fprintf(stderr, "test_access: cannot remove the users of an earlier run\n");
-	if (users_sh("create") != 0)
-		fprintf(stderr, "test_access: cannot create the test's users\n");
+	users_run_start("test_access");
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
 	(void)stats;
-	if (geteuid() == 0 && users_sh("remove") != 0)
-		fprintf(stderr, "test_access: cannot remove the test's users\n");
+	users_run_end("test_access");
+}
+
+static void sh(const char *cmd)
+{
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
 Test(access, batches_belong_to_their_submitter, .timeout = 120)

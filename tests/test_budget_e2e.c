@@ -25,21 +25,20 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "users.h"
 
 static char out[1 << 16], err[1 << 16];
 
-/* The runner's users, as tests/users.sh names them (see test_access.c). */
-static const char *user(const char *role)
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
-	static char names[8][48];
-	static pid_t runner;
-	static int next;
-	char *n = names[next++ % 8];
+	(void)set;
+	users_run_start("test_budget_e2e");
+}
 
-	if (!runner)
-		runner = getppid();
-	snprintf(n, sizeof(names[0]), "llmqt-%d-%s", (int)runner, role);
-	return n;
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+	(void)stats;
+	users_run_end("test_budget_e2e");
 }
 
 static int64_t uid_of(const char *role)
@@ -48,39 +47,6 @@ static int64_t uid_of(const char *role)
 
 	cr_assert_not_null(pw, "no user %s", user(role));
 	return pw->pw_uid;
-}
-
-static void need_root(void)
-{
-	if (geteuid() != 0)
-		cr_skip_test("needs root to create the test's users (CI runs as root)");
-	cr_assert_not_null(getpwnam(user("mallory")), "the runner did not make the test's users");
-}
-
-static int users_sh(const char *what)
-{
-	char cmd[512];
-
-	snprintf(cmd, sizeof(cmd), "sh %s %s %d", USERS_SH, what, (int)getpid());
-	return system(cmd);
-}
-
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-	(void)set;
-	if (geteuid() != 0)
-		return;
-	if (users_sh("sweep") != 0)
-		fprintf(stderr, "test_budget_e2e: cannot remove the users of an earlier run\n");
-	if (users_sh("create") != 0)
-		fprintf(stderr, "test_budget_e2e: cannot create the test's users\n");
-}
-
-ReportHook(POST_ALL)(struct criterion_global_stats *stats)
-{
-	(void)stats;
-	if (geteuid() == 0 && users_sh("remove") != 0)
-		fprintf(stderr, "test_budget_e2e: cannot remove the test's users\n");
 }
 
 static void msleep(int ms)
