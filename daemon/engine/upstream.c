@@ -51,6 +51,7 @@ struct up_transfer {
 
 struct sock_ctx {
 	struct event *ev;
+	short kind; /* what ev waits for */
 };
 
 static void check_multi_info(struct upstream *up);
@@ -79,6 +80,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	check_multi_info(up);
 }
 
+/*
+ * curl's interest in a socket, kept as one event a socket: it is changed
+ * only when the interest changes (curl says the same again after most
+ * transfers), so a kept-alive connection costs no epoll_ctl a request.
+ */
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
 	struct upstream *up = userp;
@@ -99,14 +105,20 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 		ctx = calloc(1, sizeof(*ctx));
 		if (!ctx)
 			return -1;
+		ctx->ev = event_new(up->base, s, kind, event_cb, up);
+		if (!ctx->ev) {
+			free(ctx);
+			return -1;
+		}
 		curl_multi_assign(up->multi, s, ctx);
-	} else {
-		event_free(ctx->ev);
-	}
-	ctx->ev = event_new(up->base, s, kind, event_cb, up);
-	if (!ctx->ev || event_add(ctx->ev, NULL) < 0)
+	} else if (ctx->kind == kind) {
+		return 0;
+	} else if (event_del(ctx->ev) < 0 ||
+	           event_assign(ctx->ev, up->base, s, kind, event_cb, up) < 0) {
 		return -1;
-	return 0;
+	}
+	ctx->kind = kind;
+	return event_add(ctx->ev, NULL) < 0 ? -1 : 0;
 }
 
 static int timerfunc_cb(CURLM *multi, long timeout_ms, void *userp)
