@@ -62,7 +62,7 @@ int lane_load_key(const struct lane_config *l, char **ret)
 	return 0;
 }
 
-int lane_url(const struct lane_config *l, const char *path, char *buf, size_t len)
+static int lane_url_join(const char *base_url, const char *path, char *buf, size_t len)
 {
 	CURLU *u = curl_url();
 	char *base = NULL, *url = NULL, joined[2048];
@@ -71,7 +71,7 @@ int lane_url(const struct lane_config *l, const char *path, char *buf, size_t le
 
 	if (!u)
 		return -ENOMEM;
-	if (curl_url_set(u, CURLUPART_URL, l->base_url, 0) != CURLUE_OK ||
+	if (curl_url_set(u, CURLUPART_URL, base_url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_PATH, &base, 0) != CURLUE_OK)
 		goto out;
 	blen = strlen(base);
@@ -97,6 +97,46 @@ out:
 	curl_free(url);
 	curl_url_cleanup(u);
 	return r;
+}
+
+/*
+ * The joins asked for last, each thread its own: a lane asks for the same
+ * few URLs over and over (one an endpoint), and libcurl's URL API costs a
+ * parse and a build each time.
+ */
+#define LANE_URL_MEMO 8
+
+struct lane_url_memo {
+	char base_url[512], path[256], url[1024];
+};
+
+static _Thread_local struct lane_url_memo lane_memo[LANE_URL_MEMO];
+static _Thread_local unsigned lane_memo_next;
+
+int lane_url(const struct lane_config *l, const char *path, char *buf, size_t len)
+{
+	struct lane_url_memo *m;
+	size_t i;
+	int r;
+
+	for (i = 0; i < LANE_URL_MEMO; i++) {
+		m = &lane_memo[i];
+		if (m->url[0] && strcmp(m->path, path) == 0 &&
+		    strcmp(m->base_url, l->base_url) == 0) {
+			if ((size_t)snprintf(buf, len, "%s", m->url) >= len)
+				return -ENAMETOOLONG;
+			return 0;
+		}
+	}
+	r = lane_url_join(l->base_url, path, buf, len);
+	if (r < 0 || strlen(l->base_url) >= sizeof(m->base_url) ||
+	    strlen(path) >= sizeof(m->path) || strlen(buf) >= sizeof(m->url))
+		return r; /* too long to keep: joined afresh each time */
+	m = &lane_memo[lane_memo_next++ % LANE_URL_MEMO];
+	strcpy(m->base_url, l->base_url);
+	strcpy(m->path, path);
+	strcpy(m->url, buf);
+	return 0;
 }
 
 const char *lane_redact_url(const char *url, char *buf, size_t len)
