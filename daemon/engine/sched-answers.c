@@ -24,9 +24,10 @@ static const char *get_str(json_object *o, const char *k)
 }
 
 /*
- * A large answer that succeeded is not parsed whole (json-c would hold it
- * twice more): only its "usage" member, found from the end, where the
- * providers put it.
+ * An answer that succeeded is not parsed whole (json-c would build a tree of
+ * all its choices, and hold a large one twice more): only its "usage"
+ * member, found from the end, where the providers put it. One that speaks
+ * of an "error" as well, and is not large, is parsed whole, as a failure is.
  */
 #define ANSWER_PARSE_MAX (256u << 10)
 
@@ -71,7 +72,9 @@ static void parse_answer(const struct up_response *resp, struct answer *a)
 	a->prompt = a->completion = a->total = a->cached = -1;
 	if (resp->body_len == 0)
 		return;
-	if (resp->body_len > ANSWER_PARSE_MAX && resp->status >= 200 && resp->status < 300) {
+	if (resp->status >= 200 && resp->status < 300 &&
+	    (resp->body_len > ANSWER_PARSE_MAX ||
+	     !jsontext_last_object(resp->body, resp->body_len, "error"))) {
 		a->root = parse_usage_only(resp);
 		u = a->root;
 	} else {
