@@ -7,7 +7,9 @@
  * httpserv.c's.
  */
 #include "http/httpserv-private.h"
+#include "log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,10 +107,8 @@ static int keep_alive(const struct hreq *r)
 	return !r->c->closing && !r->head.close;
 }
 
-static void write_head(struct hreq *r, int status, int64_t length)
+static void write_head(struct hreq *r, int status, int64_t length, struct evbuffer *out)
 {
-	struct evbuffer *out = bufferevent_get_output(r->c->bev);
-
 	if (!keep_alive(r))
 		r->c->closing = 1;
 	evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", r->head.minor ? 1 : 0, status,
@@ -136,21 +136,55 @@ void hreq_add_header(struct hreq *r, const char *name, const char *value)
 		evbuffer_add_printf(r->hdrs, "%s: %s\r\n", name, value);
 }
 
+/*
+ * Where a whole answer is put together: the output itself when something
+ * waits there already, or else the server's scratch buffer, which
+ * send_whole() writes straight to the socket. That spares the write event
+ * a bufferevent arms for every answer (an epoll_ctl to arm it, one to
+ * disarm it, and a loop turn in between).
+ */
+static struct evbuffer *whole_begin(struct hreq *r)
+{
+	struct evbuffer *out = bufferevent_get_output(r->c->bev);
+
+	return evbuffer_get_length(out) > 0 ? out : r->c->s->scratch;
+}
+
+/* What the socket does not take now waits in the output, as any answer's
+ * rest does; so does everything when the write fails (the bufferevent
+ * meets the error itself and closes the connection). */
+static void send_whole(struct hreq *r, struct evbuffer *msg)
+{
+	if (msg == bufferevent_get_output(r->c->bev))
+		return;
+	if (evbuffer_write(msg, bufferevent_getfd(r->c->bev)) < 0 && errno != EAGAIN &&
+	    errno != EINTR)
+		log_debug("HTTP: writing an answer: %s; the connection ends", strerror(errno));
+	if (evbuffer_get_length(msg) > 0)
+		bufferevent_write_buffer(r->c->bev, msg);
+}
+
 void hreq_reply(struct hreq *r, int status, const void *body, size_t len)
 {
-	write_head(r, status, (int64_t)len);
+	struct evbuffer *msg = whole_begin(r);
+
+	write_head(r, status, (int64_t)len, msg);
 	if (len && !r->head_only)
-		bufferevent_write(r->c->bev, body, len);
+		evbuffer_add(msg, body, len);
+	send_whole(r, msg);
 	hreq_finish(r);
 }
 
 void hreq_reply_buf(struct hreq *r, int status, struct evbuffer *body)
 {
-	write_head(r, status, (int64_t)evbuffer_get_length(body));
+	struct evbuffer *msg = whole_begin(r);
+
+	write_head(r, status, (int64_t)evbuffer_get_length(body), msg);
 	if (r->head_only)
 		evbuffer_drain(body, evbuffer_get_length(body));
 	else
-		bufferevent_write_buffer(r->c->bev, body);
+		evbuffer_add_buffer(msg, body);
+	send_whole(r, msg);
 	hreq_finish(r);
 }
 
@@ -158,7 +192,7 @@ void hreq_start(struct hreq *r, int status)
 {
 	r->started = 1;
 	r->chunked = r->head.minor >= 1;
-	write_head(r, status, -1);
+	write_head(r, status, -1, bufferevent_get_output(r->c->bev));
 }
 
 size_t hreq_chunk(struct hreq *r, const void *data, size_t len)

@@ -75,6 +75,7 @@ struct hserv {
 	struct evconnlistener *ls[HSERV_MAX_LISTENERS];
 	int n_ls;
 	struct event *resume;
+	struct evbuffer *scratch; /* an answer on its way straight to its socket */
 	struct hconn *conns;
 	int n_conns;
 	int n_unidentified;

@@ -454,7 +454,12 @@ int hserv_new(struct event_base *base, const struct hserv_limits *lim,
 	s->routes = routes;
 	s->ud = ud;
 	s->resume = evtimer_new(base, resume_cb, s);
-	if (!s->resume) {
+	s->scratch = evbuffer_new();
+	if (!s->resume || !s->scratch) {
+		if (s->resume)
+			event_free(s->resume);
+		if (s->scratch)
+			evbuffer_free(s->scratch);
 		free(s);
 		return -ENOMEM;
 	}
@@ -473,6 +478,7 @@ void hserv_free(struct hserv *s)
 	while (s->conns)
 		hserv_conn_free(s->conns);
 	event_free(s->resume);
+	evbuffer_free(s->scratch);
 	free(s->users);
 	free(s);
 }
