@@ -67,6 +67,24 @@ struct call {
 
 static const struct up_stream relay_ops;
 
+/*
+ * A call's id: a counter from a random start, mixed (splitmix64's
+ * finaliser, a bijection), so ids never repeat within a run and look
+ * unrelated to each other, at no system call a call.
+ */
+static uint64_t call_id_next(uint64_t salt)
+{
+	static uint64_t start, n;
+	uint64_t z;
+
+	if (n == 0 && getrandom(&start, sizeof(start), GRND_NONBLOCK) != (ssize_t)sizeof(start))
+		start = (uint64_t)time_wall_ms() ^ salt;
+	z = start + ++n * 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
 static void call_free(struct call *c)
 {
 	if (!c)
@@ -481,7 +499,6 @@ static void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *pat
 	json_object *body = NULL;
 	const char *model, *via;
 	struct call *c;
-	uint64_t rnd = 0;
 	char err[256];
 	int r;
 
@@ -501,9 +518,7 @@ static void http_proxy_handle(struct llmqd *d, struct hreq *req, const char *pat
 	if (refuse_loop(d, req, path))
 		goto fail;
 	snprintf(c->endpoint, sizeof(c->endpoint), "%s", path);
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
-		rnd = (uint64_t)time_mono_ms() ^ (uint64_t)(uintptr_t)c;
-	snprintf(c->id, sizeof(c->id), "c_%016llx", (unsigned long long)rnd);
+	snprintf(c->id, sizeof(c->id), "c_%016llx", (unsigned long long)call_id_next((uintptr_t)c));
 	c->body_len = evbuffer_get_length(in);
 	c->body = malloc(c->body_len + 1);
 	c->retry = evtimer_new(d->base, retry_cb, c);
