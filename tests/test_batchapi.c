@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <sqlite3.h>
 
 #include "harness.h"
 
@@ -224,6 +226,118 @@ Test(batchapi, kill_9_during_an_upload_leaves_no_file_and_no_batch)
 	cr_assert(strstr(buf, "\"data\":[]"), "%s", buf);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM files"), 0);
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0);
+	free(body);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/*
+ * Keeping an upload (its fsync and its row) waits for the disk and for the
+ * database: off the loop, on the writer, whose connection waits out a lock
+ * another program holds for a moment. On the loop it was refused with a 503
+ * after the loop's 10 ms.
+ */
+/* Another program takes the database's write lock and holds it for ms. */
+static pid_t hold_database(const struct daemon_proc *d, int ms)
+{
+	int ready[2];
+	pid_t holder;
+	char c;
+
+	cr_assert_eq(pipe(ready), 0);
+	holder = fork();
+	cr_assert_geq(holder, 0);
+	if (holder == 0) {
+		sqlite3 *db;
+
+		if (sqlite3_open(d->db, &db) != SQLITE_OK ||
+		    sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(1);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(1);
+		usleep((useconds_t)ms * 1000);
+		_exit(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : 1);
+	}
+	close(ready[1]);
+	cr_assert_eq(read(ready[0], &c, 1), 1, "the other program holds the database");
+	close(ready[0]);
+	return holder;
+}
+
+static void let_go(pid_t holder)
+{
+	int status;
+
+	cr_assert_eq(waitpid(holder, &status, 0), holder);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the other program let go");
+}
+
+Test(batchapi, an_upload_is_kept_while_another_program_holds_the_database, .timeout = 60)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 16];
+	char dir[256], *body;
+	size_t len = form(200, 10, &body);
+	int temps = 0;
+	pid_t holder;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, NULL);
+	holder = hold_database(&d, 400);
+	cr_assert_eq(http(d.http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)),
+	             200, "%s", buf);
+	let_go(holder);
+	cr_assert(strstr(buf, "\"object\":\"file\""), "%s", buf);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM files"), 1);
+	cr_assert_eq(files_in(&d, &temps), 1);
+	cr_assert_eq(temps, 0, "kept under its name, no temporary file left");
+	free(body);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/* A caller that leaves while its upload is being kept is not answered; what
+ * was kept stays kept, and nothing of the request outlives it. */
+Test(batchapi, a_caller_that_leaves_while_its_upload_is_kept, .timeout = 60)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 16];
+	char dir[256], head[256], *body;
+	size_t len = form(200, 10, &body);
+	int fd, temps = 0, tries;
+	pid_t holder;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, NULL);
+	holder = hold_database(&d, 600);
+	fd = tcp_connect(d.http_port);
+	snprintf(
+	    head, sizeof(head),
+	    "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+	    form_type, len);
+	send_all(fd, head, strlen(head));
+	send_all(fd, body, len);
+	usleep(200 * 1000); /* the whole form is in: it is being kept */
+	/* Gone, not half-closed (a FIN after a whole request still waits for its
+	 * answer): a reset. */
+	cr_assert_eq(
+	    setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){1, 0}, sizeof(struct linger)),
+	    0);
+	close(fd);
+	let_go(holder);
+	for (tries = 0; tries < 100 && h_sql_int(&d, "SELECT count(*) FROM files") == 0; tries++)
+		usleep(20000);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM files"), 1);
+	cr_assert_eq(files_in(&d, &temps), 1);
+	cr_assert_eq(temps, 0);
+	cr_assert_eq(http(d.http_port, "GET", "/v1/files", NULL, "", 0, buf, sizeof(buf)), 200);
+	cr_assert(strstr(buf, "\"filename\":\"in.jsonl\""), "%s", buf);
+	cr_assert(strstr(h_read_file(d.log, buf, sizeof(buf)), "left while its file was kept"),
+	          "the caller's leaving was seen: %s", buf);
 	free(body);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);

@@ -2,7 +2,7 @@
  * route-files-upload.c - POST /v1/files: a multipart form streamed to a
  * temporary file as it arrives (upload.c parses it), within the user's quota
  * and the disk's floor, handed to writeback as it grows, then kept by
- * files.c and recorded in the files table, or removed.
+ * files.c and recorded in the files table on the writer thread, or removed.
  *
  * Ownership: a struct upload_ctx lives from the request's head until it is
  * answered or its caller left; its temporary file is removed unless it was
@@ -17,6 +17,8 @@
 #include "service/quota.h"
 #include "store/files.h"
 #include "store/store.h"
+#include "store/writer.h"
+#include "engine/scheduler.h"
 #include "timeutil.h"
 #include "view/health.h"
 
@@ -29,6 +31,8 @@
 
 #define UPLOAD_FLUSH (8 << 20)
 
+struct upload_keep;
+
 struct upload_ctx {
 	struct llmqd *d;
 	struct hreq *req;
@@ -39,6 +43,7 @@ struct upload_ctx {
 	int64_t room;             /* bytes the user's quota leaves; -1: no quota */
 	char quota[512];          /* why the quota refused it; "" while it did not */
 	struct upload form;
+	struct upload_keep *keep; /* once whole: being kept */
 };
 
 static void upload_free(struct upload_ctx *u)
@@ -148,47 +153,123 @@ static int upload_data(void *ud, struct hreq *req, const char *p, size_t len)
 	return 0;
 }
 
+/*
+ * Keeping a whole upload: its bytes made durable (fsync), named, the folder
+ * made durable, and its row written. Both wait for the disk, so they run on
+ * the writer thread when there is one (the loop goes on meanwhile), in one
+ * item; the answer comes once both are done. The item touches only the
+ * files folder's descriptor, which never changes, and its own copies.
+ */
+struct upload_keep {
+	struct writer_item item; /* first: the item is the keep */
+	struct upload_ctx *u;
+	struct files *files;
+	int fd;
+	char tmp[64];
+	struct store_file f;
+	int recorded; /* the file was kept; r is then the row's */
+};
+
+static int upload_keep_run(struct store *st, struct writer_item *it)
+{
+	struct upload_keep *k = (struct upload_keep *)it;
+	int r = files_commit(k->files, k->fd, k->tmp, k->f.id);
+
+	k->fd = -1; /* closed by commit, its temporary file renamed or removed */
+	if (r < 0)
+		return r;
+	k->recorded = 1;
+	r = store_file_insert(st, &k->f);
+	if (r < 0)
+		files_remove(k->files, k->f.id);
+	return r;
+}
+
+static void upload_keep_done(struct writer_item *it, int r)
+{
+	struct upload_keep *k = (struct upload_keep *)it;
+	struct upload_ctx *u = k->u;
+	struct hreq *req;
+
+	if (!u) { /* the caller left meanwhile: what was kept stays kept */
+		free(k);
+		return;
+	}
+	req = u->req;
+	hreq_on_gone(req, NULL, NULL);
+	if (r < 0 && !k->recorded) {
+		log_err("HTTP upload: cannot keep the file: %s", strerror(-r));
+		http_error(req, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "server_error",
+		           files_refusal_code(r == -ENOSPC || r == -EDQUOT ? 507 : 500),
+		           "llmqd cannot keep the file: %s; nothing was kept", strerror(-r));
+	} else if (r < 0) {
+		http_store_error(u->d, req, "record the file (nothing was kept)", r);
+	} else {
+		log_info("file %s: %lld bytes, %lld lines, \"%s\", from uid %lld", k->f.id,
+		         (long long)k->f.bytes, (long long)k->f.lines, k->f.filename,
+		         (long long)u->uid);
+		http_json(req, 200, route_files_object(&k->f));
+	}
+	upload_free(u);
+	free(k);
+}
+
+/* The caller left while its file was being kept: nobody is answered. */
+static void upload_keep_gone(void *ud)
+{
+	struct upload_ctx *u = ud;
+
+	log_info("HTTP upload from uid %lld: the caller left while its file was kept",
+	         (long long)u->uid);
+	u->keep->u = NULL;
+	upload_free(u);
+}
+
 static void upload_end(void *ud, struct hreq *req)
 {
 	struct upload_ctx *u = ud;
-	struct store_file f = {0};
+	struct writer *w = sched_writer(u->d->sched);
+	struct upload_keep *k;
 	int r;
 
 	if (upload_finish(&u->form) < 0) {
 		upload_refuse(u);
 		return;
 	}
-	hreq_on_gone(req, NULL, NULL);
-	r = files_new_id(f.id);
-	if (r == 0) {
-		r = files_commit(u->d->files, u->fd, u->tmp, f.id);
-		u->fd = -1; /* closed by commit, its temporary file renamed or removed */
-	}
-	if (r < 0) {
-		log_err("HTTP upload: cannot keep the file: %s", strerror(-r));
-		http_error(req, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "server_error",
-		           files_refusal_code(r == -ENOSPC || r == -EDQUOT ? 507 : 500),
-		           "llmqd cannot keep the file: %s; nothing was kept", strerror(-r));
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
 		upload_free(u);
 		return;
 	}
-	f.uid = u->uid;
-	f.created_at = time_wall_ms();
-	snprintf(f.filename, sizeof(f.filename), "%s", u->form.filename);
-	snprintf(f.purpose, sizeof(f.purpose), "%s", u->form.purpose);
-	f.bytes = u->form.bytes;
-	f.lines = u->form.lines;
-	r = store_file_insert(u->d->store, &f);
+	r = files_new_id(k->f.id);
 	if (r < 0) {
-		files_remove(u->d->files, f.id);
-		http_store_error(u->d, req, "record the file (nothing was kept)", r);
+		free(k);
+		http_error(req, 500, "server_error", NULL,
+		           "llmqd cannot name the file: %s; nothing was kept", strerror(-r));
 		upload_free(u);
 		return;
 	}
-	log_info("file %s: %lld bytes, %lld lines, \"%s\", from uid %lld", f.id, (long long)f.bytes,
-	         (long long)f.lines, f.filename, (long long)u->uid);
-	http_json(req, 200, route_files_object(&f));
-	upload_free(u);
+	k->item.run = upload_keep_run;
+	k->item.done = upload_keep_done;
+	k->u = u;
+	k->files = u->d->files;
+	k->fd = u->fd;
+	u->fd = -1; /* the keep's now */
+	snprintf(k->tmp, sizeof(k->tmp), "%s", u->tmp);
+	k->f.uid = u->uid;
+	k->f.created_at = time_wall_ms();
+	snprintf(k->f.filename, sizeof(k->f.filename), "%s", u->form.filename);
+	snprintf(k->f.purpose, sizeof(k->f.purpose), "%s", u->form.purpose);
+	k->f.bytes = u->form.bytes;
+	k->f.lines = u->form.lines;
+	u->keep = k;
+	hreq_on_gone(req, upload_keep_gone, u);
+	if (w) {
+		writer_submit(w, &k->item);
+		return;
+	}
+	upload_keep_done(&k->item, upload_keep_run(u->d->store, &k->item));
 }
 
 static const struct hreq_sink upload_sink = {

@@ -426,3 +426,8 @@ void writeback_free(struct writeback *wb)
 	event_free(wb->later);
 	free(wb);
 }
+
+struct writer *writeback_writer(const struct writeback *wb)
+{
+	return wb->writer;
+}

@@ -16,6 +16,8 @@
 
 #include "store/store.h"
 
+struct writer;
+
 struct writeback;
 
 /* on_written runs after queued outcomes reached the database. */
@@ -44,5 +46,8 @@ void writeback_after_turn(struct writeback *wb);
 
 /* 1 while the database refuses the queue. */
 int writeback_failing(const struct writeback *wb);
+
+/* The writer thread the queue is written by; NULL: written on the loop. */
+struct writer *writeback_writer(const struct writeback *wb);
 
 #endif
