@@ -298,6 +298,35 @@ Test(batchapi, an_upload_is_kept_while_another_program_holds_the_database, .time
 	h_mock_stop(&m);
 }
 
+/* So is a deletion: its row goes before the answer, not a second later. */
+Test(batchapi, a_file_is_deleted_while_another_program_holds_the_database, .timeout = 60)
+{
+	struct mock_proc m;
+	struct daemon_proc d;
+	static char buf[1 << 16];
+	char dir[256], id[64], path[128];
+	int temps = 0;
+	pid_t holder;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, NULL);
+	upload(&d, 3, id, sizeof(id));
+	holder = hold_database(&d, 400);
+	snprintf(path, sizeof(path), "/v1/files/%s", id);
+	cr_assert_eq(http(d.http_port, "DELETE", path, NULL, "", 0, buf, sizeof(buf)), 200, "%s",
+	             buf);
+	cr_assert(strstr(buf, "\"deleted\":true"), "%s", buf);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM files"), 0, "the row went with it");
+	let_go(holder);
+	cr_assert_eq(files_in(&d, &temps), 0, "nor bytes nor tombstone left");
+	cr_assert_eq(http(d.http_port, "GET", path, NULL, "", 0, buf, sizeof(buf)), 404, "%s", buf);
+	cr_assert_null(strstr(h_read_file(d.log, buf, sizeof(buf)), "its record goes once"), "%s",
+	               buf);
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
 /* A caller that leaves while its upload is being kept is not answered; what
  * was kept stays kept, and nothing of the request outlives it. */
 Test(batchapi, a_caller_that_leaves_while_its_upload_is_kept, .timeout = 60)

@@ -9,7 +9,8 @@
  * table as they are read.
  *
  * Ownership: a struct download lives until the content is sent or the
- * caller left.
+ * caller left; a struct file_delete until the writer is done with it,
+ * whether or not its caller waited.
  */
 #include "http/caller.h"
 #include "http/reply.h"
@@ -19,6 +20,8 @@
 #include "log.h"
 #include "store/files.h"
 #include "store/store.h"
+#include "store/writer.h"
+#include "engine/scheduler.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -393,10 +396,85 @@ static void file_get(struct llmqd *d, struct hreq *req, const char *id, int64_t 
 	http_json(req, 200, route_files_object(&f));
 }
 
+/*
+ * Deleting a file: the bytes first, through a tombstone (files.h), which
+ * works on a full disk, where deleting the row first failed, and frees the
+ * room the row's deletion needs; a crash after it is finished by the
+ * sweep. The fsync and the truncation wait for the disk, and the row's
+ * deletion for the database: they run on the writer thread when there is
+ * one, in one item, and the answer comes once they are done.
+ */
+struct file_delete {
+	struct writer_item item; /* first: the item is the deletion */
+	struct llmqd *d;
+	struct hreq *req; /* NULL once its caller left */
+	struct files *files;
+	char id[128];
+	int row;  /* the row's deletion: 0 or -errno */
+	int left; /* the tombstone stays for the sweep */
+};
+
+static int file_delete_run(struct store *st, struct writer_item *it)
+{
+	struct file_delete *k = (struct file_delete *)it;
+	int r = files_tombstone(k->files, k->id);
+
+	if (r < 0)
+		return r;
+	k->row = store_file_delete(st, k->id);
+	k->left = (k->row < 0 && k->row != -ENOENT) || files_unlink_tombstone(k->files, k->id) < 0;
+	return 0;
+}
+
+static void file_delete_done(struct writer_item *it, int r)
+{
+	struct file_delete *k = (struct file_delete *)it;
+	struct hreq *req = k->req;
+	json_object *o;
+
+	files_delete_end(k->files, r == 0 && k->left);
+	if (r < 0 && r != -ENOENT)
+		log_err("file %s: cannot delete its bytes: %s", k->id, strerror(-r));
+	else if (r == 0 && k->row < 0 && k->row != -ENOENT)
+		log_warn("file %s: its bytes are deleted; its record goes once the database takes "
+		         "writes again (%s)",
+		         k->id, strerror(-k->row));
+	if (!req)
+		goto out;
+	hreq_on_gone(req, NULL, NULL);
+	if (r == -ENOENT) { /* deleted meanwhile */
+		not_found(req, k->id);
+		goto out;
+	}
+	if (r < 0) {
+		http_error(req, 500, "server_error", NULL,
+		           "llmqd cannot delete the file's bytes in %s: %s; the file is kept",
+		           files_dir(k->files), strerror(-r));
+		goto out;
+	}
+	o = json_object_new_object();
+	if (o) {
+		json_object_object_add(o, "id", json_object_new_string(k->id));
+		json_object_object_add(o, "object", json_object_new_string("file"));
+		json_object_object_add(o, "deleted", json_object_new_boolean(1));
+	}
+	http_json(req, 200, o);
+out:
+	free(k);
+}
+
+static void file_delete_gone(void *ud)
+{
+	struct file_delete *k = ud;
+
+	k->req = NULL; /* the deletion goes on; nobody is answered */
+}
+
 static void file_delete(struct llmqd *d, struct hreq *req, const char *id, int64_t uid)
 {
+	struct writer *w = sched_writer(d->sched);
+	struct file_delete *k;
 	struct store_file f;
-	json_object *o;
 	char batch[24];
 	int errors, r = store_file_get(d->store, id, &f);
 
@@ -418,33 +496,23 @@ static void file_delete(struct llmqd *d, struct hreq *req, const char *id, int64
 		http_store_error(d, req, "read the file's record", r);
 		return;
 	}
-	/*
-	 * The bytes first, through a tombstone (files.h): that works on a full
-	 * disk, where deleting the row first failed, and frees the room the
-	 * row's deletion needs. A crash after it is finished by the sweep.
-	 */
-	r = files_tombstone(d->files, id);
-	if (r < 0 && r != -ENOENT) {
-		log_err("file %s: cannot delete its bytes: %s", id, strerror(-r));
-		http_error(req, 500, "server_error", NULL,
-		           "llmqd cannot delete the file's bytes in %s: %s; the file is kept",
-		           files_dir(d->files), strerror(-r));
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		http_error(req, 503, "server_error", NULL, "llmqd ran out of memory; try again");
 		return;
 	}
-	r = store_file_delete(d->store, id);
-	if (r < 0 && r != -ENOENT)
-		log_warn("file %s: its bytes are deleted; its record goes once the database takes "
-		         "writes again (%s)",
-		         id, strerror(-r));
+	k->item.run = file_delete_run;
+	k->item.done = file_delete_done;
+	k->d = d;
+	k->req = req;
+	k->files = d->files;
+	snprintf(k->id, sizeof(k->id), "%s", id);
+	files_delete_begin(d->files);
+	hreq_on_gone(req, file_delete_gone, k);
+	if (w)
+		writer_submit(w, &k->item);
 	else
-		files_forget(d->files, id);
-	o = json_object_new_object();
-	if (o) {
-		json_object_object_add(o, "id", json_object_new_string(id));
-		json_object_object_add(o, "object", json_object_new_string("file"));
-		json_object_object_add(o, "deleted", json_object_new_boolean(1));
-	}
-	http_json(req, 200, o);
+		file_delete_done(&k->item, file_delete_run(d->store, &k->item));
 }
 
 static void files_route(struct llmqd *d, struct hreq *req, const char *path)

@@ -22,7 +22,8 @@
 struct files {
 	char dir[PATH_MAX];
 	int dfd;
-	int deleting; /* tombstones whose row is still to be deleted */
+	int deleting;  /* tombstones whose row is still to be deleted */
+	int in_flight; /* deletions under way (on the writer thread) */
 };
 
 static void hex(char *out, const unsigned char *in, size_t n)
@@ -184,7 +185,6 @@ int files_tombstone(struct files *f, const char *id)
 	 * deletion is decided; what follows only frees the bytes sooner. */
 	if (renameat(f->dfd, id, f->dfd, name) < 0)
 		return -errno;
-	f->deleting++;
 	fsync(f->dfd);
 	fd = openat(f->dfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd >= 0) {
@@ -194,20 +194,31 @@ int files_tombstone(struct files *f, const char *id)
 	return freed;
 }
 
-void files_forget(struct files *f, const char *id)
+int files_unlink_tombstone(struct files *f, const char *id)
 {
 	char name[64];
 
 	files_tombstone_name(id, name, sizeof(name));
-	if (unlinkat(f->dfd, name, 0) == 0 && f->deleting > 0)
-		f->deleting--;
+	return unlinkat(f->dfd, name, 0) < 0 ? -errno : 0;
+}
+
+void files_delete_begin(struct files *f)
+{
+	f->in_flight++;
+}
+
+void files_delete_end(struct files *f, int left)
+{
+	f->in_flight--;
+	if (left)
+		f->deleting++;
 }
 
 int files_deleting(const struct files *f, const char *id)
 {
 	char name[64];
 
-	if (!f->deleting || !valid_id(id))
+	if ((!f->deleting && !f->in_flight) || !valid_id(id))
 		return 0;
 	files_tombstone_name(id, name, sizeof(name));
 	return faccessat(f->dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
@@ -215,7 +226,7 @@ int files_deleting(const struct files *f, const char *id)
 
 int files_pending(const struct files *f)
 {
-	return f->deleting;
+	return f->deleting && !f->in_flight; /* a deletion under way is not swept */
 }
 
 /* all: at start, temporary files and files without a row too; else tombstones alone. */

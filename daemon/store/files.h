@@ -36,14 +36,21 @@ int files_remove(struct files *f, const char *id);
  * Deleting a file works on a full disk and survives a crash at any point:
  * files_tombstone() renames it to a tombstone (no data block needed) and
  * truncates it, which frees its bytes and decides the deletion; then the
- * row is deleted (there is room now); then files_forget() removes the
- * tombstone. A tombstone found later - after a crash, or while the
+ * row is deleted (there is room now); then files_unlink_tombstone()
+ * removes the tombstone. A tombstone left - by a crash, or while the
  * database refused the row's deletion - has its row deleted, then itself,
- * by files_sweep(). Until then files_deleting() says the file is gone.
+ * by files_finish_deletes() or files_sweep(). From files_delete_begin()
+ * files_deleting() says the file is gone; files_delete_end() says whether
+ * a tombstone was left for files_finish_deletes(), which leaves alone the
+ * folder while a deletion is under way. files_tombstone() and
+ * files_unlink_tombstone() touch only the folder's descriptor, which never
+ * changes: the writer thread may call them; the others are the loop's.
  */
 /* 1: the bytes are freed now; 0: they go with the tombstone; -errno: nothing changed. */
 int files_tombstone(struct files *f, const char *id);
-void files_forget(struct files *f, const char *id);
+int files_unlink_tombstone(struct files *f, const char *id);
+void files_delete_begin(struct files *f);
+void files_delete_end(struct files *f, int left);
 int files_deleting(const struct files *f, const char *id);
 /* Tombstones whose row is still to be deleted. */
 int files_pending(const struct files *f);
