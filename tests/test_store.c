@@ -785,6 +785,127 @@ Test(store, a_crash_while_storing_deletes_the_part_and_lets_held_jobs_go)
 	}
 }
 
+/* A validating batch of uid 42, without its figures yet (as ingest stores a large one). */
+static void add_validating(const char *id)
+{
+	struct store_batch b = {
+	    .id = id, .created_at = 1000, .uid = 42, .window_ms = 86400000, .state = "validating"};
+
+	cr_assert_eq(store_batch_insert(st, &b), 0);
+}
+
+/* n jobs, lines from line0, in one statement: their first id. */
+static int64_t add_slice(const char *id, int64_t line0, size_t n, int held)
+{
+	struct store_job_row rows[64];
+	char cid[64][16];
+	struct store_slice sl = {.batch_id = id, .priority = 3, .held = held, .rows = rows, .n = n};
+	int64_t first = -1;
+	size_t i;
+
+	cr_assert_leq(n, 64);
+	for (i = 0; i < n; i++) {
+		snprintf(cid[i], sizeof(cid[i]), "c%lld", (long long)(line0 + (int64_t)i));
+		rows[i] = (struct store_job_row){.line = line0 + (int64_t)i,
+		                                 .custom_id = cid[i],
+		                                 .url = "/v1/chat/completions",
+		                                 .model = "gpt-x",
+		                                 .lane = "openai",
+		                                 .body = "{\"model\":\"gpt-x\"}",
+		                                 .body_len = 17,
+		                                 .est_tokens = 10 + (int64_t)i};
+	}
+	cr_assert_eq(store_tx_begin(st), 0);
+	cr_assert_eq(store_jobs_insert(st, &sl, 2000, &first), 0);
+	cr_assert_eq(store_tx_commit(st), 0);
+	return first;
+}
+
+/* One statement a slice: its rows in line order under consecutive ids, held
+ * as a slice is, and counted by job_counts as single inserts are. */
+Test(store, a_slice_is_stored_in_one_statement_in_line_order)
+{
+	int64_t f1, f2, jobs, tokens, n;
+	sqlite3 *db;
+	sqlite3_stmt *q;
+
+	add_validating("b_00000000000000s1");
+	f1 = add_slice("b_00000000000000s1", 1, 40, 1);
+	f2 = add_slice("b_00000000000000s1", 41, 7, 1);
+	cr_assert_eq(f2, f1 + 40, "the second slice follows the first");
+	cr_assert_eq(count_jobs("b_00000000000000s1"), 47);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(
+	    sqlite3_prepare_v2(db,
+	                       "SELECT count(*) FROM jobs WHERE batch_id = ?1 AND "
+	                       "id - ?2 = line - 1 AND custom_id = 'c' || line AND "
+	                       "lane = '~openai' AND priority = 3 AND uid = 42 AND "
+	                       "updated_at = 2000 AND est_tokens = 9 + line - (line > 40) * 40 "
+	                       "AND body = '{\"model\":\"gpt-x\"}'",
+	                       -1, &q, NULL),
+	    SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_bind_text(q, 1, "b_00000000000000s1", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, f1);
+	cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+	n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	cr_assert_eq(n, 47, "%lld of 47 rows as given, in line order", (long long)n);
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
+	cr_assert_eq(jobs, 0, "held: no lane sees them");
+	/* Not held: a lane's at once. */
+	add_validating("b_00000000000000s2");
+	add_slice("b_00000000000000s2", 1, 5, 0);
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
+	cr_assert_eq(jobs, 5);
+	cr_assert_eq(tokens, 10 + 11 + 12 + 13 + 14);
+}
+
+/* A batch stored in slices gets its figures and its key only once whole:
+ * a repeat finds nothing meanwhile, and the second to start with the same
+ * key is refused, rolled back whole. */
+Test(store, a_key_is_taken_when_the_batch_starts_and_once)
+{
+	struct store_batch b = {.id = "b_00000000000000k1",
+	                        .created_at = 5000,
+	                        .uid = 42,
+	                        .total = 3,
+	                        .est_tokens = 33,
+	                        .idempotency_key = "nightly"};
+	int64_t f1, f2, total = 0, jobs, tokens;
+	char id[STORE_ID_LEN], buf[32];
+	json_object *o, *v;
+
+	add_validating("b_00000000000000k1");
+	f1 = add_slice("b_00000000000000k1", 1, 3, 1);
+	add_validating("b_00000000000000k2");
+	f2 = add_slice("b_00000000000000k2", 1, 2, 1);
+	cr_assert_eq(store_batch_by_key(st, 42, "nightly", id, &total), 0, "no key yet");
+	cr_assert_eq(store_batch_start(st, &b, f1, f1 + 1), 0);
+	cr_assert_eq(store_batch_by_key(st, 42, "nightly", id, &total), 1);
+	cr_assert_str_eq(id, "b_00000000000000k1");
+	cr_assert_eq(total, 3);
+	cr_assert_str_eq(batch_state("b_00000000000000k1", buf, sizeof(buf)), "in_progress");
+	cr_assert_eq(store_batch_get(st, "b_00000000000000k1", &o), 0);
+	cr_assert(json_object_object_get_ex(o, "created_at", &v));
+	cr_assert_eq(json_object_get_int64(v), 5000, "created when whole");
+	cr_assert(json_object_object_get_ex(o, "est_tokens", &v));
+	cr_assert_eq(json_object_get_int64(v), 33);
+	json_object_put(o);
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
+	cr_assert_eq(jobs, 2, "its first range let go, the third job still held");
+	/* The same key on the other batch: refused, nothing of it changed. */
+	b.id = "b_00000000000000k2";
+	cr_assert_eq(store_batch_start(st, &b, f2, f2 + 1), -EEXIST);
+	cr_assert_str_eq(batch_state("b_00000000000000k2", buf, sizeof(buf)), "validating");
+	cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
+	cr_assert_eq(jobs, 2, "none of its jobs let go");
+	/* Started once, it is not started again. */
+	b.id = "b_00000000000000k1";
+	b.idempotency_key = NULL;
+	cr_assert_eq(store_batch_start(st, &b, f1, f1 + 2), -ENOENT);
+}
+
 /* The counts follow every kind of change: starts, answers, retries, cancels,
  * and a retention that deletes a finished batch a few jobs at a time. */
 Test(store, counts_are_kept_through_retention_steps)

@@ -1,10 +1,11 @@
 /*
  * store-batches.c - the batches table: a batch stored (at once, or as
- * validating with its jobs held until released), found by its idempotency
- * key, read as JSON (one, a page, a filtered list: its counts from
- * job_counts, no row per job), cancelled, paused, expired and retried; and
- * new batch ids. Its jobs' rows are store-jobs.c's, their queue
- * store-queue.c's, its results store-results.c's.
+ * validating with its jobs held until started and released), found by its
+ * idempotency key, read as JSON (one, a page, a filtered list: its counts
+ * from job_counts, no row per job), cancelled, paused, expired and retried;
+ * and new batch ids. Its jobs' rows are store-jobs.c's (a slice of them
+ * store-slice.c's), their queue store-queue.c's, its results
+ * store-results.c's.
  */
 #include "store/store-private.h"
 
@@ -100,6 +101,35 @@ int store_batch_release(struct store *s, const char *id, int64_t first, int64_t 
 		r = store_prep(s, S_BATCH_RELEASE_JOBS, &st);
 	if (r == 0) {
 		store_bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, first);
+		sqlite3_bind_int64(st, 3, last);
+		r = store_run(s, st, NULL);
+	}
+	return store_tx_end(s, own, r);
+}
+
+int store_batch_start(struct store *s, const struct store_batch *b, int64_t first, int64_t last)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t changed = 0;
+	int r, own;
+
+	TX_BEGIN(s, own);
+	r = store_prep(s, S_BATCH_START, &st);
+	if (r == 0) {
+		store_bind_text(st, 1, b->id);
+		sqlite3_bind_int64(st, 2, b->created_at);
+		sqlite3_bind_int64(st, 3, b->total);
+		sqlite3_bind_int64(st, 4, b->est_tokens);
+		store_bind_text(st, 5, b->idempotency_key);
+		r = store_run(s, st, &changed);
+	}
+	if (r == 0 && changed != 1)
+		r = -ENOENT;
+	if (r == 0)
+		r = store_prep(s, S_BATCH_RELEASE_JOBS, &st);
+	if (r == 0) {
+		store_bind_text(st, 1, b->id);
 		sqlite3_bind_int64(st, 2, first);
 		sqlite3_bind_int64(st, 3, last);
 		r = store_run(s, st, NULL);

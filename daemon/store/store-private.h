@@ -79,6 +79,8 @@ enum stmt_id {
 	S_FILES_BYTES,
 	S_UNFINISHED_JOBS,
 	S_BUDGET_SPENT,
+	S_JOBS_INSERT_SLICE,
+	S_BATCH_START,
 	S_BEGIN,
 	S_BEGIN_READ,
 	S_COMMIT,
@@ -116,6 +118,8 @@ struct store {
 
 /* The one adapter from SQLite result codes to -errno. */
 int store_errno(int rc);
+/* Make llmq_slice (store-slice.c) known to a new connection. */
+int store_slice_register(sqlite3 *db);
 /* Statement id, prepared once, reset and its bindings cleared. */
 int store_prep(struct store *s, enum stmt_id id, sqlite3_stmt **ret);
 /* Run a statement that returns no rows; *ret_changes may be NULL. */

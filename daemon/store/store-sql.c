@@ -122,6 +122,16 @@ const char *const store_sql[S__COUNT] = {
     [S_BATCH_RELEASE] = "UPDATE batches SET state = 'in_progress' WHERE id = ?1 "
                         "AND state = 'validating'",
     [S_BATCH_DELETE] = "DELETE FROM batches WHERE id = ?1",
+    /* A slice of jobs in one statement, from the caller's rows (store-slice.c). */
+    [S_JOBS_INSERT_SLICE] = "INSERT INTO jobs (batch_id, line, custom_id, url, model, lane, "
+                            "body, est_tokens, updated_at, priority, uid) "
+                            "SELECT ?1, line, custom_id, url, model, ?2 || lane, body, "
+                            "est_tokens, ?3, ?4, coalesce((SELECT submitter_uid FROM batches "
+                            "WHERE id = ?1), -1) FROM llmq_slice(?5) ORDER BY line",
+    /* A batch stored in slices gets its figures (and its key) once whole. */
+    [S_BATCH_START] = "UPDATE batches SET state = 'in_progress', created_at = ?2, total = ?3, "
+                      "est_tokens = ?4, idempotency_key = ?5 WHERE id = ?1 "
+                      "AND state = 'validating'",
     /* The ready query, by jobs_ready (lane, uid, priority, batch_id, id): the
      * next user with a ready job after ?3, their highest priority below ?3,
      * then their next batch after ?4 at it. */

@@ -247,7 +247,7 @@ static int store_no_room(sqlite3 *db, int rc)
 
 static int store_connect(struct store *s, int exclusive)
 {
-	int persist = 1, rc;
+	int persist = 1, rc, r;
 
 	if (s->db) {
 		sqlite3_close(s->db);
@@ -260,6 +260,9 @@ static int store_connect(struct store *s, int exclusive)
 		return store_errno(rc);
 	sqlite3_busy_handler(s->db, on_busy, s);
 	sqlite3_extended_result_codes(s->db, 1);
+	r = store_slice_register(s->db);
+	if (r < 0)
+		return r;
 	/*
 	 * Keep the WAL and its shared-memory index when closing: a restart on a
 	 * full disk then finds them made, instead of needing room for them.

@@ -61,6 +61,27 @@ struct store_job_new {
 	int held;
 };
 
+/* One job of a slice (store_jobs_insert()): its strings are the caller's. */
+struct store_job_row {
+	int64_t line;
+	const char *custom_id;
+	const char *url;
+	const char *model;
+	const char *lane;
+	const char *body;
+	size_t body_len;
+	int64_t est_tokens;
+};
+
+/* A slice of a batch's jobs, in line order. */
+struct store_slice {
+	const char *batch_id;
+	int64_t priority;
+	int held; /* as store_job_new's */
+	const struct store_job_row *rows;
+	size_t n;
+};
+
 /* One try of an interactive call (the HTTP face), as the calls table keeps it. */
 struct store_call {
 	const char *call_id;
@@ -203,6 +224,21 @@ int64_t store_last_insert_id(struct store *s);
  * batch a crash left, and lets go the held jobs of an in_progress one.
  */
 int store_batch_release(struct store *s, const char *id, int64_t first, int64_t last, int start);
+/*
+ * A slice of jobs in one statement (inside the caller's transaction: a
+ * slice is stored whole or not at all); its rows take the ids *ret_first
+ * to *ret_first + n - 1, in order.
+ */
+int store_jobs_insert(struct store *s, const struct store_slice *sl, int64_t now,
+                      int64_t *ret_first);
+/*
+ * A validating batch is whole: it becomes in_progress with b's created_at,
+ * total, est_tokens and idempotency_key (a key is set only now, so a batch
+ * being stored never answers a repeat), and its held jobs first..last may
+ * run. One transaction (or a savepoint in the caller's). -EEXIST: another
+ * batch of the submitter's holds the key; -ENOENT: no such validating batch.
+ */
+int store_batch_start(struct store *s, const struct store_batch *b, int64_t first, int64_t last);
 /* The batch and its jobs (a validating batch that could not be completed). */
 int store_batch_delete(struct store *s, const char *id);
 int store_call_insert(struct store *s, const struct store_call *c);
