@@ -1,11 +1,17 @@
 /*
- * ingest-store.c - the batch state machine's second half: storing an
- * admitted batch and answering its owner. A batch is stored in one
- * transaction, or, when large, as validating with its jobs held, a slice a
- * turn, then let go a slice a turn; another program's lock delays it from a
- * timer but never loses or doubles it; a repeated idempotency key is
- * answered with the batch stored under it, a dry run with where its lines
- * would go. Receiving the lines is ingest.c's.
+ * ingest-store.c - the batch state machine's second half: storing a batch
+ * and answering its owner. Every write is an ingest write (ingest-write.c),
+ * run on the store's writer thread, so the loop serves everyone meanwhile.
+ * A batch of one slice is stored in one transaction once admitted. A larger
+ * one is stored while its lines still come: as validating, its jobs held, a
+ * slice a transaction; once all its lines are in and it is admitted, it is
+ * started (in_progress, its key taken, its first slice let go) and
+ * answered, then its other slices are let go. A batch is answered only once
+ * stored; another program's lock delays it (retried from a timer) but
+ * never loses or doubles it; a repeated idempotency key is answered with
+ * the batch stored under it, a dry run with where its lines would go; what
+ * was stored of a batch that is refused, or whose sender left, goes before
+ * the batch does. Receiving the lines is ingest.c's.
  */
 #include "engine/ingest-private.h"
 #include "sock/cmd.h"
@@ -16,70 +22,127 @@
 #include "timeutil.h"
 
 #include <errno.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define INGEST_LOCK_WAIT_MS 30000 /* how long a locked database may delay the answer */
 #define INGEST_LOCK_RETRY_MS 250
 
-static int64_t submitter(const struct ingest *in)
+static void ingest_store_next(struct ingest *in);
+
+/* The one answer, after the owner was told it would be late (or not). */
+static void ingest_store_reply(struct ingest *in, json_object *o)
 {
-	return in->uid;
+	if (in->gone) {
+		json_object_put(o);
+		return;
+	}
+	if (in->awaiting)
+		in->owner->await_end(in->owner_ud);
+	in->awaiting = 0;
+	in->gone = 1;
+	ingest_reply(in, o);
 }
 
-/*
- * The body of a job whose line is in the source file: read and parsed
- * again, as take_line() did. *ret (to free) holds the whole line; the body
- * is *ret_body, *ret_len bytes (owned by *ret_obj, to put).
- */
-static int reread_body(struct ingest *in, const struct ingest_job *j, char **ret,
-                       json_object **ret_obj, const char **ret_body, size_t *ret_len)
+static void on_gone(void *ud)
 {
-	struct proto_input pi = {0};
-	char *line = malloc(j->line_len + 1), err[256];
-	ssize_t n;
+	struct ingest *in = ud;
+
+	/* A start in the writer's hands may yet store it: ingest_store_started() says so. */
+	log_info("submit from uid %d: the client left before its batch was stored%s", (int)in->uid,
+	         in->started        ? " (it was, and runs)"
+	         : in->start_handed ? ""
+	                            : "; nothing stored");
+	in->gone = 1;
+	in->awaiting = 0;
+	json_object_put(in->answer);
+	in->answer = NULL;
+	if (in->phase != INGEST_RELEASING)
+		in->phase = in->started ? INGEST_RELEASING : INGEST_ABANDONED;
+	ingest_store_next(in);
+}
+
+/* The answer will come from a later turn: the owner waits, and says if it leaves. */
+static void ingest_store_await(struct ingest *in)
+{
+	if (in->awaiting || in->gone)
+		return;
+	in->owner->await(in->owner_ud, on_gone, in);
+	in->awaiting = 1;
+}
+
+/* Bytes of the bodies of jobs [from, to). */
+static uint64_t ingest_store_bytes(const struct ingest *in, size_t from, size_t to)
+{
+	uint64_t bytes = 0;
+
+	for (; from < to; from++)
+		bytes += in->jobs[from].body_len;
+	return bytes;
+}
+
+/* Where the slice that begins at job from ends: INGEST_SLICE jobs, or
+ * INGEST_SLICE_BYTES of bodies (a larger body alone). */
+static size_t ingest_store_slice_end(const struct ingest *in, size_t from)
+{
+	uint64_t bytes = 0;
+	size_t i;
+
+	for (i = from; i < in->n_jobs && i - from < INGEST_SLICE && bytes < INGEST_SLICE_BYTES; i++)
+		bytes += in->jobs[i].body_len;
+	return i;
+}
+
+/* Hand over the write of a slice, jobs [in->handed, to). */
+static int ingest_store_hand_slice(struct ingest *in, size_t to)
+{
+	struct ingest_write *w;
 	int r;
 
-	if (!line)
+	if (!in->id[0] && (r = store_new_batch_id(in->id)) < 0)
+		return r;
+	w = ingest_write_new(in, INGEST_WRITE_SLICE, in->handed, to);
+	if (!w)
 		return -ENOMEM;
-	n = pread(in->source_fd, line, j->line_len, (off_t)j->offset);
-	if (n != (ssize_t)j->line_len) {
-		free(line);
-		return n < 0 ? -errno : -EIO;
+	if (!in->batch_in && in->handed == 0) {
+		/* Its figures and key are the start's: until then nobody runs or finds it. */
+		w->with_batch = 1;
+		w->batch = (struct store_batch){
+		    .id = in->id,
+		    .created_at = time_wall_ms(),
+		    .uid = in->uid,
+		    .input_name = in->name,
+		    .window_ms = in->opts.window_ms,
+		    .priority = in->opts.priority,
+		    .state = "validating",
+		    .endpoint = in->endpoint,
+		    .input_file_id = in->input_file_id,
+		    .metadata = in->metadata,
+		};
 	}
-	line[n] = '\0';
-	r = proto_parse_input(line, j->line_len, &pi, err, sizeof(err));
-	if (r < 0) {
-		free(line);
-		return r == -ENOMEM ? r : -EIO; /* the file changed under us */
-	}
-	*ret_body = json_object_to_json_string_length(pi.body, JSON_C_TO_STRING_PLAIN, ret_len);
-	*ret_obj = json_object_get(pi.body);
-	proto_input_clear(&pi);
-	*ret = line;
+	in->sliced = 1;
+	in->unhanded_bytes -= ingest_store_bytes(in, in->handed, to);
+	in->handed = to;
+	ingest_write_submit(w);
 	return 0;
 }
 
-/*
- * One step of storing the batch, in one transaction. A batch of one slice
- * (INGEST_SLICE jobs) is stored in one step. A larger one is stored as
- * validating, its jobs held, a slice a step, so that neither the database
- * nor the loop is held for long, and nothing of it runs (nor survives a
- * crash) until all of it is in; then its slices are let go a step each,
- * the first making it in_progress. Returns 1 when there is more to do, 0
- * when the batch is stored, or -errno (the step did not happen).
- */
-static int store_step(struct ingest *in)
+/* The batch whole (all stored in slices, or all in this write): its start. */
+static int ingest_store_hand_start(struct ingest *in)
 {
-	struct store *st = in->d->store;
-	int64_t now = time_wall_ms();
-	int sliced;
-	struct store_batch b = {
+	struct ingest_write *w;
+	int r;
+
+	if (!in->id[0] && (r = store_new_batch_id(in->id)) < 0)
+		return r;
+	w = ingest_write_new(in, INGEST_WRITE_START, in->handed,
+	                     in->sliced ? in->handed : in->n_jobs);
+	if (!w)
+		return -ENOMEM;
+	w->batch = (struct store_batch){
 	    .id = in->id,
-	    .created_at = now,
-	    .uid = submitter(in),
+	    .created_at = time_wall_ms(),
+	    .uid = in->uid,
 	    .input_name = in->name,
 	    .window_ms = in->opts.window_ms,
 	    .total = (int64_t)in->n_jobs,
@@ -90,299 +153,367 @@ static int store_step(struct ingest *in)
 	    .input_file_id = in->input_file_id,
 	    .metadata = in->metadata,
 	};
-	size_t i, k = in->n_slices;
-	uint64_t bytes = 0;
-	int r;
-
-	if (in->stored == 0) {
-		for (i = 0; i < in->n_jobs; i++)
-			bytes += in->jobs[i].body_len;
-		in->sliced = in->n_jobs > INGEST_SLICE || bytes > INGEST_SLICE_BYTES;
-		bytes = 0;
+	in->start_handed = 1;
+	if (in->sliced) {
+		w->first = in->slices[0].first;
+		w->last = in->slices[0].last;
+	} else {
+		w->with_batch = 1; /* in_progress at once, its jobs with it */
+		in->unhanded_bytes = 0;
+		in->handed = in->n_jobs;
 	}
-	sliced = in->sliced;
-	b.state = sliced ? "validating" : NULL;
-	if (in->stored == in->n_jobs) {
-		k = in->released;
-		r = store_batch_release(st, in->id, in->slices[k].first, in->slices[k].last,
-		                        k == 0);
-		if (r < 0)
-			return r;
-		in->released++;
-		return in->released < in->n_slices ? 1 : 0;
-	}
-	r = store_tx_begin(st);
-	if (r < 0)
-		return r;
-	if (in->stored == 0)
-		r = store_batch_insert(st, &b);
-	for (i = in->stored; i < in->n_jobs && i - in->stored < INGEST_SLICE &&
-	                     bytes < INGEST_SLICE_BYTES && r == 0;
-	     i++) {
-		struct ingest_job *j = &in->jobs[i];
-		json_object *obj = NULL;
-		char *line = NULL;
-		const char *body = j->body;
-		size_t blen = j->body_len;
-
-		if (!body)
-			r = reread_body(in, j, &line, &obj, &body, &blen);
-		if (r < 0)
-			break;
-		struct store_job_new nj = {
-		    .batch_id = in->id,
-		    .line = j->line,
-		    .custom_id = j->custom_id,
-		    .url = j->url,
-		    .model = j->model,
-		    .lane = j->lane->name,
-		    .body = body,
-		    .body_len = blen,
-		    .est_tokens = j->est,
-		    .priority = in->opts.priority,
-		    .held = sliced,
-		};
-
-		r = store_job_insert(st, &nj, now);
-		bytes += blen;
-		json_object_put(obj);
-		free(line);
-		if (r == 0 && i == in->stored)
-			in->slices[k].first = store_last_insert_id(st);
-	}
-	if (r == 0) {
-		in->slices[k].last = store_last_insert_id(st);
-		r = store_tx_commit(st);
-	}
-	if (r < 0) {
-		store_tx_rollback(st);
-		return r;
-	}
-	in->stored = i;
-	in->n_slices++;
-	return sliced ? 1 : 0;
+	ingest_write_submit(w);
+	return 0;
 }
 
-/* A batch stored in part cannot be completed: what of it is stored goes. */
-static void store_undo(struct ingest *in)
+/* Another program holds the lock: the same again in a while, up to
+ * INGEST_LOCK_WAIT_MS. 1 when a retry is armed. */
+static int ingest_store_wait(struct ingest *in)
 {
-	int r;
+	struct timeval tv = {0, INGEST_LOCK_RETRY_MS * 1000};
+	int64_t now = time_mono_ms();
 
-	if (in->stored == 0 || !in->sliced || in->released > 0)
-		return;
-	r = store_batch_delete(in->d->store, in->id);
-	if (r < 0)
-		log_warn("batch %s: cannot delete its part stored so far (%s); llmqd deletes it at "
-		         "its next start",
-		         in->id, strerror(-r));
-	in->stored = 0;
-}
-
-/* Where a dry run's lines would go: per lane, its jobs, tokens and models. */
-static json_object *routing(struct ingest *in)
-{
-	const struct config *cfg = in->d->cfg;
-	json_object *arr = json_object_new_array(), *o, *models, *m;
-	int64_t jobs, tokens;
-	size_t i, k, n;
-	int l;
-
-	for (l = 0; arr && l < cfg->n_lanes; l++) {
-		jobs = tokens = 0;
-		o = json_object_new_object();
-		models = json_object_new_array();
-		if (!o || !models) {
-			json_object_put(o);
-			json_object_put(models);
-			break;
-		}
-		for (i = 0; i < in->n_jobs; i++) {
-			if (in->jobs[i].lane != &cfg->lanes[l])
-				continue;
-			jobs++;
-			tokens += in->jobs[i].est;
-			n = json_object_array_length(models);
-			for (k = 0; k < n; k++) {
-				m = json_object_array_get_idx(models, k);
-				if (strcmp(json_object_get_string(m), in->jobs[i].model) == 0)
-					break;
-			}
-			if (k == n && n < 16)
-				json_object_array_add(models,
-				                      json_object_new_string(in->jobs[i].model));
-		}
-		if (jobs == 0) {
-			json_object_put(o);
-			json_object_put(models);
-			continue;
-		}
-		json_object_object_add(o, "lane", json_object_new_string(cfg->lanes[l].name));
-		json_object_object_add(o, "jobs", json_object_new_int64(jobs));
-		json_object_object_add(o, "est_tokens", json_object_new_int64(tokens));
-		json_object_object_add(o, "models", models);
-		json_object_array_add(arr, o);
-	}
-	return arr;
-}
-
-/*
- * A repeat of a submit that was stored (its key is known): answer with that
- * batch. Returns 1 when it answered, 0 when the key is new, or -errno.
- */
-int ingest_store_reply_if_repeat(struct ingest *in)
-{
-	char id[19];
-	int64_t total = 0;
-	json_object *o;
-	int r;
-
-	if (!in->key || in->opts.dry_run)
+	if (!in->lock_deadline)
+		in->lock_deadline = now + INGEST_LOCK_WAIT_MS;
+	if (now >= in->lock_deadline || evtimer_add(in->retry, &tv) < 0)
 		return 0;
-	r = store_batch_by_key(in->d->store, submitter(in), in->key, id, &total);
-	if (r <= 0)
-		return r;
-	log_info("submit from uid %d repeats batch %s (same idempotency key); not stored again",
-	         (int)in->uid, id);
-	o = proto_ok();
-	if (o) {
-		json_object_object_add(o, "id", json_object_new_string(id));
-		json_object_object_add(o, "count", json_object_new_int64(total));
-		json_object_object_add(o, "duplicate", json_object_new_boolean(1));
-	}
-	ingest_reply(in, o);
+	in->waiting = 1;
 	return 1;
 }
 
-/*
- * After the answer: the batch is in_progress with its first slice running;
- * its other slices are let go a step a turn. Nobody waits for this.
- */
-static void release_rest(struct ingest *in)
-{
-	struct timeval tv = {0, INGEST_LOCK_RETRY_MS * 1000}, next = {0, 0};
-	int r = store_step(in);
-
-	if (r == -EBUSY && !in->lock_deadline)
-		in->lock_deadline = time_mono_ms() + INGEST_LOCK_WAIT_MS;
-	if ((r == 1 || (r == -EBUSY && time_mono_ms() < in->lock_deadline)) &&
-	    evtimer_add(in->retry, r == 1 ? &next : &tv) == 0)
-		return;
-	if (r != 0)
-		log_warn("batch %s: %zu slices of its jobs cannot be let go now (%s); llmqd lets "
-		         "them go at its next start",
-		         in->id, in->n_slices - in->released, strerror(r < 0 ? -r : ENOMEM));
-	ingest_free(in);
-}
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
+void ingest_store_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct ingest *in = arg;
 
-	if (in->answered)
-		release_rest(in);
-	else
-		ingest_store_and_reply(in);
+	in->waiting = 0;
+	ingest_store_next(in);
 }
 
-static void on_gone(void *ud)
+/* RECEIVING: hand over each slice that is whole, but the batch's last. */
+static void ingest_store_feed_more(struct ingest *in)
 {
-	struct ingest *in = ud;
+	size_t end;
 
-	log_info("submit from uid %d: the client left before its batch was stored%s", (int)in->uid,
-	         in->released ? " (it was, and runs)" : "; nothing stored");
-	store_undo(in);
+	if (in->opts.dry_run || in->n_errors > 0 || in->failed || in->too_big || in->gave_up)
+		return;
+	while (in->flying < INGEST_FLYING && (in->n_jobs - in->handed > INGEST_SLICE ||
+	                                      in->unhanded_bytes >= INGEST_SLICE_BYTES)) {
+		end = ingest_store_slice_end(in, in->handed);
+		/* Stored at the end: a batch of one slice is then stored at once. */
+		if (end == in->n_jobs)
+			return;
+		if (ingest_store_hand_slice(in, end) < 0)
+			return; /* out of memory now: at the end, or refused then */
+	}
+}
+
+/* STORING: the rest in slices, then the start, then the answer. */
+static void ingest_store_rest(struct ingest *in)
+{
+	int r = 0;
+
+	if (in->gave_up) {
+		r = in->gave_up;
+		in->phase = INGEST_DROPPING;
+		in->answer = ingest_answer_refusal(in, r);
+		ingest_store_next(in);
+		return;
+	}
+	if (!in->sliced && in->handed == 0 && ingest_store_slice_end(in, 0) == in->n_jobs) {
+		if (in->flying == 0)
+			r = ingest_store_hand_start(in);
+	} else {
+		while (r == 0 && in->flying < INGEST_FLYING && in->handed < in->n_jobs)
+			r = ingest_store_hand_slice(in, ingest_store_slice_end(in, in->handed));
+		/* The start after the last slice, in the same queue (it does nothing
+		 * if a slice before it failed); its range is the first slice's. */
+		if (r == 0 && in->handed == in->n_jobs && in->n_slices > 0 &&
+		    in->flying < INGEST_FLYING && !in->start_handed)
+			r = ingest_store_hand_start(in);
+	}
+	if (r < 0 && in->flying == 0) {
+		in->phase = INGEST_DROPPING;
+		in->answer = ingest_answer_refusal(in, r);
+		ingest_store_next(in);
+	}
+}
+
+/* RELEASING: the batch runs; its other slices are let go. Nobody waits. */
+static void ingest_store_release_rest(struct ingest *in)
+{
+	struct ingest_write *w;
+	size_t k;
+
+	while (in->flying < INGEST_FLYING && in->releasing < in->n_slices) {
+		k = in->releasing;
+		w = ingest_write_new(in, INGEST_WRITE_RELEASE, 0, 0);
+		if (!w)
+			break;
+		w->first = in->slices[k].first;
+		w->last = in->slices[k].last;
+		in->releasing++;
+		ingest_write_submit(w);
+	}
+	if (in->flying > 0)
+		return;
+	if (in->released < in->n_slices)
+		log_warn("batch %s: %zu slices of its jobs cannot be let go now (out of memory); "
+		         "llmqd lets them go at its next start",
+		         in->id, in->n_slices - in->released);
+	ingest_free(in);
+}
+
+/* DROPPING, ABANDONED: what was stored goes, then the answer (if anyone waits). */
+static void ingest_store_undo(struct ingest *in)
+{
+	struct ingest_write *w;
+
+	if (in->flying > 0)
+		return;
+	if (in->started) {
+		/* Its start came back meanwhile: it is stored, and runs. */
+		in->phase = INGEST_RELEASING;
+		json_object_put(in->answer);
+		in->answer = NULL;
+		ingest_store_release_rest(in);
+		return;
+	}
+	if (in->batch_in && !in->deleting) {
+		w = ingest_write_new(in, INGEST_WRITE_DELETE, 0, 0);
+		if (w) {
+			in->deleting = 1;
+			ingest_write_submit(w);
+			return;
+		}
+		log_warn("batch %s: out of memory to delete its part stored so far; llmqd deletes "
+		         "it at its next start",
+		         in->id);
+	}
+	if (in->phase == INGEST_DROPPING)
+		ingest_store_reply(in, in->answer);
+	in->answer = NULL;
 	ingest_free(in);
 }
 
 /*
- * The batch is admitted: store it and answer. Another program's lock on the
- * database delays this (up to INGEST_LOCK_WAIT_MS, retried from a timer, the
- * loop serving everyone meanwhile) but never loses or doubles the batch:
- * the transaction either committed or did not happen.
+ * A write failed and all of in's writes are back: the failed one and those
+ * after it (which did nothing) are handed again from a timer while another
+ * program holds the lock, up to INGEST_LOCK_WAIT_MS; anything else, or
+ * longer, and the batch is refused (or, started, its slices are let go at
+ * the next start).
  */
+static void ingest_store_failed(struct ingest *in, int r)
+{
+	in->broken = 0;
+	in->handed = in->stored;
+	in->unhanded_bytes = ingest_store_bytes(in, in->stored, in->n_jobs);
+	in->start_handed = in->started;
+	in->releasing = in->released;
+	if (r == -EBUSY && in->phase != INGEST_ABANDONED && in->phase != INGEST_DROPPING &&
+	    ingest_store_wait(in))
+		return;
+	switch (in->phase) {
+	case INGEST_RECEIVING:
+		in->gave_up = r; /* refused at the end */
+		break;
+	case INGEST_STORING:
+		in->phase = INGEST_DROPPING;
+		in->answer = ingest_answer_refusal(in, r);
+		break;
+	case INGEST_RELEASING:
+		log_warn("batch %s: stored, but %zu slices of its jobs wait for llmqd's next start "
+		         "(%s)",
+		         in->id, in->n_slices - in->released, strerror(-r));
+		in->releasing = in->n_slices;
+		in->released = in->n_slices;
+		break;
+	case INGEST_DROPPING:
+	case INGEST_ABANDONED:
+		break;
+	}
+}
+
+/* What comes next, whatever came back. */
+static void ingest_store_next(struct ingest *in)
+{
+	int r = in->err;
+
+	if (r && in->flying > 0)
+		return; /* the rest comes back first (doing nothing) */
+	if (r) {
+		in->err = 0;
+		ingest_store_failed(in, r);
+	}
+	if (in->waiting)
+		return;
+	switch (in->phase) {
+	case INGEST_RECEIVING:
+		ingest_store_feed_more(in);
+		break;
+	case INGEST_STORING:
+		ingest_store_rest(in);
+		break;
+	case INGEST_RELEASING:
+		ingest_store_release_rest(in);
+		break;
+	case INGEST_DROPPING:
+	case INGEST_ABANDONED:
+		ingest_store_undo(in);
+		break;
+	}
+}
+
+/* The batch is started: answer, and let the rest go after. */
+static void ingest_store_started(struct ingest *in)
+{
+	in->started = 1;
+	in->released = in->sliced ? 1 : 0;
+	in->releasing = in->released;
+	log_info("batch %s: %zu jobs, ~%lld tokens, from uid %d", in->id, in->n_jobs,
+	         (long long)in->tokens, (int)in->uid);
+	sched_kick(in->d->sched);
+	json_object_put(in->answer);
+	in->answer = NULL;
+	if (in->phase == INGEST_STORING)
+		ingest_store_reply(in, ingest_answer_ok(in));
+	else
+		log_info("batch %s: its sender left before the answer; it is stored, and runs",
+		         in->id);
+	in->phase = INGEST_RELEASING;
+}
+
+/* A write of in's is in the database. */
+static void ingest_store_took(struct ingest *in, const struct ingest_write *w)
+{
+	size_t i;
+
+	in->lock_deadline = 0;
+	switch (w->kind) {
+	case INGEST_WRITE_SLICE:
+		in->batch_in = 1;
+		in->slices[in->n_slices].first = w->first;
+		in->slices[in->n_slices].last = w->first + (int64_t)w->slice.n - 1;
+		in->n_slices++;
+		in->stored += w->slice.n;
+		/* Its bodies are the store's now. */
+		for (i = w->from; i < w->from + w->slice.n; i++) {
+			if (!in->jobs[i].body)
+				continue;
+			in->kept -= in->jobs[i].body_len;
+			free(in->jobs[i].body);
+			in->jobs[i].body = NULL;
+		}
+		break;
+	case INGEST_WRITE_START:
+		in->batch_in = 1;
+		in->stored = in->n_jobs;
+		ingest_store_started(in);
+		break;
+	case INGEST_WRITE_RELEASE:
+		in->released++;
+		break;
+	case INGEST_WRITE_DELETE:
+		in->batch_in = 0;
+		break;
+	}
+}
+
+/* A write of in's failed with r (-ECANCELED: one before it did). */
+static void ingest_store_refused(struct ingest *in, const struct ingest_write *w, int r)
+{
+	json_object *o = NULL;
+
+	if (w->kind == INGEST_WRITE_DELETE) {
+		/* Invisible meanwhile: a validating batch runs nowhere, nor is it found by key. */
+		log_warn("batch %s: cannot delete its part stored so far (%s); llmqd deletes it at "
+		         "its next start",
+		         in->id, w->why ? w->why : strerror(-r));
+		in->batch_in = 0;
+		in->broken = 0;
+		return;
+	}
+	if (r == -EEXIST && w->kind == INGEST_WRITE_START && ingest_answer_repeat(in, &o) == 1) {
+		/* The same key stored meanwhile by a repeat: the answer names that batch. */
+		in->broken = 0;
+		in->start_handed = 0;
+		if (in->phase == INGEST_STORING) {
+			in->phase = INGEST_DROPPING;
+			in->answer = o;
+		} else {
+			json_object_put(o);
+		}
+		return;
+	}
+	if (r == -ECANCELED || in->err)
+		return;
+	/* A custom_id twice (-EEXIST of a slice) is named, with its lines, by the
+	 * end's check; another program's lock, by health.c. */
+	if (r != -EBUSY && !(r == -EEXIST && w->kind == INGEST_WRITE_SLICE))
+		log_err("batch %s: the database refused a write of it: %s", in->id,
+		        w->why ? w->why : strerror(-r));
+	in->err = r;
+}
+
+void ingest_store_written(struct ingest_write *w, int r)
+{
+	struct ingest *in = w->in;
+
+	in->flying--;
+	/* The writer's connection met another program's lock, or wrote: as writeback.c. */
+	if (sched_writer(in->d->sched) && (r == 0 || r == -EBUSY))
+		store_note_contended(in->d->store, r == 0 ? 0 : time_wall_ms());
+	if (r == 0)
+		ingest_store_took(in, w);
+	else
+		ingest_store_refused(in, w, r);
+	ingest_write_free(w);
+	ingest_store_next(in);
+}
+
+void ingest_store_feed(struct ingest *in)
+{
+	in->unhanded_bytes += in->jobs[in->n_jobs - 1].body_len;
+	if (in->phase == INGEST_RECEIVING && !in->err && !in->waiting)
+		ingest_store_feed_more(in);
+}
+
 void ingest_store_and_reply(struct ingest *in)
 {
-	struct timeval tv = {0, INGEST_LOCK_RETRY_MS * 1000}, next = {0, 0};
-	int64_t now = time_mono_ms();
-	json_object *o;
-	int r = 0;
+	if (in->opts.dry_run) {
+		ingest_store_reply(in, ingest_answer_ok(in));
+		ingest_free(in);
+		return;
+	}
+	in->phase = INGEST_STORING;
+	ingest_store_await(in);
+	if (!in->err && !in->waiting)
+		ingest_store_next(in);
+}
 
-	if (!in->opts.dry_run) {
-		r = store_step(in);
-		if (r == -EBUSY && !in->lock_deadline)
-			in->lock_deadline = now + INGEST_LOCK_WAIT_MS;
-		if (r == 1 && in->released == 1 && in->retry) {
-			in->answered = 1; /* in_progress now: answer, and let the rest go after */
-			r = 0;
-		}
-		if ((r == 1 || (r == -EBUSY && now < in->lock_deadline)) &&
-		    (in->retry || (in->retry = evtimer_new(in->d->base, retry_cb, in))) &&
-		    evtimer_add(in->retry, r == 1 ? &next : &tv) == 0) {
-			if (!in->awaiting)
-				in->owner->await(in->owner_ud, on_gone, in);
-			in->awaiting = 1;
-			return; /* the next step, or the same again, on a later turn */
-		}
-		if (r == 1)
-			r = -ENOMEM; /* no timer: give up */
-		if (in->awaiting)
-			in->owner->await_end(in->owner_ud);
-		in->awaiting = 0;
-		if (r < 0 && in->released == 0)
-			store_undo(in);
-		if (r < 0 && in->released > 0) {
-			/* Stored and running; the rest is let go at the next start. */
-			log_warn(
-			    "batch %s: stored, but some of its jobs wait for llmqd's next start: "
-			    "%s",
-			    in->id, strerror(-r));
-			r = 0;
-		}
-		/* The same key stored meanwhile by a concurrent repeat. */
-		if (r == -EEXIST && ingest_store_reply_if_repeat(in) == 1)
-			goto out;
-		if (r == -EBUSY) {
-			ingest_reply(
-			    in, proto_error(ERR_BUSY,
-			                    "the database stayed locked by another program for "
-			                    "30s; nothing was stored. End that program's "
-			                    "transaction and submit again"));
-			goto out;
-		}
-		if (r < 0) {
-			ingest_reply(in, cmd_store_error_reply(in->d, "submit", r));
-			goto out;
-		}
-		log_info("batch %s: %zu jobs, ~%lld tokens, from uid %d", in->id, in->n_jobs,
-		         (long long)in->tokens, (int)in->uid);
-		sched_kick(in->d->sched);
+void ingest_store_drop(struct ingest *in, json_object *o)
+{
+	if (in->handed == 0 && in->flying == 0 && !in->waiting) {
+		ingest_store_reply(in, o);
+		ingest_free(in);
+		return;
 	}
-	o = proto_ok();
-	if (o) {
-		if (!in->opts.dry_run)
-			json_object_object_add(o, "id", json_object_new_string(in->id));
-		json_object_object_add(o, "count", json_object_new_int64((int64_t)in->n_jobs));
-		json_object_object_add(o, "est_tokens", json_object_new_int64(in->tokens));
-		json_object_object_add(o, "eta_ms", json_object_new_int64(in->v.finish_ms));
-		if (in->opts.dry_run)
-			json_object_object_add(o, "lanes", routing(in));
-		if (in->opts.dry_run && in->v.refused) {
-			json_object_object_add(o, "would_refuse",
-			                       json_object_new_string(in->v.reason));
-			json_object_object_add(
-			    o, "retry_after",
-			    json_object_new_int64((in->v.retry_after_ms + 999) / 1000));
-			/* false: the batch can never run as it is (the real submit's 65). */
-			json_object_object_add(o, "retryable",
-			                       json_object_new_boolean(in->v.retryable));
-		}
+	in->phase = INGEST_DROPPING;
+	in->answer = o;
+	ingest_store_await(in);
+	/* A retry was for a slice: what is stored goes instead, now. */
+	if (in->waiting)
+		evtimer_del(in->retry);
+	in->waiting = 0;
+	ingest_store_next(in);
+}
+
+void ingest_store_abort(struct ingest *in)
+{
+	in->gone = 1;
+	in->phase = INGEST_ABANDONED;
+	if (in->waiting) {
+		evtimer_del(in->retry);
+		in->waiting = 0;
 	}
-	ingest_reply(in, o);
-	if (in->answered) {
-		if (evtimer_add(in->retry, &next) == 0)
-			return; /* release_rest() */
-		in->answered = 0;
-	}
-out:
-	ingest_free(in);
+	ingest_store_next(in);
 }

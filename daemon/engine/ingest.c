@@ -3,10 +3,11 @@
  * of one batch from the first to the decision: its sender (a socket client
  * through ipc, or route-batches-create.c reading a stored file) calls ingest_line()
  * per input line, ingest_end() when all arrived, ingest_abort() when it went
- * away. Each line is validated and kept as it comes; at the end the whole is
- * checked (duplicate custom_ids, a repeated idempotency key, admission) and
- * refused with its first bad lines, or handed to ingest-store.c, which
- * stores it and answers the owner.
+ * away. Each line is validated and kept as it comes (ingest-store.c stores
+ * each whole slice meanwhile); at the end the whole is checked (duplicate
+ * custom_ids, a repeated idempotency key, admission) and refused with its
+ * first bad lines, or handed to ingest-store.c, which stores the rest and
+ * answers the owner.
  */
 #include "engine/ingest-private.h"
 #include "text.h"
@@ -27,7 +28,8 @@
 #include <string.h>
 
 #define INGEST_KEEP_ERRORS 1000
-/* Bodies kept in memory per batch from a file; past it, they are read again when stored. */
+/* Bodies kept in memory per batch from a file, not yet stored; past it, they
+ * are read again when stored. */
 #define INGEST_KEEP_BYTES (32u << 20)
 
 void ingest_free(struct ingest *in)
@@ -55,6 +57,9 @@ void ingest_free(struct ingest *in)
 		close(in->source_fd);
 	if (in->retry)
 		event_free(in->retry);
+	if (in->turn)
+		event_free(in->turn);
+	json_object_put(in->answer);
 	in->d->ingests--;
 	free(in);
 }
@@ -158,6 +163,7 @@ static int take_line(struct ingest *in, const char *line, size_t len, int too_lo
 	proto_input_clear(&pi);
 	if (!j->custom_id || !j->url || !j->model || (!j->body && j->offset < 0))
 		return -ENOMEM;
+	ingest_store_feed(in);
 	return 0;
 }
 
@@ -229,7 +235,8 @@ static int check_duplicates(struct ingest *in)
 	return r;
 }
 
-static void reply_invalid(struct ingest *in)
+/* The refusal of a batch with bad lines, naming the first; NULL when out of memory. */
+static json_object *reply_invalid(struct ingest *in)
 {
 	json_object *o, *lines, *e;
 	char msg[512];
@@ -246,8 +253,7 @@ static void reply_invalid(struct ingest *in)
 	if (!o || !lines) {
 		json_object_put(o);
 		json_object_put(lines);
-		ingest_reply(in, NULL);
-		return;
+		return NULL;
 	}
 	for (i = 0; i < in->n_errors_kept && i < LLMQ_MAX_REPORTED_ERRORS; i++) {
 		e = json_object_new_object();
@@ -260,7 +266,7 @@ static void reply_invalid(struct ingest *in)
 	json_object_object_get_ex(o, "error", &e);
 	json_object_object_add(e, "lines", lines);
 	json_object_object_add(e, "bad_lines", json_object_new_int64(in->n_errors));
-	ingest_reply(in, o);
+	return o;
 }
 
 /* Per lane: its share of the batch and its current load. */
@@ -310,44 +316,47 @@ void ingest_end(struct ingest *in)
 {
 	struct admission_verdict *v = &in->v;
 	char msg[160];
-	json_object *o, *e;
+	json_object *o = NULL, *e;
 	int r;
 
 	if (in->failed) {
 		log_err(
 		    "submit from uid %d: cannot keep its %lld lines in memory: %s; nothing stored",
 		    (int)in->uid, (long long)in->line_no, strerror(-in->failed));
-		ingest_reply(in, proto_error(ERR_BUSY, "llmqd ran out of memory receiving the "
-		                                       "batch; nothing was stored: try again, or "
-		                                       "split the batch"));
-		goto out;
+		ingest_store_drop(in, proto_error(ERR_BUSY, "llmqd ran out of memory receiving the "
+		                                            "batch; nothing was stored: try again, "
+		                                            "or split the batch"));
+		return;
 	}
 	if (in->too_big) {
 		snprintf(msg, sizeof(msg),
 		         "batch larger than %llu MiB; split it into several batches",
 		         (unsigned long long)(LLMQ_MAX_BATCH_BYTES >> 20));
 		in->d->refusals[REFUSAL_TOO_LARGE]++;
-		ingest_reply(in, proto_error(ERR_BATCH_TOO_LARGE, msg));
-		goto out;
+		ingest_store_drop(in, proto_error(ERR_BATCH_TOO_LARGE, msg));
+		return;
 	}
 	r = check_duplicates(in);
 	if (r < 0)
 		goto fail;
 	if (in->n_errors > 0) {
 		in->d->refusals[REFUSAL_INVALID]++;
-		reply_invalid(in);
-		goto out;
+		ingest_store_drop(in, reply_invalid(in));
+		return;
 	}
 	if (in->n_jobs == 0) {
-		ingest_reply(in, proto_error(ERR_INVALID_BATCH,
-		                             "the batch has no request lines; nothing was stored"));
-		goto out;
+		ingest_store_drop(
+		    in, proto_error(ERR_INVALID_BATCH,
+		                    "the batch has no request lines; nothing was stored"));
+		return;
 	}
-	r = ingest_store_reply_if_repeat(in);
+	r = ingest_answer_repeat(in, &o);
 	if (r < 0)
 		goto fail;
-	if (r == 1)
-		goto out;
+	if (r == 1) {
+		ingest_store_drop(in, o);
+		return;
+	}
 	r = admit(in, v, &in->tokens);
 	if (r < 0)
 		goto fail;
@@ -362,17 +371,13 @@ void ingest_end(struct ingest *in)
 			                       json_object_new_boolean(v->retryable));
 		}
 		log_info("submit from uid %d refused: %s", (int)in->uid, v->reason);
-		ingest_reply(in, o);
-		goto out;
+		ingest_store_drop(in, o);
+		return;
 	}
-	if (!in->opts.dry_run && (r = store_new_batch_id(in->id)) < 0)
-		goto fail;
 	ingest_store_and_reply(in);
 	return;
 fail:
-	ingest_reply(in, cmd_store_error_reply(in->d, "submit", r));
-out:
-	ingest_free(in);
+	ingest_store_drop(in, cmd_store_error_reply(in->d, "submit", r));
 }
 
 static void on_end(void *ud)
@@ -382,9 +387,9 @@ static void on_end(void *ud)
 
 void ingest_abort(struct ingest *in)
 {
-	log_info("submit from uid %d abandoned after %lld lines; nothing stored", (int)in->uid,
-	         (long long)in->line_no);
-	ingest_free(in);
+	log_info("submit from uid %d abandoned after %lld lines; nothing of it is kept",
+	         (int)in->uid, (long long)in->line_no);
+	ingest_store_abort(in);
 }
 
 static void on_abort(void *ud)
@@ -425,8 +430,11 @@ struct ingest *ingest_new(struct llmqd *d, const struct ingest_opts *opts, int64
 	in->metadata = dup_opt(opts->metadata, &failed);
 	in->d = d;
 	in->source_fd = -1;
+	in->turn_tail = &in->turn_q;
+	in->retry = evtimer_new(d->base, ingest_store_retry, in);
+	in->turn = evtimer_new(d->base, ingest_write_turn, in);
 	d->ingests++;
-	if (!in->errors || failed) {
+	if (!in->errors || !in->retry || !in->turn || failed) {
 		ingest_free(in);
 		return NULL;
 	}

@@ -3,9 +3,11 @@
  * keeps the valid ones in memory (bounded by the batch limits; from a file,
  * bodies past a budget are read again when stored), then checks the whole
  * (duplicate custom_ids, admission) and stores it - in one transaction, or
- * a slice a turn for a large batch, invisible to the lanes until whole - or
+ * for a large batch a slice at a time while its lines still come,
+ * invisible to the lanes and to repeats until whole and admitted - or
  * refuses it with the line numbers of the first bad lines. Nothing of a
- * refused batch is stored.
+ * refused batch is kept: what was stored of it goes before the answer.
+ * The writes run on the store's writer thread (ingest-write.c).
  */
 #ifndef LLMQ_INGEST_H
 #define LLMQ_INGEST_H
