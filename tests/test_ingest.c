@@ -217,7 +217,7 @@ Test(ingest, a_batch_refused_at_its_last_line_leaves_nothing, .timeout = 60)
 	h_mock_stop(&m);
 }
 
-/* Its sender leaves halfway, or llmqd is killed halfway: nothing of it stays. */
+/* Its sender leaves halfway, or llmqd stops or is killed halfway: nothing of it stays. */
 Test(ingest, a_batch_cut_halfway_leaves_nothing, .timeout = 90)
 {
 	char dir[64], file[128], id[40];
@@ -232,7 +232,14 @@ Test(ingest, a_batch_cut_halfway_leaves_nothing, .timeout = 90)
 	wait_jobs_stored(&d);
 	close(fd);
 	wait_nothing_stored(&d);
-	/* Killed while slices are stored: the next start finds nothing of it. */
+	/* Stopped, or killed, while slices are stored: it stops cleanly (its
+	 * writes back first), and the next start finds nothing of it. */
+	fd = send_part(&d, 3000, 6000);
+	wait_jobs_stored(&d);
+	h_daemon_signal(&d, SIGTERM);
+	close(fd);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	wait_nothing_stored(&d);
 	fd = send_part(&d, 3000, 6000);
 	wait_jobs_stored(&d);
 	h_daemon_signal(&d, SIGKILL);
