@@ -2,7 +2,8 @@
  * The Batch API's files and batches against a real llmqd, spoken to in raw
  * HTTP: kill -9 during an upload and during a run, an upload that stops
  * coming, the per-user cap on HTTP connections, a pipelined and an
- * Expect: 100-continue request on the HTTP face's own server.
+ * Expect: 100-continue request on the HTTP face's own server, a batch
+ * whose bodies are read again from its file.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -105,11 +106,12 @@ static int http(int port, const char *method, const char *path, const char *ctyp
 	return http_ex(port, method, path, ctype, body, blen, buf, len, 0);
 }
 
-/* The multipart form of an upload of n request lines: its bytes into *ret. */
-static size_t form(int n, int max_tokens, char **ret)
+/* The multipart form of an upload of n request lines, each question pad
+ * bytes longer ('p's): its bytes into *ret. */
+static size_t form_padded(int n, int max_tokens, size_t pad, char **ret)
 {
-	size_t cap = (size_t)n * 256 + 1024, len = 0;
-	char *p = malloc(cap);
+	size_t cap = (size_t)n * (256 + pad) + 1024, len = 0;
+	char *p = malloc(cap), *padding = malloc(pad + 1);
 	int i;
 
 	cr_assert_not_null(p);
@@ -118,16 +120,25 @@ static size_t form(int n, int max_tokens, char **ret)
 	                        "\r\n\r\nbatch\r\n--" BOUNDARY "\r\nContent-Disposition: form-data;"
 	                        " name=\"file\"; filename=\"in.jsonl\"\r\n"
 	                        "Content-Type: application/jsonl\r\n\r\n");
+	cr_assert_not_null(padding);
+	memset(padding, 'p', pad);
+	padding[pad] = '\0';
 	for (i = 0; i < n; i++)
 		len += (size_t)snprintf(
 		    p + len, cap - len,
 		    "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/chat/"
 		    "completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":"
-		    "[{\"role\":\"user\",\"content\":\"q%d\"}],\"max_tokens\":%d}}\n",
-		    i, i, max_tokens);
+		    "[{\"role\":\"user\",\"content\":\"q%d%s\"}],\"max_tokens\":%d}}\n",
+		    i, i, padding, max_tokens);
 	len += (size_t)snprintf(p + len, cap - len, "\r\n--" BOUNDARY "--\r\n");
+	free(padding);
 	*ret = p;
 	return len;
+}
+
+static size_t form(int n, int max_tokens, char **ret)
+{
+	return form_padded(n, max_tokens, 0, ret);
 }
 
 static const char *form_type = "multipart/form-data; boundary=" BOUNDARY;
@@ -154,12 +165,13 @@ static int files_in(const struct daemon_proc *d, int *temps)
 	return n;
 }
 
-static void upload_lines(const struct daemon_proc *d, int n, int max_tokens, char *id, size_t idlen)
+static void upload_padded(const struct daemon_proc *d, int n, int max_tokens, size_t pad, char *id,
+                          size_t idlen)
 {
 	static char buf[1 << 16];
 	json_object *o;
 	char *body;
-	size_t len = form(n, max_tokens, &body);
+	size_t len = form_padded(n, max_tokens, pad, &body);
 
 	cr_assert_eq(
 	    http(d->http_port, "POST", "/v1/files", form_type, body, len, buf, sizeof(buf)), 200,
@@ -169,6 +181,11 @@ static void upload_lines(const struct daemon_proc *d, int n, int max_tokens, cha
 	cr_assert_not_null(o);
 	snprintf(id, idlen, "%s", h_jstr(o, "id"));
 	json_object_put(o);
+}
+
+static void upload_lines(const struct daemon_proc *d, int n, int max_tokens, char *id, size_t idlen)
+{
+	upload_padded(d, n, max_tokens, 0, id, idlen);
 }
 
 static void upload(const struct daemon_proc *d, int n, char *id, size_t idlen)
@@ -652,6 +669,59 @@ Test(batchapi, a_failed_batch_is_logged_as_stored, .timeout = 60)
 	              strstr(log, "stored as failed"),
 	          "%s", log);
 	cr_assert_null(strstr(log, "Nothing was stored"), "%s", log);
+	h_mock_stop(&m);
+}
+
+/*
+ * Of a batch made from a file, at most 32 MiB of bodies not yet stored are
+ * kept in memory; the others are read again from the file when their slice
+ * is stored, by the writer thread. With another program's lock holding the
+ * writer back until the whole 40 MB file is read, most bodies are read
+ * again: each job gets its own, and the batch is made once the lock goes.
+ */
+Test(batchapi, bodies_read_again_from_the_file_are_each_jobs_own, .timeout = 120)
+{
+	static char buf[1 << 16], log[1 << 20];
+	struct daemon_proc d = {0};
+	struct mock_proc m = {0};
+	char dir[64], file[64], req[256];
+	int64_t t0;
+	sqlite3 *db;
+	int status;
+	pid_t pid;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	upload_padded(&d, 10000, 5, 4000, file, sizeof(file));
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	snprintf(req, sizeof(req),
+	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+	         "\"completion_window\":\"24h\"}",
+	         file);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		status = http(d.http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf,
+		              sizeof(buf));
+		_exit(status == 200 && strstr(buf, "\"status\":\"in_progress\"") ? 0 : 1);
+	}
+	/* The file read to its end while nothing could be stored. */
+	t0 = time(NULL);
+	while (!strstr(h_read_file(d.log, log, sizeof(log)), "read in") && time(NULL) - t0 < 30)
+		usleep(50 * 1000);
+	cr_assert(strstr(log, "read in"), "the file was read: %s", log);
+	cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the batch was made");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 1);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE length(body) > 4000 AND "
+	                           "instr(body, '\"content\":\"q' || substr(custom_id, 2) || "
+	                           "'p') > 0"),
+	             10000);
+	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
 
