@@ -424,7 +424,7 @@ static void ingest_store_refused(struct ingest *in, const struct ingest_write *w
 	json_object *o = NULL;
 
 	if (w->kind == INGEST_WRITE_DELETE) {
-		/* Invisible meanwhile: a validating batch runs nowhere, nor is it found by key. */
+		/* Harmless meanwhile: a validating batch runs nowhere, and no repeat finds it. */
 		log_warn("batch %s: cannot delete its part stored so far (%s); llmqd deletes it at "
 		         "its next start",
 		         in->id, w->why ? w->why : strerror(-r));
@@ -486,8 +486,7 @@ void ingest_store_and_reply(struct ingest *in)
 	}
 	in->phase = INGEST_STORING;
 	ingest_store_await(in);
-	if (!in->err && !in->waiting)
-		ingest_store_next(in);
+	ingest_store_next(in);
 }
 
 void ingest_store_drop(struct ingest *in, json_object *o)
