@@ -217,3 +217,46 @@ const char *jsontext_last_object(const char *s, size_t len, const char *key)
 	}
 	return NULL;
 }
+
+int jsontext_member(const char *s, size_t len, const char *key, size_t *ret_off, size_t *ret_len)
+{
+	size_t klen = strlen(key), i = skip_ws(s, len, 0), name, value, off = 0, vlen = 0;
+	int found = 0;
+
+	if (i >= len || s[i] != '{')
+		return -EINVAL;
+	i = skip_ws(s, len, i + 1);
+	if (i < len && s[i] == '}')
+		return skip_ws(s, len, i + 1) == len ? -ENOENT : -EINVAL;
+	for (;;) {
+		name = i;
+		if (read_string(s, len, &i) < 0 || memchr(s + name, '\\', i - name))
+			return -EINVAL;
+		value = skip_ws(s, len, i);
+		if (value >= len || s[value] != ':')
+			return -EINVAL;
+		value = skip_ws(s, len, value + 1);
+		if (i - name == klen + 2 && memcmp(s + name + 1, key, klen) == 0) {
+			found = 1;
+			off = value;
+		}
+		i = value;
+		if (read_value(s, len, &i, 1) < 0)
+			return -EINVAL;
+		if (found && off == value)
+			vlen = i - value;
+		i = skip_ws(s, len, i);
+		if (i < len && s[i] == '}')
+			break;
+		if (i >= len || s[i] != ',')
+			return -EINVAL;
+		i = skip_ws(s, len, i + 1);
+	}
+	if (skip_ws(s, len, i + 1) != len)
+		return -EINVAL;
+	if (!found)
+		return -ENOENT;
+	*ret_off = off;
+	*ret_len = vlen;
+	return 0;
+}

@@ -7,7 +7,10 @@
  * value; the compaction is valid, on one line, no longer, and compacting it
  * again changes nothing; text it calls invalid is left untouched; and the
  * member found from the end ("usage", "response") is an object member
- * json-c sees: found whenever json-c sees one, an object where it points.
+ * json-c sees: found whenever json-c sees one, an object where it points;
+ * and the bytes found for an object's member ("body") are, parsed, the
+ * value json-c keeps for it, found whenever json-c keeps one (unless a
+ * name is written with an escape).
  */
 #include "fuzz.h"
 
@@ -84,6 +87,40 @@ static void last_object(const char *s, size_t len, int valid, json_object *value
 	json_object_put(o);
 }
 
+static void member(const char *s, size_t len, json_object *value, const char *key)
+{
+	size_t off = 0, vlen = 0;
+	json_object *want = NULL, *got;
+	char *copy;
+	int r = jsontext_member(s, len, key, &off, &vlen);
+
+	if (!json_object_is_type(value, json_type_object)) {
+		FUZZ_ASSERT(r == -EINVAL, "a member found in no object: %d", r);
+		return;
+	}
+	if (r == -EINVAL) {
+		FUZZ_ASSERT(memchr(s, '\\', len), "an object refused, no name escaped");
+		return;
+	}
+	json_object_object_get_ex(value, key, &want);
+	if (r == -ENOENT) {
+		FUZZ_ASSERT(!json_object_object_get_ex(value, key, NULL),
+		            "json-c keeps a \"%s\" that jsontext does not find", key);
+		return;
+	}
+	FUZZ_ASSERT(r == 0 && off + vlen <= len, "%d, %zu + %zu past %zu", r, off, vlen, len);
+	FUZZ_ASSERT(jsontext_valid(s + off, vlen), "the bytes found are not a value");
+	copy = malloc(vlen + 1);
+	FUZZ_ASSERT(copy, "out of memory");
+	memcpy(copy, s + off, vlen);
+	copy[vlen] = '\0';
+	got = jsonc_parse(copy, vlen + 1, NULL);
+	FUZZ_ASSERT(got && json_object_equal(got, want),
+	            "\"%s\" found as %.*s, not the value json-c keeps", key, (int)vlen, copy);
+	json_object_put(got);
+	free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *s = malloc(size + 1), *c = malloc(size + 1);
@@ -123,6 +160,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	last_object(s, size, valid, value, "usage");
 	last_object(s, size, valid, value, "response");
+	if (valid && value)
+		member(s, size, value, "body");
 	json_object_put(value);
 	free(s);
 	free(c);

@@ -1,5 +1,6 @@
 /*
- * jsontext: compacting JSON text in place and finding a member near its end.
+ * jsontext: compacting JSON text in place, finding a member near its end,
+ * and the bytes of an object's member.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -92,4 +93,52 @@ Test(jsontext, valid_is_rfc_8259)
 	memset(deep + 1000, ']', 1000);
 	cr_assert_not(jsontext_valid(deep, 2000));
 	cr_assert(jsontext_valid(deep + 600, 800), "400 deep is fine");
+}
+
+/* The bytes of a member's value, as a batch line's body is kept. */
+static const char *member(const char *s, const char *key, char *buf, size_t len, int *ret)
+{
+	size_t off = 0, vlen = 0;
+
+	*ret = jsontext_member(s, strlen(s), key, &off, &vlen);
+	snprintf(buf, len, "%.*s", *ret == 0 ? (int)vlen : 0, s + off);
+	return buf;
+}
+
+Test(jsontext, a_members_value_as_its_bytes)
+{
+	char buf[256];
+	int r;
+
+	cr_assert_str_eq(member("{\"custom_id\":\"a\",\"body\":{\"model\":\"m\"}}", "body", buf,
+	                        sizeof(buf), &r),
+	                 "{\"model\":\"m\"}");
+	cr_assert_eq(r, 0);
+	/* As written, spaces inside it too. */
+	cr_assert_str_eq(member(" { \"body\" : { \"a\" : [1, 2] } , \"x\" : 2 }\r", "body", buf,
+	                        sizeof(buf), &r),
+	                 "{ \"a\" : [1, 2] }");
+	/* The last of a name, as json-c keeps it; a name inside a string is no member. */
+	cr_assert_str_eq(member("{\"body\":{\"a\":1},\"x\":\"\\\"body\\\":{}\",\"body\":[1]}",
+	                        "body", buf, sizeof(buf), &r),
+	                 "[1]");
+	cr_assert_str_eq(member("{\"body\":\"s\\\"}\"}", "body", buf, sizeof(buf), &r),
+	                 "\"s\\\"}\"");
+	/* Only the object's own members. */
+	member("{\"x\":{\"body\":1}}", "body", buf, sizeof(buf), &r);
+	cr_assert_eq(r, -ENOENT);
+	member("{}", "body", buf, sizeof(buf), &r);
+	cr_assert_eq(r, -ENOENT);
+	/* A name written with an escape might be it: cannot tell. */
+	member("{\"b\\u006fdy\":{},\"body\":{}}", "body", buf, sizeof(buf), &r);
+	cr_assert_eq(r, -EINVAL);
+	/* Not one valid object. */
+	member("[{\"body\":1}]", "body", buf, sizeof(buf), &r);
+	cr_assert_eq(r, -EINVAL);
+	member("{\"body\":1} x", "body", buf, sizeof(buf), &r);
+	cr_assert_eq(r, -EINVAL);
+	member("{\"body\":01}", "body", buf, sizeof(buf), &r);
+	cr_assert_eq(r, -EINVAL);
+	member("{\"body\":{}", "body", buf, sizeof(buf), &r);
+	cr_assert_eq(r, -EINVAL);
 }
