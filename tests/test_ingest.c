@@ -307,6 +307,48 @@ Test(ingest, a_lock_or_a_repeat_delays_a_large_batch_but_never_doubles_it, .time
 	h_mock_stop(&m);
 }
 
+/*
+ * A body is stored as its line has it, byte for byte (its spaces, a '/'
+ * json-c would write as "\/"), not written again; a line whose names are
+ * written with escapes (one of them may be "body") has it as json-c reads
+ * it. Before, every body was json-c's writing of it.
+ */
+Test(ingest, a_body_is_stored_as_its_line_has_it, .timeout = 60)
+{
+	static const char raw[] = "{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": "
+	                          "\"user\", \"content\": \"see https://example.com/x \\u00e9\"}], "
+	                          "\"max_tokens\": 5}";
+	char dir[64], file[128], id[40], sql[512];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	FILE *f;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "{\"custom_id\": \"a\", \"method\": \"POST\", \"url\": \"/v1/chat/completions\", "
+	        "\"body\": %s}\n",
+	        raw);
+	fputs("{\"custom_id\":\"b\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+	      "\"b\\u006fdy\":{\"model\":\"gpt-4o-mini\", \"max_tokens\":5}}\n",
+	      f);
+	fclose(f);
+	h_submit(&d, file, id, sizeof(id));
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM jobs WHERE custom_id = 'a' AND body = '%s'", raw);
+	cr_assert_eq(h_sql_int(&d, sql), 1, "stored as the line has it");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE custom_id = 'b' AND body = "
+	                           "'{\"model\":\"gpt-4o-mini\",\"max_tokens\":5}'"),
+	             1, "as json-c reads it");
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 30));
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
 static char disk_dir[256];
 static pid_t disk_daemon;
 

@@ -39,8 +39,7 @@ struct ingest_job {
 	char *model;
 	char *body; /* NULL: read again from the source file when stored, or stored */
 	size_t body_len;
-	int64_t offset; /* of the line in the source file */
-	size_t line_len;
+	int64_t offset; /* of the body's bytes in the source file, -1: none */
 	int64_t est;
 	const struct lane_config *lane;
 };
@@ -151,9 +150,8 @@ enum ingest_write_kind {
 /* A job whose body is read again from the source file, by the write. */
 struct ingest_reread {
 	size_t row;
-	int64_t offset;
-	size_t line_len;
-	char *body; /* the write's own, once read */
+	int64_t offset; /* of its bytes (the row's body_len of them) */
+	char *body;     /* the write's own, once read */
 };
 
 /*

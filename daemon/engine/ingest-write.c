@@ -8,7 +8,7 @@
  */
 #include "engine/ingest-private.h"
 #include "engine/scheduler.h"
-#include "protocol.h"
+#include "jsontext.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -71,8 +71,8 @@ struct ingest_write *ingest_write_new(struct ingest *in, enum ingest_write_kind 
 		    .est_tokens = j->est,
 		};
 		if (!j->body)
-			w->reread[w->n_reread++] = (struct ingest_reread){
-			    .row = i, .offset = j->offset, .line_len = j->line_len};
+			w->reread[w->n_reread++] =
+			    (struct ingest_reread){.row = i, .offset = j->offset};
 	}
 	w->slice.rows = w->rows;
 	w->slice.n = n;
@@ -80,43 +80,26 @@ struct ingest_write *ingest_write_new(struct ingest *in, enum ingest_write_kind 
 }
 
 /*
- * The body of a job whose line is in the source file: read and parsed
- * again, as receiving did (the file is the caller's upload, never changed;
- * if it were, the write fails rather than store another body).
+ * The body of a job whose line is in the source file: its bytes, read
+ * again. The file is an upload, written whole and never changed; bytes that
+ * are no JSON value fail the write rather than be stored.
  */
 static int ingest_write_reread(struct ingest_write *w, struct ingest_reread *rr)
 {
-	struct proto_input pi = {0};
-	char *line = malloc(rr->line_len + 1), err[256];
-	const char *body;
-	size_t blen;
+	size_t len = w->rows[rr->row].body_len;
 	ssize_t n;
-	int r;
 
-	if (!line)
+	rr->body = malloc(len + 1);
+	if (!rr->body)
 		return -ENOMEM;
-	n = pread(w->source_fd, line, rr->line_len, (off_t)rr->offset);
-	if (n != (ssize_t)rr->line_len) {
-		r = n < 0 ? -errno : -EIO;
-		goto out;
-	}
-	line[n] = '\0';
-	r = proto_parse_input(line, rr->line_len, &pi, err, sizeof(err));
-	if (r < 0) {
-		r = r == -ENOMEM ? r : -EIO;
-		goto out;
-	}
-	body = json_object_to_json_string_length(pi.body, JSON_C_TO_STRING_PLAIN, &blen);
-	rr->body = body ? strndup(body, blen) : NULL;
-	r = rr->body ? 0 : -ENOMEM;
-	if (r == 0) {
-		w->rows[rr->row].body = rr->body;
-		w->rows[rr->row].body_len = blen;
-	}
-out:
-	proto_input_clear(&pi);
-	free(line);
-	return r;
+	n = pread(w->source_fd, rr->body, len, (off_t)rr->offset);
+	if (n != (ssize_t)len)
+		return n < 0 ? -errno : -EIO;
+	rr->body[len] = '\0';
+	if (!jsontext_valid(rr->body, len))
+		return -EIO;
+	w->rows[rr->row].body = rr->body;
+	return 0;
 }
 
 static void ingest_write_holds_lock(struct ingest_write *w, int held)

@@ -14,6 +14,7 @@
 #include "gate/admission.h"
 #include "sock/cmd.h"
 #include "estimate.h"
+#include "jsontext.h"
 #include "log.h"
 #include "protocol.h"
 #include "engine/scheduler.h"
@@ -98,7 +99,8 @@ static int take_line(struct ingest *in, const char *line, size_t len, int too_lo
 	struct ingest_job *j;
 	const char *body;
 	char err[256];
-	size_t blen;
+	size_t boff = 0, blen = 0;
+	int64_t at = -1;
 	int r;
 
 	in->line_no++;
@@ -147,15 +149,24 @@ static int take_line(struct ingest *in, const char *line, size_t len, int too_lo
 	j->line = in->line_no;
 	j->lane = config_lane_for_model(in->d->cfg, pi.model);
 	j->est = estimate_tokens(pi.body, pi.url, j->lane->est_tokens_per_run);
-	body = json_object_to_json_string_length(pi.body, JSON_C_TO_STRING_PLAIN, &blen);
+	/*
+	 * The body as the line has it: the bytes json-c read, not written
+	 * again. When a name is written with an escape (it might be "body"),
+	 * as json-c writes the body, and then never read again from the file.
+	 */
+	if (jsontext_member(line, len, "body", &boff, &blen) == 0) {
+		body = line + boff;
+		at = offset < 0 ? -1 : offset + (int64_t)boff;
+	} else {
+		body = json_object_to_json_string_length(pi.body, JSON_C_TO_STRING_PLAIN, &blen);
+	}
 	j->custom_id = strdup(pi.custom_id);
 	j->url = strdup(pi.url);
 	j->model = strdup(pi.model);
-	j->offset = offset;
-	j->line_len = len;
+	j->offset = at;
 	j->body_len = blen;
 	/* From a file, past the budget, the body is read again when it is stored. */
-	if (!body || in->source_fd < 0 || offset < 0 || in->kept + blen <= INGEST_KEEP_BYTES) {
+	if (!body || in->source_fd < 0 || at < 0 || in->kept + blen <= INGEST_KEEP_BYTES) {
 		j->body = body ? strndup(body, blen) : NULL;
 		in->kept += blen;
 	}
