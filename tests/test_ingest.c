@@ -308,6 +308,64 @@ Test(ingest, a_lock_or_a_repeat_delays_a_large_batch_but_never_doubles_it, .time
 }
 
 /*
+ * The slices let go after the answer run with nothing else to wake the
+ * lanes: here the first slice's lane is paused, so no outcome comes to wake
+ * them, and the second slice's jobs, on another lane, still run. Before,
+ * they waited for the next outcome of any lane, or for ever.
+ */
+Test(ingest, slices_let_go_after_the_answer_run, .timeout = 60)
+{
+	char dir[64], file[128], conf[128], confarg[160], id[40];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	int64_t t0;
+	FILE *f;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
+	f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "[lane held]\nbase_url = http://127.0.0.1:%d/v1\nmodels = held-*\n"
+	        "stagger_seconds = 0\ntpm_limit = 0\n\n"
+	        "[lane free]\nbase_url = http://127.0.0.1:%d/v1\nmodels = free-*\ndefault = yes\n"
+	        "stagger_seconds = 0\ntpm_limit = 0\nmax_concurrency = 64\n",
+	        m.port, m.port);
+	fclose(f);
+	snprintf(confarg, sizeof(confarg), "LLMQ_CONFIG=%s", conf);
+	h_daemon_start(&d, dir, &m, confarg, NULL);
+	cr_assert_eq(h_llmq(&d, out, sizeof(out), err, sizeof(err), "pause", "held", NULL), 0, "%s",
+	             err);
+	/* The first slice (1,000 jobs) all for the paused lane, the second for the other. */
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	for (i = 1; i <= 1500; i++)
+		fprintf(
+		    f,
+		    "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+		    "\"body\":{\"model\":\"%s\",\"messages\":[],\"max_tokens\":5}}\n",
+		    i, i <= 1000 ? "held-1" : "free-1");
+	fclose(f);
+	h_submit(&d, file, id, sizeof(id));
+	t0 = now_ms();
+	while (h_sql_int(&d, "SELECT count(*) FROM jobs WHERE lane = 'free' AND state = "
+	                     "'succeeded'") < 500 &&
+	       now_ms() - t0 < 15000)
+		usleep(100 * 1000);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE lane = 'free' AND state = "
+	                           "'succeeded'"),
+	             500, "the second slice ran");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE lane = 'held' AND state = "
+	                           "'queued'"),
+	             1000, "the paused lane's jobs wait");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/*
  * A body is stored as its line has it, byte for byte (its spaces, a '/'
  * json-c would write as "\/"), not written again; a line whose names are
  * written with escapes (one of them may be "body") has it as json-c reads

@@ -411,6 +411,7 @@ static void ingest_store_took(struct ingest *in, const struct ingest_write *w)
 		break;
 	case INGEST_WRITE_RELEASE:
 		in->released++;
+		sched_kick(in->d->sched); /* its jobs are a lane's now: nothing else may wake it */
 		break;
 	case INGEST_WRITE_DELETE:
 		in->batch_in = 0;
