@@ -192,13 +192,19 @@ void sched_restore_pause(struct lane *l);
 
 /* sched-flights.c: batch jobs in flight. */
 void sched_flight_free(struct flight *f);
+/* A launch recorded and granted: off it goes. */
+void sched_flight_send(struct lane *l, struct flight *f, int64_t wall);
+/* The lane's next batch job, if its own gate grants it. */
+enum launch_result sched_flight_launch(struct lane *l);
+
+/* sched-launch.c: launches recorded before they go. */
+/* Record f's job as started; -ESTALE when it is no longer queued (cancelled). */
+int sched_record_job(struct lane *l, struct flight *f, int64_t wall);
 /* Start f's job, its launch granted with f->mark and f->lease: record it,
  * send it. Returns 0, -ESTALE when the job was taken meanwhile (cancelled),
  * or another -errno when the database would not record it. f is the
  * scheduler's (or freed) either way. */
 int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall);
-/* The lane's next batch job, if its own gate grants it. */
-enum launch_result sched_flight_launch(struct lane *l);
 /* The same around launches made elsewhere (a grant's answer): begin returns
  * whether the caller owns the group (0 within another's); the owner's end
  * commits, or takes them back. */
