@@ -233,7 +233,14 @@ struct store_pick {
 	const char *(*last_batch)(void *ud, int64_t uid);
 	/* Whether the job found for its user goes; NULL: every job goes. */
 	enum store_pick_verdict (*judge)(void *ud, const struct store_job *job);
+	/* The highest id of batch_id's jobs on their way to being started (their
+	 * launch is being recorded, so they are still queued here): they and the
+	 * batch's jobs before them are passed over. 0: none. May be NULL. */
+	int64_t (*floor)(void *ud, const char *batch_id);
 	void *ud;
+	/* Out, when not NULL: 1 when no job was passed over but those on their
+	 * way (nothing paused, judged, or left for the next look), else 0. */
+	int *ret_none;
 };
 int store_next_ready_pick(struct store *s, const char *lane, int64_t now,
                           const struct store_pick *p, struct store_job *ret);
