@@ -341,6 +341,19 @@ void store_free(struct store *s)
 	free(s);
 }
 
+int store_prepare_all(struct store *s)
+{
+	sqlite3_stmt *st;
+	int i, r, first = 0;
+
+	for (i = 0; i < S__COUNT; i++) {
+		r = store_prep(s, (enum stmt_id)i, &st);
+		if (r < 0 && first == 0)
+			first = r;
+	}
+	return first;
+}
+
 int store_simple(struct store *s, enum stmt_id id)
 {
 	sqlite3_stmt *st = NULL;

@@ -469,6 +469,9 @@ int store_new_batch_id(char buf[static 19]);
 int store_open_writer(struct store *s, struct store **ret);
 /* Checkpoint the WAL as far as readers allow, waiting for nobody. */
 int store_checkpoint(struct store *s);
+/* Read the schema and prepare every statement now, outside any transaction
+ * (else the first of each is prepared while it holds the write lock). */
+int store_prepare_all(struct store *s);
 /* Let this connection's commits checkpoint past pages of WAL (0: never). */
 #define STORE_AUTOCHECKPOINT 1000
 int store_autocheckpoint(struct store *s, int pages);
