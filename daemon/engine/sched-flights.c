@@ -48,12 +48,15 @@ void sched_flight_send(struct lane *l, struct flight *f, int64_t wall)
 	l->last_uid = f->job.uid;
 	turn->uid = f->job.uid;
 	snprintf(turn->batch, sizeof(turn->batch), "%s", f->job.batch_id);
+	if (f->transit)
+		f->transit = 0; /* on its lane's list since it was picked */
+	else
+		LIST_INSERT_HEAD(&l->flights, f, link);
 	f->pump = s->pumps;
 	sched_own(l, GATE_BATCH, 1);
 	l->stats.tokens_charged[GATE_BATCH] += (uint64_t)f->charged;
 	stats_observe(&l->stats.gate_wait[GATE_BATCH],
 	              wall > f->job.queued_since ? wall - f->job.queued_since : 0);
-	LIST_INSERT_HEAD(&l->flights, f, link);
 	r = lane_url(l->cfg, f->job.url, url, sizeof(url));
 	if (r == 0) {
 		req = (struct up_request){
@@ -84,6 +87,10 @@ enum launch_result sched_flight_launch(struct lane *l)
 	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next;
 	int r, reading;
 
+	/* Its launches being recorded: the lane picks again once they are
+	 * (callers may use the slots meanwhile). */
+	if (l->recording > 0)
+		return SLOTS_FULL;
 	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
 	if (when == GATE_NEVER)
 		return SLOTS_FULL;
@@ -119,6 +126,18 @@ enum launch_result sched_flight_launch(struct lane *l)
 		sched_arm(l, when, now);
 		sched_flight_free(f);
 		return MUST_WAIT;
+	}
+	if (sched_launch_deferred(s)) {
+		/* Recorded by the writer with the pump's others, sent once it is. */
+		if (sched_launch_defer(l, f, wall) < 0) {
+			sched_flight_free(f);
+			sched_arm(l, now + 1000, now);
+			return MUST_WAIT;
+		}
+		gate_launch(&l->gate, GATE_BATCH, f->charged, now, sched_rand01(s), &f->mark);
+		if (l->mode != LANE_ALONE)
+			sched_fleet_lease_alone(l, &f->lease);
+		return LAUNCHED;
 	}
 	/* The database first: a launch it refuses never touched the gate. */
 	r = sched_record_job(l, f, wall);

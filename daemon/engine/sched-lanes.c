@@ -64,6 +64,7 @@ int sched_next_job(struct lane *l, int64_t wall, struct store_job *ret)
 	    .after_uid = l->last_uid,
 	    .last_batch = sched_last_batch,
 	    .judge = sched_judge_job,
+	    .floor = sched_launch_floor,
 	    .ud = l,
 	};
 

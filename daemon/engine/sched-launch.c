@@ -1,16 +1,53 @@
 /*
  * sched-launch.c - a pump's launches recorded before they go: queued ->
  * running, attempts + 1 and an open attempt row, the launches of one pump
- * in one transaction (each job's start a savepoint in it), begun at its
- * first launch and taken back if its commit fails.
+ * in one transaction (each job's start a savepoint in it).
+ *
+ * With the writer thread (store/writer.h), the pump hands that transaction
+ * over as one item and each job is sent from the item's done(), once its
+ * record is confirmed; a record refused (the job cancelled meanwhile, a
+ * lock, a full disk) is not sent and its reservations go back. Between its
+ * pick and its record a job is still queued in the database: it is a flight
+ * in transit, kept at the head of its lane's list, and the ready query
+ * passes over it (sched_launch_floor); a lane whose launches are being
+ * recorded picks no more until they are. The writer is in order, so a
+ * job's outcome is always written after its launch's record. Without a
+ * writer (the database held exclusively), the transaction is the loop's,
+ * begun at the pump's first launch and taken back if its commit fails.
  */
 #include "engine/scheduler-private.h"
 #include "log.h"
 #include "store/store.h"
+#include "store/writeback.h"
+#include "store/writer.h"
 #include "timeutil.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* What the writer thread reads and writes of a launch: copies, not the flight. */
+struct launch_rec {
+	struct flight *f; /* the loop's */
+	int64_t job_id;
+	int64_t at; /* wall ms: the attempt's start */
+	int64_t charged;
+	int64_t waited;
+	char lane[sizeof(((struct lane_config *)0)->name)];
+	/* Set by the writer. */
+	int64_t attempt_id;
+	int r;
+};
+
+/* A pump's launches: one writer item, one transaction. */
+struct launch_item {
+	struct writer_item item; /* first: the writer's item is this */
+	struct scheduler *s;
+	struct launch_rec *recs;
+	int n, cap;
+	char *why; /* what the writer's connection said of a refusal */
+};
 
 /* Before a launch's record: the pump's transaction, at its first. */
 static void launches_open(struct scheduler *s)
@@ -42,9 +79,191 @@ int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
 	return r;
 }
 
+/* On the writer thread: the group's records in one transaction; each
+ * job's -ESTALE (no longer queued) is its own, any other failure all's. */
+static int launch_run(struct store *st, struct writer_item *it)
+{
+	struct launch_item *g = (struct launch_item *)it;
+	struct store_job job = {0};
+	int r, i;
+
+	r = store_tx_begin(st);
+	if (r == 0)
+		writer_holds_lock(it, 1);
+	for (i = 0; r == 0 && i < g->n; i++) {
+		struct launch_rec *lr = &g->recs[i];
+
+		job.id = lr->job_id;
+		lr->r = store_job_start(st, &job, lr->lane, lr->at, lr->charged, lr->waited,
+		                        &lr->attempt_id);
+		if (lr->r < 0 && lr->r != -ESTALE)
+			r = lr->r;
+	}
+	if (r == 0)
+		r = store_tx_commit(st);
+	if (r < 0) {
+		g->why = strdup(store_errmsg(st));
+		store_tx_rollback(st);
+		for (i = 0; i < g->n; i++)
+			g->recs[i].r = r;
+	}
+	writer_holds_lock(it, 0);
+	return r;
+}
+
+/* A launch picked and reserved whose record did not come: its reservations back. */
+static void launch_give_back(struct lane *l, struct flight *f, int64_t now)
+{
+	ledger_settle(l->s->ledger, &f->hold, 0, 0, time_wall_ms());
+	if (f->lease.shared)
+		sched_fleet_release(l, GATE_BATCH, f->charged, &f->lease, 1);
+	else
+		gate_done(&l->gate, GATE_BATCH, f->charged, 0, now);
+}
+
+/* Stopping: a launch recorded and never sent; its try is closed as interrupted. */
+static void launch_interrupted(struct scheduler *s, struct flight *f)
+{
+	struct store_outcome o = {
+	    .attempt_outcome = "interrupted",
+	    .error_code = "interrupted",
+	    .error_message = "llmqd stopped before the request was sent",
+	    .retry_after_ms = -1,
+	    .prompt_tokens = -1,
+	    .completion_tokens = -1,
+	    .total_tokens = -1,
+	    .cached_tokens = -1,
+	    .cost_nusd = -1,
+	    .latency_ms = -1,
+	    .remaining_tokens = -1,
+	    .remaining_requests = -1,
+	};
+
+	writeback_add(s->wb, f->job.id, f->attempt_id, &o, time_wall_ms(), NULL);
+}
+
+/* On the loop, in the order pumps handed them over: send what was recorded. */
+static void launch_done(struct writer_item *it, int r)
+{
+	struct launch_item *g = (struct launch_item *)it;
+	struct scheduler *s = g->s;
+	int64_t now = time_mono_ms(), wall = time_wall_ms();
+	int i, told = 0;
+
+	(void)r; /* each launch has its own */
+	for (i = 0; i < g->n; i++) {
+		struct launch_rec *lr = &g->recs[i];
+		struct flight *f = lr->f;
+		struct lane *l = f->lane;
+
+		l->recording--;
+		f->attempt_id = lr->attempt_id;
+		if (lr->r == 0 && !s->stopping) {
+			sched_flight_send(l, f, wall);
+			continue;
+		}
+		/* Stopping, sched_stop took it off its lane's list already. */
+		if (!s->stopping)
+			LIST_REMOVE(f, link);
+		launch_give_back(l, f, now);
+		if (lr->r == 0)
+			launch_interrupted(s, f);
+		if (lr->r < 0 && lr->r != -ESTALE) {
+			/* Still queued: looked for again in a second. */
+			if (!s->stopping)
+				sched_arm(l, now + 1000, now);
+			/* A lock another program holds is reported once, by health.c. */
+			if (!told++ && lr->r != -EBUSY)
+				log_err("lane %s: cannot record the launch of job %lld: %s (%s); "
+				        "it is not sent, and tried again in 1s",
+				        l->cfg->name, (long long)lr->job_id, strerror(-lr->r),
+				        g->why ? g->why : "no detail");
+		}
+		sched_flight_free(f);
+	}
+	free(g->recs);
+	free(g->why);
+	free(g);
+	/* The lanes pick again: their next launches, and those given back. */
+	sched_kick(s);
+}
+
+int sched_launch_defer(struct lane *l, struct flight *f, int64_t wall)
+{
+	struct scheduler *s = l->s;
+	struct launch_item *g = s->group;
+	struct launch_rec *lr;
+
+	if (!g) {
+		g = calloc(1, sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		g->item.run = launch_run;
+		g->item.done = launch_done;
+		g->s = s;
+		s->group = g;
+	}
+	if (g->n == g->cap) {
+		int cap = g->cap ? g->cap * 2 : 16;
+
+		lr = realloc(g->recs, (size_t)cap * sizeof(*lr));
+		if (!lr)
+			return -ENOMEM;
+		g->recs = lr;
+		g->cap = cap;
+	}
+	lr = &g->recs[g->n++];
+	memset(lr, 0, sizeof(*lr));
+	lr->f = f;
+	lr->job_id = f->job.id;
+	lr->at = wall;
+	lr->charged = f->charged;
+	lr->waited = wall > f->job.queued_since ? wall - f->job.queued_since : 0;
+	snprintf(lr->lane, sizeof(lr->lane), "%s", l->cfg->name);
+	f->lane = l;
+	f->transit = 1;
+	f->pump = s->pumps;
+	/* Its user's budgets hold its estimate from now, so that the pump's next
+	 * picks see it, counted in the day its attempt starts. */
+	ledger_hold(s->ledger, f->job.uid, sched_lane_idx(l), f->job.model, f->job.est_tokens, wall,
+	            wall, time_mono_ms(), &f->hold);
+	LIST_INSERT_HEAD(&l->flights, f, link);
+	return 0;
+}
+
+int sched_launch_deferred(const struct scheduler *s)
+{
+	return s->writer != NULL;
+}
+
+int64_t sched_launch_floor(void *ud, const char *batch_id)
+{
+	struct lane *l = ud;
+	struct flight *f;
+	int64_t floor = 0;
+
+	/* In transit: the head of the lane's list (groups are answered in order). */
+	LIST_FOREACH(f, &l->flights, link)
+	{
+		if (!f->transit)
+			break;
+		if (f->job.id > floor && strcmp(f->job.batch_id, batch_id) == 0)
+			floor = f->job.id;
+	}
+	return floor;
+}
+
 int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall)
 {
-	int r = sched_record_job(l, f, wall);
+	int r;
+
+	if (sched_launch_deferred(l->s)) {
+		r = sched_launch_defer(l, f, wall);
+		if (r < 0)
+			sched_flight_free(f);
+		return r;
+	}
+	r = sched_record_job(l, f, wall);
 
 	if (r < 0) {
 		sched_flight_free(f);
@@ -101,6 +320,20 @@ int sched_launches_begin(struct scheduler *s)
 	return 1;
 }
 
+/* Hand the pump's group to the writer: its lanes pick no more until it is back. */
+static void launches_hand_over(struct scheduler *s)
+{
+	struct launch_item *g = s->group;
+	int i;
+
+	s->group = NULL;
+	if (!g)
+		return;
+	for (i = 0; i < g->n; i++)
+		g->recs[i].f->lane->recording++;
+	writer_submit(s->writer, &g->item);
+}
+
 void sched_launches_end(struct scheduler *s, int owner)
 {
 	struct store *st = s->d->store;
@@ -109,6 +342,7 @@ void sched_launches_end(struct scheduler *s, int owner)
 	if (!owner)
 		return;
 	s->launching = LAUNCH_NONE;
+	launches_hand_over(s);
 	if (grouped && (r = store_tx_commit(st)) < 0) {
 		if (r != -EBUSY)
 			log_err("cannot record the launches of jobs: %s; trying again in 1s",
@@ -116,4 +350,9 @@ void sched_launches_end(struct scheduler *s, int owner)
 		store_tx_rollback(st);
 		undo_pump(s);
 	}
+}
+
+void sched_launches_stop(struct scheduler *s)
+{
+	launches_hand_over(s);
 }

@@ -170,6 +170,8 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 	}
 	r = writeback_new(d->base, d->store, on_written, s, &s->wb);
 	if (r == 0)
+		s->writer = writeback_writer(s->wb);
+	if (r == 0)
 		r = ledger_new(d->store, d->cfg, d->cfg->n_lanes, time_wall_ms(), &s->ledger);
 	if (r < 0)
 		goto fail;
@@ -226,9 +228,14 @@ void sched_stop(struct scheduler *s)
 	o.cost_nusd = -1;
 	o.latency_ms = -1;
 	o.remaining_tokens = o.remaining_requests = -1;
+	/* Launches being recorded come back with the writer's drain below
+	 * (writeback_flush): their done() sends nothing now. */
+	sched_launches_stop(s);
 	for (i = 0; i < s->n_lanes; i++) {
 		while ((f = LIST_FIRST(&s->lanes[i].flights))) {
 			LIST_REMOVE(f, link);
+			if (f->transit)
+				continue; /* its launch group's, until that is back */
 			upstream_abort(s->up, f->t);
 			/* Its slot back now, not at its lease's deadline; it may have cost
 			 * (its record says interrupted, nothing spent: so do its user's

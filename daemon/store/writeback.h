@@ -17,6 +17,7 @@
 #include "store/store.h"
 
 struct writeback;
+struct writer;
 
 /* on_written runs after queued outcomes reached the database. */
 int writeback_new(struct event_base *base, struct store *store, void (*on_written)(void *),
@@ -44,5 +45,9 @@ void writeback_after_turn(struct writeback *wb);
 
 /* 1 while the database refuses the queue. */
 int writeback_failing(const struct writeback *wb);
+
+/* The writer thread the outcomes go through, for other writes that must
+ * keep their order with them; NULL when they are written on the loop. */
+struct writer *writeback_writer(const struct writeback *wb);
 
 #endif
