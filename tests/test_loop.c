@@ -4,7 +4,8 @@
  * they go (the loop writes no launch record during a drain; no job is
  * launched twice, in a drain or through a cancel during its launches; a
  * kill -9 while launches wait for their records leaves no request sent
- * without its attempt row).
+ * without its attempt row), and a lane with nothing queued is not read for
+ * every call.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -41,6 +42,19 @@ static int64_t loop_wchar(const struct daemon_proc *d)
 	w = strstr(buf, "wchar: ");
 	cr_assert(w, "no wchar in %s: \"%s\"", path, buf);
 	return strtoll(w + 7, NULL, 10);
+}
+
+/* llmq_queue_reads_total of the first lane, from `llmq metrics`. */
+static int64_t queue_reads(const struct daemon_proc *d)
+{
+	const char *p, *v;
+
+	cr_assert_eq(h_llmq(d, out, sizeof(out), NULL, 0, "metrics", NULL), 0);
+	p = strstr(out, "\nllmq_queue_reads_total{");
+	cr_assert(p, "no llmq_queue_reads_total in the metrics: %.2000s", out);
+	v = strchr(p, '}');
+	cr_assert(v);
+	return strtoll(v + 1, NULL, 10);
 }
 
 static void submit_n(const struct daemon_proc *d, const char *dir, const char *name, int n,
@@ -262,5 +276,45 @@ Test(loop, a_kill_9_during_launches_leaves_no_request_without_its_attempt, .time
 	each_request_has_its_attempt(record, d.db, "after the restart");
 	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'"),
 	             KILL_JOBS);
+	h_mock_stop(&m);
+}
+
+/*
+ * Each interactive call runs the pump twice; before, each pump read the
+ * lane's queue of batch jobs (a few SQL statements), however empty. A lane
+ * whose queue was found empty is read again only when jobs may have come:
+ * a batch stored after the calls is seen at once.
+ */
+Test(loop, a_lane_with_nothing_queued_is_not_read_for_each_call, .timeout = 90)
+{
+	static const char call[] = "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,"
+	                           "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+	char dir[64], id[40], body[4096];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	int64_t before, after, t0;
+	int i;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	submit_n(&d, dir, "first", 5, id, sizeof(id));
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 30));
+	/* The drain's last look, which finds the queue empty, may come after. */
+	t0 = now_ms();
+	do {
+		before = queue_reads(&d);
+		usleep(100 * 1000);
+	} while (queue_reads(&d) != before && now_ms() - t0 < 5000);
+	for (i = 0; i < 100; i++)
+		cr_assert_eq(h_http(d.http_port, "POST", "/v1/chat/completions", call, body), 200,
+		             "%s", body);
+	after = queue_reads(&d);
+	cr_assert_leq(after - before, 1, "100 calls read the empty queue %lld times",
+	              (long long)(after - before));
+	submit_n(&d, dir, "second", 5, id, sizeof(id));
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 30));
+	cr_assert_gt(queue_reads(&d), after, "the batch stored after the calls was read");
+	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }

@@ -98,6 +98,9 @@ enum launch_result sched_flight_launch(struct lane *l)
 		sched_arm(l, when, now);
 		return MUST_WAIT;
 	}
+	/* Nothing can have come since its queue was last found empty: no SQL. */
+	if (!l->queued)
+		return NOTHING;
 	f = calloc(1, sizeof(*f));
 	if (!f) {
 		sched_arm(l, now + 1000, now);
@@ -271,5 +274,5 @@ static void on_done(void *userdata, const struct up_response *resp)
 	json_object_put(a.root);
 	LIST_REMOVE(f, link);
 	sched_flight_free(f);
-	sched_kick(s);
+	sched_pump_soon(s);
 }

@@ -170,6 +170,7 @@ static void launch_done(struct writer_item *it, int r)
 			launch_interrupted(s, f);
 		if (lr->r < 0 && lr->r != -ESTALE) {
 			/* Still queued: looked for again in a second. */
+			l->queued = 1;
 			if (!s->stopping)
 				sched_arm(l, now + 1000, now);
 			/* A lock another program holds is reported once, by health.c. */
@@ -185,7 +186,7 @@ static void launch_done(struct writer_item *it, int r)
 	free(g->why);
 	free(g);
 	/* The lanes pick again: their next launches, and those given back. */
-	sched_kick(s);
+	sched_pump_soon(s);
 }
 
 int sched_launch_defer(struct lane *l, struct flight *f, int64_t wall)
@@ -299,6 +300,7 @@ static void undo_pump(struct scheduler *s)
 			l->stats.tokens_charged[GATE_BATCH] -= (uint64_t)f->charged;
 			sched_flight_free(f);
 		}
+		l->queued = 1;
 		sched_arm(l, now + 1000, now);
 	}
 }

@@ -88,7 +88,9 @@ struct lane {
 	int64_t last_call_uid;                /* the user a call went for last */
 	int64_t budget_wake;                  /* wall ms a budget that held jobs back resets */
 	struct lane_stats stats;
-	int recording;               /* its launches handed to the writer, not yet back */
+	int queued;     /* its queue may hold ready jobs: looking costs SQL (sched_next_job) */
+	int none_ready; /* the last look found none, nothing passed over */
+	int recording;  /* its launches handed to the writer, not yet back */
 	LIST_HEAD(, flight) flights; /* those in transit first */
 	TAILQ_HEAD(, sched_ticket) waiting;
 	int n_waiting;
@@ -160,6 +162,11 @@ struct answer {
 double sched_rand01(struct scheduler *s);
 /* Look for work on lane l at at (monotonic ms). */
 void sched_arm(struct lane *l, int64_t at, int64_t now);
+/* Look for work on every lane on the next loop turn, their queues as they
+ * were (sched_kick: they may have new jobs). */
+void sched_pump_soon(struct scheduler *s);
+/* Jobs may have become ready on every lane: their queues are worth a look. */
+void sched_queues_changed(struct scheduler *s);
 /* The launches of one pump share one transaction; lane only (NULL: all). */
 void sched_pump(struct scheduler *s, struct lane *only);
 

@@ -28,7 +28,9 @@ struct scheduler;
 int sched_new(struct llmqd *d, struct scheduler **ret);
 void sched_free(struct scheduler *s);
 
-/* Look for work on every lane on the next loop turn. */
+/* Look for work on every lane on the next loop turn: their queues may have
+ * new jobs (whatever adds or lets go of jobs calls it; a lane whose queue
+ * was found empty is not read again until then). */
 void sched_kick(struct scheduler *s);
 
 /* The work of one loop turn, done after its callbacks: write the outcomes. */
