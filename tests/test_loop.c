@@ -4,8 +4,8 @@
  * they go (the loop writes no launch record during a drain; no job is
  * launched twice, in a drain or through a cancel during its launches; a
  * kill -9 while launches wait for their records leaves no request sent
- * without its attempt row), and a lane with nothing queued is not read for
- * every call.
+ * without its attempt row), retention's steps are the writer's too, and a
+ * lane with nothing queued is not read for every call.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -315,6 +315,39 @@ Test(loop, a_lane_with_nothing_queued_is_not_read_for_each_call, .timeout = 90)
 	submit_n(&d, dir, "second", 5, id, sizeof(id));
 	json_object_put(h_wait_for(&d, id, h_batch_completed, 30));
 	cr_assert_gt(queue_reads(&d), after, "the batch stored after the calls was read");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
+/*
+ * Before, each retention step (a thousand rows deleted, pages given back)
+ * was a write transaction of the loop's: forgetting a 2,000-job batch had
+ * the loop write its pages into the WAL. Now the writer thread does.
+ */
+Test(loop, retention_deletes_on_the_writer_thread, .timeout = 90)
+{
+	char dir[64], id[40];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	int64_t before, wrote, t0;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, "OPENAI_MAX_CONCURRENCY=256", "LLMQ_RETENTION=3s",
+	               NULL);
+	submit_n(&d, dir, "in", 2000, id, sizeof(id));
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 60));
+	before = loop_wchar(&d);
+	t0 = now_ms();
+	while (h_sql_int(&d, "SELECT count(*) FROM batches") > 0 && now_ms() - t0 < 30000)
+		usleep(100 * 1000);
+	wrote = loop_wchar(&d) - before;
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs"), 0, "retention deleted the jobs");
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM batches"), 0);
+	fprintf(stderr, "the loop wrote %lld bytes while retention deleted 2,000 jobs\n",
+	        (long long)wrote);
+	cr_assert_lt(wrote, 256 * 1024, "the loop wrote %lld bytes while retention deleted",
+	             (long long)wrote);
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }

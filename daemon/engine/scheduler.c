@@ -312,6 +312,11 @@ int sched_in_flight(const struct scheduler *s)
 	return upstream_in_flight(s->up);
 }
 
+struct writer *sched_writer(struct scheduler *s)
+{
+	return s->writer;
+}
+
 struct ledger *sched_ledger(struct scheduler *s)
 {
 	return s->ledger;

@@ -161,6 +161,10 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 struct fleet_stats;
 int sched_fleet_stats(const struct scheduler *s, struct fleet_stats *ret);
 
+/* The writer thread outcomes and launches are written by (store/writer.h),
+ * for other writes of the loop's; NULL when they are written on the loop. */
+struct writer *sched_writer(struct scheduler *s);
+
 /* Users' budgets and shares (ledger.h). */
 struct ledger *sched_ledger(struct scheduler *s);
 

@@ -451,6 +451,17 @@ int store_recent_errors(struct store *s, int64_t uid, int64_t since, int scan,
  * pages back to the file system. *ret_rows: rows deleted (0: nothing left).
  */
 int store_prune(struct store *s, int64_t before, int limit, int64_t *ret_rows);
+/* The same on another connection (the writer's), leaving alone the batches
+ * held, as store_held_copy() gave them from the loop's. Within a caller's
+ * transaction, it deletes in it and gives no pages back (store_vacuum_step,
+ * after the commit). */
+int store_prune_held(struct store *s, int64_t before, int limit, const char *held,
+                     int64_t *ret_rows);
+/* Give up to pages free pages back to the file system. */
+int store_vacuum_step(struct store *s, int pages);
+/* The batches s holds (store_batch_hold), for store_prune_held: malloc'd,
+ * NULL when out of memory. */
+char *store_held_copy(const struct store *s);
 
 /* The database file's size in bytes. */
 int store_db_bytes(struct store *s, int64_t *ret);
