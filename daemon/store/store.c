@@ -287,6 +287,15 @@ int store_open(const char *path, struct store **ret)
 	struct store *s;
 	int r;
 
+	/*
+	 * SQLite's memory statistics (which llmqd never reads) take one mutex of
+	 * the whole process on every allocation: with the writer thread and the
+	 * loop both in SQLite, it was most of the loop's futex calls in a drain.
+	 * Only before SQLite's first use (the first open, no other thread in it
+	 * yet); later it refuses with SQLITE_MISUSE and changes nothing.
+	 */
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
