@@ -354,7 +354,7 @@ int main(int argc, char **argv)
 		                         : "");
 		goto out;
 	}
-	r = retention_new(&d, &retention);
+	r = retention_new(&d, sched_writer(d.sched), &retention);
 	if (r < 0) {
 		log_err("cannot start retention: %s", strerror(-r));
 		goto out;

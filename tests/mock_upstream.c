@@ -25,7 +25,8 @@
  * --cached-tokens N, that many of each prompt's tokens (at most all) are
  * reported as served from the cache (prompt_tokens_details.cached_tokens,
  * or input_tokens_details for responses), streamed or not. Each arrival and
- * answer is logged, and GET /stats returns the counters.
+ * answer is logged, and GET /stats returns the counters; --record FILE
+ * writes each model request's last text as it arrives (which requests came).
  */
 #include "estimate.h"
 #include "timeutil.h"
@@ -58,6 +59,7 @@ struct mock {
 	double completion_ratio; /* completion tokens = max_tokens x ratio */
 	int64_t cached_tokens;   /* of each prompt, reported as cached */
 	FILE *log;
+	FILE *record; /* --record: each request's last text, as it arrives */
 	int64_t t0;
 	/* buckets */
 	double tok, req;
@@ -629,6 +631,10 @@ static void handle(struct evhttp_request *req, void *arg)
 		p->body = error_body("invalid_request_error", NULL, "body is not JSON");
 		goto answer_now;
 	}
+	if (m->record) {
+		fprintf(m->record, "%s\n", last_text(body));
+		fflush(m->record);
+	}
 	if (json_object_object_get_ex(body, "model", &model))
 		mname = json_object_get_string(model);
 	est = estimate_tokens(body, path, 16);
@@ -796,6 +802,7 @@ int main(int argc, char **argv)
 	    {"models-latency-ms", required_argument, NULL, 'M'},
 	    {"models-key", required_argument, NULL, 'K'},
 	    {"cached-tokens", required_argument, NULL, 'C'},
+	    {"record", required_argument, NULL, 'D'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct mock m = {0};
@@ -866,6 +873,13 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			m.cached_tokens = atoll(optarg);
+			break;
+		case 'D':
+			m.record = fopen(optarg, "we");
+			if (!m.record) {
+				perror(optarg);
+				return 1;
+			}
 			break;
 		case 'L':
 			m.log = fopen(optarg, "we");

@@ -1560,7 +1560,10 @@ static enum store_pick_verdict turns_judge(void *ud, const struct store_job *job
  * Its batch's id into ret ("" when none). */
 static const char *turns_next(struct turns *t, char *ret, size_t len)
 {
-	struct store_pick p = {t->last_uid, turns_last_batch, turns_judge, t};
+	struct store_pick p = {.after_uid = t->last_uid,
+	                       .last_batch = turns_last_batch,
+	                       .judge = turns_judge,
+	                       .ud = t};
 	struct store_job j;
 	int64_t attempt;
 	int i, r = store_next_ready_pick(st, "openai", 2000, &p, &j);
@@ -1633,7 +1636,10 @@ Test(store, the_judge_skips_or_defers_a_user)
 /* The work of one look at the queue, in SQLite's steps. */
 static int64_t one_pick_steps(struct turns *t)
 {
-	struct store_pick p = {t->last_uid, turns_last_batch, turns_judge, t};
+	struct store_pick p = {.after_uid = t->last_uid,
+	                       .last_batch = turns_last_batch,
+	                       .judge = turns_judge,
+	                       .ud = t};
 	struct store_job j;
 	int64_t before = store_vm_steps(st);
 
@@ -1665,4 +1671,58 @@ Test(store, the_ready_query_costs_the_same_at_any_depth, .timeout = 120)
 	cr_assert_gt(shallow, 0);
 	cr_assert_eq(deep, shallow, "%lld steps at 10 jobs a user, %lld at 20,000",
 	             (long long)shallow, (long long)deep);
+}
+
+/* Jobs on their way to being started (their launch's record not written
+ * yet): the highest id of each batch's, as the scheduler keeps them. */
+struct on_way {
+	const char *batch;
+	int64_t floor;
+};
+
+static int64_t on_way_floor(void *ud, const char *batch_id)
+{
+	const struct on_way *w = ud;
+
+	return strcmp(batch_id, w->batch) == 0 ? w->floor : 0;
+}
+
+/*
+ * A pick passes over a batch's jobs on their way (still queued here) by one
+ * look within the batch, whatever their number, and goes on to the next
+ * batch when all of its ready ones are; a queue whose only ready jobs are
+ * on their way is as good as empty, one with a paused batch is not.
+ */
+Test(store, jobs_on_their_way_are_passed_over_in_one_look)
+{
+	struct on_way w = {"b_000000000000000a", 0};
+	struct store_pick p = {.after_uid = STORE_UID_FIRST, .floor = on_way_floor, .ud = &w};
+	int64_t first = 0, last = 0, attempt, steps, before;
+	struct store_job j;
+	int none = -1;
+
+	p.ret_none = &none;
+	add_batch_full("b_000000000000000a", 3000, 0, NULL, 0, &first, &last);
+	w.floor = first + 1999;
+	before = store_vm_steps(st);
+	cr_assert_eq(store_next_ready_pick(st, "openai", 2000, &p, &j), 1);
+	steps = store_vm_steps(st) - before;
+	cr_assert_eq(j.id, first + 2000, "the first job after those on their way");
+	cr_assert_eq(none, 0);
+	cr_assert_lt(steps, 500, "%lld steps to pass 2,000 jobs over", (long long)steps);
+	store_job_clear(&j);
+	/* All of a's on their way: b's next, then nothing but them. */
+	add_batch_full("b_000000000000000b", 1, 0, NULL, 0, NULL, NULL);
+	w.floor = last;
+	cr_assert_eq(store_next_ready_pick(st, "openai", 2000, &p, &j), 1);
+	cr_assert_str_eq(j.batch_id, "b_000000000000000b");
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	store_job_clear(&j);
+	cr_assert_eq(store_next_ready_pick(st, "openai", 2000, &p, &j), 0);
+	cr_assert_eq(none, 1, "only jobs on their way: nothing ready");
+	/* A paused batch is passed over too, but the queue is not empty for it. */
+	w.floor = first;
+	cr_assert_eq(store_batch_pause(st, "b_000000000000000a", 3000, 0, &before), 0);
+	cr_assert_eq(store_next_ready_pick(st, "openai", 4000, &p, &j), 0);
+	cr_assert_eq(none, 0, "a paused batch waits in the queue");
 }

@@ -141,12 +141,12 @@ static void fleet_reconciled(void *ud, struct redisReply *r, const char *err)
 		return;
 	if (!r) {
 		fleet_fall_back(l);
-		sched_kick(l->s);
+		sched_pump_soon(l->s);
 		return;
 	}
 	if (!sched_fleet_reply_ok(r, 5)) {
 		sched_fleet_broken(l, "reconcile", r);
-		sched_kick(l->s);
+		sched_pump_soon(l->s);
 		return;
 	}
 	adopted = (int64_t)sched_fleet_num(r, 0);
@@ -165,7 +165,7 @@ static void fleet_reconciled(void *ud, struct redisReply *r, const char *err)
 	         fleet_hosts(l->s->fleet, config_lane_share(l->cfg)) == 1 ? "" : "s",
 	         (long long)adopted, adopted == 1 ? "" : "es", (long long)dropped,
 	         dropped == 1 ? "" : "s");
-	sched_kick(l->s);
+	sched_pump_soon(l->s);
 }
 
 /* Hand the lane's launches in flight over as leases; nothing is asked until done. */
@@ -243,7 +243,7 @@ static void fleet_peeked(void *ud, struct redisReply *r, const char *err)
 		         l->cfg->name);
 		sched_fleet_reconcile(l);
 	}
-	sched_kick(l->s);
+	sched_pump_soon(l->s);
 }
 
 void sched_fleet_tick(struct scheduler *s)
@@ -277,7 +277,7 @@ static void fleet_on_state(void *ud, int up)
 		else
 			fleet_fall_back(&s->lanes[i]);
 	}
-	sched_kick(s);
+	sched_pump_soon(s);
 }
 
 int sched_fleet_new(struct scheduler *s)

@@ -239,13 +239,13 @@ static void fleet_granted(void *ud, struct redisReply *r, const char *err)
 		/* Redis went away (the lane gates alone now), or the lane is being
 		 * handed over: the reconcile drops what this would have granted. */
 		free(ask);
-		sched_kick(l->s);
+		sched_pump_soon(l->s);
 		return;
 	}
 	if (!sched_fleet_reply_ok(r, 7)) {
 		sched_fleet_broken(l, "grant", r);
 		free(ask);
-		sched_kick(l->s);
+		sched_pump_soon(l->s);
 		return;
 	}
 	granted = (int)sched_fleet_num(r, 0);
@@ -279,7 +279,7 @@ static void fleet_granted(void *ud, struct redisReply *r, const char *err)
 		         l->cfg->name);
 		sched_fleet_reconcile(l);
 	}
-	sched_kick(l->s);
+	sched_pump_soon(l->s);
 }
 
 /* Ask the shared gate for n launches of cls at cost (a call's: t). */
@@ -408,7 +408,7 @@ static void fleet_settled(void *ud, struct redisReply *r, const char *err)
 		for (i = 0; i < b->n; i++)
 			fleet_settle_alone(l, &b->one[i], now);
 		free(b);
-		sched_kick(l->s);
+		sched_pump_soon(l->s);
 		return;
 	}
 	for (i = 0; i < b->n; i++) {
@@ -426,7 +426,7 @@ static void fleet_settled(void *ud, struct redisReply *r, const char *err)
 	free(b);
 	if (changed)
 		sched_fleet_reconcile(l);
-	sched_kick(l->s);
+	sched_pump_soon(l->s);
 }
 
 /* The answers gathered for the lane go to the shared gate, as one call. */

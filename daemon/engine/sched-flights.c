@@ -1,12 +1,12 @@
 /*
  * sched-flights.c - batch jobs in the air. A flight is one batch job
  * launched: the job row, its open attempt and the reservation its lane's
- * gate made. Here: a job's launch (recorded before it is sent, the launches
- * of one pump in one transaction, taken back if that commit fails), its
- * transfer, and its outcome (the answer decided by retry.c, applied to the
- * lane, the user's budgets and the job's row through the writeback). The
- * scheduler owns a flight from its launch until the upstream's done
- * callback (or sched_stop) frees it.
+ * gate made. Here: a lane's next launch (picked, granted by its gate, then
+ * recorded by sched-launch.c before it is sent), its transfer, and its
+ * outcome (the answer decided by retry.c, applied to the lane, the user's
+ * budgets and the job's row through the writeback). The scheduler owns a
+ * flight from its launch until the upstream's done callback (or sched_stop)
+ * frees it.
  */
 #include "engine/scheduler-private.h"
 #include "jsontext.h"
@@ -35,7 +35,7 @@ void sched_flight_free(struct flight *f)
 static void on_done(void *userdata, const struct up_response *resp);
 
 /* A launch recorded and granted: off it goes. */
-static void sched_send_job(struct lane *l, struct flight *f, int64_t wall)
+void sched_flight_send(struct lane *l, struct flight *f, int64_t wall)
 {
 	struct scheduler *s = l->s;
 	struct up_request req;
@@ -48,12 +48,15 @@ static void sched_send_job(struct lane *l, struct flight *f, int64_t wall)
 	l->last_uid = f->job.uid;
 	turn->uid = f->job.uid;
 	snprintf(turn->batch, sizeof(turn->batch), "%s", f->job.batch_id);
+	if (f->transit)
+		f->transit = 0; /* on its lane's list since it was picked */
+	else
+		LIST_INSERT_HEAD(&l->flights, f, link);
 	f->pump = s->pumps;
 	sched_own(l, GATE_BATCH, 1);
 	l->stats.tokens_charged[GATE_BATCH] += (uint64_t)f->charged;
 	stats_observe(&l->stats.gate_wait[GATE_BATCH],
 	              wall > f->job.queued_since ? wall - f->job.queued_since : 0);
-	LIST_INSERT_HEAD(&l->flights, f, link);
 	r = lane_url(l->cfg, f->job.url, url, sizeof(url));
 	if (r == 0) {
 		req = (struct up_request){
@@ -77,48 +80,6 @@ static void sched_send_job(struct lane *l, struct flight *f, int64_t wall)
 	}
 }
 
-/* Before a launch's record: the pump's transaction, at its first. */
-static void launches_open(struct scheduler *s)
-{
-	if (s->launching == LAUNCH_WANTED)
-		s->launching = store_tx_begin(s->d->store) == 0 ? LAUNCH_GROUPED : LAUNCH_ALONE;
-}
-
-/* Record f's job as started; -ESTALE when it is no longer queued (cancelled). */
-static int sched_record_job(struct lane *l, struct flight *f, int64_t wall)
-{
-	struct store *st = l->s->d->store;
-	int r;
-
-	f->lane = l;
-	launches_open(l->s);
-	r = store_job_start(st, &f->job, l->cfg->name, wall, f->charged,
-	                    wall > f->job.queued_since ? wall - f->job.queued_since : 0,
-	                    &f->attempt_id);
-	/* A lock another program holds is reported once, by health.c. */
-	if (r < 0 && r != -ESTALE && r != -EBUSY)
-		log_err("lane %s: cannot start job %lld: %s; retrying in 1s", l->cfg->name,
-		        (long long)f->job.id, store_errmsg(st));
-	/* Recorded: its user's budgets hold its estimate, counted in the day its
-	 * attempt started (store_job_start's wall). */
-	if (r == 0)
-		ledger_hold(l->s->ledger, f->job.uid, sched_lane_idx(l), f->job.model,
-		            f->job.est_tokens, wall, wall, time_mono_ms(), &f->hold);
-	return r;
-}
-
-int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall)
-{
-	int r = sched_record_job(l, f, wall);
-
-	if (r < 0) {
-		sched_flight_free(f);
-		return r;
-	}
-	sched_send_job(l, f, wall);
-	return 0;
-}
-
 enum launch_result sched_flight_launch(struct lane *l)
 {
 	struct scheduler *s = l->s;
@@ -126,6 +87,10 @@ enum launch_result sched_flight_launch(struct lane *l)
 	int64_t now = time_mono_ms(), wall = time_wall_ms(), when, next;
 	int r, reading;
 
+	/* Its launches being recorded: the lane picks again once they are
+	 * (callers may use the slots meanwhile). */
+	if (l->recording > 0)
+		return SLOTS_FULL;
 	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
 	if (when == GATE_NEVER)
 		return SLOTS_FULL;
@@ -133,6 +98,9 @@ enum launch_result sched_flight_launch(struct lane *l)
 		sched_arm(l, when, now);
 		return MUST_WAIT;
 	}
+	/* Nothing can have come since its queue was last found empty: no SQL. */
+	if (!l->queued)
+		return NOTHING;
 	f = calloc(1, sizeof(*f));
 	if (!f) {
 		sched_arm(l, now + 1000, now);
@@ -162,6 +130,18 @@ enum launch_result sched_flight_launch(struct lane *l)
 		sched_flight_free(f);
 		return MUST_WAIT;
 	}
+	if (sched_launch_deferred(s)) {
+		/* Recorded by the writer with the pump's others, sent once it is. */
+		if (sched_launch_defer(l, f, wall) < 0) {
+			sched_flight_free(f);
+			sched_arm(l, now + 1000, now);
+			return MUST_WAIT;
+		}
+		gate_launch(&l->gate, GATE_BATCH, f->charged, now, sched_rand01(s), &f->mark);
+		if (l->mode != LANE_ALONE)
+			sched_fleet_lease_alone(l, &f->lease);
+		return LAUNCHED;
+	}
 	/* The database first: a launch it refuses never touched the gate. */
 	r = sched_record_job(l, f, wall);
 	if (r < 0) {
@@ -174,72 +154,8 @@ enum launch_result sched_flight_launch(struct lane *l)
 	gate_launch(&l->gate, GATE_BATCH, f->charged, now, sched_rand01(s), &f->mark);
 	if (l->mode != LANE_ALONE)
 		sched_fleet_lease_alone(l, &f->lease);
-	sched_send_job(l, f, wall);
+	sched_flight_send(l, f, wall);
 	return LAUNCHED;
-}
-
-/* The database never saw this pump's launches: take them back. */
-static void undo_pump(struct scheduler *s)
-{
-	int64_t now = time_mono_ms();
-	struct flight *f, *next;
-	int i;
-
-	for (i = 0; i < s->n_lanes; i++) {
-		struct lane *l = &s->lanes[i];
-
-		for (f = LIST_FIRST(&l->flights); f; f = next) {
-			next = LIST_NEXT(f, link);
-			if (f->pump != s->pumps)
-				continue;
-			LIST_REMOVE(f, link);
-			upstream_abort(s->up, f->t);
-			sched_own(l, GATE_BATCH, -1);
-			/* Nothing was spent: neither of the lane's budget nor of its user's. */
-			ledger_settle(s->ledger, &f->hold, 0, 0, time_wall_ms());
-			if (f->lease.shared)
-				sched_fleet_release(l, GATE_BATCH, f->charged, &f->lease, 1);
-			else
-				gate_done(&l->gate, GATE_BATCH, f->charged, 0, now);
-			l->stats.tokens_charged[GATE_BATCH] -= (uint64_t)f->charged;
-			sched_flight_free(f);
-		}
-		sched_arm(l, now + 1000, now);
-	}
-}
-
-/*
- * The launches of one pump share one transaction (each job's start is a
- * savepoint in it), begun at its first launch: a pump that launches no job
- * (a caller's call granted, nothing queued) never takes the database's
- * write lock, so it never waits for the writer's transaction. Transfers
- * only go out on a later loop turn, so if the commit fails they are taken
- * back before a byte was sent.
- */
-int sched_launches_begin(struct scheduler *s)
-{
-	if (s->launching != LAUNCH_NONE)
-		return 0; /* within another's: its launches join that group */
-	s->pumps++;
-	s->launching = LAUNCH_WANTED;
-	return 1;
-}
-
-void sched_launches_end(struct scheduler *s, int owner)
-{
-	struct store *st = s->d->store;
-	int grouped = s->launching == LAUNCH_GROUPED, r;
-
-	if (!owner)
-		return;
-	s->launching = LAUNCH_NONE;
-	if (grouped && (r = store_tx_commit(st)) < 0) {
-		if (r != -EBUSY)
-			log_err("cannot record the launches of jobs: %s; trying again in 1s",
-			        store_errmsg(st));
-		store_tx_rollback(st);
-		undo_pump(s);
-	}
 }
 
 /* What the answer was, for the job's row and the log. */
@@ -358,5 +274,5 @@ static void on_done(void *userdata, const struct up_response *resp)
 	json_object_put(a.root);
 	LIST_REMOVE(f, link);
 	sched_flight_free(f);
-	sched_kick(s);
+	sched_pump_soon(s);
 }

@@ -64,20 +64,37 @@ int sched_next_job(struct lane *l, int64_t wall, struct store_job *ret)
 	    .after_uid = l->last_uid,
 	    .last_batch = sched_last_batch,
 	    .judge = sched_judge_job,
+	    .floor = sched_launch_floor,
 	    .ud = l,
+	    .ret_none = &l->none_ready,
 	};
 
 	l->budget_wake = INT64_MAX;
+	l->none_ready = 0;
+	if (!l->queued)
+		return 0;
+	l->stats.queue_reads++;
 	return store_next_ready_pick(l->s->d->store, l->cfg->name, wall, &p, ret);
 }
 
+/*
+ * A lane's queue found with nothing ready, nothing passed over and nothing
+ * due is not looked at again until something may have added to it: a
+ * batch stored, retried or resumed, jobs requeued at start (sched_kick),
+ * outcomes written (a job retried), a launch whose record was refused.
+ */
 int64_t sched_next_wake(struct lane *l, int64_t wall)
 {
 	int64_t next = INT64_MAX;
 
+	if (!l->queued)
+		return INT64_MAX;
 	if (store_next_wakeup(l->s->d->store, l->cfg->name, wall, &next) < 0)
 		next = wall + 1000;
-	return next < l->budget_wake ? next : l->budget_wake;
+	next = next < l->budget_wake ? next : l->budget_wake;
+	if (next == INT64_MAX && l->none_ready)
+		l->queued = 0;
+	return next;
 }
 
 /* Count a launch of this host's (the fleet's leases are reconciled from them). */

@@ -332,7 +332,7 @@ int sched_call_enqueue(struct scheduler *s, const struct sched_call_info *info,
 	TAILQ_INSERT_TAIL(&l->waiting, t, link);
 	l->n_waiting++;
 	l->waiting_tokens += info->cost;
-	sched_kick(s);
+	sched_pump_soon(s);
 	*ret = t;
 	return 0;
 }
@@ -361,7 +361,7 @@ void sched_call_cancel(struct scheduler *s, struct sched_ticket *t)
 		sched_lane_settle(l, &ga, &t->lease, NULL);
 		/* Its record says aborted, nothing spent: so do its user's budgets. */
 		ledger_settle(s->ledger, &t->hold, -1, -1, time_wall_ms());
-		sched_kick(s);
+		sched_pump_soon(s);
 	}
 	l->stats.requests[GATE_INTERACTIVE][SO_ABORTED]++;
 	record_call(l, t, "aborted", NULL, NULL, "caller_gone", -1, NULL);
@@ -422,7 +422,7 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 	            response_body);
 	json_object_put(a.root);
 	sched_ticket_free(t);
-	sched_kick(s);
+	sched_pump_soon(s);
 	*ret_retry_in_ms = wait;
 	return v;
 }

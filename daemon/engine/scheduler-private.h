@@ -39,6 +39,7 @@ struct flight {
 	struct up_transfer *t;
 	uint64_t pump;           /* the pump that launched it */
 	struct ledger_hold hold; /* its user's budgets hold its estimate */
+	int transit;             /* picked, its launch's record on its way (sched-launch.c) */
 	LIST_ENTRY(flight) link;
 };
 
@@ -87,7 +88,10 @@ struct lane {
 	int64_t last_call_uid;                /* the user a call went for last */
 	int64_t budget_wake;                  /* wall ms a budget that held jobs back resets */
 	struct lane_stats stats;
-	LIST_HEAD(, flight) flights;
+	int queued;     /* its queue may hold ready jobs: looking costs SQL (sched_next_job) */
+	int none_ready; /* the last look found none, nothing passed over */
+	int recording;  /* its launches handed to the writer, not yet back */
+	LIST_HEAD(, flight) flights; /* those in transit first */
 	TAILQ_HEAD(, sched_ticket) waiting;
 	int n_waiting;
 	int64_t waiting_tokens;
@@ -124,6 +128,8 @@ struct scheduler {
 	struct event *pump;
 	struct event *expiry; /* batches whose completion window ended */
 	struct writeback *wb;
+	struct writer *writer;     /* the writeback's: launches are recorded there too */
+	struct launch_item *group; /* the pump's launches for the writer */
 	uint64_t pumps;
 	enum launch_group launching;
 	struct lane lanes[CONFIG_MAX_LANES];
@@ -156,6 +162,11 @@ struct answer {
 double sched_rand01(struct scheduler *s);
 /* Look for work on lane l at at (monotonic ms). */
 void sched_arm(struct lane *l, int64_t at, int64_t now);
+/* Look for work on every lane on the next loop turn, their queues as they
+ * were (sched_kick: they may have new jobs). */
+void sched_pump_soon(struct scheduler *s);
+/* Jobs may have become ready on every lane: their queues are worth a look. */
+void sched_queues_changed(struct scheduler *s);
 /* The launches of one pump share one transaction; lane only (NULL: all). */
 void sched_pump(struct scheduler *s, struct lane *only);
 
@@ -192,18 +203,37 @@ void sched_restore_pause(struct lane *l);
 
 /* sched-flights.c: batch jobs in flight. */
 void sched_flight_free(struct flight *f);
+/* A launch recorded and granted: off it goes. */
+void sched_flight_send(struct lane *l, struct flight *f, int64_t wall);
+/* The lane's next batch job, if its own gate grants it. */
+enum launch_result sched_flight_launch(struct lane *l);
+
+/* sched-launch.c: launches recorded before they go. */
+/* Record f's job as started on the loop; -ESTALE when it is no longer
+ * queued (cancelled). */
+int sched_record_job(struct lane *l, struct flight *f, int64_t wall);
+/* Whether launches are recorded by the writer thread (else on the loop). */
+int sched_launch_deferred(const struct scheduler *s);
+/* A launch picked and granted (f->charged reserved in the gate; f->mark and
+ * f->lease set after this, before the pump ends): its record goes to the
+ * writer with the pump's others, and it is sent from there; until then it
+ * is in transit on its lane. -ENOMEM: nothing was taken (f is the caller's). */
+int sched_launch_defer(struct lane *l, struct flight *f, int64_t wall);
+/* The ready query's floor (store_pick): the highest id of batch_id's jobs in
+ * transit on lane ud, 0 when none. */
+int64_t sched_launch_floor(void *ud, const char *batch_id);
 /* Start f's job, its launch granted with f->mark and f->lease: record it,
  * send it. Returns 0, -ESTALE when the job was taken meanwhile (cancelled),
  * or another -errno when the database would not record it. f is the
  * scheduler's (or freed) either way. */
 int sched_start_job(struct lane *l, struct flight *f, int64_t now, int64_t wall);
-/* The lane's next batch job, if its own gate grants it. */
-enum launch_result sched_flight_launch(struct lane *l);
 /* The same around launches made elsewhere (a grant's answer): begin returns
  * whether the caller owns the group (0 within another's); the owner's end
  * commits, or takes them back. */
 int sched_launches_begin(struct scheduler *s);
 void sched_launches_end(struct scheduler *s, int owner);
+/* Stopping: a group not yet handed over goes now (its done() sees stopping). */
+void sched_launches_stop(struct scheduler *s);
 
 /* sched-tickets.c: interactive calls at the gate. */
 void sched_ticket_free(struct sched_ticket *t);

@@ -104,10 +104,27 @@ static void lane_timer_cb(evutil_socket_t fd, short what, void *arg)
 	sched_pump(l->s, l);
 }
 
-void sched_kick(struct scheduler *s)
+void sched_pump_soon(struct scheduler *s)
 {
 	if (!s->stopping)
 		event_active(s->pump, 0, 0);
+}
+
+void sched_queues_changed(struct scheduler *s)
+{
+	int i;
+
+	for (i = 0; i < s->n_lanes; i++)
+		s->lanes[i].queued = 1;
+}
+
+/* From outside the scheduler (a batch stored, retried or resumed, jobs
+ * requeued at start, a lane resumed, a reload): the queues may have new
+ * jobs, whoever asks, so nothing that adds jobs can leave them unseen. */
+void sched_kick(struct scheduler *s)
+{
+	sched_queues_changed(s);
+	sched_pump_soon(s);
 }
 
 void sched_after_turn(struct scheduler *s)
@@ -119,7 +136,8 @@ void sched_after_turn(struct scheduler *s)
 /* Outcomes reached the database: retried jobs may be ready. */
 static void on_written(void *userdata)
 {
-	sched_kick(userdata);
+	sched_queues_changed(userdata);
+	sched_pump_soon(userdata);
 }
 
 /* Jobs still queued when their batch's window ends fail as batch_expired. */
@@ -136,7 +154,7 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 	sched_fleet_tick(s);
 	/* Budgets that were waiting for the store to say what was spent. */
 	if (ledger_tick(s->ledger, time_wall_ms()) == 1)
-		sched_kick(s);
+		sched_pump_soon(s);
 	if (store_expire(s->d->store, time_wall_ms(), &n) == 0 && n > 0)
 		log_warn("%lld queued requests expired: their batch's completion window ended "
 		         "(they are in the batch's errors as batch_expired)",
@@ -170,6 +188,8 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 	}
 	r = writeback_new(d->base, d->store, on_written, s, &s->wb);
 	if (r == 0)
+		s->writer = writeback_writer(s->wb);
+	if (r == 0)
 		r = ledger_new(d->store, d->cfg, d->cfg->n_lanes, time_wall_ms(), &s->ledger);
 	if (r < 0)
 		goto fail;
@@ -180,6 +200,7 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		l->cfg = &d->cfg->lanes[i];
 		l->last_uid = STORE_UID_FIRST;
 		l->last_call_uid = INT64_MIN;
+		l->queued = 1;
 		for (k = 0; k < SCHED_TURNS; k++)
 			l->turns[k].uid = -2;
 		LIST_INIT(&l->flights);
@@ -226,9 +247,14 @@ void sched_stop(struct scheduler *s)
 	o.cost_nusd = -1;
 	o.latency_ms = -1;
 	o.remaining_tokens = o.remaining_requests = -1;
+	/* Launches being recorded come back with the writer's drain below
+	 * (writeback_flush): their done() sends nothing now. */
+	sched_launches_stop(s);
 	for (i = 0; i < s->n_lanes; i++) {
 		while ((f = LIST_FIRST(&s->lanes[i].flights))) {
 			LIST_REMOVE(f, link);
+			if (f->transit)
+				continue; /* its launch group's, until that is back */
 			upstream_abort(s->up, f->t);
 			/* Its slot back now, not at its lease's deadline; it may have cost
 			 * (its record says interrupted, nothing spent: so do its user's
@@ -288,7 +314,7 @@ int sched_in_flight(const struct scheduler *s)
 
 struct writer *sched_writer(struct scheduler *s)
 {
-	return writeback_writer(s->wb);
+	return s->writer;
 }
 
 struct ledger *sched_ledger(struct scheduler *s)

@@ -28,7 +28,9 @@ struct scheduler;
 int sched_new(struct llmqd *d, struct scheduler **ret);
 void sched_free(struct scheduler *s);
 
-/* Look for work on every lane on the next loop turn. */
+/* Look for work on every lane on the next loop turn: their queues may have
+ * new jobs (whatever adds or lets go of jobs calls it; a lane whose queue
+ * was found empty is not read again until then). */
 void sched_kick(struct scheduler *s);
 
 /* The work of one loop turn, done after its callbacks: write the outcomes. */
@@ -159,8 +161,8 @@ enum retry_verdict sched_call_done(struct scheduler *s, struct sched_ticket *t,
 struct fleet_stats;
 int sched_fleet_stats(const struct scheduler *s, struct fleet_stats *ret);
 
-/* The writer thread outcomes are written by (store/writer.h), for other
- * writes of the loop's; NULL when they are written on the loop. */
+/* The writer thread outcomes and launches are written by (store/writer.h),
+ * for other writes of the loop's; NULL when they are written on the loop. */
 struct writer *sched_writer(struct scheduler *s);
 
 /* Users' budgets and shares (ledger.h). */

@@ -11,9 +11,11 @@
 #include "llmqd.h"
 
 struct retention;
+struct writer;
 
-/* Nothing is started when cfg->retention_ms is 0 (keep everything). */
-int retention_new(struct llmqd *d, struct retention **ret);
+/* Nothing is started when cfg->retention_ms is 0 (keep everything). Its
+ * steps are written by writer (NULL: on the loop). */
+int retention_new(struct llmqd *d, struct writer *writer, struct retention **ret);
 void retention_free(struct retention *r);
 
 #endif

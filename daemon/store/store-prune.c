@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int prune_step(struct store *s, enum stmt_id id, int64_t before, int limit, int64_t *ret_n)
+static int prune_step(struct store *s, enum stmt_id id, int64_t before, int limit, const char *held,
+                      int64_t *ret_n)
 {
 	sqlite3_stmt *st = NULL;
 	int r = store_prep(s, id, &st);
@@ -23,7 +24,7 @@ static int prune_step(struct store *s, enum stmt_id id, int64_t before, int limi
 	if (id != S_PRUNE_BATCHES)
 		sqlite3_bind_int(st, 2, limit);
 	if (id != S_PRUNE_CALLS)
-		sqlite3_bind_text(st, 3, s->reading ? s->reading : "[]", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, held ? held : "[]", -1, SQLITE_STATIC);
 	return store_run(s, st, ret_n);
 }
 
@@ -90,30 +91,54 @@ void store_batch_unhold(struct store *s, const char *id)
 	}
 }
 
-int store_prune(struct store *s, int64_t before, int limit, int64_t *ret_rows)
+char *store_held_copy(const struct store *s)
+{
+	return strdup(s->reading ? s->reading : "[]");
+}
+
+int store_prune_held(struct store *s, int64_t before, int limit, const char *held,
+                     int64_t *ret_rows)
 {
 	int64_t jobs = 0, calls = 0, batches = 0;
-	char sql[64];
-	int r;
+	int r, own = !s->in_tx;
 
-	r = store_tx_begin(s);
-	if (r < 0)
-		return r;
-	r = prune_step(s, S_PRUNE_JOBS, before, limit, &jobs);
+	if (own) {
+		r = store_tx_begin(s);
+		if (r < 0)
+			return r;
+	}
+	r = prune_step(s, S_PRUNE_JOBS, before, limit, held, &jobs);
 	if (r == 0)
-		r = prune_step(s, S_PRUNE_CALLS, before, limit, &calls);
+		r = prune_step(s, S_PRUNE_CALLS, before, limit, held, &calls);
 	if (r == 0 && jobs < limit)
-		r = prune_step(s, S_PRUNE_BATCHES, before, limit, &batches);
+		r = prune_step(s, S_PRUNE_BATCHES, before, limit, held, &batches);
+	if (!own) {
+		if (r == 0)
+			*ret_rows = jobs + calls + batches;
+		return r;
+	}
 	if (r == 0)
 		r = store_tx_commit(s);
 	if (r < 0) {
 		store_tx_rollback(s);
 		return r;
 	}
-	/* Give the freed pages back to the file system, a bounded step at a time. */
-	snprintf(sql, sizeof(sql), "PRAGMA incremental_vacuum(%d)", limit);
+	/* Refused (a full disk), the pages are given back at a later step. */
 	if (jobs + calls + batches > 0)
-		store_exec(s, sql);
+		(void)store_vacuum_step(s, limit);
 	*ret_rows = jobs + calls + batches;
 	return 0;
+}
+
+int store_vacuum_step(struct store *s, int pages)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "PRAGMA incremental_vacuum(%d)", pages);
+	return store_exec(s, sql);
+}
+
+int store_prune(struct store *s, int64_t before, int limit, int64_t *ret_rows)
+{
+	return store_prune_held(s, before, limit, s->reading, ret_rows);
 }

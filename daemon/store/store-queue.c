@@ -143,16 +143,37 @@ static int ready_user(struct store *s, const char *lane, int64_t now, int64_t af
  * waits for its next pump. */
 #define STORE_READY_MAX_SKIPS 10000
 
+/* The same as ready_after, within batch after job after_id. */
+static int ready_in(struct store *s, const char *lane, int64_t now, int64_t uid, int64_t prio,
+                    const char *batch, int64_t after_id, struct store_job *ret, int *ret_paused)
+{
+	sqlite3_stmt *st = NULL;
+	int r = store_prep(s, S_NEXT_READY_IN, &st);
+
+	if (r < 0)
+		return r;
+	store_bind_text(st, 1, lane);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, prio);
+	store_bind_text(st, 4, batch);
+	sqlite3_bind_int64(st, 5, uid);
+	sqlite3_bind_int64(st, 6, after_id);
+	return job_row(st, ret, ret_paused);
+}
+
 /*
  * uid's next ready job on lane: of their highest priority, from their first
  * batch after after_batch, then from their first again; a paused batch is
- * stepped over by its id (*skips counts them). 1, or 0 when none.
+ * stepped over by its id, and a batch's jobs on their way (p->floor) by one
+ * more look within it (*skips counts both; *passed what was passed over
+ * but those on their way). 1, or 0 when none.
  */
 static int ready_of_user(struct store *s, const char *lane, int64_t now, int64_t uid,
-                         const char *after_batch, struct store_job *ret, int *skips)
+                         const struct store_pick *p, struct store_job *ret, int *skips, int *passed)
 {
+	const char *after_batch = p->last_batch ? p->last_batch(p->ud, uid) : NULL;
 	char after[STORE_ID_LEN + 8];
-	int64_t below = INT64_MAX, prio = 0;
+	int64_t below = INT64_MAX, prio = 0, floor;
 	int r, paused = 0, wrapped;
 
 	while ((r = ready_priority(s, lane, now, uid, below, &prio)) == 1) {
@@ -170,14 +191,25 @@ static int ready_of_user(struct store *s, const char *lane, int64_t now, int64_t
 				wrapped = 1;
 				continue;
 			}
-			if (!paused)
-				return 1;
 			snprintf(after, sizeof(after), "%s", ret->batch_id);
+			floor = !paused && p->floor ? p->floor(p->ud, ret->batch_id) : 0;
+			if (!paused && ret->id > floor)
+				return 1;
 			store_job_clear(ret);
 			(*skips)++;
+			if (paused) {
+				(*passed)++;
+				continue;
+			}
+			/* Its first jobs are on their way: the next one of the batch, if any. */
+			r = ready_in(s, lane, now, uid, prio, after, floor, ret, &paused);
+			if (r != 0)
+				return r;
 		}
-		if (*skips >= STORE_READY_MAX_SKIPS)
+		if (*skips >= STORE_READY_MAX_SKIPS) {
+			(*passed)++;
 			return 0;
+		}
 		below = prio; /* every batch of this priority is paused: the next one down */
 	}
 	return r;
@@ -188,7 +220,7 @@ int store_next_ready_pick(struct store *s, const char *lane, int64_t now,
 {
 	struct store_job job, later = {0};
 	int64_t from = p->after_uid, uid = 0;
-	int r, have_later = 0, wrapped = p->after_uid == STORE_UID_FIRST, skips = 0;
+	int r, have_later = 0, wrapped = p->after_uid == STORE_UID_FIRST, skips = 0, passed = 0;
 	enum store_pick_verdict v;
 
 	/* The users after the one served last, then from the first up to it. */
@@ -204,8 +236,7 @@ int store_next_ready_pick(struct store *s, const char *lane, int64_t now,
 			continue;
 		}
 		from = uid;
-		r = ready_of_user(s, lane, now, uid,
-		                  p->last_batch ? p->last_batch(p->ud, uid) : NULL, &job, &skips);
+		r = ready_of_user(s, lane, now, uid, p, &job, &skips, &passed);
 		if (r < 0)
 			goto out;
 		if (r == 0)
@@ -214,6 +245,8 @@ int store_next_ready_pick(struct store *s, const char *lane, int64_t now,
 		if (v == STORE_PICK_GO) {
 			store_job_clear(&later);
 			*ret = job;
+			if (p->ret_none)
+				*p->ret_none = 0;
 			return 1;
 		}
 		if (v == STORE_PICK_LATER && !have_later) {
@@ -223,7 +256,12 @@ int store_next_ready_pick(struct store *s, const char *lane, int64_t now,
 			store_job_clear(&job);
 		}
 		skips++;
+		passed++;
 	}
+	if (skips >= STORE_READY_MAX_SKIPS)
+		passed++;
+	if (p->ret_none)
+		*p->ret_none = passed == 0;
 	/* Nobody else may go: a user over their share goes (work-conserving). */
 	if (have_later) {
 		*ret = later;

@@ -148,6 +148,15 @@ const char *const store_sql[S__COUNT] = {
                      "uid FROM jobs WHERE state = 'queued' AND lane = ?1 AND uid = ?5 "
                      "AND priority = ?3 AND batch_id > ?4 AND not_before <= ?2 "
                      "ORDER BY batch_id, id LIMIT 1",
+    /* The same within batch ?4, after job ?6: past the jobs whose launch is
+     * on its way to the writer (still queued here). */
+    [S_NEXT_READY_IN] = "SELECT id, batch_id, custom_id, url, body, est_tokens, attempts, "
+                        "updated_at, free_tries, lane_wait_ms, model, "
+                        "(SELECT b.paused_at IS NOT NULL FROM batches b "
+                        "WHERE b.id = jobs.batch_id), "
+                        "uid FROM jobs WHERE state = 'queued' AND lane = ?1 AND uid = ?5 "
+                        "AND priority = ?3 AND batch_id = ?4 AND id > ?6 AND not_before <= ?2 "
+                        "ORDER BY id LIMIT 1",
     [S_BATCH_STATES] = "SELECT count(*) FROM batches WHERE state = ?1",
     /* Never a batch whose results are being read (?3: their ids, a JSON array). */
     [S_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (SELECT j.id FROM batches b "

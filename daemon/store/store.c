@@ -290,6 +290,15 @@ int store_open(const char *path, struct store **ret)
 	struct store *s;
 	int r;
 
+	/*
+	 * SQLite's memory statistics (which llmqd never reads) take one mutex of
+	 * the whole process on every allocation: with the writer thread and the
+	 * loop both in SQLite, it was most of the loop's futex calls in a drain.
+	 * Only before SQLite's first use (the first open, no other thread in it
+	 * yet); later it refuses with SQLITE_MISUSE and changes nothing.
+	 */
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -342,6 +351,19 @@ void store_free(struct store *s)
 	free(s->reading);
 	free(s->path);
 	free(s);
+}
+
+int store_prepare_all(struct store *s)
+{
+	sqlite3_stmt *st;
+	int i, r, first = 0;
+
+	for (i = 0; i < S__COUNT; i++) {
+		r = store_prep(s, (enum stmt_id)i, &st);
+		if (r < 0 && first == 0)
+			first = r;
+	}
+	return first;
 }
 
 int store_simple(struct store *s, enum stmt_id id)

@@ -269,7 +269,14 @@ struct store_pick {
 	const char *(*last_batch)(void *ud, int64_t uid);
 	/* Whether the job found for its user goes; NULL: every job goes. */
 	enum store_pick_verdict (*judge)(void *ud, const struct store_job *job);
+	/* The highest id of batch_id's jobs on their way to being started (their
+	 * launch is being recorded, so they are still queued here): they and the
+	 * batch's jobs before them are passed over. 0: none. May be NULL. */
+	int64_t (*floor)(void *ud, const char *batch_id);
 	void *ud;
+	/* Out, when not NULL: 1 when no job was passed over but those on their
+	 * way (nothing paused, judged, or left for the next look), else 0. */
+	int *ret_none;
 };
 int store_next_ready_pick(struct store *s, const char *lane, int64_t now,
                           const struct store_pick *p, struct store_job *ret);
@@ -480,6 +487,17 @@ int store_recent_errors(struct store *s, int64_t uid, int64_t since, int scan,
  * pages back to the file system. *ret_rows: rows deleted (0: nothing left).
  */
 int store_prune(struct store *s, int64_t before, int limit, int64_t *ret_rows);
+/* The same on another connection (the writer's), leaving alone the batches
+ * held, as store_held_copy() gave them from the loop's. Within a caller's
+ * transaction, it deletes in it and gives no pages back (store_vacuum_step,
+ * after the commit). */
+int store_prune_held(struct store *s, int64_t before, int limit, const char *held,
+                     int64_t *ret_rows);
+/* Give up to pages free pages back to the file system. */
+int store_vacuum_step(struct store *s, int pages);
+/* The batches s holds (store_batch_hold), for store_prune_held: malloc'd,
+ * NULL when out of memory. */
+char *store_held_copy(const struct store *s);
 
 /* The database file's size in bytes. */
 int store_db_bytes(struct store *s, int64_t *ret);
@@ -498,6 +516,9 @@ int store_new_batch_id(char buf[static 19]);
 int store_open_writer(struct store *s, struct store **ret);
 /* Checkpoint the WAL as far as readers allow, waiting for nobody. */
 int store_checkpoint(struct store *s);
+/* Read the schema and prepare every statement now, outside any transaction
+ * (else the first of each is prepared while it holds the write lock). */
+int store_prepare_all(struct store *s);
 /* Let this connection's commits checkpoint past pages of WAL (0: never). */
 #define STORE_AUTOCHECKPOINT 1000
 int store_autocheckpoint(struct store *s, int pages);

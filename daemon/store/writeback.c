@@ -381,6 +381,11 @@ int writeback_failing(const struct writeback *wb)
 	return wb->failing;
 }
 
+struct writer *writeback_writer(const struct writeback *wb)
+{
+	return wb->writer;
+}
+
 int writeback_new(struct event_base *base, struct store *store, void (*on_written)(void *),
                   void *userdata, struct writeback **ret)
 {
@@ -425,9 +430,4 @@ void writeback_free(struct writeback *wb)
 	event_free(wb->retry);
 	event_free(wb->later);
 	free(wb);
-}
-
-struct writer *writeback_writer(const struct writeback *wb)
-{
-	return wb->writer;
 }

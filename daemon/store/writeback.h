@@ -16,9 +16,8 @@
 
 #include "store/store.h"
 
-struct writer;
-
 struct writeback;
+struct writer;
 
 /* on_written runs after queued outcomes reached the database. */
 int writeback_new(struct event_base *base, struct store *store, void (*on_written)(void *),
@@ -47,7 +46,8 @@ void writeback_after_turn(struct writeback *wb);
 /* 1 while the database refuses the queue. */
 int writeback_failing(const struct writeback *wb);
 
-/* The writer thread the queue is written by; NULL: written on the loop. */
+/* The writer thread the outcomes go through, for other writes that must
+ * keep their order with them; NULL when they are written on the loop. */
 struct writer *writeback_writer(const struct writeback *wb);
 
 #endif

@@ -68,6 +68,9 @@ static void *writer_main(void *arg)
 	int yield;
 	ssize_t n;
 
+	/* Before the first item: its transaction does not read the schema. A
+	 * failure costs nothing: each statement is prepared at its first use. */
+	(void)store_prepare_all(w->st);
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		writer_deadline(&until);

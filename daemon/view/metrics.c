@@ -189,6 +189,12 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 		metrics_put(&o, "llmq_queued{lane=\"%s\",class=\"interactive\"} %d\n",
 		            snap[i].cfg->name, snap[i].calls_waiting);
 	}
+	metrics_family(&o, "llmq_queue_reads_total", "counter",
+	               "Looks at the lane's queue of batch jobs in the database; a queue found "
+	               "empty is not looked at again until jobs may have come.");
+	for (i = 0; i < n; i++)
+		metrics_put(&o, "llmq_queue_reads_total{lane=\"%s\"} %llu\n", snap[i].cfg->name,
+		            (unsigned long long)snap[i].stats.queue_reads);
 	metrics_family(&o, "llmq_bucket_tokens", "gauge",
 	               "Tokens the lane's bucket holds (negative: debt).");
 	for (i = 0; i < n; i++)

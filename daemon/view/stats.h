@@ -37,6 +37,7 @@ struct lane_stats {
 	uint64_t tokens_used[GATE_CLASSES];
 	struct stats_histo gate_wait[GATE_CLASSES];
 	struct stats_histo latency[GATE_CLASSES];
+	uint64_t queue_reads; /* looks at its queue of batch jobs in the database */
 };
 
 const char *stats_outcome_name(enum stat_outcome o);
