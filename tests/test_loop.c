@@ -351,3 +351,46 @@ Test(loop, retention_deletes_on_the_writer_thread, .timeout = 90)
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
 }
+
+/* /healthz every 100 ms for up to ms: whether it came to say want (its status). */
+static int healthz_says(const struct daemon_proc *d, long want, const char *text, int ms)
+{
+	char body[4096];
+	int64_t t0 = now_ms();
+
+	do {
+		if (h_http(d->http_port, "GET", "/healthz", NULL, body) == want &&
+		    (!text || strstr(body, text)))
+			return 1;
+		usleep(100 * 1000);
+	} while (now_ms() - t0 < ms);
+	return 0;
+}
+
+/*
+ * The once-a-second expiry is a write transaction: the writer's, so the
+ * loop of an idle llmqd never waits for another program's lock; and it is
+ * what notices one, which /healthz says, and says gone once let go.
+ */
+Test(loop, an_idle_llmqd_notices_another_programs_lock_off_the_loop, .timeout = 60)
+{
+	char dir[64];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	sqlite3 *db;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, NULL);
+	cr_assert(healthz_says(&d, 200, NULL, 5000));
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	cr_assert(healthz_says(&d, 503, "locked by another program", 6000),
+	          "an idle llmqd notices the lock");
+	cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert(healthz_says(&d, 200, NULL, 6000), "and its end");
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}

@@ -15,6 +15,7 @@
 #include "gate/ledger.h"
 #include "engine/scheduler.h"
 #include "store/store.h"
+#include "store/writer.h"
 
 #include <sys/queue.h>
 
@@ -128,7 +129,13 @@ struct scheduler {
 	struct event *pump;
 	struct event *expiry; /* batches whose completion window ended */
 	struct writeback *wb;
-	struct writer *writer;     /* the writeback's: launches are recorded there too */
+	struct writer *writer;           /* the writeback's: launches are recorded there too */
+	struct sched_expiry {            /* the once-a-second expiry, on the writer */
+		struct writer_item item; /* first: the item is the expiry */
+		struct scheduler *s;
+		int64_t now, jobs;
+		int busy; /* the writer's until its done() */
+	} expire;
 	struct launch_item *group; /* the pump's launches for the writer */
 	uint64_t pumps;
 	enum launch_group launching;

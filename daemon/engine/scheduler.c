@@ -140,12 +140,68 @@ static void on_written(void *userdata)
 	sched_pump_soon(userdata);
 }
 
-/* Jobs still queued when their batch's window ends fail as batch_expired. */
+/*
+ * Jobs still queued when their batch's window ends fail as batch_expired:
+ * a write transaction every second, even when nothing expires, so it is
+ * the writer thread's when there is one (the loop never waits for it), one
+ * at a time.
+ */
+static void expired(int64_t n)
+{
+	if (n > 0)
+		log_warn("%lld queued requests expired: their batch's completion window ended "
+		         "(they are in the batch's errors as batch_expired)",
+		         (long long)n);
+}
+
+static int expire_run(struct store *st, struct writer_item *it)
+{
+	struct sched_expiry *e = (struct sched_expiry *)it;
+
+	return store_expire(st, e->now, &e->jobs);
+}
+
+static void expire_done(struct writer_item *it, int r)
+{
+	struct sched_expiry *e = (struct sched_expiry *)it;
+
+	e->busy = 0;
+	/* Refused by another program's lock: health.c asks the loop's connection
+	 * (a write of the writer's is what notices one on an idle llmqd). */
+	if (r == -EBUSY)
+		store_note_contended(e->s->d->store, time_wall_ms());
+	if (r == 0) {
+		store_note_contended(e->s->d->store, 0);
+		expired(e->jobs);
+	} /* else: tried again in a second */
+}
+
+static void expire(struct scheduler *s)
+{
+	struct sched_expiry *e = &s->expire;
+	int64_t n = 0;
+
+	if (!s->writer) {
+		if (store_expire(s->d->store, time_wall_ms(), &n) == 0)
+			expired(n);
+		return;
+	}
+	if (e->busy)
+		return;
+	e->item.run = expire_run;
+	e->item.done = expire_done;
+	e->s = s;
+	e->now = time_wall_ms();
+	e->jobs = 0;
+	e->busy = 1;
+	writer_submit(s->writer, &e->item);
+}
+
 /* Once a second: batches whose window ended; learned windows due for probation. */
 static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
-	int64_t n = 0, now = time_mono_ms();
+	int64_t now = time_mono_ms();
 	int i;
 
 	for (i = 0; i < s->n_lanes; i++)
@@ -155,10 +211,7 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 	/* Budgets that were waiting for the store to say what was spent. */
 	if (ledger_tick(s->ledger, time_wall_ms()) == 1)
 		sched_pump_soon(s);
-	if (store_expire(s->d->store, time_wall_ms(), &n) == 0 && n > 0)
-		log_warn("%lld queued requests expired: their batch's completion window ended "
-		         "(they are in the batch's errors as batch_expired)",
-		         (long long)n);
+	expire(s);
 }
 
 int sched_new(struct llmqd *d, struct scheduler **ret)
