@@ -285,7 +285,7 @@ static void launch_order(const struct daemon_proc *d, char *buf, size_t len)
  * priority 1000) get one launch in two, as bob's one batch does, however
  * many batches she has and whatever their priority.
  */
-Test(budget_e2e, two_users_batches_take_turns, .timeout = 120)
+static void two_users_take_turns(int concurrency)
 {
 	struct mock_proc m = {0};
 	struct daemon_proc d = {0};
@@ -297,7 +297,7 @@ Test(budget_e2e, two_users_batches_take_turns, .timeout = 120)
 	cr_assert_eq(chmod(dir, 0711), 0);
 	h_mock_start(&m, dir, "--latency-ms", "20", NULL);
 	snprintf(conf, sizeof(conf), "%s/llmqd.conf", dir);
-	write_conf(conf, &m, NULL, 1, "");
+	write_conf(conf, &m, NULL, concurrency, "");
 	snprintf(env, sizeof(env), "LLMQ_CONFIG=%s", conf);
 	h_daemon_start(&d, dir, NULL, env, NULL);
 	/* Paused while everyone submits, so that the order is the scheduler's alone. */
@@ -327,6 +327,18 @@ Test(budget_e2e, two_users_batches_take_turns, .timeout = 120)
 	cr_assert_eq(h_sql_int(&d, sql), 4, "her first four launches were her priority's");
 	h_daemon_signal(&d, SIGTERM);
 	h_mock_stop(&m);
+}
+
+Test(budget_e2e, two_users_batches_take_turns, .timeout = 120)
+{
+	two_users_take_turns(1);
+}
+
+/* Several launches a pump (recorded together by the writer thread): the
+ * turns move on with each pick, not with each send. */
+Test(budget_e2e, two_users_take_turns_within_one_pump, .timeout = 120)
+{
+	two_users_take_turns(4);
 }
 
 /*

@@ -34,6 +34,17 @@ void sched_flight_free(struct flight *f)
 
 static void on_done(void *userdata, const struct up_response *resp);
 
+/* f was picked: its user's turn, and its batch's within them, move on, so
+ * that the lane's next pick (in the same pump too) is the next user's. */
+void sched_flight_turn(struct lane *l, const struct flight *f)
+{
+	struct sched_turn *turn = sched_turn(l, f->job.uid);
+
+	l->last_uid = f->job.uid;
+	turn->uid = f->job.uid;
+	snprintf(turn->batch, sizeof(turn->batch), "%s", f->job.batch_id);
+}
+
 /* A launch recorded and granted: off it goes. */
 void sched_flight_send(struct lane *l, struct flight *f, int64_t wall)
 {
@@ -43,15 +54,12 @@ void sched_flight_send(struct lane *l, struct flight *f, int64_t wall)
 	char url[1024];
 	int r;
 
-	struct sched_turn *turn = sched_turn(l, f->job.uid);
-
-	l->last_uid = f->job.uid;
-	turn->uid = f->job.uid;
-	snprintf(turn->batch, sizeof(turn->batch), "%s", f->job.batch_id);
-	if (f->transit)
-		f->transit = 0; /* on its lane's list since it was picked */
-	else
+	if (f->transit) {
+		f->transit = 0; /* on its lane's list, its turn taken, since it was picked */
+	} else {
+		sched_flight_turn(l, f);
 		LIST_INSERT_HEAD(&l->flights, f, link);
+	}
 	f->pump = s->pumps;
 	sched_own(l, GATE_BATCH, 1);
 	l->stats.tokens_charged[GATE_BATCH] += (uint64_t)f->charged;
@@ -91,6 +99,11 @@ enum launch_result sched_flight_launch(struct lane *l)
 	 * (callers may use the slots meanwhile). */
 	if (l->recording > 0)
 		return SLOTS_FULL;
+	/* A launch's record was refused (not a cancel): a second before the next. */
+	if (l->refused_until > now) {
+		sched_arm(l, l->refused_until, now);
+		return MUST_WAIT;
+	}
 	when = gate_when(&l->gate, GATE_BATCH, 1, now, NULL);
 	if (when == GATE_NEVER)
 		return SLOTS_FULL;

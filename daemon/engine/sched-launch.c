@@ -169,8 +169,10 @@ static void launch_done(struct writer_item *it, int r)
 		if (lr->r == 0)
 			launch_interrupted(s, f);
 		if (lr->r < 0 && lr->r != -ESTALE) {
-			/* Still queued: looked for again in a second. */
+			/* Still queued: looked for again in a second, not at the pump
+			 * below (a full disk would spin the loop and the writer). */
 			l->queued = 1;
+			l->refused_until = now + 1000;
 			if (!s->stopping)
 				sched_arm(l, now + 1000, now);
 			/* A lock another program holds is reported once, by health.c. */
@@ -229,6 +231,7 @@ int sched_launch_defer(struct lane *l, struct flight *f, int64_t wall)
 	ledger_hold(s->ledger, f->job.uid, sched_lane_idx(l), f->job.model, f->job.est_tokens, wall,
 	            wall, time_mono_ms(), &f->hold);
 	LIST_INSERT_HEAD(&l->flights, f, link);
+	sched_flight_turn(l, f);
 	return 0;
 }
 

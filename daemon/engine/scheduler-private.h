@@ -92,6 +92,7 @@ struct lane {
 	int queued;     /* its queue may hold ready jobs: looking costs SQL (sched_next_job) */
 	int none_ready; /* the last look found none, nothing passed over */
 	int recording;  /* its launches handed to the writer, not yet back */
+	int64_t refused_until;       /* a launch's record was refused: no pick before (mono ms) */
 	LIST_HEAD(, flight) flights; /* those in transit first */
 	TAILQ_HEAD(, sched_ticket) waiting;
 	int n_waiting;
@@ -212,6 +213,7 @@ void sched_restore_pause(struct lane *l);
 void sched_flight_free(struct flight *f);
 /* A launch recorded and granted: off it goes. */
 void sched_flight_send(struct lane *l, struct flight *f, int64_t wall);
+void sched_flight_turn(struct lane *l, const struct flight *f);
 /* The lane's next batch job, if its own gate grants it. */
 enum launch_result sched_flight_launch(struct lane *l);
 
