@@ -157,8 +157,12 @@ static void expired(int64_t n)
 static int expire_run(struct store *st, struct writer_item *it)
 {
 	struct sched_expiry *e = (struct sched_expiry *)it;
+	int r;
 
-	return store_expire(st, e->now, &e->jobs);
+	writer_holds_lock(it, 1);
+	r = store_expire(st, e->now, &e->jobs);
+	writer_holds_lock(it, 0);
+	return r;
 }
 
 static void expire_done(struct writer_item *it, int r)

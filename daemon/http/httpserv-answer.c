@@ -160,8 +160,10 @@ static void send_whole(struct hreq *r, struct evbuffer *msg)
 	if (evbuffer_write(msg, bufferevent_getfd(r->c->bev)) < 0 && errno != EAGAIN &&
 	    errno != EINTR)
 		log_debug("HTTP: writing an answer: %s; the connection ends", strerror(errno));
-	if (evbuffer_get_length(msg) > 0)
-		bufferevent_write_buffer(r->c->bev, msg);
+	/* Never left in the scratch buffer, where it would go before the next
+	 * answer (to another connection). */
+	if (evbuffer_get_length(msg) > 0 && bufferevent_write_buffer(r->c->bev, msg) < 0)
+		evbuffer_drain(msg, evbuffer_get_length(msg));
 }
 
 void hreq_reply(struct hreq *r, int status, const void *body, size_t len)

@@ -179,7 +179,9 @@ static int upload_keep_run(struct store *st, struct writer_item *it)
 	if (r < 0)
 		return r;
 	k->recorded = 1;
+	writer_holds_lock(it, 1);
 	r = store_file_insert(st, &k->f);
+	writer_holds_lock(it, 0);
 	if (r < 0)
 		files_remove(k->files, k->f.id);
 	return r;

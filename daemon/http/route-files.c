@@ -421,7 +421,9 @@ static int file_delete_run(struct store *st, struct writer_item *it)
 
 	if (r < 0)
 		return r;
+	writer_holds_lock(it, 1);
 	k->row = store_file_delete(st, k->id);
+	writer_holds_lock(it, 0);
 	k->left = (k->row < 0 && k->row != -ENOENT) || files_unlink_tombstone(k->files, k->id) < 0;
 	return 0;
 }

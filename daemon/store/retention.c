@@ -89,10 +89,10 @@ static int step_run(struct store *st, struct writer_item *it)
 		r = store_tx_commit(st);
 	if (r < 0)
 		store_tx_rollback(st);
-	writer_holds_lock(it, 0);
 	/* Refused (a full disk), the pages are given back at a later step. */
 	if (r == 0 && p->rows > 0)
 		(void)store_vacuum_step(st, RETENTION_STEP);
+	writer_holds_lock(it, 0);
 out:
 	if (r < 0)
 		p->why = strdup(store_errmsg(st));
