@@ -113,6 +113,8 @@ void writer_holds_lock(struct writer_item *it, int held)
 {
 	struct writer *w = it->w;
 
+	if (!w)
+		return; /* run on the loop (no writer): nothing to tell */
 	pthread_mutex_lock(&w->lock);
 	w->locked = held;
 	if (!held)

@@ -33,7 +33,9 @@ struct writer_item {
  * database's write lock (after BEGIN), or no longer (after COMMIT or
  * ROLLBACK). A write of the loop's that meets the lock meanwhile waits for
  * it to be let go (a transaction's time, not the 1 ms steps of SQLite's
- * busy handler), and is not taken for another program's lock.
+ * busy handler), and is not taken for another program's lock. An item
+ * never handed over (run on the loop, when there is no writer) is told
+ * nothing.
  */
 void writer_holds_lock(struct writer_item *it, int held);
 
