@@ -15,7 +15,7 @@ case $secs in '' | *[!0-9]*)
 	;;
 esac
 build=$PWD/${LLMQ_FUZZ_BUILD:-build-fuzz}
-targets=(httpreq multipart protocol jsontext sse retry config text)
+targets=(httpreq multipart protocol jsontext sse retry config text h1resp)
 
 CC=clang cmake -S . -B "$build" -DLLMQ_FUZZ=ON -DLLMQ_TESTS=OFF \
 	-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

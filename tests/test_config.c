@@ -35,6 +35,7 @@ static void setup(void)
 	                                   "LLMQ_FILES_MAX_BYTES_PER_USER",
 	                                   "LLMQ_QUEUE_MAX_JOBS_PER_USER",
 	                                   "LLMQ_DISK_MIN_FREE_MB",
+	                                   "LLMQ_UPSTREAM_CLIENT",
 	                                   NULL};
 	int i;
 
@@ -579,6 +580,30 @@ Test(config, quotas_and_the_free_space_floor)
 		cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL, "%s", bad[i]);
 		cr_assert(strstr(err, "out of range"), "%s: %s", bad[i], err);
 	}
+}
+
+/* Who sends plain http to an address: llmqd's own client unless told curl. */
+Test(config, the_upstream_client)
+{
+	char err[512];
+
+	setenv("LLMQ_CONFIG", "", 1);
+	cr_assert_eq(load(err, sizeof(err), 0), 0, "%s", err);
+	cr_assert_eq(cfg.upstream_curl, 0);
+	unsetenv("LLMQ_CONFIG");
+	write_file("[daemon]\nupstream_client = curl\n[lane a]\nbase_url = http://x/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_eq(cfg.upstream_curl, 1);
+	setenv("LLMQ_UPSTREAM_CLIENT", "builtin", 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), 0, "%s", err);
+	cr_assert_eq(cfg.upstream_curl, 0, "the environment over the file");
+	setenv("LLMQ_UPSTREAM_CLIENT", "libcurl", 1);
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "LLMQ_UPSTREAM_CLIENT") && strstr(err, "builtin or curl"), "%s", err);
+	unsetenv("LLMQ_UPSTREAM_CLIENT");
+	write_file("[daemon]\nupstream_client = own\n[lane a]\nbase_url = http://x/v1\n");
+	cr_assert_eq(load(err, sizeof(err), 2, "--config", file), -EINVAL);
+	cr_assert(strstr(err, "upstream_client") && strstr(err, "builtin or curl"), "%s", err);
 }
 
 /* Budgets: [user NAME] and [group NAME] sections, in the file's order. */

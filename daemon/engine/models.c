@@ -363,6 +363,7 @@ int models_new(struct llmqd *d, struct models **ret)
 	r = upstream_new(d->base, sched_instance_id(d->sched), &m->up);
 	if (r < 0)
 		goto fail;
+	upstream_use_builtin(m->up, !d->cfg->upstream_curl);
 	for (i = 0; i < d->cfg->n_lanes; i++) {
 		struct models_lane *ml = &m->lanes[i];
 

@@ -237,6 +237,7 @@ int sched_new(struct llmqd *d, struct scheduler **ret)
 		r = upstream_new(d->base, s->id, &s->up);
 	if (r < 0)
 		goto fail;
+	upstream_use_builtin(s->up, !d->cfg->upstream_curl);
 	s->pump = event_new(d->base, -1, 0, pump_cb, s);
 	s->expiry = event_new(d->base, -1, EV_PERSIST, expiry_cb, s);
 	if (!s->pump || !s->expiry || evtimer_add(s->expiry, &expiry_every) < 0) {

@@ -1,12 +1,14 @@
 /*
- * upstream.c - the curl glue, shaped like curl's multi-event example: a socket
- * callback that maps curl's interest onto libevent events, a timer callback,
- * an event callback that drives curl_multi_socket_action(), and
- * check_multi_info() that finds each finished transfer through
- * CURLINFO_PRIVATE. A curl failure fails the transfer, never the daemon.
+ * upstream.c - a transfer's start and end, whoever sends it, and the curl
+ * glue, shaped like curl's multi-event example: a socket callback that maps
+ * curl's interest onto libevent events, a timer callback, an event callback
+ * that drives curl_multi_socket_action(), and check_multi_info() that finds
+ * each finished transfer through CURLINFO_PRIVATE. A curl failure fails the
+ * transfer, never the daemon. Plain http to an address goes by
+ * upstream-h1.c instead, which ends its transfers through
+ * upstream_finish() here as well.
  */
-#include "engine/upstream.h"
-#include "engine/hop.h"
+#include "engine/upstream-private.h"
 #include "timeutil.h"
 
 #include <ctype.h>
@@ -17,37 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define UP_MAX_BODY (64u << 20) /* an answer larger than this fails the transfer */
-#define UP_SPARE 64             /* easy handles kept for the next transfers */
-
-struct upstream {
-	struct event_base *base;
-	CURLM *multi;
-	struct event *timer;
-	int in_flight;
-	char id[HOP_ID_LEN + 1];
-	CURL *spare[UP_SPARE]; /* finished transfers' handles, reset, for reuse */
-	int n_spare;
-};
-
-struct up_transfer {
-	struct upstream *up;
-	CURL *easy;
-	struct curl_slist *headers;
-	char *body;
-	size_t len, cap;
-	int too_big;
-	up_done_fn done;
-	const struct up_stream *stream;
-	int relaying;   /* -1: not decided yet; 1: body goes to stream->data */
-	int want_pause; /* data() asked to pause after the chunk it took */
-	int paused;
-	int sends;
-	struct up_headers hdr;
-	int64_t started;
-	void *userdata;
-	char errbuf[CURL_ERROR_SIZE];
-};
+#define UP_SPARE 64 /* easy handles kept for the next transfers */
 
 struct sock_ctx {
 	struct event *ev;
@@ -132,12 +104,36 @@ static int timerfunc_cb(CURLM *multi, long timeout_ms, void *userp)
 	return evtimer_add(up->timer, &tv);
 }
 
+int upstream_keep(struct up_transfer *t, const char *data, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (t->len + n + 1 > UP_MAX_BODY) {
+		t->too_big = 1;
+		return -1;
+	}
+	if (t->len + n + 1 > t->cap) {
+		cap = t->cap ? t->cap : 4096;
+		while (cap < t->len + n + 1)
+			cap *= 2;
+		p = realloc(t->body, cap);
+		if (!p)
+			return -1;
+		t->body = p;
+		t->cap = cap;
+	}
+	memcpy(t->body + t->len, data, n);
+	t->len += n;
+	t->body[t->len] = '\0';
+	return 0;
+}
+
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct up_transfer *t = userp;
-	size_t n = size * nmemb, cap;
+	size_t n = size * nmemb;
 	long status = 0;
-	char *p;
 	int r;
 
 	if (t->stream && t->relaying < 0) {
@@ -155,24 +151,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 		t->want_pause = r == UP_PAUSE;
 		return n;
 	}
-	if (t->len + n + 1 > UP_MAX_BODY) {
-		t->too_big = 1;
-		return 0;
-	}
-	if (t->len + n + 1 > t->cap) {
-		cap = t->cap ? t->cap : 4096;
-		while (cap < t->len + n + 1)
-			cap *= 2;
-		p = realloc(t->body, cap);
-		if (!p)
-			return 0;
-		t->body = p;
-		t->cap = cap;
-	}
-	memcpy(t->body + t->len, data, n);
-	t->len += n;
-	t->body[t->len] = '\0';
-	return n;
+	return upstream_keep(t, data, n) < 0 ? 0 : n;
 }
 
 /* Called each time the request is about to go out, a resend included. */
@@ -259,7 +238,7 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
  * the request's headers and key no longer referred to) and kept: a new one
  * per transfer cost its allocations and their freeing each time.
  */
-static void transfer_free(struct up_transfer *t)
+void upstream_transfer_free(struct up_transfer *t)
 {
 	struct upstream *up;
 
@@ -273,15 +252,47 @@ static void transfer_free(struct up_transfer *t)
 		curl_easy_cleanup(t->easy);
 	}
 	curl_slist_free_all(t->headers);
+	if (t->head) {
+		explicit_bzero(t->head, t->head_len);
+		free(t->head);
+	}
+	if (t->clock)
+		event_free(t->clock);
 	free(t->body);
 	free(t);
 }
 
-static void check_multi_info(struct upstream *up)
+void upstream_finish(struct up_transfer *t, int code, const char *error)
 {
 	struct up_response resp;
+
+	t->up->in_flight--;
+	memset(&resp, 0, sizeof(resp));
+	if (code != 0) {
+		resp.transport_error = code;
+		resp.too_big = t->too_big;
+		resp.error = t->too_big ? "the answer was larger than 64 MiB: the upstream "
+		                          "sent it (and bills it) but llmqd cannot keep it; "
+		                          "lower max_tokens or split the request"
+		                        : error;
+	} else {
+		resp.status = t->status;
+	}
+	resp.body = t->body ? t->body : "";
+	resp.body_len = t->len;
+	resp.body_owner = t->body ? &t->body : NULL;
+	resp.hdr = t->hdr;
+	resp.latency_ms = time_mono_ms() - t->started;
+	resp.sends = t->sends;
+	t->done(t->userdata, &resp);
+	upstream_transfer_free(t);
+}
+
+static void check_multi_info(struct upstream *up)
+{
 	struct up_transfer *t;
 	CURLMsg *msg;
+	CURLcode rc;
 	int left;
 	long status;
 
@@ -289,37 +300,19 @@ static void check_multi_info(struct upstream *up)
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+		rc = msg->data.result;
 		curl_multi_remove_handle(up->multi, t->easy);
-		up->in_flight--;
-		memset(&resp, 0, sizeof(resp));
 		status = 0;
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-		if (msg->data.result != CURLE_OK) {
-			resp.transport_error = (int)msg->data.result;
-			resp.too_big = t->too_big;
-			resp.error = t->too_big
-			                 ? "the answer was larger than 64 MiB: the upstream "
-			                   "sent it (and bills it) but llmqd cannot keep it; "
-			                   "lower max_tokens or split the request"
-			             : t->errbuf[0] ? t->errbuf
-			                            : curl_easy_strerror(msg->data.result);
-			status = 0;
-		}
-		resp.status = (int)status;
-		resp.body = t->body ? t->body : "";
-		resp.body_len = t->len;
-		resp.body_owner = t->body ? &t->body : NULL;
-		resp.hdr = t->hdr;
-		resp.latency_ms = time_mono_ms() - t->started;
-		resp.sends = t->sends;
-		t->done(t->userdata, &resp);
-		transfer_free(t);
+		t->status = (int)status;
+		upstream_finish(t, (int)rc, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
 	}
 }
 
 int upstream_new(struct event_base *base, const char *id, struct upstream **ret)
 {
 	struct upstream *up;
+	int r;
 
 	up = calloc(1, sizeof(*up));
 	if (!up)
@@ -338,6 +331,11 @@ int upstream_new(struct event_base *base, const char *id, struct upstream **ret)
 	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
 	/* Keep enough idle connections for the widest lane to reuse them. */
 	curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, 1024L);
+	r = h1_init(up);
+	if (r < 0) {
+		upstream_free(up);
+		return r;
+	}
 	*ret = up;
 	return 0;
 }
@@ -346,6 +344,7 @@ void upstream_free(struct upstream *up)
 {
 	if (!up)
 		return;
+	h1_free_all(up);
 	while (up->n_spare > 0)
 		curl_easy_cleanup(up->spare[--up->n_spare]);
 	if (up->multi)
@@ -355,54 +354,39 @@ void upstream_free(struct upstream *up)
 	free(up);
 }
 
-int upstream_start(struct upstream *up, const struct up_request *req, struct up_transfer **ret)
+static int curl_start(struct upstream *up, struct up_transfer *t, const struct up_request *req,
+                      const char *hop)
 {
-	struct up_transfer *t;
 	struct curl_slist *h;
-	char auth[1024], hop[HOP_BUF_LEN], via[HOP_BUF_LEN + sizeof(HOP_HEADER) + 2];
+	char auth[1024], via[HOP_BUF_LEN + sizeof(HOP_HEADER) + 2];
 	CURLMcode mc;
-	int r = -ENOMEM;
 
-	t = calloc(1, sizeof(*t));
-	if (!t)
-		return -ENOMEM;
-	t->up = up;
-	t->userdata = req->userdata;
-	t->done = req->done;
-	t->stream = req->stream;
-	t->relaying = -1;
 	t->easy = up->n_spare > 0 ? up->spare[--up->n_spare] : curl_easy_init();
 	if (!t->easy)
-		goto fail;
+		return -ENOMEM;
 	h = curl_slist_append(NULL, "Content-Type: application/json");
 	if (!h)
-		goto fail;
+		return -ENOMEM;
 	t->headers = h;
 	/* No "Expect: 100-continue" round trip before large bodies. */
 	h = curl_slist_append(t->headers, "Expect:");
 	if (!h)
-		goto fail;
+		return -ENOMEM;
 	t->headers = h;
 	/* The way back to a loop between llmqds is marked (hop.h). */
-	r = hop_append(req->via, up->id, hop, sizeof(hop));
-	if (r < 0)
-		goto fail;
-	r = -ENOMEM;
 	snprintf(via, sizeof(via), HOP_HEADER ": %s", hop);
 	h = curl_slist_append(t->headers, via);
 	if (!h)
-		goto fail;
+		return -ENOMEM;
 	t->headers = h;
 	if (req->api_key && *req->api_key) {
 		if ((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-		                     req->api_key) >= sizeof(auth)) {
-			r = -E2BIG;
-			goto fail;
-		}
+		                     req->api_key) >= sizeof(auth))
+			return -E2BIG;
 		h = curl_slist_append(t->headers, auth);
 		explicit_bzero(auth, sizeof(auth));
 		if (!h)
-			goto fail;
+			return -ENOMEM;
 		t->headers = h;
 	}
 	curl_easy_setopt(t->easy, CURLOPT_URL, req->url);
@@ -428,17 +412,42 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, req->timeout_ms);
 	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "llmqd/" LLMQ_VERSION);
 	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	t->started = time_mono_ms();
 	mc = curl_multi_add_handle(up->multi, t->easy);
-	if (mc != CURLM_OK) {
-		r = curl_errno(mc);
+	return mc == CURLM_OK ? 0 : curl_errno(mc);
+}
+
+int upstream_start(struct upstream *up, const struct up_request *req, struct up_transfer **ret)
+{
+	struct up_transfer *t;
+	struct h1_target *tg = NULL;
+	const char *path = NULL;
+	char hop[HOP_BUF_LEN];
+	int r;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->up = up;
+	t->userdata = req->userdata;
+	t->done = req->done;
+	t->stream = req->stream;
+	t->relaying = -1;
+	t->started = time_mono_ms();
+	/* The way back to a loop between llmqds is marked (hop.h). */
+	r = hop_append(req->via, up->id, hop, sizeof(hop));
+	if (r < 0)
 		goto fail;
-	}
+	r = up->builtin ? h1_target_for(up, req->url, &tg, &path) : 0;
+	if (r < 0)
+		goto fail;
+	r = r ? h1_start(up, t, req, hop, tg, path) : curl_start(up, t, req, hop);
+	if (r < 0)
+		goto fail;
 	up->in_flight++;
 	*ret = t;
 	return 0;
 fail:
-	transfer_free(t);
+	upstream_transfer_free(t);
 	return r;
 }
 
@@ -446,9 +455,13 @@ void upstream_abort(struct upstream *up, struct up_transfer *t)
 {
 	if (!t)
 		return;
-	curl_multi_remove_handle(up->multi, t->easy);
 	up->in_flight--;
-	transfer_free(t);
+	if (t->easy) {
+		curl_multi_remove_handle(up->multi, t->easy);
+		upstream_transfer_free(t);
+	} else {
+		h1_abort(t);
+	}
 }
 
 int upstream_in_flight(const struct upstream *up)
@@ -459,6 +472,10 @@ int upstream_in_flight(const struct upstream *up)
 void upstream_resume(struct upstream *up, struct up_transfer *t)
 {
 	t->want_pause = 0;
+	if (!t->easy) {
+		h1_resume(t);
+		return;
+	}
 	if (!t->paused)
 		return;
 	t->paused = 0;

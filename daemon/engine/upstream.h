@@ -1,9 +1,12 @@
 /*
- * upstream.h - HTTP transfers to the providers, with the libcurl multi
- * interface driven by the daemon's libevent loop. Owns the curl handles and
- * the answers' buffers until the done callback returns; knows nothing of
- * jobs, lanes or the store. Every request it sends carries the hop header
- * (hop.h) with the daemon's instance id appended.
+ * upstream.h - HTTP transfers to the providers, driven by the daemon's
+ * libevent loop: plain http to an address by llmqd's own HTTP/1.1 client
+ * (upstream-h1.c), everything else (https, names, proxies) by the libcurl
+ * multi interface (upstream.c); both behave the same to the caller. Owns
+ * the connections, the curl handles and the answers' buffers until the
+ * done callback returns; knows nothing of jobs, lanes or the store. Every
+ * request it sends carries the hop header (hop.h) with the daemon's
+ * instance id appended.
  */
 #ifndef LLMQ_UPSTREAM_H
 #define LLMQ_UPSTREAM_H
@@ -92,6 +95,13 @@ struct up_response {
 /* id: the daemon's instance id, appended to every request's hop header. */
 int upstream_new(struct event_base *base, const char *id, struct upstream **ret);
 void upstream_free(struct upstream *up);
+
+/*
+ * Whether plain http to an address goes by llmqd's own HTTP/1.1 client (1,
+ * the default) or by curl (0) like everything else. Never the own client
+ * while a proxy is set for curl in the environment.
+ */
+void upstream_use_builtin(struct upstream *up, int on);
 
 int upstream_start(struct upstream *up, const struct up_request *req, struct up_transfer **ret);
 /* Stop a transfer without calling its done callback. */

@@ -126,6 +126,13 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		} else if (strcmp(name, "http_log_bodies") == 0) {
 			if (config_parse_bool(value, &cfg->http_log_bodies) < 0)
 				goto fail_range;
+		} else if (strcmp(name, "upstream_client") == 0) {
+			if (!getenv("LLMQ_UPSTREAM_CLIENT") &&
+			    config_parse_upstream_client(value, &cfg->upstream_curl) < 0) {
+				config_bad(st->err, st->errlen, where, name, value,
+				           "expected builtin or curl");
+				goto fail;
+			}
 		} else if (strcmp(name, "http_anonymous") == 0) {
 			if (!getenv("LLMQ_HTTP_ANONYMOUS") &&
 			    config_parse_bool(value, &cfg->http_anonymous) < 0)

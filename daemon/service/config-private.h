@@ -49,6 +49,8 @@ int config_parse_bytes(const char *v, int64_t *ret);
 int config_parse_big_count(const char *v, int64_t *ret);
 int config_parse_count(const char *v, int lo, int hi, int *ret);
 int config_parse_bool(const char *v, int *ret);
+/* "builtin" (0) or "curl" (1): who sends plain http to an address. */
+int config_parse_upstream_client(const char *v, int *ret_curl);
 
 /* One [fleet] setting, checked (a URL that may hold a password is never echoed). */
 int config_fleet_set(struct fleet_config *f, const char *key, const char *value, const char *where,

@@ -144,6 +144,14 @@ int config_parse_count(const char *v, int lo, int hi, int *ret)
 	return 0;
 }
 
+int config_parse_upstream_client(const char *v, int *ret_curl)
+{
+	if (strcmp(v, "builtin") && strcmp(v, "curl"))
+		return -EINVAL;
+	*ret_curl = strcmp(v, "curl") == 0;
+	return 0;
+}
+
 int config_parse_bool(const char *v, int *ret)
 {
 	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on"))

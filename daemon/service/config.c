@@ -217,6 +217,12 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 		         "environment: LLMQ_HTTP_LOG_BODIES = \"%s\": expected yes or no", v);
 		return -EINVAL;
 	}
+	if ((v = getenv("LLMQ_UPSTREAM_CLIENT")) && *v &&
+	    config_parse_upstream_client(v, &cfg->upstream_curl) < 0) {
+		snprintf(err, errlen,
+		         "environment: LLMQ_UPSTREAM_CLIENT = \"%s\": expected builtin or curl", v);
+		return -EINVAL;
+	}
 	if ((v = getenv("LLMQ_HTTP_ANONYMOUS")) && *v &&
 	    config_parse_bool(v, &cfg->http_anonymous) < 0) {
 		snprintf(err, errlen,

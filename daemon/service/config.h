@@ -63,6 +63,8 @@ struct config {
 	char http_addr[128];        /* HOST:PORT, or "off" */
 	char http_socket[PATH_MAX]; /* the HTTP face on a Unix socket; "" for none */
 	int http_log_bodies;        /* keep interactive calls' bodies in the calls table */
+	int upstream_curl;          /* plain http to an address by curl too, not llmqd's own
+	                             * client (upstream_client = curl) */
 	int http_anonymous;         /* callers nobody can identify may call models (not Files,
 	                             * Batches); else they get 401 */
 	char http_tokens[PATH_MAX]; /* "USER TOKEN" lines: callers on TCP must send one */

@@ -1,0 +1,807 @@
+/*
+ * The upstream transfers (daemon/engine/upstream*.c) against scripted
+ * upstreams on real sockets: each test's server is a thread that speaks
+ * the bytes it is given, and each behaviour is asked of both clients,
+ * llmqd's own HTTP/1.1 client and curl, which must agree. Also the answer
+ * reader (h1resp.c) on its own.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine/h1resp.h"
+#include "engine/upstream.h"
+#include "timeutil.h"
+
+/* ---- the answer reader alone ---- */
+
+struct seen {
+	char head[4096];
+	char body[4096];
+	size_t hlen, blen;
+	int pause_every; /* body() asks to stop after each piece */
+};
+
+static void seen_header(void *ud, const char *l, size_t n)
+{
+	struct seen *s = ud;
+
+	cr_assert_lt(s->hlen + n + 1, sizeof(s->head));
+	memcpy(s->head + s->hlen, l, n);
+	s->hlen += n;
+	s->head[s->hlen++] = '|';
+}
+
+static int seen_body(void *ud, const char *d, size_t n)
+{
+	struct seen *s = ud;
+
+	cr_assert_lt(s->blen + n, sizeof(s->body));
+	memcpy(s->body + s->blen, d, n);
+	s->blen += n;
+	return s->pause_every;
+}
+
+static const struct h1resp_cb seen_cb = {.header = seen_header, .body = seen_body};
+
+/* All of text, a byte at a time when bytewise, as the client feeds it. */
+static enum h1_state read_all(const char *text, int bytewise, struct h1resp *p, struct seen *s)
+{
+	size_t n = strlen(text), len = 0, at = 0;
+	char in[8192];
+	ssize_t k;
+
+	h1resp_init(p, 0);
+	while (p->state != H1_DONE && p->state != H1_ERROR) {
+		if (at < n) {
+			size_t piece = bytewise ? 1 : n - at;
+
+			memcpy(in + len, text + at, piece);
+			len += piece;
+			at += piece;
+		}
+		k = h1resp_feed(p, in, len, &seen_cb, s);
+		if (k < 0)
+			break;
+		memmove(in, in + k, len - (size_t)k);
+		len -= (size_t)k;
+		if (at == n && k == 0) {
+			h1resp_eof(p);
+			break;
+		}
+	}
+	return p->state;
+}
+
+struct read_case {
+	const char *text;
+	enum h1_state end;
+	int status, keep_alive;
+	const char *body;
+	const char *error; /* a word of the error */
+};
+
+static const struct read_case read_cases[] = {
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-Id: a\r\n\r\nhello", H1_DONE, 200, 1,
+     "hello", NULL},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\n"
+     "t: 1\r\n\r\n",
+     H1_DONE, 200, 1, "hello world", NULL},
+    {"HTTP/1.1 100 Continue\r\nA: b\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+     H1_DONE, 201, 1, "", NULL},
+    {"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", H1_DONE, 204, 1, "", NULL},
+    {"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", H1_DONE, 200, 0, "ok", NULL},
+    {"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, close\r\nContent-Length: 2\r\n\r\nok", H1_DONE,
+     200, 0, "ok", NULL},
+    {"HTTP/1.1 200 OK\r\n\r\nto the end", H1_DONE, 200, 0, "to the end", NULL},
+    {"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", H1_DONE, 200, 1, "ok", NULL},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+     "\r\n",
+     H1_DONE, 200, 0, "ok", NULL},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!", H1_ERROR, 200, 1, "",
+     "one way"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", H1_DONE, 200, 1, "ok", NULL},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", H1_ERROR, 200, 1, "",
+     "one way"},
+    {"HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n", H1_ERROR, 200, 1, "", "one way"},
+    {"HTTP/1.1 200 OK\r\nBad Name: b\r\n\r\n", H1_ERROR, 200, 1, "", "one way"},
+    {"HTTP/1.1 200 OK\r\nA: b\rc\r\n\r\n", H1_ERROR, 200, 1, "", "CR or NUL"},
+    {"HTTP/2 200\r\n\r\n", H1_ERROR, 0, 0, "", "status line"},
+    {"HTTP/1.1 101 Switching Protocols\r\n\r\n", H1_ERROR, 0, 0, "", "switched"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", H1_ERROR, 200, 1, "",
+     "chunk size"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokk\r\n", H1_ERROR, 200, 1, "ok",
+     "longer"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n", H1_ERROR, 200, 1,
+     "", "chunk size"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", H1_ERROR, 200, 1, "hel", "middle"},
+    {"", H1_ERROR, 0, 0, "", "without an answer"},
+};
+
+Test(h1resp, reads_each_answer_the_same_whole_or_byte_by_byte)
+{
+	size_t i;
+	int bytewise, pause;
+
+	for (i = 0; i < sizeof(read_cases) / sizeof(read_cases[0]); i++) {
+		const struct read_case *c = &read_cases[i];
+
+		for (bytewise = 0; bytewise < 2; bytewise++) {
+			for (pause = 0; pause < 2; pause++) {
+				struct seen s = {.pause_every = pause};
+				struct h1resp p;
+
+				cr_assert_eq(read_all(c->text, bytewise, &p, &s), c->end,
+				             "case %zu (%s): ended %d, not %d (%s)", i, c->text,
+				             p.state, c->end, p.error ? p.error : "");
+				cr_assert_eq(s.blen, strlen(c->body), "case %zu: %zu body bytes", i,
+				             s.blen);
+				cr_assert(memcmp(s.body, c->body, s.blen) == 0, "case %zu body", i);
+				if (c->end == H1_DONE) {
+					cr_assert_eq(p.status, c->status, "case %zu status", i);
+					cr_assert_eq(p.keep_alive, c->keep_alive,
+					             "case %zu keep-alive", i);
+				} else {
+					cr_assert(p.error && strstr(p.error, c->error),
+					          "case %zu: error \"%s\", wanted \"%s\"", i,
+					          p.error ? p.error : "", c->error);
+				}
+			}
+		}
+	}
+}
+
+Test(h1resp, passes_the_final_heads_lines_and_not_an_interim_ones)
+{
+	struct seen s = {0};
+	struct h1resp p;
+
+	read_all("HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\nHTTP/1.1 200 OK\r\nX-B: 2\r\n"
+	         "Content-Length: 0\r\n\r\n",
+	         1, &p, &s);
+	s.head[s.hlen] = '\0';
+	cr_assert_str_eq(s.head, "HTTP/1.1 200 OK|X-B: 2|Content-Length: 0|");
+}
+
+Test(h1resp, refuses_a_head_over_its_limit_before_it_ends)
+{
+	struct seen s = {0};
+	struct h1resp p;
+	char *big = malloc(H1_HEAD_MAX + 64);
+	ssize_t k;
+
+	cr_assert_not_null(big);
+	memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
+	memset(big + 20, 'a', H1_HEAD_MAX + 40);
+	h1resp_init(&p, 0);
+	k = h1resp_feed(&p, big, H1_HEAD_MAX + 60, &seen_cb, &s); /* no line end yet */
+	cr_assert_eq(k, -1);
+	cr_assert(strstr(p.error, "100 KiB"), "%s", p.error);
+	free(big);
+}
+
+/* ---- transfers against scripted upstreams ---- */
+
+struct server {
+	int lfd, port;
+	pthread_t th;
+	void (*script)(struct server *);
+	int accepts;
+	char request[1 << 16]; /* the last request's head and body */
+	size_t request_len;
+	const char *answer;
+	int stop; /* a silent server waits for it */
+};
+
+static int srv_accept(struct server *s)
+{
+	int fd = accept(s->lfd, NULL, NULL);
+
+	cr_assert_geq(fd, 0, "accept: %s", strerror(errno));
+	s->accepts++;
+	return fd;
+}
+
+/* One request, its head and Content-Length's body: 1, or 0 at the end. */
+static int srv_read(struct server *s, int fd)
+{
+	size_t len = 0, want = 0;
+	char *end, *cl;
+	ssize_t n;
+
+	for (;;) {
+		s->request[len] = '\0';
+		end = strstr(s->request, "\r\n\r\n");
+		if (end && !want) {
+			cl = strcasestr(s->request, "content-length:");
+			want = (size_t)(end + 4 - s->request) +
+			       (cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0);
+		}
+		if (want && len >= want) {
+			s->request_len = len;
+			return 1;
+		}
+		n = read(fd, s->request + len, sizeof(s->request) - 1 - len);
+		if (n <= 0)
+			return 0;
+		len += (size_t)n;
+	}
+}
+
+static void srv_send(int fd, const char *text, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = send(fd, text, n, MSG_NOSIGNAL);
+		if (w <= 0)
+			return; /* the client left: its test says what that means */
+		text += w;
+		n -= (size_t)w;
+	}
+}
+
+static void *srv_main(void *arg)
+{
+	struct server *s = arg;
+
+	s->script(s);
+	return NULL;
+}
+
+static void srv_start(struct server *s, void (*script)(struct server *), const char *answer)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+
+	s->script = script;
+	s->answer = answer;
+	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(s->lfd, 0);
+	cr_assert_eq(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(s->lfd, 16), 0);
+	cr_assert_eq(getsockname(s->lfd, (struct sockaddr *)&a, &len), 0);
+	s->port = ntohs(a.sin_port);
+	cr_assert_eq(pthread_create(&s->th, NULL, srv_main, s), 0);
+}
+
+static void srv_stop(struct server *s)
+{
+	__atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(s->th, NULL);
+	close(s->lfd);
+}
+
+struct result {
+	struct event_base *base;
+	int done;
+	int status, error, sends, too_big;
+	char *body;
+	size_t body_len;
+	char request_id[UP_HDR_LEN];
+	char message[256];
+	int64_t took;
+	/* a relay */
+	struct upstream *up;
+	struct up_transfer *t;
+	char relayed[1 << 16];
+	size_t relayed_len;
+	int pauses;
+	struct event *resume;
+	int abort_in_data;
+};
+
+static void on_done(void *ud, const struct up_response *r)
+{
+	struct result *res = ud;
+
+	res->done = 1;
+	res->status = r->status;
+	res->error = r->transport_error;
+	res->sends = r->sends;
+	res->too_big = r->too_big;
+	res->took = r->latency_ms;
+	res->body = malloc(r->body_len + 1);
+	cr_assert_not_null(res->body);
+	memcpy(res->body, r->body, r->body_len);
+	res->body[r->body_len] = '\0';
+	res->body_len = r->body_len;
+	snprintf(res->request_id, sizeof(res->request_id), "%s", r->hdr.request_id);
+	snprintf(res->message, sizeof(res->message), "%s", r->error ? r->error : "");
+	event_base_loopbreak(res->base);
+}
+
+static int relay_head(void *ud, int status, const struct up_headers *h)
+{
+	return status == 200;
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct result *res = arg;
+
+	upstream_resume(res->up, res->t);
+}
+
+static int relay_data(void *ud, const char *d, size_t n)
+{
+	struct result *res = ud;
+	struct timeval now = {0, 0};
+
+	if (res->abort_in_data) {
+		upstream_abort(res->up, res->t);
+		res->done = 1;
+		event_base_loopbreak(res->base);
+		return -1;
+	}
+	cr_assert_lt(res->relayed_len + n, sizeof(res->relayed));
+	memcpy(res->relayed + res->relayed_len, d, n);
+	res->relayed_len += n;
+	res->pauses++;
+	evtimer_add(res->resume, &now);
+	return UP_PAUSE;
+}
+
+static const struct up_stream relay = {.head = relay_head, .data = relay_data};
+
+/* One call through upstream up (made for builtin or curl) to port's path. */
+static void call_on(struct upstream *up, struct event_base *base, int port, const char *body,
+                    long timeout_ms, const struct up_stream *stream, struct result *res)
+{
+	struct timeval limit = {20, 0};
+	struct up_request req;
+	char url[128];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/chat/completions", port);
+	res->base = base;
+	res->up = up;
+	res->resume = evtimer_new(base, resume_cb, res);
+	req = (struct up_request){
+	    .url = url,
+	    .api_key = "sk-test",
+	    .body = body,
+	    .body_len = strlen(body),
+	    .connect_timeout_ms = 2000,
+	    .timeout_ms = timeout_ms,
+	    .done = on_done,
+	    .stream = stream,
+	    .userdata = res,
+	};
+	cr_assert_eq(upstream_start(up, &req, &res->t), 0);
+	event_base_loopexit(base, &limit);
+	event_base_dispatch(base);
+	cr_assert(res->done, "the transfer did not end in 20 s");
+	event_free(res->resume);
+}
+
+struct client {
+	struct event_base *base;
+	struct upstream *up;
+};
+
+static void client_new(struct client *c, int builtin)
+{
+	c->base = event_base_new();
+	cr_assert_not_null(c->base);
+	cr_assert_eq(upstream_new(c->base, "0123456789abcdef", &c->up), 0);
+	upstream_use_builtin(c->up, builtin);
+}
+
+static void client_free(struct client *c)
+{
+	upstream_free(c->up);
+	event_base_free(c->base);
+}
+
+/* Lets the loop run for ms: idle connections are watched meanwhile. */
+static void client_idle(struct client *c, int ms)
+{
+	struct timeval tv = {0, ms * 1000};
+
+	event_base_loopexit(c->base, &tv);
+	event_base_dispatch(c->base);
+}
+
+static const char *mode_name(int builtin)
+{
+	return builtin ? "llmqd's client" : "curl";
+}
+
+#define ANSWER                                                                                     \
+	"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-request-id: r1\r\n"                \
+	"Content-Length: 11\r\n\r\n{\"ok\":true}"
+
+static void two_answers_one_connection(struct server *s)
+{
+	static const char chunked[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	                              "4\r\n{\"ok\r\n7\r\n\":true}\r\n0\r\n\r\n";
+	int fd = srv_accept(s);
+
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	if (srv_read(s, fd)) {
+		srv_send(fd, chunked, 40);
+		usleep(20000);
+		srv_send(fd, chunked + 40, strlen(chunked) - 40);
+	}
+	while (srv_read(s, fd))
+		;
+	close(fd);
+}
+
+Test(upstream, answers_by_length_and_by_chunks_come_on_one_kept_connection)
+{
+	int builtin;
+
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0}, b = {0};
+		struct client c;
+
+		srv_start(&s, two_answers_one_connection, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, "{\"model\":\"m\"}", 5000, NULL, &a);
+		call_on(c.up, c.base, s.port, "{\"model\":\"m\"}", 5000, NULL, &b);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(a.status, 200, "%s: %d %s", mode_name(builtin), a.status, a.message);
+		cr_assert_str_eq(a.body, "{\"ok\":true}");
+		cr_assert_str_eq(a.request_id, "r1");
+		cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
+		cr_assert_str_eq(b.body, "{\"ok\":true}");
+		cr_assert_eq(a.sends + b.sends, 2);
+		cr_assert_eq(s.accepts, 1, "%s opened %d connections", mode_name(builtin),
+		             s.accepts);
+		free(a.body);
+		free(b.body);
+	}
+}
+
+static void capture(struct server *s)
+{
+	int fd = srv_accept(s);
+
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	close(fd);
+}
+
+Test(upstream, a_request_carries_what_curl_sends)
+{
+	char want[256];
+	int builtin;
+
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0};
+		struct client c;
+
+		srv_start(&s, capture, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, "{\"model\":\"m\"}", 5000, NULL, &a);
+		client_free(&c);
+		srv_stop(&s);
+		s.request[s.request_len] = '\0';
+		cr_assert(strncmp(s.request, "POST /v1/chat/completions HTTP/1.1\r\n", 36) == 0,
+		          "%s", s.request);
+		snprintf(want, sizeof(want), "\r\nHost: 127.0.0.1:%d\r\n", s.port);
+		cr_assert(strstr(s.request, want), "%s: %s", mode_name(builtin), s.request);
+		cr_assert(strstr(s.request, "\r\nAuthorization: Bearer sk-test\r\n"));
+		cr_assert(strstr(s.request, "\r\nContent-Type: application/json\r\n"));
+		cr_assert(strstr(s.request, "\r\nllmq-via: 0123456789abcdef\r\n"), "%s", s.request);
+		cr_assert(strstr(s.request, "\r\nContent-Length: 13\r\n"));
+		cr_assert(strstr(s.request, "\r\nUser-Agent: llmqd/"));
+		cr_assert(!strcasestr(s.request, "Expect:"));
+		cr_assert(strcmp(s.request + s.request_len - 13, "{\"model\":\"m\"}") == 0);
+		free(a.body);
+	}
+}
+
+static void close_while_idle(struct server *s)
+{
+	int fd = srv_accept(s);
+
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	close(fd);
+	fd = srv_accept(s);
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	close(fd);
+}
+
+Test(upstream, a_connection_the_server_closed_while_idle_is_not_used)
+{
+	int builtin;
+
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0}, b = {0};
+		struct client c;
+
+		srv_start(&s, close_while_idle, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+		client_idle(&c, 100);
+		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
+		cr_assert_eq(b.sends, 1, "%s sent %d times", mode_name(builtin), b.sends);
+		cr_assert_eq(s.accepts, 2);
+		free(a.body);
+		free(b.body);
+	}
+}
+
+static void die_unanswered_on_reuse(struct server *s)
+{
+	int fd = srv_accept(s);
+
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_read(s, fd);
+	close(fd); /* the second request, read and not answered */
+	fd = srv_accept(s);
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	close(fd);
+}
+
+Test(upstream, a_reused_connection_that_dies_unanswered_is_sent_again_once)
+{
+	int builtin;
+
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0}, b = {0};
+		struct client c;
+
+		srv_start(&s, die_unanswered_on_reuse, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
+		cr_assert_eq(b.sends, 2, "%s sent %d times", mode_name(builtin), b.sends);
+		free(a.body);
+		free(b.body);
+	}
+}
+
+static void close_unanswered(struct server *s)
+{
+	int fd = srv_accept(s);
+
+	srv_read(s, fd);
+	close(fd);
+}
+
+Test(upstream, a_new_connection_closed_unanswered_fails_the_transfer)
+{
+	int builtin;
+
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0};
+		struct client c;
+
+		srv_start(&s, close_unanswered, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(a.status, 0, "%s", mode_name(builtin));
+		cr_assert_neq(a.error, 0);
+		cr_assert_eq(a.sends, 1);
+		cr_assert(strstr(a.message, "Empty reply from server"), "%s: %s",
+		          mode_name(builtin), a.message);
+		free(a.body);
+	}
+}
+
+Test(upstream, a_refused_connect_fails_with_nothing_sent)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int builtin, fd, port;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	port = ntohs(a.sin_port);
+	close(fd); /* nobody listens there now */
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct result r = {0};
+		struct client c;
+
+		client_new(&c, builtin);
+		call_on(c.up, c.base, port, "{}", 5000, NULL, &r);
+		client_free(&c);
+		cr_assert_eq(r.status, 0);
+		cr_assert_eq(r.sends, 0, "%s", mode_name(builtin));
+		cr_assert(strstr(r.message, "Failed to connect to 127.0.0.1 port"), "%s: %s",
+		          mode_name(builtin), r.message);
+		free(r.body);
+	}
+}
+
+static void silent(struct server *s)
+{
+	int fd = srv_accept(s);
+
+	srv_read(s, fd);
+	while (!__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST))
+		usleep(10000);
+	close(fd);
+}
+
+Test(upstream, a_silent_upstream_times_out_at_the_lanes_limit)
+{
+	int builtin;
+
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0};
+		struct client c;
+
+		srv_start(&s, silent, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, "{}", 300, NULL, &a);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(a.status, 0);
+		cr_assert_eq(a.error, 28, "%s: %d %s", mode_name(builtin), a.error, a.message);
+		cr_assert(a.took >= 290 && a.took < 3000, "%s took %lld ms", mode_name(builtin),
+		          (long long)a.took);
+		free(a.body);
+	}
+}
+
+static void many_chunks(struct server *s)
+{
+	char chunk[64];
+	int fd = srv_accept(s), i, n;
+
+	if (srv_read(s, fd)) {
+		static const char head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+		srv_send(fd, head, strlen(head));
+		for (i = 0; i < 300; i++) {
+			n = snprintf(chunk, sizeof(chunk), "%x\r\ndata: %04d\n\n\r\n", 12, i);
+			srv_send(fd, chunk, (size_t)n);
+			if (i % 50 == 0)
+				usleep(5000);
+		}
+		srv_send(fd, "0\r\n\r\n", 5);
+	}
+	while (srv_read(s, fd))
+		;
+	close(fd);
+}
+
+Test(upstream, a_relay_paused_after_each_piece_gets_every_byte_in_order)
+{
+	char want[300 * 12 + 1], *w = want;
+	int builtin, i;
+
+	for (i = 0; i < 300; i++)
+		w += sprintf(w, "data: %04d\n\n", i);
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0};
+		struct client c;
+
+		srv_start(&s, many_chunks, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, "{}", 10000, &relay, &a);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(a.status, 200, "%s: %s", mode_name(builtin), a.message);
+		cr_assert_eq(a.relayed_len, strlen(want), "%s relayed %zu bytes",
+		             mode_name(builtin), a.relayed_len);
+		cr_assert(memcmp(a.relayed, want, a.relayed_len) == 0, "%s", mode_name(builtin));
+		cr_assert_gt(a.pauses, 1);
+		free(a.body);
+	}
+}
+
+Test(upstream, an_abort_from_inside_a_relay_frees_the_transfer_and_its_connection)
+{
+	struct server s = {0};
+	struct result a = {.abort_in_data = 1};
+	struct client c;
+
+	srv_start(&s, many_chunks, NULL);
+	client_new(&c, 1);
+	call_on(c.up, c.base, s.port, "{}", 10000, &relay, &a);
+	cr_assert_eq(upstream_in_flight(c.up), 0);
+	client_idle(&c, 10); /* the connection is freed at the next turn */
+	client_free(&c);
+	srv_stop(&s);
+	cr_assert_null(a.body, "done() was called for an aborted transfer");
+}
+
+static void answer_given(struct server *s)
+{
+	int fd = srv_accept(s);
+
+	if (srv_read(s, fd))
+		srv_send(fd, s->answer, strlen(s->answer));
+	close(fd);
+}
+
+Test(upstream, an_answer_framed_two_ways_fails_the_transfer)
+{
+	struct server s = {0};
+	struct result a = {0};
+	struct client c;
+
+	srv_start(&s, answer_given,
+	          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!");
+	client_new(&c, 1);
+	call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+	client_free(&c);
+	srv_stop(&s);
+	cr_assert_eq(a.status, 0);
+	cr_assert(strstr(a.message, "one way"), "%s", a.message);
+	free(a.body);
+}
+
+static void big_both_ways(struct server *s)
+{
+	static char head[128];
+	int fd = srv_accept(s), n;
+	size_t size = 5u << 20, i;
+	char *body = malloc(size);
+
+	cr_assert_not_null(body);
+	for (i = 0; i < size; i++)
+		body[i] = (char)('a' + i % 26);
+	if (srv_read(s, fd)) {
+		n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n",
+		             size);
+		srv_send(fd, head, (size_t)n);
+		srv_send(fd, body, size);
+	}
+	free(body);
+	close(fd);
+}
+
+Test(upstream, a_large_request_and_a_large_answer_pass_whole)
+{
+	size_t i, size = 40000; /* the request; the server's buffer holds 64 KiB */
+	char *req = malloc(size + 1);
+	int builtin;
+
+	cr_assert_not_null(req);
+	memset(req, 'x', size);
+	req[size] = '\0';
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0};
+		struct client c;
+
+		srv_start(&s, big_both_ways, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, req, 10000, NULL, &a);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(a.status, 200, "%s: %s", mode_name(builtin), a.message);
+		cr_assert_eq(a.body_len, 5u << 20);
+		for (i = 0; i < a.body_len; i++)
+			if (a.body[i] != (char)('a' + i % 26))
+				cr_assert_fail("%s: byte %zu", mode_name(builtin), i);
+		cr_assert_eq(s.request_len > size, 1);
+		free(a.body);
+	}
+	free(req);
+}
