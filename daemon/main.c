@@ -33,7 +33,8 @@
 #include <unistd.h>
 
 static struct config cfg;
-static int recover_pending; /* store_recover could not write at start: again each second */
+static int recover_pending;    /* store_recover could not write at start: again each second */
+static int64_t recover_before; /* this start: what recovery may touch is older */
 static int saved_argc;
 static char **saved_argv;
 
@@ -160,7 +161,8 @@ static void on_health(evutil_socket_t fd, short what, void *arg)
 	int removed = 0;
 
 	health_check(d);
-	if (recover_pending && store_recover(d->store, time_wall_ms(), &requeued) == 0) {
+	if (recover_pending &&
+	    store_recover(d->store, time_wall_ms(), recover_before, &requeued) == 0) {
 		recover_pending = 0;
 		log_info("requeued %lld jobs that were running when llmqd last stopped",
 		         (long long)requeued);
@@ -277,7 +279,8 @@ int main(int argc, char **argv)
 		         "llmqd keeps it in memory and holds the database exclusively, so other "
 		         "programs (sqlite3) cannot read it until llmqd restarts with room",
 		         cfg.db_path);
-	r = store_recover(d.store, time_wall_ms(), &requeued);
+	recover_before = time_wall_ms();
+	r = store_recover(d.store, recover_before, recover_before, &requeued);
 	if (r == -ENOSPC || r == -EBUSY) {
 		/* Serve what is stored meanwhile; those jobs wait, nothing is lost. */
 		log_warn("cannot requeue the jobs that were running when llmqd last stopped: "

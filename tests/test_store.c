@@ -86,18 +86,17 @@ static int64_t count(const char *batch, const char *state)
 	return n;
 }
 
-/* Jobs of a batch, whatever their state or lane. */
-static int64_t count_jobs(const char *batch)
+/* One count from a statement of the database, with batch as ?1 (may be NULL). */
+static int64_t sql_count(const char *sql, const char *batch)
 {
 	sqlite3 *db;
 	sqlite3_stmt *q;
 	int64_t n = -1;
 
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-	cr_assert_eq(
-	    sqlite3_prepare_v2(db, "SELECT count(*) FROM jobs WHERE batch_id = ?1", -1, &q, NULL),
-	    SQLITE_OK);
-	sqlite3_bind_text(q, 1, batch, -1, SQLITE_STATIC);
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s", sql);
+	if (batch)
+		sqlite3_bind_text(q, 1, batch, -1, SQLITE_STATIC);
 	if (sqlite3_step(q) == SQLITE_ROW)
 		n = sqlite3_column_int64(q, 0);
 	sqlite3_finalize(q);
@@ -105,25 +104,18 @@ static int64_t count_jobs(const char *batch)
 	return n;
 }
 
+/* Jobs of a batch, whatever their state or lane. */
+static int64_t count_jobs(const char *batch)
+{
+	return sql_count("SELECT count(*) FROM jobs WHERE batch_id = ?1", batch);
+}
+
 /* Attempts of a batch's jobs. */
 static int64_t count_attempts(const char *batch)
 {
-	sqlite3 *db;
-	sqlite3_stmt *q;
-	int64_t n = -1;
-
-	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-	cr_assert_eq(sqlite3_prepare_v2(db,
-	                                "SELECT count(*) FROM attempts a JOIN jobs j ON "
-	                                "j.id = a.job_id WHERE j.batch_id = ?1",
-	                                -1, &q, NULL),
-	             SQLITE_OK);
-	sqlite3_bind_text(q, 1, batch, -1, SQLITE_STATIC);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	sqlite3_close(db);
-	return n;
+	return sql_count("SELECT count(*) FROM attempts a JOIN jobs j ON j.id = a.job_id "
+	                 "WHERE j.batch_id = ?1",
+	                 batch);
 }
 
 static const char *batch_state(const char *batch, char *buf, size_t len)
@@ -302,7 +294,7 @@ Test(store, recover_requeues_running_and_closes_attempts)
 	/* The daemon dies here; a new one opens the file. */
 	store_free(st);
 	cr_assert_eq(store_open(path, &st), 0);
-	cr_assert_eq(store_recover(st, 3000, &n), 0);
+	cr_assert_eq(store_recover(st, 3000, 3000, &n), 0);
 	cr_assert_eq(n, 1);
 	cr_assert_eq(count("b_0000000000000004", "queued"), 3);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
@@ -773,7 +765,7 @@ Test(store, a_crash_while_storing_deletes_the_part_and_lets_held_jobs_go)
 	add_held("b_00000000000000h3", 3, "in_progress", &f2, &l2); /* stored, being let go */
 	store_free(st);
 	cr_assert_eq(store_open(path, &st), 0);
-	cr_assert_eq(store_recover(st, 5000, &requeued), 0);
+	cr_assert_eq(store_recover(st, 5000, 5000, &requeued), 0);
 	cr_assert_eq(store_batch_get(st, "b_00000000000000h2", &b), -ENOENT);
 	cr_assert_eq(count_jobs("b_00000000000000h2"), 0);
 	cr_assert_eq(count("b_00000000000000h3", "queued"), 3);
@@ -783,6 +775,39 @@ Test(store, a_crash_while_storing_deletes_the_part_and_lets_held_jobs_go)
 		cr_assert_eq(store_backlog(st, "openai", &jobs, &tokens), 0);
 		cr_assert_eq(jobs, 3, "its held jobs were let go");
 	}
+}
+
+/*
+ * A recovery refused at start (another program's lock) runs later, while
+ * this run receives batches and launches jobs: it touches what is older
+ * than this start alone.
+ */
+Test(store, a_late_recovery_leaves_this_runs_batches_and_jobs)
+{
+	int64_t f = 0, l = 0, requeued = -1, attempt;
+	struct store_job j;
+	json_object *b = NULL;
+
+	add_held("b_00000000000000h4", 3, "validating", &f, &l); /* being received, at 1000 */
+	add_batch("b_0000000000000005", 2);
+	cr_assert_eq(store_next_ready(st, "openai", 2000, NULL, &j), 1);
+	cr_assert_eq(store_job_start(st, &j, "openai", 2000, 100, 0, &attempt), 0);
+	store_job_clear(&j);
+	/* This run started at 1000: all of it is its own. */
+	cr_assert_eq(store_recover(st, 3000, 1000, &requeued), 0);
+	cr_assert_eq(requeued, 0);
+	cr_assert_eq(store_batch_get(st, "b_00000000000000h4", &b), 0, "the batch being received");
+	json_object_put(b);
+	b = NULL;
+	cr_assert_eq(count_jobs("b_00000000000000h4"), 3);
+	cr_assert_eq(count("b_0000000000000005", "running"), 1, "the job in the air");
+	cr_assert_eq(sql_count("SELECT count(*) FROM attempts WHERE ended_at IS NULL", NULL), 1);
+	/* Had it started at 2500, both were a stop's leftovers. */
+	cr_assert_eq(store_recover(st, 3000, 2500, &requeued), 0);
+	cr_assert_eq(requeued, 1);
+	cr_assert_eq(store_batch_get(st, "b_00000000000000h4", &b), -ENOENT);
+	cr_assert_eq(count("b_0000000000000005", "queued"), 2);
+	cr_assert_eq(sql_count("SELECT count(*) FROM attempts WHERE ended_at IS NULL", NULL), 0);
 }
 
 /* A validating batch of uid 42, without its figures yet (as ingest stores a large one). */
@@ -1058,7 +1083,7 @@ Test(store, usage_counts_the_tries_a_crash_interrupted)
 	cr_assert_eq(store_next_ready(st, "openai", t, NULL, &j), 1);
 	cr_assert_eq(store_job_start(st, &j, "openai", t, 100, 0, &attempt), 0);
 	store_job_clear(&j);
-	cr_assert_eq(store_recover(st, t + 50, &n), 0);
+	cr_assert_eq(store_recover(st, t + 50, t + 50, &n), 0);
 	cr_assert_eq(usage_of(day_of(t, day), 42).requests, 1);
 }
 

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-int store_recover(struct store *s, int64_t now, int64_t *ret_requeued)
+int store_recover(struct store *s, int64_t now, int64_t before, int64_t *ret_requeued)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t n = 0;
@@ -24,24 +24,30 @@ int store_recover(struct store *s, int64_t now, int64_t *ret_requeued)
 	r = store_prep(s, S_RECOVER_ATTEMPTS, &st);
 	if (r == 0) {
 		sqlite3_bind_int64(st, 1, now);
+		sqlite3_bind_int64(st, 2, before);
 		r = store_run(s, st, NULL);
 	}
 	if (r == 0)
 		r = store_prep(s, S_RECOVER_JOBS, &st);
 	if (r == 0) {
 		sqlite3_bind_int64(st, 1, now);
+		sqlite3_bind_int64(st, 2, before);
 		r = store_run(s, st, &n);
 	}
 	/* Batches a crash caught while they were being stored: never started. */
 	if (r == 0)
 		r = store_prep(s, S_RECOVER_LOADING, &st);
-	if (r == 0)
+	if (r == 0) {
+		sqlite3_bind_int64(st, 1, before);
 		r = store_run(s, st, NULL);
+	}
 	/* ... and the jobs of a stored batch that were still to be let go. */
 	if (r == 0)
 		r = store_prep(s, S_RECOVER_HELD, &st);
-	if (r == 0)
+	if (r == 0) {
+		sqlite3_bind_int64(st, 1, before);
 		r = store_run(s, st, NULL);
+	}
 	if (r == 0)
 		r = store_tx_commit(s);
 	if (r < 0) {

@@ -82,9 +82,9 @@ const char *const store_sql[S__COUNT] = {
     [S_RECOVER_ATTEMPTS] = "UPDATE attempts SET ended_at = ?1, outcome = 'interrupted', "
                            "error_code = 'interrupted', "
                            "error_message = 'llmqd stopped while the request was in flight' "
-                           "WHERE ended_at IS NULL",
+                           "WHERE ended_at IS NULL AND started_at < ?2",
     [S_RECOVER_JOBS] = "UPDATE jobs SET state = 'queued', updated_at = ?1 "
-                       "WHERE state = 'running'",
+                       "WHERE state = 'running' AND updated_at < ?2",
     [S_BATCH_INSERT] = "INSERT INTO batches (id, created_at, submitter_uid, input_name, "
                        "window_ms, total, est_tokens, priority, idempotency_key, state, "
                        "endpoint, input_file_id, metadata, errors, finished_at) "
@@ -115,8 +115,9 @@ const char *const store_sql[S__COUNT] = {
                      "est_tokens, updated_at, priority, uid) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, coalesce((SELECT "
                      "submitter_uid FROM batches WHERE id = ?1), -1))",
-    [S_RECOVER_LOADING] = "DELETE FROM batches WHERE state = 'validating'",
-    [S_RECOVER_HELD] = "UPDATE jobs SET lane = substr(lane, 2) WHERE lane GLOB '~*'",
+    [S_RECOVER_LOADING] = "DELETE FROM batches WHERE state = 'validating' AND created_at < ?1",
+    [S_RECOVER_HELD] = "UPDATE jobs SET lane = substr(lane, 2) WHERE lane GLOB '~*' "
+                       "AND updated_at < ?1",
     [S_BATCH_RELEASE_JOBS] = "UPDATE jobs SET lane = substr(lane, 2) WHERE id BETWEEN ?2 AND ?3 "
                              "AND batch_id = ?1 AND lane GLOB '~*'",
     [S_BATCH_RELEASE] = "UPDATE batches SET state = 'in_progress' WHERE id = ?1 "

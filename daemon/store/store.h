@@ -178,8 +178,14 @@ int store_schema_version(struct store *s);
 /* Cap the database at max_bytes (0: no cap); past it, writes fail with -ENOSPC. */
 int store_limit_size(struct store *s, int64_t max_bytes);
 
-/* Jobs left running by a crash go back to queued; their open attempt is closed. */
-int store_recover(struct store *s, int64_t now, int64_t *ret_requeued);
+/*
+ * What a stop left, from before `before` (this start): jobs left running go
+ * back to queued and their open attempt is closed; a batch caught while it
+ * was stored is deleted, and a stored batch's held jobs are let go. Rows
+ * of this run (a batch being received, a job in the air) are not touched,
+ * when this runs late (the database was locked at start).
+ */
+int store_recover(struct store *s, int64_t now, int64_t before, int64_t *ret_requeued);
 
 int store_tx_begin(struct store *s);
 int store_tx_commit(struct store *s);
