@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The HTTP face side by side: one mock upstream, two llmqds (an older build
-# and this one) in front of it, the same loads sent in turn to the mock, the
-# old llmqd and the new one, for several rounds, so that both builds meet
-# the same machine. Prints each run's http-load line and, per build, the
-# CPU llmqd spent per answered request.
+# and this one) in front of it, the same loads sent in turn to the mock, to
+# a plain TCP relay in front of it (bench/tcp-relay.c: the floor of what
+# any relay adds on this machine), to the old llmqd and to the new one, for
+# several rounds, so that all meet the same machine. Prints each run's
+# http-load line and, per build, the CPU llmqd spent per answered request.
 #   bash bench/http-pair.sh OLD_BUILD_DIR [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ trap cleanup EXIT
 pids+=($!)
 sleep 0.3
 mp=$(cat "$t/port")
+"$new/bench/tcp-relay" "$mp" >"$t/relay.port" &
+pids+=($!)
+sleep 0.2
 
 # start NAME BUILD: an llmqd with its limits off, its HTTP port in $t/NAME.port
 start() {
@@ -49,30 +53,37 @@ ticks() { awk '{print $14+$15}' "/proc/$(cat "$t/$1.pid")/stat"; }
 run() {
 	local label=$1 addr=$2 before after out n
 	shift 2
-	[ "$label" = mock ] || before=$(ticks "$label")
+	case $label in mock | relay) ;; *) before=$(ticks "$label") ;; esac
 	out=$("$load" --url "http://$addr/v1/chat/completions" "$@")
 	n=$(echo "$out" | sed -n 's/.*: \([0-9]*\) answered.*/\1/p')
-	if [ "$label" = mock ]; then
-		printf '%-4s %s\n' "$label" "$out"
+	if [ "$label" = mock ] || [ "$label" = relay ]; then
+		printf '%-5s %s\n' "$label" "$out"
 	else
 		after=$(ticks "$label")
-		printf '%-4s %s; llmqd %s us CPU/req\n' "$label" "$out" \
+		printf '%-5s %s; llmqd %s us CPU/req\n' "$label" "$out" \
 			"$(awk -v d=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$n" \
 				'BEGIN { printf "%.0f", d * 1e6 / hz / n }')"
 	fi
 }
 
+# where WHO: the address of the mock, the relay or an llmqd, in $addr
+where() {
+	case $1 in
+	mock) addr=127.0.0.1:$mp ;;
+	relay) addr=127.0.0.1:$(cat "$t/relay.port") ;;
+	*) addr=$(cat "$t/$1.addr") ;;
+	esac
+}
+
 for r in $(seq "$rounds"); do
 	echo "== round $r: 1,000 req/s (10 connections, one request every 10 ms each), 10 s"
-	for who in mock old new; do
-		addr=127.0.0.1:$mp
-		[ "$who" = mock ] || addr=$(cat "$t/$who.addr")
+	for who in mock relay old new; do
+		where "$who"
 		run "$who" "$addr" --connections 10 --interval-ms 10 --seconds 10
 	done
 	echo "== round $r: 100 connections, closed loop, 10 s"
-	for who in mock old new; do
-		addr=127.0.0.1:$mp
-		[ "$who" = mock ] || addr=$(cat "$t/$who.addr")
+	for who in mock relay old new; do
+		where "$who"
 		run "$who" "$addr" --connections 100 --seconds 10
 	done
 done
