@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -804,4 +805,118 @@ Test(upstream, a_large_request_and_a_large_answer_pass_whole)
 		free(a.body);
 	}
 	free(req);
+}
+
+/* ---- the contract at its edges ---- */
+
+/* A transfer started with the given key and connect limit; not yet run. */
+static void start_with(struct upstream *up, struct event_base *base, int port, const char *body,
+                       long connect_ms, long timeout_ms, const char *key, const char *via,
+                       const struct up_stream *stream, struct result *res, int *rc)
+{
+	struct up_request req;
+	char url[128];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/chat/completions", port);
+	res->base = base;
+	res->up = up;
+	req = (struct up_request){
+	    .url = url,
+	    .api_key = key,
+	    .via = via,
+	    .body = body,
+	    .body_len = strlen(body),
+	    .connect_timeout_ms = connect_ms,
+	    .timeout_ms = timeout_ms,
+	    .done = on_done,
+	    .stream = stream,
+	    .userdata = res,
+	};
+	*rc = upstream_start(up, &req, &res->t);
+}
+
+static void run_until_done(struct client *c, struct result *res, int secs)
+{
+	struct timeval limit = {secs, 0};
+
+	event_base_loopexit(c->base, &limit);
+	event_base_dispatch(c->base);
+	cr_assert(res->done, "the transfer did not end in %d s", secs);
+}
+
+/* The whole answer in one write: its pieces reach the reader in one read. */
+static void chunks_at_once(struct server *s)
+{
+	char all[4096];
+	int fd = srv_accept(s), i, n;
+
+	n = snprintf(all, sizeof(all), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+	for (i = 0; i < 20; i++)
+		n += snprintf(all + n, sizeof(all) - (size_t)n, "c\r\ndata: %04d\n\n\r\n", i);
+	n += snprintf(all + n, sizeof(all) - (size_t)n, "0\r\n\r\n");
+	if (srv_read(s, fd))
+		srv_send(fd, all, (size_t)n);
+	while (srv_read(s, fd))
+		;
+	close(fd);
+}
+
+struct aborter {
+	struct result res; /* first: the callbacks' userdata */
+	int in_head;       /* abort from head() (returning 1), else from data() (returning 0) */
+	int heads, datas;
+};
+
+static int abort_head(void *ud, int status, const struct up_headers *h)
+{
+	struct aborter *a = ud;
+
+	a->heads++;
+	if (a->in_head) {
+		upstream_abort(a->res.up, a->res.t);
+		a->res.done = 1;
+		event_base_loopbreak(a->res.base);
+	}
+	return 1;
+}
+
+static int abort_data(void *ud, const char *d, size_t n)
+{
+	struct aborter *a = ud;
+
+	a->datas++;
+	if (!a->in_head && a->datas == 1) {
+		upstream_abort(a->res.up, a->res.t);
+		a->res.done = 1;
+		event_base_loopbreak(a->res.base);
+	}
+	return 0; /* a caller that left may still say "go on" */
+}
+
+static const struct up_stream abort_relay = {.head = abort_head, .data = abort_data};
+
+Test(upstream, no_callback_is_called_after_an_abort_from_inside_one)
+{
+	int in_head, rc;
+
+	for (in_head = 0; in_head < 2; in_head++) {
+		struct server s = {0};
+		struct aborter a = {.in_head = in_head};
+		struct client c;
+
+		srv_start(&s, chunks_at_once, NULL);
+		client_new(&c, 1);
+		start_with(c.up, c.base, s.port, "{}", 2000, 5000, "sk-test", NULL, &abort_relay,
+		           &a.res, &rc);
+		cr_assert_eq(rc, 0);
+		run_until_done(&c, &a.res, 10);
+		client_idle(&c, 10);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(a.heads, 1);
+		cr_assert_eq(a.datas, in_head ? 0 : 1,
+		             "data() called %d times after an abort from %s", a.datas,
+		             in_head ? "head()" : "data()");
+		cr_assert_null(a.res.body, "done() was called for an aborted transfer");
+	}
 }

@@ -518,8 +518,12 @@ static int on_body(void *ud, const char *data, size_t n)
 	struct up_transfer *t = c->t;
 	int r;
 
+	if (t->aborted)
+		return -1; /* aborted from a callback: nothing more is told */
 	if (t->stream && t->relaying < 0)
 		t->relaying = t->stream->head(t->userdata, t->status, &t->hdr) == 1;
+	if (t->aborted)
+		return -1;
 	if (t->relaying != 1)
 		return upstream_keep(t, data, n) < 0 ? -1 : 0;
 	r = t->stream->data(t->userdata, data, n);
