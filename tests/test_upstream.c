@@ -920,3 +920,45 @@ Test(upstream, no_callback_is_called_after_an_abort_from_inside_one)
 		cr_assert_null(a.res.body, "done() was called for an aborted transfer");
 	}
 }
+
+Test(upstream, a_line_break_in_a_key_or_a_hop_is_refused_before_anything_is_sent)
+{
+	static const char *const keys[] = {"sk-a\r\nX-Evil: 1", "sk-ok", "sk-a\nX-Evil: 1"};
+	static const char *const vias[] = {NULL, "abc\r\nX-Evil: 1", NULL};
+	int builtin, rc;
+	size_t i;
+
+	for (builtin = 0; builtin < 2; builtin++) {
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+			struct server s = {0};
+			struct result a = {0};
+			struct client c;
+
+			srv_start(&s, capture, NULL);
+			client_new(&c, builtin);
+			start_with(c.up, c.base, s.port, "{}", 2000, 5000, keys[i], vias[i], NULL,
+			           &a, &rc);
+			if (rc == 0)
+				run_until_done(&c, &a, 10);
+			client_free(&c);
+			/* A refused start opened nothing: a connect ends the server. */
+			if (rc != 0) {
+				struct sockaddr_in sa = {.sin_family = AF_INET,
+				                         .sin_port = htons((uint16_t)s.port),
+				                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+				int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+				cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+				close(fd);
+			}
+			srv_stop(&s);
+			s.request[s.request_len] = '\0';
+			cr_assert(!strstr(s.request, "X-Evil"), "%s sent a header of a value: %s",
+			          mode_name(builtin), s.request);
+			cr_assert_neq(rc, 0, "%s started case %zu: %s / %d %d %s",
+			              mode_name(builtin), i, s.request, a.status, a.error,
+			              a.message);
+			free(a.body);
+		}
+	}
+}

@@ -180,8 +180,6 @@ static int build_head(struct up_transfer *t, const struct up_request *req, const
 	size_t cap, len;
 	int n;
 
-	if (bad_header_text(hop) || (key && bad_header_text(key)))
-		return -EINVAL;
 	if (key && strlen(key) > H1_KEY_MAX)
 		return -E2BIG;
 	cap = strlen(path) + strlen(hop) + (key ? strlen(key) : 0) + sizeof(tg->authority) + 256;

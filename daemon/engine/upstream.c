@@ -416,6 +416,15 @@ static int curl_start(struct upstream *up, struct up_transfer *t, const struct u
 	return mc == CURLM_OK ? 0 : curl_errno(mc);
 }
 
+/* A byte that would end or split a header line (curl sends them as they are). */
+static int header_text_bad(const char *s)
+{
+	for (; s && *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
 int upstream_start(struct upstream *up, const struct up_request *req, struct up_transfer **ret)
 {
 	struct up_transfer *t;
@@ -435,6 +444,10 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 	t->started = time_mono_ms();
 	/* The way back to a loop between llmqds is marked (hop.h). */
 	r = hop_append(req->via, up->id, hop, sizeof(hop));
+	if (r < 0)
+		goto fail;
+	/* A key or a hop with a line break would add headers of its own. */
+	r = header_text_bad(hop) || header_text_bad(req->api_key) ? -EINVAL : 0;
 	if (r < 0)
 		goto fail;
 	r = up->builtin ? h1_target_for(up, req->url, &tg, &path) : 0;
