@@ -962,3 +962,65 @@ Test(upstream, a_line_break_in_a_key_or_a_hop_is_refused_before_anything_is_sent
 		}
 	}
 }
+
+/*
+ * Answers the first request; holds the second past the lane's connect
+ * limit, then closes the connection unanswered with the listener's queue
+ * full, so that the new connection's SYN is dropped once and it connects
+ * at the SYN's resend (a second later), as a far upstream's would.
+ */
+static void hold_then_die_with_a_slow_connect(struct server *s)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons((uint16_t)s->port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = srv_accept(s), filler, queued;
+
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_read(s, fd);
+	filler = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(connect(filler, (struct sockaddr *)&a, sizeof(a)),
+	             0);     /* the queue's one place */
+	usleep(1700 * 1000); /* past the connect limit (1.5 s) counted from the start */
+	close(fd);
+	usleep(100 * 1000);
+	queued = srv_accept(s); /* the filler: the queue has room for the SYN's resend */
+	close(queued);
+	close(filler);
+	if (poll(&(struct pollfd){.fd = s->lfd, .events = POLLIN}, 1, 5000) != 1)
+		return; /* the client gave up */
+	fd = srv_accept(s);
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	close(fd);
+}
+
+Test(upstream, a_resend_long_after_the_start_has_the_whole_connect_limit, .timeout = 30)
+{
+	int builtin, rc;
+
+	for (builtin = 0; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0}, b = {0};
+		struct client c;
+
+		srv_start(&s, hold_then_die_with_a_slow_connect, NULL);
+		cr_assert_eq(listen(s.lfd, 0), 0);
+		client_new(&c, builtin);
+		start_with(c.up, c.base, s.port, "{}", 1000, 10000, "sk-test", NULL, NULL, &a, &rc);
+		cr_assert_eq(rc, 0);
+		run_until_done(&c, &a, 10);
+		/* A connect limit of 1.5 s: the SYN's resend comes 1 s into the connect. */
+		start_with(c.up, c.base, s.port, "{}", 1500, 10000, "sk-test", NULL, NULL, &b, &rc);
+		cr_assert_eq(rc, 0);
+		run_until_done(&c, &b, 15);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(b.status, 200, "%s: %d %s after %lld ms", mode_name(builtin), b.error,
+		             b.message, (long long)b.took);
+		cr_assert_eq(b.sends, 2, "%s", mode_name(builtin));
+		free(a.body);
+		free(b.body);
+	}
+}

@@ -57,7 +57,8 @@ struct h1_conn {
 	struct up_transfer *t;
 	int connecting;
 	int connect_err;
-	int uses; /* answers read on it before this one */
+	int64_t opened; /* when its connect began: the connect limit counts from it */
+	int uses;       /* answers read on it before this one */
 	int paused;
 	int64_t idle_since;
 	struct h1resp rp;
@@ -304,7 +305,7 @@ static void arm_clock(struct up_transfer *t)
 	struct timeval tv;
 
 	if (t->conn && t->conn->connecting)
-		left = t->started + t->connect_ms - now;
+		left = t->conn->opened + t->connect_ms - now; /* a resend's connect too */
 	if (t->timeout_ms > 0) {
 		l = t->started + t->timeout_ms - now;
 		left = l < left ? l : left;
@@ -320,11 +321,11 @@ static void arm_clock(struct up_transfer *t)
 static void clock_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct up_transfer *t = arg;
-	int64_t took = time_mono_ms() - t->started;
+	int64_t now = time_mono_ms(), took = now - t->started;
 
-	if (t->conn && t->conn->connecting && took >= t->connect_ms)
+	if (t->conn && t->conn->connecting && now - t->conn->opened >= t->connect_ms)
 		fail(t, CURLE_OPERATION_TIMEDOUT, "Connection timed out after %lld milliseconds",
-		     (long long)took);
+		     (long long)(now - t->conn->opened));
 	else if (t->timeout_ms > 0 && took >= t->timeout_ms)
 		fail(t, CURLE_OPERATION_TIMEDOUT,
 		     "Operation timed out after %lld milliseconds with %zu bytes received",
@@ -456,6 +457,7 @@ static int conn_open(struct upstream *up, struct h1_target *tg, struct h1_conn *
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
 	c->connecting = 1;
+	c->opened = time_mono_ms();
 	if (connect(c->fd, (struct sockaddr *)&tg->addr, tg->addr_len) < 0 && errno != EINPROGRESS)
 		c->connect_err = errno; /* told from on_write, never from upstream_start() */
 	/* Even a connect done at once goes through on_write: a new connection's
