@@ -1024,3 +1024,319 @@ Test(upstream, a_resend_long_after_the_start_has_the_whole_connect_limit, .timeo
 		free(b.body);
 	}
 }
+
+/* An answer of 64 MiB and a byte, by length or in one huge chunk. */
+static void over_the_cap(struct server *s)
+{
+	size_t size = (64u << 20) + 1, piece = 1u << 20, n;
+	char *buf = malloc(piece), head[160];
+	int fd = srv_accept(s), k;
+
+	cr_assert_not_null(buf);
+	memset(buf, 'z', piece);
+	if (srv_read(s, fd)) {
+		k = s->answer ? snprintf(head, sizeof(head), "%s", s->answer)
+		              : snprintf(head, sizeof(head),
+		                         "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", size);
+		srv_send(fd, head, (size_t)k);
+		for (n = 0; n < size; n += piece)
+			srv_send(fd, buf, size - n < piece ? size - n : piece);
+		if (s->answer)
+			srv_send(fd, "\r\n0\r\n\r\n", 7);
+	}
+	free(buf);
+	close(fd);
+}
+
+Test(upstream, an_answer_over_64_mib_is_too_big_on_both_clients, .timeout = 60)
+{
+	static const char *const heads[] = {
+	    NULL, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffff\r\n"};
+	int builtin;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		for (builtin = 0; builtin < 2; builtin++) {
+			struct server s = {0};
+			struct result a = {0};
+			struct client c;
+
+			srv_start(&s, over_the_cap, heads[i]);
+			client_new(&c, builtin);
+			call_on(c.up, c.base, s.port, "{}", 20000, NULL, &a);
+			client_free(&c);
+			srv_stop(&s);
+			cr_assert_eq(a.too_big, 1, "%s, case %zu: %d %s", mode_name(builtin), i,
+			             a.error, a.message);
+			cr_assert_eq(a.status, 0);
+			cr_assert_neq(a.error, 0);
+			cr_assert_eq(a.sends, 1);
+			free(a.body);
+		}
+	}
+}
+
+static void talk_while_idle(struct server *s)
+{
+	int fd = srv_accept(s);
+
+	if (srv_read(s, fd)) {
+		srv_send(fd, ANSWER, strlen(ANSWER));
+		usleep(20000);
+		srv_send(fd, "HTTP/1.1 200 OK\r\n", 17); /* out of turn */
+	}
+	while (srv_read(s, fd))
+		;
+	close(fd);
+	if (poll(&(struct pollfd){.fd = s->lfd, .events = POLLIN}, 1, 3000) != 1)
+		return; /* the client asked nothing more */
+	fd = srv_accept(s);
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	close(fd);
+}
+
+/* curl 7.88 reuses such a connection and reads the stray bytes as its
+ * answer's start (then times out): asked of llmqd's client alone. */
+Test(upstream, a_connection_the_server_talked_on_while_idle_is_not_used)
+{
+	int builtin;
+
+	for (builtin = 1; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0}, b = {0};
+		struct client c;
+
+		srv_start(&s, talk_while_idle, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+		client_idle(&c, 100);
+		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
+		cr_assert_eq(b.sends, 1, "%s sent %d times", mode_name(builtin), b.sends);
+		cr_assert_eq(s.accepts, 2);
+		free(a.body);
+		free(b.body);
+	}
+}
+
+/* Two requests, each answered with s->answer on the connections it takes. */
+static void answer_twice(struct server *s)
+{
+	int fd = srv_accept(s), n = 0;
+
+	while (n < 2) {
+		if (!srv_read(s, fd)) {
+			close(fd);
+			fd = srv_accept(s);
+			continue;
+		}
+		srv_send(fd, s->answer, strlen(s->answer));
+		n++;
+	}
+	while (srv_read(s, fd))
+		;
+	close(fd);
+}
+
+Test(upstream, each_framing_keeps_or_closes_the_connection_as_curl_does)
+{
+	static const struct {
+		const char *answer;
+		int status, accepts;
+		const char *body;
+	} cases[] = {
+	    {"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 200, 2, "ok"},
+	    {"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, 2, "ok"},
+	    {"HTTP/1.1 204 No Content\r\n\r\n", 204, 1, ""},
+	    {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\nX: y\r\n\r\n"
+	     "HTTP/1.1 429 Too Many\r\nContent-Length: 1\r\nx-request-id: r9\r\n\r\n!",
+	     429, 1, "!"},
+	    {"HTTP/1.1 304 Not Modified\r\n\r\n", 304, 1, ""},
+	};
+	int builtin;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (builtin = 0; builtin < 2; builtin++) {
+			struct server s = {0};
+			struct result a = {0}, b = {0};
+			struct client c;
+
+			srv_start(&s, answer_twice, cases[i].answer);
+			client_new(&c, builtin);
+			call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+			call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
+			client_free(&c);
+			srv_stop(&s);
+			cr_assert_eq(b.status, cases[i].status, "%s, case %zu: %d %s",
+			             mode_name(builtin), i, b.error, b.message);
+			cr_assert_str_eq(b.body, cases[i].body);
+			cr_assert_eq(s.accepts, cases[i].accepts, "%s, case %zu: %d connections",
+			             mode_name(builtin), i, s.accepts);
+			cr_assert_eq(a.sends + b.sends, 2, "%s, case %zu", mode_name(builtin), i);
+			free(a.body);
+			free(b.body);
+		}
+	}
+}
+
+/* One answer kept alive, then a silent second connection, read and held. */
+static void answer_then_hold(struct server *s)
+{
+	int fd = srv_accept(s), fd2 = -1;
+
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	while (!__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) {
+		if (fd2 < 0 && poll(&(struct pollfd){.fd = s->lfd, .events = POLLIN}, 1, 10) == 1)
+			fd2 = srv_accept(s); /* read nothing: a large body fills the socket */
+		usleep(10000);
+	}
+	close(fd);
+	if (fd2 >= 0)
+		close(fd2);
+}
+
+static int pause_head(void *ud, int status, const struct up_headers *h)
+{
+	return 1;
+}
+
+static int pause_data(void *ud, const char *d, size_t n)
+{
+	struct result *res = ud;
+
+	res->pauses++;
+	res->done = 1; /* for run_until_done(): not done, paused */
+	event_base_loopbreak(res->base);
+	return UP_PAUSE;
+}
+
+static const struct up_stream pause_relay = {.head = pause_head, .data = pause_data};
+
+/* Aborted connecting, sending, waiting and paused; freed with an idle
+ * connection: nothing left behind (the sanitizer build's leak check). */
+Test(upstream, a_transfer_aborted_in_each_state_and_a_pool_freed_leave_nothing)
+{
+	size_t size = 8u << 20;
+	char *big = malloc(size + 1);
+	int builtin, state, rc;
+
+	cr_assert_not_null(big);
+	memset(big, 'x', size);
+	big[size] = '\0';
+	for (builtin = 0; builtin < 2; builtin++) {
+		for (state = 0; state < 4; state++) {
+			struct server s = {0};
+			struct result a = {0}, b = {0};
+			struct client c;
+
+			srv_start(&s, state == 3 ? many_chunks : answer_then_hold, NULL);
+			client_new(&c, builtin);
+			if (state != 3)
+				call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a); /* one idle */
+			start_with(c.up, c.base, s.port, state == 1 ? big : "{}", 2000, 5000,
+			           "sk-test", NULL, state == 3 ? &pause_relay : NULL, &b, &rc);
+			cr_assert_eq(rc, 0);
+			if (state == 3) {
+				run_until_done(&c, &b, 5); /* until the pause */
+				b.done = 0;
+			} else if (state > 0) {
+				client_idle(&c, 100); /* sending its body, or waiting */
+			}
+			cr_assert_eq(b.done, 0, "%s, state %d", mode_name(builtin), state);
+			if (state == 3)
+				cr_assert_eq(b.pauses, 1);
+			upstream_abort(c.up, b.t);
+			cr_assert_eq(upstream_in_flight(c.up), 0);
+			client_free(&c); /* at once: what the abort closed is freed here */
+			srv_stop(&s);
+			free(a.body);
+		}
+	}
+	free(big);
+}
+
+/* Reads a request of any size (its head, then Content-Length bytes): 1, or 0. */
+static int srv_drain(int fd)
+{
+	char buf[65536], *end, *cl;
+	size_t len = 0, body = 0, want = 0;
+	ssize_t n;
+	int in_head = 1;
+
+	while (in_head || body < want) {
+		n = read(fd, in_head ? buf + len : buf,
+		         in_head ? sizeof(buf) - 1 - len : sizeof(buf));
+		if (n <= 0)
+			return 0;
+		if (!in_head) {
+			body += (size_t)n;
+			continue;
+		}
+		len += (size_t)n;
+		buf[len] = '\0';
+		if ((end = strstr(buf, "\r\n\r\n"))) {
+			cl = strcasestr(buf, "content-length:");
+			want = cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0;
+			body = len - (size_t)(end + 4 - buf);
+			in_head = 0;
+		}
+	}
+	return 1;
+}
+
+/* The second request's first bytes read, then the connection reset. */
+static void reset_while_sent(struct server *s)
+{
+	struct linger lg = {1, 0};
+	char some[4096];
+	int fd = srv_accept(s);
+
+	if (srv_read(s, fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	if (read(fd, some, sizeof(some)) > 0) {
+		cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	}
+	close(fd);
+	if (poll(&(struct pollfd){.fd = s->lfd, .events = POLLIN}, 1, 3000) != 1)
+		return; /* not sent again */
+	fd = srv_accept(s);
+	if (srv_drain(fd))
+		srv_send(fd, ANSWER, strlen(ANSWER));
+	close(fd);
+}
+
+/* curl 7.88 fails such a transfer (a send failure) once bytes of it went
+ * out: asked of llmqd's client alone, which keeps the resend rule. */
+Test(upstream, a_reused_connection_reset_while_the_request_goes_out_is_sent_again_once)
+{
+	size_t size = 4u << 20;
+	char *big = malloc(size + 1);
+	int builtin;
+
+	cr_assert_not_null(big);
+	memset(big, 'x', size);
+	big[size] = '\0';
+	for (builtin = 1; builtin < 2; builtin++) {
+		struct server s = {0};
+		struct result a = {0}, b = {0};
+		struct client c;
+
+		srv_start(&s, reset_while_sent, NULL);
+		client_new(&c, builtin);
+		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+		call_on(c.up, c.base, s.port, big, 10000, NULL, &b);
+		client_free(&c);
+		srv_stop(&s);
+		cr_assert_eq(b.status, 200, "%s: %d %s", mode_name(builtin), b.error, b.message);
+		cr_assert_eq(b.sends, 2, "%s sent %d times", mode_name(builtin), b.sends);
+		cr_assert_eq(s.accepts, 2);
+		free(a.body);
+		free(b.body);
+	}
+	free(big);
+}
