@@ -279,7 +279,7 @@ ssize_t h1resp_feed(struct h1resp *p, const char *buf, size_t n, const struct h1
 			nl = memchr(buf + at, '\n', n - at);
 			len = nl ? (size_t)(nl - (buf + at)) + 1 : n - at;
 			if (in_head(p) && p->head_seen + len > H1_HEAD_MAX)
-				return fail(p, "the upstream's answer has a head over 100 KiB");
+				return fail(p, "the upstream's answer has a head over 300 KiB");
 			if (!in_head(p) && len > H1_CHUNK_LINE_MAX)
 				return fail(
 				    p, "the upstream's answer has a chunk size line over 4 KiB");

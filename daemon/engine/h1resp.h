@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define H1_HEAD_MAX (100u << 10) /* status line and headers together, as curl's */
+#define H1_HEAD_MAX (300u << 10) /* status line and headers together, as curl's */
 
 enum h1_state {
 	H1_STATUS,     /* the status line */

@@ -69,11 +69,11 @@ struct h1_conn {
 static int attach(struct up_transfer *t, int fresh);
 static void on_read(evutil_socket_t fd, short what, void *arg);
 
-/* A byte that would end or split a header line. */
-static int bad_header_text(const char *s)
+/* A byte a request line's target may not hold as it is (curl's to encode). */
+static int bad_target(const char *s)
 {
 	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
 			return 1;
 	return 0;
 }
@@ -147,7 +147,7 @@ int h1_target_for(struct upstream *up, const char *url, struct h1_target **ret_t
 	end = auth + strcspn(auth, "/?#");
 	alen = (size_t)(end - auth);
 	if (alen == 0 || alen >= sizeof(tg->authority) || memchr(auth, '@', alen) ||
-	    (*end != '/' && *end != '\0') || bad_header_text(end))
+	    (*end != '/' && *end != '\0') || bad_target(end))
 		return 0; /* a user, a query without a path, a byte to refuse: curl's */
 	for (tg = up->targets; tg; tg = tg->next, n++) {
 		if (strlen(tg->authority) == alen && memcmp(tg->authority, auth, alen) == 0) {
