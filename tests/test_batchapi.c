@@ -76,8 +76,9 @@ static size_t read_all(int fd, char *buf, size_t len, int timeout_ms)
 /* An Authorization header's value http_ex() sends when set (a token of the tokens file). */
 static const char *auth;
 
+/* Waits up to wait_ms for the whole answer (an answer that waits for a lock takes longer). */
 static int http_ex(int port, const char *method, const char *path, const char *ctype,
-                   const char *body, size_t blen, char *buf, size_t len, int keep_head)
+                   const char *body, size_t blen, char *buf, size_t len, int keep_head, int wait_ms)
 {
 	char head[1024];
 	int fd = tcp_connect(port), status = 0;
@@ -91,7 +92,7 @@ static int http_ex(int port, const char *method, const char *path, const char *c
 	send_all(fd, head, strlen(head));
 	if (blen)
 		send_all(fd, body, blen);
-	read_all(fd, buf, len, 10000);
+	read_all(fd, buf, len, wait_ms);
 	close(fd);
 	sscanf(buf, "HTTP/1.1 %d", &status);
 	b = strstr(buf, "\r\n\r\n");
@@ -103,7 +104,7 @@ static int http_ex(int port, const char *method, const char *path, const char *c
 static int http(int port, const char *method, const char *path, const char *ctype, const char *body,
                 size_t blen, char *buf, size_t len)
 {
-	return http_ex(port, method, path, ctype, body, blen, buf, len, 0);
+	return http_ex(port, method, path, ctype, body, blen, buf, len, 0, 10000);
 }
 
 /* The multipart form of an upload of n request lines, each question pad
@@ -268,6 +269,7 @@ static pid_t hold_database(const struct daemon_proc *d, int ms)
 		sqlite3 *db;
 
 		if (sqlite3_open(d->db, &db) != SQLITE_OK ||
+		    sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
 		    sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL) != SQLITE_OK)
 			_exit(1);
 		if (write(ready[1], "x", 1) != 1)
@@ -695,6 +697,7 @@ Test(batchapi, bodies_read_again_from_the_file_are_each_jobs_own, .timeout = 120
 	h_daemon_start(&d, dir, &m, H_FAST, NULL);
 	upload_padded(&d, 10000, 5, 4000, file, sizeof(file));
 	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_busy_timeout(db, 5000), SQLITE_OK); /* llmqd may be writing */
 	cr_assert_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
 	snprintf(req, sizeof(req),
 	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
@@ -703,8 +706,9 @@ Test(batchapi, bodies_read_again_from_the_file_are_each_jobs_own, .timeout = 120
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		status = http(d.http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf,
-		              sizeof(buf));
+		/* Answered once the lock goes: after the file's read, up to 30 s. */
+		status = http_ex(d.http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf,
+		                 sizeof(buf), 0, 90000);
 		_exit(status == 200 && strstr(buf, "\"status\":\"in_progress\"") ? 0 : 1);
 	}
 	/* The file read to its end while nothing could be stored. */
@@ -734,7 +738,8 @@ static int try_create(const struct daemon_proc *d, const char *file, char *buf, 
 	         "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
 	         "\"completion_window\":\"24h\"}",
 	         file);
-	return http_ex(d->http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf, len, 1);
+	return http_ex(d->http_port, "POST", "/v1/batches", NULL, req, strlen(req), buf, len, 1,
+	               10000);
 }
 
 Test(batchapi, a_batch_that_can_never_run_is_a_400_naming_the_line)
@@ -994,7 +999,7 @@ Test(batchapi, per_user_quotas_say_the_figures_and_what_to_do, .timeout = 90)
 		         "\"completion_window\":\"24h\"}",
 		         three);
 		cr_assert_eq(http_ex(d.http_port, "POST", "/v1/batches", NULL, req, strlen(req),
-		                     buf, sizeof(buf), 1),
+		                     buf, sizeof(buf), 1, 10000),
 		             503, "%s", buf);
 		cr_assert(strcasestr(buf, "Retry-After:"), "%s", buf);
 		cr_assert(strstr(buf, "quota_exceeded") && strstr(buf, "queue_max_jobs_per_user") &&

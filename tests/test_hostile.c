@@ -362,8 +362,10 @@ Test(hostile, an_outside_lock_does_not_freeze_the_loop, .timeout = 120)
 	h_write_batch(file2, 20, "gpt-4o-mini", 5);
 	h_submit(&d, file, id, sizeof(id));
 
-	/* As a person would: sqlite3 on the live database, a transaction left open. */
+	/* As a person would: sqlite3 on the live database (its .timeout set: llmqd
+	 * may be writing), a transaction left open. */
 	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
 	cr_assert_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
 	child = submit_in_child(&d, file2);
 	t0 = now_ms();
