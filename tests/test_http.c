@@ -290,6 +290,49 @@ Test(http, stream_relayed_as_it_drips_and_usage_reconciled, .timeout = 60)
 	h_mock_stop(&m);
 }
 
+/* llmqd's own HTTP/1.1 client (the default for the mock's address) and curl
+ * (upstream_client = curl) each carry a call, a stream and a batch. */
+Test(http, either_upstream_client_carries_calls_streams_and_batches, .timeout = 60)
+{
+	static const char *const clients[] = {"LLMQ_UPSTREAM_CLIENT=builtin",
+	                                      "LLMQ_UPSTREAM_CLIENT=curl"};
+	char top[64], dir[80], file[128], id[40];
+	json_object *b;
+	struct reply *r;
+	size_t i;
+
+	h_tmpdir(top, sizeof(top));
+	for (i = 0; i < 2; i++) {
+		struct mock_proc m = {0};
+		struct daemon_proc d = {0};
+
+		snprintf(dir, sizeof(dir), "%s/%zu", top, i);
+		cr_assert_eq(mkdir(dir, 0700), 0);
+		h_mock_start(&m, dir, "--drip-ms", "100", NULL);
+		h_daemon_start(&d, dir, &m, H_FAST, clients[i], NULL);
+		r = call(&d, "POST", "/v1/chat/completions", CHAT("gpt-4o-mini", ""));
+		cr_assert_eq(r->status, 200, "%s: %s", clients[i], r->body);
+		cr_assert(strstr(r->body, "\"usage\""), "%s", r->body);
+		free(r);
+		r = call(&d, "POST", "/v1/chat/completions",
+		         CHAT("gpt-4o-mini",
+		              ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+		cr_assert_eq(r->status, 200, "%s: %s", clients[i], r->body);
+		cr_assert(strstr(r->body, "data: [DONE]"), "%s", r->body);
+		free(r);
+		snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+		h_write_batch(file, 20, "gpt-4o-mini", 5);
+		h_submit(&d, file, id, sizeof(id));
+		b = h_wait_for(&d, id, h_batch_completed, 30);
+		cr_assert_eq(h_jint(b, "counts.succeeded"), 20, "%s", clients[i]);
+		json_object_put(b);
+		h_daemon_signal(&d, SIGTERM);
+		cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls WHERE status_code = 200"), 2,
+		             "%s", clients[i]);
+		h_mock_stop(&m);
+	}
+}
+
 static int64_t in_flight(const struct daemon_proc *d)
 {
 	json_object *o;
