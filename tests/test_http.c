@@ -296,7 +296,10 @@ Test(http, either_upstream_client_carries_calls_streams_and_batches, .timeout = 
 {
 	static const char *const clients[] = {"LLMQ_UPSTREAM_CLIENT=builtin",
 	                                      "LLMQ_UPSTREAM_CLIENT=curl"};
-	char top[64], dir[80], file[128], id[40];
+	static const char *const names[] = {"builtin", "curl"};
+	char top[64], dir[80], file[128], id[40], want[96];
+	const char *at;
+	long opened;
 	json_object *b;
 	struct reply *r;
 	size_t i;
@@ -326,6 +329,19 @@ Test(http, either_upstream_client_carries_calls_streams_and_batches, .timeout = 
 		b = h_wait_for(&d, id, h_batch_completed, 30);
 		cr_assert_eq(h_jint(b, "counts.succeeded"), 20, "%s", clients[i]);
 		json_object_put(b);
+		/* Which client carried them, and that it kept its connections. */
+		r = call(&d, "GET", "/metrics", NULL);
+		snprintf(want, sizeof(want), "\nllmq_upstream_connections_total{client=\"%s\"} ",
+		         names[i]);
+		at = strstr(r->body, want);
+		cr_assert(at, "%s", r->body);
+		opened = strtol(at + strlen(want), NULL, 10);
+		cr_assert(opened >= 1 && opened <= 10, "%s: %ld connections for 22 requests",
+		          clients[i], opened);
+		snprintf(want, sizeof(want), "\nllmq_upstream_connections_total{client=\"%s\"} 0\n",
+		         names[1 - i]);
+		cr_assert(strstr(r->body, want), "%s: %s", clients[i], r->body);
+		free(r);
 		h_daemon_signal(&d, SIGTERM);
 		cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM calls WHERE status_code = 200"), 2,
 		             "%s", clients[i]);

@@ -458,6 +458,7 @@ static int conn_open(struct upstream *up, struct h1_target *tg, struct h1_conn *
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
 	c->connecting = 1;
 	c->opened = time_mono_ms();
+	up->connects[1]++;
 	if (connect(c->fd, (struct sockaddr *)&tg->addr, tg->addr_len) < 0 && errno != EINPROGRESS)
 		c->connect_err = errno; /* told from on_write, never from upstream_start() */
 	/* Even a connect done at once goes through on_write: a new connection's

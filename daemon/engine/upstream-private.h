@@ -31,6 +31,7 @@ struct upstream {
 	int n_idle;
 	struct h1_conn *dead; /* closed connections, freed at the next loop turn */
 	struct event *reap;
+	uint64_t connects[2]; /* new connections: by curl [0], by the own client [1] */
 };
 
 struct up_transfer {

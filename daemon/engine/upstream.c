@@ -294,7 +294,7 @@ static void check_multi_info(struct upstream *up)
 	CURLMsg *msg;
 	CURLcode rc;
 	int left;
-	long status;
+	long status, connects;
 
 	while ((msg = curl_multi_info_read(up->multi, &left))) {
 		if (msg->msg != CURLMSG_DONE)
@@ -305,6 +305,10 @@ static void check_multi_info(struct upstream *up)
 		status = 0;
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
 		t->status = (int)status;
+		connects = 0;
+		if (curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK &&
+		    connects > 0)
+			up->connects[0] += (uint64_t)connects;
 		upstream_finish(t, (int)rc, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
 	}
 }
@@ -480,6 +484,12 @@ void upstream_abort(struct upstream *up, struct up_transfer *t)
 int upstream_in_flight(const struct upstream *up)
 {
 	return up->in_flight;
+}
+
+void upstream_connects(const struct upstream *up, uint64_t *ret_builtin, uint64_t *ret_curl)
+{
+	*ret_builtin = up->connects[1];
+	*ret_curl = up->connects[0];
 }
 
 void upstream_resume(struct upstream *up, struct up_transfer *t)

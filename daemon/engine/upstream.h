@@ -107,6 +107,9 @@ int upstream_start(struct upstream *up, const struct up_request *req, struct up_
 /* Stop a transfer without calling its done callback. */
 void upstream_abort(struct upstream *up, struct up_transfer *t);
 int upstream_in_flight(const struct upstream *up);
+/* New connections made to upstreams since the start: by llmqd's own client
+ * (builtin) and by curl. */
+void upstream_connects(const struct upstream *up, uint64_t *ret_builtin, uint64_t *ret_curl);
 /* Go on with a transfer whose data() asked for a pause. */
 void upstream_resume(struct upstream *up, struct up_transfer *t);
 

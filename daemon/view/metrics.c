@@ -10,6 +10,7 @@
 #include "sock/ipc.h"
 #include "protocol.h"
 #include "engine/scheduler.h"
+#include "engine/upstream.h"
 #include "store/store.h"
 #include "timeutil.h"
 
@@ -120,6 +121,7 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 	int64_t now = time_mono_ms(), jobs[CONFIG_MAX_LANES], tokens, counts[METRICS_STATES],
 	        paused;
 	int n, i, c, so, r, n_states, refuse;
+	uint64_t builtin, curl;
 	char why[512];
 
 	for (n_states = 0; proto_batch_states[n_states] && n_states < METRICS_STATES; n_states++)
@@ -189,6 +191,15 @@ int metrics_render(struct llmqd *d, struct evbuffer *buf)
 		metrics_put(&o, "llmq_queued{lane=\"%s\",class=\"interactive\"} %d\n",
 		            snap[i].cfg->name, snap[i].calls_waiting);
 	}
+	upstream_connects(sched_upstream(d->sched), &builtin, &curl);
+	metrics_family(&o, "llmq_upstream_connections_total", "counter",
+	               "New connections made to the upstreams, by llmqd's own HTTP/1.1 client "
+	               "(plain http to an address) and by curl; far fewer than requests while "
+	               "connections are kept alive.");
+	metrics_put(&o, "llmq_upstream_connections_total{client=\"builtin\"} %llu\n",
+	            (unsigned long long)builtin);
+	metrics_put(&o, "llmq_upstream_connections_total{client=\"curl\"} %llu\n",
+	            (unsigned long long)curl);
 	metrics_family(&o, "llmq_queue_reads_total", "counter",
 	               "Looks at the lane's queue of batch jobs in the database; a queue found "
 	               "empty is not looked at again until jobs may have come.");
