@@ -48,7 +48,7 @@ static void feed(const uint8_t *data, size_t size, struct fuzz_rng *rng, struct 
 	ssize_t k;
 
 	FUZZ_ASSERT(in, "out of memory");
-	h1resp_init(p, 0);
+	h1resp_init(p);
 	r->rng = rng;
 	*taken = 0;
 	while (p->state != H1_ERROR && p->state != H1_DONE) {

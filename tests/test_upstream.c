@@ -59,7 +59,7 @@ static enum h1_state read_all(const char *text, int bytewise, struct h1resp *p, 
 	char in[8192];
 	ssize_t k;
 
-	h1resp_init(p, 0);
+	h1resp_init(p);
 	while (p->state != H1_DONE && p->state != H1_ERROR) {
 		if (at < n) {
 			size_t piece = bytewise ? 1 : n - at;
@@ -181,7 +181,7 @@ Test(h1resp, refuses_a_head_over_its_limit_before_it_ends)
 	cr_assert_not_null(big);
 	memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
 	memset(big + 20, 'a', H1_HEAD_MAX + 40);
-	h1resp_init(&p, 0);
+	h1resp_init(&p);
 	k = h1resp_feed(&p, big, H1_HEAD_MAX + 60, &seen_cb, &s); /* no line end yet */
 	cr_assert_eq(k, -1);
 	cr_assert(strstr(p.error, "300 KiB"), "%s", p.error);
@@ -247,6 +247,15 @@ static void srv_send(int fd, const char *text, size_t n)
 		text += w;
 		n -= (size_t)w;
 	}
+}
+
+/* One request read, text sent for it: 1, or 0 when none came. */
+static int srv_answer(struct server *s, int fd, const char *text)
+{
+	if (!srv_read(s, fd))
+		return 0;
+	srv_send(fd, text, strlen(text));
+	return 1;
 }
 
 static void *srv_main(void *arg)
@@ -408,6 +417,35 @@ static void client_free(struct client *c)
 	event_base_free(c->base);
 }
 
+/* A scripted server and a client (builtin or curl) to call it. */
+static void rig_up(struct server *s, struct client *c, int builtin, void (*script)(struct server *),
+                   const char *answer)
+{
+	srv_start(s, script, answer);
+	client_new(c, builtin);
+}
+
+/* The client first: the server's script ends once its connections close. */
+static void rig_down(struct server *s, struct client *c)
+{
+	client_free(c);
+	srv_stop(s);
+}
+
+/* A port on 127.0.0.1 nobody listens on. */
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
 /* Lets the loop run for ms: idle connections are watched meanwhile. */
 static void client_idle(struct client *c, int ms)
 {
@@ -432,8 +470,7 @@ static void two_answers_one_connection(struct server *s)
 	                              "4\r\n{\"ok\r\n7\r\n\":true}\r\n0\r\n\r\n";
 	int fd = srv_accept(s);
 
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	if (srv_read(s, fd)) {
 		srv_send(fd, chunked, 40);
 		usleep(20000);
@@ -453,12 +490,10 @@ Test(upstream, answers_by_length_and_by_chunks_come_on_one_kept_connection)
 		struct result a = {0}, b = {0};
 		struct client c;
 
-		srv_start(&s, two_answers_one_connection, NULL);
-		client_new(&c, builtin);
+		rig_up(&s, &c, builtin, two_answers_one_connection, NULL);
 		call_on(c.up, c.base, s.port, "{\"model\":\"m\"}", 5000, NULL, &a);
 		call_on(c.up, c.base, s.port, "{\"model\":\"m\"}", 5000, NULL, &b);
-		client_free(&c);
-		srv_stop(&s);
+		rig_down(&s, &c);
 		cr_assert_eq(a.status, 200, "%s: %d %s", mode_name(builtin), a.status, a.message);
 		cr_assert_str_eq(a.body, "{\"ok\":true}");
 		cr_assert_str_eq(a.request_id, "r1");
@@ -476,8 +511,7 @@ static void capture(struct server *s)
 {
 	int fd = srv_accept(s);
 
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	close(fd);
 }
 
@@ -491,11 +525,9 @@ Test(upstream, a_request_carries_what_curl_sends)
 		struct result a = {0};
 		struct client c;
 
-		srv_start(&s, capture, NULL);
-		client_new(&c, builtin);
+		rig_up(&s, &c, builtin, capture, NULL);
 		call_on(c.up, c.base, s.port, "{\"model\":\"m\"}", 5000, NULL, &a);
-		client_free(&c);
-		srv_stop(&s);
+		rig_down(&s, &c);
 		s.request[s.request_len] = '\0';
 		cr_assert(strncmp(s.request, "POST /v1/chat/completions HTTP/1.1\r\n", 36) == 0,
 		          "%s", s.request);
@@ -516,50 +548,48 @@ static void close_while_idle(struct server *s)
 {
 	int fd = srv_accept(s);
 
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	close(fd);
 	fd = srv_accept(s);
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	close(fd);
+}
+
+/* Two calls 100 ms apart, the first connection spoilt by script meanwhile:
+ * the second call goes on a new one, sent once. */
+static void second_call_on_a_new_connection(int builtin, void (*script)(struct server *))
+{
+	struct server s = {0};
+	struct result a = {0}, b = {0};
+	struct client c;
+
+	rig_up(&s, &c, builtin, script, NULL);
+	call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+	client_idle(&c, 100);
+	call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
+	rig_down(&s, &c);
+	cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
+	cr_assert_eq(b.sends, 1, "%s sent %d times", mode_name(builtin), b.sends);
+	cr_assert_eq(s.accepts, 2);
+	free(a.body);
+	free(b.body);
 }
 
 Test(upstream, a_connection_the_server_closed_while_idle_is_not_used)
 {
-	int builtin;
-
-	for (builtin = 0; builtin < 2; builtin++) {
-		struct server s = {0};
-		struct result a = {0}, b = {0};
-		struct client c;
-
-		srv_start(&s, close_while_idle, NULL);
-		client_new(&c, builtin);
-		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
-		client_idle(&c, 100);
-		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
-		client_free(&c);
-		srv_stop(&s);
-		cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
-		cr_assert_eq(b.sends, 1, "%s sent %d times", mode_name(builtin), b.sends);
-		cr_assert_eq(s.accepts, 2);
-		free(a.body);
-		free(b.body);
-	}
+	second_call_on_a_new_connection(0, close_while_idle);
+	second_call_on_a_new_connection(1, close_while_idle);
 }
 
 static void die_unanswered_on_reuse(struct server *s)
 {
 	int fd = srv_accept(s);
 
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	srv_read(s, fd);
 	close(fd); /* the second request, read and not answered */
 	fd = srv_accept(s);
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	close(fd);
 }
 
@@ -572,12 +602,10 @@ Test(upstream, a_reused_connection_that_dies_unanswered_is_sent_again_once)
 		struct result a = {0}, b = {0};
 		struct client c;
 
-		srv_start(&s, die_unanswered_on_reuse, NULL);
-		client_new(&c, builtin);
+		rig_up(&s, &c, builtin, die_unanswered_on_reuse, NULL);
 		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
 		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
-		client_free(&c);
-		srv_stop(&s);
+		rig_down(&s, &c);
 		cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
 		cr_assert_eq(b.sends, 2, "%s sent %d times", mode_name(builtin), b.sends);
 		free(a.body);
@@ -602,11 +630,9 @@ Test(upstream, a_new_connection_closed_unanswered_fails_the_transfer)
 		struct result a = {0};
 		struct client c;
 
-		srv_start(&s, close_unanswered, NULL);
-		client_new(&c, builtin);
+		rig_up(&s, &c, builtin, close_unanswered, NULL);
 		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
-		client_free(&c);
-		srv_stop(&s);
+		rig_down(&s, &c);
 		cr_assert_eq(a.status, 0, "%s", mode_name(builtin));
 		cr_assert_neq(a.error, 0);
 		cr_assert_eq(a.sends, 1);
@@ -618,15 +644,8 @@ Test(upstream, a_new_connection_closed_unanswered_fails_the_transfer)
 
 Test(upstream, a_refused_connect_fails_with_nothing_sent)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int builtin, fd, port;
+	int builtin, port = free_port();
 
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	port = ntohs(a.sin_port);
-	close(fd); /* nobody listens there now */
 	for (builtin = 0; builtin < 2; builtin++) {
 		struct result r = {0};
 		struct client c;
@@ -661,11 +680,9 @@ Test(upstream, a_silent_upstream_times_out_at_the_lanes_limit)
 		struct result a = {0};
 		struct client c;
 
-		srv_start(&s, silent, NULL);
-		client_new(&c, builtin);
+		rig_up(&s, &c, builtin, silent, NULL);
 		call_on(c.up, c.base, s.port, "{}", 300, NULL, &a);
-		client_free(&c);
-		srv_stop(&s);
+		rig_down(&s, &c);
 		cr_assert_eq(a.status, 0);
 		cr_assert_eq(a.error, 28, "%s: %d %s", mode_name(builtin), a.error, a.message);
 		cr_assert(a.took >= 290 && a.took < 3000, "%s took %lld ms", mode_name(builtin),
@@ -708,11 +725,9 @@ Test(upstream, a_relay_paused_after_each_piece_gets_every_byte_in_order)
 		struct result a = {0};
 		struct client c;
 
-		srv_start(&s, many_chunks, NULL);
-		client_new(&c, builtin);
+		rig_up(&s, &c, builtin, many_chunks, NULL);
 		call_on(c.up, c.base, s.port, "{}", 10000, &relay, &a);
-		client_free(&c);
-		srv_stop(&s);
+		rig_down(&s, &c);
 		cr_assert_eq(a.status, 200, "%s: %s", mode_name(builtin), a.message);
 		cr_assert_eq(a.relayed_len, strlen(want), "%s relayed %zu bytes",
 		             mode_name(builtin), a.relayed_len);
@@ -728,13 +743,11 @@ Test(upstream, an_abort_from_inside_a_relay_frees_the_transfer_and_its_connectio
 	struct result a = {.abort_in_data = 1};
 	struct client c;
 
-	srv_start(&s, many_chunks, NULL);
-	client_new(&c, 1);
+	rig_up(&s, &c, 1, many_chunks, NULL);
 	call_on(c.up, c.base, s.port, "{}", 10000, &relay, &a);
 	cr_assert_eq(upstream_in_flight(c.up), 0);
 	client_idle(&c, 10); /* the connection is freed at the next turn */
-	client_free(&c);
-	srv_stop(&s);
+	rig_down(&s, &c);
 	cr_assert_null(a.body, "done() was called for an aborted transfer");
 }
 
@@ -742,8 +755,7 @@ static void answer_given(struct server *s)
 {
 	int fd = srv_accept(s);
 
-	if (srv_read(s, fd))
-		srv_send(fd, s->answer, strlen(s->answer));
+	srv_answer(s, fd, s->answer);
 	close(fd);
 }
 
@@ -753,12 +765,10 @@ Test(upstream, an_answer_framed_two_ways_fails_the_transfer)
 	struct result a = {0};
 	struct client c;
 
-	srv_start(&s, answer_given,
-	          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!");
-	client_new(&c, 1);
+	rig_up(&s, &c, 1, answer_given,
+	       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!");
 	call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
-	client_free(&c);
-	srv_stop(&s);
+	rig_down(&s, &c);
 	cr_assert_eq(a.status, 0);
 	cr_assert(strstr(a.message, "one way"), "%s", a.message);
 	free(a.body);
@@ -798,11 +808,9 @@ Test(upstream, a_large_request_and_a_large_answer_pass_whole)
 		struct result a = {0};
 		struct client c;
 
-		srv_start(&s, big_both_ways, NULL);
-		client_new(&c, builtin);
+		rig_up(&s, &c, builtin, big_both_ways, NULL);
 		call_on(c.up, c.base, s.port, req, 10000, NULL, &a);
-		client_free(&c);
-		srv_stop(&s);
+		rig_down(&s, &c);
 		cr_assert_eq(a.status, 200, "%s: %s", mode_name(builtin), a.message);
 		cr_assert_eq(a.body_len, 5u << 20);
 		for (i = 0; i < a.body_len; i++)
@@ -911,15 +919,13 @@ Test(upstream, no_callback_is_called_after_an_abort_from_inside_one)
 		struct aborter a = {.in_head = in_head};
 		struct client c;
 
-		srv_start(&s, chunks_at_once, NULL);
-		client_new(&c, 1);
+		rig_up(&s, &c, 1, chunks_at_once, NULL);
 		start_with(c.up, c.base, s.port, "{}", 2000, 5000, "sk-test", NULL, &abort_relay,
 		           &a.res, &rc);
 		cr_assert_eq(rc, 0);
 		run_until_done(&c, &a.res, 10);
 		client_idle(&c, 10);
-		client_free(&c);
-		srv_stop(&s);
+		rig_down(&s, &c);
 		cr_assert_eq(a.heads, 1);
 		cr_assert_eq(a.datas, in_head ? 0 : 1,
 		             "data() called %d times after an abort from %s", a.datas,
@@ -941,8 +947,7 @@ Test(upstream, a_line_break_in_a_key_or_a_hop_is_refused_before_anything_is_sent
 			struct result a = {0};
 			struct client c;
 
-			srv_start(&s, capture, NULL);
-			client_new(&c, builtin);
+			rig_up(&s, &c, builtin, capture, NULL);
 			start_with(c.up, c.base, s.port, "{}", 2000, 5000, keys[i], vias[i], NULL,
 			           &a, &rc);
 			if (rc == 0)
@@ -983,8 +988,7 @@ static void hold_then_die_with_a_slow_connect(struct server *s)
 	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = srv_accept(s), filler, queued;
 
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	srv_read(s, fd);
 	filler = socket(AF_INET, SOCK_STREAM, 0);
 	cr_assert_eq(connect(filler, (struct sockaddr *)&a, sizeof(a)),
@@ -998,8 +1002,7 @@ static void hold_then_die_with_a_slow_connect(struct server *s)
 	if (poll(&(struct pollfd){.fd = s->lfd, .events = POLLIN}, 1, 5000) != 1)
 		return; /* the client gave up */
 	fd = srv_accept(s);
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	close(fd);
 }
 
@@ -1022,8 +1025,7 @@ Test(upstream, a_resend_long_after_the_start_has_the_whole_connect_limit, .timeo
 		start_with(c.up, c.base, s.port, "{}", 1500, 10000, "sk-test", NULL, NULL, &b, &rc);
 		cr_assert_eq(rc, 0);
 		run_until_done(&c, &b, 15);
-		client_free(&c);
-		srv_stop(&s);
+		rig_down(&s, &c);
 		cr_assert_eq(b.status, 200, "%s: %d %s after %lld ms", mode_name(builtin), b.error,
 		             b.message, (long long)b.took);
 		cr_assert_eq(b.sends, 2, "%s", mode_name(builtin));
@@ -1068,11 +1070,9 @@ Test(upstream, an_answer_over_64_mib_is_too_big_on_both_clients, .timeout = 60)
 			struct result a = {0};
 			struct client c;
 
-			srv_start(&s, over_the_cap, heads[i]);
-			client_new(&c, builtin);
+			rig_up(&s, &c, builtin, over_the_cap, heads[i]);
 			call_on(c.up, c.base, s.port, "{}", 20000, NULL, &a);
-			client_free(&c);
-			srv_stop(&s);
+			rig_down(&s, &c);
 			cr_assert_eq(a.too_big, 1, "%s, case %zu: %d %s", mode_name(builtin), i,
 			             a.error, a.message);
 			cr_assert_eq(a.status, 0);
@@ -1098,8 +1098,7 @@ static void talk_while_idle(struct server *s)
 	if (poll(&(struct pollfd){.fd = s->lfd, .events = POLLIN}, 1, 3000) != 1)
 		return; /* the client asked nothing more */
 	fd = srv_accept(s);
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	close(fd);
 }
 
@@ -1107,26 +1106,7 @@ static void talk_while_idle(struct server *s)
  * answer's start (then times out): asked of llmqd's client alone. */
 Test(upstream, a_connection_the_server_talked_on_while_idle_is_not_used)
 {
-	int builtin;
-
-	for (builtin = 1; builtin < 2; builtin++) {
-		struct server s = {0};
-		struct result a = {0}, b = {0};
-		struct client c;
-
-		srv_start(&s, talk_while_idle, NULL);
-		client_new(&c, builtin);
-		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
-		client_idle(&c, 100);
-		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
-		client_free(&c);
-		srv_stop(&s);
-		cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
-		cr_assert_eq(b.sends, 1, "%s sent %d times", mode_name(builtin), b.sends);
-		cr_assert_eq(s.accepts, 2);
-		free(a.body);
-		free(b.body);
-	}
+	second_call_on_a_new_connection(1, talk_while_idle);
 }
 
 /* Two requests, each answered with s->answer on the connections it takes. */
@@ -1172,12 +1152,10 @@ Test(upstream, each_framing_keeps_or_closes_the_connection_as_curl_does)
 			struct result a = {0}, b = {0};
 			struct client c;
 
-			srv_start(&s, answer_twice, cases[i].answer);
-			client_new(&c, builtin);
+			rig_up(&s, &c, builtin, answer_twice, cases[i].answer);
 			call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
 			call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
-			client_free(&c);
-			srv_stop(&s);
+			rig_down(&s, &c);
 			cr_assert_eq(b.status, cases[i].status, "%s, case %zu: %d %s",
 			             mode_name(builtin), i, b.error, b.message);
 			cr_assert_str_eq(b.body, cases[i].body);
@@ -1195,8 +1173,7 @@ static void answer_then_hold(struct server *s)
 {
 	int fd = srv_accept(s), fd2 = -1;
 
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	while (!__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) {
 		if (fd2 < 0 && poll(&(struct pollfd){.fd = s->lfd, .events = POLLIN}, 1, 10) == 1)
 			fd2 = srv_accept(s); /* read nothing: a large body fills the socket */
@@ -1241,8 +1218,7 @@ Test(upstream, a_transfer_aborted_in_each_state_and_a_pool_freed_leave_nothing)
 			struct result a = {0}, b = {0};
 			struct client c;
 
-			srv_start(&s, state == 3 ? many_chunks : answer_then_hold, NULL);
-			client_new(&c, builtin);
+			rig_up(&s, &c, builtin, state == 3 ? many_chunks : answer_then_hold, NULL);
 			if (state != 3)
 				call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a); /* one idle */
 			start_with(c.up, c.base, s.port, state == 1 ? big : "{}", 2000, 5000,
@@ -1303,8 +1279,7 @@ static void reset_while_sent(struct server *s)
 	char some[4096];
 	int fd = srv_accept(s);
 
-	if (srv_read(s, fd))
-		srv_send(fd, ANSWER, strlen(ANSWER));
+	srv_answer(s, fd, ANSWER);
 	if (read(fd, some, sizeof(some)) > 0) {
 		cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
 	}
@@ -1323,45 +1298,32 @@ Test(upstream, a_reused_connection_reset_while_the_request_goes_out_is_sent_agai
 {
 	size_t size = 4u << 20;
 	char *big = malloc(size + 1);
-	int builtin;
+	struct server s = {0};
+	struct result a = {0}, b = {0};
+	struct client c;
 
 	cr_assert_not_null(big);
 	memset(big, 'x', size);
 	big[size] = '\0';
-	for (builtin = 1; builtin < 2; builtin++) {
-		struct server s = {0};
-		struct result a = {0}, b = {0};
-		struct client c;
-
-		srv_start(&s, reset_while_sent, NULL);
-		client_new(&c, builtin);
-		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
-		call_on(c.up, c.base, s.port, big, 10000, NULL, &b);
-		client_free(&c);
-		srv_stop(&s);
-		cr_assert_eq(b.status, 200, "%s: %d %s", mode_name(builtin), b.error, b.message);
-		cr_assert_eq(b.sends, 2, "%s sent %d times", mode_name(builtin), b.sends);
-		cr_assert_eq(s.accepts, 2);
-		free(a.body);
-		free(b.body);
-	}
+	rig_up(&s, &c, 1, reset_while_sent, NULL);
+	call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+	call_on(c.up, c.base, s.port, big, 10000, NULL, &b);
+	rig_down(&s, &c);
+	cr_assert_eq(b.status, 200, "%d %s", b.error, b.message);
+	cr_assert_eq(b.sends, 2, "sent %d times", b.sends);
+	cr_assert_eq(s.accepts, 2);
+	free(a.body);
+	free(b.body);
 	free(big);
 }
 
 /* A target the request line cannot carry as it is goes by curl, which refuses it. */
 Test(upstream, a_path_with_a_space_is_never_sent_as_it_is)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
 	struct result r = {0};
 	struct client c;
-	int fd, port;
+	int port = free_port(); /* llmqd's client would fail to connect */
 
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	port = ntohs(a.sin_port);
-	close(fd); /* nobody listens: llmqd's client would fail to connect */
 	client_new(&c, 1);
 	call_path(c.up, c.base, port, "/v1/a b", "{}", 5000, NULL, &r);
 	client_free(&c);

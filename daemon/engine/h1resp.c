@@ -11,12 +11,11 @@
 
 #define H1_CHUNK_LINE_MAX 4096 /* a chunk's size line, its extensions included */
 
-void h1resp_init(struct h1resp *p, int no_body)
+void h1resp_init(struct h1resp *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->state = H1_STATUS;
 	p->length = -1;
-	p->no_body = no_body;
 }
 
 static ssize_t fail(struct h1resp *p, const char *why)
@@ -142,7 +141,7 @@ static void head_end(struct h1resp *p)
 		p->state = H1_STATUS;
 		return;
 	}
-	if (p->no_body || p->status == 204 || p->status == 304) {
+	if (p->status == 204 || p->status == 304) {
 		p->state = H1_DONE;
 	} else if (p->chunked) {
 		if (p->length >= 0)

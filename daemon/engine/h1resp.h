@@ -43,7 +43,6 @@ struct h1resp {
 	enum h1_state state;
 	int status;       /* the final answer's status */
 	int keep_alive;   /* the connection may carry another request after this answer */
-	int no_body;      /* a HEAD request's answer: the head alone */
 	int64_t length;   /* Content-Length, -1 when none */
 	int chunked;      /* Transfer-Encoding: chunked */
 	int interim;      /* reading a 1xx answer's head, passed over */
@@ -52,7 +51,7 @@ struct h1resp {
 	const char *error;
 };
 
-void h1resp_init(struct h1resp *p, int no_body);
+void h1resp_init(struct h1resp *p);
 
 /*
  * Takes what it can of buf[0..n): whole lines of the head, body bytes as

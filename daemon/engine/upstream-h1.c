@@ -473,6 +473,16 @@ static int conn_open(struct upstream *up, struct h1_target *tg, struct h1_conn *
 	return 0;
 }
 
+/* t and c, each the other's, for a send from its first byte. */
+static void pair(struct up_transfer *t, struct h1_conn *c)
+{
+	c->t = t;
+	t->conn = c;
+	t->sent = 0;
+	t->got = 0;
+	h1resp_init(&c->rp);
+}
+
 /* t onto an idle connection of its address (sent at once) or a new one. */
 static int attach(struct up_transfer *t, int fresh)
 {
@@ -480,11 +490,7 @@ static int attach(struct up_transfer *t, int fresh)
 	int r;
 
 	while (c) {
-		c->t = t;
-		t->conn = c;
-		t->sent = 0;
-		t->got = 0;
-		h1resp_init(&c->rp, 0);
+		pair(t, c);
 		r = send_some(c);
 		if (r >= 0 && event_add(c->rd, NULL) == 0)
 			return 0;
@@ -496,11 +502,7 @@ static int attach(struct up_transfer *t, int fresh)
 	r = conn_open(t->up, t->target, &c);
 	if (r < 0)
 		return r;
-	c->t = t;
-	t->conn = c;
-	t->sent = 0;
-	t->got = 0;
-	h1resp_init(&c->rp, 0);
+	pair(t, c);
 	arm_clock(t);
 	return 0;
 }
@@ -662,7 +664,6 @@ int h1_start(struct upstream *up, struct up_transfer *t, const struct up_request
 	t->target = tg;
 	t->out = req->get ? NULL : req->body;
 	t->out_len = req->get ? 0 : req->body_len;
-	t->get = req->get;
 	t->connect_ms = req->connect_timeout_ms > 0 ? req->connect_timeout_ms : H1_CONNECT_MS;
 	t->timeout_ms = req->timeout_ms;
 	t->clock = evtimer_new(up->base, clock_cb, t);

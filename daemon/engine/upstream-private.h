@@ -60,7 +60,6 @@ struct up_transfer {
 	const char *out; /* the request's body */
 	size_t out_len;
 	size_t sent; /* of head and body */
-	int get;
 	int64_t connect_ms, timeout_ms;
 	struct event *clock;
 	size_t got; /* answer bytes read */
