@@ -47,6 +47,7 @@ struct llmqd {
 	struct ipc *ipc;
 	struct scheduler *sched;
 	struct http *http;
+	char http_addr[128];   /* its TCP listener's address as bound, "" without one */
 	struct files *files;   /* uploaded files' bytes */
 	struct models *models; /* the upstreams' model lists */
 	struct live *live;     /* the lanes' last hour, for the live page */

@@ -6,7 +6,7 @@
 #include "sock/cmd.h"
 #include "service/config.h"
 #include "store/files.h"
-#include "view/health.h"
+#include "engine/health.h"
 #include "http/http.h"
 #include "sock/ipc.h"
 #include "gate/lane.h"
@@ -370,6 +370,7 @@ int main(int argc, char **argv)
 		        strerror(-r));
 		goto out;
 	}
+	snprintf(d.http_addr, sizeof(d.http_addr), "%s", http_bound_addr(d.http));
 	r = lanes_loop_back(&cfg, d.http, err, sizeof(err));
 	if (r < 0) {
 		log_err("%s", err);

@@ -1,6 +1,6 @@
 /*
  * fuzz_h1resp.c - the reader of an upstream's HTTP/1.1 answers
- * (daemon/engine/h1resp.c), fed an answer's bytes as the builtin client
+ * (daemon/upstream/h1resp.c), fed an answer's bytes as the builtin client
  * feeds them: what is not taken is kept and offered again with the next
  * piece, and a body callback may ask to stop (a relay's pause).
  *
@@ -12,7 +12,7 @@
  */
 #include "fuzz.h"
 
-#include "engine/h1resp.h"
+#include "upstream/h1resp.h"
 
 struct run {
 	struct fuzz_log head, body;

@@ -1,6 +1,6 @@
 /*
  * fuzz_retry.c - the headers of an upstream's answer, as llmq reads them:
- * each line through upstream_header_line() (daemon/engine/upstream.c), then the
+ * each line through upstream_header_line() (daemon/upstream/upstream.c), then the
  * values through the retry policy's parsers (daemon/gate/retry.c: retry-after,
  * retry-after-ms, x-should-retry, x-ratelimit-*), and the figures into a
  * lane's gate (gate_observe, then the next launch's time) and into
@@ -16,7 +16,7 @@
 #include "gate/gate.h"
 #include "gate/retry.h"
 #include "timeutil.h"
-#include "engine/upstream.h"
+#include "upstream/upstream.h"
 
 #include <ctype.h>
 #include <math.h>

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "engine/hop.h"
+#include "upstream/hop.h"
 #include "params.h"
 
 struct hop_case {

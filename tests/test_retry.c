@@ -5,7 +5,7 @@
 
 #include "params.h"
 #include "gate/retry.h"
-#include "engine/upstream.h"
+#include "upstream/upstream.h"
 
 struct cls_case {
 	int status;

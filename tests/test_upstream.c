@@ -1,5 +1,5 @@
 /*
- * The upstream transfers (daemon/engine/upstream*.c) against scripted
+ * The upstream transfers (daemon/upstream/upstream*.c) against scripted
  * upstreams on real sockets: each test's server is a thread that speaks
  * the bytes it is given, and each behaviour is asked of both clients,
  * llmqd's own HTTP/1.1 client and curl, which must agree. Also the answer
@@ -17,8 +17,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine/h1resp.h"
-#include "engine/upstream.h"
+#include "upstream/h1resp.h"
+#include "upstream/upstream.h"
 #include "timeutil.h"
 
 /* ---- the answer reader alone ---- */

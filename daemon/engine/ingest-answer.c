@@ -6,7 +6,6 @@
  * take. When they are sent is ingest-store.c's.
  */
 #include "engine/ingest-private.h"
-#include "sock/cmd.h"
 #include "log.h"
 #include "protocol.h"
 #include "store/store.h"
@@ -120,7 +119,7 @@ json_object *ingest_answer_refusal(struct ingest *in, int r)
 	char msg[256];
 
 	if (r != -EBUSY)
-		return cmd_store_error_reply(in->d, "submit", r);
+		return store_error_reply(in->d->store, "submit", r);
 	snprintf(msg, sizeof(msg),
 	         "the database stayed locked by another program for %ds; nothing was stored. "
 	         "End that program's transaction and submit again",

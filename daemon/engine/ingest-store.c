@@ -14,7 +14,6 @@
  * the batch does. Receiving the lines is ingest.c's.
  */
 #include "engine/ingest-private.h"
-#include "sock/cmd.h"
 #include "log.h"
 #include "protocol.h"
 #include "engine/scheduler.h"

@@ -12,7 +12,6 @@
 #include "engine/ingest-private.h"
 #include "text.h"
 #include "gate/admission.h"
-#include "sock/cmd.h"
 #include "estimate.h"
 #include "jsontext.h"
 #include "log.h"
@@ -196,12 +195,6 @@ void ingest_line_at(struct ingest *in, const char *line, size_t len, int too_lon
 void ingest_line(struct ingest *in, const char *line, size_t len, int too_long)
 {
 	ingest_line_at(in, line, len, too_long, -1);
-}
-
-static int on_line(void *ud, const char *line, size_t len, int too_long)
-{
-	ingest_line(ud, line, len, too_long);
-	return 0;
 }
 
 static int cmp_custom_id(const void *a, const void *b)
@@ -388,12 +381,7 @@ void ingest_end(struct ingest *in)
 	ingest_store_and_reply(in);
 	return;
 fail:
-	ingest_store_drop(in, cmd_store_error_reply(in->d, "submit", r));
-}
-
-static void on_end(void *ud)
-{
-	ingest_end(ud);
+	ingest_store_drop(in, store_error_reply(in->d->store, "submit", r));
 }
 
 void ingest_abort(struct ingest *in)
@@ -402,17 +390,6 @@ void ingest_abort(struct ingest *in)
 	         (int)in->uid, (long long)in->line_no);
 	ingest_store_abort(in);
 }
-
-static void on_abort(void *ud)
-{
-	ingest_abort(ud);
-}
-
-static const struct ipc_line_handler ingest_handler = {
-    .line = on_line,
-    .end = on_end,
-    .abort = on_abort,
-};
 
 static char *dup_opt(const char *v, int *failed)
 {
@@ -466,38 +443,4 @@ struct ingest *ingest_new(struct llmqd *d, const struct ingest_opts *opts, int64
 	in->opts.input_file_id = in->input_file_id;
 	in->opts.metadata = in->metadata;
 	return in;
-}
-
-static void ipc_owner_reply(void *ud, json_object *o)
-{
-	ipc_reply(ud, o);
-}
-
-static void ipc_owner_await(void *ud, void (*gone)(void *arg), void *arg)
-{
-	ipc_await(ud, gone, arg);
-}
-
-static void ipc_owner_await_end(void *ud)
-{
-	ipc_await_end(ud);
-}
-
-static const struct ingest_owner ipc_owner = {
-    .reply = ipc_owner_reply,
-    .await = ipc_owner_await,
-    .await_end = ipc_owner_await_end,
-};
-
-void ingest_start(struct llmqd *d, struct ipc_client *c, const struct ingest_opts *opts)
-{
-	uid_t u = ipc_client_uid(c);
-	struct ingest *in = ingest_new(d, opts, u == (uid_t)-1 ? -1 : (int64_t)u, &ipc_owner, c);
-
-	if (!in) {
-		ipc_reply(c, proto_error(ERR_INTERNAL, "out of memory"));
-		ipc_close_after_reply(c);
-		return;
-	}
-	ipc_expect_lines(c, opts->lines, &ingest_handler, in);
 }

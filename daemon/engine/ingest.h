@@ -15,7 +15,6 @@
 #include <stdint.h>
 #include <json-c/json.h>
 
-#include "sock/ipc.h"
 #include "llmqd.h"
 
 struct ingest_opts {
@@ -59,8 +58,5 @@ void ingest_line_at(struct ingest *in, const char *line, size_t len, int too_lon
 void ingest_end(struct ingest *in);
 /* The sender left: nothing is stored; in is freed. */
 void ingest_abort(struct ingest *in);
-
-/* Start receiving on c. Replies itself (now on a bad header, or when done). */
-void ingest_start(struct llmqd *d, struct ipc_client *c, const struct ingest_opts *opts);
 
 #endif

@@ -9,7 +9,7 @@
 #include "log.h"
 #include "engine/scheduler.h"
 #include "timeutil.h"
-#include "engine/upstream.h"
+#include "upstream/upstream.h"
 
 #include <errno.h>
 #include <fnmatch.h>

@@ -11,7 +11,7 @@
 #define LLMQ_SCHEDULER_PRIVATE_H
 
 #include "fleet/fleet.h"
-#include "engine/hop.h"
+#include "upstream/hop.h"
 #include "gate/ledger.h"
 #include "engine/scheduler.h"
 #include "store/store.h"

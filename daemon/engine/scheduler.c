@@ -16,7 +16,7 @@
  */
 #include "engine/scheduler-private.h"
 #include "service/config.h"
-#include "engine/hop.h"
+#include "upstream/hop.h"
 #include "gate/lane.h"
 #include "log.h"
 #include "store/store.h"

@@ -20,8 +20,8 @@
 #include "llmqd.h"
 #include "gate/price.h"
 #include "gate/retry.h"
-#include "view/stats.h"
-#include "engine/upstream.h"
+#include "engine/stats.h"
+#include "upstream/upstream.h"
 
 struct scheduler;
 

@@ -10,7 +10,7 @@
 #include "log.h"
 #include "service/access.h"
 #include "service/peer.h"
-#include "sock/unixsock.h"
+#include "service/unixsock.h"
 #include "timeutil.h"
 
 #include <errno.h>

@@ -26,7 +26,7 @@
 #include "store/store.h"
 #include "text.h"
 #include "timeutil.h"
-#include "view/health.h"
+#include "engine/health.h"
 
 #include <errno.h>
 #include <stdio.h>

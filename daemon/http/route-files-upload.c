@@ -20,7 +20,7 @@
 #include "store/writer.h"
 #include "engine/scheduler.h"
 #include "timeutil.h"
-#include "view/health.h"
+#include "engine/health.h"
 
 #include <errno.h>
 #include <fcntl.h>

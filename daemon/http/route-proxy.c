@@ -18,7 +18,7 @@
  * upstream still holds (ticket, transfer, timer) has been given back.
  */
 #include "estimate.h"
-#include "engine/hop.h"
+#include "upstream/hop.h"
 #include "http/caller.h"
 #include "http/route.h"
 #include "llmqd.h"

@@ -10,7 +10,7 @@
 #include "fleet/fleet.h"
 #include "llmqd.h"
 #include "timeutil.h"
-#include "view/health.h"
+#include "engine/health.h"
 #include "view/metrics.h"
 
 #include <errno.h>

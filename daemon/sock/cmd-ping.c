@@ -3,7 +3,6 @@
  * its HTTP face listens.
  */
 #include "sock/cmd.h"
-#include "http/http.h"
 #include "protocol.h"
 #include "engine/scheduler.h"
 #include "store/store.h"
@@ -25,7 +24,7 @@ static enum cmd_retval cmd_ping_exec(struct cmd_ctx *ctx)
 	cmd_add(ctx, "queued_tokens", json_object_new_int64(tokens));
 	cmd_add(ctx, "in_flight", json_object_new_int(sched_in_flight(ctx->d->sched)));
 	cmd_add(ctx, "lanes", json_object_new_int(ctx->d->cfg->n_lanes));
-	cmd_add(ctx, "http", json_object_new_string(http_bound_addr(ctx->d->http)));
+	cmd_add(ctx, "http", json_object_new_string(ctx->d->http_addr));
 	if (ctx->d->cfg->http_socket[0])
 		cmd_add(ctx, "http_socket", json_object_new_string(ctx->d->cfg->http_socket));
 	return CMD_REPLY;

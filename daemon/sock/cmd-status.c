@@ -8,7 +8,7 @@
 #include "sock/cmd.h"
 #include "fleet/fleet.h"
 #include "service/access.h"
-#include "view/health.h"
+#include "engine/health.h"
 #include "gate/lane.h"
 #include "gate/ledger.h"
 #include "protocol.h"

@@ -1,12 +1,12 @@
 /*
  * cmd-submit.c - "submit": the header {"lines": N, "window": "24h", "name",
  * "dry_run", "priority"} is checked here; the N input lines that follow are
- * received by ingest.c and stored by ingest-store.c, which answers once they are in. A header that
- * cannot be honoured closes the connection after the reply, since the lines that follow it cannot
- * be told from requests.
+ * received here and given to ingest.c, stored by ingest-store.c, which answers once they are in. A
+ * header that cannot be honoured closes the connection after the reply, since the lines that follow
+ * it cannot be told from requests.
  */
 #include "sock/cmd.h"
-#include "view/health.h"
+#include "engine/health.h"
 #include "engine/ingest.h"
 #include "protocol.h"
 #include "service/quota.h"
@@ -22,6 +22,65 @@ static enum cmd_retval refuse(struct cmd_ctx *ctx, const char *code, const char 
 {
 	ctx->close_after = 1;
 	return cmd_error(ctx, code, msg);
+}
+
+/* The socket's side of a batch: its lines from the client, its answer to it. */
+static int submit_line(void *ud, const char *line, size_t len, int too_long)
+{
+	ingest_line(ud, line, len, too_long);
+	return 0;
+}
+
+static void submit_end(void *ud)
+{
+	ingest_end(ud);
+}
+
+static void submit_abort(void *ud)
+{
+	ingest_abort(ud);
+}
+
+static const struct ipc_line_handler submit_lines = {
+    .line = submit_line,
+    .end = submit_end,
+    .abort = submit_abort,
+};
+
+static void submit_reply(void *ud, json_object *o)
+{
+	ipc_reply(ud, o);
+}
+
+static void submit_await(void *ud, void (*gone)(void *arg), void *arg)
+{
+	ipc_await(ud, gone, arg);
+}
+
+static void submit_await_end(void *ud)
+{
+	ipc_await_end(ud);
+}
+
+static const struct ingest_owner submit_owner = {
+    .reply = submit_reply,
+    .await = submit_await,
+    .await_end = submit_await_end,
+};
+
+/* Receiving on c starts; ingest.c answers (now on a bad line, or once stored). */
+static enum cmd_retval submit_start(struct cmd_ctx *ctx, const struct ingest_opts *opts)
+{
+	uid_t u = ipc_client_uid(ctx->client);
+	struct ingest *in =
+	    ingest_new(ctx->d, opts, u == (uid_t)-1 ? -1 : (int64_t)u, &submit_owner, ctx->client);
+
+	if (!in) {
+		ctx->close_after = 1;
+		return cmd_error(ctx, ERR_INTERNAL, "out of memory");
+	}
+	ipc_expect_lines(ctx->client, opts->lines, &submit_lines, in);
+	return CMD_WAIT;
 }
 
 static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
@@ -103,8 +162,7 @@ static enum cmd_retval cmd_submit_exec(struct cmd_ctx *ctx)
 		ctx->close_after = 1;
 		return cmd_store_error(ctx, "count your queued requests", r);
 	}
-	ingest_start(ctx->d, ctx->client, &opts);
-	return CMD_WAIT;
+	return submit_start(ctx, &opts);
 }
 
 const struct cmd_entry cmd_submit_entry = {

@@ -52,28 +52,10 @@ void cmd_add(struct cmd_ctx *ctx, const char *key, json_object *v)
 		json_object_object_add(ctx->reply, key, v);
 }
 
-json_object *cmd_store_error_reply(struct llmqd *d, const char *what, int r)
-{
-	char msg[512];
-
-	if (r == -ENOSPC) {
-		snprintf(msg, sizeof(msg),
-		         "%s: the disk holding the database is full; nothing was changed. "
-		         "Free space there and try again",
-		         what);
-		log_err("%s: disk full (%s)", what, store_errmsg(d->store));
-	} else {
-		snprintf(msg, sizeof(msg), "%s: database error (%s); see llmqd's log", what,
-		         strerror(-r));
-		log_err("%s: %s: %s", what, strerror(-r), store_errmsg(d->store));
-	}
-	return proto_error(r == -ENOSPC ? ERR_STORAGE : ERR_INTERNAL, msg);
-}
-
 enum cmd_retval cmd_store_error(struct cmd_ctx *ctx, const char *what, int r)
 {
 	json_object_put(ctx->reply);
-	ctx->reply = cmd_store_error_reply(ctx->d, what, r);
+	ctx->reply = store_error_reply(ctx->d->store, what, r);
 	return CMD_REPLY;
 }
 

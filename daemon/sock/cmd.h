@@ -90,8 +90,6 @@ int64_t cmd_get_int(json_object *req, const char *key, int64_t dflt);
 enum cmd_retval cmd_error(struct cmd_ctx *ctx, const char *code, const char *msg);
 /* The error a store failure deserves, logged once; returns CMD_REPLY. */
 enum cmd_retval cmd_store_error(struct cmd_ctx *ctx, const char *what, int r);
-/* The same, as a ready reply object (for faces that answer later). */
-json_object *cmd_store_error_reply(struct llmqd *d, const char *what, int r);
 /* Who asked, for the log: "alice (uid 1000)", or "uid 1000" without a name. */
 const char *cmd_who(const struct cmd_ctx *ctx, char *buf, size_t len);
 

@@ -14,7 +14,7 @@
 #include "sock/ipc.h"
 #include "protocol.h"
 #include "timeutil.h"
-#include "sock/unixsock.h"
+#include "service/unixsock.h"
 
 #include <errno.h>
 #include <stdio.h>

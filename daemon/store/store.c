@@ -15,6 +15,8 @@
  */
 #include "store/store-private.h"
 #include "store/migrations.h"
+#include "log.h"
+#include "protocol.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -116,6 +118,24 @@ int store_errno(int rc)
 const char *store_errmsg(struct store *s)
 {
 	return s && s->db ? sqlite3_errmsg(s->db) : "no database";
+}
+
+json_object *store_error_reply(struct store *s, const char *what, int r)
+{
+	char msg[512];
+
+	if (r == -ENOSPC) {
+		snprintf(msg, sizeof(msg),
+		         "%s: the disk holding the database is full; nothing was changed. "
+		         "Free space there and try again",
+		         what);
+		log_err("%s: disk full (%s)", what, store_errmsg(s));
+	} else {
+		snprintf(msg, sizeof(msg), "%s: database error (%s); see llmqd's log", what,
+		         strerror(-r));
+		log_err("%s: %s: %s", what, strerror(-r), store_errmsg(s));
+	}
+	return proto_error(r == -ENOSPC ? ERR_STORAGE : ERR_INTERNAL, msg);
 }
 
 int store_prep(struct store *s, enum stmt_id id, sqlite3_stmt **ret)

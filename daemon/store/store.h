@@ -165,6 +165,9 @@ int store_open(const char *path, struct store **ret);
 int store_exclusive(const struct store *s);
 void store_free(struct store *s);
 const char *store_errmsg(struct store *s);
+/* The protocol's error reply to a failure r of the store while doing
+ * what (ERR_STORAGE for a full disk, else ERR_INTERNAL), logged once. */
+json_object *store_error_reply(struct store *s, const char *what, int r);
 
 /* From now on the event loop runs: wait for another program's lock only a
  * moment (start-up waits up to 10 s). */

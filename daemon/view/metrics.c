@@ -6,11 +6,11 @@
  */
 #include "view/metrics-private.h"
 #include "fleet/fleet.h"
-#include "view/health.h"
+#include "engine/health.h"
 #include "sock/ipc.h"
 #include "protocol.h"
 #include "engine/scheduler.h"
-#include "engine/upstream.h"
+#include "upstream/upstream.h"
 #include "store/store.h"
 #include "timeutil.h"
 

@@ -1,7 +1,7 @@
 /*
  * stats.c - names and histogram arithmetic for stats.h.
  */
-#include "view/stats.h"
+#include "engine/stats.h"
 
 const double stats_bucket_le[STATS_BUCKETS] = {
     0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120,

@@ -1,10 +1,12 @@
 /*
  * upstream-h1.c - llmqd's own HTTP/1.1 client, for the upstreams a host's
  * calls mostly go to when they are near: plain http to an address (a model
- * server on the host or the LAN, another llmqd). Each address keeps its
- * idle connections, each watched while idle so that one the server closed
- * is never picked; a request goes out on one at once, from
- * upstream_start(), and its answer is read by h1resp.c. https, names to
+ * server on the host or the LAN, another llmqd): a transfer's request,
+ * sent on an idle connection of its address at once, from upstream_start(),
+ * or on a new one once connected; its answer, read by h1resp.c; its clock;
+ * one resend when a reused connection dies unanswered. The addresses and
+ * their idle connections, each watched while idle so that one the server
+ * closed is never picked, are upstream-h1-conn.c's. https, names to
  * resolve and proxies stay with curl (upstream.c): this file knows no TLS,
  * no DNS and no proxy.
  *
@@ -13,10 +15,9 @@
  * is closed. A closed connection is freed at the next loop turn, never in
  * its own callback. done() is never called from upstream_start().
  */
-#include "engine/upstream-private.h"
+#include "upstream/upstream-private.h"
 #include "timeutil.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,153 +26,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define H1_MAX_IDLE 1024      /* idle connections kept, all addresses together */
-#define H1_MAX_TARGETS 64     /* addresses spoken to; more go by curl */
-#define H1_IDLE_MAX_MS 118000 /* an idle connection older than this is not reused */
-#define H1_CONNECT_MS 300000  /* a connect's limit when the lane sets none */
-#define H1_READ (16u << 10)   /* room for a read, at the least */
-#define H1_KEY_MAX 1000       /* an API key's length, as curl's path allows */
-
-struct h1_target {
-	struct h1_target *next;
-	char authority[256]; /* host[:port] as the URL has it: the Host header */
-	char name[INET6_ADDRSTRLEN];
-	int port;
-	struct sockaddr_storage addr;
-	socklen_t addr_len;
-	struct h1_conn *idle; /* the last one back first */
-	int n;
-};
-
-struct h1_conn {
-	struct upstream *up;
-	struct h1_target *tg;
-	struct h1_conn *next; /* in its address's idle list, or in the dead list */
-	int fd;
-	struct event *rd; /* answers, and a close while idle */
-	struct event *wr; /* the connect, and a request that did not go out at once */
-	struct up_transfer *t;
-	int connecting;
-	int connect_err;
-	int64_t opened; /* when its connect began: the connect limit counts from it */
-	int uses;       /* answers read on it before this one */
-	int paused;
-	int64_t idle_since;
-	struct h1resp rp;
-	char *in;
-	size_t in_len, in_cap;
-};
+#define H1_CONNECT_MS 300000 /* a connect's limit when the lane sets none */
+#define H1_READ (16u << 10)  /* room for a read, at the least */
+#define H1_KEY_MAX 1000      /* an API key's length, as curl's path allows */
 
 static int attach(struct up_transfer *t, int fresh);
 static void on_read(evutil_socket_t fd, short what, void *arg);
-
-/* A byte a request line's target may not hold as it is (curl's to encode). */
-static int bad_target(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
-			return 1;
-	return 0;
-}
-
-static int parse_port(const char *p, const char *end, int *ret)
-{
-	long port = 0;
-
-	if (p == end || end - p > 5)
-		return -1;
-	for (; p < end; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		port = port * 10 + (*p - '0');
-	}
-	if (port < 1 || port > 65535)
-		return -1;
-	*ret = (int)port;
-	return 0;
-}
-
-/* host[:port] with host an IPv4 address or a bracketed IPv6 one. */
-static int parse_authority(const char *auth, size_t alen, struct h1_target *tg)
-{
-	const char *end = auth + alen, *host = auth, *hend, *rest;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&tg->addr;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&tg->addr;
-	int v6 = auth[0] == '[';
-
-	if (v6) {
-		hend = memchr(auth, ']', alen);
-		if (!hend)
-			return -1;
-		host = auth + 1;
-		rest = hend + 1;
-	} else {
-		hend = memchr(auth, ':', alen);
-		hend = hend ? hend : end;
-		rest = hend;
-	}
-	if (hend == host || (size_t)(hend - host) >= sizeof(tg->name))
-		return -1;
-	memcpy(tg->name, host, (size_t)(hend - host));
-	tg->name[hend - host] = '\0';
-	tg->port = 80;
-	if (rest < end && (*rest != ':' || parse_port(rest + 1, end, &tg->port) < 0))
-		return -1;
-	if (v6) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)tg->port);
-		tg->addr_len = sizeof(*sin6);
-		return inet_pton(AF_INET6, tg->name, &sin6->sin6_addr) == 1 ? 0 : -1;
-	}
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons((uint16_t)tg->port);
-	tg->addr_len = sizeof(*sin);
-	return inet_pton(AF_INET, tg->name, &sin->sin_addr) == 1 ? 0 : -1;
-}
-
-int h1_target_for(struct upstream *up, const char *url, struct h1_target **ret_target,
-                  const char **ret_path)
-{
-	struct h1_target *tg;
-	const char *auth, *end;
-	size_t alen;
-	int n = 0;
-
-	if (strncasecmp(url, "http://", 7) != 0)
-		return 0;
-	auth = url + 7;
-	end = auth + strcspn(auth, "/?#");
-	alen = (size_t)(end - auth);
-	if (alen == 0 || alen >= sizeof(tg->authority) || memchr(auth, '@', alen) ||
-	    (*end != '/' && *end != '\0') || bad_target(end))
-		return 0; /* a user, a query without a path, a byte to refuse: curl's */
-	for (tg = up->targets; tg; tg = tg->next, n++) {
-		if (strlen(tg->authority) == alen && memcmp(tg->authority, auth, alen) == 0) {
-			*ret_target = tg;
-			*ret_path = *end ? end : "/";
-			return 1;
-		}
-	}
-	if (n >= H1_MAX_TARGETS)
-		return 0;
-	tg = calloc(1, sizeof(*tg));
-	if (!tg)
-		return -ENOMEM;
-	if (parse_authority(auth, alen, tg) < 0) {
-		free(tg); /* a name to resolve, or a zone: curl's */
-		return 0;
-	}
-	memcpy(tg->authority, auth, alen);
-	tg->next = up->targets;
-	up->targets = tg;
-	*ret_target = tg;
-	*ret_path = *end ? end : "/";
-	return 1;
-}
 
 /* What curl sends, in its order, with the Expect header left out. */
 static int build_head(struct up_transfer *t, const struct up_request *req, const char *hop,
@@ -205,85 +68,6 @@ static int build_head(struct up_transfer *t, const struct up_request *req, const
 	return 0;
 }
 
-static void reap_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct upstream *up = arg;
-	struct h1_conn *c;
-
-	while ((c = up->dead)) {
-		up->dead = c->next;
-		if (c->rd)
-			event_free(c->rd);
-		if (c->wr)
-			event_free(c->wr);
-		free(c->in);
-		free(c);
-	}
-}
-
-/* Closed now, freed at the next loop turn (this may be its own callback). */
-static void conn_close(struct h1_conn *c)
-{
-	if (c->rd)
-		event_del(c->rd);
-	if (c->wr)
-		event_del(c->wr);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	c->t = NULL;
-	c->next = c->up->dead;
-	c->up->dead = c;
-	event_active(c->up->reap, EV_TIMEOUT, 1);
-}
-
-static void idle_drop(struct h1_conn *c)
-{
-	struct h1_conn **p;
-
-	for (p = &c->tg->idle; *p; p = &(*p)->next) {
-		if (*p == c) {
-			*p = c->next;
-			c->tg->n--;
-			c->up->n_idle--;
-			break;
-		}
-	}
-	conn_close(c);
-}
-
-static void idle_put(struct h1_conn *c)
-{
-	struct upstream *up = c->up;
-
-	if (up->n_idle >= H1_MAX_IDLE || event_add(c->rd, NULL) < 0) {
-		conn_close(c);
-		return;
-	}
-	c->idle_since = time_mono_ms();
-	c->next = c->tg->idle;
-	c->tg->idle = c;
-	c->tg->n++;
-	up->n_idle++;
-}
-
-static struct h1_conn *idle_take(struct h1_target *tg)
-{
-	int64_t now = time_mono_ms();
-	struct h1_conn *c;
-
-	while ((c = tg->idle)) {
-		tg->idle = c->next;
-		tg->n--;
-		c->up->n_idle--;
-		c->next = NULL;
-		if (now - c->idle_since <= H1_IDLE_MAX_MS)
-			return c;
-		conn_close(c);
-	}
-	return NULL;
-}
-
 /* The transfer ends: its connection closed, done() told. */
 __attribute__((format(printf, 3, 4))) static void fail(struct up_transfer *t, int code,
                                                        const char *fmt, ...)
@@ -291,7 +75,7 @@ __attribute__((format(printf, 3, 4))) static void fail(struct up_transfer *t, in
 	va_list ap;
 
 	if (t->conn)
-		conn_close(t->conn);
+		h1_conn_close(t->conn);
 	t->conn = NULL;
 	va_start(ap, fmt);
 	vsnprintf(t->errbuf, sizeof(t->errbuf), fmt, ap);
@@ -385,7 +169,7 @@ static int resend(struct up_transfer *t)
 
 	if (!c || c->uses == 0 || t->got > 0)
 		return -1;
-	conn_close(c);
+	h1_conn_close(c);
 	t->conn = NULL;
 	return attach(t, 1);
 }
@@ -446,7 +230,7 @@ static int conn_open(struct upstream *up, struct h1_target *tg, struct h1_conn *
 	c->rd = event_new(up->base, c->fd, EV_READ | EV_PERSIST, on_read, c);
 	c->wr = event_new(up->base, c->fd, EV_WRITE, on_write, c);
 	if (!c->rd || !c->wr) {
-		conn_close(c);
+		h1_conn_close(c);
 		return -ENOMEM;
 	}
 	/* As curl sets them: no Nagle delay on a request's last bytes, and a
@@ -466,7 +250,7 @@ static int conn_open(struct upstream *up, struct h1_target *tg, struct h1_conn *
 	if (c->connect_err)
 		event_active(c->wr, EV_WRITE, 1);
 	else if (event_add(c->wr, NULL) < 0) {
-		conn_close(c);
+		h1_conn_close(c);
 		return -ENOMEM;
 	}
 	*ret = c;
@@ -486,7 +270,7 @@ static void pair(struct up_transfer *t, struct h1_conn *c)
 /* t onto an idle connection of its address (sent at once) or a new one. */
 static int attach(struct up_transfer *t, int fresh)
 {
-	struct h1_conn *c = fresh ? NULL : idle_take(t->target);
+	struct h1_conn *c = fresh ? NULL : h1_idle_take(t->target);
 	int r;
 
 	while (c) {
@@ -495,9 +279,9 @@ static int attach(struct up_transfer *t, int fresh)
 		if (r >= 0 && event_add(c->rd, NULL) == 0)
 			return 0;
 		/* It died while idle: the next one, or a new one. */
-		conn_close(c);
+		h1_conn_close(c);
 		t->conn = NULL;
-		c = idle_take(t->target);
+		c = h1_idle_take(t->target);
 	}
 	r = conn_open(t->up, t->target, &c);
 	if (r < 0)
@@ -554,9 +338,9 @@ static void complete(struct h1_conn *c)
 	c->uses++;
 	c->paused = 0; /* a pause asked with the last bytes: nothing is left to hold */
 	if (reuse)
-		idle_put(c);
+		h1_idle_put(c);
 	else
-		conn_close(c);
+		h1_conn_close(c);
 	upstream_finish(t, 0, NULL);
 }
 
@@ -570,7 +354,7 @@ static void consume(struct h1_conn *c, int eof, int err)
 	k = h1resp_feed(&c->rp, c->in, c->in_len, &answer_cb, c);
 	t->in_cb = 0;
 	if (t->aborted) {
-		conn_close(c);
+		h1_conn_close(c);
 		upstream_transfer_free(t);
 		return;
 	}
@@ -614,7 +398,7 @@ static void idle_event(struct h1_conn *c)
 	if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
 	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
-	idle_drop(c);
+	h1_idle_drop(c);
 }
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
@@ -683,7 +467,7 @@ void h1_abort(struct up_transfer *t)
 		return;
 	}
 	if (t->conn)
-		conn_close(t->conn);
+		h1_conn_close(t->conn);
 	t->conn = NULL;
 	upstream_transfer_free(t);
 }
@@ -701,48 +485,4 @@ void h1_resume(struct up_transfer *t)
 	}
 	/* What the pause held is read at the next loop turn, not from here. */
 	event_active(c->rd, EV_READ, 1);
-}
-
-/* curl's own rules for a proxy before a plain http URL: those go by curl. */
-static int proxy_set(void)
-{
-	static const char *const vars[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
-	const char *v;
-	size_t i;
-
-	for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-		if ((v = getenv(vars[i])) && *v)
-			return 1;
-	return 0;
-}
-
-void upstream_use_builtin(struct upstream *up, int on)
-{
-	up->builtin = on && !proxy_set();
-}
-
-int h1_init(struct upstream *up)
-{
-	up->reap = event_new(up->base, -1, 0, reap_cb, up);
-	if (!up->reap)
-		return -ENOMEM;
-	up->builtin = !proxy_set();
-	return 0;
-}
-
-void h1_free_all(struct upstream *up)
-{
-	struct h1_target *tg;
-	struct h1_conn *c;
-
-	while ((tg = up->targets)) {
-		up->targets = tg->next;
-		while ((c = idle_take(tg)))
-			conn_close(c);
-		free(tg);
-	}
-	if (up->reap) {
-		reap_cb(-1, 0, up);
-		event_free(up->reap);
-	}
 }

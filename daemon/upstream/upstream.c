@@ -8,7 +8,7 @@
  * upstream-h1.c instead, which ends its transfers through
  * upstream_finish() here as well.
  */
-#include "engine/upstream-private.h"
+#include "upstream/upstream-private.h"
 #include "timeutil.h"
 
 #include <ctype.h>

@@ -4,7 +4,7 @@
  * over byte counts for the body. A line ends with LF, a CR before it
  * dropped; a CR or NUL anywhere else in a line fails the answer.
  */
-#include "engine/h1resp.h"
+#include "upstream/h1resp.h"
 
 #include <string.h>
 #include <strings.h>

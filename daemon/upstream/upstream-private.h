@@ -2,21 +2,21 @@
  * upstream-private.h - what the two ways of sending a transfer share: the
  * curl glue (upstream.c, for https, names to resolve and proxies) and
  * llmqd's own HTTP/1.1 client (upstream-h1.c, for plain http to an address
- * over kept-alive connections). Not for use outside them.
+ * over kept-alive connections, which upstream-h1-conn.c keeps). Not for use outside them.
  */
 #ifndef LLMQ_UPSTREAM_PRIVATE_H
 #define LLMQ_UPSTREAM_PRIVATE_H
 
-#include "engine/h1resp.h"
-#include "engine/hop.h"
-#include "engine/upstream.h"
+#include "upstream/h1resp.h"
+#include "upstream/hop.h"
+#include "upstream/upstream.h"
 
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #define UP_MAX_BODY (64u << 20) /* an answer larger than this fails the transfer */
-
-struct h1_target;
-struct h1_conn;
 
 struct upstream {
 	struct event_base *base;
@@ -76,6 +76,37 @@ void upstream_finish(struct up_transfer *t, int code, const char *error);
 
 void upstream_transfer_free(struct up_transfer *t);
 
+/* The builtin client's address, with its idle connections. */
+struct h1_target {
+	struct h1_target *next;
+	char authority[256]; /* host[:port] as the URL has it: the Host header */
+	char name[INET6_ADDRSTRLEN];
+	int port;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	struct h1_conn *idle; /* the last one back first */
+	int n;
+};
+
+struct h1_conn {
+	struct upstream *up;
+	struct h1_target *tg;
+	struct h1_conn *next; /* in its address's idle list, or in the dead list */
+	int fd;
+	struct event *rd; /* answers, and a close while idle */
+	struct event *wr; /* the connect, and a request that did not go out at once */
+	struct up_transfer *t;
+	int connecting;
+	int connect_err;
+	int64_t opened; /* when its connect began: the connect limit counts from it */
+	int uses;       /* answers read on it before this one */
+	int paused;
+	int64_t idle_since;
+	struct h1resp rp;
+	char *in;
+	size_t in_len, in_cap;
+};
+
 /*
  * The builtin client. h1_target_for(): 1 when url is plain http to an
  * address llmqd may speak to itself (*ret_target, *ret_path set), 0 when
@@ -89,5 +120,12 @@ void h1_abort(struct up_transfer *t);
 void h1_resume(struct up_transfer *t);
 int h1_init(struct upstream *up);
 void h1_free_all(struct upstream *up);
+
+/* upstream-h1-conn.c: a connection closed (freed at the next loop turn);
+ * taken from its address's idle list, put back, dropped from it. */
+void h1_conn_close(struct h1_conn *c);
+struct h1_conn *h1_idle_take(struct h1_target *tg);
+void h1_idle_put(struct h1_conn *c);
+void h1_idle_drop(struct h1_conn *c);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * health.c - see health.h.
  */
-#include "view/health.h"
+#include "engine/health.h"
 #include "log.h"
 #include "engine/scheduler.h"
 #include "store/store.h"

@@ -1,7 +1,7 @@
 /*
  * unixsock.c - see unixsock.h.
  */
-#include "sock/unixsock.h"
+#include "service/unixsock.h"
 #include "log.h"
 #include "paths.h"
 

@@ -1,7 +1,7 @@
 /*
  * hop.c - the llmq-via hop header: instance ids, loop and length checks.
  */
-#include "engine/hop.h"
+#include "upstream/hop.h"
 
 #include <errno.h>
 #include <stdint.h>
