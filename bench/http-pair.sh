@@ -5,6 +5,10 @@
 # any relay adds on this machine), to the old llmqd and to the new one, for
 # several rounds, so that all meet the same machine. Prints each run's
 # http-load line and, per build, the CPU llmqd spent per answered request.
+# LLMQ_BENCH_CPUS=CALLERS:RELAYS pins the mock and the load generator to
+# the CPU list CALLERS and the relays (tcp-relay, both llmqds) to RELAYS
+# (taskset's lists): 0:1 is a host whose callers leave the gateway a core
+# of its own, 1:1 all of them on one core.
 #   bash bench/http-pair.sh OLD_BUILD_DIR [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +17,10 @@ rounds=${2:-2}
 cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
 new=$PWD/build
 load=$new/bench/http-load
+pin_caller=() pin_relay=()
+if [ -n "${LLMQ_BENCH_CPUS:-}" ]; then
+	pin_caller=(taskset -c "${LLMQ_BENCH_CPUS%%:*}") pin_relay=(taskset -c "${LLMQ_BENCH_CPUS##*:}")
+fi
 t=$(mktemp -d /tmp/llmq-bench-pair-XXXXXX)
 pids=()
 cleanup() {
@@ -22,11 +30,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$new/tests/mock_upstream" >"$t/port" 2>/dev/null &
+"${pin_caller[@]}" "$new/tests/mock_upstream" >"$t/port" 2>/dev/null &
 pids+=($!)
 sleep 0.3
 mp=$(cat "$t/port")
-"$new/bench/tcp-relay" "$mp" >"$t/relay.port" &
+"${pin_relay[@]}" "$new/bench/tcp-relay" "$mp" >"$t/relay.port" &
 pids+=($!)
 sleep 0.2
 
@@ -35,7 +43,7 @@ start() {
 	mkdir "$t/$1"
 	OPENAI_BASE_URL=http://127.0.0.1:$mp/v1 OPENAI_STAGGER_SECONDS=0 OPENAI_TPM_LIMIT=0 \
 		OPENAI_RPM_LIMIT=0 OPENAI_MAX_CONCURRENCY=4096 LLMQ_HTTP_ADDR=127.0.0.1:0 LLMQ_CONFIG= \
-		"$2/llmqd" --socket "$t/$1/s" --db "$t/$1/db" 2>"$t/$1/log" &
+		"${pin_relay[@]}" "$2/llmqd" --socket "$t/$1/s" --db "$t/$1/db" 2>"$t/$1/log" &
 	pids+=($!)
 	echo $! >"$t/$1.pid"
 	for _ in $(seq 50); do
@@ -54,7 +62,7 @@ run() {
 	local label=$1 addr=$2 before after out n
 	shift 2
 	case $label in mock | relay) ;; *) before=$(ticks "$label") ;; esac
-	out=$("$load" --url "http://$addr/v1/chat/completions" "$@")
+	out=$("${pin_caller[@]}" "$load" --url "http://$addr/v1/chat/completions" "$@")
 	n=$(echo "$out" | sed -n 's/.*: \([0-9]*\) answered.*/\1/p')
 	if [ "$label" = mock ] || [ "$label" = relay ]; then
 		printf '%-5s %s\n' "$label" "$out"
