@@ -63,7 +63,7 @@ int store_file_list(struct store *s, int64_t uid, const char *after, int limit,
                     struct store_file *ret, int *ret_n)
 {
 	sqlite3_stmt *st = NULL;
-	int r = store_prep(s, S_FILE_LIST, &st), rc, n = 0;
+	int r = store_prep(s, S_FILE_LIST, &st), rc = SQLITE_DONE, n = 0;
 
 	if (r < 0)
 		return r;

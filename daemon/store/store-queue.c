@@ -350,7 +350,7 @@ int store_batch_lanes(struct store *s, const char *batch_id, struct store_batch_
 {
 	sqlite3_stmt *st = NULL;
 	const char *lane;
-	int r = store_prep(s, S_BATCH_LANES, &st), rc, n = 0;
+	int r = store_prep(s, S_BATCH_LANES, &st), rc = SQLITE_DONE, n = 0;
 
 	if (r < 0)
 		return r;
@@ -378,7 +378,7 @@ int store_batch_lane_counts(struct store *s, const char *batch_id, struct store_
 {
 	sqlite3_stmt *st = NULL;
 	const char *lane;
-	int r = store_prep(s, S_BATCH_LANE_COUNTS, &st), rc, n = 0;
+	int r = store_prep(s, S_BATCH_LANE_COUNTS, &st), rc = SQLITE_DONE, n = 0;
 
 	if (r < 0)
 		return r;

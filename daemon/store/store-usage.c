@@ -49,7 +49,7 @@ int store_call_insert(struct store *s, const struct store_call *c)
 int store_usage_day(struct store *s, const char *day, struct store_usage *ret, int max, int *ret_n)
 {
 	sqlite3_stmt *st = NULL;
-	int r = store_prep(s, S_USAGE_DAY, &st), rc, n = 0;
+	int r = store_prep(s, S_USAGE_DAY, &st), rc = SQLITE_DONE, n = 0;
 
 	if (r < 0)
 		return r;
@@ -213,7 +213,7 @@ int store_recent_errors(struct store *s, int64_t uid, int64_t since, int scan,
                         struct store_error *ret, int max, int *ret_n)
 {
 	sqlite3_stmt *st = NULL;
-	int r = store_prep(s, S_RECENT_ERRORS, &st), rc, n = 0;
+	int r = store_prep(s, S_RECENT_ERRORS, &st), rc = SQLITE_DONE, n = 0;
 
 	if (r < 0)
 		return r;
