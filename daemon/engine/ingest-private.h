@@ -167,6 +167,9 @@ struct ingest_write {
 	int with_batch;           /* the row is inserted first */
 	struct store_slice slice; /* SLICE, and START when not sliced: the jobs */
 	struct store_job_row *rows;
+	/* The lanes' names the rows point to: the write's own, since a reload
+	 * copies the configuration over while the writer thread runs it. */
+	char lanes[CONFIG_MAX_LANES][sizeof(((struct lane_config *)0)->name)];
 	size_t from;         /* the jobs are in->jobs[from, from + slice.n) */
 	int64_t first, last; /* SLICE: the ids they took; START, RELEASE: the ids let go */
 	int64_t now;

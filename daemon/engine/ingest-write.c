@@ -57,6 +57,8 @@ struct ingest_write *ingest_write_new(struct ingest *in, enum ingest_write_kind 
 		ingest_write_free(w);
 		return NULL;
 	}
+	for (i = 0; i < (size_t)in->d->cfg->n_lanes; i++)
+		memcpy(w->lanes[i], in->d->cfg->lanes[i].name, sizeof(w->lanes[i]));
 	for (i = 0; i < n; i++) {
 		const struct ingest_job *j = &in->jobs[from + i];
 
@@ -65,7 +67,7 @@ struct ingest_write *ingest_write_new(struct ingest *in, enum ingest_write_kind 
 		    .custom_id = j->custom_id,
 		    .url = j->url,
 		    .model = j->model,
-		    .lane = j->lane->name,
+		    .lane = w->lanes[j->lane - in->d->cfg->lanes],
 		    .body = j->body,
 		    .body_len = j->body_len,
 		    .est_tokens = j->est,
