@@ -199,6 +199,7 @@ struct server {
 	size_t request_len;
 	const char *answer;
 	int stop; /* a silent server waits for it */
+	int64_t closed_after_ms;
 };
 
 static int srv_accept(struct server *s)
@@ -579,6 +580,41 @@ Test(upstream, a_connection_the_server_closed_while_idle_is_not_used)
 {
 	second_call_on_a_new_connection(0, close_while_idle);
 	second_call_on_a_new_connection(1, close_while_idle);
+}
+
+/* One answer, then how long (ms) until the client closes its connection. */
+static void answer_then_time_the_close(struct server *s)
+{
+	int fd = srv_accept(s);
+	int64_t t0;
+	char b;
+
+	srv_answer(s, fd, ANSWER);
+	t0 = time_mono_ms();
+	while (read(fd, &b, 1) > 0)
+		;
+	__atomic_store_n(&s->closed_after_ms, time_mono_ms() - t0, __ATOMIC_SEQ_CST);
+	close(fd);
+}
+
+Test(upstream, an_idle_connection_is_closed_at_its_limit_with_no_call_to_come)
+{
+	struct server s = {0};
+	struct result a = {0};
+	struct client c;
+
+	rig_up(&s, &c, 1, answer_then_time_the_close, NULL);
+	upstream_set_idle_limit(c.up, 300);
+	call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
+	cr_assert_eq(a.status, 200, "%s", a.message);
+	client_idle(&c, 2000);
+	/* Closed by the sweep while the loop ran, not by the pool's end. */
+	cr_assert(__atomic_load_n(&s.closed_after_ms, __ATOMIC_SEQ_CST) > 0,
+	          "the idle connection was still open 2 s after its 300 ms limit");
+	cr_assert_geq(s.closed_after_ms, 250, "closed after %lld ms, before its limit",
+	              (long long)s.closed_after_ms);
+	rig_down(&s, &c);
+	free(a.body);
 }
 
 static void die_unanswered_on_reuse(struct server *s)

@@ -2,12 +2,14 @@
  * upstream-h1-conn.c - the addresses and connections of llmqd's own HTTP/1.1
  * client (upstream-h1.c sends on them): which URLs it may take (plain http
  * to an IPv4 or IPv6 address, no user, no proxy set), each address's idle
- * connections (last back first out, at most H1_MAX_IDLE in all, none reused
- * after H1_IDLE_MAX_MS idle), and the closing of a connection, whose memory
+ * connections (last back first out, at most H1_MAX_IDLE in all, each closed
+ * once idle for H1_IDLE_MAX_MS, taken or not), and the closing of a
+ * connection, whose memory
  * is freed at the next loop turn since it may be closed from its own
  * callback.
  */
 #include "upstream/upstream-private.h"
+#include "log.h"
 #include "timeutil.h"
 
 #include <arpa/inet.h>
@@ -174,6 +176,45 @@ void h1_idle_drop(struct h1_conn *c)
 	h1_conn_close(c);
 }
 
+/* The sweep's next run in ms from now, unless it is set already. */
+static void sweep_arm(struct upstream *up, int64_t ms)
+{
+	struct timeval tv;
+
+	if (evtimer_pending(up->sweep, NULL))
+		return;
+	time_to_timeval(ms, &tv);
+	if (evtimer_add(up->sweep, &tv) < 0)
+		log_warn(
+		    "upstream: cannot arm the idle connections' sweep; old ones wait for a call");
+}
+
+/*
+ * Idle connections past their limit are closed, whether or not a call
+ * comes for their address: a server is not left holding them. Each list is
+ * newest first, so what is past the limit is its tail.
+ */
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream *up = arg;
+	int64_t now = time_mono_ms(), oldest = INT64_MAX;
+	struct h1_target *tg;
+	struct h1_conn **p, *c;
+
+	for (tg = up->targets; tg; tg = tg->next) {
+		for (p = &tg->idle; *p && now - (*p)->idle_since < up->idle_max_ms; p = &(*p)->next)
+			oldest = (*p)->idle_since < oldest ? (*p)->idle_since : oldest;
+		while ((c = *p)) {
+			*p = c->next;
+			tg->n--;
+			up->n_idle--;
+			h1_conn_close(c);
+		}
+	}
+	if (oldest != INT64_MAX)
+		sweep_arm(up, oldest + up->idle_max_ms - now);
+}
+
 void h1_idle_put(struct h1_conn *c)
 {
 	struct upstream *up = c->up;
@@ -187,6 +228,7 @@ void h1_idle_put(struct h1_conn *c)
 	c->tg->idle = c;
 	c->tg->n++;
 	up->n_idle++;
+	sweep_arm(up, up->idle_max_ms);
 }
 
 struct h1_conn *h1_idle_take(struct h1_target *tg)
@@ -199,7 +241,7 @@ struct h1_conn *h1_idle_take(struct h1_target *tg)
 		tg->n--;
 		c->up->n_idle--;
 		c->next = NULL;
-		if (now - c->idle_since <= H1_IDLE_MAX_MS)
+		if (now - c->idle_since < c->up->idle_max_ms)
 			return c;
 		h1_conn_close(c);
 	}
@@ -224,11 +266,18 @@ void upstream_use_builtin(struct upstream *up, int on)
 	up->builtin = on && !proxy_set();
 }
 
+void upstream_set_idle_limit(struct upstream *up, int64_t ms)
+{
+	up->idle_max_ms = ms > 0 ? ms : H1_IDLE_MAX_MS;
+}
+
 int h1_init(struct upstream *up)
 {
 	up->reap = event_new(up->base, -1, 0, reap_cb, up);
-	if (!up->reap)
+	up->sweep = evtimer_new(up->base, sweep_cb, up);
+	if (!up->reap || !up->sweep)
 		return -ENOMEM;
+	up->idle_max_ms = H1_IDLE_MAX_MS;
 	up->builtin = !proxy_set();
 	return 0;
 }
@@ -244,6 +293,8 @@ void h1_free_all(struct upstream *up)
 			h1_conn_close(c);
 		free(tg);
 	}
+	if (up->sweep)
+		event_free(up->sweep);
 	if (up->reap) {
 		reap_cb(-1, 0, up);
 		event_free(up->reap);

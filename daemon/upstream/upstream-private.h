@@ -31,6 +31,8 @@ struct upstream {
 	int n_idle;
 	struct h1_conn *dead; /* closed connections, freed at the next loop turn */
 	struct event *reap;
+	struct event *sweep; /* closes idle connections past idle_max_ms */
+	int64_t idle_max_ms;
 	uint64_t connects[2]; /* new connections: by curl [0], by the own client [1] */
 };
 

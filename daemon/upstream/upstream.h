@@ -103,6 +103,13 @@ void upstream_free(struct upstream *up);
  */
 void upstream_use_builtin(struct upstream *up, int on);
 
+/*
+ * How long the own client keeps a connection idle before closing it (ms;
+ * 0 or less: 118 s, under the 120 s servers commonly keep one). Closed
+ * then whether or not a call comes for its address.
+ */
+void upstream_set_idle_limit(struct upstream *up, int64_t ms);
+
 int upstream_start(struct upstream *up, const struct up_request *req, struct up_transfer **ret);
 /* Stop a transfer without calling its done callback. */
 void upstream_abort(struct upstream *up, struct up_transfer *t);
