@@ -257,6 +257,65 @@ Test(ingest, a_batch_cut_halfway_leaves_nothing, .timeout = 90)
 	h_mock_stop(&m);
 }
 
+/* Whether llmqd's log has said what. */
+static int log_says(const struct daemon_proc *d, const char *what)
+{
+	static char buf[1 << 20];
+	FILE *f = fopen(d->log, "r");
+	size_t n;
+
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, what) != NULL;
+}
+
+/*
+ * A large batch answered, then the release of its later slices refused for
+ * good (here by a trigger of an operator's sqlite3 that refuses to let go
+ * of any job past the first slice): once the database takes the write
+ * again, they are let go within seconds and the batch completes, with no
+ * restart. Before, they stayed held until llmqd's next start.
+ */
+Test(ingest, slices_whose_release_failed_are_let_go_without_a_restart, .timeout = 90)
+{
+	char dir[64], file[128], id[40];
+	struct mock_proc m = {0};
+	struct daemon_proc d = {0};
+	sqlite3 *db;
+	int64_t t0;
+
+	h_tmpdir(dir, sizeof(dir));
+	h_mock_start(&m, dir, NULL);
+	h_daemon_start(&d, dir, &m, H_FAST, NULL);
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 10000);
+	cr_assert_eq(sqlite3_exec(db,
+	                          "CREATE TRIGGER refuse_release BEFORE UPDATE OF lane ON jobs "
+	                          "WHEN OLD.lane GLOB '~*' AND OLD.id > 1000 "
+	                          "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+	                          NULL, NULL, NULL),
+	             SQLITE_OK, "%s", sqlite3_errmsg(db));
+	snprintf(file, sizeof(file), "%s/in.jsonl", dir);
+	h_write_batch(file, 2500, "gpt-4o-mini", 5);
+	h_submit(&d, file, id, sizeof(id));
+	t0 = now_ms();
+	while (!log_says(&d, "are still held") && now_ms() - t0 < 20000)
+		usleep(50 * 1000);
+	cr_assert(log_says(&d, "are still held"), "the release was not refused; see %s", d.log);
+	cr_assert_gt(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE lane GLOB '~*'"), 0);
+	cr_assert_eq(sqlite3_exec(db, "DROP TRIGGER refuse_release", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	json_object_put(h_wait_for(&d, id, h_batch_completed, 40));
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE lane GLOB '~*'"), 0);
+	cr_assert_eq(h_sql_int(&d, "SELECT count(*) FROM jobs WHERE state = 'succeeded'"), 2500);
+	cr_assert(log_says(&d, "its held jobs are let go"));
+	h_daemon_signal(&d, SIGTERM);
+	h_mock_stop(&m);
+}
+
 /*
  * Another program's lock while a large batch comes: it waits (the slices
  * already stored stay, the others wait for the lock), then is stored once,

@@ -237,6 +237,30 @@ static void ingest_store_rest(struct ingest *in)
 	}
 }
 
+/*
+ * The slices from released on, which in cannot let go (why): the
+ * scheduler's once-a-second expiry tries them again, in one range, since a
+ * release touches only this batch's jobs.
+ */
+static void ingest_store_release_later(struct ingest *in, const char *why)
+{
+	size_t left = in->n_slices - in->released;
+
+	if (left == 0)
+		return;
+	if (sched_release_later(in->d->sched, in->id, in->slices[in->released].first,
+	                        in->slices[in->n_slices - 1].last) == 0)
+		log_warn("batch %s: stored, but %zu slices of its jobs are still held (%s); llmqd "
+		         "tries to let them go every second",
+		         in->id, left, why);
+	else
+		log_warn("batch %s: stored, but %zu slices of its jobs are still held (%s); llmqd "
+		         "lets them go at its next start",
+		         in->id, left, why);
+	in->releasing = in->n_slices;
+	in->released = in->n_slices;
+}
+
 /* RELEASING: the batch runs; its other slices are let go. Nobody waits. */
 static void ingest_store_release_rest(struct ingest *in)
 {
@@ -255,10 +279,7 @@ static void ingest_store_release_rest(struct ingest *in)
 	}
 	if (in->flying > 0)
 		return;
-	if (in->released < in->n_slices)
-		log_warn("batch %s: %zu slices of its jobs cannot be let go now (out of memory); "
-		         "llmqd lets them go at its next start",
-		         in->id, in->n_slices - in->released);
+	ingest_store_release_later(in, "out of memory");
 	ingest_free(in);
 }
 
@@ -298,8 +319,8 @@ static void ingest_store_undo(struct ingest *in)
  * A write failed and all of in's writes are back: the failed one and those
  * after it (which did nothing) are handed again from a timer while another
  * program holds the lock, up to INGEST_LOCK_WAIT_MS; anything else, or
- * longer, and the batch is refused (or, started, its slices are let go at
- * the next start).
+ * longer, and the batch is refused (or, started, its slices are left to
+ * the scheduler's once-a-second expiry to let go).
  */
 static void ingest_store_failed(struct ingest *in, int r)
 {
@@ -320,11 +341,7 @@ static void ingest_store_failed(struct ingest *in, int r)
 		in->answer = ingest_answer_refusal(in, r);
 		break;
 	case INGEST_RELEASING:
-		log_warn("batch %s: stored, but %zu slices of its jobs wait for llmqd's next start "
-		         "(%s)",
-		         in->id, in->n_slices - in->released, strerror(-r));
-		in->releasing = in->n_slices;
-		in->released = in->n_slices;
+		ingest_store_release_later(in, strerror(-r));
 		break;
 	case INGEST_DROPPING:
 	case INGEST_ABANDONED:

@@ -124,6 +124,15 @@ enum launch_group {
 	LAUNCH_ALONE,   /* it could not begin: each launch is its own */
 };
 
+/* A running batch's held jobs first..last (ids; other batches' ids between
+ * are untouched) that its ingest could not let go: tried again each second. */
+struct sched_stray {
+	struct sched_stray *next;
+	char batch_id[32];
+	int64_t first, last;
+	int done; /* let go, by the expiry item that tried */
+};
+
 struct scheduler {
 	struct llmqd *d;
 	struct upstream *up;
@@ -135,9 +144,11 @@ struct scheduler {
 		struct writer_item item; /* first: the item is the expiry */
 		struct scheduler *s;
 		int64_t now, jobs;
-		int busy; /* the writer's until its done() */
+		struct sched_stray *strays; /* the item's while busy */
+		int busy;                   /* the writer's until its done() */
 	} expire;
-	struct launch_item *group; /* the pump's launches for the writer */
+	struct sched_stray *strays; /* held jobs their ingest could not let go */
+	struct launch_item *group;  /* the pump's launches for the writer */
 	uint64_t pumps;
 	enum launch_group launching;
 	struct lane lanes[CONFIG_MAX_LANES];

@@ -141,11 +141,57 @@ static void on_written(void *userdata)
 }
 
 /*
- * Jobs still queued when their batch's window ends fail as batch_expired:
- * a write transaction every second, even when nothing expires, so it is
- * the writer thread's when there is one (the loop never waits for it), one
- * at a time.
+ * Jobs still queued when their batch's window ends fail as batch_expired,
+ * and the held jobs of running batches that their ingest could not let go
+ * (a release refused for good) are let go: a write transaction every
+ * second, even when nothing expires, so it is the writer thread's when
+ * there is one (the loop never waits for it), one at a time.
  */
+int sched_release_later(struct scheduler *s, const char *batch_id, int64_t first, int64_t last)
+{
+	struct sched_stray *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return -ENOMEM;
+	snprintf(st->batch_id, sizeof(st->batch_id), "%s", batch_id);
+	st->first = first;
+	st->last = last;
+	st->next = s->strays;
+	s->strays = st;
+	return 0;
+}
+
+static int expire_all(struct store *st, int64_t now, int64_t *jobs, struct sched_stray *strays)
+{
+	int r = store_expire(st, now, jobs);
+
+	for (; strays; strays = strays->next)
+		strays->done =
+		    store_batch_release(st, strays->batch_id, strays->first, strays->last, 0) == 0;
+	return r;
+}
+
+/* The strays an item tried: those let go are freed, the others kept. */
+static void strays_back(struct scheduler *s, struct sched_stray *strays)
+{
+	struct sched_stray *st;
+	int let_go = 0;
+
+	while ((st = strays)) {
+		strays = st->next;
+		if (!st->done) {
+			st->next = s->strays;
+			s->strays = st;
+			continue;
+		}
+		log_info("batch %s: its held jobs are let go", st->batch_id);
+		let_go = 1;
+		free(st);
+	}
+	if (let_go)
+		sched_kick(s); /* their lanes have new work, and nothing else wakes them */
+}
+
 static void expired(int64_t n)
 {
 	if (n > 0)
@@ -160,7 +206,7 @@ static int expire_run(struct store *st, struct writer_item *it)
 	int r;
 
 	writer_holds_lock(it, 1);
-	r = store_expire(st, e->now, &e->jobs);
+	r = expire_all(st, e->now, &e->jobs, e->strays);
 	writer_holds_lock(it, 0);
 	return r;
 }
@@ -170,6 +216,8 @@ static void expire_done(struct writer_item *it, int r)
 	struct sched_expiry *e = (struct sched_expiry *)it;
 
 	e->busy = 0;
+	strays_back(e->s, e->strays);
+	e->strays = NULL;
 	/* Refused by another program's lock: health.c asks the loop's connection
 	 * (a write of the writer's is what notices one on an idle llmqd). */
 	if (r == -EBUSY)
@@ -183,11 +231,14 @@ static void expire_done(struct writer_item *it, int r)
 static void expire(struct scheduler *s)
 {
 	struct sched_expiry *e = &s->expire;
+	struct sched_stray *strays = s->strays;
 	int64_t n = 0;
 
 	if (!s->writer) {
-		if (store_expire(s->d->store, time_wall_ms(), &n) == 0)
+		s->strays = NULL;
+		if (expire_all(s->d->store, time_wall_ms(), &n, strays) == 0)
 			expired(n);
+		strays_back(s, strays);
 		return;
 	}
 	if (e->busy)
@@ -197,6 +248,8 @@ static void expire(struct scheduler *s)
 	e->s = s;
 	e->now = time_wall_ms();
 	e->jobs = 0;
+	e->strays = s->strays;
+	s->strays = NULL;
 	e->busy = 1;
 	writer_submit(s->writer, &e->item);
 }
@@ -341,6 +394,7 @@ void sched_stop(struct scheduler *s)
 
 void sched_free(struct scheduler *s)
 {
+	struct sched_stray *st;
 	int i;
 
 	if (!s)
@@ -355,7 +409,11 @@ void sched_free(struct scheduler *s)
 		}
 	}
 	sched_fleet_free(s);
-	writeback_free(s->wb);
+	writeback_free(s->wb); /* the writer drained: an expiry in its hands is back */
+	while ((st = s->strays)) {
+		s->strays = st->next;
+		free(st);
+	}
 	ledger_free(s->ledger);
 	if (s->pump)
 		event_free(s->pump);

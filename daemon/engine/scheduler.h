@@ -33,6 +33,14 @@ void sched_free(struct scheduler *s);
  * was found empty is not read again until then). */
 void sched_kick(struct scheduler *s);
 
+/*
+ * A running batch's held jobs first..last that its ingest could not let go
+ * (the release refused for good): tried again with the once-a-second
+ * expiry until the database takes it. -ENOMEM (then llmqd's next start
+ * lets them go).
+ */
+int sched_release_later(struct scheduler *s, const char *batch_id, int64_t first, int64_t last);
+
 /* The work of one loop turn, done after its callbacks: write the outcomes. */
 void sched_after_turn(struct scheduler *s);
 
