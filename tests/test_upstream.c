@@ -456,6 +456,21 @@ static void client_idle(struct client *c, int ms)
 	event_base_dispatch(c->base);
 }
 
+/* A scripted server called twice, idle_ms apart, by a client (builtin or curl). */
+static void two_calls(struct server *s, int builtin, void (*script)(struct server *),
+                      const char *answer, const char *body, int idle_ms, struct result *a,
+                      struct result *b)
+{
+	struct client c;
+
+	rig_up(s, &c, builtin, script, answer);
+	call_on(c.up, c.base, s->port, body, 5000, NULL, a);
+	if (idle_ms > 0)
+		client_idle(&c, idle_ms);
+	call_on(c.up, c.base, s->port, body, 5000, NULL, b);
+	rig_down(s, &c);
+}
+
 static const char *mode_name(int builtin)
 {
 	return builtin ? "llmqd's client" : "curl";
@@ -489,12 +504,9 @@ Test(upstream, answers_by_length_and_by_chunks_come_on_one_kept_connection)
 	for (builtin = 0; builtin < 2; builtin++) {
 		struct server s = {0};
 		struct result a = {0}, b = {0};
-		struct client c;
 
-		rig_up(&s, &c, builtin, two_answers_one_connection, NULL);
-		call_on(c.up, c.base, s.port, "{\"model\":\"m\"}", 5000, NULL, &a);
-		call_on(c.up, c.base, s.port, "{\"model\":\"m\"}", 5000, NULL, &b);
-		rig_down(&s, &c);
+		two_calls(&s, builtin, two_answers_one_connection, NULL, "{\"model\":\"m\"}", 0, &a,
+		          &b);
 		cr_assert_eq(a.status, 200, "%s: %d %s", mode_name(builtin), a.status, a.message);
 		cr_assert_str_eq(a.body, "{\"ok\":true}");
 		cr_assert_str_eq(a.request_id, "r1");
@@ -562,13 +574,8 @@ static void second_call_on_a_new_connection(int builtin, void (*script)(struct s
 {
 	struct server s = {0};
 	struct result a = {0}, b = {0};
-	struct client c;
 
-	rig_up(&s, &c, builtin, script, NULL);
-	call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
-	client_idle(&c, 100);
-	call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
-	rig_down(&s, &c);
+	two_calls(&s, builtin, script, NULL, "{}", 100, &a, &b);
 	cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
 	cr_assert_eq(b.sends, 1, "%s sent %d times", mode_name(builtin), b.sends);
 	cr_assert_eq(s.accepts, 2);
@@ -636,12 +643,8 @@ Test(upstream, a_reused_connection_that_dies_unanswered_is_sent_again_once)
 	for (builtin = 0; builtin < 2; builtin++) {
 		struct server s = {0};
 		struct result a = {0}, b = {0};
-		struct client c;
 
-		rig_up(&s, &c, builtin, die_unanswered_on_reuse, NULL);
-		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
-		call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
-		rig_down(&s, &c);
+		two_calls(&s, builtin, die_unanswered_on_reuse, NULL, "{}", 0, &a, &b);
 		cr_assert_eq(b.status, 200, "%s: %s", mode_name(builtin), b.message);
 		cr_assert_eq(b.sends, 2, "%s sent %d times", mode_name(builtin), b.sends);
 		free(a.body);
@@ -1186,12 +1189,8 @@ Test(upstream, each_framing_keeps_or_closes_the_connection_as_curl_does)
 		for (builtin = 0; builtin < 2; builtin++) {
 			struct server s = {0};
 			struct result a = {0}, b = {0};
-			struct client c;
 
-			rig_up(&s, &c, builtin, answer_twice, cases[i].answer);
-			call_on(c.up, c.base, s.port, "{}", 5000, NULL, &a);
-			call_on(c.up, c.base, s.port, "{}", 5000, NULL, &b);
-			rig_down(&s, &c);
+			two_calls(&s, builtin, answer_twice, cases[i].answer, "{}", 0, &a, &b);
 			cr_assert_eq(b.status, cases[i].status, "%s, case %zu: %d %s",
 			             mode_name(builtin), i, b.error, b.message);
 			cr_assert_str_eq(b.body, cases[i].body);

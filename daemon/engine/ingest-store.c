@@ -245,18 +245,16 @@ static void ingest_store_rest(struct ingest *in)
 static void ingest_store_release_later(struct ingest *in, const char *why)
 {
 	size_t left = in->n_slices - in->released;
+	int later;
 
 	if (left == 0)
 		return;
-	if (sched_release_later(in->d->sched, in->id, in->slices[in->released].first,
-	                        in->slices[in->n_slices - 1].last) == 0)
-		log_warn("batch %s: stored, but %zu slices of its jobs are still held (%s); llmqd "
-		         "tries to let them go every second",
-		         in->id, left, why);
-	else
-		log_warn("batch %s: stored, but %zu slices of its jobs are still held (%s); llmqd "
-		         "lets them go at its next start",
-		         in->id, left, why);
+	later = sched_release_later(in->d->sched, in->id, in->slices[in->released].first,
+	                            in->slices[in->n_slices - 1].last) == 0;
+
+	log_warn("batch %s: stored, but %zu slices of its jobs are still held (%s); llmqd %s",
+	         in->id, left, why,
+	         later ? "tries to let them go every second" : "lets them go at its next start");
 	in->releasing = in->n_slices;
 	in->released = in->n_slices;
 }

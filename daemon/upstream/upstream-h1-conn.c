@@ -4,9 +4,8 @@
  * to an IPv4 or IPv6 address, no user, no proxy set), each address's idle
  * connections (last back first out, at most H1_MAX_IDLE in all, each closed
  * once idle for H1_IDLE_MAX_MS, taken or not), and the closing of a
- * connection, whose memory
- * is freed at the next loop turn since it may be closed from its own
- * callback.
+ * connection, whose memory is freed at the next loop turn since it may be
+ * closed from its own callback.
  */
 #include "upstream/upstream-private.h"
 #include "log.h"
@@ -23,7 +22,7 @@
 
 #define H1_MAX_IDLE 1024      /* idle connections kept, all addresses together */
 #define H1_MAX_TARGETS 64     /* addresses spoken to; more go by curl */
-#define H1_IDLE_MAX_MS 118000 /* an idle connection older than this is not reused */
+#define H1_IDLE_MAX_MS 118000 /* an idle connection older than this is closed */
 
 /* A byte a request line's target may not hold as it is (curl's to encode). */
 static int bad_target(const char *s)
@@ -161,18 +160,26 @@ void h1_conn_close(struct h1_conn *c)
 	event_active(c->up->reap, EV_TIMEOUT, 1);
 }
 
+/* *p out of its address's idle list, which p points into. */
+static struct h1_conn *idle_unlink(struct h1_conn **p)
+{
+	struct h1_conn *c = *p;
+
+	*p = c->next;
+	c->next = NULL;
+	c->tg->n--;
+	c->up->n_idle--;
+	return c;
+}
+
 void h1_idle_drop(struct h1_conn *c)
 {
 	struct h1_conn **p;
 
-	for (p = &c->tg->idle; *p; p = &(*p)->next) {
-		if (*p == c) {
-			*p = c->next;
-			c->tg->n--;
-			c->up->n_idle--;
-			break;
-		}
-	}
+	for (p = &c->tg->idle; *p && *p != c; p = &(*p)->next)
+		;
+	if (*p)
+		idle_unlink(p);
 	h1_conn_close(c);
 }
 
@@ -199,17 +206,13 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	struct upstream *up = arg;
 	int64_t now = time_mono_ms(), oldest = INT64_MAX;
 	struct h1_target *tg;
-	struct h1_conn **p, *c;
+	struct h1_conn **p;
 
 	for (tg = up->targets; tg; tg = tg->next) {
 		for (p = &tg->idle; *p && now - (*p)->idle_since < up->idle_max_ms; p = &(*p)->next)
 			oldest = (*p)->idle_since < oldest ? (*p)->idle_since : oldest;
-		while ((c = *p)) {
-			*p = c->next;
-			tg->n--;
-			up->n_idle--;
-			h1_conn_close(c);
-		}
+		while (*p)
+			h1_conn_close(idle_unlink(p));
 	}
 	if (oldest != INT64_MAX)
 		sweep_arm(up, oldest + up->idle_max_ms - now);
@@ -236,11 +239,8 @@ struct h1_conn *h1_idle_take(struct h1_target *tg)
 	int64_t now = time_mono_ms();
 	struct h1_conn *c;
 
-	while ((c = tg->idle)) {
-		tg->idle = c->next;
-		tg->n--;
-		c->up->n_idle--;
-		c->next = NULL;
+	while (tg->idle) {
+		c = idle_unlink(&tg->idle);
 		if (now - c->idle_since < c->up->idle_max_ms)
 			return c;
 		h1_conn_close(c);
