@@ -450,8 +450,9 @@ static int free_port(void)
 /* Lets the loop run for ms: idle connections are watched meanwhile. */
 static void client_idle(struct client *c, int ms)
 {
-	struct timeval tv = {0, ms * 1000};
+	struct timeval tv;
 
+	time_to_timeval(ms, &tv); /* {0, ms * 1000} is no timeval from 1,000 ms on */
 	event_base_loopexit(c->base, &tv);
 	event_base_dispatch(c->base);
 }
@@ -604,7 +605,7 @@ static void answer_then_time_the_close(struct server *s)
 	close(fd);
 }
 
-Test(upstream, an_idle_connection_is_closed_at_its_limit_with_no_call_to_come)
+Test(upstream, an_idle_connection_is_closed_at_its_limit_with_no_call_to_come, .timeout = 30)
 {
 	struct server s = {0};
 	struct result a = {0};
